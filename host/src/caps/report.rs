@@ -1,0 +1,104 @@
+//! The `report` capability: the playbook's own log lines, steps and evidence, bounded per run.
+
+use sha2::{Digest, Sha256};
+
+use crate::bindings::CapError;
+use crate::bindings::runbook::host::report::{self, Level, StepStatus};
+use crate::state::{Artifact, LimitExceeded, RunState};
+use crate::timeline::EventKind;
+
+/// Longest single log line or step detail kept.
+const MAX_TEXT: usize = 8 << 10;
+
+impl RunState {
+    fn count_log_line(&mut self) -> wasmtime::Result<()> {
+        self.counters.logs += 1;
+        if self.counters.logs > self.limits.max_log_lines {
+            return Err(LimitExceeded(format!(
+                "more than {} log lines and steps in one run",
+                self.limits.max_log_lines
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl report::Host for RunState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.count_log_line()?;
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.timeline.log(level, bounded(message));
+        Ok(())
+    }
+
+    async fn step(
+        &mut self,
+        name: String,
+        status: StepStatus,
+        detail: String,
+    ) -> wasmtime::Result<()> {
+        self.count_log_line()?;
+        let status = match status {
+            StepStatus::Started => "started",
+            StepStatus::Ok => "ok",
+            StepStatus::Warning => "warning",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        };
+        self.timeline.record(EventKind::Step {
+            name: bounded(name),
+            status: status.to_string(),
+            detail: bounded(detail),
+        });
+        Ok(())
+    }
+
+    async fn attach(
+        &mut self,
+        name: String,
+        content_type: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), CapError>> {
+        self.counters.artifact_bytes += data.len();
+        if self.counters.artifact_bytes > self.limits.max_artifact_bytes {
+            return Err(LimitExceeded(format!(
+                "more than {} bytes of artifacts in one run",
+                self.limits.max_artifact_bytes
+            ))
+            .into());
+        }
+        let sha256 = hex::encode(Sha256::digest(&data));
+        self.timeline.record(EventKind::Artifact {
+            name: name.clone(),
+            content_type: content_type.clone(),
+            bytes: data.len(),
+            sha256: sha256.clone(),
+        });
+        self.artifacts.push(Artifact {
+            name,
+            content_type,
+            sha256,
+            bytes: data.len(),
+            text: String::from_utf8_lossy(&data).into_owned(),
+        });
+        Ok(Ok(()))
+    }
+}
+
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut cut = MAX_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" …[truncated]");
+    }
+    text
+}

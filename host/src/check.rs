@@ -1,0 +1,100 @@
+//! `host check`: every problem with the config and the plugins, one clear line each, so an
+//! operator fixes them before an alert fires rather than during one.
+
+use serde::Serialize;
+
+use crate::bindings::Capability;
+use crate::caps::notify::{Channels, ConsoleStream};
+use crate::catalog::{self, Origin};
+use crate::run::Host;
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub config: Option<String>,
+    pub playbooks: Vec<PlaybookCheck>,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlaybookCheck {
+    pub name: String,
+    pub origin: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+pub async fn check(host: &Host) -> CheckReport {
+    let mut problems = Vec::new();
+    for dir in host.catalog.dirs() {
+        if let Err(e) = catalog::wasm_files(dir) {
+            problems.push(format!("plugin dir {}: {e}", dir.display()));
+        }
+    }
+
+    let mut playbooks = Vec::new();
+    let entries = host.catalog.entries();
+    for entry in &entries {
+        let target = match &entry.origin {
+            Origin::BuiltIn => entry.name.clone(),
+            Origin::File(path) => path.display().to_string(),
+        };
+        let (ok, detail) = match host.prepare(&target).await {
+            Ok(prepared) => {
+                let d = &prepared.description;
+                if d.name != entry.name {
+                    problems.push(format!(
+                        "{}: describe() says its name is {:?} but it is installed as {:?}",
+                        entry.origin, d.name, entry.name
+                    ));
+                }
+                let wants: Vec<&str> = d.capabilities.iter().map(Capability::as_str).collect();
+                (true, format!("{} · wants {}", d.summary, wants.join(", ")))
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                problems.push(reason.clone());
+                (false, reason)
+            }
+        };
+        playbooks.push(PlaybookCheck {
+            name: entry.name.clone(),
+            origin: entry.origin.to_string(),
+            ok,
+            detail,
+        });
+    }
+
+    let channels = Channels::new(&host.config.notify, ConsoleStream::Stdout);
+    for (name, plugin) in &host.config.plugins {
+        if !entries.iter().any(|e| &e.name == name) {
+            problems.push(format!(
+                "[plugins.{name}]: no playbook named {name:?} is installed"
+            ));
+        }
+        let Some(grants) = &plugin.grants else {
+            continue;
+        };
+        for channel in &grants.notify {
+            if !channels.names().contains(&channel.as_str()) {
+                problems.push(format!(
+                    "[plugins.{name}.grants] notify: channel {channel:?} is not configured (configured: {})",
+                    channels.names().join(", ")
+                ));
+            }
+        }
+        for root in &grants.fs_read {
+            if let Err(e) = root.canonicalize() {
+                problems.push(format!(
+                    "[plugins.{name}.grants] fs-read: {}: {e}",
+                    root.display()
+                ));
+            }
+        }
+    }
+
+    CheckReport {
+        config: host.config.source.as_ref().map(|p| p.display().to_string()),
+        playbooks,
+        problems,
+    }
+}

@@ -1,0 +1,94 @@
+//! Turning what the operator typed into an incident: `-p key=value` pairs and an alert file
+//! (one Alertmanager alert, or a whole webhook payload whose first alert is taken).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::bindings::Alert;
+
+/// `key=value`; the value may contain `=`, the key may not be empty.
+pub fn parse_param(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected key=value, got {raw:?}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertJson {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    labels: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    annotations: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    starts_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WebhookJson {
+    #[serde(default)]
+    status: Option<String>,
+    alerts: Vec<AlertJson>,
+}
+
+/// Reads an alert file; JSON errors carry line and column.
+pub fn read_alert_file(path: &Path) -> Result<Alert> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not valid JSON: {e}", path.display()))?;
+    parse_alert(value).with_context(|| format!("{}", path.display()))
+}
+
+pub fn parse_alert(value: serde_json::Value) -> Result<Alert> {
+    let (alert, group_status) = if value.get("alerts").is_some() {
+        let mut hook: WebhookJson =
+            serde_json::from_value(value).context("not an Alertmanager webhook payload")?;
+        if hook.alerts.is_empty() {
+            bail!("the webhook payload has no alerts");
+        }
+        (hook.alerts.remove(0), hook.status)
+    } else {
+        let alert: AlertJson = serde_json::from_value(value)
+            .context("not an alert (expected labels, annotations, startsAt, fingerprint)")?;
+        (alert, None)
+    };
+    let name = alert
+        .labels
+        .get("alertname")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Alert {
+        name,
+        status: alert
+            .status
+            .or(group_status)
+            .unwrap_or_else(|| "firing".into()),
+        labels: pairs(alert.labels),
+        annotations: pairs(alert.annotations),
+        fingerprint: alert.fingerprint.unwrap_or_default(),
+        starts_at: alert.starts_at.unwrap_or_default(),
+    })
+}
+
+fn pairs(map: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    map.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect()
+}

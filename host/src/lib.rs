@@ -1,0 +1,15 @@
+//! The runbook host: runs operators' runbooks as sandboxed WebAssembly playbooks that reach the
+//! world only through the capabilities (and grants) the host lends them.
+
+pub mod bindings;
+pub mod caps;
+pub mod catalog;
+pub mod check;
+pub mod config;
+pub mod engine;
+pub mod incident;
+pub mod policy;
+pub mod render;
+pub mod run;
+pub mod state;
+pub mod timeline;

@@ -1,0 +1,338 @@
+//! The `host` command line: parse, call the library, print. Exit codes: 0 resolved, mitigated or
+//! no-action; 1 failed (or a host error); 2 a mistake in the command; 3 escalated.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use runbook_host::bindings::{Capability, TriggerKind};
+use runbook_host::caps::notify::ConsoleStream;
+use runbook_host::config::Config;
+use runbook_host::engine::default_cache_dir;
+use runbook_host::incident::{parse_param, read_alert_file};
+use runbook_host::run::{Host, RunRequest, UsageError};
+use runbook_host::{check, render};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_ESCALATED: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "host",
+    version,
+    about = "Runs operators' runbooks as sandboxed WebAssembly playbooks",
+    long_about = "Runs operators' runbooks as sandboxed WebAssembly playbooks.\n\n\
+        A playbook reaches the world only through the capabilities the host lends it \
+        (docker, http, fs-read, notify) and only within the grants in host.toml.",
+    after_help = "Examples:\n  host run disk-full\n  host run disk-full -p mounts=/,/var -p warn-percent=70 --dry-run\n  host list\n  host check --config /etc/runbook/host.toml\n\n\
+        Exit codes: 0 resolved/mitigated/no-action, 1 failed, 2 bad command, 3 escalated."
+)]
+struct Cli {
+    /// Config file [default: ./host.toml when present, else built-in defaults]
+    #[arg(long, global = true, env = "RUNBOOK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Extra directory of *.wasm playbooks (repeatable); added to the config's plugin-dirs
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// Compiled-component cache [default: ~/.cache/runbook-host/components]
+    #[arg(long, global = true, env = "RUNBOOK_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time instead of using the cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a playbook now and show its timeline
+    #[command(
+        after_help = "Examples:\n  host run disk-full\n  host run disk-full -p mounts=/,/data -p critical-percent=95\n  host run disk-full --alert-file alert.json --dry-run --json\n  host run ./my-playbook.wasm"
+    )]
+    Run {
+        /// Playbook name (see `host list`) or path to a .wasm component
+        playbook: String,
+        /// A parameter, key=value (repeatable; see `host inspect <playbook>`)
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Alertmanager alert (or whole webhook payload) to run against, as JSON
+        #[arg(long, value_name = "FILE")]
+        alert_file: Option<PathBuf>,
+        /// Record mutating calls (restart, prune, notify, non-GET http) as "would …" instead
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON document (timeline, outcome, timings) instead of the live timeline
+        #[arg(long)]
+        json: bool,
+    },
+    /// List playbooks with their summary and wanted capabilities
+    #[command(after_help = "Example:\n  host list --plugin-dir ./playbooks")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a playbook's description, parameters, and wanted vs granted capabilities
+    #[command(after_help = "Example:\n  host inspect disk-full")]
+    Inspect {
+        playbook: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and every playbook; one line per problem, exit 1 if any
+    #[command(after_help = "Example:\n  host check --config host.toml")]
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<ConfigError>().is_some();
+            if usage {
+                eprintln!(
+                    "hint: `host --help` and `host inspect <playbook>` show what is accepted"
+                );
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigError(String);
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let mut config =
+        Config::discover(cli.config.as_deref()).map_err(|e| ConfigError(format!("{e:#}")))?;
+    config.plugin_dirs.extend(cli.plugin_dirs);
+    let cache_dir = if cli.no_cache {
+        None
+    } else {
+        cli.cache_dir
+            .or_else(|| config.cache_dir.clone())
+            .or_else(default_cache_dir)
+    };
+    let host = Host::new(config, cache_dir)?;
+
+    match cli.command {
+        Command::Run {
+            playbook,
+            params,
+            alert_file,
+            dry_run,
+            json,
+        } => {
+            let alert = match &alert_file {
+                Some(path) => Some(
+                    read_alert_file(path)
+                        .map_err(|e| ConfigError(format!("--alert-file: {e:#}")))?,
+                ),
+                None => None,
+            };
+            let prepared = host.prepare(&playbook).await?;
+            let trigger = if alert.is_some() {
+                TriggerKind::Alert
+            } else {
+                TriggerKind::Cli
+            };
+            let request = RunRequest {
+                params,
+                alert,
+                trigger,
+                dry_run,
+            };
+            let (console, sink): (_, Option<Box<dyn FnMut(&_) + Send>>) = if json {
+                (ConsoleStream::Stderr, None)
+            } else {
+                println!(
+                    "▶ {} ({}, {}{})",
+                    prepared.source.name,
+                    prepared.source.origin,
+                    trigger.as_str(),
+                    if dry_run { ", dry run" } else { "" }
+                );
+                (
+                    ConsoleStream::Stdout,
+                    Some(Box::new(|event| println!("{}", render::event_line(event)))),
+                )
+            };
+            let record = host.run(&prepared, request, console, sink).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                print!("{}", render::summary(&record));
+                if let Some(reason) = &record.reason {
+                    eprintln!("error: {} failed: {reason}", record.playbook);
+                }
+            }
+            Ok(match record.status {
+                "failed" => EXIT_FAILED,
+                "escalated" => EXIT_ESCALATED,
+                _ => 0,
+            })
+        }
+        Command::List { json } => {
+            let mut rows = Vec::new();
+            for entry in host.catalog.entries() {
+                let target = match &entry.origin {
+                    runbook_host::catalog::Origin::BuiltIn => entry.name.clone(),
+                    runbook_host::catalog::Origin::File(p) => p.display().to_string(),
+                };
+                let row = match host.prepare(&target).await {
+                    Ok(p) => serde_json::json!({
+                        "name": entry.name,
+                        "origin": entry.origin.to_string(),
+                        "summary": p.description.summary,
+                        "capabilities": p.description.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
+                    }),
+                    Err(e) => serde_json::json!({
+                        "name": entry.name,
+                        "origin": entry.origin.to_string(),
+                        "error": format!("{e:#}"),
+                    }),
+                };
+                rows.push(row);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for row in &rows {
+                    let name = row["name"].as_str().unwrap_or_default();
+                    match row.get("error") {
+                        Some(err) => {
+                            println!("{name:<14} BROKEN: {}", err.as_str().unwrap_or_default())
+                        }
+                        None => {
+                            let caps: Vec<&str> = row["capabilities"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|c| c.as_str())
+                                .collect();
+                            println!(
+                                "{name:<14} {}\n{:<14} wants: {} · {}",
+                                row["summary"].as_str().unwrap_or_default(),
+                                "",
+                                caps.join(", "),
+                                row["origin"].as_str().unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Inspect { playbook, json } => {
+            let prepared = host.prepare(&playbook).await?;
+            let grants = host.grants_for(&prepared.source);
+            let limits = host.config.limits_for(&prepared.source.name);
+            let d = &prepared.description;
+            if json {
+                let doc = serde_json::json!({
+                    "name": d.name, "summary": d.summary, "version": d.version,
+                    "origin": prepared.source.origin.to_string(),
+                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
+                    "wants": d.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
+                    "grants": grants, "limits": limits,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                return Ok(0);
+            }
+            println!(
+                "{} {} ({})\n  {}\n",
+                d.name, d.version, prepared.source.origin, d.summary
+            );
+            println!("parameters:");
+            for p in &d.params {
+                let default = match (&p.default, p.required) {
+                    (_, true) => "required".to_string(),
+                    (Some(v), _) => format!("default {v:?}"),
+                    (None, _) => "optional".to_string(),
+                };
+                println!("  {:<18} {:<28} {}", p.name, default, p.description);
+            }
+            println!("\ncapabilities (wanted → granted):");
+            for cap in &d.capabilities {
+                let granted = match cap {
+                    Capability::FsRead => {
+                        list_or_none(grants.fs_read.iter().map(|p| p.display().to_string()))
+                    }
+                    Capability::Notify => list_or_none(grants.notify.iter().cloned()),
+                    Capability::Docker | Capability::Http => {
+                        "not grantable yet (answers unavailable)".to_string()
+                    }
+                };
+                println!("  {:<8} → {granted}", cap.as_str());
+            }
+            println!(
+                "\nlimits: deadline {}s · memory {} MiB · {} notifications · {} capability calls per run",
+                limits.deadline.as_secs(),
+                limits.memory_bytes >> 20,
+                limits.max_notifications,
+                limits.max_calls
+            );
+            Ok(0)
+        }
+        Command::Check { json } => {
+            let report = check::check(&host).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "config: {}",
+                    report
+                        .config
+                        .as_deref()
+                        .unwrap_or("(none: built-in defaults)")
+                );
+                for p in &report.playbooks {
+                    println!(
+                        "  {} {:<14} {} · {}",
+                        if p.ok { "ok " } else { "ERR" },
+                        p.name,
+                        p.origin,
+                        p.detail
+                    );
+                }
+                for problem in &report.problems {
+                    eprintln!("problem: {problem}");
+                }
+                if report.problems.is_empty() {
+                    println!("all good");
+                }
+            }
+            Ok(if report.problems.is_empty() {
+                0
+            } else {
+                EXIT_FAILED
+            })
+        }
+    }
+}
+
+fn list_or_none(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "nothing (denied)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[allow(dead_code)]
+fn is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}

@@ -1,0 +1,88 @@
+//! Human-readable rendering of runs and timelines for the terminal.
+
+use std::fmt::Write;
+
+use crate::run::RunRecord;
+use crate::timeline::{Event, EventKind};
+
+/// One line per timeline event, as the CLI prints it live.
+pub fn event_line(event: &Event) -> String {
+    let offset = format!("{:>9.1}ms", event.offset_ms);
+    match &event.kind {
+        EventKind::Log { level, message } => format!("{offset}  {level:<5}  {message}"),
+        EventKind::Step {
+            name,
+            status,
+            detail,
+        } => {
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            };
+            format!("{offset}  step   {name} [{status}]{detail}")
+        }
+        EventKind::Call {
+            interface,
+            function,
+            args,
+            result,
+            detail,
+            duration_ms,
+        } => {
+            let detail = detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            format!(
+                "{offset}  call   {interface}.{function} {args} → {result}{detail}  [{duration_ms:.2}ms]"
+            )
+        }
+        EventKind::Notification {
+            channel,
+            severity,
+            title,
+            state,
+        } => format!("{offset}  notify {channel} [{severity}] {title} → {state}"),
+        EventKind::Artifact {
+            name,
+            content_type,
+            bytes,
+            sha256,
+        } => format!(
+            "{offset}  attach {name} ({content_type}, {bytes} bytes, sha256 {})",
+            &sha256[..12]
+        ),
+    }
+}
+
+/// The closing block after a run: outcome, actions, timings.
+pub fn summary(record: &RunRecord) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{}: {}",
+        record.status.to_uppercase(),
+        record.summary
+    );
+    for action in &record.actions {
+        let _ = writeln!(out, "  action: {action}");
+    }
+    let t = &record.timings;
+    let compile = if t.load.cache == "hit" {
+        "cache hit".to_string()
+    } else {
+        format!("compiled in {:.1}ms", t.load.compile_ms)
+    };
+    let _ = writeln!(
+        out,
+        "  run {} · load {:.2}ms ({compile}) · instantiate {:.2}ms · run {:.1}ms (capability calls {:.1}ms) · total {:.1}ms",
+        record.run_id,
+        t.load.load_ms,
+        t.instantiate_ms,
+        t.run_ms,
+        t.capability_calls_ms,
+        t.total_ms
+    );
+    out
+}

@@ -1,0 +1,352 @@
+//! Runs one playbook: load (compile cache), describe, validate parameters, instantiate with the
+//! playbook's grants and limits, call `run`, and turn whatever happened — an outcome, an error,
+//! a trap, a limit — into a `RunRecord`. A playbook failing is a result, never a host crash.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
+use crate::caps::notify::{Channels, ConsoleStream};
+use crate::catalog::{Catalog, PluginSource};
+use crate::config::Config;
+use crate::engine::{LoadReport, PlaybookEngine};
+use crate::policy::{Grants, Limits};
+use crate::state::{Artifact, LimitExceeded, RunState};
+use crate::timeline::{Event, Timeline, round_ms};
+
+/// Mistakes in what the operator asked for: the CLI exits 2 for these.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Find(#[from] crate::catalog::FindError),
+    #[error("playbook {playbook} has no parameter {name:?}; its parameters: {}", known.join(", "))]
+    UnknownParam {
+        playbook: String,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("parameter {name:?} is required by {playbook} (see `host inspect {playbook}`)")]
+    MissingParam { playbook: String, name: String },
+    #[error("parameter {0:?} is given more than once")]
+    DuplicateParam(String),
+}
+
+/// A playbook loaded and linked, with what it says about itself.
+pub struct Prepared {
+    pub source: PluginSource,
+    pub pre: PlaybookPre<RunState>,
+    pub load: LoadReport,
+    pub description: Description,
+}
+
+pub struct RunRequest {
+    pub params: Vec<(String, String)>,
+    pub alert: Option<Alert>,
+    pub trigger: TriggerKind,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub playbook: String,
+    pub origin: String,
+    pub trigger: &'static str,
+    pub dry_run: bool,
+    pub params: BTreeMap<String, String>,
+    pub started_at: String,
+    pub ended_at: String,
+    /// resolved, mitigated, escalated, no-action or failed.
+    pub status: &'static str,
+    pub summary: String,
+    pub actions: Vec<String>,
+    /// Why a failed run failed (error kind, trap, limit), in one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub grants: Grants,
+    pub timeline: Vec<Event>,
+    pub artifacts: Vec<Artifact>,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub load: LoadReport,
+    pub instantiate_ms: f64,
+    /// Inside the playbook's `run`, capability calls included.
+    pub run_ms: f64,
+    /// Of `run_ms`, the time spent inside capability calls.
+    pub capability_calls_ms: f64,
+    pub total_ms: f64,
+}
+
+/// The host as a library: one engine, the config and the catalog. The CLI and the server
+/// both drive runs through this.
+pub struct Host {
+    pub engine: PlaybookEngine,
+    pub config: Config,
+    pub catalog: Catalog,
+}
+
+impl Host {
+    pub fn new(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
+        let engine = PlaybookEngine::new(cache_dir)?;
+        let catalog = Catalog::new(config.plugin_dirs.clone());
+        Ok(Self {
+            engine,
+            config,
+            catalog,
+        })
+    }
+
+    pub fn grants_for(&self, source: &PluginSource) -> Grants {
+        let builtin = source.origin == crate::catalog::Origin::BuiltIn;
+        self.config.grants_for(&source.name, builtin)
+    }
+
+    /// Finds, loads and links a playbook and asks it to describe itself.
+    pub async fn prepare(&self, name_or_path: &str) -> Result<Prepared> {
+        let source = self.catalog.find(name_or_path).map_err(UsageError::from)?;
+        self.prepare_source(source).await
+    }
+
+    pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
+        let (pre, load) = self
+            .engine
+            .prepare(&source.wasm)
+            .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
+        let description = self.describe(&pre).await.with_context(|| {
+            format!(
+                "playbook {} ({}): describe() failed",
+                source.name, source.origin
+            )
+        })?;
+        Ok(Prepared {
+            source,
+            pre,
+            load,
+            description,
+        })
+    }
+
+    async fn describe(&self, pre: &PlaybookPre<RunState>) -> Result<Description> {
+        let limits = Limits {
+            deadline: std::time::Duration::from_secs(5),
+            ..Limits::default()
+        };
+        let state = RunState::new(
+            Arc::new(Grants::default()),
+            limits.clone(),
+            true,
+            Timeline::new(None),
+            Arc::new(Channels::new(&BTreeMap::new(), ConsoleStream::Stderr)),
+        );
+        let mut store = new_store(&self.engine, state, &limits);
+        let playbook = pre.instantiate_async(&mut store).await?;
+        let description = playbook.call_describe(&mut store).await?;
+        Ok(description)
+    }
+
+    /// Runs a prepared playbook to its end. `sink` sees timeline events live.
+    pub async fn run(
+        &self,
+        prepared: &Prepared,
+        request: RunRequest,
+        console: ConsoleStream,
+        sink: Option<Box<dyn FnMut(&Event) + Send>>,
+    ) -> Result<RunRecord> {
+        let name = prepared.source.name.clone();
+        let params = resolve_params(&prepared.description, &name, &request.params)?;
+        let grants = Arc::new(self.grants_for(&prepared.source));
+        let limits = self.config.limits_for(&name);
+        let channels = Arc::new(Channels::new(&self.config.notify, console));
+        let run_id = new_run_id();
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+
+        let state = RunState::new(
+            grants.clone(),
+            limits.clone(),
+            request.dry_run,
+            Timeline::new(sink),
+            channels,
+        );
+        let mut store = new_store(&self.engine, state, &limits);
+        let incident = Incident {
+            run_id: run_id.clone(),
+            trigger: request.trigger,
+            params: params.clone(),
+            alert: request.alert,
+            dry_run: request.dry_run,
+        };
+
+        let mut instantiate_ms = 0.0;
+        let mut run_ms = 0.0;
+        // The epoch deadline stops a guest spinning on the CPU; this timeout stops a run stuck
+        // waiting on a capability call.
+        let outcome = tokio::time::timeout(limits.deadline, async {
+            let t = Instant::now();
+            let playbook = prepared.pre.instantiate_async(&mut store).await?;
+            instantiate_ms = round_ms(t.elapsed());
+            let t = Instant::now();
+            let result = playbook.call_run(&mut store, &incident).await;
+            run_ms = round_ms(t.elapsed());
+            result
+        })
+        .await;
+
+        let (status, summary, actions, reason) = match outcome {
+            Ok(Ok(Ok(outcome))) => (
+                outcome.status.as_str(),
+                outcome.summary,
+                outcome.actions,
+                None,
+            ),
+            Ok(Ok(Err(error))) => failed(format!("the playbook returned {error}")),
+            Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
+            Err(_) => failed(format!(
+                "limit exceeded: deadline of {}s while waiting on a capability call",
+                limits.deadline.as_secs()
+            )),
+        };
+        let (timeline, artifacts) = store.into_data().into_parts();
+        let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(
+            timeline.call_time_ms() / 1e3,
+        ));
+        Ok(RunRecord {
+            run_id,
+            playbook: name,
+            origin: prepared.source.origin.to_string(),
+            trigger: request.trigger.as_str(),
+            dry_run: request.dry_run,
+            params: params.into_iter().collect(),
+            started_at: rfc3339(started_at),
+            ended_at: rfc3339(SystemTime::now()),
+            status,
+            summary,
+            actions,
+            reason,
+            grants: (*grants).clone(),
+            timeline: timeline.into_events(),
+            artifacts,
+            timings: Timings {
+                load: prepared.load.clone(),
+                instantiate_ms,
+                run_ms,
+                capability_calls_ms,
+                total_ms: round_ms(started.elapsed()),
+            },
+        })
+    }
+}
+
+fn failed(reason: String) -> (&'static str, String, Vec<String>, Option<String>) {
+    (
+        "failed",
+        format!("run failed: {reason}"),
+        Vec::new(),
+        Some(reason),
+    )
+}
+
+fn new_store(engine: &PlaybookEngine, state: RunState, limits: &Limits) -> Store<RunState> {
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|state| &mut state.memory);
+    let deadline = Instant::now() + limits.deadline;
+    let seconds = limits.deadline.as_secs();
+    store.set_epoch_deadline(1);
+    // Every tick: past the deadline ends the run, otherwise yield so other runs on this
+    // executor make progress.
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            return Err(LimitExceeded(format!("deadline of {seconds}s")).into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// One line saying why a run trapped: a limit by name, or the trap plus what the guest printed
+/// (a Rust panic message, say).
+fn trap_reason(error: &wasmtime::Error, guest_output: &str) -> String {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return limit.to_string();
+    }
+    let trap = error
+        .downcast_ref::<wasmtime::Trap>()
+        .map(|t| format!("trap: {t}"))
+        .unwrap_or_else(|| format!("{error:#}"));
+    let printed = guest_output.trim();
+    if printed.is_empty() {
+        trap
+    } else {
+        let last: Vec<&str> = printed.lines().rev().take(3).collect();
+        let last: Vec<&str> = last.into_iter().rev().collect();
+        format!("{trap}; the playbook printed: {}", last.join(" | "))
+    }
+}
+
+/// Every declared parameter: given, else default; unknown or missing-required ones refused.
+pub fn resolve_params(
+    description: &Description,
+    playbook: &str,
+    given: &[(String, String)],
+) -> Result<Vec<(String, String)>, UsageError> {
+    let known: Vec<String> = description.params.iter().map(|p| p.name.clone()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in given {
+        if !known.contains(name) {
+            return Err(UsageError::UnknownParam {
+                playbook: playbook.to_string(),
+                name: name.clone(),
+                known,
+            });
+        }
+        if !seen.insert(name) {
+            return Err(UsageError::DuplicateParam(name.clone()));
+        }
+    }
+    let mut resolved = Vec::new();
+    for spec in &description.params {
+        let value = given
+            .iter()
+            .find(|(n, _)| *n == spec.name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| spec.default.clone());
+        match value {
+            Some(value) => resolved.push((spec.name.clone(), value)),
+            None if spec.required => {
+                return Err(UsageError::MissingParam {
+                    playbook: playbook.to_string(),
+                    name: spec.name.clone(),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(resolved)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Sortable and unique enough across processes: time, pid and a counter.
+fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "r{:x}{:05x}{:03x}",
+        now.as_millis(),
+        std::process::id() & 0xfffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xfff
+    )
+}

@@ -1,0 +1,221 @@
+//! Per-run store data: the WASI context (with no ambient authority), the playbook's grants and
+//! limits, and the timeline every capability writes to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::CapError;
+use crate::caps::fs_read::Roots;
+use crate::caps::notify::Channels;
+use crate::policy::{Grants, Limits};
+use crate::timeline::Timeline;
+
+/// A run hit one of its limits. Raised as a trap so the run ends; the message names the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("limit exceeded: {0}")]
+pub struct LimitExceeded(pub String);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub name: String,
+    pub content_type: String,
+    pub sha256: String,
+    pub bytes: usize,
+    /// The content as text (lossy UTF-8); artifacts are evidence such as log excerpts.
+    pub text: String,
+}
+
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) dry_run: bool,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) limits: Limits,
+    pub(crate) timeline: Timeline,
+    pub(crate) fs_roots: Arc<Roots>,
+    pub(crate) channels: Arc<Channels>,
+    pub(crate) artifacts: Vec<Artifact>,
+    pub(crate) counters: Counters,
+    guest_stderr: MemoryOutputPipe,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub calls: u64,
+    pub logs: u64,
+    pub notifications: u64,
+    pub artifact_bytes: usize,
+}
+
+/// Guest stdout/stderr are kept (panics print there) but bounded.
+const GUEST_OUTPUT_BYTES: usize = 256 << 10;
+
+impl RunState {
+    pub fn new(
+        grants: Arc<Grants>,
+        limits: Limits,
+        dry_run: bool,
+        timeline: Timeline,
+        channels: Arc<Channels>,
+    ) -> Self {
+        let (roots, warnings) = Roots::open(&grants.fs_read);
+        let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
+        // No preopens, no env, no args, no inherited stdio, no sockets: only our capabilities.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(guest_stderr.clone())
+            .stderr(guest_stderr.clone())
+            .build();
+        let mut state = Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter::new(limits.memory_bytes),
+            dry_run,
+            grants,
+            limits,
+            timeline,
+            fs_roots: Arc::new(roots),
+            channels,
+            artifacts: Vec::new(),
+            counters: Counters::default(),
+            guest_stderr,
+        };
+        for warning in warnings {
+            state.timeline.log("warn", warning);
+        }
+        state
+    }
+
+    /// What the guest printed (a Rust panic message lands here).
+    pub fn guest_output(&self) -> String {
+        String::from_utf8_lossy(&self.guest_stderr.contents()).into_owned()
+    }
+
+    /// Counts a capability call against the per-run cap.
+    pub(crate) fn begin_call(&mut self) -> wasmtime::Result<()> {
+        self.counters.calls += 1;
+        if self.counters.calls > self.limits.max_calls {
+            return Err(LimitExceeded(format!(
+                "more than {} capability calls in one run",
+                self.limits.max_calls
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// One timeline entry for a finished capability call.
+    pub(crate) fn record_call<T>(
+        &mut self,
+        interface: &str,
+        function: &str,
+        args: Value,
+        result: &Result<T, CapError>,
+        summary: impl FnOnce(&T) -> String,
+        duration: Duration,
+    ) {
+        let (kind, detail) = match result {
+            Ok(value) => ("ok", summary(value)),
+            Err(e) => (e.kind(), e.detail().to_string()),
+        };
+        let detail = (!detail.is_empty()).then_some(detail);
+        self.timeline
+            .call(interface, function, args, kind, detail, duration);
+    }
+
+    /// For capabilities whose backend is not built yet: recorded, and `unavailable`.
+    pub(crate) fn not_implemented<T>(
+        &mut self,
+        interface: &str,
+        function: &str,
+        args: Value,
+    ) -> wasmtime::Result<Result<T, CapError>> {
+        self.begin_call()?;
+        let result = Err(CapError::Unavailable(format!(
+            "{interface}: not implemented yet in this host"
+        )));
+        self.record_call(
+            interface,
+            function,
+            args,
+            &result,
+            |_| String::new(),
+            Duration::ZERO,
+        );
+        Ok(result)
+    }
+
+    pub fn into_parts(self) -> (Timeline, Vec<Artifact>) {
+        (self.timeline, self.artifacts)
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and tables; growing past the cap ends the run naming the limit.
+pub(crate) struct MemoryLimiter {
+    max_memory: usize,
+}
+
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimiter {
+    fn new(max_memory: usize) -> Self {
+        Self { max_memory }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            return Err(LimitExceeded(format!(
+                "linear memory of {} MiB (the playbook asked for {} MiB)",
+                self.max_memory >> 20,
+                desired >> 20
+            ))
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Err(LimitExceeded(format!("table of {MAX_TABLE_ELEMENTS} elements")).into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        100
+    }
+    fn tables(&self) -> usize {
+        100
+    }
+    fn memories(&self) -> usize {
+        100
+    }
+}

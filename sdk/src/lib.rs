@@ -1,0 +1,90 @@
+//! Write runbook-host playbooks in Rust as plain functions of the incident.
+//!
+//! ```ignore
+//! use runbook_sdk::prelude::*;
+//!
+//! fn describe() -> Description {
+//!     Description::new("hello", "Says hello on the ops channel")
+//!         .param("name", "who to greet", Some("world"))
+//!         .wants(Capability::Notify)
+//! }
+//!
+//! fn run(incident: Incident) -> Result<Outcome, Error> {
+//!     let name = incident.param("name").unwrap_or("world");
+//!     notify::send("ops", &Message::new(format!("hello {name}")))?;
+//!     Ok(Outcome::resolved("greeted"))
+//! }
+//!
+//! runbook_sdk::export_playbook!(describe, run);
+//! ```
+//!
+//! Capability errors are `Error` values a playbook branches on (`Error::Unavailable(_)` means
+//! the backend is not there; `Error::Denied(_)` means the operator did not grant the call).
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "playbook",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_playbook_world",
+        default_bindings_module: "runbook_sdk::bindings",
+    });
+}
+
+mod helpers;
+pub use helpers::human_bytes;
+
+pub use bindings::runbook::host::types::{
+    Alert, Capability, Description, Error, Incident, Outcome, ParamSpec, Severity, Status,
+    TriggerKind,
+};
+
+/// Capability interfaces, each a module of plain functions.
+pub use bindings::runbook::host::{docker, fs_read as fs, http, notify, report};
+
+pub use notify::Message;
+
+pub mod prelude {
+    pub use crate::{
+        Alert, Capability, Description, Error, Incident, Message, Outcome, ParamSpec, Severity,
+        Status, TriggerKind, docker, fs, http, notify, report,
+    };
+    pub use crate::{debug, error, info, warn};
+}
+
+/// Exports a playbook made of two functions: `describe() -> Description` and
+/// `run(Incident) -> Result<Outcome, Error>`.
+#[macro_export]
+macro_rules! export_playbook {
+    ($describe:path, $run:path) => {
+        struct __RunbookPlaybook;
+        impl $crate::bindings::Guest for __RunbookPlaybook {
+            fn describe() -> $crate::Description {
+                $describe()
+            }
+            fn run(incident: $crate::Incident) -> ::core::result::Result<$crate::Outcome, $crate::Error> {
+                $run(incident)
+            }
+        }
+        $crate::bindings::__export_playbook_world!(__RunbookPlaybook with_types_in $crate::bindings);
+    };
+}
+
+/// `info!("{} files", n)` writes an info line to the run's timeline.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::report::log($crate::report::Level::Info, &format!($($arg)*)) };
+}
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::report::log($crate::report::Level::Warn, &format!($($arg)*)) };
+}
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::report::log($crate::report::Level::Error, &format!($($arg)*)) };
+}
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::report::log($crate::report::Level::Debug, &format!($($arg)*)) };
+}
