@@ -101,11 +101,10 @@ impl PlaybookEngine {
             .dir
             .as_ref()
             .map(|dir| dir.join(self.cache_key(wasm)));
+        let started = Instant::now();
         if let Some(path) = &cache_file
             && let Some(component) = self.try_deserialize(path)
         {
-            let started = Instant::now();
-            let component = component?;
             let hits = self.cache.hits.fetch_add(1, Ordering::Relaxed) + 1;
             return Ok((
                 component,
@@ -162,7 +161,7 @@ impl PlaybookEngine {
     }
 
     /// `None` when there is no usable cache entry (absent, stale or corrupt): compile instead.
-    fn try_deserialize(&self, path: &Path) -> Option<Result<Component>> {
+    fn try_deserialize(&self, path: &Path) -> Option<Component> {
         match Engine::detect_precompiled_file(path) {
             Ok(Some(Precompiled::Component)) => {}
             _ => return None,
@@ -170,10 +169,7 @@ impl PlaybookEngine {
         // SAFETY: the cache directory is private to this user (0700) and holds only files this
         // host wrote with an engine of the same configuration (the key includes it); wasmtime
         // still checks the header and refuses an incompatible artifact, which we recompile.
-        match unsafe { Component::deserialize_file(&self.engine, path) } {
-            Ok(component) => Some(Ok(component)),
-            Err(_) => None,
-        }
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
     }
 
     /// The wasm's SHA-256 plus a hash of everything in the engine that affects compiled code.

@@ -1,7 +1,6 @@
 //! The `host` command line: parse, call the library, print. Exit codes: 0 resolved, mitigated or
 //! no-action; 1 failed (or a host error); 2 a mistake in the command; 3 escalated.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +11,7 @@ use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
 use runbook_host::incident::{parse_param, read_alert_file};
 use runbook_host::run::{Host, RunRequest, UsageError};
+use runbook_host::timeline::Sink;
 use runbook_host::{check, render};
 
 const EXIT_FAILED: u8 = 1;
@@ -154,7 +154,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 trigger,
                 dry_run,
             };
-            let (console, sink): (_, Option<Box<dyn FnMut(&_) + Send>>) = if json {
+            let (console, sink): (_, Option<Sink>) = if json {
                 (ConsoleStream::Stderr, None)
             } else {
                 println!(
@@ -330,9 +330,4 @@ fn list_or_none(items: impl Iterator<Item = String>) -> String {
     } else {
         items.join(", ")
     }
-}
-
-#[allow(dead_code)]
-fn is_terminal() -> bool {
-    std::io::stdout().is_terminal()
 }

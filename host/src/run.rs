@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::policy::{Grants, Limits};
 use crate::state::{Artifact, LimitExceeded, RunState};
-use crate::timeline::{Event, Timeline, round_ms};
+use crate::timeline::{Event, Sink, Timeline, round_ms};
 
 /// Mistakes in what the operator asked for: the CLI exits 2 for these.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +158,7 @@ impl Host {
         prepared: &Prepared,
         request: RunRequest,
         console: ConsoleStream,
-        sink: Option<Box<dyn FnMut(&Event) + Send>>,
+        sink: Option<Sink>,
     ) -> Result<RunRecord> {
         let name = prepared.source.name.clone();
         let params = resolve_params(&prepared.description, &name, &request.params)?;
@@ -207,7 +207,11 @@ impl Host {
                 outcome.actions,
                 None,
             ),
-            Ok(Ok(Err(error))) => failed(format!("the playbook returned {error}")),
+            Ok(Ok(Err(error))) => failed(format!(
+                "the playbook returned {}: {}",
+                error.kind(),
+                error.detail()
+            )),
             Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
             Err(_) => failed(format!(
                 "limit exceeded: deadline of {}s while waiting on a capability call",

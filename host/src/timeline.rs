@@ -54,7 +54,7 @@ pub enum EventKind {
     },
 }
 
-type Sink = Box<dyn FnMut(&Event) + Send>;
+pub type Sink = Box<dyn FnMut(&Event) + Send>;
 
 pub struct Timeline {
     started: Instant,

@@ -1,1 +1,109 @@
+//! Helpers for the end-to-end tests: find the `host` binary built by `scripts/test.sh` (one
+//! release build shared by every test) and run it in an isolated cache and working directory.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// `target/release/host`, next to this test binary's `deps/` directory.
+pub fn host_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("RUNBOOK_HOST_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("host");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the host first (scripts/test.sh does it)",
+        bin.display()
+    );
+    bin
+}
+
+/// One isolated environment: its own compile cache and working directory (so no stray
+/// host.toml is picked up).
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    pub fn host(&self, args: &[&str]) -> Run {
+        let output: Output = Command::new(host_bin())
+            .args(args)
+            .current_dir(self.path())
+            .env("RUNBOOK_CACHE_DIR", self.cache_dir())
+            .env_remove("RUNBOOK_CONFIG")
+            .output()
+            .expect("running host");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+/// Timeline events of a `--json` run that are capability calls of `interface.function`.
+pub fn calls<'a>(
+    run: &'a serde_json::Value,
+    interface: &str,
+    function: &str,
+) -> Vec<&'a serde_json::Value> {
+    run["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| {
+            e["event"] == "call" && e["interface"] == interface && e["function"] == function
+        })
+        .collect()
+}

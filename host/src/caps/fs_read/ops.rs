@@ -339,7 +339,7 @@ impl Walk {
         for item in entries.flatten() {
             self.scanned += 1;
             if self.scanned > WALK_ENTRY_BUDGET
-                || (self.scanned % 1024 == 0 && Instant::now() > self.deadline)
+                || (self.scanned.is_multiple_of(1024) && Instant::now() > self.deadline)
             {
                 self.truncated = true;
                 return false;
