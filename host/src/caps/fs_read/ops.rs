@@ -397,3 +397,179 @@ fn now_secs() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn roots_at(dir: &Path) -> Roots {
+        let (roots, warnings) = Roots::open(&[dir.to_path_buf()]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        roots
+    }
+
+    fn p(dir: &Path, rel: &str) -> String {
+        dir.join(rel).display().to_string()
+    }
+
+    #[test]
+    fn paths_are_checked_before_anything_is_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::write(root.join("f"), "x").unwrap();
+        let roots = roots_at(&root);
+        let kind = |path: &str| stat(&roots, path).err().map(|e| e.kind());
+        assert_eq!(kind(&p(&root, "f")), None);
+        assert_eq!(kind(&format!("{}/f\0", root.display())), Some("invalid"));
+        assert_eq!(kind("relative/f"), Some("invalid"));
+        assert_eq!(
+            kind(&format!("{}/../../etc/passwd", root.display())),
+            Some("denied")
+        );
+        assert_eq!(kind("/etc/passwd"), Some("denied"));
+        assert_eq!(kind(&p(&root, "missing")), Some("not-found"));
+        // A sibling whose name starts with the root's is not inside it.
+        assert_eq!(kind(&format!("{}-other/f", root.display())), Some("denied"));
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_refused_and_inside_ones_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::write(root.join("inside.log"), "hello\n").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("inside.log", root.join("alias.log")).unwrap();
+        let roots = roots_at(&root);
+        for path in [p(&root, "etc/passwd"), p(&root, "passwd")] {
+            let err = read(&roots, &path, 0, 100).unwrap_err();
+            assert_eq!(err.kind(), "denied", "{path}: {err:?}");
+        }
+        assert_eq!(
+            read(&roots, &p(&root, "alias.log"), 0, 100).unwrap(),
+            b"hello\n"
+        );
+        // stat does not follow the final symlink.
+        assert!(matches!(
+            stat(&roots, &p(&root, "passwd")).unwrap().kind,
+            EntryKind::Symlink
+        ));
+    }
+
+    #[test]
+    fn tail_returns_the_last_lines_across_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let text: String = (1..=20_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(root.join("big.log"), &text).unwrap();
+        std::fs::write(root.join("short.log"), "a\nb\nc").unwrap();
+        let roots = roots_at(&root);
+        let last = tail(&roots, &p(&root, "big.log"), 3).unwrap();
+        assert_eq!(last, ["line 19998", "line 19999", "line 20000"]);
+        assert_eq!(
+            tail(&roots, &p(&root, "big.log"), 9000)
+                .unwrap()
+                .first()
+                .unwrap(),
+            "line 11001"
+        );
+        assert_eq!(
+            tail(&roots, &p(&root, "short.log"), 10).unwrap(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(tail(&roots, &p(&root, "short.log"), 2).unwrap(), ["b", "c"]);
+    }
+
+    #[test]
+    fn grep_counts_every_match_and_keeps_a_bounded_sample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let text: String = (1..=1000)
+            .map(|i| {
+                if i % 10 == 0 {
+                    format!("{i} ERROR boom\n")
+                } else {
+                    format!("{i} ok\n")
+                }
+            })
+            .collect();
+        std::fs::write(root.join("app.log"), text).unwrap();
+        let roots = roots_at(&root);
+        let path = p(&root, "app.log");
+        let opts = |ci, max, last| GrepOptions {
+            case_insensitive: ci,
+            max_matches: max,
+            last_lines: last,
+        };
+        let all = grep(&roots, &path, "error", &opts(true, 3, None)).unwrap();
+        assert_eq!(
+            (all.count, all.lines_scanned, all.matches.len()),
+            (100, 1000, 3)
+        );
+        assert_eq!(all.matches[0].line_number, 10);
+        assert_eq!(all.matches[0].line, "10 ERROR boom");
+        assert_eq!(
+            grep(&roots, &path, "error", &opts(false, 0, None))
+                .unwrap()
+                .count,
+            0
+        );
+        let recent = grep(&roots, &path, "ERROR", &opts(false, 0, Some(100))).unwrap();
+        assert_eq!((recent.count, recent.lines_scanned), (10, 100));
+        let bad = grep(&roots, &path, "(unclosed", &opts(false, 0, None)).unwrap_err();
+        assert_eq!(bad.kind(), "invalid");
+    }
+
+    #[test]
+    fn find_filters_by_glob_age_and_depth() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        for f in ["x.tar.gz", "a/y.tar.gz", "a/b/z.tar.gz", "a/notes.txt"] {
+            std::fs::write(root.join(f), "data").unwrap();
+        }
+        let roots = roots_at(&root);
+        let names = |opts: FindOptions| -> Vec<PathBuf> {
+            find(&roots, &root.display().to_string(), &opts)
+                .unwrap()
+                .into_iter()
+                .map(|e| {
+                    PathBuf::from(e.path)
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_path_buf()
+                })
+                .collect()
+        };
+        let base = FindOptions {
+            name_glob: Some("*.tar.gz".into()),
+            min_age_secs: None,
+            max_depth: None,
+            limit: None,
+            files_only: None,
+        };
+        assert_eq!(
+            names(base.clone()),
+            [
+                PathBuf::from("a/b/z.tar.gz"),
+                "a/y.tar.gz".into(),
+                "x.tar.gz".into()
+            ]
+        );
+        assert_eq!(
+            names(FindOptions {
+                max_depth: Some(1),
+                ..base.clone()
+            }),
+            [PathBuf::from("x.tar.gz")]
+        );
+        assert!(
+            names(FindOptions {
+                min_age_secs: Some(3600),
+                ..base
+            })
+            .is_empty()
+        );
+    }
+}
