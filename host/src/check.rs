@@ -82,6 +82,20 @@ pub async fn check(host: &Host) -> CheckReport {
                 ));
             }
         }
+        for origin in &grants.http {
+            if let Err(e) = crate::caps::http::OriginGrant::parse(origin) {
+                problems.push(format!("[plugins.{name}.grants] http: {e}"));
+            }
+        }
+        for rule in &grants.docker {
+            for glob in &rule.containers {
+                if let Err(e) = globset::Glob::new(glob) {
+                    problems.push(format!(
+                        "[plugins.{name}.grants] docker containers {glob:?}: {e}"
+                    ));
+                }
+            }
+        }
         for root in &grants.fs_read {
             if let Err(e) = root.canonicalize() {
                 problems.push(format!(

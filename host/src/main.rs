@@ -271,9 +271,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         list_or_none(grants.fs_read.iter().map(|p| p.display().to_string()))
                     }
                     Capability::Notify => list_or_none(grants.notify.iter().cloned()),
-                    Capability::Docker | Capability::Http => {
-                        "not grantable yet (answers unavailable)".to_string()
-                    }
+                    Capability::Http => list_or_none(grants.http.iter().cloned()),
+                    Capability::Docker => list_or_none(grants.docker.iter().map(|rule| {
+                        let verbs: Vec<String> = rule
+                            .verbs
+                            .iter()
+                            .map(|v| {
+                                serde_json::to_value(v)
+                                    .unwrap_or_default()
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string()
+                            })
+                            .collect();
+                        let mut targets = rule.containers.clone();
+                        targets.extend(rule.labels.iter().map(|l| format!("label {l}")));
+                        if targets.is_empty() {
+                            verbs.join("/")
+                        } else {
+                            format!("{} on {}", verbs.join("/"), targets.join(", "))
+                        }
+                    })),
                 };
                 println!("  {:<8} → {granted}", cap.as_str());
             }

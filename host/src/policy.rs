@@ -16,6 +16,56 @@ pub struct Grants {
     /// Notification channels, by name, the playbook may send to.
     #[serde(default)]
     pub notify: Vec<String>,
+    /// Origins (`scheme://host[:port]`, port `*` for any) the playbook may call over HTTP.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Docker rules: a call is allowed when one rule covers both its container and its verb.
+    #[serde(default)]
+    pub docker: Vec<DockerRule>,
+}
+
+/// Which containers (by name glob or label) a playbook may act on, and how.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DockerRule {
+    /// Container-name globs (`bot-*`); empty with empty `labels` means no container.
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// Label selectors, `key` or `key=value`; a container with any of them is covered.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub verbs: Vec<DockerVerb>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DockerVerb {
+    /// list, inspect, logs, stats and disk-usage.
+    Read,
+    List,
+    Inspect,
+    Logs,
+    Stats,
+    DiskUsage,
+    Start,
+    Stop,
+    Restart,
+    Pause,
+    Unpause,
+    NetworkDisconnect,
+    /// Stopped containers, dangling (or unused) images and build cache; not volumes.
+    Prune,
+    /// Unused volumes: data loss, so never implied by `prune`.
+    PruneVolumes,
+}
+
+impl DockerVerb {
+    /// Whether a granted verb covers a requested one (`read` covers the read-only verbs).
+    pub fn covers(self, wanted: DockerVerb) -> bool {
+        use DockerVerb::*;
+        self == wanted
+            || (self == Read && matches!(wanted, List | Inspect | Logs | Stats | DiskUsage))
+    }
 }
 
 impl Grants {
@@ -26,6 +76,24 @@ impl Grants {
             "disk-full" => Some(Grants {
                 fs_read: vec![PathBuf::from("/")],
                 notify: vec!["ops".into()],
+                // `docker system df` only; pruning is the operator's call (grant `prune`).
+                docker: vec![DockerRule {
+                    verbs: vec![DockerVerb::DiskUsage],
+                    ..DockerRule::default()
+                }],
+                ..Grants::default()
+            }),
+            // The seed runbooks restart the service's container and probe it locally; an
+            // operator narrows `containers` to the real names in host.toml.
+            "bot-down" | "web-down" => Some(Grants {
+                notify: vec!["ops".into()],
+                http: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
+                docker: vec![DockerRule {
+                    containers: vec!["*".into()],
+                    verbs: vec![DockerVerb::Read, DockerVerb::Start, DockerVerb::Restart],
+                    ..DockerRule::default()
+                }],
+                ..Grants::default()
             }),
             _ => None,
         }

@@ -11,12 +11,14 @@ use serde::Serialize;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
+use crate::caps::docker::DockerEngine;
+use crate::caps::http::HttpClient;
 use crate::caps::notify::{Channels, ConsoleStream};
 use crate::catalog::{Catalog, PluginSource};
 use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::policy::{Grants, Limits};
-use crate::state::{Artifact, LimitExceeded, RunState};
+use crate::state::{Artifact, LimitExceeded, RunState, Services};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
 
 /// Mistakes in what the operator asked for: the CLI exits 2 for these.
@@ -91,6 +93,8 @@ pub struct Host {
     pub engine: PlaybookEngine,
     pub config: Config,
     pub catalog: Catalog,
+    docker: Arc<DockerEngine>,
+    http: Arc<HttpClient>,
 }
 
 impl Host {
@@ -101,7 +105,17 @@ impl Host {
             engine,
             config,
             catalog,
+            docker: Arc::new(DockerEngine::from_env()),
+            http: Arc::new(HttpClient::new()?),
         })
+    }
+
+    fn services(&self, console: ConsoleStream) -> Services {
+        Services {
+            channels: Arc::new(Channels::new(&self.config.notify, console)),
+            docker: self.docker.clone(),
+            http: self.http.clone(),
+        }
     }
 
     pub fn grants_for(&self, source: &PluginSource) -> Grants {
@@ -144,7 +158,7 @@ impl Host {
             limits.clone(),
             true,
             Timeline::new(None),
-            Arc::new(Channels::new(&BTreeMap::new(), ConsoleStream::Stderr)),
+            self.services(ConsoleStream::Stderr),
         );
         let mut store = new_store(&self.engine, state, &limits);
         let playbook = pre.instantiate_async(&mut store).await?;
@@ -164,7 +178,6 @@ impl Host {
         let params = resolve_params(&prepared.description, &name, &request.params)?;
         let grants = Arc::new(self.grants_for(&prepared.source));
         let limits = self.config.limits_for(&name);
-        let channels = Arc::new(Channels::new(&self.config.notify, console));
         let run_id = new_run_id();
         let started_at = SystemTime::now();
         let started = Instant::now();
@@ -174,7 +187,7 @@ impl Host {
             limits.clone(),
             request.dry_run,
             Timeline::new(sink),
-            channels,
+            self.services(console),
         );
         let mut store = new_store(&self.engine, state, &limits);
         let incident = Incident {

@@ -12,7 +12,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::CapError;
+use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Roots;
+use crate::caps::http::HttpClient;
 use crate::caps::notify::Channels;
 use crate::policy::{Grants, Limits};
 use crate::timeline::Timeline;
@@ -42,6 +44,8 @@ pub struct RunState {
     pub(crate) timeline: Timeline,
     pub(crate) fs_roots: Arc<Roots>,
     pub(crate) channels: Arc<Channels>,
+    pub(crate) docker: Arc<DockerEngine>,
+    pub(crate) http: Arc<HttpClient>,
     pub(crate) artifacts: Vec<Artifact>,
     pub(crate) counters: Counters,
     guest_stderr: MemoryOutputPipe,
@@ -58,13 +62,21 @@ pub(crate) struct Counters {
 /// Guest stdout/stderr are kept (panics print there) but bounded.
 const GUEST_OUTPUT_BYTES: usize = 256 << 10;
 
+/// The backends a run's capabilities talk to; shared by every run of a host.
+#[derive(Clone)]
+pub struct Services {
+    pub channels: Arc<Channels>,
+    pub docker: Arc<DockerEngine>,
+    pub http: Arc<HttpClient>,
+}
+
 impl RunState {
     pub fn new(
         grants: Arc<Grants>,
         limits: Limits,
         dry_run: bool,
         timeline: Timeline,
-        channels: Arc<Channels>,
+        services: Services,
     ) -> Self {
         let (roots, warnings) = Roots::open(&grants.fs_read);
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
@@ -82,7 +94,9 @@ impl RunState {
             limits,
             timeline,
             fs_roots: Arc::new(roots),
-            channels,
+            channels: services.channels,
+            docker: services.docker,
+            http: services.http,
             artifacts: Vec::new(),
             counters: Counters::default(),
             guest_stderr,
@@ -128,28 +142,6 @@ impl RunState {
         let detail = (!detail.is_empty()).then_some(detail);
         self.timeline
             .call(interface, function, args, kind, detail, duration);
-    }
-
-    /// For capabilities whose backend is not built yet: recorded, and `unavailable`.
-    pub(crate) fn not_implemented<T>(
-        &mut self,
-        interface: &str,
-        function: &str,
-        args: Value,
-    ) -> wasmtime::Result<Result<T, CapError>> {
-        self.begin_call()?;
-        let result = Err(CapError::Unavailable(format!(
-            "{interface}: not implemented yet in this host"
-        )));
-        self.record_call(
-            interface,
-            function,
-            args,
-            &result,
-            |_| String::new(),
-            Duration::ZERO,
-        );
-        Ok(result)
     }
 
     pub fn into_parts(self) -> (Timeline, Vec<Artifact>) {

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find the `host` binary built by `scripts/test.sh` (one
 //! release build shared by every test) and run it in an isolated cache and working directory.
 
+pub mod docker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -70,13 +72,27 @@ impl Sandbox {
     }
 
     pub fn host(&self, args: &[&str]) -> Run {
-        let output: Output = Command::new(host_bin())
+        self.host_env(args, &[])
+    }
+
+    /// Runs `host` with extra environment; a run that does not end within two minutes is
+    /// killed and fails the test (a hang is a bug).
+    pub fn host_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output: Output = Command::new("timeout")
+            .arg("120")
+            .arg(host_bin())
             .args(args)
             .current_dir(self.path())
             .env("RUNBOOK_CACHE_DIR", self.cache_dir())
             .env_remove("RUNBOOK_CONFIG")
+            .envs(env.iter().copied())
             .output()
             .expect("running host");
+        assert_ne!(
+            output.status.code(),
+            Some(124),
+            "host {args:?} did not finish within 120 s"
+        );
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

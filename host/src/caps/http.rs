@@ -1,28 +1,438 @@
-//! The `http` capability. The origin-granted implementation is the next issue's work; until
-//! then every call is recorded and answers `unavailable`.
+//! The `http` capability: outbound requests to the origins granted to the playbook. Redirects
+//! are followed by hand so every hop is re-checked against the grants; bodies are capped; every
+//! request has a deadline; a failed probe is data (refused, timeout, dns, tls, http-status).
+
+use std::time::{Duration, Instant};
 
 use serde_json::json;
+use url::Url;
 
 use crate::bindings::CapError;
-use crate::bindings::runbook::host::http::{self, ProbeResult, Request, Response};
+use crate::bindings::runbook::host::http::{self, ProbeFailure, ProbeResult, Request, Response};
 use crate::state::RunState;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_BODY_BYTES: usize = 1 << 20;
+const MAX_REDIRECTS: usize = 5;
+
+pub struct HttpClient {
+    client: reqwest::Client,
+}
+
+impl HttpClient {
+    pub fn new() -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("runbook-host/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+/// A granted origin: `scheme://host[:port]`, with `:*` for any port.
+#[derive(Debug, PartialEq)]
+pub struct OriginGrant {
+    scheme: String,
+    host: String,
+    /// None: any port.
+    port: Option<u16>,
+}
+
+impl OriginGrant {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (base, any_port) = match text.strip_suffix(":*") {
+            Some(base) => (base, true),
+            None => (text.trim_end_matches('/'), false),
+        };
+        let url = Url::parse(base).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.path() != "/" && !url.path().is_empty()
+        {
+            return Err(format!(
+                "{text:?} is not an origin (scheme://host[:port] or :*)"
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("{text:?} has no host"))?;
+        Ok(Self {
+            scheme: url.scheme().to_string(),
+            host: host.to_ascii_lowercase(),
+            port: if any_port {
+                None
+            } else {
+                url.port_or_known_default()
+            },
+        })
+    }
+
+    fn allows(&self, url: &Url) -> bool {
+        url.scheme() == self.scheme
+            && url
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && self
+                .port
+                .is_none_or(|p| url.port_or_known_default() == Some(p))
+    }
+}
+
+fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+impl RunState {
+    fn check_url(&self, raw: &str) -> Result<Url, CapError> {
+        let url = Url::parse(raw).map_err(|e| CapError::Invalid(format!("url {raw:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(CapError::Invalid(format!(
+                "url {raw:?}: only http and https"
+            )));
+        }
+        self.check_origin(&url)?;
+        Ok(url)
+    }
+
+    fn check_origin(&self, url: &Url) -> Result<(), CapError> {
+        let granted = self
+            .grants
+            .http
+            .iter()
+            .filter_map(|g| OriginGrant::parse(g).ok())
+            .any(|g| g.allows(url));
+        if granted {
+            Ok(())
+        } else {
+            Err(CapError::Denied(format!(
+                "http to {} is not granted to this playbook (granted: [{}])",
+                origin(url),
+                self.grants.http.join(", ")
+            )))
+        }
+    }
+
+    /// Sends and follows redirects, each hop re-checked against the grants.
+    async fn fetch(
+        &mut self,
+        method: reqwest::Method,
+        mut url: Url,
+        headers: &[(String, String)],
+        mut body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Fetch> {
+        let mut method = method;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut builder = self
+                .http
+                .client
+                .request(method.clone(), url.clone())
+                .timeout(timeout);
+            for (name, value) in headers {
+                builder = builder.header(name, value);
+            }
+            if let Some(bytes) = body.clone() {
+                builder = builder.body(bytes);
+            }
+            let response = builder.send().await.map_err(Fetch::Network)?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+                return Ok(response);
+            };
+            let next = location
+                .to_str()
+                .ok()
+                .and_then(|l| url.join(l).ok())
+                .ok_or_else(|| {
+                    Fetch::Refused(CapError::Failed(format!(
+                        "{url}: unreadable redirect location"
+                    )))
+                })?;
+            self.check_origin(&next).map_err(|e| {
+                Fetch::Refused(CapError::Denied(format!(
+                    "redirect from {url} to {next} leaves the granted origins ({})",
+                    e.detail()
+                )))
+            })?;
+            if response.status() == reqwest::StatusCode::SEE_OTHER {
+                method = reqwest::Method::GET;
+                body = None;
+            }
+            url = next;
+        }
+        Err(Fetch::Refused(CapError::Failed(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        ))))
+    }
+}
+
+enum Fetch {
+    Network(reqwest::Error),
+    Refused(CapError),
+}
+
+/// What went wrong on the wire, the way an operator names it.
+fn classify(error: &reqwest::Error) -> (ProbeFailure, String) {
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut refused = false;
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain.push_str(&format!("{e}; "));
+        source = e.source();
+    }
+    let chain = chain.trim_end_matches("; ").to_string();
+    let lower = chain.to_ascii_lowercase();
+    let kind = if error.is_timeout() {
+        ProbeFailure::Timeout
+    } else if refused || lower.contains("connection refused") {
+        ProbeFailure::Refused
+    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        ProbeFailure::Dns
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        ProbeFailure::Tls
+    } else {
+        ProbeFailure::Other
+    };
+    (kind, chain)
+}
+
+fn failure_word(kind: ProbeFailure) -> &'static str {
+    match kind {
+        ProbeFailure::Refused => "refused",
+        ProbeFailure::Timeout => "timeout",
+        ProbeFailure::Dns => "dns",
+        ProbeFailure::Tls => "tls",
+        ProbeFailure::HttpStatus => "http-status",
+        ProbeFailure::Other => "other",
+    }
+}
+
+fn network_error(url: &Url, error: &reqwest::Error) -> CapError {
+    let (kind, detail) = classify(error);
+    let detail = format!("{url}: {} ({detail})", failure_word(kind));
+    match kind {
+        ProbeFailure::Timeout => CapError::Timeout(detail),
+        ProbeFailure::Refused | ProbeFailure::Dns => CapError::Unavailable(detail),
+        _ => CapError::Failed(detail),
+    }
+}
+
+fn timeout_of(ms: Option<u32>) -> Duration {
+    ms.map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(u64::from(ms)))
+        .min(MAX_TIMEOUT)
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 impl http::Host for RunState {
     async fn send(&mut self, req: Request) -> CallResult<Response> {
-        self.not_implemented(
-            "http",
-            "send",
-            json!({ "method": req.method, "url": req.url }),
-        )
+        self.begin_call()?;
+        let started = Instant::now();
+        // Header values may carry tokens: only their names go to the audit log.
+        let header_names: Vec<&str> = req.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let args = json!({ "method": req.method, "url": req.url, "headers": header_names,
+            "body-bytes": req.body.as_ref().map(Vec::len) });
+        let result = self.send_checked(req, started).await;
+        match result {
+            Ok(None) => {
+                self.timeline.call(
+                    "http",
+                    "send",
+                    args,
+                    "would",
+                    Some("would send (dry run)".into()),
+                    started.elapsed(),
+                );
+                Ok(Ok(Response {
+                    status: 0,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    truncated: false,
+                    elapsed_ms: 0,
+                }))
+            }
+            Ok(Some(response)) => {
+                let ok = Ok(response);
+                self.record_call(
+                    "http",
+                    "send",
+                    args,
+                    &ok,
+                    |r| format!("HTTP {}, {} bytes", r.status, r.body.len()),
+                    started.elapsed(),
+                );
+                Ok(ok)
+            }
+            Err(e) => {
+                let err = Err(e);
+                self.record_call(
+                    "http",
+                    "send",
+                    args,
+                    &err,
+                    |_: &Response| String::new(),
+                    started.elapsed(),
+                );
+                Ok(err)
+            }
+        }
     }
 
     async fn probe(&mut self, url: String, timeout_ms: Option<u32>) -> CallResult<ProbeResult> {
-        self.not_implemented(
+        self.begin_call()?;
+        let started = Instant::now();
+        let args = json!({ "url": url, "timeout-ms": timeout_ms });
+        let result = match self.check_url(&url) {
+            Ok(parsed) => self.probe_checked(parsed, timeout_of(timeout_ms)).await,
+            Err(e) => Err(e),
+        };
+        self.record_call(
             "http",
             "probe",
-            json!({ "url": url, "timeout-ms": timeout_ms }),
-        )
+            args,
+            &result,
+            |p| match p.failure {
+                None => format!(
+                    "healthy, HTTP {}, {} ms",
+                    p.status.unwrap_or(0),
+                    p.latency_ms
+                ),
+                Some(kind) => format!(
+                    "down: {} ({}), {} ms",
+                    failure_word(kind),
+                    p.detail,
+                    p.latency_ms
+                ),
+            },
+            started.elapsed(),
+        );
+        Ok(result)
+    }
+}
+
+impl RunState {
+    /// `Ok(None)`: a mutating request on a dry run, not sent.
+    async fn send_checked(
+        &mut self,
+        req: Request,
+        started: Instant,
+    ) -> Result<Option<Response>, CapError> {
+        let url = self.check_url(&req.url)?;
+        let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| CapError::Invalid(format!("method {:?}", req.method)))?;
+        if self.dry_run && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+            return Ok(None);
+        }
+        let response = match self
+            .fetch(
+                method,
+                url.clone(),
+                &req.headers,
+                req.body,
+                timeout_of(req.timeout_ms),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(Fetch::Refused(e)) => return Err(e),
+            Err(Fetch::Network(e)) => return Err(network_error(&url, &e)),
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let (body, truncated) = read_capped(response)
+            .await
+            .map_err(|e| network_error(&url, &e))?;
+        Ok(Some(Response {
+            status,
+            headers,
+            body,
+            truncated,
+            elapsed_ms: started.elapsed().as_millis() as u32,
+        }))
+    }
+
+    async fn probe_checked(
+        &mut self,
+        url: Url,
+        timeout: Duration,
+    ) -> Result<ProbeResult, CapError> {
+        let started = Instant::now();
+        let fetched = self
+            .fetch(reqwest::Method::GET, url, &[], None, timeout)
+            .await;
+        let latency_ms = started.elapsed().as_millis() as u32;
+        match fetched {
+            Ok(response) => {
+                let status = response.status();
+                let healthy = status.is_success() || status.is_redirection();
+                Ok(ProbeResult {
+                    healthy,
+                    status: Some(status.as_u16()),
+                    latency_ms,
+                    failure: (!healthy).then_some(ProbeFailure::HttpStatus),
+                    detail: format!("HTTP {status}"),
+                })
+            }
+            Err(Fetch::Refused(e)) => Err(e),
+            Err(Fetch::Network(e)) => {
+                let (kind, detail) = classify(&e);
+                Ok(ProbeResult {
+                    healthy: false,
+                    status: None,
+                    latency_ms,
+                    failure: Some(kind),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let exact = OriginGrant::parse("http://127.0.0.1:8080").unwrap();
+        assert!(exact.allows(&url("http://127.0.0.1:8080/health")));
+        assert!(!exact.allows(&url("http://127.0.0.1:8081/health")));
+        assert!(!exact.allows(&url("https://127.0.0.1:8080/")));
+        let any_port = OriginGrant::parse("http://LocalHost:*").unwrap();
+        assert!(any_port.allows(&url("http://localhost:9/x")));
+        assert!(!any_port.allows(&url("http://localhost.evil.com:9/x")));
+        let default_port = OriginGrant::parse("https://status.example.com").unwrap();
+        assert!(default_port.allows(&url("https://status.example.com:443/")));
+        assert!(!default_port.allows(&url("https://status.example.com:8443/")));
+        assert!(OriginGrant::parse("http://x/path").is_err());
+        assert!(OriginGrant::parse("ftp://x").is_err());
     }
 }

@@ -256,8 +256,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         }
     }
 
-    // 4. docker system df
+    // 4. docker system df, then (above the warning threshold) the runbook's quick fix.
     report::step("docker disk usage", StepStatus::Started, "");
+    let mut actions = Vec::new();
     match docker::disk_usage() {
         Ok(df) => {
             report.push_str("\nDocker disk usage:\n");
@@ -276,6 +277,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
                 ));
             }
             report::step("docker disk usage", StepStatus::Ok, "");
+            if worst > Level::Ok {
+                prune_docker(&incident, &mut report, &mut actions);
+            }
         }
         Err(e) => {
             report.push_str(&format!("\ndocker: {} ({})\n", e.kind(), e.detail()));
@@ -319,7 +323,6 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     }
 
     let _ = report::attach("disk-report.txt", "text/plain", report.as_bytes());
-    let mut actions = Vec::new();
     let verb = if incident.dry_run {
         "would notify"
     } else {
@@ -338,11 +341,54 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         }
     }
 
+    // Pruning frees Docker's share; whether the mount is back under the threshold is a
+    // question for the next run (or a human), so a prune alone never claims "resolved".
     let outcome = match worst {
         Level::Ok => Outcome::no_action(title),
         _ => Outcome::escalated(title),
     };
     Ok(outcome.actions(actions))
+}
+
+/// `docker system prune` without `-a --volumes`: stopped containers and dangling images only.
+/// Needs the operator's `prune` grant; without it the report says so.
+fn prune_docker(incident: &Incident, report: &mut String, actions: &mut Vec<String>) {
+    let options = docker::PruneOptions {
+        containers: true,
+        images: true,
+        all_images: false,
+        build_cache: false,
+        volumes: false,
+    };
+    match docker::prune(options) {
+        Ok(_) if incident.dry_run => {
+            actions.push("would prune stopped containers and dangling images".into());
+        }
+        Ok(pruned) => {
+            report.push_str(&format!(
+                "\nPruned {} stopped containers and {} dangling images: {} reclaimed\n",
+                pruned.containers_deleted,
+                pruned.images_deleted,
+                human_bytes(pruned.bytes_reclaimed)
+            ));
+            actions.push(format!(
+                "pruned docker: {} containers, {} images, {} reclaimed",
+                pruned.containers_deleted,
+                pruned.images_deleted,
+                human_bytes(pruned.bytes_reclaimed)
+            ));
+        }
+        Err(Error::Denied(_)) => {
+            report.push_str("\ndocker prune: not granted (grant docker verb `prune` to let this playbook clean up)\n");
+        }
+        Err(e) => {
+            report.push_str(&format!(
+                "\ndocker prune failed: {}: {}\n",
+                e.kind(),
+                e.detail()
+            ));
+        }
+    }
 }
 
 fn classify(percent: f64, settings: &Settings) -> Level {

@@ -1,0 +1,573 @@
+//! The bollard side of the docker capability: one connection per host (negotiated lazily, so
+//! a host without Docker starts fine), every request time-bounded, and the engine's answers
+//! mapped onto the WIT records. No grant logic here: `mod.rs` decides, this file performs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerInspectResponse, ContainerStatsResponse, SystemDataUsageResponse};
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, LogsOptions, PruneContainersOptions,
+    PruneImagesOptions, RestartContainerOptions, StatsOptions, StopContainerOptions,
+};
+use futures::StreamExt;
+use tokio::sync::OnceCell;
+
+use crate::bindings::CapError;
+use crate::bindings::runbook::host::docker::{
+    Container, ContainerDetails, ContainerStats, DfSection, LogLine, LogStream, PruneOptions,
+    PruneReport, SystemDf,
+};
+
+/// Most log lines one call returns, whatever `tail` asks for.
+pub const MAX_LOG_LINES: u32 = 10_000;
+const MAX_LOG_BYTES: usize = 4 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on any single engine request that has no timeout of its own.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct DockerEngine {
+    endpoint: String,
+    docker: OnceCell<Docker>,
+}
+
+impl Default for DockerEngine {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+impl DockerEngine {
+    /// `DOCKER_HOST`, else the default local socket.
+    pub fn from_env() -> Self {
+        let endpoint = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        Self {
+            endpoint,
+            docker: OnceCell::new(),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Connects and negotiates the API version on first use; failures are not cached so an
+    /// engine that comes back is picked up.
+    async fn client(&self) -> Result<&Docker, CapError> {
+        self.docker
+            .get_or_try_init(|| async {
+                let connect = async {
+                    let docker = Docker::connect_with_local_defaults()?;
+                    docker.negotiate_version().await
+                };
+                match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                    Ok(Ok(docker)) => Ok(docker),
+                    Ok(Err(e)) => Err(CapError::Unavailable(format!(
+                        "no Docker engine answers at {}: {e}",
+                        self.endpoint
+                    ))),
+                    Err(_) => Err(CapError::Unavailable(format!(
+                        "the Docker engine at {} did not answer within {}s",
+                        self.endpoint,
+                        CONNECT_TIMEOUT.as_secs()
+                    ))),
+                }
+            })
+            .await
+    }
+
+    /// Runs one request with a deadline, mapping the engine's errors onto the WIT kinds.
+    async fn call<T, F>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl FnOnce(Docker) -> F,
+    ) -> Result<T, CapError>
+    where
+        F: Future<Output = Result<T, BollardError>>,
+    {
+        let docker = self.client().await?.clone();
+        match tokio::time::timeout(timeout, f(docker)).await {
+            Ok(result) => result.map_err(|e| self.map_error(what, e)),
+            Err(_) => Err(CapError::Timeout(format!(
+                "{what}: the Docker engine did not answer within {}s",
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    fn map_error(&self, what: &str, error: BollardError) -> CapError {
+        match error {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => match status_code {
+                404 => CapError::NotFound(format!("{what}: {message}")),
+                400 => CapError::Invalid(format!("{what}: {message}")),
+                _ => CapError::Failed(format!("{what}: {message} (HTTP {status_code})")),
+            },
+            BollardError::RequestTimeoutError => {
+                CapError::Timeout(format!("{what}: the Docker engine did not answer"))
+            }
+            BollardError::IOError { .. }
+            | BollardError::HyperResponseError { .. }
+            | BollardError::SocketNotFoundError(_) => CapError::Unavailable(format!(
+                "{what}: Docker engine at {}: {error}",
+                self.endpoint
+            )),
+            other => CapError::Failed(format!("{what}: {other}")),
+        }
+    }
+
+    pub async fn inspect_raw(&self, name: &str) -> Result<ContainerInspectResponse, CapError> {
+        let owned = name.to_string();
+        self.call(&format!("inspect {name}"), CALL_TIMEOUT, |d| async move {
+            d.inspect_container(&owned, None::<InspectContainerOptions>)
+                .await
+        })
+        .await
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<ContainerDetails, CapError> {
+        Ok(details(self.inspect_raw(name).await?))
+    }
+
+    /// Names of containers (running or not) carrying all the given label selectors.
+    pub async fn list_names(&self, all: bool, labels: &[String]) -> Result<Vec<String>, CapError> {
+        let mut filters = HashMap::new();
+        if !labels.is_empty() {
+            filters.insert("label".to_string(), labels.to_vec());
+        }
+        let options = ListContainersOptions {
+            all,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = self
+            .call("list containers", CALL_TIMEOUT, |d| async move {
+                d.list_containers(Some(options)).await
+            })
+            .await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| s.names.and_then(|n| n.into_iter().next()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
+    pub async fn logs(
+        &self,
+        name: &str,
+        tail: Option<u32>,
+        since_secs: Option<u64>,
+        timestamps: bool,
+    ) -> Result<Vec<LogLine>, CapError> {
+        let since = since_secs
+            .map(|s| unix_now().saturating_sub(s) as i32)
+            .unwrap_or(0);
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            since,
+            timestamps,
+            tail: tail.unwrap_or(MAX_LOG_LINES).min(MAX_LOG_LINES).to_string(),
+            ..Default::default()
+        };
+        let owned = name.to_string();
+        self.call(&format!("logs {name}"), CALL_TIMEOUT, |d| async move {
+            let mut stream = d.logs(&owned, Some(options));
+            let mut lines = Vec::new();
+            let mut bytes = 0;
+            while let Some(chunk) = stream.next().await {
+                let (stream, message) = match chunk? {
+                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        (LogStream::Stdout, message)
+                    }
+                    LogOutput::StdIn { .. } => continue,
+                };
+                bytes += message.len();
+                for text in String::from_utf8_lossy(&message).lines() {
+                    lines.push(LogLine {
+                        stream,
+                        text: text.to_string(),
+                    });
+                }
+                if bytes > MAX_LOG_BYTES {
+                    break;
+                }
+            }
+            Ok(lines)
+        })
+        .await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), CapError> {
+        let owned = name.to_string();
+        self.call(&format!("start {name}"), CALL_TIMEOUT, |d| async move {
+            d.start_container(
+                &owned,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        })
+        .await
+        .or_else(already_done)
+    }
+
+    pub async fn stop(&self, name: &str, timeout_secs: Option<u32>) -> Result<(), CapError> {
+        let owned = name.to_string();
+        let options = StopContainerOptions {
+            t: timeout_secs.map(|t| t as i32),
+            ..Default::default()
+        };
+        self.call(
+            &format!("stop {name}"),
+            grace(timeout_secs),
+            |d| async move { d.stop_container(&owned, Some(options)).await },
+        )
+        .await
+        .or_else(already_done)
+    }
+
+    pub async fn restart(&self, name: &str, timeout_secs: Option<u32>) -> Result<(), CapError> {
+        let owned = name.to_string();
+        let options = RestartContainerOptions {
+            t: timeout_secs.map(|t| t as i32),
+            ..Default::default()
+        };
+        self.call(
+            &format!("restart {name}"),
+            grace(timeout_secs),
+            |d| async move { d.restart_container(&owned, Some(options)).await },
+        )
+        .await
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<(), CapError> {
+        let owned = name.to_string();
+        self.call(&format!("pause {name}"), CALL_TIMEOUT, |d| async move {
+            d.pause_container(&owned).await
+        })
+        .await
+    }
+
+    pub async fn unpause(&self, name: &str) -> Result<(), CapError> {
+        let owned = name.to_string();
+        self.call(&format!("unpause {name}"), CALL_TIMEOUT, |d| async move {
+            d.unpause_container(&owned).await
+        })
+        .await
+    }
+
+    pub async fn stats(&self, name: &str) -> Result<ContainerStats, CapError> {
+        let owned = name.to_string();
+        let sample = self
+            .call(&format!("stats {name}"), CALL_TIMEOUT, |d| async move {
+                let options = StatsOptions {
+                    stream: false,
+                    one_shot: false,
+                };
+                let mut stream = d.stats(&owned, Some(options));
+                match stream.next().await {
+                    Some(sample) => sample.map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        let sample = sample.ok_or_else(|| CapError::Failed(format!("stats {name}: no sample")))?;
+        Ok(stats(&sample))
+    }
+
+    pub async fn disk_usage(&self) -> Result<SystemDf, CapError> {
+        let df = self
+            .call("system df", Duration::from_secs(60), |d| async move {
+                d.df(None).await
+            })
+            .await?;
+        Ok(system_df(&df))
+    }
+
+    pub async fn prune(&self, options: &PruneOptions) -> Result<PruneReport, CapError> {
+        let mut report = PruneReport {
+            containers_deleted: 0,
+            images_deleted: 0,
+            volumes_deleted: 0,
+            bytes_reclaimed: 0,
+        };
+        let long = Duration::from_secs(120);
+        if options.containers {
+            let r = self
+                .call("prune containers", long, |d| async move {
+                    d.prune_containers(None::<PruneContainersOptions>).await
+                })
+                .await?;
+            report.containers_deleted = r.containers_deleted.map_or(0, |v| v.len() as u32);
+            report.bytes_reclaimed += r.space_reclaimed.unwrap_or(0).max(0) as u64;
+        }
+        if options.images {
+            // Dangling only unless all-images: an image a stopped service needs is not junk.
+            let dangling = if options.all_images { "false" } else { "true" };
+            let filters = HashMap::from([("dangling".to_string(), vec![dangling.to_string()])]);
+            let r = self
+                .call("prune images", long, |d| async move {
+                    d.prune_images(Some(PruneImagesOptions {
+                        filters: Some(filters),
+                    }))
+                    .await
+                })
+                .await?;
+            report.images_deleted = r.images_deleted.map_or(0, |v| v.len() as u32);
+            report.bytes_reclaimed += r.space_reclaimed.unwrap_or(0).max(0) as u64;
+        }
+        if options.build_cache {
+            let r = self
+                .call("prune build cache", long, |d| async move {
+                    d.prune_build(None::<bollard::query_parameters::PruneBuildOptions>)
+                        .await
+                })
+                .await?;
+            report.bytes_reclaimed += r.space_reclaimed.unwrap_or(0).max(0) as u64;
+        }
+        if options.volumes {
+            let r = self
+                .call("prune volumes", long, |d| async move {
+                    d.prune_volumes(None::<bollard::query_parameters::PruneVolumesOptions>)
+                        .await
+                })
+                .await?;
+            report.volumes_deleted = r.volumes_deleted.map_or(0, |v| v.len() as u32);
+            report.bytes_reclaimed += r.space_reclaimed.unwrap_or(0).max(0) as u64;
+        }
+        Ok(report)
+    }
+
+    pub async fn network_disconnect(
+        &self,
+        name: &str,
+        network: &str,
+        force: bool,
+    ) -> Result<(), CapError> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: Some(name.to_string()),
+            force: Some(force),
+        };
+        let network = network.to_string();
+        self.call(
+            &format!("disconnect {name} from {network}"),
+            CALL_TIMEOUT,
+            |d| async move { d.disconnect_network(&network, request).await },
+        )
+        .await
+    }
+}
+
+/// Docker answers 304 when a container is already in the wanted state: that is success.
+fn already_done(error: CapError) -> Result<(), CapError> {
+    match &error {
+        CapError::Failed(detail) if detail.ends_with("(HTTP 304)") => Ok(()),
+        _ => Err(error),
+    }
+}
+
+/// Stop/restart wait for the container's own grace period first.
+fn grace(timeout_secs: Option<u32>) -> Duration {
+    CALL_TIMEOUT + Duration::from_secs(u64::from(timeout_secs.unwrap_or(10)))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Docker's zero time means "never".
+fn time(value: Option<String>) -> Option<String> {
+    value.filter(|t| !t.is_empty() && !t.starts_with("0001-01-01"))
+}
+
+pub fn container(resp: &ContainerInspectResponse) -> Container {
+    let state = resp.state.clone().unwrap_or_default();
+    let config = resp.config.clone().unwrap_or_default();
+    let health = state
+        .health
+        .as_ref()
+        .and_then(|h| h.status)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty() && s != "none");
+    let status_word = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let mut labels: Vec<(String, String)> = config.labels.unwrap_or_default().into_iter().collect();
+    labels.sort();
+    Container {
+        id: resp.id.clone().unwrap_or_default(),
+        name: resp
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        status: match &health {
+            Some(h) => format!("{status_word} ({h})"),
+            None => status_word.clone(),
+        },
+        state: status_word,
+        health,
+        restart_count: resp.restart_count.unwrap_or(0).max(0) as u32,
+        exit_code: state.exit_code,
+        started_at: time(state.started_at),
+        finished_at: time(state.finished_at),
+        labels,
+    }
+}
+
+fn details(resp: ContainerInspectResponse) -> ContainerDetails {
+    let summary = container(&resp);
+    let state = resp.state.clone().unwrap_or_default();
+    let config = resp.config.clone().unwrap_or_default();
+    let mut command = config.entrypoint.unwrap_or_default();
+    command.extend(config.cmd.unwrap_or_default());
+    let mut networks: Vec<String> = resp
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default();
+    networks.sort();
+    ContainerDetails {
+        container: summary,
+        command,
+        oom_killed: state.oom_killed.unwrap_or(false),
+        error: state.error.unwrap_or_default(),
+        restart_policy: resp
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        networks,
+        health_log: state
+            .health
+            .and_then(|h| h.log)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.output.map(|o| o.trim().to_string()))
+            .collect(),
+    }
+}
+
+fn stats(sample: &ContainerStatsResponse) -> ContainerStats {
+    let cpu = sample.cpu_stats.clone().unwrap_or_default();
+    let pre = sample.precpu_stats.clone().unwrap_or_default();
+    let total = |c: &bollard::models::ContainerCpuStats| {
+        c.cpu_usage
+            .as_ref()
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0)
+    };
+    let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
+    let system_delta = cpu
+        .system_cpu_usage
+        .unwrap_or(0)
+        .saturating_sub(pre.system_cpu_usage.unwrap_or(0)) as f64;
+    let cpus = cpu.online_cpus.unwrap_or(1).max(1) as f64;
+    let memory = sample.memory_stats.clone().unwrap_or_default();
+    // Like `docker stats`: page cache is not counted as used.
+    let cache = memory
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+                .copied()
+        })
+        .unwrap_or(0);
+    ContainerStats {
+        cpu_percent: if system_delta > 0.0 {
+            cpu_delta / system_delta * cpus * 100.0
+        } else {
+            0.0
+        },
+        memory_used: memory.usage.unwrap_or(0).saturating_sub(cache),
+        memory_limit: memory.limit.unwrap_or(0),
+        pids: sample
+            .pids_stats
+            .as_ref()
+            .and_then(|p| p.current)
+            .unwrap_or(0),
+    }
+}
+
+/// The figures `docker system df` prints, computed the way the docker CLI computes them.
+fn system_df(df: &SystemDataUsageResponse) -> SystemDf {
+    use bollard::models::{BuildCache, ContainerSummary, Volume};
+
+    fn section<T>(items: &[T], active: impl Fn(&T) -> bool, size: impl Fn(&T) -> u64) -> DfSection {
+        DfSection {
+            count: items.len() as u32,
+            active: items.iter().filter(|i| active(i)).count() as u32,
+            size_bytes: items.iter().map(&size).sum(),
+            reclaimable_bytes: items.iter().filter(|i| !active(i)).map(&size).sum(),
+        }
+    }
+    let bytes = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
+
+    // Images: the total is the layers' size; what running containers' images use is kept.
+    let images = df.images.as_deref().unwrap_or_default();
+    let layers = bytes(df.layers_size);
+    let in_use: i64 = images
+        .iter()
+        .filter(|i| i.containers > 0 && i.size >= 0 && i.shared_size >= 0)
+        .map(|i| i.size - i.shared_size)
+        .sum();
+    let images = DfSection {
+        count: images.len() as u32,
+        active: images.iter().filter(|i| i.containers > 0).count() as u32,
+        size_bytes: layers,
+        reclaimable_bytes: layers.saturating_sub(in_use.max(0) as u64),
+    };
+
+    let running = |c: &ContainerSummary| {
+        matches!(
+            c.state.map(|s| s.to_string()).as_deref(),
+            Some("running" | "paused")
+        )
+    };
+    let containers = section(
+        df.containers.as_deref().unwrap_or_default(),
+        running,
+        |c: &ContainerSummary| bytes(c.size_rw),
+    );
+    let volumes = section(
+        df.volumes.as_deref().unwrap_or_default(),
+        |v: &Volume| v.usage_data.as_ref().is_some_and(|u| u.ref_count > 0),
+        |v: &Volume| v.usage_data.as_ref().map_or(0, |u| u.size.max(0) as u64),
+    );
+    // Shared build-cache records are counted once, under the record that owns them.
+    let unshared: Vec<BuildCache> = df
+        .build_cache
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| !b.shared.unwrap_or(false))
+        .cloned()
+        .collect();
+    let mut build_cache = section(
+        &unshared,
+        |b: &BuildCache| b.in_use.unwrap_or(false),
+        |b: &BuildCache| bytes(b.size),
+    );
+    build_cache.count = df.build_cache.as_ref().map_or(0, |b| b.len() as u32);
+    SystemDf {
+        images,
+        containers,
+        volumes,
+        build_cache,
+    }
+}
