@@ -10,7 +10,7 @@ use runbook_tests::{Sandbox, calls};
 /// included: the prune test runs alone, the others share.
 static ENGINE: RwLock<()> = RwLock::new(());
 
-fn run(sandbox: &Sandbox, args: &[&str]) -> (i32, serde_json::Value) {
+fn run_json(sandbox: &Sandbox, args: &[&str]) -> (i32, serde_json::Value) {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     all.push("--json");
@@ -31,7 +31,7 @@ fn bot_down_restarts_a_stopped_bot_and_verifies_it() {
 
     let sandbox = Sandbox::new();
     let health = bot.url("/health");
-    let (code, run) = run(
+    let (code, run) = run_json(
         &sandbox,
         &[
             "bot-down",
@@ -79,7 +79,7 @@ fn bot_down_escalates_a_bot_that_crashes_again_without_endless_restarts() {
     bot.wait_for_state("exited");
 
     let sandbox = Sandbox::new();
-    let (code, run) = run(
+    let (code, run) = run_json(
         &sandbox,
         &[
             "bot-down",
@@ -118,7 +118,7 @@ fn bot_down_dry_run_restarts_nothing() {
     let started_before = bot.started_at();
 
     let sandbox = Sandbox::new();
-    let (_, run) = run(
+    let (_, run) = run_json(
         &sandbox,
         &[
             "bot-down",
@@ -147,7 +147,7 @@ fn bot_down_dry_run_restarts_nothing() {
 #[test]
 fn a_container_that_does_not_exist_is_not_found() {
     let sandbox = Sandbox::new();
-    let (code, run) = run(
+    let (code, run) = run_json(
         &sandbox,
         &["bot-down", "-p", "container=rbt-no-such-container"],
     );
@@ -183,11 +183,11 @@ fn a_dead_engine_is_unavailable_and_the_run_fails_fast() {
 fn web_down_restarts_a_web_container_whose_server_died() {
     let _engine = ENGINE.read().unwrap();
     let web = TestContainer::web();
-    docker(&["exec", &web.name, "pkill", "httpd"]);
+    docker(&["exec", &web.name, "sh", "-c", "kill $(pidof httpd)"]);
     let started_before = web.started_at();
 
     let sandbox = Sandbox::new();
-    let (code, run) = run(
+    let (code, run) = run_json(
         &sandbox,
         &[
             "web-down",
@@ -221,7 +221,7 @@ fn web_down_on_a_healthy_url_does_nothing() {
     let web = TestContainer::web();
     let started_before = web.started_at();
     let sandbox = Sandbox::new();
-    let (code, run) = run(
+    let (code, run) = run_json(
         &sandbox,
         &[
             "web-down",
@@ -251,7 +251,7 @@ fn restarting_an_ungranted_container_is_denied() {
         "[plugins.bot-down.grants]\nnotify = [\"ops\"]\n\
          docker = [{ containers = [\"rbt-*\"], verbs = [\"read\"] }, { containers = [\"payments-*\"], verbs = [\"restart\", \"start\"] }]\n",
     );
-    let (_, run) = run(
+    let (_, run) = run_json(
         &sandbox,
         &["bot-down", "-p", &format!("container={}", bot.name)],
     );
@@ -319,7 +319,7 @@ fn disk_full_reports_docker_df_and_prunes_only_when_granted() {
     ];
 
     // Default grants: disk-usage only; prune is denied and nothing is removed.
-    let (_, run) = run(&sandbox, &forced);
+    let (_, run) = run_json(&sandbox, &forced);
     let df = calls(&run, "docker", "disk-usage");
     assert_eq!(df[0]["result"], "ok", "{run:#}");
     let detail = df[0]["detail"].as_str().unwrap();
@@ -356,11 +356,11 @@ fn disk_full_reports_docker_df_and_prunes_only_when_granted() {
         "host.toml",
         "[plugins.disk-full.grants]\nfs-read = [\"/\"]\nnotify = [\"ops\"]\ndocker = [{ verbs = [\"disk-usage\", \"prune\"] }]\n",
     );
-    let (_, dry) = run(&sandbox, &[&forced[..], &["--dry-run"]].concat());
+    let (_, dry) = run_json(&sandbox, &[&forced[..], &["--dry-run"]].concat());
     assert_eq!(calls(&dry, "docker", "prune")[0]["result"], "would");
     assert_eq!(stopped.state(), "exited");
 
-    let (_, run) = run(&sandbox, &forced);
+    let (_, run) = run_json(&sandbox, &forced);
     let prune = &calls(&run, "docker", "prune")[0];
     assert_eq!(prune["result"], "ok", "{run:#}");
     assert!(
