@@ -2,6 +2,7 @@
 //! release build shared by every test) and run it in an isolated cache and working directory.
 
 pub mod docker;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -12,7 +12,8 @@ fn unknown_playbook_exits_2_and_lists_known_ones() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("known playbooks: disk-full"),
+        run.stderr
+            .contains("known playbooks: bot-down, disk-full, web-down"),
         "{}",
         run.stderr
     );

@@ -112,7 +112,33 @@ fn largest_entries_and_old_backups_match_the_tree() {
     assert!(candidates[0].contains("(30 days old)"));
     assert!(candidates[1].contains(&backups.join("old-1.tar.gz").display().to_string()));
     assert!(!report.contains("fresh.tar.gz") && !report.contains("old-notes.txt"));
-    assert!(report.contains("docker: unavailable"), "report:\n{report}");
+    assert!(report.contains("Docker disk usage:"), "report:\n{report}");
+}
+
+/// Without a Docker engine the report says so in one line and the rest still works.
+#[test]
+fn no_docker_engine_is_one_clear_line_not_a_failure() {
+    let sandbox = Sandbox::new();
+    fixture(&sandbox);
+    let dead = format!("unix://{}/dead.sock", sandbox.path().display());
+    let args = tree_args(
+        &sandbox,
+        &["-p", "warn-percent=99", "-p", "critical-percent=100"],
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = sandbox.host_env(&refs, &[("DOCKER_HOST", &dead)]);
+    let run = out.json();
+    assert_eq!(
+        (out.code, run["status"].as_str().unwrap()),
+        (0, "no-action"),
+        "{run:#}"
+    );
+    let report = report_text(&run);
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("docker: unavailable"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(line.contains("dead.sock"), "{line}");
 }
 
 /// The figure disk-full reports for `/` is the one statvfs gives (df's Use%), within a point.

@@ -98,7 +98,6 @@ impl RunState {
     async fn container_call<T, F>(
         &mut self,
         verb: DockerVerb,
-        function: &str,
         container: &str,
         args: Value,
         mutating: Option<T>,
@@ -110,6 +109,9 @@ impl RunState {
     {
         self.begin_call()?;
         let started = Instant::now();
+        // The WIT function names are the verbs' names.
+        let function = verb_name(verb);
+        let function = function.as_str();
         let mut result = self.authorize(verb, container).await;
         if let Some(value) = mutating
             && result.is_ok()
@@ -163,7 +165,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container });
         self.container_call(
             DockerVerb::Inspect,
-            "inspect",
             &container,
             args,
             None,
@@ -189,7 +190,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container, "tail": options.tail, "since-secs": options.since_secs });
         self.container_call(
             DockerVerb::Logs,
-            "logs",
             &container,
             args,
             None,
@@ -206,7 +206,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container });
         self.container_call(
             DockerVerb::Start,
-            "start",
             &container,
             args,
             Some(()),
@@ -220,7 +219,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container, "timeout-secs": timeout_secs });
         self.container_call(
             DockerVerb::Stop,
-            "stop",
             &container,
             args,
             Some(()),
@@ -234,7 +232,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container, "timeout-secs": timeout_secs });
         self.container_call(
             DockerVerb::Restart,
-            "restart",
             &container,
             args,
             Some(()),
@@ -248,7 +245,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container });
         self.container_call(
             DockerVerb::Pause,
-            "pause",
             &container,
             args,
             Some(()),
@@ -262,7 +258,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container });
         self.container_call(
             DockerVerb::Unpause,
-            "unpause",
             &container,
             args,
             Some(()),
@@ -276,7 +271,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container });
         self.container_call(
             DockerVerb::Stats,
-            "stats",
             &container,
             args,
             None,
@@ -366,7 +360,6 @@ impl docker::Host for RunState {
         let args = json!({ "container": container, "network": network, "force": force });
         self.container_call(
             DockerVerb::NetworkDisconnect,
-            "network-disconnect",
             &container,
             args,
             Some(()),
