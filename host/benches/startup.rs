@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
             alert: None,
             trigger: TriggerKind::Cli,
             dry_run: true,
+            dedup_key: None,
         };
         let record = host
             .run(&prepared, request, ConsoleStream::Stderr, None)

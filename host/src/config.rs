@@ -22,6 +22,8 @@ pub struct Config {
     #[serde(default)]
     pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// The run store (SQLite file).
+    pub store: Option<PathBuf>,
     #[serde(default)]
     pub notify: BTreeMap<String, ChannelConfig>,
     #[serde(default)]
@@ -52,8 +54,11 @@ impl Config {
         for dir in &mut config.plugin_dirs {
             *dir = base.join(&*dir);
         }
-        if let Some(dir) = &mut config.cache_dir {
-            *dir = base.join(&*dir);
+        for path in [&mut config.cache_dir, &mut config.store]
+            .into_iter()
+            .flatten()
+        {
+            *path = base.join(&*path);
         }
         for plugin in config.plugins.values_mut() {
             if let Some(grants) = &mut plugin.grants {

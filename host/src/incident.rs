@@ -92,3 +92,21 @@ fn pairs(map: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String
         })
         .collect()
 }
+
+/// The alert as stored with a run and shown in reports.
+pub fn alert_json(alert: &Alert) -> serde_json::Value {
+    let map = |pairs: &[(String, String)]| -> serde_json::Map<String, serde_json::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect()
+    };
+    serde_json::json!({
+        "name": alert.name,
+        "status": alert.status,
+        "labels": map(&alert.labels),
+        "annotations": map(&alert.annotations),
+        "fingerprint": alert.fingerprint,
+        "startsAt": alert.starts_at,
+    })
+}

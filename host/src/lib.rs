@@ -12,4 +12,5 @@ pub mod policy;
 pub mod render;
 pub mod run;
 pub mod state;
+pub mod store;
 pub mod timeline;

@@ -11,6 +11,7 @@ use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
 use runbook_host::incident::{parse_param, read_alert_file};
 use runbook_host::run::{Host, RunRequest, UsageError};
+use runbook_host::store::{Store, default_store_path};
 use runbook_host::timeline::Sink;
 use runbook_host::{check, render};
 
@@ -42,6 +43,9 @@ struct Cli {
     /// Compile every time instead of using the cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Run store, a SQLite file [default: ~/.local/state/runbook-host/runs.sqlite3]
+    #[arg(long, global = true, env = "RUNBOOK_STORE", value_name = "FILE")]
+    store: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,9 +85,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recent runs from the run store, newest first (CLI and webhook runs alike)
+    #[command(
+        after_help = "Examples:\n  host runs\n  host runs --playbook bot-down --limit 5\n  host runs show r1a2126ff8f40245b000"
+    )]
+    Runs {
+        #[command(subcommand)]
+        action: Option<RunsAction>,
+        /// How many runs to list
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only this playbook's runs
+        #[arg(long)]
+        playbook: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config and every playbook; one line per problem, exit 1 if any
     #[command(after_help = "Example:\n  host check --config host.toml")]
     Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsAction {
+    /// One run with its whole timeline (every capability call) and artifacts
+    Show {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -125,7 +155,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .or_else(|| config.cache_dir.clone())
             .or_else(default_cache_dir)
     };
-    let host = Host::new(config, cache_dir)?;
+    let store_path = cli
+        .store
+        .or_else(|| config.store.clone())
+        .or_else(default_store_path);
+    let mut host = Host::new(config, cache_dir)?;
+    if let Command::Runs {
+        action,
+        limit,
+        playbook,
+        json,
+    } = &cli.command
+    {
+        let path = store_path.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE"))?;
+        let store = Store::open(&path)?;
+        return show_runs(&store, action.as_ref(), *limit, playbook.as_deref(), *json);
+    }
+    if matches!(cli.command, Command::Run { .. })
+        && let Some(path) = &store_path
+    {
+        match Store::open(path) {
+            Ok(store) => host.store = Some(std::sync::Arc::new(store)),
+            Err(e) => eprintln!("warning: runs will not be stored: {e:#}"),
+        }
+    }
 
     match cli.command {
         Command::Run {
@@ -153,6 +206,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 alert,
                 trigger,
                 dry_run,
+                dedup_key: None,
             };
             let (console, sink): (_, Option<Sink>) = if json {
                 (ConsoleStream::Stderr, None)
@@ -304,6 +358,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+        Command::Runs { .. } => unreachable!("handled before the host is built"),
         Command::Check { json } => {
             let report = check::check(&host).await;
             if json {
@@ -337,6 +392,43 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 EXIT_FAILED
             })
+        }
+    }
+}
+
+fn show_runs(
+    store: &Store,
+    action: Option<&RunsAction>,
+    limit: usize,
+    playbook: Option<&str>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    match action {
+        None => {
+            let runs = store.list(limit, playbook)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!("no runs yet in {}", store.path().display());
+            } else {
+                for run in &runs {
+                    println!("{}", render::run_line(run));
+                }
+            }
+            Ok(0)
+        }
+        Some(RunsAction::Show { id, json }) => {
+            let Some(run) = store.get(id)? else {
+                eprintln!("error: no run {id:?} in {}", store.path().display());
+                eprintln!("hint: `host runs` lists the recent ones");
+                return Ok(EXIT_USAGE);
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print!("{}", render::stored_run(&run));
+            }
+            Ok(0)
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::run::RunRecord;
+use crate::store::{RunSummary, StoredRun};
 use crate::timeline::{Event, EventKind};
 
 /// One line per timeline event, as the CLI prints it live.
@@ -84,5 +85,57 @@ pub fn summary(record: &RunRecord) -> String {
         t.capability_calls_ms,
         t.total_ms
     );
+    out
+}
+
+/// One line of `host runs`.
+pub fn run_line(run: &RunSummary) -> String {
+    let dry = if run.dry_run { " (dry run)" } else { "" };
+    format!(
+        "{}  {}  {:<10} {:<11} {:<8} {}{dry}",
+        run.id, run.started_at, run.playbook, run.status, run.trigger, run.summary
+    )
+}
+
+/// `host runs show <id>`: the run, its timeline, its artifacts.
+pub fn stored_run(run: &StoredRun) -> String {
+    let mut out = String::new();
+    let r = &run.run;
+    let _ = writeln!(
+        out,
+        "run {} · {} ({}) · {} · {}",
+        r.id, r.playbook, run.origin, r.trigger, r.status
+    );
+    let _ = writeln!(
+        out,
+        "started {} · ended {}",
+        r.started_at,
+        r.ended_at.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "params {}", run.params);
+    if let Some(alert) = &run.alert {
+        let _ = writeln!(out, "alert {alert}");
+    }
+    let _ = writeln!(out, "summary: {}", r.summary);
+    if let Some(reason) = &run.reason {
+        let _ = writeln!(out, "reason: {reason}");
+    }
+    for action in run.actions.as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  action: {}", action.as_str().unwrap_or_default());
+    }
+    let _ = writeln!(out, "\ntimeline:");
+    for event in &run.timeline {
+        let _ = writeln!(out, "{}", event_line(event));
+    }
+    if !run.artifacts.is_empty() {
+        let _ = writeln!(out, "\nartifacts:");
+        for a in &run.artifacts {
+            let _ = writeln!(
+                out,
+                "  {} ({}, {} bytes, sha256 {})",
+                a.name, a.content_type, a.bytes, a.sha256
+            );
+        }
+    }
     out
 }

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::policy::{Grants, Limits};
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
+use crate::store::{NewRun, Store as RunStore};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
 
 /// Mistakes in what the operator asked for: the CLI exits 2 for these.
@@ -51,6 +52,8 @@ pub struct RunRequest {
     pub alert: Option<Alert>,
     pub trigger: TriggerKind,
     pub dry_run: bool,
+    /// Same key, same playbook: the webhook server answers with the existing run.
+    pub dedup_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +64,8 @@ pub struct RunRecord {
     pub trigger: &'static str,
     pub dry_run: bool,
     pub params: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
     pub started_at: String,
     pub ended_at: String,
     /// resolved, mitigated, escalated, no-action or failed.
@@ -95,6 +100,8 @@ pub struct Host {
     pub catalog: Catalog,
     docker: Arc<DockerEngine>,
     http: Arc<HttpClient>,
+    /// Where runs are kept; `None` only when the operator turned it off.
+    pub store: Option<Arc<RunStore>>,
 }
 
 impl Host {
@@ -107,6 +114,7 @@ impl Host {
             catalog,
             docker: Arc::new(DockerEngine::from_env()),
             http: Arc::new(HttpClient::new()?),
+            store: None,
         })
     }
 
@@ -181,6 +189,28 @@ impl Host {
         let run_id = new_run_id();
         let started_at = SystemTime::now();
         let started = Instant::now();
+        let alert_json = request.alert.as_ref().map(crate::incident::alert_json);
+        let params_json: serde_json::Value = params
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        // Stored before it runs: a run that was accepted is never lost, even if the host dies.
+        if let Some(store) = &self.store {
+            store
+                .insert_started(&NewRun {
+                    id: &run_id,
+                    playbook: &name,
+                    origin: &prepared.source.origin.to_string(),
+                    trigger: request.trigger.as_str(),
+                    params: &params_json,
+                    alert: alert_json.as_ref(),
+                    dry_run: request.dry_run,
+                    dedup_key: request.dedup_key.as_deref(),
+                    started_at: &rfc3339(started_at),
+                })
+                .context("recording the run in the store")?;
+        }
 
         let state = RunState::new(
             grants.clone(),
@@ -235,13 +265,14 @@ impl Host {
         let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(
             timeline.call_time_ms() / 1e3,
         ));
-        Ok(RunRecord {
+        let record = RunRecord {
             run_id,
             playbook: name,
             origin: prepared.source.origin.to_string(),
             trigger: request.trigger.as_str(),
             dry_run: request.dry_run,
             params: params.into_iter().collect(),
+            alert: alert_json,
             started_at: rfc3339(started_at),
             ended_at: rfc3339(SystemTime::now()),
             status,
@@ -258,7 +289,11 @@ impl Host {
                 capability_calls_ms,
                 total_ms: round_ms(started.elapsed()),
             },
-        })
+        };
+        if let Some(store) = &self.store {
+            store.finish(&record).context("storing the run's outcome")?;
+        }
+        Ok(record)
     }
 }
 

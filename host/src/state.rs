@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -24,7 +24,7 @@ use crate::timeline::Timeline;
 #[error("limit exceeded: {0}")]
 pub struct LimitExceeded(pub String);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
     pub name: String,
     pub content_type: String,

@@ -72,6 +72,11 @@ impl Sandbox {
         self.path().join("cache")
     }
 
+    /// Each sandbox has its own run store.
+    pub fn store_path(&self) -> PathBuf {
+        self.path().join("runs.sqlite3")
+    }
+
     pub fn host(&self, args: &[&str]) -> Run {
         self.host_env(args, &[])
     }
@@ -85,6 +90,7 @@ impl Sandbox {
             .args(args)
             .current_dir(self.path())
             .env("RUNBOOK_CACHE_DIR", self.cache_dir())
+            .env("RUNBOOK_STORE", self.store_path())
             .env_remove("RUNBOOK_CONFIG")
             .envs(env.iter().copied())
             .output()

@@ -1,0 +1,349 @@
+//! The run store: every run, its timeline and its artifacts in one SQLite file (no server to
+//! start). A run is written when it starts and completed when it ends, so a host that dies
+//! mid-run leaves it `running`; the next host to open the store marks it `interrupted`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::run::RunRecord;
+use crate::state::Artifact;
+use crate::timeline::Event;
+
+/// One entry per schema version; never edit a shipped one, append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        playbook    TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        params      TEXT NOT NULL,          -- JSON object
+        alert       TEXT,                   -- JSON, the alert that triggered the run
+        dry_run     INTEGER NOT NULL,
+        status      TEXT NOT NULL,          -- running, resolved, …, failed, interrupted
+        summary     TEXT NOT NULL DEFAULT '',
+        actions     TEXT NOT NULL DEFAULT '[]',
+        reason      TEXT,
+        dedup_key   TEXT,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        timings     TEXT,
+        grants      TEXT
+    );
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE INDEX runs_dedup ON runs (dedup_key);
+    CREATE TABLE events (
+        run_id  TEXT NOT NULL REFERENCES runs (id),
+        seq     INTEGER NOT NULL,
+        event   TEXT NOT NULL,              -- JSON of timeline::Event
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE artifacts (
+        run_id        TEXT NOT NULL REFERENCES runs (id),
+        seq           INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        content_type  TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        content       BLOB NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+"#];
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// What is known when a run starts.
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub playbook: &'a str,
+    pub origin: &'a str,
+    pub trigger: &'a str,
+    pub params: &'a serde_json::Value,
+    pub alert: Option<&'a serde_json::Value>,
+    pub dry_run: bool,
+    pub dedup_key: Option<&'a str>,
+    pub started_at: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub playbook: String,
+    pub trigger: String,
+    pub status: String,
+    pub summary: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoredRun {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    pub origin: String,
+    pub params: serde_json::Value,
+    pub alert: Option<serde_json::Value>,
+    pub actions: serde_json::Value,
+    pub reason: Option<String>,
+    pub dedup_key: Option<String>,
+    pub timings: Option<serde_json::Value>,
+    pub grants: Option<serde_json::Value>,
+    pub timeline: Vec<Event>,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the store and marks runs a dead host left running.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the run store's directory {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the run store {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap();
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the run store {} has schema version {version}, newer than this host knows ({}); \
+                 use a newer host",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migrating the run store to version {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Runs left `running` or `queued` by a host that is gone. Call only when no other host
+    /// process uses this store.
+    pub fn mark_interrupted(&self, at: &str) -> Result<usize> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn.execute(
+            "UPDATE runs SET status = 'interrupted', ended_at = ?1,
+                 reason = 'the host stopped before the run ended'
+             WHERE status IN ('running', 'queued')",
+            params![at],
+        )?)
+    }
+
+    pub fn insert_started(&self, run: &NewRun<'_>) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
+                               dedup_key, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+            params![
+                run.id,
+                run.playbook,
+                run.origin,
+                run.trigger,
+                run.params.to_string(),
+                run.alert.map(|a| a.to_string()),
+                run.dry_run,
+                run.dedup_key,
+                run.started_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Writes the outcome, timeline and artifacts in one transaction.
+    pub fn finish(&self, record: &RunRecord) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE runs SET status = ?2, summary = ?3, actions = ?4, reason = ?5, ended_at = ?6,
+                 timings = ?7, grants = ?8
+             WHERE id = ?1",
+            params![
+                record.run_id,
+                record.status,
+                record.summary,
+                serde_json::to_string(&record.actions)?,
+                record.reason,
+                record.ended_at,
+                serde_json::to_string(&record.timings)?,
+                serde_json::to_string(&record.grants)?,
+            ],
+        )?;
+        anyhow::ensure!(
+            updated == 1,
+            "run {} was never recorded as started",
+            record.run_id
+        );
+        for (seq, event) in record.timeline.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)",
+                params![record.run_id, seq, serde_json::to_string(event)?],
+            )?;
+        }
+        for (seq, artifact) in record.artifacts.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    record.run_id,
+                    seq,
+                    artifact.name,
+                    artifact.content_type,
+                    artifact.sha256,
+                    artifact.text.as_bytes()
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(
+            "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run
+             FROM runs WHERE ?1 IS NULL OR playbook = ?1
+             ORDER BY started_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![playbook, limit as i64], summary_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<StoredRun>> {
+        let conn = self.conn.lock().unwrap();
+        let run = conn
+            .query_row(
+                "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run,
+                        origin, params, alert, actions, reason, dedup_key, timings, grants
+                 FROM runs WHERE id = ?1",
+                params![id],
+                |r| {
+                    let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
+                        let text: Option<String> = r.get(i)?;
+                        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+                    };
+                    Ok(StoredRun {
+                        run: summary_row(r)?,
+                        origin: r.get(8)?,
+                        params: json(9)?.unwrap_or_default(),
+                        alert: json(10)?,
+                        actions: json(11)?.unwrap_or_default(),
+                        reason: r.get(12)?,
+                        dedup_key: r.get(13)?,
+                        timings: json(14)?,
+                        grants: json(15)?,
+                        timeline: Vec::new(),
+                        artifacts: Vec::new(),
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut run) = run else { return Ok(None) };
+        let mut stmt = conn.prepare("SELECT event FROM events WHERE run_id = ?1 ORDER BY seq")?;
+        for text in stmt.query_map(params![id], |r| r.get::<_, String>(0))? {
+            run.timeline.push(serde_json::from_str(&text?)?);
+        }
+        let mut stmt = conn.prepare(
+            "SELECT name, content_type, sha256, content FROM artifacts WHERE run_id = ?1 ORDER BY seq",
+        )?;
+        let artifacts = stmt.query_map(params![id], |r| {
+            let content: Vec<u8> = r.get(3)?;
+            Ok(Artifact {
+                name: r.get(0)?,
+                content_type: r.get(1)?,
+                sha256: r.get(2)?,
+                bytes: content.len(),
+                text: String::from_utf8_lossy(&content).into_owned(),
+            })
+        })?;
+        run.artifacts = artifacts.collect::<rusqlite::Result<_>>()?;
+        Ok(Some(run))
+    }
+}
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: r.get(0)?,
+        playbook: r.get(1)?,
+        trigger: r.get(2)?,
+        status: r.get(3)?,
+        summary: r.get(4)?,
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        dry_run: r.get(7)?,
+    })
+}
+
+/// `$XDG_STATE_HOME/runbook-host/runs.sqlite3` (or `~/.local/state/…`).
+pub fn default_store_path() -> Option<PathBuf> {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("runbook-host").join("runs.sqlite3"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_version_newer_than_the_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite3");
+        Store::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn runs_left_running_become_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("runs.sqlite3")).unwrap();
+        let params = serde_json::json!({});
+        store
+            .insert_started(&NewRun {
+                id: "r1",
+                playbook: "bot-down",
+                origin: "built-in",
+                trigger: "webhook",
+                params: &params,
+                alert: None,
+                dry_run: false,
+                dedup_key: None,
+                started_at: "2026-11-25T10:00:00Z",
+            })
+            .unwrap();
+        assert_eq!(store.mark_interrupted("2026-11-25T10:05:00Z").unwrap(), 1);
+        let run = store.get("r1").unwrap().unwrap();
+        assert_eq!(run.run.status, "interrupted");
+        assert_eq!(store.mark_interrupted("later").unwrap(), 0);
+    }
+}
