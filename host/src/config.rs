@@ -28,14 +28,126 @@ pub struct Config {
     pub notify: BTreeMap<String, ChannelConfig>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Auth per webhook endpoint: `alertmanager` (/hooks/alertmanager), `run` (/hooks/run/…).
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookConfig>,
+    /// Alert label matchers → playbook, in order.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Runs executing at once, over all playbooks; the rest wait in the queue.
+    pub max_concurrent_runs: usize,
+    /// Runs waiting beyond this are refused with 503 and Retry-After.
+    pub queue_limit: usize,
+    /// The same alert (fingerprint + startsAt) for the same playbook within this window gets
+    /// the existing run.
+    pub dedup_window_secs: u64,
+    /// Resolved alerts are recorded; with this they also start their route's playbook.
+    pub run_resolved: bool,
+    /// On SIGTERM, how long running runs may take to finish before they are marked interrupted.
+    pub shutdown_grace_secs: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9095".into(),
+            max_concurrent_runs: 8,
+            queue_limit: 256,
+            dedup_window_secs: 3600,
+            run_resolved: false,
+            shutdown_grace_secs: 30,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhookConfig {
+    pub auth: AuthConfig,
+}
+
+/// How a webhook proves who sent it. Secrets are named (env var or file), never inlined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// Accept anything: only for a listener nobody else can reach.
+    None,
+    Bearer {
+        token: Secret,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// GitHub's `X-Hub-Signature-256: sha256=<hex HMAC of the body>`.
+    HmacSha256 {
+        secret: Secret,
+    },
+    /// standardwebhooks.com: webhook-id, webhook-timestamp, webhook-signature (v1,<base64>).
+    StandardWebhooks {
+        secret: Secret,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl Secret {
+    /// The value; errors name the variable or file, never the value.
+    pub fn load(&self) -> Result<String> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("secret: environment variable {var} is not set")),
+            (None, Some(path)) => Ok(std::fs::read_to_string(path)
+                .with_context(|| format!("secret: reading {}", path.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string()),
+            _ => anyhow::bail!("a secret needs exactly one of `env` or `file`"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteConfig {
+    /// Alertmanager matchers: `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"`.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    pub playbook: String,
+    /// Parameters; `{{ labels.x }}` and `{{ annotations.x }}` are filled from the alert.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// No second run for the same playbook and alert within this many seconds.
+    pub cooldown_secs: Option<u64>,
+    /// Keep matching later routes after this one.
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
+    /// Runs of this playbook executing at once (default 2).
+    pub max_concurrent: Option<usize>,
     /// Replaces the built-in default grants entirely.
     pub grants: Option<Grants>,
     pub deadline_secs: Option<u64>,

@@ -49,6 +49,18 @@ pub fn read_alert_file(path: &Path) -> Result<Alert> {
     parse_alert(value).with_context(|| format!("{}", path.display()))
 }
 
+/// Every alert of an Alertmanager (or Grafana) webhook payload, version 4.
+pub fn parse_webhook(value: serde_json::Value) -> Result<Vec<Alert>> {
+    let hook: WebhookJson =
+        serde_json::from_value(value).context("not an Alertmanager webhook payload")?;
+    let group_status = hook.status;
+    Ok(hook
+        .alerts
+        .into_iter()
+        .map(|a| to_alert(a, group_status.clone()))
+        .collect())
+}
+
 pub fn parse_alert(value: serde_json::Value) -> Result<Alert> {
     let (alert, group_status) = if value.get("alerts").is_some() {
         let mut hook: WebhookJson =
@@ -62,13 +74,17 @@ pub fn parse_alert(value: serde_json::Value) -> Result<Alert> {
             .context("not an alert (expected labels, annotations, startsAt, fingerprint)")?;
         (alert, None)
     };
+    Ok(to_alert(alert, group_status))
+}
+
+fn to_alert(alert: AlertJson, group_status: Option<String>) -> Alert {
     let name = alert
         .labels
         .get("alertname")
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
-    Ok(Alert {
+    Alert {
         name,
         status: alert
             .status
@@ -78,7 +94,7 @@ pub fn parse_alert(value: serde_json::Value) -> Result<Alert> {
         annotations: pairs(alert.annotations),
         fingerprint: alert.fingerprint.unwrap_or_default(),
         starts_at: alert.starts_at.unwrap_or_default(),
-    })
+    }
 }
 
 fn pairs(map: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {

@@ -85,6 +85,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve webhooks (Alertmanager, generic JSON) and the runs API until SIGTERM
+    #[command(
+        after_help = "Endpoints:\n  POST /hooks/alertmanager      Alertmanager/Grafana webhook (routed by [[route]])\n  POST /hooks/run/{playbook}    JSON object of parameters\n  GET  /runs, /runs/{id}, /alerts, /healthz, /metrics\n\nExample:\n  host serve --config examples/host.toml --listen 127.0.0.1:9095"
+    )]
+    Serve {
+        /// Address to listen on [default: [server] listen, else 127.0.0.1:9095]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     #[command(
         after_help = "Examples:\n  host runs\n  host runs --playbook bot-down --limit 5\n  host runs show r1a2126ff8f40245b000"
@@ -170,6 +179,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         let path = store_path.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE"))?;
         let store = Store::open(&path)?;
         return show_runs(&store, action.as_ref(), *limit, playbook.as_deref(), *json);
+    }
+    if let Command::Serve { listen } = &cli.command {
+        let path = store_path.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE"))?;
+        host.store = Some(std::sync::Arc::new(Store::open(&path)?));
+        if let Some(listen) = listen {
+            host.config.server.listen = listen.clone();
+        }
+        runbook_host::server::serve(host, |addr| {
+            eprintln!("listening on http://{addr} (run store {})", path.display());
+        })
+        .await?;
+        return Ok(0);
     }
     if matches!(cli.command, Command::Run { .. })
         && let Some(path) = &store_path
@@ -358,7 +379,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        Command::Runs { .. } => unreachable!("handled before the host is built"),
+        Command::Runs { .. } | Command::Serve { .. } => unreachable!("handled above"),
         Command::Check { json } => {
             let report = check::check(&host).await;
             if json {

@@ -47,6 +47,15 @@ pub struct Prepared {
     pub description: Description,
 }
 
+/// A run recorded as queued and not yet executed.
+pub struct PendingRun {
+    pub run_id: String,
+    started_at: SystemTime,
+    alert_json: Option<serde_json::Value>,
+    params: Vec<(String, String)>,
+    request: RunRequest,
+}
+
 pub struct RunRequest {
     pub params: Vec<(String, String)>,
     pub alert: Option<Alert>,
@@ -182,34 +191,68 @@ impl Host {
         console: ConsoleStream,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
-        let name = prepared.source.name.clone();
-        let params = resolve_params(&prepared.description, &name, &request.params)?;
-        let grants = Arc::new(self.grants_for(&prepared.source));
-        let limits = self.config.limits_for(&name);
-        let run_id = new_run_id();
-        let started_at = SystemTime::now();
-        let started = Instant::now();
-        let alert_json = request.alert.as_ref().map(crate::incident::alert_json);
-        let params_json: serde_json::Value = params
+        let pending = self.begin(prepared, request)?;
+        self.execute(prepared, pending, console, sink).await
+    }
+
+    /// Validates the parameters and records the run as queued: once this returns, the run
+    /// exists in the store whatever happens to the host.
+    pub fn begin(&self, prepared: &Prepared, request: RunRequest) -> Result<PendingRun> {
+        let name = &prepared.source.name;
+        let params = resolve_params(&prepared.description, name, &request.params)?;
+        let pending = PendingRun {
+            run_id: new_run_id(),
+            started_at: SystemTime::now(),
+            alert_json: request.alert.as_ref().map(crate::incident::alert_json),
+            params,
+            request,
+        };
+        let params_json: serde_json::Value = pending
+            .params
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect::<serde_json::Map<_, _>>()
             .into();
-        // Stored before it runs: a run that was accepted is never lost, even if the host dies.
         if let Some(store) = &self.store {
             store
-                .insert_started(&NewRun {
-                    id: &run_id,
-                    playbook: &name,
+                .insert_queued(&NewRun {
+                    id: &pending.run_id,
+                    playbook: name,
                     origin: &prepared.source.origin.to_string(),
-                    trigger: request.trigger.as_str(),
+                    trigger: pending.request.trigger.as_str(),
                     params: &params_json,
-                    alert: alert_json.as_ref(),
-                    dry_run: request.dry_run,
-                    dedup_key: request.dedup_key.as_deref(),
-                    started_at: &rfc3339(started_at),
+                    alert: pending.alert_json.as_ref(),
+                    dry_run: pending.request.dry_run,
+                    dedup_key: pending.request.dedup_key.as_deref(),
+                    started_at: &rfc3339(pending.started_at),
                 })
                 .context("recording the run in the store")?;
+        }
+        Ok(pending)
+    }
+
+    pub async fn execute(
+        &self,
+        prepared: &Prepared,
+        pending: PendingRun,
+        console: ConsoleStream,
+        sink: Option<Sink>,
+    ) -> Result<RunRecord> {
+        let PendingRun {
+            run_id,
+            started_at,
+            alert_json,
+            params,
+            request,
+        } = pending;
+        let name = prepared.source.name.clone();
+        let grants = Arc::new(self.grants_for(&prepared.source));
+        let limits = self.config.limits_for(&name);
+        let started = Instant::now();
+        if let Some(store) = &self.store {
+            store
+                .mark_running(&run_id)
+                .context("updating the run store")?;
         }
 
         let state = RunState::new(

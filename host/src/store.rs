@@ -14,7 +14,8 @@ use crate::state::Artifact;
 use crate::timeline::Event;
 
 /// One entry per schema version; never edit a shipped one, append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE runs (
         id          TEXT PRIMARY KEY,
         playbook    TEXT NOT NULL,
@@ -50,7 +51,41 @@ const MIGRATIONS: &[&str] = &[r#"
         content       BLOB NOT NULL,
         PRIMARY KEY (run_id, seq)
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE alerts (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at  TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        alertname    TEXT NOT NULL,
+        status       TEXT NOT NULL,         -- firing, resolved
+        fingerprint  TEXT NOT NULL,
+        starts_at    TEXT NOT NULL,
+        labels       TEXT NOT NULL,         -- JSON object
+        disposition  TEXT NOT NULL,         -- started, deduplicated, cooldown, resolved, unrouted, rejected
+        playbook     TEXT,
+        run_id       TEXT,
+        detail       TEXT
+    );
+    CREATE INDEX alerts_received ON alerts (received_at);
+"#,
+];
+
+/// One alert as the webhook received it, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRecord {
+    pub received_at: String,
+    pub source: String,
+    pub alertname: String,
+    pub status: String,
+    pub fingerprint: String,
+    pub starts_at: String,
+    pub labels: serde_json::Value,
+    pub disposition: String,
+    pub playbook: Option<String>,
+    pub run_id: Option<String>,
+    pub detail: Option<String>,
+}
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -155,12 +190,12 @@ impl Store {
         )?)
     }
 
-    pub fn insert_started(&self, run: &NewRun<'_>) -> Result<()> {
+    pub fn insert_queued(&self, run: &NewRun<'_>) -> Result<()> {
         let conn = self.conn.lock().unwrap();
         conn.execute(
             "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                                dedup_key, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
             params![
                 run.id,
                 run.playbook,
@@ -172,6 +207,77 @@ impl Store {
                 run.dedup_key,
                 run.started_at,
             ],
+        )?;
+        Ok(())
+    }
+
+    /// The run already started for this dedup key since `since` (RFC 3339), if any.
+    pub fn find_dedup(&self, key: &str, since: &str) -> Result<Option<String>> {
+        let conn = self.conn.lock().unwrap();
+        Ok(conn
+            .query_row(
+                "SELECT id FROM runs WHERE dedup_key = ?1 AND started_at >= ?2
+                 ORDER BY started_at DESC LIMIT 1",
+                params![key, since],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn record_alert(&self, alert: &AlertRecord) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "INSERT INTO alerts (received_at, source, alertname, status, fingerprint, starts_at,
+                                 labels, disposition, playbook, run_id, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                alert.received_at,
+                alert.source,
+                alert.alertname,
+                alert.status,
+                alert.fingerprint,
+                alert.starts_at,
+                alert.labels.to_string(),
+                alert.disposition,
+                alert.playbook,
+                alert.run_id,
+                alert.detail,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(
+            "SELECT received_at, source, alertname, status, fingerprint, starts_at, labels,
+                    disposition, playbook, run_id, detail
+             FROM alerts ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            let labels: String = r.get(6)?;
+            Ok(AlertRecord {
+                received_at: r.get(0)?,
+                source: r.get(1)?,
+                alertname: r.get(2)?,
+                status: r.get(3)?,
+                fingerprint: r.get(4)?,
+                starts_at: r.get(5)?,
+                labels: serde_json::from_str(&labels).unwrap_or_default(),
+                disposition: r.get(7)?,
+                playbook: r.get(8)?,
+                run_id: r.get(9)?,
+                detail: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn mark_running(&self, id: &str) -> Result<()> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(
+            "UPDATE runs SET status = 'running' WHERE id = ?1",
+            params![id],
         )?;
         Ok(())
     }
@@ -329,7 +435,7 @@ mod tests {
         let store = Store::open(&dir.path().join("runs.sqlite3")).unwrap();
         let params = serde_json::json!({});
         store
-            .insert_started(&NewRun {
+            .insert_queued(&NewRun {
                 id: "r1",
                 playbook: "bot-down",
                 origin: "built-in",

@@ -1,0 +1,439 @@
+//! `host serve`: the webhook server. Alertmanager (and Grafana) payloads are routed by label
+//! matchers to playbooks; `/hooks/run/{playbook}` takes any JSON object as parameters. A
+//! request is answered 202 only after its runs are in the store; 4xx only when retrying can
+//! never help (Alertmanager retries 5xx only), 503 with Retry-After when the queue is full.
+
+mod auth;
+mod dispatch;
+mod metrics;
+mod routing;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use self::auth::Verifier;
+use self::dispatch::{Admission, Dispatcher, Refusal};
+use self::metrics::Metrics;
+use self::routing::Router as AlertRouter;
+use crate::bindings::{Alert, TriggerKind};
+use crate::run::{Host, RunRequest};
+use crate::store::AlertRecord;
+
+pub use self::routing::Matcher;
+
+/// Seconds a client is told to wait when the queue is full.
+const RETRY_AFTER_SECS: u64 = 5;
+
+struct App {
+    dispatcher: Dispatcher,
+    router: AlertRouter,
+    verifiers: HashMap<String, Verifier>,
+}
+
+type Shared = Arc<App>;
+
+/// Serves until SIGTERM/SIGINT, then drains: no new requests, running runs get the grace
+/// period, the rest are marked interrupted.
+pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    let server = &host.config.server;
+    let listen = server.listen.clone();
+    let grace = Duration::from_secs(server.shutdown_grace_secs);
+    let max_body = server.max_body_bytes;
+    let store = host.store.clone().context("the server needs a run store")?;
+    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let interrupted = store.mark_interrupted(&now)?;
+    if interrupted > 0 {
+        eprintln!("marked {interrupted} runs left by a previous host as interrupted");
+    }
+    let router = AlertRouter::new(&host.config.routes)?;
+    let mut verifiers = HashMap::new();
+    for (name, hook) in &host.config.webhooks {
+        let verifier =
+            Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
+        verifiers.insert(name.clone(), verifier);
+    }
+    let app = Arc::new(App {
+        dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new())),
+        router,
+        verifiers,
+    });
+
+    let routes = Router::new()
+        .route("/hooks/alertmanager", post(alertmanager_hook))
+        .route("/hooks/run/{playbook}", post(run_hook))
+        .route("/runs", get(list_runs))
+        .route("/runs/{id}", get(show_run))
+        .route("/alerts", get(list_alerts))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app.clone());
+
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    ready(listener.local_addr()?);
+    axum::serve(listener, routes)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let left = app.dispatcher.shutdown(grace).await;
+    if left > 0 {
+        eprintln!(
+            "shutdown: {left} runs did not finish within {}s and are marked interrupted",
+            grace.as_secs()
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("shutting down: no new webhooks; waiting for running runs");
+}
+
+struct Json(Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            self.0.to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn reply(app: &App, endpoint: &str, status: StatusCode, body: Value) -> Response {
+    app.dispatcher.metrics.request(endpoint, status.as_u16());
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+fn error(app: &App, endpoint: &str, status: StatusCode, message: impl Into<String>) -> Response {
+    reply(app, endpoint, status, json!({ "error": message.into() }))
+}
+
+/// 401 for a missing or failed check, and for an endpoint with no auth configured at all.
+fn authorize(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+    let Some(verifier) = app.verifiers.get(endpoint) else {
+        eprintln!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
+        return Err(error(
+            app,
+            endpoint,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ));
+    };
+    verifier.verify(headers, body).map_err(|reason| {
+        eprintln!(
+            "refused a call to {endpoint} ({}): {reason}",
+            verifier.kind()
+        );
+        error(app, endpoint, StatusCode::UNAUTHORIZED, "unauthorized")
+    })
+}
+
+fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::UnknownPlaybook(_) => StatusCode::NOT_FOUND,
+        Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+        Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    const ENDPOINT: &str = "alertmanager";
+    if let Err(denied) = authorize(&app, ENDPOINT, &headers, &body) {
+        return denied;
+    }
+    let alerts = match serde_json::from_slice::<Value>(&body)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(|v| crate::incident::parse_webhook(v).map_err(|e| format!("{e:#}")))
+    {
+        Ok(alerts) => alerts,
+        Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
+    };
+    let mut outcomes = Vec::new();
+    for alert in alerts {
+        match handle_alert(&app, &alert).await {
+            Ok(records) => outcomes.extend(records),
+            Err(refusal) => {
+                let status = refusal_status(&refusal);
+                return error(&app, ENDPOINT, status, refusal.to_string());
+            }
+        }
+    }
+    let runs: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|r| r.run_id.as_deref())
+        .collect();
+    let body = json!({ "runs": runs, "alerts": outcomes });
+    reply(&app, ENDPOINT, StatusCode::ACCEPTED, body)
+}
+
+/// Routes one alert and records what became of it (started, deduplicated, cooldown, resolved,
+/// unrouted, rejected). Only "try again later" conditions are returned as errors.
+async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refusal> {
+    let host = app.dispatcher.host();
+    let store = host.store.clone().expect("the server has a store");
+    let labels: serde_json::Map<String, Value> = alert
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let record = |disposition: &str,
+                  playbook: Option<&str>,
+                  run_id: Option<String>,
+                  detail: Option<String>| AlertRecord {
+        received_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        source: "alertmanager".into(),
+        alertname: alert.name.clone(),
+        status: alert.status.clone(),
+        fingerprint: alert.fingerprint.clone(),
+        starts_at: alert.starts_at.clone(),
+        labels: Value::Object(labels.clone()),
+        disposition: disposition.into(),
+        playbook: playbook.map(String::from),
+        run_id,
+        detail,
+    };
+    let mut records = Vec::new();
+    let routes = app.router.routes_for(alert);
+    if alert.status == "resolved" && !host.config.server.run_resolved {
+        let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
+        records.push(record("resolved", playbooks.first().copied(), None, None));
+    } else if routes.is_empty() {
+        records.push(record("unrouted", None, None, None));
+    }
+    let wants_runs = alert.status != "resolved" || host.config.server.run_resolved;
+    for route in routes.into_iter().filter(|_| wants_runs) {
+        let playbook = route.config.playbook.as_str();
+        let request = RunRequest {
+            params: route.params_for(alert),
+            alert: Some(alert.clone()),
+            trigger: TriggerKind::Alert,
+            dry_run: route.config.dry_run,
+            dedup_key: Some(format!(
+                "{playbook}|{}|{}|{}",
+                alert.fingerprint, alert.starts_at, alert.status
+            )),
+        };
+        let cooldown = route
+            .config
+            .cooldown_secs
+            .map(|s| (alert.fingerprint.clone(), Duration::from_secs(s)));
+        let entry = match app.dispatcher.submit(playbook, request, cooldown).await {
+            Ok(Admission::Started(id)) => record("started", Some(playbook), Some(id), None),
+            Ok(Admission::Deduplicated(id)) => {
+                record("deduplicated", Some(playbook), Some(id), None)
+            }
+            Ok(Admission::Cooldown) => record("cooldown", Some(playbook), None, None),
+            // A route whose parameters or playbook are wrong will never work: say so, don't retry.
+            Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_))) => {
+                record("rejected", Some(playbook), None, Some(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        records.push(entry);
+    }
+    for entry in &records {
+        store
+            .record_alert(entry)
+            .map_err(|e| Refusal::Internal(format!("recording the alert: {e:#}")))?;
+    }
+    Ok(records)
+}
+
+#[derive(Deserialize)]
+struct RunQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn run_hook(
+    State(app): State<Shared>,
+    Path(playbook): Path<String>,
+    Query(query): Query<RunQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const ENDPOINT: &str = "run";
+    if let Err(denied) = authorize(&app, ENDPOINT, &headers, &body) {
+        return denied;
+    }
+    let params = if body.is_empty() {
+        Vec::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect(),
+            Ok(_) => {
+                return error(
+                    &app,
+                    ENDPOINT,
+                    StatusCode::BAD_REQUEST,
+                    "the body must be a JSON object of parameters",
+                );
+            }
+            Err(e) => {
+                return error(
+                    &app,
+                    ENDPOINT,
+                    StatusCode::BAD_REQUEST,
+                    format!("not JSON: {e}"),
+                );
+            }
+        }
+    };
+    // A sender's delivery id makes its retries idempotent.
+    let dedup_key = ["idempotency-key", "webhook-id", "x-github-delivery"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .map(|id| format!("{playbook}|delivery|{id}"));
+    let request = RunRequest {
+        params,
+        alert: None,
+        trigger: TriggerKind::Webhook,
+        dry_run: query.dry_run,
+        dedup_key,
+    };
+    match app.dispatcher.submit(&playbook, request, None).await {
+        Ok(Admission::Started(id)) => reply(
+            &app,
+            ENDPOINT,
+            StatusCode::ACCEPTED,
+            json!({ "runs": [id], "status": "queued" }),
+        ),
+        Ok(Admission::Deduplicated(id)) => reply(
+            &app,
+            ENDPOINT,
+            StatusCode::ACCEPTED,
+            json!({ "runs": [id], "status": "deduplicated" }),
+        ),
+        Ok(Admission::Cooldown) => reply(
+            &app,
+            ENDPOINT,
+            StatusCode::ACCEPTED,
+            json!({ "runs": [], "status": "cooldown" }),
+        ),
+        Err(refusal) => {
+            let status = refusal_status(&refusal);
+            error(&app, ENDPOINT, status, refusal.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    playbook: Option<String>,
+}
+
+fn api_auth(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    match app.verifiers.get("api") {
+        None => Ok(()), // read-only views; the listener defaults to loopback
+        Some(_) => authorize(app, "api", headers, &[]),
+    }
+}
+
+async fn list_runs(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(denied) = api_auth(&app, &headers) {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref()) {
+        Ok(runs) => reply(&app, "runs", StatusCode::OK, json!(runs)),
+        Err(e) => error(
+            &app,
+            "runs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn show_run(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(denied) = api_auth(&app, &headers) {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.get(&id) {
+        Ok(Some(run)) => reply(&app, "runs", StatusCode::OK, json!(run)),
+        Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => error(
+            &app,
+            "runs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn list_alerts(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(denied) = api_auth(&app, &headers) {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.alerts(q.limit.unwrap_or(100).min(1000)) {
+        Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),
+        Err(e) => error(
+            &app,
+            "alerts",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
+async fn metrics_text(State(app): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.dispatcher.metrics.encode(),
+    )
+        .into_response()
+}
