@@ -42,5 +42,18 @@ build_image() {
     echo "test-env: built $IMAGE" >&2
 }
 
+# Prometheus Alertmanager (Debian's prometheus-alertmanager, with amtool) for the webhook
+# tests; each test starts its own process on 127.0.0.1, so the package's service is not used.
+ensure_alertmanager() {
+    if [ -x /usr/bin/prometheus-alertmanager ]; then return; fi
+    echo "test-env: installing prometheus-alertmanager" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q prometheus-alertmanager >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q prometheus-alertmanager >/dev/null
+    }
+}
+
 ensure_docker
 build_image
+ensure_alertmanager

@@ -1,8 +1,10 @@
 //! Helpers for the end-to-end tests: find the `host` binary built by `scripts/test.sh` (one
 //! release build shared by every test) and run it in an isolated cache and working directory.
 
+pub mod alertmanager;
 pub mod docker;
 pub mod http;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -105,6 +107,15 @@ impl Sandbox {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    pub fn write_append(&self, relative: &str, contents: &str) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path().join(relative))
+            .unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
     }
 
     pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {

@@ -422,3 +422,37 @@ fn a_host_killed_mid_run_marks_the_run_interrupted_on_restart() {
             .contains("stopped before the run ended")
     );
 }
+
+#[test]
+fn sigterm_lets_short_runs_finish_and_marks_the_rest_interrupted() {
+    let sandbox = Sandbox::new();
+    config(
+        &sandbox,
+        r#"{ kind = "bearer", token = { env = "AM_TOKEN" } }"#,
+        "shutdown-grace-secs = 2",
+    );
+    let silent = Peer::silent();
+    let mut server = Server::start(&sandbox, &env());
+    let auth = bearer();
+    let slow = format!(r#"{{"url": "{}", "timeout-ms": "30000"}}"#, silent.url("/"));
+    let stuck = server
+        .post(
+            "/hooks/run/web-down",
+            &[("Authorization", &auth)],
+            slow.as_bytes(),
+        )
+        .json();
+    let stuck = stuck["runs"][0].as_str().unwrap().to_string();
+    server.wait_for_status(&stuck, "running", Duration::from_secs(20));
+
+    let started = std::time::Instant::now();
+    server.stop("TERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+
+    let shown = sandbox.host(&["runs", "show", &stuck, "--json"]).json();
+    assert_eq!(shown["status"], "interrupted", "{shown:#}");
+}
