@@ -106,6 +106,41 @@ pub async fn check(host: &Host) -> CheckReport {
         }
     }
 
+    for (i, route) in host.config.routes.iter().enumerate() {
+        let at = format!("[[route]] #{} ({})", i + 1, route.playbook);
+        for matcher in &route.matchers {
+            if let Err(e) = crate::server::Matcher::parse(matcher) {
+                problems.push(format!("{at}: {e}"));
+            }
+        }
+        match entries.iter().find(|e| e.name == route.playbook) {
+            None => problems.push(format!(
+                "{at}: no playbook named {:?} is installed",
+                route.playbook
+            )),
+            Some(_) => {
+                if let Ok(prepared) = host.prepare(&route.playbook).await {
+                    for key in route.params.keys() {
+                        if !prepared.description.params.iter().any(|p| &p.name == key) {
+                            problems
+                                .push(format!("{at}: {} has no parameter {key:?}", route.playbook));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (name, hook) in &host.config.webhooks {
+        if !matches!(name.as_str(), "alertmanager" | "run" | "api") {
+            problems.push(format!(
+                "[webhooks.{name}]: unknown endpoint (alertmanager, run or api)"
+            ));
+        }
+        if let Err(e) = crate::server::Verifier::from_config(&hook.auth) {
+            problems.push(format!("[webhooks.{name}]: {e:#}"));
+        }
+    }
+
     CheckReport {
         config: host.config.source.as_ref().map(|p| p.display().to_string()),
         playbooks,

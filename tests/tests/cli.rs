@@ -198,3 +198,28 @@ fn list_and_inspect_describe_the_builtin() {
     let help = sandbox.host(&["run", "--help"]);
     assert!(help.stdout.contains("Examples:") && help.stdout.contains("host run disk-full"));
 }
+
+#[test]
+fn check_names_every_problem_in_the_server_config() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "host.toml",
+        "[webhooks.alertmanager]\nauth = { kind = \"bearer\", token = { env = \"RUNBOOK_TEST_UNSET_TOKEN\" } }\n\
+         [[route]]\nmatchers = ['alertname BotDown']\nplaybook = \"bot-down\"\nparams = { containr = \"x\" }\n\
+         [[route]]\nmatchers = ['alertname=\"X\"']\nplaybook = \"nope\"\n",
+    );
+    let run = sandbox.host(&["check"]);
+    assert_eq!(run.code, 1);
+    for expected in [
+        "[[route]] #1 (bot-down): matcher \"alertname BotDown\"",
+        "[[route]] #1 (bot-down): bot-down has no parameter \"containr\"",
+        "[[route]] #2 (nope): no playbook named \"nope\"",
+        "[webhooks.alertmanager]: secret: environment variable RUNBOOK_TEST_UNSET_TOKEN is not set",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "missing {expected:?} in:\n{}",
+            run.stderr
+        );
+    }
+}

@@ -22,7 +22,6 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use self::auth::Verifier;
 use self::dispatch::{Admission, Dispatcher, Refusal};
 use self::metrics::Metrics;
 use self::routing::Router as AlertRouter;
@@ -30,6 +29,7 @@ use crate::bindings::{Alert, TriggerKind};
 use crate::run::{Host, RunRequest};
 use crate::store::AlertRecord;
 
+pub use self::auth::Verifier;
 pub use self::routing::Matcher;
 
 /// Seconds a client is told to wait when the queue is full.
@@ -137,24 +137,28 @@ fn error(app: &App, endpoint: &str, status: StatusCode, message: impl Into<Strin
     reply(app, endpoint, status, json!({ "error": message.into() }))
 }
 
-/// 401 for a missing or failed check, and for an endpoint with no auth configured at all.
-fn authorize(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+/// The 401 to answer, if any: a missing or failed check, or no auth configured at all.
+fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let Some(verifier) = app.verifiers.get(endpoint) else {
         eprintln!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
-        return Err(error(
+        return Some(error(
             app,
             endpoint,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
         ));
     };
-    verifier.verify(headers, body).map_err(|reason| {
-        eprintln!(
-            "refused a call to {endpoint} ({}): {reason}",
-            verifier.kind()
-        );
-        error(app, endpoint, StatusCode::UNAUTHORIZED, "unauthorized")
-    })
+    let reason = verifier.verify(headers, body).err()?;
+    eprintln!(
+        "refused a call to {endpoint} ({}): {reason}",
+        verifier.kind()
+    );
+    Some(error(
+        app,
+        endpoint,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    ))
 }
 
 fn refusal_status(refusal: &Refusal) -> StatusCode {
@@ -168,7 +172,7 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
 
 async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     const ENDPOINT: &str = "alertmanager";
-    if let Err(denied) = authorize(&app, ENDPOINT, &headers, &body) {
+    if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body) {
         return denied;
     }
     let alerts = match serde_json::from_slice::<Value>(&body)
@@ -283,7 +287,7 @@ async fn run_hook(
     body: Bytes,
 ) -> Response {
     const ENDPOINT: &str = "run";
-    if let Err(denied) = authorize(&app, ENDPOINT, &headers, &body) {
+    if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body) {
         return denied;
     }
     let params = if body.is_empty() {
@@ -359,11 +363,11 @@ struct ListQuery {
     playbook: Option<String>,
 }
 
-fn api_auth(app: &App, headers: &HeaderMap) -> Result<(), Response> {
-    match app.verifiers.get("api") {
-        None => Ok(()), // read-only views; the listener defaults to loopback
-        Some(_) => authorize(app, "api", headers, &[]),
-    }
+/// Read-only views are open unless `[webhooks.api]` sets auth (the listener defaults to
+/// loopback).
+fn refuse_api(app: &App, headers: &HeaderMap) -> Option<Response> {
+    app.verifiers.get("api")?;
+    refuse(app, "api", headers, &[])
 }
 
 async fn list_runs(
@@ -371,7 +375,7 @@ async fn list_runs(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(denied) = api_auth(&app, &headers) {
+    if let Some(denied) = refuse_api(&app, &headers) {
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
@@ -391,7 +395,7 @@ async fn show_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(denied) = api_auth(&app, &headers) {
+    if let Some(denied) = refuse_api(&app, &headers) {
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
@@ -412,7 +416,7 @@ async fn list_alerts(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(denied) = api_auth(&app, &headers) {
+    if let Some(denied) = refuse_api(&app, &headers) {
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
