@@ -11,6 +11,7 @@ pub mod incident;
 pub mod policy;
 pub mod render;
 pub mod run;
+pub mod scaffold;
 pub mod server;
 pub mod state;
 pub mod store;

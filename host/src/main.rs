@@ -11,6 +11,7 @@ use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
 use runbook_host::incident::{parse_param, read_alert_file};
 use runbook_host::run::{Host, RunRequest, UsageError};
+use runbook_host::scaffold::{self, Lang};
 use runbook_host::store::{Store, default_store_path};
 use runbook_host::timeline::Sink;
 use runbook_host::{check, render};
@@ -54,11 +55,15 @@ struct Cli {
 enum Command {
     /// Run a playbook now and show its timeline
     #[command(
-        after_help = "Examples:\n  host run disk-full\n  host run disk-full -p mounts=/,/data -p critical-percent=95\n  host run disk-full --alert-file alert.json --dry-run --json\n  host run ./my-playbook.wasm"
+        after_help = "Examples:\n  host run disk-full\n  host run disk-full -p mounts=/,/data -p critical-percent=95\n  host run disk-full --alert-file alert.json --dry-run --json\n  host run ./my-playbook.wasm\n  host run --plugin my-playbook.wasm --dry-run --json"
     )]
     Run {
         /// Playbook name (see `host list`) or path to a .wasm component
-        playbook: String,
+        #[arg(required_unless_present = "plugin")]
+        playbook: Option<String>,
+        /// A .wasm component to run, by path (instead of PLAYBOOK)
+        #[arg(long, value_name = "FILE", conflicts_with = "playbook")]
+        plugin: Option<PathBuf>,
         /// A parameter, key=value (repeatable; see `host inspect <playbook>`)
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
@@ -110,6 +115,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the playbook contract (this host's WIT files) into a directory
+    #[command(after_help = "Example:\n  host wit ./wit")]
+    Wit { dir: PathBuf },
+    /// Create a playbook project in Rust, Python or JavaScript, built against this host's WIT
+    #[command(
+        after_help = "Examples:\n  host new disk-check\n  host new disk-check --lang python --dir ./playbooks/disk-check\n  host new disk-check --lang js\n\nThe project's README.md says how to build, run and test it."
+    )]
+    New {
+        /// Playbook name: lowercase letters, digits and dashes
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// Where to create it (absent or empty) [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Validate the config and every playbook; one line per problem, exit 1 if any
     #[command(after_help = "Example:\n  host check --config host.toml")]
     Check {
@@ -154,6 +175,23 @@ async fn main() -> ExitCode {
 struct ConfigError(String);
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    // Writing files needs no config, engine or store.
+    match &cli.command {
+        Command::Wit { dir } => {
+            for path in scaffold::write_wit(dir)? {
+                println!("{}", path.display());
+            }
+            return Ok(0);
+        }
+        Command::New { name, lang, dir } => {
+            let made = scaffold::new_project(name, *lang, dir.as_deref())
+                .map_err(|e| ConfigError(format!("{e:#}")))?;
+            println!("created {} in {}\n", name, made.dir.display());
+            print!("{}", made.readme);
+            return Ok(0);
+        }
+        _ => {}
+    }
     let mut config =
         Config::discover(cli.config.as_deref()).map_err(|e| ConfigError(format!("{e:#}")))?;
     config.plugin_dirs.extend(cli.plugin_dirs);
@@ -204,6 +242,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run {
             playbook,
+            plugin,
             params,
             alert_file,
             dry_run,
@@ -216,7 +255,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 ),
                 None => None,
             };
-            let prepared = host.prepare(&playbook).await?;
+            let target = match plugin {
+                // A bare file name would be looked up as a playbook name.
+                Some(path) if path.components().count() == 1 => format!("./{}", path.display()),
+                Some(path) => path.display().to_string(),
+                None => playbook.unwrap_or_default(),
+            };
+            let prepared = host.prepare(&target).await?;
             let trigger = if alert.is_some() {
                 TriggerKind::Alert
             } else {
@@ -379,7 +424,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        Command::Runs { .. } | Command::Serve { .. } => unreachable!("handled above"),
+        Command::Runs { .. }
+        | Command::Serve { .. }
+        | Command::Wit { .. }
+        | Command::New { .. } => {
+            unreachable!("handled above")
+        }
         Command::Check { json } => {
             let report = check::check(&host).await;
             if json {
