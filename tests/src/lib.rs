@@ -3,6 +3,7 @@
 
 pub mod alertmanager;
 pub mod docker;
+pub mod guests;
 pub mod http;
 pub mod server;
 

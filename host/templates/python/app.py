@@ -17,7 +17,8 @@ def describe() -> rb.Description:
 
 def run(incident: rb.Incident) -> rb.Outcome:
     path = incident.param("path") or "/tmp"
-    warn = incident.param_as("warn-percent", float) or 90.0
+    warn = incident.param_as("warn-percent", float)
+    warn = 90.0 if warn is None else warn
     rb.report.step("usage", rb.StepStatus.STARTED, path)
     try:
         usage = rb.fs.usage(path)

@@ -1,0 +1,265 @@
+//! Playbooks in any language: `host new` templates in Rust, Python and JS scaffolded, built as
+//! their README says and run by the real host; the Python and JS examples against their Rust
+//! counterparts on the same fixtures; a Python playbook branching on a denied call.
+
+use runbook_tests::docker::{TestContainer, docker, free_port};
+use runbook_tests::guests::{self, Lang, readme_command};
+use runbook_tests::http::Peer;
+use runbook_tests::{Sandbox, calls};
+
+fn run_json(sandbox: &Sandbox, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["run", "--json"];
+    all.extend_from_slice(args);
+    let run = sandbox.host(&all);
+    (run.code, run.json())
+}
+
+fn stem(path: &std::path::Path) -> String {
+    path.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+/// The same template in every language: denied → the playbook's own branch; granted → a real
+/// statvfs and a notification over the threshold.
+fn template_end_to_end(lang: Lang) {
+    let test = format!("{}_template_end_to_end", lang.flag());
+    let (project, wasm) = match guests::template(lang) {
+        Ok(built) => built,
+        Err(reason) => return guests::skipped(&test, lang, &reason),
+    };
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 4, "a title and three lines:\n{readme}");
+    let test_cmd = readme_command(&readme, "Test:");
+    assert!(
+        test_cmd.starts_with("host run --plugin ") && test_cmd.ends_with(" --dry-run --json"),
+        "{test_cmd}"
+    );
+
+    // The README's test line, with no grants: fs-read is denied and the playbook says so.
+    let sandbox = Sandbox::new();
+    let wasm = wasm.to_str().unwrap();
+    let (code, run) = run_json(&sandbox, &["--plugin", wasm, "--dry-run"]);
+    assert_eq!(
+        (code, run["status"].as_str()),
+        (0, Some("no-action")),
+        "{run:#}"
+    );
+    assert_eq!(
+        run["summary"], "fs-read of /tmp is not granted; grant it in host.toml",
+        "{run:#}"
+    );
+    let usage = calls(&run, "fs-read", "usage");
+    assert_eq!(usage.len(), 1, "{run:#}");
+    assert_eq!(usage[0]["result"], "denied", "{run:#}");
+    assert_eq!(run["timings"]["load"]["cache"], "miss");
+
+    // Granted, and over a threshold of 0 %: a real statvfs, then a notification.
+    let name = stem(std::path::Path::new(wasm));
+    sandbox.write(
+        "host.toml",
+        format!("[plugins.{name}.grants]\nfs-read = [\"/\"]\nnotify = [\"ops\"]\n"),
+    );
+    let (code, run) = run_json(
+        &sandbox,
+        &["--plugin", wasm, "-p", "path=/", "-p", "warn-percent=0"],
+    );
+    assert_eq!(
+        (code, run["status"].as_str()),
+        (3, Some("escalated")),
+        "{run:#}"
+    );
+    let summary = run["summary"].as_str().unwrap();
+    let percent = summary
+        .strip_prefix("/ is ")
+        .and_then(|s| s.strip_suffix("% full (over 0%)"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(percent.parse::<u32>().unwrap() <= 100, "{summary}");
+    assert_eq!(run["actions"], serde_json::json!(["notified ops"]));
+    assert_eq!(calls(&run, "notify", "send")[0]["result"], "ok", "{run:#}");
+    assert_eq!(
+        run["timings"]["load"]["cache"], "hit",
+        "second run loads from the cache"
+    );
+}
+
+#[test]
+fn rust_template_end_to_end() {
+    template_end_to_end(Lang::Rust);
+}
+
+#[test]
+fn python_template_end_to_end() {
+    template_end_to_end(Lang::Python);
+}
+
+#[test]
+fn js_template_end_to_end() {
+    template_end_to_end(Lang::Js);
+}
+
+#[test]
+fn a_python_playbook_gets_the_error_kind_of_a_denied_call() {
+    let test = "a_python_playbook_gets_the_error_kind_of_a_denied_call";
+    let (_, template) = match guests::template(Lang::Python) {
+        Ok(built) => built,
+        Err(reason) => return guests::skipped(test, Lang::Python, &reason),
+    };
+    let sandbox = Sandbox::new();
+    // The template catches `runbook.Denied` and words its own outcome from the detail.
+    let (_, run) = run_json(&sandbox, &["--plugin", template.to_str().unwrap()]);
+    let steps: Vec<&serde_json::Value> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "step" && e["status"] == "skipped")
+        .collect();
+    assert_eq!(steps.len(), 1, "{run:#}");
+    let call = &calls(&run, "fs-read", "usage")[0];
+    assert_eq!(call["result"], "denied", "{run:#}");
+    assert!(
+        call["detail"]
+            .as_str()
+            .unwrap()
+            .contains("outside the granted fs-read roots")
+    );
+    assert_eq!(
+        steps[0]["detail"], call["detail"],
+        "the step carries the Denied exception's detail: {run:#}"
+    );
+    assert_eq!(run["status"], "no-action");
+
+    // Uncaught, the same exception ends the run with its kind, as a Rust `Err(Error::Denied)`.
+    let web_down = guests::example("python-web-down", Lang::Python).unwrap();
+    let (code, run) = run_json(
+        &sandbox,
+        &[web_down.to_str().unwrap(), "-p", "url=http://127.0.0.1:9/"],
+    );
+    assert_eq!(code, 1, "{run:#}");
+    assert_eq!(calls(&run, "http", "probe")[0]["result"], "denied");
+    let reason = run["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the playbook returned denied: ") && reason.contains("not granted"),
+        "{reason}"
+    );
+}
+
+/// What must be equal between two languages' runs: outcome, actions, the capability calls in
+/// order with their result kinds, and the notification; digits (latencies) are masked.
+fn comparable(run: &serde_json::Value) -> serde_json::Value {
+    let mask = |s: &str| {
+        let mut out = String::new();
+        for c in s.chars() {
+            if !c.is_ascii_digit() {
+                out.push(c);
+            } else if !out.ends_with('#') {
+                out.push('#');
+            }
+        }
+        out
+    };
+    let text = |v: &serde_json::Value| mask(&v.to_string());
+    let calls: Vec<String> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "call")
+        .map(|e| format!("{}.{} → {}", e["interface"], e["function"], e["result"]))
+        .collect();
+    let notes: Vec<String> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "notify" || e["event"] == "step")
+        .map(|e| {
+            let mut e = e.clone();
+            let e = e.as_object_mut().unwrap();
+            e.retain(|k, _| k != "at" && k != "offset_ms" && k != "duration_ms");
+            text(&serde_json::Value::Object(e.clone()))
+        })
+        .collect();
+    serde_json::json!({
+        "status": run["status"],
+        "summary": text(&run["summary"]),
+        "actions": text(&run["actions"]),
+        "reason": run["reason"],
+        "calls": calls,
+        "steps and notifications": notes,
+    })
+}
+
+const WEB_DOWN_GRANTS: &str = "notify = [\"ops\"]\nhttp = [\"http://127.0.0.1:*\"]\n\
+    docker = [{ containers = [\"*\"], verbs = [\"read\", \"start\", \"restart\"] }]\n";
+
+#[test]
+fn python_web_down_matches_the_rust_web_down() {
+    let test = "python_web_down_matches_the_rust_web_down";
+    let python = match guests::example("python-web-down", Lang::Python) {
+        Ok(wasm) => wasm,
+        Err(reason) => return guests::skipped(test, Lang::Python, &reason),
+    };
+    let python = python.to_str().unwrap();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "host.toml",
+        format!("[plugins.python-web-down.grants]\n{WEB_DOWN_GRANTS}"),
+    );
+    let healthy = Peer::status(200);
+    let failing = Peer::status(503);
+    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let web = TestContainer::web();
+    docker(&["exec", &web.name, "sh", "-c", "kill $(pidof httpd)"]);
+    let container = format!("container={}", web.name);
+    let web_url = format!("url={}", web.url("/index.html"));
+
+    let fixtures: Vec<(&str, Vec<String>)> = vec![
+        ("up", vec![format!("url={}", healthy.url("/"))]),
+        ("refused, no container", vec![format!("url={closed}")]),
+        (
+            "503, unknown container",
+            vec![
+                format!("url={}", failing.url("/")),
+                "container=rbt-none".into(),
+            ],
+        ),
+        (
+            "dead server, dry run",
+            vec![web_url.clone(), container.clone(), "--dry-run".into()],
+        ),
+        ("dead server, restarted", vec![web_url, container]),
+        (
+            "bad parameter",
+            vec!["url=http://x/".into(), "expected-status=500".into()],
+        ),
+    ];
+    for (fixture, params) in &fixtures {
+        let mut runs = Vec::new();
+        for playbook in ["web-down", python] {
+            if params.iter().any(|p| p.starts_with("container=rbt-web")) {
+                // The same dead server for both: the first run's restart revived it.
+                let kill = "kill $(pidof httpd) 2>/dev/null; true";
+                docker(&["exec", &web.name, "sh", "-c", kill]);
+            }
+            let mut args = vec![playbook, "-p", "timeout-ms=500", "-p", "wait-secs=10"];
+            for p in params {
+                if p.starts_with("--") {
+                    args.push(p);
+                } else {
+                    args.extend(["-p", p.as_str()]);
+                }
+            }
+            let (code, run) = run_json(&sandbox, &args);
+            runs.push((code, comparable(&run)));
+        }
+        assert_eq!(
+            runs[0], runs[1],
+            "{fixture}: Rust (left) and Python (right) differ"
+        );
+        let expected = match *fixture {
+            "up" => "no-action",
+            "dead server, restarted" => "resolved",
+            "bad parameter" => "failed",
+            _ => "escalated",
+        };
+        assert_eq!(runs[0].1["status"], expected, "{fixture}: {:#}", runs[0].1);
+    }
+}
