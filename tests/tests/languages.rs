@@ -263,3 +263,106 @@ fn python_web_down_matches_the_rust_web_down() {
         assert_eq!(runs[0].1["status"], expected, "{fixture}: {:#}", runs[0].1);
     }
 }
+
+/// `date -u` N minutes ago, RFC 3339.
+fn minutes_ago(minutes: u32) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("-{minutes} min"),
+            "+%Y-%m-%dT%H:%M:%S.%3NZ",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn js_error_rate_matches_the_rust_error_rate() {
+    let test = "js_error_rate_matches_the_rust_error_rate";
+    let js = match guests::example("js-error-rate", Lang::Js) {
+        Ok(wasm) => wasm,
+        Err(reason) => return guests::skipped(test, Lang::Js, &reason),
+    };
+    let rust = guests::example("rust-error-rate", Lang::Rust).unwrap();
+    let sandbox = Sandbox::new();
+    let mut log = String::new();
+    for m in 0..6 {
+        log += &format!(
+            "{} ERROR db: ConnectionError: refused\n",
+            minutes_ago(2 + m)
+        );
+    }
+    for m in 0..3 {
+        log += &format!(
+            "{} ERROR [TimeoutError] upstream took 30s\n",
+            minutes_ago(20 + m)
+        );
+    }
+    log += &format!("{} FATAL worker died\n", minutes_ago(30));
+    log += &format!("{} ERROR ValueError: too old to count\n", minutes_ago(90));
+    log += "Traceback (most recent call last): no timestamp\n";
+    log += &format!("{} INFO all good\n", minutes_ago(1));
+    let file = sandbox.write("logs/app.log", log);
+    let logs = file.parent().unwrap().display().to_string();
+    let grants = format!("fs-read = [\"{logs}\"]\nnotify = [\"ops\"]\n");
+    sandbox.write(
+        "host.toml",
+        format!(
+            "[plugins.js-error-rate.grants]\n{grants}[plugins.rust-error-rate.grants]\n{grants}"
+        ),
+    );
+    let path = format!("path={}", file.display());
+    let fixtures: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "over the threshold",
+            vec![&path, "-p", "threshold=5"],
+            "escalated",
+        ),
+        ("under the default threshold", vec![&path], "no-action"),
+        (
+            "ten-minute window",
+            vec![&path, "-p", "window-secs=600", "-p", "threshold=3"],
+            "escalated",
+        ),
+        (
+            "dry run",
+            vec![&path, "-p", "threshold=0", "--dry-run"],
+            "escalated",
+        ),
+        (
+            "not a number",
+            vec![&path, "-p", "threshold=many"],
+            "failed",
+        ),
+        ("missing file", vec!["path=/nonexistent/app.log"], "failed"),
+    ];
+    for (fixture, args, expected) in fixtures {
+        let mut runs = Vec::new();
+        for wasm in [&rust, &js] {
+            let mut all = vec![wasm.to_str().unwrap(), "-p"];
+            all.extend(&args);
+            let (code, run) = run_json(&sandbox, &all);
+            runs.push((code, comparable(&run)));
+        }
+        assert_eq!(
+            runs[0], runs[1],
+            "{fixture}: Rust (left) and JS (right) differ"
+        );
+        assert_eq!(runs[0].1["status"], expected, "{fixture}: {:#}", runs[0].1);
+    }
+    // The over-threshold run, in full: the count, the kinds, the notification.
+    let (_, run) = run_json(
+        &sandbox,
+        &[js.to_str().unwrap(), "-p", &path, "-p", "threshold=5"],
+    );
+    let summary = run["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("10 error lines in the last 60 min of ")
+            && summary
+                .ends_with("(threshold 5); top: ConnectionError ×6, TimeoutError ×3, other ×1"),
+        "{summary}"
+    );
+    assert_eq!(run["actions"], serde_json::json!(["notified ops"]));
+}
