@@ -53,7 +53,10 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         &format!("{} matches in {} lines", found.count, found.lines_scanned),
     );
     if found.count > found.matches.len() as u64 {
-        warn!("only the first {} matches were looked at", found.matches.len());
+        warn!(
+            "only the first {} matches were looked at",
+            found.matches.len()
+        );
     }
 
     let now = SystemTime::now()
@@ -83,19 +86,30 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     let count = recent.len() as u64;
     let minutes = window / 60;
     let over = count > threshold;
-    let status = if over { StepStatus::Warning } else { StepStatus::Ok };
+    let status = if over {
+        StepStatus::Warning
+    } else {
+        StepStatus::Ok
+    };
     let detail = format!("{count} in the last {minutes} min, {undated} undated; top: {kinds_text}");
     report::step("window", status, &detail);
 
     let summary = format!(
         "{count} error lines in the last {minutes} min of {path} (threshold {threshold}){}",
-        if kinds_text.is_empty() { String::new() } else { format!("; top: {kinds_text}") }
+        if kinds_text.is_empty() {
+            String::new()
+        } else {
+            format!("; top: {kinds_text}")
+        }
     );
     if !over {
         return Ok(Outcome::no_action(summary));
     }
 
-    let mut body = vec![format!("Top error kinds: {kinds_text}"), "Latest:".to_string()];
+    let mut body = vec![
+        format!("Top error kinds: {kinds_text}"),
+        "Latest:".to_string(),
+    ];
     let latest = recent.iter().rev().take(SAMPLE_LINES).rev();
     body.extend(latest.map(|l| format!("  {l}")));
     let message = Message::new(format!(
@@ -108,7 +122,11 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     let action = match notify::send(&channel, &message) {
         Ok(()) if incident.dry_run => format!("would notify {channel}"),
         Ok(()) => format!("notified {channel}"),
-        Err(e) => format!("notification to {channel} failed ({}: {})", e.kind(), e.detail()),
+        Err(e) => format!(
+            "notification to {channel} failed ({}: {})",
+            e.kind(),
+            e.detail()
+        ),
     };
     Ok(Outcome::escalated(summary).action(action))
 }
@@ -137,7 +155,9 @@ fn timestamp(line: &str) -> Option<i64> {
     }
     let num = |from: usize, to: usize| -> Option<i64> {
         let s = word.get(from..to)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
     let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
@@ -151,7 +171,10 @@ fn timestamp(line: &str) -> Option<i64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') && rest.as_bytes()[3] == b':' => {
+        _ if rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':' =>
+        {
             let hours: i64 = rest[1..3].parse().ok()?;
             let minutes: i64 = rest[4..6].parse().ok()?;
             let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -159,7 +182,12 @@ fn timestamp(line: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
