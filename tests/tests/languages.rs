@@ -52,6 +52,7 @@ fn template_end_to_end(lang: Lang) {
     assert_eq!(usage.len(), 1, "{run:#}");
     assert_eq!(usage[0]["result"], "denied", "{run:#}");
     assert_eq!(run["timings"]["load"]["cache"], "miss");
+    let compile_ms = run["timings"]["load"]["compile_ms"].as_f64().unwrap();
 
     // Granted, and over a threshold of 0 %: a real statvfs, then a notification.
     let name = stem(std::path::Path::new(wasm));
@@ -79,6 +80,12 @@ fn template_end_to_end(lang: Lang) {
     assert_eq!(
         run["timings"]["load"]["cache"], "hit",
         "second run loads from the cache"
+    );
+    // Seconds to compile a Python or JS component, milliseconds to load it compiled.
+    let load_ms = run["timings"]["load"]["load_ms"].as_f64().unwrap();
+    assert!(
+        load_ms * 10.0 < compile_ms && load_ms < 250.0,
+        "cached load {load_ms} ms against a compile of {compile_ms} ms"
     );
 }
 
