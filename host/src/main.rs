@@ -481,7 +481,11 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
             let row = notifier.wait_for_message(id, secs(wait)).await?;
             notifier.stop(secs(5)).await;
             print!("{}", render::deliveries(std::slice::from_ref(&row)));
-            Ok(if row.state == "delivered" { 0 } else { EXIT_FAILED })
+            Ok(if row.state == "delivered" {
+                0
+            } else {
+                EXIT_FAILED
+            })
         }
         NotifyAction::List { state, limit, json } => {
             if let Some(state) = &state
@@ -496,7 +500,10 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
-                println!("the outbox in {} is empty", notifier.store().path().display());
+                println!(
+                    "the outbox in {} is empty",
+                    notifier.store().path().display()
+                );
             } else {
                 print!("{}", render::outbox(&rows));
             }

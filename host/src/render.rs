@@ -46,7 +46,9 @@ pub fn event_line(event: &Event) -> String {
             state,
             outbox_id,
         } => {
-            let id = outbox_id.map(|id| format!(" (outbox #{id})")).unwrap_or_default();
+            let id = outbox_id
+                .map(|id| format!(" (outbox #{id})"))
+                .unwrap_or_default();
             format!("{offset}  notify {channel} [{severity}] {title} → {state}{id}")
         }
         EventKind::Artifact {

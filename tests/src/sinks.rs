@@ -239,9 +239,9 @@ fn check(api: Api, request: &Request) -> Reply {
             }
             let text_ok = body["text"].as_str().is_some_and(|t| !t.is_empty());
             let blocks_ok = body["blocks"].as_array().is_some_and(|blocks| {
-                blocks.iter().all(|b| {
-                    matches!(b["type"].as_str(), Some("header" | "section" | "context"))
-                })
+                blocks
+                    .iter()
+                    .all(|b| matches!(b["type"].as_str(), Some("header" | "section" | "context")))
             });
             if !text_ok || !blocks_ok {
                 return Reply::new(400, "invalid_blocks");
@@ -343,14 +343,14 @@ fn balanced_html(text: &str) -> bool {
     let mut rest = text;
     while let Some(i) = rest.find(['<', '&']) {
         let tail = &rest[i..];
-        if tail.starts_with('&') {
-            if !["&lt;", "&gt;", "&amp;", "&quot;"]
+        if let Some(after) = tail.strip_prefix('&') {
+            if !["lt;", "gt;", "amp;", "quot;"]
                 .iter()
-                .any(|e| tail.starts_with(e))
+                .any(|e| after.starts_with(e))
             {
                 return false;
             }
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         let Some(end) = tail.find('>') else {

@@ -35,7 +35,9 @@ impl SmtpServer {
         if line.trim() != "ready" {
             let mut err = String::new();
             let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-            panic!("the SMTP test server did not start (is python3-aiosmtpd installed? scripts/test-env.sh installs it):\n{err}");
+            panic!(
+                "the SMTP test server did not start (is python3-aiosmtpd installed? scripts/test-env.sh installs it):\n{err}"
+            );
         }
         Some(SmtpServer { port, dir, child })
     }

@@ -96,7 +96,10 @@ fn slack_gets_the_message_exactly_once_after_429_and_500() {
         .flat_map(|b| b["fields"].as_array().into_iter().flatten())
         .filter_map(|f| f["text"].as_str())
         .collect();
-    assert!(fields.iter().any(|f| f.starts_with("*Severity*")), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.starts_with("*Severity*")),
+        "{fields:?}"
+    );
     assert!(fields.iter().any(|f| f.starts_with("*/*")), "{fields:?}");
 
     // The timeline shows the notification queued; `runs show` shows it delivered.
@@ -153,10 +156,16 @@ fn telegram_send_message_shape_and_retry_after_in_the_body() {
     let doc = run_disk_full(&sandbox, &[], &[("TG_TOKEN", TELEGRAM_TOKEN)]);
     assert_eq!(deliveries(&doc)[0]["state"], "delivered", "{doc:#}");
     let requests = telegram.requests();
-    assert_eq!(requests.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+    assert_eq!(
+        requests.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
     assert!(requests[1].at - requests[0].at >= Duration::from_millis(950));
     let body = requests[1].json();
-    assert_eq!(requests[1].path, format!("/bot{TELEGRAM_TOKEN}/sendMessage"));
+    assert_eq!(
+        requests[1].path,
+        format!("/bot{TELEGRAM_TOKEN}/sendMessage")
+    );
     assert_eq!(body["chat_id"], "-1001");
     assert_eq!(body["parse_mode"], "HTML");
     assert!(body["text"].as_str().unwrap().contains("<b>"), "{body}");
@@ -219,7 +228,10 @@ fn pagerduty_trigger_then_resolve_share_one_dedup_key() {
     assert_eq!(trigger["payload"]["severity"], "warning");
     assert_eq!(trigger["payload"]["component"], "disk-full");
     assert_eq!(trigger["payload"]["group"], "DiskFull");
-    assert!(trigger["payload"]["custom_details"]["/"].is_string(), "{trigger}");
+    assert!(
+        trigger["payload"]["custom_details"]["/"].is_string(),
+        "{trigger}"
+    );
     assert_eq!(resolve["event_action"], "resolve");
     assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
     assert_eq!(pd.requests().len(), 2, "nothing sent twice");
@@ -305,7 +317,10 @@ fn webhooks_are_signed_the_standard_webhooks_way() {
     let mut mac = Hmac::<Sha256>::new_from_slice(b"notify-signing-key").unwrap();
     mac.update(format!("{id}.{ts}.").as_bytes());
     mac.update(&request.body);
-    assert_eq!(sig, format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())));
+    assert_eq!(
+        sig,
+        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+    );
     assert_eq!(request.header("x-team"), Some("sre"));
     let body = request.json();
     assert_eq!(body["type"], "runbook.notification");
@@ -375,7 +390,11 @@ fn email_reaches_a_real_smtp_server() {
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("To: oncall@example.org"), "{}", mails[0]);
-    assert!(mails[0].contains("Subject: [INFO] Disk usage fine"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("Subject: [INFO] Disk usage fine"),
+        "{}",
+        mails[0]
+    );
     assert!(mails[0].contains("playbook disk-full"), "{}", mails[0]);
 
     // 550 from the server is permanent: failed at once with the server's words.

@@ -310,7 +310,10 @@ impl Notifier {
                 severity: "info".into(),
                 fields: vec![
                     ("channel".into(), channel.to_string()),
-                    ("kind".into(), self.kind_of(channel).unwrap_or("?").to_string()),
+                    (
+                        "kind".into(),
+                        self.kind_of(channel).unwrap_or("?").to_string(),
+                    ),
                 ],
             },
             "notify-test",
@@ -332,7 +335,9 @@ impl Notifier {
 
     pub async fn wait_for_message(&self, id: i64, wait: Duration) -> Result<OutboxRow> {
         let rows = self
-            .wait_until(wait, || Ok(self.store.outbox_row(id)?.into_iter().collect()))
+            .wait_until(wait, || {
+                Ok(self.store.outbox_row(id)?.into_iter().collect())
+            })
             .await?;
         rows.into_iter()
             .next()

@@ -42,10 +42,7 @@ fn footer(n: &Notification) -> String {
 
 /// Plain text for the console and e-mail.
 pub fn text(channel: &str, n: &Notification) -> String {
-    let mut out = format!(
-        "\n── notify {channel} [{}] {}\n",
-        n.severity, n.title
-    );
+    let mut out = format!("\n── notify {channel} [{}] {}\n", n.severity, n.title);
     for line in n.body.lines() {
         out.push_str("   ");
         out.push_str(line);
@@ -293,7 +290,9 @@ mod tests {
     #[test]
     fn slack_escapes_and_keeps_fields_in_sections_of_ten() {
         let mut n = sample("exit 137 <oom>");
-        n.fields = (0..12).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        n.fields = (0..12)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
         let body = slack(&n);
         let blocks = body["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["type"], "header");
@@ -322,7 +321,11 @@ mod tests {
             // No entity cut in half: every '&' starts a whole entity.
             for (i, _) in part.match_indices('&') {
                 let rest = &part[i..];
-                assert!(rest.starts_with("&lt;") || rest.starts_with("&amp;") || rest.starts_with("&gt;"));
+                assert!(
+                    rest.starts_with("&lt;")
+                        || rest.starts_with("&amp;")
+                        || rest.starts_with("&gt;")
+                );
             }
         }
         let joined: String = parts.concat();

@@ -268,7 +268,14 @@ fn transport_error(e: reqwest::Error) -> Attempt {
         source = inner.source();
     }
     Attempt::Retry {
-        error: format!("{kind}: {}", if detail.is_empty() { e.without_url().to_string() } else { detail }),
+        error: format!(
+            "{kind}: {}",
+            if detail.is_empty() {
+                e.without_url().to_string()
+            } else {
+                detail
+            }
+        ),
         after: None,
     }
 }
@@ -366,9 +373,16 @@ mod tests {
     #[test]
     fn statuses_map_to_retry_or_failure() {
         let none = HeaderMap::new();
-        assert_eq!(classify_plain(StatusCode::OK, &none, "ok"), Attempt::Delivered);
         assert_eq!(
-            classify_plain(StatusCode::TOO_MANY_REQUESTS, &headers(&[("retry-after", "7")]), ""),
+            classify_plain(StatusCode::OK, &none, "ok"),
+            Attempt::Delivered
+        );
+        assert_eq!(
+            classify_plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers(&[("retry-after", "7")]),
+                ""
+            ),
             Attempt::Retry {
                 error: "HTTP 429: (empty body)".into(),
                 after: Some(Duration::from_secs(7))

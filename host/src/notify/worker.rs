@@ -20,7 +20,11 @@ const LEASE: Duration = Duration::from_secs(120);
 /// A sink's Retry-After is honoured up to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-pub(super) async fn run(channel: Arc<Channel>, store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn run(
+    channel: Arc<Channel>,
+    store: Arc<Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let interval = channel.config.min_interval();
     let limiter = Quota::with_period(interval).map(RateLimiter::direct);
     loop {
@@ -30,16 +34,18 @@ pub(super) async fn run(channel: Arc<Channel>, store: Arc<Store>, mut shutdown: 
         let now = now_ms();
         let claim = {
             let (store, name) = (store.clone(), channel.name.clone());
-            tokio::task::spawn_blocking(move || store.claim_head(&name, now, LEASE.as_millis() as i64))
-                .await
-                .expect("claim does not panic")
+            tokio::task::spawn_blocking(move || {
+                store.claim_head(&name, now, LEASE.as_millis() as i64)
+            })
+            .await
+            .expect("claim does not panic")
         };
         let wait = match claim {
             Ok(Claim::Due(row)) => {
                 if let Some(limiter) = &limiter {
                     limiter.until_ready().await;
                 }
-                deliver(&channel, &store, row).await;
+                deliver(&channel, &store, *row).await;
                 continue;
             }
             Ok(Claim::NotBefore(at)) => Duration::from_millis((at - now).max(1) as u64).min(POLL),
@@ -58,7 +64,10 @@ pub(super) async fn run(channel: Arc<Channel>, store: Arc<Store>, mut shutdown: 
 }
 
 async fn deliver(channel: &Channel, store: &Store, row: OutboxRow) {
-    let sink = channel.sink.as_ref().expect("workers run only for built sinks");
+    let sink = channel
+        .sink
+        .as_ref()
+        .expect("workers run only for built sinks");
     let notification: Notification = match serde_json::from_str(&row.payload) {
         Ok(n) => n,
         Err(e) => {
@@ -153,8 +162,14 @@ mod tests {
         };
         let first = backoff(&delivery, 1);
         let third = backoff(&delivery, 3);
-        assert!(first >= Duration::from_millis(100) && first < Duration::from_millis(200), "{first:?}");
-        assert!(third >= Duration::from_millis(400) && third < Duration::from_millis(800), "{third:?}");
+        assert!(
+            first >= Duration::from_millis(100) && first < Duration::from_millis(200),
+            "{first:?}"
+        );
+        assert!(
+            third >= Duration::from_millis(400) && third < Duration::from_millis(800),
+            "{third:?}"
+        );
         assert!(backoff(&delivery, 30) <= Duration::from_secs(2));
     }
 }

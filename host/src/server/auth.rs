@@ -121,8 +121,7 @@ impl Verifier {
                         now.abs_diff(sent)
                     ));
                 }
-                let expected =
-                    crate::signing::standard_webhooks_mac(key, id, timestamp, body);
+                let expected = crate::signing::standard_webhooks_mac(key, id, timestamp, body);
                 let valid = signatures.split(' ').any(|s| {
                     s.strip_prefix("v1,")
                         .and_then(|b| BASE64.decode(b).ok())

@@ -151,10 +151,7 @@ impl Dispatcher {
             metrics.queue_depth.dec();
             metrics.running.inc();
             let id = pending.run_id.clone();
-            match host
-                .execute(&prepared, pending, None)
-                .await
-            {
+            match host.execute(&prepared, pending, None).await {
                 Ok(record) => metrics.finished(&record),
                 Err(e) => eprintln!("run {id}: {e:#}"),
             }

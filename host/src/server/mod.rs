@@ -66,7 +66,9 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     // Delivers what this host's runs queue, and what an earlier host left pending.
     let notifier = host.notifier();
     for (channel, problem) in notifier.problems() {
-        eprintln!("warning: notify channel {channel} cannot deliver (messages are kept): {problem}");
+        eprintln!(
+            "warning: notify channel {channel} cannot deliver (messages are kept): {problem}"
+        );
     }
     notifier.start();
     let app = Arc::new(App {

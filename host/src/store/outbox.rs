@@ -46,7 +46,7 @@ pub enum Claim {
     /// The head is backing off or leased by another worker until this unix-ms time.
     NotBefore(i64),
     /// Yours until the lease ends; `attempts` already counts this attempt.
-    Due(OutboxRow),
+    Due(Box<OutboxRow>),
 }
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
@@ -135,7 +135,7 @@ impl Store {
             row,
         )?;
         tx.commit()?;
-        Ok(Claim::Due(claimed))
+        Ok(Claim::Due(Box::new(claimed)))
     }
 
     /// A multi-part message (Telegram splits long text) remembers which parts went out, so a
@@ -261,7 +261,10 @@ mod tests {
         let Claim::Due(row) = store.claim_head("ops", 1_000, 60_000).unwrap() else {
             panic!("the head should be due")
         };
-        assert_eq!((row.id, row.attempts, row.title.as_str()), (first, 1, "first"));
+        assert_eq!(
+            (row.id, row.attempts, row.title.as_str()),
+            (first, 1, "first")
+        );
         // Leased: a second worker waits instead of sending the same row, and does not skip it.
         assert!(matches!(
             store.claim_head("ops", 2_000, 60_000).unwrap(),
