@@ -403,3 +403,69 @@ fn email_reaches_a_real_smtp_server() {
     assert!(test.stdout.contains("failed"), "{}", test.stdout);
     assert!(test.stdout.contains("550"), "{}", test.stdout);
 }
+
+/// Each built-in playbook's message, through each network kind, is accepted by the stand-in
+/// that checks the real API's rules (Slack blocks, Telegram HTML entities and length, PagerDuty
+/// fields). `RUNBOOK_SHOW_BODIES=1` prints the bodies.
+#[test]
+fn builtin_playbooks_render_in_every_kind() {
+    let dead_port = runbook_tests::docker::free_port();
+    let dead_url = format!("http://127.0.0.1:{dead_port}/");
+    let runs: [Vec<&str>; 3] = [
+        [&["run", "disk-full"][..], QUICK].concat(),
+        vec!["run", "bot-down", "-p", "container=rb5-no-such-bot"],
+        vec!["run", "web-down", "-p", &dead_url],
+    ];
+    let web_param = format!("url={dead_url}");
+    for api in [Api::Slack, Api::Telegram, Api::PagerDuty, Api::Webhook] {
+        let receiver = Receiver::start(api);
+        let sandbox = Sandbox::new();
+        let channel = match api {
+            Api::Slack => "kind = \"slack\"\nwebhook-url = { env = \"SECRET\" }".to_string(),
+            Api::Telegram => format!(
+                "kind = \"telegram\"\nbot-token = {{ env = \"SECRET\" }}\nchat-id = \"42\"\nbase-url = \"{}\"",
+                receiver.url("")
+            ),
+            Api::PagerDuty => format!(
+                "kind = \"pagerduty\"\nrouting-key = {{ env = \"SECRET\" }}\nbase-url = \"{}\"",
+                receiver.url("")
+            ),
+            Api::Webhook => format!("kind = \"webhook\"\nurl = \"{}\"", receiver.url("/in")),
+        };
+        sandbox.write(
+            "host.toml",
+            format!("[notify.ops]\n{channel}\n{FAST}\n[plugins.web-down.grants]\nhttp = [\"http://127.0.0.1:*\"]\nnotify = [\"ops\"]\n"),
+        );
+        let secret = match api {
+            Api::Slack => receiver.url("/services/T/B/X"),
+            Api::Telegram => TELEGRAM_TOKEN.to_string(),
+            _ => PD_KEY.to_string(),
+        };
+        for args in &runs {
+            let args: Vec<&str> = args
+                .iter()
+                .map(|a| {
+                    if *a == dead_url {
+                        web_param.as_str()
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let run = sandbox.host_env(&args, &[("SECRET", secret.as_str())]);
+            assert!(
+                run.stdout.contains("delivered after 1 try"),
+                "{api:?} {args:?}:\n{}\n{}",
+                run.stdout,
+                run.stderr
+            );
+        }
+        let accepted = receiver.accepted();
+        assert_eq!(accepted.len(), 3, "{api:?}");
+        if std::env::var_os("RUNBOOK_SHOW_BODIES").is_some() {
+            for request in &accepted {
+                eprintln!("--- {api:?}\n{:#}", request.json());
+            }
+        }
+    }
+}

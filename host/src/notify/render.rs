@@ -83,9 +83,16 @@ pub fn slack(n: &Notification) -> Value {
         "text": {"type": "plain_text", "text": truncate(&n.title, SLACK_HEADER_LIMIT), "emoji": true},
     })];
     if !n.body.trim().is_empty() {
+        let body = slack_escape(&n.body);
+        // Column-aligned reports (df, docker system df) only line up in a code block.
+        let text = if is_tabular(&n.body) {
+            format!("```{}```", truncate(&body, SLACK_TEXT_LIMIT - 6))
+        } else {
+            truncate(&body, SLACK_TEXT_LIMIT)
+        };
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": truncate(&slack_escape(&n.body), SLACK_TEXT_LIMIT)},
+            "text": {"type": "mrkdwn", "text": text},
         }));
     }
     let mut fields = vec![format!(
@@ -139,7 +146,17 @@ pub fn telegram(n: &Notification) -> Vec<String> {
     ));
     if !n.body.trim().is_empty() {
         lines.push(String::new());
-        lines.extend(n.body.lines().flat_map(escaped_pieces));
+        let tabular = is_tabular(&n.body);
+        for line in n.body.lines() {
+            // Inline code per line keeps columns aligned and every part's tags balanced.
+            lines.extend(escaped_pieces(line).into_iter().map(|piece| {
+                if tabular && !piece.trim().is_empty() {
+                    format!("<code>{piece}</code>")
+                } else {
+                    piece
+                }
+            }));
+        }
     }
     if !n.fields.is_empty() {
         lines.push(String::new());
@@ -171,10 +188,15 @@ pub fn telegram(n: &Notification) -> Vec<String> {
     parts
 }
 
+/// A body with columns (two spaces inside a line, after its indentation).
+fn is_tabular(body: &str) -> bool {
+    body.lines().any(|line| line.trim().contains("  "))
+}
+
 /// Escapes a raw line and cuts it so that no piece exceeds the limit (room is left for a
 /// field's `<b>key</b>: ` prefix).
 fn escaped_pieces(raw: &str) -> Vec<String> {
-    const ROOM: usize = TELEGRAM_LIMIT - 200;
+    const ROOM: usize = TELEGRAM_LIMIT - 220;
     let mut pieces = Vec::new();
     let mut current = String::new();
     let mut len = 0;
@@ -208,7 +230,9 @@ pub fn pagerduty(n: &Notification, routing_key: &str) -> Value {
     for (key, value) in &n.fields {
         details.insert(key.clone(), Value::String(value.clone()));
     }
-    details.insert("run_id".into(), Value::String(n.run_id.clone()));
+    if !details.contains_key("run") {
+        details.insert("run".into(), Value::String(n.run_id.clone()));
+    }
     let mut payload = json!({
         "summary": truncate(&n.title, PAGERDUTY_SUMMARY_LIMIT),
         "severity": pagerduty_severity(&n.severity),

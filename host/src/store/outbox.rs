@@ -153,7 +153,7 @@ impl Store {
         let conn = self.conn.lock().unwrap();
         conn.execute(
             "UPDATE outbox SET state = 'delivered', delivered_at = ?2, lease_until_ms = NULL,
-                 last_error = NULL
+                 last_error = NULL, attempts = MAX(attempts, 1)
              WHERE id = ?1",
             params![id, at],
         )?;
@@ -173,7 +173,8 @@ impl Store {
     pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
         let conn = self.conn.lock().unwrap();
         conn.execute(
-            "UPDATE outbox SET state = 'failed', lease_until_ms = NULL, last_error = ?2
+            "UPDATE outbox SET state = 'failed', lease_until_ms = NULL, last_error = ?2,
+                 attempts = MAX(attempts, 1)
              WHERE id = ?1",
             params![id, error],
         )?;
