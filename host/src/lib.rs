@@ -13,6 +13,7 @@ pub mod policy;
 pub mod render;
 pub mod run;
 pub mod server;
+pub mod severity;
 pub mod signing;
 pub mod state;
 pub mod store;

@@ -71,6 +71,9 @@ enum Command {
         /// Print one JSON document (timeline, outcome, timings) instead of the live timeline
         #[arg(long)]
         json: bool,
+        /// Incident priority P1–P4 [default: the alert's severity label, else P3]
+        #[arg(long, value_name = "P1..P4", value_parser = parse_severity)]
+        severity: Option<runbook_host::severity::Priority>,
         /// How long to wait for the run's notifications to be delivered before exiting; what
         /// is still pending stays in the outbox for the next host (or `host notify flush`)
         #[arg(long, value_name = "SECS", default_value_t = 15)]
@@ -194,6 +197,10 @@ async fn main() -> ExitCode {
 #[error("{0}")]
 struct ConfigError(String);
 
+fn parse_severity(text: &str) -> Result<runbook_host::severity::Priority, String> {
+    runbook_host::severity::Priority::parse(text)
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let mut config =
         Config::discover(cli.config.as_deref()).map_err(|e| ConfigError(format!("{e:#}")))?;
@@ -253,6 +260,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             alert_file,
             dry_run,
             json,
+            severity,
             notify_wait,
         } => {
             let alert = match &alert_file {
@@ -274,6 +282,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 trigger,
                 dry_run,
                 dedup_key: None,
+                severity,
             };
             let sink: Option<Sink> = if json {
                 None

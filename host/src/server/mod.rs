@@ -27,6 +27,7 @@ use self::metrics::Metrics;
 use self::routing::Router as AlertRouter;
 use crate::bindings::{Alert, TriggerKind};
 use crate::run::{Host, RunRequest};
+use crate::severity::Priority;
 use crate::store::AlertRecord;
 
 pub use self::auth::Verifier;
@@ -266,6 +267,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
                 "{playbook}|{}|{}|{}",
                 alert.fingerprint, alert.starts_at, alert.status
             )),
+            severity: route.severity,
         };
         let cooldown = route
             .config
@@ -297,6 +299,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
 struct RunQuery {
     #[serde(default)]
     dry_run: bool,
+    severity: Option<String>,
 }
 
 async fn run_hook(
@@ -344,12 +347,17 @@ async fn run_hook(
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
         .map(|id| format!("{playbook}|delivery|{id}"));
+    let severity = match query.severity.as_deref().map(Priority::parse).transpose() {
+        Ok(severity) => severity,
+        Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
+    };
     let request = RunRequest {
         params,
         alert: None,
         trigger: TriggerKind::Webhook,
         dry_run: query.dry_run,
         dedup_key,
+        severity,
     };
     match app.dispatcher.submit(&playbook, request, None).await {
         Ok(Admission::Started(id)) => reply(
