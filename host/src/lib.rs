@@ -10,6 +10,7 @@ pub mod engine;
 pub mod incident;
 pub mod notify;
 pub mod policy;
+pub mod postmortem;
 pub mod render;
 pub mod run;
 pub mod server;

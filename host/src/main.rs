@@ -141,6 +141,9 @@ enum RunsAction {
         #[arg(long)]
         json: bool,
     },
+    /// One run as a post-incident review in Markdown (the post-mortem template's headings)
+    #[command(after_help = "Example:\n  host runs report r1a2126ff8f40245b000 > INC-review.md")]
+    Report { id: String },
 }
 
 #[derive(Subcommand)]
@@ -569,6 +572,15 @@ fn show_runs(
             } else {
                 print!("{}", render::stored_run(&run));
             }
+            Ok(0)
+        }
+        Some(RunsAction::Report { id }) => {
+            let Some(run) = store.get(id)? else {
+                eprintln!("error: no run {id:?} in {}", store.path().display());
+                eprintln!("hint: `host runs` lists the recent ones");
+                return Ok(EXIT_USAGE);
+            };
+            print!("{}", runbook_host::postmortem::render(&run));
             Ok(0)
         }
     }

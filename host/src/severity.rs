@@ -66,7 +66,11 @@ mod tests {
         assert_eq!(Priority::parse("P2"), Ok(Priority::P2));
         assert_eq!(Priority::parse("critical"), Ok(Priority::P1));
         assert_eq!(Priority::parse(" Warning "), Ok(Priority::P3));
-        assert!(Priority::parse("urgent-ish").unwrap_err().contains("P1, P2, P3 or P4"));
+        assert!(
+            Priority::parse("urgent-ish")
+                .unwrap_err()
+                .contains("P1, P2, P3 or P4")
+        );
         let labels = vec![
             ("severity".to_string(), "info".to_string()),
             ("priority".to_string(), "P2".to_string()),

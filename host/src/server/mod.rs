@@ -83,6 +83,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/hooks/run/{playbook}", post(run_hook))
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(show_run))
+        .route("/runs/{id}/report", get(run_report))
         .route("/alerts", get(list_alerts))
         .route(
             "/healthz",
@@ -429,6 +430,35 @@ async fn show_run(
     let store = app.dispatcher.host().store.clone().expect("store");
     match store.get(&id) {
         Ok(Some(run)) => reply(&app, "runs", StatusCode::OK, json!(run)),
+        Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => error(
+            &app,
+            "runs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
+/// The run as a post-incident review, `text/markdown`.
+async fn run_report(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers) {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.get(&id) {
+        Ok(Some(run)) => {
+            app.dispatcher.metrics.request("runs", 200);
+            (
+                [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+                crate::postmortem::render(&run),
+            )
+                .into_response()
+        }
         Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(e) => error(
             &app,
