@@ -290,7 +290,7 @@ fn reports_of_a_security_run_and_a_bot_down_run_follow_the_template() {
     let findings_hash = artifact(&run, "findings.json").unwrap()["sha256"]
         .as_str()
         .unwrap();
-    assert!(md.contains(&format!("| findings.json | application/json |")));
+    assert!(md.contains("| findings.json | application/json |"));
     assert!(md.contains(findings_hash));
 
     // The same report over HTTP.
