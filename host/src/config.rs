@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::caps::notify::ChannelConfig;
+use crate::notify::ChannelConfig;
 use crate::policy::{Grants, Limits};
 
 /// Looked up when `--config` is not given.
@@ -141,6 +141,8 @@ pub struct RouteConfig {
     pub continue_matching: bool,
     #[serde(default)]
     pub dry_run: bool,
+    /// P1–P4 for runs of this route, over the alert's `severity` label.
+    pub severity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,11 +13,13 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
 use crate::caps::docker::DockerEngine;
 use crate::caps::http::HttpClient;
-use crate::caps::notify::{Channels, ConsoleStream};
+use crate::caps::notify::RunContext;
 use crate::catalog::{Catalog, PluginSource};
 use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
+use crate::notify::{AlertRef, ConsoleStream, Notifier};
 use crate::policy::{Grants, Limits};
+use crate::severity::Priority;
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
 use crate::store::{NewRun, Store as RunStore};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
@@ -53,6 +55,7 @@ pub struct PendingRun {
     started_at: SystemTime,
     alert_json: Option<serde_json::Value>,
     params: Vec<(String, String)>,
+    severity: Priority,
     request: RunRequest,
 }
 
@@ -63,6 +66,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Same key, same playbook: the webhook server answers with the existing run.
     pub dedup_key: Option<String>,
+    /// Given by the trigger; else the alert's label decides, else P3.
+    pub severity: Option<Priority>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +82,7 @@ pub struct RunRecord {
     pub alert: Option<serde_json::Value>,
     pub started_at: String,
     pub ended_at: String,
+    pub severity: Priority,
     /// resolved, mitigated, escalated, no-action or failed.
     pub status: &'static str,
     pub summary: String,
@@ -111,6 +117,9 @@ pub struct Host {
     http: Arc<HttpClient>,
     /// Where runs are kept; `None` only when the operator turned it off.
     pub store: Option<Arc<RunStore>>,
+    /// Where console notifications print (stderr when stdout carries a JSON document).
+    pub console: ConsoleStream,
+    notifier: std::sync::OnceLock<Arc<Notifier>>,
 }
 
 impl Host {
@@ -124,12 +133,28 @@ impl Host {
             docker: Arc::new(DockerEngine::from_env()),
             http: Arc::new(HttpClient::new()?),
             store: None,
+            console: ConsoleStream::Stdout,
+            notifier: std::sync::OnceLock::new(),
         })
     }
 
-    fn services(&self, console: ConsoleStream) -> Services {
+    /// The notification channels and their outbox, built on first use over the run store (or
+    /// an in-memory one when runs are not stored). Set `store` and `console` before.
+    pub fn notifier(&self) -> Arc<Notifier> {
+        self.notifier
+            .get_or_init(|| {
+                let store = match &self.store {
+                    Some(store) => store.clone(),
+                    None => Arc::new(RunStore::open_in_memory().expect("in-memory SQLite opens")),
+                };
+                Arc::new(Notifier::new(&self.config.notify, store, self.console))
+            })
+            .clone()
+    }
+
+    fn services(&self) -> Services {
         Services {
-            channels: Arc::new(Channels::new(&self.config.notify, console)),
+            notifier: self.notifier(),
             docker: self.docker.clone(),
             http: self.http.clone(),
         }
@@ -175,7 +200,7 @@ impl Host {
             limits.clone(),
             true,
             Timeline::new(None),
-            self.services(ConsoleStream::Stderr),
+            self.services(),
         );
         let mut store = new_store(&self.engine, state, &limits);
         let playbook = pre.instantiate_async(&mut store).await?;
@@ -188,11 +213,10 @@ impl Host {
         &self,
         prepared: &Prepared,
         request: RunRequest,
-        console: ConsoleStream,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
         let pending = self.begin(prepared, request)?;
-        self.execute(prepared, pending, console, sink).await
+        self.execute(prepared, pending, sink).await
     }
 
     /// Validates the parameters and records the run as queued: once this returns, the run
@@ -205,6 +229,15 @@ impl Host {
             started_at: SystemTime::now(),
             alert_json: request.alert.as_ref().map(crate::incident::alert_json),
             params,
+            severity: request
+                .severity
+                .or_else(|| {
+                    request
+                        .alert
+                        .as_ref()
+                        .and_then(|a| Priority::from_labels(&a.labels))
+                })
+                .unwrap_or(Priority::P3),
             request,
         };
         let params_json: serde_json::Value = pending
@@ -224,6 +257,7 @@ impl Host {
                     alert: pending.alert_json.as_ref(),
                     dry_run: pending.request.dry_run,
                     dedup_key: pending.request.dedup_key.as_deref(),
+                    severity: pending.severity.as_str(),
                     started_at: &rfc3339(pending.started_at),
                 })
                 .context("recording the run in the store")?;
@@ -235,7 +269,6 @@ impl Host {
         &self,
         prepared: &Prepared,
         pending: PendingRun,
-        console: ConsoleStream,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
         let PendingRun {
@@ -243,6 +276,7 @@ impl Host {
             started_at,
             alert_json,
             params,
+            severity,
             request,
         } = pending;
         let name = prepared.source.name.clone();
@@ -255,13 +289,23 @@ impl Host {
                 .context("updating the run store")?;
         }
 
-        let state = RunState::new(
+        let mut state = RunState::new(
             grants.clone(),
             limits.clone(),
             request.dry_run,
             Timeline::new(sink),
-            self.services(console),
+            self.services(),
         );
+        state.context = RunContext {
+            run_id: run_id.clone(),
+            playbook: name.clone(),
+            priority: Some(severity),
+            alert: request.alert.as_ref().map(|a| AlertRef {
+                name: a.name.clone(),
+                fingerprint: a.fingerprint.clone(),
+                status: a.status.clone(),
+            }),
+        };
         let mut store = new_store(&self.engine, state, &limits);
         let incident = Incident {
             run_id: run_id.clone(),
@@ -318,6 +362,7 @@ impl Host {
             alert: alert_json,
             started_at: rfc3339(started_at),
             ended_at: rfc3339(SystemTime::now()),
+            severity,
             status,
             summary,
             actions,

@@ -6,6 +6,8 @@ pub mod docker;
 pub mod guests;
 pub mod http;
 pub mod server;
+pub mod sinks;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

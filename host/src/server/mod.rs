@@ -27,6 +27,7 @@ use self::metrics::Metrics;
 use self::routing::Router as AlertRouter;
 use crate::bindings::{Alert, TriggerKind};
 use crate::run::{Host, RunRequest};
+use crate::severity::Priority;
 use crate::store::AlertRecord;
 
 pub use self::auth::Verifier;
@@ -63,6 +64,14 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
             Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
         verifiers.insert(name.clone(), verifier);
     }
+    // Delivers what this host's runs queue, and what an earlier host left pending.
+    let notifier = host.notifier();
+    for (channel, problem) in notifier.problems() {
+        eprintln!(
+            "warning: notify channel {channel} cannot deliver (messages are kept): {problem}"
+        );
+    }
+    notifier.start();
     let app = Arc::new(App {
         dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new())),
         router,
@@ -74,6 +83,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/hooks/run/{playbook}", post(run_hook))
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(show_run))
+        .route("/runs/{id}/report", get(run_report))
         .route("/alerts", get(list_alerts))
         .route(
             "/healthz",
@@ -97,6 +107,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
             grace.as_secs()
         );
     }
+    // In-flight deliveries finish; what is still pending waits in the outbox for the next host.
+    notifier.stop(Duration::from_secs(10)).await;
     Ok(())
 }
 
@@ -227,6 +239,16 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         detail,
     };
     let mut records = Vec::new();
+    if alert.status == "resolved" {
+        let resolved = crate::notify::AlertRef {
+            name: alert.name.clone(),
+            fingerprint: alert.fingerprint.clone(),
+            status: alert.status.clone(),
+        };
+        if let Err(e) = host.notifier().resolve_incident(&resolved) {
+            eprintln!("resolving {} in PagerDuty: {e:#}", alert.name);
+        }
+    }
     let routes = app.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
@@ -246,6 +268,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
                 "{playbook}|{}|{}|{}",
                 alert.fingerprint, alert.starts_at, alert.status
             )),
+            severity: route.severity,
         };
         let cooldown = route
             .config
@@ -277,6 +300,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
 struct RunQuery {
     #[serde(default)]
     dry_run: bool,
+    severity: Option<String>,
 }
 
 async fn run_hook(
@@ -324,12 +348,17 @@ async fn run_hook(
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
         .map(|id| format!("{playbook}|delivery|{id}"));
+    let severity = match query.severity.as_deref().map(Priority::parse).transpose() {
+        Ok(severity) => severity,
+        Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
+    };
     let request = RunRequest {
         params,
         alert: None,
         trigger: TriggerKind::Webhook,
         dry_run: query.dry_run,
         dedup_key,
+        severity,
     };
     match app.dispatcher.submit(&playbook, request, None).await {
         Ok(Admission::Started(id)) => reply(
@@ -401,6 +430,35 @@ async fn show_run(
     let store = app.dispatcher.host().store.clone().expect("store");
     match store.get(&id) {
         Ok(Some(run)) => reply(&app, "runs", StatusCode::OK, json!(run)),
+        Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => error(
+            &app,
+            "runs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
+/// The run as a post-incident review, `text/markdown`.
+async fn run_report(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers) {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.get(&id) {
+        Ok(Some(run)) => {
+            app.dispatcher.metrics.request("runs", 200);
+            (
+                [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+                crate::postmortem::render(&run),
+            )
+                .into_response()
+        }
         Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(e) => error(
             &app,
