@@ -223,11 +223,19 @@ fn scan_file(
             summary.push(format!("{category} {}", result.count));
         }
     }
-    Ok(if summary.is_empty() {
-        "nothing suspicious".into()
+    Ok(summary.join(", "))
+}
+
+/// A scan step is a warning when it found more than ordinary logins.
+fn scan_status(detail: &str) -> StepStatus {
+    let suspicious = detail
+        .split(", ")
+        .any(|part| !part.is_empty() && !part.starts_with("successful-login"));
+    if suspicious {
+        StepStatus::Warning
     } else {
-        summary.join(", ")
-    })
+        StepStatus::Ok
+    }
 }
 
 /// `docker logs --since <window> <container>`: scanned here, kept whole (bounded) as evidence.
@@ -321,7 +329,10 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         let step = format!("scan {path}");
         report::step(&step, StepStatus::Started, "");
         match scan_file(path, &settings, &mut findings, &mut evidence) {
-            Ok(detail) => report::step(&step, StepStatus::Ok, &detail),
+            Ok(detail) if detail.is_empty() => {
+                report::step(&step, StepStatus::Ok, "nothing suspicious")
+            }
+            Ok(detail) => report::step(&step, scan_status(&detail), &detail),
             Err(e) => report::step(
                 &step,
                 StepStatus::Skipped,
@@ -342,7 +353,10 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         let step = format!("scan container {name}");
         report::step(&step, StepStatus::Started, "");
         match scan_container(name, &settings, &patterns, &mut findings) {
-            Ok(detail) => report::step(&step, StepStatus::Ok, &detail),
+            Ok(detail) if detail.ends_with(" 0 matches") => {
+                report::step(&step, StepStatus::Ok, &detail)
+            }
+            Ok(detail) => report::step(&step, StepStatus::Warning, &detail),
             Err(e) => report::step(
                 &step,
                 StepStatus::Skipped,
