@@ -369,6 +369,15 @@ fn a_channel_with_a_missing_secret_is_reported_and_keeps_its_messages() {
     // A run still queues its message: nothing is lost while the operator fixes the secret.
     let doc = run_disk_full(&sandbox, &["--notify-wait", "0"], &[]);
     assert_eq!(deliveries(&doc)[0]["state"], "pending");
+    // The server says so too: one message waiting on ops.
+    sandbox.write_append("host.toml", "[webhooks.api]\nauth = { kind = \"none\" }\n");
+    let server = Server::start(&sandbox, &[]);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"runbook_notifications_pending{channel="ops"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"runbook_notifications_pending{channel="stdout"} 0"#));
 }
 
 #[test]
