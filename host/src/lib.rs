@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod incident;
 pub mod policy;
+pub mod redact;
 pub mod render;
 pub mod run;
 pub mod server;

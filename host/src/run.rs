@@ -372,6 +372,9 @@ fn trap_reason(error: &wasmtime::Error, guest_output: &str) -> String {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return limit.to_string();
     }
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
+        return "limit exceeded: wasm call stack (recursion too deep)".into();
+    }
     let trap = error
         .downcast_ref::<wasmtime::Trap>()
         .map(|t| format!("trap: {t}"))

@@ -15,6 +15,7 @@ use crate::bindings::CapError;
 use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Roots;
 use crate::caps::http::HttpClient;
+use crate::caps::http::egress::EgressPolicy;
 use crate::caps::notify::Channels;
 use crate::policy::{Grants, Limits};
 use crate::timeline::Timeline;
@@ -46,6 +47,7 @@ pub struct RunState {
     pub(crate) channels: Arc<Channels>,
     pub(crate) docker: Arc<DockerEngine>,
     pub(crate) http: Arc<HttpClient>,
+    pub(crate) egress: Arc<EgressPolicy>,
     pub(crate) artifacts: Vec<Artifact>,
     pub(crate) counters: Counters,
     guest_stderr: MemoryOutputPipe,
@@ -57,6 +59,7 @@ pub(crate) struct Counters {
     pub logs: u64,
     pub notifications: u64,
     pub artifact_bytes: usize,
+    pub http_calls: u64,
 }
 
 /// Guest stdout/stderr are kept (panics print there) but bounded.
@@ -79,6 +82,7 @@ impl RunState {
         services: Services,
     ) -> Self {
         let (roots, warnings) = Roots::open(&grants.fs_read);
+        let egress = Arc::new(EgressPolicy::from_grants(&grants));
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
         // No preopens, no env, no args, no inherited stdio, no sockets: only our capabilities.
         let wasi = WasiCtxBuilder::new()
@@ -97,6 +101,7 @@ impl RunState {
             channels: services.channels,
             docker: services.docker,
             http: services.http,
+            egress,
             artifacts: Vec::new(),
             counters: Counters::default(),
             guest_stderr,
