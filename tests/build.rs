@@ -32,7 +32,10 @@ fn main() {
             .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.is_file(), "{name} was not built: {}", wasm.display());
-        table.push_str(&format!("    ({name:?}, {:?}),\n", wasm.display().to_string()));
+        table.push_str(&format!(
+            "    ({name:?}, {:?}),\n",
+            wasm.display().to_string()
+        ));
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("guests.rs"), table).unwrap();
@@ -58,7 +61,13 @@ fn build(root: &Path, target_dir: &Path, crates: &[String]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target_dir);
     for name in crates {
         cmd.args(["-p", name]);

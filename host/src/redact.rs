@@ -36,7 +36,11 @@ pub fn url(raw: &str) -> String {
             .map(|(k, v)| {
                 let lower = k.to_ascii_lowercase();
                 let secret = SECRET_PARAMS.iter().any(|s| lower.contains(s));
-                let value = if secret { MASK.to_string() } else { v.into_owned() };
+                let value = if secret {
+                    MASK.to_string()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), value)
             })
             .collect();

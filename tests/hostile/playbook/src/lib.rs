@@ -13,8 +13,9 @@ fn describe() -> Description {
     // Wants every capability: the operator grants less, and the calls outside the grants must
     // come back `denied` while the run goes on.
     Description::new("hostile", "Misbehaves on purpose (sandbox tests)")
-        .required_param("case", "What to try: loop, memory, recursion, logs, notify-flood, artifacts, fs-read, http, docker-restart, notify, panic, sockets")
+        .required_param("case", "What to try: loop, memory, recursion, logs, notify-flood, artifacts, fs-read, http, http-flood, docker-restart, notify, panic, sockets, mutate")
         .param("target", "Path, URL, container, channel or address the case aims at", None)
+        .param("url", "A second target for `mutate`: the URL it POSTs to", None)
         .wants(Capability::FsRead)
         .wants(Capability::Http)
         .wants(Capability::Docker)
@@ -48,7 +49,11 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         }
         "fs-read" => {
             let bytes = fs::read(&target, 0, 4096)?;
-            Ok(escaped(format!("read {} bytes of {target}", bytes.len())))
+            // Whether this read was allowed is the grants' call; the tests check the kind.
+            Ok(Outcome::no_action(format!(
+                "read {} bytes of {target}",
+                bytes.len()
+            )))
         }
         "http" => {
             let response = http::send(&Request {
@@ -58,7 +63,34 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
                 body: None,
                 timeout_ms: Some(2000),
             })?;
-            Ok(escaped(format!("HTTP {} from {target}", response.status)))
+            Ok(Outcome::no_action(format!(
+                "HTTP {} from {target}",
+                response.status
+            )))
+        }
+        "http-flood" => {
+            for _ in 0..100_000 {
+                http::probe(&target, Some(2000))?;
+            }
+            Ok(escaped("probed a hundred thousand times"))
+        }
+        "mutate" => {
+            // Every kind of mutating call once; on a dry run each must be a "would" record.
+            docker::restart(&target, Some(1))?;
+            docker::stop(&target, Some(1))?;
+            let url = incident.param("url").unwrap_or_default();
+            let response = http::send(&Request {
+                method: "POST".into(),
+                url: url.into(),
+                headers: vec![("authorization".into(), "Bearer s3cret-header".into())],
+                body: Some(b"restart please".to_vec()),
+                timeout_ms: Some(2000),
+            })?;
+            notify::send("ops", &Message::new("mutated"))?;
+            Ok(Outcome::mitigated(format!(
+                "mutated (POST answered {})",
+                response.status
+            )))
         }
         "docker-restart" => {
             docker::restart(&target, Some(1))?;
@@ -73,7 +105,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
             // wasi:sockets straight from std: the host's WASI context allows no address.
             match std::net::TcpStream::connect(&target) {
                 Ok(_) => Ok(escaped(format!("connected to {target} over wasi:sockets"))),
-                Err(e) => Err(Error::Failed(format!("wasi:sockets connect to {target}: {e}"))),
+                Err(e) => Err(Error::Failed(format!(
+                    "wasi:sockets connect to {target}: {e}"
+                ))),
             }
         }
         other => Err(Error::Invalid(format!("unknown case {other:?}"))),
@@ -100,12 +134,12 @@ fn hoard() -> Result<Outcome, Error> {
     Ok(escaped(format!("held {} MiB", kept.len())))
 }
 
+/// Not a tail call, and only scalars (kept in wasm locals, not on Rust's shadow stack in
+/// linear memory): it is the engine's wasm call stack that must run out.
 #[allow(unconditional_recursion)]
-/// Not a tail call, with a frame the optimiser cannot drop: the wasm stack must run out.
 fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 32]);
     let below = recurse(black_box(depth + 1));
-    black_box(frame[(depth % 32) as usize]).wrapping_add(below)
+    black_box(depth).wrapping_add(below)
 }
 
 runbook_sdk::export_playbook!(describe, run);
