@@ -187,7 +187,7 @@ impl ResourceLimiter for MemoryLimiter {
             return Err(LimitExceeded(format!(
                 "linear memory of {} MiB (the playbook asked for {} MiB)",
                 self.max_memory >> 20,
-                desired >> 20
+                desired.div_ceil(1 << 20)
             ))
             .into());
         }

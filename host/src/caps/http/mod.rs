@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::http::{self, ProbeFailure, ProbeResult, Request, Response};
+use crate::policy::Grants;
 use crate::state::{LimitExceeded, RunState};
 use egress::{EgressPolicy, GuardedResolver};
 
@@ -40,6 +41,11 @@ impl HttpClient {
             .user_agent(concat!("runbook-host/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { client })
+    }
+
+    /// The client every run shares (its resolver enforces the running request's policy).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 
@@ -90,6 +96,15 @@ impl OriginGrant {
     }
 }
 
+/// Whether one of the playbook's `http` grants covers the URL's scheme, host and port.
+pub fn origin_granted(grants: &Grants, url: &Url) -> bool {
+    grants
+        .http
+        .iter()
+        .filter_map(|g| OriginGrant::parse(g).ok())
+        .any(|g| g.allows(url))
+}
+
 fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
@@ -121,13 +136,7 @@ impl RunState {
     }
 
     fn check_origin(&self, url: &Url) -> Result<(), CapError> {
-        let granted = self
-            .grants
-            .http
-            .iter()
-            .filter_map(|g| OriginGrant::parse(g).ok())
-            .any(|g| g.allows(url));
-        if granted {
+        if origin_granted(&self.grants, url) {
             Ok(())
         } else {
             Err(CapError::Denied(format!(
