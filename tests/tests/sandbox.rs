@@ -124,13 +124,13 @@ auth = {{ kind = "bearer", token = {{ env = "RB6_TOKEN" }} }}
 
 [plugins.hostile]
 max-concurrent = 4
-deadline-secs = 3
+deadline-secs = 5
 memory-mib = 32
 max-http-calls = 5
 
 [plugins.hostile.grants]
 fs-read = ["root"]
-http = ["http://127.0.0.1:{granted}", "http://127.0.0.1:{redirect}", "http://{hostname}:{named}"]
+http = ["http://127.0.0.1:{granted}", "http://127.0.0.1:{redirect}", "http://{hostname}:{named}", "http://rb6-nothing.invalid"]
 notify = ["ops", "pager"]
 docker = [{{ containers = ["{container}"], verbs = ["read", "restart", "stop"] }}]
 "#,
@@ -221,8 +221,33 @@ fn only_call<'a>(run: &'a Value, interface: &str) -> &'a Value {
 #[test]
 fn runaway_guests_end_at_their_limits_while_other_runs_complete() {
     let fx = Fixture::start();
+    // Both playbooks loaded (compiled, linked) first, so what follows times runs only.
+    let warm = fx.contained("fs-read", "/etc/hostname");
+    assert_eq!(warm["status"], "failed");
+    // More spinning guests than this machine has cores, and a well-behaved run among them: it
+    // must finish while they spin (epoch ticks make every guest yield), not after.
+    let loops: Vec<String> = (0..3)
+        .map(|_| fx.submit("hostile", json!({ "case": "loop" }), false))
+        .collect();
+    let good = fx.submit(
+        "disk-full",
+        json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
+        true,
+    );
+    let good = fx.server.wait_for_run(&good, Duration::from_secs(60));
+    assert!(
+        matches!(good["status"].as_str(), Some("no-action" | "resolved")),
+        "{good:#}"
+    );
+    for id in &loops {
+        let spun = fx.server.wait_for_run(id, Duration::from_secs(60));
+        assert_failed_with(&spun, "loop", "limit exceeded: deadline of 5s");
+        assert!(
+            good["ended_at"].as_str() < spun["ended_at"].as_str(),
+            "the well-behaved run waited for the loops: {good:#} {spun:#}"
+        );
+    }
     for (case, target, expected) in [
-        ("loop", "", "limit exceeded: deadline of 3s"),
         ("memory", "", "limit exceeded: linear memory of 32 MiB"),
         (
             "recursion",
@@ -356,6 +381,11 @@ fn http_outside_the_granted_origins_and_to_private_addresses_is_refused() {
             "a secret reached the audit log: {text}"
         );
     }
+    // A granted name that does not resolve is the network's problem, not a refusal.
+    let run = fx.contained("http", "http://rb6-nothing.invalid/");
+    assert_failed_with(&run, "unresolvable", "the playbook returned unavailable");
+    assert!(reason(&run).contains("dns"), "{run:#}");
+
     assert_eq!(fx.ungranted.hits(), 0, "an ungranted origin was reached");
     assert_eq!(fx.granted.hits(), 0, "the disguised address was dialled");
     assert_eq!(
@@ -623,7 +653,7 @@ fn inspect_shows_wanted_against_granted_and_a_plugin_without_grants_still_runs()
         );
     }
     assert!(
-        run.stdout.contains("limits: deadline 3s · memory 32 MiB"),
+        run.stdout.contains("limits: deadline 5s · memory 32 MiB"),
         "{}",
         run.stdout
     );

@@ -13,6 +13,8 @@ use url::{Host, Url};
 
 use crate::policy::Grants;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A run's view of which hosts may lead to non-public addresses.
 #[derive(Debug, Default)]
 pub struct EgressPolicy {
@@ -74,12 +76,10 @@ impl EgressPolicy {
         Ok(())
     }
 
-    /// Resolves `host` and keeps the answer only if every address is allowed for it.
-    async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, EgressRefused> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
-            .await
-            .map_err(|e| EgressRefused(format!("resolving {host}: {e}")))?
-            .collect();
+    /// Resolves `host` and keeps the answer only if every address is allowed for it. A name
+    /// that does not resolve is the network's problem (`dns`), not a refusal.
+    async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, BoxError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
         if !self.may_be_private(host)
             && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
         {
@@ -88,7 +88,8 @@ impl EgressPolicy {
                  `http-private` grant may lead there",
                 bad.ip(),
                 class(bad.ip())
-            )));
+            ))
+            .into());
         }
         Ok(addrs)
     }
