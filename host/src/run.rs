@@ -300,7 +300,7 @@ impl Host {
             )),
             Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
             Err(_) => failed(format!(
-                "limit exceeded: deadline of {}s while waiting on a capability call",
+                "limit exceeded: deadline of {}s while waiting in the host (a capability or WASI call)",
                 limits.deadline.as_secs()
             )),
         };

@@ -66,6 +66,8 @@ struct Fixture {
     redirect: Peer,
     /// Granted under the machine's host name, which resolves to a non-public address.
     behind_name: Peer,
+    /// Granted; accepts and never answers.
+    silent: Peer,
     hostname: String,
     victim: Victim,
     granted_container: Victim,
@@ -112,6 +114,7 @@ impl Fixture {
         let ungranted = Peer::status(200);
         let redirect = Peer::redirecting_to(&ungranted.url("/"));
         let behind_name = Peer::status(200);
+        let silent = Peer::silent();
         let hostname = private_hostname();
         let victim = Victim::start("victim");
         let granted_container = Victim::start("granted");
@@ -130,13 +133,14 @@ max-http-calls = 5
 
 [plugins.hostile.grants]
 fs-read = ["root"]
-http = ["http://127.0.0.1:{granted}", "http://127.0.0.1:{redirect}", "http://{hostname}:{named}", "http://rb6-nothing.invalid"]
+http = ["http://127.0.0.1:{granted}", "http://127.0.0.1:{redirect}", "http://{hostname}:{named}", "http://rb6-nothing.invalid", "http://127.0.0.1:{silent}"]
 notify = ["ops", "pager"]
 docker = [{{ containers = ["{container}"], verbs = ["read", "restart", "stop"] }}]
 "#,
                 granted = granted.port,
                 redirect = redirect.port,
                 named = behind_name.port,
+                silent = silent.port,
                 container = granted_container.name,
             ),
         );
@@ -149,6 +153,7 @@ docker = [{{ containers = ["{container}"], verbs = ["read", "restart", "stop"] }
             ungranted,
             redirect,
             behind_name,
+            silent,
             hostname,
             victim,
             granted_container,
@@ -277,6 +282,34 @@ fn runaway_guests_end_at_their_limits_while_other_runs_complete() {
         // What a flood leaves behind is bounded by the caps, not by the guest's ambition.
         assert!(events <= 10_100, "{case}: {events} timeline events");
     }
+
+    // Parked in the host (a capability call, a WASI sleep), where epoch ticks cannot reach:
+    // the deadline still ends the run. Both at once, next to a well-behaved run.
+    let hang = fx.submit(
+        "hostile",
+        json!({ "case": "hang", "target": fx.silent.url("/") }),
+        false,
+    );
+    let run = fx.contained("sleep", "");
+    assert_failed_with(
+        &run,
+        "sleep",
+        "limit exceeded: deadline of 5s while waiting in the host",
+    );
+    let run = fx.server.wait_for_run(&hang, Duration::from_secs(60));
+    assert_failed_with(
+        &run,
+        "hang",
+        "limit exceeded: deadline of 5s while waiting in the host",
+    );
+    assert_eq!(fx.silent.hits(), 1);
+
+    let run = fx.contained("ambient", "");
+    assert_failed_with(
+        &run,
+        "ambient",
+        "the playbook returned failed: no ambient authority",
+    );
 
     // The http-call cap: five probes of a granted peer pass, the sixth ends the run.
     let url = fx.granted.url("/");

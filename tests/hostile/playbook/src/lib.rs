@@ -13,7 +13,7 @@ fn describe() -> Description {
     // Wants every capability: the operator grants less, and the calls outside the grants must
     // come back `denied` while the run goes on.
     Description::new("hostile", "Misbehaves on purpose (sandbox tests)")
-        .required_param("case", "What to try: loop, memory, recursion, logs, notify-flood, artifacts, fs-read, http, http-flood, docker-restart, notify, panic, sockets, mutate")
+        .required_param("case", "What to try: loop, memory, recursion, logs, notify-flood, artifacts, fs-read, http, http-flood, hang, sleep, ambient, docker-restart, notify, panic, sockets, mutate")
         .param("target", "Path, URL, container, channel or address the case aims at", None)
         .param("url", "A second target for `mutate`: the URL it POSTs to", None)
         .wants(Capability::FsRead)
@@ -73,6 +73,31 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
                 http::probe(&target, Some(2000))?;
             }
             Ok(escaped("probed a hundred thousand times"))
+        }
+        "hang" => {
+            // Parked inside a capability call, where epoch ticks cannot reach it.
+            http::probe(&target, Some(600_000))?;
+            Ok(escaped("a probe of a silent peer came back"))
+        }
+        "sleep" => {
+            // Parked inside WASI (clocks/poll), also out of the epoch's reach.
+            std::thread::sleep(std::time::Duration::from_secs(600));
+            Ok(escaped("slept ten minutes"))
+        }
+        "ambient" => {
+            // What std offers a native program: files, environment, arguments.
+            let file = std::fs::read("/etc/passwd").map(|b| b.len());
+            let vars = std::env::vars().count();
+            let args = std::env::args().count();
+            if file.is_ok() || vars > 0 || args > 0 {
+                return Ok(escaped(format!(
+                    "ambient authority: file {file:?}, {vars} env vars, {args} args"
+                )));
+            }
+            Err(Error::Failed(format!(
+                "no ambient authority: /etc/passwd {}",
+                file.unwrap_err()
+            )))
         }
         "mutate" => {
             // Every kind of mutating call once; on a dry run each must be a "would" record.
