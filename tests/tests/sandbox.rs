@@ -345,6 +345,23 @@ fn fs_reads_outside_the_granted_root_are_refused() {
             format!("the playbook returned denied: {root}/rel-link"),
         ),
         (
+            "//etc/shadow".to_string(),
+            "the playbook returned denied: //etc/shadow is outside the granted fs-read roots"
+                .to_string(),
+        ),
+        (
+            "etc/passwd".to_string(),
+            "the playbook returned invalid: path must be absolute".to_string(),
+        ),
+        (
+            format!("{root}/./ok.txt/../../../etc/passwd"),
+            "`..` is not allowed".to_string(),
+        ),
+        (
+            "/proc/self/root/etc/passwd".to_string(),
+            "is outside the granted fs-read roots".to_string(),
+        ),
+        (
             format!("{root}/ok.txt\0/etc/passwd"),
             "the playbook returned invalid: path contains a NUL byte".to_string(),
         ),
@@ -713,4 +730,28 @@ fn inspect_shows_wanted_against_granted_and_a_plugin_without_grants_still_runs()
     let json = run.json();
     assert_eq!(only_call(&json, "fs-read")["result"], "denied", "{json:#}");
     assert_eq!(json["status"], "failed");
+}
+
+#[test]
+fn check_flags_a_private_host_that_no_origin_grants() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "host.toml",
+        "[plugins.web-down.grants]\nhttp = [\"http://grafana.internal:3000\"]\n\
+         http-private = [\"grafana.internal\", \"vault.internal\"]\n",
+    );
+    let run = sandbox.host(&["check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "http-private: \"vault.internal\" is not the host of any granted http origin"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("\"grafana.internal\" is not"),
+        "{}",
+        run.stderr
+    );
 }

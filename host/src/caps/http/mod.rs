@@ -85,6 +85,11 @@ impl OriginGrant {
         })
     }
 
+    /// Lower case; IPv6 in brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     fn allows(&self, url: &Url) -> bool {
         url.scheme() == self.scheme
             && url
