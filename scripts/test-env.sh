@@ -54,6 +54,18 @@ ensure_alertmanager() {
     }
 }
 
+# A real SMTP server for the email notify kind: aiosmtpd under Debian's python3.
+ensure_aiosmtpd() {
+    if /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then return; fi
+    echo "test-env: installing python3-aiosmtpd" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q python3-aiosmtpd >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q python3-aiosmtpd >/dev/null
+    }
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
+ensure_aiosmtpd

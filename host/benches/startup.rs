@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use runbook_host::bindings::TriggerKind;
-use runbook_host::caps::notify::ConsoleStream;
 use runbook_host::catalog::BUILTINS;
 use runbook_host::config::Config;
+use runbook_host::notify::ConsoleStream;
 use runbook_host::run::{Host, RunRequest};
 
 const ROUNDS: usize = 20;
@@ -23,7 +23,8 @@ async fn main() -> anyhow::Result<()> {
         let mut prepare_warm = Vec::new();
         for _ in 0..ROUNDS {
             let cache = tempfile::tempdir()?;
-            let host = Host::new(Config::default(), Some(cache.path().to_path_buf()))?;
+            let mut host = Host::new(Config::default(), Some(cache.path().to_path_buf()))?;
+            host.console = ConsoleStream::Stderr;
             let cold = host.prepare(name).await?;
             assert_eq!(cold.load.cache, "miss");
             compile.push(cold.load.compile_ms);
@@ -46,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
 
     // A whole disk-full run with a warm cache, split into host overhead and capability calls.
     let cache = tempfile::tempdir()?;
-    let host = Host::new(Config::default(), Some(cache.path().to_path_buf()))?;
+    let mut host = Host::new(Config::default(), Some(cache.path().to_path_buf()))?;
+    host.console = ConsoleStream::Stderr;
     let prepared = host.prepare("disk-full").await?;
     let mut total = Vec::new();
     let mut calls = Vec::new();
@@ -61,9 +63,7 @@ async fn main() -> anyhow::Result<()> {
             dry_run: true,
             dedup_key: None,
         };
-        let record = host
-            .run(&prepared, request, ConsoleStream::Stderr, None)
-            .await?;
+        let record = host.run(&prepared, request, None).await?;
         total.push(record.timings.total_ms);
         calls.push(record.timings.capability_calls_ms);
     }

@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use crate::bindings::Capability;
-use crate::caps::notify::{Channels, ConsoleStream};
 use crate::catalog::{self, Origin};
 use crate::run::Host;
 
@@ -64,7 +63,10 @@ pub async fn check(host: &Host) -> CheckReport {
         });
     }
 
-    let channels = Channels::new(&host.config.notify, ConsoleStream::Stdout);
+    let channels = host.notifier();
+    for (channel, problem) in channels.problems() {
+        problems.push(format!("[notify.{channel}]: {problem}"));
+    }
     for (name, plugin) in &host.config.plugins {
         if !entries.iter().any(|e| &e.name == name) {
             problems.push(format!(

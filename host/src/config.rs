@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::caps::notify::ChannelConfig;
+use crate::notify::ChannelConfig;
 use crate::policy::{Grants, Limits};
 
 /// Looked up when `--config` is not given.

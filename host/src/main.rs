@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use runbook_host::bindings::{Capability, TriggerKind};
-use runbook_host::caps::notify::ConsoleStream;
 use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
 use runbook_host::incident::{parse_param, read_alert_file};
+use runbook_host::notify::ConsoleStream;
 use runbook_host::run::{Host, RunRequest, UsageError};
 use runbook_host::store::{Store, default_store_path};
 use runbook_host::timeline::Sink;
@@ -71,6 +71,10 @@ enum Command {
         /// Print one JSON document (timeline, outcome, timings) instead of the live timeline
         #[arg(long)]
         json: bool,
+        /// How long to wait for the run's notifications to be delivered before exiting; what
+        /// is still pending stays in the outbox for the next host (or `host notify flush`)
+        #[arg(long, value_name = "SECS", default_value_t = 15)]
+        notify_wait: u64,
     },
     /// List playbooks with their summary and wanted capabilities
     #[command(after_help = "Example:\n  host list --plugin-dir ./playbooks")]
@@ -110,6 +114,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Notification channels: send a test message, list the outbox, deliver what is pending
+    #[command(
+        after_help = "Examples:\n  host notify test ops\n  host notify list --state pending\n  host notify flush --wait 60"
+    )]
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Validate the config and every playbook; one line per problem, exit 1 if any
     #[command(after_help = "Example:\n  host check --config host.toml")]
     Check {
@@ -125,6 +137,35 @@ enum RunsAction {
         id: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyAction {
+    /// Send a test message to a channel and wait for its delivery (exit 1 if not delivered)
+    #[command(after_help = "Example:\n  host notify test ops --config /etc/runbook/host.toml")]
+    Test {
+        channel: String,
+        /// How long to wait for delivery
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        wait: u64,
+    },
+    /// The outbox, newest first: every message with its delivery state, attempts and error
+    #[command(after_help = "Example:\n  host notify list --state failed")]
+    List {
+        /// Only pending, delivered or failed messages
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver what earlier hosts left pending, then exit (exit 1 if anything is still pending)
+    #[command(after_help = "Example:\n  host notify flush --wait 120")]
+    Flush {
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
     },
 }
 
@@ -192,22 +233,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         .await?;
         return Ok(0);
     }
-    if matches!(cli.command, Command::Run { .. })
+    if matches!(cli.command, Command::Run { .. } | Command::Notify { .. })
         && let Some(path) = &store_path
     {
         match Store::open(path) {
             Ok(store) => host.store = Some(std::sync::Arc::new(store)),
-            Err(e) => eprintln!("warning: runs will not be stored: {e:#}"),
+            Err(e) => eprintln!("warning: runs and notifications will not be stored: {e:#}"),
         }
+    }
+    if let Command::Run { json: true, .. } = &cli.command {
+        host.console = ConsoleStream::Stderr;
     }
 
     match cli.command {
+        Command::Notify { action } => notify_command(&host, action).await,
         Command::Run {
             playbook,
             params,
             alert_file,
             dry_run,
             json,
+            notify_wait,
         } => {
             let alert = match &alert_file {
                 Some(path) => Some(
@@ -229,8 +275,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 dry_run,
                 dedup_key: None,
             };
-            let (console, sink): (_, Option<Sink>) = if json {
-                (ConsoleStream::Stderr, None)
+            let sink: Option<Sink> = if json {
+                None
             } else {
                 println!(
                     "▶ {} ({}, {}{})",
@@ -239,15 +285,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     trigger.as_str(),
                     if dry_run { ", dry run" } else { "" }
                 );
-                (
-                    ConsoleStream::Stdout,
-                    Some(Box::new(|event| println!("{}", render::event_line(event)))),
-                )
+                Some(Box::new(|event| println!("{}", render::event_line(event))))
             };
-            let record = host.run(&prepared, request, console, sink).await?;
+            let notifier = host.notifier();
+            notifier.start();
+            let record = host.run(&prepared, request, sink).await?;
+            let deliveries = notifier
+                .wait_for_run(&record.run_id, std::time::Duration::from_secs(notify_wait))
+                .await?;
+            notifier.stop(std::time::Duration::from_secs(5)).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                let mut doc = serde_json::to_value(&record)?;
+                doc["deliveries"] = serde_json::to_value(&deliveries)?;
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
+                print!("{}", render::deliveries(&deliveries));
                 print!("{}", render::summary(&record));
                 if let Some(reason) = &record.reason {
                     eprintln!("error: {} failed: {reason}", record.playbook);
@@ -413,6 +465,65 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 EXIT_FAILED
             })
+        }
+    }
+}
+
+async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8> {
+    let notifier = host.notifier();
+    let secs = std::time::Duration::from_secs;
+    match action {
+        NotifyAction::Test { channel, wait } => {
+            let id = notifier
+                .send_test(&channel)
+                .map_err(|e| ConfigError(e.to_string()))?;
+            notifier.start();
+            let row = notifier.wait_for_message(id, secs(wait)).await?;
+            notifier.stop(secs(5)).await;
+            print!("{}", render::deliveries(std::slice::from_ref(&row)));
+            Ok(if row.state == "delivered" {
+                0
+            } else {
+                EXIT_FAILED
+            })
+        }
+        NotifyAction::List { state, limit, json } => {
+            if let Some(state) = &state
+                && !["pending", "delivered", "failed"].contains(&state.as_str())
+            {
+                return Err(ConfigError(format!(
+                    "--state {state:?}: expected pending, delivered or failed"
+                ))
+                .into());
+            }
+            let rows = notifier.store().outbox_list(state.as_deref(), limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!(
+                    "the outbox in {} is empty",
+                    notifier.store().path().display()
+                );
+            } else {
+                print!("{}", render::outbox(&rows));
+            }
+            Ok(0)
+        }
+        NotifyAction::Flush { wait } => {
+            for (channel, problem) in notifier.problems() {
+                eprintln!("warning: channel {channel} cannot deliver: {problem}");
+            }
+            notifier.start();
+            let pending = notifier.wait_for_all(secs(wait)).await?;
+            notifier.stop(secs(5)).await;
+            if pending.is_empty() {
+                println!("nothing pending");
+                return Ok(0);
+            }
+            for (channel, count) in &pending {
+                println!("{channel}: {count} still pending");
+            }
+            Ok(EXIT_FAILED)
         }
     }
 }

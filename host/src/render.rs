@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::run::RunRecord;
-use crate::store::{RunSummary, StoredRun};
+use crate::store::{OutboxRow, RunSummary, StoredRun};
 use crate::timeline::{Event, EventKind};
 
 /// One line per timeline event, as the CLI prints it live.
@@ -44,7 +44,13 @@ pub fn event_line(event: &Event) -> String {
             severity,
             title,
             state,
-        } => format!("{offset}  notify {channel} [{severity}] {title} → {state}"),
+            outbox_id,
+        } => {
+            let id = outbox_id
+                .map(|id| format!(" (outbox #{id})"))
+                .unwrap_or_default();
+            format!("{offset}  notify {channel} [{severity}] {title} → {state}{id}")
+        }
         EventKind::Artifact {
             name,
             content_type,
@@ -88,6 +94,55 @@ pub fn summary(record: &RunRecord) -> String {
     out
 }
 
+/// Where each of a run's notifications stands after the CLI's bounded wait.
+pub fn deliveries(rows: &[OutboxRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nnotifications:");
+    for row in rows {
+        let _ = writeln!(out, "  {}", delivery_line(row));
+    }
+    let pending = rows.iter().filter(|r| r.state == "pending").count();
+    if pending > 0 {
+        let _ = writeln!(
+            out,
+            "  {pending} still pending: kept in the outbox; the next `host serve`, `host run` or \
+             `host notify flush` delivers them"
+        );
+    }
+    out
+}
+
+fn delivery_line(row: &OutboxRow) -> String {
+    let mark = match row.state.as_str() {
+        "delivered" => "✓",
+        "failed" => "✗",
+        _ => "…",
+    };
+    let tries = if row.attempts == 1 { "try" } else { "tries" };
+    let error = row
+        .last_error
+        .as_deref()
+        .map(|e| format!(" — {e}"))
+        .unwrap_or_default();
+    format!(
+        "{mark} #{} {} ({}) {}: {} after {} {tries}{error}",
+        row.id, row.channel, row.kind, row.title, row.state, row.attempts
+    )
+}
+
+/// `host notify list`.
+pub fn outbox(rows: &[OutboxRow]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let run = row.run_id.as_deref().unwrap_or("-");
+        let _ = writeln!(out, "{}  run {run}  {}", row.created_at, delivery_line(row));
+    }
+    out
+}
+
 /// One line of `host runs`.
 pub fn run_line(run: &RunSummary) -> String {
     let dry = if run.dry_run { " (dry run)" } else { "" };
@@ -127,6 +182,7 @@ pub fn stored_run(run: &StoredRun) -> String {
     for event in &run.timeline {
         let _ = writeln!(out, "{}", event_line(event));
     }
+    out.push_str(&deliveries(&run.deliveries));
     if !run.artifacts.is_empty() {
         let _ = writeln!(out, "\nartifacts:");
         for a in &run.artifacts {

@@ -13,10 +13,11 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
 use crate::caps::docker::DockerEngine;
 use crate::caps::http::HttpClient;
-use crate::caps::notify::{Channels, ConsoleStream};
+use crate::caps::notify::RunContext;
 use crate::catalog::{Catalog, PluginSource};
 use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
+use crate::notify::{AlertRef, ConsoleStream, Notifier};
 use crate::policy::{Grants, Limits};
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
 use crate::store::{NewRun, Store as RunStore};
@@ -111,6 +112,9 @@ pub struct Host {
     http: Arc<HttpClient>,
     /// Where runs are kept; `None` only when the operator turned it off.
     pub store: Option<Arc<RunStore>>,
+    /// Where console notifications print (stderr when stdout carries a JSON document).
+    pub console: ConsoleStream,
+    notifier: std::sync::OnceLock<Arc<Notifier>>,
 }
 
 impl Host {
@@ -124,12 +128,28 @@ impl Host {
             docker: Arc::new(DockerEngine::from_env()),
             http: Arc::new(HttpClient::new()?),
             store: None,
+            console: ConsoleStream::Stdout,
+            notifier: std::sync::OnceLock::new(),
         })
     }
 
-    fn services(&self, console: ConsoleStream) -> Services {
+    /// The notification channels and their outbox, built on first use over the run store (or
+    /// an in-memory one when runs are not stored). Set `store` and `console` before.
+    pub fn notifier(&self) -> Arc<Notifier> {
+        self.notifier
+            .get_or_init(|| {
+                let store = match &self.store {
+                    Some(store) => store.clone(),
+                    None => Arc::new(RunStore::open_in_memory().expect("in-memory SQLite opens")),
+                };
+                Arc::new(Notifier::new(&self.config.notify, store, self.console))
+            })
+            .clone()
+    }
+
+    fn services(&self) -> Services {
         Services {
-            channels: Arc::new(Channels::new(&self.config.notify, console)),
+            notifier: self.notifier(),
             docker: self.docker.clone(),
             http: self.http.clone(),
         }
@@ -175,7 +195,7 @@ impl Host {
             limits.clone(),
             true,
             Timeline::new(None),
-            self.services(ConsoleStream::Stderr),
+            self.services(),
         );
         let mut store = new_store(&self.engine, state, &limits);
         let playbook = pre.instantiate_async(&mut store).await?;
@@ -188,11 +208,10 @@ impl Host {
         &self,
         prepared: &Prepared,
         request: RunRequest,
-        console: ConsoleStream,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
         let pending = self.begin(prepared, request)?;
-        self.execute(prepared, pending, console, sink).await
+        self.execute(prepared, pending, sink).await
     }
 
     /// Validates the parameters and records the run as queued: once this returns, the run
@@ -235,7 +254,6 @@ impl Host {
         &self,
         prepared: &Prepared,
         pending: PendingRun,
-        console: ConsoleStream,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
         let PendingRun {
@@ -255,13 +273,22 @@ impl Host {
                 .context("updating the run store")?;
         }
 
-        let state = RunState::new(
+        let mut state = RunState::new(
             grants.clone(),
             limits.clone(),
             request.dry_run,
             Timeline::new(sink),
-            self.services(console),
+            self.services(),
         );
+        state.context = RunContext {
+            run_id: run_id.clone(),
+            playbook: name.clone(),
+            alert: request.alert.as_ref().map(|a| AlertRef {
+                name: a.name.clone(),
+                fingerprint: a.fingerprint.clone(),
+                status: a.status.clone(),
+            }),
+        };
         let mut store = new_store(&self.engine, state, &limits);
         let incident = Incident {
             run_id: run_id.clone(),

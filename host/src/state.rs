@@ -16,7 +16,8 @@ use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Roots;
 use crate::caps::http::HttpClient;
 use crate::caps::http::egress::EgressPolicy;
-use crate::caps::notify::Channels;
+use crate::caps::notify::RunContext;
+use crate::notify::Notifier;
 use crate::policy::{Grants, Limits};
 use crate::timeline::Timeline;
 
@@ -44,7 +45,8 @@ pub struct RunState {
     pub(crate) limits: Limits,
     pub(crate) timeline: Timeline,
     pub(crate) fs_roots: Arc<Roots>,
-    pub(crate) channels: Arc<Channels>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) context: RunContext,
     pub(crate) docker: Arc<DockerEngine>,
     pub(crate) http: Arc<HttpClient>,
     pub(crate) egress: Arc<EgressPolicy>,
@@ -68,7 +70,7 @@ const GUEST_OUTPUT_BYTES: usize = 256 << 10;
 /// The backends a run's capabilities talk to; shared by every run of a host.
 #[derive(Clone)]
 pub struct Services {
-    pub channels: Arc<Channels>,
+    pub notifier: Arc<Notifier>,
     pub docker: Arc<DockerEngine>,
     pub http: Arc<HttpClient>,
 }
@@ -98,7 +100,8 @@ impl RunState {
             limits,
             timeline,
             fs_roots: Arc::new(roots),
-            channels: services.channels,
+            notifier: services.notifier,
+            context: RunContext::default(),
             docker: services.docker,
             http: services.http,
             egress,

@@ -43,8 +43,11 @@ pub enum EventKind {
         channel: String,
         severity: String,
         title: String,
-        /// "delivered", "would-send" (dry run) or "failed".
+        /// "queued" (a worker delivers it), "delivered", "would-send" (dry run) or "failed";
+        /// the outbox row has the final delivery state.
         state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outbox_id: Option<i64>,
     },
     Artifact {
         name: String,

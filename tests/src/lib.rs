@@ -5,6 +5,8 @@ pub mod alertmanager;
 pub mod docker;
 pub mod http;
 pub mod server;
+pub mod sinks;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

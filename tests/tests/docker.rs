@@ -145,18 +145,31 @@ fn bot_down_dry_run_restarts_nothing() {
 }
 
 #[test]
-fn a_container_that_does_not_exist_is_not_found() {
+fn a_missing_bot_container_escalates_and_tells_ops() {
     let sandbox = Sandbox::new();
     let (code, run) = run_json(
         &sandbox,
         &["bot-down", "-p", "container=rbt-no-such-container"],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 3, "{run:#}");
     assert_eq!(calls(&run, "docker", "inspect")[0]["result"], "not-found");
+    assert_eq!(run["status"], "escalated");
     assert!(
-        run["reason"].as_str().unwrap().contains("not-found"),
+        run["summary"]
+            .as_str()
+            .unwrap()
+            .contains("container rbt-no-such-container not found"),
         "{run:#}"
     );
+    let notes: Vec<&serde_json::Value> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "notification")
+        .collect();
+    assert_eq!(notes.len(), 1, "{run:#}");
+    assert_eq!(notes[0]["severity"], "critical");
+    assert!(calls(&run, "docker", "restart").is_empty());
 }
 
 #[test]

@@ -1,88 +1,23 @@
-//! The `notify` capability: playbooks name a channel, the operator decides what it is.
-//! This only kind is `stdout`; `ops` and `security` print there until configured.
+//! The `notify` capability: playbooks name a channel, the operator decides what it is. The
+//! call checks the grant and the per-run limit, then hands the message to the outbox
+//! (`crate::notify`); the run never waits on Slack.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Instant;
 
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::notify::{self, Message};
+use crate::notify::{AlertRef, Notification, SubmitError, Submitted};
 use crate::state::{LimitExceeded, RunState};
 use crate::timeline::EventKind;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum ChannelConfig {
-    /// Prints the message on the host's stdout (stderr when stdout carries `--json`).
-    Stdout,
-}
-
-/// Where the `stdout` kind writes: stdout is reserved for the document under `--json`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ConsoleStream {
-    Stdout,
-    Stderr,
-}
-
-pub struct Channels {
-    channels: BTreeMap<String, ChannelConfig>,
-    console: ConsoleStream,
-}
-
-impl Channels {
-    /// The operator's channels over the defaults (`stdout`, and `ops`/`security` to stdout).
-    pub fn new(configured: &BTreeMap<String, ChannelConfig>, console: ConsoleStream) -> Self {
-        let mut channels: BTreeMap<String, ChannelConfig> = ["stdout", "ops", "security"]
-            .into_iter()
-            .map(|name| (name.to_string(), ChannelConfig::Stdout))
-            .collect();
-        channels.extend(configured.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Self { channels, console }
-    }
-
-    pub fn names(&self) -> Vec<&str> {
-        self.channels.keys().map(String::as_str).collect()
-    }
-
-    fn deliver(
-        &self,
-        config: &ChannelConfig,
-        channel: &str,
-        message: &Message,
-    ) -> Result<(), CapError> {
-        match config {
-            ChannelConfig::Stdout => {
-                let text = render_text(channel, message);
-                let written = match self.console {
-                    ConsoleStream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
-                    ConsoleStream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
-                };
-                written.map_err(|e| CapError::Failed(format!("writing to {channel}: {e}")))
-            }
-        }
-    }
-}
-
-/// Plain-text rendering used by the console channel.
-pub fn render_text(channel: &str, message: &Message) -> String {
-    let mut out = format!(
-        "\n── notify {channel} [{}] {}\n",
-        message.severity.as_str(),
-        message.title
-    );
-    for line in message.body.lines() {
-        out.push_str("   ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    for (key, value) in &message.fields {
-        out.push_str(&format!("   {key}: {value}\n"));
-    }
-    out.push('\n');
-    out
+/// Who is sending: put into every message so a resolve finds its trigger.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    pub run_id: String,
+    pub playbook: String,
+    pub alert: Option<AlertRef>,
 }
 
 impl notify::Host for RunState {
@@ -99,19 +34,16 @@ impl notify::Host for RunState {
             "severity": message.severity.as_str(),
             "fields": message.fields.len(),
         });
-        let result = self.check_and_send(&channel, &message)?;
-        let state = match &result {
-            Ok(()) if self.dry_run => "would-send",
-            Ok(()) => "delivered",
-            Err(_) => "failed",
-        };
+        let severity = message.severity.as_str().to_string();
+        let title = message.title.clone();
+        let result = self.check_and_submit(&channel, message)?;
         if self.dry_run && result.is_ok() {
             self.timeline.call(
                 "notify",
                 "send",
                 args,
                 "would",
-                Some(format!("would notify {channel}: {}", message.title)),
+                Some(format!("would notify {channel}: {title}")),
                 started.elapsed(),
             );
         } else {
@@ -120,40 +52,53 @@ impl notify::Host for RunState {
                 "send",
                 args,
                 &result,
-                |_| String::new(),
+                |s| format!("outbox #{} {}", s.outbox_id, s.state),
                 started.elapsed(),
             );
         }
-        if result.is_ok() {
-            self.timeline.record(EventKind::Notification {
-                channel,
-                severity: message.severity.as_str().to_string(),
-                title: message.title,
-                state: state.to_string(),
-            });
+        let submitted = match result {
+            Ok(submitted) => submitted,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.timeline.record(EventKind::Notification {
+            channel,
+            severity,
+            title,
+            state: if self.dry_run {
+                "would-send".into()
+            } else {
+                submitted.state.clone()
+            },
+            outbox_id: (!self.dry_run).then_some(submitted.outbox_id),
+        });
+        if submitted.state == "failed" {
+            return Ok(Err(CapError::Failed(format!(
+                "the message could not be written (outbox #{})",
+                submitted.outbox_id
+            ))));
         }
-        Ok(result)
+        Ok(Ok(()))
     }
 }
 
 impl RunState {
-    fn check_and_send(
+    fn check_and_submit(
         &mut self,
         channel: &str,
-        message: &Message,
-    ) -> wasmtime::Result<Result<(), CapError>> {
+        message: Message,
+    ) -> wasmtime::Result<Result<Submitted, CapError>> {
         if !self.grants.notify.iter().any(|c| c == channel) {
             return Ok(Err(CapError::Denied(format!(
                 "channel {channel:?} is not granted to this playbook (granted: [{}])",
                 self.grants.notify.join(", ")
             ))));
         }
-        let Some(config) = self.channels.channels.get(channel) else {
+        if self.notifier.kind_of(channel).is_none() {
             return Ok(Err(CapError::NotFound(format!(
                 "no channel named {channel:?} is configured (configured: {})",
-                self.channels.names().join(", ")
+                self.notifier.names().join(", ")
             ))));
-        };
+        }
         self.counters.notifications += 1;
         if self.counters.notifications > self.limits.max_notifications {
             return Err(LimitExceeded(format!(
@@ -163,8 +108,26 @@ impl RunState {
             .into());
         }
         if self.dry_run {
-            return Ok(Ok(()));
+            return Ok(Ok(Submitted {
+                outbox_id: 0,
+                state: "would-send".into(),
+            }));
         }
-        Ok(self.channels.deliver(config, channel, message))
+        let notification = Notification::new(
+            crate::notify::Message {
+                title: message.title,
+                body: message.body,
+                severity: message.severity.as_str().to_string(),
+                fields: message.fields,
+            },
+            &self.context.playbook,
+            &self.context.run_id,
+            self.context.alert.clone(),
+        );
+        Ok(match self.notifier.submit(channel, &notification) {
+            Ok(submitted) => Ok(submitted),
+            Err(SubmitError::NoChannel(e)) => Err(CapError::NotFound(e)),
+            Err(SubmitError::Store(e)) => Err(CapError::Failed(e)),
+        })
     }
 }

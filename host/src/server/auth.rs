@@ -50,11 +50,7 @@ impl Verifier {
             },
             AuthConfig::HmacSha256 { secret } => Verifier::HmacSha256(secret.load()?.into_bytes()),
             AuthConfig::StandardWebhooks { secret } => {
-                let secret = secret.load()?;
-                let encoded = secret.strip_prefix("whsec_").unwrap_or(&secret);
-                let key = BASE64.decode(encoded).map_err(|e| {
-                    anyhow::anyhow!("standard-webhooks secret is not whsec_<base64>: {e}")
-                })?;
+                let key = crate::signing::standard_webhooks_key(&secret.load()?)?;
                 Verifier::StandardWebhooks {
                     key,
                     seen: Mutex::new(HashMap::new()),
@@ -125,10 +121,7 @@ impl Verifier {
                         now.abs_diff(sent)
                     ));
                 }
-                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-                mac.update(format!("{id}.{timestamp}.").as_bytes());
-                mac.update(body);
-                let expected = mac.finalize().into_bytes();
+                let expected = crate::signing::standard_webhooks_mac(key, id, timestamp, body);
                 let valid = signatures.split(' ').any(|s| {
                     s.strip_prefix("v1,")
                         .and_then(|b| BASE64.decode(b).ok())

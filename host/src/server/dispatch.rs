@@ -11,7 +11,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::metrics::Metrics;
-use crate::caps::notify::ConsoleStream;
 use crate::catalog::FindError;
 use crate::run::{Host, Prepared, RunRequest, UsageError};
 
@@ -152,10 +151,7 @@ impl Dispatcher {
             metrics.queue_depth.dec();
             metrics.running.inc();
             let id = pending.run_id.clone();
-            match host
-                .execute(&prepared, pending, ConsoleStream::Stdout, None)
-                .await
-            {
+            match host.execute(&prepared, pending, None).await {
                 Ok(record) => metrics.finished(&record),
                 Err(e) => eprintln!("run {id}: {e:#}"),
             }

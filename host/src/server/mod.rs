@@ -63,6 +63,14 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
             Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
         verifiers.insert(name.clone(), verifier);
     }
+    // Delivers what this host's runs queue, and what an earlier host left pending.
+    let notifier = host.notifier();
+    for (channel, problem) in notifier.problems() {
+        eprintln!(
+            "warning: notify channel {channel} cannot deliver (messages are kept): {problem}"
+        );
+    }
+    notifier.start();
     let app = Arc::new(App {
         dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new())),
         router,
@@ -97,6 +105,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
             grace.as_secs()
         );
     }
+    // In-flight deliveries finish; what is still pending waits in the outbox for the next host.
+    notifier.stop(Duration::from_secs(10)).await;
     Ok(())
 }
 
@@ -227,6 +237,16 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         detail,
     };
     let mut records = Vec::new();
+    if alert.status == "resolved" {
+        let resolved = crate::notify::AlertRef {
+            name: alert.name.clone(),
+            fingerprint: alert.fingerprint.clone(),
+            status: alert.status.clone(),
+        };
+        if let Err(e) = host.notifier().resolve_incident(&resolved) {
+            eprintln!("resolving {} in PagerDuty: {e:#}", alert.name);
+        }
+    }
     let routes = app.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();

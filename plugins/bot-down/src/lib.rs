@@ -414,17 +414,28 @@ fn remediate(
 
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let settings = Settings::from(&incident)?;
-    let name = resolve_container(&settings)?;
+    let name = match resolve_container(&settings) {
+        Ok(name) => name,
+        Err(Error::NotFound(detail)) => return Ok(missing(&incident, &settings, &detail)),
+        Err(e) => return Err(e),
+    };
 
     // 1. docker ps | grep bot; curl the health URL; docker logs bot --tail 100
     report::step("diagnose", StepStatus::Started, &name);
-    let before = Snapshot::take(&name, settings.health_url.as_deref()).map_err(|e| {
-        report::step("diagnose", StepStatus::Failed, &why(&e));
-        match e {
-            Error::NotFound(_) => Error::NotFound(format!("container {name} not found")),
-            other => other,
+    let before = match Snapshot::take(&name, settings.health_url.as_deref()) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            report::step("diagnose", StepStatus::Failed, &why(&e));
+            return match e {
+                Error::NotFound(_) => Ok(missing(
+                    &incident,
+                    &settings,
+                    &format!("container {name} not found"),
+                )),
+                other => Err(other),
+            };
         }
-    })?;
+    };
     let facts = before.facts(settings.health_url.as_deref()).join("; ");
     report::step("diagnose", ok_or_warning(before.healthy()), &facts);
     let logs = scan_logs(&name, settings.log_lines);
@@ -452,6 +463,26 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         }
     });
     Ok(outcome)
+}
+
+/// The bot's container is gone (removed, renamed, never deployed): nothing to restart, and a
+/// human must know.
+fn missing(incident: &Incident, settings: &Settings, detail: &str) -> Outcome {
+    let summary = format!("{detail}; nothing to restart");
+    let message = Message::new(format!("bot container missing: {detail}"))
+        .body(format!(
+            "{summary}.\nCheck `docker ps -a` and the deployment: the container may have been \
+             removed or renamed."
+        ))
+        .severity(Severity::Critical)
+        .field("run", &incident.run_id);
+    let channel = &settings.channel;
+    let action = match notify::send(channel, &message) {
+        Ok(()) if incident.dry_run => format!("would notify {channel}"),
+        Ok(()) => format!("notified {channel}"),
+        Err(e) => format!("notification to {channel} failed ({})", why(&e)),
+    };
+    Outcome::new(Status::Escalated, summary).actions(vec![action])
 }
 
 fn message(

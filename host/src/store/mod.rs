@@ -13,6 +13,9 @@ use crate::run::RunRecord;
 use crate::state::Artifact;
 use crate::timeline::Event;
 
+mod outbox;
+pub use outbox::{Claim, NewMessage, OutboxRow};
+
 /// One entry per schema version; never edit a shipped one, append a new one.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -68,6 +71,27 @@ const MIGRATIONS: &[&str] = &[
         detail       TEXT
     );
     CREATE INDEX alerts_received ON alerts (received_at);
+"#,
+    r#"
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id           TEXT,
+        channel          TEXT NOT NULL,
+        kind             TEXT NOT NULL,
+        payload          TEXT NOT NULL,     -- JSON of notify::Notification
+        dedup_key        TEXT,
+        event_action     TEXT,              -- trigger / resolve (PagerDuty)
+        state            TEXT NOT NULL,     -- pending, delivered, failed
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        parts_sent       INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms  INTEGER NOT NULL,  -- unix milliseconds
+        lease_until_ms   INTEGER,           -- a worker is delivering it until then
+        last_error       TEXT,
+        created_at       TEXT NOT NULL,
+        delivered_at     TEXT
+    );
+    CREATE INDEX outbox_channel ON outbox (channel, state, id);
+    CREATE INDEX outbox_run ON outbox (run_id);
 "#,
 ];
 
@@ -131,6 +155,8 @@ pub struct StoredRun {
     pub grants: Option<serde_json::Value>,
     pub timeline: Vec<Event>,
     pub artifacts: Vec<Artifact>,
+    /// The run's notifications as the outbox has them now.
+    pub deliveries: Vec<OutboxRow>,
 }
 
 impl Store {
@@ -148,6 +174,18 @@ impl Store {
         let store = Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A store that lives as long as the process: delivery still goes through the outbox when
+    /// the operator turned the run store off.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            path: PathBuf::from(":memory:"),
         };
         store.migrate()?;
         Ok(store)
@@ -366,6 +404,7 @@ impl Store {
                         grants: json(15)?,
                         timeline: Vec::new(),
                         artifacts: Vec::new(),
+                        deliveries: Vec::new(),
                     })
                 },
             )
@@ -389,6 +428,7 @@ impl Store {
             })
         })?;
         run.artifacts = artifacts.collect::<rusqlite::Result<_>>()?;
+        run.deliveries = outbox::rows_for_run(&conn, id)?;
         Ok(Some(run))
     }
 }

@@ -1,0 +1,410 @@
+//! Notification delivery. A playbook names a channel (`ops`, `security`); the operator's
+//! `[notify.<name>]` says what it is. Every message is written to the outbox in the run store
+//! first and then delivered by a worker per channel, with retries, backoff and rate limits, so
+//! a sink that is down, rate-limiting or restarting loses nothing.
+
+mod config;
+mod email;
+pub mod render;
+mod sinks;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+pub use config::{ChannelConfig, DeliveryConfig, SmtpTls};
+pub use sinks::Attempt;
+
+use crate::store::{NewMessage, OutboxRow, Store};
+
+/// Where the console kinds write: stdout is reserved for the document under `--json`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConsoleStream {
+    Stdout,
+    Stderr,
+}
+
+/// What is stored in the outbox and rendered per kind at delivery time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+    /// info, warning, error, critical.
+    pub severity: String,
+    pub fields: Vec<(String, String)>,
+    pub playbook: String,
+    pub run_id: String,
+    #[serde(default)]
+    pub alert: Option<AlertRef>,
+    /// Ties a trigger and its later resolve together (PagerDuty's `dedup_key`).
+    pub dedup_key: String,
+    /// `trigger` while the alert fires, `resolve` once it has resolved.
+    pub event_action: String,
+    pub created_at: String,
+    /// The machine the host runs on, so a message says where it came from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertRef {
+    pub name: String,
+    pub fingerprint: String,
+    pub status: String,
+}
+
+impl Notification {
+    /// A message from a run; the alert (if any) decides the dedup key and trigger/resolve.
+    pub fn new(
+        message: Message,
+        playbook: &str,
+        run_id: &str,
+        alert: Option<AlertRef>,
+    ) -> Notification {
+        let dedup_key = match &alert {
+            Some(a) if !a.fingerprint.is_empty() => format!("runbook-{}", a.fingerprint),
+            _ => format!("runbook-{run_id}"),
+        };
+        let event_action = match &alert {
+            Some(a) if a.status == "resolved" => "resolve",
+            _ => "trigger",
+        };
+        Notification {
+            title: message.title,
+            body: message.body,
+            severity: message.severity,
+            fields: message.fields,
+            playbook: playbook.to_string(),
+            run_id: run_id.to_string(),
+            alert,
+            dedup_key,
+            event_action: event_action.to_string(),
+            created_at: now_rfc3339(),
+            source: hostname(),
+        }
+    }
+}
+
+/// The parts a playbook gives.
+pub struct Message {
+    pub title: String,
+    pub body: String,
+    pub severity: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// What `submit` did with a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub outbox_id: i64,
+    /// `delivered` (console kinds write at once), `failed`, or `queued` for a worker.
+    pub state: String,
+}
+
+pub(crate) struct Channel {
+    pub name: String,
+    pub config: ChannelConfig,
+    /// The kind's sink with its secrets loaded, or why it could not be built.
+    pub sink: Result<sinks::Sink, String>,
+    pub wake: Arc<Notify>,
+}
+
+pub struct Notifier {
+    channels: BTreeMap<String, Arc<Channel>>,
+    store: Arc<Store>,
+    console: ConsoleStream,
+    shutdown: watch::Sender<bool>,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The channels every host has: `stdout`, and `ops` / `security` printing there until the
+/// operator configures them.
+const DEFAULT_CHANNELS: [&str; 3] = ["stdout", "ops", "security"];
+
+impl Notifier {
+    /// Builds every channel's sink now so a missing secret is reported at start, not at 3 am;
+    /// a broken channel still queues (nothing is lost) and says why it cannot deliver.
+    pub fn new(
+        configured: &BTreeMap<String, ChannelConfig>,
+        store: Arc<Store>,
+        console: ConsoleStream,
+    ) -> Notifier {
+        let mut configs: BTreeMap<String, ChannelConfig> = DEFAULT_CHANNELS
+            .into_iter()
+            .map(|name| (name.to_string(), ChannelConfig::Stdout))
+            .collect();
+        configs.extend(configured.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let channels = configs
+            .into_iter()
+            .map(|(name, config)| {
+                let sink = sinks::Sink::build(&config, console).map_err(|e| format!("{e:#}"));
+                let channel = Channel {
+                    name: name.clone(),
+                    config,
+                    sink,
+                    wake: Arc::new(Notify::new()),
+                };
+                (name, Arc::new(channel))
+            })
+            .collect();
+        Notifier {
+            channels,
+            store,
+            console,
+            shutdown: watch::channel(false).0,
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.channels.keys().map(String::as_str).collect()
+    }
+
+    pub fn kind_of(&self, channel: &str) -> Option<&'static str> {
+        self.channels.get(channel).map(|c| c.config.kind())
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Channels whose sink could not be built (missing secret, bad URL), with the reason.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        self.channels
+            .values()
+            .filter_map(|c| c.sink.as_ref().err().map(|e| (c.name.clone(), e.clone())))
+            .collect()
+    }
+
+    /// Writes the message to the outbox, then delivers it: console kinds at once, network
+    /// kinds by their channel's worker.
+    pub fn submit(
+        &self,
+        channel: &str,
+        notification: &Notification,
+    ) -> Result<Submitted, SubmitError> {
+        let Some(ch) = self.channels.get(channel) else {
+            return Err(SubmitError::NoChannel(format!(
+                "no channel named {channel:?} is configured (configured: {})",
+                self.names().join(", ")
+            )));
+        };
+        let payload = serde_json::to_value(notification).expect("notification serializes");
+        let outbox_id = self
+            .store
+            .enqueue(&NewMessage {
+                run_id: Some(&notification.run_id),
+                channel,
+                kind: ch.config.kind(),
+                payload: &payload,
+                dedup_key: Some(&notification.dedup_key),
+                event_action: Some(&notification.event_action),
+                created_at: &notification.created_at,
+                now_ms: now_ms(),
+            })
+            .map_err(|e| SubmitError::Store(format!("writing to the outbox: {e:#}")))?;
+        let state = match &ch.sink {
+            Ok(sink) if sink.is_local() => {
+                let attempt = sink.deliver_local(channel, notification);
+                worker::record_local(&self.store, outbox_id, &attempt);
+                match attempt {
+                    Attempt::Delivered => "delivered",
+                    _ => "failed",
+                }
+            }
+            _ => {
+                ch.wake.notify_one();
+                "queued"
+            }
+        };
+        Ok(Submitted {
+            outbox_id,
+            state: state.to_string(),
+        })
+    }
+
+    /// Starts one delivery worker per network channel (idempotent). They also pick up what an
+    /// earlier host left pending.
+    pub fn start(self: &Arc<Self>) {
+        let mut workers = self.workers.lock().unwrap();
+        if !workers.is_empty() {
+            return;
+        }
+        for channel in self.channels.values() {
+            let Ok(sink) = &channel.sink else { continue };
+            if sink.is_local() {
+                continue;
+            }
+            workers.push(tokio::spawn(worker::run(
+                channel.clone(),
+                self.store.clone(),
+                self.shutdown.subscribe(),
+            )));
+        }
+    }
+
+    /// Stops claiming new messages and lets in-flight attempts finish within `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        for channel in self.channels.values() {
+            channel.wake.notify_one();
+        }
+        let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap());
+        let all = futures::future::join_all(workers);
+        let _ = tokio::time::timeout(grace, all).await;
+    }
+
+    /// Waits until none of the run's messages is pending, or `wait` has passed.
+    pub async fn wait_for_run(&self, run_id: &str, wait: Duration) -> Result<Vec<OutboxRow>> {
+        self.wait_until(wait, || self.store.outbox_for_run(run_id))
+            .await
+    }
+
+    /// Waits until nothing in the outbox is pending on a channel that can deliver.
+    pub async fn wait_for_all(&self, wait: Duration) -> Result<Vec<(String, i64)>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let pending: Vec<(String, i64)> = self
+                .store
+                .outbox_pending()?
+                .into_iter()
+                .filter(|(channel, _)| self.channels.get(channel).is_some_and(|c| c.sink.is_ok()))
+                .collect();
+            if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(pending);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_until(
+        &self,
+        wait: Duration,
+        rows: impl Fn() -> Result<Vec<OutboxRow>>,
+    ) -> Result<Vec<OutboxRow>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let current = rows()?;
+            if current.iter().all(|r| r.state != "pending")
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(current);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Queues a test message to `channel`; returns its outbox id.
+    pub fn send_test(&self, channel: &str) -> Result<i64> {
+        if let Some(problem) = self.problem(channel) {
+            anyhow::bail!("channel {channel} cannot deliver: {problem}");
+        }
+        let notification = Notification::new(
+            Message {
+                title: "Test notification from runbook-host".into(),
+                body: format!("If you can read this, channel `{channel}` works."),
+                severity: "info".into(),
+                fields: vec![
+                    ("channel".into(), channel.to_string()),
+                    (
+                        "kind".into(),
+                        self.kind_of(channel).unwrap_or("?").to_string(),
+                    ),
+                ],
+            },
+            "notify-test",
+            &format!("notify-test-{}", now_ms()),
+            None,
+        );
+        let submitted = self
+            .submit(channel, &notification)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(submitted.outbox_id)
+    }
+
+    /// Why `channel` cannot deliver, if it cannot.
+    pub fn problem(&self, channel: &str) -> Option<String> {
+        self.channels
+            .get(channel)
+            .and_then(|c| c.sink.as_ref().err().cloned())
+    }
+
+    pub async fn wait_for_message(&self, id: i64, wait: Duration) -> Result<OutboxRow> {
+        let rows = self
+            .wait_until(wait, || {
+                Ok(self.store.outbox_row(id)?.into_iter().collect())
+            })
+            .await?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("outbox message {id} vanished"))
+    }
+
+    /// An alert resolved: every PagerDuty channel whose last message for it was a trigger
+    /// gets a resolve with the same dedup key, closing the incident it opened.
+    pub fn resolve_incident(&self, alert: &AlertRef) -> Result<Vec<i64>> {
+        let dedup_key = format!("runbook-{}", alert.fingerprint);
+        let mut queued = Vec::new();
+        for channel in self.channels.values() {
+            if channel.config.kind() != "pagerduty" {
+                continue;
+            }
+            let Some(last) = self.store.last_for_dedup_key(&channel.name, &dedup_key)? else {
+                continue;
+            };
+            if last.event_action.as_deref() != Some("trigger") {
+                continue;
+            }
+            let previous: Notification = serde_json::from_str(&last.payload)?;
+            let notification = Notification {
+                title: format!("Resolved: {}", alert.name),
+                body: format!("The alert {} resolved.", alert.name),
+                severity: "info".into(),
+                fields: Vec::new(),
+                alert: Some(alert.clone()),
+                event_action: "resolve".into(),
+                created_at: now_rfc3339(),
+                ..previous
+            };
+            let submitted = self
+                .submit(&channel.name, &notification)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            queued.push(submitted.outbox_id);
+        }
+        Ok(queued)
+    }
+
+    pub fn console(&self) -> ConsoleStream {
+        self.console
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    NoChannel(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,175 @@
+//! One delivery worker per network channel: claim the channel's oldest pending message, wait
+//! for the rate limit, try once, and write down what happened. Order per channel is kept, so a
+//! message backing off holds the ones behind it (a resolve never overtakes its trigger).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use governor::{Quota, RateLimiter};
+use tokio::sync::watch;
+
+use super::sinks::Attempt;
+use super::{Channel, Notification, now_ms, now_rfc3339};
+use crate::store::{Claim, OutboxRow, Store};
+
+/// How often an idle worker looks for messages another host process queued.
+const POLL: Duration = Duration::from_secs(2);
+/// A claimed message is ours this long; a host that dies mid-send frees it after this.
+const LEASE: Duration = Duration::from_secs(120);
+/// A sink's Retry-After is honoured up to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+pub(super) async fn run(
+    channel: Arc<Channel>,
+    store: Arc<Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = channel.config.min_interval();
+    let limiter = Quota::with_period(interval).map(RateLimiter::direct);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let now = now_ms();
+        let claim = {
+            let (store, name) = (store.clone(), channel.name.clone());
+            tokio::task::spawn_blocking(move || {
+                store.claim_head(&name, now, LEASE.as_millis() as i64)
+            })
+            .await
+            .expect("claim does not panic")
+        };
+        let wait = match claim {
+            Ok(Claim::Due(row)) => {
+                if let Some(limiter) = &limiter {
+                    limiter.until_ready().await;
+                }
+                deliver(&channel, &store, *row).await;
+                continue;
+            }
+            Ok(Claim::NotBefore(at)) => Duration::from_millis((at - now).max(1) as u64).min(POLL),
+            Ok(Claim::Empty) => POLL,
+            Err(e) => {
+                eprintln!("notify {}: reading the outbox: {e:#}", channel.name);
+                POLL
+            }
+        };
+        tokio::select! {
+            _ = channel.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn deliver(channel: &Channel, store: &Store, row: OutboxRow) {
+    let sink = channel
+        .sink
+        .as_ref()
+        .expect("workers run only for built sinks");
+    let notification: Notification = match serde_json::from_str(&row.payload) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = store.mark_failed(row.id, &format!("unreadable outbox payload: {e}"));
+            return;
+        }
+    };
+    let attempt = sink
+        .deliver(
+            &channel.name,
+            row.id,
+            &notification,
+            row.parts_sent as usize,
+            |parts| {
+                if let Err(e) = store.mark_parts_sent(row.id, parts as i64) {
+                    eprintln!("notify {}: recording progress: {e:#}", channel.name);
+                }
+            },
+        )
+        .await;
+    let delivery = channel.config.delivery();
+    let result = match attempt {
+        Attempt::Delivered => store.mark_delivered(row.id, &now_rfc3339()),
+        Attempt::Failed(error) => {
+            eprintln!(
+                "notify {}: message {} failed for good: {error}",
+                channel.name, row.id
+            );
+            store.mark_failed(row.id, &error)
+        }
+        Attempt::Retry { error, .. } if row.attempts >= i64::from(delivery.max_attempts) => {
+            let error = format!("gave up after {} attempts: {error}", row.attempts);
+            eprintln!("notify {}: message {} {error}", channel.name, row.id);
+            store.mark_failed(row.id, &error)
+        }
+        Attempt::Retry { error, after } => {
+            let delay = after
+                .map(|a| a.min(MAX_RETRY_AFTER))
+                .unwrap_or_else(|| backoff(&delivery, row.attempts as usize));
+            eprintln!(
+                "notify {}: message {} attempt {} failed ({error}); retrying in {:.1}s",
+                channel.name,
+                row.id,
+                row.attempts,
+                delay.as_secs_f64()
+            );
+            store.mark_retry(row.id, now_ms() + delay.as_millis() as i64, &error)
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("notify {}: recording delivery: {e:#}", channel.name);
+    }
+}
+
+/// Exponential from `retry-base-ms`, doubling, with jitter so many hosts retrying the same
+/// sink do not stampede it, capped at `retry-max-secs`.
+fn backoff(delivery: &super::DeliveryConfig, attempts_made: usize) -> Duration {
+    let max = Duration::from_secs(delivery.retry_max_secs.max(1));
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(delivery.retry_base_ms.max(1)))
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempts_made.saturating_sub(1))
+        .unwrap_or(max)
+        .min(max)
+}
+
+/// Console and file deliveries happen inside the run; their result is written the same way.
+pub(super) fn record_local(store: &Store, id: i64, attempt: &Attempt) {
+    let result = match attempt {
+        Attempt::Delivered => store.mark_delivered(id, &now_rfc3339()),
+        Attempt::Failed(e) | Attempt::Retry { error: e, .. } => store.mark_failed(id, e),
+    };
+    if let Err(e) = result {
+        eprintln!("notify: recording delivery of message {id}: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let delivery = super::super::DeliveryConfig {
+            retry_base_ms: 100,
+            retry_max_secs: 2,
+            ..Default::default()
+        };
+        let first = backoff(&delivery, 1);
+        let third = backoff(&delivery, 3);
+        assert!(
+            first >= Duration::from_millis(100) && first < Duration::from_millis(200),
+            "{first:?}"
+        );
+        assert!(
+            third >= Duration::from_millis(400) && third < Duration::from_millis(800),
+            "{third:?}"
+        );
+        assert!(backoff(&delivery, 30) <= Duration::from_secs(2));
+    }
+}
