@@ -326,10 +326,13 @@ impl Host {
                 error.detail()
             )),
             Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
-            Err(_) => failed(format!(
-                "limit exceeded: deadline of {}s while waiting in the host (a capability or WASI call)",
-                limits.deadline.as_secs()
-            )),
+            Err(_) => {
+                store.data_mut().note_abandoned_call();
+                failed(format!(
+                    "limit exceeded: deadline of {}s while waiting in the host (a capability or WASI call)",
+                    limits.deadline.as_secs()
+                ))
+            }
         };
         let (timeline, artifacts) = store.into_data().into_parts();
         let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(

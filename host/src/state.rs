@@ -120,6 +120,26 @@ impl RunState {
         String::from_utf8_lossy(&self.guest_stderr.contents()).into_owned()
     }
 
+    /// The deadline cut a run short inside the host: if a capability call had begun and not
+    /// been recorded, the audit log says so (its arguments died with the call).
+    pub(crate) fn note_abandoned_call(&mut self) {
+        let recorded = self
+            .timeline
+            .events()
+            .iter()
+            .filter(|e| matches!(e.kind, crate::timeline::EventKind::Call { .. }))
+            .count() as u64;
+        if self.counters.calls > recorded {
+            self.timeline.log(
+                "error",
+                format!(
+                    "capability call #{} was still running at the deadline and was abandoned",
+                    self.counters.calls
+                ),
+            );
+        }
+    }
+
     /// Counts a capability call against the per-run cap.
     pub(crate) fn begin_call(&mut self) -> wasmtime::Result<()> {
         self.counters.calls += 1;

@@ -302,6 +302,15 @@ fn runaway_guests_end_at_their_limits_while_other_runs_complete() {
         "hang",
         "limit exceeded: deadline of 5s while waiting in the host",
     );
+    assert!(
+        run["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"]
+                == "capability call #1 was still running at the deadline and was abandoned"),
+        "{run:#}"
+    );
     assert_eq!(fx.silent.hits(), 1);
 
     let run = fx.contained("ambient", "");

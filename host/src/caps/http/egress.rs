@@ -206,6 +206,10 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[0] == 0x2002 {
         return Some(from(s[1], s[2]));
     }
+    // Deprecated IPv4-compatible (::a.b.c.d), judged by the address it spells.
+    if s[0..6] == [0; 6] && !ip.is_unspecified() && !ip.is_loopback() {
+        return Some(from(s[6], s[7]));
+    }
     None
 }
 
@@ -231,6 +235,7 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
+            "::7f00:1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
