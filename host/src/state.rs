@@ -186,34 +186,47 @@ impl WasiView for RunState {
     }
 }
 
-/// Caps linear memory and tables; growing past the cap ends the run naming the limit.
+/// Caps linear memory and tables; growing past the cap ends the run naming the limit. The cap
+/// is on the sum over every memory of the store: a component can hold many core instances,
+/// each with a memory of its own.
 pub(crate) struct MemoryLimiter {
     max_memory: usize,
+    /// Bytes of linear memory granted so far, over all memories.
+    total: usize,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl MemoryLimiter {
     fn new(max_memory: usize) -> Self {
-        Self { max_memory }
+        Self {
+            max_memory,
+            total: 0,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
+    /// Called for every growth and, with `current` 0, for every memory created.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false); // fails anyway; not counted
+        }
+        let total = self.total + desired.saturating_sub(current);
+        if total > self.max_memory {
             return Err(LimitExceeded(format!(
                 "linear memory of {} MiB (the playbook asked for {} MiB)",
                 self.max_memory >> 20,
-                desired.div_ceil(1 << 20)
+                total.div_ceil(1 << 20)
             ))
             .into());
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -237,5 +250,27 @@ impl ResourceLimiter for MemoryLimiter {
     }
     fn memories(&self) -> usize {
         100
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_covers_all_memories_together() {
+        let mib = 1 << 20;
+        let mut limiter = MemoryLimiter::new(64 * mib);
+        assert!(limiter.memory_growing(0, 40 * mib, None).unwrap());
+        assert!(limiter.memory_growing(40 * mib, 50 * mib, None).unwrap());
+        // A second memory of 20 MiB would make 70 MiB in all.
+        let err = limiter.memory_growing(0, 20 * mib, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("linear memory of 64 MiB (the playbook asked for 70 MiB)"),
+            "{err}"
+        );
+        assert!(limiter.memory_growing(0, 14 * mib, None).unwrap());
+        assert!(!limiter.memory_growing(0, 2 * mib, Some(mib)).unwrap());
     }
 }
