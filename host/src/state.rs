@@ -193,15 +193,18 @@ pub(crate) struct MemoryLimiter {
     max_memory: usize,
     /// Bytes of linear memory granted so far, over all memories.
     total: usize,
+    table_elements: usize,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_TOTAL_TABLE_ELEMENTS: usize = 1_000_000;
 
 impl MemoryLimiter {
     fn new(max_memory: usize) -> Self {
         Self {
             max_memory,
             total: 0,
+            table_elements: 0,
         }
     }
 }
@@ -232,13 +235,24 @@ impl ResourceLimiter for MemoryLimiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
         if desired > MAX_TABLE_ELEMENTS {
             return Err(LimitExceeded(format!("table of {MAX_TABLE_ELEMENTS} elements")).into());
         }
+        let total = self.table_elements + desired.saturating_sub(current);
+        if total > MAX_TOTAL_TABLE_ELEMENTS {
+            return Err(LimitExceeded(format!(
+                "{MAX_TOTAL_TABLE_ELEMENTS} table elements over all tables"
+            ))
+            .into());
+        }
+        self.table_elements = total;
         Ok(true)
     }
 
@@ -272,5 +286,10 @@ mod tests {
         );
         assert!(limiter.memory_growing(0, 14 * mib, None).unwrap());
         assert!(!limiter.memory_growing(0, 2 * mib, Some(mib)).unwrap());
+
+        for _ in 0..10 {
+            assert!(limiter.table_growing(0, 100_000, None).unwrap());
+        }
+        assert!(limiter.table_growing(0, 1, None).is_err());
     }
 }
