@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let mut calls = Vec::new();
     for _ in 0..ROUNDS {
         let request = RunRequest {
+            severity: None,
             params: vec![
                 ("paths".into(), "/var/log".into()),
                 ("channel".into(), "ops".into()),

@@ -141,6 +141,8 @@ pub struct RouteConfig {
     pub continue_matching: bool,
     #[serde(default)]
     pub dry_run: bool,
+    /// P1–P4 for runs of this route, over the alert's `severity` label.
+    pub severity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -71,6 +71,9 @@ enum Command {
         /// Print one JSON document (timeline, outcome, timings) instead of the live timeline
         #[arg(long)]
         json: bool,
+        /// Incident priority P1–P4 [default: the alert's severity label, else P3]
+        #[arg(long, value_name = "P1..P4", value_parser = parse_severity)]
+        severity: Option<runbook_host::severity::Priority>,
         /// How long to wait for the run's notifications to be delivered before exiting; what
         /// is still pending stays in the outbox for the next host (or `host notify flush`)
         #[arg(long, value_name = "SECS", default_value_t = 15)]
@@ -138,6 +141,9 @@ enum RunsAction {
         #[arg(long)]
         json: bool,
     },
+    /// One run as a post-incident review in Markdown (the post-mortem template's headings)
+    #[command(after_help = "Example:\n  host runs report r1a2126ff8f40245b000 > INC-review.md")]
+    Report { id: String },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +199,10 @@ async fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct ConfigError(String);
+
+fn parse_severity(text: &str) -> Result<runbook_host::severity::Priority, String> {
+    runbook_host::severity::Priority::parse(text)
+}
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let mut config =
@@ -253,6 +263,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             alert_file,
             dry_run,
             json,
+            severity,
             notify_wait,
         } => {
             let alert = match &alert_file {
@@ -274,6 +285,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 trigger,
                 dry_run,
                 dedup_key: None,
+                severity,
             };
             let sink: Option<Sink> = if json {
                 None
@@ -560,6 +572,15 @@ fn show_runs(
             } else {
                 print!("{}", render::stored_run(&run));
             }
+            Ok(0)
+        }
+        Some(RunsAction::Report { id }) => {
+            let Some(run) = store.get(id)? else {
+                eprintln!("error: no run {id:?} in {}", store.path().display());
+                eprintln!("hint: `host runs` lists the recent ones");
+                return Ok(EXIT_USAGE);
+            };
+            print!("{}", runbook_host::postmortem::render(&run));
             Ok(0)
         }
     }

@@ -100,6 +100,18 @@ impl Grants {
                 }],
                 ..Grants::default()
             }),
+            // Assess and preserve only; containment (pause, stop, network-disconnect) is a
+            // grant the operator adds for the containers it may touch.
+            "security" => Some(Grants {
+                fs_read: vec![PathBuf::from("/var/log")],
+                notify: vec!["security".into()],
+                docker: vec![DockerRule {
+                    containers: vec!["*".into()],
+                    verbs: vec![DockerVerb::Read],
+                    ..DockerRule::default()
+                }],
+                ..Grants::default()
+            }),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::notify::{AlertRef, ConsoleStream, Notifier};
 use crate::policy::{Grants, Limits};
+use crate::severity::Priority;
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
 use crate::store::{NewRun, Store as RunStore};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
@@ -54,6 +55,7 @@ pub struct PendingRun {
     started_at: SystemTime,
     alert_json: Option<serde_json::Value>,
     params: Vec<(String, String)>,
+    severity: Priority,
     request: RunRequest,
 }
 
@@ -64,6 +66,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Same key, same playbook: the webhook server answers with the existing run.
     pub dedup_key: Option<String>,
+    /// Given by the trigger; else the alert's label decides, else P3.
+    pub severity: Option<Priority>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +82,7 @@ pub struct RunRecord {
     pub alert: Option<serde_json::Value>,
     pub started_at: String,
     pub ended_at: String,
+    pub severity: Priority,
     /// resolved, mitigated, escalated, no-action or failed.
     pub status: &'static str,
     pub summary: String,
@@ -224,6 +229,15 @@ impl Host {
             started_at: SystemTime::now(),
             alert_json: request.alert.as_ref().map(crate::incident::alert_json),
             params,
+            severity: request
+                .severity
+                .or_else(|| {
+                    request
+                        .alert
+                        .as_ref()
+                        .and_then(|a| Priority::from_labels(&a.labels))
+                })
+                .unwrap_or(Priority::P3),
             request,
         };
         let params_json: serde_json::Value = pending
@@ -243,6 +257,7 @@ impl Host {
                     alert: pending.alert_json.as_ref(),
                     dry_run: pending.request.dry_run,
                     dedup_key: pending.request.dedup_key.as_deref(),
+                    severity: pending.severity.as_str(),
                     started_at: &rfc3339(pending.started_at),
                 })
                 .context("recording the run in the store")?;
@@ -261,6 +276,7 @@ impl Host {
             started_at,
             alert_json,
             params,
+            severity,
             request,
         } = pending;
         let name = prepared.source.name.clone();
@@ -283,6 +299,7 @@ impl Host {
         state.context = RunContext {
             run_id: run_id.clone(),
             playbook: name.clone(),
+            priority: Some(severity),
             alert: request.alert.as_ref().map(|a| AlertRef {
                 name: a.name.clone(),
                 fingerprint: a.fingerprint.clone(),
@@ -348,6 +365,7 @@ impl Host {
             alert: alert_json,
             started_at: rfc3339(started_at),
             ended_at: rfc3339(SystemTime::now()),
+            severity,
             status,
             summary,
             actions,

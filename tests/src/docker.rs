@@ -90,6 +90,19 @@ impl TestContainer {
         )
     }
 
+    /// An API under attack: logs unauthorized calls and rate limiting from one source, then
+    /// serves on $PORT.
+    pub fn api() -> Self {
+        Self::start(
+            "api",
+            "for i in 1 2 3; do echo \"WARN 401 Unauthorized POST /api/keys from 192.0.2.77\"; done; \
+             echo 'WARN rate limit exceeded for 192.0.2.77' >&2; \
+             mkdir -p /www && echo ok > /www/index.html && httpd -p $PORT -h /www && \
+             echo 'api started' && while true; do sleep 1; done",
+            &[],
+        )
+    }
+
     /// A bot: serves /health on $PORT, crashes when /ctl/crash appears, and refuses to come up
     /// at all while /ctl/crash-on-start exists.
     pub fn bot() -> Self {

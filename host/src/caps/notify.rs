@@ -18,6 +18,7 @@ pub struct RunContext {
     pub run_id: String,
     pub playbook: String,
     pub alert: Option<AlertRef>,
+    pub priority: Option<crate::severity::Priority>,
 }
 
 impl notify::Host for RunState {
@@ -123,7 +124,8 @@ impl RunState {
             &self.context.playbook,
             &self.context.run_id,
             self.context.alert.clone(),
-        );
+        )
+        .with_priority(self.context.priority);
         Ok(match self.notifier.submit(channel, &notification) {
             Ok(submitted) => Ok(submitted),
             Err(SubmitError::NoChannel(e)) => Err(CapError::NotFound(e)),

@@ -48,6 +48,9 @@ pub struct Notification {
     pub created_at: String,
     /// The machine the host runs on, so a message says where it came from.
     pub source: String,
+    /// The run's incident priority (P1–P4).
+    #[serde(default)]
+    pub priority: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,7 +88,13 @@ impl Notification {
             event_action: event_action.to_string(),
             created_at: now_rfc3339(),
             source: hostname(),
+            priority: None,
         }
+    }
+
+    pub fn with_priority(mut self, priority: Option<crate::severity::Priority>) -> Self {
+        self.priority = priority.map(|p| p.to_string());
+        self
     }
 }
 

@@ -32,6 +32,14 @@ fn truncate(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// "P2 critical", or just the severity when the message has no priority.
+fn rank(n: &Notification) -> String {
+    match &n.priority {
+        Some(p) => format!("{p} {}", n.severity),
+        None => n.severity.clone(),
+    }
+}
+
 fn footer(n: &Notification) -> String {
     let mut footer = format!("playbook {} · run {} · {}", n.playbook, n.run_id, n.source);
     if let Some(alert) = &n.alert {
@@ -42,7 +50,7 @@ fn footer(n: &Notification) -> String {
 
 /// Plain text for the console and e-mail.
 pub fn text(channel: &str, n: &Notification) -> String {
-    let mut out = format!("\n── notify {channel} [{}] {}\n", n.severity, n.title);
+    let mut out = format!("\n── notify {channel} [{}] {}\n", rank(n), n.title);
     for line in n.body.lines() {
         out.push_str("   ");
         out.push_str(line);
@@ -56,7 +64,7 @@ pub fn text(channel: &str, n: &Notification) -> String {
 }
 
 pub fn email(n: &Notification) -> (String, String) {
-    let subject = format!("[{}] {}", n.severity.to_uppercase(), n.title);
+    let subject = format!("[{}] {}", rank(n).to_uppercase(), n.title);
     let mut body = String::new();
     if !n.body.is_empty() {
         body.push_str(&n.body);
@@ -95,11 +103,15 @@ pub fn slack(n: &Notification) -> Value {
             "text": {"type": "mrkdwn", "text": text},
         }));
     }
-    let mut fields = vec![format!(
+    let mut fields = Vec::new();
+    if let Some(priority) = &n.priority {
+        fields.push(format!("*Priority*\n{priority}"));
+    }
+    fields.push(format!(
         "*Severity*\n{} {}",
         severity_mark(&n.severity),
         n.severity
-    )];
+    ));
     fields.extend(n.fields.iter().map(|(k, v)| {
         truncate(
             &format!("*{}*\n{}", slack_escape(k), slack_escape(v)),
@@ -118,7 +130,7 @@ pub fn slack(n: &Notification) -> Value {
         "elements": [{"type": "mrkdwn", "text": slack_escape(&footer(n))}],
     }));
     json!({
-        "text": format!("{} [{}] {}", severity_mark(&n.severity), n.severity, n.title),
+        "text": format!("{} [{}] {}", severity_mark(&n.severity), rank(n), n.title),
         "blocks": blocks,
     })
 }
@@ -141,7 +153,7 @@ pub fn telegram(n: &Notification) -> Vec<String> {
     )];
     lines.push(format!(
         "<i>{} · {}</i>",
-        n.severity,
+        telegram_escape(&rank(n)),
         telegram_escape(&n.playbook)
     ));
     if !n.body.trim().is_empty() {
@@ -230,6 +242,9 @@ pub fn pagerduty(n: &Notification, routing_key: &str) -> Value {
     for (key, value) in &n.fields {
         details.insert(key.clone(), Value::String(value.clone()));
     }
+    if let Some(priority) = &n.priority {
+        details.insert("priority".into(), Value::String(priority.clone()));
+    }
     if !details.contains_key("run") {
         details.insert("run".into(), Value::String(n.run_id.clone()));
     }
@@ -275,6 +290,7 @@ pub fn webhook(channel: &str, n: &Notification) -> Value {
         "title": n.title,
         "body": n.body,
         "severity": n.severity,
+        "priority": n.priority,
         "fields": fields,
         "playbook": n.playbook,
         "run_id": n.run_id,
@@ -308,6 +324,7 @@ mod tests {
             event_action: "trigger".into(),
             created_at: "2026-11-25T10:00:00Z".into(),
             source: "ops-1".into(),
+            priority: Some("P2".into()),
         }
     }
 
@@ -322,11 +339,12 @@ mod tests {
         assert_eq!(blocks[0]["type"], "header");
         assert_eq!(blocks[0]["text"]["text"], "bot-1 <down> & restarted");
         assert_eq!(blocks[1]["text"]["text"], "exit 137 &lt;oom&gt;");
-        // severity + 12 fields = 13 → sections of 10 and 3.
+        // priority + severity + 12 fields = 14 → sections of 10 and 4.
+        assert_eq!(blocks[2]["fields"][0]["text"], "*Priority*\nP2");
         assert_eq!(blocks[2]["fields"].as_array().unwrap().len(), 10);
-        assert_eq!(blocks[3]["fields"].as_array().unwrap().len(), 3);
+        assert_eq!(blocks[3]["fields"].as_array().unwrap().len(), 4);
         assert_eq!(blocks[4]["type"], "context");
-        assert!(body["text"].as_str().unwrap().contains("[warning]"));
+        assert!(body["text"].as_str().unwrap().contains("[P2 warning]"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use self::metrics::Metrics;
 use self::routing::Router as AlertRouter;
 use crate::bindings::{Alert, TriggerKind};
 use crate::run::{Host, RunRequest};
+use crate::severity::Priority;
 use crate::store::AlertRecord;
 
 pub use self::auth::Verifier;
@@ -82,6 +83,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/hooks/run/{playbook}", post(run_hook))
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(show_run))
+        .route("/runs/{id}/report", get(run_report))
         .route("/alerts", get(list_alerts))
         .route(
             "/healthz",
@@ -266,6 +268,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
                 "{playbook}|{}|{}|{}",
                 alert.fingerprint, alert.starts_at, alert.status
             )),
+            severity: route.severity,
         };
         let cooldown = route
             .config
@@ -297,6 +300,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
 struct RunQuery {
     #[serde(default)]
     dry_run: bool,
+    severity: Option<String>,
 }
 
 async fn run_hook(
@@ -344,12 +348,17 @@ async fn run_hook(
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
         .map(|id| format!("{playbook}|delivery|{id}"));
+    let severity = match query.severity.as_deref().map(Priority::parse).transpose() {
+        Ok(severity) => severity,
+        Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
+    };
     let request = RunRequest {
         params,
         alert: None,
         trigger: TriggerKind::Webhook,
         dry_run: query.dry_run,
         dedup_key,
+        severity,
     };
     match app.dispatcher.submit(&playbook, request, None).await {
         Ok(Admission::Started(id)) => reply(
@@ -431,6 +440,35 @@ async fn show_run(
     }
 }
 
+/// The run as a post-incident review, `text/markdown`.
+async fn run_report(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers) {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.get(&id) {
+        Ok(Some(run)) => {
+            app.dispatcher.metrics.request("runs", 200);
+            (
+                [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+                crate::postmortem::render(&run),
+            )
+                .into_response()
+        }
+        Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => error(
+            &app,
+            "runs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
 async fn list_alerts(
     State(app): State<Shared>,
     headers: HeaderMap,
@@ -452,6 +490,12 @@ async fn list_alerts(
 }
 
 async fn metrics_text(State(app): State<Shared>) -> Response {
+    let notifier = app.dispatcher.host().notifier();
+    if let Ok(pending) = notifier.store().outbox_pending() {
+        app.dispatcher
+            .metrics
+            .set_pending(&notifier.names(), &pending);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -70,6 +70,8 @@ impl Matcher {
 
 pub struct Route {
     pub config: RouteConfig,
+    /// The route's `severity`, overriding the alert's label.
+    pub severity: Option<crate::severity::Priority>,
     matchers: Vec<Matcher>,
 }
 
@@ -87,8 +89,15 @@ impl Router {
                 .map(|m| Matcher::parse(m))
                 .collect::<Result<Vec<_>>>()
                 .map_err(|e| anyhow::anyhow!("[[route]] #{} ({}): {e}", i + 1, config.playbook))?;
+            let severity = config
+                .severity
+                .as_deref()
+                .map(crate::severity::Priority::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("[[route]] #{} ({}): {e}", i + 1, config.playbook))?;
             routes.push(Route {
                 config: config.clone(),
+                severity,
                 matchers,
             });
         }
@@ -193,9 +202,11 @@ mod tests {
             cooldown_secs: None,
             continue_matching: false,
             dry_run: false,
+            severity: None,
         };
         let route = Route {
             config,
+            severity: None,
             matchers: vec![],
         };
         let alert = Alert {

@@ -93,6 +93,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_channel ON outbox (channel, state, id);
     CREATE INDEX outbox_run ON outbox (run_id);
 "#,
+    r#"
+    ALTER TABLE runs ADD COLUMN severity TEXT NOT NULL DEFAULT 'P3';
+"#,
 ];
 
 /// One alert as the webhook received it, and what became of it.
@@ -127,6 +130,7 @@ pub struct NewRun<'a> {
     pub dry_run: bool,
     pub dedup_key: Option<&'a str>,
     pub started_at: &'a str,
+    pub severity: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +143,7 @@ pub struct RunSummary {
     pub started_at: String,
     pub ended_at: Option<String>,
     pub dry_run: bool,
+    pub severity: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,8 +237,8 @@ impl Store {
         let conn = self.conn.lock().unwrap();
         conn.execute(
             "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
-                               dedup_key, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
+                               dedup_key, started_at, severity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
             params![
                 run.id,
                 run.playbook,
@@ -244,6 +249,7 @@ impl Store {
                 run.dry_run,
                 run.dedup_key,
                 run.started_at,
+                run.severity,
             ],
         )?;
         Ok(())
@@ -371,7 +377,7 @@ impl Store {
     pub fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
         let conn = self.conn.lock().unwrap();
         let mut stmt = conn.prepare(
-            "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run
+            "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity
              FROM runs WHERE ?1 IS NULL OR playbook = ?1
              ORDER BY started_at DESC, id DESC LIMIT ?2",
         )?;
@@ -384,7 +390,8 @@ impl Store {
         let run = conn
             .query_row(
                 "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run,
-                        origin, params, alert, actions, reason, dedup_key, timings, grants
+                        severity, origin, params, alert, actions, reason, dedup_key, timings,
+                        grants
                  FROM runs WHERE id = ?1",
                 params![id],
                 |r| {
@@ -394,14 +401,14 @@ impl Store {
                     };
                     Ok(StoredRun {
                         run: summary_row(r)?,
-                        origin: r.get(8)?,
-                        params: json(9)?.unwrap_or_default(),
-                        alert: json(10)?,
-                        actions: json(11)?.unwrap_or_default(),
-                        reason: r.get(12)?,
-                        dedup_key: r.get(13)?,
-                        timings: json(14)?,
-                        grants: json(15)?,
+                        origin: r.get(9)?,
+                        params: json(10)?.unwrap_or_default(),
+                        alert: json(11)?,
+                        actions: json(12)?.unwrap_or_default(),
+                        reason: r.get(13)?,
+                        dedup_key: r.get(14)?,
+                        timings: json(15)?,
+                        grants: json(16)?,
                         timeline: Vec::new(),
                         artifacts: Vec::new(),
                         deliveries: Vec::new(),
@@ -443,6 +450,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
         dry_run: r.get(7)?,
+        severity: r.get(8)?,
     })
 }
 
@@ -485,6 +493,7 @@ mod tests {
                 dry_run: false,
                 dedup_key: None,
                 started_at: "2026-11-25T10:00:00Z",
+                severity: "P3",
             })
             .unwrap();
         assert_eq!(store.mark_interrupted("2026-11-25T10:05:00Z").unwrap(), 1);

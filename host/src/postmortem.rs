@@ -1,0 +1,264 @@
+//! A stored run as a post-incident review in Markdown, under the headings of the operators'
+//! post-mortem template: what the machine knows (timeline, every capability call, actions,
+//! evidence with hashes) is filled in; what only a human knows is left as a marked placeholder.
+
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use crate::store::StoredRun;
+use crate::timeline::{Event, EventKind};
+
+const TO_FILL: &str = "_to be filled in_";
+
+/// Steps a playbook leaves to a human are reported as `manual: <what>`; they become action
+/// items.
+const MANUAL_PREFIX: &str = "manual: ";
+
+pub fn render(run: &StoredRun) -> String {
+    let r = &run.run;
+    let mut out = String::new();
+    let date = r.started_at.get(..10).unwrap_or(&r.started_at);
+    let _ = writeln!(out, "# Incident Post-Mortem\n");
+    let _ = writeln!(
+        out,
+        "**Incident ID:** INC-{}-{}  ",
+        date.replace('-', ""),
+        r.id
+    );
+    let _ = writeln!(out, "**Severity:** {}  ", r.severity);
+    let _ = writeln!(out, "**Date:** {date}  ");
+    let _ = writeln!(out, "**Duration:** {}  ", duration(run));
+    let _ = writeln!(
+        out,
+        "**Responders:** runbook-host (playbook `{}`, {}){}  ",
+        r.playbook,
+        run.origin,
+        if r.dry_run { ", dry run" } else { "" }
+    );
+    let _ = writeln!(out, "**Outcome:** {}\n", r.status);
+
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(out, "{}", r.summary);
+    if let Some(reason) = &run.reason {
+        let _ = writeln!(out, "\nThe run failed: {reason}");
+    }
+
+    let _ = writeln!(out, "\n## Impact\n");
+    if let Some(alert) = &run.alert {
+        let name = alert["name"].as_str().unwrap_or("?");
+        let status = alert["status"].as_str().unwrap_or("?");
+        let since = alert["startsAt"]
+            .as_str()
+            .or(alert["starts_at"].as_str())
+            .filter(|s| !s.is_empty())
+            .map(|s| format!(", firing since {s}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "- **Alert:** {name} ({status}{since})");
+    } else {
+        let _ = writeln!(out, "- **Trigger:** {}", r.trigger);
+    }
+    let problems: Vec<String> = run
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Step {
+                name,
+                status,
+                detail,
+            } if (status == "failed" || status == "warning")
+                && !name.starts_with(MANUAL_PREFIX) =>
+            {
+                Some(format!("{name} ({status}): {detail}"))
+            }
+            _ => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "- **Found:**");
+        for problem in &problems {
+            let _ = writeln!(out, "  - {problem}");
+        }
+    }
+    let _ = writeln!(out, "- **Users affected:** {TO_FILL}");
+    let _ = writeln!(out, "- **Downtime:** {TO_FILL}");
+    let _ = writeln!(out, "- **Data loss:** {TO_FILL}");
+
+    let _ = writeln!(out, "\n## Timeline\n");
+    let _ = writeln!(
+        out,
+        "All times UTC; every capability call the playbook made.\n"
+    );
+    let _ = writeln!(
+        out,
+        "- **{}** — run started ({}, playbook `{}`)",
+        clock(&r.started_at),
+        r.trigger,
+        r.playbook
+    );
+    for event in &run.timeline {
+        let _ = writeln!(out, "- **{}** — {}", clock(&event.at), describe(event));
+    }
+    if let Some(ended) = &r.ended_at {
+        let _ = writeln!(out, "- **{}** — run ended: {}", clock(ended), r.status);
+    }
+
+    let _ = writeln!(out, "\n## Root Cause\n");
+    let _ = writeln!(
+        out,
+        "{TO_FILL}. What the run saw is in the summary and the timeline above."
+    );
+
+    let _ = writeln!(out, "\n## Resolution\n");
+    let actions: Vec<&str> = run
+        .actions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    if actions.is_empty() {
+        let _ = writeln!(out, "No automated action was taken.");
+    } else {
+        let _ = writeln!(out, "Actions taken by the playbook:\n");
+        for action in &actions {
+            let _ = writeln!(out, "- {action}");
+        }
+    }
+    if !run.deliveries.is_empty() {
+        let _ = writeln!(out, "\nNotifications:\n");
+        for d in &run.deliveries {
+            let error = d
+                .last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "- {} ({}): \"{}\" — {}{error}",
+                d.channel, d.kind, d.title, d.state
+            );
+        }
+    }
+
+    let _ = writeln!(out, "\n## Evidence\n");
+    if run.artifacts.is_empty() {
+        let _ = writeln!(out, "No artifacts were attached.");
+    } else {
+        let _ = writeln!(
+            out,
+            "| artifact | type | bytes | sha256 |\n|---|---|---|---|"
+        );
+        for a in &run.artifacts {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | `{}` |",
+                a.name, a.content_type, a.bytes, a.sha256
+            );
+        }
+        let _ = writeln!(out, "\n`host runs show {} --json` has the contents.", r.id);
+    }
+
+    let _ = writeln!(out, "\n## Lessons Learned\n");
+    for heading in [
+        "What Went Well",
+        "What Didn't Go Well",
+        "Where We Got Lucky",
+    ] {
+        let _ = writeln!(out, "### {heading}\n\n- {TO_FILL}\n");
+    }
+
+    let _ = writeln!(out, "## Action Items\n");
+    for event in &run.timeline {
+        if let EventKind::Step { name, .. } = &event.kind
+            && let Some(what) = name.strip_prefix(MANUAL_PREFIX)
+        {
+            let _ = writeln!(out, "- [ ] {what} - Owner: [Name] - Due: [Date]");
+        }
+    }
+    if r.status == "escalated" || r.status == "failed" {
+        let _ = writeln!(
+            out,
+            "- [ ] Follow up ({}): {} - Owner: [Name] - Due: [Date]",
+            r.status, r.summary
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- [ ] Confirm the root cause - Owner: [Name] - Due: [Date]"
+    );
+
+    let _ = writeln!(out, "\n## Prevention\n\n{TO_FILL}");
+    out
+}
+
+/// `HH:MM:SS.mmm` of an RFC 3339 time.
+fn clock(at: &str) -> &str {
+    at.get(11..23).unwrap_or(at)
+}
+
+fn duration(run: &StoredRun) -> String {
+    let parse = |t: &str| humantime::parse_rfc3339(t).ok();
+    let start = parse(&run.run.started_at);
+    let end = run.run.ended_at.as_deref().and_then(parse);
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let d = e.duration_since(s).unwrap_or_default();
+            if d.as_secs() < 1 {
+                format!("{} ms (the run)", d.as_millis())
+            } else {
+                format!("{:.1} s (the run)", d.as_secs_f64())
+            }
+        }
+        (Some(s), None) => format!(
+            "still running ({:.0} s so far)",
+            SystemTime::now()
+                .duration_since(s)
+                .unwrap_or_default()
+                .as_secs_f64()
+        ),
+        _ => TO_FILL.to_string(),
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match &event.kind {
+        EventKind::Log { level, message } => format!("log {level}: {message}"),
+        EventKind::Step {
+            name,
+            status,
+            detail,
+        } => format!("step **{name}** [{status}] {detail}"),
+        EventKind::Call {
+            interface,
+            function,
+            args,
+            result,
+            detail,
+            duration_ms,
+        } => {
+            let detail = detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            format!(
+                "call `{interface}.{function}` `{args}` → {result}{detail} [{duration_ms:.1} ms]"
+            )
+        }
+        EventKind::Notification {
+            channel,
+            severity,
+            title,
+            state,
+            ..
+        } => format!("notified {channel} [{severity}] \"{title}\" → {state}"),
+        EventKind::Artifact {
+            name,
+            bytes,
+            sha256,
+            ..
+        } => format!(
+            "attached {name} ({bytes} bytes, sha256 {})",
+            &sha256[..12.min(sha256.len())]
+        ),
+    }
+}
