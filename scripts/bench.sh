@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Start-up figures: compile vs cached load of each built-in playbook (in one process), then
-# the wall time of `host run disk-full` with a cold cache against a warm one.
+# the wall time of `host run disk-full` with a cold cache against a warm one; and what the
+# grant checks cost per capability call (checked/unchecked ratio; docker needs test-env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
 cargo bench --locked -p runbook-host --bench startup
+cargo bench --locked -p runbook-host --bench grants
 
 host=target/release/host
 cache=$(mktemp -d)

@@ -32,7 +32,7 @@ function describePlaybook() {
 /** Whole non-negative numbers only, like the Rust twin's u64 parameters. */
 function count(incident, name, fallback) {
   const raw = incident.param(name);
-  if (raw === undefined) return fallback;
+  if (raw === undefined || raw.trim() === '') return fallback;
   if (!/^\d+$/.test(raw.trim())) {
     throw new rb.Invalid(`parameter ${name}=${JSON.stringify(raw)}: invalid digit found in string`);
   }

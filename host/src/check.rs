@@ -89,6 +89,18 @@ pub async fn check(host: &Host) -> CheckReport {
                 problems.push(format!("[plugins.{name}.grants] http: {e}"));
             }
         }
+        for host in &grants.http_private {
+            let named = grants
+                .http
+                .iter()
+                .filter_map(|o| crate::caps::http::OriginGrant::parse(o).ok())
+                .any(|o| o.host().eq_ignore_ascii_case(host.trim_end_matches('.')));
+            if !named {
+                problems.push(format!(
+                    "[plugins.{name}.grants] http-private: {host:?} is not the host of any granted http origin"
+                ));
+            }
+        }
         for rule in &grants.docker {
             for glob in &rule.containers {
                 if let Err(e) = globset::Glob::new(glob) {

@@ -155,6 +155,7 @@ pub struct PluginConfig {
     pub deadline_secs: Option<u64>,
     pub memory_mib: Option<usize>,
     pub max_notifications: Option<u64>,
+    pub max_http_calls: Option<u64>,
 }
 
 impl Config {
@@ -219,6 +220,9 @@ impl Config {
             }
             if let Some(n) = plugin.max_notifications {
                 limits.max_notifications = n;
+            }
+            if let Some(n) = plugin.max_http_calls {
+                limits.max_http_calls = n;
             }
         }
         limits

@@ -11,6 +11,7 @@ pub mod incident;
 pub mod notify;
 pub mod policy;
 pub mod postmortem;
+pub mod redact;
 pub mod render;
 pub mod run;
 pub mod scaffold;

@@ -351,6 +351,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .wait_for_run(&record.run_id, std::time::Duration::from_secs(notify_wait))
                 .await?;
             notifier.stop(std::time::Duration::from_secs(5)).await;
+            for (channel, problem) in notifier.problems() {
+                if deliveries.iter().any(|d| d.channel == channel) {
+                    eprintln!("warning: channel {channel} cannot deliver until fixed: {problem}");
+                }
+            }
             if json {
                 let mut doc = serde_json::to_value(&record)?;
                 doc["deliveries"] = serde_json::to_value(&deliveries)?;

@@ -19,6 +19,11 @@ pub struct Grants {
     /// Origins (`scheme://host[:port]`, port `*` for any) the playbook may call over HTTP.
     #[serde(default)]
     pub http: Vec<String>,
+    /// Host names of granted origins that may resolve to loopback, private or link-local
+    /// addresses (internal services). Others are refused there; `localhost` and IP literals
+    /// in `http` need no entry, the operator named the address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_private: Vec<String>,
     /// Docker rules: a call is allowed when one rule covers both its container and its verb.
     #[serde(default)]
     pub docker: Vec<DockerRule>,
@@ -121,6 +126,8 @@ pub struct Limits {
     pub max_log_lines: u64,
     pub max_notifications: u64,
     pub max_artifact_bytes: usize,
+    /// http send and probe calls (each redirect hop is part of its call).
+    pub max_http_calls: u64,
 }
 
 impl Default for Limits {
@@ -132,6 +139,7 @@ impl Default for Limits {
             max_log_lines: 10_000,
             max_notifications: 20,
             max_artifact_bytes: 8 << 20,
+            max_http_calls: 200,
         }
     }
 }

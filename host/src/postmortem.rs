@@ -169,10 +169,10 @@ pub fn render(run: &StoredRun) -> String {
 
     let _ = writeln!(out, "## Action Items\n");
     for event in &run.timeline {
-        if let EventKind::Step { name, detail, .. } = &event.kind
+        if let EventKind::Step { name, .. } = &event.kind
             && let Some(what) = name.strip_prefix(MANUAL_PREFIX)
         {
-            let _ = writeln!(out, "- [ ] {what} ({detail}) - Owner: [Name] - Due: [Date]");
+            let _ = writeln!(out, "- [ ] {what} - Owner: [Name] - Due: [Date]");
         }
     }
     if r.status == "escalated" || r.status == "failed" {

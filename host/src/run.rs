@@ -343,10 +343,13 @@ impl Host {
                 error.detail()
             )),
             Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
-            Err(_) => failed(format!(
-                "limit exceeded: deadline of {}s while waiting on a capability call",
-                limits.deadline.as_secs()
-            )),
+            Err(_) => {
+                store.data_mut().note_abandoned_call();
+                failed(format!(
+                    "limit exceeded: deadline of {}s while waiting in the host (a capability or WASI call)",
+                    limits.deadline.as_secs()
+                ))
+            }
         };
         let (timeline, artifacts) = store.into_data().into_parts();
         let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(
@@ -416,6 +419,9 @@ fn new_store(engine: &PlaybookEngine, state: RunState, limits: &Limits) -> Store
 fn trap_reason(error: &wasmtime::Error, guest_output: &str) -> String {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return limit.to_string();
+    }
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
+        return "limit exceeded: wasm call stack (recursion too deep)".into();
     }
     let trap = error
         .downcast_ref::<wasmtime::Trap>()

@@ -15,6 +15,7 @@ use crate::bindings::CapError;
 use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Roots;
 use crate::caps::http::HttpClient;
+use crate::caps::http::egress::EgressPolicy;
 use crate::caps::notify::RunContext;
 use crate::notify::Notifier;
 use crate::policy::{Grants, Limits};
@@ -48,6 +49,7 @@ pub struct RunState {
     pub(crate) context: RunContext,
     pub(crate) docker: Arc<DockerEngine>,
     pub(crate) http: Arc<HttpClient>,
+    pub(crate) egress: Arc<EgressPolicy>,
     pub(crate) artifacts: Vec<Artifact>,
     pub(crate) counters: Counters,
     guest_stderr: MemoryOutputPipe,
@@ -59,6 +61,7 @@ pub(crate) struct Counters {
     pub logs: u64,
     pub notifications: u64,
     pub artifact_bytes: usize,
+    pub http_calls: u64,
 }
 
 /// Guest stdout/stderr are kept (panics print there) but bounded.
@@ -81,6 +84,7 @@ impl RunState {
         services: Services,
     ) -> Self {
         let (roots, warnings) = Roots::open(&grants.fs_read);
+        let egress = Arc::new(EgressPolicy::from_grants(&grants));
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
         // No preopens, no env, no args, no inherited stdio, no sockets: only our capabilities.
         let wasi = WasiCtxBuilder::new()
@@ -100,6 +104,7 @@ impl RunState {
             context: RunContext::default(),
             docker: services.docker,
             http: services.http,
+            egress,
             artifacts: Vec::new(),
             counters: Counters::default(),
             guest_stderr,
@@ -113,6 +118,26 @@ impl RunState {
     /// What the guest printed (a Rust panic message lands here).
     pub fn guest_output(&self) -> String {
         String::from_utf8_lossy(&self.guest_stderr.contents()).into_owned()
+    }
+
+    /// The deadline cut a run short inside the host: if a capability call had begun and not
+    /// been recorded, the audit log says so (its arguments died with the call).
+    pub(crate) fn note_abandoned_call(&mut self) {
+        let recorded = self
+            .timeline
+            .events()
+            .iter()
+            .filter(|e| matches!(e.kind, crate::timeline::EventKind::Call { .. }))
+            .count() as u64;
+        if self.counters.calls > recorded {
+            self.timeline.log(
+                "error",
+                format!(
+                    "capability call #{} was still running at the deadline and was abandoned",
+                    self.counters.calls
+                ),
+            );
+        }
     }
 
     /// Counts a capability call against the per-run cap.
@@ -161,46 +186,73 @@ impl WasiView for RunState {
     }
 }
 
-/// Caps linear memory and tables; growing past the cap ends the run naming the limit.
+/// Caps linear memory and tables; growing past the cap ends the run naming the limit. The cap
+/// is on the sum over every memory of the store: a component can hold many core instances,
+/// each with a memory of its own.
 pub(crate) struct MemoryLimiter {
     max_memory: usize,
+    /// Bytes of linear memory granted so far, over all memories.
+    total: usize,
+    table_elements: usize,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_TOTAL_TABLE_ELEMENTS: usize = 1_000_000;
 
 impl MemoryLimiter {
     fn new(max_memory: usize) -> Self {
-        Self { max_memory }
+        Self {
+            max_memory,
+            total: 0,
+            table_elements: 0,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
+    /// Called for every growth and, with `current` 0, for every memory created.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false); // fails anyway; not counted
+        }
+        let total = self.total + desired.saturating_sub(current);
+        if total > self.max_memory {
             return Err(LimitExceeded(format!(
                 "linear memory of {} MiB (the playbook asked for {} MiB)",
                 self.max_memory >> 20,
-                desired >> 20
+                total.div_ceil(1 << 20)
             ))
             .into());
         }
+        self.total = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
         if desired > MAX_TABLE_ELEMENTS {
             return Err(LimitExceeded(format!("table of {MAX_TABLE_ELEMENTS} elements")).into());
         }
+        let total = self.table_elements + desired.saturating_sub(current);
+        if total > MAX_TOTAL_TABLE_ELEMENTS {
+            return Err(LimitExceeded(format!(
+                "{MAX_TOTAL_TABLE_ELEMENTS} table elements over all tables"
+            ))
+            .into());
+        }
+        self.table_elements = total;
         Ok(true)
     }
 
@@ -212,5 +264,32 @@ impl ResourceLimiter for MemoryLimiter {
     }
     fn memories(&self) -> usize {
         100
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_covers_all_memories_together() {
+        let mib = 1 << 20;
+        let mut limiter = MemoryLimiter::new(64 * mib);
+        assert!(limiter.memory_growing(0, 40 * mib, None).unwrap());
+        assert!(limiter.memory_growing(40 * mib, 50 * mib, None).unwrap());
+        // A second memory of 20 MiB would make 70 MiB in all.
+        let err = limiter.memory_growing(0, 20 * mib, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("linear memory of 64 MiB (the playbook asked for 70 MiB)"),
+            "{err}"
+        );
+        assert!(limiter.memory_growing(0, 14 * mib, None).unwrap());
+        assert!(!limiter.memory_growing(0, 2 * mib, Some(mib)).unwrap());
+
+        for _ in 0..10 {
+            assert!(limiter.table_growing(0, 100_000, None).unwrap());
+        }
+        assert!(limiter.table_growing(0, 1, None).is_err());
     }
 }

@@ -61,7 +61,9 @@ impl Incident {
         T::Err: std::fmt::Display,
     {
         match self.param(name) {
+            // An empty value means "not set", as a route template that found no label gives.
             None => Ok(None),
+            Some(raw) if raw.trim().is_empty() => Ok(None),
             Some(raw) => raw
                 .trim()
                 .parse()

@@ -3,10 +3,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 pub struct Peer {
     pub port: u16,
+    /// Connections accepted so far: a refused request must leave this at zero.
+    hits: Arc<AtomicUsize>,
 }
 
 impl Peer {
@@ -14,28 +18,38 @@ impl Peer {
     pub fn answering(response: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf);
                 let _ = stream.write_all(response.as_bytes());
             }
         });
-        Self { port }
+        Self { port, hits }
     }
 
     /// Accepts connections and reads, but never answers.
     pub fn silent() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
         thread::spawn(move || {
             let mut held = Vec::new();
             for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
                 held.push(stream);
             }
         });
-        Self { port }
+        Self { port, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 
     pub fn redirecting_to(location: &str) -> Self {

@@ -144,3 +144,17 @@ pub fn calls<'a>(
         })
         .collect()
 }
+
+/// The hostile guests built by `build.rs`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+    /// Path of the built component of crate `name` (`hostile`, `wrong-world`, …).
+    pub fn path(name: &str) -> std::path::PathBuf {
+        let (_, path) = GUESTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no hostile guest {name:?} (crates under tests/hostile/)"));
+        std::path::PathBuf::from(path)
+    }
+}

@@ -243,7 +243,7 @@ fn dry_run_sends_nothing_and_touches_nothing() {
         .collect();
     let run = sandbox.host(&live);
     assert!(
-        run.stdout.contains("── notify ops [info]"),
+        run.stdout.contains("── notify ops [P3 info]"),
         "{}",
         run.stdout
     );

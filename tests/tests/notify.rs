@@ -369,6 +369,15 @@ fn a_channel_with_a_missing_secret_is_reported_and_keeps_its_messages() {
     // A run still queues its message: nothing is lost while the operator fixes the secret.
     let doc = run_disk_full(&sandbox, &["--notify-wait", "0"], &[]);
     assert_eq!(deliveries(&doc)[0]["state"], "pending");
+    // The server says so too: one message waiting on ops.
+    sandbox.write_append("host.toml", "[webhooks.api]\nauth = { kind = \"none\" }\n");
+    let server = Server::start(&sandbox, &[]);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"runbook_notifications_pending{channel="ops"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"runbook_notifications_pending{channel="stdout"} 0"#));
 }
 
 #[test]
@@ -391,7 +400,7 @@ fn email_reaches_a_real_smtp_server() {
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("To: oncall@example.org"), "{}", mails[0]);
     assert!(
-        mails[0].contains("Subject: [INFO] Disk usage fine"),
+        mails[0].contains("Subject: [P3 INFO] Disk usage fine"),
         "{}",
         mails[0]
     );
@@ -411,10 +420,30 @@ fn email_reaches_a_real_smtp_server() {
 fn builtin_playbooks_render_in_every_kind() {
     let dead_port = runbook_tests::docker::free_port();
     let dead_url = format!("http://127.0.0.1:{dead_port}/");
-    let runs: [Vec<&str>; 3] = [
+    let logs = tempfile::tempdir().unwrap();
+    let auth = logs.path().join("auth.log");
+    std::fs::write(
+        &auth,
+        (0..6)
+            .map(|i| format!("Nov 25 10:00:0{i} web-1 sshd[{i}]: Failed password for root from 203.0.113.7 port 2{i} ssh2 <&>\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let logs_param = format!("logs={}", auth.display());
+    let runs: [Vec<&str>; 4] = [
         [&["run", "disk-full"][..], QUICK].concat(),
         vec!["run", "bot-down", "-p", "container=rb5-no-such-bot"],
         vec!["run", "web-down", "-p", &dead_url],
+        vec![
+            "run",
+            "security",
+            "-p",
+            &logs_param,
+            "-p",
+            "channel=ops",
+            "--severity",
+            "P1",
+        ],
     ];
     let web_param = format!("url={dead_url}");
     for api in [Api::Slack, Api::Telegram, Api::PagerDuty, Api::Webhook] {
@@ -434,7 +463,11 @@ fn builtin_playbooks_render_in_every_kind() {
         };
         sandbox.write(
             "host.toml",
-            format!("[notify.ops]\n{channel}\n{FAST}\n[plugins.web-down.grants]\nhttp = [\"http://127.0.0.1:*\"]\nnotify = [\"ops\"]\n"),
+            format!(
+                "[notify.ops]\n{channel}\n{FAST}\n[plugins.web-down.grants]\nhttp = [\"http://127.0.0.1:*\"]\nnotify = [\"ops\"]\n\
+                 [plugins.security.grants]\nfs-read = [\"{}\"]\nnotify = [\"ops\"]\n",
+                logs.path().display()
+            ),
         );
         let secret = match api {
             Api::Slack => receiver.url("/services/T/B/X"),
@@ -461,7 +494,7 @@ fn builtin_playbooks_render_in_every_kind() {
             );
         }
         let accepted = receiver.accepted();
-        assert_eq!(accepted.len(), 3, "{api:?}");
+        assert_eq!(accepted.len(), 4, "{api:?}");
         if std::env::var_os("RUNBOOK_SHOW_BODIES").is_some() {
             for request in &accepted {
                 eprintln!("--- {api:?}\n{:#}", request.json());

@@ -298,9 +298,16 @@ impl Notifier {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let current = rows()?;
-            if current.iter().all(|r| r.state != "pending")
-                || tokio::time::Instant::now() >= deadline
-            {
+            // A message on a channel that cannot deliver (missing secret) stays pending until
+            // the operator fixes it; waiting for it would only delay the exit.
+            let waiting = |r: &OutboxRow| {
+                r.state == "pending"
+                    && self
+                        .channels
+                        .get(&r.channel)
+                        .is_some_and(|c| c.sink.is_ok())
+            };
+            if !current.iter().any(waiting) || tokio::time::Instant::now() >= deadline {
                 return Ok(current);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

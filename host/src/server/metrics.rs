@@ -31,6 +31,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     interface: String,
     function: String,
@@ -45,6 +50,7 @@ pub struct Metrics {
     pub running: Gauge<i64, AtomicI64>,
     requests: Family<RequestLabels, Counter>,
     calls: Family<CallLabels, Counter>,
+    pending: Family<ChannelLabel, Gauge<i64, AtomicI64>>,
 }
 
 impl Default for Metrics {
@@ -64,6 +70,12 @@ impl Metrics {
         let running = Gauge::<i64, AtomicI64>::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let calls = Family::<CallLabels, Counter>::default();
+        let pending = Family::<ChannelLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "notifications_pending",
+            "Messages in the outbox not yet delivered, by channel",
+            pending.clone(),
+        );
         registry.register(
             "runs",
             "Finished runs by playbook and outcome",
@@ -98,6 +110,22 @@ impl Metrics {
             running,
             requests,
             calls,
+            pending,
+        }
+    }
+
+    /// The outbox as it is now: every channel, zero when nothing waits.
+    pub fn set_pending(&self, channels: &[&str], pending: &[(String, i64)]) {
+        for channel in channels {
+            let count = pending
+                .iter()
+                .find(|(c, _)| c == channel)
+                .map_or(0, |(_, n)| *n);
+            self.pending
+                .get_or_create(&ChannelLabel {
+                    channel: channel.to_string(),
+                })
+                .set(count);
         }
     }
 

@@ -490,6 +490,12 @@ async fn list_alerts(
 }
 
 async fn metrics_text(State(app): State<Shared>) -> Response {
+    let notifier = app.dispatcher.host().notifier();
+    if let Ok(pending) = notifier.store().outbox_pending() {
+        app.dispatcher
+            .metrics
+            .set_pending(&notifier.names(), &pending);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -113,9 +113,10 @@ export class Incident {
   /** A parameter as a number; one that does not parse is `Invalid`. */
   paramNumber(name) {
     const raw = this.param(name);
-    if (raw === undefined) return undefined;
+    // An empty value means "not set", as a route template that found no label gives.
+    if (raw === undefined || raw.trim() === '') return undefined;
     const value = Number(raw.trim());
-    if (raw.trim() === '' || Number.isNaN(value)) {
+    if (Number.isNaN(value)) {
       throw new Invalid(`parameter ${name}=${JSON.stringify(raw)}: not a number`);
     }
     return value;

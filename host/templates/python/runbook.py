@@ -277,7 +277,8 @@ class Incident:
     def param_as(self, name: str, parse: Callable[[str], T]) -> Optional[T]:
         """A parameter parsed by `parse` (int, float, …); one that does not parse is `Invalid`."""
         raw = self.param(name)
-        if raw is None:
+        # An empty value means "not set", as a route template that found no label gives.
+        if raw is None or not raw.strip():
             return None
         try:
             return parse(raw.strip())

@@ -24,9 +24,13 @@ const CATEGORIES: &[(&str, &str)] = &[
     ),
     (
         "unauthorized",
-        r"unauthorized|\b401\b|\b403\b|forbidden|permission denied",
+        // A bare status code counts only as a word of its own, not inside a path or an id.
+        r"unauthorized|forbidden|permission denied|(^|\s)40[13](\s|$)",
     ),
-    ("rate-limit", r"rate.?limit|too many requests|\b429\b"),
+    (
+        "rate-limit",
+        r"rate.?limit|too many requests|(^|\s)429(\s|$)",
+    ),
     ("sudo", r"sudo(\[\d+\])?:.*command="),
 ];
 
@@ -48,7 +52,7 @@ fn describe() -> Description {
     .param("logs", "Comma-separated log files to scan (the host greps them)", Some("/var/log/auth.log"))
     .param("containers", "Comma-separated containers whose recent logs are scanned and kept", Some(""))
     .param("window-mins", "How far back container logs are read", Some("60"))
-    .param("last-lines", "Only the last N lines of each log file are scanned", Some("200000"))
+    .param("last-lines", "Only the last N lines (at most 10000) of each log file; empty = the whole file", Some(""))
     .param("brute-force-threshold", "Failed logins from one source that count as brute force", Some("5"))
     .param("evidence-lines", "Most matching lines kept per file and category", Some("200"))
     .param("contain", "none, pause, stop or disconnect (needs `container`, and the grant)", Some("none"))
@@ -72,7 +76,7 @@ struct Settings {
     logs: Vec<String>,
     containers: Vec<String>,
     window_secs: u64,
-    last_lines: u32,
+    last_lines: Option<u32>,
     threshold: u64,
     evidence_lines: u32,
     contain: Contain,
@@ -105,7 +109,7 @@ impl Settings {
             logs: incident.param_list("logs"),
             containers: incident.param_list("containers"),
             window_secs: incident.param_as::<u64>("window-mins")?.unwrap_or(60) * 60,
-            last_lines: incident.param_as("last-lines")?.unwrap_or(200_000),
+            last_lines: incident.param_as("last-lines")?,
             threshold: incident.param_as("brute-force-threshold")?.unwrap_or(5),
             evidence_lines: incident.param_as("evidence-lines")?.unwrap_or(200),
             contain,
@@ -198,7 +202,7 @@ fn scan_file(
         let options = GrepOptions {
             case_insensitive: true,
             max_matches: 10_000,
-            last_lines: Some(settings.last_lines),
+            last_lines: settings.last_lines,
         };
         let result = fs::grep(path, pattern, options)?;
         let finding = findings.entry(category).or_default();
@@ -223,11 +227,19 @@ fn scan_file(
             summary.push(format!("{category} {}", result.count));
         }
     }
-    Ok(if summary.is_empty() {
-        "nothing suspicious".into()
+    Ok(summary.join(", "))
+}
+
+/// A scan step is a warning when it found more than ordinary logins.
+fn scan_status(detail: &str) -> StepStatus {
+    let suspicious = detail
+        .split(", ")
+        .any(|part| !part.is_empty() && !part.starts_with("successful-login"));
+    if suspicious {
+        StepStatus::Warning
     } else {
-        summary.join(", ")
-    })
+        StepStatus::Ok
+    }
 }
 
 /// `docker logs --since <window> <container>`: scanned here, kept whole (bounded) as evidence.
@@ -321,7 +333,10 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         let step = format!("scan {path}");
         report::step(&step, StepStatus::Started, "");
         match scan_file(path, &settings, &mut findings, &mut evidence) {
-            Ok(detail) => report::step(&step, StepStatus::Ok, &detail),
+            Ok(detail) if detail.is_empty() => {
+                report::step(&step, StepStatus::Ok, "nothing suspicious")
+            }
+            Ok(detail) => report::step(&step, scan_status(&detail), &detail),
             Err(e) => report::step(
                 &step,
                 StepStatus::Skipped,
@@ -342,7 +357,10 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         let step = format!("scan container {name}");
         report::step(&step, StepStatus::Started, "");
         match scan_container(name, &settings, &patterns, &mut findings) {
-            Ok(detail) => report::step(&step, StepStatus::Ok, &detail),
+            Ok(detail) if detail.ends_with(" 0 matches") => {
+                report::step(&step, StepStatus::Ok, &detail)
+            }
+            Ok(detail) => report::step(&step, StepStatus::Warning, &detail),
             Err(e) => report::step(
                 &step,
                 StepStatus::Skipped,

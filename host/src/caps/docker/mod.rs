@@ -22,7 +22,7 @@ use crate::state::RunState;
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
 /// A name/label match of one rule; `labels` are the container's own.
-fn rule_covers(rule: &DockerRule, name: &str, labels: Option<&[(String, String)]>) -> bool {
+pub fn rule_covers(rule: &DockerRule, name: &str, labels: Option<&[(String, String)]>) -> bool {
     let by_name = rule.containers.iter().any(|g| {
         Glob::new(g)
             .map(|g| g.compile_matcher().is_match(name))

@@ -1,7 +1,7 @@
 //! The `fs-read` capability: read-only, confined to the playbook's granted roots, with the heavy
 //! lifting (tree walks, regex over logs) done natively on a blocking thread.
 
-mod ops;
+pub mod ops;
 mod roots;
 
 use std::time::Instant;

@@ -1,7 +1,11 @@
 //! The `http` capability: outbound requests to the origins granted to the playbook. Redirects
 //! are followed by hand so every hop is re-checked against the grants; bodies are capped; every
 //! request has a deadline; a failed probe is data (refused, timeout, dns, tls, http-status).
+//! Where a granted name may lead (no private addresses unless granted) is `egress`'s job.
 
+pub mod egress;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -9,7 +13,9 @@ use url::Url;
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::http::{self, ProbeFailure, ProbeResult, Request, Response};
-use crate::state::RunState;
+use crate::policy::Grants;
+use crate::state::{LimitExceeded, RunState};
+use egress::{EgressPolicy, GuardedResolver};
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -26,9 +32,20 @@ impl HttpClient {
     pub fn new() -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would do the resolving (and connecting) out of our sight.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver))
+            // No connection outlives its request: one run's checked connection is never
+            // reused by another run's request.
+            .pool_max_idle_per_host(0)
             .user_agent(concat!("runbook-host/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { client })
+    }
+
+    /// The client every run shares (its resolver enforces the running request's policy).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 
@@ -68,6 +85,11 @@ impl OriginGrant {
         })
     }
 
+    /// Lower case; IPv6 in brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     fn allows(&self, url: &Url) -> bool {
         url.scheme() == self.scheme
             && url
@@ -77,6 +99,15 @@ impl OriginGrant {
                 .port
                 .is_none_or(|p| url.port_or_known_default() == Some(p))
     }
+}
+
+/// Whether one of the playbook's `http` grants covers the URL's scheme, host and port.
+pub fn origin_granted(grants: &Grants, url: &Url) -> bool {
+    grants
+        .http
+        .iter()
+        .filter_map(|g| OriginGrant::parse(g).ok())
+        .any(|g| g.allows(url))
 }
 
 fn origin(url: &Url) -> String {
@@ -91,18 +122,26 @@ impl RunState {
                 "url {raw:?}: only http and https"
             )));
         }
+        EgressPolicy::check_url(raw, &url).map_err(|e| CapError::Denied(e.0))?;
         self.check_origin(&url)?;
         Ok(url)
     }
 
+    /// Counts a request against the per-run cap on http calls.
+    fn count_http_call(&mut self) -> wasmtime::Result<()> {
+        self.counters.http_calls += 1;
+        if self.counters.http_calls > self.limits.max_http_calls {
+            return Err(LimitExceeded(format!(
+                "more than {} http calls in one run",
+                self.limits.max_http_calls
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     fn check_origin(&self, url: &Url) -> Result<(), CapError> {
-        let granted = self
-            .grants
-            .http
-            .iter()
-            .filter_map(|g| OriginGrant::parse(g).ok())
-            .any(|g| g.allows(url));
-        if granted {
+        if origin_granted(&self.grants, url) {
             Ok(())
         } else {
             Err(CapError::Denied(format!(
@@ -135,25 +174,41 @@ impl RunState {
             if let Some(bytes) = body.clone() {
                 builder = builder.body(bytes);
             }
-            let response = builder.send().await.map_err(Fetch::Network)?;
+            let response = match self.egress.clone().scope(builder.send()).await {
+                Ok(response) => response,
+                Err(e) => {
+                    return Err(match egress::refusal(&e) {
+                        Some(refused) => Fetch::Refused(CapError::Denied(refused)),
+                        // Its message would repeat the URL, secrets and all.
+                        None => Fetch::Network(e.without_url()),
+                    });
+                }
+            };
             if !response.status().is_redirection() {
                 return Ok(response);
             }
             let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
                 return Ok(response);
             };
-            let next = location
-                .to_str()
-                .ok()
-                .and_then(|l| url.join(l).ok())
-                .ok_or_else(|| {
-                    Fetch::Refused(CapError::Failed(format!(
-                        "{url}: unreadable redirect location"
-                    )))
-                })?;
+            let location = location.to_str().unwrap_or_default().to_string();
+            let next = url.join(&location).map_err(|_| {
+                Fetch::Refused(CapError::Failed(format!(
+                    "{}: unreadable redirect location",
+                    crate::redact::url(url.as_str())
+                )))
+            })?;
+            EgressPolicy::check_url(&location, &next).map_err(|e| {
+                Fetch::Refused(CapError::Denied(format!(
+                    "redirect from {}: {}",
+                    crate::redact::url(url.as_str()),
+                    e.0
+                )))
+            })?;
             self.check_origin(&next).map_err(|e| {
                 Fetch::Refused(CapError::Denied(format!(
-                    "redirect from {url} to {next} leaves the granted origins ({})",
+                    "redirect from {} to {} leaves the granted origins ({})",
+                    crate::redact::url(url.as_str()),
+                    crate::redact::url(next.as_str()),
                     e.detail()
                 )))
             })?;
@@ -216,7 +271,11 @@ fn failure_word(kind: ProbeFailure) -> &'static str {
 
 fn network_error(url: &Url, error: &reqwest::Error) -> CapError {
     let (kind, detail) = classify(error);
-    let detail = format!("{url}: {} ({detail})", failure_word(kind));
+    let detail = format!(
+        "{}: {} ({detail})",
+        crate::redact::url(url.as_str()),
+        failure_word(kind)
+    );
     match kind {
         ProbeFailure::Timeout => CapError::Timeout(detail),
         ProbeFailure::Refused | ProbeFailure::Dns => CapError::Unavailable(detail),
@@ -245,10 +304,11 @@ async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool),
 impl http::Host for RunState {
     async fn send(&mut self, req: Request) -> CallResult<Response> {
         self.begin_call()?;
+        self.count_http_call()?;
         let started = Instant::now();
         // Header values may carry tokens: only their names go to the audit log.
         let header_names: Vec<&str> = req.headers.iter().map(|(k, _)| k.as_str()).collect();
-        let args = json!({ "method": req.method, "url": req.url, "headers": header_names,
+        let args = json!({ "method": req.method, "url": crate::redact::url(&req.url), "headers": header_names,
             "body-bytes": req.body.as_ref().map(Vec::len) });
         let result = self.send_checked(req, started).await;
         match result {
@@ -298,8 +358,9 @@ impl http::Host for RunState {
 
     async fn probe(&mut self, url: String, timeout_ms: Option<u32>) -> CallResult<ProbeResult> {
         self.begin_call()?;
+        self.count_http_call()?;
         let started = Instant::now();
-        let args = json!({ "url": url, "timeout-ms": timeout_ms });
+        let args = json!({ "url": crate::redact::url(&url), "timeout-ms": timeout_ms });
         let result = match self.check_url(&url) {
             Ok(parsed) => self.probe_checked(parsed, timeout_of(timeout_ms)).await,
             Err(e) => Err(e),
