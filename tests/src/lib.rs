@@ -3,8 +3,8 @@
 
 pub mod alertmanager;
 pub mod docker;
-pub mod guests;
 pub mod http;
+pub mod polyglot;
 pub mod server;
 pub mod sinks;
 pub mod smtp;

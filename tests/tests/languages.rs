@@ -3,8 +3,8 @@
 //! counterparts on the same fixtures; a Python playbook branching on a denied call.
 
 use runbook_tests::docker::{TestContainer, docker, free_port};
-use runbook_tests::guests::{self, Lang, readme_command};
 use runbook_tests::http::Peer;
+use runbook_tests::polyglot::{self as guests, Lang, readme_command};
 use runbook_tests::{Sandbox, calls};
 
 fn run_json(sandbox: &Sandbox, args: &[&str]) -> (i32, serde_json::Value) {
