@@ -373,3 +373,32 @@ fn js_error_rate_matches_the_rust_error_rate() {
     );
     assert_eq!(run["actions"], serde_json::json!(["notified ops"]));
 }
+
+#[test]
+fn host_wit_writes_the_contract_this_host_implements() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.host(&["wit", "out/wit"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let repo_wit = guests::repo_root().join("wit");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&repo_wit).unwrap() {
+        let name = entry.unwrap().file_name();
+        let written = std::fs::read(sandbox.path().join("out/wit").join(&name)).unwrap();
+        assert_eq!(
+            written,
+            std::fs::read(repo_wit.join(&name)).unwrap(),
+            "{name:?}"
+        );
+        names.push(name);
+    }
+    assert_eq!(run.stdout.lines().count(), names.len(), "{}", run.stdout);
+
+    // A project never lands on top of someone's files, and a bad name is a usage error.
+    sandbox.write("taken/notes.txt", "mine");
+    let run = sandbox.host(&["new", "x", "--lang", "python", "--dir", "taken"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    let run = sandbox.host(&["new", "Disk_Check"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!sandbox.path().join("Disk_Check").exists());
+}
