@@ -398,29 +398,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                for row in &rows {
-                    let name = row["name"].as_str().unwrap_or_default();
-                    match row.get("error") {
-                        Some(err) => {
-                            println!("{name:<14} BROKEN: {}", err.as_str().unwrap_or_default())
-                        }
-                        None => {
-                            let caps: Vec<&str> = row["capabilities"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|c| c.as_str())
-                                .collect();
-                            println!(
-                                "{name:<14} {}\n{:<14} wants: {} · {}",
-                                row["summary"].as_str().unwrap_or_default(),
-                                "",
-                                caps.join(", "),
-                                row["origin"].as_str().unwrap_or_default()
-                            );
-                        }
-                    }
-                }
+                print!("{}", render::playbook_list(&rows));
             }
             Ok(0)
         }
@@ -440,56 +418,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
                 return Ok(0);
             }
-            println!(
-                "{} {} ({})\n  {}\n",
-                d.name, d.version, prepared.source.origin, d.summary
-            );
-            println!("parameters:");
-            for p in &d.params {
-                let default = match (&p.default, p.required) {
-                    (_, true) => "required".to_string(),
-                    (Some(v), _) => format!("default {v:?}"),
-                    (None, _) => "optional".to_string(),
-                };
-                println!("  {:<18} {:<28} {}", p.name, default, p.description);
-            }
-            println!("\ncapabilities (wanted → granted):");
-            for cap in &d.capabilities {
-                let granted = match cap {
-                    Capability::FsRead => {
-                        list_or_none(grants.fs_read.iter().map(|p| p.display().to_string()))
-                    }
-                    Capability::Notify => list_or_none(grants.notify.iter().cloned()),
-                    Capability::Http => list_or_none(grants.http.iter().cloned()),
-                    Capability::Docker => list_or_none(grants.docker.iter().map(|rule| {
-                        let verbs: Vec<String> = rule
-                            .verbs
-                            .iter()
-                            .map(|v| {
-                                serde_json::to_value(v)
-                                    .unwrap_or_default()
-                                    .as_str()
-                                    .unwrap_or_default()
-                                    .to_string()
-                            })
-                            .collect();
-                        let mut targets = rule.containers.clone();
-                        targets.extend(rule.labels.iter().map(|l| format!("label {l}")));
-                        if targets.is_empty() {
-                            verbs.join("/")
-                        } else {
-                            format!("{} on {}", verbs.join("/"), targets.join(", "))
-                        }
-                    })),
-                };
-                println!("  {:<8} → {granted}", cap.as_str());
-            }
-            println!(
-                "\nlimits: deadline {}s · memory {} MiB · {} notifications · {} capability calls per run",
-                limits.deadline.as_secs(),
-                limits.memory_bytes >> 20,
-                limits.max_notifications,
-                limits.max_calls
+            print!(
+                "{}",
+                render::inspect(d, &prepared.source.origin.to_string(), &grants, &limits)
             );
             Ok(0)
         }
@@ -638,14 +569,5 @@ fn show_runs(
             print!("{}", runbook_host::postmortem::render(&run));
             Ok(0)
         }
-    }
-}
-
-fn list_or_none(items: impl Iterator<Item = String>) -> String {
-    let items: Vec<String> = items.collect();
-    if items.is_empty() {
-        "nothing (denied)".to_string()
-    } else {
-        items.join(", ")
     }
 }

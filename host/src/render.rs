@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::bindings::{Capability, Description};
+use crate::policy::{Grants, Limits};
 use crate::run::RunRecord;
 use crate::store::{OutboxRow, RunSummary, StoredRun};
 use crate::timeline::{Event, EventKind};
@@ -194,4 +196,112 @@ pub fn stored_run(run: &StoredRun) -> String {
         }
     }
     out
+}
+
+/// `host list`: a name, its summary, what it wants and where it comes from (or why it is broken).
+pub fn playbook_list(rows: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let name = row["name"].as_str().unwrap_or_default();
+        if let Some(err) = row.get("error") {
+            let _ = writeln!(
+                out,
+                "{name:<14} BROKEN: {}",
+                err.as_str().unwrap_or_default()
+            );
+            continue;
+        }
+        let caps: Vec<&str> = row["capabilities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{name:<14} {}\n{:<14} wants: {} · {}",
+            row["summary"].as_str().unwrap_or_default(),
+            "",
+            caps.join(", "),
+            row["origin"].as_str().unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// `host inspect`: parameters, wanted vs granted capabilities, limits.
+pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} ({origin})\n  {}\n",
+        d.name, d.version, d.summary
+    );
+    let _ = writeln!(out, "parameters:");
+    for p in &d.params {
+        let default = match (&p.default, p.required) {
+            (_, true) => "required".to_string(),
+            (Some(v), _) => format!("default {v:?}"),
+            (None, _) => "optional".to_string(),
+        };
+        let _ = writeln!(out, "  {:<22} {:<22} {}", p.name, default, p.description);
+    }
+    let _ = writeln!(out, "\ncapabilities (wanted → granted):");
+    for cap in &d.capabilities {
+        let granted = match cap {
+            Capability::FsRead => {
+                list_or_none(grants.fs_read.iter().map(|p| p.display().to_string()))
+            }
+            Capability::Notify => list_or_none(grants.notify.iter().cloned()),
+            Capability::Http => {
+                let mut origins = list_or_none(grants.http.iter().cloned());
+                if !grants.http_private.is_empty() {
+                    origins.push_str(&format!(
+                        " (private addresses allowed for {})",
+                        grants.http_private.join(", ")
+                    ));
+                }
+                origins
+            }
+            Capability::Docker => list_or_none(grants.docker.iter().map(|rule| {
+                let verbs: Vec<String> = rule
+                    .verbs
+                    .iter()
+                    .map(|v| {
+                        serde_json::to_value(v)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect();
+                let mut targets = rule.containers.clone();
+                targets.extend(rule.labels.iter().map(|l| format!("label {l}")));
+                if targets.is_empty() {
+                    verbs.join("/")
+                } else {
+                    format!("{} on {}", verbs.join("/"), targets.join(", "))
+                }
+            })),
+        };
+        let _ = writeln!(out, "  {:<8} → {granted}", cap.as_str());
+    }
+    let _ = writeln!(
+        out,
+        "\nlimits: deadline {}s · memory {} MiB · {} notifications · {} capability calls per run",
+        limits.deadline.as_secs(),
+        limits.memory_bytes >> 20,
+        limits.max_notifications,
+        limits.max_calls
+    );
+    out
+}
+
+fn list_or_none(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "nothing (denied)".to_string()
+    } else {
+        items.join(", ")
+    }
 }
