@@ -48,6 +48,24 @@ impl Description {
 }
 
 impl Incident {
+    /// Sends `message` to `channel` and returns what happened as an outcome action:
+    /// "notified ops", "would notify ops" on a dry run, or "notification to ops failed (kind:
+    /// detail)", also logged as a warning. A failed notification is reported, never fatal.
+    pub fn notify_action(&self, channel: &str, message: &Message) -> String {
+        match crate::notify::send(channel, message) {
+            Ok(()) if self.dry_run => format!("would notify {channel}"),
+            Ok(()) => format!("notified {channel}"),
+            Err(e) => {
+                crate::warn!("notify {channel}: {}: {}", e.kind(), e.detail());
+                format!(
+                    "notification to {channel} failed ({}: {})",
+                    e.kind(),
+                    e.detail()
+                )
+            }
+        }
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()

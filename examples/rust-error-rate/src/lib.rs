@@ -119,15 +119,7 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     .severity(Severity::Warning)
     .field("run", &incident.run_id)
     .field("threshold", threshold.to_string());
-    let action = match notify::send(&channel, &message) {
-        Ok(()) if incident.dry_run => format!("would notify {channel}"),
-        Ok(()) => format!("notified {channel}"),
-        Err(e) => format!(
-            "notification to {channel} failed ({}: {})",
-            e.kind(),
-            e.detail()
-        ),
-    };
+    let action = incident.notify_action(&channel, &message);
     Ok(Outcome::escalated(summary).action(action))
 }
 

@@ -28,7 +28,7 @@ use self::routing::Router as AlertRouter;
 use crate::bindings::{Alert, TriggerKind};
 use crate::run::{Host, RunRequest};
 use crate::severity::Priority;
-use crate::store::AlertRecord;
+use crate::store::{AlertRecord, StoredRun};
 
 pub use self::auth::Verifier;
 pub use self::routing::Matcher;
@@ -424,20 +424,24 @@ async fn show_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(denied) = refuse_api(&app, &headers) {
-        return denied;
+    match stored_run(&app, &headers, &id) {
+        Ok(run) => reply(&app, "runs", StatusCode::OK, json!(run)),
+        Err(refused) => *refused,
+    }
+}
+
+/// The run, or the response that says why not (auth, 404, store error).
+fn stored_run(app: &App, headers: &HeaderMap, id: &str) -> Result<StoredRun, Box<Response>> {
+    if let Some(denied) = refuse_api(app, headers) {
+        return Err(Box::new(denied));
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    match store.get(&id) {
-        Ok(Some(run)) => reply(&app, "runs", StatusCode::OK, json!(run)),
-        Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
-        Err(e) => error(
-            &app,
-            "runs",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:#}"),
-        ),
-    }
+    let refusal = match store.get(id) {
+        Ok(Some(run)) => return Ok(run),
+        Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    };
+    Err(Box::new(error(app, "runs", refusal.0, refusal.1)))
 }
 
 /// The run as a post-incident review, `text/markdown`.
@@ -446,12 +450,8 @@ async fn run_report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(denied) = refuse_api(&app, &headers) {
-        return denied;
-    }
-    let store = app.dispatcher.host().store.clone().expect("store");
-    match store.get(&id) {
-        Ok(Some(run)) => {
+    match stored_run(&app, &headers, &id) {
+        Ok(run) => {
             app.dispatcher.metrics.request("runs", 200);
             (
                 [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
@@ -459,13 +459,7 @@ async fn run_report(
             )
                 .into_response()
         }
-        Ok(None) => error(&app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
-        Err(e) => error(
-            &app,
-            "runs",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:#}"),
-        ),
+        Err(refused) => *refused,
     }
 }
 

@@ -454,14 +454,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         &name, &incident, &settings, &before, &logs, &latest, &outcome,
     );
     let channel = &settings.channel;
-    outcome.actions.push(match notify::send(channel, &message) {
-        Ok(()) if dry_run => format!("would notify {channel}"),
-        Ok(()) => format!("notified {channel}"),
-        Err(e) => {
-            warn!("notify {channel}: {}", why(&e));
-            format!("notification to {channel} failed ({})", why(&e))
-        }
-    });
+    outcome
+        .actions
+        .push(incident.notify_action(channel, &message));
     Ok(outcome)
 }
 
@@ -477,12 +472,8 @@ fn missing(incident: &Incident, settings: &Settings, detail: &str) -> Outcome {
         .severity(Severity::Critical)
         .field("run", &incident.run_id);
     let channel = &settings.channel;
-    let action = match notify::send(channel, &message) {
-        Ok(()) if incident.dry_run => format!("would notify {channel}"),
-        Ok(()) => format!("notified {channel}"),
-        Err(e) => format!("notification to {channel} failed ({})", why(&e)),
-    };
-    Outcome::new(Status::Escalated, summary).actions(vec![action])
+    Outcome::new(Status::Escalated, summary)
+        .actions(vec![incident.notify_action(channel, &message)])
 }
 
 fn message(

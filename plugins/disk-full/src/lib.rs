@@ -323,23 +323,7 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     }
 
     let _ = report::attach("disk-report.txt", "text/plain", report.as_bytes());
-    let verb = if incident.dry_run {
-        "would notify"
-    } else {
-        "notified"
-    };
-    match notify::send(&settings.channel, &message) {
-        Ok(()) => actions.push(format!("{verb} {}", settings.channel)),
-        Err(e) => {
-            warn!("notify {}: {}: {}", settings.channel, e.kind(), e.detail());
-            actions.push(format!(
-                "notification to {} failed ({}: {})",
-                settings.channel,
-                e.kind(),
-                e.detail()
-            ));
-        }
-    }
+    actions.push(incident.notify_action(&settings.channel, &message));
 
     // Pruning frees Docker's share; whether the mount is back under the threshold is a
     // question for the next run (or a human), so a prune alone never claims "resolved".

@@ -512,15 +512,7 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     }
     let mut actions: Vec<String> = contained.into_iter().collect();
     let channel = &settings.channel;
-    actions.push(match notify::send(channel, &message) {
-        Ok(()) if incident.dry_run => format!("would notify {channel}"),
-        Ok(()) => format!("notified {channel}"),
-        Err(e) => format!(
-            "notification to {channel} failed ({}: {})",
-            e.kind(),
-            e.detail()
-        ),
-    });
+    actions.push(incident.notify_action(channel, &message));
     Ok(Outcome::escalated(title).actions(actions))
 }
 

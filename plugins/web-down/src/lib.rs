@@ -325,14 +325,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     // 3. tell the team; a failed notification is recorded, not fatal
     let message = message(&incident, &settings, &before, &found, &outcome);
     let channel = &settings.channel;
-    outcome.actions.push(match notify::send(channel, &message) {
-        Ok(()) if incident.dry_run => format!("would notify {channel}"),
-        Ok(()) => format!("notified {channel}"),
-        Err(e) => {
-            warn!("notify {channel}: {}", why(&e));
-            format!("notification to {channel} failed ({})", why(&e))
-        }
-    });
+    outcome
+        .actions
+        .push(incident.notify_action(channel, &message));
     Ok(outcome)
 }
 
