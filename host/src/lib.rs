@@ -20,4 +20,5 @@ pub mod severity;
 pub mod signing;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod timeline;

@@ -202,7 +202,11 @@ async fn main() -> ExitCode {
     match dispatch(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors can quote a playbook's words (a describe() failure): escaped like the rest.
+            eprintln!(
+                "error: {}",
+                runbook_host::text::escape_keeping_lines(&format!("{e:#}"))
+            );
             let usage = e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<ConfigError>().is_some();
             if usage {
@@ -337,8 +341,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 println!(
                     "▶ {} ({}, {}{})",
-                    prepared.source.name,
-                    prepared.source.origin,
+                    runbook_host::text::escape(&prepared.source.name),
+                    runbook_host::text::escape(&prepared.source.origin.to_string()),
                     trigger.as_str(),
                     if dry_run { ", dry run" } else { "" }
                 );
@@ -359,12 +363,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 let mut doc = serde_json::to_value(&record)?;
                 doc["deliveries"] = serde_json::to_value(&deliveries)?;
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                println!("{}", runbook_host::text::json_for_terminal(&doc)?);
             } else {
                 print!("{}", render::deliveries(&deliveries));
                 print!("{}", render::summary(&record));
                 if let Some(reason) = &record.reason {
-                    eprintln!("error: {} failed: {reason}", record.playbook);
+                    eprintln!(
+                        "error: {} failed: {}",
+                        record.playbook,
+                        runbook_host::text::escape(reason)
+                    );
                 }
             }
             Ok(match record.status {
@@ -396,7 +404,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 rows.push(row);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!("{}", runbook_host::text::json_for_terminal(&rows)?);
             } else {
                 print!("{}", render::playbook_list(&rows));
             }
@@ -415,7 +423,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     "wants": d.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
                     "grants": grants, "limits": limits,
                 });
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                println!("{}", runbook_host::text::json_for_terminal(&doc)?);
                 return Ok(0);
             }
             print!(
@@ -433,7 +441,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check { json } => {
             let report = check::check(&host).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", runbook_host::text::json_for_terminal(&report)?);
             } else {
                 println!(
                     "config: {}",
@@ -446,9 +454,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     println!(
                         "  {} {:<14} {} · {}",
                         if p.ok { "ok " } else { "ERR" },
-                        p.name,
-                        p.origin,
-                        p.detail
+                        runbook_host::text::escape(&p.name),
+                        runbook_host::text::escape(&p.origin),
+                        runbook_host::text::escape(&p.detail)
                     );
                 }
                 for problem in &report.problems {
@@ -496,7 +504,7 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
             }
             let rows = notifier.store().outbox_list(state.as_deref(), limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!("{}", runbook_host::text::json_for_terminal(&rows)?);
             } else if rows.is_empty() {
                 println!(
                     "the outbox in {} is empty",
@@ -537,7 +545,7 @@ fn show_runs(
         None => {
             let runs = store.list(limit, playbook)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                println!("{}", runbook_host::text::json_for_terminal(&runs)?);
             } else if runs.is_empty() {
                 println!("no runs yet in {}", store.path().display());
             } else {
@@ -554,7 +562,7 @@ fn show_runs(
                 return Ok(EXIT_USAGE);
             };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&run)?);
+                println!("{}", runbook_host::text::json_for_terminal(&run)?);
             } else {
                 print!("{}", render::stored_run(&run));
             }

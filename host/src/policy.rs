@@ -128,6 +128,8 @@ pub struct Limits {
     pub max_artifact_bytes: usize,
     /// http send and probe calls (each redirect hop is part of its call).
     pub max_http_calls: u64,
+    /// What the timeline (log lines, steps, recorded calls) may add to the store.
+    pub max_timeline_bytes: usize,
 }
 
 impl Default for Limits {
@@ -140,6 +142,7 @@ impl Default for Limits {
             max_notifications: 20,
             max_artifact_bytes: 8 << 20,
             max_http_calls: 200,
+            max_timeline_bytes: 4 << 20,
         }
     }
 }

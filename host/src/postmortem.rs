@@ -14,7 +14,14 @@ const TO_FILL: &str = "_to be filled in_";
 /// items.
 const MANUAL_PREFIX: &str = "manual: ";
 
+/// The review as Markdown. Whatever a playbook wrote is one line of text here: control
+/// characters are escaped, so the report cannot carry terminal escapes or forge headings.
 pub fn render(run: &StoredRun) -> String {
+    crate::text::escape_keeping_lines(&render_unescaped(run)).into_owned()
+}
+
+fn render_unescaped(run: &StoredRun) -> String {
+    use crate::text::escape as esc;
     let r = &run.run;
     let mut out = String::new();
     let date = r.started_at.get(..10).unwrap_or(&r.started_at);
@@ -38,9 +45,9 @@ pub fn render(run: &StoredRun) -> String {
     let _ = writeln!(out, "**Outcome:** {}\n", r.status);
 
     let _ = writeln!(out, "## Summary\n");
-    let _ = writeln!(out, "{}", r.summary);
+    let _ = writeln!(out, "{}", esc(&r.summary));
     if let Some(reason) = &run.reason {
-        let _ = writeln!(out, "\nThe run failed: {reason}");
+        let _ = writeln!(out, "\nThe run failed: {}", esc(reason));
     }
 
     let _ = writeln!(out, "\n## Impact\n");
@@ -53,7 +60,13 @@ pub fn render(run: &StoredRun) -> String {
             .filter(|s| !s.is_empty())
             .map(|s| format!(", firing since {s}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "- **Alert:** {name} ({status}{since})");
+        let _ = writeln!(
+            out,
+            "- **Alert:** {} ({}{})",
+            esc(name),
+            esc(status),
+            esc(&since)
+        );
     } else {
         let _ = writeln!(out, "- **Trigger:** {}", r.trigger);
     }
@@ -76,7 +89,7 @@ pub fn render(run: &StoredRun) -> String {
     if !problems.is_empty() {
         let _ = writeln!(out, "- **Found:**");
         for problem in &problems {
-            let _ = writeln!(out, "  - {problem}");
+            let _ = writeln!(out, "  - {}", esc(problem));
         }
     }
     let _ = writeln!(out, "- **Users affected:** {TO_FILL}");
@@ -96,7 +109,12 @@ pub fn render(run: &StoredRun) -> String {
         r.playbook
     );
     for event in &run.timeline {
-        let _ = writeln!(out, "- **{}** — {}", clock(&event.at), describe(event));
+        let _ = writeln!(
+            out,
+            "- **{}** — {}",
+            clock(&event.at),
+            esc(&describe(event))
+        );
     }
     if let Some(ended) = &r.ended_at {
         let _ = writeln!(out, "- **{}** — run ended: {}", clock(ended), r.status);
@@ -121,7 +139,7 @@ pub fn render(run: &StoredRun) -> String {
     } else {
         let _ = writeln!(out, "Actions taken by the playbook:\n");
         for action in &actions {
-            let _ = writeln!(out, "- {action}");
+            let _ = writeln!(out, "- {}", esc(action));
         }
     }
     if !run.deliveries.is_empty() {
@@ -130,12 +148,15 @@ pub fn render(run: &StoredRun) -> String {
             let error = d
                 .last_error
                 .as_deref()
-                .map(|e| format!(" ({e})"))
+                .map(|e| format!(" ({})", esc(e)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "- {} ({}): \"{}\" — {}{error}",
-                d.channel, d.kind, d.title, d.state
+                esc(&d.channel),
+                esc(&d.kind),
+                esc(&d.title),
+                esc(&d.state)
             );
         }
     }
@@ -152,7 +173,10 @@ pub fn render(run: &StoredRun) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | `{}` |",
-                a.name, a.content_type, a.bytes, a.sha256
+                esc(&a.name).replace('|', "\\|"),
+                esc(&a.content_type).replace('|', "\\|"),
+                a.bytes,
+                esc(&a.sha256)
             );
         }
         let _ = writeln!(out, "\n`host runs show {} --json` has the contents.", r.id);
@@ -172,14 +196,15 @@ pub fn render(run: &StoredRun) -> String {
         if let EventKind::Step { name, .. } = &event.kind
             && let Some(what) = name.strip_prefix(MANUAL_PREFIX)
         {
-            let _ = writeln!(out, "- [ ] {what} - Owner: [Name] - Due: [Date]");
+            let _ = writeln!(out, "- [ ] {} - Owner: [Name] - Due: [Date]", esc(what));
         }
     }
     if r.status == "escalated" || r.status == "failed" {
         let _ = writeln!(
             out,
             "- [ ] Follow up ({}): {} - Owner: [Name] - Due: [Date]",
-            r.status, r.summary
+            r.status,
+            esc(&r.summary)
         );
     }
     let _ = writeln!(

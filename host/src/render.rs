@@ -1,4 +1,6 @@
-//! Human-readable rendering of runs and timelines for the terminal.
+//! Human-readable rendering of runs and timelines for the terminal. Every string a playbook
+//! or a webhook chose goes through `esc` (control characters and line breaks escaped): a
+//! playbook must not be able to forge a line, move the cursor or write the clipboard.
 
 use std::fmt::Write;
 
@@ -6,13 +8,16 @@ use crate::bindings::{Capability, Description};
 use crate::policy::{Grants, Limits};
 use crate::run::RunRecord;
 use crate::store::{OutboxRow, RunSummary, StoredRun};
+use crate::text::escape as esc;
 use crate::timeline::{Event, EventKind};
 
 /// One line per timeline event, as the CLI prints it live.
 pub fn event_line(event: &Event) -> String {
     let offset = format!("{:>9.1}ms", event.offset_ms);
     match &event.kind {
-        EventKind::Log { level, message } => format!("{offset}  {level:<5}  {message}"),
+        EventKind::Log { level, message } => {
+            format!("{offset}  {:<5}  {}", esc(level), esc(message))
+        }
         EventKind::Step {
             name,
             status,
@@ -21,9 +26,9 @@ pub fn event_line(event: &Event) -> String {
             let detail = if detail.is_empty() {
                 String::new()
             } else {
-                format!(": {detail}")
+                format!(": {}", esc(detail))
             };
-            format!("{offset}  step   {name} [{status}]{detail}")
+            format!("{offset}  step   {} [{}]{detail}", esc(name), esc(status))
         }
         EventKind::Call {
             interface,
@@ -35,10 +40,12 @@ pub fn event_line(event: &Event) -> String {
         } => {
             let detail = detail
                 .as_deref()
-                .map(|d| format!(" ({d})"))
+                .map(|d| format!(" ({})", esc(d)))
                 .unwrap_or_default();
             format!(
-                "{offset}  call   {interface}.{function} {args} → {result}{detail}  [{duration_ms:.2}ms]"
+                "{offset}  call   {interface}.{function} {} → {}{detail}  [{duration_ms:.2}ms]",
+                esc(&args.to_string()),
+                esc(result)
             )
         }
         EventKind::Notification {
@@ -51,7 +58,13 @@ pub fn event_line(event: &Event) -> String {
             let id = outbox_id
                 .map(|id| format!(" (outbox #{id})"))
                 .unwrap_or_default();
-            format!("{offset}  notify {channel} [{severity}] {title} → {state}{id}")
+            format!(
+                "{offset}  notify {} [{}] {} → {}{id}",
+                esc(channel),
+                esc(severity),
+                esc(title),
+                esc(state)
+            )
         }
         EventKind::Artifact {
             name,
@@ -59,8 +72,10 @@ pub fn event_line(event: &Event) -> String {
             bytes,
             sha256,
         } => format!(
-            "{offset}  attach {name} ({content_type}, {bytes} bytes, sha256 {})",
-            &sha256[..12]
+            "{offset}  attach {} ({}, {bytes} bytes, sha256 {})",
+            esc(name),
+            esc(content_type),
+            esc(sha256.get(..12).unwrap_or(sha256))
         ),
     }
 }
@@ -72,10 +87,10 @@ pub fn summary(record: &RunRecord) -> String {
         out,
         "\n{}: {}",
         record.status.to_uppercase(),
-        record.summary
+        esc(&record.summary)
     );
     for action in &record.actions {
-        let _ = writeln!(out, "  action: {action}");
+        let _ = writeln!(out, "  action: {}", esc(action));
     }
     let t = &record.timings;
     let compile = if t.load.cache == "hit" {
@@ -127,11 +142,16 @@ fn delivery_line(row: &OutboxRow) -> String {
     let error = row
         .last_error
         .as_deref()
-        .map(|e| format!(" — {e}"))
+        .map(|e| format!(" — {}", esc(e)))
         .unwrap_or_default();
     format!(
         "{mark} #{} {} ({}) {}: {} after {} {tries}{error}",
-        row.id, row.channel, row.kind, row.title, row.state, row.attempts
+        row.id,
+        esc(&row.channel),
+        esc(&row.kind),
+        esc(&row.title),
+        esc(&row.state),
+        row.attempts
     )
 }
 
@@ -139,7 +159,7 @@ fn delivery_line(row: &OutboxRow) -> String {
 pub fn outbox(rows: &[OutboxRow]) -> String {
     let mut out = String::new();
     for row in rows {
-        let run = row.run_id.as_deref().unwrap_or("-");
+        let run = esc(row.run_id.as_deref().unwrap_or("-"));
         let _ = writeln!(out, "{}  run {run}  {}", row.created_at, delivery_line(row));
     }
     out
@@ -150,7 +170,12 @@ pub fn run_line(run: &RunSummary) -> String {
     let dry = if run.dry_run { " (dry run)" } else { "" };
     format!(
         "{}  {}  {:<10} {:<11} {:<8} {}{dry}",
-        run.id, run.started_at, run.playbook, run.status, run.trigger, run.summary
+        esc(&run.id),
+        esc(&run.started_at),
+        esc(&run.playbook),
+        esc(&run.status),
+        esc(&run.trigger),
+        esc(&run.summary)
     )
 }
 
@@ -161,7 +186,11 @@ pub fn stored_run(run: &StoredRun) -> String {
     let _ = writeln!(
         out,
         "run {} · {} ({}) · {} · {}",
-        r.id, r.playbook, run.origin, r.trigger, r.status
+        esc(&r.id),
+        esc(&r.playbook),
+        esc(&run.origin),
+        esc(&r.trigger),
+        esc(&r.status)
     );
     let _ = writeln!(
         out,
@@ -169,16 +198,20 @@ pub fn stored_run(run: &StoredRun) -> String {
         r.started_at,
         r.ended_at.as_deref().unwrap_or("-")
     );
-    let _ = writeln!(out, "params {}", run.params);
+    let _ = writeln!(out, "params {}", esc(&run.params.to_string()));
     if let Some(alert) = &run.alert {
-        let _ = writeln!(out, "alert {alert}");
+        let _ = writeln!(out, "alert {}", esc(&alert.to_string()));
     }
-    let _ = writeln!(out, "summary: {}", r.summary);
+    let _ = writeln!(out, "summary: {}", esc(&r.summary));
     if let Some(reason) = &run.reason {
-        let _ = writeln!(out, "reason: {reason}");
+        let _ = writeln!(out, "reason: {}", esc(reason));
     }
     for action in run.actions.as_array().into_iter().flatten() {
-        let _ = writeln!(out, "  action: {}", action.as_str().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  action: {}",
+            esc(action.as_str().unwrap_or_default())
+        );
     }
     let _ = writeln!(out, "\ntimeline:");
     for event in &run.timeline {
@@ -191,7 +224,10 @@ pub fn stored_run(run: &StoredRun) -> String {
             let _ = writeln!(
                 out,
                 "  {} ({}, {} bytes, sha256 {})",
-                a.name, a.content_type, a.bytes, a.sha256
+                esc(&a.name),
+                esc(&a.content_type),
+                a.bytes,
+                esc(&a.sha256)
             );
         }
     }
@@ -202,12 +238,12 @@ pub fn stored_run(run: &StoredRun) -> String {
 pub fn playbook_list(rows: &[serde_json::Value]) -> String {
     let mut out = String::new();
     for row in rows {
-        let name = row["name"].as_str().unwrap_or_default();
+        let name = esc(row["name"].as_str().unwrap_or_default());
         if let Some(err) = row.get("error") {
             let _ = writeln!(
                 out,
                 "{name:<14} BROKEN: {}",
-                err.as_str().unwrap_or_default()
+                esc(err.as_str().unwrap_or_default())
             );
             continue;
         }
@@ -220,10 +256,10 @@ pub fn playbook_list(rows: &[serde_json::Value]) -> String {
         let _ = writeln!(
             out,
             "{name:<14} {}\n{:<14} wants: {} · {}",
-            row["summary"].as_str().unwrap_or_default(),
+            esc(row["summary"].as_str().unwrap_or_default()),
             "",
-            caps.join(", "),
-            row["origin"].as_str().unwrap_or_default()
+            esc(&caps.join(", ")),
+            esc(row["origin"].as_str().unwrap_or_default())
         );
     }
     out
@@ -234,8 +270,11 @@ pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} {} ({origin})\n  {}\n",
-        d.name, d.version, d.summary
+        "{} {} ({})\n  {}\n",
+        esc(&d.name),
+        esc(&d.version),
+        esc(origin),
+        esc(&d.summary)
     );
     let _ = writeln!(out, "parameters:");
     for p in &d.params {
@@ -244,7 +283,13 @@ pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) 
             (Some(v), _) => format!("default {v:?}"),
             (None, _) => "optional".to_string(),
         };
-        let _ = writeln!(out, "  {:<22} {:<22} {}", p.name, default, p.description);
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<22} {}",
+            esc(&p.name),
+            esc(&default),
+            esc(&p.description)
+        );
     }
     let _ = writeln!(out, "\ncapabilities (wanted → granted):");
     for cap in &d.capabilities {

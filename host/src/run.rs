@@ -331,12 +331,15 @@ impl Host {
         .await;
 
         let (status, summary, actions, reason) = match outcome {
-            Ok(Ok(Ok(outcome))) => (
-                outcome.status.as_str(),
-                outcome.summary,
-                outcome.actions,
-                None,
-            ),
+            Ok(Ok(Ok(outcome))) => match outcome_size_problem(&outcome) {
+                None => (
+                    outcome.status.as_str(),
+                    outcome.summary,
+                    outcome.actions,
+                    None,
+                ),
+                Some(problem) => failed(format!("limit exceeded: {problem}")),
+            },
             Ok(Ok(Err(error))) => failed(format!(
                 "the playbook returned {}: {}",
                 error.kind(),
@@ -388,7 +391,42 @@ impl Host {
     }
 }
 
+/// Caps on what a playbook's outcome puts in the store and in every notification and view.
+pub const MAX_SUMMARY_BYTES: usize = 4 << 10;
+pub const MAX_ACTIONS: usize = 100;
+pub const MAX_ACTION_BYTES: usize = 1 << 10;
+/// The failure reason carries what the guest printed (a panic message): kept, but capped.
+const MAX_REASON_BYTES: usize = 8 << 10;
+
+fn outcome_size_problem(
+    outcome: &crate::bindings::runbook::host::types::Outcome,
+) -> Option<String> {
+    if outcome.summary.len() > MAX_SUMMARY_BYTES {
+        return Some(format!(
+            "a summary of {} bytes (at most {MAX_SUMMARY_BYTES})",
+            outcome.summary.len()
+        ));
+    }
+    if outcome.actions.len() > MAX_ACTIONS {
+        return Some(format!(
+            "{} actions (at most {MAX_ACTIONS})",
+            outcome.actions.len()
+        ));
+    }
+    outcome
+        .actions
+        .iter()
+        .find(|a| a.len() > MAX_ACTION_BYTES)
+        .map(|a| {
+            format!(
+                "an action of {} bytes (at most {MAX_ACTION_BYTES})",
+                a.len()
+            )
+        })
+}
+
 fn failed(reason: String) -> (&'static str, String, Vec<String>, Option<String>) {
+    let reason = crate::text::truncate_owned(reason, MAX_REASON_BYTES);
     (
         "failed",
         format!("run failed: {reason}"),

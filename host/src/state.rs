@@ -142,11 +142,25 @@ impl RunState {
 
     /// Counts a capability call against the per-run cap.
     pub(crate) fn begin_call(&mut self) -> wasmtime::Result<()> {
+        self.check_timeline_size()?;
         self.counters.calls += 1;
         if self.counters.calls > self.limits.max_calls {
             return Err(LimitExceeded(format!(
                 "more than {} capability calls in one run",
                 self.limits.max_calls
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The timeline is checked before each call and log line, so it overshoots its cap by at
+    /// most one (capped) event.
+    pub(crate) fn check_timeline_size(&self) -> wasmtime::Result<()> {
+        if self.timeline.stored_bytes() > self.limits.max_timeline_bytes {
+            return Err(LimitExceeded(format!(
+                "more than {} bytes of timeline (log lines, steps, calls) in one run",
+                self.limits.max_timeline_bytes
             ))
             .into());
         }

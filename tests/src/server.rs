@@ -27,6 +27,10 @@ impl Reply {
     }
 }
 
+/// The read API's token in every test server that did not configure `[webhooks.api]` itself.
+pub const API_TOKEN: &str = "rb-test-api-token";
+const API_TOKEN_ENV: &str = "RB_TEST_API_TOKEN";
+
 impl Server {
     /// Starts `host serve` in the sandbox's directory (so its host.toml applies) and waits for
     /// /healthz.
@@ -35,6 +39,30 @@ impl Server {
     }
 
     pub fn start_on(sandbox: &Sandbox, env: &[(&str, &str)], port: u16) -> Server {
+        Self::spawn(sandbox, env, port, true)
+    }
+
+    /// Starts with the host.toml exactly as the test wrote it (no read-API token added).
+    pub fn start_as_configured(sandbox: &Sandbox, env: &[(&str, &str)]) -> Server {
+        Self::spawn(sandbox, env, free_port(), false)
+    }
+
+    fn spawn(sandbox: &Sandbox, env: &[(&str, &str)], port: u16, api_token: bool) -> Server {
+        // The read API needs auth by default: unless the test configured it, the server gets a
+        // bearer token that `get` sends.
+        let config = sandbox.path().join("host.toml");
+        let existing = std::fs::read_to_string(&config).unwrap_or_default();
+        if api_token && !existing.contains("[webhooks.api]") {
+            if !config.exists() {
+                sandbox.write("host.toml", "");
+            }
+            sandbox.write_append(
+                "host.toml",
+                &format!(
+                    "\n[webhooks.api]\nauth = {{ kind = \"bearer\", token = {{ env = \"{API_TOKEN_ENV}\" }} }}\n"
+                ),
+            );
+        }
         let log = std::fs::File::create(sandbox.path().join(format!("serve-{port}.log"))).unwrap();
         let child = Command::new(crate::host_bin())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -42,6 +70,7 @@ impl Server {
             .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
             .env("RUNBOOK_STORE", sandbox.store_path())
             .env_remove("RUNBOOK_CONFIG")
+            .env(API_TOKEN_ENV, API_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -99,7 +128,33 @@ impl Server {
     }
 
     fn try_get(&self, path: &str) -> Option<Reply> {
-        self.agent.get(&self.url(path)).call().ok().map(read)
+        self.agent
+            .get(&self.url(path))
+            .header("Authorization", format!("Bearer {API_TOKEN}"))
+            .call()
+            .ok()
+            .map(read)
+    }
+
+    /// A GET without credentials, as a stranger on the network would send it.
+    pub fn get_anonymous(&self, path: &str) -> Reply {
+        match self.agent.get(&self.url(path)).call() {
+            Ok(response) => read(response),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// A GET with the given `Authorization` header value.
+    pub fn get_authorized(&self, path: &str, authorization: &str) -> Reply {
+        match self
+            .agent
+            .get(&self.url(path))
+            .header("Authorization", authorization)
+            .call()
+        {
+            Ok(response) => read(response),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
     }
 
     /// Polls /runs/{id} until the run has ended (or `timeout` passes).

@@ -44,7 +44,11 @@ impl notify::Host for RunState {
                 "send",
                 args,
                 "would",
-                Some(format!("would notify {channel}: {title}")),
+                Some(format!(
+                    "would notify {}: {}",
+                    crate::text::echo(&channel),
+                    crate::text::echo(&title)
+                )),
                 started.elapsed(),
             );
         } else {
@@ -82,21 +86,60 @@ impl notify::Host for RunState {
     }
 }
 
+/// What one message may carry. Chat APIs cut far below these (Telegram: 4096 characters);
+/// the caps keep a playbook from parking megabytes in the outbox and the store.
+pub const MAX_TITLE_BYTES: usize = 512;
+pub const MAX_BODY_BYTES: usize = 16 << 10;
+pub const MAX_FIELDS: usize = 32;
+pub const MAX_FIELD_NAME_BYTES: usize = 128;
+pub const MAX_FIELD_VALUE_BYTES: usize = 1024;
+
+fn check_size(message: &Message) -> Result<(), CapError> {
+    let over = |what: &str, len: usize, max: usize| {
+        CapError::Invalid(format!("notification {what} is {len} bytes; at most {max}"))
+    };
+    if message.title.len() > MAX_TITLE_BYTES {
+        return Err(over("title", message.title.len(), MAX_TITLE_BYTES));
+    }
+    if message.body.len() > MAX_BODY_BYTES {
+        return Err(over("body", message.body.len(), MAX_BODY_BYTES));
+    }
+    if message.fields.len() > MAX_FIELDS {
+        return Err(CapError::Invalid(format!(
+            "{} notification fields; at most {MAX_FIELDS}",
+            message.fields.len()
+        )));
+    }
+    for (name, value) in &message.fields {
+        if name.len() > MAX_FIELD_NAME_BYTES {
+            return Err(over("field name", name.len(), MAX_FIELD_NAME_BYTES));
+        }
+        if value.len() > MAX_FIELD_VALUE_BYTES {
+            return Err(over("field value", value.len(), MAX_FIELD_VALUE_BYTES));
+        }
+    }
+    Ok(())
+}
+
 impl RunState {
     fn check_and_submit(
         &mut self,
         channel: &str,
         message: Message,
     ) -> wasmtime::Result<Result<Submitted, CapError>> {
+        let shown = crate::text::echo(channel);
         if !self.grants.notify.iter().any(|c| c == channel) {
             return Ok(Err(CapError::Denied(format!(
-                "channel {channel:?} is not granted to this playbook (granted: [{}])",
+                "channel {shown:?} is not granted to this playbook (granted: [{}])",
                 self.grants.notify.join(", ")
             ))));
         }
+        if let Err(e) = check_size(&message) {
+            return Ok(Err(e));
+        }
         if self.notifier.kind_of(channel).is_none() {
             return Ok(Err(CapError::NotFound(format!(
-                "no channel named {channel:?} is configured (configured: {})",
+                "no channel named {shown:?} is configured (configured: {})",
                 self.notifier.names().join(", ")
             ))));
         }

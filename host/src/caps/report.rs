@@ -12,6 +12,7 @@ const MAX_TEXT: usize = 8 << 10;
 
 impl RunState {
     fn count_log_line(&mut self) -> wasmtime::Result<()> {
+        self.check_timeline_size()?;
         self.counters.logs += 1;
         if self.counters.logs > self.limits.max_log_lines {
             return Err(LimitExceeded(format!(
@@ -65,6 +66,9 @@ impl report::Host for RunState {
         content_type: String,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), CapError>> {
+        if let Err(e) = check_artifact_labels(&name, &content_type) {
+            return Ok(Err(e));
+        }
         self.counters.artifact_bytes += data.len();
         if self.counters.artifact_bytes > self.limits.max_artifact_bytes {
             return Err(LimitExceeded(format!(
@@ -89,6 +93,41 @@ impl report::Host for RunState {
         });
         Ok(Ok(()))
     }
+}
+
+/// Longest artifact name and content type: they are labels, shown in lists and file names.
+pub const MAX_ARTIFACT_NAME_BYTES: usize = 128;
+pub const MAX_CONTENT_TYPE_BYTES: usize = 100;
+
+fn check_artifact_labels(name: &str, content_type: &str) -> Result<(), CapError> {
+    if name.is_empty() || name.len() > MAX_ARTIFACT_NAME_BYTES {
+        return Err(CapError::Invalid(format!(
+            "artifact name of {} bytes; 1 to {MAX_ARTIFACT_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) || name.contains('/') || name == "." || name == ".." {
+        return Err(CapError::Invalid(format!(
+            "artifact name {:?}: no control characters or `/`",
+            crate::text::echo(name)
+        )));
+    }
+    // type/subtype with optional parameters, the shape of a Content-Type header.
+    let valid_type = content_type.len() <= MAX_CONTENT_TYPE_BYTES
+        && content_type.split_once('/').is_some_and(|(t, rest)| {
+            let subtype = rest.split(';').next().unwrap_or_default().trim();
+            !t.is_empty() && !subtype.is_empty()
+        })
+        && content_type
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ');
+    if !valid_type {
+        return Err(CapError::Invalid(format!(
+            "artifact content type {:?}: expected type/subtype (e.g. text/plain), at most {MAX_CONTENT_TYPE_BYTES} bytes",
+            crate::text::echo(content_type)
+        )));
+    }
+    Ok(())
 }
 
 fn bounded(mut text: String) -> String {

@@ -49,15 +49,23 @@ fn footer(n: &Notification) -> String {
 }
 
 /// Plain text for the console and e-mail.
+/// For a terminal or a log file: the playbook's words with control characters escaped (the
+/// body keeps its lines).
 pub fn text(channel: &str, n: &Notification) -> String {
-    let mut out = format!("\n── notify {channel} [{}] {}\n", rank(n), n.title);
+    use crate::text::escape as esc;
+    let mut out = format!(
+        "\n── notify {} [{}] {}\n",
+        esc(channel),
+        rank(n),
+        esc(&n.title)
+    );
     for line in n.body.lines() {
         out.push_str("   ");
-        out.push_str(line);
+        out.push_str(&esc(line));
         out.push('\n');
     }
     for (key, value) in &n.fields {
-        out.push_str(&format!("   {key}: {value}\n"));
+        out.push_str(&format!("   {}: {}\n", esc(key), esc(value)));
     }
     out.push('\n');
     out

@@ -288,6 +288,61 @@ fn timeout_of(ms: Option<u32>) -> Duration {
         .min(MAX_TIMEOUT)
 }
 
+/// Headers that choose where or how the request travels: the host decides those from the
+/// granted URL (a playbook-chosen `Host` reaches any virtual host behind a granted address).
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Most headers one request may carry, and the longest name and value.
+const MAX_HEADERS: usize = 64;
+const MAX_HEADER_BYTES: usize = 8 << 10;
+
+fn check_headers(headers: &[(String, String)]) -> Result<(), CapError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(CapError::Invalid(format!(
+            "{} headers; at most {MAX_HEADERS} per request",
+            headers.len()
+        )));
+    }
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            return Err(CapError::Invalid(format!(
+                "header {:?} is set by the host, not by a playbook",
+                crate::text::echo(name)
+            )));
+        }
+        if name.len() + value.len() > MAX_HEADER_BYTES {
+            return Err(CapError::Invalid(format!(
+                "header {:?} is {} bytes; at most {MAX_HEADER_BYTES}",
+                crate::text::echo(name),
+                name.len() + value.len()
+            )));
+        }
+        reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            CapError::Invalid(format!(
+                "header name {:?} is not valid",
+                crate::text::echo(name)
+            ))
+        })?;
+        reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            CapError::Invalid(format!(
+                "the value of header {:?} is not valid (control characters?)",
+                crate::text::echo(name)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
@@ -397,8 +452,11 @@ impl RunState {
         started: Instant,
     ) -> Result<Option<Response>, CapError> {
         let url = self.check_url(&req.url)?;
+        check_headers(&req.headers)?;
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| CapError::Invalid(format!("method {:?}", req.method)))?;
+            .map_err(|_| {
+                CapError::Invalid(format!("method {:?}", crate::text::echo(&req.method)))
+            })?;
         if self.dry_run && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
             return Ok(None);
         }

@@ -4,6 +4,8 @@
 //! as a failure; a refused capability call is returned as the run's error, so the run's reason
 //! carries the host's own words.
 
+mod output;
+
 use std::hint::black_box;
 
 use runbook_sdk::http::Request;
@@ -16,6 +18,9 @@ fn describe() -> Description {
         .required_param("case", "What to try: loop, memory, recursion, logs, notify-flood, artifacts, fs-read, http, http-flood, hang, sleep, ambient, docker-restart, notify, panic, sockets, mutate")
         .param("target", "Path, URL, container, channel or address the case aims at", None)
         .param("url", "A second target for `mutate`: the URL it POSTs to", None)
+        .param("header", "http-header: the header name to set", None)
+        .param("name", "artifact-label: the artifact name", None)
+        .param("content-type", "artifact-label: the content type", None)
         .wants(Capability::FsRead)
         .wants(Capability::Http)
         .wants(Capability::Docker)
@@ -24,7 +29,11 @@ fn describe() -> Description {
 
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
-    match incident.param("case").unwrap_or_default() {
+    let case = incident.param("case").unwrap_or_default();
+    if let Some(result) = output::run(case, &incident) {
+        return result;
+    }
+    match case {
         "loop" => spin(),
         "memory" => hoard(),
         "recursion" => Ok(escaped(format!("recursion returned {}", recurse(0)))),
