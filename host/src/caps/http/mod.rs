@@ -116,10 +116,17 @@ fn origin(url: &Url) -> String {
 
 impl RunState {
     fn check_url(&self, raw: &str) -> Result<Url, CapError> {
-        let url = Url::parse(raw).map_err(|e| CapError::Invalid(format!("url {raw:?}: {e}")))?;
+        let shown = crate::text::echo(raw);
+        if raw.len() > MAX_URL_BYTES {
+            return Err(CapError::Invalid(format!(
+                "url {shown:?} is {} bytes; at most {MAX_URL_BYTES}",
+                raw.len()
+            )));
+        }
+        let url = Url::parse(raw).map_err(|e| CapError::Invalid(format!("url {shown:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(CapError::Invalid(format!(
-                "url {raw:?}: only http and https"
+                "url {shown:?}: only http and https"
             )));
         }
         EgressPolicy::check_url(raw, &url).map_err(|e| CapError::Denied(e.0))?;
@@ -300,6 +307,9 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "trailer",
     "upgrade",
 ];
+
+/// Longest URL a playbook may ask for (browsers and servers stop near here too).
+const MAX_URL_BYTES: usize = 8 << 10;
 
 /// Most headers one request may carry, and the longest name and value.
 const MAX_HEADERS: usize = 64;
