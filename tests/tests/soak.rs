@@ -1,0 +1,192 @@
+//! The host keeps serving: one `host serve` takes a mix of hostile runs (spinning, hoarding,
+//! parked in the host, flooding, panicking, oversized) and well-behaved ones at once. Afterwards
+//! it answers, a disk-full run completes normally, and its threads and memory are back near
+//! where they were before the storm.
+
+use std::time::{Duration, Instant};
+
+use runbook_tests::server::Server;
+use runbook_tests::{Sandbox, guests};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "rb-soak-token";
+
+/// (case, params, the reason the run must end with, or "" when it must not fail).
+const CASES: &[(&str, &[(&str, &str)], &str)] = &[
+    ("loop", &[], "limit exceeded: deadline of 3s"),
+    ("memory", &[], "limit exceeded: linear memory of 96 MiB"),
+    (
+        "sleep",
+        &[],
+        "limit exceeded: deadline of 3s while waiting in the host",
+    ),
+    (
+        "hang",
+        &[("target", "SILENT")],
+        "limit exceeded: deadline of 3s while waiting in the host",
+    ),
+    ("panic", &[], "hostile playbook panics on purpose"),
+    ("logs", &[], "limit exceeded:"),
+    ("big-summary", &[], "limit exceeded: a summary of"),
+    ("many-actions", &[], "limit exceeded: 1000000 actions"),
+    (
+        "timeline-flood",
+        &[],
+        "limit exceeded: more than 4194304 bytes of timeline",
+    ),
+    ("big-args", &[], ""),
+];
+
+/// Threads and resident memory of a process, from /proc.
+fn threads_and_rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("Threads:"), field("VmRSS:") * 1024)
+}
+
+fn submit(server: &Server, playbook: &str, params: Value) -> String {
+    let reply = server.post(
+        &format!("/hooks/run/{playbook}"),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        params.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "{playbook}: {}", reply.body);
+    reply.json()["runs"][0].as_str().unwrap().to_string()
+}
+
+fn disk_full(server: &Server) -> Value {
+    let id = submit(
+        server,
+        "disk-full",
+        json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
+    );
+    let run = server.wait_for_run(&id, Duration::from_secs(60));
+    assert!(
+        matches!(run["status"].as_str(), Some("no-action" | "resolved")),
+        "{run:#}"
+    );
+    run
+}
+
+#[test]
+fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
+    std::fs::copy(
+        guests::path("hostile"),
+        sandbox.path().join("plugins/hostile.wasm"),
+    )
+    .unwrap();
+    let silent = runbook_tests::http::Peer::silent();
+    sandbox.write(
+        "host.toml",
+        format!(
+            "plugin-dirs = [\"plugins\"]\n\
+             [server]\nmax-concurrent-runs = 8\nqueue-limit = 1000\n\
+             [webhooks.run]\nauth = {{ kind = \"bearer\", token = {{ env = \"RB_SOAK_TOKEN\" }} }}\n\
+             [plugins.hostile]\nmax-concurrent = 6\ndeadline-secs = 3\nmemory-mib = 96\n\
+             [plugins.hostile.grants]\nnotify = [\"ops\"]\nfs-read = [\"/tmp\"]\nhttp = [\"{}\"]\n",
+            silent.url("")
+        ),
+    );
+    let server = Server::start(&sandbox, &[("RB_SOAK_TOKEN", TOKEN)]);
+    let pid = server.pid();
+
+    // Idle: both playbooks loaded and one normal run done.
+    disk_full(&server);
+    let warm = submit(&server, "hostile", json!({ "case": "big-args" }));
+    server.wait_for_run(&warm, Duration::from_secs(60));
+    let (idle_threads, idle_rss) = threads_and_rss(pid);
+
+    let started = Instant::now();
+    let mut hostile = Vec::new();
+    let mut good = Vec::new();
+    for _ in 0..3 {
+        for (case, params, expected) in CASES {
+            let mut body = json!({ "case": case });
+            for (k, v) in *params {
+                let v = if *v == "SILENT" {
+                    silent.url("/")
+                } else {
+                    v.to_string()
+                };
+                body[*k] = Value::String(v);
+            }
+            hostile.push((*case, *expected, submit(&server, "hostile", body)));
+        }
+        good.push(submit(
+            &server,
+            "disk-full",
+            json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
+        ));
+    }
+    for (case, expected, id) in &hostile {
+        let run = server.wait_for_run(id, Duration::from_secs(180));
+        if expected.is_empty() {
+            assert_ne!(run["status"], "failed", "{case}: {run:#}");
+        } else {
+            assert_eq!(run["status"], "failed", "{case}: {run:#}");
+            let reason = run["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains(expected), "{case}: {reason:?}");
+        }
+        assert!(
+            !run["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ESCAPED"),
+            "{case} escaped: {run:#}"
+        );
+    }
+    for id in &good {
+        let run = server.wait_for_run(id, Duration::from_secs(60));
+        assert!(
+            matches!(run["status"].as_str(), Some("no-action" | "resolved")),
+            "a well-behaved run in the storm: {run:#}"
+        );
+    }
+    eprintln!(
+        "{} hostile and {} normal runs in {:.1}s",
+        hostile.len(),
+        good.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Afterwards: the server answers and a normal run completes.
+    assert_eq!(server.get("/healthz").status, 200);
+    disk_full(&server);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.lines().any(|l| l == "runbook_running_runs 0"),
+        "the running gauge is back to zero:\n{metrics}"
+    );
+
+    // Threads: idle blocking threads leave after tokio's keep-alive (10 s); wait for it.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (mut threads, mut rss) = threads_and_rss(pid);
+    while threads > idle_threads + 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        (threads, rss) = threads_and_rss(pid);
+    }
+    eprintln!(
+        "threads {idle_threads} idle → {threads} after; RSS {} MiB → {} MiB",
+        idle_rss >> 20,
+        rss >> 20
+    );
+    assert!(
+        threads <= idle_threads + 4,
+        "{threads} threads after the storm, {idle_threads} before"
+    );
+    assert!(
+        rss <= idle_rss + (96 << 20),
+        "RSS {} MiB after the storm, {} MiB before",
+        rss >> 20,
+        idle_rss >> 20
+    );
+}
