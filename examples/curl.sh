@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Calling a running `host serve` by hand (see examples/host.toml; token from $AM_TOKEN).
+# Calling a running `host serve` by hand (see examples/host.toml; tokens from $AM_TOKEN and $RUNBOOK_API_TOKEN).
 set -euo pipefail
 host=${HOST:-http://127.0.0.1:9095}
 
@@ -16,5 +16,6 @@ curl -sS -X POST "$host/hooks/alertmanager" -H "Authorization: Bearer $AM_TOKEN"
               "annotations": {"summary": "bot is not answering"},
               "startsAt": "2026-11-25T10:00:00Z"}]}'
 
-curl -sS "$host/runs?limit=5"
+# The read views need [webhooks.api] auth (here a bearer token from $RUNBOOK_API_TOKEN).
+curl -sS "$host/runs?limit=5" -H "Authorization: Bearer $RUNBOOK_API_TOKEN"
 curl -sS "$host/metrics" | grep '^runbook_runs_total'
