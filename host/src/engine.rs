@@ -1,7 +1,8 @@
 //! The process's one wasmtime Engine: configuration, the on-disk compile cache and the epoch
 //! ticker that enforces deadlines. Compiling is the slow part of starting a playbook (tens of
 //! milliseconds for Rust, seconds for Python), so a component is compiled once per
-//! (wasm hash, engine configuration) and deserialized afterwards.
+//! (wasm hash, engine configuration) and deserialized afterwards, but only from a private
+//! directory and only when the entry's HMAC record proves it belongs to that wasm (`cache`).
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;

@@ -36,7 +36,7 @@ fn broken_plugins(sandbox: &Sandbox) -> PathBuf {
     }
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &dir.join("fifo.wasm"),
+        dir.join("fifo.wasm"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
@@ -314,8 +314,21 @@ fn list_and_check_finish_and_name_each_broken_playbook() {
         list.stdout.len()
     );
 
+    // A file whose name is not a playbook name is never loaded; check says why.
+    std::fs::copy(
+        guests::path("hostile"),
+        sandbox.path().join("plugins/not.a.name.wasm"),
+    )
+    .unwrap();
     let check = sandbox.host(&["check", "--plugin-dir", "plugins"]);
     assert_eq!(check.code, 1, "{}", check.stderr);
+    assert!(
+        check
+            .stderr
+            .contains("not.a.name.wasm: not loaded: \"not.a.name\" is not a playbook name"),
+        "{}",
+        check.stderr
+    );
     for (name, reason) in expected {
         assert!(
             check
