@@ -117,6 +117,19 @@ shutdown-grace-secs = 5
 auth = { kind = "none" }
 [webhooks.api]
 auth = { kind = "none" }
+[webhooks.alertmanager]
+auth = { kind = "none" }
+
+[[route]]
+matchers = ['alertname="DiskFull"']
+playbook = "describe-huge"
+continue = true
+
+[[route]]
+matchers = ['alertname="DiskFull"']
+playbook = "disk-full"
+dry-run = true
+params = { paths = "", backups = "", warn-percent = "99", critical-percent = "100" }
 "#,
     );
     let mut server = Server::start(&sandbox, &[]);
@@ -180,6 +193,46 @@ auth = { kind = "none" }
             .contains("describe() is too big: summary is 8388608 bytes (limit 1024 bytes)"),
         "{}",
         reply.body
+    );
+
+    // An alert routed to a broken playbook and a good one: the broken route is rejected with
+    // its reason, the good one runs.
+    let alert = json!({ "version": "4", "status": "firing", "alerts": [{
+        "status": "firing", "labels": { "alertname": "DiskFull" }, "annotations": {},
+        "startsAt": "2026-11-25T10:00:00Z", "fingerprint": "f-loading" }] });
+    let reply = server.post("/hooks/alertmanager", &[], alert.to_string().as_bytes());
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let outcomes = reply.json()["alerts"].clone();
+    let outcome = |playbook: &str| -> Value {
+        outcomes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["playbook"] == playbook)
+            .unwrap_or_else(|| panic!("no outcome for {playbook}: {outcomes:#}"))
+            .clone()
+    };
+    assert_eq!(
+        outcome("describe-huge")["disposition"],
+        "rejected",
+        "{outcomes:#}"
+    );
+    assert!(
+        outcome("describe-huge")["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit exceeded: describe() is too big"),
+        "{outcomes:#}"
+    );
+    assert_eq!(
+        outcome("disk-full")["disposition"],
+        "started",
+        "{outcomes:#}"
+    );
+    let routed_id = outcome("disk-full")["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        server.wait_for_run(&routed_id, Duration::from_secs(30))["status"],
+        "no-action"
     );
 
     // describe() parked in a sleep: its own webhook waits for describe()'s deadline; another
@@ -253,9 +306,15 @@ auth = { kind = "none" }
     let good: Value = shown.json();
     assert_eq!(good["status"], "no-action", "{good:#}");
     let runs = sandbox.host(&["runs", "--json"]).json();
+    let ran: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["playbook"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        runs.as_array().unwrap().len(),
-        1,
+        ran,
+        ["disk-full", "disk-full"],
         "only disk-full ran: {runs:#}"
     );
 }
