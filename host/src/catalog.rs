@@ -1,10 +1,20 @@
 //! Which playbooks exist: the built-ins embedded in the binary, then `*.wasm` files in the plugin
-//! directories (a file named like a built-in overrides it), or a `.wasm` path given directly.
+//! directories (a file named like a built-in overrides it). A playbook is found by NAME only;
+//! a path is loaded only when the operator gives one on the command line (`load_path`), never
+//! from a webhook or a route. Files are opened without blocking, checked to be regular and
+//! within the size cap, and read no further than the cap.
 
 use std::borrow::Cow;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// Longest playbook name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Default cap on a component file: componentize-py components are ~40 MB.
+pub const DEFAULT_MAX_COMPONENT_MIB: u64 = 128;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Origin {
@@ -37,28 +47,70 @@ pub struct PluginSource {
 pub enum FindError {
     #[error("unknown playbook {name:?}; known playbooks: {}", known.join(", "))]
     Unknown { name: String, known: Vec<String> },
+    #[error("{0}")]
+    InvalidName(String),
     #[error("reading {}: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: not a regular file ({kind}); a playbook must be a regular .wasm file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "{}: {size} bytes, over the component size cap of {cap_mib} MiB (max-component-mib in host.toml)",
+        path.display()
+    )]
+    TooBig {
+        path: PathBuf,
+        size: u64,
+        cap_mib: u64,
+    },
+}
+
+/// A playbook name: ASCII letters, digits, `-` and `_`, starting with a letter or digit, at most
+/// 64 bytes. No dots and no slashes, so a name can never be read as a path.
+pub fn check_name(name: &str) -> Result<(), FindError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(MAX_NAME_LEN).collect();
+    let more = if name.chars().count() > MAX_NAME_LEN {
+        "…"
+    } else {
+        ""
+    };
+    Err(FindError::InvalidName(format!(
+        "{shown:?}{more} is not a playbook name: a name is 1 to {MAX_NAME_LEN} ASCII letters, \
+         digits, '-' or '_' (a path is accepted only by `host run --plugin FILE`)"
+    )))
 }
 
 pub struct Catalog {
     dirs: Vec<PathBuf>,
+    max_component_bytes: u64,
 }
 
 impl Catalog {
-    pub fn new(dirs: Vec<PathBuf>) -> Self {
-        Self { dirs }
+    pub fn new(dirs: Vec<PathBuf>, max_component_mib: u64) -> Self {
+        Self {
+            dirs,
+            max_component_bytes: max_component_mib.saturating_mul(1 << 20),
+        }
     }
 
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }
 
-    /// Every playbook by name, overrides applied, sorted. Unreadable plugin dirs are skipped
-    /// here; `host check` reports them.
+    /// Every playbook by name, overrides applied, sorted. Unreadable plugin dirs and files whose
+    /// stem is not a valid name are skipped here; `host check` reports them. Entries that are
+    /// not regular files are listed, so that loading them says what is wrong.
     pub fn entries(&self) -> Vec<CatalogEntry> {
         let mut entries: Vec<CatalogEntry> = BUILTINS
             .iter()
@@ -70,6 +122,9 @@ impl Catalog {
         for dir in &self.dirs {
             for path in wasm_files(dir).unwrap_or_default() {
                 let name = stem(&path);
+                if check_name(&name).is_err() {
+                    continue;
+                }
                 entries.retain(|e| e.name != name);
                 entries.push(CatalogEntry {
                     name,
@@ -81,25 +136,44 @@ impl Catalog {
         entries
     }
 
-    /// A playbook by name, or a path to a `.wasm` file.
-    pub fn find(&self, name_or_path: &str) -> Result<PluginSource, FindError> {
-        if name_or_path.ends_with(".wasm") || name_or_path.contains('/') {
-            return load_file(Path::new(name_or_path));
-        }
+    /// The entry for a playbook name: a built-in or a plugin-dir file, nothing else.
+    pub fn entry(&self, name: &str) -> Result<CatalogEntry, FindError> {
+        check_name(name)?;
         let entries = self.entries();
-        let Some(entry) = entries.iter().find(|e| e.name == name_or_path) else {
-            return Err(FindError::Unknown {
-                name: name_or_path.to_string(),
+        match entries.iter().find(|e| e.name == name) {
+            Some(entry) => Ok(entry.clone()),
+            None => Err(FindError::Unknown {
+                name: name.to_string(),
                 known: entries.into_iter().map(|e| e.name).collect(),
-            });
-        };
+            }),
+        }
+    }
+
+    /// A playbook by name (see `check_name`): never a path.
+    pub fn find(&self, name: &str) -> Result<PluginSource, FindError> {
+        let entry = self.entry(name)?;
+        self.load(&entry)
+    }
+
+    /// The bytes of a catalog entry.
+    pub fn load(&self, entry: &CatalogEntry) -> Result<PluginSource, FindError> {
         match &entry.origin {
-            Origin::File(path) => load_file(path),
+            Origin::File(path) => {
+                let wasm = read_component(path, self.max_component_bytes)?;
+                Ok(PluginSource {
+                    name: entry.name.clone(),
+                    origin: entry.origin.clone(),
+                    wasm: Cow::Owned(wasm),
+                })
+            }
             Origin::BuiltIn => {
                 let (name, wasm) = BUILTINS
                     .iter()
-                    .find(|(name, _)| *name == name_or_path)
-                    .expect("entries() lists only existing built-ins");
+                    .find(|(name, _)| *name == entry.name)
+                    .ok_or_else(|| FindError::Unknown {
+                        name: entry.name.clone(),
+                        known: BUILTINS.iter().map(|(n, _)| n.to_string()).collect(),
+                    })?;
                 Ok(PluginSource {
                     name: name.to_string(),
                     origin: Origin::BuiltIn,
@@ -108,32 +182,145 @@ impl Catalog {
             }
         }
     }
+
+    /// A component file the operator named on the command line. Only the CLI calls this.
+    pub fn load_path(&self, path: &Path) -> Result<PluginSource, FindError> {
+        let wasm = read_component(path, self.max_component_bytes)?;
+        Ok(PluginSource {
+            name: stem(path),
+            origin: Origin::File(path.to_path_buf()),
+            wasm: Cow::Owned(wasm),
+        })
+    }
 }
 
+/// `*.wasm` entries of a plugin dir that are not directories (FIFOs and devices included: they
+/// are refused, with the reason, when loaded).
 pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && !p.is_dir())
         .collect();
     files.sort();
     Ok(files)
 }
 
-fn load_file(path: &Path) -> Result<PluginSource, FindError> {
-    let wasm = std::fs::read(path).map_err(|source| FindError::Read {
+/// Opens without blocking (a FIFO would block a plain open), checks the handle's type and size,
+/// then reads at most `cap + 1` bytes, so neither a FIFO nor a huge or growing file can hold a
+/// thread or the host's memory.
+pub fn read_component(path: &Path, cap: u64) -> Result<Vec<u8>, FindError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_error = |source| FindError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(PluginSource {
-        name: stem(path),
-        origin: Origin::File(path.to_path_buf()),
-        wasm: Cow::Owned(wasm),
-    })
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let kind = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(FindError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let too_big = |size| FindError::TooBig {
+        path: path.to_path_buf(),
+        size,
+        cap_mib: cap >> 20,
+    };
+    if meta.len() > cap {
+        return Err(too_big(meta.len()));
+    }
+    let mut wasm = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1)
+        .read_to_end(&mut wasm)
+        .map_err(read_error)?;
+    // The file may have grown since fstat.
+    if wasm.len() as u64 > cap {
+        return Err(too_big(wasm.len() as u64));
+    }
+    Ok(wasm)
 }
 
 fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_never_paths() {
+        for good in ["disk-full", "my_playbook", "a", "Bot2", &"x".repeat(64)] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "/tmp/x.wasm",
+            "../x",
+            "x.wasm",
+            "a/b",
+            "-rf",
+            "_x",
+            "a b",
+            "a\0b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_regular_files_within_the_cap_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.wasm");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = read_component(&fifo, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("a FIFO"), "{err}");
+
+        let big = dir.path().join("big.wasm");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len((1 << 20) + 1)
+            .unwrap();
+        let err = read_component(&big, 1 << 20).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("over the component size cap of 1 MiB"),
+            "{err}"
+        );
+
+        let small = dir.path().join("small.wasm");
+        std::fs::write(&small, b"\0asm").unwrap();
+        assert_eq!(read_component(&small, 1 << 20).unwrap(), b"\0asm");
+    }
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::bindings::Capability;
-use crate::catalog::{self, Origin};
+use crate::catalog;
 use crate::run::Host;
 
 #[derive(Debug, Serialize)]
@@ -25,19 +25,23 @@ pub struct PlaybookCheck {
 pub async fn check(host: &Host) -> CheckReport {
     let mut problems = Vec::new();
     for dir in host.catalog.dirs() {
-        if let Err(e) = catalog::wasm_files(dir) {
-            problems.push(format!("plugin dir {}: {e}", dir.display()));
+        match catalog::wasm_files(dir) {
+            Err(e) => problems.push(format!("plugin dir {}: {e}", dir.display())),
+            Ok(files) => {
+                for file in files {
+                    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+                    if let Err(e) = catalog::check_name(&stem) {
+                        problems.push(format!("{}: not loaded: {e}", file.display()));
+                    }
+                }
+            }
         }
     }
 
     let mut playbooks = Vec::new();
     let entries = host.catalog.entries();
     for entry in &entries {
-        let target = match &entry.origin {
-            Origin::BuiltIn => entry.name.clone(),
-            Origin::File(path) => path.display().to_string(),
-        };
-        let (ok, detail) = match host.prepare(&target).await {
+        let (ok, detail) = match host.prepare_entry(entry).await {
             Ok(prepared) => {
                 let d = &prepared.description;
                 if d.name != entry.name {

@@ -22,6 +22,8 @@ pub struct Config {
     #[serde(default)]
     pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// Largest component file loaded, in MiB (default 128: Python components are ~40 MB).
+    pub max_component_mib: Option<u64>,
     /// The run store (SQLite file).
     pub store: Option<PathBuf>,
     #[serde(default)]
@@ -182,6 +184,12 @@ impl Config {
                 }
             }
         }
+        // A route names a playbook; a path there would run a file outside every plugin dir.
+        for (i, route) in config.routes.iter().enumerate() {
+            crate::catalog::check_name(&route.playbook).map_err(|e| {
+                anyhow::anyhow!("{}: [[route]] #{}: playbook {e}", path.display(), i + 1)
+            })?;
+        }
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -207,6 +215,11 @@ impl Config {
         } else {
             Grants::default()
         }
+    }
+
+    pub fn max_component_mib(&self) -> u64 {
+        self.max_component_mib
+            .unwrap_or(crate::catalog::DEFAULT_MAX_COMPONENT_MIB)
     }
 
     pub fn limits_for(&self, name: &str) -> Limits {

@@ -1,10 +1,11 @@
 //! The process's one wasmtime Engine: configuration, the on-disk compile cache and the epoch
 //! ticker that enforces deadlines. Compiling is the slow part of starting a playbook (tens of
 //! milliseconds for Rust, seconds for Python), so a component is compiled once per
-//! (wasm hash, engine configuration) and deserialized afterwards.
+//! (wasm hash, engine configuration) and deserialized afterwards, but only from a private
+//! directory and only when the entry's HMAC record proves it belongs to that wasm (`cache`).
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Precompiled};
 
+use self::cache::{CompileCache, Lookup};
 use crate::bindings::{Playbook, PlaybookPre};
 use crate::state::RunState;
+
+mod cache;
 
 /// One epoch tick. Deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -23,7 +27,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct PlaybookEngine {
     engine: Engine,
     linker: Linker<RunState>,
-    cache: CompileCache,
+    cache: CacheState,
 }
 
 /// How a component got into memory, reported in `--json` timings.
@@ -39,8 +43,8 @@ pub struct LoadReport {
     pub cache_file: Option<PathBuf>,
 }
 
-struct CompileCache {
-    dir: Option<PathBuf>,
+struct CacheState {
+    dir: Option<CompileCache>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -60,15 +64,12 @@ impl PlaybookEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Playbook::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
 
-        if let Some(dir) = &cache_dir {
-            create_private_dir(dir)
-                .with_context(|| format!("creating compile cache {}", dir.display()))?;
-        }
+        let cache = cache_dir.as_deref().map(CompileCache::open).transpose()?;
         Ok(Self {
             engine,
             linker,
-            cache: CompileCache {
-                dir: cache_dir,
+            cache: CacheState {
+                dir: cache,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
             },
@@ -96,27 +97,35 @@ impl PlaybookEngine {
     }
 
     fn load(&self, wasm: &[u8]) -> Result<(Component, LoadReport)> {
-        let cache_file = self
-            .cache
-            .dir
-            .as_ref()
-            .map(|dir| dir.join(self.cache_key(wasm)));
+        let wasm_sha256: [u8; 32] = Sha256::digest(wasm).into();
+        let compat = self.compatibility_hash();
+        let cache = self.cache.dir.as_ref();
+        let cache_file = cache.map(|c| c.entry_path(&wasm_sha256, compat));
         let started = Instant::now();
-        if let Some(path) = &cache_file
-            && let Some(component) = self.try_deserialize(path)
-        {
-            let hits = self.cache.hits.fetch_add(1, Ordering::Relaxed) + 1;
-            return Ok((
-                component,
-                LoadReport {
-                    cache: "hit",
-                    compile_ms: 0.0,
-                    load_ms: started.elapsed().as_secs_f64() * 1e3,
-                    cache_hits: hits,
-                    cache_misses: self.cache.misses.load(Ordering::Relaxed),
-                    cache_file,
-                },
-            ));
+        if let (Some(cache), Some(path)) = (cache, &cache_file) {
+            match cache.lookup(path, &wasm_sha256, compat) {
+                Lookup::Trusted(cwasm) => {
+                    if let Some(component) = self.deserialize(&cwasm) {
+                        let hits = self.cache.hits.fetch_add(1, Ordering::Relaxed) + 1;
+                        return Ok((
+                            component,
+                            LoadReport {
+                                cache: "hit",
+                                compile_ms: 0.0,
+                                load_ms: started.elapsed().as_secs_f64() * 1e3,
+                                cache_hits: hits,
+                                cache_misses: self.cache.misses.load(Ordering::Relaxed),
+                                cache_file,
+                            },
+                        ));
+                    }
+                }
+                Lookup::Absent => {}
+                Lookup::Untrusted(why) => eprintln!(
+                    "warning: compile cache entry {} not used: {why}; recompiling and rewriting it",
+                    path.display()
+                ),
+            }
         }
 
         let started = Instant::now();
@@ -126,9 +135,9 @@ impl PlaybookEngine {
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("compiling the component")?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-        if let Some(path) = &cache_file {
+        if let (Some(cache), Some(path)) = (cache, &cache_file) {
             // A cache that cannot be written only costs speed; the run goes on.
-            if let Err(e) = write_atomically(path, &compiled) {
+            if let Err(e) = cache.store(path, &wasm_sha256, compat, &compiled) {
                 eprintln!(
                     "warning: compile cache not written ({}): {e:#}",
                     path.display()
@@ -138,7 +147,7 @@ impl PlaybookEngine {
         let started = Instant::now();
         // SAFETY: these bytes were produced by this engine a moment ago, in this process.
         let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
-        let misses = if self.cache.dir.is_some() {
+        let misses = if cache.is_some() {
             self.cache.misses.fetch_add(1, Ordering::Relaxed) + 1
         } else {
             0
@@ -146,11 +155,7 @@ impl PlaybookEngine {
         Ok((
             component,
             LoadReport {
-                cache: if self.cache.dir.is_some() {
-                    "miss"
-                } else {
-                    "off"
-                },
+                cache: if cache.is_some() { "miss" } else { "off" },
                 compile_ms,
                 load_ms: started.elapsed().as_secs_f64() * 1e3,
                 cache_hits: self.cache.hits.load(Ordering::Relaxed),
@@ -160,29 +165,25 @@ impl PlaybookEngine {
         ))
     }
 
-    /// `None` when there is no usable cache entry (absent, stale or corrupt): compile instead.
-    fn try_deserialize(&self, path: &Path) -> Option<Component> {
-        match Engine::detect_precompiled_file(path) {
-            Ok(Some(Precompiled::Component)) => {}
-            _ => return None,
+    /// `None` when wasmtime refuses the artifact (another engine version): compile instead.
+    fn deserialize(&self, cwasm: &[u8]) -> Option<Component> {
+        if Engine::detect_precompiled(cwasm) != Some(Precompiled::Component) {
+            return None;
         }
-        // SAFETY: the cache directory is private to this user (0700) and holds only files this
-        // host wrote with an engine of the same configuration (the key includes it); wasmtime
-        // still checks the header and refuses an incompatible artifact, which we recompile.
-        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+        // SAFETY: these are the very bytes (held in memory, not re-read from disk) whose
+        // SHA-256 the cache's HMAC record binds to this component's wasm and this engine's
+        // compatibility hash, under a key only this user can read; only this host's code
+        // writes records. wasmtime still checks the header and refuses an incompatible one.
+        unsafe { Component::deserialize(&self.engine, cwasm) }.ok()
     }
 
-    /// The wasm's SHA-256 plus a hash of everything in the engine that affects compiled code.
-    fn cache_key(&self, wasm: &[u8]) -> String {
+    /// Everything in the engine that affects compiled code.
+    fn compatibility_hash(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        format!(
-            "{}-{:016x}.cwasm",
-            hex::encode(Sha256::digest(wasm)),
-            hasher.finish()
-        )
+        hasher.finish()
     }
 }
 
@@ -215,20 +216,6 @@ fn start_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("spawning the epoch ticker thread");
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Default cache location: `$XDG_CACHE_HOME/runbook-host/components` (or `~/.cache/…`).

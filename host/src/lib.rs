@@ -6,6 +6,7 @@ pub mod caps;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod description;
 pub mod engine;
 pub mod incident;
 pub mod notify;

@@ -10,7 +10,7 @@ use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
 use runbook_host::incident::{parse_param, read_alert_file};
 use runbook_host::notify::ConsoleStream;
-use runbook_host::run::{Host, RunRequest, UsageError};
+use runbook_host::run::{Host, Prepared, RunRequest, UsageError};
 use runbook_host::scaffold::{self, Lang};
 use runbook_host::store::{Store, default_store_path};
 use runbook_host::timeline::Sink;
@@ -316,13 +316,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 ),
                 None => None,
             };
-            let target = match plugin {
-                // A bare file name would be looked up as a playbook name.
-                Some(path) if path.components().count() == 1 => format!("./{}", path.display()),
-                Some(path) => path.display().to_string(),
-                None => playbook.unwrap_or_default(),
+            let prepared = match plugin {
+                Some(path) => host.prepare_file(&path).await?,
+                None => prepare_named_or_file(&host, &playbook.unwrap_or_default()).await?,
             };
-            let prepared = host.prepare(&target).await?;
             let trigger = if alert.is_some() {
                 TriggerKind::Alert
             } else {
@@ -384,11 +381,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::List { json } => {
             let mut rows = Vec::new();
             for entry in host.catalog.entries() {
-                let target = match &entry.origin {
-                    runbook_host::catalog::Origin::BuiltIn => entry.name.clone(),
-                    runbook_host::catalog::Origin::File(p) => p.display().to_string(),
-                };
-                let row = match host.prepare(&target).await {
+                let row = match host.prepare_entry(&entry).await {
                     Ok(p) => serde_json::json!({
                         "name": entry.name,
                         "origin": entry.origin.to_string(),
@@ -408,10 +401,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 print!("{}", render::playbook_list(&rows));
             }
-            Ok(0)
+            // Everything else is listed; a broken playbook still fails the command.
+            let broken = rows.iter().any(|row| row.get("error").is_some());
+            Ok(if broken { EXIT_FAILED } else { 0 })
         }
         Command::Inspect { playbook, json } => {
-            let prepared = host.prepare(&playbook).await?;
+            let prepared = prepare_named_or_file(&host, &playbook).await?;
             let grants = host.grants_for(&prepared.source);
             let limits = host.config.limits_for(&prepared.source.name);
             let d = &prepared.description;
@@ -472,6 +467,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 EXIT_FAILED
             })
         }
+    }
+}
+
+/// On the command line (only there) a playbook may be given as a component file: anything with
+/// a slash or ending in `.wasm` is a path the operator chose.
+async fn prepare_named_or_file(host: &Host, name_or_path: &str) -> anyhow::Result<Prepared> {
+    if name_or_path.contains('/') || name_or_path.ends_with(".wasm") {
+        host.prepare_file(std::path::Path::new(name_or_path)).await
+    } else {
+        host.prepare(name_or_path).await
     }
 }
 

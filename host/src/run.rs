@@ -14,8 +14,9 @@ use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
 use crate::caps::docker::DockerEngine;
 use crate::caps::http::HttpClient;
 use crate::caps::notify::RunContext;
-use crate::catalog::{Catalog, PluginSource};
+use crate::catalog::{Catalog, CatalogEntry, PluginSource};
 use crate::config::Config;
+use crate::description;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::notify::{AlertRef, ConsoleStream, Notifier};
 use crate::policy::{Grants, Limits};
@@ -125,7 +126,7 @@ pub struct Host {
 impl Host {
     pub fn new(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
         let engine = PlaybookEngine::new(cache_dir)?;
-        let catalog = Catalog::new(config.plugin_dirs.clone());
+        let catalog = Catalog::new(config.plugin_dirs.clone(), config.max_component_mib());
         Ok(Self {
             engine,
             config,
@@ -165,9 +166,21 @@ impl Host {
         self.config.grants_for(&source.name, builtin)
     }
 
-    /// Finds, loads and links a playbook and asks it to describe itself.
-    pub async fn prepare(&self, name_or_path: &str) -> Result<Prepared> {
-        let source = self.catalog.find(name_or_path).map_err(UsageError::from)?;
+    /// Finds a playbook by name (a built-in or a plugin-dir entry, never a path), loads and
+    /// links it and asks it to describe itself.
+    pub async fn prepare(&self, name: &str) -> Result<Prepared> {
+        let entry = self.catalog.entry(name).map_err(UsageError::from)?;
+        self.prepare_entry(&entry).await
+    }
+
+    pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
+        let source = self.catalog.load(entry).map_err(UsageError::from)?;
+        self.prepare_source(source).await
+    }
+
+    /// A component file named by the operator on the command line; nothing else loads paths.
+    pub async fn prepare_file(&self, path: &std::path::Path) -> Result<Prepared> {
+        let source = self.catalog.load_path(path).map_err(UsageError::from)?;
         self.prepare_source(source).await
     }
 
@@ -190,9 +203,12 @@ impl Host {
         })
     }
 
+    /// describe() gets a deadline of its own, short, enforced both ways: the epoch deadline
+    /// stops a guest spinning on the CPU, the timeout one parked in a host or WASI call. What it
+    /// returns is held to the description caps.
     async fn describe(&self, pre: &PlaybookPre<RunState>) -> Result<Description> {
         let limits = Limits {
-            deadline: std::time::Duration::from_secs(5),
+            deadline: description::DESCRIBE_DEADLINE,
             ..Limits::default()
         };
         let state = RunState::new(
@@ -203,8 +219,20 @@ impl Host {
             self.services(),
         );
         let mut store = new_store(&self.engine, state, &limits);
-        let playbook = pre.instantiate_async(&mut store).await?;
-        let description = playbook.call_describe(&mut store).await?;
+        let called = tokio::time::timeout(limits.deadline, async {
+            let playbook = pre.instantiate_async(&mut store).await?;
+            playbook.call_describe(&mut store).await
+        })
+        .await;
+        let description = match called {
+            Ok(Ok(description)) => description,
+            Ok(Err(trap)) => anyhow::bail!(trap_reason(&trap, &store.data().guest_output())),
+            Err(_) => anyhow::bail!(
+                "limit exceeded: describe() did not answer within its deadline of {}s",
+                limits.deadline.as_secs()
+            ),
+        };
+        description::check(&description)?;
         Ok(description)
     }
 

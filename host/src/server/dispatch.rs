@@ -14,6 +14,29 @@ use super::metrics::Metrics;
 use crate::catalog::FindError;
 use crate::run::{Host, Prepared, RunRequest, UsageError};
 
+/// How long a broken playbook's reason is served before loading it again.
+const RETRY_BROKEN_AFTER: Duration = Duration::from_secs(30);
+
+type PrepareResult = Result<Arc<Prepared>, String>;
+
+struct PreparedSlot {
+    cell: Arc<tokio::sync::OnceCell<PrepareResult>>,
+    created: Instant,
+}
+
+impl PreparedSlot {
+    fn new() -> Self {
+        Self {
+            cell: Arc::new(tokio::sync::OnceCell::new()),
+            created: Instant::now(),
+        }
+    }
+
+    fn stale(&self) -> bool {
+        self.cell.get().is_some_and(|r| r.is_err()) && self.created.elapsed() > RETRY_BROKEN_AFTER
+    }
+}
+
 pub enum Admission {
     Started(String),
     Deduplicated(String),
@@ -26,6 +49,9 @@ pub enum Refusal {
     UnknownPlaybook(String),
     #[error("{0}")]
     Invalid(String),
+    /// The playbook exists but cannot load or describe itself: the reason, for the operator.
+    #[error("{0}")]
+    Broken(String),
     #[error("the run queue is full ({0} runs waiting); retry later")]
     Busy(usize),
     #[error("{0}")]
@@ -35,7 +61,9 @@ pub enum Refusal {
 pub struct Dispatcher {
     host: Arc<Host>,
     pub metrics: Arc<Metrics>,
-    prepared: tokio::sync::Mutex<HashMap<String, Arc<Prepared>>>,
+    /// One slot per catalog entry; the lock is held only to find the slot, never across a
+    /// load or describe(), so a slow playbook delays only its own webhooks.
+    prepared: Mutex<HashMap<String, PreparedSlot>>,
     total: Arc<Semaphore>,
     per_playbook: Mutex<HashMap<String, Arc<Semaphore>>>,
     waiting: Arc<AtomicUsize>,
@@ -56,7 +84,7 @@ impl Dispatcher {
             dedup_window: Duration::from_secs(server.dedup_window_secs),
             host,
             metrics,
-            prepared: tokio::sync::Mutex::new(HashMap::new()),
+            prepared: Mutex::new(HashMap::new()),
             per_playbook: Mutex::new(HashMap::new()),
             waiting: Arc::new(AtomicUsize::new(0)),
             admission: tokio::sync::Mutex::new(()),
@@ -70,23 +98,35 @@ impl Dispatcher {
     }
 
     /// Loaded, linked and described once per playbook (the InstancePre is reused by every run).
+    /// A broken playbook's reason is kept for a while, then it is tried again.
     async fn prepared(&self, playbook: &str) -> Result<Arc<Prepared>, Refusal> {
-        let mut cache = self.prepared.lock().await;
-        if let Some(p) = cache.get(playbook) {
-            return Ok(p.clone());
-        }
-        let prepared = self.host.prepare(playbook).await.map_err(|e| {
-            if e.downcast_ref::<UsageError>()
-                .is_some_and(|u| matches!(u, UsageError::Find(FindError::Unknown { .. })))
-            {
-                Refusal::UnknownPlaybook(format!("{e:#}"))
-            } else {
-                Refusal::Internal(format!("{e:#}"))
-            }
+        // Only names in the catalog get a slot: the map stays as small as the catalog.
+        self.host.catalog.entry(playbook).map_err(|e| match e {
+            FindError::Unknown { .. } => Refusal::UnknownPlaybook(e.to_string()),
+            other => Refusal::Invalid(other.to_string()),
         })?;
-        let prepared = Arc::new(prepared);
-        cache.insert(playbook.to_string(), prepared.clone());
-        Ok(prepared)
+        let cell = {
+            let mut slots = self.prepared.lock().unwrap();
+            let slot = slots
+                .entry(playbook.to_string())
+                .or_insert_with(PreparedSlot::new);
+            if slot.stale() {
+                *slot = PreparedSlot::new();
+            }
+            slot.cell.clone()
+        };
+        let prepared = cell
+            .get_or_init(|| async {
+                eprintln!("loading playbook {playbook}");
+                let prepared = self.host.prepare(playbook).await;
+                prepared.map(Arc::new).map_err(|e| {
+                    let reason = format!("{e:#}");
+                    eprintln!("playbook {playbook} is broken: {reason}");
+                    reason
+                })
+            })
+            .await;
+        prepared.clone().map_err(Refusal::Broken)
     }
 
     /// Stores the run and queues it; `cooldown` is (key, period) for route cooldowns.

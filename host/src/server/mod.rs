@@ -180,6 +180,7 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::UnknownPlaybook(_) => StatusCode::NOT_FOUND,
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+        Refusal::Broken(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -284,7 +285,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             }
             Ok(Admission::Cooldown) => record("cooldown", Some(playbook), None, None),
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
-            Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_))) => {
+            Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_) | Refusal::Broken(_))) => {
                 record("rejected", Some(playbook), None, Some(e.to_string()))
             }
             Err(e) => return Err(e),
