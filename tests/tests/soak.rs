@@ -84,6 +84,12 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
         sandbox.path().join("plugins/hostile.wasm"),
     )
     .unwrap();
+    // A playbook whose describe() never answers sits in the same plugin dir.
+    std::fs::copy(
+        guests::path("describe-sleep"),
+        sandbox.path().join("plugins/describe-sleep.wasm"),
+    )
+    .unwrap();
     let silent = runbook_tests::http::Peer::silent();
     sandbox.write(
         "host.toml",
@@ -126,6 +132,13 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
             "disk-full",
             json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
         ));
+        let broken = server.post(
+            "/hooks/run/describe-sleep",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            b"{}",
+        );
+        assert_eq!(broken.status, 422, "{}", broken.body);
+        assert!(broken.body.contains("describe()"), "{}", broken.body);
     }
     for (case, expected, id) in &hostile {
         let run = server.wait_for_run(id, Duration::from_secs(180));
