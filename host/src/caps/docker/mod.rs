@@ -515,3 +515,38 @@ fn df_summary(df: &SystemDf) -> String {
     ]
     .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(toml_text: &str) -> Result<DockerRule, toml::de::Error> {
+        toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn rule_globs_match_real_names_only_and_never_a_slash() {
+        let rule = rule(
+            r#"containers = ["bar-*"]
+verbs = ["stop"]
+networks = ["front-?"]"#,
+        )
+        .unwrap();
+        assert!(rule_covers(&rule, "bar-x", Some(&[])));
+        assert!(!rule_covers(&rule, "bar-x/../victim", Some(&[])));
+        assert!(globs_match(&rule.networks, "front-1"));
+        assert!(!globs_match(&rule.networks, "front/"));
+        assert!(!globs_match(&[], "anything"), "no networks means none");
+    }
+
+    #[test]
+    fn a_bad_or_oversized_rule_glob_is_a_config_error() {
+        for glob in ["bar-[x".to_string(), "b".repeat(300)] {
+            for field in ["containers", "networks"] {
+                let text = format!("{field} = [{glob:?}]\nverbs = [\"read\"]");
+                let error = rule(&text).unwrap_err().to_string();
+                assert!(error.contains("docker glob"), "{error}");
+            }
+        }
+    }
+}
