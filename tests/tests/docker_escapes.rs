@@ -385,6 +385,20 @@ fn network_disconnect_needs_a_granted_network_named_by_a_real_network() {
     );
     assert_eq!(fx.victim.networks(), format!("bridge {front}"));
 
+    // A dry run resolves and checks both, then says what it would do.
+    let dry = fx.submit(&disconnect(granted, front), true);
+    let dry = fx.server.wait_for_run(&dry, Duration::from_secs(60));
+    let call = docker_call(&dry);
+    assert_eq!(call["result"], "would", "{dry:#}");
+    assert_eq!(
+        call["detail"],
+        format!("would network-disconnect {granted} from network {front}")
+    );
+    assert_eq!(
+        fx.granted.networks(),
+        format!("bridge {} {front}", fx.back.name)
+    );
+
     // The granted network, by id prefix: the real disconnect happens, by the resolved ids.
     let run = fx.run(disconnect(granted, &fx.front.id()[..12]));
     assert_eq!(run["status"], "no-action", "{run:#}");

@@ -540,6 +540,16 @@ networks = ["front-?"]"#,
     }
 
     #[test]
+    fn a_stop_grace_is_bounded() {
+        assert!(stop_timeout(None).is_ok());
+        assert!(stop_timeout(Some(MAX_STOP_TIMEOUT_SECS)).is_ok());
+        assert!(matches!(
+            stop_timeout(Some(u32::MAX)),
+            Err(CapError::Invalid(_))
+        ));
+    }
+
+    #[test]
     fn a_bad_or_oversized_rule_glob_is_a_config_error() {
         for glob in ["bar-[x".to_string(), "b".repeat(300)] {
             for field in ["containers", "networks"] {
