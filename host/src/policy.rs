@@ -29,17 +29,59 @@ pub struct Grants {
     pub docker: Vec<DockerRule>,
 }
 
-/// Which containers (by name glob or label) a playbook may act on, and how.
+/// Which containers (by name glob or label) a playbook may act on, and how. Globs are checked
+/// when the config is read (a bad one is a config error) and matched against the names the
+/// engine reports, never against what a playbook passed.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DockerRule {
     /// Container-name globs (`bot-*`); empty with empty `labels` means no container.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "name_globs")]
     pub containers: Vec<String>,
     /// Label selectors, `key` or `key=value`; a container with any of them is covered.
     #[serde(default)]
     pub labels: Vec<String>,
     pub verbs: Vec<DockerVerb>,
+    /// Network-name globs `network-disconnect` may act on (with a container this rule
+    /// covers); empty means no network.
+    #[serde(
+        default,
+        deserialize_with = "name_globs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub networks: Vec<String>,
+}
+
+/// Longest container/network name glob, in a rule or from a playbook (`list-containers`).
+pub const MAX_NAME_GLOB_BYTES: usize = 256;
+
+/// A container or network name glob as the host matches it: `*` and `?` never match `/`, so
+/// no pattern can reach across a path separator. Errors instead of panicking on patterns
+/// whose regex would be too big.
+pub fn name_glob(pattern: &str) -> Result<globset::GlobSet, String> {
+    if pattern.len() > MAX_NAME_GLOB_BYTES {
+        return Err(format!(
+            "name glob of {} bytes is longer than {MAX_NAME_GLOB_BYTES}",
+            pattern.len()
+        ));
+    }
+    let glob = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    globset::GlobSetBuilder::new()
+        .add(glob)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn name_globs<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let globs = Vec::<String>::deserialize(deserializer)?;
+    for glob in &globs {
+        name_glob(glob)
+            .map_err(|e| serde::de::Error::custom(format!("docker glob {glob:?}: {e}")))?;
+    }
+    Ok(globs)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]

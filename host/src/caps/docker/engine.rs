@@ -10,8 +10,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerInspectResponse, ContainerStatsResponse, SystemDataUsageResponse};
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, LogsOptions, PruneContainersOptions,
-    PruneImagesOptions, RestartContainerOptions, StatsOptions, StopContainerOptions,
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, LogsOptions,
+    PruneContainersOptions, PruneImagesOptions, RestartContainerOptions, StatsOptions,
+    StopContainerOptions,
 };
 use futures::StreamExt;
 use tokio::sync::OnceCell;
@@ -138,8 +139,12 @@ impl DockerEngine {
         Ok(details(self.inspect_raw(name).await?))
     }
 
-    /// Names of containers (running or not) carrying all the given label selectors.
-    pub async fn list_names(&self, all: bool, labels: &[String]) -> Result<Vec<String>, CapError> {
+    /// Ids and names of containers (running or not) carrying all the given label selectors.
+    pub async fn list(
+        &self,
+        all: bool,
+        labels: &[String],
+    ) -> Result<Vec<(String, String)>, CapError> {
         let mut filters = HashMap::new();
         if !labels.is_empty() {
             filters.insert("label".to_string(), labels.to_vec());
@@ -156,9 +161,30 @@ impl DockerEngine {
             .await?;
         Ok(summaries
             .into_iter()
-            .filter_map(|s| s.names.and_then(|n| n.into_iter().next()))
-            .map(|n| n.trim_start_matches('/').to_string())
+            .filter_map(|s| {
+                let name = s.names?.into_iter().next()?;
+                Some((s.id?, name.trim_start_matches('/').to_string()))
+            })
             .collect())
+    }
+
+    /// Full id and name of a network (by name, id or id prefix).
+    pub async fn inspect_network(&self, reference: &str) -> Result<(String, String), CapError> {
+        let owned = reference.to_string();
+        let network = self
+            .call(
+                &format!("inspect network {reference}"),
+                CALL_TIMEOUT,
+                |d| async move {
+                    d.inspect_network(&owned, None::<InspectNetworkOptions>)
+                        .await
+                },
+            )
+            .await?;
+        Ok((
+            network.id.unwrap_or_default(),
+            network.name.unwrap_or_default(),
+        ))
     }
 
     pub async fn logs(
@@ -348,19 +374,20 @@ impl DockerEngine {
         Ok(report)
     }
 
+    /// By full ids only: `mod.rs` resolved and checked both.
     pub async fn network_disconnect(
         &self,
-        name: &str,
-        network: &str,
+        container_id: &str,
+        network_id: &str,
         force: bool,
     ) -> Result<(), CapError> {
         let request = bollard::models::NetworkDisconnectRequest {
-            container: Some(name.to_string()),
+            container: Some(container_id.to_string()),
             force: Some(force),
         };
-        let network = network.to_string();
+        let network = network_id.to_string();
         self.call(
-            &format!("disconnect {name} from {network}"),
+            &format!("disconnect {container_id} from {network}"),
             CALL_TIMEOUT,
             |d| async move { d.disconnect_network(&network, request).await },
         )

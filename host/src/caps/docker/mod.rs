@@ -1,12 +1,16 @@
-//! The `docker` capability: the only place playbooks reach the Docker engine. Every call is
-//! checked against the playbook's docker rules (container by name glob or label, verb by name),
-//! time-bounded, skipped with a "would …" record on a dry run when it mutates, and recorded.
+//! The `docker` capability: the only place playbooks reach the Docker engine. A reference a
+//! playbook passes is first held to Docker's name grammar, then resolved by one inspect to the
+//! container's id, name and labels; the grant is checked on those, and the action is performed
+//! by id, so neither crafted text nor a rename in between can point it at another container.
+//! Every call is time-bounded, skipped with a "would …" record on a dry run when it mutates,
+//! and recorded.
 
 mod engine;
+mod reference;
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use globset::Glob;
 use serde_json::{Value, json};
 
 pub use engine::DockerEngine;
@@ -16,18 +20,17 @@ use crate::bindings::runbook::host::docker::{
     self, Container, ContainerDetails, ContainerStats, ListFilter, LogLine, LogOptions,
     PruneOptions, PruneReport, SystemDf,
 };
-use crate::policy::{DockerRule, DockerVerb};
+use crate::policy::{DockerRule, DockerVerb, name_glob};
 use crate::state::RunState;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
-/// A name/label match of one rule; `labels` are the container's own.
+/// Longest stop/restart grace a playbook may ask for: the call waits that long.
+const MAX_STOP_TIMEOUT_SECS: u32 = 600;
+
+/// Whether a rule covers a container, by its real name (any glob) or labels (any selector).
 pub fn rule_covers(rule: &DockerRule, name: &str, labels: Option<&[(String, String)]>) -> bool {
-    let by_name = rule.containers.iter().any(|g| {
-        Glob::new(g)
-            .map(|g| g.compile_matcher().is_match(name))
-            .unwrap_or(false)
-    });
+    let by_name = globs_match(&rule.containers, name);
     let by_label = labels.is_some_and(|labels| {
         rule.labels
             .iter()
@@ -39,11 +42,56 @@ pub fn rule_covers(rule: &DockerRule, name: &str, labels: Option<&[(String, Stri
     by_name || by_label
 }
 
+/// Globs were validated when the config was read; one that somehow is not never matches.
+fn globs_match(globs: &[String], name: &str) -> bool {
+    globs
+        .iter()
+        .any(|g| name_glob(g).is_ok_and(|g| g.is_match(name)))
+}
+
 fn verb_name(verb: DockerVerb) -> String {
     serde_json::to_value(verb)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default()
+}
+
+/// What a call acts on, as the engine named it when asked.
+pub struct Target {
+    /// Full container id: every action goes by this.
+    pub id: String,
+    pub name: String,
+    /// Full id and name of the network (`network-disconnect` only).
+    pub network: Option<(String, String)>,
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match &self.network {
+            Some((_, network)) => format!("{} from network {network}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// A playbook's string as it goes into the timeline: whole when it is short, else cut with its
+/// length kept.
+fn arg(input: &str) -> String {
+    if input.len() <= reference::MAX_REFERENCE_BYTES {
+        input.to_string()
+    } else {
+        reference::echo(input)
+    }
+}
+
+/// A stop/restart grace within bounds, so no call waits on the engine without limit.
+fn stop_timeout(timeout_secs: Option<u32>) -> Result<(), CapError> {
+    match timeout_secs {
+        Some(t) if t > MAX_STOP_TIMEOUT_SECS => Err(CapError::Invalid(format!(
+            "timeout of {t}s; at most {MAX_STOP_TIMEOUT_SECS}s"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl RunState {
@@ -55,32 +103,57 @@ impl RunState {
             .collect()
     }
 
-    /// May `verb` touch `container`? Name globs are tried on the name as given; otherwise the
-    /// container is inspected once to match its real name (the playbook may pass an id) and
-    /// labels. A container that does not exist is `not-found` only if the verb is granted at all.
-    async fn authorize(&mut self, verb: DockerVerb, container: &str) -> Result<(), CapError> {
-        let denied = || {
+    /// May `verb` touch `container` (and `network`)? Both references are validated, then
+    /// resolved by the engine; the rules are checked on the real names and labels. A
+    /// container that does not exist is `not-found` only if the verb is granted at all.
+    async fn authorize(
+        &mut self,
+        verb: DockerVerb,
+        container: &str,
+        network: Option<&str>,
+    ) -> Result<Target, CapError> {
+        let container_ref = reference::container(container)?;
+        let network_ref = network.map(reference::network).transpose()?;
+        let denied = |what: String| {
             CapError::Denied(format!(
-                "docker {} on container {container:?} is not granted to this playbook",
+                "docker {} on {what} is not granted to this playbook",
                 verb_name(verb)
             ))
         };
+        let on_container = || format!("container {}", reference::echo(container));
         let rules = self.rules_for(verb);
         if rules.is_empty() {
-            return Err(denied());
+            return Err(denied(on_container()));
         }
-        if rules.iter().any(|r| rule_covers(r, container, None)) {
-            return Ok(());
+        let found = engine::container(&self.docker.inspect_raw(container_ref).await?);
+        let id = reference::engine_id("container", &found.id)?.to_string();
+        let rules: Vec<&DockerRule> = rules
+            .into_iter()
+            .filter(|r| rule_covers(r, &found.name, Some(&found.labels)))
+            .collect();
+        if rules.is_empty() {
+            return Err(denied(on_container()));
         }
-        let found = engine::container(&self.docker.inspect_raw(container).await?);
-        if rules
-            .iter()
-            .any(|r| rule_covers(r, &found.name, Some(&found.labels)))
-        {
-            Ok(())
-        } else {
-            Err(denied())
-        }
+        let network = match network_ref {
+            None => None,
+            Some(network_ref) => {
+                let (network_id, name) = self.docker.inspect_network(network_ref).await?;
+                reference::engine_id("network", &network_id)?;
+                if !rules.iter().any(|r| globs_match(&r.networks, &name)) {
+                    return Err(denied(format!(
+                        "{} from network {}",
+                        on_container(),
+                        reference::echo(network.unwrap_or_default())
+                    )));
+                }
+                Some((network_id, name))
+            }
+        };
+        Ok(Target {
+            id,
+            name: found.name,
+            network,
+        })
     }
 
     fn authorize_global(&self, verb: DockerVerb) -> Result<(), CapError> {
@@ -93,15 +166,17 @@ impl RunState {
         Ok(())
     }
 
-    /// A read-only or mutating call on one container: authorize, then perform (or, on a dry
-    /// run, check the container exists and record "would …").
+    /// A read-only or mutating call on one container: check the arguments (`valid`),
+    /// authorize, then perform on the resolved target (or, on a dry run, record "would …").
+    #[allow(clippy::too_many_arguments)]
     async fn container_call<T, F>(
         &mut self,
         verb: DockerVerb,
-        container: &str,
-        args: Value,
+        (container, network): (&str, Option<&str>),
+        mut args: Value,
+        valid: Result<(), CapError>,
         mutating: Option<T>,
-        perform: impl FnOnce(std::sync::Arc<DockerEngine>, String) -> F,
+        perform: impl FnOnce(Arc<DockerEngine>, Target) -> F,
         summary: impl FnOnce(&T) -> String,
     ) -> CallResult<T>
     where
@@ -112,24 +187,23 @@ impl RunState {
         // The WIT function names are the verbs' names.
         let function = verb_name(verb);
         let function = function.as_str();
-        let mut result = self.authorize(verb, container).await;
-        if let Some(value) = mutating
-            && result.is_ok()
-            && self.dry_run
-        {
-            match self.docker.inspect_raw(container).await {
-                Ok(_) => {
-                    let detail = format!("would {function} {container}");
-                    let elapsed = started.elapsed();
-                    self.timeline
-                        .call("docker", function, args, "would", Some(detail), elapsed);
-                    return Ok(Ok(value));
-                }
-                Err(e) => result = Err(e),
-            }
+        let target = match valid {
+            Ok(()) => self.authorize(verb, container, network).await,
+            Err(e) => Err(e),
+        };
+        if let Ok(target) = &target {
+            // The audit log says what the call acted on, not only what was asked.
+            args["resolved"] = json!({ "id": target.id, "name": target.name });
         }
-        let result = match result {
-            Ok(()) => perform(self.docker.clone(), container.to_string()).await,
+        let result = match target {
+            Ok(target) if mutating.is_some() && self.dry_run => {
+                let detail = format!("would {function} {}", target.describe());
+                let elapsed = started.elapsed();
+                self.timeline
+                    .call("docker", function, args, "would", Some(detail), elapsed);
+                return Ok(Ok(mutating.expect("checked above")));
+            }
+            Ok(target) => perform(self.docker.clone(), target).await,
             Err(e) => Err(e),
         };
         self.record_call(
@@ -148,7 +222,9 @@ impl docker::Host for RunState {
     async fn list_containers(&mut self, filter: ListFilter) -> CallResult<Vec<Container>> {
         self.begin_call()?;
         let started = Instant::now();
-        let args = json!({ "all": filter.all, "name": filter.name, "labels": filter.labels });
+        let labels: Vec<String> = filter.labels.iter().take(32).map(|l| arg(l)).collect();
+        let args =
+            json!({ "all": filter.all, "name": filter.name.as_deref().map(arg), "labels": labels });
         let result = self.list_granted(&filter).await;
         self.record_call(
             "docker",
@@ -162,13 +238,14 @@ impl docker::Host for RunState {
     }
 
     async fn inspect(&mut self, container: String) -> CallResult<ContainerDetails> {
-        let args = json!({ "container": container });
+        let args = json!({ "container": arg(&container) });
         self.container_call(
             DockerVerb::Inspect,
-            &container,
+            (&container, None),
             args,
+            Ok(()),
             None,
-            |d, c| async move { d.inspect(&c).await },
+            |d, t| async move { d.inspect(&t.id).await },
             |d| {
                 let c = &d.container;
                 format!(
@@ -187,14 +264,15 @@ impl docker::Host for RunState {
     }
 
     async fn logs(&mut self, container: String, options: LogOptions) -> CallResult<Vec<LogLine>> {
-        let args = json!({ "container": container, "tail": options.tail, "since-secs": options.since_secs });
+        let args = json!({ "container": arg(&container), "tail": options.tail, "since-secs": options.since_secs });
         self.container_call(
             DockerVerb::Logs,
-            &container,
+            (&container, None),
             args,
+            Ok(()),
             None,
-            |d, c| async move {
-                d.logs(&c, options.tail, options.since_secs, options.timestamps)
+            |d, t| async move {
+                d.logs(&t.id, options.tail, options.since_secs, options.timestamps)
                     .await
             },
             |l| format!("{} lines", l.len()),
@@ -203,78 +281,84 @@ impl docker::Host for RunState {
     }
 
     async fn start(&mut self, container: String) -> CallResult<()> {
-        let args = json!({ "container": container });
+        let args = json!({ "container": arg(&container) });
         self.container_call(
             DockerVerb::Start,
-            &container,
+            (&container, None),
             args,
+            Ok(()),
             Some(()),
-            |d, c| async move { d.start(&c).await },
+            |d, t| async move { d.start(&t.id).await },
             |_| String::new(),
         )
         .await
     }
 
     async fn stop(&mut self, container: String, timeout_secs: Option<u32>) -> CallResult<()> {
-        let args = json!({ "container": container, "timeout-secs": timeout_secs });
+        let args = json!({ "container": arg(&container), "timeout-secs": timeout_secs });
         self.container_call(
             DockerVerb::Stop,
-            &container,
+            (&container, None),
             args,
+            stop_timeout(timeout_secs),
             Some(()),
-            |d, c| async move { d.stop(&c, timeout_secs).await },
+            |d, t| async move { d.stop(&t.id, timeout_secs).await },
             |_| String::new(),
         )
         .await
     }
 
     async fn restart(&mut self, container: String, timeout_secs: Option<u32>) -> CallResult<()> {
-        let args = json!({ "container": container, "timeout-secs": timeout_secs });
+        let args = json!({ "container": arg(&container), "timeout-secs": timeout_secs });
         self.container_call(
             DockerVerb::Restart,
-            &container,
+            (&container, None),
             args,
+            stop_timeout(timeout_secs),
             Some(()),
-            |d, c| async move { d.restart(&c, timeout_secs).await },
+            |d, t| async move { d.restart(&t.id, timeout_secs).await },
             |_| String::new(),
         )
         .await
     }
 
     async fn pause(&mut self, container: String) -> CallResult<()> {
-        let args = json!({ "container": container });
+        let args = json!({ "container": arg(&container) });
         self.container_call(
             DockerVerb::Pause,
-            &container,
+            (&container, None),
             args,
+            Ok(()),
             Some(()),
-            |d, c| async move { d.pause(&c).await },
+            |d, t| async move { d.pause(&t.id).await },
             |_| String::new(),
         )
         .await
     }
 
     async fn unpause(&mut self, container: String) -> CallResult<()> {
-        let args = json!({ "container": container });
+        let args = json!({ "container": arg(&container) });
         self.container_call(
             DockerVerb::Unpause,
-            &container,
+            (&container, None),
             args,
+            Ok(()),
             Some(()),
-            |d, c| async move { d.unpause(&c).await },
+            |d, t| async move { d.unpause(&t.id).await },
             |_| String::new(),
         )
         .await
     }
 
     async fn stats(&mut self, container: String) -> CallResult<ContainerStats> {
-        let args = json!({ "container": container });
+        let args = json!({ "container": arg(&container) });
         self.container_call(
             DockerVerb::Stats,
-            &container,
+            (&container, None),
             args,
+            Ok(()),
             None,
-            |d, c| async move { d.stats(&c).await },
+            |d, t| async move { d.stats(&t.id).await },
             |s| {
                 format!(
                     "cpu {:.1}%, memory {} of {} bytes",
@@ -357,13 +441,18 @@ impl docker::Host for RunState {
         network: String,
         force: bool,
     ) -> CallResult<()> {
-        let args = json!({ "container": container, "network": network, "force": force });
+        let args =
+            json!({ "container": arg(&container), "network": arg(&network), "force": force });
         self.container_call(
             DockerVerb::NetworkDisconnect,
-            &container,
+            (&container, Some(&network)),
             args,
+            Ok(()),
             Some(()),
-            |d, c| async move { d.network_disconnect(&c, &network, force).await },
+            |d, t| async move {
+                let (network_id, _) = t.network.expect("authorize resolves the network");
+                d.network_disconnect(&t.id, &network_id, force).await
+            },
             |_| String::new(),
         )
         .await
@@ -380,20 +469,18 @@ impl RunState {
                 "docker list is not granted to this playbook".into(),
             ));
         }
-        let name_glob = match &filter.name {
-            Some(g) => Some(
-                Glob::new(g)
-                    .map_err(|e| CapError::Invalid(format!("name glob {g:?}: {e}")))?
-                    .compile_matcher(),
-            ),
-            None => None,
-        };
+        let name_glob = filter
+            .name
+            .as_deref()
+            .map(reference::list_glob)
+            .transpose()?;
+        reference::label_filters(&filter.labels)?;
         let mut found = Vec::new();
-        for name in self.docker.list_names(filter.all, &filter.labels).await? {
+        for (id, name) in self.docker.list(filter.all, &filter.labels).await? {
             if name_glob.as_ref().is_some_and(|g| !g.is_match(&name)) {
                 continue;
             }
-            let container = match self.docker.inspect_raw(&name).await {
+            let container = match self.docker.inspect_raw(&id).await {
                 Ok(resp) => engine::container(&resp),
                 Err(CapError::NotFound(_)) => continue, // removed meanwhile
                 Err(e) => return Err(e),
@@ -427,4 +514,49 @@ fn df_summary(df: &SystemDf) -> String {
         section("build-cache", &df.build_cache),
     ]
     .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(toml_text: &str) -> Result<DockerRule, toml::de::Error> {
+        toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn rule_globs_match_real_names_only_and_never_a_slash() {
+        let rule = rule(
+            r#"containers = ["bar-*"]
+verbs = ["stop"]
+networks = ["front-?"]"#,
+        )
+        .unwrap();
+        assert!(rule_covers(&rule, "bar-x", Some(&[])));
+        assert!(!rule_covers(&rule, "bar-x/../victim", Some(&[])));
+        assert!(globs_match(&rule.networks, "front-1"));
+        assert!(!globs_match(&rule.networks, "front/"));
+        assert!(!globs_match(&[], "anything"), "no networks means none");
+    }
+
+    #[test]
+    fn a_stop_grace_is_bounded() {
+        assert!(stop_timeout(None).is_ok());
+        assert!(stop_timeout(Some(MAX_STOP_TIMEOUT_SECS)).is_ok());
+        assert!(matches!(
+            stop_timeout(Some(u32::MAX)),
+            Err(CapError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_bad_or_oversized_rule_glob_is_a_config_error() {
+        for glob in ["bar-[x".to_string(), "b".repeat(300)] {
+            for field in ["containers", "networks"] {
+                let text = format!("{field} = [{glob:?}]\nverbs = [\"read\"]");
+                let error = rule(&text).unwrap_err().to_string();
+                assert!(error.contains("docker glob"), "{error}");
+            }
+        }
+    }
 }

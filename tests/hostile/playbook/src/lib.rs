@@ -4,6 +4,7 @@
 //! as a failure; a refused capability call is returned as the run's error, so the run's reason
 //! carries the host's own words.
 
+mod docker_escapes;
 mod output;
 
 use std::hint::black_box;
@@ -31,6 +32,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
     let case = incident.param("case").unwrap_or_default();
     if let Some(result) = output::run(case, &incident) {
+        return result;
+    }
+    if let Some(result) = docker_escapes::run(case, &incident) {
         return result;
     }
     match case {
