@@ -322,6 +322,7 @@ pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) 
                     .collect();
                 let mut targets = rule.containers.clone();
                 targets.extend(rule.labels.iter().map(|l| format!("label {l}")));
+                targets.extend(rule.networks.iter().map(|n| format!("network {n}")));
                 if targets.is_empty() {
                     verbs.join("/")
                 } else {
