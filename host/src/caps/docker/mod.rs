@@ -149,7 +149,8 @@ impl docker::Host for RunState {
         self.begin_call()?;
         let started = Instant::now();
         let args = json!({ "all": filter.all, "name": filter.name, "labels": filter.labels });
-        let result = self.list_granted(&filter).await;
+        let result =
+            super::panic_to_failed("docker.list-containers", self.list_granted(&filter)).await;
         self.record_call(
             "docker",
             "list-containers",

@@ -4,6 +4,8 @@
 //! as a failure; a refused capability call is returned as the run's error, so the run's reason
 //! carries the host's own words.
 
+mod crash_recovery;
+
 use std::hint::black_box;
 
 use runbook_sdk::http::Request;
@@ -24,6 +26,10 @@ fn describe() -> Description {
 
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
+    if let Some(result) = crash_recovery::run(incident.param("case").unwrap_or_default(), &incident)
+    {
+        return result;
+    }
     match incident.param("case").unwrap_or_default() {
         "loop" => spin(),
         "memory" => hoard(),
