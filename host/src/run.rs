@@ -472,6 +472,23 @@ pub async fn guard_run(
     anyhow::bail!("run {run_id} failed: {reason}")
 }
 
+/// Panics are caught per run (see `guard_run`); this keeps what they print to one bounded
+/// line (a panic message may quote a megabyte a playbook passed), plus the backtrace when
+/// `RUST_BACKTRACE` asks for it.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("host error: panic{at}: {}", panic_message(info.payload()));
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
+}
+
 /// What a panic said, cut to a line's worth (it may quote what a playbook passed).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     const MAX: usize = 500;
