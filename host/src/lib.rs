@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod incident;
 pub mod notify;
+pub mod panics;
 pub mod policy;
 pub mod postmortem;
 pub mod redact;

@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, PluginSource};
 use crate::config::Config;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::notify::{AlertRef, ConsoleStream, Notifier};
+use crate::panics::panic_message;
 use crate::policy::{Grants, Limits};
 use crate::severity::Priority;
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
@@ -470,37 +471,6 @@ pub async fn guard_run(
         eprintln!("run {run_id}: recording that it failed: {e:#}");
     }
     anyhow::bail!("run {run_id} failed: {reason}")
-}
-
-/// Panics are caught per run (see `guard_run`); this keeps what they print to one bounded
-/// line (a panic message may quote a megabyte a playbook passed), plus the backtrace when
-/// `RUST_BACKTRACE` asks for it.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        eprintln!("host error: panic{at}: {}", panic_message(info.payload()));
-        let backtrace = std::backtrace::Backtrace::capture();
-        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            eprintln!("{backtrace}");
-        }
-    }));
-}
-
-/// What a panic said, cut to a line's worth (it may quote what a playbook passed).
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    const MAX: usize = 500;
-    let text = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
-        None => text.to_string(),
-    }
 }
 
 fn failed(reason: String) -> (&'static str, String, Vec<String>, Option<String>) {

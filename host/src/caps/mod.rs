@@ -23,7 +23,7 @@ pub(crate) async fn panic_to_failed<T>(
         .unwrap_or_else(|panic| {
             Err(crate::bindings::CapError::Failed(format!(
                 "host error: panic in {call}: {}",
-                crate::run::panic_message(&*panic)
+                crate::panics::panic_message(&*panic)
             )))
         })
 }
