@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use runbook_tests::server::Server;
-use runbook_tests::{Sandbox, guests};
+use runbook_tests::{Sandbox, guests, host_bin};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "crash-recovery-t0ken";
@@ -235,6 +235,55 @@ fn sigterm_leaves_queued_runs_for_the_next_host() {
         assert_eq!(run["status"], "no-action", "{run:#}");
     }
     assert_eq!(status(&second, &parked)["status"], "interrupted");
+}
+
+/// A `host run` killed when the test ends, however it ends.
+struct Cli(std::process::Child);
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The one run in the sandbox's store once it is `running`.
+fn running_run(sandbox: &Sandbox) -> String {
+    let mut id = None;
+    wait_for("the CLI's run to be running", || {
+        let runs = sandbox.host(&["runs", "--json"]).json();
+        id = runs[0]["id"].as_str().map(String::from);
+        runs[0]["status"] == "running"
+    });
+    id.unwrap()
+}
+
+#[test]
+fn a_live_host_run_keeps_its_run_when_a_server_starts_on_the_same_store() {
+    let sandbox = sandbox();
+    let mut cli = Cli(std::process::Command::new(host_bin())
+        .args(["run", "hostile", "-p", "case=sleep"])
+        .current_dir(sandbox.path())
+        .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
+        .env("RUNBOOK_STORE", sandbox.store_path())
+        .env_remove("RUNBOOK_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap());
+    let id = running_run(&sandbox);
+
+    let mut server = start(&sandbox);
+    assert_eq!(status(&server, &id)["status"], "running");
+    server.stop("TERM");
+    assert!(ops_notices(&sandbox, &id).is_empty());
+
+    // Once that process is gone, its run is lost like any other.
+    cli.0.kill().unwrap();
+    cli.0.wait().unwrap();
+    let server = start(&sandbox);
+    assert_eq!(status(&server, &id)["status"], "lost");
+    assert_eq!(ops_notices(&sandbox, &id).len(), 1);
 }
 
 /// A panic inside the host during a capability call (a 1 MiB docker name glob once did it)

@@ -3,9 +3,11 @@
 //! alert; runs cut off mid-run (`running`) are marked `lost`, never re-run (their actions may
 //! have happened), and the `ops` channel is told once per run through the outbox.
 //!
-//! ONE HOST PER STORE is assumed here: every run found `running` at start-up belongs to a host
-//! that is gone. With several replicas on one database (PostgreSQL, with run leases) this
-//! start-up sweep must become a periodic rescuer of runs whose lease expired.
+//! ONE `host serve` PER STORE is assumed here: a run found `running` at start-up belongs to a
+//! host process that is gone, unless its recorded runner is a live process on this machine (a
+//! `host run` next to the server). A live host elsewhere cannot be told from a dead one, so
+//! with several replicas on one database (PostgreSQL) this start-up sweep must become a
+//! periodic rescuer of runs whose lease expired, and queued runs must be claimed, not taken.
 
 use anyhow::Result;
 

@@ -101,6 +101,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN severity TEXT NOT NULL DEFAULT 'P3';
 "#,
     r#"
+    -- The process executing the run (host name/pid/start time): a live one keeps its runs.
+    ALTER TABLE runs ADD COLUMN runner TEXT;
     -- When ops were told that this run was lost (so a later restart does not tell again).
     ALTER TABLE runs ADD COLUMN lost_notified_at TEXT;
 "#,
@@ -181,9 +183,10 @@ impl Store {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("opening the run store {}", path.display()))?;
+        // First, so that a process opening the store while another migrates it waits.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let store = Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -210,7 +213,10 @@ impl Store {
 
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn.lock().unwrap();
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        // One write transaction, version read inside it: two processes opening a new store at
+        // once (`host serve` and a `host run`) must not both migrate it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > MIGRATIONS.len() {
             anyhow::bail!(
                 "the run store {} has schema version {version}, newer than this host knows ({}); \
@@ -220,12 +226,11 @@ impl Store {
             );
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
             tx.execute_batch(sql)
                 .with_context(|| format!("migrating the run store to version {}", i + 1))?;
             tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -320,8 +325,8 @@ impl Store {
     pub fn mark_running(&self, id: &str) -> Result<()> {
         let conn = self.conn.lock().unwrap();
         conn.execute(
-            "UPDATE runs SET status = 'running' WHERE id = ?1",
-            params![id],
+            "UPDATE runs SET status = 'running', runner = ?2 WHERE id = ?1",
+            params![id, recovery::this_runner()],
         )?;
         Ok(())
     }
@@ -464,6 +469,21 @@ pub fn default_store_path() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_store_opened_by_several_processes_at_once_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite3");
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let opens: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Store::open(&path).map(drop)))
+                .collect();
+            opens.into_iter().map(|o| o.join().unwrap()).collect()
+        });
+        for result in opened {
+            result.unwrap();
+        }
+    }
 
     #[test]
     fn schema_version_newer_than_the_host_is_refused() {

@@ -8,6 +8,43 @@ use rusqlite::params;
 
 use super::Store;
 
+/// This process as a runner of runs: host name, pid and the process's start time (so a pid
+/// reused after a restart, pid 1 in a container say, is not taken for the same process).
+pub(super) fn this_runner() -> &'static str {
+    static RUNNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUNNER.get_or_init(|| {
+        let pid = std::process::id().to_string();
+        let started = start_time(&pid).unwrap_or_default();
+        format!("{}/{pid}/{started}", host_name())
+    })
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Field 22 of /proc/PID/stat, in clock ticks since boot.
+fn start_time(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(19).map(String::from)
+}
+
+/// Whether `runner` is another process on this machine that is still running.
+fn is_alive_elsewhere(runner: &str) -> bool {
+    let mut parts = runner.rsplitn(3, '/');
+    let (Some(started), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    runner != this_runner()
+        && host == host_name()
+        && !started.is_empty()
+        && start_time(pid).as_deref() == Some(started)
+}
+
 /// Why a run is `lost`: the host died while it executed.
 pub const LOST_REASON: &str = "the host stopped (crash or kill) while the run was executing; \
      not re-run, as its actions may have happened";
@@ -31,15 +68,30 @@ pub struct UnfinishedRun {
 }
 
 impl Store {
-    /// Marks every `running` run `lost` and returns how many. Only for a host's start-up
-    /// rescue: it assumes no other host process executes runs from this store.
+    /// Marks `running` runs `lost` and returns how many: those of a host process that is
+    /// gone. A live process on this machine (a `host run` next to `host serve`) keeps its
+    /// runs. Only for a host's start-up rescue: it assumes no other `host serve`, here or on
+    /// another machine, executes runs from this store.
     pub fn mark_lost(&self, at: &str) -> Result<usize> {
-        let conn = self.conn.lock().unwrap();
-        Ok(conn.execute(
-            "UPDATE runs SET status = 'lost', ended_at = ?1, reason = ?2, summary = ?3
-             WHERE status = 'running'",
-            params![at, LOST_REASON, format!("run lost: {LOST_REASON}")],
-        )?)
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        let running: Vec<(String, Option<String>)> = tx
+            .prepare("SELECT id, runner FROM runs WHERE status = 'running'")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut lost = 0;
+        for (id, runner) in running {
+            if runner.as_deref().is_some_and(is_alive_elsewhere) {
+                continue;
+            }
+            lost += tx.execute(
+                "UPDATE runs SET status = 'lost', ended_at = ?2, reason = ?3, summary = ?4
+                 WHERE id = ?1 AND status = 'running'",
+                params![id, at, LOST_REASON, format!("run lost: {LOST_REASON}")],
+            )?;
+        }
+        tx.commit()?;
+        Ok(lost)
     }
 
     /// Lost runs ops have not been told about yet, oldest first.
@@ -148,6 +200,35 @@ mod tests {
         assert_eq!(untold, ["r1"]);
         store.mark_lost_notified("r1", "now").unwrap();
         assert!(store.lost_unnotified().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_run_of_a_live_process_is_not_lost() {
+        let store = Store::open_in_memory().unwrap();
+        queued(&store, "mine", None);
+        queued(&store, "theirs", None);
+        queued(&store, "gone", None);
+        for id in ["mine", "theirs", "gone"] {
+            store.mark_running(id).unwrap();
+        }
+        // Our parent is alive: its run is its own. A pid with another start time is gone.
+        let parent = std::os::unix::process::parent_id().to_string();
+        let live = format!("{}/{parent}/{}", host_name(), start_time(&parent).unwrap());
+        let conn = store.conn.lock().unwrap();
+        conn.execute("UPDATE runs SET runner = ?1 WHERE id = 'theirs'", [&live])
+            .unwrap();
+        let dead = format!("{}/{parent}/1", host_name());
+        conn.execute("UPDATE runs SET runner = ?1 WHERE id = 'gone'", [&dead])
+            .unwrap();
+        drop(conn);
+        assert!(is_alive_elsewhere(&live));
+        assert!(!is_alive_elsewhere(this_runner()));
+        assert_eq!(store.mark_lost("now").unwrap(), 2);
+        let status = |id: &str| store.get(id).unwrap().unwrap().run.status;
+        assert_eq!(
+            (status("mine"), status("theirs"), status("gone")),
+            ("lost".into(), "running".into(), "lost".into())
+        );
     }
 
     #[test]
