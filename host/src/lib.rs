@@ -10,6 +10,7 @@ pub mod description;
 pub mod engine;
 pub mod incident;
 pub mod notify;
+pub mod panics;
 pub mod policy;
 pub mod postmortem;
 pub mod redact;

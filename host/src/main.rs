@@ -198,6 +198,7 @@ enum NotifyAction {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    runbook_host::panics::install_panic_hook();
     let cli = Cli::parse();
     match dispatch(cli).await {
         Ok(code) => ExitCode::from(code),

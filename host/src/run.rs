@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use futures::FutureExt;
 use serde::Serialize;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -19,10 +20,11 @@ use crate::config::Config;
 use crate::description;
 use crate::engine::{LoadReport, PlaybookEngine};
 use crate::notify::{AlertRef, ConsoleStream, Notifier};
+use crate::panics::panic_message;
 use crate::policy::{Grants, Limits};
 use crate::severity::Priority;
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
-use crate::store::{NewRun, Store as RunStore};
+use crate::store::{NewRun, Store as RunStore, UnfinishedRun};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
 
 /// Mistakes in what the operator asked for: the CLI exits 2 for these.
@@ -236,7 +238,8 @@ impl Host {
         Ok(description)
     }
 
-    /// Runs a prepared playbook to its end. `sink` sees timeline events live.
+    /// Runs a prepared playbook to its end. `sink` sees timeline events live. Whatever goes
+    /// wrong in the host, the run ends `failed` in the store (see `guard_run`).
     pub async fn run(
         &self,
         prepared: &Prepared,
@@ -244,7 +247,60 @@ impl Host {
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
         let pending = self.begin(prepared, request)?;
-        self.execute(prepared, pending, sink).await
+        let run_id = pending.run_id.clone();
+        let work = self.execute(prepared, pending, sink);
+        guard_run(self.store.as_deref(), &run_id, work).await
+    }
+
+    /// A run a previous host accepted and never started (status `queued` in the store), ready
+    /// for `execute` under its original id, parameters, alert and dedup key.
+    pub fn resume(&self, prepared: &Prepared, stored: &UnfinishedRun) -> Result<PendingRun> {
+        let given: Vec<(String, String)> = match &stored.params {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Checked again: the playbook may have changed since the run was accepted.
+        let params = resolve_params(&prepared.description, &prepared.source.name, &given)?;
+        let alert = match &stored.alert {
+            Some(json) => {
+                let mut alert = crate::incident::parse_alert(json.clone())?;
+                if let Some(name) = json["name"].as_str() {
+                    alert.name = name.to_string();
+                }
+                Some(alert)
+            }
+            None => None,
+        };
+        let trigger = match stored.trigger.as_str() {
+            "alert" => TriggerKind::Alert,
+            "webhook" => TriggerKind::Webhook,
+            other => anyhow::bail!("a {other} run is not resumed by another host"),
+        };
+        let severity = Priority::parse(&stored.severity).unwrap_or(Priority::P3);
+        Ok(PendingRun {
+            run_id: stored.id.clone(),
+            started_at: humantime::parse_rfc3339(&stored.started_at)
+                .unwrap_or_else(|_| SystemTime::now()),
+            alert_json: stored.alert.clone(),
+            params: params.clone(),
+            severity,
+            request: RunRequest {
+                params,
+                alert,
+                trigger,
+                dry_run: stored.dry_run,
+                dedup_key: stored.dedup_key.clone(),
+                severity: Some(severity),
+            },
+        })
     }
 
     /// Validates the parameters and records the run as queued: once this returns, the run
@@ -347,19 +403,27 @@ impl Host {
         let mut run_ms = 0.0;
         // The epoch deadline stops a guest spinning on the CPU; this timeout stops a run stuck
         // waiting on a capability call.
-        let outcome = tokio::time::timeout(limits.deadline, async {
-            let t = Instant::now();
-            let playbook = prepared.pre.instantiate_async(&mut store).await?;
-            instantiate_ms = round_ms(t.elapsed());
-            let t = Instant::now();
-            let result = playbook.call_run(&mut store, &incident).await;
-            run_ms = round_ms(t.elapsed());
-            result
-        })
-        .await;
+        // A panic inside a host call that the call itself did not catch unwinds out of the
+        // guest: the run ends failed with what was recorded so far, the host goes on.
+        let outcome = tokio::time::timeout(
+            limits.deadline,
+            std::panic::AssertUnwindSafe(async {
+                let t = Instant::now();
+                let playbook = prepared.pre.instantiate_async(&mut store).await?;
+                instantiate_ms = round_ms(t.elapsed());
+                let t = Instant::now();
+                let result = playbook.call_run(&mut store, &incident).await;
+                run_ms = round_ms(t.elapsed());
+                result
+            })
+            .catch_unwind(),
+        )
+        .await
+        .map(|caught| caught.map_err(|panic| panic_message(&*panic)));
 
         let (status, summary, actions, reason) = match outcome {
-            Ok(Ok(Ok(outcome))) => match outcome_size_problem(&outcome) {
+            Ok(Err(panic)) => failed(format!("host error: panic during the run: {panic}")),
+            Ok(Ok(Ok(Ok(outcome)))) => match outcome_size_problem(&outcome) {
                 None => (
                     outcome.status.as_str(),
                     outcome.summary,
@@ -368,12 +432,12 @@ impl Host {
                 ),
                 Some(problem) => failed(format!("limit exceeded: {problem}")),
             },
-            Ok(Ok(Err(error))) => failed(format!(
+            Ok(Ok(Ok(Err(error)))) => failed(format!(
                 "the playbook returned {}: {}",
                 error.kind(),
                 error.detail()
             )),
-            Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
+            Ok(Ok(Err(trap))) => failed(trap_reason(&trap, &store.data().guest_output())),
             Err(_) => {
                 store.data_mut().note_abandoned_call();
                 failed(format!(
@@ -451,6 +515,27 @@ fn outcome_size_problem(
                 a.len()
             )
         })
+}
+
+/// Runs `work`, the execution of run `run_id`, so that whatever happens inside the host the
+/// run ends in the store: an error or a panic marks it `failed` with "host error: …" (a run
+/// left `running` would be taken for lost by the next host).
+pub async fn guard_run(
+    store: Option<&RunStore>,
+    run_id: &str,
+    work: impl Future<Output = Result<RunRecord>>,
+) -> Result<RunRecord> {
+    let reason = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(record)) => return Ok(record),
+        Ok(Err(e)) => format!("host error: {e:#}"),
+        Err(panic) => format!("host error: panic: {}", panic_message(&*panic)),
+    };
+    if let Some(store) = store
+        && let Err(e) = store.end_unfinished(run_id, "failed", &reason, &rfc3339(SystemTime::now()))
+    {
+        eprintln!("run {run_id}: recording that it failed: {e:#}");
+    }
+    anyhow::bail!("run {run_id} failed: {reason}")
 }
 
 fn failed(reason: String) -> (&'static str, String, Vec<String>, Option<String>) {

@@ -8,3 +8,22 @@ pub mod notify;
 pub mod report;
 
 impl crate::bindings::runbook::host::types::Host for crate::state::RunState {}
+
+/// Runs a capability call's host-side work so that a panic in it (a bug in the host or in a
+/// crate it uses, reached with a string the playbook chose) becomes a `failed` call the
+/// playbook sees, instead of unwinding through the guest and ending the run.
+pub(crate) async fn panic_to_failed<T>(
+    call: &str,
+    work: impl Future<Output = Result<T, crate::bindings::CapError>>,
+) -> Result<T, crate::bindings::CapError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(crate::bindings::CapError::Failed(format!(
+                "host error: panic in {call}: {}",
+                crate::panics::panic_message(&*panic)
+            )))
+        })
+}

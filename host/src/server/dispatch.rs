@@ -1,18 +1,24 @@
 //! Admission and execution of webhook-triggered runs: dedup (same alert, same playbook, within
 //! the window → the existing run), cooldowns, a bounded queue (503 beyond it), concurrency caps
 //! per playbook and in total. A run is in the store before its webhook is answered.
+//!
+//! A run's task never leaves it `running` and never leaks a gauge: a panic or host error marks
+//! the run failed (`guard_run`), the gauges are drop guards, and a task aborted at shutdown
+//! marks its run interrupted on drop. A run still waiting for a slot at shutdown stays
+//! `queued` for the next host.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::metrics::Metrics;
+use super::metrics::{GaugeGuard, Metrics};
 use crate::catalog::FindError;
-use crate::run::{Host, Prepared, RunRequest, UsageError};
+use crate::run::{Host, PendingRun, Prepared, RunRecord, RunRequest, UsageError, guard_run};
+use crate::store::Store as RunStore;
 
 /// How long a broken playbook's reason is served before loading it again.
 const RETRY_BROKEN_AFTER: Duration = Duration::from_secs(30);
@@ -73,6 +79,8 @@ pub struct Dispatcher {
     admission: tokio::sync::Mutex<()>,
     cooldowns: Mutex<HashMap<(String, String), Instant>>,
     tasks: Mutex<JoinSet<()>>,
+    /// Set at shutdown: runs still waiting for a slot give up and stay queued.
+    closing: watch::Sender<bool>,
 }
 
 impl Dispatcher {
@@ -90,6 +98,7 @@ impl Dispatcher {
             admission: tokio::sync::Mutex::new(()),
             cooldowns: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
+            closing: watch::channel(false).0,
         }
     }
 
@@ -99,7 +108,7 @@ impl Dispatcher {
 
     /// Loaded, linked and described once per playbook (the InstancePre is reused by every run).
     /// A broken playbook's reason is kept for a while, then it is tried again.
-    async fn prepared(&self, playbook: &str) -> Result<Arc<Prepared>, Refusal> {
+    pub async fn prepared(&self, playbook: &str) -> Result<Arc<Prepared>, Refusal> {
         // Only names in the catalog get a slot: the map stays as small as the catalog.
         self.host.catalog.entry(playbook).map_err(|e| match e {
             FindError::Unknown { .. } => Refusal::UnknownPlaybook(e.to_string()),
@@ -176,28 +185,41 @@ impl Dispatcher {
             }
         })?;
         let run_id = pending.run_id.clone();
+        self.enqueue(prepared, pending);
+        Ok(Admission::Started(run_id))
+    }
 
-        let per_playbook = self.playbook_slots(playbook);
+    /// Queues a run recorded in the store (new, or left `queued` by a previous host) for a
+    /// slot; it starts when both its playbook's and the total limits allow.
+    pub fn enqueue(&self, prepared: Arc<Prepared>, pending: PendingRun) {
+        let queued = Waiting::enter(&self.waiting, &self.metrics);
+        let per_playbook = self.playbook_slots(&prepared.source.name);
         let total = self.total.clone();
-        let waiting = self.waiting.clone();
+        let mut closing = self.closing.subscribe();
         let metrics = self.metrics.clone();
         let host = self.host.clone();
-        waiting.fetch_add(1, Ordering::Relaxed);
-        metrics.queue_depth.inc();
         self.tasks.lock().unwrap().spawn(async move {
-            let _mine = per_playbook.acquire_owned().await;
-            let _any = total.acquire_owned().await;
-            waiting.fetch_sub(1, Ordering::Relaxed);
-            metrics.queue_depth.dec();
-            metrics.running.inc();
-            let id = pending.run_id.clone();
-            match host.execute(&prepared, pending, None).await {
-                Ok(record) => metrics.finished(&record),
-                Err(e) => eprintln!("run {id}: {e:#}"),
-            }
-            metrics.running.dec();
+            let slots = async {
+                let mine = per_playbook.acquire_owned().await;
+                let any = total.acquire_owned().await;
+                (mine, any)
+            };
+            let _slots = tokio::select! {
+                // Not started when the host stops: it stays queued for the next host.
+                _ = closing.wait_for(|closing| *closing) => return,
+                slots = slots => slots,
+            };
+            drop(queued);
+            let store = host.store.clone();
+            let run_id = pending.run_id.clone();
+            run_task(
+                &metrics,
+                store,
+                run_id,
+                host.execute(&prepared, pending, None),
+            )
+            .await;
         });
-        Ok(Admission::Started(run_id))
     }
 
     fn playbook_slots(&self, playbook: &str) -> Arc<Semaphore> {
@@ -217,9 +239,10 @@ impl Dispatcher {
             .clone()
     }
 
-    /// Lets running and queued runs finish within `grace`; what is left is aborted and marked
-    /// interrupted in the store.
+    /// Runs not started yet stay queued for the next host; running runs may finish within
+    /// `grace`, then are aborted and marked interrupted. Returns how many were cut.
     pub async fn shutdown(&self, grace: Duration) -> usize {
+        let _ = self.closing.send(true);
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
         let drained =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -227,12 +250,165 @@ impl Dispatcher {
             return 0;
         }
         tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        let mut cut = 0;
+        while let Some(joined) = tasks.join_next().await {
+            cut += usize::from(joined.is_err_and(|e| e.is_cancelled()));
+        }
+        cut
+    }
+}
+
+/// Holds a place in the queue (the 503 limit and the queue-depth gauge) until dropped.
+struct Waiting {
+    count: Arc<AtomicUsize>,
+    _gauge: GaugeGuard,
+}
+
+impl Waiting {
+    fn enter(count: &Arc<AtomicUsize>, metrics: &Metrics) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self {
+            count: count.clone(),
+            _gauge: GaugeGuard::hold(&metrics.queue_depth),
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The execution part of a run's task, once it holds its slots: counted as running while it
+/// lasts; a panic or error fails the run; dropped midway (aborted at shutdown), it marks the
+/// run interrupted.
+async fn run_task(
+    metrics: &Metrics,
+    store: Option<Arc<RunStore>>,
+    run_id: String,
+    work: impl Future<Output = anyhow::Result<RunRecord>>,
+) {
+    let _running = GaugeGuard::hold(&metrics.running);
+    let mut cut = InterruptOnDrop {
+        store: store.clone(),
+        run_id: run_id.clone(),
+        armed: true,
+    };
+    let result = guard_run(store.as_deref(), &run_id, work).await;
+    cut.armed = false;
+    match result {
+        Ok(record) => metrics.finished(&record),
+        Err(e) => eprintln!("{e:#}"),
+    }
+}
+
+/// Marks a run interrupted if its task is dropped before it ended (aborted at shutdown).
+struct InterruptOnDrop {
+    store: Option<Arc<RunStore>>,
+    run_id: String,
+    armed: bool,
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        let (true, Some(store)) = (self.armed, &self.store) else {
+            return;
+        };
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        self.host
-            .store
-            .as_ref()
-            .and_then(|s| s.mark_interrupted(&now).ok())
-            .unwrap_or(0)
+        let reason = "the host stopped (shutdown grace over) before the run ended";
+        if let Err(e) = store.end_unfinished(&self.run_id, "interrupted", reason, &now) {
+            eprintln!(
+                "run {}: recording that it was interrupted: {e:#}",
+                self.run_id
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewRun;
+
+    fn running_run(store: &RunStore, id: &str) {
+        let params = serde_json::json!({});
+        store
+            .insert_queued(&NewRun {
+                id,
+                playbook: "hostile",
+                origin: "plugin-dir",
+                trigger: "webhook",
+                params: &params,
+                alert: None,
+                dry_run: false,
+                dedup_key: None,
+                started_at: "2026-11-25T10:00:00Z",
+                severity: "P3",
+            })
+            .unwrap();
+        store.mark_running(id).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_task_fails_the_run_and_gives_its_gauge_back() {
+        let store = Arc::new(RunStore::open_in_memory().unwrap());
+        running_run(&store, "r1");
+        let metrics = Metrics::new();
+        fn panics() -> anyhow::Result<RunRecord> {
+            panic!("boom in the host")
+        }
+        run_task(&metrics, Some(store.clone()), "r1".into(), async {
+            panics()
+        })
+        .await;
+        let run = store.get("r1").unwrap().unwrap();
+        assert_eq!(run.run.status, "failed");
+        let reason = run.reason.unwrap();
+        assert!(
+            reason.contains("host error: panic: boom in the host"),
+            "{reason}"
+        );
+        assert_eq!(metrics.running.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_run_task_aborted_midway_marks_the_run_interrupted() {
+        let store = Arc::new(RunStore::open_in_memory().unwrap());
+        running_run(&store, "r2");
+        let metrics = Arc::new(Metrics::new());
+        let (started, mut seen) = watch::channel(false);
+        let task = tokio::spawn({
+            let (metrics, store) = (metrics.clone(), store.clone());
+            async move {
+                let work = async move {
+                    let _ = started.send(true);
+                    std::future::pending::<anyhow::Result<RunRecord>>().await
+                };
+                run_task(&metrics, Some(store), "r2".into(), work).await
+            }
+        });
+        seen.wait_for(|s| *s).await.unwrap();
+        assert_eq!(metrics.running.get(), 1);
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert_eq!(store.get("r2").unwrap().unwrap().run.status, "interrupted");
+        assert_eq!(metrics.running.get(), 0);
+    }
+
+    #[test]
+    fn a_queue_place_is_given_back_on_drop() {
+        let metrics = Metrics::new();
+        let count = Arc::new(AtomicUsize::new(0));
+        let place = Waiting::enter(&count, &metrics);
+        assert_eq!(
+            (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
+            (1, 1)
+        );
+        drop(place);
+        assert_eq!(
+            (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
+            (0, 0)
+        );
     }
 }

@@ -42,6 +42,23 @@ struct CallLabels {
     result: String,
 }
 
+/// One unit of a gauge, held while alive: the gauge comes back down however its holder ends
+/// (returned, panicked, or dropped when its task is aborted).
+pub struct GaugeGuard(Gauge<i64, AtomicI64>);
+
+impl GaugeGuard {
+    pub fn hold(gauge: &Gauge<i64, AtomicI64>) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     runs: Family<RunLabels, Counter>,

@@ -6,6 +6,7 @@
 mod auth;
 mod dispatch;
 mod metrics;
+mod rescue;
 mod routing;
 
 use std::collections::HashMap;
@@ -45,18 +46,13 @@ struct App {
 type Shared = Arc<App>;
 
 /// Serves until SIGTERM/SIGINT, then drains: no new requests, running runs get the grace
-/// period, the rest are marked interrupted.
+/// period and are then marked interrupted, runs not started stay queued for the next host.
 pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
     let server = &host.config.server;
     let listen = server.listen.clone();
     let grace = Duration::from_secs(server.shutdown_grace_secs);
     let max_body = server.max_body_bytes;
     let store = host.store.clone().context("the server needs a run store")?;
-    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let interrupted = store.mark_interrupted(&now)?;
-    if interrupted > 0 {
-        eprintln!("marked {interrupted} runs left by a previous host as interrupted");
-    }
     let router = AlertRouter::new(&host.config.routes)?;
     let mut verifiers = HashMap::new();
     for (name, hook) in &host.config.webhooks {
@@ -77,6 +73,15 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         router,
         verifiers,
     });
+    // Before the first webhook, so a re-sent alert never meets a dead host's `running` run.
+    let rescued = rescue::rescue(&app.dispatcher, &notifier, &store).await?;
+    if rescued.lost + rescued.resumed + rescued.not_resumed > 0 {
+        eprintln!(
+            "left by a previous host: {} runs lost (not re-run; ops told), {} queued runs started \
+             again, {} not startable",
+            rescued.lost, rescued.resumed, rescued.not_resumed
+        );
+    }
 
     let routes = Router::new()
         .route("/hooks/alertmanager", post(alertmanager_hook))
@@ -103,7 +108,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let left = app.dispatcher.shutdown(grace).await;
     if left > 0 {
         eprintln!(
-            "shutdown: {left} runs did not finish within {}s and are marked interrupted",
+            "shutdown: {left} runs did not finish within {}s and are marked interrupted; \
+             queued runs are left for the next host",
             grace.as_secs()
         );
     }

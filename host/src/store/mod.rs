@@ -1,6 +1,7 @@
 //! The run store: every run, its timeline and its artifacts in one SQLite file (no server to
-//! start). A run is written when it starts and completed when it ends, so a host that dies
-//! mid-run leaves it `running`; the next host to open the store marks it `interrupted`.
+//! start). A run is written `queued` when accepted, `running` when it starts and completed when
+//! it ends, so a host that dies leaves it `queued` or `running`; `host serve`'s start-up rescue
+//! (server/rescue.rs) starts the first kind and marks the second `lost`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,7 +15,10 @@ use crate::state::Artifact;
 use crate::timeline::Event;
 
 mod outbox;
+mod recovery;
 pub use outbox::{Claim, NewMessage, OutboxRow};
+use recovery::CUT_OFF;
+pub use recovery::{LOST_REASON, UnfinishedRun};
 
 /// One entry per schema version; never edit a shipped one, append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -27,7 +31,7 @@ const MIGRATIONS: &[&str] = &[
         params      TEXT NOT NULL,          -- JSON object
         alert       TEXT,                   -- JSON, the alert that triggered the run
         dry_run     INTEGER NOT NULL,
-        status      TEXT NOT NULL,          -- running, resolved, …, failed, interrupted
+        status      TEXT NOT NULL,          -- queued, running, resolved, …, failed, interrupted, lost
         summary     TEXT NOT NULL DEFAULT '',
         actions     TEXT NOT NULL DEFAULT '[]',
         reason      TEXT,
@@ -95,6 +99,12 @@ const MIGRATIONS: &[&str] = &[
 "#,
     r#"
     ALTER TABLE runs ADD COLUMN severity TEXT NOT NULL DEFAULT 'P3';
+"#,
+    r#"
+    -- The process executing the run (host name/pid/start time): a live one keeps its runs.
+    ALTER TABLE runs ADD COLUMN runner TEXT;
+    -- When ops were told that this run was lost (so a later restart does not tell again).
+    ALTER TABLE runs ADD COLUMN lost_notified_at TEXT;
 "#,
 ];
 
@@ -165,7 +175,7 @@ pub struct StoredRun {
 }
 
 impl Store {
-    /// Opens (creating and migrating) the store and marks runs a dead host left running.
+    /// Opens (creating and migrating) the store.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -173,9 +183,10 @@ impl Store {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("opening the run store {}", path.display()))?;
+        // First, so that a process opening the store while another migrates it waits.
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let store = Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -202,7 +213,10 @@ impl Store {
 
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn.lock().unwrap();
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        // One write transaction, version read inside it: two processes opening a new store at
+        // once (`host serve` and a `host run`) must not both migrate it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > MIGRATIONS.len() {
             anyhow::bail!(
                 "the run store {} has schema version {version}, newer than this host knows ({}); \
@@ -212,25 +226,12 @@ impl Store {
             );
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
             tx.execute_batch(sql)
                 .with_context(|| format!("migrating the run store to version {}", i + 1))?;
             tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
-    }
-
-    /// Runs left `running` or `queued` by a host that is gone. Call only when no other host
-    /// process uses this store.
-    pub fn mark_interrupted(&self, at: &str) -> Result<usize> {
-        let conn = self.conn.lock().unwrap();
-        Ok(conn.execute(
-            "UPDATE runs SET status = 'interrupted', ended_at = ?1,
-                 reason = 'the host stopped before the run ended'
-             WHERE status IN ('running', 'queued')",
-            params![at],
-        )?)
     }
 
     pub fn insert_queued(&self, run: &NewRun<'_>) -> Result<()> {
@@ -255,13 +256,17 @@ impl Store {
         Ok(())
     }
 
-    /// The run already started for this dedup key since `since` (RFC 3339), if any.
+    /// The run already started for this dedup key since `since` (RFC 3339), if any. A run cut
+    /// off by a host stopping (interrupted, lost) does not count: the alert must run again.
     pub fn find_dedup(&self, key: &str, since: &str) -> Result<Option<String>> {
         let conn = self.conn.lock().unwrap();
         Ok(conn
             .query_row(
-                "SELECT id FROM runs WHERE dedup_key = ?1 AND started_at >= ?2
-                 ORDER BY started_at DESC LIMIT 1",
+                &format!(
+                    "SELECT id FROM runs WHERE dedup_key = ?1 AND started_at >= ?2
+                       AND status NOT IN {CUT_OFF}
+                     ORDER BY started_at DESC LIMIT 1"
+                ),
                 params![key, since],
                 |r| r.get(0),
             )
@@ -320,8 +325,8 @@ impl Store {
     pub fn mark_running(&self, id: &str) -> Result<()> {
         let conn = self.conn.lock().unwrap();
         conn.execute(
-            "UPDATE runs SET status = 'running' WHERE id = ?1",
-            params![id],
+            "UPDATE runs SET status = 'running', runner = ?2 WHERE id = ?1",
+            params![id, recovery::this_runner()],
         )?;
         Ok(())
     }
@@ -466,6 +471,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_new_store_opened_by_several_processes_at_once_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite3");
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let opens: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Store::open(&path).map(drop)))
+                .collect();
+            opens.into_iter().map(|o| o.join().unwrap()).collect()
+        });
+        for result in opened {
+            result.unwrap();
+        }
+    }
+
+    #[test]
     fn schema_version_newer_than_the_host_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.sqlite3");
@@ -475,30 +495,5 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 99"), "{err}");
-    }
-
-    #[test]
-    fn runs_left_running_become_interrupted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("runs.sqlite3")).unwrap();
-        let params = serde_json::json!({});
-        store
-            .insert_queued(&NewRun {
-                id: "r1",
-                playbook: "bot-down",
-                origin: "built-in",
-                trigger: "webhook",
-                params: &params,
-                alert: None,
-                dry_run: false,
-                dedup_key: None,
-                started_at: "2026-11-25T10:00:00Z",
-                severity: "P3",
-            })
-            .unwrap();
-        assert_eq!(store.mark_interrupted("2026-11-25T10:05:00Z").unwrap(), 1);
-        let run = store.get("r1").unwrap().unwrap();
-        assert_eq!(run.run.status, "interrupted");
-        assert_eq!(store.mark_interrupted("later").unwrap(), 0);
     }
 }

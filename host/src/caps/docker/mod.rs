@@ -225,7 +225,8 @@ impl docker::Host for RunState {
         let labels: Vec<String> = filter.labels.iter().take(32).map(|l| arg(l)).collect();
         let args =
             json!({ "all": filter.all, "name": filter.name.as_deref().map(arg), "labels": labels });
-        let result = self.list_granted(&filter).await;
+        let result =
+            super::panic_to_failed("docker.list-containers", self.list_granted(&filter)).await;
         self.record_call(
             "docker",
             "list-containers",

@@ -4,6 +4,7 @@
 //! as a failure; a refused capability call is returned as the run's error, so the run's reason
 //! carries the host's own words.
 
+mod crash_recovery;
 mod docker_escapes;
 mod output;
 
@@ -35,6 +36,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         return result;
     }
     if let Some(result) = docker_escapes::run(case, &incident) {
+        return result;
+    }
+    if let Some(result) = crash_recovery::run(case, &incident) {
         return result;
     }
     match case {
