@@ -197,7 +197,7 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
         "{threads} threads after the storm, {idle_threads} before"
     );
     assert!(
-        rss <= idle_rss + (96 << 20),
+        rss <= idle_rss + (48 << 20),
         "RSS {} MiB after the storm, {} MiB before",
         rss >> 20,
         idle_rss >> 20

@@ -198,7 +198,11 @@ impl Dispatcher {
         let mut closing = self.closing.subscribe();
         let metrics = self.metrics.clone();
         let host = self.host.clone();
-        self.tasks.lock().unwrap().spawn(async move {
+        let mut tasks = self.tasks.lock().unwrap();
+        // A finished task stays in the set until joined: reap them, or every run ever
+        // accepted keeps a few KB for the life of the server.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let slots = async {
                 let mine = per_playbook.acquire_owned().await;
                 let any = total.acquire_owned().await;
@@ -300,6 +304,20 @@ async fn run_task(
     match result {
         Ok(record) => metrics.finished(&record),
         Err(e) => eprintln!("{e:#}"),
+    }
+    drop(_running);
+    if metrics.running.get() == 0 && metrics.queue_depth.get() == 0 {
+        tokio::task::spawn_blocking(return_freed_memory);
+    }
+}
+
+/// glibc keeps what runs freed in its per-thread arenas; when the server goes idle, hand it
+/// back to the system so its resident size returns to where it was before a burst.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
