@@ -4,6 +4,8 @@
 //! as a failure; a refused capability call is returned as the run's error, so the run's reason
 //! carries the host's own words.
 
+mod fs_escapes;
+
 use std::hint::black_box;
 
 use runbook_sdk::http::Request;
@@ -24,6 +26,9 @@ fn describe() -> Description {
 
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
+    if let Some(done) = fs_escapes::run(incident.param("case").unwrap_or_default(), &incident) {
+        return done;
+    }
     match incident.param("case").unwrap_or_default() {
         "loop" => spin(),
         "memory" => hoard(),
