@@ -190,6 +190,12 @@ impl Resolved<'_> {
                 parent.join(name)
             }
         };
+        // A symlink to the root itself canonicalises to the empty path.
+        let relative = if relative.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            relative
+        };
         let real = self.absolute(&relative);
         Ok((relative, real))
     }

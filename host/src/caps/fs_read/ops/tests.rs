@@ -315,3 +315,30 @@ fn work_stops_when_its_budget_is_cancelled() {
         "timeout"
     );
 }
+
+#[test]
+fn a_content_root_inside_a_metadata_root_allows_reading_only_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("logs")).unwrap();
+    std::fs::write(root.join("logs/app.log"), "a\n").unwrap();
+    std::fs::write(root.join("other.txt"), "b\n").unwrap();
+    std::os::unix::fs::symlink(".", root.join("logs/self")).unwrap();
+    let (roots, warnings) = Roots::open(&[root.join("logs")], std::slice::from_ref(&root));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        read(&roots, &p(&root, "logs/app.log"), 0, 10).unwrap(),
+        b"a\n"
+    );
+    assert_eq!(
+        tail(&roots, &p(&root, "logs/self/app.log"), 1).unwrap(),
+        ["a"]
+    );
+    assert_eq!(
+        read(&roots, &p(&root, "other.txt"), 0, 10)
+            .unwrap_err()
+            .kind(),
+        "denied"
+    );
+    assert_eq!(stat(&roots, &p(&root, "other.txt")).unwrap().size, 2);
+}
