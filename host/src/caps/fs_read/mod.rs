@@ -22,7 +22,7 @@ pub use work::{CALL_TIME_BUDGET, GLOBAL_SLOTS, RUN_SLOTS};
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
-    self, Entry, FindOptions, FsUsage, GrepOptions, GrepResult, LargestResult,
+    self, Entry, FindOptions, FindResult, FsUsage, GrepOptions, GrepResult, LargestResult,
 };
 use crate::policy::Grants;
 use crate::state::RunState;
@@ -115,6 +115,35 @@ impl RunState {
         );
         Ok(result)
     }
+
+    /// `find` and `find-entries`: one walk, two shapes of answer.
+    async fn find_call(
+        &mut self,
+        function: &str,
+        path: String,
+        options: FindOptions,
+    ) -> CallResult<FindResult> {
+        let args = json!({
+            "path": recorded_path(&path),
+            "name-glob": options.name_glob.as_deref().map(|g| recorded(g, MAX_GLOB_BYTES)),
+            "min-age-secs": options.min_age_secs,
+            "max-depth": options.max_depth,
+            "limit": options.limit,
+        });
+        let result = self
+            .fs_call(
+                function,
+                args,
+                move |cx| ops::find(cx, &path, &options),
+                |(found, note)| walk_summary(format!("{} found", found.len()), note),
+            )
+            .await?;
+        Ok(result.map(|(entries, note)| FindResult {
+            entries,
+            entries_scanned: note.scanned,
+            truncated: note.truncated.is_some(),
+        }))
+    }
 }
 
 fn walk_summary(what: String, note: &ops::WalkNote) -> String {
@@ -195,22 +224,12 @@ impl fs_read::Host for RunState {
     }
 
     async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
-        let args = json!({
-            "path": recorded_path(&path),
-            "name-glob": options.name_glob.as_deref().map(|g| recorded(g, MAX_GLOB_BYTES)),
-            "min-age-secs": options.min_age_secs,
-            "max-depth": options.max_depth,
-            "limit": options.limit,
-        });
-        let result = self
-            .fs_call(
-                "find",
-                args,
-                move |cx| ops::find(cx, &path, &options),
-                |(found, note)| walk_summary(format!("{} found", found.len()), note),
-            )
-            .await?;
-        Ok(result.map(|(found, _)| found))
+        let found = self.find_call("find", path, options).await?;
+        Ok(found.map(|found| found.entries))
+    }
+
+    async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
+        self.find_call("find-entries", path, options).await
     }
 
     async fn grep(

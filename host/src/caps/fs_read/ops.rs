@@ -48,6 +48,7 @@ pub struct Cx<'a> {
 
 /// Results of a walk the timeline should explain.
 pub struct WalkNote {
+    pub scanned: u64,
     pub truncated: Option<String>,
 }
 
@@ -199,6 +200,7 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
     buckets.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
     buckets.truncate(limit.clamp(1, 1000) as usize);
     let note = WalkNote {
+        scanned: walk.scanned,
         truncated: walk.truncated().then(|| walk.why_truncated()),
     };
     Ok((
@@ -253,6 +255,7 @@ pub fn find(cx: &Cx, path: &str, options: &FindOptions) -> Res<(Vec<Entry>, Walk
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     let note = WalkNote {
+        scanned: walk.scanned,
         truncated: walk.truncated().then(|| walk.why_truncated()),
     };
     Ok((found, note))

@@ -31,9 +31,14 @@ pub fn run(case: &str, incident: &Incident) -> Option<Result<Outcome, Error>> {
                 limit: Some(10_000),
                 files_only: Some(false),
             };
-            fs::find(target, &options).map(|found| {
-                let paths: Vec<String> = found.into_iter().map(|e| e.path).collect();
-                format!("{} found\n{}", paths.len(), paths.join("\n"))
+            fs::find_entries(target, &options).map(|found| {
+                let paths: Vec<String> = found.entries.into_iter().map(|e| e.path).collect();
+                format!(
+                    "truncated={} found={}\n{}",
+                    found.truncated,
+                    paths.len(),
+                    paths.join("\n")
+                )
             })
         }
         "fs-largest" => fs::largest(target, 1, 1000).map(|l| {
