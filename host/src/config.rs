@@ -197,11 +197,12 @@ impl Config {
         }
     }
 
-    /// The config file and every secret file it names: state of the host that no fs-read grant
-    /// may reach.
-    pub fn secret_files(&self) -> Vec<PathBuf> {
+    /// The config file, every secret file it names and the files notification channels write
+    /// (every run's messages): state of the host that no fs-read grant may reach.
+    pub fn host_files(&self) -> Vec<PathBuf> {
         use crate::notify::ChannelConfig as C;
         let mut secrets: Vec<&Secret> = Vec::new();
+        let mut written = Vec::new();
         for hook in self.webhooks.values() {
             match &hook.auth {
                 AuthConfig::None => {}
@@ -218,13 +219,15 @@ impl Config {
                 | C::Pagerduty { routing_key: s, .. } => secrets.push(s),
                 C::Webhook { signing_secret, .. } => secrets.extend(signing_secret),
                 C::Email { password, .. } => secrets.extend(password),
-                C::Stdout | C::File { .. } => {}
+                C::File { path } => written.push(path.clone()),
+                C::Stdout => {}
             }
         }
         self.source
             .iter()
             .cloned()
             .chain(secrets.into_iter().filter_map(|s| s.file.clone()))
+            .chain(written)
             .collect()
     }
 

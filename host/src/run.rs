@@ -163,7 +163,7 @@ impl Host {
         self.protected
             .get_or_init(|| {
                 Arc::new(Protected::new(
-                    self.config.secret_files(),
+                    self.config.host_files(),
                     self.store.as_ref().map(|s| s.path()),
                     self.cache_dir.clone(),
                 ))

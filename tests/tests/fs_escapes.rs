@@ -43,6 +43,10 @@ auth = {{ kind = "bearer", token = {{ file = "secrets/token" }} }}
 [webhooks.api]
 auth = {{ kind = "none" }}
 
+[notify.log]
+kind = "file"
+path = "notifications.jsonl"
+
 [plugins.hostile]
 max-concurrent = 12
 deadline-secs = {DEADLINE_SECS}
@@ -324,6 +328,8 @@ fn under_host_serve_the_hosts_state_is_unreachable_and_stuck_work_ends() {
     let root = sandbox.path().join("root");
     std::os::unix::fs::symlink("../runs.sqlite3", root.join("store-link")).unwrap();
     std::fs::hard_link(sandbox.path().join("host.toml"), root.join("config-link")).unwrap();
+    // What the `log` channel wrote for earlier runs.
+    sandbox.write("notifications.jsonl", "{\"title\":\"an earlier run\"}\n");
     let secret_env = "fs-escapes-secret-in-env";
     let server = Server::start(&sandbox, &[("FS_ESCAPES_SECRET", secret_env)]);
     let submit = |params: Value| -> String {
@@ -369,6 +375,10 @@ fn under_host_serve_the_hosts_state_is_unreachable_and_stuck_work_ends() {
         (&format!("list /proc/{pid}"), "own"),
         (&format!("read {}/host.toml", dir.display()), "own"),
         (&format!("read {}/secrets/token", dir.display()), "own"),
+        (
+            &format!("read {}/notifications.jsonl", dir.display()),
+            "own",
+        ),
         (&format!("read {}", store.display()), "own"),
         (&format!("grep {}-wal", store.display()), "own"),
         (&format!("read {}-shm", store.display()), "own"),
