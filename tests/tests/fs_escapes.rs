@@ -412,6 +412,15 @@ fn under_host_serve_the_hosts_state_is_unreachable_and_stuck_work_ends() {
     if serde_json::to_string(&probed).unwrap().contains(secret_env) {
         problems.push("the server's environment leaked into a run".into());
     }
+    // A `host run` next to the server: the server is another process of the host.
+    let sibling = format!("read /proc/{pid}/environ\nread /proc/{tid}/mem");
+    let (out, took) = run_case(&sandbox, "fs-probe", &sibling, "");
+    let from_cli = ended_in_time(&out, took, "host run probing host serve");
+    for answer in summary(&from_cli).lines() {
+        if !answer.contains("denied") || !answer.contains("is the host's own state") {
+            problems.push(format!("from a host run next to it: {answer}"));
+        }
+    }
 
     // Walks over the sandbox list the granted files and pass over the host's own.
     let found = run(json!({ "case": "fs-find", "target": dir.display().to_string() }));

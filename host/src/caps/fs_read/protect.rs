@@ -95,6 +95,7 @@ impl Protected {
             ids,
             proc_dev,
             pid: std::process::id(),
+            exe: executable_of("self"),
         }
     }
 }
@@ -117,6 +118,9 @@ pub struct Guard<'a> {
     ids: HashSet<(u64, u64)>,
     proc_dev: Option<u64>,
     pid: u32,
+    /// The host's executable: another process running it (a `host run` next to `host
+    /// serve`) holds the same secrets in its environment and memory.
+    exe: Option<(u64, u64)>,
 }
 
 impl Guard<'_> {
@@ -156,7 +160,8 @@ impl Guard<'_> {
     }
 
     /// The host's process or one of its threads under procfs: `/proc/<pid>`, `/proc/<tid>`,
-    /// `/proc/self`, `/proc/thread-self` and everything below them.
+    /// `/proc/self`, `/proc/thread-self` and everything below them; the same for every other
+    /// process running the host's executable.
     fn is_host_proc(&self, real: &Path, dev: u64) -> bool {
         let on_procfs = Some(dev) == self.proc_dev || real.starts_with("/proc");
         on_procfs
@@ -174,8 +179,18 @@ impl Guard<'_> {
             return false;
         };
         // The thread list changes as the runtime starts threads: asked live.
-        id == self.pid || Path::new("/proc/self/task").join(name).exists()
+        id == self.pid
+            || Path::new("/proc/self/task").join(name).exists()
+            || (self.exe.is_some() && executable_of(&id.to_string()) == self.exe)
     }
+}
+
+/// Device and inode of the executable a process (or thread) runs; `None` when the kernel does
+/// not say (another user's process, a kernel thread, no such process).
+fn executable_of(process: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{process}/exe")).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 /// The path the kernel has for an open file descriptor.
