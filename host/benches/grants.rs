@@ -2,8 +2,8 @@
 //! playbook's call goes through and without them, interleaved in one process so the ratio holds
 //! on a noisy machine. Printed as checked/unchecked (1.00x = free).
 //!
-//! - fs-read `read` of a 4 KiB file: root lookup + `..`/NUL checks + cap-std open beneath the
-//!   root, against `std::fs` open + read of the same path.
+//! - fs-read `read` of a 4 KiB file: root lookup + `..`/NUL checks + cap-std resolution and
+//!   open beneath the root + the protected-state checks (path, handle), against `std::fs` open + read of the same path.
 //! - http GET to a local peer by name (`localhost`): origin grant + literal check + resolving
 //!   through the guarded resolver, against a plain reqwest client.
 //! - docker inspect of a container: the name-glob rule, and a label rule (one extra inspect to
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runbook_host::caps::docker::{DockerEngine, rule_covers};
-use runbook_host::caps::fs_read::{Roots, ops};
+use runbook_host::caps::fs_read::{FsRead, Protected, ops};
 use runbook_host::caps::http::egress::EgressPolicy;
 use runbook_host::caps::http::{HttpClient, origin_granted};
 use runbook_host::policy::{DockerRule, DockerVerb, Grants};
@@ -95,13 +95,14 @@ async fn main() -> anyhow::Result<()> {
         fs_read: vec!["/etc".into(), "/var/log".into(), root.clone()],
         ..Grants::default()
     };
-    let (roots, _) = Roots::open(&grants.fs_read);
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let (fs, _) = FsRead::new(&grants, Arc::new(Protected::default()), deadline);
     let path = file.display().to_string();
     compare(
         "fs-read read 4 KiB (3 roots granted)",
         20_000,
         || async {
-            black_box(ops::read(&roots, &path, 0, 4096).unwrap());
+            black_box(fs.with_cx(|cx| ops::read(cx, &path, 0, 4096)).unwrap());
         },
         || async {
             let mut buf = Vec::new();

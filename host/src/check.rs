@@ -114,10 +114,11 @@ pub async fn check(host: &Host) -> CheckReport {
                 }
             }
         }
-        for root in &grants.fs_read {
+        let roots = grants.fs_read.iter().map(|r| ("fs-read", r));
+        for (key, root) in roots.chain(grants.fs_meta.iter().map(|r| ("fs-meta", r))) {
             if let Err(e) = root.canonicalize() {
                 problems.push(format!(
-                    "[plugins.{name}.grants] fs-read: {}: {e}",
+                    "[plugins.{name}.grants] {key}: {}: {e}",
                     root.display()
                 ));
             }

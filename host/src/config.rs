@@ -179,7 +179,7 @@ impl Config {
         }
         for plugin in config.plugins.values_mut() {
             if let Some(grants) = &mut plugin.grants {
-                for root in &mut grants.fs_read {
+                for root in grants.fs_read.iter_mut().chain(&mut grants.fs_meta) {
                     *root = base.join(&*root);
                 }
             }
@@ -203,6 +203,40 @@ impl Config {
             }
             None => Ok(Config::default()),
         }
+    }
+
+    /// The config file, every secret file it names and the files notification channels write
+    /// (every run's messages): state of the host that no fs-read grant may reach.
+    pub fn host_files(&self) -> Vec<PathBuf> {
+        use crate::notify::ChannelConfig as C;
+        let mut secrets: Vec<&Secret> = Vec::new();
+        let mut written = Vec::new();
+        for hook in self.webhooks.values() {
+            match &hook.auth {
+                AuthConfig::None => {}
+                AuthConfig::Bearer { token: s }
+                | AuthConfig::Basic { password: s, .. }
+                | AuthConfig::HmacSha256 { secret: s }
+                | AuthConfig::StandardWebhooks { secret: s } => secrets.push(s),
+            }
+        }
+        for channel in self.notify.values() {
+            match channel {
+                C::Slack { webhook_url: s, .. }
+                | C::Telegram { bot_token: s, .. }
+                | C::Pagerduty { routing_key: s, .. } => secrets.push(s),
+                C::Webhook { signing_secret, .. } => secrets.extend(signing_secret),
+                C::Email { password, .. } => secrets.extend(password),
+                C::File { path } => written.push(path.clone()),
+                C::Stdout => {}
+            }
+        }
+        self.source
+            .iter()
+            .cloned()
+            .chain(secrets.into_iter().filter_map(|s| s.file.clone()))
+            .chain(written)
+            .collect()
     }
 
     /// The operator's grants for a plugin, else the built-in defaults (built-ins only).

@@ -196,10 +196,18 @@ enum NotifyAction {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     runbook_host::panics::install_panic_hook();
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    let code = runtime.block_on(async_main(cli));
+    // Dropping the runtime would wait for every blocking task; host work abandoned at a run's
+    // deadline stops on its own, and must not keep the process alive if it has not yet.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

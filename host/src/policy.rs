@@ -13,6 +13,10 @@ pub struct Grants {
     /// Directories (and everything under them) the playbook may read.
     #[serde(default)]
     pub fs_read: Vec<PathBuf>,
+    /// Directories under which the playbook may only look at metadata: stat, list-dir, usage,
+    /// largest and find, never read, tail or grep.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fs_meta: Vec<PathBuf>,
     /// Notification channels, by name, the playbook may send to.
     #[serde(default)]
     pub notify: Vec<String>,
@@ -119,9 +123,10 @@ impl Grants {
     /// Default grants of a built-in playbook; `None` for anything else.
     pub fn builtin_default(name: &str) -> Option<Grants> {
         match name {
-            // `du -sh /*` and `df -h` of the seed runbook need the whole tree, read-only.
+            // `du -sh /*`, `df -h` and `find` of the seed runbook need the whole tree's
+            // metadata and no file's content.
             "disk-full" => Some(Grants {
-                fs_read: vec![PathBuf::from("/")],
+                fs_meta: vec![PathBuf::from("/")],
                 notify: vec!["ops".into()],
                 // `docker system df` only; pruning is the operator's call (grant `prune`).
                 docker: vec![DockerRule {

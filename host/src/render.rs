@@ -295,7 +295,12 @@ pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) 
     for cap in &d.capabilities {
         let granted = match cap {
             Capability::FsRead => {
-                list_or_none(grants.fs_read.iter().map(|p| p.display().to_string()))
+                let content = grants.fs_read.iter().map(|p| p.display().to_string());
+                let metadata = grants
+                    .fs_meta
+                    .iter()
+                    .map(|p| format!("{} (metadata only)", p.display()));
+                list_or_none(content.chain(metadata))
             }
             Capability::Notify => list_or_none(grants.notify.iter().cloned()),
             Capability::Http => {

@@ -13,6 +13,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
 use crate::caps::docker::DockerEngine;
+use crate::caps::fs_read::Protected;
 use crate::caps::http::HttpClient;
 use crate::caps::notify::RunContext;
 use crate::catalog::{Catalog, CatalogEntry, PluginSource};
@@ -123,11 +124,13 @@ pub struct Host {
     /// Where console notifications print (stderr when stdout carries a JSON document).
     pub console: ConsoleStream,
     notifier: std::sync::OnceLock<Arc<Notifier>>,
+    cache_dir: Option<std::path::PathBuf>,
+    protected: std::sync::OnceLock<Arc<Protected>>,
 }
 
 impl Host {
     pub fn new(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
-        let engine = PlaybookEngine::new(cache_dir)?;
+        let engine = PlaybookEngine::new(cache_dir.clone())?;
         let catalog = Catalog::new(config.plugin_dirs.clone(), config.max_component_mib());
         Ok(Self {
             engine,
@@ -138,6 +141,8 @@ impl Host {
             store: None,
             console: ConsoleStream::Stdout,
             notifier: std::sync::OnceLock::new(),
+            cache_dir,
+            protected: std::sync::OnceLock::new(),
         })
     }
 
@@ -155,11 +160,26 @@ impl Host {
             .clone()
     }
 
+    /// The host's own files, which no fs-read grant reaches: built on first use, so set
+    /// `store` before.
+    pub fn protected(&self) -> Arc<Protected> {
+        self.protected
+            .get_or_init(|| {
+                Arc::new(Protected::new(
+                    self.config.host_files(),
+                    self.store.as_ref().map(|s| s.path()),
+                    self.cache_dir.clone(),
+                ))
+            })
+            .clone()
+    }
+
     fn services(&self) -> Services {
         Services {
             notifier: self.notifier(),
             docker: self.docker.clone(),
             http: self.http.clone(),
+            protected: self.protected(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! limits, and the timeline every capability writes to.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::CapError;
 use crate::caps::docker::DockerEngine;
-use crate::caps::fs_read::Roots;
+use crate::caps::fs_read::{FsRead, Protected};
 use crate::caps::http::HttpClient;
 use crate::caps::http::egress::EgressPolicy;
 use crate::caps::notify::RunContext;
@@ -44,7 +44,7 @@ pub struct RunState {
     pub(crate) grants: Arc<Grants>,
     pub(crate) limits: Limits,
     pub(crate) timeline: Timeline,
-    pub(crate) fs_roots: Arc<Roots>,
+    pub(crate) fs: Arc<FsRead>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) context: RunContext,
     pub(crate) docker: Arc<DockerEngine>,
@@ -73,6 +73,8 @@ pub struct Services {
     pub notifier: Arc<Notifier>,
     pub docker: Arc<DockerEngine>,
     pub http: Arc<HttpClient>,
+    /// What no fs-read grant reaches: the host's config, secrets, store, cache, /proc entries.
+    pub protected: Arc<Protected>,
 }
 
 impl RunState {
@@ -83,7 +85,9 @@ impl RunState {
         timeline: Timeline,
         services: Services,
     ) -> Self {
-        let (roots, warnings) = Roots::open(&grants.fs_read);
+        // The run's deadline as fs-read work sees it (the run ends at the same moment).
+        let deadline = Instant::now() + limits.deadline;
+        let (fs, warnings) = FsRead::new(&grants, services.protected, deadline);
         let egress = Arc::new(EgressPolicy::from_grants(&grants));
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
         // No preopens, no env, no args, no inherited stdio, no sockets: only our capabilities.
@@ -99,7 +103,7 @@ impl RunState {
             grants,
             limits,
             timeline,
-            fs_roots: Arc::new(roots),
+            fs: Arc::new(fs),
             notifier: services.notifier,
             context: RunContext::default(),
             docker: services.docker,

@@ -1,37 +1,110 @@
-//! The `fs-read` capability: read-only, confined to the playbook's granted roots, with the heavy
-//! lifting (tree walks, regex over logs) done natively on a blocking thread.
+//! The `fs-read` capability: read-only, confined to the playbook's granted roots (content roots
+//! from `fs-read`, metadata-only ones from `fs-meta`), never reaching the host's own state, with
+//! the heavy lifting (tree walks, regex over logs) done natively on a blocking thread that stops
+//! at the run's deadline.
 
 pub mod ops;
+mod protect;
 mod roots;
+mod walk;
+mod work;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
-pub use roots::Roots;
+pub use protect::Protected;
+pub use roots::{MAX_PATH_BYTES, Roots};
+pub use walk::{MAX_WALK_DEPTH, WALK_ENTRY_BUDGET};
+pub use work::{CALL_TIME_BUDGET, GLOBAL_SLOTS, RUN_SLOTS};
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
-    self, Entry, FindOptions, FsUsage, GrepOptions, GrepResult, LargestResult,
+    self, Entry, FindOptions, FindResult, FsUsage, GrepOptions, GrepResult, LargestResult,
 };
+use crate::policy::Grants;
 use crate::state::RunState;
+use ops::{Cx, MAX_GLOB_BYTES, MAX_PATTERN_BYTES};
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
+
+/// One run's fs-read context: its roots, the host's protected set, its worker slots and the
+/// run's deadline, at which unfinished work stops.
+pub struct FsRead {
+    roots: Roots,
+    protected: Arc<Protected>,
+    slots: Arc<Semaphore>,
+    deadline: Instant,
+}
+
+impl FsRead {
+    /// Roots that cannot be opened come back as warnings for the timeline.
+    pub fn new(
+        grants: &Grants,
+        protected: Arc<Protected>,
+        deadline: Instant,
+    ) -> (Self, Vec<String>) {
+        let (roots, warnings) = Roots::open(&grants.fs_read, &grants.fs_meta);
+        let fs = Self {
+            roots,
+            protected,
+            slots: work::run_slots(),
+            deadline,
+        };
+        (fs, warnings)
+    }
+
+    /// Runs an operation here, on this thread, as a call would (benchmarks, tools).
+    pub fn with_cx<T>(&self, op: impl FnOnce(&Cx) -> T) -> T {
+        let guard = self.protected.snapshot();
+        let budget = work::Budget::new(self.deadline);
+        op(&Cx {
+            roots: &self.roots,
+            guard: &guard,
+            budget: &budget,
+        })
+    }
+}
+
+/// A playbook's string as the timeline records it: whole up to `cap`, else shortened with its
+/// length (over the cap the call is refused anyway).
+fn recorded(text: &str, cap: usize) -> String {
+    if text.len() <= cap {
+        text.to_string()
+    } else {
+        roots::shown(text)
+    }
+}
+
+fn recorded_path(path: &str) -> String {
+    recorded(path, MAX_PATH_BYTES)
+}
 
 impl RunState {
     async fn fs_call<T: Send + 'static>(
         &mut self,
         function: &str,
         args: Value,
-        op: impl FnOnce(&Roots) -> Result<T, CapError> + Send + 'static,
+        op: impl FnOnce(&Cx) -> Result<T, CapError> + Send + 'static,
         summary: impl FnOnce(&T) -> String,
     ) -> CallResult<T> {
         self.begin_call()?;
-        let roots = self.fs_roots.clone();
+        let fs = self.fs.clone();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || op(&roots))
-            .await
-            .unwrap_or_else(|e| Err(CapError::Failed(format!("fs-read worker failed: {e}"))));
+        let result = work::run_blocking(&fs.slots, fs.deadline, {
+            let fs = fs.clone();
+            move |budget| {
+                let guard = fs.protected.snapshot();
+                op(&Cx {
+                    roots: &fs.roots,
+                    guard: &guard,
+                    budget,
+                })
+            }
+        })
+        .await;
         self.record_call(
             "fs-read",
             function,
@@ -42,93 +115,121 @@ impl RunState {
         );
         Ok(result)
     }
+
+    /// `find` and `find-entries`: one walk, two shapes of answer.
+    async fn find_call(
+        &mut self,
+        function: &str,
+        path: String,
+        options: FindOptions,
+    ) -> CallResult<FindResult> {
+        let args = json!({
+            "path": recorded_path(&path),
+            "name-glob": options.name_glob.as_deref().map(|g| recorded(g, MAX_GLOB_BYTES)),
+            "min-age-secs": options.min_age_secs,
+            "max-depth": options.max_depth,
+            "limit": options.limit,
+        });
+        let result = self
+            .fs_call(
+                function,
+                args,
+                move |cx| ops::find(cx, &path, &options),
+                |(found, note)| walk_summary(format!("{} found", found.len()), note),
+            )
+            .await?;
+        Ok(result.map(|(entries, note)| FindResult {
+            entries,
+            entries_scanned: note.scanned,
+            truncated: note.truncated.is_some(),
+        }))
+    }
+}
+
+fn walk_summary(what: String, note: &ops::WalkNote) -> String {
+    match &note.truncated {
+        Some(why) => format!("{what}, truncated ({why})"),
+        None => what,
+    }
 }
 
 impl fs_read::Host for RunState {
     async fn read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
-        let args = json!({ "path": path, "offset": offset, "max-bytes": max_bytes });
+        let args =
+            json!({ "path": recorded_path(&path), "offset": offset, "max-bytes": max_bytes });
         self.fs_call(
             "read",
             args,
-            move |r| ops::read(r, &path, offset, max_bytes),
+            move |cx| ops::read(cx, &path, offset, max_bytes),
             |b| format!("{} bytes", b.len()),
         )
         .await
     }
 
     async fn tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
-        let args = json!({ "path": path, "lines": lines });
+        let args = json!({ "path": recorded_path(&path), "lines": lines });
         self.fs_call(
             "tail",
             args,
-            move |r| ops::tail(r, &path, lines),
+            move |cx| ops::tail(cx, &path, lines),
             |l| format!("{} lines", l.len()),
         )
         .await
     }
 
     async fn list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
-        let args = json!({ "path": path });
+        let args = json!({ "path": recorded_path(&path) });
         self.fs_call(
             "list-dir",
             args,
-            move |r| ops::list(r, &path),
+            move |cx| ops::list(cx, &path),
             |e| format!("{} entries", e.len()),
         )
         .await
     }
 
     async fn stat(&mut self, path: String) -> CallResult<Entry> {
-        let args = json!({ "path": path });
+        let args = json!({ "path": recorded_path(&path) });
         self.fs_call(
             "stat",
             args,
-            move |r| ops::stat(r, &path),
+            move |cx| ops::stat(cx, &path),
             |e| format!("{:?}, {} bytes", e.kind, e.size),
         )
         .await
     }
 
     async fn usage(&mut self, path: String) -> CallResult<FsUsage> {
-        let args = json!({ "path": path });
+        let args = json!({ "path": recorded_path(&path) });
         self.fs_call(
             "usage",
             args,
-            move |r| ops::usage(r, &path),
+            move |cx| ops::usage(cx, &path),
             |u| format!("{:.1}% used", u.used_percent),
         )
         .await
     }
 
     async fn largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
-        let args = json!({ "path": path, "depth": depth, "limit": limit });
-        self.fs_call(
-            "largest",
-            args,
-            move |r| ops::largest(r, &path, depth, limit),
-            |l| {
-                let cut = if l.truncated { ", truncated" } else { "" };
-                format!("{} entries scanned{cut}", l.entries_scanned)
-            },
-        )
-        .await
+        let args = json!({ "path": recorded_path(&path), "depth": depth, "limit": limit });
+        let result = self
+            .fs_call(
+                "largest",
+                args,
+                move |cx| ops::largest(cx, &path, depth, limit),
+                |(l, note)| walk_summary(format!("{} entries scanned", l.entries_scanned), note),
+            )
+            .await?;
+        Ok(result.map(|(largest, _)| largest))
     }
 
     async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
-        let args = json!({
-            "path": path,
-            "name-glob": options.name_glob,
-            "min-age-secs": options.min_age_secs,
-            "max-depth": options.max_depth,
-            "limit": options.limit,
-        });
-        self.fs_call(
-            "find",
-            args,
-            move |r| ops::find(r, &path, &options),
-            |e| format!("{} found", e.len()),
-        )
-        .await
+        let found = self.find_call("find", path, options).await?;
+        Ok(found.map(|found| found.entries))
+    }
+
+    async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
+        self.find_call("find-entries", path, options).await
     }
 
     async fn grep(
@@ -138,15 +239,15 @@ impl fs_read::Host for RunState {
         options: GrepOptions,
     ) -> CallResult<GrepResult> {
         let args = json!({
-            "path": path,
-            "pattern": pattern,
+            "path": recorded_path(&path),
+            "pattern": recorded(&pattern, MAX_PATTERN_BYTES),
             "case-insensitive": options.case_insensitive,
             "last-lines": options.last_lines,
         });
         self.fs_call(
             "grep",
             args,
-            move |r| ops::grep(r, &path, &pattern, &options),
+            move |cx| ops::grep(cx, &path, &pattern, &options),
             |g| format!("{} matches in {} lines", g.count, g.lines_scanned),
         )
         .await

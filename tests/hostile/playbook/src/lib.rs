@@ -6,6 +6,7 @@
 
 mod crash_recovery;
 mod docker_escapes;
+mod fs_escapes;
 mod output;
 
 use std::hint::black_box;
@@ -39,6 +40,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         return result;
     }
     if let Some(result) = crash_recovery::run(case, &incident) {
+        return result;
+    }
+    if let Some(result) = fs_escapes::run(case, &incident) {
         return result;
     }
     match case {

@@ -1,0 +1,169 @@
+//! The tree walk under `largest` and `find`: iterative (an explicit stack, so no filesystem can
+//! drive the host's recursion), never following symlinks, never leaving the starting filesystem
+//! (like `du -x`), skipping the host's own state, and bounded in entries, depth and time.
+//! Whatever it could not read is counted and makes the result `truncated`.
+
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::{Dir, Metadata, MetadataExt, ReadDir};
+
+use super::protect::{Guard, Identity};
+use super::work::Budget;
+
+/// Most directory entries one walk visits.
+pub const WALK_ENTRY_BUDGET: u64 = 500_000;
+/// Deepest level a walk descends to; each level holds one open directory.
+pub const MAX_WALK_DEPTH: usize = 64;
+
+pub struct Walk<'a> {
+    guard: &'a Guard<'a>,
+    budget: &'a Budget,
+    device: u64,
+    max_depth: Option<u32>,
+    pub scanned: u64,
+    /// Directories or entries that could not be read (EACCES, EMFILE, vanished, …).
+    pub unreadable: u64,
+    /// Directories not entered because of the depth limit.
+    pub too_deep: u64,
+    /// The entry or time budget ran out.
+    pub stopped: bool,
+}
+
+struct Frame {
+    entries: ReadDir,
+    relative: PathBuf,
+    real: PathBuf,
+    level: usize,
+}
+
+impl<'a> Walk<'a> {
+    pub fn new(
+        guard: &'a Guard<'a>,
+        budget: &'a Budget,
+        device: u64,
+        max_depth: Option<u32>,
+    ) -> Self {
+        Self {
+            guard,
+            budget,
+            device,
+            max_depth,
+            scanned: 0,
+            unreadable: 0,
+            too_deep: 0,
+            stopped: false,
+        }
+    }
+
+    /// Sizes or results are lower bounds: something was skipped.
+    pub fn truncated(&self) -> bool {
+        self.stopped || self.unreadable > 0 || self.too_deep > 0
+    }
+
+    /// What `truncated` means, for the call's timeline entry.
+    pub fn why_truncated(&self) -> String {
+        let mut why = Vec::new();
+        if self.stopped {
+            why.push("entry or time budget reached".to_string());
+        }
+        if self.unreadable > 0 {
+            why.push(format!("{} unreadable", self.unreadable));
+        }
+        if self.too_deep > 0 {
+            why.push(format!(
+                "{} directories deeper than {MAX_WALK_DEPTH}",
+                self.too_deep
+            ));
+        }
+        why.join(", ")
+    }
+
+    /// Visits everything below `start` (whose path relative to the root is `relative` and real
+    /// path `real`). `visit(relative path, metadata, level)` returns false to stop the walk.
+    pub fn run(
+        &mut self,
+        start: &Dir,
+        relative: &Path,
+        real: &Path,
+        visit: &mut dyn FnMut(&Path, &Metadata, usize) -> bool,
+    ) {
+        let mut stack = Vec::new();
+        match start.entries() {
+            Ok(entries) => stack.push(Frame {
+                entries,
+                relative: relative.to_path_buf(),
+                real: real.to_path_buf(),
+                level: 1,
+            }),
+            Err(_) => self.unreadable += 1,
+        }
+        while let Some(frame) = stack.last_mut() {
+            if self.budget.check().is_err() {
+                self.stopped = true;
+                return;
+            }
+            let item = match frame.entries.next() {
+                None => {
+                    stack.pop();
+                    continue;
+                }
+                Some(Err(_)) => {
+                    // A directory that fails mid-listing is abandoned, not retried.
+                    self.unreadable += 1;
+                    stack.pop();
+                    continue;
+                }
+                Some(Ok(item)) => item,
+            };
+            self.scanned += 1;
+            if self.scanned > WALK_ENTRY_BUDGET {
+                self.stopped = true;
+                return;
+            }
+            let name = item.file_name();
+            let Ok(meta) = item.metadata() else {
+                self.unreadable += 1; // vanished or unreadable
+                continue;
+            };
+            let child = frame.relative.join(&name);
+            let child_real = frame.real.join(&name);
+            let level = frame.level;
+            if self
+                .guard
+                .refusal(&child_real, Identity::of_metadata(&meta))
+                .is_some()
+            {
+                continue; // the host's own state: neither listed nor entered
+            }
+            if !visit(&child, &meta, level) {
+                return;
+            }
+            let wanted = self.max_depth.is_none_or(|d| (level as u32) < d);
+            if !(meta.is_dir() && meta.dev() == self.device && wanted) {
+                continue;
+            }
+            if level >= MAX_WALK_DEPTH {
+                self.too_deep += 1;
+                continue;
+            }
+            // Opened without following a swapped-in symlink out of this directory (cap-std), and
+            // entered only if it is still the directory that was checked.
+            let opened = item.open_dir().and_then(|sub| {
+                let now = sub.dir_metadata()?;
+                if now.dev() != meta.dev() || now.ino() != meta.ino() {
+                    return Err(std::io::Error::other("replaced while walking"));
+                }
+                sub.entries()
+            });
+            match opened {
+                Ok(entries) => stack.push(Frame {
+                    entries,
+                    relative: child,
+                    real: child_real,
+                    level: level + 1,
+                }),
+                Err(_) => self.unreadable += 1,
+            }
+        }
+    }
+}
