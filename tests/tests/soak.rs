@@ -35,7 +35,40 @@ const CASES: &[(&str, &[(&str, &str)], &str)] = &[
         "limit exceeded: more than 4194304 bytes of timeline",
     ),
     ("big-args", &[], ""),
+    ("fs-tail", &[("target", "FIFO")], "invalid"),
+    ("fs-grep", &[("target", "DEV_ZERO")], "is a device file"),
+    ("fs-grep", &[("target", "COSTLY")], "deadline"),
+    ("fs-grep", &[("target", "COSTLY")], "deadline"),
+    ("fs-largest", &[("target", "DEEP")], ""),
 ];
+
+/// `levels` nested directories below `base`, deeper than a path can spell (so through handles).
+fn deep_tree(base: &std::path::Path, levels: usize) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let mut dir = openat(
+        rustix::fs::CWD,
+        base,
+        OFlags::DIRECTORY | OFlags::RDONLY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..levels {
+        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        dir = openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+}
+
+/// Removes a tree too deep for the temp dir's recursive delete.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&self.0)
+            .status();
+    }
+}
 
 /// Threads and resident memory of a process, from /proc.
 fn threads_and_rss(pid: u32) -> (u64, u64) {
@@ -91,6 +124,30 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
     )
     .unwrap();
     let silent = runbook_tests::http::Peer::silent();
+    // Files built to stall or crash host work: a FIFO nobody writes, a log a regex needs
+    // seconds per MiB on, a tree 3,000 levels deep.
+    let fifo = sandbox.path().join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let line = "абвгдеёжзи йклмнопрс тувфхцчш ".repeat(3) + "\n";
+    let costly = sandbox.write("cyrillic.log", line.repeat((8 << 20) / line.len()));
+    let deep = sandbox.path().join("deep");
+    std::fs::create_dir_all(&deep).unwrap();
+    let _cleanup = RemoveOnDrop(deep.clone());
+    deep_tree(&deep, 3000);
+    let target = |placeholder: &str| match placeholder {
+        "SILENT" => silent.url("/"),
+        "FIFO" => fifo.display().to_string(),
+        "DEV_ZERO" => "/dev/zero|x".to_string(),
+        "COSTLY" => format!("{}|(?:.?\\b){{400}}Z", costly.display()),
+        "DEEP" => deep.display().to_string(),
+        other => other.to_string(),
+    };
     sandbox.write(
         "host.toml",
         format!(
@@ -98,7 +155,7 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
              [server]\nmax-concurrent-runs = 8\nqueue-limit = 1000\n\
              [webhooks.run]\nauth = {{ kind = \"bearer\", token = {{ env = \"RB_SOAK_TOKEN\" }} }}\n\
              [plugins.hostile]\nmax-concurrent = 6\ndeadline-secs = 3\nmemory-mib = 96\n\
-             [plugins.hostile.grants]\nnotify = [\"ops\"]\nfs-read = [\"/tmp\"]\nhttp = [\"{}\"]\n",
+             [plugins.hostile.grants]\nnotify = [\"ops\"]\nfs-read = [\"/\"]\nhttp = [\"{}\"]\n",
             silent.url("")
         ),
     );
@@ -118,12 +175,7 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
         for (case, params, expected) in CASES {
             let mut body = json!({ "case": case });
             for (k, v) in *params {
-                let v = if *v == "SILENT" {
-                    silent.url("/")
-                } else {
-                    v.to_string()
-                };
-                body[*k] = Value::String(v);
+                body[*k] = Value::String(target(v));
             }
             hostile.push((*case, *expected, submit(&server, "hostile", body)));
         }
