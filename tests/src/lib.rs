@@ -121,6 +121,14 @@ impl Sandbox {
         file.write_all(contents.as_bytes()).unwrap();
     }
 
+    /// Copies the hostile guest `name` (a crate under tests/hostile/) into `plugins/` as
+    /// `<name>.wasm`; the host.toml must list `plugin-dirs = ["plugins"]`.
+    pub fn add_plugin(&self, name: &str) {
+        let dir = self.path().join("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(guests::path(name), dir.join(format!("{name}.wasm"))).unwrap();
+    }
+
     pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path().join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -143,6 +151,33 @@ pub fn calls<'a>(
             e["event"] == "call" && e["interface"] == interface && e["function"] == function
         })
         .collect()
+}
+
+/// `levels` nested directories `d/d/d/…` below `base`: deeper than a path can spell, so made
+/// through directory handles. Remove it with [`RemoveOnDrop`] (a recursive delete in-process
+/// runs out of file descriptors).
+pub fn deep_tree(base: &Path, levels: usize) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let mut dir = openat(
+        rustix::fs::CWD,
+        base,
+        OFlags::DIRECTORY | OFlags::RDONLY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..levels {
+        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        dir = openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+}
+
+/// Removes a tree (one too deep for a recursive delete in-process) when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("rm").arg("-rf").arg(&self.0).status();
+    }
 }
 
 /// The hostile guests built by `build.rs`.

@@ -192,7 +192,9 @@ fn list_and_inspect_describe_the_builtin() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(params.contains(&"warn-percent") && params.contains(&"critical-percent"));
-    assert_eq!(doc["grants"]["fs-read"], serde_json::json!(["/"]));
+    // disk-full sees the whole tree's metadata and no file's content.
+    assert_eq!(doc["grants"]["fs-meta"], serde_json::json!(["/"]));
+    assert_eq!(doc["grants"]["fs-read"], serde_json::json!([]));
     assert_eq!(doc["grants"]["notify"], serde_json::json!(["ops"]));
 
     let help = sandbox.host(&["run", "--help"]);

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use runbook_tests::server::Server;
-use runbook_tests::{Sandbox, guests, host_bin};
+use runbook_tests::{Sandbox, host_bin};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "crash-recovery-t0ken";
@@ -19,12 +19,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Alertmanager route whose `case` label picks the hostile case.
 fn sandbox() -> Sandbox {
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(
-        guests::path("hostile"),
-        sandbox.path().join("plugins/hostile.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("hostile");
     sandbox.write(
         "host.toml",
         format!(

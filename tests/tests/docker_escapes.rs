@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use runbook_tests::Sandbox;
 use runbook_tests::docker::{IMAGE, docker};
 use runbook_tests::server::Server;
-use runbook_tests::{Sandbox, guests};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "rbe-docker-token";
@@ -123,12 +123,7 @@ impl Fixture {
             docker(&["network", "connect", &network.name, &container.name]);
         }
         let sandbox = Sandbox::new();
-        std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-        std::fs::copy(
-            guests::path("hostile"),
-            sandbox.path().join("plugins/hostile.wasm"),
-        )
-        .unwrap();
+        sandbox.add_plugin("hostile");
         sandbox.write(
             "host.toml",
             format!(

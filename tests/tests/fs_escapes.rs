@@ -3,12 +3,12 @@
 //! real `host run --json` processes (timed: the process must end soon after the run's deadline)
 //! and one shared `host serve` (its /proc entries, store, cache and config are the targets).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runbook_tests::server::Server;
-use runbook_tests::{Run, Sandbox, guests};
+use runbook_tests::{RemoveOnDrop, Run, Sandbox, deep_tree};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "fs-escapes-token";
@@ -21,12 +21,7 @@ const EXIT_SLACK: Duration = Duration::from_secs(4);
 /// file, and gives it a short deadline.
 fn sandbox_with(grants: &str) -> Sandbox {
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(
-        guests::path("hostile"),
-        sandbox.path().join("plugins/hostile.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("hostile");
     sandbox.write("secrets/token", TOKEN);
     sandbox.write("root/ok.txt", "inside the root\n");
     sandbox.write(
@@ -107,8 +102,14 @@ fn reason(run: &Value) -> &str {
     run["reason"].as_str().unwrap_or_default()
 }
 
+/// The hostile case's whole answer: its `answer.txt` artifact (the summary is capped at
+/// 4 KiB and keeps only the first line), else the summary.
 fn summary(run: &Value) -> &str {
-    run["summary"].as_str().unwrap_or_default()
+    run["artifacts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "answer.txt"))
+        .and_then(|a| a["text"].as_str())
+        .unwrap_or_else(|| run["summary"].as_str().unwrap_or_default())
 }
 
 fn mkfifo(path: &Path) {
@@ -178,32 +179,6 @@ fn endless_files_and_costly_regexes_end_at_the_deadline() {
     let run = ended_in_time(&out, took, "a costly regex");
     assert_eq!(run["status"], "failed", "{run:#}");
     assert!(reason(&run).contains("deadline"), "{run:#}");
-}
-
-/// Builds `levels` nested directories `d/d/d/…` below `base` (deeper than PATH_MAX allows
-/// spelling, so through directory handles).
-fn deep_tree(base: &Path, levels: usize) {
-    use rustix::fs::{Mode, OFlags, mkdirat, openat};
-    let mut dir = openat(
-        rustix::fs::CWD,
-        base,
-        OFlags::DIRECTORY | OFlags::RDONLY,
-        Mode::empty(),
-    )
-    .unwrap();
-    for _ in 0..levels {
-        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
-        dir = openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
-    }
-}
-
-/// Removes a tree too deep for a recursive delete when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("rm").arg("-rf").arg(&self.0).status();
-    }
 }
 
 /// A directory 3,000 levels deep: the walk is iterative, so `largest` and `find` answer (the

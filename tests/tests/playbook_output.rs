@@ -4,18 +4,13 @@
 
 use runbook_tests::http::Peer;
 use runbook_tests::server::{API_TOKEN, Server};
-use runbook_tests::{Run, Sandbox, calls, guests};
+use runbook_tests::{Run, Sandbox, calls};
 use serde_json::Value;
 
 /// A sandbox with the hostile playbook in its plugin dir, granted `ops` and one peer's origin.
 fn sandbox(peer: &Peer) -> Sandbox {
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(
-        guests::path("hostile"),
-        sandbox.path().join("plugins/hostile.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("hostile");
     sandbox.write(
         "host.toml",
         format!(
@@ -181,7 +176,7 @@ fn sizes_a_playbook_controls_are_capped() {
         let path = call["args"]["path"].as_str().unwrap();
         assert!(path.len() < 1100, "{} bytes recorded", path.len());
         assert!(
-            path.ends_with("…[4194305 bytes in all]"),
+            path.contains("4194305 bytes"),
             "{}",
             &path[path.len() - 40..]
         );

@@ -97,12 +97,7 @@ fn private_hostname() -> String {
 impl Fixture {
     fn start() -> Self {
         let sandbox = Sandbox::new();
-        std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-        std::fs::copy(
-            guests::path("hostile"),
-            sandbox.path().join("plugins/hostile.wasm"),
-        )
-        .unwrap();
+        sandbox.add_plugin("hostile");
         let root = sandbox.path().join("root");
         sandbox.write("root/ok.txt", "inside the root\n");
         std::os::unix::fs::symlink("/etc/passwd", root.join("abs-link")).unwrap();

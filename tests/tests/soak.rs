@@ -6,13 +6,20 @@
 use std::time::{Duration, Instant};
 
 use runbook_tests::server::Server;
-use runbook_tests::{Sandbox, guests};
+use runbook_tests::{RemoveOnDrop, Sandbox, deep_tree};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "rb-soak-token";
 
-/// (case, params, the reason the run must end with, or "" when it must not fail).
-const CASES: &[(&str, &[(&str, &str)], &str)] = &[
+/// A hostile case: its name, its parameters (values may be placeholders filled in at run
+/// time), and the reason the run must end with ("" when it must not fail).
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+const CASES: &[Case] = &[
     ("loop", &[], "limit exceeded: deadline of 3s"),
     ("memory", &[], "limit exceeded: linear memory of 96 MiB"),
     (
@@ -41,34 +48,6 @@ const CASES: &[(&str, &[(&str, &str)], &str)] = &[
     ("fs-grep", &[("target", "COSTLY")], "deadline"),
     ("fs-largest", &[("target", "DEEP")], ""),
 ];
-
-/// `levels` nested directories below `base`, deeper than a path can spell (so through handles).
-fn deep_tree(base: &std::path::Path, levels: usize) {
-    use rustix::fs::{Mode, OFlags, mkdirat, openat};
-    let mut dir = openat(
-        rustix::fs::CWD,
-        base,
-        OFlags::DIRECTORY | OFlags::RDONLY,
-        Mode::empty(),
-    )
-    .unwrap();
-    for _ in 0..levels {
-        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
-        dir = openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
-    }
-}
-
-/// Removes a tree too deep for the temp dir's recursive delete.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(&self.0)
-            .status();
-    }
-}
 
 /// Threads and resident memory of a process, from /proc.
 fn threads_and_rss(pid: u32) -> (u64, u64) {
@@ -111,18 +90,9 @@ fn disk_full(server: &Server) -> Value {
 #[test]
 fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(
-        guests::path("hostile"),
-        sandbox.path().join("plugins/hostile.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("hostile");
     // A playbook whose describe() never answers sits in the same plugin dir.
-    std::fs::copy(
-        guests::path("describe-sleep"),
-        sandbox.path().join("plugins/describe-sleep.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("describe-sleep");
     let silent = runbook_tests::http::Peer::silent();
     // Files built to stall or crash host work: a FIFO nobody writes, a log a regex needs
     // seconds per MiB on, a tree 3,000 levels deep.

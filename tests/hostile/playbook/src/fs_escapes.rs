@@ -52,7 +52,12 @@ pub fn run(case: &str, incident: &Incident) -> Option<Result<Outcome, Error>> {
         }),
         _ => return None,
     };
-    Some(done.map(Outcome::no_action))
+    // The whole answer can be longer than a summary may be: it travels as an artifact, the
+    // summary keeps its first line.
+    Some(done.map(|text| {
+        let _ = report::attach("answer.txt", "text/plain", text.as_bytes());
+        Outcome::no_action(text.lines().next().unwrap_or_default())
+    }))
 }
 
 /// `read|tail|grep|stat|list PATH` → `PATH ok` or `PATH <error kind>: <detail>`.
