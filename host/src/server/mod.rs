@@ -204,16 +204,27 @@ async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: 
         Ok(alerts) => alerts,
         Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
     };
-    let mut outcomes = Vec::new();
-    for alert in alerts {
-        match handle_alert(&app, &alert).await {
-            Ok(records) => outcomes.extend(records),
-            Err(refusal) => {
-                let status = refusal_status(&refusal);
-                return error(&app, ENDPOINT, status, refusal.to_string());
+    // In a task of its own: a client hanging up must not cut an admission between its commit
+    // and its run being queued.
+    let handled = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut outcomes = Vec::new();
+            for alert in alerts {
+                outcomes.extend(handle_alert(&app, &alert).await?);
             }
+            Ok(outcomes)
         }
-    }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::Internal(format!("admission task: {e}"))));
+    let outcomes = match handled {
+        Ok(outcomes) => outcomes,
+        Err(refusal) => {
+            let status = refusal_status(&refusal);
+            return error(&app, ENDPOINT, status, refusal.to_string());
+        }
+    };
     let runs: Vec<&str> = outcomes
         .iter()
         .filter_map(|r| r.run_id.as_deref())
@@ -223,7 +234,9 @@ async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: 
 }
 
 /// Routes one alert and records what became of it (started, deduplicated, cooldown, resolved,
-/// unrouted, rejected). Only "try again later" conditions are returned as errors.
+/// unrouted, rejected). Only "try again later" conditions are returned as errors. A route's
+/// admission stores its own record (with the run, in the same transaction); the others are
+/// stored together at the end.
 async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refusal> {
     let host = app.dispatcher.host();
     let store = host.store.clone().expect("the server has a store");
@@ -249,6 +262,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         detail,
     };
     let mut records = Vec::new();
+    let mut unstored = Vec::new();
     if alert.status == "resolved" {
         let resolved = crate::notify::AlertRef {
             name: alert.name.clone(),
@@ -262,10 +276,11 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
     let routes = app.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
-        records.push(record("resolved", playbooks.first().copied(), None, None));
+        unstored.push(record("resolved", playbooks.first().copied(), None, None));
     } else if routes.is_empty() {
-        records.push(record("unrouted", None, None, None));
+        unstored.push(record("unrouted", None, None, None));
     }
+    records.extend(unstored.iter().cloned());
     let wants_runs = alert.status != "resolved" || host.config.server.run_resolved;
     for route in routes.into_iter().filter(|_| wants_runs) {
         let playbook = route.config.playbook.as_str();
@@ -284,23 +299,33 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             .config
             .cooldown_secs
             .map(|s| (alert.fingerprint.clone(), Duration::from_secs(s)));
-        let entry = match app.dispatcher.submit(playbook, request, cooldown).await {
-            Ok(Admission::Started(id)) => record("started", Some(playbook), Some(id), None),
-            Ok(Admission::Deduplicated(id)) => {
-                record("deduplicated", Some(playbook), Some(id), None)
+        // Disposition and run id are the store's to fill in.
+        let template = record("", Some(playbook), None, None);
+        let submitted = app
+            .dispatcher
+            .submit(playbook, request, cooldown, Some(template))
+            .await;
+        match submitted {
+            Ok(Admission::Started(id)) => {
+                records.push(record("started", Some(playbook), Some(id), None));
             }
-            Ok(Admission::Cooldown) => record("cooldown", Some(playbook), None, None),
+            Ok(Admission::Deduplicated(id)) => {
+                records.push(record("deduplicated", Some(playbook), Some(id), None));
+            }
+            Ok(Admission::Cooldown) => records.push(record("cooldown", Some(playbook), None, None)),
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
             Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_) | Refusal::Broken(_))) => {
-                record("rejected", Some(playbook), None, Some(e.to_string()))
+                let rejected = record("rejected", Some(playbook), None, Some(e.to_string()));
+                records.push(rejected.clone());
+                unstored.push(rejected);
             }
             Err(e) => return Err(e),
-        };
-        records.push(entry);
+        }
     }
-    for entry in &records {
+    if !unstored.is_empty() {
         store
-            .record_alert(entry)
+            .record_alerts(unstored)
+            .await
             .map_err(|e| Refusal::Internal(format!("recording the alert: {e:#}")))?;
     }
     Ok(records)
@@ -370,7 +395,15 @@ async fn run_hook(
         dedup_key,
         severity,
     };
-    match app.dispatcher.submit(&playbook, request, None).await {
+    // In a task of its own: a client hanging up must not cut an admission between its commit
+    // and its run being queued.
+    let submitted = tokio::spawn({
+        let app = app.clone();
+        async move { app.dispatcher.submit(&playbook, request, None, None).await }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::Internal(format!("admission task: {e}"))));
+    match submitted {
         Ok(Admission::Started(id)) => reply(
             &app,
             ENDPOINT,
