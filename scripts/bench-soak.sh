@@ -9,8 +9,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/bench-serve-lib.sh"
-host=${1:-$root/target/release/host}
-baseline=${2:-}
+host=$(realpath "${1:-$root/target/release/host}")
+baseline=${2:+$(realpath "$2")}
 runs=${RUNS:-50000}
 bursts=${BURSTS:-5}
 [ -x "$host" ] || (cd "$root" && cargo build --release --locked -p runbook-host)

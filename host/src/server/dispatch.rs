@@ -241,12 +241,14 @@ impl Dispatcher {
             drop(queued);
             let store = host.store.clone();
             let run_id = pending.run_id.clone();
-            let work = run_task(
+            // Boxed when it starts: a queued task then holds only its inputs, not the room
+            // for a whole run's state (~10 KB a queued run otherwise).
+            let work = Box::pin(run_task(
                 &metrics,
                 store,
                 run_id,
                 host.execute(&prepared, pending, None),
-            );
+            ));
             tokio::select! {
                 () = work => {}
                 // Dropping the run's future marks it interrupted (InterruptOnDrop).
@@ -285,12 +287,6 @@ impl Dispatcher {
         self.cut_short.cancel();
         self.tasks.wait().await;
         self.cut.load(Ordering::Relaxed)
-    }
-
-    /// Run tasks alive now (queued or running): none once the queue drained.
-    #[cfg(test)]
-    fn live_tasks(&self) -> usize {
-        self.tasks.len()
     }
 }
 

@@ -95,6 +95,11 @@ fn write_batches(conn: &Mutex<Connection>, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+/// Savepoint statements run twice per request: parsed once.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn commit(
     conn: &mut Connection,
     jobs: impl Iterator<Item = Job>,
@@ -109,15 +114,16 @@ fn commit(
     let mut replies = Vec::new();
     for job in jobs {
         // A failed request's partial writes go; the batch's other requests stay.
-        let reply = match tx.execute_batch("SAVEPOINT request") {
+        let reply = match run_cached(&tx, "SAVEPOINT request") {
             Ok(()) => {
                 let (ok, reply) = job(Ok(&tx));
-                let end = if ok {
-                    "RELEASE request"
+                let ended = if ok {
+                    run_cached(&tx, "RELEASE request")
                 } else {
-                    "ROLLBACK TO request; RELEASE request"
+                    run_cached(&tx, "ROLLBACK TO request")
+                        .and_then(|()| run_cached(&tx, "RELEASE request"))
                 };
-                if let Err(e) = tx.execute_batch(end) {
+                if let Err(e) = ended {
                     eprintln!("run store: ending a savepoint: {e}");
                 }
                 reply
