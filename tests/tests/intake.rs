@@ -12,7 +12,11 @@ const TOKEN: &str = "rb-intake-token";
 fn sandbox(route: &str) -> Sandbox {
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(guests::path("noop"), sandbox.path().join("plugins/noop.wasm")).unwrap();
+    std::fs::copy(
+        guests::path("noop"),
+        sandbox.path().join("plugins/noop.wasm"),
+    )
+    .unwrap();
     sandbox.write(
         "host.toml",
         format!(
@@ -41,7 +45,11 @@ fn alert(fingerprint: &str, starts_at: &str) -> String {
 /// The disposition and run id of a one-alert Alertmanager delivery.
 fn deliver(server: &Server, body: &str) -> (String, Option<String>) {
     let auth = format!("Bearer {TOKEN}");
-    let reply = server.post("/hooks/alertmanager", &[("Authorization", &auth)], body.as_bytes());
+    let reply = server.post(
+        "/hooks/alertmanager",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 202, "{}", reply.body);
     let entry = &reply.json()["alerts"][0];
     (
@@ -56,7 +64,9 @@ fn identical_deliveries_at_once_start_exactly_one_run() {
     let server = start(&sandbox);
     let body = alert("same", "2026-11-25T10:00:00Z");
     let outcomes: Vec<(String, Option<String>)> = std::thread::scope(|s| {
-        let senders: Vec<_> = (0..50).map(|_| s.spawn(|| deliver(&server, &body))).collect();
+        let senders: Vec<_> = (0..50)
+            .map(|_| s.spawn(|| deliver(&server, &body)))
+            .collect();
         senders.into_iter().map(|t| t.join().unwrap()).collect()
     });
     let started: Vec<_> = outcomes.iter().filter(|(d, _)| d == "started").collect();
@@ -64,13 +74,13 @@ fn identical_deliveries_at_once_start_exactly_one_run() {
         .iter()
         .filter(|(d, _)| d == "deduplicated")
         .collect();
-    assert_eq!(
-        (started.len(), deduplicated.len()),
-        (1, 49),
-        "{outcomes:?}"
-    );
+    assert_eq!((started.len(), deduplicated.len()), (1, 49), "{outcomes:?}");
     let id = started[0].1.clone().unwrap();
-    assert!(deduplicated.iter().all(|(_, run)| run.as_deref() == Some(&id)));
+    assert!(
+        deduplicated
+            .iter()
+            .all(|(_, run)| run.as_deref() == Some(&id))
+    );
     assert_eq!(
         server.wait_for_run(&id, Duration::from_secs(30))["status"],
         "no-action"
@@ -80,7 +90,10 @@ fn identical_deliveries_at_once_start_exactly_one_run() {
     let logged = alerts.as_array().unwrap();
     assert_eq!(logged.len(), 50);
     assert_eq!(
-        logged.iter().filter(|a| a["disposition"] == "started").count(),
+        logged
+            .iter()
+            .filter(|a| a["disposition"] == "started")
+            .count(),
         1
     );
     assert!(logged.iter().all(|a| a["run_id"] == id.as_str()));
@@ -162,7 +175,10 @@ fn runs_leave_nothing_behind_in_the_server() {
     let server = start(&sandbox);
     let warm = burst_then_settle(&server, 1600);
     let after = burst_then_settle(&server, 4800);
-    let runs = metric(&server, "runbook_runs_total{playbook=\"noop\",status=\"no-action\"}");
+    let runs = metric(
+        &server,
+        "runbook_runs_total{playbook=\"noop\",status=\"no-action\"}",
+    );
     assert_eq!(runs, 6400.0, "every run ran");
     // 4800 more runs: anything kept per run (a task, a map entry, a few KB) shows here; the
     // leak this guards against was ~4.5 KB a run (≈21 MiB).

@@ -2,6 +2,11 @@
 //! the window → the existing run), cooldowns, a bounded queue (503 beyond it), concurrency caps
 //! per playbook and in total. A run is in the store before its webhook is answered.
 //!
+//! Runs execute on a runtime of their own: a playbook's slice of CPU between two epoch ticks
+//! never sits in front of a webhook in a worker's queue; the system scheduler shares the cores
+//! between the accepting threads and the running ones. (Not at a lower priority: run deadlines
+//! are wall-clock, and a busy machine must not starve runs into them.)
+//!
 //! Admission takes no lock of its own: dedup, cooldown and the new run are decided and written
 //! by the store's group-commit writer (store/admission.rs), in arrival order, many admissions
 //! per transaction; the server awaits the commit. Nothing per run is kept here once it ended:
@@ -95,12 +100,14 @@ pub struct Dispatcher {
     /// Cancelled when the shutdown grace is over: running runs are cut (marked interrupted).
     cut_short: CancellationToken,
     cut: Arc<AtomicUsize>,
+    /// Where run tasks execute; `None` only once dropped.
+    runs: Option<tokio::runtime::Runtime>,
 }
 
 impl Dispatcher {
-    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let server = &host.config.server;
-        Self {
+        Ok(Self {
             total: Arc::new(Semaphore::new(server.max_concurrent_runs.max(1))),
             queue_limit: server.queue_limit,
             dedup_window: Duration::from_secs(server.dedup_window_secs),
@@ -113,7 +120,8 @@ impl Dispatcher {
             closing: watch::channel(false).0,
             cut_short: CancellationToken::new(),
             cut: Arc::new(AtomicUsize::new(0)),
-        }
+            runs: Some(run_runtime()?),
+        })
     }
 
     pub fn host(&self) -> &Host {
@@ -227,7 +235,11 @@ impl Dispatcher {
         let host = self.host.clone();
         let cut_short = self.cut_short.clone();
         let cut = self.cut.clone();
-        self.tasks.spawn(async move {
+        let runs = self
+            .runs
+            .as_ref()
+            .expect("the run runtime lives as long as the dispatcher");
+        let task = async move {
             let slots = async {
                 let mine = per_playbook.acquire_owned().await;
                 let any = total.acquire_owned().await;
@@ -256,7 +268,8 @@ impl Dispatcher {
                     cut.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        });
+        };
+        self.tasks.spawn_on(task, runs.handle());
     }
 
     fn playbook_slots(&self, playbook: &str) -> Arc<Semaphore> {
@@ -288,6 +301,24 @@ impl Dispatcher {
         self.tasks.wait().await;
         self.cut.load(Ordering::Relaxed)
     }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Dropped inside the server's runtime, where a runtime may not block to shut down.
+        if let Some(runs) = self.runs.take() {
+            runs.shutdown_background();
+        }
+    }
+}
+
+/// The runtime run tasks execute on: as many threads as cores.
+fn run_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_name("run")
+        .enable_all()
+        .build()
 }
 
 /// Holds a place in the queue (the 503 limit and the queue-depth gauge) until dropped.

@@ -69,7 +69,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     }
     notifier.start();
     let app = Arc::new(App {
-        dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new())),
+        dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
+            .context("starting the runtime that executes runs")?,
         router,
         verifiers,
     });

@@ -100,10 +100,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-fn commit(
-    conn: &mut Connection,
-    jobs: impl Iterator<Item = Job>,
-) -> Vec<(Reply, Option<String>)> {
+fn commit(conn: &mut Connection, jobs: impl Iterator<Item = Job>) -> Vec<(Reply, Option<String>)> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
