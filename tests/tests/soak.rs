@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 const TOKEN: &str = "rb-soak-token";
 
 /// (case, params, the reason the run must end with, or "" when it must not fail).
-type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
 const CASES: &[Case] = &[
     ("loop", &[], "limit exceeded: deadline of 3s"),
     ("memory", &[], "limit exceeded: linear memory of 96 MiB"),

@@ -183,10 +183,9 @@ impl Dispatcher {
         cooldown: Option<(String, Duration)>,
         alert: Option<AlertRecord>,
     ) -> Result<Admission, Refusal> {
-        let waiting = self.waiting.load(Ordering::Relaxed);
-        if waiting >= self.queue_limit {
-            return Err(Refusal::Busy(waiting));
-        }
+        // Taken before the admission, so admissions in flight together cannot overshoot the
+        // queue limit; given back unless a run is queued.
+        let place = Place::take(&self.waiting, self.queue_limit).map_err(Refusal::Busy)?;
         let prepared = self.prepared(playbook).await?;
         let store = self
             .host
@@ -215,7 +214,7 @@ impl Dispatcher {
         match store.admit(admit).await {
             Ok(Admitted::Started) => {
                 let run_id = pending.run_id.clone();
-                self.enqueue(prepared, pending);
+                self.enqueue_in(place, prepared, pending);
                 Ok(Admission::Started(run_id))
             }
             Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
@@ -227,7 +226,11 @@ impl Dispatcher {
     /// Queues a run recorded in the store (new, or left `queued` by a previous host) for a
     /// slot; it starts when both its playbook's and the total limits allow.
     pub fn enqueue(&self, prepared: Arc<Prepared>, pending: PendingRun) {
-        let queued = Waiting::enter(&self.waiting, &self.metrics);
+        self.enqueue_in(Place::beyond_limit(&self.waiting), prepared, pending);
+    }
+
+    fn enqueue_in(&self, place: Place, prepared: Arc<Prepared>, pending: PendingRun) {
+        let queued = Waiting::enter(place, &self.metrics);
         let per_playbook = self.playbook_slots(&prepared.source.name);
         let total = self.total.clone();
         let mut closing = self.closing.subscribe();
@@ -321,25 +324,50 @@ fn run_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Holds a place in the queue (the 503 limit and the queue-depth gauge) until dropped.
-struct Waiting {
+/// One of the queue's places (counted against `queue-limit`), given back on drop.
+struct Place {
     count: Arc<AtomicUsize>,
-    _gauge: GaugeGuard,
 }
 
-impl Waiting {
-    fn enter(count: &Arc<AtomicUsize>, metrics: &Metrics) -> Self {
+impl Place {
+    /// A place if fewer than `limit` are taken, else how many are.
+    fn take(count: &Arc<AtomicUsize>, limit: usize) -> Result<Place, usize> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map(|_| Place {
+                count: count.clone(),
+            })
+    }
+
+    /// For runs already accepted (by a previous host): they are queued whatever the limit.
+    fn beyond_limit(count: &Arc<AtomicUsize>) -> Place {
         count.fetch_add(1, Ordering::Relaxed);
-        Self {
+        Place {
             count: count.clone(),
-            _gauge: GaugeGuard::hold(&metrics.queue_depth),
         }
     }
 }
 
-impl Drop for Waiting {
+impl Drop for Place {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A queued run's place and its share of the queue-depth gauge, until dropped.
+struct Waiting {
+    _place: Place,
+    _gauge: GaugeGuard,
+}
+
+impl Waiting {
+    fn enter(place: Place, metrics: &Metrics) -> Self {
+        Self {
+            _place: place,
+            _gauge: GaugeGuard::hold(&metrics.queue_depth),
+        }
     }
 }
 
@@ -477,7 +505,7 @@ mod tests {
     fn a_queue_place_is_given_back_on_drop() {
         let metrics = Metrics::new();
         let count = Arc::new(AtomicUsize::new(0));
-        let place = Waiting::enter(&count, &metrics);
+        let place = Waiting::enter(Place::take(&count, 1).unwrap(), &metrics);
         assert_eq!(
             (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
             (1, 1)
@@ -487,5 +515,26 @@ mod tests {
             (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
             (0, 0)
         );
+    }
+
+    #[test]
+    fn admissions_at_once_never_take_more_places_than_the_limit() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let taken: Vec<Place> = std::thread::scope(|s| {
+            let takers: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..100)
+                            .filter_map(|_| Place::take(&count, 50).ok())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            takers.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!((taken.len(), count.load(Ordering::Relaxed)), (50, 50));
+        assert_eq!(Place::take(&count, 50).err(), Some(50));
+        drop(taken);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
     }
 }
