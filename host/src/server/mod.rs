@@ -430,6 +430,16 @@ async fn run_hook(
     }
 }
 
+/// A store read, on a blocking thread: the connection may be busy with the writer's commit,
+/// and the runtime's threads must keep answering webhooks meanwhile.
+async fn off_runtime<T: Send + 'static>(
+    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("store read: {e}")))
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
@@ -452,7 +462,10 @@ async fn list_runs(
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    match store.list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref()) {
+    let listed =
+        off_runtime(move || store.list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref()))
+            .await;
+    match listed {
         Ok(runs) => reply(&app, "runs", StatusCode::OK, json!(runs)),
         Err(e) => error(
             &app,
@@ -468,19 +481,28 @@ async fn show_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match stored_run(&app, &headers, &id) {
+    match stored_run(&app, &headers, id).await {
         Ok(run) => reply(&app, "runs", StatusCode::OK, json!(run)),
         Err(refused) => *refused,
     }
 }
 
 /// The run, or the response that says why not (auth, 404, store error).
-fn stored_run(app: &App, headers: &HeaderMap, id: &str) -> Result<StoredRun, Box<Response>> {
+async fn stored_run(
+    app: &App,
+    headers: &HeaderMap,
+    id: String,
+) -> Result<StoredRun, Box<Response>> {
     if let Some(denied) = refuse_api(app, headers) {
         return Err(Box::new(denied));
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    let refusal = match store.get(id) {
+    let found = off_runtime({
+        let id = id.clone();
+        move || store.get(&id)
+    })
+    .await;
+    let refusal = match found {
         Ok(Some(run)) => return Ok(run),
         Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
@@ -494,7 +516,7 @@ async fn run_report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match stored_run(&app, &headers, &id) {
+    match stored_run(&app, &headers, id).await {
         Ok(run) => {
             app.dispatcher.metrics.request("runs", 200);
             (
@@ -516,7 +538,7 @@ async fn list_alerts(
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    match store.alerts(q.limit.unwrap_or(100).min(1000)) {
+    match off_runtime(move || store.alerts(q.limit.unwrap_or(100).min(1000))).await {
         Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),
         Err(e) => error(
             &app,
@@ -529,7 +551,8 @@ async fn list_alerts(
 
 async fn metrics_text(State(app): State<Shared>) -> Response {
     let notifier = app.dispatcher.host().notifier();
-    if let Ok(pending) = notifier.store().outbox_pending() {
+    let store = notifier.store().clone();
+    if let Ok(pending) = off_runtime(move || store.outbox_pending()).await {
         app.dispatcher
             .metrics
             .set_pending(&notifier.names(), &pending);
