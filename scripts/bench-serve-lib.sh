@@ -79,13 +79,14 @@ accepted() {
 }
 
 # burst PORT LUA URL COUNT: wrk (2 threads, 32 connections) until the server accepted COUNT
-# more runs; wrk is stopped by its pid (its Lua stop() alone ends threads, not the process).
+# more runs. Each wrk thread stops itself after its share (PER_THREAD, read by the Lua script);
+# the process, which would sleep out -d, is then stopped by its pid.
 burst() {
     local port=$1 lua=$2 url=$3 count=$4
     local before
     before=$(accepted "$port" run)
     before=${before:-0}
-    wrk -t2 -c32 -d600s -s "$lua" "$url" >"$dir/wrk.out" 2>&1 &
+    PER_THREAD=$((count / 2)) wrk -t2 -c32 -d600s -s "$lua" "$url" >"$dir/wrk.out" 2>&1 &
     local wrk_pid=$!
     while true; do
         local now

@@ -34,6 +34,12 @@ wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer bench"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = "{}"
+local share = tonumber(os.getenv("PER_THREAD"))
+local answered = 0
+function response(status, headers, body)
+    answered = answered + 1
+    if answered >= share then wrk.thread:stop() end
+end
 LUA
 
 soak() {
