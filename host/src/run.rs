@@ -25,7 +25,7 @@ use crate::panics::panic_message;
 use crate::policy::{Grants, Limits};
 use crate::severity::Priority;
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
-use crate::store::{NewRun, Store as RunStore, UnfinishedRun};
+use crate::store::{NewRun, QueuedRun, Store as RunStore, UnfinishedRun};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
 
 /// Mistakes in what the operator asked for: the CLI exits 2 for these.
@@ -326,9 +326,33 @@ impl Host {
     /// Validates the parameters and records the run as queued: once this returns, the run
     /// exists in the store whatever happens to the host.
     pub fn begin(&self, prepared: &Prepared, request: RunRequest) -> Result<PendingRun> {
+        let pending = self.new_pending(prepared, request)?;
+        if let Some(store) = &self.store {
+            let row = self.queued_row(prepared, &pending);
+            store
+                .insert_queued(&NewRun {
+                    id: &row.id,
+                    playbook: &row.playbook,
+                    origin: &row.origin,
+                    trigger: &row.trigger,
+                    params: &row.params,
+                    alert: row.alert.as_ref(),
+                    dry_run: row.dry_run,
+                    dedup_key: row.dedup_key.as_deref(),
+                    severity: &row.severity,
+                    started_at: &row.started_at,
+                })
+                .context("recording the run in the store")?;
+        }
+        Ok(pending)
+    }
+
+    /// Validates the parameters and gives the run its id; nothing is stored yet (the server
+    /// stores it through its group-commit admission, see `queued_row`).
+    pub fn new_pending(&self, prepared: &Prepared, request: RunRequest) -> Result<PendingRun> {
         let name = &prepared.source.name;
         let params = resolve_params(&prepared.description, name, &request.params)?;
-        let pending = PendingRun {
+        Ok(PendingRun {
             run_id: new_run_id(),
             started_at: SystemTime::now(),
             alert_json: request.alert.as_ref().map(crate::incident::alert_json),
@@ -343,30 +367,28 @@ impl Host {
                 })
                 .unwrap_or(Priority::P3),
             request,
-        };
-        let params_json: serde_json::Value = pending
+        })
+    }
+
+    /// The store's row for a pending run, as queued.
+    pub fn queued_row(&self, prepared: &Prepared, pending: &PendingRun) -> QueuedRun {
+        let params: serde_json::Map<_, _> = pending
             .params
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-        if let Some(store) = &self.store {
-            store
-                .insert_queued(&NewRun {
-                    id: &pending.run_id,
-                    playbook: name,
-                    origin: &prepared.source.origin.to_string(),
-                    trigger: pending.request.trigger.as_str(),
-                    params: &params_json,
-                    alert: pending.alert_json.as_ref(),
-                    dry_run: pending.request.dry_run,
-                    dedup_key: pending.request.dedup_key.as_deref(),
-                    severity: pending.severity.as_str(),
-                    started_at: &rfc3339(pending.started_at),
-                })
-                .context("recording the run in the store")?;
+            .collect();
+        QueuedRun {
+            id: pending.run_id.clone(),
+            playbook: prepared.source.name.clone(),
+            origin: prepared.source.origin.to_string(),
+            trigger: pending.request.trigger.as_str().to_string(),
+            params: params.into(),
+            alert: pending.alert_json.clone(),
+            dry_run: pending.request.dry_run,
+            dedup_key: pending.request.dedup_key.clone(),
+            started_at: rfc3339(pending.started_at),
+            severity: pending.severity.as_str().to_string(),
         }
-        Ok(pending)
     }
 
     pub async fn execute(
@@ -388,8 +410,10 @@ impl Host {
         let limits = self.config.limits_for(&name);
         let started = Instant::now();
         if let Some(store) = &self.store {
+            // Through the store's group commit: the runtime's thread does not wait on SQLite.
             store
-                .mark_running(&run_id)
+                .mark_running_batched(run_id.clone())
+                .await
                 .context("updating the run store")?;
         }
 
@@ -496,10 +520,13 @@ impl Host {
                 total_ms: round_ms(started.elapsed()),
             },
         };
-        if let Some(store) = &self.store {
-            store.finish(&record).context("storing the run's outcome")?;
+        match &self.store {
+            Some(store) => store
+                .finish_batched(record)
+                .await
+                .context("storing the run's outcome"),
+            None => Ok(record),
         }
-        Ok(record)
     }
 }
 

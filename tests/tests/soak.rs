@@ -20,17 +20,17 @@ type Case = (
 );
 
 const CASES: &[Case] = &[
-    ("loop", &[], "limit exceeded: deadline of 3s"),
+    ("loop", &[], "limit exceeded: deadline of 5s"),
     ("memory", &[], "limit exceeded: linear memory of 96 MiB"),
     (
         "sleep",
         &[],
-        "limit exceeded: deadline of 3s while waiting in the host",
+        "limit exceeded: deadline of 5s while waiting in the host",
     ),
     (
         "hang",
         &[("target", "SILENT")],
-        "limit exceeded: deadline of 3s while waiting in the host",
+        "limit exceeded: deadline of 5s while waiting in the host",
     ),
     ("panic", &[], "hostile playbook panics on purpose"),
     ("logs", &[], "limit exceeded:"),
@@ -124,7 +124,7 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
             "plugin-dirs = [\"plugins\"]\n\
              [server]\nmax-concurrent-runs = 8\nqueue-limit = 1000\n\
              [webhooks.run]\nauth = {{ kind = \"bearer\", token = {{ env = \"RB_SOAK_TOKEN\" }} }}\n\
-             [plugins.hostile]\nmax-concurrent = 6\ndeadline-secs = 3\nmemory-mib = 96\n\
+             [plugins.hostile]\nmax-concurrent = 6\ndeadline-secs = 5\nmemory-mib = 96\n\
              [plugins.hostile.grants]\nnotify = [\"ops\"]\nfs-read = [\"/\"]\nhttp = [\"{}\"]\n",
             silent.url("")
         ),

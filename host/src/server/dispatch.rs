@@ -2,6 +2,16 @@
 //! the window → the existing run), cooldowns, a bounded queue (503 beyond it), concurrency caps
 //! per playbook and in total. A run is in the store before its webhook is answered.
 //!
+//! Runs execute on a runtime of their own: a playbook's slice of CPU between two epoch ticks
+//! never sits in front of a webhook in a worker's queue; the system scheduler shares the cores
+//! between the accepting threads and the running ones. (Not at a lower priority: run deadlines
+//! are wall-clock, and a busy machine must not starve runs into them.)
+//!
+//! Admission takes no lock of its own: dedup, cooldown and the new run are decided and written
+//! by the store's group-commit writer (store/admission.rs), in arrival order, many admissions
+//! per transaction; the server awaits the commit. Nothing per run is kept here once it ended:
+//! run tasks are tracked, not joined, so a finished one is freed at once.
+//!
 //! A run's task never leaves it `running` and never leaks a gauge: a panic or host error marks
 //! the run failed (`guard_run`), the gauges are drop guards, and a task aborted at shutdown
 //! marks its run interrupted on drop. A run still waiting for a slot at shutdown stays
@@ -13,21 +23,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::metrics::{GaugeGuard, Metrics};
 use crate::catalog::FindError;
 use crate::run::{Host, PendingRun, Prepared, RunRecord, RunRequest, UsageError, guard_run};
-use crate::store::Store as RunStore;
+use crate::store::{Admit, Admitted, AlertRecord, Store as RunStore};
 
 /// How long a broken playbook's reason is served before loading it again.
 const RETRY_BROKEN_AFTER: Duration = Duration::from_secs(30);
+/// How long a playbook found in the catalog is taken to be still there: the catalog lists
+/// the plugin dirs, a cost not worth paying on every webhook.
+const CATALOG_RECHECK: Duration = Duration::from_secs(1);
 
 type PrepareResult = Result<Arc<Prepared>, String>;
 
 struct PreparedSlot {
     cell: Arc<tokio::sync::OnceCell<PrepareResult>>,
     created: Instant,
+    /// When the catalog last said the playbook exists.
+    found: Instant,
 }
 
 impl PreparedSlot {
@@ -35,6 +51,7 @@ impl PreparedSlot {
         Self {
             cell: Arc::new(tokio::sync::OnceCell::new()),
             created: Instant::now(),
+            found: Instant::now(),
         }
     }
 
@@ -75,18 +92,22 @@ pub struct Dispatcher {
     waiting: Arc<AtomicUsize>,
     queue_limit: usize,
     dedup_window: Duration,
-    /// Serialises dedup lookup + insert so two identical deliveries cannot both start a run.
-    admission: tokio::sync::Mutex<()>,
-    cooldowns: Mutex<HashMap<(String, String), Instant>>,
-    tasks: Mutex<JoinSet<()>>,
+    /// Run tasks, queued or running; a finished task is freed at once (a JoinSet would keep
+    /// it until joined).
+    tasks: TaskTracker,
     /// Set at shutdown: runs still waiting for a slot give up and stay queued.
     closing: watch::Sender<bool>,
+    /// Cancelled when the shutdown grace is over: running runs are cut (marked interrupted).
+    cut_short: CancellationToken,
+    cut: Arc<AtomicUsize>,
+    /// Where run tasks execute; `None` only once dropped.
+    runs: Option<tokio::runtime::Runtime>,
 }
 
 impl Dispatcher {
-    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let server = &host.config.server;
-        Self {
+        Ok(Self {
             total: Arc::new(Semaphore::new(server.max_concurrent_runs.max(1))),
             queue_limit: server.queue_limit,
             dedup_window: Duration::from_secs(server.dedup_window_secs),
@@ -95,11 +116,12 @@ impl Dispatcher {
             prepared: Mutex::new(HashMap::new()),
             per_playbook: Mutex::new(HashMap::new()),
             waiting: Arc::new(AtomicUsize::new(0)),
-            admission: tokio::sync::Mutex::new(()),
-            cooldowns: Mutex::new(HashMap::new()),
-            tasks: Mutex::new(JoinSet::new()),
+            tasks: TaskTracker::new(),
             closing: watch::channel(false).0,
-        }
+            cut_short: CancellationToken::new(),
+            cut: Arc::new(AtomicUsize::new(0)),
+            runs: Some(run_runtime()?),
+        })
     }
 
     pub fn host(&self) -> &Host {
@@ -109,11 +131,19 @@ impl Dispatcher {
     /// Loaded, linked and described once per playbook (the InstancePre is reused by every run).
     /// A broken playbook's reason is kept for a while, then it is tried again.
     pub async fn prepared(&self, playbook: &str) -> Result<Arc<Prepared>, Refusal> {
+        let recently_found = self
+            .prepared
+            .lock()
+            .unwrap()
+            .get(playbook)
+            .is_some_and(|slot| slot.found.elapsed() < CATALOG_RECHECK);
         // Only names in the catalog get a slot: the map stays as small as the catalog.
-        self.host.catalog.entry(playbook).map_err(|e| match e {
-            FindError::Unknown { .. } => Refusal::UnknownPlaybook(e.to_string()),
-            other => Refusal::Invalid(other.to_string()),
-        })?;
+        if !recently_found {
+            self.host.catalog.entry(playbook).map_err(|e| match e {
+                FindError::Unknown { .. } => Refusal::UnknownPlaybook(e.to_string()),
+                other => Refusal::Invalid(other.to_string()),
+            })?;
+        }
         let cell = {
             let mut slots = self.prepared.lock().unwrap();
             let slot = slots
@@ -121,6 +151,9 @@ impl Dispatcher {
                 .or_insert_with(PreparedSlot::new);
             if slot.stale() {
                 *slot = PreparedSlot::new();
+            }
+            if !recently_found {
+                slot.found = Instant::now();
             }
             slot.cell.clone()
         };
@@ -138,71 +171,78 @@ impl Dispatcher {
         prepared.clone().map_err(Refusal::Broken)
     }
 
-    /// Stores the run and queues it; `cooldown` is (key, period) for route cooldowns.
+    /// Stores the run and queues it; `cooldown` is (key, period) for route cooldowns; `alert`
+    /// is the alert's record, stored with the admission's disposition.
+    ///
+    /// Not cancel-safe: once the admission is sent to the store it may commit, and then the
+    /// run must be queued. Callers run it in a task of its own, not in a request's future.
     pub async fn submit(
         &self,
         playbook: &str,
         request: RunRequest,
         cooldown: Option<(String, Duration)>,
+        alert: Option<AlertRecord>,
     ) -> Result<Admission, Refusal> {
-        let waiting = self.waiting.load(Ordering::Relaxed);
-        if waiting >= self.queue_limit {
-            return Err(Refusal::Busy(waiting));
-        }
+        // Taken before the admission, so admissions in flight together cannot overshoot the
+        // queue limit; given back unless a run is queued.
+        let place = Place::take(&self.waiting, self.queue_limit).map_err(Refusal::Busy)?;
         let prepared = self.prepared(playbook).await?;
-        let _admission = self.admission.lock().await;
         let store = self
             .host
             .store
             .clone()
             .ok_or_else(|| Refusal::Internal("no run store".into()))?;
-        if let Some(key) = &request.dedup_key {
-            let since =
-                humantime::format_rfc3339_millis(SystemTime::now() - self.dedup_window).to_string();
-            if let Some(id) = store
-                .find_dedup(key, &since)
-                .map_err(|e| Refusal::Internal(format!("{e:#}")))?
-            {
-                return Ok(Admission::Deduplicated(id));
-            }
-        }
-        if let Some((key, period)) = &cooldown {
-            let mut cooldowns = self.cooldowns.lock().unwrap();
-            let slot = (playbook.to_string(), key.clone());
-            if cooldowns
-                .get(&slot)
-                .is_some_and(|at| at.elapsed() < *period)
-            {
-                return Ok(Admission::Cooldown);
-            }
-            cooldowns.insert(slot, Instant::now());
-        }
-        let pending = self.host.begin(&prepared, request).map_err(|e| {
+        let deduplicated = request.dedup_key.is_some();
+        let pending = self.host.new_pending(&prepared, request).map_err(|e| {
             if e.downcast_ref::<UsageError>().is_some() {
                 Refusal::Invalid(format!("{e:#}"))
             } else {
                 Refusal::Internal(format!("{e:#}"))
             }
         })?;
-        let run_id = pending.run_id.clone();
-        self.enqueue(prepared, pending);
-        Ok(Admission::Started(run_id))
+        let now = SystemTime::now();
+        let since = |ago: Duration| {
+            humantime::format_rfc3339_millis(now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH))
+                .to_string()
+        };
+        let admit = Admit {
+            run: self.host.queued_row(&prepared, &pending),
+            dedup_since: deduplicated.then(|| since(self.dedup_window)),
+            cooldown: cooldown.map(|(key, period)| (key, since(period))),
+            alert,
+        };
+        match store.admit(admit).await {
+            Ok(Admitted::Started) => {
+                let run_id = pending.run_id.clone();
+                self.enqueue_in(place, prepared, pending);
+                Ok(Admission::Started(run_id))
+            }
+            Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
+            Ok(Admitted::Cooldown) => Ok(Admission::Cooldown),
+            Err(e) => Err(Refusal::Internal(format!("{e:#}"))),
+        }
     }
 
     /// Queues a run recorded in the store (new, or left `queued` by a previous host) for a
     /// slot; it starts when both its playbook's and the total limits allow.
     pub fn enqueue(&self, prepared: Arc<Prepared>, pending: PendingRun) {
-        let queued = Waiting::enter(&self.waiting, &self.metrics);
+        self.enqueue_in(Place::beyond_limit(&self.waiting), prepared, pending);
+    }
+
+    fn enqueue_in(&self, place: Place, prepared: Arc<Prepared>, pending: PendingRun) {
+        let queued = Waiting::enter(place, &self.metrics);
         let per_playbook = self.playbook_slots(&prepared.source.name);
         let total = self.total.clone();
         let mut closing = self.closing.subscribe();
         let metrics = self.metrics.clone();
         let host = self.host.clone();
-        let mut tasks = self.tasks.lock().unwrap();
-        // A finished task stays in the set until joined: reap them, or every run ever
-        // accepted keeps a few KB for the life of the server.
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
+        let cut_short = self.cut_short.clone();
+        let cut = self.cut.clone();
+        let runs = self
+            .runs
+            .as_ref()
+            .expect("the run runtime lives as long as the dispatcher");
+        let task = async move {
             let slots = async {
                 let mine = per_playbook.acquire_owned().await;
                 let any = total.acquire_owned().await;
@@ -216,14 +256,23 @@ impl Dispatcher {
             drop(queued);
             let store = host.store.clone();
             let run_id = pending.run_id.clone();
-            run_task(
+            // Boxed when it starts: a queued task then holds only its inputs, not the room
+            // for a whole run's state (~10 KB a queued run otherwise).
+            let work = Box::pin(run_task(
                 &metrics,
                 store,
                 run_id,
                 host.execute(&prepared, pending, None),
-            )
-            .await;
-        });
+            ));
+            tokio::select! {
+                () = work => {}
+                // Dropping the run's future marks it interrupted (InterruptOnDrop).
+                () = cut_short.cancelled() => {
+                    cut.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        self.tasks.spawn_on(task, runs.handle());
     }
 
     fn playbook_slots(&self, playbook: &str) -> Arc<Semaphore> {
@@ -247,40 +296,78 @@ impl Dispatcher {
     /// `grace`, then are aborted and marked interrupted. Returns how many were cut.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let _ = self.closing.send(true);
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_ok() {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
             return 0;
         }
-        tasks.abort_all();
-        let mut cut = 0;
-        while let Some(joined) = tasks.join_next().await {
-            cut += usize::from(joined.is_err_and(|e| e.is_cancelled()));
-        }
-        cut
+        self.cut_short.cancel();
+        self.tasks.wait().await;
+        self.cut.load(Ordering::Relaxed)
     }
 }
 
-/// Holds a place in the queue (the 503 limit and the queue-depth gauge) until dropped.
-struct Waiting {
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Dropped inside the server's runtime, where a runtime may not block to shut down.
+        if let Some(runs) = self.runs.take() {
+            runs.shutdown_background();
+        }
+    }
+}
+
+/// The runtime run tasks execute on: as many threads as cores.
+fn run_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_name("run")
+        .enable_all()
+        .build()
+}
+
+/// One of the queue's places (counted against `queue-limit`), given back on drop.
+struct Place {
     count: Arc<AtomicUsize>,
+}
+
+impl Place {
+    /// A place if fewer than `limit` are taken, else how many are.
+    fn take(count: &Arc<AtomicUsize>, limit: usize) -> Result<Place, usize> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map(|_| Place {
+                count: count.clone(),
+            })
+    }
+
+    /// For runs already accepted (by a previous host): they are queued whatever the limit.
+    fn beyond_limit(count: &Arc<AtomicUsize>) -> Place {
+        count.fetch_add(1, Ordering::Relaxed);
+        Place {
+            count: count.clone(),
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A queued run's place and its share of the queue-depth gauge, until dropped.
+struct Waiting {
+    _place: Place,
     _gauge: GaugeGuard,
 }
 
 impl Waiting {
-    fn enter(count: &Arc<AtomicUsize>, metrics: &Metrics) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
+    fn enter(place: Place, metrics: &Metrics) -> Self {
         Self {
-            count: count.clone(),
+            _place: place,
             _gauge: GaugeGuard::hold(&metrics.queue_depth),
         }
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -418,7 +505,7 @@ mod tests {
     fn a_queue_place_is_given_back_on_drop() {
         let metrics = Metrics::new();
         let count = Arc::new(AtomicUsize::new(0));
-        let place = Waiting::enter(&count, &metrics);
+        let place = Waiting::enter(Place::take(&count, 1).unwrap(), &metrics);
         assert_eq!(
             (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
             (1, 1)
@@ -428,5 +515,26 @@ mod tests {
             (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
             (0, 0)
         );
+    }
+
+    #[test]
+    fn admissions_at_once_never_take_more_places_than_the_limit() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let taken: Vec<Place> = std::thread::scope(|s| {
+            let takers: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..100)
+                            .filter_map(|_| Place::take(&count, 50).ok())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            takers.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!((taken.len(), count.load(Ordering::Relaxed)), (50, 50));
+        assert_eq!(Place::take(&count, 50).err(), Some(50));
+        drop(taken);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
     }
 }

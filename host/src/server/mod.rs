@@ -69,7 +69,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     }
     notifier.start();
     let app = Arc::new(App {
-        dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new())),
+        dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
+            .context("starting the runtime that executes runs")?,
         router,
         verifiers,
     });
@@ -204,16 +205,27 @@ async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: 
         Ok(alerts) => alerts,
         Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
     };
-    let mut outcomes = Vec::new();
-    for alert in alerts {
-        match handle_alert(&app, &alert).await {
-            Ok(records) => outcomes.extend(records),
-            Err(refusal) => {
-                let status = refusal_status(&refusal);
-                return error(&app, ENDPOINT, status, refusal.to_string());
+    // In a task of its own: a client hanging up must not cut an admission between its commit
+    // and its run being queued.
+    let handled = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut outcomes = Vec::new();
+            for alert in alerts {
+                outcomes.extend(handle_alert(&app, &alert).await?);
             }
+            Ok(outcomes)
         }
-    }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::Internal(format!("admission task: {e}"))));
+    let outcomes = match handled {
+        Ok(outcomes) => outcomes,
+        Err(refusal) => {
+            let status = refusal_status(&refusal);
+            return error(&app, ENDPOINT, status, refusal.to_string());
+        }
+    };
     let runs: Vec<&str> = outcomes
         .iter()
         .filter_map(|r| r.run_id.as_deref())
@@ -223,7 +235,9 @@ async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: 
 }
 
 /// Routes one alert and records what became of it (started, deduplicated, cooldown, resolved,
-/// unrouted, rejected). Only "try again later" conditions are returned as errors.
+/// unrouted, rejected). Only "try again later" conditions are returned as errors. A route's
+/// admission stores its own record (with the run, in the same transaction); the others are
+/// stored together at the end.
 async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refusal> {
     let host = app.dispatcher.host();
     let store = host.store.clone().expect("the server has a store");
@@ -249,6 +263,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         detail,
     };
     let mut records = Vec::new();
+    let mut unstored = Vec::new();
     if alert.status == "resolved" {
         let resolved = crate::notify::AlertRef {
             name: alert.name.clone(),
@@ -262,10 +277,11 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
     let routes = app.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
-        records.push(record("resolved", playbooks.first().copied(), None, None));
+        unstored.push(record("resolved", playbooks.first().copied(), None, None));
     } else if routes.is_empty() {
-        records.push(record("unrouted", None, None, None));
+        unstored.push(record("unrouted", None, None, None));
     }
+    records.extend(unstored.iter().cloned());
     let wants_runs = alert.status != "resolved" || host.config.server.run_resolved;
     for route in routes.into_iter().filter(|_| wants_runs) {
         let playbook = route.config.playbook.as_str();
@@ -284,23 +300,33 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             .config
             .cooldown_secs
             .map(|s| (alert.fingerprint.clone(), Duration::from_secs(s)));
-        let entry = match app.dispatcher.submit(playbook, request, cooldown).await {
-            Ok(Admission::Started(id)) => record("started", Some(playbook), Some(id), None),
-            Ok(Admission::Deduplicated(id)) => {
-                record("deduplicated", Some(playbook), Some(id), None)
+        // Disposition and run id are the store's to fill in.
+        let template = record("", Some(playbook), None, None);
+        let submitted = app
+            .dispatcher
+            .submit(playbook, request, cooldown, Some(template))
+            .await;
+        match submitted {
+            Ok(Admission::Started(id)) => {
+                records.push(record("started", Some(playbook), Some(id), None));
             }
-            Ok(Admission::Cooldown) => record("cooldown", Some(playbook), None, None),
+            Ok(Admission::Deduplicated(id)) => {
+                records.push(record("deduplicated", Some(playbook), Some(id), None));
+            }
+            Ok(Admission::Cooldown) => records.push(record("cooldown", Some(playbook), None, None)),
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
             Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_) | Refusal::Broken(_))) => {
-                record("rejected", Some(playbook), None, Some(e.to_string()))
+                let rejected = record("rejected", Some(playbook), None, Some(e.to_string()));
+                records.push(rejected.clone());
+                unstored.push(rejected);
             }
             Err(e) => return Err(e),
-        };
-        records.push(entry);
+        }
     }
-    for entry in &records {
+    if !unstored.is_empty() {
         store
-            .record_alert(entry)
+            .record_alerts(unstored)
+            .await
             .map_err(|e| Refusal::Internal(format!("recording the alert: {e:#}")))?;
     }
     Ok(records)
@@ -370,7 +396,15 @@ async fn run_hook(
         dedup_key,
         severity,
     };
-    match app.dispatcher.submit(&playbook, request, None).await {
+    // In a task of its own: a client hanging up must not cut an admission between its commit
+    // and its run being queued.
+    let submitted = tokio::spawn({
+        let app = app.clone();
+        async move { app.dispatcher.submit(&playbook, request, None, None).await }
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal::Internal(format!("admission task: {e}"))));
+    match submitted {
         Ok(Admission::Started(id)) => reply(
             &app,
             ENDPOINT,
@@ -396,6 +430,16 @@ async fn run_hook(
     }
 }
 
+/// A store read, on a blocking thread: the connection may be busy with the writer's commit,
+/// and the runtime's threads must keep answering webhooks meanwhile.
+async fn off_runtime<T: Send + 'static>(
+    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("store read: {e}")))
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
@@ -418,7 +462,10 @@ async fn list_runs(
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    match store.list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref()) {
+    let listed =
+        off_runtime(move || store.list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref()))
+            .await;
+    match listed {
         Ok(runs) => reply(&app, "runs", StatusCode::OK, json!(runs)),
         Err(e) => error(
             &app,
@@ -434,19 +481,28 @@ async fn show_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match stored_run(&app, &headers, &id) {
+    match stored_run(&app, &headers, id).await {
         Ok(run) => reply(&app, "runs", StatusCode::OK, json!(run)),
         Err(refused) => *refused,
     }
 }
 
 /// The run, or the response that says why not (auth, 404, store error).
-fn stored_run(app: &App, headers: &HeaderMap, id: &str) -> Result<StoredRun, Box<Response>> {
+async fn stored_run(
+    app: &App,
+    headers: &HeaderMap,
+    id: String,
+) -> Result<StoredRun, Box<Response>> {
     if let Some(denied) = refuse_api(app, headers) {
         return Err(Box::new(denied));
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    let refusal = match store.get(id) {
+    let found = off_runtime({
+        let id = id.clone();
+        move || store.get(&id)
+    })
+    .await;
+    let refusal = match found {
         Ok(Some(run)) => return Ok(run),
         Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
@@ -460,7 +516,7 @@ async fn run_report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match stored_run(&app, &headers, &id) {
+    match stored_run(&app, &headers, id).await {
         Ok(run) => {
             app.dispatcher.metrics.request("runs", 200);
             (
@@ -482,7 +538,7 @@ async fn list_alerts(
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    match store.alerts(q.limit.unwrap_or(100).min(1000)) {
+    match off_runtime(move || store.alerts(q.limit.unwrap_or(100).min(1000))).await {
         Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),
         Err(e) => error(
             &app,
@@ -495,7 +551,8 @@ async fn list_alerts(
 
 async fn metrics_text(State(app): State<Shared>) -> Response {
     let notifier = app.dispatcher.host().notifier();
-    if let Ok(pending) = notifier.store().outbox_pending() {
+    let store = notifier.store().clone();
+    if let Ok(pending) = off_runtime(move || store.outbox_pending()).await {
         app.dispatcher
             .metrics
             .set_pending(&notifier.names(), &pending);

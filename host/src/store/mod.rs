@@ -4,7 +4,7 @@
 //! (server/rescue.rs) starts the first kind and marks the second `lost`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,8 +14,11 @@ use crate::run::RunRecord;
 use crate::state::Artifact;
 use crate::timeline::Event;
 
+mod admission;
 mod outbox;
 mod recovery;
+mod writer;
+pub use admission::{Admit, Admitted, QueuedRun};
 pub use outbox::{Claim, NewMessage, OutboxRow};
 use recovery::CUT_OFF;
 pub use recovery::{LOST_REASON, UnfinishedRun};
@@ -106,6 +109,14 @@ const MIGRATIONS: &[&str] = &[
     -- When ops were told that this run was lost (so a later restart does not tell again).
     ALTER TABLE runs ADD COLUMN lost_notified_at TEXT;
 "#,
+    r#"
+    -- A route's cooldown key (the alert's fingerprint): a run with the same playbook and key
+    -- within the route's cooldown skips the alert. In the store, so the check is part of the
+    -- admission's transaction and no per-alert state lives in the server's memory.
+    ALTER TABLE runs ADD COLUMN cooldown_key TEXT;
+    CREATE INDEX runs_cooldown ON runs (playbook, cooldown_key, started_at)
+        WHERE cooldown_key IS NOT NULL;
+"#,
 ];
 
 /// One alert as the webhook received it, and what became of it.
@@ -125,7 +136,9 @@ pub struct AlertRecord {
 }
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// Shared with the group-commit writer thread (writer.rs), which takes it per batch.
+    conn: Arc<Mutex<Connection>>,
+    writer: OnceLock<writer::Writer>,
     path: PathBuf,
 }
 
@@ -187,8 +200,10 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
         let store = Store {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            writer: OnceLock::new(),
             path: path.to_path_buf(),
         };
         store.migrate()?;
@@ -200,7 +215,8 @@ impl Store {
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory()?;
         let store = Store {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            writer: OnceLock::new(),
             path: PathBuf::from(":memory:"),
         };
         store.migrate()?;
@@ -235,65 +251,17 @@ impl Store {
     }
 
     pub fn insert_queued(&self, run: &NewRun<'_>) -> Result<()> {
-        let conn = self.conn.lock().unwrap();
-        conn.execute(
-            "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
-                               dedup_key, started_at, severity)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
-            params![
-                run.id,
-                run.playbook,
-                run.origin,
-                run.trigger,
-                run.params.to_string(),
-                run.alert.map(|a| a.to_string()),
-                run.dry_run,
-                run.dedup_key,
-                run.started_at,
-                run.severity,
-            ],
-        )?;
-        Ok(())
+        insert_run(&self.conn.lock().unwrap(), run, None)
     }
 
     /// The run already started for this dedup key since `since` (RFC 3339), if any. A run cut
     /// off by a host stopping (interrupted, lost) does not count: the alert must run again.
     pub fn find_dedup(&self, key: &str, since: &str) -> Result<Option<String>> {
-        let conn = self.conn.lock().unwrap();
-        Ok(conn
-            .query_row(
-                &format!(
-                    "SELECT id FROM runs WHERE dedup_key = ?1 AND started_at >= ?2
-                       AND status NOT IN {CUT_OFF}
-                     ORDER BY started_at DESC LIMIT 1"
-                ),
-                params![key, since],
-                |r| r.get(0),
-            )
-            .optional()?)
+        dedup_run(&self.conn.lock().unwrap(), key, since)
     }
 
     pub fn record_alert(&self, alert: &AlertRecord) -> Result<()> {
-        let conn = self.conn.lock().unwrap();
-        conn.execute(
-            "INSERT INTO alerts (received_at, source, alertname, status, fingerprint, starts_at,
-                                 labels, disposition, playbook, run_id, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                alert.received_at,
-                alert.source,
-                alert.alertname,
-                alert.status,
-                alert.fingerprint,
-                alert.starts_at,
-                alert.labels.to_string(),
-                alert.disposition,
-                alert.playbook,
-                alert.run_id,
-                alert.detail,
-            ],
-        )?;
-        Ok(())
+        insert_alert(&self.conn.lock().unwrap(), alert)
     }
 
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
@@ -323,58 +291,14 @@ impl Store {
     }
 
     pub fn mark_running(&self, id: &str) -> Result<()> {
-        let conn = self.conn.lock().unwrap();
-        conn.execute(
-            "UPDATE runs SET status = 'running', runner = ?2 WHERE id = ?1",
-            params![id, recovery::this_runner()],
-        )?;
-        Ok(())
+        set_running(&self.conn.lock().unwrap(), id)
     }
 
     /// Writes the outcome, timeline and artifacts in one transaction.
     pub fn finish(&self, record: &RunRecord) -> Result<()> {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction()?;
-        let updated = tx.execute(
-            "UPDATE runs SET status = ?2, summary = ?3, actions = ?4, reason = ?5, ended_at = ?6,
-                 timings = ?7, grants = ?8
-             WHERE id = ?1",
-            params![
-                record.run_id,
-                record.status,
-                record.summary,
-                serde_json::to_string(&record.actions)?,
-                record.reason,
-                record.ended_at,
-                serde_json::to_string(&record.timings)?,
-                serde_json::to_string(&record.grants)?,
-            ],
-        )?;
-        anyhow::ensure!(
-            updated == 1,
-            "run {} was never recorded as started",
-            record.run_id
-        );
-        for (seq, event) in record.timeline.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)",
-                params![record.run_id, seq, serde_json::to_string(event)?],
-            )?;
-        }
-        for (seq, artifact) in record.artifacts.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    record.run_id,
-                    seq,
-                    artifact.name,
-                    artifact.content_type,
-                    artifact.sha256,
-                    artifact.text.as_bytes()
-                ],
-            )?;
-        }
+        write_outcome(&tx, record)?;
         tx.commit()?;
         Ok(())
     }
@@ -443,6 +367,112 @@ impl Store {
         run.deliveries = outbox::rows_for_run(&conn, id)?;
         Ok(Some(run))
     }
+}
+
+fn dedup_run(conn: &Connection, key: &str, since: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT id FROM runs WHERE dedup_key = ?1 AND started_at >= ?2
+               AND status NOT IN {CUT_OFF}
+             ORDER BY started_at DESC LIMIT 1"
+        ))?
+        .query_row(params![key, since], |r| r.get(0))
+        .optional()?)
+}
+
+fn insert_run(conn: &Connection, run: &NewRun<'_>, cooldown_key: Option<&str>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
+                           dedup_key, started_at, severity, cooldown_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        run.id,
+        run.playbook,
+        run.origin,
+        run.trigger,
+        run.params.to_string(),
+        run.alert.map(|a| a.to_string()),
+        run.dry_run,
+        run.dedup_key,
+        run.started_at,
+        run.severity,
+        cooldown_key,
+    ])?;
+    Ok(())
+}
+
+fn insert_alert(conn: &Connection, alert: &AlertRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO alerts (received_at, source, alertname, status, fingerprint, starts_at,
+                             labels, disposition, playbook, run_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        alert.received_at,
+        alert.source,
+        alert.alertname,
+        alert.status,
+        alert.fingerprint,
+        alert.starts_at,
+        alert.labels.to_string(),
+        alert.disposition,
+        alert.playbook,
+        alert.run_id,
+        alert.detail,
+    ])?;
+    Ok(())
+}
+
+fn set_running(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE runs SET status = 'running', runner = ?2 WHERE id = ?1")?
+        .execute(params![id, recovery::this_runner()])?;
+    Ok(())
+}
+
+/// The run's outcome, timeline and artifacts, inside the caller's transaction.
+fn write_outcome(conn: &Connection, record: &RunRecord) -> Result<()> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, summary = ?3, actions = ?4, reason = ?5, ended_at = ?6,
+                 timings = ?7, grants = ?8
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            record.run_id,
+            record.status,
+            record.summary,
+            serde_json::to_string(&record.actions)?,
+            record.reason,
+            record.ended_at,
+            serde_json::to_string(&record.timings)?,
+            serde_json::to_string(&record.grants)?,
+        ])?;
+    anyhow::ensure!(
+        updated == 1,
+        "run {} was never recorded as started",
+        record.run_id
+    );
+    let mut events =
+        conn.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
+    for (seq, event) in record.timeline.iter().enumerate() {
+        events.execute(params![record.run_id, seq, serde_json::to_string(event)?])?;
+    }
+    let mut artifacts = conn.prepare_cached(
+        "INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (seq, artifact) in record.artifacts.iter().enumerate() {
+        artifacts.execute(params![
+            record.run_id,
+            seq,
+            artifact.name,
+            artifact.content_type,
+            artifact.sha256,
+            artifact.text.as_bytes()
+        ])?;
+    }
+    Ok(())
 }
 
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
