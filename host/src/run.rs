@@ -15,10 +15,10 @@ use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
 use crate::caps::docker::DockerEngine;
 use crate::caps::http::HttpClient;
 use crate::caps::notify::RunContext;
-use crate::catalog::{Catalog, CatalogEntry, PluginSource};
+use crate::catalog::{Catalog, CatalogEntry, Origin, PluginSource};
 use crate::config::Config;
 use crate::description;
-use crate::engine::{LoadReport, PlaybookEngine};
+use crate::engine::{Allocation, LoadReport, PlaybookEngine};
 use crate::notify::{AlertRef, ConsoleStream, Notifier};
 use crate::panics::panic_message;
 use crate::policy::{Grants, Limits};
@@ -46,6 +46,8 @@ pub enum UsageError {
 
 /// A playbook loaded and linked, with what it says about itself.
 pub struct Prepared {
+    /// Name and origin; `wasm` is empty for a file (what runs is the compiled form, and a
+    /// server need not keep a 17 MB Python component in memory per playbook).
     pub source: PluginSource,
     pub pre: PlaybookPre<RunState>,
     pub load: LoadReport,
@@ -127,7 +129,21 @@ pub struct Host {
 
 impl Host {
     pub fn new(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
-        let engine = PlaybookEngine::new(cache_dir)?;
+        Self::with_allocation(config, cache_dir, Allocation::OnDemand)
+    }
+
+    /// `host serve`: instances come from a pool sized from the config (see `engine::PoolPlan`).
+    pub fn for_server(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
+        let plan = crate::engine::PoolPlan::for_config(&config);
+        Self::with_allocation(config, cache_dir, Allocation::Pooled(plan))
+    }
+
+    pub fn with_allocation(
+        config: Config,
+        cache_dir: Option<std::path::PathBuf>,
+        allocation: Allocation,
+    ) -> Result<Self> {
+        let engine = PlaybookEngine::with_allocation(cache_dir, allocation)?;
         let catalog = Catalog::new(config.plugin_dirs.clone(), config.max_component_mib());
         Ok(Self {
             engine,
@@ -176,14 +192,34 @@ impl Host {
     }
 
     pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
+        if let Origin::File(path) = &entry.origin {
+            return self.prepare_path(entry.name.clone(), path).await;
+        }
         let source = self.catalog.load(entry).map_err(UsageError::from)?;
         self.prepare_source(source).await
     }
 
     /// A component file named by the operator on the command line; nothing else loads paths.
     pub async fn prepare_file(&self, path: &std::path::Path) -> Result<Prepared> {
-        let source = self.catalog.load_path(path).map_err(UsageError::from)?;
-        self.prepare_source(source).await
+        self.prepare_path(crate::catalog::stem(path), path).await
+    }
+
+    /// A component file: checked as the catalog checks it, then loaded through the compile
+    /// cache's memo, which spares reading and hashing an unchanged file.
+    async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
+        let cap = self.config.max_component_mib().saturating_mul(1 << 20);
+        let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
+        let origin = Origin::File(path.to_path_buf());
+        let (pre, load) = self
+            .engine
+            .prepare_file(&file, path, cap)
+            .with_context(|| format!("playbook {name} ({origin})"))?;
+        let source = PluginSource {
+            name,
+            origin,
+            wasm: Default::default(),
+        };
+        self.describe_prepared(source, pre, load).await
     }
 
     pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
@@ -191,6 +227,15 @@ impl Host {
             .engine
             .prepare(&source.wasm)
             .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
+        self.describe_prepared(source, pre, load).await
+    }
+
+    async fn describe_prepared(
+        &self,
+        source: PluginSource,
+        pre: PlaybookPre<RunState>,
+        load: LoadReport,
+    ) -> Result<Prepared> {
         let description = self.describe(&pre).await.with_context(|| {
             format!(
                 "playbook {} ({}): describe() failed",
@@ -220,6 +265,8 @@ impl Host {
             Timeline::new(None),
             self.services(),
         );
+        // Dropped after the store, which gives its instance back to the pool.
+        let _slot = self.engine.instance_slot().await;
         let mut store = new_store(&self.engine, state, &limits);
         let called = tokio::time::timeout(limits.deadline, async {
             let playbook = pre.instantiate_async(&mut store).await?;
@@ -390,6 +437,7 @@ impl Host {
                 status: a.status.clone(),
             }),
         };
+        let _slot = self.engine.instance_slot().await;
         let mut store = new_store(&self.engine, state, &limits);
         let incident = Incident {
             run_id: run_id.clone(),
