@@ -19,8 +19,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Precompiled};
 
 use self::cache::{CompileCache, Lookup, MemoLookup, SourceFile, VerifiedEntry};
-pub use self::pool::{InstanceSlot, PoolPlan};
 use self::pool::Slots;
+pub use self::pool::{InstanceSlot, PoolPlan};
 use crate::bindings::{Playbook, PlaybookPre};
 use crate::state::RunState;
 
@@ -197,7 +197,11 @@ impl PlaybookEngine {
 
     /// The component compiled from the wasm of `wasm_sha256`, if the cache holds a trusted
     /// entry for it.
-    fn cached(&self, cache: &CompileCache, wasm_sha256: &[u8; 32]) -> Option<(Component, LoadReport)> {
+    fn cached(
+        &self,
+        cache: &CompileCache,
+        wasm_sha256: &[u8; 32],
+    ) -> Option<(Component, LoadReport)> {
         let compat = self.compatibility_hash();
         let path = cache.entry_path(wasm_sha256, compat);
         let started = Instant::now();
@@ -310,6 +314,9 @@ fn new_engine(pool: Option<&PoolPlan>) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // Playbooks are called one call at a time (WASI p2, no component-model async): a store
+    // need not set up the concurrent-call machinery on every run.
+    config.concurrency_support(false);
     if let Some(plan) = pool {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(
             plan.allocation_config(),
@@ -368,7 +375,10 @@ mod tests {
             memory_bytes: 1 << 20,
         };
         let pooled = PlaybookEngine::with_allocation(None, Allocation::Pooled(plan)).unwrap();
-        assert!(pooled.pool().is_some(), "the pool could not be reserved here");
+        assert!(
+            pooled.pool().is_some(),
+            "the pool could not be reserved here"
+        );
         let on_demand = PlaybookEngine::new(None).unwrap();
         assert_eq!(
             pooled.compatibility_hash(),

@@ -107,6 +107,8 @@ pub struct Timings {
     pub instantiate_ms: f64,
     /// Inside the playbook's `run`, capability calls included.
     pub run_ms: f64,
+    /// Dropping the run's store and instance.
+    pub teardown_ms: f64,
     /// Of `run_ms`, the time spent inside capability calls.
     pub capability_calls_ms: f64,
     pub total_ms: f64,
@@ -494,7 +496,11 @@ impl Host {
                 ))
             }
         };
-        let (timeline, artifacts) = store.into_data().into_parts();
+        let t = Instant::now();
+        let state = store.into_data();
+        // Dropping the store frees the instance (back to the pool in `host serve`).
+        let teardown_ms = round_ms(t.elapsed());
+        let (timeline, artifacts) = state.into_parts();
         let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(
             timeline.call_time_ms() / 1e3,
         ));
@@ -520,6 +526,7 @@ impl Host {
                 load: prepared.load.clone(),
                 instantiate_ms,
                 run_ms,
+                teardown_ms,
                 capability_calls_ms,
                 total_ms: round_ms(started.elapsed()),
             },

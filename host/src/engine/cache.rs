@@ -84,7 +84,7 @@ impl CompileCache {
         };
         // SAFETY: a private file (this user's, mode checked) that this host only ever replaces
         // by rename, never rewrites in place; only this user or root could change the pages.
-        let cwasm = match unsafe { memmap2::Mmap::map(&file) } {
+        let cwasm = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
             Ok(map) => map,
             Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
         };
@@ -162,7 +162,10 @@ impl CompileCache {
         let Some(sha) = fields.strip_prefix(&file.fields()) else {
             return MemoLookup::Unknown;
         };
-        match hex::decode(sha.trim_start()).ok().and_then(|s| s.try_into().ok()) {
+        match hex::decode(sha.trim_start())
+            .ok()
+            .and_then(|s| s.try_into().ok())
+        {
             Some(sha) => MemoLookup::Known(sha),
             None => MemoLookup::Untrusted("malformed".into()),
         }
@@ -181,14 +184,16 @@ impl CompileCache {
         }
         let fields = format!("{} {}", file.fields(), hex::encode(wasm_sha256));
         let tag = hex::encode(self.memo_mac(path, &fields).finalize().into_bytes());
-        write_atomically(&self.memo_path(path), format!("{fields} {tag}\n").as_bytes())
+        write_atomically(
+            &self.memo_path(path),
+            format!("{fields} {tag}\n").as_bytes(),
+        )
     }
 
     fn memo_path(&self, path: &Path) -> PathBuf {
         use std::os::unix::ffi::OsStrExt;
         let name = Sha256::digest(path.as_os_str().as_bytes());
-        self.dir
-            .join(format!("{}.memo", hex::encode(&name[..16])))
+        self.dir.join(format!("{}.memo", hex::encode(&name[..16])))
     }
 
     fn memo_mac(&self, path: &Path, fields: &str) -> Hmac<Sha256> {
@@ -260,7 +265,10 @@ impl SourceFile {
     fn settled(&self) -> bool {
         let changed = self.mtime.max(self.ctime);
         let changed = SystemTime::UNIX_EPOCH
-            + Duration::new(changed.0.max(0) as u64, changed.1.clamp(0, 999_999_999) as u32);
+            + Duration::new(
+                changed.0.max(0) as u64,
+                changed.1.clamp(0, 999_999_999) as u32,
+            );
         SystemTime::now()
             .duration_since(changed)
             .is_ok_and(|age| age >= SETTLE)

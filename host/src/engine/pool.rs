@@ -24,9 +24,9 @@ const TABLES_PER_COMPONENT: u32 = 8;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 100;
 /// Same cap as the per-store limiter's (`state::MAX_TABLE_ELEMENTS`): a Python table is large.
 const TABLE_ELEMENTS: usize = 100_000;
-/// Reset by memset rather than madvise for the first bytes of a memory (the guest's stack and
-/// data), so a reused slot does not fault them in again.
-const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+/// Freed slots are decommitted (madvise) this many at a time: one syscall and one TLB
+/// shootdown for several runs. A slot waiting in the batch is flushed as soon as one is needed.
+const DECOMMIT_BATCH: usize = 8;
 /// A 32-bit linear memory never grows past this; larger `memory-mib` values change nothing.
 const MAX_MEMORY_BYTES: usize = 4 << 30;
 
@@ -76,7 +76,7 @@ impl PoolPlan {
             .table_elements(TABLE_ELEMENTS)
             // The per-run limiter refuses first (with the limit named); the slot is the backstop.
             .max_memory_size(self.memory_bytes)
-            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES.min(self.memory_bytes));
+            .decommit_batch_size(DECOMMIT_BATCH);
         pool
     }
 }
