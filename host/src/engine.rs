@@ -79,7 +79,16 @@ impl PlaybookEngine {
         let (engine, pool) = match allocation {
             Allocation::OnDemand => (new_engine(None)?, None),
             Allocation::Pooled(plan) => match new_engine(Some(&plan)) {
-                Ok(engine) => (engine, Some((plan, Slots::new(&plan)))),
+                Ok(engine) => {
+                    eprintln!(
+                        "instance pool: {} slots × {} MiB of linear memory ({} MiB cap), \
+                         copy-on-write memory images",
+                        plan.slots,
+                        plan.memory_bytes >> 20,
+                        plan.memory_cap_bytes() >> 20
+                    );
+                    (engine, Some((plan, Slots::new(&plan))))
+                }
                 Err(e) => {
                     eprintln!(
                         "warning: the instance pool ({} slots of {} MiB) could not be reserved: \
