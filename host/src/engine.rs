@@ -160,6 +160,8 @@ impl PlaybookEngine {
         check_is_component(&header[..read])?;
         let before = SourceFile::of(&file.metadata()?);
         let memo_key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        // The entry already looked up (and found missing or untrusted) through the memo.
+        let mut looked_up = None;
         if let Some(cache) = &self.cache.dir {
             match cache.memo_lookup(&memo_key, &before) {
                 MemoLookup::Known(wasm_sha256) => {
@@ -167,6 +169,7 @@ impl PlaybookEngine {
                         loaded.1.wasm_hash = "memo";
                         return self.link(loaded);
                     }
+                    looked_up = Some(wasm_sha256);
                 }
                 MemoLookup::Unknown => {}
                 MemoLookup::Untrusted(why) => eprintln!(
@@ -185,7 +188,11 @@ impl PlaybookEngine {
         {
             eprintln!("warning: compile cache memo not written: {e:#}");
         }
-        let loaded = self.load(&wasm, wasm_sha256)?;
+        let loaded = if looked_up == Some(wasm_sha256) {
+            self.compile(&wasm, wasm_sha256)?
+        } else {
+            self.load(&wasm, wasm_sha256)?
+        };
         self.link(loaded)
     }
 
@@ -243,10 +250,20 @@ impl PlaybookEngine {
     }
 
     fn load(&self, wasm: &[u8], wasm_sha256: [u8; 32]) -> Result<(Component, LoadReport)> {
-        let cache = self.cache.dir.as_ref();
-        if let Some(hit) = cache.and_then(|cache| self.cached(cache, &wasm_sha256)) {
-            return Ok(hit);
+        let cached = self
+            .cache
+            .dir
+            .as_ref()
+            .and_then(|c| self.cached(c, &wasm_sha256));
+        match cached {
+            Some(hit) => Ok(hit),
+            None => self.compile(wasm, wasm_sha256),
         }
+    }
+
+    /// Compiles, and writes the result to the cache when there is one.
+    fn compile(&self, wasm: &[u8], wasm_sha256: [u8; 32]) -> Result<(Component, LoadReport)> {
+        let cache = self.cache.dir.as_ref();
         let compat = self.compatibility_hash();
         let cache_file = cache.map(|c| c.entry_path(&wasm_sha256, compat));
         let started = Instant::now();
