@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
 cargo bench --locked -p runbook-host --bench startup
 cargo bench --locked -p runbook-host --bench grants
-# A panic hook's backtrace setting is not what a server runs with; it only adds noise here.
+# RUST_BACKTRACE makes every error capture a backtrace: not how a server runs, only noise here.
 env -u RUST_BACKTRACE cargo bench --locked -p runbook-host --bench instances
 
 host=target/release/host
