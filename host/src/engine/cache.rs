@@ -455,6 +455,47 @@ mod tests {
     }
 
     #[test]
+    fn a_memo_holds_only_for_the_same_file_at_the_same_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(&dir.path().join("c")).unwrap();
+        let (a, b) = (dir.path().join("a.wasm"), dir.path().join("b.wasm"));
+        std::fs::write(&a, b"component a").unwrap();
+        std::fs::write(&b, b"component b").unwrap();
+        let mut file_a = SourceFile::of(&std::fs::metadata(&a).unwrap());
+        // Just written: not memoised (it may change again within the timestamp granule).
+        cache.memo_store(&a, &file_a, &[1; 32]).unwrap();
+        assert!(matches!(
+            cache.memo_lookup(&a, &file_a),
+            MemoLookup::Unknown
+        ));
+        file_a.mtime.0 -= 10;
+        file_a.ctime.0 -= 10;
+        cache.memo_store(&a, &file_a, &[1; 32]).unwrap();
+        assert!(matches!(cache.memo_lookup(&a, &file_a), MemoLookup::Known(s) if s == [1; 32]));
+        // Another inode, or a newer ctime: hashed again.
+        let mut file_b = SourceFile::of(&std::fs::metadata(&b).unwrap());
+        assert!(matches!(
+            cache.memo_lookup(&a, &file_b),
+            MemoLookup::Unknown
+        ));
+        let mut touched = file_a.clone();
+        touched.ctime.1 += 1;
+        assert!(matches!(
+            cache.memo_lookup(&a, &touched),
+            MemoLookup::Unknown
+        ));
+        // a's memo under b's name does not verify: the MAC covers the path.
+        file_b.mtime.0 -= 10;
+        file_b.ctime.0 -= 10;
+        cache.memo_store(&b, &file_b, &[2; 32]).unwrap();
+        std::fs::copy(cache.memo_path(&a), cache.memo_path(&b)).unwrap();
+        assert!(matches!(
+            cache.memo_lookup(&b, &file_a),
+            MemoLookup::Untrusted(_)
+        ));
+    }
+
+    #[test]
     fn a_dir_others_can_write_is_refused_with_the_fix() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
