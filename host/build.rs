@@ -1,21 +1,39 @@
 //! Builds the built-in playbooks (every crate under `plugins/`) for wasm32-wasip2 and generates
 //! a table of (name → bytes) so the host binary carries them: `host run disk-full` needs no files.
+//! The trivial `noop` playbook (tests/hostile/noop) is built alongside, not embedded: the benches
+//! find it through `RUNBOOK_NOOP_WASM`.
 
 use std::path::{Path, PathBuf};
 
 mod guest_build;
 
+/// Built with the built-ins (one cargo call) for the per-run overhead benchmarks.
+const BENCH_GUEST: &str = "noop";
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
-    for watched in ["plugins", "sdk", "wit", "Cargo.lock", "host/guest_build.rs"] {
+    for watched in [
+        "plugins",
+        "sdk",
+        "wit",
+        "Cargo.lock",
+        "host/guest_build.rs",
+        "tests/hostile/noop",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
 
     let plugins = plugin_crates(&root.join("plugins"));
     let target_dir = guest_build::target_dir(&out_dir, &root);
-    guest_build::build(&root, &target_dir, &plugins, "the built-in playbooks");
+    let mut crates = plugins.clone();
+    crates.push(BENCH_GUEST.into());
+    guest_build::build(&root, &target_dir, &crates, "the built-in playbooks");
+    println!(
+        "cargo:rustc-env=RUNBOOK_NOOP_WASM={}",
+        guest_build::wasm_path(&target_dir, BENCH_GUEST).display()
+    );
 
     let mut table = String::from("pub static BUILTINS: &[(&str, &[u8])] = &[\n");
     for name in &plugins {

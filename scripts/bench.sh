@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Start-up figures: compile vs cached load of each built-in playbook (in one process), then
 # the wall time of `host run disk-full` with a cold cache against a warm one; and what the
-# grant checks cost per capability call (checked/unchecked ratio; docker needs test-env.sh).
+# grant checks cost per capability call (checked/unchecked ratio; docker needs test-env.sh); and the
+# host overhead per run of a trivial playbook with the instance pool against on-demand allocation,
+# plus a 1,000-run burst that must stay within the pool's memory cap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
 cargo bench --locked -p runbook-host --bench startup
 cargo bench --locked -p runbook-host --bench grants
+# RUST_BACKTRACE makes every error capture a backtrace: not how a server runs, only noise here.
+env -u RUST_BACKTRACE cargo bench --locked -p runbook-host --bench instances
 
 host=target/release/host
 cache=$(mktemp -d)

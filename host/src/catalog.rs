@@ -210,6 +210,13 @@ pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// then reads at most `cap + 1` bytes, so neither a FIFO nor a huge or growing file can hold a
 /// thread or the host's memory.
 pub fn read_component(path: &Path, cap: u64) -> Result<Vec<u8>, FindError> {
+    let file = open_component(path, cap)?;
+    read_open_component(&file, path, cap)
+}
+
+/// The checked handle of a component file (regular, within `cap`), not read yet: a loader that
+/// already knows its hash (engine's memo) need not read it at all.
+pub fn open_component(path: &Path, cap: u64) -> Result<std::fs::File, FindError> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let read_error = |source| FindError::Read {
         path: path.to_path_buf(),
@@ -239,26 +246,41 @@ pub fn read_component(path: &Path, cap: u64) -> Result<Vec<u8>, FindError> {
             kind,
         });
     }
-    let too_big = |size| FindError::TooBig {
-        path: path.to_path_buf(),
-        size,
-        cap_mib: cap >> 20,
-    };
     if meta.len() > cap {
-        return Err(too_big(meta.len()));
+        return Err(too_big(path, meta.len(), cap));
     }
-    let mut wasm = Vec::with_capacity(meta.len() as usize);
+    Ok(file)
+}
+
+/// The bytes of a file `open_component` checked, at most `cap` (it may have grown since).
+pub fn read_open_component(
+    file: &std::fs::File,
+    path: &Path,
+    cap: u64,
+) -> Result<Vec<u8>, FindError> {
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0).min(cap);
+    let mut wasm = Vec::with_capacity(size as usize);
     file.take(cap + 1)
         .read_to_end(&mut wasm)
-        .map_err(read_error)?;
-    // The file may have grown since fstat.
+        .map_err(|source| FindError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if wasm.len() as u64 > cap {
-        return Err(too_big(wasm.len() as u64));
+        return Err(too_big(path, wasm.len() as u64, cap));
     }
     Ok(wasm)
 }
 
-fn stem(path: &Path) -> String {
+fn too_big(path: &Path, size: u64, cap: u64) -> FindError {
+    FindError::TooBig {
+        path: path.to_path_buf(),
+        size,
+        cap_mib: cap >> 20,
+    }
+}
+
+pub(crate) fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()

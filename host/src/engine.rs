@@ -3,9 +3,12 @@
 //! milliseconds for Rust, seconds for Python), so a component is compiled once per
 //! (wasm hash, engine configuration) and deserialized afterwards, but only from a private
 //! directory and only when the entry's HMAC record proves it belongs to that wasm (`cache`).
+//! `host serve` allocates instances from a pool (`pool`); one-shot commands on demand.
 
+use std::fs::File;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,13 +16,16 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Precompiled};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Precompiled};
 
-use self::cache::{CompileCache, Lookup};
+use self::cache::{CompileCache, Lookup, MemoLookup, SourceFile, VerifiedEntry};
+use self::pool::Slots;
+pub use self::pool::{InstanceSlot, PoolPlan};
 use crate::bindings::{Playbook, PlaybookPre};
 use crate::state::RunState;
 
 mod cache;
+mod pool;
 
 /// One epoch tick. Deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -28,6 +34,18 @@ pub struct PlaybookEngine {
     engine: Engine,
     linker: Linker<RunState>,
     cache: CacheState,
+    /// Set when instances come from the pool.
+    pool: Option<(PoolPlan, Slots)>,
+}
+
+/// Where instances' memories, tables and stacks come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Allocation {
+    /// mmap per instance: nothing reserved up front (one-shot commands).
+    OnDemand,
+    /// A pool reserved at start-up, copy-on-write memory images (`host serve`); falls back to
+    /// on-demand, saying so, when the address space for it cannot be reserved.
+    Pooled(PoolPlan),
 }
 
 /// How a component got into memory, reported in `--json` timings.
@@ -35,6 +53,8 @@ pub struct PlaybookEngine {
 pub struct LoadReport {
     /// "hit" (deserialized from the cache), "miss" (compiled, then cached) or "off".
     pub cache: &'static str,
+    /// "memo" (the file's hash came from the cache's memo: the file was not read) or "computed".
+    pub wasm_hash: &'static str,
     pub compile_ms: f64,
     pub load_ms: f64,
     /// Cache hits and misses of this process so far.
@@ -52,12 +72,34 @@ struct CacheState {
 impl PlaybookEngine {
     /// `cache_dir: None` disables the on-disk cache (every load compiles).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("creating the wasmtime engine")?;
+        Self::with_allocation(cache_dir, Allocation::OnDemand)
+    }
+
+    pub fn with_allocation(cache_dir: Option<PathBuf>, allocation: Allocation) -> Result<Self> {
+        let (engine, pool) = match allocation {
+            Allocation::OnDemand => (new_engine(None)?, None),
+            Allocation::Pooled(plan) => match new_engine(Some(&plan)) {
+                Ok(engine) => {
+                    eprintln!(
+                        "instance pool: {} slots × {} MiB of linear memory ({} MiB cap), \
+                         copy-on-write memory images",
+                        plan.slots,
+                        plan.memory_bytes >> 20,
+                        plan.memory_cap_bytes() >> 20
+                    );
+                    (engine, Some((plan, Slots::new(&plan))))
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: the instance pool ({} slots of {} MiB) could not be reserved: \
+                         {e:#}; instances are allocated on demand (slower start per run)",
+                        plan.slots,
+                        plan.memory_bytes >> 20
+                    );
+                    (new_engine(None)?, None)
+                }
+            },
+        };
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
@@ -73,6 +115,7 @@ impl PlaybookEngine {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
             },
+            pool,
         })
     }
 
@@ -80,11 +123,83 @@ impl PlaybookEngine {
         &self.engine
     }
 
+    /// The pool's plan when instances come from one (`None`: on demand).
+    pub fn pool(&self) -> Option<&PoolPlan> {
+        self.pool.as_ref().map(|(plan, _)| plan)
+    }
+
+    /// Waits for a free pool slot; hold it until the store is dropped. Immediate on demand.
+    pub async fn instance_slot(&self) -> InstanceSlot {
+        match &self.pool {
+            Some((_, slots)) => slots.acquire().await,
+            None => InstanceSlot::unbounded(),
+        }
+    }
+
     /// Compiles (or loads from the cache) and links a component against the playbook world.
     /// Errors name what is wrong with the file: not wasm, a core module, the wrong world.
     pub fn prepare(&self, wasm: &[u8]) -> Result<(PlaybookPre<RunState>, LoadReport)> {
         check_is_component(wasm)?;
-        let (component, report) = self.load(wasm)?;
+        let loaded = self.load(wasm, Sha256::digest(wasm).into())?;
+        self.link(loaded)
+    }
+
+    /// `prepare` for a component file the catalog opened and checked (`catalog::open_component`).
+    /// When the cache's memo knows the file's hash and holds a trusted entry for it, the file
+    /// is not read past its header: a 17 MB Python component is not hashed on every run.
+    pub fn prepare_file(
+        &self,
+        file: &File,
+        path: &Path,
+        cap: u64,
+    ) -> Result<(PlaybookPre<RunState>, LoadReport)> {
+        let mut header = [0u8; 8];
+        let read = file
+            .read_at(&mut header, 0)
+            .with_context(|| format!("reading {}", path.display()))?;
+        check_is_component(&header[..read])?;
+        let before = SourceFile::of(&file.metadata()?);
+        let memo_key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        // The entry already looked up (and found missing or untrusted) through the memo.
+        let mut looked_up = None;
+        if let Some(cache) = &self.cache.dir {
+            match cache.memo_lookup(&memo_key, &before) {
+                MemoLookup::Known(wasm_sha256) => {
+                    if let Some(mut loaded) = self.cached(cache, &wasm_sha256) {
+                        loaded.1.wasm_hash = "memo";
+                        return self.link(loaded);
+                    }
+                    looked_up = Some(wasm_sha256);
+                }
+                MemoLookup::Unknown => {}
+                MemoLookup::Untrusted(why) => eprintln!(
+                    "warning: compile cache memo for {} not used: {why}; hashing the file",
+                    path.display()
+                ),
+            }
+        }
+        let wasm = crate::catalog::read_open_component(file, path, cap)?;
+        check_is_component(&wasm)?;
+        let wasm_sha256: [u8; 32] = Sha256::digest(&wasm).into();
+        // Memoised only if the file did not change while it was read.
+        if let Some(cache) = &self.cache.dir
+            && SourceFile::of(&file.metadata()?) == before
+            && let Err(e) = cache.memo_store(&memo_key, &before, &wasm_sha256)
+        {
+            eprintln!("warning: compile cache memo not written: {e:#}");
+        }
+        let loaded = if looked_up == Some(wasm_sha256) {
+            self.compile(&wasm, wasm_sha256)?
+        } else {
+            self.load(&wasm, wasm_sha256)?
+        };
+        self.link(loaded)
+    }
+
+    fn link(
+        &self,
+        (component, report): (Component, LoadReport),
+    ) -> Result<(PlaybookPre<RunState>, LoadReport)> {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -96,38 +211,61 @@ impl PlaybookEngine {
         Ok((pre, report))
     }
 
-    fn load(&self, wasm: &[u8]) -> Result<(Component, LoadReport)> {
-        let wasm_sha256: [u8; 32] = Sha256::digest(wasm).into();
+    /// The component compiled from the wasm of `wasm_sha256`, if the cache holds a trusted
+    /// entry for it.
+    fn cached(
+        &self,
+        cache: &CompileCache,
+        wasm_sha256: &[u8; 32],
+    ) -> Option<(Component, LoadReport)> {
         let compat = self.compatibility_hash();
-        let cache = self.cache.dir.as_ref();
-        let cache_file = cache.map(|c| c.entry_path(&wasm_sha256, compat));
+        let path = cache.entry_path(wasm_sha256, compat);
         let started = Instant::now();
-        if let (Some(cache), Some(path)) = (cache, &cache_file) {
-            match cache.lookup(path, &wasm_sha256, compat) {
-                Lookup::Trusted(cwasm) => {
-                    if let Some(component) = self.deserialize(&cwasm) {
-                        let hits = self.cache.hits.fetch_add(1, Ordering::Relaxed) + 1;
-                        return Ok((
-                            component,
-                            LoadReport {
-                                cache: "hit",
-                                compile_ms: 0.0,
-                                load_ms: started.elapsed().as_secs_f64() * 1e3,
-                                cache_hits: hits,
-                                cache_misses: self.cache.misses.load(Ordering::Relaxed),
-                                cache_file,
-                            },
-                        ));
-                    }
-                }
-                Lookup::Absent => {}
-                Lookup::Untrusted(why) => eprintln!(
+        match cache.lookup(&path, wasm_sha256, compat) {
+            Lookup::Trusted(entry) => {
+                let component = self.deserialize(&entry)?;
+                let hits = self.cache.hits.fetch_add(1, Ordering::Relaxed) + 1;
+                Some((
+                    component,
+                    LoadReport {
+                        cache: "hit",
+                        wasm_hash: "computed",
+                        compile_ms: 0.0,
+                        load_ms: started.elapsed().as_secs_f64() * 1e3,
+                        cache_hits: hits,
+                        cache_misses: self.cache.misses.load(Ordering::Relaxed),
+                        cache_file: Some(path),
+                    },
+                ))
+            }
+            Lookup::Absent => None,
+            Lookup::Untrusted(why) => {
+                eprintln!(
                     "warning: compile cache entry {} not used: {why}; recompiling and rewriting it",
                     path.display()
-                ),
+                );
+                None
             }
         }
+    }
 
+    fn load(&self, wasm: &[u8], wasm_sha256: [u8; 32]) -> Result<(Component, LoadReport)> {
+        let cached = self
+            .cache
+            .dir
+            .as_ref()
+            .and_then(|c| self.cached(c, &wasm_sha256));
+        match cached {
+            Some(hit) => Ok(hit),
+            None => self.compile(wasm, wasm_sha256),
+        }
+    }
+
+    /// Compiles, and writes the result to the cache when there is one.
+    fn compile(&self, wasm: &[u8], wasm_sha256: [u8; 32]) -> Result<(Component, LoadReport)> {
+        let cache = self.cache.dir.as_ref();
+        let compat = self.compatibility_hash();
+        let cache_file = cache.map(|c| c.entry_path(&wasm_sha256, compat));
         let started = Instant::now();
         let compiled = self
             .engine
@@ -156,6 +294,7 @@ impl PlaybookEngine {
             component,
             LoadReport {
                 cache: if cache.is_some() { "miss" } else { "off" },
+                wasm_hash: "computed",
                 compile_ms,
                 load_ms: started.elapsed().as_secs_f64() * 1e3,
                 cache_hits: self.cache.hits.load(Ordering::Relaxed),
@@ -166,15 +305,21 @@ impl PlaybookEngine {
     }
 
     /// `None` when wasmtime refuses the artifact (another engine version): compile instead.
-    fn deserialize(&self, cwasm: &[u8]) -> Option<Component> {
-        if Engine::detect_precompiled(cwasm) != Some(Precompiled::Component) {
+    fn deserialize(&self, entry: &VerifiedEntry) -> Option<Component> {
+        if Engine::detect_precompiled(entry.bytes()) != Some(Precompiled::Component) {
             return None;
         }
-        // SAFETY: these are the very bytes (held in memory, not re-read from disk) whose
-        // SHA-256 the cache's HMAC record binds to this component's wasm and this engine's
-        // compatibility hash, under a key only this user can read; only this host's code
-        // writes records. wasmtime still checks the header and refuses an incompatible one.
-        unsafe { Component::deserialize(&self.engine, cwasm) }.ok()
+        // SAFETY: the entry's whole content matched the HMAC record that binds it to this
+        // component's wasm and this engine's compatibility hash, under a key only this user can
+        // read; only this host's code writes records. The file stays open: the /proc path names
+        // that very inode (a private file this host replaces by rename, never rewrites), so
+        // wasmtime maps the verified bytes and, copy-on-write, the memory images in them.
+        // wasmtime still checks the header and refuses an incompatible one.
+        let component = match entry.fd_path() {
+            Some(path) => unsafe { Component::deserialize_file(&self.engine, path) },
+            None => unsafe { Component::deserialize(&self.engine, entry.bytes()) },
+        };
+        component.ok()
     }
 
     /// Everything in the engine that affects compiled code.
@@ -183,8 +328,30 @@ impl PlaybookEngine {
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
+        cache::FORMAT.hash(&mut hasher);
         hasher.finish()
     }
+}
+
+/// The engine configuration: component model, epoch deadlines, and with a plan the pooling
+/// allocator with copy-on-write memory images. Code compiled by one runs on the other (the
+/// allocator is not part of the compatibility hash), so both share the compile cache.
+fn new_engine(pool: Option<&PoolPlan>) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Playbooks are called one call at a time (WASI p2, no component-model async): a store
+    // need not set up the concurrent-call machinery on every run.
+    config.concurrency_support(false);
+    if let Some(plan) = pool {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(
+            plan.allocation_config(),
+        ));
+        config.memory_init_cow(true);
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("creating the wasmtime engine")
 }
 
 /// Component-model binaries carry layer 1 in the header; core modules carry version 1.
@@ -221,4 +388,28 @@ fn start_epoch_ticker(engine: &Engine) {
 /// Default cache location: `$XDG_CACHE_HOME/runbook-host/components` (or `~/.cache/…`).
 pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("runbook-host").join("components"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_and_on_demand_engines_share_compiled_code() {
+        let plan = PoolPlan {
+            slots: 2,
+            memory_bytes: 1 << 20,
+        };
+        let pooled = PlaybookEngine::with_allocation(None, Allocation::Pooled(plan)).unwrap();
+        assert!(
+            pooled.pool().is_some(),
+            "the pool could not be reserved here"
+        );
+        let on_demand = PlaybookEngine::new(None).unwrap();
+        assert_eq!(
+            pooled.compatibility_hash(),
+            on_demand.compatibility_hash(),
+            "a cache entry written by `host run` must serve `host serve`"
+        );
+    }
 }

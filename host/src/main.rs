@@ -270,7 +270,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         .store
         .or_else(|| config.store.clone())
         .or_else(default_store_path);
-    let mut host = Host::new(config, cache_dir)?;
+    // Only the server runs playbooks over and over: it reserves an instance pool up front.
+    let mut host = if matches!(cli.command, Command::Serve { .. }) {
+        Host::for_server(config, cache_dir)?
+    } else {
+        Host::new(config, cache_dir)?
+    };
     if let Command::Runs {
         action,
         limit,

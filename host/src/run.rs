@@ -16,10 +16,10 @@ use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Protected;
 use crate::caps::http::HttpClient;
 use crate::caps::notify::RunContext;
-use crate::catalog::{Catalog, CatalogEntry, PluginSource};
+use crate::catalog::{Catalog, CatalogEntry, Origin, PluginSource};
 use crate::config::Config;
 use crate::description;
-use crate::engine::{LoadReport, PlaybookEngine};
+use crate::engine::{Allocation, LoadReport, PlaybookEngine};
 use crate::notify::{AlertRef, ConsoleStream, Notifier};
 use crate::panics::panic_message;
 use crate::policy::{Grants, Limits};
@@ -47,6 +47,8 @@ pub enum UsageError {
 
 /// A playbook loaded and linked, with what it says about itself.
 pub struct Prepared {
+    /// Name and origin; `wasm` is empty for a file (what runs is the compiled form, and a
+    /// server need not keep a 17 MB Python component in memory per playbook).
     pub source: PluginSource,
     pub pre: PlaybookPre<RunState>,
     pub load: LoadReport,
@@ -106,6 +108,8 @@ pub struct Timings {
     pub instantiate_ms: f64,
     /// Inside the playbook's `run`, capability calls included.
     pub run_ms: f64,
+    /// Dropping the run's store and instance.
+    pub teardown_ms: f64,
     /// Of `run_ms`, the time spent inside capability calls.
     pub capability_calls_ms: f64,
     pub total_ms: f64,
@@ -130,7 +134,21 @@ pub struct Host {
 
 impl Host {
     pub fn new(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
-        let engine = PlaybookEngine::new(cache_dir.clone())?;
+        Self::with_allocation(config, cache_dir, Allocation::OnDemand)
+    }
+
+    /// `host serve`: instances come from a pool sized from the config (see `engine::PoolPlan`).
+    pub fn for_server(config: Config, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
+        let plan = crate::engine::PoolPlan::for_config(&config);
+        Self::with_allocation(config, cache_dir, Allocation::Pooled(plan))
+    }
+
+    pub fn with_allocation(
+        config: Config,
+        cache_dir: Option<std::path::PathBuf>,
+        allocation: Allocation,
+    ) -> Result<Self> {
+        let engine = PlaybookEngine::with_allocation(cache_dir.clone(), allocation)?;
         let catalog = Catalog::new(config.plugin_dirs.clone(), config.max_component_mib());
         Ok(Self {
             engine,
@@ -196,14 +214,34 @@ impl Host {
     }
 
     pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
+        if let Origin::File(path) = &entry.origin {
+            return self.prepare_path(entry.name.clone(), path).await;
+        }
         let source = self.catalog.load(entry).map_err(UsageError::from)?;
         self.prepare_source(source).await
     }
 
     /// A component file named by the operator on the command line; nothing else loads paths.
     pub async fn prepare_file(&self, path: &std::path::Path) -> Result<Prepared> {
-        let source = self.catalog.load_path(path).map_err(UsageError::from)?;
-        self.prepare_source(source).await
+        self.prepare_path(crate::catalog::stem(path), path).await
+    }
+
+    /// A component file: checked as the catalog checks it, then loaded through the compile
+    /// cache's memo, which spares reading and hashing an unchanged file.
+    async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
+        let cap = self.config.max_component_mib().saturating_mul(1 << 20);
+        let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
+        let origin = Origin::File(path.to_path_buf());
+        let (pre, load) = self
+            .engine
+            .prepare_file(&file, path, cap)
+            .with_context(|| format!("playbook {name} ({origin})"))?;
+        let source = PluginSource {
+            name,
+            origin,
+            wasm: Default::default(),
+        };
+        self.describe_prepared(source, pre, load).await
     }
 
     pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
@@ -211,6 +249,15 @@ impl Host {
             .engine
             .prepare(&source.wasm)
             .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
+        self.describe_prepared(source, pre, load).await
+    }
+
+    async fn describe_prepared(
+        &self,
+        source: PluginSource,
+        pre: PlaybookPre<RunState>,
+        load: LoadReport,
+    ) -> Result<Prepared> {
         let description = self.describe(&pre).await.with_context(|| {
             format!(
                 "playbook {} ({}): describe() failed",
@@ -240,6 +287,8 @@ impl Host {
             Timeline::new(None),
             self.services(),
         );
+        // Dropped after the store, which gives its instance back to the pool.
+        let _slot = self.engine.instance_slot().await;
         let mut store = new_store(&self.engine, state, &limits);
         let called = tokio::time::timeout(limits.deadline, async {
             let playbook = pre.instantiate_async(&mut store).await?;
@@ -434,6 +483,7 @@ impl Host {
                 status: a.status.clone(),
             }),
         };
+        let _slot = self.engine.instance_slot().await;
         let mut store = new_store(&self.engine, state, &limits);
         let incident = Incident {
             run_id: run_id.clone(),
@@ -490,7 +540,11 @@ impl Host {
                 ))
             }
         };
-        let (timeline, artifacts) = store.into_data().into_parts();
+        let t = Instant::now();
+        let state = store.into_data();
+        // Dropping the store frees the instance (back to the pool in `host serve`).
+        let teardown_ms = round_ms(t.elapsed());
+        let (timeline, artifacts) = state.into_parts();
         let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(
             timeline.call_time_ms() / 1e3,
         ));
@@ -516,6 +570,7 @@ impl Host {
                 load: prepared.load.clone(),
                 instantiate_ms,
                 run_ms,
+                teardown_ms,
                 capability_calls_ms,
                 total_ms: round_ms(started.elapsed()),
             },

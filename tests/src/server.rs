@@ -47,7 +47,29 @@ impl Server {
         Self::spawn(sandbox, env, free_port(), false)
     }
 
+    /// Starts `host serve` through `wrapper` (a command that execs the rest of its arguments,
+    /// such as `prlimit --as=BYTES --`).
+    pub fn start_under(sandbox: &Sandbox, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        Self::spawn_under(sandbox, env, free_port(), true, wrapper)
+    }
+
+    /// What the server printed on stderr so far.
+    pub fn log(&self, sandbox: &Sandbox) -> String {
+        std::fs::read_to_string(sandbox.path().join(format!("serve-{}.log", self.port)))
+            .unwrap_or_default()
+    }
+
     fn spawn(sandbox: &Sandbox, env: &[(&str, &str)], port: u16, api_token: bool) -> Server {
+        Self::spawn_under(sandbox, env, port, api_token, &[])
+    }
+
+    fn spawn_under(
+        sandbox: &Sandbox,
+        env: &[(&str, &str)],
+        port: u16,
+        api_token: bool,
+        wrapper: &[&str],
+    ) -> Server {
         // The read API needs auth by default: unless the test configured it, the server gets a
         // bearer token that `get` sends.
         let config = sandbox.path().join("host.toml");
@@ -64,7 +86,15 @@ impl Server {
             );
         }
         let log = std::fs::File::create(sandbox.path().join(format!("serve-{port}.log"))).unwrap();
-        let child = Command::new(crate::host_bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(crate::host_bin());
+                command
+            }
+            None => Command::new(crate::host_bin()),
+        };
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(sandbox.path())
             .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())

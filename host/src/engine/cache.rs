@@ -1,12 +1,20 @@
 //! The on-disk compile cache, trusted only when it proves itself. A `.cwasm` is native code the
 //! host maps and runs with a playbook's grants, so the directory must be private to this user,
 //! and an entry is used only when its record, an HMAC-SHA256 under a per-cache secret, binds it
-//! to the wasm being loaded: (source sha256, cwasm sha256, engine compatibility hash). An entry
+//! to the wasm being loaded: (source sha256, cwasm BLAKE3, engine compatibility hash). An entry
 //! that fails the check is never deserialized; the caller recompiles and rewrites it.
+//!
+//! Hashing a 17 MB Python component on every `host run` costs more than the run, so the cache
+//! also keeps a memo per component file: (device, inode, size, mtime, ctime) → its sha256,
+//! under the same key. A memo only says which entry to look up; the entry's own record is still
+//! checked against the whole cwasm, so a forged or stale memo cannot bring in other code.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
 use hmac::{Hmac, Mac};
@@ -15,7 +23,17 @@ use sha2::{Digest, Sha256};
 const KEY_FILE: &str = "cache.key";
 const KEY_LEN: usize = 32;
 /// Binds records to this scheme: a MAC of another format never verifies here.
-const RECORD_DOMAIN: &[u8] = b"runbook-host compile cache record v1\0";
+const RECORD_DOMAIN: &[u8] = b"runbook-host compile cache record v2\0";
+const MEMO_DOMAIN: &[u8] = b"runbook-host compile cache source memo v1\0";
+/// Folded into the compatibility hash, so entries of an older record scheme are not looked up
+/// (absent, not "untrusted").
+pub const FORMAT: &str = "v2";
+/// A file changed within this long of being hashed may change again within the same timestamp
+/// granule (git's "racily clean" problem): its hash is not memoised.
+const SETTLE: Duration = Duration::from_secs(2);
+const MAX_MEMO_BYTES: u64 = 512;
+/// Below this a cwasm is hashed on this thread; above, on every core (rayon).
+const PARALLEL_HASH_BYTES: usize = 1 << 20;
 /// A compiled component is a few times its wasm; nothing legitimate comes near this.
 const MAX_ENTRY_BYTES: u64 = 2 << 30;
 
@@ -27,7 +45,7 @@ pub struct CompileCache {
 /// What the cache holds for a component.
 pub enum Lookup {
     /// Verified against its record: safe to deserialize.
-    Trusted(Vec<u8>),
+    Trusted(VerifiedEntry),
     /// Nothing cached yet.
     Absent,
     /// Something is there that this host cannot vouch for (why, in words).
@@ -57,10 +75,17 @@ impl CompileCache {
             .join(format!("{}-{compat:016x}.cwasm", hex::encode(wasm_sha256)))
     }
 
+    /// Maps the entry read-only and checks all of it against its record.
     pub fn lookup(&self, entry: &Path, wasm_sha256: &[u8; 32], compat: u64) -> Lookup {
-        let cwasm = match read_private_file(entry, MAX_ENTRY_BYTES) {
-            Ok(bytes) => bytes,
+        let file = match open_private_file(entry, MAX_ENTRY_BYTES) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Absent,
+            Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
+        };
+        // SAFETY: a private file (this user's, mode checked) that this host only ever replaces
+        // by rename, never rewrites in place; only this user or root could change the pages.
+        let cwasm = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            Ok(map) => map,
             Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
         };
         let record = match read_private_file(&record_path(entry), 256) {
@@ -74,7 +99,7 @@ impl CompileCache {
             return Lookup::Untrusted("its record is malformed".into());
         };
         if self
-            .mac(wasm_sha256, &Sha256::digest(&cwasm).into(), compat)
+            .mac(wasm_sha256, &digest(&cwasm), compat)
             .verify_slice(&tag)
             .is_err()
         {
@@ -83,7 +108,7 @@ impl CompileCache {
                     .into(),
             );
         }
-        Lookup::Trusted(cwasm)
+        Lookup::Trusted(VerifiedEntry { file, map: cwasm })
     }
 
     /// Writes the entry and then its record, each atomically (a crash in between leaves an
@@ -97,20 +122,168 @@ impl CompileCache {
     ) -> std::io::Result<()> {
         write_atomically(entry, cwasm)?;
         let tag = self
-            .mac(wasm_sha256, &Sha256::digest(cwasm).into(), compat)
+            .mac(wasm_sha256, &digest(cwasm), compat)
             .finalize()
             .into_bytes();
         write_atomically(&record_path(entry), hex::encode(tag).as_bytes())
     }
 
-    fn mac(&self, wasm_sha256: &[u8; 32], cwasm_sha256: &[u8; 32], compat: u64) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key size");
+    fn mac(&self, wasm_sha256: &[u8; 32], cwasm_digest: &[u8; 32], compat: u64) -> Hmac<Sha256> {
+        let mut mac = self.keyed();
         mac.update(RECORD_DOMAIN);
         mac.update(wasm_sha256);
-        mac.update(cwasm_sha256);
+        mac.update(cwasm_digest);
         mac.update(&compat.to_be_bytes());
         mac
     }
+
+    fn keyed(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key size")
+    }
+
+    /// The sha256 memoised for the component file at `path` if it is still the same file.
+    pub fn memo_lookup(&self, path: &Path, file: &SourceFile) -> MemoLookup {
+        let line = match read_private_file(&self.memo_path(path), MAX_MEMO_BYTES) {
+            Ok(line) => line,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return MemoLookup::Unknown,
+            Err(e) => return MemoLookup::Untrusted(format!("unreadable: {e}")),
+        };
+        let line = String::from_utf8_lossy(&line);
+        let Some((fields, tag)) = line.trim_end().rsplit_once(' ') else {
+            return MemoLookup::Untrusted("malformed".into());
+        };
+        let verified = hex::decode(tag)
+            .ok()
+            .is_some_and(|tag| self.memo_mac(path, fields).verify_slice(&tag).is_ok());
+        if !verified {
+            return MemoLookup::Untrusted("it does not match its MAC".into());
+        }
+        // Another file now (replaced, rewritten, touched): hash it again.
+        let Some(sha) = fields.strip_prefix(&file.fields()) else {
+            return MemoLookup::Unknown;
+        };
+        match hex::decode(sha.trim_start())
+            .ok()
+            .and_then(|s| s.try_into().ok())
+        {
+            Some(sha) => MemoLookup::Known(sha),
+            None => MemoLookup::Untrusted("malformed".into()),
+        }
+    }
+
+    /// Remembers that the file at `path`, as `file` describes it, hashes to `wasm_sha256`; not
+    /// for a file changed moments ago (see `SETTLE`).
+    pub fn memo_store(
+        &self,
+        path: &Path,
+        file: &SourceFile,
+        wasm_sha256: &[u8; 32],
+    ) -> std::io::Result<()> {
+        if !file.settled() {
+            return Ok(());
+        }
+        let fields = format!("{} {}", file.fields(), hex::encode(wasm_sha256));
+        let tag = hex::encode(self.memo_mac(path, &fields).finalize().into_bytes());
+        write_atomically(
+            &self.memo_path(path),
+            format!("{fields} {tag}\n").as_bytes(),
+        )
+    }
+
+    fn memo_path(&self, path: &Path) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let name = Sha256::digest(path.as_os_str().as_bytes());
+        self.dir.join(format!("{}.memo", hex::encode(&name[..16])))
+    }
+
+    fn memo_mac(&self, path: &Path, fields: &str) -> Hmac<Sha256> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut mac = self.keyed();
+        mac.update(MEMO_DOMAIN);
+        mac.update(&(path.as_os_str().len() as u64).to_be_bytes());
+        mac.update(path.as_os_str().as_bytes());
+        mac.update(fields.as_bytes());
+        mac
+    }
+}
+
+/// A cache entry whose bytes matched its record, still open and mapped.
+pub struct VerifiedEntry {
+    file: File,
+    map: memmap2::Mmap,
+}
+
+impl VerifiedEntry {
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// A path naming exactly the verified file (not whatever the entry's name points to now),
+    /// for a loader that maps files itself; `None` without /proc.
+    pub fn fd_path(&self) -> Option<PathBuf> {
+        let path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        path.exists().then_some(path)
+    }
+}
+
+pub enum MemoLookup {
+    Known([u8; 32]),
+    /// No memo, or one for a file that is no longer there as it was.
+    Unknown,
+    Untrusted(String),
+}
+
+/// What identifies the content of a component file without reading it: replacing it changes
+/// the inode, rewriting it changes size or ctime (which no one but the kernel sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl SourceFile {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn fields(&self) -> String {
+        format!(
+            "{} {} {} {}.{:09} {}.{:09}",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+
+    fn settled(&self) -> bool {
+        let changed = self.mtime.max(self.ctime);
+        let changed = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                changed.0.max(0) as u64,
+                changed.1.clamp(0, 999_999_999) as u32,
+            );
+        SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age >= SETTLE)
+    }
+}
+
+/// BLAKE3 of a cwasm: SIMD, and on every core for a big one.
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    if bytes.len() >= PARALLEL_HASH_BYTES {
+        hasher.update_rayon(bytes);
+    } else {
+        hasher.update(bytes);
+    }
+    hasher.finalize().into()
 }
 
 fn record_path(entry: &Path) -> PathBuf {
@@ -192,6 +365,15 @@ fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN]> {
 /// Reads a regular file of this user that group and others cannot write, opened without
 /// following a symlink or blocking on a FIFO, at most `cap` bytes.
 fn read_private_file(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let file = open_private_file(path, cap)?;
+    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+    file.take(cap).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Opens a regular file of this user that group and others cannot write, without following a
+/// symlink or blocking on a FIFO, and no larger than `cap` bytes.
+fn open_private_file(path: &Path, cap: u64) -> std::io::Result<File> {
     use rustix::fs::OFlags;
     let refuse = |what: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, what);
     let file = std::fs::OpenOptions::new()
@@ -212,9 +394,7 @@ fn read_private_file(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     if meta.len() > cap {
         return Err(refuse(format!("{} bytes, over {cap}", meta.len())));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(cap).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok(file)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -243,7 +423,9 @@ mod tests {
         let entry_b = cache.entry_path(&b, 7);
         cache.store(&entry_a, &a, 7, b"code of a").unwrap();
         cache.store(&entry_b, &b, 7, b"code of b").unwrap();
-        assert!(matches!(cache.lookup(&entry_a, &a, 7), Lookup::Trusted(c) if c == b"code of a"));
+        assert!(
+            matches!(cache.lookup(&entry_a, &a, 7), Lookup::Trusted(c) if c.bytes() == b"code of a")
+        );
         assert!(matches!(
             cache.lookup(&entry_a, &a, 8),
             Lookup::Untrusted(_)
@@ -270,6 +452,47 @@ mod tests {
         // A second open of the same dir uses the same key.
         let again = CompileCache::open(&dir.path().join("c")).unwrap();
         assert!(matches!(again.lookup(&entry_b, &b, 7), Lookup::Trusted(_)));
+    }
+
+    #[test]
+    fn a_memo_holds_only_for_the_same_file_at_the_same_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(&dir.path().join("c")).unwrap();
+        let (a, b) = (dir.path().join("a.wasm"), dir.path().join("b.wasm"));
+        std::fs::write(&a, b"component a").unwrap();
+        std::fs::write(&b, b"component b").unwrap();
+        let mut file_a = SourceFile::of(&std::fs::metadata(&a).unwrap());
+        // Just written: not memoised (it may change again within the timestamp granule).
+        cache.memo_store(&a, &file_a, &[1; 32]).unwrap();
+        assert!(matches!(
+            cache.memo_lookup(&a, &file_a),
+            MemoLookup::Unknown
+        ));
+        file_a.mtime.0 -= 10;
+        file_a.ctime.0 -= 10;
+        cache.memo_store(&a, &file_a, &[1; 32]).unwrap();
+        assert!(matches!(cache.memo_lookup(&a, &file_a), MemoLookup::Known(s) if s == [1; 32]));
+        // Another inode, or a newer ctime: hashed again.
+        let mut file_b = SourceFile::of(&std::fs::metadata(&b).unwrap());
+        assert!(matches!(
+            cache.memo_lookup(&a, &file_b),
+            MemoLookup::Unknown
+        ));
+        let mut touched = file_a.clone();
+        touched.ctime.1 += 1;
+        assert!(matches!(
+            cache.memo_lookup(&a, &touched),
+            MemoLookup::Unknown
+        ));
+        // a's memo under b's name does not verify: the MAC covers the path.
+        file_b.mtime.0 -= 10;
+        file_b.ctime.0 -= 10;
+        cache.memo_store(&b, &file_b, &[2; 32]).unwrap();
+        std::fs::copy(cache.memo_path(&a), cache.memo_path(&b)).unwrap();
+        assert!(matches!(
+            cache.memo_lookup(&b, &file_a),
+            MemoLookup::Untrusted(_)
+        ));
     }
 
     #[test]

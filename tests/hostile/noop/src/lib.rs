@@ -1,5 +1,6 @@
-//! Does nothing and returns at once: the benchmarks of intake and memory use it so that what
-//! they measure is the host's own cost per run, not a playbook's work.
+//! The trivial playbook: no parameters, no capability calls, no-action at once. What a run of it
+//! costs is the host's own overhead (store, instantiate, call, teardown); `host/build.rs` builds
+//! it for the benchmarks and the pool tests run it by the thousand.
 
 use runbook_sdk::prelude::*;
 
