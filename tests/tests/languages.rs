@@ -81,10 +81,12 @@ fn template_end_to_end(lang: Lang) {
         run["timings"]["load"]["cache"], "hit",
         "second run loads from the cache"
     );
-    // Seconds to compile a Python or JS component, milliseconds to load it compiled.
+    // Seconds to compile a Python or JS component, milliseconds to load it compiled: an order
+    // of magnitude apart whatever else the machine is doing (absolute figures are the
+    // benchmark's, scripts/bench-languages.sh).
     let load_ms = run["timings"]["load"]["load_ms"].as_f64().unwrap();
     assert!(
-        load_ms * 10.0 < compile_ms && load_ms < 250.0,
+        load_ms * 10.0 < compile_ms,
         "cached load {load_ms} ms against a compile of {compile_ms} ms"
     );
 }
