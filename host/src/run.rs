@@ -28,6 +28,12 @@ use crate::state::{Artifact, LimitExceeded, RunState, Services};
 use crate::store::{NewRun, QueuedRun, Store as RunStore, UnfinishedRun};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
 
+mod ending;
+mod prepare;
+
+pub use ending::{MAX_ACTION_BYTES, MAX_ACTIONS, MAX_SUMMARY_BYTES, guard_run};
+use ending::{failed, outcome_size_problem, trap_reason};
+
 /// Mistakes in what the operator asked for: the CLI exits 2 for these.
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
@@ -204,107 +210,6 @@ impl Host {
     pub fn grants_for(&self, source: &PluginSource) -> Grants {
         let builtin = source.origin == crate::catalog::Origin::BuiltIn;
         self.config.grants_for(&source.name, builtin)
-    }
-
-    /// Finds a playbook by name (a built-in or a plugin-dir entry, never a path), loads and
-    /// links it and asks it to describe itself.
-    pub async fn prepare(&self, name: &str) -> Result<Prepared> {
-        let entry = self.catalog.entry(name).map_err(UsageError::from)?;
-        self.prepare_entry(&entry).await
-    }
-
-    pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
-        if let Origin::File(path) = &entry.origin {
-            return self.prepare_path(entry.name.clone(), path).await;
-        }
-        let source = self.catalog.load(entry).map_err(UsageError::from)?;
-        self.prepare_source(source).await
-    }
-
-    /// A component file named by the operator on the command line; nothing else loads paths.
-    pub async fn prepare_file(&self, path: &std::path::Path) -> Result<Prepared> {
-        self.prepare_path(crate::catalog::stem(path), path).await
-    }
-
-    /// A component file: checked as the catalog checks it, then loaded through the compile
-    /// cache's memo, which spares reading and hashing an unchanged file.
-    async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
-        let cap = self.config.max_component_mib().saturating_mul(1 << 20);
-        let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
-        let origin = Origin::File(path.to_path_buf());
-        let (pre, load) = self
-            .engine
-            .prepare_file(&file, path, cap)
-            .with_context(|| format!("playbook {name} ({origin})"))?;
-        let source = PluginSource {
-            name,
-            origin,
-            wasm: Default::default(),
-        };
-        self.describe_prepared(source, pre, load).await
-    }
-
-    pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
-        let (pre, load) = self
-            .engine
-            .prepare(&source.wasm)
-            .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
-        self.describe_prepared(source, pre, load).await
-    }
-
-    async fn describe_prepared(
-        &self,
-        source: PluginSource,
-        pre: PlaybookPre<RunState>,
-        load: LoadReport,
-    ) -> Result<Prepared> {
-        let description = self.describe(&pre).await.with_context(|| {
-            format!(
-                "playbook {} ({}): describe() failed",
-                source.name, source.origin
-            )
-        })?;
-        Ok(Prepared {
-            source,
-            pre,
-            load,
-            description,
-        })
-    }
-
-    /// describe() gets a deadline of its own, short, enforced both ways: the epoch deadline
-    /// stops a guest spinning on the CPU, the timeout one parked in a host or WASI call. What it
-    /// returns is held to the description caps.
-    async fn describe(&self, pre: &PlaybookPre<RunState>) -> Result<Description> {
-        let limits = Limits {
-            deadline: description::DESCRIBE_DEADLINE,
-            ..Limits::default()
-        };
-        let state = RunState::new(
-            Arc::new(Grants::default()),
-            limits.clone(),
-            true,
-            Timeline::new(None),
-            self.services(),
-        );
-        // Dropped after the store, which gives its instance back to the pool.
-        let _slot = self.engine.instance_slot().await;
-        let mut store = new_store(&self.engine, state, &limits);
-        let called = tokio::time::timeout(limits.deadline, async {
-            let playbook = pre.instantiate_async(&mut store).await?;
-            playbook.call_describe(&mut store).await
-        })
-        .await;
-        let description = match called {
-            Ok(Ok(description)) => description,
-            Ok(Err(trap)) => anyhow::bail!(trap_reason(&trap, &store.data().guest_output())),
-            Err(_) => anyhow::bail!(
-                "limit exceeded: describe() did not answer within its deadline of {}s",
-                limits.deadline.as_secs()
-            ),
-        };
-        description::check(&description)?;
-        Ok(description)
     }
 
     /// Runs a prepared playbook to its end. `sink` sees timeline events live. Whatever goes
@@ -585,71 +490,6 @@ impl Host {
     }
 }
 
-/// Caps on what a playbook's outcome puts in the store and in every notification and view.
-pub const MAX_SUMMARY_BYTES: usize = 4 << 10;
-pub const MAX_ACTIONS: usize = 100;
-pub const MAX_ACTION_BYTES: usize = 1 << 10;
-/// The failure reason carries what the guest printed (a panic message): kept, but capped.
-const MAX_REASON_BYTES: usize = 8 << 10;
-
-fn outcome_size_problem(
-    outcome: &crate::bindings::runbook::host::types::Outcome,
-) -> Option<String> {
-    if outcome.summary.len() > MAX_SUMMARY_BYTES {
-        return Some(format!(
-            "a summary of {} bytes (at most {MAX_SUMMARY_BYTES})",
-            outcome.summary.len()
-        ));
-    }
-    if outcome.actions.len() > MAX_ACTIONS {
-        return Some(format!(
-            "{} actions (at most {MAX_ACTIONS})",
-            outcome.actions.len()
-        ));
-    }
-    outcome
-        .actions
-        .iter()
-        .find(|a| a.len() > MAX_ACTION_BYTES)
-        .map(|a| {
-            format!(
-                "an action of {} bytes (at most {MAX_ACTION_BYTES})",
-                a.len()
-            )
-        })
-}
-
-/// Runs `work`, the execution of run `run_id`, so that whatever happens inside the host the
-/// run ends in the store: an error or a panic marks it `failed` with "host error: …" (a run
-/// left `running` would be taken for lost by the next host).
-pub async fn guard_run(
-    store: Option<&RunStore>,
-    run_id: &str,
-    work: impl Future<Output = Result<RunRecord>>,
-) -> Result<RunRecord> {
-    let reason = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(Ok(record)) => return Ok(record),
-        Ok(Err(e)) => format!("host error: {e:#}"),
-        Err(panic) => format!("host error: panic: {}", panic_message(&*panic)),
-    };
-    if let Some(store) = store
-        && let Err(e) = store.end_unfinished(run_id, "failed", &reason, &rfc3339(SystemTime::now()))
-    {
-        eprintln!("run {run_id}: recording that it failed: {e:#}");
-    }
-    anyhow::bail!("run {run_id} failed: {reason}")
-}
-
-fn failed(reason: String) -> (&'static str, String, Vec<String>, Option<String>) {
-    let reason = crate::text::truncate_owned(reason, MAX_REASON_BYTES);
-    (
-        "failed",
-        format!("run failed: {reason}"),
-        Vec::new(),
-        Some(reason),
-    )
-}
-
 fn new_store(engine: &PlaybookEngine, state: RunState, limits: &Limits) -> Store<RunState> {
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| &mut state.memory);
@@ -665,29 +505,6 @@ fn new_store(engine: &PlaybookEngine, state: RunState, limits: &Limits) -> Store
         Ok(UpdateDeadline::Yield(1))
     });
     store
-}
-
-/// One line saying why a run trapped: a limit by name, or the trap plus what the guest printed
-/// (a Rust panic message, say).
-fn trap_reason(error: &wasmtime::Error, guest_output: &str) -> String {
-    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
-        return limit.to_string();
-    }
-    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
-        return "limit exceeded: wasm call stack (recursion too deep)".into();
-    }
-    let trap = error
-        .downcast_ref::<wasmtime::Trap>()
-        .map(|t| format!("trap: {t}"))
-        .unwrap_or_else(|| format!("{error:#}"));
-    let printed = guest_output.trim();
-    if printed.is_empty() {
-        trap
-    } else {
-        let last: Vec<&str> = printed.lines().rev().take(3).collect();
-        let last: Vec<&str> = last.into_iter().rev().collect();
-        format!("{trap}; the playbook printed: {}", last.join(" | "))
-    }
 }
 
 /// Every declared parameter: given, else default; unknown or missing-required ones refused.

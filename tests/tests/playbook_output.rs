@@ -152,16 +152,23 @@ fn failed_with(run: &Value, expected: &str) {
 fn sizes_a_playbook_controls_are_capped() {
     let peer = Peer::status(200);
     let sandbox = sandbox(&peer);
-    let store_before = store_bytes(&sandbox);
+    // Every run below, with what the store keeps of it at most.
+    let mut kept: Vec<(String, usize)> = Vec::new();
+    let mut keep = |run: &Value, at_most: usize| {
+        kept.push((run["run_id"].as_str().unwrap().to_string(), at_most));
+    };
 
     let run = hostile(&sandbox, &[("case", "big-summary")], true).json();
+    keep(&run, 64 << 10);
     failed_with(
         &run,
         "limit exceeded: a summary of 33554432 bytes (at most 4096)",
     );
     let run = hostile(&sandbox, &[("case", "many-actions")], true).json();
+    keep(&run, 64 << 10);
     failed_with(&run, "limit exceeded: 1000000 actions (at most 100)");
     let run = hostile(&sandbox, &[("case", "timeline-flood")], true).json();
+    keep(&run, (4 << 20) + (64 << 10));
     failed_with(
         &run,
         "limit exceeded: more than 4194304 bytes of timeline (log lines, steps, calls) in one run",
@@ -169,6 +176,7 @@ fn sizes_a_playbook_controls_are_capped() {
 
     // Fifty calls with a 4 MiB argument: recorded, each argument cut to a KiB with its length.
     let run = hostile(&sandbox, &[("case", "big-args")], true).json();
+    keep(&run, 256 << 10);
     assert_eq!(run["status"], "no-action", "{run:#}");
     let stats = calls(&run, "fs-read", "stat");
     assert_eq!(stats.len(), 50);
@@ -184,6 +192,7 @@ fn sizes_a_playbook_controls_are_capped() {
     }
 
     let run = hostile(&sandbox, &[("case", "big-notification")], true).json();
+    keep(&run, 64 << 10);
     assert_eq!(run["status"], "failed", "{run:#}");
     let call = calls(&run, "notify", "send")[0];
     assert_eq!(call["result"], "invalid", "{call:#}");
@@ -223,6 +232,7 @@ fn sizes_a_playbook_controls_are_capped() {
             true,
         )
         .json();
+        keep(&run, 64 << 10);
         assert_eq!(run["status"], "failed", "{name:?}: {run:#}");
         let reason = run["reason"].as_str().unwrap();
         assert!(
@@ -231,20 +241,18 @@ fn sizes_a_playbook_controls_are_capped() {
         );
     }
 
-    // The runs above were handed a 32 MiB summary, a million actions, 200 MiB of arguments and
-    // 40 MiB of steps; the store keeps the flood's timeline up to its 4 MiB cap and little else.
-    let grown = store_bytes(&sandbox) - store_before;
-    assert!(grown < 6 << 20, "the store grew by {grown} bytes");
-}
-
-fn store_bytes(sandbox: &Sandbox) -> i64 {
-    ["", "-wal", "-shm"]
-        .iter()
-        .map(|suffix| {
-            let path = format!("{}{suffix}", sandbox.store_path().display());
-            std::fs::metadata(path).map_or(0, |m| m.len() as i64)
-        })
-        .sum()
+    // The runs above were handed a 32 MiB summary, a million actions, 200 MiB of arguments,
+    // 40 MiB of steps and an 8 MiB body; what the store gives back of each (its timeline,
+    // outcome, reason and artifacts) stays within the caps.
+    for (id, at_most) in kept {
+        let stored = sandbox.host(&["runs", "show", &id, "--json"]);
+        assert_eq!(stored.code, 0, "{}", stored.stderr);
+        assert!(
+            stored.stdout.len() <= at_most,
+            "run {id} is {} bytes in the store (at most {at_most})",
+            stored.stdout.len()
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,107 @@
+//! Loading a playbook: find it by name (or, from the CLI, a path), compile it or load it from the
+//! cache, link it, and ask it to describe itself under a deadline and size caps of its own.
+
+use super::*;
+
+impl Host {
+    /// Finds a playbook by name (a built-in or a plugin-dir entry, never a path), loads and
+    /// links it and asks it to describe itself.
+    pub async fn prepare(&self, name: &str) -> Result<Prepared> {
+        let entry = self.catalog.entry(name).map_err(UsageError::from)?;
+        self.prepare_entry(&entry).await
+    }
+
+    pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
+        if let Origin::File(path) = &entry.origin {
+            return self.prepare_path(entry.name.clone(), path).await;
+        }
+        let source = self.catalog.load(entry).map_err(UsageError::from)?;
+        self.prepare_source(source).await
+    }
+
+    /// A component file named by the operator on the command line; nothing else loads paths.
+    pub async fn prepare_file(&self, path: &std::path::Path) -> Result<Prepared> {
+        self.prepare_path(crate::catalog::stem(path), path).await
+    }
+
+    /// A component file: checked as the catalog checks it, then loaded through the compile
+    /// cache's memo, which spares reading and hashing an unchanged file.
+    async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
+        let cap = self.config.max_component_mib().saturating_mul(1 << 20);
+        let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
+        let origin = Origin::File(path.to_path_buf());
+        let (pre, load) = self
+            .engine
+            .prepare_file(&file, path, cap)
+            .with_context(|| format!("playbook {name} ({origin})"))?;
+        let source = PluginSource {
+            name,
+            origin,
+            wasm: Default::default(),
+        };
+        self.describe_prepared(source, pre, load).await
+    }
+
+    pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
+        let (pre, load) = self
+            .engine
+            .prepare(&source.wasm)
+            .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
+        self.describe_prepared(source, pre, load).await
+    }
+
+    async fn describe_prepared(
+        &self,
+        source: PluginSource,
+        pre: PlaybookPre<RunState>,
+        load: LoadReport,
+    ) -> Result<Prepared> {
+        let description = self.describe(&pre).await.with_context(|| {
+            format!(
+                "playbook {} ({}): describe() failed",
+                source.name, source.origin
+            )
+        })?;
+        Ok(Prepared {
+            source,
+            pre,
+            load,
+            description,
+        })
+    }
+
+    /// describe() gets a deadline of its own, short, enforced both ways: the epoch deadline
+    /// stops a guest spinning on the CPU, the timeout one parked in a host or WASI call. What it
+    /// returns is held to the description caps.
+    async fn describe(&self, pre: &PlaybookPre<RunState>) -> Result<Description> {
+        let limits = Limits {
+            deadline: description::DESCRIBE_DEADLINE,
+            ..Limits::default()
+        };
+        let state = RunState::new(
+            Arc::new(Grants::default()),
+            limits.clone(),
+            true,
+            Timeline::new(None),
+            self.services(),
+        );
+        // Dropped after the store, which gives its instance back to the pool.
+        let _slot = self.engine.instance_slot().await;
+        let mut store = new_store(&self.engine, state, &limits);
+        let called = tokio::time::timeout(limits.deadline, async {
+            let playbook = pre.instantiate_async(&mut store).await?;
+            playbook.call_describe(&mut store).await
+        })
+        .await;
+        let description = match called {
+            Ok(Ok(description)) => description,
+            Ok(Err(trap)) => anyhow::bail!(trap_reason(&trap, &store.data().guest_output())),
+            Err(_) => anyhow::bail!(
+                "limit exceeded: describe() did not answer within its deadline of {}s",
+                limits.deadline.as_secs()
+            ),
+        };
+        description::check(&description)?;
+        Ok(description)
+    }
+}
