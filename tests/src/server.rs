@@ -166,6 +166,17 @@ impl Server {
             .map(read)
     }
 
+    /// POSTs `body` to `path` (a `/hooks/run/…` URL) with a bearer token, expects 202 and
+    /// returns the first run id.
+    pub fn submit_run(&self, path: &str, token: &str, body: &[u8]) -> String {
+        let reply = self.post(path, &[("Authorization", &format!("Bearer {token}"))], body);
+        assert_eq!(reply.status, 202, "{path}: {}", reply.body);
+        reply.json()["runs"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: no run id in {}", reply.body))
+            .to_string()
+    }
+
     /// A GET without credentials, as a stranger on the network would send it.
     pub fn get_anonymous(&self, path: &str) -> Reply {
         match self.agent.get(&self.url(path)).call() {

@@ -157,14 +157,8 @@ docker = [
 
     fn submit(&self, params: &Value, dry_run: bool) -> String {
         let path = format!("/hooks/run/hostile?dry_run={dry_run}");
-        let auth = format!("Bearer {TOKEN}");
-        let reply = self.server.post(
-            &path,
-            &[("Authorization", &auth)],
-            params.to_string().as_bytes(),
-        );
-        assert_eq!(reply.status, 202, "{params}: {}", reply.body);
-        reply.json()["runs"][0].as_str().unwrap().to_string()
+        self.server
+            .submit_run(&path, TOKEN, params.to_string().as_bytes())
     }
 
     /// Starts every run at once, then waits for each to end; runs come back in order.

@@ -4,19 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use runbook_tests::Sandbox;
 use runbook_tests::server::Server;
-use runbook_tests::{Sandbox, guests};
 
 const TOKEN: &str = "rb-intake-token";
 
 fn sandbox(route: &str) -> Sandbox {
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(
-        guests::path("noop"),
-        sandbox.path().join("plugins/noop.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("noop");
     sandbox.write(
         "host.toml",
         format!(

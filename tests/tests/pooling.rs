@@ -29,12 +29,7 @@ fn status_field(pid: u32, name: &str) -> u64 {
 /// A sandbox whose plugin dir holds `noop`, with a bearer token on /hooks/run.
 fn noop_server_sandbox(server_toml: &str) -> Sandbox {
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("plugins")).unwrap();
-    std::fs::copy(
-        guests::path("noop"),
-        sandbox.path().join("plugins/noop.wasm"),
-    )
-    .unwrap();
+    sandbox.add_plugin("noop");
     sandbox.write(
         "host.toml",
         format!(

@@ -157,14 +157,8 @@ docker = [{{ containers = ["{container}"], verbs = ["read", "restart", "stop"] }
 
     fn submit(&self, playbook: &str, params: Value, dry_run: bool) -> String {
         let path = format!("/hooks/run/{playbook}?dry_run={dry_run}");
-        let auth = format!("Bearer {TOKEN}");
-        let reply = self.server.post(
-            &path,
-            &[("Authorization", &auth)],
-            params.to_string().as_bytes(),
-        );
-        assert_eq!(reply.status, 202, "{path}: {}", reply.body);
-        reply.json()["runs"][0].as_str().unwrap().to_string()
+        self.server
+            .submit_run(&path, TOKEN, params.to_string().as_bytes())
     }
 
     /// Starts the hostile case and a well-behaved disk-full run together; returns the hostile

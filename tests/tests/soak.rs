@@ -64,13 +64,11 @@ fn threads_and_rss(pid: u32) -> (u64, u64) {
 }
 
 fn submit(server: &Server, playbook: &str, params: Value) -> String {
-    let reply = server.post(
+    server.submit_run(
         &format!("/hooks/run/{playbook}"),
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        TOKEN,
         params.to_string().as_bytes(),
-    );
-    assert_eq!(reply.status, 202, "{playbook}: {}", reply.body);
-    reply.json()["runs"][0].as_str().unwrap().to_string()
+    )
 }
 
 fn disk_full(server: &Server) -> Value {
