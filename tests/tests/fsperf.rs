@@ -100,3 +100,27 @@ fn grep_counts_match_gnu_grep_c_with_the_security_patterns() {
         );
     }
 }
+
+/// The searcher buffers a whole line: one past its 16 MiB limit is refused as `invalid`,
+/// naming the limit, instead of growing the host's memory with the file.
+#[test]
+fn a_line_longer_than_the_searchers_limit_is_refused_not_buffered() {
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("hostile");
+    let log = sandbox.write("root/one-line.log", "y".repeat(17 << 20));
+    sandbox.write(
+        "host.toml",
+        format!(
+            "plugin-dirs = [\"plugins\"]\n[plugins.hostile.grants]\nfs-read = [\"{}\"]\n",
+            sandbox.path().join("root").display()
+        ),
+    );
+    let target = format!("target={}|x", log.display());
+    let run = sandbox.host(&["run", "hostile", "-p", "case=fsperf-grep", "-p", &target, "--json"]);
+    let json = run.json();
+    let reason = json["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("invalid") && reason.contains("a line longer than"),
+        "{json:#}"
+    );
+}

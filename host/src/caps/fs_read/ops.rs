@@ -280,9 +280,8 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_DFA_LIMIT)
         .nest_limit(64)
+        // Lines as GNU grep sees them (`$` is before "\n" only), so counts equal `grep -c`.
         .line_terminator(Some(b'\n'))
-        // `$` also matches before "\r\n", as when lines were trimmed of it.
-        .crlf(true)
         .build(pattern)
         .map_err(|e| CapError::Invalid(format!("pattern {:?}: {e}", shown(pattern))))?;
     let mut file = open_regular(cx, path)?;
@@ -328,6 +327,7 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         inner: file.take(MAX_GREP_BYTES),
         budget: cx.budget,
         stopped: None,
+        read_failed: false,
         newlines: 0,
         last_byte: None,
     };
@@ -342,13 +342,14 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         return Err(stop);
     }
     if let Err(e) = searched {
-        if e.kind() == io::ErrorKind::OutOfMemory {
-            return Err(CapError::Invalid(format!(
-                "{} has a line longer than {MAX_LINE_BUFFER} bytes",
-                shown(path)
-            )));
+        if reader.read_failed {
+            return Err(io_error(path, e));
         }
-        return Err(io_error(path, e));
+        // Not the file, not the budget: the searcher's own limit, a line past its heap limit.
+        return Err(CapError::Invalid(format!(
+            "{} has a line longer than {MAX_LINE_BUFFER} bytes ({e})",
+            shown(path)
+        )));
     }
     // Lines the searcher saw: newlines, plus an unterminated last line.
     found.result.lines_scanned =
@@ -393,6 +394,7 @@ struct Guarded<'b, R> {
     inner: R,
     budget: &'b Budget,
     stopped: Option<CapError>,
+    read_failed: bool,
     newlines: u64,
     last_byte: Option<u8>,
 }
@@ -403,7 +405,7 @@ impl<R: Read> Read for Guarded<'_, R> {
             self.stopped = Some(stop);
             return Err(io::Error::other("grep stopped"));
         }
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.read_failed = true)?;
         if n > 0 {
             self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
             self.last_byte = Some(buf[n - 1]);
