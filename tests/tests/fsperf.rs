@@ -46,7 +46,13 @@ fn generated_log() -> String {
             .wrapping_add(1_442_695_040_888_963_407);
         let fragment = FRAGMENTS[(seed >> 33) as usize % FRAGMENTS.len()];
         let ending = if i % 97 == 0 { "\r\n" } else { "\n" };
-        write!(log, "Nov 25 23:{:02}:{:02} host {fragment}{ending}", i % 60, i % 59).unwrap();
+        write!(
+            log,
+            "Nov 25 23:{:02}:{:02} host {fragment}{ending}",
+            i % 60,
+            i % 59
+        )
+        .unwrap();
         if i == 30_000 {
             // Past the 64 KiB the old line loop looked at.
             log.push_str(&"x".repeat(100 << 10));
@@ -85,7 +91,15 @@ fn grep_counts_match_gnu_grep_c_with_the_security_patterns() {
         let expected = gnu_grep_count(pattern, &log);
         assert!(expected > 0, "{pattern}: the log should hold matches");
         let target = format!("target={}|{pattern}", log.display());
-        let run = sandbox.host(&["run", "hostile", "-p", "case=fsperf-grep", "-p", &target, "--json"]);
+        let run = sandbox.host(&[
+            "run",
+            "hostile",
+            "-p",
+            "case=fsperf-grep",
+            "-p",
+            &target,
+            "--json",
+        ]);
         let json = run.json();
         let summary = json["summary"].as_str().unwrap_or_default();
         assert_eq!(
@@ -116,7 +130,15 @@ fn a_line_longer_than_the_searchers_limit_is_refused_not_buffered() {
         ),
     );
     let target = format!("target={}|x", log.display());
-    let run = sandbox.host(&["run", "hostile", "-p", "case=fsperf-grep", "-p", &target, "--json"]);
+    let run = sandbox.host(&[
+        "run",
+        "hostile",
+        "-p",
+        "case=fsperf-grep",
+        "-p",
+        &target,
+        "--json",
+    ]);
     let json = run.json();
     let reason = json["reason"].as_str().unwrap_or_default();
     assert!(

@@ -405,7 +405,10 @@ impl<R: Read> Read for Guarded<'_, R> {
             self.stopped = Some(stop);
             return Err(io::Error::other("grep stopped"));
         }
-        let n = self.inner.read(buf).inspect_err(|_| self.read_failed = true)?;
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.read_failed = true)?;
         if n > 0 {
             self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
             self.last_byte = Some(buf[n - 1]);
