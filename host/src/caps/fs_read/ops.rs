@@ -3,8 +3,9 @@
 //! cap-std to the object it names and refuses the host's own state before touching content;
 //! only regular files are read, opened non-blocking and without following a final symlink.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cap_std::fs::{Dir, File, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
@@ -14,7 +15,7 @@ use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch}
 
 use super::protect::{Guard, Identity};
 use super::roots::{Access, Resolved, Roots, io_error, shown};
-use super::walk::{MAX_WALK_DEPTH, Walk};
+use super::walk::{MAX_WALK_DEPTH, Visitor, Walk};
 use super::work::Budget;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
@@ -171,31 +172,28 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
     let depth = depth.clamp(1, MAX_WALK_DEPTH as u32);
     let mut walk = Walk::new(cx.guard, cx.budget, device, None);
     // Sizes are attributed to the ancestor `depth` levels down; shallower files count as
-    // themselves.
-    let mut buckets: Vec<SizedEntry> = Vec::new();
-    let mut index = std::collections::HashMap::<PathBuf, usize>::new();
-    walk.run(&start, &target.relative, &real, &mut |rel, meta, level| {
-        let bytes = meta.blocks() * 512;
-        let key: PathBuf = rel
-            .strip_prefix(&target.relative)
-            .unwrap_or(rel)
-            .components()
-            .take(depth as usize)
-            .collect();
-        let slot = *index.entry(key.clone()).or_insert_with(|| {
-            buckets.push(SizedEntry {
-                path: target.host_path(&target.relative.join(&key)),
-                kind: EntryKind::File,
-                bytes: 0,
-            });
-            buckets.len() - 1
-        });
-        if level as u32 <= depth {
-            buckets[slot].kind = kind_of(meta);
-        }
-        buckets[slot].bytes += bytes;
-        true
+    // themselves. Each parallel walk sums into its own buckets, merged by key below.
+    let sums = walk.run_parallel(&start, &target.relative, &real, || Buckets {
+        start: &target.relative,
+        depth: depth as usize,
+        sums: HashMap::new(),
     });
+    let mut sums = sums.into_iter();
+    let mut all = sums.next().expect("the start's own visitor");
+    for other in sums {
+        for (key, (bytes, kind)) in other.sums {
+            all.add(key, bytes, kind);
+        }
+    }
+    let mut buckets: Vec<SizedEntry> = all
+        .sums
+        .into_iter()
+        .map(|(key, (bytes, kind))| SizedEntry {
+            path: target.host_path(&target.relative.join(&key)),
+            kind: kind.unwrap_or(EntryKind::File),
+            bytes,
+        })
+        .collect();
     if let Err(stop) = cx.budget.check()
         && stop == super::work::Stop::Cancelled
     {
@@ -217,6 +215,38 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
         },
         note,
     ))
+}
+
+/// `largest`'s sums: bytes per ancestor `depth` levels under the start, and its kind once an
+/// entry at that level (or shallower) was seen.
+struct Buckets<'p> {
+    start: &'p Path,
+    depth: usize,
+    sums: HashMap<PathBuf, (u64, Option<EntryKind>)>,
+}
+
+impl Buckets<'_> {
+    fn add(&mut self, key: PathBuf, bytes: u64, kind: Option<EntryKind>) {
+        let sum = self.sums.entry(key).or_insert((0, None));
+        sum.0 += bytes;
+        if kind.is_some() {
+            sum.1 = kind;
+        }
+    }
+}
+
+impl Visitor for Buckets<'_> {
+    fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool {
+        let key: PathBuf = relative
+            .strip_prefix(self.start)
+            .unwrap_or(relative)
+            .components()
+            .take(self.depth)
+            .collect();
+        let kind = (level <= self.depth).then(|| kind_of(meta));
+        self.add(key, meta.blocks() * 512, kind);
+        true
+    }
 }
 
 pub fn find(cx: &Cx, path: &str, options: &FindOptions) -> Res<(Vec<Entry>, WalkNote)> {
