@@ -177,16 +177,21 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
         start: &target.relative,
         depth: depth as usize,
         sums: HashMap::new(),
+        current: None,
     });
-    let mut sums = sums.into_iter();
-    let mut all = sums.next().expect("the start's own visitor");
-    for other in sums {
-        for (key, (bytes, kind)) in other.sums {
+    let mut all = Buckets {
+        start: &target.relative,
+        depth: depth as usize,
+        sums: HashMap::new(),
+        current: None,
+    };
+    for sums in sums {
+        for (key, (bytes, kind)) in sums.finish() {
             all.add(key, bytes, kind);
         }
     }
     let mut buckets: Vec<SizedEntry> = all
-        .sums
+        .finish()
         .into_iter()
         .map(|(key, (bytes, kind))| SizedEntry {
             path: target.host_path(&target.relative.join(&key)),
@@ -218,11 +223,13 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
 }
 
 /// `largest`'s sums: bytes per ancestor `depth` levels under the start, and its kind once an
-/// entry at that level (or shallower) was seen.
+/// entry at that level (or shallower) was seen. A walk visits a subtree's entries one after the
+/// other, so the current key's sum is kept aside and hashed in only when the key changes.
 struct Buckets<'p> {
     start: &'p Path,
     depth: usize,
     sums: HashMap<PathBuf, (u64, Option<EntryKind>)>,
+    current: Option<(PathBuf, u64, Option<EntryKind>)>,
 }
 
 impl Buckets<'_> {
@@ -233,18 +240,33 @@ impl Buckets<'_> {
             sum.1 = kind;
         }
     }
+
+    fn finish(mut self) -> HashMap<PathBuf, (u64, Option<EntryKind>)> {
+        if let Some((key, bytes, kind)) = self.current.take() {
+            self.add(key, bytes, kind);
+        }
+        self.sums
+    }
 }
 
 impl Visitor for Buckets<'_> {
     fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool {
-        let key: PathBuf = relative
-            .strip_prefix(self.start)
-            .unwrap_or(relative)
-            .components()
-            .take(self.depth)
-            .collect();
+        let below = relative.strip_prefix(self.start).unwrap_or(relative);
+        let bytes = meta.blocks() * 512;
         let kind = (level <= self.depth).then(|| kind_of(meta));
-        self.add(key, meta.blocks() * 512, kind);
+        if let Some((key, sum, sum_kind)) = &mut self.current
+            && key.components().eq(below.components().take(self.depth))
+        {
+            *sum += bytes;
+            if kind.is_some() {
+                *sum_kind = kind;
+            }
+            return true;
+        }
+        let key = below.components().take(self.depth).collect();
+        if let Some((key, sum, sum_kind)) = self.current.replace((key, bytes, kind)) {
+            self.add(key, sum, sum_kind);
+        }
         true
     }
 }
