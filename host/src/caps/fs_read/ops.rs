@@ -3,15 +3,19 @@
 //! cap-std to the object it names and refuses the host's own state before touching content;
 //! only regular files are read, opened non-blocking and without following a final symlink.
 
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cap_std::fs::{Dir, File, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
+use grep_matcher::Matcher;
+use grep_regex::RegexMatcherBuilder;
+use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
 
 use super::protect::{Guard, Identity};
 use super::roots::{Access, Resolved, Roots, io_error, shown};
-use super::walk::{MAX_WALK_DEPTH, Walk};
+use super::walk::{MAX_WALK_DEPTH, Visitor, Walk};
 use super::work::Budget;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
@@ -36,6 +40,8 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const REGEX_DFA_LIMIT: usize = 2 << 20;
 /// Bytes read between two budget checks.
 const CHUNK: usize = 64 << 10;
+/// Longest line the grep searcher buffers whole (a longer one is refused, not allocated).
+const MAX_LINE_BUFFER: usize = 16 << 20;
 
 type Res<T> = Result<T, CapError>;
 
@@ -166,31 +172,33 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
     let depth = depth.clamp(1, MAX_WALK_DEPTH as u32);
     let mut walk = Walk::new(cx.guard, cx.budget, device, None);
     // Sizes are attributed to the ancestor `depth` levels down; shallower files count as
-    // themselves.
-    let mut buckets: Vec<SizedEntry> = Vec::new();
-    let mut index = std::collections::HashMap::<PathBuf, usize>::new();
-    walk.run(&start, &target.relative, &real, &mut |rel, meta, level| {
-        let bytes = meta.blocks() * 512;
-        let key: PathBuf = rel
-            .strip_prefix(&target.relative)
-            .unwrap_or(rel)
-            .components()
-            .take(depth as usize)
-            .collect();
-        let slot = *index.entry(key.clone()).or_insert_with(|| {
-            buckets.push(SizedEntry {
-                path: target.host_path(&target.relative.join(&key)),
-                kind: EntryKind::File,
-                bytes: 0,
-            });
-            buckets.len() - 1
-        });
-        if level as u32 <= depth {
-            buckets[slot].kind = kind_of(meta);
-        }
-        buckets[slot].bytes += bytes;
-        true
+    // themselves. Each parallel walk sums into its own buckets, merged by key below.
+    let sums = walk.run_parallel(&start, &target.relative, &real, || Buckets {
+        start: &target.relative,
+        depth: depth as usize,
+        sums: HashMap::new(),
+        current: None,
     });
+    let mut all = Buckets {
+        start: &target.relative,
+        depth: depth as usize,
+        sums: HashMap::new(),
+        current: None,
+    };
+    for sums in sums {
+        for (key, (bytes, kind)) in sums.finish() {
+            all.add(key, bytes, kind);
+        }
+    }
+    let mut buckets: Vec<SizedEntry> = all
+        .finish()
+        .into_iter()
+        .map(|(key, (bytes, kind))| SizedEntry {
+            path: target.host_path(&target.relative.join(&key)),
+            kind: kind.unwrap_or(EntryKind::File),
+            bytes,
+        })
+        .collect();
     if let Err(stop) = cx.budget.check()
         && stop == super::work::Stop::Cancelled
     {
@@ -212,6 +220,55 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
         },
         note,
     ))
+}
+
+/// `largest`'s sums: bytes per ancestor `depth` levels under the start, and its kind once an
+/// entry at that level (or shallower) was seen. A walk visits a subtree's entries one after the
+/// other, so the current key's sum is kept aside and hashed in only when the key changes.
+struct Buckets<'p> {
+    start: &'p Path,
+    depth: usize,
+    sums: HashMap<PathBuf, (u64, Option<EntryKind>)>,
+    current: Option<(PathBuf, u64, Option<EntryKind>)>,
+}
+
+impl Buckets<'_> {
+    fn add(&mut self, key: PathBuf, bytes: u64, kind: Option<EntryKind>) {
+        let sum = self.sums.entry(key).or_insert((0, None));
+        sum.0 += bytes;
+        if kind.is_some() {
+            sum.1 = kind;
+        }
+    }
+
+    fn finish(mut self) -> HashMap<PathBuf, (u64, Option<EntryKind>)> {
+        if let Some((key, bytes, kind)) = self.current.take() {
+            self.add(key, bytes, kind);
+        }
+        self.sums
+    }
+}
+
+impl Visitor for Buckets<'_> {
+    fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool {
+        let below = relative.strip_prefix(self.start).unwrap_or(relative);
+        let bytes = meta.blocks() * 512;
+        let kind = (level <= self.depth).then(|| kind_of(meta));
+        if let Some((key, sum, sum_kind)) = &mut self.current
+            && key.components().eq(below.components().take(self.depth))
+        {
+            *sum += bytes;
+            if kind.is_some() {
+                *sum_kind = kind;
+            }
+            return true;
+        }
+        let key = below.components().take(self.depth).collect();
+        if let Some((key, sum, sum_kind)) = self.current.replace((key, bytes, kind)) {
+            self.add(key, sum, sum_kind);
+        }
+        true
+    }
 }
 
 pub fn find(cx: &Cx, path: &str, options: &FindOptions) -> Res<(Vec<Entry>, WalkNote)> {
@@ -268,33 +325,26 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
             shown(pattern)
         )));
     }
-    // Linear-time engine with its size limits set; the time a pattern costs per byte is bounded
-    // by the budget checks below.
-    let regex = regex::RegexBuilder::new(pattern)
+    // ripgrep's engine: linear time with its size limits set; the time a pattern costs per byte
+    // is bounded by the budget checks in `Guarded`, one per buffer the searcher reads.
+    let matcher = RegexMatcherBuilder::new()
         .case_insensitive(options.case_insensitive)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_DFA_LIMIT)
         .nest_limit(64)
-        .build()
+        // Lines as GNU grep sees them (`$` is before "\n" only), so counts equal `grep -c`.
+        .line_terminator(Some(b'\n'))
+        .build(pattern)
         .map_err(|e| CapError::Invalid(format!("pattern {:?}: {e}", shown(pattern))))?;
     let mut file = open_regular(cx, path)?;
     let max_matches = options.max_matches.min(MAX_GREP_MATCHES) as usize;
-    let mut result = GrepResult {
-        count: 0,
-        lines_scanned: 0,
-        matches: Vec::new(),
-    };
-    let mut consider = |number: u64, line: &str| {
-        result.lines_scanned += 1;
-        if regex.is_match(line) {
-            result.count += 1;
-            if result.matches.len() < max_matches {
-                result.matches.push(GrepMatch {
-                    line_number: number,
-                    line: line.to_string(),
-                });
-            }
-        }
+    let mut found = Found {
+        result: GrepResult {
+            count: 0,
+            lines_scanned: 0,
+            matches: Vec::new(),
+        },
+        max_matches,
     };
     if let Some(last) = options.last_lines {
         let lines = tail_lines(
@@ -308,9 +358,13 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
             if i % 64 == 0 {
                 cx.budget.check_call("grep")?;
             }
-            consider(i as u64 + 1, line);
+            found.result.lines_scanned += 1;
+            let hit = matcher.is_match(line.as_bytes()).unwrap_or(false);
+            if hit {
+                found.keep(i as u64 + 1, line.as_bytes());
+            }
         }
-        return Ok(result);
+        return Ok(found.result);
     }
     let size = file.metadata().map_err(|e| io_error(path, e))?.len();
     if size > MAX_GREP_BYTES {
@@ -321,53 +375,97 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         )));
     }
     // A file growing while it is scanned stops at the same cap.
-    let mut reader = BufReader::with_capacity(256 << 10, file.take(MAX_GREP_BYTES));
-    let mut raw = Vec::new();
-    let mut number = 0;
-    let mut since_check = 0;
-    loop {
-        if since_check >= CHUNK {
-            cx.budget.check_call("grep")?;
-            since_check = 0;
-        }
-        raw.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES as u64)
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| io_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        since_check += n + 64; // per-line cost counts too
-        if raw.last() != Some(&b'\n') && n == MAX_LINE_BYTES {
-            // Skip the rest of an overlong line; it counts as one line.
-            since_check += skip_line(&mut reader, cx.budget, path)?;
-        }
-        number += 1;
-        let line = String::from_utf8_lossy(&raw);
-        consider(number, line.trim_end_matches(['\n', '\r']));
+    let mut reader = Guarded {
+        inner: file.take(MAX_GREP_BYTES),
+        budget: cx.budget,
+        stopped: None,
+        read_failed: false,
+        newlines: 0,
+        last_byte: None,
+    };
+    let mut searcher = SearcherBuilder::new()
+        .line_number(true)
+        .binary_detection(BinaryDetection::none())
+        // The longest line the searcher buffers; a longer one is refused, not allocated.
+        .heap_limit(Some(MAX_LINE_BUFFER))
+        .build();
+    let searched = searcher.search_reader(&matcher, &mut reader, &mut found);
+    if let Some(stop) = reader.stopped {
+        return Err(stop);
     }
-    Ok(result)
+    if let Err(e) = searched {
+        if reader.read_failed {
+            return Err(io_error(path, e));
+        }
+        // Not the file, not the budget: the searcher's own limit, a line past its heap limit.
+        return Err(CapError::Invalid(format!(
+            "{} has a line longer than {MAX_LINE_BUFFER} bytes ({e})",
+            shown(path)
+        )));
+    }
+    // Lines the searcher saw: newlines, plus an unterminated last line.
+    found.result.lines_scanned =
+        reader.newlines + u64::from(reader.last_byte.is_some_and(|b| b != b'\n'));
+    Ok(found.result)
 }
 
-/// Skips to just after the next newline, checking the budget as it goes.
-fn skip_line(reader: &mut impl BufRead, budget: &Budget, path: &str) -> Res<usize> {
-    let mut skipped = 0;
-    loop {
-        budget.check_call("grep")?;
-        let buf = reader.fill_buf().map_err(|e| io_error(path, e))?;
-        if buf.is_empty() {
-            return Ok(skipped);
+/// What the searcher found: every matching line counted, the first `max_matches` kept.
+struct Found {
+    result: GrepResult,
+    max_matches: usize,
+}
+
+impl Found {
+    fn keep(&mut self, line_number: u64, line: &[u8]) {
+        self.result.count += 1;
+        if self.result.matches.len() < self.max_matches {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = &line[..line.len().min(MAX_LINE_BYTES)];
+            self.result.matches.push(GrepMatch {
+                line_number,
+                line: String::from_utf8_lossy(line).into_owned(),
+            });
         }
-        let (used, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        reader.consume(used);
-        skipped += used;
-        if done {
-            return Ok(skipped);
+    }
+}
+
+impl Sink for Found {
+    type Error = io::Error;
+
+    fn matched(&mut self, _: &Searcher, found: &SinkMatch<'_>) -> Result<bool, io::Error> {
+        // Not multi-line: one match is one line.
+        self.keep(found.line_number().unwrap_or(0), found.bytes());
+        Ok(true)
+    }
+}
+
+/// The searcher's input: checks the call's budget (time, cancellation) before every buffer it
+/// reads, and counts lines on the way (the searcher only numbers the lines it reports).
+struct Guarded<'b, R> {
+    inner: R,
+    budget: &'b Budget,
+    stopped: Option<CapError>,
+    read_failed: bool,
+    newlines: u64,
+    last_byte: Option<u8>,
+}
+
+impl<R: Read> Read for Guarded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Err(stop) = self.budget.check_call("grep") {
+            self.stopped = Some(stop);
+            return Err(io::Error::other("grep stopped"));
         }
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.read_failed = true)?;
+        if n > 0 {
+            self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            self.last_byte = Some(buf[n - 1]);
+        }
+        Ok(n)
     }
 }
 

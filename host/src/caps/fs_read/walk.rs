@@ -4,6 +4,10 @@
 //! Whatever it could not read is counted and makes the result `truncated`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
 
 use cap_std::fs::{Dir, Metadata, MetadataExt, ReadDir};
 
@@ -14,12 +18,24 @@ use super::work::Budget;
 pub const WALK_ENTRY_BUDGET: u64 = 500_000;
 /// Deepest level a walk descends to; each level holds one open directory.
 pub const MAX_WALK_DEPTH: usize = 64;
+/// Most directories `run_parallel` holds open for the pool; the rest are walked in line.
+const MAX_SPLIT: usize = 256;
+
+/// What `run_parallel` calls for every entry; one per parallel walk, merged by the caller.
+pub trait Visitor: Send {
+    /// `false` stops this walk.
+    fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool;
+}
 
 pub struct Walk<'a> {
     guard: &'a Guard<'a>,
     budget: &'a Budget,
     device: u64,
     max_depth: Option<u32>,
+    /// Entries visited by this walk and the parallel walks it split into: one budget for all.
+    visited: Arc<AtomicU64>,
+    /// `run_parallel`: directories under the start, kept to be walked on rayon's pool.
+    split: Option<Vec<Frame>>,
     pub scanned: u64,
     /// Directories or entries that could not be read (EACCES, EMFILE, vanished, …).
     pub unreadable: u64,
@@ -48,6 +64,8 @@ impl<'a> Walk<'a> {
             budget,
             device,
             max_depth,
+            visited: Arc::new(AtomicU64::new(0)),
+            split: None,
             scanned: 0,
             unreadable: 0,
             too_deep: 0,
@@ -87,16 +105,64 @@ impl<'a> Walk<'a> {
         real: &Path,
         visit: &mut dyn FnMut(&Path, &Metadata, usize) -> bool,
     ) {
-        let mut stack = Vec::new();
         match start.entries() {
-            Ok(entries) => stack.push(Frame {
-                entries,
-                relative: relative.to_path_buf(),
-                real: real.to_path_buf(),
-                level: 1,
-            }),
+            Ok(entries) => self.walk_from(
+                Frame {
+                    entries,
+                    relative: relative.to_path_buf(),
+                    real: real.to_path_buf(),
+                    level: 1,
+                },
+                visit,
+            ),
             Err(_) => self.unreadable += 1,
         }
+    }
+
+    /// `run` with the directories directly under `start` walked in parallel on rayon's pool
+    /// (same checks, one shared entry budget); each walk visits with its own `make()`, and all
+    /// the visitors come back for merging.
+    pub fn run_parallel<V>(
+        &mut self,
+        start: &Dir,
+        relative: &Path,
+        real: &Path,
+        make: impl Fn() -> V + Sync,
+    ) -> Vec<V>
+    where
+        V: Visitor,
+    {
+        let mut top = make();
+        self.split = Some(Vec::new());
+        self.run(start, relative, real, &mut |rel, meta, level| {
+            top.visit(rel, meta, level)
+        });
+        let frames = self.split.take().unwrap_or_default();
+        let walked: Vec<(V, Walk)> = frames
+            .into_par_iter()
+            .map(|frame| {
+                let mut walk = Walk {
+                    visited: self.visited.clone(),
+                    ..Walk::new(self.guard, self.budget, self.device, self.max_depth)
+                };
+                let mut visit = make();
+                walk.walk_from(frame, &mut |rel, meta, level| visit.visit(rel, meta, level));
+                (visit, walk)
+            })
+            .collect();
+        let mut visitors = vec![top];
+        for (visit, walk) in walked {
+            self.scanned += walk.scanned;
+            self.unreadable += walk.unreadable;
+            self.too_deep += walk.too_deep;
+            self.stopped |= walk.stopped;
+            visitors.push(visit);
+        }
+        visitors
+    }
+
+    fn walk_from(&mut self, first: Frame, visit: &mut dyn FnMut(&Path, &Metadata, usize) -> bool) {
+        let mut stack = vec![first];
         while let Some(frame) = stack.last_mut() {
             if self.budget.check().is_err() {
                 self.stopped = true;
@@ -116,7 +182,7 @@ impl<'a> Walk<'a> {
                 Some(Ok(item)) => item,
             };
             self.scanned += 1;
-            if self.scanned > WALK_ENTRY_BUDGET {
+            if self.visited.fetch_add(1, Ordering::Relaxed) >= WALK_ENTRY_BUDGET {
                 self.stopped = true;
                 return;
             }
@@ -156,12 +222,18 @@ impl<'a> Walk<'a> {
                 sub.entries()
             });
             match opened {
-                Ok(entries) => stack.push(Frame {
-                    entries,
-                    relative: child,
-                    real: child_real,
-                    level: level + 1,
-                }),
+                Ok(entries) => {
+                    let child = Frame {
+                        entries,
+                        relative: child,
+                        real: child_real,
+                        level: level + 1,
+                    };
+                    match &mut self.split {
+                        Some(split) if level == 1 && split.len() < MAX_SPLIT => split.push(child),
+                        _ => stack.push(child),
+                    }
+                }
                 Err(_) => self.unreadable += 1,
             }
         }

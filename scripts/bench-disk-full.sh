@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `host run disk-full` against the same work by hand in bash: df of the mounts, du of the suspect
+# paths (largest entries, one filesystem), find of old backups, `docker system df`. The suspect
+# paths are a generated tree under $TREE (default /tmp/runbook-bench-disk-full, written once:
+# 4 paths x 40 dirs x 500 files, plus 50 backups of which half are old). Caches warm for both;
+# best of ROUNDS (default 5). HOST=another build to compare. Needs Docker for `docker system df`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-$PWD/target}
+host=${HOST:-$target/release/host}
+tree=${TREE:-/tmp/runbook-bench-disk-full}
+rounds=${ROUNDS:-5}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export RUNBOOK_STORE=$work/runs.sqlite3 RUNBOOK_CACHE_DIR=$work/cache
+unset RUNBOOK_CONFIG
+
+if [[ ! -e $tree/.done ]]; then
+    echo "writing $tree (once)..." >&2
+    for p in logs cache data home; do
+        for d in $(seq 40); do
+            mkdir -p "$tree/$p/d$d"
+            (cd "$tree/$p/d$d" && seq 500 | xargs -n 250 touch && truncate -s $((d * 4096)) 1)
+        done
+    done
+    mkdir -p "$tree/backups"
+    for b in $(seq 50); do
+        touch "$tree/backups/b$b.tar.gz"
+        (( b % 2 )) && touch -d '30 days ago' "$tree/backups/b$b.tar.gz"
+    done
+    touch "$tree/.done"
+fi
+paths="$tree/logs,$tree/cache,$tree/data,$tree/home"
+mounts=/
+
+by_hand() {
+    df -P $mounts >/dev/null
+    for p in ${paths//,/ }; do du -x -d1 -B1 "$p" | sort -rn | head -n 11 >/dev/null; done
+    find "$tree/backups" -maxdepth 64 -type f -name '*.tar.gz' -mtime +7 >/dev/null
+    docker system df >/dev/null
+}
+
+# The built-in grants (fs metadata of /, `docker system df`, notify ops): no host.toml.
+cd "$work"
+with_host() {
+    "$host" run disk-full -p "mounts=$mounts" -p "paths=$paths" -p "backups=$tree/backups" \
+        -p warn-percent=99 -p critical-percent=100 --json >"$work/out.json" 2>/dev/null || true
+}
+with_host; by_hand  # compile once, caches warm
+python3 -c "import json; r=json.load(open('$work/out.json')); print('host run:', r['status'], '-', r['summary'][:160])"
+
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+best() { local f=$1 b=999999 t start; for _ in $(seq "$rounds"); do start=$(date +%s%N); $f; t=$(ms "$start"); (( t < b )) && b=$t; done; echo "$b"; }
+host_ms=$(best with_host)
+hand_ms=$(best by_hand)
+printf 'disk-full: host %d ms, bash by hand %d ms, ratio %.2f (target <= 0.6), best of %d, %s\n' \
+    "$host_ms" "$hand_ms" "$(echo "$host_ms / $hand_ms" | bc -l)" "$rounds" "$(date -u +%F)"
