@@ -11,7 +11,11 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("host error: panic{at}: {}", panic_message(info.payload()));
+        // A panic message can quote a playbook's input: escaped, like everything it wrote.
+        eprintln!(
+            "host error: panic{at}: {}",
+            crate::text::escape(&panic_message(info.payload()))
+        );
         let backtrace = std::backtrace::Backtrace::capture();
         if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
             eprintln!("{backtrace}");

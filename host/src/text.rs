@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 /// Longest piece of someone else's input quoted back in an error message.
-pub const ECHO_CHARS: usize = 200;
+pub const ECHO_CHARS: usize = 100;
 
 /// Characters that make a terminal do something instead of showing something: C0 and C1
 /// controls, DEL, and the bidirectional/invisible formatting marks that make text read
@@ -75,10 +75,14 @@ pub fn truncate_owned(text: String, max: usize) -> String {
     }
 }
 
-/// A piece of input quoted in an error message: capped, so an error cannot carry a 4 MiB
-/// argument back into the timeline and the store.
+/// A piece of someone else's input quoted in an error message: at most [`ECHO_CHARS`]
+/// characters, with its length in bytes when cut, so an error cannot carry a 4 MiB argument
+/// back into the timeline and the store. Quote it with `{:?}` to escape control characters.
 pub fn echo(text: &str) -> Cow<'_, str> {
-    truncate(text, ECHO_CHARS)
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len())),
+    }
 }
 
 /// Every string in a JSON value capped at `max_string` bytes and every array at `max_items`
@@ -204,6 +208,12 @@ mod tests {
     #[test]
     fn truncation_keeps_the_length_and_char_boundaries() {
         assert_eq!(truncate("short", 10), "short");
+        assert_eq!(echo("short"), "short");
+        let long = "é".repeat(300);
+        assert_eq!(
+            echo(&long),
+            format!("{}… (600 bytes)", "é".repeat(ECHO_CHARS))
+        );
         let long = "é".repeat(100);
         let cut = truncate(&long, 11);
         assert!(cut.starts_with(&"é".repeat(5)), "{cut}");

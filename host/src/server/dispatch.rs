@@ -163,7 +163,11 @@ impl Dispatcher {
                 let prepared = self.host.prepare(playbook).await;
                 prepared.map(Arc::new).map_err(|e| {
                     let reason = format!("{e:#}");
-                    eprintln!("playbook {playbook} is broken: {reason}");
+                    // The reason can carry what the guest printed: escaped for the log.
+                    eprintln!(
+                        "playbook {playbook} is broken: {}",
+                        crate::text::escape(&reason)
+                    );
                     reason
                 })
             })
@@ -390,7 +394,7 @@ async fn run_task(
     cut.armed = false;
     match result {
         Ok(record) => metrics.finished(&record),
-        Err(e) => eprintln!("{e:#}"),
+        Err(e) => eprintln!("{}", crate::text::escape(&format!("{e:#}"))),
     }
     drop(_running);
     if metrics.running.get() == 0 && metrics.queue_depth.get() == 0 {

@@ -271,7 +271,10 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             status: alert.status.clone(),
         };
         if let Err(e) = host.notifier().resolve_incident(&resolved) {
-            eprintln!("resolving {} in PagerDuty: {e:#}", alert.name);
+            eprintln!(
+                "resolving {} in PagerDuty: {e:#}",
+                crate::text::escape(&crate::text::echo(&alert.name))
+            );
         }
     }
     let routes = app.router.routes_for(alert);

@@ -11,16 +11,10 @@ pub const MAX_REFERENCE_BYTES: usize = 255;
 /// Label selectors one `list-containers` call may pass, and the longest one.
 pub const MAX_LABEL_FILTERS: usize = 16;
 pub const MAX_LABEL_FILTER_BYTES: usize = 512;
-/// Characters of a playbook's input quoted back in an error or the timeline.
-const MAX_ECHO_CHARS: usize = 100;
-
-/// `input` quoted for an error message or the audit log: control characters escaped, at most
-/// [`MAX_ECHO_CHARS`] characters, with the full length said when cut.
+/// `input` quoted for an error message or the audit log: control characters escaped (Debug
+/// quoting), cut as [`crate::text::echo`] cuts.
 pub fn echo(input: &str) -> String {
-    match input.char_indices().nth(MAX_ECHO_CHARS) {
-        None => format!("{input:?}"),
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &input[..cut], input.len()),
-    }
+    format!("{:?}", crate::text::echo(input))
 }
 
 /// A container reference: a Docker name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, one leading `/`

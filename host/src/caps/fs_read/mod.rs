@@ -9,6 +9,7 @@ mod roots;
 mod walk;
 mod work;
 
+use crate::text::echo;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,7 +75,7 @@ fn recorded(text: &str, cap: usize) -> String {
     if text.len() <= cap {
         text.to_string()
     } else {
-        roots::shown(text)
+        echo(text).into_owned()
     }
 }
 

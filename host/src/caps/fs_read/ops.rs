@@ -3,6 +3,7 @@
 //! cap-std to the object it names and refuses the host's own state before touching content;
 //! only regular files are read, opened non-blocking and without following a final symlink.
 
+use crate::text::echo;
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
 
 use super::protect::{Guard, Identity};
-use super::roots::{Access, Resolved, Roots, io_error, shown};
+use super::roots::{Access, Resolved, Roots, io_error};
 use super::walk::{MAX_WALK_DEPTH, Visitor, Walk};
 use super::work::Budget;
 use crate::bindings::CapError;
@@ -124,7 +125,7 @@ pub fn stat(cx: &Cx, path: &str) -> Res<Entry> {
         .symlink_metadata(&relative)
         .map_err(|e| io_error(path, e))?;
     cx.guard
-        .check(&real, Identity::of_metadata(&meta), &shown(path))?;
+        .check(&real, Identity::of_metadata(&meta), &echo(path))?;
     Ok(entry(target.host_path(&target.relative), &meta))
 }
 
@@ -137,7 +138,7 @@ pub fn usage(cx: &Cx, path: &str) -> Res<FsUsage> {
         .metadata(&relative)
         .map_err(|e| io_error(path, e))?;
     cx.guard
-        .check(&real, Identity::of_metadata(&meta), &shown(path))?;
+        .check(&real, Identity::of_metadata(&meta), &echo(path))?;
     let stats = if meta.is_dir() {
         let (_, dir, _) = open_dir(cx, path)?;
         rustix::fs::fstatvfs(&dir)
@@ -276,12 +277,12 @@ pub fn find(cx: &Cx, path: &str, options: &FindOptions) -> Res<(Vec<Entry>, Walk
         Some(pattern) if pattern.len() > MAX_GLOB_BYTES => {
             return Err(CapError::Invalid(format!(
                 "name-glob {} is longer than {MAX_GLOB_BYTES} bytes",
-                shown(pattern)
+                echo(pattern)
             )));
         }
         Some(pattern) => Some(
             globset::Glob::new(pattern)
-                .map_err(|e| CapError::Invalid(format!("name-glob {:?}: {e}", shown(pattern))))?
+                .map_err(|e| CapError::Invalid(format!("name-glob {:?}: {e}", echo(pattern))))?
                 .compile_matcher(),
         ),
         None => None,
@@ -322,7 +323,7 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
     if pattern.len() > MAX_PATTERN_BYTES {
         return Err(CapError::Invalid(format!(
             "pattern {} is longer than {MAX_PATTERN_BYTES} bytes",
-            shown(pattern)
+            echo(pattern)
         )));
     }
     // ripgrep's engine: linear time with its size limits set; the time a pattern costs per byte
@@ -335,7 +336,7 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         // Lines as GNU grep sees them (`$` is before "\n" only), so counts equal `grep -c`.
         .line_terminator(Some(b'\n'))
         .build(pattern)
-        .map_err(|e| CapError::Invalid(format!("pattern {:?}: {e}", shown(pattern))))?;
+        .map_err(|e| CapError::Invalid(format!("pattern {:?}: {e}", echo(pattern))))?;
     let mut file = open_regular(cx, path)?;
     let max_matches = options.max_matches.min(MAX_GREP_MATCHES) as usize;
     let mut found = Found {
@@ -371,7 +372,7 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         return Err(CapError::Invalid(format!(
             "{} is {size} bytes; grep scans at most {MAX_GREP_BYTES} bytes of a file: pass \
              last-lines",
-            shown(path)
+            echo(path)
         )));
     }
     // A file growing while it is scanned stops at the same cap.
@@ -400,7 +401,7 @@ pub fn grep(cx: &Cx, path: &str, pattern: &str, options: &GrepOptions) -> Res<Gr
         // Not the file, not the budget: the searcher's own limit, a line past its heap limit.
         return Err(CapError::Invalid(format!(
             "{} has a line longer than {MAX_LINE_BUFFER} bytes ({e})",
-            shown(path)
+            echo(path)
         )));
     }
     // Lines the searcher saw: newlines, plus an unterminated last line.
@@ -480,7 +481,7 @@ fn open_regular(cx: &Cx, path: &str) -> Res<File> {
     let meta = dir
         .symlink_metadata(&relative)
         .map_err(|e| io_error(path, e))?;
-    let shown_path = shown(path);
+    let shown_path = echo(path);
     cx.guard
         .check(&real, Identity::of_metadata(&meta), &shown_path)?;
     not_regular(&meta, &shown_path)?;
@@ -523,7 +524,7 @@ fn open_dir<'r>(cx: &Cx<'r>, path: &str) -> Res<(Resolved<'r>, Dir, PathBuf)> {
         .dir
         .open_dir(&relative)
         .map_err(|e| io_error(path, e))?;
-    cx.guard.check_handle(&dir, &shown(path))?;
+    cx.guard.check_handle(&dir, &echo(path))?;
     Ok((target, dir, real))
 }
 

@@ -3,6 +3,7 @@
 //! the kernel level, so the lexical checks here are only the first, clearer, line of defence.
 //! A root is either a content root (`fs-read`) or a metadata-only one (`fs-meta`).
 
+use crate::text::echo;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -13,8 +14,6 @@ use crate::bindings::CapError;
 
 /// Longest path accepted (PATH_MAX).
 pub const MAX_PATH_BYTES: usize = 4096;
-/// How much of a playbook's input an error message echoes.
-const MAX_ECHO_CHARS: usize = 200;
 
 pub struct Root {
     /// As the operator wrote it (lexically normalised).
@@ -80,7 +79,7 @@ impl Roots {
         if path.len() > MAX_PATH_BYTES {
             return Err(CapError::Invalid(format!(
                 "path {} is longer than {MAX_PATH_BYTES} bytes",
-                shown(path)
+                echo(path)
             )));
         }
         if path.contains('\0') {
@@ -90,13 +89,13 @@ impl Roots {
         if !requested.is_absolute() {
             return Err(CapError::Invalid(format!(
                 "path must be absolute, got {:?}",
-                shown(path)
+                echo(path)
             )));
         }
         if requested.components().any(|c| c == Component::ParentDir) {
             return Err(CapError::Denied(format!(
                 "{}: `..` is not allowed in fs-read paths",
-                shown(path)
+                echo(path)
             )));
         }
         let requested = normalise(requested);
@@ -108,13 +107,13 @@ impl Roots {
             return Err(CapError::Denied(format!(
                 "{} is under the metadata-only grant fs-meta [{}]: read, tail and grep need \
                  an fs-read grant",
-                shown(path),
+                echo(path),
                 self.describe(false)
             )));
         }
         Err(CapError::Denied(format!(
             "{} is outside the granted fs-read roots [{}]",
-            shown(path),
+            echo(path),
             self.describe(true)
         )))
     }
@@ -177,7 +176,7 @@ impl Resolved<'_> {
             let name = self
                 .relative
                 .file_name()
-                .ok_or_else(|| CapError::Invalid(format!("{}: no file name", shown(shown_path))))?;
+                .ok_or_else(|| CapError::Invalid(format!("{}: no file name", echo(shown_path))))?;
             let parent = match self.relative.parent() {
                 Some(p) if !p.as_os_str().is_empty() => {
                     dir.canonicalize(p).map_err(|e| io_error(shown_path, e))?
@@ -208,20 +207,10 @@ fn normalise(path: &Path) -> PathBuf {
         .collect()
 }
 
-/// A playbook's string as error messages echo it: whole when short, else its start and its
-/// length (a 4 MiB path must not become a 4 MiB timeline entry).
-pub fn shown(text: &str) -> String {
-    if text.chars().count() <= MAX_ECHO_CHARS {
-        return text.to_string();
-    }
-    let cut: String = text.chars().take(MAX_ECHO_CHARS).collect();
-    format!("{cut}… ({} bytes)", text.len())
-}
-
 /// io errors as the kinds a playbook branches on. cap-std reports an escape from the root
 /// (through `..` or a symlink) as PermissionDenied.
 pub fn io_error(path: &str, e: io::Error) -> CapError {
-    let path = shown(path);
+    let path = echo(path);
     match e.kind() {
         io::ErrorKind::NotFound => CapError::NotFound(format!("{path}: no such file or directory")),
         io::ErrorKind::PermissionDenied => CapError::Denied(format!("{path}: {e}")),
