@@ -13,6 +13,7 @@ pub mod notify;
 pub mod panics;
 pub mod policy;
 pub mod postmortem;
+pub mod records;
 pub mod redact;
 pub mod render;
 pub mod run;

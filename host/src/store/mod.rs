@@ -15,6 +15,7 @@ use crate::state::Artifact;
 use crate::timeline::Event;
 
 mod admission;
+pub mod backend;
 mod outbox;
 mod recovery;
 mod writer;

@@ -1,0 +1,177 @@
+//! The records the run store reads and writes, shared by both backends (SQLite, PostgreSQL)
+//! and by the code that fills them. A low module: it knows nothing of runs executing, so the
+//! store depends on it and not on `run` or `state`.
+
+use serde::Serialize;
+
+use crate::timeline::Event;
+
+/// One piece of evidence a run saved (`report.artifact`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub name: String,
+    pub content_type: String,
+    pub sha256: String,
+    pub bytes: usize,
+    /// The content as text (lossy UTF-8); artifacts are evidence such as log excerpts.
+    pub text: String,
+}
+
+/// A run as accepted, before it starts: what the store keeps to start it (here or on another
+/// replica) and to tell about it.
+#[derive(Debug, Clone)]
+pub struct QueuedRun {
+    pub id: String,
+    pub playbook: String,
+    pub origin: String,
+    pub trigger: String,
+    pub params: serde_json::Value,
+    pub alert: Option<serde_json::Value>,
+    pub dry_run: bool,
+    pub dedup_key: Option<String>,
+    /// RFC 3339, when it was accepted.
+    pub started_at: String,
+    pub severity: String,
+}
+
+/// A run that has not ended as the store has it: enough to start it again or to tell about it.
+pub type UnfinishedRun = QueuedRun;
+
+/// How a run ended: written with its timeline and artifacts in one transaction.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: String,
+    pub summary: String,
+    pub actions: Vec<String>,
+    pub reason: Option<String>,
+    pub ended_at: String,
+    pub timings: serde_json::Value,
+    pub grants: serde_json::Value,
+    /// Each event as JSON text.
+    pub events: Vec<String>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// One alert as the webhook received it, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRecord {
+    pub received_at: String,
+    pub source: String,
+    pub alertname: String,
+    pub status: String,
+    pub fingerprint: String,
+    pub starts_at: String,
+    pub labels: serde_json::Value,
+    pub disposition: String,
+    pub playbook: Option<String>,
+    pub run_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub playbook: String,
+    pub trigger: String,
+    pub status: String,
+    pub summary: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub dry_run: bool,
+    pub severity: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoredRun {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    pub origin: String,
+    pub params: serde_json::Value,
+    pub alert: Option<serde_json::Value>,
+    pub actions: serde_json::Value,
+    pub reason: Option<String>,
+    pub dedup_key: Option<String>,
+    pub timings: Option<serde_json::Value>,
+    pub grants: Option<serde_json::Value>,
+    pub timeline: Vec<Event>,
+    pub artifacts: Vec<Artifact>,
+    /// The run's notifications as the outbox has them now.
+    pub deliveries: Vec<OutboxRow>,
+}
+
+/// A notification to queue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub run_id: Option<String>,
+    pub channel: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub dedup_key: Option<String>,
+    pub event_action: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub run_id: Option<String>,
+    pub channel: String,
+    pub kind: String,
+    #[serde(skip)]
+    pub payload: String,
+    pub title: String,
+    pub dedup_key: Option<String>,
+    pub event_action: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub parts_sent: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl OutboxRow {
+    /// The title a row shows in lists, read from its payload.
+    pub fn title_of(payload: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v["title"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+/// What a delivery worker finds at the head of its channel.
+#[derive(Debug)]
+pub enum Claim {
+    /// Nothing pending.
+    Empty,
+    /// The head is backing off or leased by another worker: look again after this long.
+    Wait(std::time::Duration),
+    /// Yours until the lease ends; `attempts` already counts this attempt.
+    Due(Box<OutboxRow>),
+}
+
+/// One webhook run to admit.
+#[derive(Debug, Clone)]
+pub struct Admit {
+    pub run: QueuedRun,
+    /// A run with the same dedup key accepted within this window answers instead.
+    pub dedup_window: Option<std::time::Duration>,
+    /// (key, period): a run of the same playbook with this cooldown key accepted within the
+    /// period means this one is skipped.
+    pub cooldown: Option<(String, std::time::Duration)>,
+    /// The alert's record; its disposition and run id are filled in by the store.
+    pub alert: Option<AlertRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    Started,
+    Deduplicated(String),
+    Cooldown,
+}
+
+/// Why a run is `lost`: the host executing it died (or lost the store) while it ran.
+pub const LOST_REASON: &str = "the host stopped (crash or kill) while the run was executing; \
+     not re-run, as its actions may have happened";

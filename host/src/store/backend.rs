@@ -1,0 +1,144 @@
+//! The run store's interface. Two backends implement it: SQLite (store/sqlite/, the embedded
+//! default, one host per file) and PostgreSQL (store/postgres/, any number of `host serve`
+//! replicas on one database). Everything that must survive a restart or be shared between
+//! replicas goes through here: runs, timelines, artifacts, alerts, dedup and cooldown keys,
+//! per-playbook concurrency slots, run leases, Standard Webhooks replay ids and the outbox.
+//!
+//! Every lease, window and "now" is the store's clock (PostgreSQL's `now()`), never the
+//! caller's: replicas on machines with skewed clocks agree. Timestamps shown to people
+//! (`started_at`, `ended_at`, `received_at`) are RFC 3339 text.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::records::{
+    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
+};
+
+/// How many runs of each playbook may run at once across every process on the store.
+#[derive(Debug, Clone)]
+pub struct SlotLimits {
+    pub default: usize,
+    pub per_playbook: HashMap<String, usize>,
+}
+
+impl SlotLimits {
+    pub fn of(&self, playbook: &str) -> usize {
+        self.per_playbook
+            .get(playbook)
+            .copied()
+            .unwrap_or(self.default)
+            .max(1)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// `sqlite /path/runs.sqlite3` or `postgres user@host:port/db` (never a password).
+    fn describe(&self) -> String;
+    /// "sqlite" or "postgres".
+    fn kind(&self) -> &'static str;
+    /// A directory next to the store for local state (the compile cache's default home):
+    /// the SQLite file's directory; none for a database server.
+    fn local_dir(&self) -> Option<std::path::PathBuf>;
+    /// One trivial round trip: whether the store answers, and how long it took.
+    async fn ping(&self) -> Result<Duration>;
+
+    // ---- runs -------------------------------------------------------------------------
+
+    /// A CLI run: recorded `running` at once, held by `runner` under a lease.
+    async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()>;
+
+    /// Decides and records one webhook admission, atomically across every process on the
+    /// store: dedup (one key row per dedup key under a unique constraint, valid for the
+    /// window from the run it names; a run cut off — `interrupted`, `lost` — frees it), then
+    /// cooldown (the same per playbook and cooldown key), then the run as `queued` (unclaimed)
+    /// and the alert's record with its disposition. Returns once committed, and wakes the
+    /// claimers of every process (`wait_for_queued`).
+    async fn admit(&self, admit: Admit) -> Result<Admitted>;
+
+    /// Records alerts that started nothing; returns once committed.
+    async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()>;
+
+    /// Claims up to `max` queued runs for `runner`, oldest first, in one transaction: rows
+    /// another claimer is taking are skipped (`FOR UPDATE SKIP LOCKED`), and a run is taken
+    /// only with a free slot of its playbook (a slot is a row: playbook, number, holder run,
+    /// lease; at most `limits.of(playbook)` of them per playbook). A claimed run is `running`,
+    /// held by `runner` with `lease` from now, and holds its slot until it ends or its lease
+    /// ends.
+    async fn claim_queued(
+        &self,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>>;
+
+    /// Returns when a run may have been queued by any process (PostgreSQL: LISTEN/NOTIFY;
+    /// SQLite: this process's admissions) or a slot freed, or after `timeout`.
+    async fn wait_for_queued(&self, timeout: Duration);
+
+    /// Writes a run's outcome, timeline and artifacts and frees its slot, in one transaction.
+    /// Refused (an error, nothing written) unless the run is still `running`: a run marked
+    /// `lost` after its lease ran out stays lost.
+    async fn finish(&self, outcome: RunOutcome) -> Result<()>;
+
+    /// Ends a run still `queued` or `running` with `status` (failed, interrupted) and
+    /// `reason`, freeing its slot; false when it had already ended.
+    async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool>;
+
+    /// Renews the lease of every `running` run `runner` holds, and of their slots; returns how
+    /// many runs it holds.
+    async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize>;
+
+    /// Marks `lost` every `running` run whose lease ended (its process died or lost the
+    /// store) and frees its slot; returns how many.
+    async fn expire_leases(&self) -> Result<usize>;
+
+    /// Lost runs nobody has told ops about, oldest first, at most `max`; each is returned to
+    /// one caller only (it is marked told in the same transaction; a crash right after loses
+    /// that notice rather than sending it twice).
+    async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>>;
+
+    /// Newest first; `playbook` filters.
+    async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>>;
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>>;
+    /// Newest first.
+    async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
+    /// (queued runs not claimed yet, running runs held under a live lease).
+    async fn run_counts(&self) -> Result<(usize, usize)>;
+
+    // ---- Standard Webhooks replay ids ---------------------------------------------------
+
+    /// Records a delivery's `webhook-id`; false when the id was recorded within `window`
+    /// (a replay). A unique constraint decides, so two replicas never both accept one id.
+    async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool>;
+
+    // ---- the notification outbox ---------------------------------------------------------
+
+    /// Queues a message, due now. With `once_key`, a second message with the same key is not
+    /// queued (a unique constraint) and the first one's id is returned: a resolve that two
+    /// replicas both receive goes out once.
+    async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64>;
+    /// Takes the channel's oldest pending row if it is due and no worker of any process
+    /// holds it; channels stay in order (a resolve never overtakes its trigger).
+    async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim>;
+    /// A multi-part message remembers which parts went out, so a retry sends only the rest.
+    async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()>;
+    async fn mark_delivered(&self, id: i64) -> Result<()>;
+    async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()>;
+    async fn mark_failed(&self, id: i64, error: &str) -> Result<()>;
+    async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>>;
+    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>>;
+    /// Newest first; `state` filters (pending, delivered, failed).
+    async fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>>;
+    /// Pending rows per channel.
+    async fn outbox_pending(&self) -> Result<Vec<(String, i64)>>;
+    /// The newest message queued to `channel` under `dedup_key` (a resolve goes only where
+    /// its trigger went).
+    async fn last_for_dedup_key(&self, channel: &str, dedup_key: &str)
+    -> Result<Option<OutboxRow>>;
+}
