@@ -24,8 +24,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Largest component file loaded, in MiB (default 128: Python components are ~40 MB).
     pub max_component_mib: Option<u64>,
-    /// The run store (SQLite file).
-    pub store: Option<PathBuf>,
+    /// The run store: a SQLite file, or a PostgreSQL URL (`postgres://user@host/db`).
+    pub store: Option<String>,
     #[serde(default)]
     pub notify: BTreeMap<String, ChannelConfig>,
     #[serde(default)]
@@ -59,6 +59,15 @@ pub struct ServerConfig {
     /// On SIGTERM, how long running runs may take to finish before they are marked interrupted.
     pub shutdown_grace_secs: u64,
     pub max_body_bytes: usize,
+    /// A running run is held under a lease its process renews every sixth of it; a process
+    /// that stops renewing (killed, cut off from the store) loses its runs to `lost` after it.
+    pub lease_secs: u64,
+}
+
+impl ServerConfig {
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs.max(1))
+    }
 }
 
 impl Default for ServerConfig {
@@ -71,6 +80,7 @@ impl Default for ServerConfig {
             run_resolved: false,
             shutdown_grace_secs: 30,
             max_body_bytes: 1 << 20,
+            lease_secs: 30,
         }
     }
 }
@@ -171,11 +181,14 @@ impl Config {
         for dir in &mut config.plugin_dirs {
             *dir = base.join(&*dir);
         }
-        for path in [&mut config.cache_dir, &mut config.store]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(path) = &mut config.cache_dir {
             *path = base.join(&*path);
+        }
+        // A database URL stays as it is; a file is relative to the config.
+        if let Some(store) = &mut config.store
+            && let crate::store::Location::Sqlite(file) = crate::store::Location::parse(store)
+        {
+            *store = base.join(file).to_string_lossy().into_owned();
         }
         for plugin in config.plugins.values_mut() {
             if let Some(grants) = &mut plugin.grants {

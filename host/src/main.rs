@@ -12,7 +12,7 @@ use runbook_host::incident::{parse_param, read_alert_file};
 use runbook_host::notify::ConsoleStream;
 use runbook_host::run::{Host, Prepared, RunRequest, UsageError};
 use runbook_host::scaffold::{self, Lang};
-use runbook_host::store::{Store, default_store_path};
+use runbook_host::store::{Location, Store, default_store_path};
 use runbook_host::timeline::Sink;
 use runbook_host::{check, render};
 
@@ -44,9 +44,10 @@ struct Cli {
     /// Compile every time instead of using the cache
     #[arg(long, global = true)]
     no_cache: bool,
-    /// Run store, a SQLite file [default: ~/.local/state/runbook-host/runs.sqlite3]
-    #[arg(long, global = true, env = "RUNBOOK_STORE", value_name = "FILE")]
-    store: Option<PathBuf>,
+    /// Run store: a SQLite file, or a PostgreSQL URL (postgres://user@host/db) shared by
+    /// several `host serve` replicas [default: ~/.local/state/runbook-host/runs.sqlite3]
+    #[arg(long, global = true, env = "RUNBOOK_STORE", value_name = "FILE|URL")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -266,10 +267,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .or_else(|| config.cache_dir.clone())
             .or_else(default_cache_dir)
     };
-    let store_path = cli
+    let store_location = cli
         .store
         .or_else(|| config.store.clone())
-        .or_else(default_store_path);
+        .map(|s| Location::parse(&s))
+        .or_else(|| default_store_path().map(Location::Sqlite));
     // Only the server runs playbooks over and over: it reserves an instance pool up front.
     let mut host = if matches!(cli.command, Command::Serve { .. }) {
         Host::for_server(config, cache_dir)?
@@ -283,27 +285,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         json,
     } = &cli.command
     {
-        let path = store_path.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE"))?;
-        let store = Store::open(&path)?;
-        return show_runs(&store, action.as_ref(), *limit, playbook.as_deref(), *json);
+        let location =
+            store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
+        let store = runbook_host::store::open(&location).await?;
+        return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
     }
     if let Command::Serve { listen } = &cli.command {
-        let path = store_path.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE"))?;
-        host.store = Some(std::sync::Arc::new(Store::open(&path)?));
+        let location =
+            store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
+        host.store = Some(runbook_host::store::open(&location).await?);
         if let Some(listen) = listen {
             host.config.server.listen = listen.clone();
         }
         runbook_host::server::serve(host, |addr| {
-            eprintln!("listening on http://{addr} (run store {})", path.display());
+            eprintln!("listening on http://{addr} (run store {})", location.describe());
         })
         .await?;
         return Ok(0);
     }
     if matches!(cli.command, Command::Run { .. } | Command::Notify { .. })
-        && let Some(path) = &store_path
+        && let Some(location) = &store_location
     {
-        match Store::open(path) {
-            Ok(store) => host.store = Some(std::sync::Arc::new(store)),
+        match runbook_host::store::open(location).await {
+            Ok(store) => host.store = Some(store),
             Err(e) => eprintln!("warning: runs and notifications will not be stored: {e:#}"),
         }
     }
@@ -501,6 +505,7 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
         NotifyAction::Test { channel, wait } => {
             let id = notifier
                 .send_test(&channel)
+                .await
                 .map_err(|e| ConfigError(e.to_string()))?;
             notifier.start();
             let row = notifier.wait_for_message(id, secs(wait)).await?;
@@ -521,14 +526,11 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
                 ))
                 .into());
             }
-            let rows = notifier.store().outbox_list(state.as_deref(), limit)?;
+            let rows = notifier.store().outbox_list(state.as_deref(), limit).await?;
             if json {
                 println!("{}", runbook_host::text::json_for_terminal(&rows)?);
             } else if rows.is_empty() {
-                println!(
-                    "the outbox in {} is empty",
-                    notifier.store().path().display()
-                );
+                println!("the outbox in {} is empty", notifier.store().describe());
             } else {
                 print!("{}", render::outbox(&rows));
             }
@@ -553,7 +555,7 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
     }
 }
 
-fn show_runs(
+async fn show_runs(
     store: &Store,
     action: Option<&RunsAction>,
     limit: usize,
@@ -562,11 +564,11 @@ fn show_runs(
 ) -> anyhow::Result<u8> {
     match action {
         None => {
-            let runs = store.list(limit, playbook)?;
+            let runs = store.list(limit, playbook).await?;
             if json {
                 println!("{}", runbook_host::text::json_for_terminal(&runs)?);
             } else if runs.is_empty() {
-                println!("no runs yet in {}", store.path().display());
+                println!("no runs yet in {}", store.describe());
             } else {
                 for run in &runs {
                     println!("{}", render::run_line(run));
@@ -575,8 +577,8 @@ fn show_runs(
             Ok(0)
         }
         Some(RunsAction::Show { id, json }) => {
-            let Some(run) = store.get(id)? else {
-                eprintln!("error: no run {id:?} in {}", store.path().display());
+            let Some(run) = store.get(id).await? else {
+                eprintln!("error: no run {id:?} in {}", store.describe());
                 eprintln!("hint: `host runs` lists the recent ones");
                 return Ok(EXIT_USAGE);
             };
@@ -588,8 +590,8 @@ fn show_runs(
             Ok(0)
         }
         Some(RunsAction::Report { id }) => {
-            let Some(run) = store.get(id)? else {
-                eprintln!("error: no run {id:?} in {}", store.path().display());
+            let Some(run) = store.get(id).await? else {
+                eprintln!("error: no run {id:?} in {}", store.describe());
                 eprintln!("hint: `host runs` lists the recent ones");
                 return Ok(EXIT_USAGE);
             };

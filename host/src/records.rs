@@ -2,12 +2,12 @@
 //! and by the code that fills them. A low module: it knows nothing of runs executing, so the
 //! store depends on it and not on `run` or `state`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::timeline::Event;
 
 /// One piece of evidence a run saved (`report.artifact`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
     pub name: String,
     pub content_type: String,

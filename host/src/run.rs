@@ -25,7 +25,7 @@ use crate::panics::panic_message;
 use crate::policy::{Grants, Limits};
 use crate::severity::Priority;
 use crate::state::{Artifact, LimitExceeded, RunState, Services};
-use crate::store::{NewRun, QueuedRun, Store as RunStore, UnfinishedRun};
+use crate::store::{QueuedRun, RunOutcome, Store as RunStore, UnfinishedRun};
 use crate::timeline::{Event, Sink, Timeline, round_ms};
 
 mod ending;
@@ -108,6 +108,28 @@ pub struct RunRecord {
     pub timings: Timings,
 }
 
+impl RunRecord {
+    /// What the store keeps of the run's end.
+    pub fn outcome(&self) -> Result<RunOutcome> {
+        Ok(RunOutcome {
+            run_id: self.run_id.clone(),
+            status: self.status.to_string(),
+            summary: self.summary.clone(),
+            actions: self.actions.clone(),
+            reason: self.reason.clone(),
+            ended_at: self.ended_at.clone(),
+            timings: serde_json::to_value(&self.timings)?,
+            grants: serde_json::to_value(&self.grants)?,
+            events: self
+                .timeline
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<_, _>>()?,
+            artifacts: self.artifacts.clone(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Timings {
     pub load: LoadReport,
@@ -177,7 +199,7 @@ impl Host {
             .get_or_init(|| {
                 let store = match &self.store {
                     Some(store) => store.clone(),
-                    None => Arc::new(RunStore::open_in_memory().expect("in-memory SQLite opens")),
+                    None => crate::store::open_in_memory().expect("in-memory SQLite opens"),
                 };
                 Arc::new(Notifier::new(&self.config.notify, store, self.console))
             })
@@ -191,7 +213,7 @@ impl Host {
             .get_or_init(|| {
                 Arc::new(Protected::new(
                     self.config.host_files(),
-                    self.store.as_ref().map(|s| s.path()),
+                    self.store.as_ref().and_then(|s| s.local_file()).as_deref(),
                     self.cache_dir.clone(),
                 ))
             })
@@ -220,10 +242,18 @@ impl Host {
         request: RunRequest,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
-        let pending = self.begin(prepared, request)?;
+        let pending = self.begin(prepared, request).await?;
         let run_id = pending.run_id.clone();
+        // Renewed while it runs, so a `host serve` on the same store never takes it for lost.
+        let leases = self.store.clone().map(|store| {
+            crate::store::keep_leases(store, self.config.server.lease())
+        });
         let work = self.execute(prepared, pending, sink);
-        guard_run(self.store.as_deref(), &run_id, work).await
+        let record = guard_run(self.store.as_deref(), &run_id, work).await;
+        if let Some(leases) = leases {
+            leases.abort();
+        }
+        record
     }
 
     /// A run a previous host accepted and never started (status `queued` in the store), ready
@@ -277,25 +307,15 @@ impl Host {
         })
     }
 
-    /// Validates the parameters and records the run as queued: once this returns, the run
-    /// exists in the store whatever happens to the host.
-    pub fn begin(&self, prepared: &Prepared, request: RunRequest) -> Result<PendingRun> {
+    /// Validates the parameters and records the run as running, held by this process: once
+    /// this returns, the run exists in the store whatever happens to the host.
+    pub async fn begin(&self, prepared: &Prepared, request: RunRequest) -> Result<PendingRun> {
         let pending = self.new_pending(prepared, request)?;
         if let Some(store) = &self.store {
             let row = self.queued_row(prepared, &pending);
             store
-                .insert_queued(&NewRun {
-                    id: &row.id,
-                    playbook: &row.playbook,
-                    origin: &row.origin,
-                    trigger: &row.trigger,
-                    params: &row.params,
-                    alert: row.alert.as_ref(),
-                    dry_run: row.dry_run,
-                    dedup_key: row.dedup_key.as_deref(),
-                    severity: &row.severity,
-                    started_at: &row.started_at,
-                })
+                .insert_running(row, crate::store::this_runner(), self.config.server.lease())
+                .await
                 .context("recording the run in the store")?;
         }
         Ok(pending)
@@ -324,7 +344,7 @@ impl Host {
         })
     }
 
-    /// The store's row for a pending run, as queued.
+    /// The store's row for a pending run.
     pub fn queued_row(&self, prepared: &Prepared, pending: &PendingRun) -> QueuedRun {
         let params: serde_json::Map<_, _> = pending
             .params
@@ -363,13 +383,6 @@ impl Host {
         let grants = Arc::new(self.grants_for(&prepared.source));
         let limits = self.config.limits_for(&name);
         let started = Instant::now();
-        if let Some(store) = &self.store {
-            // Through the store's group commit: the runtime's thread does not wait on SQLite.
-            store
-                .mark_running_batched(run_id.clone())
-                .await
-                .context("updating the run store")?;
-        }
 
         let mut state = RunState::new(
             grants.clone(),
@@ -480,13 +493,13 @@ impl Host {
                 total_ms: round_ms(started.elapsed()),
             },
         };
-        match &self.store {
-            Some(store) => store
-                .finish_batched(record)
+        if let Some(store) = &self.store {
+            store
+                .finish(record.outcome()?)
                 .await
-                .context("storing the run's outcome"),
-            None => Ok(record),
+                .context("storing the run's outcome")?;
         }
+        Ok(record)
     }
 }
 

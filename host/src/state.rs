@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -26,15 +25,7 @@ use crate::timeline::Timeline;
 #[error("limit exceeded: {0}")]
 pub struct LimitExceeded(pub String);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Artifact {
-    pub name: String,
-    pub content_type: String,
-    pub sha256: String,
-    pub bytes: usize,
-    /// The content as text (lossy UTF-8); artifacts are evidence such as log excerpts.
-    pub text: String,
-}
+pub use crate::records::Artifact;
 
 pub struct RunState {
     wasi: WasiCtx,

@@ -37,7 +37,7 @@ impl notify::Host for RunState {
         });
         let severity = message.severity.as_str().to_string();
         let title = message.title.clone();
-        let result = self.check_and_submit(&channel, message)?;
+        let result = self.check_and_submit(&channel, message).await?;
         if self.dry_run && result.is_ok() {
             self.timeline.call(
                 "notify",
@@ -122,7 +122,7 @@ fn check_size(message: &Message) -> Result<(), CapError> {
 }
 
 impl RunState {
-    fn check_and_submit(
+    async fn check_and_submit(
         &mut self,
         channel: &str,
         message: Message,
@@ -169,7 +169,7 @@ impl RunState {
             self.context.alert.clone(),
         )
         .with_priority(self.context.priority);
-        Ok(match self.notifier.submit(channel, &notification) {
+        Ok(match self.notifier.submit(channel, &notification).await {
             Ok(submitted) => Ok(submitted),
             Err(SubmitError::NoChannel(e)) => Err(CapError::NotFound(e)),
             Err(SubmitError::Store(e)) => Err(CapError::Failed(e)),

@@ -191,10 +191,20 @@ impl Notifier {
 
     /// Writes the message to the outbox, then delivers it: console kinds at once, network
     /// kinds by their channel's worker.
-    pub fn submit(
+    pub async fn submit(
         &self,
         channel: &str,
         notification: &Notification,
+    ) -> Result<Submitted, SubmitError> {
+        self.submit_once(channel, notification, None).await
+    }
+
+    /// `submit`, queued at most once per `once_key` whichever process queues it.
+    async fn submit_once(
+        &self,
+        channel: &str,
+        notification: &Notification,
+        once_key: Option<String>,
     ) -> Result<Submitted, SubmitError> {
         let Some(ch) = self.channels.get(channel) else {
             return Err(SubmitError::NoChannel(format!(
@@ -205,21 +215,24 @@ impl Notifier {
         let payload = serde_json::to_value(notification).expect("notification serializes");
         let outbox_id = self
             .store
-            .enqueue(&NewMessage {
-                run_id: Some(&notification.run_id),
-                channel,
-                kind: ch.config.kind(),
-                payload: &payload,
-                dedup_key: Some(&notification.dedup_key),
-                event_action: Some(&notification.event_action),
-                created_at: &notification.created_at,
-                now_ms: now_ms(),
-            })
+            .enqueue(
+                NewMessage {
+                    run_id: Some(notification.run_id.clone()),
+                    channel: channel.to_string(),
+                    kind: ch.config.kind().to_string(),
+                    payload,
+                    dedup_key: Some(notification.dedup_key.clone()),
+                    event_action: Some(notification.event_action.clone()),
+                    created_at: notification.created_at.clone(),
+                },
+                once_key,
+            )
+            .await
             .map_err(|e| SubmitError::Store(format!("writing to the outbox: {e:#}")))?;
         let state = match &ch.sink {
             Ok(sink) if sink.is_local() => {
                 let attempt = sink.deliver_local(channel, notification);
-                worker::record_local(&self.store, outbox_id, &attempt);
+                worker::record_local(&*self.store, outbox_id, &attempt).await;
                 match attempt {
                     Attempt::Delivered => "delivered",
                     _ => "failed",
@@ -279,7 +292,8 @@ impl Notifier {
         loop {
             let pending: Vec<(String, i64)> = self
                 .store
-                .outbox_pending()?
+                .outbox_pending()
+                .await?
                 .into_iter()
                 .filter(|(channel, _)| self.channels.get(channel).is_some_and(|c| c.sink.is_ok()))
                 .collect();
@@ -290,14 +304,14 @@ impl Notifier {
         }
     }
 
-    async fn wait_until(
+    async fn wait_until<F: Future<Output = Result<Vec<OutboxRow>>>>(
         &self,
         wait: Duration,
-        rows: impl Fn() -> Result<Vec<OutboxRow>>,
+        rows: impl Fn() -> F,
     ) -> Result<Vec<OutboxRow>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let current = rows()?;
+            let current = rows().await?;
             // A message on a channel that cannot deliver (missing secret) stays pending until
             // the operator fixes it; waiting for it would only delay the exit.
             let waiting = |r: &OutboxRow| {
@@ -315,7 +329,7 @@ impl Notifier {
     }
 
     /// Queues a test message to `channel`; returns its outbox id.
-    pub fn send_test(&self, channel: &str) -> Result<i64> {
+    pub async fn send_test(&self, channel: &str) -> Result<i64> {
         if let Some(problem) = self.problem(channel) {
             anyhow::bail!("channel {channel} cannot deliver: {problem}");
         }
@@ -338,6 +352,7 @@ impl Notifier {
         );
         let submitted = self
             .submit(channel, &notification)
+            .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(submitted.outbox_id)
     }
@@ -351,8 +366,8 @@ impl Notifier {
 
     pub async fn wait_for_message(&self, id: i64, wait: Duration) -> Result<OutboxRow> {
         let rows = self
-            .wait_until(wait, || {
-                Ok(self.store.outbox_row(id)?.into_iter().collect())
+            .wait_until(wait, || async move {
+                Ok(self.store.outbox_row(id).await?.into_iter().collect())
             })
             .await?;
         rows.into_iter()
@@ -362,14 +377,21 @@ impl Notifier {
 
     /// An alert resolved: every PagerDuty channel whose last message for it was a trigger
     /// gets a resolve with the same dedup key, closing the incident it opened.
-    pub fn resolve_incident(&self, alert: &AlertRef) -> Result<Vec<i64>> {
+    ///
+    /// Queued once per channel and firing (the alert's start time is in its fingerprint's
+    /// episode key), so the same resolve delivered to several replicas resolves once.
+    pub async fn resolve_incident(&self, alert: &AlertRef) -> Result<Vec<i64>> {
         let dedup_key = format!("runbook-{}", alert.fingerprint);
         let mut queued = Vec::new();
         for channel in self.channels.values() {
             if channel.config.kind() != "pagerduty" {
                 continue;
             }
-            let Some(last) = self.store.last_for_dedup_key(&channel.name, &dedup_key)? else {
+            let Some(last) = self
+                .store
+                .last_for_dedup_key(&channel.name, &dedup_key)
+                .await?
+            else {
                 continue;
             };
             if last.event_action.as_deref() != Some("trigger") {
@@ -386,8 +408,11 @@ impl Notifier {
                 created_at: now_rfc3339(),
                 ..previous
             };
+            // Once per trigger it answers: the trigger's outbox row is unique.
+            let once = format!("resolve:{}", last.id);
             let submitted = self
-                .submit(&channel.name, &notification)
+                .submit_once(&channel.name, &notification, Some(once))
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             queued.push(submitted.outbox_id);
         }

@@ -10,7 +10,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
 
 use super::sinks::Attempt;
-use super::{Channel, Notification, now_ms, now_rfc3339};
+use super::{Channel, Notification};
 use crate::store::{Claim, OutboxRow, Store};
 
 /// How often an idle worker looks for messages another host process queued.
@@ -31,15 +31,7 @@ pub(super) async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let now = now_ms();
-        let claim = {
-            let (store, name) = (store.clone(), channel.name.clone());
-            tokio::task::spawn_blocking(move || {
-                store.claim_head(&name, now, LEASE.as_millis() as i64)
-            })
-            .await
-            .expect("claim does not panic")
-        };
+        let claim = store.claim_head(&channel.name, LEASE).await;
         let wait = match claim {
             Ok(Claim::Due(row)) => {
                 if let Some(limiter) = &limiter {
@@ -48,7 +40,7 @@ pub(super) async fn run(
                 deliver(&channel, &store, *row).await;
                 continue;
             }
-            Ok(Claim::NotBefore(at)) => Duration::from_millis((at - now).max(1) as u64).min(POLL),
+            Ok(Claim::Wait(wait)) => wait.max(Duration::from_millis(1)).min(POLL),
             Ok(Claim::Empty) => POLL,
             Err(e) => {
                 eprintln!("notify {}: reading the outbox: {e:#}", channel.name);
@@ -63,7 +55,7 @@ pub(super) async fn run(
     }
 }
 
-async fn deliver(channel: &Channel, store: &Store, row: OutboxRow) {
+async fn deliver(channel: &Channel, store: &Arc<Store>, row: OutboxRow) {
     let sink = channel
         .sink
         .as_ref()
@@ -71,7 +63,9 @@ async fn deliver(channel: &Channel, store: &Store, row: OutboxRow) {
     let notification: Notification = match serde_json::from_str(&row.payload) {
         Ok(n) => n,
         Err(e) => {
-            let _ = store.mark_failed(row.id, &format!("unreadable outbox payload: {e}"));
+            let _ = store
+                .mark_failed(row.id, &format!("unreadable outbox payload: {e}"))
+                .await;
             return;
         }
     };
@@ -82,26 +76,29 @@ async fn deliver(channel: &Channel, store: &Store, row: OutboxRow) {
             &notification,
             row.parts_sent as usize,
             |parts| {
-                if let Err(e) = store.mark_parts_sent(row.id, parts as i64) {
-                    eprintln!("notify {}: recording progress: {e:#}", channel.name);
-                }
+                let (store, name, id) = (store.clone(), channel.name.clone(), row.id);
+                tokio::spawn(async move {
+                    if let Err(e) = store.mark_parts_sent(id, parts as i64).await {
+                        eprintln!("notify {name}: recording progress: {e:#}");
+                    }
+                });
             },
         )
         .await;
     let delivery = channel.config.delivery();
     let result = match attempt {
-        Attempt::Delivered => store.mark_delivered(row.id, &now_rfc3339()),
+        Attempt::Delivered => store.mark_delivered(row.id).await,
         Attempt::Failed(error) => {
             eprintln!(
                 "notify {}: message {} failed for good: {error}",
                 channel.name, row.id
             );
-            store.mark_failed(row.id, &error)
+            store.mark_failed(row.id, &error).await
         }
         Attempt::Retry { error, .. } if row.attempts >= i64::from(delivery.max_attempts) => {
             let error = format!("gave up after {} attempts: {error}", row.attempts);
             eprintln!("notify {}: message {} {error}", channel.name, row.id);
-            store.mark_failed(row.id, &error)
+            store.mark_failed(row.id, &error).await
         }
         Attempt::Retry { error, after } => {
             let delay = after
@@ -114,7 +111,7 @@ async fn deliver(channel: &Channel, store: &Store, row: OutboxRow) {
                 row.attempts,
                 delay.as_secs_f64()
             );
-            store.mark_retry(row.id, now_ms() + delay.as_millis() as i64, &error)
+            store.mark_retry(row.id, delay, &error).await
         }
     };
     if let Err(e) = result {
@@ -139,10 +136,10 @@ fn backoff(delivery: &super::DeliveryConfig, attempts_made: usize) -> Duration {
 }
 
 /// Console and file deliveries happen inside the run; their result is written the same way.
-pub(super) fn record_local(store: &Store, id: i64, attempt: &Attempt) {
+pub(super) async fn record_local(store: &Store, id: i64, attempt: &Attempt) {
     let result = match attempt {
-        Attempt::Delivered => store.mark_delivered(id, &now_rfc3339()),
-        Attempt::Failed(e) | Attempt::Retry { error: e, .. } => store.mark_failed(id, e),
+        Attempt::Delivered => store.mark_delivered(id).await,
+        Attempt::Failed(e) | Attempt::Retry { error: e, .. } => store.mark_failed(id, e).await,
     };
     if let Err(e) = result {
         eprintln!("notify: recording delivery of message {id}: {e:#}");

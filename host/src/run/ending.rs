@@ -51,7 +51,7 @@ pub async fn guard_run(
         Err(panic) => format!("host error: panic: {}", panic_message(&*panic)),
     };
     if let Some(store) = store
-        && let Err(e) = store.end_unfinished(run_id, "failed", &reason, &rfc3339(SystemTime::now()))
+        && let Err(e) = store.end_unfinished(run_id, "failed", &reason).await
     {
         eprintln!("run {run_id}: recording that it failed: {e:#}");
     }

@@ -1,10 +1,9 @@
 //! Who may call a webhook: bearer token, basic auth, GitHub-style HMAC of the raw body, or
 //! Standard Webhooks signatures with a replay window. Every comparison is constant-time, and
-//! the body was already capped by the router before it is hashed here.
+//! the body was already capped by the router before it is hashed here. Replay ids are kept in
+//! the run store (a unique key), so a restart or another replica does not accept them again.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use axum::http::HeaderMap;
@@ -18,6 +17,10 @@ use crate::config::AuthConfig;
 
 /// Standard Webhooks' tolerance on `webhook-timestamp`.
 const TOLERANCE: Duration = Duration::from_secs(5 * 60);
+/// Ids are remembered for the whole window in which their timestamp would still pass.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(2 * 5 * 60);
+/// Longer `webhook-id`s are refused before they reach the store.
+const MAX_ID_BYTES: usize = 256;
 
 pub enum Verifier {
     None,
@@ -29,8 +32,13 @@ pub enum Verifier {
     HmacSha256(Vec<u8>),
     StandardWebhooks {
         key: Vec<u8>,
-        seen: Mutex<HashMap<String, Instant>>,
     },
+}
+
+/// A valid call; with Standard Webhooks, the id to check against the store's replay ids.
+pub enum Verified {
+    Done,
+    IfFirst(String),
 }
 
 impl std::fmt::Debug for Verifier {
@@ -51,10 +59,7 @@ impl Verifier {
             AuthConfig::HmacSha256 { secret } => Verifier::HmacSha256(secret.load()?.into_bytes()),
             AuthConfig::StandardWebhooks { secret } => {
                 let key = crate::signing::standard_webhooks_key(&secret.load()?)?;
-                Verifier::StandardWebhooks {
-                    key,
-                    seen: Mutex::new(HashMap::new()),
-                }
+                Verifier::StandardWebhooks { key }
             }
         })
     }
@@ -70,16 +75,16 @@ impl Verifier {
     }
 
     /// `Err` carries a reason for the log; the client only ever sees 401.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, String> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         match self {
-            Verifier::None => Ok(()),
+            Verifier::None => Ok(Verified::Done),
             Verifier::Bearer(token) => {
                 let given = header("authorization")
                     .and_then(|v| v.strip_prefix("Bearer "))
                     .ok_or("no bearer token")?;
                 equal(given.as_bytes(), token.as_bytes())
-                    .then_some(())
+                    .then_some(Verified::Done)
                     .ok_or_else(|| "wrong bearer token".into())
             }
             Verifier::Basic { username, password } => {
@@ -91,7 +96,7 @@ impl Verifier {
                     .map_err(|_| "malformed basic credentials")?;
                 let expected = format!("{username}:{password}");
                 equal(&decoded, expected.as_bytes())
-                    .then_some(())
+                    .then_some(Verified::Done)
                     .ok_or_else(|| "wrong basic credentials".into())
             }
             Verifier::HmacSha256(secret) => {
@@ -102,10 +107,14 @@ impl Verifier {
                 let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
                 mac.update(body);
                 mac.verify_slice(&given)
+                    .map(|()| Verified::Done)
                     .map_err(|_| "wrong X-Hub-Signature-256".into())
             }
-            Verifier::StandardWebhooks { key, seen } => {
+            Verifier::StandardWebhooks { key } => {
                 let id = header("webhook-id").ok_or("no webhook-id")?;
+                if id.len() > MAX_ID_BYTES {
+                    return Err(format!("webhook-id is longer than {MAX_ID_BYTES} bytes"));
+                }
                 let timestamp = header("webhook-timestamp").ok_or("no webhook-timestamp")?;
                 let signatures = header("webhook-signature").ok_or("no webhook-signature")?;
                 let sent: u64 = timestamp
@@ -130,13 +139,7 @@ impl Verifier {
                 if !valid {
                     return Err("no valid v1 signature".into());
                 }
-                // Remember ids for the whole window in which the timestamp would still pass.
-                let mut seen = seen.lock().unwrap();
-                seen.retain(|_, at| at.elapsed() < 2 * TOLERANCE);
-                if seen.insert(id.to_string(), Instant::now()).is_some() {
-                    return Err(format!("webhook-id {id} was already delivered (replay)"));
-                }
-                Ok(())
+                Ok(Verified::IfFirst(id.to_string()))
             }
         }
     }

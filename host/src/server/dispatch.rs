@@ -1,6 +1,13 @@
 //! Admission and execution of webhook-triggered runs: dedup (same alert, same playbook, within
 //! the window → the existing run), cooldowns, a bounded queue (503 beyond it), concurrency caps
-//! per playbook and in total. A run is in the store before its webhook is answered.
+//! per playbook (across every process on the store) and per process. A run is in the store
+//! before its webhook is answered.
+//!
+//! Queued runs wait in the store, not here: a claim loop takes them (oldest first, with a free
+//! slot of their playbook, skipping what another replica is taking) as this process has room,
+//! woken by admissions here or elsewhere (LISTEN/NOTIFY on PostgreSQL) and by its own runs
+//! ending. A claimed run is `running` under a lease this process renews; if it dies, another
+//! process marks the run `lost` (rescue.rs), and a queued run is simply claimed by another.
 //!
 //! Runs execute on a runtime of their own: a playbook's slice of CPU between two epoch ticks
 //! never sits in front of a webhook in a worker's queue; the system scheduler shares the cores
@@ -8,34 +15,37 @@
 //! are wall-clock, and a busy machine must not starve runs into them.)
 //!
 //! Admission takes no lock of its own: dedup, cooldown and the new run are decided and written
-//! by the store's group-commit writer (store/admission.rs), in arrival order, many admissions
-//! per transaction; the server awaits the commit. Nothing per run is kept here once it ended:
-//! run tasks are tracked, not joined, so a finished one is freed at once.
+//! by the store in one transaction under unique keys (SQLite: in arrival order through its
+//! group-commit writer); the server awaits the commit. Nothing per run is kept here once it
+//! ended: run tasks are tracked, not joined, so a finished one is freed at once.
 //!
 //! A run's task never leaves it `running` and never leaks a gauge: a panic or host error marks
 //! the run failed (`guard_run`), the gauges are drop guards, and a task aborted at shutdown
-//! marks its run interrupted on drop. A run still waiting for a slot at shutdown stays
-//! `queued` for the next host.
+//! marks its run interrupted. A run not claimed at shutdown stays `queued` for the next host
+//! or another replica.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::metrics::{GaugeGuard, Metrics};
 use crate::catalog::FindError;
-use crate::run::{Host, PendingRun, Prepared, RunRecord, RunRequest, UsageError, guard_run};
-use crate::store::{Admit, Admitted, AlertRecord, Store as RunStore};
+use crate::run::{Host, Prepared, RunRecord, RunRequest, UsageError, guard_run};
+use crate::store::{Admit, Admitted, AlertRecord, QueuedRun, SlotLimits, Store as RunStore};
 
 /// How long a broken playbook's reason is served before loading it again.
 const RETRY_BROKEN_AFTER: Duration = Duration::from_secs(30);
 /// How long a playbook found in the catalog is taken to be still there: the catalog lists
 /// the plugin dirs, a cost not worth paying on every webhook.
 const CATALOG_RECHECK: Duration = Duration::from_secs(1);
+/// How often the claim loop looks at the store without being woken: runs another process
+/// queued without a wake reaching here (a lost NOTIFY), or a slot whose lease ran out.
+const CLAIM_POLL: Duration = Duration::from_secs(1);
 
 type PrepareResult = Result<Arc<Prepared>, String>;
 
@@ -77,6 +87,9 @@ pub enum Refusal {
     Broken(String),
     #[error("the run queue is full ({0} runs waiting); retry later")]
     Busy(usize),
+    /// The store did not take the run (down, unreachable): nothing was acknowledged.
+    #[error("the run store is unavailable; retry later: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -87,15 +100,21 @@ pub struct Dispatcher {
     /// One slot per catalog entry; the lock is held only to find the slot, never across a
     /// load or describe(), so a slow playbook delays only its own webhooks.
     prepared: Mutex<HashMap<String, PreparedSlot>>,
-    total: Arc<Semaphore>,
-    per_playbook: Mutex<HashMap<String, Arc<Semaphore>>>,
-    waiting: Arc<AtomicUsize>,
+    /// Runs this process executes at once (its instance pool is sized for them).
+    capacity: Arc<Semaphore>,
+    /// Runs of one playbook at once, across every process on the store.
+    limits: SlotLimits,
+    /// Queued runs in the store as last counted, plus admissions here since.
+    queued: Arc<AtomicUsize>,
     queue_limit: usize,
     dedup_window: Duration,
+    lease: Duration,
+    /// A run of this process ended: there is room to claim another.
+    room: Arc<Notify>,
     /// Run tasks, queued or running; a finished task is freed at once (a JoinSet would keep
     /// it until joined).
     tasks: TaskTracker,
-    /// Set at shutdown: runs still waiting for a slot give up and stay queued.
+    /// Set at shutdown: nothing more is claimed; queued runs stay queued.
     closing: watch::Sender<bool>,
     /// Cancelled when the shutdown grace is over: running runs are cut (marked interrupted).
     cut_short: CancellationToken,
@@ -107,15 +126,26 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(host: Arc<Host>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let server = &host.config.server;
+        let limits = SlotLimits {
+            default: 2,
+            per_playbook: host
+                .config
+                .plugins
+                .iter()
+                .filter_map(|(name, p)| Some((name.clone(), p.max_concurrent?)))
+                .collect(),
+        };
         Ok(Self {
-            total: Arc::new(Semaphore::new(server.max_concurrent_runs.max(1))),
+            capacity: Arc::new(Semaphore::new(server.max_concurrent_runs.max(1))),
+            limits,
             queue_limit: server.queue_limit,
             dedup_window: Duration::from_secs(server.dedup_window_secs),
+            lease: server.lease(),
+            room: Arc::new(Notify::new()),
             host,
             metrics,
             prepared: Mutex::new(HashMap::new()),
-            per_playbook: Mutex::new(HashMap::new()),
-            waiting: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
             tasks: TaskTracker::new(),
             closing: watch::channel(false).0,
             cut_short: CancellationToken::new(),
@@ -175,11 +205,12 @@ impl Dispatcher {
         prepared.clone().map_err(Refusal::Broken)
     }
 
-    /// Stores the run and queues it; `cooldown` is (key, period) for route cooldowns; `alert`
-    /// is the alert's record, stored with the admission's disposition.
+    /// Stores the run as queued (the claim loop of this or another process starts it);
+    /// `cooldown` is (key, period) for route cooldowns; `alert` is the alert's record, stored
+    /// with the admission's disposition.
     ///
-    /// Not cancel-safe: once the admission is sent to the store it may commit, and then the
-    /// run must be queued. Callers run it in a task of its own, not in a request's future.
+    /// Not cancel-safe: once the admission is sent to the store it may commit. Callers run it
+    /// in a task of its own, not in a request's future.
     pub async fn submit(
         &self,
         playbook: &str,
@@ -187,9 +218,10 @@ impl Dispatcher {
         cooldown: Option<(String, Duration)>,
         alert: Option<AlertRecord>,
     ) -> Result<Admission, Refusal> {
-        // Taken before the admission, so admissions in flight together cannot overshoot the
-        // queue limit; given back unless a run is queued.
-        let place = Place::take(&self.waiting, self.queue_limit).map_err(Refusal::Busy)?;
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued >= self.queue_limit {
+            return Err(Refusal::Busy(queued));
+        }
         let prepared = self.prepared(playbook).await?;
         let store = self
             .host
@@ -204,100 +236,147 @@ impl Dispatcher {
                 Refusal::Internal(format!("{e:#}"))
             }
         })?;
-        let now = SystemTime::now();
-        let since = |ago: Duration| {
-            humantime::format_rfc3339_millis(now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH))
-                .to_string()
-        };
         let admit = Admit {
             run: self.host.queued_row(&prepared, &pending),
-            dedup_since: deduplicated.then(|| since(self.dedup_window)),
-            cooldown: cooldown.map(|(key, period)| (key, since(period))),
+            dedup_window: deduplicated.then_some(self.dedup_window),
+            cooldown,
             alert,
         };
         match store.admit(admit).await {
             Ok(Admitted::Started) => {
-                let run_id = pending.run_id.clone();
-                self.enqueue_in(place, prepared, pending);
-                Ok(Admission::Started(run_id))
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                self.metrics.queue_depth.inc();
+                Ok(Admission::Started(pending.run_id))
             }
             Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
             Ok(Admitted::Cooldown) => Ok(Admission::Cooldown),
-            Err(e) => Err(Refusal::Internal(format!("{e:#}"))),
+            Err(e) => Err(Refusal::Unavailable(format!("{e:#}"))),
         }
     }
 
-    /// Queues a run recorded in the store (new, or left `queued` by a previous host) for a
-    /// slot; it starts when both its playbook's and the total limits allow.
-    pub fn enqueue(&self, prepared: Arc<Prepared>, pending: PendingRun) {
-        self.enqueue_in(Place::beyond_limit(&self.waiting), prepared, pending);
+    /// Claims queued runs from the store as this process has room, until shutdown. Spawned
+    /// once by the server.
+    pub async fn claim_loop(self: Arc<Self>) {
+        let Some(store) = self.host.store.clone() else {
+            return;
+        };
+        let mut closing = self.closing.subscribe();
+        loop {
+            if *closing.borrow() {
+                return;
+            }
+            let room = self.capacity.available_permits();
+            let mut full = room == 0;
+            if room > 0 {
+                match store
+                    .claim_queued(crate::store::this_runner(), room, &self.limits, self.lease)
+                    .await
+                {
+                    Ok(claimed) => {
+                        full = claimed.len() == room;
+                        for run in claimed {
+                            self.start(run);
+                        }
+                    }
+                    Err(e) => eprintln!("claiming queued runs from the store: {e:#}"),
+                }
+                if let Ok((queued, _)) = store.run_counts().await {
+                    self.queued.store(queued, Ordering::Relaxed);
+                    self.metrics.queue_depth.set(queued as i64);
+                }
+            }
+            // Full: only a run of ours ending makes room. Otherwise a new run anywhere, or a
+            // slot freed, is worth a look.
+            tokio::select! {
+                _ = self.room.notified() => {}
+                _ = store.wait_for_queued(CLAIM_POLL), if !full => {}
+                _ = tokio::time::sleep(CLAIM_POLL), if full => {}
+                _ = closing.changed() => {}
+            }
+        }
     }
 
-    fn enqueue_in(&self, place: Place, prepared: Arc<Prepared>, pending: PendingRun) {
-        let queued = Waiting::enter(place, &self.metrics);
-        let per_playbook = self.playbook_slots(&prepared.source.name);
-        let total = self.total.clone();
-        let mut closing = self.closing.subscribe();
-        let metrics = self.metrics.clone();
-        let host = self.host.clone();
-        let cut_short = self.cut_short.clone();
-        let cut = self.cut.clone();
+    /// Executes a claimed run on the run runtime; it holds a unit of this process's capacity
+    /// until it ends.
+    fn start(self: &Arc<Self>, run: QueuedRun) {
+        let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
+            // Never claimed beyond the room counted just before: a bug if it happens.
+            eprintln!("run {}: claimed without room; it waits for a slot", run.id);
+            return self.start_later(run);
+        };
+        let dispatcher = self.clone();
         let runs = self
             .runs
             .as_ref()
             .expect("the run runtime lives as long as the dispatcher");
         let task = async move {
-            let slots = async {
-                let mine = per_playbook.acquire_owned().await;
-                let any = total.acquire_owned().await;
-                (mine, any)
-            };
-            let _slots = tokio::select! {
-                // Not started when the host stops: it stays queued for the next host.
-                _ = closing.wait_for(|closing| *closing) => return,
-                slots = slots => slots,
-            };
-            drop(queued);
-            let store = host.store.clone();
-            let run_id = pending.run_id.clone();
-            // Boxed when it starts: a queued task then holds only its inputs, not the room
-            // for a whole run's state (~10 KB a queued run otherwise).
-            let work = Box::pin(run_task(
-                &metrics,
-                store,
-                run_id,
-                host.execute(&prepared, pending, None),
-            ));
-            tokio::select! {
-                () = work => {}
-                // Dropping the run's future marks it interrupted (InterruptOnDrop).
-                () = cut_short.cancelled() => {
-                    cut.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let _permit = permit;
+            dispatcher.execute(run).await;
+            dispatcher.room.notify_one();
         };
         self.tasks.spawn_on(task, runs.handle());
     }
 
-    fn playbook_slots(&self, playbook: &str) -> Arc<Semaphore> {
-        let limit = self
-            .host
-            .config
-            .plugins
-            .get(playbook)
-            .and_then(|p| p.max_concurrent)
-            .unwrap_or(2)
-            .max(1);
-        self.per_playbook
-            .lock()
-            .unwrap()
-            .entry(playbook.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-            .clone()
+    fn start_later(self: &Arc<Self>, run: QueuedRun) {
+        let dispatcher = self.clone();
+        self.tasks.spawn(async move {
+            if let Ok(permit) = dispatcher.capacity.clone().acquire_owned().await {
+                drop(permit);
+                dispatcher.start(run);
+            }
+        });
     }
 
-    /// Runs not started yet stay queued for the next host; running runs may finish within
-    /// `grace`, then are aborted and marked interrupted. Returns how many were cut.
+    async fn execute(&self, run: QueuedRun) {
+        let store = self.host.store.clone();
+        self.metrics.queue_depth.dec();
+        let prepared = match self.prepared(&run.playbook).await {
+            Ok(prepared) => prepared,
+            Err(e) => return self.not_startable(&run, e.to_string()).await,
+        };
+        let pending = match self.host.resume(&prepared, &run) {
+            Ok(pending) => pending,
+            Err(e) => return self.not_startable(&run, format!("{e:#}")).await,
+        };
+        let work = Box::pin(run_task(
+            &self.metrics,
+            store.clone(),
+            run.id.clone(),
+            self.host.execute(&prepared, pending, None),
+        ));
+        tokio::select! {
+            () = work => {}
+            () = self.cut_short.cancelled() => {
+                self.cut.fetch_add(1, Ordering::Relaxed);
+                if let Some(store) = &store {
+                    let reason = "the host stopped (shutdown grace over) before the run ended";
+                    if let Err(e) = store.end_unfinished(&run.id, "interrupted", reason).await {
+                        eprintln!("run {}: recording that it was interrupted: {e:#}", run.id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A claimed run whose playbook cannot load any more (removed, broken): it fails with why.
+    async fn not_startable(&self, run: &QueuedRun, why: String) {
+        let reason = format!("could not be started: {why}");
+        eprintln!(
+            "run {} ({}) {}",
+            run.id,
+            run.playbook,
+            crate::text::escape(&reason)
+        );
+        if let Some(store) = &self.host.store
+            && let Err(e) = store.end_unfinished(&run.id, "failed", &reason).await
+        {
+            eprintln!("run {}: recording that it failed: {e:#}", run.id);
+        }
+    }
+
+    /// Nothing more is claimed (queued runs stay queued for the next host or another
+    /// replica); running runs may finish within `grace`, then are cut and marked interrupted.
+    /// Returns how many were cut.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let _ = self.closing.send(true);
         self.tasks.close();
@@ -328,76 +407,21 @@ fn run_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// One of the queue's places (counted against `queue-limit`), given back on drop.
-struct Place {
-    count: Arc<AtomicUsize>,
-}
-
-impl Place {
-    /// A place if fewer than `limit` are taken, else how many are.
-    fn take(count: &Arc<AtomicUsize>, limit: usize) -> Result<Place, usize> {
-        count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .map(|_| Place {
-                count: count.clone(),
-            })
-    }
-
-    /// For runs already accepted (by a previous host): they are queued whatever the limit.
-    fn beyond_limit(count: &Arc<AtomicUsize>) -> Place {
-        count.fetch_add(1, Ordering::Relaxed);
-        Place {
-            count: count.clone(),
-        }
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A queued run's place and its share of the queue-depth gauge, until dropped.
-struct Waiting {
-    _place: Place,
-    _gauge: GaugeGuard,
-}
-
-impl Waiting {
-    fn enter(place: Place, metrics: &Metrics) -> Self {
-        Self {
-            _place: place,
-            _gauge: GaugeGuard::hold(&metrics.queue_depth),
-        }
-    }
-}
-
-/// The execution part of a run's task, once it holds its slots: counted as running while it
-/// lasts; a panic or error fails the run; dropped midway (aborted at shutdown), it marks the
-/// run interrupted.
+/// The execution part of a run's task: counted as running while it lasts; a panic or error
+/// fails the run.
 async fn run_task(
     metrics: &Metrics,
     store: Option<Arc<RunStore>>,
     run_id: String,
     work: impl Future<Output = anyhow::Result<RunRecord>>,
 ) {
-    let _running = GaugeGuard::hold(&metrics.running);
-    let mut cut = InterruptOnDrop {
-        store: store.clone(),
-        run_id: run_id.clone(),
-        armed: true,
-    };
-    let result = guard_run(store.as_deref(), &run_id, work).await;
-    cut.armed = false;
-    match result {
+    let running = GaugeGuard::hold(&metrics.running);
+    match guard_run(store.as_deref(), &run_id, work).await {
         Ok(record) => metrics.finished(&record),
         Err(e) => eprintln!("{}", crate::text::escape(&format!("{e:#}"))),
     }
-    drop(_running);
-    if metrics.running.get() == 0 && metrics.queue_depth.get() == 0 {
+    drop(running);
+    if metrics.running.get() == 0 && metrics.queue_depth.get() <= 0 {
         tokio::task::spawn_blocking(return_freed_memory);
     }
 }
@@ -409,136 +433,5 @@ fn return_freed_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
     unsafe {
         libc::malloc_trim(0);
-    }
-}
-
-/// Marks a run interrupted if its task is dropped before it ended (aborted at shutdown).
-struct InterruptOnDrop {
-    store: Option<Arc<RunStore>>,
-    run_id: String,
-    armed: bool,
-}
-
-impl Drop for InterruptOnDrop {
-    fn drop(&mut self) {
-        let (true, Some(store)) = (self.armed, &self.store) else {
-            return;
-        };
-        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let reason = "the host stopped (shutdown grace over) before the run ended";
-        if let Err(e) = store.end_unfinished(&self.run_id, "interrupted", reason, &now) {
-            eprintln!(
-                "run {}: recording that it was interrupted: {e:#}",
-                self.run_id
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::NewRun;
-
-    fn running_run(store: &RunStore, id: &str) {
-        let params = serde_json::json!({});
-        store
-            .insert_queued(&NewRun {
-                id,
-                playbook: "hostile",
-                origin: "plugin-dir",
-                trigger: "webhook",
-                params: &params,
-                alert: None,
-                dry_run: false,
-                dedup_key: None,
-                started_at: "2026-11-25T10:00:00Z",
-                severity: "P3",
-            })
-            .unwrap();
-        store.mark_running(id).unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_panicking_run_task_fails_the_run_and_gives_its_gauge_back() {
-        let store = Arc::new(RunStore::open_in_memory().unwrap());
-        running_run(&store, "r1");
-        let metrics = Metrics::new();
-        fn panics() -> anyhow::Result<RunRecord> {
-            panic!("boom in the host")
-        }
-        run_task(&metrics, Some(store.clone()), "r1".into(), async {
-            panics()
-        })
-        .await;
-        let run = store.get("r1").unwrap().unwrap();
-        assert_eq!(run.run.status, "failed");
-        let reason = run.reason.unwrap();
-        assert!(
-            reason.contains("host error: panic: boom in the host"),
-            "{reason}"
-        );
-        assert_eq!(metrics.running.get(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_run_task_aborted_midway_marks_the_run_interrupted() {
-        let store = Arc::new(RunStore::open_in_memory().unwrap());
-        running_run(&store, "r2");
-        let metrics = Arc::new(Metrics::new());
-        let (started, mut seen) = watch::channel(false);
-        let task = tokio::spawn({
-            let (metrics, store) = (metrics.clone(), store.clone());
-            async move {
-                let work = async move {
-                    let _ = started.send(true);
-                    std::future::pending::<anyhow::Result<RunRecord>>().await
-                };
-                run_task(&metrics, Some(store), "r2".into(), work).await
-            }
-        });
-        seen.wait_for(|s| *s).await.unwrap();
-        assert_eq!(metrics.running.get(), 1);
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        assert_eq!(store.get("r2").unwrap().unwrap().run.status, "interrupted");
-        assert_eq!(metrics.running.get(), 0);
-    }
-
-    #[test]
-    fn a_queue_place_is_given_back_on_drop() {
-        let metrics = Metrics::new();
-        let count = Arc::new(AtomicUsize::new(0));
-        let place = Waiting::enter(Place::take(&count, 1).unwrap(), &metrics);
-        assert_eq!(
-            (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
-            (1, 1)
-        );
-        drop(place);
-        assert_eq!(
-            (count.load(Ordering::Relaxed), metrics.queue_depth.get()),
-            (0, 0)
-        );
-    }
-
-    #[test]
-    fn admissions_at_once_never_take_more_places_than_the_limit() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let taken: Vec<Place> = std::thread::scope(|s| {
-            let takers: Vec<_> = (0..16)
-                .map(|_| {
-                    s.spawn(|| {
-                        (0..100)
-                            .filter_map(|_| Place::take(&count, 50).ok())
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            takers.into_iter().flat_map(|t| t.join().unwrap()).collect()
-        });
-        assert_eq!((taken.len(), count.load(Ordering::Relaxed)), (50, 50));
-        assert_eq!(Place::take(&count, 50).err(), Some(50));
-        drop(taken);
-        assert_eq!(count.load(Ordering::Relaxed), 0);
     }
 }

@@ -32,13 +32,14 @@ use crate::severity::Priority;
 use crate::store::{AlertRecord, StoredRun};
 
 pub use self::auth::Verifier;
+use self::auth::Verified;
 pub use self::routing::Matcher;
 
 /// Seconds a client is told to wait when the queue is full.
 const RETRY_AFTER_SECS: u64 = 5;
 
 struct App {
-    dispatcher: Dispatcher,
+    dispatcher: Arc<Dispatcher>,
     router: AlertRouter,
     verifiers: HashMap<String, Verifier>,
 }
@@ -68,21 +69,25 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         );
     }
     notifier.start();
+    let lease = host.config.server.lease();
+    let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
+        .context("starting the runtime that executes runs")?;
     let app = Arc::new(App {
-        dispatcher: Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
-            .context("starting the runtime that executes runs")?,
+        dispatcher: Arc::new(dispatcher),
         router,
         verifiers,
     });
-    // Before the first webhook, so a re-sent alert never meets a dead host's `running` run.
-    let rescued = rescue::rescue(&app.dispatcher, &notifier, &store).await?;
-    if rescued.lost + rescued.resumed + rescued.not_resumed > 0 {
-        eprintln!(
-            "left by a previous host: {} runs lost (not re-run; ops told), {} queued runs started \
-             again, {} not startable",
-            rescued.lost, rescued.resumed, rescued.not_resumed
-        );
-    }
+    // Runs of a process that died are lost once their lease ends, whichever replica looks;
+    // this one's leases are renewed as long as it lives.
+    let (stop_looking, stopped) = tokio::sync::watch::channel(false);
+    let leases = crate::store::keep_leases(store.clone(), lease);
+    let rescuer = tokio::spawn(rescue::keep_looking(
+        notifier.clone(),
+        store.clone(),
+        (lease / 3).max(Duration::from_millis(200)),
+        stopped,
+    ));
+    let claims = tokio::spawn(app.dispatcher.clone().claim_loop());
 
     let routes = Router::new()
         .route("/hooks/alertmanager", post(alertmanager_hook))
@@ -107,6 +112,10 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let left = app.dispatcher.shutdown(grace).await;
+    let _ = claims.await;
+    let _ = stop_looking.send(true);
+    let _ = rescuer.await;
+    leases.abort();
     if left > 0 {
         eprintln!(
             "shutdown: {left} runs did not finish within {}s and are marked interrupted; \
@@ -157,7 +166,12 @@ fn error(app: &App, endpoint: &str, status: StatusCode, message: impl Into<Strin
 }
 
 /// The 401 to answer, if any: a missing or failed check, or no auth configured at all.
-fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+async fn refuse(
+    app: &App,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Response> {
     let Some(verifier) = app.verifiers.get(endpoint) else {
         eprintln!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
         return Some(error(
@@ -170,7 +184,29 @@ fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Option
             ),
         ));
     };
-    let reason = verifier.verify(headers, body).err()?;
+    let reason = match verifier.verify(headers, body) {
+        Ok(Verified::Done) => return None,
+        Ok(Verified::IfFirst(id)) => {
+            let store = app.dispatcher.host().store.clone().expect("the server has a store");
+            match store.first_delivery(&id, auth::REPLAY_WINDOW).await {
+                Ok(true) => return None,
+                Ok(false) => format!(
+                    "webhook-id {} was already delivered (replay)",
+                    crate::text::escape(&crate::text::echo(&id))
+                ),
+                // Not acknowledged: the sender retries once the store answers.
+                Err(e) => {
+                    return Some(error(
+                        app,
+                        endpoint,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the run store does not answer: {e:#}"),
+                    ));
+                }
+            }
+        }
+        Err(reason) => reason,
+    };
     eprintln!(
         "refused a call to {endpoint} ({}): {reason}",
         verifier.kind()
@@ -188,14 +224,14 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
         Refusal::UnknownPlaybook(_) => StatusCode::NOT_FOUND,
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
         Refusal::Broken(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Busy(_) | Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     const ENDPOINT: &str = "alertmanager";
-    if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body) {
+    if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body).await {
         return denied;
     }
     let alerts = match serde_json::from_slice::<Value>(&body)
@@ -270,7 +306,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             fingerprint: alert.fingerprint.clone(),
             status: alert.status.clone(),
         };
-        if let Err(e) = host.notifier().resolve_incident(&resolved) {
+        if let Err(e) = host.notifier().resolve_incident(&resolved).await {
             eprintln!(
                 "resolving {} in PagerDuty: {e:#}",
                 crate::text::escape(&crate::text::echo(&alert.name))
@@ -330,7 +366,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         store
             .record_alerts(unstored)
             .await
-            .map_err(|e| Refusal::Internal(format!("recording the alert: {e:#}")))?;
+            .map_err(|e| Refusal::Unavailable(format!("recording the alert: {e:#}")))?;
     }
     Ok(records)
 }
@@ -350,7 +386,7 @@ async fn run_hook(
     body: Bytes,
 ) -> Response {
     const ENDPOINT: &str = "run";
-    if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body) {
+    if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body).await {
         return denied;
     }
     let params = if body.is_empty() {
@@ -433,16 +469,6 @@ async fn run_hook(
     }
 }
 
-/// A store read, on a blocking thread: the connection may be busy with the writer's commit,
-/// and the runtime's threads must keep answering webhooks meanwhile.
-async fn off_runtime<T: Send + 'static>(
-    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .unwrap_or_else(|e| Err(anyhow::anyhow!("store read: {e}")))
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
@@ -452,8 +478,8 @@ struct ListQuery {
 /// Runs hold parameters, alert labels and log evidence: the read-only views need
 /// `[webhooks.api]` auth like the hooks do, and are open only when the operator says so
 /// (`auth = { kind = "none" }`).
-fn refuse_api(app: &App, headers: &HeaderMap) -> Option<Response> {
-    refuse(app, "api", headers, &[])
+async fn refuse_api(app: &App, headers: &HeaderMap) -> Option<Response> {
+    refuse(app, "api", headers, &[]).await
 }
 
 async fn list_runs(
@@ -461,13 +487,13 @@ async fn list_runs(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Some(denied) = refuse_api(&app, &headers) {
+    if let Some(denied) = refuse_api(&app, &headers).await {
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    let listed =
-        off_runtime(move || store.list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref()))
-            .await;
+    let listed = store
+        .list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref())
+        .await;
     match listed {
         Ok(runs) => reply(&app, "runs", StatusCode::OK, json!(runs)),
         Err(e) => error(
@@ -496,15 +522,11 @@ async fn stored_run(
     headers: &HeaderMap,
     id: String,
 ) -> Result<StoredRun, Box<Response>> {
-    if let Some(denied) = refuse_api(app, headers) {
+    if let Some(denied) = refuse_api(app, headers).await {
         return Err(Box::new(denied));
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    let found = off_runtime({
-        let id = id.clone();
-        move || store.get(&id)
-    })
-    .await;
+    let found = store.get(&id).await;
     let refusal = match found {
         Ok(Some(run)) => return Ok(run),
         Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}")),
@@ -537,11 +559,11 @@ async fn list_alerts(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Some(denied) = refuse_api(&app, &headers) {
+    if let Some(denied) = refuse_api(&app, &headers).await {
         return denied;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
-    match off_runtime(move || store.alerts(q.limit.unwrap_or(100).min(1000))).await {
+    match store.alerts(q.limit.unwrap_or(100).min(1000)).await {
         Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),
         Err(e) => error(
             &app,
@@ -555,7 +577,7 @@ async fn list_alerts(
 async fn metrics_text(State(app): State<Shared>) -> Response {
     let notifier = app.dispatcher.host().notifier();
     let store = notifier.store().clone();
-    if let Ok(pending) = off_runtime(move || store.outbox_pending()).await {
+    if let Ok(pending) = store.outbox_pending().await {
         app.dispatcher
             .metrics
             .set_pending(&notifier.names(), &pending);

@@ -1,89 +1,65 @@
-//! Start-up rescue of what a previous host left unfinished in the store. Runs accepted and
-//! never started (`queued`) are started through the dispatcher with their stored parameters and
-//! alert; runs cut off mid-run (`running`) are marked `lost`, never re-run (their actions may
-//! have happened), and the `ops` channel is told once per run through the outbox.
-//!
-//! ONE `host serve` PER STORE is assumed here: a run found `running` at start-up belongs to a
-//! host process that is gone, unless its recorded runner is a live process on this machine (a
-//! `host run` next to the server). A live host elsewhere cannot be told from a dead one, so
-//! with several replicas on one database (PostgreSQL) this start-up sweep must become a
-//! periodic rescuer of runs whose lease expired, and queued runs must be claimed, not taken.
+//! The rescuer: every process serving a store looks, every few seconds, for runs whose
+//! process died. A `running` run whose lease ran out (its process stopped renewing: killed,
+//! or cut off from the store for a whole lease) is marked `lost`, never re-run (its actions
+//! may have happened), and the `ops` channel is told once per run through the outbox, however
+//! many replicas look. Queued runs need no rescue: they wait in the store until any process
+//! claims them (dispatch.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
+use tokio::sync::watch;
 
-use super::dispatch::{Dispatcher, Refusal};
-use crate::notify::{AlertRef, Message, Notification, Notifier, now_rfc3339};
+use crate::notify::{AlertRef, Message, Notification, Notifier};
 use crate::severity::Priority;
 use crate::store::{LOST_REASON, Store, UnfinishedRun};
 
-/// What the rescue did, for the start-up log.
-#[derive(Debug, Default)]
-pub struct Rescued {
-    pub lost: usize,
-    pub resumed: usize,
-    pub not_resumed: usize,
-}
+/// Lost runs told about per look.
+const NOTICES_PER_LOOK: usize = 64;
 
-pub async fn rescue(
-    dispatcher: &Dispatcher,
-    notifier: &Notifier,
-    store: &Store,
-) -> Result<Rescued> {
-    let mut rescued = Rescued {
-        lost: store.mark_lost(&now_rfc3339())?,
-        ..Rescued::default()
-    };
-    // Also retries the notices an earlier start-up could not queue.
-    for run in store.lost_unnotified()? {
-        match notifier.submit("ops", &lost_notice(&run)) {
-            Ok(_) => store.mark_lost_notified(&run.id, &now_rfc3339())?,
-            Err(e) => eprintln!("telling ops that run {} was lost: {e}", run.id),
-        }
-    }
-    for run in store.queued()? {
-        match resume(dispatcher, &run).await {
-            Ok(()) => rescued.resumed += 1,
-            Err((status, reason)) => {
-                eprintln!(
-                    "run {} ({}) is not started again: {reason}",
-                    run.id, run.playbook
-                );
-                store.end_unfinished(&run.id, status, &reason, &now_rfc3339())?;
-                rescued.not_resumed += 1;
+/// One look: expired leases become lost runs, and ops hear about each lost run once.
+/// Returns (runs marked lost, notices queued).
+pub async fn look(notifier: &Notifier, store: &Store) -> Result<(usize, usize)> {
+    let lost = store.expire_leases().await?;
+    let mut told = 0;
+    loop {
+        let untold = store.take_lost_unnotified(NOTICES_PER_LOOK).await?;
+        let more = untold.len() == NOTICES_PER_LOOK;
+        for run in untold {
+            match notifier.submit("ops", &lost_notice(&run)).await {
+                Ok(_) => told += 1,
+                Err(e) => eprintln!("telling ops that run {} was lost: {e}", run.id),
             }
         }
+        if !more {
+            return Ok((lost, told));
+        }
     }
-    Ok(rescued)
 }
 
-/// Queues a run a previous host accepted; on refusal, the status and reason to end it with.
-async fn resume(
-    dispatcher: &Dispatcher,
-    run: &UnfinishedRun,
-) -> Result<(), (&'static str, String)> {
-    if run.trigger == "cli" {
-        // Its `host run` ended before it started; running it later, unseen, would surprise.
-        return Err((
-            "interrupted",
-            "the `host run` that accepted it ended before it started".into(),
-        ));
+/// Looks every `every` until `stop` turns true.
+pub async fn keep_looking(
+    notifier: Arc<Notifier>,
+    store: Arc<Store>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match look(&notifier, &*store).await {
+            Ok((0, _)) => {}
+            Ok((lost, _)) => eprintln!(
+                "{lost} runs lost: their host stopped renewing their leases (not re-run; ops told)"
+            ),
+            Err(e) => eprintln!("looking for lost runs in the store: {e:#}"),
+        }
     }
-    let not_startable = |e: String| {
-        (
-            "failed",
-            format!("could not be started by the next host: {e}"),
-        )
-    };
-    let prepared = dispatcher
-        .prepared(&run.playbook)
-        .await
-        .map_err(|e: Refusal| not_startable(e.to_string()))?;
-    let pending = dispatcher
-        .host()
-        .resume(&prepared, run)
-        .map_err(|e| not_startable(format!("{e:#}")))?;
-    dispatcher.enqueue(prepared, pending);
-    Ok(())
 }
 
 fn lost_notice(run: &UnfinishedRun) -> Notification {

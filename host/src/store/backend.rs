@@ -37,13 +37,13 @@ impl SlotLimits {
 
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// `sqlite /path/runs.sqlite3` or `postgres user@host:port/db` (never a password).
+    /// For messages: the SQLite file's path, or the database URL with its password masked.
     fn describe(&self) -> String;
     /// "sqlite" or "postgres".
     fn kind(&self) -> &'static str;
-    /// A directory next to the store for local state (the compile cache's default home):
-    /// the SQLite file's directory; none for a database server.
-    fn local_dir(&self) -> Option<std::path::PathBuf>;
+    /// The store's file on this machine (SQLite): fs-read grants never reach it, and the
+    /// compile cache lives next to it by default. None for a database server.
+    fn local_file(&self) -> Option<std::path::PathBuf>;
     /// One trivial round trip: whether the store answers, and how long it took.
     async fn ping(&self) -> Result<Duration>;
 

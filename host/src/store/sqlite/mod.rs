@@ -1,0 +1,443 @@
+//! The SQLite backend: everything in one file, no server to start. The server's hot writes
+//! (admissions, claims, outcomes) go through one group-commit writer thread (writer.rs); reads
+//! and the rest run on blocking threads, never on the async runtime's.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+use tokio::sync::Notify;
+
+use crate::records::{
+    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
+};
+use crate::store::{Backend, SlotLimits};
+
+mod outbox;
+mod runs;
+mod writer;
+
+/// One entry per schema version; never edit a shipped one, append a new one.
+const MIGRATIONS: &[&str] = &[
+    r#"
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        playbook    TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        params      TEXT NOT NULL,          -- JSON object
+        alert       TEXT,                   -- JSON, the alert that triggered the run
+        dry_run     INTEGER NOT NULL,
+        status      TEXT NOT NULL,          -- queued, running, resolved, …, failed, interrupted, lost
+        summary     TEXT NOT NULL DEFAULT '',
+        actions     TEXT NOT NULL DEFAULT '[]',
+        reason      TEXT,
+        dedup_key   TEXT,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        timings     TEXT,
+        grants      TEXT
+    );
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE INDEX runs_dedup ON runs (dedup_key);
+    CREATE TABLE events (
+        run_id  TEXT NOT NULL REFERENCES runs (id),
+        seq     INTEGER NOT NULL,
+        event   TEXT NOT NULL,              -- JSON of timeline::Event
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE artifacts (
+        run_id        TEXT NOT NULL REFERENCES runs (id),
+        seq           INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        content_type  TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        content       BLOB NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+"#,
+    r#"
+    CREATE TABLE alerts (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at  TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        alertname    TEXT NOT NULL,
+        status       TEXT NOT NULL,         -- firing, resolved
+        fingerprint  TEXT NOT NULL,
+        starts_at    TEXT NOT NULL,
+        labels       TEXT NOT NULL,         -- JSON object
+        disposition  TEXT NOT NULL,         -- started, deduplicated, cooldown, resolved, unrouted, rejected
+        playbook     TEXT,
+        run_id       TEXT,
+        detail       TEXT
+    );
+    CREATE INDEX alerts_received ON alerts (received_at);
+"#,
+    r#"
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id           TEXT,
+        channel          TEXT NOT NULL,
+        kind             TEXT NOT NULL,
+        payload          TEXT NOT NULL,     -- JSON of notify::Notification
+        dedup_key        TEXT,
+        event_action     TEXT,              -- trigger / resolve (PagerDuty)
+        state            TEXT NOT NULL,     -- pending, delivered, failed
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        parts_sent       INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms  INTEGER NOT NULL,  -- unix milliseconds
+        lease_until_ms   INTEGER,           -- a worker is delivering it until then
+        last_error       TEXT,
+        created_at       TEXT NOT NULL,
+        delivered_at     TEXT
+    );
+    CREATE INDEX outbox_channel ON outbox (channel, state, id);
+    CREATE INDEX outbox_run ON outbox (run_id);
+"#,
+    r#"
+    ALTER TABLE runs ADD COLUMN severity TEXT NOT NULL DEFAULT 'P3';
+"#,
+    r#"
+    -- The process executing the run (host name/pid/start time): a live one keeps its runs.
+    ALTER TABLE runs ADD COLUMN runner TEXT;
+    -- When ops were told that this run was lost (so a later restart does not tell again).
+    ALTER TABLE runs ADD COLUMN lost_notified_at TEXT;
+"#,
+    r#"
+    -- A route's cooldown key (the alert's fingerprint): a run with the same playbook and key
+    -- within the route's cooldown skips the alert. In the store, so the check is part of the
+    -- admission's transaction and no per-alert state lives in the server's memory.
+    ALTER TABLE runs ADD COLUMN cooldown_key TEXT;
+    CREATE INDEX runs_cooldown ON runs (playbook, cooldown_key, started_at)
+        WHERE cooldown_key IS NOT NULL;
+"#,
+    r#"
+    -- Leases: a running run is held by its runner until lease_until_ms (unix ms), renewed
+    -- while it runs; a claimed run holds one of its playbook's slots.
+    ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN holds_slot INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_open ON runs (status, started_at) WHERE status IN ('queued', 'running');
+    CREATE INDEX runs_running ON runs (playbook) WHERE status = 'running';
+    -- Standard Webhooks ids seen within the replay window.
+    CREATE TABLE replay_ids (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL);
+    CREATE INDEX replay_seen ON replay_ids (seen_ms);
+    -- A message queued once whoever queues it (NULLs never conflict).
+    ALTER TABLE outbox ADD COLUMN once_key TEXT;
+    CREATE UNIQUE INDEX outbox_once ON outbox (once_key);
+"#,
+];
+
+pub struct Sqlite {
+    /// Shared with the group-commit writer thread (writer.rs), which takes it per batch.
+    conn: Arc<Mutex<Connection>>,
+    writer: OnceLock<writer::Writer>,
+    path: PathBuf,
+    /// Woken when this process queued a run or freed a slot (one process per file).
+    queued: Notify,
+}
+
+impl Sqlite {
+    /// Opens (creating and migrating) the store.
+    pub fn open(path: &Path) -> Result<Sqlite> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the run store's directory {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the run store {}", path.display()))?;
+        // First, so that a process opening the store while another migrates it waits.
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Self::with(conn, path.to_path_buf())
+    }
+
+    pub fn open_in_memory() -> Result<Sqlite> {
+        Self::with(Connection::open_in_memory()?, PathBuf::from(":memory:"))
+    }
+
+    fn with(conn: Connection, path: PathBuf) -> Result<Sqlite> {
+        conn.set_prepared_statement_cache_capacity(64);
+        let store = Sqlite {
+            conn: Arc::new(Mutex::new(conn)),
+            writer: OnceLock::new(),
+            path,
+            queued: Notify::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap();
+        // One write transaction, version read inside it: two processes opening a new store at
+        // once (`host serve` and a `host run`) must not both migrate it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the run store {} has schema version {version}, newer than this host knows ({}); \
+                 use a newer host",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("migrating the run store to version {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn writer(&self) -> &writer::Writer {
+        self.writer.get_or_init(|| {
+            writer::Writer::start(self.conn.clone()).expect("starting the run store's writer thread")
+        })
+    }
+
+    /// A statement on a blocking thread: the connection may be busy with the writer's commit.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || op(&mut conn.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("run store: {e}")))
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+#[async_trait::async_trait]
+impl Backend for Sqlite {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn local_file(&self) -> Option<PathBuf> {
+        (self.path != Path::new(":memory:")).then(|| self.path.clone())
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let started = std::time::Instant::now();
+        self.blocking(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await?;
+        Ok(started.elapsed())
+    }
+
+    async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()> {
+        let runner = runner.to_string();
+        self.blocking(move |conn| {
+            let until = runs::now_ms() + millis(lease);
+            runs::insert_run(conn, &run, None, Some((&runner, until)))
+        })
+        .await
+    }
+
+    async fn admit(&self, admit: Admit) -> Result<Admitted> {
+        let admitted = self.writer().write(move |tx| runs::admit(tx, admit)).await?;
+        if admitted == Admitted::Started {
+            self.queued.notify_one();
+        }
+        Ok(admitted)
+    }
+
+    async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()> {
+        self.writer()
+            .write(move |tx| alerts.iter().try_for_each(|a| runs::insert_alert(tx, a)))
+            .await
+    }
+
+    async fn claim_queued(
+        &self,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>> {
+        let (runner, limits) = (runner.to_string(), limits.clone());
+        self.writer()
+            .write(move |tx| runs::claim(tx, &runner, max, &limits, millis(lease)))
+            .await
+    }
+
+    async fn wait_for_queued(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.queued.notified()).await;
+    }
+
+    async fn finish(&self, outcome: RunOutcome) -> Result<()> {
+        self.writer()
+            .write(move |tx| runs::write_outcome(tx, &outcome))
+            .await?;
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool> {
+        let (id, status, reason) = (id.to_string(), status.to_string(), reason.to_string());
+        let ended = self
+            .writer()
+            .write(move |tx| runs::end_unfinished(tx, &id, &status, &reason))
+            .await?;
+        self.queued.notify_one();
+        Ok(ended)
+    }
+
+    async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize> {
+        let runner = runner.to_string();
+        self.writer()
+            .write(move |tx| runs::renew(tx, &runner, millis(lease)))
+            .await
+    }
+
+    async fn expire_leases(&self) -> Result<usize> {
+        let expired = self.writer().write(|tx| runs::expire(tx)).await?;
+        if expired > 0 {
+            self.queued.notify_one();
+        }
+        Ok(expired)
+    }
+
+    async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
+        self.writer()
+            .write(move |tx| runs::take_lost_unnotified(tx, max))
+            .await
+    }
+
+    async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
+        let playbook = playbook.map(String::from);
+        self.blocking(move |conn| runs::list(conn, limit, playbook.as_deref()))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
+        let id = id.to_string();
+        self.blocking(move |conn| runs::get(conn, &id)).await
+    }
+
+    async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
+        self.blocking(move |conn| runs::alerts(conn, limit)).await
+    }
+
+    async fn run_counts(&self) -> Result<(usize, usize)> {
+        self.blocking(|conn| runs::run_counts(conn)).await
+    }
+
+    async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {
+        let id = id.to_string();
+        self.writer()
+            .write(move |tx| runs::first_delivery(tx, &id, millis(window)))
+            .await
+    }
+
+    async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
+        self.blocking(move |conn| outbox::enqueue(conn, &message, once_key.as_deref()))
+            .await
+    }
+
+    async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {
+        let channel = channel.to_string();
+        self.blocking(move |conn| outbox::claim_head(conn, &channel, lease))
+            .await
+    }
+
+    async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()> {
+        self.blocking(move |conn| outbox::mark_parts_sent(conn, id, parts))
+            .await
+    }
+
+    async fn mark_delivered(&self, id: i64) -> Result<()> {
+        self.blocking(move |conn| outbox::mark_delivered(conn, id))
+            .await
+    }
+
+    async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.blocking(move |conn| outbox::mark_retry(conn, id, after, &error))
+            .await
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_string();
+        self.blocking(move |conn| outbox::mark_failed(conn, id, &error))
+            .await
+    }
+
+    async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>> {
+        let run_id = run_id.to_string();
+        self.blocking(move |conn| outbox::rows_for_run(conn, &run_id))
+            .await
+    }
+
+    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
+        self.blocking(move |conn| outbox::row_by_id(conn, id)).await
+    }
+
+    async fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+        let state = state.map(String::from);
+        self.blocking(move |conn| outbox::list(conn, state.as_deref(), limit))
+            .await
+    }
+
+    async fn outbox_pending(&self) -> Result<Vec<(String, i64)>> {
+        self.blocking(|conn| outbox::pending(conn)).await
+    }
+
+    async fn last_for_dedup_key(
+        &self,
+        channel: &str,
+        dedup_key: &str,
+    ) -> Result<Option<OutboxRow>> {
+        let (channel, dedup_key) = (channel.to_string(), dedup_key.to_string());
+        self.blocking(move |conn| outbox::last_for_dedup_key(conn, &channel, &dedup_key))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_opened_by_several_processes_at_once_is_migrated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite3");
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let opens: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Sqlite::open(&path).map(drop)))
+                .collect();
+            opens.into_iter().map(|o| o.join().unwrap()).collect()
+        });
+        for result in opened {
+            result.unwrap();
+        }
+    }
+
+    #[test]
+    fn schema_version_newer_than_the_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite3");
+        Sqlite::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Sqlite::open(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+}

@@ -1,0 +1,186 @@
+//! The notification outbox in SQLite: a message is a row before anyone tries to send it, so a
+//! crash, a 500 or a restart loses nothing. Workers claim a channel's oldest pending row under
+//! a lease (two processes on the file never send the same row at once) and keep each channel
+//! in order: a PagerDuty resolve never overtakes its trigger.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::runs::{now_ms, now_rfc3339};
+use crate::records::{Claim, NewMessage, OutboxRow};
+
+const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
+     attempts, parts_sent, last_error, created_at, delivered_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    let payload: String = r.get(4)?;
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        channel: r.get(2)?,
+        kind: r.get(3)?,
+        title: OutboxRow::title_of(&payload),
+        payload,
+        dedup_key: r.get(5)?,
+        event_action: r.get(6)?,
+        state: r.get(7)?,
+        attempts: r.get(8)?,
+        parts_sent: r.get(9)?,
+        last_error: r.get(10)?,
+        created_at: r.get(11)?,
+        delivered_at: r.get(12)?,
+    })
+}
+
+pub(super) fn rows_for_run(conn: &Connection, run_id: &str) -> Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM outbox WHERE run_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![run_id], row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn enqueue(conn: &Connection, message: &NewMessage, once_key: Option<&str>) -> Result<i64> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO outbox (run_id, channel, kind, payload, dedup_key, event_action, state,
+                                 next_attempt_ms, created_at, once_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9)
+             ON CONFLICT (once_key) DO NOTHING",
+        )?
+        .execute(params![
+            message.run_id,
+            message.channel,
+            message.kind,
+            message.payload.to_string(),
+            message.dedup_key,
+            message.event_action,
+            now_ms(),
+            message.created_at,
+            once_key,
+        ])?;
+    if inserted == 1 {
+        return Ok(conn.last_insert_rowid());
+    }
+    Ok(conn.query_row(
+        "SELECT id FROM outbox WHERE once_key = ?1",
+        params![once_key],
+        |r| r.get(0),
+    )?)
+}
+
+/// Takes the channel's oldest pending row if it is due and nobody holds it.
+pub(super) fn claim_head(conn: &mut Connection, channel: &str, lease: Duration) -> Result<Claim> {
+    // IMMEDIATE: the read and the lease are one step even across processes.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    let head: Option<(i64, i64, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT id, next_attempt_ms, lease_until_ms FROM outbox
+             WHERE channel = ?1 AND state = 'pending' ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![channel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((id, next_attempt, lease_until)) = head else {
+        return Ok(Claim::Empty);
+    };
+    let not_before = next_attempt.max(lease_until.unwrap_or(0));
+    if not_before > now {
+        return Ok(Claim::Wait(Duration::from_millis((not_before - now) as u64)));
+    }
+    tx.execute(
+        "UPDATE outbox SET lease_until_ms = ?2, attempts = attempts + 1 WHERE id = ?1",
+        params![id, now + lease.as_millis() as i64],
+    )?;
+    let claimed = tx.query_row(
+        &format!("SELECT {ROW_COLUMNS} FROM outbox WHERE id = ?1"),
+        params![id],
+        row,
+    )?;
+    tx.commit()?;
+    Ok(Claim::Due(Box::new(claimed)))
+}
+
+pub(super) fn mark_parts_sent(conn: &Connection, id: i64, parts: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET parts_sent = ?2 WHERE id = ?1",
+        params![id, parts],
+    )?;
+    Ok(())
+}
+
+pub(super) fn mark_delivered(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET state = 'delivered', delivered_at = ?2, lease_until_ms = NULL,
+             last_error = NULL, attempts = MAX(attempts, 1)
+         WHERE id = ?1",
+        params![id, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+pub(super) fn mark_retry(conn: &Connection, id: i64, after: Duration, error: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET next_attempt_ms = ?2, lease_until_ms = NULL, last_error = ?3
+         WHERE id = ?1",
+        params![id, now_ms() + after.as_millis() as i64, error],
+    )?;
+    Ok(())
+}
+
+pub(super) fn mark_failed(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET state = 'failed', lease_until_ms = NULL, last_error = ?2,
+             attempts = MAX(attempts, 1)
+         WHERE id = ?1",
+        params![id, error],
+    )?;
+    Ok(())
+}
+
+pub(super) fn row_by_id(conn: &Connection, id: i64) -> Result<Option<OutboxRow>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {ROW_COLUMNS} FROM outbox WHERE id = ?1"),
+            params![id],
+            row,
+        )
+        .optional()?)
+}
+
+pub(super) fn list(conn: &Connection, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ROW_COLUMNS} FROM outbox WHERE ?1 IS NULL OR state = ?1
+         ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![state, limit as i64], row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn pending(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT channel, count(*) FROM outbox WHERE state = 'pending'
+         GROUP BY channel ORDER BY channel",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn last_for_dedup_key(
+    conn: &Connection,
+    channel: &str,
+    dedup_key: &str,
+) -> Result<Option<OutboxRow>> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM outbox WHERE channel = ?1 AND dedup_key = ?2
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            params![channel, dedup_key],
+            row,
+        )
+        .optional()?)
+}
