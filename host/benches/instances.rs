@@ -34,7 +34,7 @@ fn request() -> RunRequest {
 /// the whole `begin` + `execute`).
 async fn one_run(host: &Host, prepared: &Prepared) -> (Duration, Duration) {
     let started = Instant::now();
-    let pending = host.begin(prepared, request()).expect("begin");
+    let pending = host.begin(prepared, request()).await.expect("begin");
     let record = host
         .execute(prepared, pending, None)
         .await

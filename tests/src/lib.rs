@@ -5,6 +5,7 @@ pub mod alertmanager;
 pub mod docker;
 pub mod http;
 pub mod polyglot;
+pub mod postgres;
 pub mod server;
 pub mod sinks;
 pub mod smtp;
@@ -37,6 +38,8 @@ pub fn host_bin() -> PathBuf {
 /// host.toml is picked up).
 pub struct Sandbox {
     pub dir: TempDir,
+    /// The sandbox's PostgreSQL database, when the tests run on PostgreSQL.
+    database: std::sync::OnceLock<postgres::Database>,
 }
 
 pub struct Run {
@@ -66,6 +69,7 @@ impl Sandbox {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            database: std::sync::OnceLock::new(),
         }
     }
 
@@ -77,9 +81,24 @@ impl Sandbox {
         self.path().join("cache")
     }
 
-    /// Each sandbox has its own run store.
+    /// Each sandbox has its own run store: this SQLite file unless the tests run on
+    /// PostgreSQL (see `store`).
     pub fn store_path(&self) -> PathBuf {
         self.path().join("runs.sqlite3")
+    }
+
+    /// The run store `host` gets (RUNBOOK_STORE): the SQLite file, or with
+    /// `RUNBOOK_TEST_STORE=postgres` a database of its own on the test cluster.
+    pub fn store(&self) -> String {
+        if postgres::selected() {
+            return self.database().url.clone();
+        }
+        self.store_path().to_string_lossy().into_owned()
+    }
+
+    /// The sandbox's own PostgreSQL database (created on first use).
+    pub fn database(&self) -> &postgres::Database {
+        self.database.get_or_init(postgres::Database::create)
     }
 
     pub fn host(&self, args: &[&str]) -> Run {
@@ -95,7 +114,7 @@ impl Sandbox {
             .args(args)
             .current_dir(self.path())
             .env("RUNBOOK_CACHE_DIR", self.cache_dir())
-            .env("RUNBOOK_STORE", self.store_path())
+            .env("RUNBOOK_STORE", self.store())
             .env_remove("RUNBOOK_CONFIG")
             .envs(env.iter().copied())
             .output()

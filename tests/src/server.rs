@@ -98,7 +98,7 @@ impl Server {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(sandbox.path())
             .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
-            .env("RUNBOOK_STORE", sandbox.store_path())
+            .env("RUNBOOK_STORE", sandbox.store())
             .env_remove("RUNBOOK_CONFIG")
             .env(API_TOKEN_ENV, API_TOKEN)
             .envs(env.iter().copied())

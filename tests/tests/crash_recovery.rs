@@ -5,6 +5,8 @@
 //!
 //! What is exactly once here: the `lost` notice for a run is written to the outbox once per
 //! run, whatever the number of restarts (the run is marked notified in the store).
+//!
+//! Leases are 2 s here: a run is lost once its process stopped renewing it for that long.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ fn sandbox() -> Sandbox {
 
 [server]
 shutdown-grace-secs = 1
+lease-secs = 2
 
 [webhooks.run]
 auth = {{ kind = "bearer", token = {{ env = "CR_TOKEN" }} }}
@@ -147,8 +150,10 @@ fn a_run_cut_off_by_sigkill_is_lost_ops_are_told_once_and_the_alert_runs_again()
     first.stop("KILL");
 
     let mut second = start(&sandbox);
+    wait_for("the cut run to be lost once its lease ran out", || {
+        status(&second, &cut)["status"] == "lost"
+    });
     let run = status(&second, &cut);
-    assert_eq!(run["status"], "lost", "{run:#}");
     assert!(
         run["reason"].as_str().unwrap().contains("not re-run"),
         "{run:#}"
@@ -205,7 +210,9 @@ fn runs_queued_at_sigkill_are_run_by_the_next_host() {
         let run = second.wait_for_run(id, WAIT);
         assert_eq!(run["status"], "no-action", "{run:#}");
     }
-    assert_eq!(status(&second, &parked)["status"], "lost");
+    wait_for("the parked run to be lost", || {
+        status(&second, &parked)["status"] == "lost"
+    });
 }
 
 #[test]
@@ -260,7 +267,7 @@ fn a_live_host_run_keeps_its_run_when_a_server_starts_on_the_same_store() {
         .args(["run", "hostile", "-p", "case=sleep"])
         .current_dir(sandbox.path())
         .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
-        .env("RUNBOOK_STORE", sandbox.store_path())
+        .env("RUNBOOK_STORE", sandbox.store())
         .env_remove("RUNBOOK_CONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -277,8 +284,10 @@ fn a_live_host_run_keeps_its_run_when_a_server_starts_on_the_same_store() {
     cli.0.kill().unwrap();
     cli.0.wait().unwrap();
     let server = start(&sandbox);
-    assert_eq!(status(&server, &id)["status"], "lost");
-    assert_eq!(ops_notices(&sandbox, &id).len(), 1);
+    wait_for("the dead CLI's run to be lost", || {
+        status(&server, &id)["status"] == "lost"
+    });
+    wait_for("ops to be told", || ops_notices(&sandbox, &id).len() == 1);
 }
 
 /// A panic inside the host during a capability call (a 1 MiB docker name glob once did it)
