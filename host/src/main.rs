@@ -298,7 +298,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             host.config.server.listen = listen.clone();
         }
         runbook_host::server::serve(host, |addr| {
-            eprintln!("listening on http://{addr} (run store {})", location.describe());
+            eprintln!(
+                "listening on http://{addr} (run store {})",
+                location.describe()
+            );
         })
         .await?;
         return Ok(0);
@@ -526,7 +529,10 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
                 ))
                 .into());
             }
-            let rows = notifier.store().outbox_list(state.as_deref(), limit).await?;
+            let rows = notifier
+                .store()
+                .outbox_list(state.as_deref(), limit)
+                .await?;
             if json {
                 println!("{}", runbook_host::text::json_for_terminal(&rows)?);
             } else if rows.is_empty() {

@@ -245,9 +245,10 @@ impl Host {
         let pending = self.begin(prepared, request).await?;
         let run_id = pending.run_id.clone();
         // Renewed while it runs, so a `host serve` on the same store never takes it for lost.
-        let leases = self.store.clone().map(|store| {
-            crate::store::keep_leases(store, self.config.server.lease())
-        });
+        let leases = self
+            .store
+            .clone()
+            .map(|store| crate::store::keep_leases(store, self.config.server.lease()));
         let work = self.execute(prepared, pending, sink);
         let record = guard_run(self.store.as_deref(), &run_id, work).await;
         if let Some(leases) = leases {

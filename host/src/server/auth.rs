@@ -25,14 +25,9 @@ const MAX_ID_BYTES: usize = 256;
 pub enum Verifier {
     None,
     Bearer(String),
-    Basic {
-        username: String,
-        password: String,
-    },
+    Basic { username: String, password: String },
     HmacSha256(Vec<u8>),
-    StandardWebhooks {
-        key: Vec<u8>,
-    },
+    StandardWebhooks { key: Vec<u8> },
 }
 
 /// A valid call; with Standard Webhooks, the id to check against the store's replay ids.

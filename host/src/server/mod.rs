@@ -31,8 +31,8 @@ use crate::run::{Host, RunRequest};
 use crate::severity::Priority;
 use crate::store::{AlertRecord, StoredRun};
 
-pub use self::auth::Verifier;
 use self::auth::Verified;
+pub use self::auth::Verifier;
 pub use self::routing::Matcher;
 
 /// Seconds a client is told to wait when the queue is full.
@@ -166,12 +166,7 @@ fn error(app: &App, endpoint: &str, status: StatusCode, message: impl Into<Strin
 }
 
 /// The 401 to answer, if any: a missing or failed check, or no auth configured at all.
-async fn refuse(
-    app: &App,
-    endpoint: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Option<Response> {
+async fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let Some(verifier) = app.verifiers.get(endpoint) else {
         eprintln!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
         return Some(error(
@@ -187,7 +182,12 @@ async fn refuse(
     let reason = match verifier.verify(headers, body) {
         Ok(Verified::Done) => return None,
         Ok(Verified::IfFirst(id)) => {
-            let store = app.dispatcher.host().store.clone().expect("the server has a store");
+            let store = app
+                .dispatcher
+                .host()
+                .store
+                .clone()
+                .expect("the server has a store");
             match store.first_delivery(&id, auth::REPLAY_WINDOW).await {
                 Ok(true) => return None,
                 Ok(false) => format!(

@@ -11,8 +11,8 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome, RunSummary,
+    StoredRun, UnfinishedRun,
 };
 use crate::store::{Backend, SlotLimits};
 
@@ -200,7 +200,8 @@ impl Sqlite {
 
     fn writer(&self) -> &writer::Writer {
         self.writer.get_or_init(|| {
-            writer::Writer::start(self.conn.clone()).expect("starting the run store's writer thread")
+            writer::Writer::start(self.conn.clone())
+                .expect("starting the run store's writer thread")
         })
     }
 
@@ -251,7 +252,10 @@ impl Backend for Sqlite {
     }
 
     async fn admit(&self, admit: Admit) -> Result<Admitted> {
-        let admitted = self.writer().write(move |tx| runs::admit(tx, admit)).await?;
+        let admitted = self
+            .writer()
+            .write(move |tx| runs::admit(tx, admit))
+            .await?;
         if admitted == Admitted::Started {
             self.queued.notify_one();
         }

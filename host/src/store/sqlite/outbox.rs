@@ -42,7 +42,11 @@ pub(super) fn rows_for_run(conn: &Connection, run_id: &str) -> Result<Vec<Outbox
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub(super) fn enqueue(conn: &Connection, message: &NewMessage, once_key: Option<&str>) -> Result<i64> {
+pub(super) fn enqueue(
+    conn: &Connection,
+    message: &NewMessage,
+    once_key: Option<&str>,
+) -> Result<i64> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO outbox (run_id, channel, kind, payload, dedup_key, event_action, state,
@@ -88,7 +92,9 @@ pub(super) fn claim_head(conn: &mut Connection, channel: &str, lease: Duration) 
     };
     let not_before = next_attempt.max(lease_until.unwrap_or(0));
     if not_before > now {
-        return Ok(Claim::Wait(Duration::from_millis((not_before - now) as u64)));
+        return Ok(Claim::Wait(Duration::from_millis(
+            (not_before - now) as u64,
+        )));
     }
     tx.execute(
         "UPDATE outbox SET lease_until_ms = ?2, attempts = attempts + 1 WHERE id = ?1",

@@ -118,7 +118,9 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
         mut alert,
     } = admit;
     let admitted = match (&run.dedup_key, dedup_window) {
-        (Some(key), Some(window)) => dedup_run(conn, key, &since(window))?.map(Admitted::Deduplicated),
+        (Some(key), Some(window)) => {
+            dedup_run(conn, key, &since(window))?.map(Admitted::Deduplicated)
+        }
         _ => None,
     };
     let admitted = match (admitted, &cooldown) {
@@ -260,12 +262,23 @@ pub(super) fn write_outcome(conn: &Connection, outcome: &RunOutcome) -> Result<(
     Ok(())
 }
 
-pub(super) fn end_unfinished(conn: &Connection, id: &str, status: &str, reason: &str) -> Result<bool> {
+pub(super) fn end_unfinished(
+    conn: &Connection,
+    id: &str,
+    status: &str,
+    reason: &str,
+) -> Result<bool> {
     let updated = conn.execute(
         "UPDATE runs SET status = ?2, reason = ?3, summary = ?4, ended_at = ?5,
              lease_until_ms = NULL, holds_slot = 0
          WHERE id = ?1 AND status IN ('queued', 'running')",
-        params![id, status, reason, format!("run {status}: {reason}"), now_rfc3339()],
+        params![
+            id,
+            status,
+            reason,
+            format!("run {status}: {reason}"),
+            now_rfc3339()
+        ],
     )?;
     Ok(updated == 1)
 }
@@ -316,7 +329,9 @@ pub(super) fn first_delivery(conn: &Connection, id: &str, window_ms: i64) -> Res
     conn.prepare_cached("DELETE FROM replay_ids WHERE seen_ms < ?1")?
         .execute(params![now - window_ms])?;
     let inserted = conn
-        .prepare_cached("INSERT INTO replay_ids (id, seen_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+        .prepare_cached(
+            "INSERT INTO replay_ids (id, seen_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
         .execute(params![id, now])?;
     Ok(inserted == 1)
 }
@@ -358,7 +373,11 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub(super) fn list(conn: &Connection, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
+pub(super) fn list(
+    conn: &Connection,
+    limit: usize,
+    playbook: Option<&str>,
+) -> Result<Vec<RunSummary>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity
          FROM runs WHERE ?1 IS NULL OR playbook = ?1
