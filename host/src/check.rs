@@ -10,6 +10,8 @@ use crate::run::Host;
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
     pub config: Option<String>,
+    /// The run store and whether it answers (filled in by the caller, which knows where it is).
+    pub store: Option<StoreCheck>,
     pub playbooks: Vec<PlaybookCheck>,
     pub problems: Vec<String>,
 }
@@ -20,6 +22,40 @@ pub struct PlaybookCheck {
     pub origin: String,
     pub ok: bool,
     pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoreCheck {
+    /// sqlite or postgres.
+    pub backend: &'static str,
+    /// The file, or the URL with its password masked.
+    pub location: String,
+    pub ok: bool,
+    /// The round trip's time, or why the store cannot be used.
+    pub detail: String,
+}
+
+/// Opens the store (creating and migrating it like any command that stores runs) and times a
+/// round trip.
+pub async fn check_store(location: &crate::store::Location) -> StoreCheck {
+    let backend = match location {
+        crate::store::Location::Sqlite(_) => "sqlite",
+        crate::store::Location::Postgres(_) => "postgres",
+    };
+    let answer = async {
+        let store = crate::store::open(location).await?;
+        store.ping().await
+    };
+    let (ok, detail) = match answer.await {
+        Ok(took) => (true, format!("answers in {:.1} ms", took.as_secs_f64() * 1e3)),
+        Err(e) => (false, format!("{e:#}")),
+    };
+    StoreCheck {
+        backend,
+        location: location.describe(),
+        ok,
+        detail,
+    }
 }
 
 pub async fn check(host: &Host) -> CheckReport {
@@ -162,6 +198,7 @@ pub async fn check(host: &Host) -> CheckReport {
 
     CheckReport {
         config: host.config.source.as_ref().map(|p| p.display().to_string()),
+        store: None,
         playbooks,
         problems,
     }

@@ -455,7 +455,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             unreachable!("handled above")
         }
         Command::Check { json } => {
-            let report = check::check(&host).await;
+            let mut report = check::check(&host).await;
+            if let Some(location) = &store_location {
+                let store = check::check_store(location).await;
+                if !store.ok {
+                    report.problems.push(format!(
+                        "run store {}: {}",
+                        store.location, store.detail
+                    ));
+                }
+                report.store = Some(store);
+            }
             if json {
                 println!("{}", runbook_host::text::json_for_terminal(&report)?);
             } else {
@@ -466,6 +476,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         .as_deref()
                         .unwrap_or("(none: built-in defaults)")
                 );
+                if let Some(store) = &report.store {
+                    println!(
+                        "store: {} {} · {}",
+                        store.backend, store.location, store.detail
+                    );
+                }
                 for p in &report.playbooks {
                     println!(
                         "  {} {:<14} {} · {}",

@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text format: runs by playbook and outcome, run durations,
 //! queue depth, webhook requests by endpoint and status, capability calls by result.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -68,6 +68,10 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     calls: Family<CallLabels, Counter>,
     pending: Family<ChannelLabel, Gauge<i64, AtomicI64>>,
+    store_up: Gauge<i64, AtomicI64>,
+    store_latency: Gauge<f64, AtomicU64>,
+    store_queued: Gauge<i64, AtomicI64>,
+    store_leased: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -88,6 +92,30 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let calls = Family::<CallLabels, Counter>::default();
         let pending = Family::<ChannelLabel, Gauge<i64, AtomicI64>>::default();
+        let store_up = Gauge::<i64, AtomicI64>::default();
+        let store_latency = Gauge::<f64, AtomicU64>::default();
+        let store_queued = Gauge::<i64, AtomicI64>::default();
+        let store_leased = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "store_up",
+            "Whether the run store answered the last scrape's query (1) or not (0)",
+            store_up.clone(),
+        );
+        registry.register(
+            "store_latency_seconds",
+            "Round trip of a trivial query to the run store at the last scrape",
+            store_latency.clone(),
+        );
+        registry.register(
+            "store_queued_runs",
+            "Runs queued in the store, not claimed by any host yet",
+            store_queued.clone(),
+        );
+        registry.register(
+            "store_leased_runs",
+            "Runs executing under a live lease, on any host sharing the store",
+            store_leased.clone(),
+        );
         registry.register(
             "notifications_pending",
             "Messages in the outbox not yet delivered, by channel",
@@ -128,6 +156,21 @@ impl Metrics {
             requests,
             calls,
             pending,
+            store_up,
+            store_latency,
+            store_queued,
+            store_leased,
+        }
+    }
+
+    /// The store as a scrape finds it: (round trip, (queued, leased)), or `None` when it did
+    /// not answer.
+    pub fn set_store(&self, seen: Option<(std::time::Duration, (usize, usize))>) {
+        self.store_up.set(i64::from(seen.is_some()));
+        if let Some((latency, (queued, leased))) = seen {
+            self.store_latency.set(latency.as_secs_f64());
+            self.store_queued.set(queued as i64);
+            self.store_leased.set(leased as i64);
         }
     }
 

@@ -96,10 +96,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/runs/{id}", get(show_run))
         .route("/runs/{id}/report", get(run_report))
         .route("/alerts", get(list_alerts))
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app.clone());
@@ -574,6 +571,40 @@ async fn list_alerts(
     }
 }
 
+/// Up when the run store answers: a replica that cannot store runs cannot take webhooks, and
+/// a load balancer should send them elsewhere.
+async fn healthz(State(app): State<Shared>) -> Response {
+    let store = app.dispatcher.host().store.clone().expect("the server has a store");
+    let answer = tokio::time::timeout(Duration::from_secs(5), store.ping()).await;
+    let (status, health, detail) = match answer {
+        Ok(Ok(took)) => (
+            StatusCode::OK,
+            "ok",
+            json!({ "ok": true, "latency_ms": took.as_secs_f64() * 1e3 }),
+        ),
+        // Unauthenticated: why stays in the server's log.
+        Ok(Err(e)) => {
+            eprintln!("healthz: the run store does not answer: {e:#}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                json!({ "ok": false, "error": "the run store does not answer" }),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            json!({ "ok": false, "error": "no answer within 5 s" }),
+        ),
+    };
+    let mut body = json!({ "status": health, "store": { "backend": store.kind() } });
+    body["store"]
+        .as_object_mut()
+        .expect("an object")
+        .extend(detail.as_object().cloned().unwrap_or_default());
+    (status, Json(body)).into_response()
+}
+
 async fn metrics_text(State(app): State<Shared>) -> Response {
     let notifier = app.dispatcher.host().notifier();
     let store = notifier.store().clone();
@@ -582,6 +613,11 @@ async fn metrics_text(State(app): State<Shared>) -> Response {
             .metrics
             .set_pending(&notifier.names(), &pending);
     }
+    let seen = async {
+        let latency = store.ping().await?;
+        anyhow::Ok((latency, store.run_counts().await?))
+    };
+    app.dispatcher.metrics.set_store(seen.await.ok());
     (
         [(
             header::CONTENT_TYPE,
