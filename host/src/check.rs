@@ -47,7 +47,10 @@ pub async fn check_store(location: &crate::store::Location) -> StoreCheck {
         store.ping().await
     };
     let (ok, detail) = match answer.await {
-        Ok(took) => (true, format!("answers in {:.1} ms", took.as_secs_f64() * 1e3)),
+        Ok(took) => (
+            true,
+            format!("answers in {:.1} ms", took.as_secs_f64() * 1e3),
+        ),
         Err(e) => (false, format!("{e:#}")),
     };
     StoreCheck {

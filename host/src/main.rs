@@ -459,10 +459,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if let Some(location) = &store_location {
                 let store = check::check_store(location).await;
                 if !store.ok {
-                    report.problems.push(format!(
-                        "run store {}: {}",
-                        store.location, store.detail
-                    ));
+                    report
+                        .problems
+                        .push(format!("run store {}: {}", store.location, store.detail));
                 }
                 report.store = Some(store);
             }

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod http;
 pub mod polyglot;
 pub mod postgres;
+pub mod proxy;
 pub mod server;
 pub mod sinks;
 pub mod smtp;
@@ -14,6 +15,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tempfile::TempDir;
+
+/// A Standard Webhooks `webhook-signature` (v1) of `body` for `id` and `timestamp`, with the
+/// `whsec_…` secret.
+pub fn standard_webhooks_signature(whsec: &str, id: &str, timestamp: u64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use hmac::{Hmac, Mac};
+    let key = BASE64.decode(whsec.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
 
 /// `target/release/host`, next to this test binary's `deps/` directory.
 pub fn host_bin() -> PathBuf {

@@ -141,11 +141,7 @@ fn bearer_basic_and_hmac_accept_good_requests_and_refuse_the_rest() {
 }
 
 fn standard_signature(id: &str, timestamp: u64, body: &[u8]) -> String {
-    let key = BASE64.decode(WHSEC.trim_start_matches("whsec_")).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+    runbook_tests::standard_webhooks_signature(WHSEC, id, timestamp, body)
 }
 
 #[test]

@@ -574,7 +574,12 @@ async fn list_alerts(
 /// Up when the run store answers: a replica that cannot store runs cannot take webhooks, and
 /// a load balancer should send them elsewhere.
 async fn healthz(State(app): State<Shared>) -> Response {
-    let store = app.dispatcher.host().store.clone().expect("the server has a store");
+    let store = app
+        .dispatcher
+        .host()
+        .store
+        .clone()
+        .expect("the server has a store");
     let answer = tokio::time::timeout(Duration::from_secs(5), store.ping()).await;
     let (status, health, detail) = match answer {
         Ok(Ok(took)) => (
