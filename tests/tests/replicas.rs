@@ -370,3 +370,62 @@ fn a_database_outage_answers_503_acknowledges_nothing_unstored_and_recovers() {
     );
     assert_eq!(stored.trim(), acknowledged.len().to_string());
 }
+
+#[test]
+fn the_outbox_delivers_once_and_a_resolve_reaches_pagerduty_once_across_replicas() {
+    use runbook_tests::sinks::{Api, Receiver};
+    let Some(db) = database() else { return };
+    let pd = Receiver::start(Api::PagerDuty);
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "host.toml",
+        format!(
+            "[notify.ops]\nkind = \"pagerduty\"\nrouting-key = {{ env = \"PD_KEY\" }}\nbase-url = \"{}\"\n\
+             [notify.ops.delivery]\nretry-base-ms = 50\nmin-interval-ms = 0\n\
+             [webhooks.alertmanager]\nauth = {{ kind = \"none\" }}\n\
+             [[route]]\nmatchers = ['alertname=\"DiskFull\"']\nplaybook = \"disk-full\"\n\
+             params = {{ paths = \"\", backups = \"\", mounts = \"/\", warn-percent = \"1\", critical-percent = \"100\" }}\n",
+            pd.url("")
+        ),
+    );
+    let env = [
+        ("PD_KEY", "R0UTINGKEY0000000000000000000000"),
+        ("RUNBOOK_STORE", &db.url),
+    ];
+    let (a, b) = (Server::start(&sandbox, &env), Server::start(&sandbox, &env));
+    let alert = |status: &str| {
+        json!({
+            "version": "4", "status": status, "receiver": "runbook",
+            "alerts": [{
+                "status": status,
+                "labels": {"alertname": "DiskFull", "instance": "web-1"},
+                "annotations": {},
+                "startsAt": "2026-11-26T10:00:00Z",
+                "fingerprint": "f00dfeed87654321"
+            }]
+        })
+        .to_string()
+    };
+    let json = [("content-type", "application/json")];
+    assert_eq!(
+        a.post("/hooks/alertmanager", &json, alert("firing").as_bytes())
+            .status,
+        202
+    );
+    pd.wait_accepted(1, WAIT);
+    let resolved = alert("resolved");
+    std::thread::scope(|s| {
+        for server in [&a, &b] {
+            s.spawn(|| {
+                let reply = server.post("/hooks/alertmanager", &json, resolved.as_bytes());
+                assert_eq!(reply.status, 202, "{}", reply.body);
+            });
+        }
+    });
+    let accepted = pd.wait_accepted(2, WAIT);
+    assert_eq!(accepted[0].json()["event_action"], "trigger");
+    assert_eq!(accepted[1].json()["event_action"], "resolve");
+    // Both replicas' delivery workers watch the channel: give them time to send a duplicate.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pd.requests().len(), 2, "nothing sent twice");
+}
