@@ -16,14 +16,15 @@ ensure_wrk() {
     command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 }
 
-# start_server BINARY NAME PORT: a host serve on its own store and cache under $dir/NAME, with
-# the no-op playbook in its plugin dir; config from $dir/host.toml. Sets $pid.
+# start_server BINARY NAME PORT: a host serve on its own store and cache under $dir/NAME (or on
+# $STORE when set, a PostgreSQL URL say), with the no-op playbook in its plugin dir; config
+# from $dir/host.toml. Sets $pid.
 start_server() {
     local bin=$1 name=$2 port=$3
     mkdir -p "$dir/$name/plugins"
     cp "$(noop_wasm)" "$dir/$name/plugins/noop.wasm"
     sed "s|@PLUGINS@|$dir/$name/plugins|" "$dir/host.toml" > "$dir/$name/host.toml"
-    (cd "$dir/$name" && BENCH_TOKEN=bench RUNBOOK_STORE="$dir/$name/runs.sqlite3" \
+    (cd "$dir/$name" && BENCH_TOKEN=bench RUNBOOK_STORE="${STORE:-$dir/$name/runs.sqlite3}" \
         RUNBOOK_CACHE_DIR="$dir/$name/cache" exec "$bin" serve --listen "127.0.0.1:$port" \
         2>"$dir/$name/serve.log" >/dev/null) &
     pid=$!
