@@ -16,6 +16,9 @@ use crate::timeline::Event;
 
 mod admission;
 pub mod backend;
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 mod outbox;
 mod recovery;
 mod writer;
