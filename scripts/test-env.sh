@@ -117,11 +117,14 @@ CONF
         "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 30
     fi
     psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
 DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'runbook') THEN
         CREATE ROLE runbook CREATEDB LOGIN;
     END IF;
 END $$;
+-- The tests drop their databases WITH (FORCE), which must be able to end autovacuum workers.
+GRANT pg_signal_backend TO runbook;
 SQL
     echo "$PG_URL" > "$PG_DIR/url"
     echo "test-env: RUNBOOK_TEST_POSTGRES=$PG_URL" >&2

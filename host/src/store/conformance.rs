@@ -301,7 +301,11 @@ pub(crate) async fn dedup_holds_for_its_window_and_cut_off_runs_free_it(s: Subje
         Admitted::Deduplicated("a".into())
     );
     // Interrupted: the alert must be able to run again.
-    assert!(b.end_unfinished("a", "interrupted", "host stopped").await.unwrap());
+    assert!(
+        b.end_unfinished("a", "interrupted", "host stopped")
+            .await
+            .unwrap()
+    );
     assert!(!b.end_unfinished("a", "failed", "again").await.unwrap());
     assert_eq!(b.admit(key("c", 3)).await.unwrap(), Admitted::Started);
     // Lost: the same.
@@ -333,14 +337,26 @@ pub(crate) async fn dedup_holds_for_its_window_and_cut_off_runs_free_it(s: Subje
 pub(crate) async fn cooldown_is_per_playbook_and_key(s: Subject) {
     let b = &s.backend;
     let cool = |id: &str, playbook: &str, key: &str| cooled(queued(id, playbook, 1), key, LONG);
-    assert_eq!(b.admit(cool("c1", "p", "fp1")).await.unwrap(), Admitted::Started);
+    assert_eq!(
+        b.admit(cool("c1", "p", "fp1")).await.unwrap(),
+        Admitted::Started
+    );
     let mut skipped = cool("c2", "p", "fp1");
     skipped.alert = Some(alert("Skipped", ""));
     assert_eq!(b.admit(skipped).await.unwrap(), Admitted::Cooldown);
     let recorded = &b.alerts(1).await.unwrap()[0];
-    assert_eq!((recorded.disposition.as_str(), &recorded.run_id), ("cooldown", &None));
-    assert_eq!(b.admit(cool("c3", "p", "fp2")).await.unwrap(), Admitted::Started);
-    assert_eq!(b.admit(cool("c4", "q", "fp1")).await.unwrap(), Admitted::Started);
+    assert_eq!(
+        (recorded.disposition.as_str(), &recorded.run_id),
+        ("cooldown", &None)
+    );
+    assert_eq!(
+        b.admit(cool("c3", "p", "fp2")).await.unwrap(),
+        Admitted::Started
+    );
+    assert_eq!(
+        b.admit(cool("c4", "q", "fp1")).await.unwrap(),
+        Admitted::Started
+    );
     assert!(b.get("c2").await.unwrap().is_none());
 
     // A cooldown refusal leaves no dedup key naming a run that was never recorded.
@@ -354,13 +370,26 @@ pub(crate) async fn cooldown_is_per_playbook_and_key(s: Subject) {
     assert_eq!(b.admit(again).await.unwrap(), Admitted::Started);
 
     // A cut-off run does not hold the cooldown.
-    assert!(b.end_unfinished("c1", "interrupted", "stopped").await.unwrap());
-    assert_eq!(b.admit(cool("c7", "p", "fp1")).await.unwrap(), Admitted::Started);
+    assert!(
+        b.end_unfinished("c1", "interrupted", "stopped")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.admit(cool("c7", "p", "fp1")).await.unwrap(),
+        Admitted::Started
+    );
 
     // The period ends.
     let brief = |id: String| cooled(queued(&id, "r", 2), "fpx", SHORT);
-    assert_eq!(b.admit(brief("c8".into())).await.unwrap(), Admitted::Started);
-    assert_eq!(b.admit(brief("c9".into())).await.unwrap(), Admitted::Cooldown);
+    assert_eq!(
+        b.admit(brief("c8".into())).await.unwrap(),
+        Admitted::Started
+    );
+    assert_eq!(
+        b.admit(brief("c9".into())).await.unwrap(),
+        Admitted::Cooldown
+    );
     let mut attempt = 0;
     eventually("the cooldown ends", || {
         attempt += 1;
@@ -374,11 +403,19 @@ pub(crate) async fn cooldown_is_per_playbook_and_key(s: Subject) {
 
 pub(crate) async fn claims_respect_slots_across_two_claimers(s: Subject) {
     let replicas = [s.backend.clone(), (s.open_again)().await.unwrap()];
-    let limits = limits(2, &[("solo", 1)]);
+    let limits = limits(2, &[("solo", 1), ("many", 3)]);
     for i in 0..9 {
         let playbook = if i % 3 == 2 { "solo" } else { "pb" };
         let run = queued(&format!("q{i}"), playbook, i);
-        assert_eq!(s.backend.admit(admit(run)).await.unwrap(), Admitted::Started);
+        assert_eq!(
+            s.backend.admit(admit(run)).await.unwrap(),
+            Admitted::Started
+        );
+    }
+    // More queued runs than one claim looks at: claimers take slots of one playbook at once.
+    for i in 0..150 {
+        let run = queued(&format!("m{i:03}"), "many", 10 + i);
+        s.backend.admit(admit(run)).await.unwrap();
     }
     let claimers: Vec<_> = (0..4)
         .map(|i| {
@@ -386,7 +423,9 @@ pub(crate) async fn claims_respect_slots_across_two_claimers(s: Subject) {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for _ in 0..5 {
-                    ids.extend(claimed_ids(&backend, &format!("runner{i}"), 10, &limits, LONG).await);
+                    ids.extend(
+                        claimed_ids(&backend, &format!("runner{i}"), 10, &limits, LONG).await,
+                    );
                 }
                 ids
             })
@@ -397,13 +436,26 @@ pub(crate) async fn claims_respect_slots_across_two_claimers(s: Subject) {
         claimed.extend(claimer.await.unwrap());
     }
     claimed.sort();
-    let playbook_of = |id: &String| if ["q2", "q5", "q8"].contains(&id.as_str()) { "solo" } else { "pb" };
-    let count = |playbook| claimed.iter().filter(|id| playbook_of(id) == playbook).count();
-    assert_eq!((count("pb"), count("solo")), (2, 1), "{claimed:?}");
+    let playbook_of = |id: &String| match id.as_str() {
+        "q2" | "q5" | "q8" => "solo",
+        many if many.starts_with('m') => "many",
+        _ => "pb",
+    };
+    let count = |playbook| {
+        claimed
+            .iter()
+            .filter(|id| playbook_of(id) == playbook)
+            .count()
+    };
+    assert_eq!(
+        (count("pb"), count("solo"), count("many")),
+        (2, 1, 3),
+        "{claimed:?}"
+    );
     let mut unique = claimed.clone();
     unique.dedup();
     assert_eq!(unique, claimed, "a run claimed twice");
-    assert_eq!(s.backend.run_counts().await.unwrap(), (6, 3));
+    assert_eq!(s.backend.run_counts().await.unwrap(), (6 + 147, 6));
 
     // A finished run frees its slot for the oldest waiting run of its playbook.
     let pb_run = claimed.iter().find(|id| playbook_of(id) == "pb").unwrap();
@@ -463,7 +515,10 @@ pub(crate) async fn finish_frees_the_slot_and_refuses_a_lost_run(s: Subject) {
     assert_eq!(claimed_ids(b, "me", 10, &one, LONG).await, ["f1"]);
     assert!(claimed_ids(b, "me", 10, &one, LONG).await.is_empty());
     b.finish(outcome("f1", "resolved")).await.unwrap();
-    assert!(b.finish(outcome("f1", "resolved")).await.is_err(), "finished twice");
+    assert!(
+        b.finish(outcome("f1", "resolved")).await.is_err(),
+        "finished twice"
+    );
     assert_eq!(claimed_ids(b, "me", 10, &one, SHORT).await, ["f2"]);
 
     // f2's runner stops renewing: its lease ends, it is lost, and its late outcome is refused.
@@ -481,7 +536,11 @@ pub(crate) async fn finish_frees_the_slot_and_refuses_a_lost_run(s: Subject) {
     // Expiry freed the slot; so does ending a run unfinished.
     b.admit(admit(queued("f3", "one", 3))).await.unwrap();
     assert_eq!(claimed_ids(b, "me", 10, &one, LONG).await, ["f3"]);
-    assert!(b.end_unfinished("f3", "failed", "could not start").await.unwrap());
+    assert!(
+        b.end_unfinished("f3", "failed", "could not start")
+            .await
+            .unwrap()
+    );
     assert_eq!(status(b, "f3").await, "failed");
     b.admit(admit(queued("f4", "one", 4))).await.unwrap();
     assert_eq!(claimed_ids(b, "me", 10, &one, LONG).await, ["f4"]);
@@ -495,7 +554,10 @@ pub(crate) async fn leases_are_renewed_by_their_runner_and_expire_without_it(s: 
     b.admit(admit(queued("kept", "a", 1))).await.unwrap();
     b.admit(admit(queued("dropped", "b", 2))).await.unwrap();
     assert_eq!(claimed_ids(b, "keeper", 1, &limits, SHORT).await, ["kept"]);
-    assert_eq!(claimed_ids(b, "dying", 1, &limits, SHORT).await, ["dropped"]);
+    assert_eq!(
+        claimed_ids(b, "dying", 1, &limits, SHORT).await,
+        ["dropped"]
+    );
     assert_eq!(b.renew_leases("keeper", SHORT).await.unwrap(), 1);
     assert_eq!(b.renew_leases("nobody", SHORT).await.unwrap(), 0);
     assert_eq!(b.run_counts().await.unwrap(), (0, 2));
@@ -519,20 +581,23 @@ pub(crate) async fn leases_are_renewed_by_their_runner_and_expire_without_it(s: 
 pub(crate) async fn lost_runs_are_told_once_across_instances(s: Subject) {
     let replicas = [s.backend.clone(), (s.open_again)().await.unwrap()];
     let b = &s.backend;
-    for i in 0..5 {
-        b.admit(admit(queued(&format!("l{i}"), "pb", i))).await.unwrap();
+    let all: Vec<String> = (0..24).map(|i| format!("l{i:02}")).collect();
+    for (i, id) in all.iter().enumerate() {
+        b.admit(admit(queued(id, "pb", i))).await.unwrap();
     }
     assert_eq!(
-        claimed_ids(b, "dead", 10, &limits(10, &[]), SHORT).await.len(),
-        5
+        claimed_ids(b, "dead", 100, &limits(100, &[]), SHORT)
+            .await
+            .len(),
+        all.len()
     );
     let lost = &std::sync::atomic::AtomicUsize::new(0);
-    eventually("five runs are lost", || async move {
+    eventually("every run is lost", || async move {
         let expired = b.expire_leases().await.unwrap();
-        lost.fetch_add(expired, std::sync::atomic::Ordering::SeqCst) + expired == 5
+        lost.fetch_add(expired, std::sync::atomic::Ordering::SeqCst) + expired == 24
     })
     .await;
-    let takers: Vec<_> = (0..4)
+    let takers: Vec<_> = (0..6)
         .map(|i| {
             let backend = replicas[i % 2].clone();
             tokio::spawn(async move {
@@ -554,7 +619,7 @@ pub(crate) async fn lost_runs_are_told_once_across_instances(s: Subject) {
         told.extend(taker.await.unwrap());
     }
     told.sort();
-    assert_eq!(told, ["l0", "l1", "l2", "l3", "l4"]);
+    assert_eq!(told, all);
     assert!(b.take_lost_unnotified(10).await.unwrap().is_empty());
 }
 
@@ -599,19 +664,37 @@ fn due(claim: Claim) -> Box<crate::records::OutboxRow> {
 
 pub(crate) async fn outbox_keeps_channel_order_and_leases_exclusively(s: Subject) {
     let (b, other) = (&s.backend, (s.open_again)().await.unwrap());
-    let m1 = b.enqueue(message("run-1", "ops", "first", "trigger"), None).await.unwrap();
-    let m2 = b.enqueue(message("run-1", "ops", "second", "resolve"), None).await.unwrap();
-    let m3 = b.enqueue(message("run-2", "other", "third", "trigger"), None).await.unwrap();
+    let m1 = b
+        .enqueue(message("run-1", "ops", "first", "trigger"), None)
+        .await
+        .unwrap();
+    let m2 = b
+        .enqueue(message("run-1", "ops", "second", "resolve"), None)
+        .await
+        .unwrap();
+    let m3 = b
+        .enqueue(message("run-2", "other", "third", "trigger"), None)
+        .await
+        .unwrap();
 
     let head = due(b.claim_head("ops", LONG).await.unwrap());
-    assert_eq!((head.id, head.attempts, head.title.as_str()), (m1, 1, "first"));
+    assert_eq!(
+        (head.id, head.attempts, head.title.as_str()),
+        (m1, 1, "first")
+    );
     // Leased: another replica waits instead of sending it again or skipping to the next.
-    assert!(matches!(other.claim_head("ops", LONG).await.unwrap(), Claim::Wait(_)));
+    assert!(matches!(
+        other.claim_head("ops", LONG).await.unwrap(),
+        Claim::Wait(_)
+    ));
     assert_eq!(due(other.claim_head("other", LONG).await.unwrap()).id, m3);
 
     // Backing off keeps the head: a resolve never overtakes its trigger.
     b.mark_retry(m1, SHORT, "500").await.unwrap();
-    assert!(matches!(b.claim_head("ops", LONG).await.unwrap(), Claim::Wait(_)));
+    assert!(matches!(
+        b.claim_head("ops", LONG).await.unwrap(),
+        Claim::Wait(_)
+    ));
     let retried = eventually_some("the retry is due", || {
         let other = other.clone();
         async move {
@@ -629,10 +712,16 @@ pub(crate) async fn outbox_keeps_channel_order_and_leases_exclusively(s: Subject
     b.mark_delivered(m1).await.unwrap();
     assert_eq!(due(b.claim_head("ops", LONG).await.unwrap()).id, m2);
     b.mark_failed(m2, "400 invalid_payload").await.unwrap();
-    assert!(matches!(b.claim_head("ops", LONG).await.unwrap(), Claim::Empty));
+    assert!(matches!(
+        b.claim_head("ops", LONG).await.unwrap(),
+        Claim::Empty
+    ));
 
     let first = b.outbox_row(m1).await.unwrap().unwrap();
-    assert_eq!((first.state.as_str(), first.parts_sent, first.attempts), ("delivered", 2, 2));
+    assert_eq!(
+        (first.state.as_str(), first.parts_sent, first.attempts),
+        ("delivered", 2, 2)
+    );
     assert!(first.delivered_at.is_some() && first.last_error.is_none());
     let states: Vec<String> = b
         .outbox_for_run("run-1")
@@ -642,36 +731,57 @@ pub(crate) async fn outbox_keeps_channel_order_and_leases_exclusively(s: Subject
         .map(|r| format!("{}:{}", r.state, r.last_error.unwrap_or_default()))
         .collect();
     assert_eq!(states, ["delivered:", "failed:400 invalid_payload"]);
-    let ids = |rows: Vec<crate::records::OutboxRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids =
+        |rows: Vec<crate::records::OutboxRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(ids(b.outbox_list(None, 10).await.unwrap()), [m3, m2, m1]);
     assert_eq!(ids(b.outbox_list(Some("failed"), 10).await.unwrap()), [m2]);
-    assert_eq!(b.outbox_pending().await.unwrap(), [("other".to_string(), 1)]);
     assert_eq!(
-        b.last_for_dedup_key("ops", "k1").await.unwrap().map(|r| r.id),
+        b.outbox_pending().await.unwrap(),
+        [("other".to_string(), 1)]
+    );
+    assert_eq!(
+        b.last_for_dedup_key("ops", "k1")
+            .await
+            .unwrap()
+            .map(|r| r.id),
         Some(m2)
     );
-    assert!(b.last_for_dedup_key("nowhere", "k1").await.unwrap().is_none());
+    assert!(
+        b.last_for_dedup_key("nowhere", "k1")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(b.outbox_row(m3 + 100).await.unwrap().is_none());
 
-    // Twenty workers of two replicas at once: one gets the row.
-    let m4 = b.enqueue(message("run-4", "race", "raced", "trigger"), None).await.unwrap();
+    // Twenty workers of two replicas at once: one gets the row (five rounds, five channels).
     let replicas = [b.clone(), other.clone()];
-    let workers: Vec<_> = (0..20)
-        .map(|i| {
-            let backend = replicas[i % 2].clone();
-            tokio::spawn(async move { backend.claim_head("race", LONG).await.unwrap() })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for worker in workers {
-        if let Claim::Due(row) = worker.await.unwrap() {
-            winners.push(row.id);
+    for round in 0..5 {
+        let channel = format!("race{round}");
+        let raced = b
+            .enqueue(message("run-4", &channel, "raced", "trigger"), None)
+            .await
+            .unwrap();
+        let workers: Vec<_> = (0..20)
+            .map(|i| {
+                let (backend, channel) = (replicas[i % 2].clone(), channel.clone());
+                tokio::spawn(async move { backend.claim_head(&channel, LONG).await.unwrap() })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for worker in workers {
+            if let Claim::Due(row) = worker.await.unwrap() {
+                winners.push(row.id);
+            }
         }
+        assert_eq!(winners, [raced], "round {round}");
     }
-    assert_eq!(winners, [m4]);
 
     // A worker that dies holding a row: its lease runs out and another replica takes it.
-    let m5 = b.enqueue(message("run-5", "lapse", "lapsed", "trigger"), None).await.unwrap();
+    let m5 = b
+        .enqueue(message("run-5", "lapse", "lapsed", "trigger"), None)
+        .await
+        .unwrap();
     assert_eq!(due(b.claim_head("lapse", SHORT).await.unwrap()).id, m5);
     let taken = eventually_some("the lease runs out", || {
         let other = other.clone();
@@ -709,7 +819,10 @@ pub(crate) async fn outbox_once_key_queues_one_message(s: Subject) {
     assert_eq!(s.backend.outbox_for_run("run-1").await.unwrap().len(), 1);
     // Without a key, every message is queued.
     let plain = message("run-1", "pagerduty", "again", "trigger");
-    assert_ne!(s.backend.enqueue(plain.clone(), None).await.unwrap(), ids[0]);
+    assert_ne!(
+        s.backend.enqueue(plain.clone(), None).await.unwrap(),
+        ids[0]
+    );
     s.backend.enqueue(plain, None).await.unwrap();
     assert_eq!(s.backend.outbox_for_run("run-1").await.unwrap().len(), 3);
 }
@@ -727,9 +840,12 @@ pub(crate) async fn runs_alerts_and_deliveries_read_back(s: Subject) {
     let mut web = admit(queued("web-1", "web", 2));
     web.alert = Some(alert("BotDown", ""));
     assert_eq!(b.admit(web).await.unwrap(), Admitted::Started);
-    b.record_alerts(vec![alert("Unrouted", "unrouted"), alert("Later", "unrouted")])
-        .await
-        .unwrap();
+    b.record_alerts(vec![
+        alert("Unrouted", "unrouted"),
+        alert("Later", "unrouted"),
+    ])
+    .await
+    .unwrap();
     let sent = b
         .enqueue(message("cli-1", "ops", "done", "trigger"), None)
         .await
@@ -737,17 +853,31 @@ pub(crate) async fn runs_alerts_and_deliveries_read_back(s: Subject) {
 
     let run = b.get("cli-1").await.unwrap().unwrap();
     assert_eq!(
-        (run.run.status.as_str(), run.run.summary.as_str(), run.run.dry_run),
+        (
+            run.run.status.as_str(),
+            run.run.summary.as_str(),
+            run.run.dry_run
+        ),
         ("resolved", "cli-1 resolved", true)
     );
     assert_eq!(
-        (run.run.trigger.as_str(), run.run.severity.as_str(), run.origin.as_str()),
+        (
+            run.run.trigger.as_str(),
+            run.run.severity.as_str(),
+            run.origin.as_str()
+        ),
         ("cli", "P2", "plugin-dir")
     );
     assert_eq!(run.run.started_at, "2026-11-25T10:00:01.000Z");
-    assert_eq!(run.run.ended_at.as_deref(), Some("2026-11-25T10:00:02.000Z"));
+    assert_eq!(
+        run.run.ended_at.as_deref(),
+        Some("2026-11-25T10:00:02.000Z")
+    );
     assert_eq!(run.params["case"], "cli-1");
-    assert_eq!(run.alert.as_ref().unwrap()["labels"]["alertname"], "BotDown");
+    assert_eq!(
+        run.alert.as_ref().unwrap()["labels"]["alertname"],
+        "BotDown"
+    );
     assert_eq!(run.actions, serde_json::json!(["restarted bot"]));
     assert_eq!(run.timings.as_ref().unwrap()["total_ms"], 12);
     assert_eq!(run.grants.as_ref().unwrap()["docker"][0], "bot");
@@ -763,16 +893,27 @@ pub(crate) async fn runs_alerts_and_deliveries_read_back(s: Subject) {
     assert_eq!(run.artifacts.len(), 1);
     let artifact = &run.artifacts[0];
     assert_eq!(
-        (artifact.name.as_str(), artifact.bytes, artifact.text.as_str()),
+        (
+            artifact.name.as_str(),
+            artifact.bytes,
+            artifact.text.as_str()
+        ),
         ("logs.txt", 5, "hello")
     );
     assert_eq!(artifact.sha256, "ab".repeat(32));
-    assert_eq!(run.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(), [sent]);
+    assert_eq!(
+        run.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [sent]
+    );
     assert!(b.get("nothing").await.unwrap().is_none());
 
     let web = b.get("web-1").await.unwrap().unwrap();
-    assert_eq!((web.run.status.as_str(), web.run.ended_at), ("queued", None));
-    let ids = |runs: Vec<crate::records::RunSummary>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        (web.run.status.as_str(), web.run.ended_at),
+        ("queued", None)
+    );
+    let ids =
+        |runs: Vec<crate::records::RunSummary>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(ids(b.list(10, None).await.unwrap()), ["web-1", "cli-1"]);
     assert_eq!(ids(b.list(1, None).await.unwrap()), ["web-1"]);
     assert_eq!(ids(b.list(10, Some("cli")).await.unwrap()), ["cli-1"]);

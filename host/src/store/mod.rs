@@ -18,8 +18,8 @@ mod admission;
 pub mod backend;
 #[cfg(test)]
 mod conformance;
-pub mod postgres;
 mod outbox;
+pub mod postgres;
 mod recovery;
 mod writer;
 pub use admission::{Admit, Admitted, QueuedRun};

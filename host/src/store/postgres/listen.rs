@@ -20,7 +20,10 @@ pub(super) fn wake(queued: &Notify) {
 }
 
 /// Runs until aborted (the store is dropped).
-pub(super) fn spawn(config: tokio_postgres::Config, queued: Arc<Notify>) -> tokio::task::AbortHandle {
+pub(super) fn spawn(
+    config: tokio_postgres::Config,
+    queued: Arc<Notify>,
+) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {

@@ -16,8 +16,8 @@ use tokio_postgres::NoTls;
 
 use super::backend::{Backend, SlotLimits};
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome, RunSummary,
+    StoredRun, UnfinishedRun,
 };
 
 mod listen;
@@ -179,12 +179,17 @@ impl Backend for Postgres {
     }
 
     async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()> {
-        self.bounded("recording a run", runs::insert_running(self, run, runner, lease))
-            .await
+        self.bounded(
+            "recording a run",
+            runs::insert_running(self, run, runner, lease),
+        )
+        .await
     }
 
     async fn admit(&self, admit: Admit) -> Result<Admitted> {
-        let admitted = self.bounded("admitting a run", runs::admit(self, admit)).await?;
+        let admitted = self
+            .bounded("admitting a run", runs::admit(self, admit))
+            .await?;
         if admitted == Admitted::Started {
             listen::wake(&self.queued);
         }
@@ -264,23 +269,35 @@ impl Backend for Postgres {
     }
 
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {
-        self.bounded("checking a webhook id", outbox::first_delivery(self, id, window))
-            .await
+        self.bounded(
+            "checking a webhook id",
+            outbox::first_delivery(self, id, window),
+        )
+        .await
     }
 
     async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
-        self.bounded("queueing a message", outbox::enqueue(self, message, once_key))
-            .await
+        self.bounded(
+            "queueing a message",
+            outbox::enqueue(self, message, once_key),
+        )
+        .await
     }
 
     async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {
-        self.bounded("claiming a message", outbox::claim_head(self, channel, lease))
-            .await
+        self.bounded(
+            "claiming a message",
+            outbox::claim_head(self, channel, lease),
+        )
+        .await
     }
 
     async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()> {
-        self.bounded("updating a message", outbox::mark_parts_sent(self, id, parts))
-            .await
+        self.bounded(
+            "updating a message",
+            outbox::mark_parts_sent(self, id, parts),
+        )
+        .await
     }
 
     async fn mark_delivered(&self, id: i64) -> Result<()> {
@@ -289,8 +306,11 @@ impl Backend for Postgres {
     }
 
     async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
-        self.bounded("updating a message", outbox::mark_retry(self, id, after, error))
-            .await
+        self.bounded(
+            "updating a message",
+            outbox::mark_retry(self, id, after, error),
+        )
+        .await
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {

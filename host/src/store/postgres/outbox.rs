@@ -214,7 +214,11 @@ pub(super) async fn row(pg: &Postgres, id: i64) -> Result<Option<OutboxRow>> {
     Ok(row.as_ref().map(outbox_row))
 }
 
-pub(super) async fn list(pg: &Postgres, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+pub(super) async fn list(
+    pg: &Postgres,
+    state: Option<&str>,
+    limit: usize,
+) -> Result<Vec<OutboxRow>> {
     let rows = query(
         &pg.client().await?,
         &format!(

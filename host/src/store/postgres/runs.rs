@@ -59,7 +59,11 @@ pub(super) async fn query_opt(
     c.query_opt(&statement, params).await.map_err(pg_error)
 }
 
-pub(super) async fn execute(c: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+pub(super) async fn execute(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64> {
     let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
     c.execute(&statement, params).await.map_err(pg_error)
 }

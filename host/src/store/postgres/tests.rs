@@ -53,12 +53,16 @@ async fn fresh_database() -> Option<(String, String, String)> {
 }
 
 async fn drop_database(cluster: &str, name: &str) {
-    let dropped = admin(cluster)
-        .await
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    if let Err(e) = dropped {
-        eprintln!("dropping the test database {name}: {e}");
+    let admin = admin(cluster).await;
+    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    for attempt in 1..=3 {
+        match admin.batch_execute(&drop).await {
+            Ok(()) => return,
+            Err(e) if attempt == 3 => {
+                eprintln!("dropping the test database {name}: {}", super::pg_error(e))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }
 
@@ -174,8 +178,155 @@ async fn a_database_that_is_not_there_is_an_error_at_once_and_no_password_is_sho
         .err()
         .expect("connected to nothing");
     let err = format!("{err:#}");
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(err.contains("postgres runbook@127.0.0.1:1/runs"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
     assert!(Postgres::connect("mysql://nope").await.is_err());
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_an_error_within_the_connect_timeout() {
+    // Accepts TCP connections and says nothing, like a database host that hangs.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let started = Instant::now();
+    let url = format!("postgres://runbook@127.0.0.1:{port}/runs");
+    assert!(Postgres::connect(&url).await.is_err());
+    let took = started.elapsed();
+    assert!(
+        took < super::CONNECT_TIMEOUT + Duration::from_secs(3),
+        "{took:?}"
+    );
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_the_server_ended_are_replaced_and_listening_resumes() {
+    let Some(s) = subject().await else { return };
+    let other = (s.open_again)().await.unwrap();
+    other.wait_for_queued(Duration::from_secs(5)).await;
+    s.backend.ping().await.unwrap();
+    // What a database restart does to every replica: all their connections end.
+    let url = std::env::var("RUNBOOK_TEST_POSTGRES").unwrap();
+    let db = s.backend.describe().rsplit('/').next().unwrap().to_string();
+    admin(&url)
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .await
+        .unwrap();
+    let mut attempts = 0;
+    while s.backend.ping().await.is_err() {
+        attempts += 1;
+        assert!(attempts < 50, "the pool never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The listener reconnected too: another replica's admission still wakes this one.
+    let woken = Instant::now();
+    let waiting = tokio::spawn({
+        let other = other.clone();
+        async move {
+            // The reconnect itself wakes once; then the admission's notification must.
+            loop {
+                other.wait_for_queued(Duration::from_secs(20)).await;
+                if matches!(other.run_counts().await, Ok((1, _))) {
+                    return;
+                }
+            }
+        }
+    });
+    let mut admitted = Err(anyhow::anyhow!("not tried"));
+    for _ in 0..50 {
+        admitted = s.backend.admit(one_run("after-restart")).await;
+        if admitted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(admitted.unwrap(), Admitted::Started);
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("not woken after the database restarted")
+        .unwrap();
+    assert!(woken.elapsed() < Duration::from_secs(10));
+    drop(other);
+    (s.cleanup.unwrap())().await;
+}
+
+fn one_run(id: &str) -> Admit {
+    Admit {
+        run: QueuedRun {
+            id: id.into(),
+            playbook: "pb".into(),
+            origin: "plugin-dir".into(),
+            trigger: "alert".into(),
+            params: serde_json::json!({}),
+            alert: None,
+            dry_run: false,
+            dedup_key: Some(format!("key-{id}")),
+            started_at: "2026-11-25T10:00:00.000Z".into(),
+            severity: "P3".into(),
+        },
+        dedup_window: Some(Duration::from_secs(3600)),
+        cooldown: None,
+        alert: None,
+    }
+}
+
+/// A figure, not a check: distinct admissions per second through one `Postgres` (pool of 16,
+/// 64 in flight). `cargo test --release -p runbook-host --lib admissions_per_second -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn admissions_per_second() {
+    let Some((cluster, url, name)) = fresh_database().await else {
+        return;
+    };
+    let store = Arc::new(Postgres::connect(&url).await.unwrap());
+    const N: usize = 4000;
+    let started = Instant::now();
+    let next = Arc::new(AtomicU32::new(0));
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, next) = (store.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= N {
+                        return latencies;
+                    }
+                    let one = Instant::now();
+                    store.admit(one_run(&format!("bench-{i}"))).await.unwrap();
+                    latencies.push(one.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let took = started.elapsed();
+    latencies.sort();
+    println!(
+        "{N} admissions in {took:?}: {:.0}/s, p50 {:?}, p99 {:?}",
+        N as f64 / took.as_secs_f64(),
+        latencies[N / 2],
+        latencies[N * 99 / 100]
+    );
+    drop(store);
+    drop_database(&cluster, &name).await;
 }
