@@ -147,6 +147,23 @@ fn describe(config: &tokio_postgres::Config) -> String {
     format!("postgres {user}@{host}:{port}/{db}")
 }
 
+/// A key from outside (dedup and cooldown keys, webhook ids, once-keys) as an index entry: a
+/// B-tree entry is bounded (about 2.7 KB), so a long key is kept as its SHA-256 — and so is a
+/// short one that looks like such a digest, so that no key can pose as another.
+fn index_key(key: &str) -> std::borrow::Cow<'_, str> {
+    const MAX_BYTES: usize = 256;
+    const DIGEST: &str = "sha256:";
+    if key.len() <= MAX_BYTES && !key.starts_with(DIGEST) {
+        return key.into();
+    }
+    use sha2::Digest;
+    format!(
+        "{DIGEST}{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
+    .into()
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::runs::{execute, query, query_opt};
-use super::{Postgres, secs};
+use super::{Postgres, index_key, secs};
 use crate::records::{Claim, NewMessage, OutboxRow};
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
@@ -40,6 +40,7 @@ fn outbox_row(r: &Row) -> OutboxRow {
 }
 
 pub(super) async fn first_delivery(pg: &Postgres, id: &str, window: Duration) -> Result<bool> {
+    let id = index_key(id);
     let client = pg.client().await?;
     let first = query_opt(
         &client,
@@ -70,6 +71,7 @@ pub(super) async fn enqueue(
     message: NewMessage,
     once_key: Option<String>,
 ) -> Result<i64> {
+    let once_key = once_key.as_deref().map(index_key);
     let client = pg.client().await?;
     let inserted = query_opt(
         &client,

@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Postgres, listen, pg_error, secs};
+use super::{Postgres, index_key, listen, pg_error, secs};
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
     StoredRun, UnfinishedRun,
@@ -148,6 +148,7 @@ async fn take_key(
     run_id: &str,
     window: Duration,
 ) -> Result<Option<String>> {
+    let (kind, key) = (index_key(kind), index_key(key));
     let taken = query_opt(
         c,
         &format!(

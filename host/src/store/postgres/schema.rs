@@ -129,11 +129,13 @@ pub(super) const MIGRATIONS: &[&str] = &[r#"
         created_at    TEXT NOT NULL,
         delivered_at  TEXT,
         once_key      TEXT                    -- a message queued by two replicas goes out once
+                                              -- (index_key: long ones as their digest)
     );
     CREATE UNIQUE INDEX outbox_once ON outbox (once_key) WHERE once_key IS NOT NULL;
     CREATE INDEX outbox_pending ON outbox (channel, id) WHERE state = 'pending';
     CREATE INDEX outbox_run ON outbox (run_id);
-    CREATE INDEX outbox_dedup ON outbox (channel, dedup_key, id);
+    -- Hash: a dedup key of any length (a B-tree entry is bounded).
+    CREATE INDEX outbox_dedup ON outbox USING hash (dedup_key);
 "#];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

@@ -330,3 +330,15 @@ async fn admissions_per_second() {
     drop(store);
     drop_database(&cluster, &name).await;
 }
+
+#[test]
+fn a_key_cannot_pose_as_the_digest_of_another() {
+    let long = "x".repeat(1000);
+    let digest = super::index_key(&long).into_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() < 100,
+        "{digest}"
+    );
+    assert_ne!(super::index_key(&digest), digest);
+    assert_eq!(super::index_key("short"), "short");
+}
