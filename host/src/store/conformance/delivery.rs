@@ -24,10 +24,10 @@ pub(crate) async fn a_webhook_id_is_accepted_once(s: Subject) {
     }
     assert_eq!(accepted, 1);
 
-    assert!(b.first_delivery("msg_4", SHORT).await.unwrap());
-    assert!(!b.first_delivery("msg_4", SHORT).await.unwrap());
+    assert!(b.first_delivery("msg_4", BRIEF).await.unwrap());
+    assert!(!b.first_delivery("msg_4", BRIEF).await.unwrap());
     eventually("the replay window ends", || async move {
-        b.first_delivery("msg_4", SHORT).await.unwrap()
+        b.first_delivery("msg_4", BRIEF).await.unwrap()
     })
     .await;
 }
@@ -69,7 +69,7 @@ pub(crate) async fn outbox_keeps_channel_order_and_leases_exclusively(s: Subject
     assert_eq!(due(other.claim_head("other", LONG).await.unwrap()).id, m3);
 
     // Backing off keeps the head: a resolve never overtakes its trigger.
-    b.mark_retry(m1, SHORT, "500").await.unwrap();
+    b.mark_retry(m1, BRIEF, "500").await.unwrap();
     assert!(matches!(
         b.claim_head("ops", LONG).await.unwrap(),
         Claim::Wait(_)

@@ -97,6 +97,8 @@ pub(crate) use conformance_tests;
 const LONG: Duration = Duration::from_secs(3600);
 /// Leases and windows that must run out during a test.
 const SHORT: Duration = Duration::from_millis(500);
+/// Windows and leases that must hold across a few calls (on a loaded machine), then end.
+const BRIEF: Duration = Duration::from_secs(2);
 
 /// `seq` orders runs by acceptance time.
 fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {

@@ -70,7 +70,7 @@ pub(crate) async fn dedup_holds_for_its_window_and_cut_off_runs_free_it(s: Subje
         Admitted::Deduplicated("d".into())
     );
     // The window ends.
-    let short = |id: &str, seq| deduped(queued(id, "pb", seq), "short", SHORT);
+    let short = |id: &str, seq| deduped(queued(id, "pb", seq), "short", BRIEF);
     assert_eq!(b.admit(short("f", 6)).await.unwrap(), Admitted::Started);
     assert_eq!(
         b.admit(short("g", 7)).await.unwrap(),
@@ -132,7 +132,7 @@ pub(crate) async fn cooldown_is_per_playbook_and_key(s: Subject) {
     );
 
     // The period ends.
-    let brief = |id: String| cooled(queued(&id, "r", 2), "fpx", SHORT);
+    let brief = |id: String| cooled(queued(&id, "r", 2), "fpx", BRIEF);
     assert_eq!(
         b.admit(brief("c8".into())).await.unwrap(),
         Admitted::Started
@@ -304,16 +304,16 @@ pub(crate) async fn leases_are_renewed_by_their_runner_and_expire_without_it(s: 
     let limits = limits(1, &[]);
     b.admit(admit(queued("kept", "a", 1))).await.unwrap();
     b.admit(admit(queued("dropped", "b", 2))).await.unwrap();
-    assert_eq!(claimed_ids(b, "keeper", 1, &limits, SHORT).await, ["kept"]);
+    assert_eq!(claimed_ids(b, "keeper", 1, &limits, BRIEF).await, ["kept"]);
     assert_eq!(
         claimed_ids(b, "dying", 1, &limits, SHORT).await,
         ["dropped"]
     );
-    assert_eq!(b.renew_leases("keeper", SHORT).await.unwrap(), 1);
+    assert_eq!(b.renew_leases("keeper", BRIEF).await.unwrap(), 1);
     assert_eq!(b.renew_leases("nobody", SHORT).await.unwrap(), 0);
     assert_eq!(b.run_counts().await.unwrap(), (0, 2));
     eventually("the unrenewed lease expires", || async move {
-        b.renew_leases("keeper", SHORT).await.unwrap();
+        b.renew_leases("keeper", BRIEF).await.unwrap();
         b.expire_leases().await.unwrap();
         status(b, "dropped").await == "lost"
     })
