@@ -58,7 +58,12 @@ pub(super) async fn first_delivery(pg: &Postgres, id: &str, window: Duration) ->
     if calls % PRUNE_EVERY == PRUNE_EVERY - 1 {
         execute(
             &client,
-            "DELETE FROM replay_ids WHERE seen_at < now() - $1::float8 * interval '1 second'",
+            // SKIP LOCKED: two replicas pruning at once never wait on each other.
+            "DELETE FROM replay_ids r USING (
+                 SELECT id FROM replay_ids
+                 WHERE seen_at < now() - $1::float8 * interval '1 second'
+                 LIMIT 10000 FOR UPDATE SKIP LOCKED) old
+             WHERE r.id = old.id",
             &[&secs(window)],
         )
         .await?;

@@ -440,7 +440,9 @@ pub(super) async fn renew_leases(pg: &Postgres, runner: &str, lease: Duration) -
         &pg.client().await?,
         "WITH held AS (
              UPDATE runs SET lease_until = now() + $2::float8 * interval '1 second'
-             WHERE runner = $1 AND status = 'running' RETURNING id),
+             WHERE id IN (SELECT id FROM runs WHERE runner = $1 AND status = 'running'
+                          ORDER BY id FOR UPDATE)
+             RETURNING id),
          slots_held AS (
              UPDATE slots SET lease_until = now() + $2::float8 * interval '1 second'
              WHERE run_id IN (SELECT id FROM held))
@@ -456,10 +458,14 @@ pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
     let tx = client.transaction().await.map_err(pg_error)?;
     let row = query_opt(
         &tx,
+        // SKIP LOCKED: two replicas expiring at once, or a late renewal, never wait on each
+        // other (a row skipped now is looked at again on the next period).
         "WITH lost AS (
              UPDATE runs SET status = 'lost', ended_at = runbook_now_text(), reason = $1,
                  summary = $2
-             WHERE status = 'running' AND lease_until < now() RETURNING id),
+             WHERE id IN (SELECT id FROM runs WHERE status = 'running' AND lease_until < now()
+                          ORDER BY id FOR UPDATE SKIP LOCKED)
+             RETURNING id),
          freed AS (
              UPDATE slots SET run_id = NULL, lease_until = NULL
              WHERE run_id IN (SELECT id FROM lost))
@@ -469,7 +475,15 @@ pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
     .await?;
     let lost = row.map_or(0, |r| r.get::<_, i64>(0)) as usize;
     // Housekeeping on the rescuer's period: keys past their window decide nothing.
-    execute(&tx, "DELETE FROM admission_keys WHERE until < now()", &[]).await?;
+    execute(
+        &tx,
+        "DELETE FROM admission_keys k USING (
+             SELECT kind, key FROM admission_keys WHERE until < now()
+             LIMIT 10000 FOR UPDATE SKIP LOCKED) old
+         WHERE k.kind = old.kind AND k.key = old.key",
+        &[],
+    )
+    .await?;
     if lost > 0 {
         tx.batch_execute(&format!("NOTIFY {}", listen::CHANNEL))
             .await
