@@ -65,7 +65,73 @@ ensure_aiosmtpd() {
     }
 }
 
+# A throwaway PostgreSQL cluster for the store's PostgreSQL backend (Debian's postgresql):
+# owned by the unprivileged `postgres` user (root cannot run postgres), data under /tmp,
+# trust auth on 127.0.0.1 only, durability off (fsync, synchronous_commit, full_page_writes:
+# tests only). Started with pg_ctl when not answering; the URL the tests use is written to
+# $PG_DIR/url (scripts/test.sh exports it as RUNBOOK_TEST_POSTGRES).
+PG_DIR=/tmp/runbook-pg
+PG_PORT=54329
+PG_URL="postgres://runbook@127.0.0.1:$PG_PORT/postgres"
+
+ensure_postgres() {
+    local bin user run
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+        echo "test-env: installing postgresql" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q postgresql >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null
+            apt-get install -y -q postgresql >/dev/null
+        }
+        bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    fi
+    if [ "$(id -u)" = 0 ]; then user=postgres; run=(runuser -u postgres --); else user=$(id -un); run=(); fi
+    mkdir -p "$PG_DIR"
+    chown "$user" "$PG_DIR"
+    if [ ! -s "$PG_DIR/data/PG_VERSION" ]; then
+        echo "test-env: initdb $PG_DIR/data" >&2
+        rm -rf "$PG_DIR/data"
+        "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' > "$PG_DIR/data/pg_hba.conf"
+        cat >> "$PG_DIR/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR'
+max_connections = 300
+shared_buffers = 64MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+    fi
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
+        echo "test-env: starting postgres on 127.0.0.1:$PG_PORT (log: $PG_DIR/log)" >&2
+        touch "$PG_DIR/log" && chown "$user" "$PG_DIR/log"
+        # -w: pg_ctl itself waits until the server accepts connections.
+        "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 start >/dev/null || {
+            echo "test-env: postgres did not start; see $PG_DIR/log" >&2
+            tail -20 "$PG_DIR/log" >&2 || true
+            exit 1
+        }
+        "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 30
+    fi
+    psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'runbook') THEN
+        CREATE ROLE runbook CREATEDB LOGIN;
+    END IF;
+END $$;
+-- The tests drop their databases WITH (FORCE), which must be able to end autovacuum workers.
+GRANT pg_signal_backend TO runbook;
+SQL
+    echo "$PG_URL" > "$PG_DIR/url"
+    echo "test-env: RUNBOOK_TEST_POSTGRES=$PG_URL" >&2
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
 ensure_aiosmtpd
+ensure_postgres

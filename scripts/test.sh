@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/test-env.sh
+# The PostgreSQL store tests run against the cluster test-env.sh started.
+export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
 cargo test --release --locked "$@"

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use anyhow::Result;
 
 pub mod backend;
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 mod sqlite;
 
 pub use crate::records::{
@@ -59,12 +62,7 @@ pub async fn open(location: &Location) -> Result<Arc<Store>> {
             let store = tokio::task::spawn_blocking(move || Sqlite::open(&path)).await??;
             Ok(Arc::new(store))
         }
-        Location::Postgres(url) => {
-            anyhow::bail!(
-                "the PostgreSQL store ({}) is not built into this host yet",
-                crate::redact::url(url)
-            )
-        }
+        Location::Postgres(url) => Ok(Arc::new(postgres::Postgres::connect(url).await?)),
     }
 }
 

@@ -119,6 +119,9 @@ const MIGRATIONS: &[&str] = &[
     -- while it runs; a claimed run holds one of its playbook's slots.
     ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
     ALTER TABLE runs ADD COLUMN holds_slot INTEGER NOT NULL DEFAULT 0;
+    -- When the store accepted the run (unix ms, the store's clock): dedup and cooldown
+    -- windows are measured on it, not on a host's idea of the time.
+    ALTER TABLE runs ADD COLUMN accepted_ms INTEGER;
     CREATE INDEX runs_open ON runs (status, started_at) WHERE status IN ('queued', 'running');
     CREATE INDEX runs_running ON runs (playbook) WHERE status = 'running';
     -- Standard Webhooks ids seen within the replay window.
@@ -444,4 +447,42 @@ mod tests {
         let err = Sqlite::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 99"), "{err}");
     }
+}
+
+/// The store contract (store/conformance/) on SQLite: a file in a temp dir; a second instance
+/// is a second connection to the same file (another process on it).
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use super::Sqlite;
+    use crate::store::backend::Backend;
+    use crate::store::conformance::{Subject, conformance_tests};
+
+    async fn subject() -> Option<Subject> {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let path = dir.path().join("runs.sqlite3");
+        let backend: Arc<dyn Backend> = Arc::new(Sqlite::open(&path).unwrap());
+        let (again, versioned) = (path.clone(), path.clone());
+        Some(Subject {
+            backend,
+            open_again: Arc::new(move || {
+                let path = again.clone();
+                Box::pin(async move { Ok(Arc::new(Sqlite::open(&path)?) as Arc<dyn Backend>) })
+            }),
+            set_schema_version: Arc::new(move |version| {
+                let path = versioned.clone();
+                Box::pin(async move {
+                    rusqlite::Connection::open(&path)?.pragma_update(None, "user_version", version)?;
+                    Ok(())
+                })
+            }),
+            cleanup: Some(Arc::new(move || {
+                let dir = dir.clone();
+                Box::pin(async move { drop(dir) })
+            })),
+        })
+    }
+
+    conformance_tests!(subject());
 }

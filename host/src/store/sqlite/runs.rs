@@ -25,12 +25,9 @@ pub(super) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// RFC 3339 of `ago` before now, to compare with `started_at`.
-fn since(ago: std::time::Duration) -> String {
-    let at = std::time::SystemTime::now()
-        .checked_sub(ago)
-        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-    humantime::format_rfc3339_millis(at).to_string()
+/// The store's clock `ago` before now, to compare with `accepted_ms`.
+fn since(ago: std::time::Duration) -> i64 {
+    now_ms().saturating_sub(ago.as_millis().min(i64::MAX as u128) as i64)
 }
 
 pub(super) fn insert_run(
@@ -41,8 +38,9 @@ pub(super) fn insert_run(
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
-                           dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms,
+                           accepted_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         run.id,
@@ -59,6 +57,7 @@ pub(super) fn insert_run(
         cooldown_key,
         held.map(|(runner, _)| runner),
         held.map(|(_, until)| until),
+        now_ms(),
     ])?;
     Ok(())
 }
@@ -85,13 +84,13 @@ pub(super) fn insert_alert(conn: &Connection, alert: &AlertRecord) -> Result<()>
     Ok(())
 }
 
-/// The run started for this dedup key since `since`, if any; cut-off runs do not count.
-fn dedup_run(conn: &Connection, key: &str, since: &str) -> Result<Option<String>> {
+/// The run accepted for this dedup key since `since`, if any; cut-off runs do not count.
+fn dedup_run(conn: &Connection, key: &str, since: i64) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT id FROM runs WHERE dedup_key = ?1 AND started_at >= ?2
+            "SELECT id FROM runs WHERE dedup_key = ?1 AND accepted_ms >= ?2
                AND status NOT IN {CUT_OFF}
-             ORDER BY started_at DESC LIMIT 1"
+             ORDER BY accepted_ms DESC LIMIT 1"
         ))?
         .query_row(params![key, since], |r| r.get(0))
         .optional()?)
@@ -99,10 +98,10 @@ fn dedup_run(conn: &Connection, key: &str, since: &str) -> Result<Option<String>
 
 /// Whether a run of `playbook` with this cooldown key was accepted since `since`; cut-off runs
 /// do not count (the alert must be able to run again).
-fn in_cooldown(conn: &Connection, playbook: &str, key: &str, since: &str) -> Result<bool> {
+fn in_cooldown(conn: &Connection, playbook: &str, key: &str, since: i64) -> Result<bool> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT 1 FROM runs WHERE playbook = ?1 AND cooldown_key = ?2 AND started_at >= ?3
+            "SELECT 1 FROM runs WHERE playbook = ?1 AND cooldown_key = ?2 AND accepted_ms >= ?3
                AND status NOT IN {CUT_OFF} LIMIT 1"
         ))?
         .query_row(params![playbook, key, since], |_| Ok(()))
@@ -119,13 +118,13 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
     } = admit;
     let admitted = match (&run.dedup_key, dedup_window) {
         (Some(key), Some(window)) => {
-            dedup_run(conn, key, &since(window))?.map(Admitted::Deduplicated)
+            dedup_run(conn, key, since(window))?.map(Admitted::Deduplicated)
         }
         _ => None,
     };
     let admitted = match (admitted, &cooldown) {
         (Some(admitted), _) => admitted,
-        (None, Some((key, period))) if in_cooldown(conn, &run.playbook, key, &since(*period))? => {
+        (None, Some((key, period))) if in_cooldown(conn, &run.playbook, key, since(*period))? => {
             Admitted::Cooldown
         }
         (None, _) => {

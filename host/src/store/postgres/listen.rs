@@ -1,0 +1,68 @@
+//! One dedicated connection per process LISTENs on `runbook_queued`: any replica's admission
+//! (or a freed slot) wakes this process's claimers at once instead of at their next poll.
+//! It reconnects on its own; while it is down, claimers fall back to their poll timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+pub(super) const CHANNEL: &str = "runbook_queued";
+
+/// Wakes whoever waits now, and leaves a permit for a claimer that is between its claim and
+/// its next wait (a spurious wake costs one empty claim; a lost one costs a poll interval).
+pub(super) fn wake(queued: &Notify) {
+    queued.notify_waiters();
+    queued.notify_one();
+}
+
+/// Runs until aborted (the store is dropped).
+pub(super) fn spawn(
+    config: tokio_postgres::Config,
+    queued: Arc<Notify>,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match listen(&config, &queued).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => eprintln!("run store: LISTEN {CHANNEL}: {e:#}; reconnecting"),
+            }
+            // Notifications sent while we were away are gone: let claimers look.
+            wake(&queued);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    })
+    .abort_handle()
+}
+
+/// One connection's life: LISTEN, then forward notifications until it closes.
+async fn listen(config: &tokio_postgres::Config, queued: &Notify) -> Result<()> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    // The connection only makes progress while polled: drive it while LISTEN is sent.
+    let listen = format!("LISTEN {CHANNEL}");
+    let listening = client.batch_execute(&listen);
+    tokio::pin!(listening);
+    let mut listened = false;
+    loop {
+        tokio::select! {
+            done = &mut listening, if !listened => {
+                done?;
+                listened = true;
+                // Anything queued before LISTEN took effect.
+                wake(queued);
+            }
+            message = messages.next() => match message {
+                Some(Ok(AsyncMessage::Notification(_))) => wake(queued),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+        }
+    }
+}
