@@ -7,6 +7,8 @@ use crate::text::echo;
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cap_std::fs::{Dir, File, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
@@ -14,7 +16,7 @@ use grep_matcher::Matcher;
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
 
-use super::protect::{Guard, Identity};
+use super::protect::{Guard, Identity, is_within};
 use super::roots::{Access, Resolved, Roots, io_error};
 use super::walk::{MAX_WALK_DEPTH, Visitor, Walk};
 use super::work::Budget;
@@ -168,10 +170,21 @@ pub fn usage(cx: &Cx, path: &str) -> Res<FsUsage> {
 }
 
 pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResult, WalkNote)> {
+    largest_counted(cx, path, depth, limit, Arc::default())
+}
+
+/// `largest`, its entries counted against `visited` (shared by the paths of `largest-many`).
+pub fn largest_counted(
+    cx: &Cx,
+    path: &str,
+    depth: u32,
+    limit: u32,
+    visited: Arc<AtomicU64>,
+) -> Res<(LargestResult, WalkNote)> {
     let (target, start, real) = open_dir(cx, path)?;
     let device = start.dir_metadata().map_err(|e| io_error(path, e))?.dev();
     let depth = depth.clamp(1, MAX_WALK_DEPTH as u32);
-    let mut walk = Walk::new(cx.guard, cx.budget, device, None);
+    let mut walk = Walk::new(cx.guard, cx.budget, device, None).sharing(visited);
     // Sizes are attributed to the ancestor `depth` levels down; shallower files count as
     // themselves. Each parallel walk sums into its own buckets, merged by key below.
     let sums = walk.run_parallel(&start, &target.relative, &real, || Buckets {
@@ -225,12 +238,22 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
 
 /// `largest`'s sums: bytes per ancestor `depth` levels under the start, and its kind once an
 /// entry at that level (or shallower) was seen. A walk visits a subtree's entries one after the
-/// other, so the current key's sum is kept aside and hashed in only when the key changes.
+/// other, so the current key's sum is kept aside (with the ancestor's path as the walk spells
+/// it) and hashed in only when the key changes; an entry below the ancestor is recognised by
+/// that path's bytes, without parsing its components.
 struct Buckets<'p> {
     start: &'p Path,
     depth: usize,
     sums: HashMap<PathBuf, (u64, Option<EntryKind>)>,
-    current: Option<(PathBuf, u64, Option<EntryKind>)>,
+    current: Option<Current>,
+}
+
+struct Current {
+    key: PathBuf,
+    /// The ancestor's path relative to the root, a prefix of its descendants' paths.
+    ancestor: PathBuf,
+    bytes: u64,
+    kind: Option<EntryKind>,
 }
 
 impl Buckets<'_> {
@@ -243,8 +266,8 @@ impl Buckets<'_> {
     }
 
     fn finish(mut self) -> HashMap<PathBuf, (u64, Option<EntryKind>)> {
-        if let Some((key, bytes, kind)) = self.current.take() {
-            self.add(key, bytes, kind);
+        if let Some(current) = self.current.take() {
+            self.add(current.key, current.bytes, current.kind);
         }
         self.sums
     }
@@ -252,21 +275,30 @@ impl Buckets<'_> {
 
 impl Visitor for Buckets<'_> {
     fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool {
-        let below = relative.strip_prefix(self.start).unwrap_or(relative);
         let bytes = meta.blocks() * 512;
-        let kind = (level <= self.depth).then(|| kind_of(meta));
-        if let Some((key, sum, sum_kind)) = &mut self.current
-            && key.components().eq(below.components().take(self.depth))
+        if level > self.depth
+            && let Some(current) = &mut self.current
+            && is_within(relative, &current.ancestor)
         {
-            *sum += bytes;
-            if kind.is_some() {
-                *sum_kind = kind;
-            }
+            current.bytes += bytes;
             return true;
         }
-        let key = below.components().take(self.depth).collect();
-        if let Some((key, sum, sum_kind)) = self.current.replace((key, bytes, kind)) {
-            self.add(key, sum, sum_kind);
+        let below = relative.strip_prefix(self.start).unwrap_or(relative);
+        let kind = (level <= self.depth).then(|| kind_of(meta));
+        let key: PathBuf = below.components().take(self.depth).collect();
+        let ancestor = relative
+            .ancestors()
+            .nth(level.saturating_sub(self.depth))
+            .unwrap_or(relative)
+            .to_path_buf();
+        let next = Current {
+            key,
+            ancestor,
+            bytes,
+            kind,
+        };
+        if let Some(done) = self.current.replace(next) {
+            self.add(done.key, done.bytes, done.kind);
         }
         true
     }

@@ -73,6 +73,13 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Counts this walk's entries against `visited`, a budget other walks share (the paths of
+    /// one `largest-many` call).
+    pub fn sharing(mut self, visited: Arc<AtomicU64>) -> Self {
+        self.visited = visited;
+        self
+    }
+
     /// Sizes or results are lower bounds: something was skipped.
     pub fn truncated(&self) -> bool {
         self.stopped || self.unreadable > 0 || self.too_deep > 0
