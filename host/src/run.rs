@@ -363,6 +363,9 @@ impl Host {
         let grants = Arc::new(self.grants_for(&prepared.source));
         let limits = self.config.limits_for(&name);
         let started = Instant::now();
+        if !grants.docker.is_empty() {
+            self.docker.connect_ahead();
+        }
         if let Some(store) = &self.store {
             // Through the store's group commit: the runtime's thread does not wait on SQLite.
             store
