@@ -18,7 +18,7 @@ use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch}
 
 use super::protect::{Guard, Identity, is_within};
 use super::roots::{Access, Resolved, Roots, io_error};
-use super::walk::{MAX_WALK_DEPTH, Visitor, Walk};
+use super::walk::{MAX_WALK_DEPTH, Meta, Visitor, Walk};
 use super::work::Budget;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
@@ -274,7 +274,7 @@ impl Buckets<'_> {
 }
 
 impl Visitor for Buckets<'_> {
-    fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool {
+    fn visit(&mut self, relative: &Path, meta: &Meta, level: usize) -> bool {
         let bytes = meta.blocks() * 512;
         if level > self.depth
             && let Some(current) = &mut self.current
@@ -284,7 +284,7 @@ impl Visitor for Buckets<'_> {
             return true;
         }
         let below = relative.strip_prefix(self.start).unwrap_or(relative);
-        let kind = (level <= self.depth).then(|| kind_of(meta));
+        let kind = (level <= self.depth).then(|| meta.kind());
         let key: PathBuf = below.components().take(self.depth).collect();
         let ancestor = relative
             .ancestors()
@@ -332,9 +332,9 @@ pub fn find(cx: &Cx, path: &str, options: &FindOptions) -> Res<(Vec<Entry>, Walk
         let name_ok = glob
             .as_ref()
             .is_none_or(|g| rel.file_name().is_some_and(|n| g.is_match(n)));
-        let age_ok = cutoff.is_none_or(|c| mtime_secs(meta) <= c);
+        let age_ok = cutoff.is_none_or(|c| meta.mtime_secs() <= c);
         if name_ok && age_ok && (!files_only || meta.is_file()) {
-            found.push(entry(target.host_path(rel), meta));
+            found.push(meta.entry(target.host_path(rel)));
         }
         found.len() < limit
     });

@@ -85,6 +85,8 @@ impl Protected {
                 use std::os::unix::fs::MetadataExt;
                 (m.dev(), m.ino())
             })
+            .collect::<HashSet<_>>()
+            .into_iter()
             .collect();
         let proc_dev = std::fs::metadata("/proc").ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
@@ -115,7 +117,9 @@ fn canonical(path: &Path) -> Option<PathBuf> {
 /// One call's view of the protected set.
 pub struct Guard<'a> {
     protected: &'a Protected,
-    ids: HashSet<(u64, u64)>,
+    /// A handful of (device, inode) pairs, looked up for every entry a walk meets: a scan
+    /// beats hashing them.
+    ids: Vec<(u64, u64)>,
     proc_dev: Option<u64>,
     pid: u32,
     /// The host's executable: another process running it (a `host run` next to `host
