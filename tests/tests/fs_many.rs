@@ -3,6 +3,8 @@
 //! over-long and missing paths), answered in order; more than 32 paths refused as `invalid`.
 //! Real `host run --json` processes of the hostile playbook against real directory trees.
 
+use std::process::Command;
+
 use runbook_tests::{Run, Sandbox, calls};
 use serde_json::Value;
 
@@ -34,6 +36,32 @@ fn run_case(sandbox: &Sandbox, case: &str, target: &str) -> Value {
         &format!("target={target}"),
         "--json",
     ]);
+    checked(run)
+}
+
+/// `run_case` in a `host run` allowed `open_files` file descriptors.
+fn run_case_limited(sandbox: &Sandbox, case: &str, target: &str, open_files: u32) -> Value {
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            &format!(r#"ulimit -n {open_files} && exec "$0" run hostile -p "case=$1" -p "target=$2" --json"#),
+        ])
+        .arg(runbook_tests::host_bin())
+        .args([case, target])
+        .current_dir(sandbox.path())
+        .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
+        .env("RUNBOOK_STORE", sandbox.store_path())
+        .env_remove("RUNBOOK_CONFIG")
+        .output()
+        .expect("running host");
+    checked(Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+fn checked(run: Run) -> Value {
     assert!(
         run.code == 0 || run.code == 1,
         "exit {}: {}",
@@ -158,4 +186,67 @@ fn more_than_32_paths_are_refused_as_invalid_and_32_are_walked() {
         lines.iter().all(|l| l == &lines[0] && l.starts_with("ok ")),
         "{lines:#?}"
     );
+}
+
+/// `(scanned, truncated)` of an `ok` answer line.
+fn walked(line: &str) -> (u64, bool) {
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], "ok", "{line}");
+    (fields[2].parse().unwrap(), fields[3] == "truncated=true")
+}
+
+/// 32 paths of 16,400 entries each: alone a path is walked whole; together they stop at the
+/// one entry budget of the call (500,000), not 32 times that.
+#[test]
+fn the_paths_of_one_call_share_one_entry_budget() {
+    let sandbox = sandbox();
+    let tree = sandbox.path().join("root/wide");
+    for d in 0..40 {
+        let dir = tree.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..409 {
+            std::fs::File::create(dir.join(f.to_string())).unwrap();
+        }
+    }
+    let tree = tree.display().to_string();
+
+    let run = run_case(&sandbox, "fs-many-repeat", &format!("1|{tree}"));
+    let (scanned, truncated) = walked(&answer(&run)[0]);
+    assert_eq!((scanned, truncated), (40 * 410, false));
+
+    let run = run_case(&sandbox, "fs-many-repeat", &format!("32|{tree}"));
+    let lines = answer(&run);
+    let total: u64 = lines.iter().map(|l| walked(l).0).sum();
+    assert!(
+        lines.iter().any(|l| walked(l).1),
+        "none truncated: {lines:#?}"
+    );
+    // Each walk that meets the spent budget counts the entry it stopped at.
+    assert!(
+        (500_000..=500_000 + 32 * 41).contains(&total),
+        "{total} entries scanned over 32 paths"
+    );
+    let detail = calls(&run, "fs-read", "largest-many")[0]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(detail.contains("entry or time budget reached"), "{detail}");
+}
+
+/// 32 paths of 300 directories each, in a `host run` allowed 400 open files: the call holds at
+/// most 256 directories open for the pool over all its paths (the others are walked in line),
+/// so nothing is cut short for want of file descriptors.
+#[test]
+fn one_call_holds_a_bounded_number_of_directories_open_whatever_its_paths() {
+    let sandbox = sandbox();
+    let tree = sandbox.path().join("root/many-dirs");
+    for d in 0..300 {
+        sandbox.write(&format!("root/many-dirs/d{d}/f"), "x");
+    }
+    let tree = tree.display().to_string();
+    let run = run_case_limited(&sandbox, "fs-many-repeat", &format!("32|{tree}"), 400);
+    let lines = answer(&run);
+    assert_eq!(lines.len(), 32);
+    for line in &lines {
+        assert_eq!(walked(line), (600, false), "{line}");
+    }
 }

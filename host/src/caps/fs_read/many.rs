@@ -1,14 +1,13 @@
 //! `largest-many`: `largest` over several paths in one call, so a playbook's independent walks
 //! overlap instead of queueing. Each path is resolved, grant-checked and walked exactly as
-//! `largest` does it; the walks run at once on rayon's pool and count against one entry budget.
+//! `largest` does it; the walks run at once on rayon's pool and count against the budgets of one
+//! `largest` call (entries visited, directories held open).
 //! The call never fails as a whole for one bad path: each path gets its own result.
-
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use rayon::prelude::*;
 
 use super::ops::{self, Cx, WalkNote};
+use super::walk::Shared;
 use super::work::Stop;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::LargestResult;
@@ -32,10 +31,11 @@ pub fn largest_many(
             paths.len()
         )));
     }
-    let visited = Arc::new(AtomicU64::new(0));
+    // One entry budget and one bound on directories held open, whatever the number of paths.
+    let shared = Shared::default();
     let walked: Vec<_> = paths
         .par_iter()
-        .map(|path| ops::largest_counted(cx, path, depth, limit, visited.clone()))
+        .map(|path| ops::largest_counted(cx, path, depth, limit, shared.clone()))
         .collect();
     // Nobody waits any more (the run's deadline): no partial answer.
     if cx.budget.check() == Err(Stop::Cancelled) {

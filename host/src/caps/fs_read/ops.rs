@@ -7,8 +7,6 @@ use crate::text::echo;
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cap_std::fs::{Dir, File, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
@@ -18,7 +16,7 @@ use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch}
 
 use super::protect::{Guard, Identity, is_within};
 use super::roots::{Access, Resolved, Roots, io_error};
-use super::walk::{MAX_WALK_DEPTH, Meta, Visitor, Walk};
+use super::walk::{MAX_WALK_DEPTH, Meta, Shared, Visitor, Walk};
 use super::work::Budget;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
@@ -170,21 +168,21 @@ pub fn usage(cx: &Cx, path: &str) -> Res<FsUsage> {
 }
 
 pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResult, WalkNote)> {
-    largest_counted(cx, path, depth, limit, Arc::default())
+    largest_counted(cx, path, depth, limit, Shared::default())
 }
 
-/// `largest`, its entries counted against `visited` (shared by the paths of `largest-many`).
+/// `largest`, counted against budgets the paths of one `largest-many` call share.
 pub fn largest_counted(
     cx: &Cx,
     path: &str,
     depth: u32,
     limit: u32,
-    visited: Arc<AtomicU64>,
+    shared: Shared,
 ) -> Res<(LargestResult, WalkNote)> {
     let (target, start, real) = open_dir(cx, path)?;
     let device = start.dir_metadata().map_err(|e| io_error(path, e))?.dev();
     let depth = depth.clamp(1, MAX_WALK_DEPTH as u32);
-    let mut walk = Walk::new(cx.guard, cx.budget, device, None).sharing(visited);
+    let mut walk = Walk::new(cx.guard, cx.budget, device, None).sharing(shared);
     // Sizes are attributed to the ancestor `depth` levels down; shallower files count as
     // themselves. Each parallel walk sums into its own buckets, merged by key below.
     let sums = walk.run_parallel(&start, &target.relative, &real, || Buckets {

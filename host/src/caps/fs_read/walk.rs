@@ -7,7 +7,7 @@ use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -22,10 +22,30 @@ use crate::bindings::runbook::host::fs_read::{Entry, EntryKind};
 pub const WALK_ENTRY_BUDGET: u64 = 500_000;
 /// Deepest level a walk descends to; each level holds one open directory.
 pub const MAX_WALK_DEPTH: usize = 64;
-/// Most directories `run_parallel` holds open for the pool; the rest are walked in line.
+/// Most directories `run_parallel` holds open for the pool, over every walk sharing a
+/// `Shared` (all the paths of one call); the rest are walked in line.
 const MAX_SPLIT: usize = 256;
 /// Entries between two looks at the clock (the cancel flag is read at every entry).
 const CLOCK_EVERY: u64 = 64;
+
+/// The budgets of one call, shared by its walks (`largest-many` walks several paths): entries
+/// visited, and directories held open for the pool.
+#[derive(Clone, Default)]
+pub struct Shared {
+    visited: Arc<AtomicU64>,
+    split: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    /// Takes one of the `MAX_SPLIT` places for a directory held open for the pool.
+    fn take_split(&self) -> bool {
+        self.split
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_SPLIT).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
 
 /// What `run_parallel` calls for every entry; one per parallel walk, merged by the caller.
 pub trait Visitor: Send {
@@ -116,8 +136,9 @@ pub struct Walk<'a> {
     budget: &'a Budget,
     device: u64,
     max_depth: Option<u32>,
-    /// Entries visited by this walk and the parallel walks it split into: one budget for all.
-    visited: Arc<AtomicU64>,
+    /// Entries visited and directories split off by this walk, the parallel walks it split
+    /// into and the other walks of the same call: one budget for all.
+    shared: Shared,
     /// `run_parallel`: directories under the start, kept to be walked on rayon's pool.
     split: Option<Vec<Frame>>,
     pub scanned: u64,
@@ -148,7 +169,7 @@ impl<'a> Walk<'a> {
             budget,
             device,
             max_depth,
-            visited: Arc::new(AtomicU64::new(0)),
+            shared: Shared::default(),
             split: None,
             scanned: 0,
             unreadable: 0,
@@ -157,10 +178,9 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Counts this walk's entries against `visited`, a budget other walks share (the paths of
-    /// one `largest-many` call).
-    pub fn sharing(mut self, visited: Arc<AtomicU64>) -> Self {
-        self.visited = visited;
+    /// Counts this walk against budgets other walks share (the paths of one `largest-many`).
+    pub fn sharing(mut self, shared: Shared) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -241,7 +261,7 @@ impl<'a> Walk<'a> {
             .into_par_iter()
             .map(|frame| {
                 let mut walk = Walk {
-                    visited: self.visited.clone(),
+                    shared: self.shared.clone(),
                     ..Walk::new(self.guard, self.budget, self.device, self.max_depth)
                 };
                 let mut visit = make();
@@ -265,7 +285,7 @@ impl<'a> Walk<'a> {
         let mut looked = 0u64;
         while let Some(frame) = stack.last_mut() {
             looked += 1;
-            let stop = if looked % CLOCK_EVERY == 0 {
+            let stop = if looked.is_multiple_of(CLOCK_EVERY) {
                 self.budget.check().is_err()
             } else {
                 self.budget.cancelled()
@@ -292,7 +312,7 @@ impl<'a> Walk<'a> {
                 continue;
             }
             self.scanned += 1;
-            if self.visited.fetch_add(1, Ordering::Relaxed) >= WALK_ENTRY_BUDGET {
+            if self.shared.visited.fetch_add(1, Ordering::Relaxed) >= WALK_ENTRY_BUDGET {
                 self.stopped = true;
                 return;
             }
@@ -348,7 +368,7 @@ impl<'a> Walk<'a> {
                         level: level + 1,
                     };
                     match &mut self.split {
-                        Some(split) if level == 1 && split.len() < MAX_SPLIT => split.push(child),
+                        Some(split) if level == 1 && self.shared.take_split() => split.push(child),
                         _ => stack.push(child),
                     }
                 }
