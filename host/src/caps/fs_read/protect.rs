@@ -4,7 +4,6 @@
 //! or a walk met (device + inode, the real path the kernel reports), never on the text a
 //! playbook passed.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
@@ -85,8 +84,6 @@ impl Protected {
                 use std::os::unix::fs::MetadataExt;
                 (m.dev(), m.ino())
             })
-            .collect::<HashSet<_>>()
-            .into_iter()
             .collect();
         let proc_dev = std::fs::metadata("/proc").ok().map(|m| {
             use std::os::unix::fs::MetadataExt;

@@ -54,8 +54,9 @@ pub trait Visitor: Send {
 }
 
 /// What the walk learnt of an entry from one `statx` on its name in the directory being read,
-/// not following a final symlink (the directory listing is read and stat'ed straight through
-/// rustix: no allocation beyond the paths the visitors are given).
+/// not following a final symlink. Listing and stat go straight through rustix: per entry only
+/// the name rustix reads and the paths the visitors are given are allocated (cap-std's
+/// `DirEntry` added a lock, a reference count and two more copies of the name).
 pub struct Meta {
     kind: FileType,
     mode: u32,
