@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -34,6 +35,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct DockerEngine {
     endpoint: String,
     docker: OnceCell<Docker>,
+    /// `connect_ahead` was asked once already: it is not retried for every run.
+    ahead: AtomicBool,
 }
 
 impl Default for DockerEngine {
@@ -52,6 +55,7 @@ impl DockerEngine {
         Self {
             endpoint,
             docker: OnceCell::new(),
+            ahead: AtomicBool::new(false),
         }
     }
 
@@ -89,10 +93,11 @@ impl DockerEngine {
 
     /// Starts connecting in the background, so the version handshake (a `/version` round trip
     /// the engine takes ~10 ms to answer) overlaps the run's other work instead of delaying its
-    /// first docker call. A failure is forgotten like any failed connect: the call tries again
-    /// and reports it.
+    /// first docker call. Once per engine (a server with no Docker engine does not try again
+    /// for every run); a failure is forgotten like any failed connect: the call tries again and
+    /// reports it.
     pub fn connect_ahead(self: &Arc<Self>) {
-        if self.docker.initialized() {
+        if self.docker.initialized() || self.ahead.swap(true, Ordering::Relaxed) {
             return;
         }
         let engine = self.clone();
