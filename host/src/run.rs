@@ -384,6 +384,9 @@ impl Host {
         let grants = Arc::new(self.grants_for(&prepared.source));
         let limits = self.config.limits_for(&name);
         let started = Instant::now();
+        if !grants.docker.is_empty() {
+            self.docker.connect_ahead();
+        }
 
         let mut state = RunState::new(
             grants.clone(),

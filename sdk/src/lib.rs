@@ -41,7 +41,31 @@ pub use bindings::runbook::host::types::{
 };
 
 /// Capability interfaces, each a module of plain functions.
-pub use bindings::runbook::host::{docker, fs_read as fs, http, notify, report};
+pub use bindings::runbook::host::{docker, http, notify, report};
+
+/// `fs-read`: the interface's functions, plus `largest_each`.
+pub mod fs {
+    pub use crate::bindings::runbook::host::fs_read::*;
+
+    /// Most paths the host takes in one `largest_many` call.
+    pub const MAX_LARGEST_PATHS: usize = 32;
+
+    /// `largest` of every path, the walks overlapping in the host (`largest_many`, in calls of
+    /// at most `MAX_LARGEST_PATHS`): one result per path, in order. `Err` only when a whole call
+    /// was refused (e.g. the run's deadline), not for one path that could not be walked.
+    pub fn largest_each<S: AsRef<str>>(
+        paths: &[S],
+        depth: u32,
+        limit: u32,
+    ) -> Result<Vec<Result<LargestResult, crate::Error>>, crate::Error> {
+        let mut results = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(MAX_LARGEST_PATHS) {
+            let chunk: Vec<String> = chunk.iter().map(|p| p.as_ref().to_string()).collect();
+            results.extend(largest_many(&chunk, depth, limit)?);
+        }
+        Ok(results)
+    }
+}
 
 pub use notify::Message;
 

@@ -319,25 +319,26 @@ fn paths_outside_the_grants_are_denied_and_recorded() {
         ],
     );
     assert_eq!(code, 0, "{run:#}");
-    let largest = calls(&run, "fs-read", "largest");
-    let results: Vec<(&str, &str)> = largest
-        .iter()
-        .map(|c| {
-            (
-                c["args"]["path"].as_str().unwrap(),
-                c["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(results[0].1, "ok");
-    assert_eq!(results[1], ("/etc", "denied"));
-    assert_eq!(results[2].1, "denied", "`..` escape: {results:?}");
-    assert_eq!(results[3].1, "denied", "symlink escape: {results:?}");
+    // One call walks every path; each is checked on its own and the refused ones are named.
+    let many = calls(&run, "fs-read", "largest-many");
+    assert_eq!(many.len(), 1, "{run:#}");
+    assert_eq!(many[0]["result"], "ok");
+    assert_eq!(many[0]["args"]["paths"][1], "/etc");
+    let detail = many[0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("1 of 4 paths"), "{detail}");
     assert!(
-        largest[1]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("outside the granted fs-read roots")
+        detail.contains("path 2: denied (/etc is outside the granted fs-read roots"),
+        "{detail}"
+    );
+    assert!(detail.contains("path 3: denied"), "`..` escape: {detail}");
+    assert!(
+        detail.contains("path 4: denied"),
+        "symlink escape: {detail}"
+    );
+    let report = report_text(&run);
+    assert!(
+        report.contains("Largest under /etc: denied: /etc is outside the granted fs-read roots"),
+        "{report}"
     );
 
     // Nothing readable at all: the run fails and says why.

@@ -262,9 +262,15 @@ fn a_metadata_only_grant_lists_and_measures_but_never_reads() {
     assert_eq!(json["status"], "no-action", "{json:#}");
     assert_eq!(json["grants"]["fs-meta"], json!(["/"]), "{json:#}");
     assert_eq!(json["grants"]["fs-read"], json!([]), "{json:#}");
-    assert_eq!(
-        runbook_tests::calls(&json, "fs-read", "largest")[0]["result"],
-        "ok"
+    // disk-full walks its paths with one largest-many call.
+    let walked = runbook_tests::calls(&json, "fs-read", "largest-many");
+    assert_eq!(walked[0]["result"], "ok");
+    assert!(
+        walked[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of 1 paths"),
+        "{json:#}"
     );
 
     let ok = sandbox.path().join("root/ok.txt").display().to_string();

@@ -156,8 +156,14 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         &settings.paths.join(", "),
     );
     let mut scanned = 0;
-    for path in &settings.paths {
-        match fs::largest(path, 1, settings.top) {
+    // One call for all paths: the host walks them at the same time.
+    let walked = match fs::largest_each(&settings.paths, 1, settings.top) {
+        Ok(walked) => walked,
+        // The whole call refused: every path says why.
+        Err(e) => settings.paths.iter().map(|_| Err(e.clone())).collect(),
+    };
+    for (path, walked) in settings.paths.iter().zip(walked) {
+        match walked {
             Ok(result) => {
                 scanned += 1;
                 let cut = if result.truncated {

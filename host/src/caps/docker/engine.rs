@@ -3,6 +3,8 @@
 //! mapped onto the WIT records. No grant logic here: `mod.rs` decides, this file performs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -33,6 +35,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct DockerEngine {
     endpoint: String,
     docker: OnceCell<Docker>,
+    /// `connect_ahead` was asked once already: it is not retried for every run.
+    ahead: AtomicBool,
 }
 
 impl Default for DockerEngine {
@@ -51,6 +55,7 @@ impl DockerEngine {
         Self {
             endpoint,
             docker: OnceCell::new(),
+            ahead: AtomicBool::new(false),
         }
     }
 
@@ -59,28 +64,46 @@ impl DockerEngine {
     }
 
     /// Connects and negotiates the API version on first use; failures are not cached so an
-    /// engine that comes back is picked up.
+    /// engine that comes back is picked up. A caller waits at most `CONNECT_TIMEOUT` in all,
+    /// also when it finds another connect (`connect_ahead`) under way.
     async fn client(&self) -> Result<&Docker, CapError> {
-        self.docker
-            .get_or_try_init(|| async {
-                let connect = async {
-                    let docker = Docker::connect_with_local_defaults()?;
-                    docker.negotiate_version().await
-                };
-                match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-                    Ok(Ok(docker)) => Ok(docker),
-                    Ok(Err(e)) => Err(CapError::Unavailable(format!(
-                        "no Docker engine answers at {}: {e}",
-                        self.endpoint
-                    ))),
-                    Err(_) => Err(CapError::Unavailable(format!(
-                        "the Docker engine at {} did not answer within {}s",
-                        self.endpoint,
-                        CONNECT_TIMEOUT.as_secs()
-                    ))),
-                }
-            })
-            .await
+        let connect = self.docker.get_or_try_init(|| async {
+            let docker = Docker::connect_with_local_defaults().map_err(|e| self.unanswered(e))?;
+            docker
+                .negotiate_version()
+                .await
+                .map_err(|e| self.unanswered(e))
+        });
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(connected) => connected,
+            Err(_) => Err(CapError::Unavailable(format!(
+                "the Docker engine at {} did not answer within {}s",
+                self.endpoint,
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    fn unanswered(&self, e: BollardError) -> CapError {
+        CapError::Unavailable(format!(
+            "no Docker engine answers at {}: {e}",
+            self.endpoint
+        ))
+    }
+
+    /// Starts connecting in the background, so the version handshake (a `/version` round trip
+    /// the engine takes ~10 ms to answer) overlaps the run's other work instead of delaying its
+    /// first docker call. Once per engine (a server with no Docker engine does not try again
+    /// for every run); a failure is forgotten like any failed connect: the call tries again and
+    /// reports it.
+    pub fn connect_ahead(self: &Arc<Self>) {
+        if self.docker.initialized() || self.ahead.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let _ = engine.client().await;
+        });
     }
 
     /// Runs one request with a deadline, mapping the engine's errors onto the WIT kinds.

@@ -3,6 +3,7 @@
 //! the heavy lifting (tree walks, regex over logs) done natively on a blocking thread that stops
 //! at the run's deadline.
 
+mod many;
 pub mod ops;
 mod protect;
 mod roots;
@@ -16,6 +17,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+pub use many::MAX_LARGEST_PATHS;
 pub use protect::Protected;
 pub use roots::{MAX_PATH_BYTES, Roots};
 pub use walk::{MAX_WALK_DEPTH, WALK_ENTRY_BUDGET};
@@ -222,6 +224,30 @@ impl fs_read::Host for RunState {
             )
             .await?;
         Ok(result.map(|(largest, _)| largest))
+    }
+
+    async fn largest_many(
+        &mut self,
+        paths: Vec<String>,
+        depth: u32,
+        limit: u32,
+    ) -> CallResult<Vec<Result<LargestResult, CapError>>> {
+        // Over the cap the call is refused: its paths are not worth a timeline line each.
+        let shown = if paths.len() <= MAX_LARGEST_PATHS {
+            json!(paths.iter().map(|p| recorded_path(p)).collect::<Vec<_>>())
+        } else {
+            json!(format!("{} paths", paths.len()))
+        };
+        let args = json!({ "paths": shown, "depth": depth, "limit": limit });
+        let result = self
+            .fs_call(
+                "largest-many",
+                args,
+                move |cx| many::largest_many(cx, &paths, depth, limit),
+                many::summary,
+            )
+            .await?;
+        Ok(result.map(|(results, _)| results))
     }
 
     async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {

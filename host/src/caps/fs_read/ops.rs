@@ -14,9 +14,9 @@ use grep_matcher::Matcher;
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
 
-use super::protect::{Guard, Identity};
+use super::protect::{Guard, Identity, is_within};
 use super::roots::{Access, Resolved, Roots, io_error};
-use super::walk::{MAX_WALK_DEPTH, Visitor, Walk};
+use super::walk::{MAX_WALK_DEPTH, Meta, Shared, Visitor, Walk};
 use super::work::Budget;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
@@ -168,10 +168,21 @@ pub fn usage(cx: &Cx, path: &str) -> Res<FsUsage> {
 }
 
 pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResult, WalkNote)> {
+    largest_counted(cx, path, depth, limit, Shared::default())
+}
+
+/// `largest`, counted against budgets the paths of one `largest-many` call share.
+pub fn largest_counted(
+    cx: &Cx,
+    path: &str,
+    depth: u32,
+    limit: u32,
+    shared: Shared,
+) -> Res<(LargestResult, WalkNote)> {
     let (target, start, real) = open_dir(cx, path)?;
     let device = start.dir_metadata().map_err(|e| io_error(path, e))?.dev();
     let depth = depth.clamp(1, MAX_WALK_DEPTH as u32);
-    let mut walk = Walk::new(cx.guard, cx.budget, device, None);
+    let mut walk = Walk::new(cx.guard, cx.budget, device, None).sharing(shared);
     // Sizes are attributed to the ancestor `depth` levels down; shallower files count as
     // themselves. Each parallel walk sums into its own buckets, merged by key below.
     let sums = walk.run_parallel(&start, &target.relative, &real, || Buckets {
@@ -225,12 +236,22 @@ pub fn largest(cx: &Cx, path: &str, depth: u32, limit: u32) -> Res<(LargestResul
 
 /// `largest`'s sums: bytes per ancestor `depth` levels under the start, and its kind once an
 /// entry at that level (or shallower) was seen. A walk visits a subtree's entries one after the
-/// other, so the current key's sum is kept aside and hashed in only when the key changes.
+/// other, so the current key's sum is kept aside (with the ancestor's path as the walk spells
+/// it) and hashed in only when the key changes; an entry below the ancestor is recognised by
+/// that path's bytes, without parsing its components.
 struct Buckets<'p> {
     start: &'p Path,
     depth: usize,
     sums: HashMap<PathBuf, (u64, Option<EntryKind>)>,
-    current: Option<(PathBuf, u64, Option<EntryKind>)>,
+    current: Option<Current>,
+}
+
+struct Current {
+    key: PathBuf,
+    /// The ancestor's path relative to the root, a prefix of its descendants' paths.
+    ancestor: PathBuf,
+    bytes: u64,
+    kind: Option<EntryKind>,
 }
 
 impl Buckets<'_> {
@@ -243,30 +264,39 @@ impl Buckets<'_> {
     }
 
     fn finish(mut self) -> HashMap<PathBuf, (u64, Option<EntryKind>)> {
-        if let Some((key, bytes, kind)) = self.current.take() {
-            self.add(key, bytes, kind);
+        if let Some(current) = self.current.take() {
+            self.add(current.key, current.bytes, current.kind);
         }
         self.sums
     }
 }
 
 impl Visitor for Buckets<'_> {
-    fn visit(&mut self, relative: &Path, meta: &Metadata, level: usize) -> bool {
-        let below = relative.strip_prefix(self.start).unwrap_or(relative);
+    fn visit(&mut self, relative: &Path, meta: &Meta, level: usize) -> bool {
         let bytes = meta.blocks() * 512;
-        let kind = (level <= self.depth).then(|| kind_of(meta));
-        if let Some((key, sum, sum_kind)) = &mut self.current
-            && key.components().eq(below.components().take(self.depth))
+        if level > self.depth
+            && let Some(current) = &mut self.current
+            && is_within(relative, &current.ancestor)
         {
-            *sum += bytes;
-            if kind.is_some() {
-                *sum_kind = kind;
-            }
+            current.bytes += bytes;
             return true;
         }
-        let key = below.components().take(self.depth).collect();
-        if let Some((key, sum, sum_kind)) = self.current.replace((key, bytes, kind)) {
-            self.add(key, sum, sum_kind);
+        let below = relative.strip_prefix(self.start).unwrap_or(relative);
+        let kind = (level <= self.depth).then(|| meta.kind());
+        let key: PathBuf = below.components().take(self.depth).collect();
+        let ancestor = relative
+            .ancestors()
+            .nth(level.saturating_sub(self.depth))
+            .unwrap_or(relative)
+            .to_path_buf();
+        let next = Current {
+            key,
+            ancestor,
+            bytes,
+            kind,
+        };
+        if let Some(done) = self.current.replace(next) {
+            self.add(done.key, done.bytes, done.kind);
         }
         true
     }
@@ -300,9 +330,9 @@ pub fn find(cx: &Cx, path: &str, options: &FindOptions) -> Res<(Vec<Entry>, Walk
         let name_ok = glob
             .as_ref()
             .is_none_or(|g| rel.file_name().is_some_and(|n| g.is_match(n)));
-        let age_ok = cutoff.is_none_or(|c| mtime_secs(meta) <= c);
+        let age_ok = cutoff.is_none_or(|c| meta.mtime_secs() <= c);
         if name_ok && age_ok && (!files_only || meta.is_file()) {
-            found.push(entry(target.host_path(rel), meta));
+            found.push(meta.entry(target.host_path(rel)));
         }
         found.len() < limit
     });

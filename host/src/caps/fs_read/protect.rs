@@ -4,7 +4,6 @@
 //! or a walk met (device + inode, the real path the kernel reports), never on the text a
 //! playbook passed.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
@@ -115,7 +114,9 @@ fn canonical(path: &Path) -> Option<PathBuf> {
 /// One call's view of the protected set.
 pub struct Guard<'a> {
     protected: &'a Protected,
-    ids: HashSet<(u64, u64)>,
+    /// A handful of (device, inode) pairs, looked up for every entry a walk meets: a scan
+    /// beats hashing them.
+    ids: Vec<(u64, u64)>,
     proc_dev: Option<u64>,
     pid: u32,
     /// The host's executable: another process running it (a `host run` next to `host
@@ -130,8 +131,12 @@ impl Guard<'_> {
             return Some("is a device file");
         }
         if self.ids.contains(&(id.dev, id.ino))
-            || self.protected.files.iter().any(|f| f == real)
-            || self.protected.dirs.iter().any(|d| real.starts_with(d))
+            || self
+                .protected
+                .files
+                .iter()
+                .any(|f| f.as_os_str() == real.as_os_str())
+            || self.protected.dirs.iter().any(|d| is_within(real, d))
             || self.is_host_proc(real, id.dev)
         {
             return Some("is the host's own state");
@@ -163,7 +168,7 @@ impl Guard<'_> {
     /// `/proc/self`, `/proc/thread-self` and everything below them; the same for every other
     /// process running the host's executable.
     fn is_host_proc(&self, real: &Path, dev: u64) -> bool {
-        let on_procfs = Some(dev) == self.proc_dev || real.starts_with("/proc");
+        let on_procfs = Some(dev) == self.proc_dev || is_within(real, Path::new("/proc"));
         on_procfs
             && real.components().any(|c| match c {
                 Component::Normal(name) => self.is_host_task(name),
@@ -183,6 +188,16 @@ impl Guard<'_> {
             || Path::new("/proc/self/task").join(name).exists()
             || (self.exe.is_some() && executable_of(&id.to_string()) == self.exe)
     }
+}
+
+/// `path` is `dir` or below it. Called for every entry a walk meets, so it compares bytes
+/// instead of parsing components: the paths here are normalised (canonical roots joined with
+/// entry names, or what the kernel reports), for which the two agree.
+pub fn is_within(path: &Path, dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (path, dir) = (path.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    path.starts_with(dir)
+        && (path.len() == dir.len() || dir.ends_with(b"/") || path[dir.len()] == b'/')
 }
 
 /// Device and inode of the executable a process (or thread) runs; `None` when the kernel does
@@ -210,6 +225,30 @@ mod tests {
             dev: m.dev(),
             ino: m.ino(),
             device_file: m.file_type().is_char_device() || m.file_type().is_block_device(),
+        }
+    }
+
+    #[test]
+    fn is_within_agrees_with_path_starts_with_on_normalised_paths() {
+        for (path, dir) in [
+            ("/a/b", "/a"),
+            ("/a", "/a"),
+            ("/ab", "/a"),
+            ("/a/b", "/"),
+            ("/", "/"),
+            ("/proc", "/proc"),
+            ("/proc/1/environ", "/proc"),
+            ("/process", "/proc"),
+            ("/a", "/a/b"),
+            ("./x/y", "./x"),
+            ("./xy", "./x"),
+        ] {
+            let (path, dir) = (Path::new(path), Path::new(dir));
+            assert_eq!(
+                is_within(path, dir),
+                path.starts_with(dir),
+                "{path:?} {dir:?}"
+            );
         }
     }
 

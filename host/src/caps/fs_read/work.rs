@@ -54,6 +54,11 @@ impl Budget {
         }
     }
 
+    /// `check` without looking at the clock, for loops that look at it every so often.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }

@@ -7,6 +7,7 @@
 mod crash_recovery;
 mod docker_escapes;
 mod fs_escapes;
+mod fs_many;
 mod fsperf;
 mod output;
 
@@ -34,6 +35,9 @@ fn describe() -> Description {
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
     let case = incident.param("case").unwrap_or_default();
+    if let Some(result) = fs_many::run(case, &incident) {
+        return result;
+    }
     if let Some(result) = fsperf::run(case, &incident) {
         return result;
     }
