@@ -21,7 +21,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Precompiled};
 use self::cache::{CompileCache, Lookup, MemoLookup, FileIdentity, VerifiedEntry};
 use self::pool::Slots;
 pub use self::pool::{InstanceSlot, PoolPlan};
-use crate::bindings::{Playbook, PlaybookPre};
+use crate::bindings::{Description, Playbook, PlaybookPre};
+use crate::description;
 use crate::state::RunState;
 
 mod cache;
@@ -58,6 +59,8 @@ pub struct LoadReport {
     /// For a hit: "memo" (the compiled entry's hash came from its memo) or "computed" (all of
     /// it was hashed); "none" when nothing was loaded from the cache.
     pub entry_hash: &'static str,
+    /// "recorded" (the cache's authenticated record of what describe() answered) or "called".
+    pub describe: &'static str,
     pub compile_ms: f64,
     pub load_ms: f64,
     /// Cache hits and misses of this process so far.
@@ -199,6 +202,39 @@ impl PlaybookEngine {
         self.link(loaded)
     }
 
+    /// What describe() answered for this component on an earlier load, when the cache holds
+    /// a verified record of it within the description caps.
+    pub fn recorded_description(&self, load: &LoadReport) -> Option<Description> {
+        let (cache, entry) = (self.cache.dir.as_ref()?, load.cache_file.as_ref()?);
+        match cache.description_lookup(entry) {
+            Ok(recorded) => recorded
+                .as_deref()
+                .and_then(description::decode)
+                .filter(|d| description::check(d).is_ok()),
+            Err(why) => {
+                eprintln!(
+                    "warning: compile cache description of {} not used: {why}; calling describe()",
+                    entry.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Records what describe() answered (checked against the caps) next to the compiled entry.
+    pub fn record_description(&self, load: &LoadReport, described: &Description) {
+        let (Some(cache), Some(entry)) = (&self.cache.dir, &load.cache_file) else {
+            return;
+        };
+        // A cache that cannot be written only costs the next load a describe() call.
+        if let Err(e) = cache.description_store(entry, &description::encode(described)) {
+            eprintln!(
+                "warning: compile cache description not written ({}): {e:#}",
+                entry.display()
+            );
+        }
+    }
+
     fn link(
         &self,
         (component, report): (Component, LoadReport),
@@ -240,6 +276,7 @@ impl PlaybookEngine {
                         cache: "hit",
                         wasm_hash: "computed",
                         entry_hash: entry.digest,
+                        describe: "called",
                         compile_ms: 0.0,
                         load_ms: started.elapsed().as_secs_f64() * 1e3,
                         cache_hits: hits,
@@ -306,6 +343,7 @@ impl PlaybookEngine {
                 cache: if cache.is_some() { "miss" } else { "off" },
                 wasm_hash: "computed",
                 entry_hash: "none",
+                describe: "called",
                 compile_ms,
                 load_ms: started.elapsed().as_secs_f64() * 1e3,
                 cache_hits: self.cache.hits.load(Ordering::Relaxed),

@@ -29,6 +29,9 @@ const KEY_LEN: usize = 32;
 const RECORD_DOMAIN: &[u8] = b"runbook-host compile cache record v2\0";
 const MEMO_DOMAIN: &[u8] = b"runbook-host compile cache source memo v1\0";
 const ENTRY_MEMO_DOMAIN: &[u8] = b"runbook-host compile cache entry memo v1\0";
+const DESCRIPTION_DOMAIN: &[u8] = b"runbook-host compile cache description v1\0";
+/// A description within the caps of `crate::description` is well under this, JSON-escaped.
+const MAX_DESCRIPTION_BYTES: u64 = 1 << 20;
 /// Folded into the compatibility hash, so entries of an older record scheme are not looked up
 /// (absent, not "untrusted").
 pub const FORMAT: &str = "v2";
@@ -183,6 +186,49 @@ impl CompileCache {
             .finalize()
             .into_bytes();
         write_atomically(&record_path(entry), hex::encode(tag).as_bytes())
+    }
+
+    /// What describe() answered for the component compiled into `entry`, as `description_store`
+    /// recorded it: `Ok(None)` when nothing is recorded, `Err` (why) when the record does not
+    /// verify.
+    pub fn description_lookup(&self, entry: &Path) -> Result<Option<Vec<u8>>, String> {
+        let bytes = match read_private_file(&description_path(entry), MAX_DESCRIPTION_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("unreadable: {e}")),
+        };
+        let Some((tag, description)) = bytes.split_at_checked(64) else {
+            return Err("malformed".into());
+        };
+        let verified = hex::decode(tag).ok().is_some_and(|tag| {
+            self.description_mac(entry, description)
+                .verify_slice(&tag)
+                .is_ok()
+        });
+        if !verified {
+            return Err("it does not match its MAC".into());
+        }
+        Ok(Some(description.to_vec()))
+    }
+
+    /// Records a description (already checked against the caps) for the component compiled
+    /// into `entry`; the entry's name carries its wasm's sha256 and the engine's hash.
+    pub fn description_store(&self, entry: &Path, description: &[u8]) -> std::io::Result<()> {
+        let tag = self.description_mac(entry, description).finalize().into_bytes();
+        let mut bytes = hex::encode(tag).into_bytes();
+        bytes.extend_from_slice(description);
+        write_atomically(&description_path(entry), &bytes)
+    }
+
+    fn description_mac(&self, entry: &Path, description: &[u8]) -> Hmac<Sha256> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = entry.file_name().unwrap_or_default().as_bytes();
+        let mut mac = self.keyed();
+        mac.update(DESCRIPTION_DOMAIN);
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name);
+        mac.update(description);
+        mac
     }
 
     fn mac(&self, wasm_sha256: &[u8; 32], cwasm_digest: &[u8; 32], compat: u64) -> Hmac<Sha256> {
@@ -373,6 +419,12 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 fn record_path(entry: &Path) -> PathBuf {
     let mut name = entry.as_os_str().to_owned();
     name.push(".hmac");
+    PathBuf::from(name)
+}
+
+fn description_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".describe");
     PathBuf::from(name)
 }
 
@@ -647,6 +699,29 @@ mod tests {
             cache.lookup(&entry_a, &a, 7),
             Lookup::Trusted(VerifiedEntry { digest: "computed", memo_refused: Some(_), .. })
         ));
+    }
+
+    #[test]
+    fn a_description_is_read_back_only_for_the_entry_it_was_recorded_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(&dir.path().join("c")).unwrap();
+        let (entry_a, entry_b) = (cache.entry_path(&[1; 32], 7), cache.entry_path(&[2; 32], 7));
+        assert_eq!(cache.description_lookup(&entry_a), Ok(None));
+        cache.description_store(&entry_a, br#"{"name":"a"}"#).unwrap();
+        cache.description_store(&entry_b, br#"{"name":"b"}"#).unwrap();
+        assert_eq!(
+            cache.description_lookup(&entry_a),
+            Ok(Some(br#"{"name":"a"}"#.to_vec()))
+        );
+        // Edited, or moved to another component's entry: refused.
+        let recorded = std::fs::read(description_path(&entry_a)).unwrap();
+        let edited = String::from_utf8(recorded).unwrap().replace("\"a\"", "\"x\"");
+        std::fs::write(description_path(&entry_a), edited).unwrap();
+        assert!(cache.description_lookup(&entry_a).is_err());
+        std::fs::copy(description_path(&entry_b), description_path(&entry_a)).unwrap();
+        assert!(cache.description_lookup(&entry_a).is_err());
+        std::fs::write(description_path(&entry_a), b"short").unwrap();
+        assert!(cache.description_lookup(&entry_a).is_err());
     }
 
     #[test]
