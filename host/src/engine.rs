@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Precompiled};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
 use self::cache::{CompileCache, Lookup, MemoLookup, FileIdentity, VerifiedEntry};
 use self::pool::Slots;
@@ -361,22 +361,16 @@ impl PlaybookEngine {
         // since); only this host's code writes records. The file stays open: the /proc path
         // names that very inode (a private file this host replaces by rename, never rewrites),
         // so wasmtime maps the verified bytes and, copy-on-write, the memory images in them.
-        // wasmtime still checks the header and refuses an incompatible one.
-        match entry.fd_path() {
-            Some(path) => {
-                if Engine::detect_precompiled_file(&path).ok()? != Some(Precompiled::Component) {
-                    return None;
-                }
-                unsafe { Component::deserialize_file(&self.engine, path) }.ok()
-            }
+        // wasmtime checks the artifact is a component compiled for this engine and refuses
+        // anything else (no separate header probe: it parses the whole ELF again).
+        let component = match entry.fd_path() {
+            Some(path) => unsafe { Component::deserialize_file(&self.engine, path) },
             None => {
                 let bytes = entry.map().ok()?;
-                if Engine::detect_precompiled(&bytes) != Some(Precompiled::Component) {
-                    return None;
-                }
-                unsafe { Component::deserialize(&self.engine, &bytes) }.ok()
+                unsafe { Component::deserialize(&self.engine, &bytes) }
             }
-        }
+        };
+        component.ok()
     }
 
     /// Everything in the engine that affects compiled code.
