@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
-use self::cache::{CompileCache, Lookup, MemoLookup, FileIdentity, VerifiedEntry};
+use self::cache::{CompileCache, FileIdentity, Lookup, MemoLookup, VerifiedEntry};
 use self::pool::Slots;
 pub use self::pool::{InstanceSlot, PoolPlan};
 use crate::bindings::{Description, Playbook, PlaybookPre};

@@ -74,8 +74,11 @@ fn an_unchanged_entry_is_not_rehashed_and_one_rewritten_in_place_is_refused() {
         .open(&entry)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &code))
         .unwrap();
-    filetime::set_file_mtime(&entry, filetime::FileTime::from_last_modification_time(&meta))
-        .unwrap();
+    filetime::set_file_mtime(
+        &entry,
+        filetime::FileTime::from_last_modification_time(&meta),
+    )
+    .unwrap();
     let after = std::fs::metadata(&entry).unwrap();
     {
         use std::os::unix::fs::MetadataExt;
@@ -122,7 +125,10 @@ fn an_edited_or_transplanted_description_is_refused_and_describe_is_called() {
     );
     assert_ne!(edited, text, "noop's record: {text}");
     let transplanted = std::fs::read(&hostile_recorded).unwrap();
-    for (what, bytes) in [("edited", edited.into_bytes()), ("transplanted", transplanted)] {
+    for (what, bytes) in [
+        ("edited", edited.into_bytes()),
+        ("transplanted", transplanted),
+    ] {
         std::fs::write(&recorded, bytes).unwrap();
         let (run, stderr) = run_plugin(&sandbox, &noop);
         assert!(

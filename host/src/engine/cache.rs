@@ -107,12 +107,7 @@ impl CompileCache {
             Ok(meta) => FileIdentity::of(&meta),
             Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
         };
-        let memo = self.read_memo(
-            &entry_memo_path(entry),
-            ENTRY_MEMO_DOMAIN,
-            entry,
-            &identity,
-        );
+        let memo = self.read_memo(&entry_memo_path(entry), ENTRY_MEMO_DOMAIN, entry, &identity);
         let memo_refused = match memo {
             MemoLookup::Known(digest) => {
                 if self
@@ -214,7 +209,10 @@ impl CompileCache {
     /// Records a description (already checked against the caps) for the component compiled
     /// into `entry`; the entry's name carries its wasm's sha256 and the engine's hash.
     pub fn description_store(&self, entry: &Path, description: &[u8]) -> std::io::Result<()> {
-        let tag = self.description_mac(entry, description).finalize().into_bytes();
+        let tag = self
+            .description_mac(entry, description)
+            .finalize()
+            .into_bytes();
         let mut bytes = hex::encode(tag).into_bytes();
         bytes.extend_from_slice(description);
         write_atomically(&description_path(entry), &bytes)
@@ -637,7 +635,11 @@ mod tests {
         ));
     }
 
-    fn digest_of(cache: &CompileCache, entry: &Path, sha: &[u8; 32]) -> Result<&'static str, String> {
+    fn digest_of(
+        cache: &CompileCache,
+        entry: &Path,
+        sha: &[u8; 32],
+    ) -> Result<&'static str, String> {
         match cache.lookup(entry, sha, 7) {
             Lookup::Trusted(entry) => Ok(entry.digest),
             Lookup::Absent => Err("absent".into()),
@@ -664,19 +666,30 @@ mod tests {
         // The memo vouches for the bytes' hash only: the record still binds them to one
         // component and one engine.
         assert!(digest_of(&cache, &entry_a, &b).is_err());
-        assert!(matches!(cache.lookup(&entry_a, &a, 8), Lookup::Untrusted(_)));
+        assert!(matches!(
+            cache.lookup(&entry_a, &a, 8),
+            Lookup::Untrusted(_)
+        ));
 
         // b's code renamed over a's entry (another inode): a's memo does not apply.
         let swap = dir.path().join("swap");
         std::fs::copy(&entry_b, &swap).unwrap();
         std::fs::rename(&swap, &entry_a).unwrap();
-        assert!(digest_of(&cache, &entry_a, &a).unwrap_err().contains("does not match"));
+        assert!(
+            digest_of(&cache, &entry_a, &a)
+                .unwrap_err()
+                .contains("does not match")
+        );
         // Rewritten in place (another size): hashed again, and refused.
         cache.store(&entry_a, &a, 7, b"code of a").unwrap();
         assert_eq!(digest_of(&cache, &entry_a, &a), Ok("computed"));
         assert_eq!(digest_of(&cache, &entry_a, &a), Ok("memo"));
         std::fs::write(&entry_a, b"other code of a").unwrap();
-        assert!(digest_of(&cache, &entry_a, &a).unwrap_err().contains("does not match"));
+        assert!(
+            digest_of(&cache, &entry_a, &a)
+                .unwrap_err()
+                .contains("does not match")
+        );
 
         // a's memo over b's: its MAC names a's entry, so b is hashed (and says why).
         cache.store(&entry_a, &a, 7, b"code of a").unwrap();
@@ -697,7 +710,11 @@ mod tests {
         std::fs::write(entry_memo_path(&entry_a), forged).unwrap();
         assert!(matches!(
             cache.lookup(&entry_a, &a, 7),
-            Lookup::Trusted(VerifiedEntry { digest: "computed", memo_refused: Some(_), .. })
+            Lookup::Trusted(VerifiedEntry {
+                digest: "computed",
+                memo_refused: Some(_),
+                ..
+            })
         ));
     }
 
@@ -707,15 +724,21 @@ mod tests {
         let cache = CompileCache::open(&dir.path().join("c")).unwrap();
         let (entry_a, entry_b) = (cache.entry_path(&[1; 32], 7), cache.entry_path(&[2; 32], 7));
         assert_eq!(cache.description_lookup(&entry_a), Ok(None));
-        cache.description_store(&entry_a, br#"{"name":"a"}"#).unwrap();
-        cache.description_store(&entry_b, br#"{"name":"b"}"#).unwrap();
+        cache
+            .description_store(&entry_a, br#"{"name":"a"}"#)
+            .unwrap();
+        cache
+            .description_store(&entry_b, br#"{"name":"b"}"#)
+            .unwrap();
         assert_eq!(
             cache.description_lookup(&entry_a),
             Ok(Some(br#"{"name":"a"}"#.to_vec()))
         );
         // Edited, or moved to another component's entry: refused.
         let recorded = std::fs::read(description_path(&entry_a)).unwrap();
-        let edited = String::from_utf8(recorded).unwrap().replace("\"a\"", "\"x\"");
+        let edited = String::from_utf8(recorded)
+            .unwrap()
+            .replace("\"a\"", "\"x\"");
         std::fs::write(description_path(&entry_a), edited).unwrap();
         assert!(cache.description_lookup(&entry_a).is_err());
         std::fs::copy(description_path(&entry_b), description_path(&entry_a)).unwrap();
