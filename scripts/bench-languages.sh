@@ -73,9 +73,6 @@ for lang in rust python js; do
         "$(python3 -c "print($c/$h)")" "$o" "$w"
 done
 echo
-# The cache's memos spare hashing an unchanged component and its compiled entry only once the
-# file is a few seconds old; the warm-up run below writes them.
-sleep 3
 python3 - "$host" "$cache" "$runs" "${wasms[@]}" <<'PY'
 import json, resource, statistics, subprocess, sys, time
 host, cache, runs, wasms = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
@@ -90,18 +87,23 @@ def run(wasm):
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return out, elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-for wasm in wasms:  # writes each file's memo
+# The cache's memos spare hashing an unchanged component and its compiled entry only once the
+# file is a few seconds old: compile into this cache, let the files settle, then a run per
+# component writes the memos.
+for wasm in wasms:
     run(wasm)
+time.sleep(3)
+for wasm in wasms:
+    run(wasm)
+how = {lang: set() for lang in langs}
 for _ in range(runs):
     for lang, wasm in zip(langs, wasms):
         out, elapsed, used = run(wasm)
         wall[lang].append(elapsed * 1e3)
         cpu[lang].append(used * 1e3)
-how = {}
-for lang, wasm in zip(langs, wasms):
-    out, _, _ = run(wasm)
-    load = json.loads(out.stdout)["timings"]["load"]
-    how[lang] = f"{load['wasm_hash']} / {load['entry_hash']} / {load['describe']}"
+        load = json.loads(out.stdout)["timings"]["load"]
+        how[lang].add(f"{load['wasm_hash']} / {load['entry_hash']} / {load['describe']}")
+how = {lang: ", ".join(sorted(seen)) for lang, seen in how.items()}
 print(f"whole warm `host run`, median of {runs} interleaved rounds:")
 print(f"{'lang':7} {'wall ms':>9} {'÷ rust':>8} {'cpu ms':>9} {'÷ rust':>8}  wasm hash / entry hash / describe()")
 for lang in langs:
