@@ -68,6 +68,82 @@ pub fn check(d: &Description) -> Result<(), TooBig> {
     Ok(())
 }
 
+/// A description as the compile cache records it, so a warm load need not instantiate the
+/// guest only to ask again; what is read back is held to the caps above all the same.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    name: String,
+    summary: String,
+    version: String,
+    params: Vec<RecordedParam>,
+    capabilities: Vec<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordedParam {
+    name: String,
+    description: String,
+    default: Option<String>,
+    required: bool,
+}
+
+pub fn encode(d: &Description) -> Vec<u8> {
+    let recorded = Recorded {
+        name: d.name.clone(),
+        summary: d.summary.clone(),
+        version: d.version.clone(),
+        params: d
+            .params
+            .iter()
+            .map(|p| RecordedParam {
+                name: p.name.clone(),
+                description: p.description.clone(),
+                default: p.default.clone(),
+                required: p.required,
+            })
+            .collect(),
+        capabilities: d
+            .capabilities
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+    };
+    serde_json::to_vec(&recorded).expect("a description serializes")
+}
+
+/// `None` for anything `encode` did not write.
+pub fn decode(bytes: &[u8]) -> Option<Description> {
+    use crate::bindings::{Capability, ParamSpec};
+    let recorded: Recorded = serde_json::from_slice(bytes).ok()?;
+    let capabilities = recorded
+        .capabilities
+        .iter()
+        .map(|c| match c.as_str() {
+            "docker" => Some(Capability::Docker),
+            "http" => Some(Capability::Http),
+            "fs-read" => Some(Capability::FsRead),
+            "notify" => Some(Capability::Notify),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Description {
+        name: recorded.name,
+        summary: recorded.summary,
+        version: recorded.version,
+        params: recorded
+            .params
+            .into_iter()
+            .map(|p| ParamSpec {
+                name: p.name,
+                description: p.description,
+                default: p.default,
+                required: p.required,
+            })
+            .collect(),
+        capabilities,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +162,22 @@ mod tests {
             }],
             capabilities: vec![Capability::FsRead],
         }
+    }
+
+    #[test]
+    fn a_recorded_description_reads_back_as_itself() {
+        let mut d = small();
+        d.capabilities = vec![
+            Capability::Docker,
+            Capability::Http,
+            Capability::FsRead,
+            Capability::Notify,
+        ];
+        d.params[0].required = true;
+        let back = decode(&encode(&d)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{d:?}"));
+        assert!(decode(b"{}").is_none());
+        assert!(decode(&encode(&d).repeat(2)).is_none());
     }
 
     #[test]

@@ -16,12 +16,13 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Precompiled};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
-use self::cache::{CompileCache, Lookup, MemoLookup, SourceFile, VerifiedEntry};
+use self::cache::{CompileCache, FileIdentity, Lookup, MemoLookup, VerifiedEntry};
 use self::pool::Slots;
 pub use self::pool::{InstanceSlot, PoolPlan};
-use crate::bindings::{Playbook, PlaybookPre};
+use crate::bindings::{Description, Playbook, PlaybookPre};
+use crate::description;
 use crate::state::RunState;
 
 mod cache;
@@ -55,6 +56,11 @@ pub struct LoadReport {
     pub cache: &'static str,
     /// "memo" (the file's hash came from the cache's memo: the file was not read) or "computed".
     pub wasm_hash: &'static str,
+    /// For a hit: "memo" (the compiled entry's hash came from its memo) or "computed" (all of
+    /// it was hashed); "none" when nothing was loaded from the cache.
+    pub entry_hash: &'static str,
+    /// "recorded" (the cache's authenticated record of what describe() answered) or "called".
+    pub describe: &'static str,
     pub compile_ms: f64,
     pub load_ms: f64,
     /// Cache hits and misses of this process so far.
@@ -158,7 +164,7 @@ impl PlaybookEngine {
             .read_at(&mut header, 0)
             .with_context(|| format!("reading {}", path.display()))?;
         check_is_component(&header[..read])?;
-        let before = SourceFile::of(&file.metadata()?);
+        let before = FileIdentity::of(&file.metadata()?);
         let memo_key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         // The entry already looked up (and found missing or untrusted) through the memo.
         let mut looked_up = None;
@@ -183,7 +189,7 @@ impl PlaybookEngine {
         let wasm_sha256: [u8; 32] = Sha256::digest(&wasm).into();
         // Memoised only if the file did not change while it was read.
         if let Some(cache) = &self.cache.dir
-            && SourceFile::of(&file.metadata()?) == before
+            && FileIdentity::of(&file.metadata()?) == before
             && let Err(e) = cache.memo_store(&memo_key, &before, &wasm_sha256)
         {
             eprintln!("warning: compile cache memo not written: {e:#}");
@@ -194,6 +200,39 @@ impl PlaybookEngine {
             self.load(&wasm, wasm_sha256)?
         };
         self.link(loaded)
+    }
+
+    /// What describe() answered for this component on an earlier load, when the cache holds
+    /// a verified record of it within the description caps.
+    pub fn recorded_description(&self, load: &LoadReport) -> Option<Description> {
+        let (cache, entry) = (self.cache.dir.as_ref()?, load.cache_file.as_ref()?);
+        match cache.description_lookup(entry) {
+            Ok(recorded) => recorded
+                .as_deref()
+                .and_then(description::decode)
+                .filter(|d| description::check(d).is_ok()),
+            Err(why) => {
+                eprintln!(
+                    "warning: compile cache description of {} not used: {why}; calling describe()",
+                    entry.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Records what describe() answered (checked against the caps) next to the compiled entry.
+    pub fn record_description(&self, load: &LoadReport, described: &Description) {
+        let (Some(cache), Some(entry)) = (&self.cache.dir, &load.cache_file) else {
+            return;
+        };
+        // A cache that cannot be written only costs the next load a describe() call.
+        if let Err(e) = cache.description_store(entry, &description::encode(described)) {
+            eprintln!(
+                "warning: compile cache description not written ({}): {e:#}",
+                entry.display()
+            );
+        }
     }
 
     fn link(
@@ -223,6 +262,12 @@ impl PlaybookEngine {
         let started = Instant::now();
         match cache.lookup(&path, wasm_sha256, compat) {
             Lookup::Trusted(entry) => {
+                if let Some(why) = &entry.memo_refused {
+                    eprintln!(
+                        "warning: compile cache memo of {} not used: {why}; hashing the entry",
+                        path.display()
+                    );
+                }
                 let component = self.deserialize(&entry)?;
                 let hits = self.cache.hits.fetch_add(1, Ordering::Relaxed) + 1;
                 Some((
@@ -230,6 +275,8 @@ impl PlaybookEngine {
                     LoadReport {
                         cache: "hit",
                         wasm_hash: "computed",
+                        entry_hash: entry.digest,
+                        describe: "called",
                         compile_ms: 0.0,
                         load_ms: started.elapsed().as_secs_f64() * 1e3,
                         cache_hits: hits,
@@ -295,6 +342,8 @@ impl PlaybookEngine {
             LoadReport {
                 cache: if cache.is_some() { "miss" } else { "off" },
                 wasm_hash: "computed",
+                entry_hash: "none",
+                describe: "called",
                 compile_ms,
                 load_ms: started.elapsed().as_secs_f64() * 1e3,
                 cache_hits: self.cache.hits.load(Ordering::Relaxed),
@@ -306,18 +355,20 @@ impl PlaybookEngine {
 
     /// `None` when wasmtime refuses the artifact (another engine version): compile instead.
     fn deserialize(&self, entry: &VerifiedEntry) -> Option<Component> {
-        if Engine::detect_precompiled(entry.bytes()) != Some(Precompiled::Component) {
-            return None;
-        }
-        // SAFETY: the entry's whole content matched the HMAC record that binds it to this
-        // component's wasm and this engine's compatibility hash, under a key only this user can
-        // read; only this host's code writes records. The file stays open: the /proc path names
-        // that very inode (a private file this host replaces by rename, never rewrites), so
-        // wasmtime maps the verified bytes and, copy-on-write, the memory images in them.
-        // wasmtime still checks the header and refuses an incompatible one.
+        // SAFETY: the entry's content matched the HMAC record that binds it to this component's
+        // wasm and this engine's compatibility hash, under a key only this user can read (its
+        // hash computed now, or vouched for by a MACed memo of this very inode, unchanged
+        // since); only this host's code writes records. The file stays open: the /proc path
+        // names that very inode (a private file this host replaces by rename, never rewrites),
+        // so wasmtime maps the verified bytes and, copy-on-write, the memory images in them.
+        // wasmtime checks the artifact is a component compiled for this engine and refuses
+        // anything else (no separate header probe: it parses the whole ELF again).
         let component = match entry.fd_path() {
             Some(path) => unsafe { Component::deserialize_file(&self.engine, path) },
-            None => unsafe { Component::deserialize(&self.engine, entry.bytes()) },
+            None => {
+                let bytes = entry.map().ok()?;
+                unsafe { Component::deserialize(&self.engine, &bytes) }
+            }
         };
         component.ok()
     }

@@ -4,10 +4,13 @@
 //! to the wasm being loaded: (source sha256, cwasm BLAKE3, engine compatibility hash). An entry
 //! that fails the check is never deserialized; the caller recompiles and rewrites it.
 //!
-//! Hashing a 17 MB Python component on every `host run` costs more than the run, so the cache
-//! also keeps a memo per component file: (device, inode, size, mtime, ctime) → its sha256,
-//! under the same key. A memo only says which entry to look up; the entry's own record is still
-//! checked against the whole cwasm, so a forged or stale memo cannot bring in other code.
+//! Hashing a 17 MB Python component, or its 35 MB cwasm, on every `host run` costs more than
+//! the run, so the cache also keeps memos, MACed under the same key: per component file
+//! (device, inode, size, mtime, ctime) → its sha256, and per entry the same identity → its
+//! BLAKE3. A component's memo only says which entry to look up; an entry's memo only says what
+//! its bytes hash to, and the record is still checked against that hash. Either memo holds only
+//! while the file is the same inode, unchanged since (a write moves the ctime, which no one but
+//! the kernel sets), so a forged, transplanted or stale memo cannot bring in other code.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -25,6 +28,10 @@ const KEY_LEN: usize = 32;
 /// Binds records to this scheme: a MAC of another format never verifies here.
 const RECORD_DOMAIN: &[u8] = b"runbook-host compile cache record v2\0";
 const MEMO_DOMAIN: &[u8] = b"runbook-host compile cache source memo v1\0";
+const ENTRY_MEMO_DOMAIN: &[u8] = b"runbook-host compile cache entry memo v1\0";
+const DESCRIPTION_DOMAIN: &[u8] = b"runbook-host compile cache description v1\0";
+/// A description within the caps of `crate::description` is well under this, JSON-escaped.
+const MAX_DESCRIPTION_BYTES: u64 = 1 << 20;
 /// Folded into the compatibility hash, so entries of an older record scheme are not looked up
 /// (absent, not "untrusted").
 pub const FORMAT: &str = "v2";
@@ -40,6 +47,8 @@ const MAX_ENTRY_BYTES: u64 = 2 << 30;
 pub struct CompileCache {
     dir: PathBuf,
     key: [u8; KEY_LEN],
+    /// `SETTLE`, except in tests that cannot wait for it.
+    settle: Duration,
 }
 
 /// What the cache holds for a component.
@@ -66,6 +75,7 @@ impl CompileCache {
         Ok(Self {
             dir: dir.to_path_buf(),
             key,
+            settle: SETTLE,
         })
     }
 
@@ -75,17 +85,12 @@ impl CompileCache {
             .join(format!("{}-{compat:016x}.cwasm", hex::encode(wasm_sha256)))
     }
 
-    /// Maps the entry read-only and checks all of it against its record.
+    /// Checks the entry against its record: through its memo when the file is the one memoised,
+    /// else by hashing all of it (and memoising the hash when the file has settled).
     pub fn lookup(&self, entry: &Path, wasm_sha256: &[u8; 32], compat: u64) -> Lookup {
         let file = match open_private_file(entry, MAX_ENTRY_BYTES) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Absent,
-            Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
-        };
-        // SAFETY: a private file (this user's, mode checked) that this host only ever replaces
-        // by rename, never rewrites in place; only this user or root could change the pages.
-        let cwasm = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
-            Ok(map) => map,
             Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
         };
         let record = match read_private_file(&record_path(entry), 256) {
@@ -98,8 +103,40 @@ impl CompileCache {
         let Ok(tag) = hex::decode(record.trim_ascii()) else {
             return Lookup::Untrusted("its record is malformed".into());
         };
+        let identity = match file.metadata() {
+            Ok(meta) => FileIdentity::of(&meta),
+            Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
+        };
+        let memo = self.read_memo(&entry_memo_path(entry), ENTRY_MEMO_DOMAIN, entry, &identity);
+        let memo_refused = match memo {
+            MemoLookup::Known(digest) => {
+                if self
+                    .mac(wasm_sha256, &digest, compat)
+                    .verify_slice(&tag)
+                    .is_ok()
+                {
+                    return Lookup::Trusted(VerifiedEntry {
+                        file,
+                        digest: "memo",
+                        memo_refused: None,
+                    });
+                }
+                // A genuine memo of bytes that are not this component's: the full check
+                // below says so in its own words.
+                None
+            }
+            MemoLookup::Unknown => None,
+            MemoLookup::Untrusted(why) => Some(why),
+        };
+        // SAFETY: a private file (this user's, mode checked) that this host only ever replaces
+        // by rename, never rewrites in place; only this user or root could change the pages.
+        let cwasm = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            Ok(map) => map,
+            Err(e) => return Lookup::Untrusted(format!("unreadable: {e}")),
+        };
+        let digest = digest(&cwasm);
         if self
-            .mac(wasm_sha256, &digest(&cwasm), compat)
+            .mac(wasm_sha256, &digest, compat)
             .verify_slice(&tag)
             .is_err()
         {
@@ -108,7 +145,25 @@ impl CompileCache {
                     .into(),
             );
         }
-        Lookup::Trusted(VerifiedEntry { file, map: cwasm })
+        // Memoised only if the file did not change while it was hashed; a memo that cannot be
+        // written only costs the next run a hash.
+        if file
+            .metadata()
+            .is_ok_and(|meta| FileIdentity::of(&meta) == identity)
+        {
+            let _ = self.write_memo(
+                &entry_memo_path(entry),
+                ENTRY_MEMO_DOMAIN,
+                entry,
+                &identity,
+                &digest,
+            );
+        }
+        Lookup::Trusted(VerifiedEntry {
+            file,
+            digest: "computed",
+            memo_refused,
+        })
     }
 
     /// Writes the entry and then its record, each atomically (a crash in between leaves an
@@ -128,6 +183,52 @@ impl CompileCache {
         write_atomically(&record_path(entry), hex::encode(tag).as_bytes())
     }
 
+    /// What describe() answered for the component compiled into `entry`, as `description_store`
+    /// recorded it: `Ok(None)` when nothing is recorded, `Err` (why) when the record does not
+    /// verify.
+    pub fn description_lookup(&self, entry: &Path) -> Result<Option<Vec<u8>>, String> {
+        let bytes = match read_private_file(&description_path(entry), MAX_DESCRIPTION_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("unreadable: {e}")),
+        };
+        let Some((tag, description)) = bytes.split_at_checked(64) else {
+            return Err("malformed".into());
+        };
+        let verified = hex::decode(tag).ok().is_some_and(|tag| {
+            self.description_mac(entry, description)
+                .verify_slice(&tag)
+                .is_ok()
+        });
+        if !verified {
+            return Err("it does not match its MAC".into());
+        }
+        Ok(Some(description.to_vec()))
+    }
+
+    /// Records a description (already checked against the caps) for the component compiled
+    /// into `entry`; the entry's name carries its wasm's sha256 and the engine's hash.
+    pub fn description_store(&self, entry: &Path, description: &[u8]) -> std::io::Result<()> {
+        let tag = self
+            .description_mac(entry, description)
+            .finalize()
+            .into_bytes();
+        let mut bytes = hex::encode(tag).into_bytes();
+        bytes.extend_from_slice(description);
+        write_atomically(&description_path(entry), &bytes)
+    }
+
+    fn description_mac(&self, entry: &Path, description: &[u8]) -> Hmac<Sha256> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = entry.file_name().unwrap_or_default().as_bytes();
+        let mut mac = self.keyed();
+        mac.update(DESCRIPTION_DOMAIN);
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name);
+        mac.update(description);
+        mac
+    }
+
     fn mac(&self, wasm_sha256: &[u8; 32], cwasm_digest: &[u8; 32], compat: u64) -> Hmac<Sha256> {
         let mut mac = self.keyed();
         mac.update(RECORD_DOMAIN);
@@ -142,8 +243,31 @@ impl CompileCache {
     }
 
     /// The sha256 memoised for the component file at `path` if it is still the same file.
-    pub fn memo_lookup(&self, path: &Path, file: &SourceFile) -> MemoLookup {
-        let line = match read_private_file(&self.memo_path(path), MAX_MEMO_BYTES) {
+    pub fn memo_lookup(&self, path: &Path, file: &FileIdentity) -> MemoLookup {
+        self.read_memo(&self.memo_path(path), MEMO_DOMAIN, path, file)
+    }
+
+    /// Remembers that the file at `path`, as `file` describes it, hashes to `wasm_sha256`; not
+    /// for a file changed moments ago (see `SETTLE`).
+    pub fn memo_store(
+        &self,
+        path: &Path,
+        file: &FileIdentity,
+        wasm_sha256: &[u8; 32],
+    ) -> std::io::Result<()> {
+        self.write_memo(&self.memo_path(path), MEMO_DOMAIN, path, file, wasm_sha256)
+    }
+
+    /// A memo line is `identity hash tag`, the tag a MAC over the domain, the file's path and
+    /// the rest of the line.
+    fn read_memo(
+        &self,
+        memo: &Path,
+        domain: &[u8],
+        path: &Path,
+        file: &FileIdentity,
+    ) -> MemoLookup {
+        let line = match read_private_file(memo, MAX_MEMO_BYTES) {
             Ok(line) => line,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return MemoLookup::Unknown,
             Err(e) => return MemoLookup::Untrusted(format!("unreadable: {e}")),
@@ -152,42 +276,41 @@ impl CompileCache {
         let Some((fields, tag)) = line.trim_end().rsplit_once(' ') else {
             return MemoLookup::Untrusted("malformed".into());
         };
-        let verified = hex::decode(tag)
-            .ok()
-            .is_some_and(|tag| self.memo_mac(path, fields).verify_slice(&tag).is_ok());
+        let verified = hex::decode(tag).ok().is_some_and(|tag| {
+            self.memo_mac(domain, path, fields)
+                .verify_slice(&tag)
+                .is_ok()
+        });
         if !verified {
             return MemoLookup::Untrusted("it does not match its MAC".into());
         }
         // Another file now (replaced, rewritten, touched): hash it again.
-        let Some(sha) = fields.strip_prefix(&file.fields()) else {
+        let Some(hash) = fields.strip_prefix(&file.fields()) else {
             return MemoLookup::Unknown;
         };
-        match hex::decode(sha.trim_start())
+        match hex::decode(hash.trim_start())
             .ok()
-            .and_then(|s| s.try_into().ok())
+            .and_then(|h| h.try_into().ok())
         {
-            Some(sha) => MemoLookup::Known(sha),
+            Some(hash) => MemoLookup::Known(hash),
             None => MemoLookup::Untrusted("malformed".into()),
         }
     }
 
-    /// Remembers that the file at `path`, as `file` describes it, hashes to `wasm_sha256`; not
-    /// for a file changed moments ago (see `SETTLE`).
-    pub fn memo_store(
+    fn write_memo(
         &self,
+        memo: &Path,
+        domain: &[u8],
         path: &Path,
-        file: &SourceFile,
-        wasm_sha256: &[u8; 32],
+        file: &FileIdentity,
+        hash: &[u8; 32],
     ) -> std::io::Result<()> {
-        if !file.settled() {
+        if !file.settled(self.settle) {
             return Ok(());
         }
-        let fields = format!("{} {}", file.fields(), hex::encode(wasm_sha256));
-        let tag = hex::encode(self.memo_mac(path, &fields).finalize().into_bytes());
-        write_atomically(
-            &self.memo_path(path),
-            format!("{fields} {tag}\n").as_bytes(),
-        )
+        let fields = format!("{} {}", file.fields(), hex::encode(hash));
+        let tag = hex::encode(self.memo_mac(domain, path, &fields).finalize().into_bytes());
+        write_atomically(memo, format!("{fields} {tag}\n").as_bytes())
     }
 
     fn memo_path(&self, path: &Path) -> PathBuf {
@@ -196,10 +319,10 @@ impl CompileCache {
         self.dir.join(format!("{}.memo", hex::encode(&name[..16])))
     }
 
-    fn memo_mac(&self, path: &Path, fields: &str) -> Hmac<Sha256> {
+    fn memo_mac(&self, domain: &[u8], path: &Path, fields: &str) -> Hmac<Sha256> {
         use std::os::unix::ffi::OsStrExt;
         let mut mac = self.keyed();
-        mac.update(MEMO_DOMAIN);
+        mac.update(domain);
         mac.update(&(path.as_os_str().len() as u64).to_be_bytes());
         mac.update(path.as_os_str().as_bytes());
         mac.update(fields.as_bytes());
@@ -207,15 +330,20 @@ impl CompileCache {
     }
 }
 
-/// A cache entry whose bytes matched its record, still open and mapped.
+/// A cache entry whose bytes matched its record, still open.
 pub struct VerifiedEntry {
     file: File,
-    map: memmap2::Mmap,
+    /// "memo" (the entry's memo vouched for its hash: not read) or "computed".
+    pub digest: &'static str,
+    /// Why the entry's memo was not used, when it did not verify.
+    pub memo_refused: Option<String>,
 }
 
 impl VerifiedEntry {
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
+    /// The verified file's bytes, mapped read-only (for a loader that cannot map it itself).
+    pub fn map(&self) -> std::io::Result<memmap2::Mmap> {
+        // SAFETY: as in `lookup`: a private file this host never rewrites in place.
+        unsafe { memmap2::Mmap::map(&self.file) }
     }
 
     /// A path naming exactly the verified file (not whatever the entry's name points to now),
@@ -233,10 +361,10 @@ pub enum MemoLookup {
     Untrusted(String),
 }
 
-/// What identifies the content of a component file without reading it: replacing it changes
-/// the inode, rewriting it changes size or ctime (which no one but the kernel sets).
+/// What identifies the content of a file without reading it: replacing it changes the inode,
+/// rewriting it changes size or ctime (which no one but the kernel sets).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
+pub struct FileIdentity {
     dev: u64,
     ino: u64,
     size: u64,
@@ -244,7 +372,7 @@ pub struct SourceFile {
     ctime: (i64, i64),
 }
 
-impl SourceFile {
+impl FileIdentity {
     pub fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             dev: meta.dev(),
@@ -262,7 +390,7 @@ impl SourceFile {
         )
     }
 
-    fn settled(&self) -> bool {
+    fn settled(&self, settle: Duration) -> bool {
         let changed = self.mtime.max(self.ctime);
         let changed = SystemTime::UNIX_EPOCH
             + Duration::new(
@@ -271,7 +399,7 @@ impl SourceFile {
             );
         SystemTime::now()
             .duration_since(changed)
-            .is_ok_and(|age| age >= SETTLE)
+            .is_ok_and(|age| age >= settle)
     }
 }
 
@@ -289,6 +417,18 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 fn record_path(entry: &Path) -> PathBuf {
     let mut name = entry.as_os_str().to_owned();
     name.push(".hmac");
+    PathBuf::from(name)
+}
+
+fn description_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".describe");
+    PathBuf::from(name)
+}
+
+fn entry_memo_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".memo");
     PathBuf::from(name)
 }
 
@@ -424,7 +564,7 @@ mod tests {
         cache.store(&entry_a, &a, 7, b"code of a").unwrap();
         cache.store(&entry_b, &b, 7, b"code of b").unwrap();
         assert!(
-            matches!(cache.lookup(&entry_a, &a, 7), Lookup::Trusted(c) if c.bytes() == b"code of a")
+            matches!(cache.lookup(&entry_a, &a, 7), Lookup::Trusted(c) if c.map().unwrap()[..] == b"code of a"[..])
         );
         assert!(matches!(
             cache.lookup(&entry_a, &a, 8),
@@ -461,7 +601,7 @@ mod tests {
         let (a, b) = (dir.path().join("a.wasm"), dir.path().join("b.wasm"));
         std::fs::write(&a, b"component a").unwrap();
         std::fs::write(&b, b"component b").unwrap();
-        let mut file_a = SourceFile::of(&std::fs::metadata(&a).unwrap());
+        let mut file_a = FileIdentity::of(&std::fs::metadata(&a).unwrap());
         // Just written: not memoised (it may change again within the timestamp granule).
         cache.memo_store(&a, &file_a, &[1; 32]).unwrap();
         assert!(matches!(
@@ -473,7 +613,7 @@ mod tests {
         cache.memo_store(&a, &file_a, &[1; 32]).unwrap();
         assert!(matches!(cache.memo_lookup(&a, &file_a), MemoLookup::Known(s) if s == [1; 32]));
         // Another inode, or a newer ctime: hashed again.
-        let mut file_b = SourceFile::of(&std::fs::metadata(&b).unwrap());
+        let mut file_b = FileIdentity::of(&std::fs::metadata(&b).unwrap());
         assert!(matches!(
             cache.memo_lookup(&a, &file_b),
             MemoLookup::Unknown
@@ -493,6 +633,118 @@ mod tests {
             cache.memo_lookup(&b, &file_a),
             MemoLookup::Untrusted(_)
         ));
+    }
+
+    fn digest_of(
+        cache: &CompileCache,
+        entry: &Path,
+        sha: &[u8; 32],
+    ) -> Result<&'static str, String> {
+        match cache.lookup(entry, sha, 7) {
+            Lookup::Trusted(entry) => Ok(entry.digest),
+            Lookup::Absent => Err("absent".into()),
+            Lookup::Untrusted(why) => Err(why),
+        }
+    }
+
+    #[test]
+    fn an_entry_memo_spares_the_hash_only_for_the_same_unchanged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = CompileCache::open(&dir.path().join("c")).unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let (entry_a, entry_b) = (cache.entry_path(&a, 7), cache.entry_path(&b, 7));
+        cache.store(&entry_a, &a, 7, b"code of a").unwrap();
+        cache.store(&entry_b, &b, 7, b"code of b").unwrap();
+        // Just written: hashed every time, never memoised (see SETTLE).
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("computed"));
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("computed"));
+        assert!(!entry_memo_path(&entry_a).exists());
+
+        cache.settle = Duration::ZERO;
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("computed"));
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("memo"));
+        // The memo vouches for the bytes' hash only: the record still binds them to one
+        // component and one engine.
+        assert!(digest_of(&cache, &entry_a, &b).is_err());
+        assert!(matches!(
+            cache.lookup(&entry_a, &a, 8),
+            Lookup::Untrusted(_)
+        ));
+
+        // b's code renamed over a's entry (another inode): a's memo does not apply.
+        let swap = dir.path().join("swap");
+        std::fs::copy(&entry_b, &swap).unwrap();
+        std::fs::rename(&swap, &entry_a).unwrap();
+        assert!(
+            digest_of(&cache, &entry_a, &a)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        // Rewritten in place (another size): hashed again, and refused.
+        cache.store(&entry_a, &a, 7, b"code of a").unwrap();
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("computed"));
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("memo"));
+        std::fs::write(&entry_a, b"other code of a").unwrap();
+        assert!(
+            digest_of(&cache, &entry_a, &a)
+                .unwrap_err()
+                .contains("does not match")
+        );
+
+        // a's memo over b's: its MAC names a's entry, so b is hashed (and says why).
+        cache.store(&entry_a, &a, 7, b"code of a").unwrap();
+        assert_eq!(digest_of(&cache, &entry_a, &a), Ok("computed"));
+        std::fs::copy(entry_memo_path(&entry_a), entry_memo_path(&entry_b)).unwrap();
+        match cache.lookup(&entry_b, &b, 7) {
+            Lookup::Trusted(entry) => {
+                assert_eq!(entry.digest, "computed");
+                assert!(entry.memo_refused.is_some_and(|why| why.contains("MAC")));
+            }
+            _ => panic!("b's own entry is trusted"),
+        }
+        // A memo edited to claim b's hash for a's file does not verify either.
+        let memo = std::fs::read_to_string(entry_memo_path(&entry_a)).unwrap();
+        let a_digest = hex::encode(digest(b"code of a"));
+        let forged = memo.replace(&a_digest, &hex::encode(digest(b"code of b")));
+        assert_ne!(memo, forged);
+        std::fs::write(entry_memo_path(&entry_a), forged).unwrap();
+        assert!(matches!(
+            cache.lookup(&entry_a, &a, 7),
+            Lookup::Trusted(VerifiedEntry {
+                digest: "computed",
+                memo_refused: Some(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_description_is_read_back_only_for_the_entry_it_was_recorded_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(&dir.path().join("c")).unwrap();
+        let (entry_a, entry_b) = (cache.entry_path(&[1; 32], 7), cache.entry_path(&[2; 32], 7));
+        assert_eq!(cache.description_lookup(&entry_a), Ok(None));
+        cache
+            .description_store(&entry_a, br#"{"name":"a"}"#)
+            .unwrap();
+        cache
+            .description_store(&entry_b, br#"{"name":"b"}"#)
+            .unwrap();
+        assert_eq!(
+            cache.description_lookup(&entry_a),
+            Ok(Some(br#"{"name":"a"}"#.to_vec()))
+        );
+        // Edited, or moved to another component's entry: refused.
+        let recorded = std::fs::read(description_path(&entry_a)).unwrap();
+        let edited = String::from_utf8(recorded)
+            .unwrap()
+            .replace("\"a\"", "\"x\"");
+        std::fs::write(description_path(&entry_a), edited).unwrap();
+        assert!(cache.description_lookup(&entry_a).is_err());
+        std::fs::copy(description_path(&entry_b), description_path(&entry_a)).unwrap();
+        assert!(cache.description_lookup(&entry_a).is_err());
+        std::fs::write(description_path(&entry_a), b"short").unwrap();
+        assert!(cache.description_lookup(&entry_a).is_err());
     }
 
     #[test]

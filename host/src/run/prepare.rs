@@ -50,18 +50,30 @@ impl Host {
         self.describe_prepared(source, pre, load).await
     }
 
+    /// The description recorded in the compile cache when it holds a verified one (a Python
+    /// component's second instantiation costs more than the rest of its run), else describe().
     async fn describe_prepared(
         &self,
         source: PluginSource,
         pre: PlaybookPre<RunState>,
-        load: LoadReport,
+        mut load: LoadReport,
     ) -> Result<Prepared> {
-        let description = self.describe(&pre).await.with_context(|| {
-            format!(
-                "playbook {} ({}): describe() failed",
-                source.name, source.origin
-            )
-        })?;
+        let description = match self.engine.recorded_description(&load) {
+            Some(recorded) => {
+                load.describe = "recorded";
+                recorded
+            }
+            None => {
+                let described = self.describe(&pre).await.with_context(|| {
+                    format!(
+                        "playbook {} ({}): describe() failed",
+                        source.name, source.origin
+                    )
+                })?;
+                self.engine.record_description(&load, &described);
+                described
+            }
+        };
         Ok(Prepared {
             source,
             pre,
