@@ -148,31 +148,38 @@ async fn take_key(
     window: Duration,
 ) -> Result<Option<String>> {
     let (kind, key) = (index_key(kind), index_key(key));
-    let taken = query_opt(
-        c,
-        &format!(
-            "INSERT INTO admission_keys (kind, key, run_id, until)
-             VALUES ($1, $2, $3, now() + $4::float8 * interval '1 second')
-             ON CONFLICT (kind, key) DO UPDATE
-                 SET run_id = EXCLUDED.run_id, until = EXCLUDED.until
-                 WHERE admission_keys.until < now()
-                    OR EXISTS (SELECT 1 FROM runs WHERE runs.id = admission_keys.run_id
-                                                    AND runs.status IN {CUT_OFF})
-             RETURNING run_id"
-        ),
-        &[&kind, &key, &run_id, &secs(window)],
-    )
-    .await?;
-    if taken.is_some() {
-        return Ok(None);
+    // The conflicting row stays locked by us whatever the WHERE says, so the holder read next
+    // is the one that refused us; the second round only covers a row pruned in between.
+    for _ in 0..2 {
+        let taken = query_opt(
+            c,
+            &format!(
+                "INSERT INTO admission_keys (kind, key, run_id, until)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 second')
+                 ON CONFLICT (kind, key) DO UPDATE
+                     SET run_id = EXCLUDED.run_id, until = EXCLUDED.until
+                     WHERE admission_keys.until < now()
+                        OR EXISTS (SELECT 1 FROM runs WHERE runs.id = admission_keys.run_id
+                                                        AND runs.status IN {CUT_OFF})
+                 RETURNING run_id"
+            ),
+            &[&kind, &key, &run_id, &secs(window)],
+        )
+        .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let holder = query_opt(
+            c,
+            "SELECT run_id FROM admission_keys WHERE kind = $1 AND key = $2",
+            &[&kind, &key],
+        )
+        .await?;
+        if let Some(holder) = holder {
+            return Ok(Some(holder.get(0)));
+        }
     }
-    let holder = query_opt(
-        c,
-        "SELECT run_id FROM admission_keys WHERE kind = $1 AND key = $2",
-        &[&kind, &key],
-    )
-    .await?;
-    Ok(Some(holder.map(|r| r.get(0)).unwrap_or_default()))
+    bail!("the admission key ({kind}) kept changing under this admission")
 }
 
 pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
