@@ -2,6 +2,23 @@
 //! `conformance_tests!(subject_future)` expands to one `#[tokio::test]` per behaviour. A
 //! subject is a fresh, empty store plus a way to open a second instance on it (another
 //! replica, another process), which the cross-instance behaviours use.
+//!
+//! A backend's tests module instantiates it with a function making its subject, e.g. SQLite:
+//!
+//! ```ignore
+//! async fn subject() -> Option<Subject> {
+//!     let dir = Arc::new(tempfile::tempdir().unwrap());
+//!     let path = dir.path().join("runs.sqlite3");
+//!     let open = move |path: PathBuf| async move { Ok(Arc::new(Sqlite::open(&path)?) as Arc<dyn Backend>) };
+//!     Some(Subject {
+//!         backend: open(path.clone()).await.unwrap(),
+//!         open_again: Arc::new({ let path = path.clone(); move || Box::pin(open(path.clone())) }),
+//!         set_schema_version: Arc::new(move |v| { /* PRAGMA user_version = v on `path` */ }),
+//!         cleanup: Some(Arc::new(move || { let _keep = dir.clone(); Box::pin(async {}) })),
+//!     })
+//! }
+//! conformance_tests!(subject());
+//! ```
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

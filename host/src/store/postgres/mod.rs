@@ -22,6 +22,7 @@ use crate::records::{
 
 mod listen;
 mod outbox;
+mod reads;
 mod runs;
 mod schema;
 
@@ -72,14 +73,17 @@ impl Postgres {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow!("the store URL is not a PostgreSQL connection string: {e}"))?;
+        // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or(""),
+            STATEMENT_TIMEOUT.as_millis()
+        );
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives_idle(Duration::from_secs(30))
             .application_name("runbook-host")
-            .options(format!(
-                "-c statement_timeout={} -c TimeZone=UTC",
-                STATEMENT_TIMEOUT.as_millis()
-            ));
+            .options(options.trim_start());
         let describe = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -96,12 +100,19 @@ impl Postgres {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .context("building the PostgreSQL connection pool")?;
-        let mut client = pool
-            .get()
-            .await
-            .with_context(|| format!("connecting to the run store {describe}"))?;
-        schema::migrate(&mut client, &describe).await?;
-        drop(client);
+        let migrated = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut client = pool
+                .get()
+                .await
+                .with_context(|| format!("connecting to the run store {describe}"))?;
+            schema::migrate(&mut client, &describe).await
+        });
+        migrated.await.map_err(|_| {
+            anyhow!(
+                "the run store {describe} did not answer within {}s",
+                CALL_TIMEOUT.as_secs()
+            )
+        })??;
         let queued = Arc::new(Notify::new());
         let listener = listen::spawn(config, queued.clone());
         Ok(Postgres {
@@ -268,21 +279,21 @@ impl Backend for Postgres {
     }
 
     async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
-        self.bounded("listing runs", runs::list(self, limit, playbook))
+        self.bounded("listing runs", reads::list(self, limit, playbook))
             .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
-        self.bounded("reading a run", runs::get(self, id)).await
+        self.bounded("reading a run", reads::get(self, id)).await
     }
 
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
-        self.bounded("listing alerts", runs::alerts(self, limit))
+        self.bounded("listing alerts", reads::alerts(self, limit))
             .await
     }
 
     async fn run_counts(&self) -> Result<(usize, usize)> {
-        self.bounded("counting runs", runs::run_counts(self)).await
+        self.bounded("counting runs", reads::run_counts(self)).await
     }
 
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {

@@ -1,5 +1,5 @@
 //! Runs on PostgreSQL: admission (dedup and cooldown keys under a unique constraint), claims
-//! (`FOR UPDATE SKIP LOCKED` on queued runs and on slot rows), leases, and the reads.
+//! (`FOR UPDATE SKIP LOCKED` on queued runs and on slot rows) and leases.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,8 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{Postgres, index_key, listen, pg_error, secs};
 use crate::records::{
-    Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
-    StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
 };
 use crate::store::backend::SlotLimits;
 
@@ -149,31 +148,38 @@ async fn take_key(
     window: Duration,
 ) -> Result<Option<String>> {
     let (kind, key) = (index_key(kind), index_key(key));
-    let taken = query_opt(
-        c,
-        &format!(
-            "INSERT INTO admission_keys (kind, key, run_id, until)
-             VALUES ($1, $2, $3, now() + $4::float8 * interval '1 second')
-             ON CONFLICT (kind, key) DO UPDATE
-                 SET run_id = EXCLUDED.run_id, until = EXCLUDED.until
-                 WHERE admission_keys.until < now()
-                    OR EXISTS (SELECT 1 FROM runs WHERE runs.id = admission_keys.run_id
-                                                    AND runs.status IN {CUT_OFF})
-             RETURNING run_id"
-        ),
-        &[&kind, &key, &run_id, &secs(window)],
-    )
-    .await?;
-    if taken.is_some() {
-        return Ok(None);
+    // The conflicting row stays locked by us whatever the WHERE says, so the holder read next
+    // is the one that refused us; the second round only covers a row pruned in between.
+    for _ in 0..2 {
+        let taken = query_opt(
+            c,
+            &format!(
+                "INSERT INTO admission_keys (kind, key, run_id, until)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 second')
+                 ON CONFLICT (kind, key) DO UPDATE
+                     SET run_id = EXCLUDED.run_id, until = EXCLUDED.until
+                     WHERE admission_keys.until < now()
+                        OR EXISTS (SELECT 1 FROM runs WHERE runs.id = admission_keys.run_id
+                                                        AND runs.status IN {CUT_OFF})
+                 RETURNING run_id"
+            ),
+            &[&kind, &key, &run_id, &secs(window)],
+        )
+        .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let holder = query_opt(
+            c,
+            "SELECT run_id FROM admission_keys WHERE kind = $1 AND key = $2",
+            &[&kind, &key],
+        )
+        .await?;
+        if let Some(holder) = holder {
+            return Ok(Some(holder.get(0)));
+        }
     }
-    let holder = query_opt(
-        c,
-        "SELECT run_id FROM admission_keys WHERE kind = $1 AND key = $2",
-        &[&kind, &key],
-    )
-    .await?;
-    Ok(Some(holder.map(|r| r.get(0)).unwrap_or_default()))
+    bail!("the admission key ({kind}) kept changing under this admission")
 }
 
 pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
@@ -508,139 +514,4 @@ pub(super) async fn take_lost_unnotified(pg: &Postgres, max: usize) -> Result<Ve
     let mut runs: Vec<UnfinishedRun> = rows.iter().map(queued_run).collect();
     runs.sort_by(|a, b| (&a.started_at, &a.id).cmp(&(&b.started_at, &b.id)));
     Ok(runs)
-}
-
-const SUMMARY_COLUMNS: &str =
-    "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity";
-
-fn summary(r: &Row) -> RunSummary {
-    RunSummary {
-        id: r.get(0),
-        playbook: r.get(1),
-        trigger: r.get(2),
-        status: r.get(3),
-        summary: r.get(4),
-        started_at: r.get(5),
-        ended_at: r.get(6),
-        dry_run: r.get(7),
-        severity: r.get(8),
-    }
-}
-
-pub(super) async fn list(
-    pg: &Postgres,
-    limit: usize,
-    playbook: Option<&str>,
-) -> Result<Vec<RunSummary>> {
-    let rows = query(
-        &pg.client().await?,
-        &format!(
-            "SELECT {SUMMARY_COLUMNS} FROM runs WHERE $1::text IS NULL OR playbook = $1
-             ORDER BY started_at DESC, id DESC LIMIT $2"
-        ),
-        &[&playbook, &(limit as i64)],
-    )
-    .await?;
-    Ok(rows.iter().map(summary).collect())
-}
-
-pub(super) async fn get(pg: &Postgres, id: &str) -> Result<Option<StoredRun>> {
-    let client = pg.client().await?;
-    let Some(r) = query_opt(
-        &client,
-        &format!(
-            "SELECT {SUMMARY_COLUMNS}, origin, params, alert, actions, reason, dedup_key,
-                    timings, grants
-             FROM runs WHERE id = $1"
-        ),
-        &[&id],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let mut run = StoredRun {
-        run: summary(&r),
-        origin: r.get(9),
-        params: json(r.get(10)).unwrap_or_default(),
-        alert: json(r.get(11)),
-        actions: json(r.get(12)).unwrap_or_default(),
-        reason: r.get(13),
-        dedup_key: r.get(14),
-        timings: json(r.get(15)),
-        grants: json(r.get(16)),
-        timeline: Vec::new(),
-        artifacts: Vec::new(),
-        deliveries: Vec::new(),
-    };
-    for r in query(
-        &client,
-        "SELECT event FROM events WHERE run_id = $1 ORDER BY seq",
-        &[&id],
-    )
-    .await?
-    {
-        run.timeline.push(serde_json::from_str(r.get(0))?);
-    }
-    let artifacts = query(
-        &client,
-        "SELECT name, content_type, sha256, content FROM artifacts WHERE run_id = $1 ORDER BY seq",
-        &[&id],
-    )
-    .await?;
-    run.artifacts = artifacts
-        .iter()
-        .map(|r| {
-            let content: &[u8] = r.get(3);
-            Artifact {
-                name: r.get(0),
-                content_type: r.get(1),
-                sha256: r.get(2),
-                bytes: content.len(),
-                text: String::from_utf8_lossy(content).into_owned(),
-            }
-        })
-        .collect();
-    run.deliveries = super::outbox::rows_for_run(&client, id).await?;
-    Ok(Some(run))
-}
-
-pub(super) async fn alerts(pg: &Postgres, limit: usize) -> Result<Vec<AlertRecord>> {
-    let rows = query(
-        &pg.client().await?,
-        "SELECT received_at, source, alertname, status, fingerprint, starts_at, labels,
-                disposition, playbook, run_id, detail
-         FROM alerts ORDER BY id DESC LIMIT $1",
-        &[&(limit as i64)],
-    )
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AlertRecord {
-            received_at: r.get(0),
-            source: r.get(1),
-            alertname: r.get(2),
-            status: r.get(3),
-            fingerprint: r.get(4),
-            starts_at: r.get(5),
-            labels: json(r.get(6)).unwrap_or_default(),
-            disposition: r.get(7),
-            playbook: r.get(8),
-            run_id: r.get(9),
-            detail: r.get(10),
-        })
-        .collect())
-}
-
-pub(super) async fn run_counts(pg: &Postgres) -> Result<(usize, usize)> {
-    let rows = query(
-        &pg.client().await?,
-        "SELECT count(*) FILTER (WHERE status = 'queued'),
-                count(*) FILTER (WHERE status = 'running' AND lease_until >= now())
-         FROM runs WHERE status IN ('queued', 'running')",
-        &[],
-    )
-    .await?;
-    let (queued, running): (i64, i64) = (rows[0].get(0), rows[0].get(1));
-    Ok((queued as usize, running as usize))
 }
