@@ -30,8 +30,9 @@ const RECORD_DOMAIN: &[u8] = b"runbook-host compile cache record v2\0";
 const MEMO_DOMAIN: &[u8] = b"runbook-host compile cache source memo v1\0";
 const ENTRY_MEMO_DOMAIN: &[u8] = b"runbook-host compile cache entry memo v1\0";
 const DESCRIPTION_DOMAIN: &[u8] = b"runbook-host compile cache description v1\0";
-/// A description within the caps of `crate::description` is well under this, JSON-escaped.
-const MAX_DESCRIPTION_BYTES: u64 = 1 << 20;
+/// A description within the caps of `crate::description` (≈ 340 KB of text) stays under this
+/// even with every byte JSON-escaped as `\u00XX`.
+const MAX_DESCRIPTION_BYTES: u64 = 4 << 20;
 /// Folded into the compatibility hash, so entries of an older record scheme are not looked up
 /// (absent, not "untrusted").
 pub const FORMAT: &str = "v2";
