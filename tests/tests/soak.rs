@@ -1,7 +1,9 @@
 //! The host keeps serving: one `host serve` takes a mix of hostile runs (spinning, hoarding,
 //! parked in the host, flooding, panicking, oversized) and well-behaved ones at once. Afterwards
-//! it answers, a disk-full run completes normally, and its threads and memory are back near
-//! where they were before the storm.
+//! it answers, a disk-full run completes normally, its threads are back near where they were
+//! before the storm, and a second storm adds no memory to the first's (the allocator keeps
+//! some of a storm's high-water mark: 20–80 MiB here, varying with how runs overlapped, and
+//! malloc_trim does not return it, so "back to idle" alone was a coin toss on a busy machine).
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +87,77 @@ fn disk_full(server: &Server) -> Value {
     run
 }
 
+/// One storm: every hostile case three times with normal disk-full runs among them, each run
+/// checked to end as it must.
+fn storm(server: &Server, target: &dyn Fn(&str) -> String) {
+    let started = Instant::now();
+    let mut hostile = Vec::new();
+    let mut good = Vec::new();
+    for _ in 0..3 {
+        for (case, params, expected) in CASES {
+            let mut body = json!({ "case": case });
+            for (k, v) in *params {
+                body[*k] = Value::String(target(v));
+            }
+            hostile.push((*case, *expected, submit(server, "hostile", body)));
+        }
+        good.push(submit(
+            &server,
+            "disk-full",
+            json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
+        ));
+        let broken = server.post(
+            "/hooks/run/describe-sleep",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            b"{}",
+        );
+        assert_eq!(broken.status, 422, "{}", broken.body);
+        assert!(broken.body.contains("describe()"), "{}", broken.body);
+    }
+    for (case, expected, id) in &hostile {
+        let run = server.wait_for_run(id, Duration::from_secs(180));
+        if expected.is_empty() {
+            assert_ne!(run["status"], "failed", "{case}: {run:#}");
+        } else {
+            assert_eq!(run["status"], "failed", "{case}: {run:#}");
+            let reason = run["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains(expected), "{case}: {reason:?}");
+        }
+        assert!(
+            !run["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ESCAPED"),
+            "{case} escaped: {run:#}"
+        );
+    }
+    for id in &good {
+        let run = server.wait_for_run(id, Duration::from_secs(60));
+        assert!(
+            matches!(run["status"].as_str(), Some("no-action" | "resolved")),
+            "a well-behaved run in the storm: {run:#}"
+        );
+    }
+    eprintln!(
+        "{} hostile and {} normal runs in {:.1}s",
+        hostile.len(),
+        good.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Threads and RSS once tokio's idle blocking threads have left (keep-alive 10 s), as long as
+/// there are more than `idle_threads + 4`.
+fn settled(pid: u32, idle_threads: u64) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (mut threads, mut rss) = threads_and_rss(pid);
+    while threads > idle_threads + 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        (threads, rss) = threads_and_rss(pid);
+    }
+    (threads, rss)
+}
+
 #[test]
 fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
     let sandbox = Sandbox::new();
@@ -137,90 +210,41 @@ fn the_server_comes_back_to_idle_after_a_storm_of_hostile_runs() {
     server.wait_for_run(&warm, Duration::from_secs(60));
     let (idle_threads, idle_rss) = threads_and_rss(pid);
 
-    let started = Instant::now();
-    let mut hostile = Vec::new();
-    let mut good = Vec::new();
-    for _ in 0..3 {
-        for (case, params, expected) in CASES {
-            let mut body = json!({ "case": case });
-            for (k, v) in *params {
-                body[*k] = Value::String(target(v));
-            }
-            hostile.push((*case, *expected, submit(&server, "hostile", body)));
-        }
-        good.push(submit(
-            &server,
-            "disk-full",
-            json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
-        ));
-        let broken = server.post(
-            "/hooks/run/describe-sleep",
-            &[("Authorization", &format!("Bearer {TOKEN}"))],
-            b"{}",
-        );
-        assert_eq!(broken.status, 422, "{}", broken.body);
-        assert!(broken.body.contains("describe()"), "{}", broken.body);
-    }
-    for (case, expected, id) in &hostile {
-        let run = server.wait_for_run(id, Duration::from_secs(180));
-        if expected.is_empty() {
-            assert_ne!(run["status"], "failed", "{case}: {run:#}");
-        } else {
-            assert_eq!(run["status"], "failed", "{case}: {run:#}");
-            let reason = run["reason"].as_str().unwrap_or_default();
-            assert!(reason.contains(expected), "{case}: {reason:?}");
-        }
+    // Two storms: the allocator keeps some of the first one's high-water mark (arenas), but a
+    // second identical storm must not add to it: nothing is kept per run.
+    let mut after = Vec::new();
+    for round in 1..=2 {
+        storm(&server, &target);
+        // Afterwards: the server answers and a normal run completes.
+        assert_eq!(server.get("/healthz").status, 200);
+        disk_full(&server);
+        let metrics = server.get("/metrics").body;
         assert!(
-            !run["summary"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("ESCAPED"),
-            "{case} escaped: {run:#}"
+            metrics.lines().any(|l| l == "runbook_running_runs 0"),
+            "the running gauge is back to zero:\n{metrics}"
         );
-    }
-    for id in &good {
-        let run = server.wait_for_run(id, Duration::from_secs(60));
+        let (threads, rss) = settled(pid, idle_threads);
+        eprintln!(
+            "storm {round}: threads {idle_threads} idle → {threads} after; RSS {} MiB → {} MiB",
+            idle_rss >> 20,
+            rss >> 20
+        );
         assert!(
-            matches!(run["status"].as_str(), Some("no-action" | "resolved")),
-            "a well-behaved run in the storm: {run:#}"
+            threads <= idle_threads + 4,
+            "{threads} threads after storm {round}, {idle_threads} before"
         );
+        after.push(rss);
     }
-    eprintln!(
-        "{} hostile and {} normal runs in {:.1}s",
-        hostile.len(),
-        good.len(),
-        started.elapsed().as_secs_f64()
-    );
-
-    // Afterwards: the server answers and a normal run completes.
-    assert_eq!(server.get("/healthz").status, 200);
-    disk_full(&server);
-    let metrics = server.get("/metrics").body;
     assert!(
-        metrics.lines().any(|l| l == "runbook_running_runs 0"),
-        "the running gauge is back to zero:\n{metrics}"
-    );
-
-    // Threads: idle blocking threads leave after tokio's keep-alive (10 s); wait for it.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let (mut threads, mut rss) = threads_and_rss(pid);
-    while threads > idle_threads + 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        (threads, rss) = threads_and_rss(pid);
-    }
-    eprintln!(
-        "threads {idle_threads} idle → {threads} after; RSS {} MiB → {} MiB",
-        idle_rss >> 20,
-        rss >> 20
-    );
-    assert!(
-        threads <= idle_threads + 4,
-        "{threads} threads after the storm, {idle_threads} before"
-    );
-    assert!(
-        rss <= idle_rss + (48 << 20),
-        "RSS {} MiB after the storm, {} MiB before",
-        rss >> 20,
+        after[0] <= idle_rss + (128 << 20),
+        "RSS {} MiB after the first storm, {} MiB before",
+        after[0] >> 20,
         idle_rss >> 20
+    );
+    assert!(
+        after[1] <= after[0] + (24 << 20),
+        "RSS {} MiB after the second storm, {} MiB after the first: kept per run",
+        after[1] >> 20,
+        after[0] >> 20
     );
 }

@@ -473,7 +473,11 @@ mod conformance {
             set_schema_version: Arc::new(move |version| {
                 let path = versioned.clone();
                 Box::pin(async move {
-                    rusqlite::Connection::open(&path)?.pragma_update(None, "user_version", version)?;
+                    rusqlite::Connection::open(&path)?.pragma_update(
+                        None,
+                        "user_version",
+                        version,
+                    )?;
                     Ok(())
                 })
             }),
