@@ -374,9 +374,14 @@ impl Dispatcher {
         }
     }
 
-    /// Nothing more is claimed (queued runs stay queued for the next host or another
-    /// replica); running runs may finish within `grace`, then are cut and marked interrupted.
-    /// Returns how many were cut.
+    /// Nothing more is claimed: queued runs stay queued for the next host or another replica.
+    /// The claim loop ends after starting what it already claimed.
+    pub fn stop_claiming(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Stops claiming; running runs may finish within `grace`, then are cut and marked
+    /// interrupted. Returns how many were cut.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let _ = self.closing.send(true);
         self.tasks.close();

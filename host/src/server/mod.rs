@@ -108,8 +108,10 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    let left = app.dispatcher.shutdown(grace).await;
+    // Runs it already claimed start; then the running ones get the grace.
+    app.dispatcher.stop_claiming();
     let _ = claims.await;
+    let left = app.dispatcher.shutdown(grace).await;
     let _ = stop_looking.send(true);
     let _ = rescuer.await;
     leases.abort();
