@@ -46,6 +46,8 @@ const CATALOG_RECHECK: Duration = Duration::from_secs(1);
 /// How often the claim loop looks at the store without being woken: runs another process
 /// queued without a wake reaching here (a lost NOTIFY), or a slot whose lease ran out.
 const CLAIM_POLL: Duration = Duration::from_secs(1);
+/// How often the claim loop counts the store's queue (for `queue-limit` and the gauge).
+const COUNT_EVERY: Duration = Duration::from_millis(500);
 
 type PrepareResult = Result<Arc<Prepared>, String>;
 
@@ -261,6 +263,7 @@ impl Dispatcher {
             return;
         };
         let mut closing = self.closing.subscribe();
+        let mut counted = Instant::now() - COUNT_EVERY;
         loop {
             if *closing.borrow() {
                 return;
@@ -280,7 +283,11 @@ impl Dispatcher {
                     }
                     Err(e) => eprintln!("claiming queued runs from the store: {e:#}"),
                 }
-                if let Ok((queued, _)) = store.run_counts().await {
+                // A count over the whole queue: not at every claim under a backlog.
+                if counted.elapsed() >= COUNT_EVERY
+                    && let Ok((queued, _)) = store.run_counts().await
+                {
+                    counted = Instant::now();
                     self.queued.store(queued, Ordering::Relaxed);
                     self.metrics.queue_depth.set(queued as i64);
                 }

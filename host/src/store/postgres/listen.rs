@@ -12,6 +12,47 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 pub(super) const CHANNEL: &str = "runbook_queued";
 
+/// At most one NOTIFY per this long from one process, however many runs it queued or freed.
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// Tells every replica's listener that runs may be waiting, after the fact and coalesced: a
+/// NOTIFY inside a transaction takes a database-wide lock at commit, so one per admission
+/// serialised every replica's commits (two replicas' intake fell below one's).
+pub(super) struct Announcer {
+    wanted: Arc<Notify>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Announcer {
+    pub(super) fn start(pool: deadpool_postgres::Pool) -> Announcer {
+        let wanted = Arc::new(Notify::new());
+        let asked = wanted.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                asked.notified().await;
+                // A NOTIFY lost to a failing database costs the others one poll interval.
+                if let Ok(client) = pool.get().await {
+                    let _ = client.batch_execute(&format!("NOTIFY {CHANNEL}")).await;
+                }
+                tokio::time::sleep(COALESCE).await;
+            }
+        })
+        .abort_handle();
+        Announcer { wanted, task }
+    }
+
+    /// Asks for a NOTIFY soon (requests in the meantime share it).
+    pub(super) fn announce(&self) {
+        self.wanted.notify_one();
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Wakes whoever waits now, and leaves a permit for a claimer that is between its claim and
 /// its next wait (a spurious wake costs one empty claim; a lost one costs a poll interval).
 pub(super) fn wake(queued: &Notify) {

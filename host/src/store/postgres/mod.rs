@@ -42,6 +42,7 @@ pub struct Postgres {
     /// Woken by LISTEN/NOTIFY (any replica's admission or freed slot) and this process's own.
     queued: Arc<Notify>,
     listener: tokio::task::AbortHandle,
+    announcer: listen::Announcer,
     /// Calls of `first_delivery` since replay ids were last pruned.
     replay_calls: std::sync::atomic::AtomicU32,
     /// Playbooks whose slot rows exist up to the limit given (created on first need).
@@ -116,6 +117,7 @@ impl Postgres {
         let queued = Arc::new(Notify::new());
         let listener = listen::spawn(config, queued.clone());
         Ok(Postgres {
+            announcer: listen::Announcer::start(pool.clone()),
             pool,
             describe,
             queued,
@@ -220,6 +222,7 @@ impl Backend for Postgres {
             .await?;
         if admitted == Admitted::Started {
             listen::wake(&self.queued);
+            self.announcer.announce();
         }
         Ok(admitted)
     }
@@ -252,15 +255,21 @@ impl Backend for Postgres {
         self.bounded(&format!("finishing run {id}"), runs::finish(self, outcome))
             .await?;
         listen::wake(&self.queued);
+        self.announcer.announce();
         Ok(())
     }
 
     async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool> {
-        self.bounded(
-            &format!("ending run {id}"),
-            runs::end_unfinished(self, id, status, reason),
-        )
-        .await
+        let ended = self
+            .bounded(
+                &format!("ending run {id}"),
+                runs::end_unfinished(self, id, status, reason),
+            )
+            .await?;
+        // Its slot is free.
+        listen::wake(&self.queued);
+        self.announcer.announce();
+        Ok(ended)
     }
 
     async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize> {
@@ -269,8 +278,14 @@ impl Backend for Postgres {
     }
 
     async fn expire_leases(&self) -> Result<usize> {
-        self.bounded("expiring leases", runs::expire_leases(self))
-            .await
+        let lost = self
+            .bounded("expiring leases", runs::expire_leases(self))
+            .await?;
+        if lost > 0 {
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(lost)
     }
 
     async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {

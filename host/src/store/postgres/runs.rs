@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Postgres, index_key, listen, pg_error, secs};
+use super::{Postgres, index_key, pg_error, secs};
 use crate::records::{
     Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
 };
@@ -214,10 +214,7 @@ pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
         None => {
             let cooldown_key = cooldown.as_ref().map(|(key, _)| key.as_str());
             insert_run(&tx, &run, None, cooldown_key).await?;
-            // Delivered to every replica's listener when (and only if) this commits.
-            tx.batch_execute(&format!("NOTIFY {}", listen::CHANNEL))
-                .await
-                .map_err(pg_error)?;
+            // Other replicas hear of it after the commit (Backend::admit announces it).
             Admitted::Started
         }
     };
@@ -347,7 +344,7 @@ pub(super) async fn claim_queued(
     Ok(claimed)
 }
 
-/// Frees the slot `run_id` holds, and tells every replica's claimers.
+/// Frees the slot `run_id` holds (the caller announces it once committed).
 async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
     execute(
         c,
@@ -355,9 +352,7 @@ async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
         &[&run_id],
     )
     .await?;
-    c.batch_execute(&format!("NOTIFY {}", listen::CHANNEL))
-        .await
-        .map_err(pg_error)
+    Ok(())
 }
 
 pub(super) async fn finish(pg: &Postgres, outcome: RunOutcome) -> Result<()> {
@@ -490,11 +485,6 @@ pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
         &[],
     )
     .await?;
-    if lost > 0 {
-        tx.batch_execute(&format!("NOTIFY {}", listen::CHANNEL))
-            .await
-            .map_err(pg_error)?;
-    }
     tx.commit().await.map_err(pg_error)?;
     Ok(lost)
 }
