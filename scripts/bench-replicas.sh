@@ -4,7 +4,9 @@
 # new runs per second (a no-op playbook, each stored before its 202) and p99. With two replicas
 # the load is split between them (two wrk processes, half the connections each) and the two
 # share this machine's cores, so the target is no collapse: two reach at least one's rate with
-# a p99 under 2x. PostgreSQL is the throwaway cluster of scripts/test-env.sh.
+# a p99 under 2x. PostgreSQL is the throwaway cluster of scripts/test-env.sh, on the same two
+# cores: each host keeps as many connections as there are cores (`store-connections`), the
+# usual sizing (more only queue inside the database: 16 per host tripled one replica's p99).
 #
 #   scripts/bench-replicas.sh [HOST_BIN]        DURATION (10s), CONNECTIONS (64)
 set -euo pipefail
@@ -24,8 +26,9 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; psql "$cluster" -qc
 psql "$cluster" -qc "CREATE DATABASE $database"
 pg_url="${cluster%/*}/$database"
 
-cat > "$dir/host.toml" <<'TOML'
+cat > "$dir/host.toml" <<TOML
 plugin-dirs = ["@PLUGINS@"]
+store-connections = ${CONNECTIONS_PER_HOST:-$(nproc)}
 [server]
 queue-limit = 10000000
 max-concurrent-runs = 2

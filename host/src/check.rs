@@ -37,13 +37,16 @@ pub struct StoreCheck {
 
 /// Opens the store (creating and migrating it like any command that stores runs) and times a
 /// round trip.
-pub async fn check_store(location: &crate::store::Location) -> StoreCheck {
+pub async fn check_store(
+    location: &crate::store::Location,
+    connections: Option<usize>,
+) -> StoreCheck {
     let backend = match location {
         crate::store::Location::Sqlite(_) => "sqlite",
         crate::store::Location::Postgres(_) => "postgres",
     };
     let answer = async {
-        let store = crate::store::open(location).await?;
+        let store = crate::store::open(location, connections).await?;
         store.ping().await
     };
     let (ok, detail) = match answer.await {

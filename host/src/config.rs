@@ -26,6 +26,9 @@ pub struct Config {
     pub max_component_mib: Option<u64>,
     /// The run store: a SQLite file, or a PostgreSQL URL (`postgres://user@host/db`).
     pub store: Option<String>,
+    /// Connections one host keeps to a PostgreSQL store. More than the database's cores
+    /// across all replicas only adds queueing inside the database (its tail latency).
+    pub store_connections: Option<usize>,
     #[serde(default)]
     pub notify: BTreeMap<String, ChannelConfig>,
     #[serde(default)]

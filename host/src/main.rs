@@ -267,6 +267,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .or_else(|| config.cache_dir.clone())
             .or_else(default_cache_dir)
     };
+    let config_connections = config.store_connections;
     let store_location = cli
         .store
         .or_else(|| config.store.clone())
@@ -287,13 +288,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        let store = runbook_host::store::open(&location).await?;
+        let store = runbook_host::store::open(&location, config_connections).await?;
         return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
     }
     if let Command::Serve { listen } = &cli.command {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        host.store = Some(runbook_host::store::open(&location).await?);
+        host.store = Some(runbook_host::store::open(&location, config_connections).await?);
         if let Some(listen) = listen {
             host.config.server.listen = listen.clone();
         }
@@ -309,7 +310,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     if matches!(cli.command, Command::Run { .. } | Command::Notify { .. })
         && let Some(location) = &store_location
     {
-        match runbook_host::store::open(location).await {
+        match runbook_host::store::open(location, config_connections).await {
             Ok(store) => host.store = Some(store),
             Err(e) => eprintln!("warning: runs and notifications will not be stored: {e:#}"),
         }
@@ -460,7 +461,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Check { json } => {
             let mut report = check::check(&host).await;
             if let Some(location) = &store_location {
-                let store = check::check_store(location).await;
+                let store = check::check_store(location, config_connections).await;
                 if !store.ok {
                     report
                         .problems

@@ -54,15 +54,19 @@ impl Location {
     }
 }
 
-/// Opens (creating and migrating) the store.
-pub async fn open(location: &Location) -> Result<Arc<Store>> {
+/// Opens (creating and migrating) the store; `connections` sizes a PostgreSQL pool
+/// (default [`postgres::DEFAULT_POOL_SIZE`]).
+pub async fn open(location: &Location, connections: Option<usize>) -> Result<Arc<Store>> {
     match location {
         Location::Sqlite(path) => {
             let path = path.clone();
             let store = tokio::task::spawn_blocking(move || Sqlite::open(&path)).await??;
             Ok(Arc::new(store))
         }
-        Location::Postgres(url) => Ok(Arc::new(postgres::Postgres::connect(url).await?)),
+        Location::Postgres(url) => {
+            let size = connections.unwrap_or(postgres::DEFAULT_POOL_SIZE);
+            Ok(Arc::new(postgres::Postgres::connect_sized(url, size).await?))
+        }
     }
 }
 

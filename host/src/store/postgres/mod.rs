@@ -26,7 +26,7 @@ mod reads;
 mod runs;
 mod schema;
 
-pub const DEFAULT_POOL_SIZE: usize = 16;
+pub const DEFAULT_POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call waits for a pooled connection before it is an error.
 const POOL_WAIT: Duration = Duration::from_secs(5);
