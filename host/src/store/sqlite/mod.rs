@@ -122,8 +122,13 @@ const MIGRATIONS: &[&str] = &[
     -- When the store accepted the run (unix ms, the store's clock): dedup and cooldown
     -- windows are measured on it, not on a host's idea of the time.
     ALTER TABLE runs ADD COLUMN accepted_ms INTEGER;
-    CREATE INDEX runs_open ON runs (status, started_at) WHERE status IN ('queued', 'running');
+    -- Each partial index's condition is spelled as the queries spell it (SQLite uses one only
+    -- then): claims read the oldest queued runs, leases scan the running ones, the rescuer
+    -- the lost ones nobody was told about; none of them scans the whole history.
+    CREATE INDEX runs_queued ON runs (started_at, id) WHERE status = 'queued';
     CREATE INDEX runs_running ON runs (playbook) WHERE status = 'running';
+    CREATE INDEX runs_lost_untold ON runs (started_at, id)
+        WHERE status = 'lost' AND lost_notified_at IS NULL;
     -- Standard Webhooks ids seen within the replay window.
     CREATE TABLE replay_ids (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL);
     CREATE INDEX replay_seen ON replay_ids (seen_ms);

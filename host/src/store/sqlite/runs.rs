@@ -167,7 +167,8 @@ fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
 }
 
 /// Queued runs, oldest first, each taken when its playbook has a free slot (live holders
-/// counted: this connection is the only writer).
+/// counted: this connection is the only writer). Candidates are read as (id, playbook) only;
+/// whole rows only for the runs taken (this runs on the writer thread, between admissions).
 pub(super) fn claim(
     conn: &Connection,
     runner: &str,
@@ -177,40 +178,43 @@ pub(super) fn claim(
 ) -> Result<Vec<QueuedRun>> {
     let now = now_ms();
     // Looks past runs whose playbook is full, within reason.
-    let candidates: Vec<QueuedRun> = conn
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued'
-             ORDER BY started_at, id LIMIT ?1"
-        ))?
-        .query_map(params![(max * 4 + 64) as i64], queued_row)?
+    let candidates: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT id, playbook FROM runs WHERE status = 'queued'
+             ORDER BY started_at, id LIMIT ?1",
+        )?
+        .query_map(params![(max * 4 + 16) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut holders = std::collections::HashMap::new();
     let mut claimed = Vec::new();
-    for run in candidates {
+    for (id, playbook) in candidates {
         if claimed.len() >= max {
             break;
         }
-        let held = match holders.get(&run.playbook) {
+        let held = match holders.get(&playbook) {
             Some(n) => *n,
             None => conn
                 .prepare_cached(
                     "SELECT count(*) FROM runs WHERE playbook = ?1 AND status = 'running'
                        AND holds_slot = 1 AND lease_until_ms > ?2",
                 )?
-                .query_row(params![run.playbook, now], |r| r.get::<_, i64>(0))?
+                .query_row(params![playbook, now], |r| r.get::<_, i64>(0))?
                 as usize,
         };
-        if held >= limits.of(&run.playbook) {
-            holders.insert(run.playbook.clone(), held);
+        if held >= limits.of(&playbook) {
+            holders.insert(playbook, held);
             continue;
         }
         conn.prepare_cached(
             "UPDATE runs SET status = 'running', runner = ?2, lease_until_ms = ?3, holds_slot = 1
              WHERE id = ?1 AND status = 'queued'",
         )?
-        .execute(params![run.id, runner, now + lease_ms])?;
-        holders.insert(run.playbook.clone(), held + 1);
-        claimed.push(run);
+        .execute(params![id, runner, now + lease_ms])?;
+        claimed.push(
+            conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+                .query_row(params![id], queued_row)?,
+        );
+        holders.insert(playbook, held + 1);
     }
     Ok(claimed)
 }
