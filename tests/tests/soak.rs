@@ -102,7 +102,7 @@ fn storm(server: &Server, target: &dyn Fn(&str) -> String) {
             hostile.push((*case, *expected, submit(server, "hostile", body)));
         }
         good.push(submit(
-            &server,
+            server,
             "disk-full",
             json!({ "paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100" }),
         ));

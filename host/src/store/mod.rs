@@ -65,7 +65,9 @@ pub async fn open(location: &Location, connections: Option<usize>) -> Result<Arc
         }
         Location::Postgres(url) => {
             let size = connections.unwrap_or(postgres::DEFAULT_POOL_SIZE);
-            Ok(Arc::new(postgres::Postgres::connect_sized(url, size).await?))
+            Ok(Arc::new(
+                postgres::Postgres::connect_sized(url, size).await?,
+            ))
         }
     }
 }

@@ -183,7 +183,9 @@ pub(super) fn claim(
             "SELECT id, playbook FROM runs WHERE status = 'queued'
              ORDER BY started_at, id LIMIT ?1",
         )?
-        .query_map(params![(max * 4 + 16) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![(max * 4 + 16) as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut holders = std::collections::HashMap::new();
     let mut claimed = Vec::new();
@@ -193,13 +195,13 @@ pub(super) fn claim(
         }
         let held = match holders.get(&playbook) {
             Some(n) => *n,
-            None => conn
-                .prepare_cached(
+            None => {
+                conn.prepare_cached(
                     "SELECT count(*) FROM runs WHERE playbook = ?1 AND status = 'running'
                        AND holds_slot = 1 AND lease_until_ms > ?2",
                 )?
-                .query_row(params![playbook, now], |r| r.get::<_, i64>(0))?
-                as usize,
+                .query_row(params![playbook, now], |r| r.get::<_, i64>(0))? as usize
+            }
         };
         if held >= limits.of(&playbook) {
             holders.insert(playbook, held);
