@@ -277,6 +277,13 @@ impl Dispatcher {
                 {
                     Ok(claimed) => {
                         full = claimed.len() == room;
+                        // No longer queued: the estimate follows until the next count.
+                        let taken = claimed.len();
+                        let _ =
+                            self.queued
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                    Some(n.saturating_sub(taken))
+                                });
                         for run in claimed {
                             self.start(run);
                         }
