@@ -263,7 +263,9 @@ impl Dispatcher {
             return;
         };
         let mut closing = self.closing.subscribe();
-        let mut counted = Instant::now() - COUNT_EVERY;
+        let mut counted = Instant::now()
+            .checked_sub(COUNT_EVERY)
+            .unwrap_or_else(Instant::now);
         loop {
             if *closing.borrow() {
                 return;
