@@ -33,12 +33,7 @@ auth = { kind = "bearer", token = { env = "BENCH_TOKEN" } }
 matchers = ['alertname="Noop"']
 playbook = "noop"
 TOML
-cat > "$dir/run.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer bench"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = "{}"
-LUA
+write_run_lua "$dir/run.lua"
 sed 's|^wrk.body = .*|wrk.body = '"'"'{"paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100"}'"'"'|' \
     "$dir/run.lua" > "$dir/disk-full.lua"
 cat > "$dir/dup.lua" <<'LUA'

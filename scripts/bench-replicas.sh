@@ -37,12 +37,7 @@ auth = { kind = "bearer", token = { env = "BENCH_TOKEN" } }
 [plugins.noop]
 max-concurrent = 4
 TOML
-cat > "$dir/run.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer bench"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = "{}"
-LUA
+write_run_lua "$dir/run.lua"
 
 # wrk_on PORT THREADS CONNECTIONS OUT: one wrk load in the background.
 wrk_on() {

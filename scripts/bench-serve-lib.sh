@@ -12,6 +12,16 @@ noop_wasm() {
     echo "$wasm"
 }
 
+# write_run_lua FILE: a wrk script POSTing `{}` with the benchmarks' bearer token.
+write_run_lua() {
+    cat > "$1" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer bench"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = "{}"
+LUA
+}
+
 ensure_wrk() {
     command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 }

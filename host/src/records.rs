@@ -175,3 +175,20 @@ pub enum Admitted {
 /// Why a run is `lost`: the host executing it died (or lost the store) while it ran.
 pub const LOST_REASON: &str = "the host stopped (crash or kill) while the run was executing; \
      not re-run, as its actions may have happened";
+
+/// A timestamp as records show it: RFC 3339 in UTC, to the millisecond.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}

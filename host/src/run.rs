@@ -565,9 +565,7 @@ pub fn resolve_params(
     Ok(resolved)
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
+use crate::records::rfc3339;
 
 /// Sortable and unique enough across processes: time, pid and a counter.
 fn new_run_id() -> String {

@@ -246,8 +246,7 @@ impl Dispatcher {
         };
         match store.admit(admit).await {
             Ok(Admitted::Started) => {
-                self.queued.fetch_add(1, Ordering::Relaxed);
-                self.metrics.queue_depth.inc();
+                self.queued_now(self.queued.fetch_add(1, Ordering::Relaxed) + 1);
                 Ok(Admission::Started(pending.run_id))
             }
             Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
@@ -281,11 +280,13 @@ impl Dispatcher {
                         full = claimed.len() == room;
                         // No longer queued: the estimate follows until the next count.
                         let taken = claimed.len();
-                        let _ =
-                            self.queued
-                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                    Some(n.saturating_sub(taken))
-                                });
+                        let before = self
+                            .queued
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                Some(n.saturating_sub(taken))
+                            })
+                            .unwrap_or_default();
+                        self.queued_now(before.saturating_sub(taken));
                         for run in claimed {
                             self.start(run);
                         }
@@ -298,7 +299,7 @@ impl Dispatcher {
                 {
                     counted = Instant::now();
                     self.queued.store(queued, Ordering::Relaxed);
-                    self.metrics.queue_depth.set(queued as i64);
+                    self.queued_now(queued);
                 }
             }
             // Full: only a run of ours ending makes room. Otherwise a new run anywhere, or a
@@ -312,40 +313,37 @@ impl Dispatcher {
         }
     }
 
+    /// The queue's estimate as the gauge shows it (one number, one source).
+    fn queued_now(&self, queued: usize) {
+        self.metrics.queue_depth.set(queued as i64);
+    }
+
     /// Executes a claimed run on the run runtime; it holds a unit of this process's capacity
-    /// until it ends.
+    /// until it ends. The unit is taken here, before the claim loop counts its room again
+    /// (it never claims beyond the room it counted, so one is free).
     fn start(self: &Arc<Self>, run: QueuedRun) {
-        let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
-            // Never claimed beyond the room counted just before: a bug if it happens.
-            eprintln!("run {}: claimed without room; it waits for a slot", run.id);
-            return self.start_later(run);
-        };
+        let permit = self.capacity.clone().try_acquire_owned().ok();
         let dispatcher = self.clone();
         let runs = self
             .runs
             .as_ref()
             .expect("the run runtime lives as long as the dispatcher");
         let task = async move {
-            let _permit = permit;
+            let _permit = match permit {
+                Some(permit) => permit,
+                None => match dispatcher.capacity.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
             dispatcher.execute(run).await;
             dispatcher.room.notify_one();
         };
         self.tasks.spawn_on(task, runs.handle());
     }
 
-    fn start_later(self: &Arc<Self>, run: QueuedRun) {
-        let dispatcher = self.clone();
-        self.tasks.spawn(async move {
-            if let Ok(permit) = dispatcher.capacity.clone().acquire_owned().await {
-                drop(permit);
-                dispatcher.start(run);
-            }
-        });
-    }
-
     async fn execute(&self, run: QueuedRun) {
         let store = self.host.store.clone();
-        self.metrics.queue_depth.dec();
         let prepared = match self.prepared(&run.playbook).await {
             Ok(prepared) => prepared,
             Err(e) => return self.not_startable(&run, e.to_string()).await,
@@ -377,10 +375,11 @@ impl Dispatcher {
     /// A claimed run whose playbook cannot load any more (removed, broken): it fails with why.
     async fn not_startable(&self, run: &QueuedRun, why: String) {
         let reason = format!("could not be started: {why}");
+        // The row may come from another replica's store: everything in it is escaped.
         eprintln!(
             "run {} ({}) {}",
-            run.id,
-            run.playbook,
+            crate::text::escape(&run.id),
+            crate::text::escape(&run.playbook),
             crate::text::escape(&reason)
         );
         if let Some(store) = &self.host.store

@@ -179,10 +179,6 @@ impl Sqlite {
         Ok(store)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn.lock().unwrap();
         // One write transaction, version read inside it: two processes opening a new store at

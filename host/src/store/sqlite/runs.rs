@@ -14,16 +14,7 @@ use crate::records::{
 };
 use crate::store::{CUT_OFF, SlotLimits};
 
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
-}
-
-pub(super) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
+pub(super) use crate::records::{now_ms, now_rfc3339};
 
 /// The store's clock `ago` before now, to compare with `accepted_ms`.
 fn since(ago: std::time::Duration) -> i64 {
