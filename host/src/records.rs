@@ -32,6 +32,8 @@ pub struct QueuedRun {
     /// RFC 3339, when it was accepted.
     pub started_at: String,
     pub severity: String,
+    /// The node (fleet agent) that must execute it; `None`: a `host serve` process does.
+    pub node: Option<String>,
 }
 
 /// A run that has not ended as the store has it: enough to start it again or to tell about it.
@@ -80,6 +82,9 @@ pub struct RunSummary {
     pub ended_at: Option<String>,
     pub dry_run: bool,
     pub severity: String,
+    /// The node it runs (ran) on; absent for a run on the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,6 +175,33 @@ pub enum Admitted {
     Started,
     Deduplicated(String),
     Cooldown,
+}
+
+/// A fleet node as the store last saw its agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRecord {
+    pub name: String,
+    /// The agent process's identity (a new one at every agent start).
+    pub session: String,
+    pub version: String,
+    /// RFC 3339: when this session first connected, and when it was last heard from.
+    pub connected_at: String,
+    pub last_seen: String,
+    /// Seconds since last heard from, on the store's clock.
+    pub seen_secs_ago: f64,
+    /// Runs `running` on the node now (any session).
+    pub in_flight: usize,
+    /// Runs queued for the node, not claimed yet.
+    pub queued: usize,
+}
+
+/// Why a run is `undeliverable`: it was for a node no agent took it for within the wait.
+pub fn undeliverable_reason(node: &str, wait: std::time::Duration) -> String {
+    format!(
+        "no agent of node {node:?} took the run within {}; not run anywhere else (capabilities \
+         are local to the node)",
+        humantime::format_duration(wait)
+    )
 }
 
 /// Why a run is `lost`: the host executing it died (or lost the store) while it ran.

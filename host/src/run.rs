@@ -363,6 +363,7 @@ impl Host {
             dedup_key: pending.request.dedup_key.clone(),
             started_at: rfc3339(pending.started_at),
             severity: pending.severity.as_str().to_string(),
+            node: None,
         }
     }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome, RunSummary,
-    StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
 };
 
 /// How many runs of each playbook may run at once across every process on the store.
@@ -63,7 +63,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Records alerts that started nothing; returns once committed.
     async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()>;
 
-    /// Claims up to `max` queued runs for `runner`, oldest first, in one transaction: rows
+    /// Claims up to `max` queued runs for `runner`, oldest first, among runs for no node
+    /// (`node IS NULL`: runs for a fleet node are claimed only by its agent, `claim_for_node`), in one transaction: rows
     /// another claimer is taking are skipped (`FOR UPDATE SKIP LOCKED`), and a run is taken
     /// only with a free slot of its playbook (a slot is a row: playbook, number, holder run,
     /// lease; at most `limits.of(playbook)` of them per playbook). A claimed run is `running`,
@@ -110,6 +111,74 @@ pub trait Backend: Send + Sync + 'static {
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
     /// (queued runs not claimed yet, running runs held under a live lease).
     async fn run_counts(&self) -> Result<(usize, usize)>;
+
+    // ---- the fleet: runs executed by `host agent` on a named node ---------------------------
+
+    /// As `claim_queued`, among the queued runs for `node` only (same slots: a playbook's
+    /// `max-concurrent` counts its runs on every node and server together).
+    async fn claim_for_node(
+        &self,
+        _node: &str,
+        _runner: &str,
+        _max: usize,
+        _limits: &SlotLimits,
+        _lease: Duration,
+    ) -> Result<Vec<QueuedRun>> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// Renews the leases of those of `ids` that `runner` still holds (`running`, its runner),
+    /// and returns them; an id missing from the answer was taken from the runner (its lease
+    /// ran out and it is `lost`, or it ended): the agent stops that run's writes.
+    async fn renew_held(
+        &self,
+        _runner: &str,
+        _ids: &[String],
+        _lease: Duration,
+    ) -> Result<Vec<String>> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// Appends live timeline events (JSON text) of a run `runner` holds, numbered from `from`
+    /// (an event already stored under a number is replaced: an agent's retry is idempotent).
+    /// False, nothing written, when the run is not `running` under `runner`.
+    async fn append_events(
+        &self,
+        _run_id: &str,
+        _runner: &str,
+        _from: usize,
+        _events: Vec<String>,
+    ) -> Result<bool> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// As `finish`, only while `runner` holds the run; the outcome's timeline replaces the
+    /// events appended live. False, nothing written, when it does not hold it.
+    async fn finish_held(&self, _outcome: RunOutcome, _runner: &str) -> Result<bool> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// Records that the agent `session` of `node` (at `version`) was heard from now; the
+    /// newest session is the node's.
+    async fn node_seen(&self, _node: &str, _session: &str, _version: &str) -> Result<()> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// Every node ever seen, by name, with its runs in flight and queued.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// Queued runs for a node accepted more than `wait` ago end `undeliverable` (reason
+    /// `records::undeliverable_reason`); returns how many.
+    async fn expire_undelivered(&self, _wait: Duration) -> Result<usize> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
+
+    /// As `take_lost_unnotified`, for `undeliverable` runs.
+    async fn take_undeliverable_unnotified(&self, _max: usize) -> Result<Vec<UnfinishedRun>> {
+        anyhow::bail!("this store does not support fleet nodes yet")
+    }
 
     // ---- Standard Webhooks replay ids ---------------------------------------------------
 

@@ -130,6 +130,7 @@ fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {
         dedup_key: None,
         started_at: format!("2026-11-25T10:{:02}:{:02}.000Z", seq / 60, seq % 60),
         severity: "P2".into(),
+        node: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn summary(r: &Row) -> RunSummary {
         ended_at: r.get(6),
         dry_run: r.get(7),
         severity: r.get(8),
+        node: None,
     }
 }
 

@@ -37,6 +37,7 @@ fn queued_run(r: &Row) -> QueuedRun {
         dedup_key: r.get(7),
         started_at: r.get(8),
         severity: r.get(9),
+        node: None,
     }
 }
 

@@ -152,6 +152,7 @@ async fn an_admission_on_one_replica_wakes_the_claimers_of_another() {
         dedup_key: None,
         started_at: "2026-11-25T10:00:00.000Z".into(),
         severity: "P3".into(),
+        node: None,
     };
     let admitted = s
         .backend
@@ -279,6 +280,7 @@ fn one_run(id: &str) -> Admit {
             dedup_key: Some(format!("key-{id}")),
             started_at: "2026-11-25T10:00:00.000Z".into(),
             severity: "P3".into(),
+            node: None,
         },
         dedup_window: Some(Duration::from_secs(3600)),
         cooldown: None,

@@ -154,6 +154,7 @@ fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
         dedup_key: r.get(7)?,
         started_at: r.get(8)?,
         severity: r.get(9)?,
+        node: None,
     })
 }
 
@@ -447,5 +448,6 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         ended_at: r.get(6)?,
         dry_run: r.get(7)?,
         severity: r.get(8)?,
+        node: None,
     })
 }
