@@ -38,6 +38,9 @@ pub struct Config {
     /// Auth per webhook endpoint: `alertmanager` (/hooks/alertmanager), `run` (/hooks/run/…).
     #[serde(default)]
     pub webhooks: BTreeMap<String, WebhookConfig>,
+    /// Nodes whose agents may take runs (`host agent`), and how long a run waits for one.
+    #[serde(default)]
+    pub fleet: FleetConfig,
     /// Alert label matchers → playbook, in order.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -86,6 +89,35 @@ impl Default for ServerConfig {
             lease_secs: 30,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct FleetConfig {
+    /// How long a run for a node waits for that node's agent before it ends `undeliverable`
+    /// (and ops are told). It never runs anywhere else.
+    pub node_wait_secs: u64,
+    /// The longest an agent's poll is held open when nothing is queued for it.
+    pub poll_secs: u64,
+    /// `[fleet.nodes.<name>] token = { env = "…" }`: the bearer token each node's agent
+    /// presents. A token names one node: an agent can take only its own node's runs.
+    pub nodes: BTreeMap<String, NodeConfig>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            node_wait_secs: 300,
+            poll_secs: 25,
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    pub token: Secret,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +190,9 @@ pub struct RouteConfig {
     pub dry_run: bool,
     /// P1–P4 for runs of this route, over the alert's `severity` label.
     pub severity: Option<String>,
+    /// The node whose agent runs it: a name, or `{{ labels.instance | host }}` (the label
+    /// without its port). Absent: the server runs it.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +241,10 @@ impl Config {
                 anyhow::anyhow!("{}: [[route]] #{}: playbook {e}", path.display(), i + 1)
             })?;
         }
+        for name in config.fleet.nodes.keys() {
+            crate::fleet::check_node_name(name)
+                .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;
+        }
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -227,6 +266,7 @@ impl Config {
         use crate::notify::ChannelConfig as C;
         let mut secrets: Vec<&Secret> = Vec::new();
         let mut written = Vec::new();
+        secrets.extend(self.fleet.nodes.values().map(|n| &n.token));
         for hook in self.webhooks.values() {
             match &hook.auth {
                 AuthConfig::None => {}

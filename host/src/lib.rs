@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod description;
 pub mod engine;
+pub mod fleet;
 pub mod incident;
 pub mod notify;
 pub mod panics;

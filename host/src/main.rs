@@ -84,6 +84,14 @@ enum Command {
         /// is still pending stays in the outbox for the next host (or `host notify flush`)
         #[arg(long, value_name = "SECS", default_value_t = 15)]
         notify_wait: u64,
+        /// Run it on this fleet node instead: the server (--server) hands it to the node's
+        /// agent, whose host.toml decides what it may do; the timeline is followed live
+        #[arg(long, value_name = "NAME", requires = "server", conflicts_with_all = ["plugin", "alert_file"])]
+        node: Option<String>,
+        /// With --node: the server, e.g. http://runbook.internal:9095 (tokens: RUNBOOK_RUN_TOKEN
+        /// for /hooks/run, RUNBOOK_API_TOKEN for reading the run)
+        #[arg(long, env = "RUNBOOK_SERVER", value_name = "URL")]
+        server: Option<url::Url>,
     },
     /// List playbooks with their summary and wanted capabilities
     #[command(after_help = "Example:\n  host list --plugin-dir ./playbooks")]
@@ -106,6 +114,39 @@ enum Command {
         /// Address to listen on [default: [server] listen, else 127.0.0.1:9095]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+    },
+    /// Execute the runs a server targets at this node (a fleet agent) until SIGTERM
+    #[command(
+        after_help = "The agent dials out (no inbound port): it long-polls the server for runs whose \
+        route names this node, runs them under THIS machine's host.toml (its grants and limits are \
+        the ceiling), and streams their timelines back. The server lists the node's token under \
+        [fleet.nodes.NAME].\n\nExamples:\n  RUNBOOK_AGENT_TOKEN=… host agent --server http://runbook.internal:9095 --node web01\n  host agent --server https://a:9095,https://b:9095 --node web01 --token-file /etc/runbook/agent-token"
+    )]
+    Agent {
+        /// The server, or several replicas comma-separated (the next is tried when one fails)
+        #[arg(
+            long,
+            env = "RUNBOOK_SERVER",
+            value_name = "URL[,URL…]",
+            value_delimiter = ',',
+            required = true
+        )]
+        server: Vec<url::Url>,
+        /// This node's name, as routes name it [default: the machine's host name]
+        #[arg(long, env = "RUNBOOK_NODE", value_name = "NAME")]
+        node: Option<String>,
+        /// A file holding the node's token [default: the RUNBOOK_AGENT_TOKEN variable]
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Runs executing here at once [default: [server] max-concurrent-runs]
+        #[arg(long, value_name = "N")]
+        max_runs: Option<usize>,
+    },
+    /// Fleet nodes from the run store: up, last seen, runs in flight and queued, version
+    #[command(after_help = "Example:\n  host nodes --store postgres://runbook@db/runbook")]
+    Nodes {
+        #[arg(long)]
+        json: bool,
     },
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     #[command(
@@ -274,7 +315,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         .map(|s| Location::parse(&s))
         .or_else(|| default_store_path().map(Location::Sqlite));
     // Only the server runs playbooks over and over: it reserves an instance pool up front.
-    let mut host = if matches!(cli.command, Command::Serve { .. }) {
+    let mut host = if matches!(cli.command, Command::Serve { .. } | Command::Agent { .. }) {
         Host::for_server(config, cache_dir)?
     } else {
         Host::new(config, cache_dir)?
@@ -290,6 +331,63 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
         let store = runbook_host::store::open(&location, config_connections).await?;
         return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
+    }
+    if let Command::Nodes { json } = &cli.command {
+        let location =
+            store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
+        let store = runbook_host::store::open(&location, config_connections).await?;
+        let nodes = store.nodes().await?;
+        if *json {
+            println!("{}", runbook_host::text::json_for_terminal(&nodes)?);
+        } else {
+            print!(
+                "{}",
+                runbook_host::fleet::remote::nodes_table(&nodes, host.config.server.lease())
+            );
+        }
+        return Ok(0);
+    }
+    if let Command::Agent {
+        server,
+        node,
+        token_file,
+        max_runs,
+    } = &cli.command
+    {
+        return agent_command(host, store_location, server, node, token_file, *max_runs).await;
+    }
+    if let Command::Run {
+        node: Some(node),
+        server: Some(server),
+        playbook,
+        params,
+        dry_run,
+        json,
+        severity,
+        ..
+    } = &cli.command
+    {
+        let run_token = std::env::var("RUNBOOK_RUN_TOKEN").ok();
+        let api_token = std::env::var("RUNBOOK_API_TOKEN").ok();
+        let severity = severity.map(|s| s.as_str().to_string());
+        let status =
+            runbook_host::fleet::remote::run_on_node(runbook_host::fleet::remote::RemoteRun {
+                server,
+                node,
+                playbook: playbook.as_deref().unwrap_or_default(),
+                params,
+                dry_run: *dry_run,
+                severity: severity.as_deref(),
+                run_token: run_token.as_deref(),
+                api_token: api_token.as_deref(),
+                json: *json,
+            })
+            .await?;
+        return Ok(match status.as_str() {
+            "resolved" | "mitigated" | "no-action" => 0,
+            "escalated" => EXIT_ESCALATED,
+            _ => EXIT_FAILED,
+        });
     }
     if let Command::Serve { listen } = &cli.command {
         let location =
@@ -330,6 +428,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             json,
             severity,
             notify_wait,
+            ..
         } => {
             let alert = match &alert_file {
                 Some(path) => Some(
@@ -454,6 +553,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Runs { .. }
         | Command::Serve { .. }
+        | Command::Agent { .. }
+        | Command::Nodes { .. }
         | Command::Wit { .. }
         | Command::New { .. } => {
             unreachable!("handled above")
@@ -512,6 +613,58 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 /// On the command line (only there) a playbook may be given as a component file: anything with
 /// a slash or ending in `.wasm` is a path the operator chose.
+/// `host agent`: the node's notifications queue in its own SQLite outbox (never a database
+/// server: an agent holds no database credentials).
+async fn agent_command(
+    host: Host,
+    store_location: Option<Location>,
+    servers: &[url::Url],
+    node: &Option<String>,
+    token_file: &Option<PathBuf>,
+    max_runs: Option<usize>,
+) -> anyhow::Result<u8> {
+    let outbox = match store_location {
+        Some(Location::Sqlite(path)) => {
+            runbook_host::store::open(&Location::Sqlite(path), None).await?
+        }
+        Some(Location::Postgres(_)) => anyhow::bail!(ConfigError(
+            "host agent keeps only its notification outbox, in a local SQLite file: set `store` \
+             (or --store) to a file path; the server stores the runs"
+                .into()
+        )),
+        None => runbook_host::store::open_in_memory()?,
+    };
+    host.use_outbox(outbox);
+    let token = match token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("--token-file {}: {e}", path.display())))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        None => std::env::var("RUNBOOK_AGENT_TOKEN").map_err(|_| {
+            ConfigError("the node's token: --token-file FILE or RUNBOOK_AGENT_TOKEN".into())
+        })?,
+    };
+    let node = match node {
+        Some(node) => node.clone(),
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let max_runs = max_runs.unwrap_or(host.config.server.max_concurrent_runs);
+    runbook_host::fleet::agent::run(
+        host,
+        runbook_host::fleet::agent::AgentOptions {
+            servers: servers.to_vec(),
+            node,
+            token,
+            max_runs,
+        },
+    )
+    .await?;
+    Ok(0)
+}
+
 async fn prepare_named_or_file(host: &Host, name_or_path: &str) -> anyhow::Result<Prepared> {
     if name_or_path.contains('/') || name_or_path.ends_with(".wasm") {
         host.prepare_file(std::path::Path::new(name_or_path)).await

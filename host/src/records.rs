@@ -18,8 +18,8 @@ pub struct Artifact {
 }
 
 /// A run as accepted, before it starts: what the store keeps to start it (here or on another
-/// replica) and to tell about it.
-#[derive(Debug, Clone)]
+/// replica, or an agent) and to tell about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedRun {
     pub id: String,
     pub playbook: String,

@@ -156,6 +156,8 @@ pub struct Host {
     /// Where console notifications print (stderr when stdout carries a JSON document).
     pub console: ConsoleStream,
     notifier: std::sync::OnceLock<Arc<Notifier>>,
+    /// `host agent`: the node's own outbox, when runs are stored by a server (`store` None).
+    outbox: std::sync::OnceLock<Arc<RunStore>>,
     cache_dir: Option<std::path::PathBuf>,
     protected: std::sync::OnceLock<Arc<Protected>>,
 }
@@ -187,6 +189,7 @@ impl Host {
             store: None,
             console: ConsoleStream::Stdout,
             notifier: std::sync::OnceLock::new(),
+            outbox: std::sync::OnceLock::new(),
             cache_dir,
             protected: std::sync::OnceLock::new(),
         })
@@ -197,7 +200,7 @@ impl Host {
     pub fn notifier(&self) -> Arc<Notifier> {
         self.notifier
             .get_or_init(|| {
-                let store = match &self.store {
+                let store = match self.store.as_ref().or(self.outbox.get()) {
                     Some(store) => store.clone(),
                     None => crate::store::open_in_memory().expect("in-memory SQLite opens"),
                 };
@@ -213,11 +216,22 @@ impl Host {
             .get_or_init(|| {
                 Arc::new(Protected::new(
                     self.config.host_files(),
-                    self.store.as_ref().and_then(|s| s.local_file()).as_deref(),
+                    self.store
+                        .as_ref()
+                        .or(self.outbox.get())
+                        .and_then(|s| s.local_file())
+                        .as_deref(),
                     self.cache_dir.clone(),
                 ))
             })
             .clone()
+    }
+
+    /// `host agent`: the server stores the runs, the node queues its notifications in a
+    /// store of its own (a local SQLite file, which no fs-read grant reaches). Set before the
+    /// notifier or the protected files are first used.
+    pub fn use_outbox(&self, outbox: Arc<RunStore>) {
+        let _ = self.outbox.set(outbox);
     }
 
     fn services(&self) -> Services {
@@ -365,6 +379,41 @@ impl Host {
             severity: pending.severity.as_str().to_string(),
             node: None,
         }
+    }
+
+    /// The store's row for a run on a fleet node whose playbook this host does not have (or
+    /// cannot load): the node checks the parameters against its own copy when it starts it.
+    pub fn node_row(&self, playbook: &str, request: RunRequest, node: String) -> Result<QueuedRun> {
+        crate::catalog::check_name(playbook).map_err(UsageError::from)?;
+        let mut params = serde_json::Map::new();
+        for (name, value) in request.params {
+            if params.contains_key(&name) {
+                return Err(UsageError::DuplicateParam(name).into());
+            }
+            params.insert(name, serde_json::Value::String(value));
+        }
+        let severity = request
+            .severity
+            .or_else(|| {
+                request
+                    .alert
+                    .as_ref()
+                    .and_then(|a| Priority::from_labels(&a.labels))
+            })
+            .unwrap_or(Priority::P3);
+        Ok(QueuedRun {
+            id: new_run_id(),
+            playbook: playbook.to_string(),
+            origin: format!("node {node}"),
+            trigger: request.trigger.as_str().to_string(),
+            params: params.into(),
+            alert: request.alert.as_ref().map(crate::incident::alert_json),
+            dry_run: request.dry_run,
+            dedup_key: request.dedup_key,
+            started_at: rfc3339(SystemTime::now()),
+            severity: severity.as_str().to_string(),
+            node: Some(node),
+        })
     }
 
     pub async fn execute(

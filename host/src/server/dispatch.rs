@@ -160,6 +160,16 @@ impl Dispatcher {
         &self.host
     }
 
+    /// Runs of one playbook at once, across every process and node on the store.
+    pub fn slot_limits(&self) -> &SlotLimits {
+        &self.limits
+    }
+
+    /// How long a claimed run is held without a renewal.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// Loaded, linked and described once per playbook (the InstancePre is reused by every run).
     /// A broken playbook's reason is kept for a while, then it is tried again.
     pub async fn prepared(&self, playbook: &str) -> Result<Arc<Prepared>, Refusal> {
@@ -217,6 +227,7 @@ impl Dispatcher {
         &self,
         playbook: &str,
         request: RunRequest,
+        node: Option<String>,
         cooldown: Option<(String, Duration)>,
         alert: Option<AlertRecord>,
     ) -> Result<Admission, Refusal> {
@@ -224,22 +235,36 @@ impl Dispatcher {
         if queued >= self.queue_limit {
             return Err(Refusal::Busy(queued));
         }
-        let prepared = self.prepared(playbook).await?;
         let store = self
             .host
             .store
             .clone()
             .ok_or_else(|| Refusal::Internal("no run store".into()))?;
         let deduplicated = request.dedup_key.is_some();
-        let pending = self.host.new_pending(&prepared, request).map_err(|e| {
+        let usage = |e: anyhow::Error| {
             if e.downcast_ref::<UsageError>().is_some() {
                 Refusal::Invalid(format!("{e:#}"))
             } else {
                 Refusal::Internal(format!("{e:#}"))
             }
-        })?;
+        };
+        // Checked here when this host has the playbook; a run for a node whose playbook only
+        // the node has is checked there (the node's copy is what runs).
+        let run = match (self.prepared(playbook).await, node) {
+            (Ok(prepared), node) => {
+                let pending = self.host.new_pending(&prepared, request).map_err(usage)?;
+                let mut run = self.host.queued_row(&prepared, &pending);
+                run.node = node;
+                run
+            }
+            (Err(Refusal::UnknownPlaybook(_) | Refusal::Broken(_)), Some(node)) => {
+                self.host.node_row(playbook, request, node).map_err(usage)?
+            }
+            (Err(refusal), _) => return Err(refusal),
+        };
+        let run_id = run.id.clone();
         let admit = Admit {
-            run: self.host.queued_row(&prepared, &pending),
+            run,
             dedup_window: deduplicated.then_some(self.dedup_window),
             cooldown,
             alert,
@@ -247,7 +272,7 @@ impl Dispatcher {
         match store.admit(admit).await {
             Ok(Admitted::Started) => {
                 self.queued_now(self.queued.fetch_add(1, Ordering::Relaxed) + 1);
-                Ok(Admission::Started(pending.run_id))
+                Ok(Admission::Started(run_id))
             }
             Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
             Ok(Admitted::Cooldown) => Ok(Admission::Cooldown),

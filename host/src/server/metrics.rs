@@ -36,6 +36,11 @@ struct ChannelLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     interface: String,
     function: String,
@@ -72,6 +77,10 @@ pub struct Metrics {
     store_latency: Gauge<f64, AtomicU64>,
     store_queued: Gauge<i64, AtomicI64>,
     store_leased: Gauge<i64, AtomicI64>,
+    node_up: Family<NodeLabel, Gauge<i64, AtomicI64>>,
+    node_seen_ago: Family<NodeLabel, Gauge<f64, AtomicU64>>,
+    node_in_flight: Family<NodeLabel, Gauge<i64, AtomicI64>>,
+    node_queued: Family<NodeLabel, Gauge<i64, AtomicI64>>,
 }
 
 impl Default for Metrics {
@@ -115,6 +124,30 @@ impl Metrics {
             "store_leased_runs",
             "Runs executing under a live lease, on any host sharing the store",
             store_leased.clone(),
+        );
+        let node_up = Family::<NodeLabel, Gauge<i64, AtomicI64>>::default();
+        let node_seen_ago = Family::<NodeLabel, Gauge<f64, AtomicU64>>::default();
+        let node_in_flight = Family::<NodeLabel, Gauge<i64, AtomicI64>>::default();
+        let node_queued = Family::<NodeLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "node_up",
+            "Whether the node's agent was heard from within a lease (1) or not (0)",
+            node_up.clone(),
+        );
+        registry.register(
+            "node_last_seen_seconds",
+            "Seconds since the node's agent was last heard from",
+            node_seen_ago.clone(),
+        );
+        registry.register(
+            "node_runs_in_flight",
+            "Runs executing on the node",
+            node_in_flight.clone(),
+        );
+        registry.register(
+            "node_queued_runs",
+            "Runs waiting for the node's agent",
+            node_queued.clone(),
         );
         registry.register(
             "notifications_pending",
@@ -160,7 +193,47 @@ impl Metrics {
             store_latency,
             store_queued,
             store_leased,
+            node_up,
+            node_seen_ago,
+            node_in_flight,
+            node_queued,
         }
+    }
+
+    /// The fleet as the store has it (nodes are those whose agents authenticated: as many as
+    /// `[fleet.nodes]` names).
+    pub fn set_nodes(&self, nodes: &[crate::records::NodeRecord], up_within: std::time::Duration) {
+        for node in nodes {
+            let label = NodeLabel {
+                node: node.name.clone(),
+            };
+            let up = node.seen_secs_ago <= up_within.as_secs_f64();
+            self.node_up.get_or_create(&label).set(i64::from(up));
+            self.node_seen_ago
+                .get_or_create(&label)
+                .set(node.seen_secs_ago);
+            self.node_in_flight
+                .get_or_create(&label)
+                .set(node.in_flight as i64);
+            self.node_queued
+                .get_or_create(&label)
+                .set(node.queued as i64);
+        }
+    }
+
+    /// A run that ended on a node (its agent's outcome).
+    pub fn ended(&self, playbook: &str, status: &str, seconds: f64) {
+        self.runs
+            .get_or_create(&RunLabels {
+                playbook: playbook.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&PlaybookLabel {
+                playbook: playbook.to_string(),
+            })
+            .observe(seconds);
     }
 
     /// The store as a scrape finds it: (round trip, (queued, leased)), or `None` when it did

@@ -5,6 +5,7 @@
 
 mod auth;
 mod dispatch;
+mod fleet;
 mod metrics;
 mod rescue;
 mod routing;
@@ -40,6 +41,7 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 struct App {
     dispatcher: Arc<Dispatcher>,
+    fleet: fleet::Fleet,
     router: AlertRouter,
     verifiers: HashMap<String, Verifier>,
 }
@@ -70,10 +72,13 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     }
     notifier.start();
     let lease = host.config.server.lease();
+    let fleet = fleet::Fleet::from_config(&host.config.fleet)?;
+    let node_wait = fleet.node_wait;
     let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
         .context("starting the runtime that executes runs")?;
     let app = Arc::new(App {
         dispatcher: Arc::new(dispatcher),
+        fleet,
         router,
         verifiers,
     });
@@ -85,6 +90,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         notifier.clone(),
         store.clone(),
         (lease / 3).max(Duration::from_millis(200)),
+        node_wait,
         stopped,
     ));
     let claims = tokio::spawn(app.dispatcher.clone().claim_loop());
@@ -98,15 +104,22 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/alerts", get(list_alerts))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .merge(fleet::node_routes())
         .layer(DefaultBodyLimit::max(max_body))
+        .merge(fleet::routes())
         .with_state(app.clone());
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     ready(listener.local_addr()?);
+    let closing = app.fleet.closing.clone();
     axum::serve(listener, routes)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Held agent polls answer now rather than at the end of their wait.
+            closing.cancel();
+        })
         .await?;
     // Runs it already claimed start; then the running ones get the grace.
     app.dispatcher.stop_claiming();
@@ -338,11 +351,20 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             .config
             .cooldown_secs
             .map(|s| (alert.fingerprint.clone(), Duration::from_secs(s)));
+        let node = match route.node_for(alert).transpose() {
+            Ok(node) => node,
+            Err(problem) => {
+                let rejected = record("rejected", Some(playbook), None, Some(problem));
+                records.push(rejected.clone());
+                unstored.push(rejected);
+                continue;
+            }
+        };
         // Disposition and run id are the store's to fill in.
         let template = record("", Some(playbook), None, None);
         let submitted = app
             .dispatcher
-            .submit(playbook, request, cooldown, Some(template))
+            .submit(playbook, request, node, cooldown, Some(template))
             .await;
         match submitted {
             Ok(Admission::Started(id)) => {
@@ -375,6 +397,8 @@ struct RunQuery {
     #[serde(default)]
     dry_run: bool,
     severity: Option<String>,
+    /// The fleet node whose agent runs it (absent: this server).
+    node: Option<String>,
 }
 
 async fn run_hook(
@@ -426,6 +450,9 @@ async fn run_hook(
         Ok(severity) => severity,
         Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
     };
+    if let Some(Err(e)) = query.node.as_deref().map(crate::fleet::check_node_name) {
+        return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e);
+    }
     let request = RunRequest {
         params,
         alert: None,
@@ -438,7 +465,11 @@ async fn run_hook(
     // and its run being queued.
     let submitted = tokio::spawn({
         let app = app.clone();
-        async move { app.dispatcher.submit(&playbook, request, None, None).await }
+        async move {
+            app.dispatcher
+                .submit(&playbook, request, query.node, None, None)
+                .await
+        }
     })
     .await
     .unwrap_or_else(|e| Err(Refusal::Internal(format!("admission task: {e}"))));
@@ -625,6 +656,11 @@ async fn metrics_text(State(app): State<Shared>) -> Response {
         anyhow::Ok((latency, store.run_counts().await?))
     };
     app.dispatcher.metrics.set_store(seen.await.ok());
+    if let Ok(nodes) = store.nodes().await {
+        app.dispatcher
+            .metrics
+            .set_nodes(&nodes, app.dispatcher.lease());
+    }
     (
         [(
             header::CONTENT_TYPE,

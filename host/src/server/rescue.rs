@@ -3,7 +3,9 @@
 //! or cut off from the store for a whole lease) is marked `lost`, never re-run (its actions
 //! may have happened), and the `ops` channel is told once per run through the outbox, however
 //! many replicas look. Queued runs need no rescue: they wait in the store until any process
-//! claims them (dispatch.rs).
+//! claims them (dispatch.rs), except runs for a fleet node: one no agent of the node took
+//! within `[fleet] node-wait-secs` ends `undeliverable` (never run elsewhere), and ops are told
+//! once, the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,24 +20,43 @@ use crate::store::{LOST_REASON, Store, UnfinishedRun};
 /// Lost runs told about per look.
 const NOTICES_PER_LOOK: usize = 64;
 
-/// One look: expired leases become lost runs, and ops hear about each lost run once.
-/// Returns (runs marked lost, notices queued).
-pub async fn look(notifier: &Notifier, store: &Store) -> Result<(usize, usize)> {
-    let lost = store.expire_leases().await?;
+/// One look: expired leases become lost runs, runs for a node that waited too long become
+/// undeliverable, and ops hear about each once. Returns (runs marked lost or undeliverable,
+/// notices queued).
+pub async fn look(
+    notifier: &Notifier,
+    store: &Store,
+    node_wait: Duration,
+) -> Result<(usize, usize)> {
+    let ended = store.expire_leases().await? + store.expire_undelivered(node_wait).await?;
     let mut told = 0;
-    loop {
-        let untold = store.take_lost_unnotified(NOTICES_PER_LOOK).await?;
-        let more = untold.len() == NOTICES_PER_LOOK;
-        for run in untold {
-            match notifier.submit("ops", &lost_notice(&run)).await {
-                Ok(_) => told += 1,
-                Err(e) => eprintln!("telling ops that run {} was lost: {e}", run.id),
+    for undeliverable in [false, true] {
+        loop {
+            let untold = if undeliverable {
+                store
+                    .take_undeliverable_unnotified(NOTICES_PER_LOOK)
+                    .await?
+            } else {
+                store.take_lost_unnotified(NOTICES_PER_LOOK).await?
+            };
+            let more = untold.len() == NOTICES_PER_LOOK;
+            for run in untold {
+                let notice = if undeliverable {
+                    undeliverable_notice(&run, node_wait)
+                } else {
+                    lost_notice(&run)
+                };
+                match notifier.submit("ops", &notice).await {
+                    Ok(_) => told += 1,
+                    Err(e) => eprintln!("telling ops about run {}: {e}", run.id),
+                }
+            }
+            if !more {
+                break;
             }
         }
-        if !more {
-            return Ok((lost, told));
-        }
     }
+    Ok((ended, told))
 }
 
 /// Looks every `every` until `stop` turns true.
@@ -43,6 +64,7 @@ pub async fn keep_looking(
     notifier: Arc<Notifier>,
     store: Arc<Store>,
     every: Duration,
+    node_wait: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(every);
@@ -52,14 +74,31 @@ pub async fn keep_looking(
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        match look(&notifier, &*store).await {
+        match look(&notifier, &*store, node_wait).await {
             Ok((0, _)) => {}
-            Ok((lost, _)) => eprintln!(
-                "{lost} runs lost: their host stopped renewing their leases (not re-run; ops told)"
+            Ok((ended, _)) => eprintln!(
+                "{ended} runs lost (their host or agent stopped renewing their leases) or \
+                 undeliverable (no agent of their node took them); not re-run; ops told"
             ),
             Err(e) => eprintln!("looking for lost runs in the store: {e:#}"),
         }
     }
+}
+
+fn undeliverable_notice(run: &UnfinishedRun, wait: Duration) -> Notification {
+    let node = run.node.as_deref().unwrap_or_default();
+    let mut notice = lost_notice(run);
+    notice.title = format!(
+        "Run {} of {} was not delivered to node {node}",
+        run.id, run.playbook
+    );
+    notice.body = format!(
+        "{}. Is `host agent --node {node}` running and able to reach the server (`host nodes`)? \
+         Run it by hand on the node if it is still needed.",
+        crate::records::undeliverable_reason(node, wait)
+    );
+    notice.fields.push(("node".to_string(), node.to_string()));
+    notice
 }
 
 fn lost_notice(run: &UnfinishedRun) -> Notification {
@@ -76,6 +115,9 @@ fn lost_notice(run: &UnfinishedRun) -> Notification {
     ];
     if let Some(alert) = &alert {
         fields.push(("alert".to_string(), alert.name.clone()));
+    }
+    if let Some(node) = &run.node {
+        fields.push(("node".to_string(), node.clone()));
     }
     let message = Message {
         title: format!("Run {} of {} was lost", run.id, run.playbook),

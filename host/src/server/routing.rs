@@ -28,7 +28,7 @@ static MATCHER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$"#).unwrap()
 });
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\{\{\s*(labels|annotations|alert)\.([a-zA-Z0-9_]+)\s*\}\}").unwrap()
+    Regex::new(r"\{\{\s*(labels|annotations|alert)\.([a-zA-Z0-9_]+)\s*(\|\s*host\s*)?\}\}").unwrap()
 });
 
 impl Matcher {
@@ -95,6 +95,19 @@ impl Router {
                 .map(crate::severity::Priority::parse)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("[[route]] #{} ({}): {e}", i + 1, config.playbook))?;
+            // A fixed node name is checked now; a templated one when an alert fills it in.
+            if let Some(node) = &config.node
+                && !PLACEHOLDER.is_match(node)
+            {
+                crate::fleet::check_node_name(node).map_err(|e| {
+                    anyhow::anyhow!(
+                        "[[route]] #{} ({}): node: {e} (or a template such as \
+                         \"{{{{ labels.instance | host }}}}\")",
+                        i + 1,
+                        config.playbook
+                    )
+                })?;
+            }
             routes.push(Route {
                 config: config.clone(),
                 severity,
@@ -121,35 +134,58 @@ impl Router {
 
 impl Route {
     /// The route's parameters with `{{ labels.x }}`, `{{ annotations.x }}`, `{{ alert.name }}`
-    /// and `{{ alert.fingerprint }}` filled in (missing values become empty).
+    /// and `{{ alert.fingerprint }}` filled in (missing values become empty; `| host` drops a
+    /// `:port`).
     pub fn params_for(&self, alert: &Alert) -> Vec<(String, String)> {
         self.config
             .params
             .iter()
-            .map(|(key, template)| {
-                let value = PLACEHOLDER.replace_all(template, |caps: &regex::Captures<'_>| {
-                    let lookup = |pairs: &[(String, String)]| {
-                        pairs
-                            .iter()
-                            .find(|(k, _)| *k == caps[2])
-                            .map(|(_, v)| v.clone())
-                    };
-                    match &caps[1] {
-                        "labels" => lookup(&alert.labels),
-                        "annotations" => lookup(&alert.annotations),
-                        _ => match &caps[2] {
-                            "name" => Some(alert.name.clone()),
-                            "fingerprint" => Some(alert.fingerprint.clone()),
-                            "status" => Some(alert.status.clone()),
-                            _ => None,
-                        },
-                    }
-                    .unwrap_or_default()
-                });
-                (key.clone(), value.into_owned())
-            })
+            .map(|(key, template)| (key.clone(), fill(template, alert)))
             .collect()
     }
+
+    /// The node the route's run goes to, if the route names one; an error when the alert
+    /// fills the template with something that is not a node name (the alert is rejected).
+    pub fn node_for(&self, alert: &Alert) -> Option<Result<String, String>> {
+        let template = self.config.node.as_deref()?;
+        let node = fill(template, alert);
+        Some(match crate::fleet::check_node_name(&node) {
+            Ok(()) => Ok(node),
+            Err(e) if node.is_empty() => Err(format!(
+                "the route's node {:?} is empty for this alert (a label missing?): {e}",
+                template
+            )),
+            Err(e) => Err(format!("the route's node {template:?} gave {e}")),
+        })
+    }
+}
+
+fn fill(template: &str, alert: &Alert) -> String {
+    PLACEHOLDER
+        .replace_all(template, |caps: &regex::Captures<'_>| {
+            let lookup = |pairs: &[(String, String)]| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == caps[2])
+                    .map(|(_, v)| v.clone())
+            };
+            match &caps[1] {
+                "labels" => lookup(&alert.labels),
+                "annotations" => lookup(&alert.annotations),
+                _ => match &caps[2] {
+                    "name" => Some(alert.name.clone()),
+                    "fingerprint" => Some(alert.fingerprint.clone()),
+                    "status" => Some(alert.status.clone()),
+                    _ => None,
+                },
+            }
+            .map(|v| match caps.get(3) {
+                Some(_) => crate::fleet::host_of(&v).to_string(),
+                None => v,
+            })
+            .unwrap_or_default()
+        })
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -203,6 +239,7 @@ mod tests {
             continue_matching: false,
             dry_run: false,
             severity: None,
+            node: Some("{{ labels.instance | host }}".into()),
         };
         let route = Route {
             config,
@@ -212,7 +249,7 @@ mod tests {
         let alert = Alert {
             name: "BotDown".into(),
             status: "firing".into(),
-            labels: labels(&[("container", "bot-1")]),
+            labels: labels(&[("container", "bot-1"), ("instance", "node-a:9100")]),
             annotations: labels(&[("port", "8081")]),
             fingerprint: "f".into(),
             starts_at: "t".into(),
@@ -224,5 +261,17 @@ mod tests {
             ("health-url".into(), "http://127.0.0.1:8081/health".into())
         );
         assert_eq!(params[2], ("missing".into(), String::new()));
+        assert_eq!(route.node_for(&alert), Some(Ok("node-a".to_string())));
+        let hostile = Alert {
+            labels: labels(&[("instance", "../../etc:9100")]),
+            ..alert.clone()
+        };
+        assert!(matches!(route.node_for(&hostile), Some(Err(_))));
+        let unlabelled = Alert {
+            labels: vec![],
+            ..alert
+        };
+        let refused = route.node_for(&unlabelled).unwrap().unwrap_err();
+        assert!(refused.contains("empty"), "{refused}");
     }
 }

@@ -1,0 +1,193 @@
+//! The fleet: `host agent` on each machine runs the runs targeted at its node. The agent dials
+//! out to the servers (no inbound port on the node) and long-polls for its runs; the server
+//! keeps them in the store like any run. Capabilities are local: a run never moves to another
+//! node, and the node's own host.toml is the ceiling of what a run may do there.
+//!
+//! This module holds what both sides agree on: node names, agent identities and the JSON of
+//! the agent API (`/agent/v1/…`). The server's side is `server/fleet.rs`, the agent's `agent.rs`.
+
+pub mod agent;
+pub mod remote;
+mod uplink;
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::{Artifact, QueuedRun};
+use crate::timeline::Event;
+
+/// Node names go into the store, URLs, metrics labels and log lines: hostname characters only.
+pub const MAX_NODE_NAME: usize = 63;
+/// An agent session id: 32 hex digits, new at every agent start.
+const SESSION_HEX: usize = 32;
+
+/// A node name: letters, digits, `.`, `-` and `_`, starting with a letter or digit, ≤ 63 bytes
+/// (a DNS label or a dotted host name without its port).
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    let shown = crate::text::escape(&crate::text::echo(name)).into_owned();
+    if name.is_empty() || name.len() > MAX_NODE_NAME {
+        return Err(format!(
+            "node name {shown:?}: 1 to {MAX_NODE_NAME} bytes expected"
+        ));
+    }
+    let ok_start = name.as_bytes()[0].is_ascii_alphanumeric();
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !ok_start || !ok_chars {
+        return Err(format!(
+            "node name {shown:?}: letters, digits, '.', '-' and '_' only, starting with a \
+             letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// `host:port` → `host` (Prometheus' `instance` label); `[v6]:port` → `v6`; no port → as is.
+pub fn host_of(instance: &str) -> &str {
+    if let Some(rest) = instance.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match instance.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => instance,
+    }
+}
+
+/// A fresh agent session id (random, from the kernel).
+pub fn new_session() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; SESSION_HEX / 2];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    hex::encode(bytes)
+}
+
+pub fn check_session(session: &str) -> Result<(), String> {
+    if session.len() == SESSION_HEX && session.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("an agent session is {SESSION_HEX} hex digits"))
+    }
+}
+
+/// The runner a node's runs are held by in the store: a restarted agent is a new runner, so
+/// it can neither renew nor finish what the previous process held.
+pub fn runner_of(node: &str, session: &str) -> String {
+    format!("agent/{node}/{session}")
+}
+
+/// Who is calling: sent with every agent request. The node must be the one the bearer token
+/// names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentId {
+    pub node: String,
+    pub session: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub agent: AgentId,
+    /// Runs the agent can start now.
+    pub room: usize,
+    /// How long the server may hold the request when nothing is queued.
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PollResponse {
+    pub runs: Vec<QueuedRun>,
+    /// The lease the server holds the runs under: heartbeat well within it.
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub agent: AgentId,
+    /// The runs executing on the agent now.
+    pub running: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// Of `running`, the runs still the agent's; any other was taken from it (lost after its
+    /// lease, or ended): the agent stops it and writes nothing more for it.
+    pub held: Vec<String>,
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventsUpload {
+    pub agent: AgentId,
+    /// The number of the first event in `events` (the run's timeline position).
+    pub from: usize,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FinishUpload {
+    pub agent: AgentId,
+    pub status: String,
+    pub summary: String,
+    pub actions: Vec<String>,
+    pub reason: Option<String>,
+    pub ended_at: String,
+    pub timings: serde_json::Value,
+    pub grants: serde_json::Value,
+    pub events: Vec<Event>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// The statuses a run may end with on a node (anything else from an agent is refused).
+pub const END_STATUSES: &[&str] = &[
+    "resolved",
+    "mitigated",
+    "escalated",
+    "no-action",
+    "failed",
+    "interrupted",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_labels_lose_their_port() {
+        assert_eq!(host_of("node-a:9100"), "node-a");
+        assert_eq!(host_of("node-a"), "node-a");
+        assert_eq!(host_of("10.0.0.7:9100"), "10.0.0.7");
+        assert_eq!(host_of("[fd00::7]:9100"), "fd00::7");
+        assert_eq!(
+            host_of("fd00::7"),
+            "fd00::7",
+            "a bare v6 address has no port"
+        );
+        assert_eq!(host_of("web.example:http"), "web.example:http");
+    }
+
+    #[test]
+    fn node_names_are_host_names() {
+        for good in ["node-a", "web01.prod", "n_1", "7"] {
+            assert!(check_node_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "a/b",
+            "a b",
+            "a:1",
+            "fd00::7",
+            "ä",
+            &"x".repeat(64),
+        ] {
+            assert!(check_node_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_session(&new_session()).is_ok());
+        assert!(check_session("../x").is_err());
+    }
+}

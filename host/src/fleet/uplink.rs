@@ -1,0 +1,131 @@
+//! The agent's line to the servers: JSON over HTTP(S) with the node's bearer token, moving to
+//! the next server (replica) when one does not answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::AgentId;
+
+/// A refusal the server means (4xx): retrying the same request cannot help.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
+/// Larger than anything the server sends back (runs with their alert and parameters).
+const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+pub struct Uplink {
+    client: reqwest::Client,
+    servers: Vec<url::Url>,
+    current: AtomicUsize,
+    token: String,
+    pub agent: AgentId,
+}
+
+impl Uplink {
+    pub fn new(servers: Vec<url::Url>, token: String, agent: AgentId) -> Result<Self> {
+        anyhow::ensure!(
+            !servers.is_empty(),
+            "no server to connect to (--server URL)"
+        );
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(format!("runbook-host-agent/{}", agent.version))
+            .build()?;
+        Ok(Self {
+            client,
+            servers,
+            current: AtomicUsize::new(0),
+            token,
+            agent,
+        })
+    }
+
+    /// The server in use, for messages.
+    pub fn server(&self) -> &url::Url {
+        &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
+    }
+
+    fn url(&self, segments: &[&str]) -> url::Url {
+        let mut url = self.server().clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL has a path")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    /// POSTs `body` to the path under the server's URL. `Ok(Err(_))`: the server refused
+    /// (4xx); `Err(_)`: it did not answer or failed (5xx), and the next call goes to the next
+    /// server.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<Result<T, Refused>> {
+        let url = self.url(segments);
+        let answer = self.send(&url, body, timeout).await;
+        if answer.is_err() && self.servers.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        url: &url::Url,
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<Result<T, Refused>> {
+        let mut response = self
+            .client
+            .post(url.clone())
+            .bearer_auth(&self.token)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .with_context(|| format!("POST {}", crate::redact::url(url.as_str())))?;
+        let status = response.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+            anyhow::ensure!(
+                bytes.len() <= MAX_ANSWER_BYTES,
+                "the server's answer is over {MAX_ANSWER_BYTES} bytes"
+            );
+        }
+        if status.is_server_error() {
+            anyhow::bail!(
+                "{} answered {status}: {}",
+                crate::redact::url(url.as_str()),
+                message_of(&bytes)
+            );
+        }
+        if status.is_client_error() {
+            return Ok(Err(Refused {
+                status: status.as_u16(),
+                message: message_of(&bytes),
+            }));
+        }
+        Ok(Ok(serde_json::from_slice(&bytes).with_context(|| {
+            format!("the answer of {}", crate::redact::url(url.as_str()))
+        })?))
+    }
+}
+
+/// The server's `{"error": …}`, or the body as text, capped and escaped for a log line.
+fn message_of(body: &[u8]) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    crate::text::escape(&crate::text::echo(&text)).into_owned()
+}

@@ -1,0 +1,400 @@
+//! The server's side of the fleet (see `fleet/`): the agent API under `/agent/v1/` and
+//! `/nodes`. Each agent presents its node's bearer token; the token names the node, so an
+//! agent can only take, renew, write and finish its own node's runs. An agent's writes are
+//! accepted only while its session holds the run in the store: a run marked `lost` after its
+//! lease, or an agent restarted (a new session), is answered 409 and the agent stops it.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use super::{App, Shared, error, reply};
+use crate::config::FleetConfig;
+use crate::fleet::{
+    AgentId, END_STATUSES, EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse,
+    PollRequest, PollResponse, check_session, runner_of,
+};
+use crate::records::RunOutcome;
+use crate::run::{MAX_ACTION_BYTES, MAX_ACTIONS, MAX_SUMMARY_BYTES};
+
+const ENDPOINT: &str = "agent";
+/// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
+/// 8 MiB); anything bigger is refused, not truncated.
+const MAX_FINISH_BYTES: usize = 32 << 20;
+const MAX_EVENTS_PER_UPLOAD: usize = 4096;
+const MAX_RUNS_PER_AGENT: usize = 256;
+const MAX_REASON_BYTES: usize = 8 << 10;
+/// How often a held poll looks at the store without a wake (a lost NOTIFY).
+const POLL_RECHECK: Duration = Duration::from_secs(1);
+
+pub struct Fleet {
+    /// (node, its token).
+    tokens: Vec<(String, Vec<u8>)>,
+    pub node_wait: Duration,
+    poll_max: Duration,
+    /// Cancelled when the server starts shutting down: held polls answer at once, so the
+    /// graceful shutdown does not wait out a long poll.
+    pub closing: CancellationToken,
+}
+
+impl Fleet {
+    pub fn from_config(config: &FleetConfig) -> anyhow::Result<Self> {
+        let mut tokens = Vec::new();
+        for (node, node_config) in &config.nodes {
+            let token = node_config
+                .token
+                .load()
+                .map_err(|e| anyhow::anyhow!("[fleet.nodes.{node}] token: {e:#}"))?;
+            anyhow::ensure!(
+                token.len() >= 16,
+                "[fleet.nodes.{node}] token: at least 16 characters (it is all that stands \
+                 between anyone who can reach the server and that node's runs)"
+            );
+            tokens.push((node.clone(), token.into_bytes()));
+        }
+        Ok(Self {
+            tokens,
+            node_wait: Duration::from_secs(config.node_wait_secs),
+            poll_max: Duration::from_secs(config.poll_secs.max(1)),
+            closing: CancellationToken::new(),
+        })
+    }
+
+    /// The node whose token the request carries. Every token is compared (in constant time),
+    /// so timing does not say which one nearly matched.
+    fn node_of(&self, headers: &HeaderMap) -> Option<&str> {
+        let given = headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .as_bytes();
+        let mut found = None;
+        for (node, token) in &self.tokens {
+            if bool::from(token.as_slice().ct_eq(given)) {
+                found = Some(node.as_str());
+            }
+        }
+        found
+    }
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/agent/v1/poll", post(poll))
+        .route("/agent/v1/heartbeat", post(heartbeat))
+        .route("/agent/v1/runs/{id}/events", post(events))
+        .route("/agent/v1/runs/{id}/finish", post(finish))
+        .layer(DefaultBodyLimit::max(MAX_FINISH_BYTES))
+}
+
+pub fn node_routes() -> Router<Shared> {
+    Router::new().route("/nodes", get(list_nodes))
+}
+
+/// The agent's runner in the store, or the response refusing it: 401 without a known token,
+/// 403 when the token is another node's, 400 for a malformed body.
+fn admit_agent<T: DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    agent_of: impl Fn(&T) -> &AgentId,
+) -> Result<(T, String), Response> {
+    let Some(node) = app.fleet.node_of(headers) else {
+        let why = if app.fleet.tokens.is_empty() {
+            "unauthorized: this server takes no agents ([fleet.nodes.<name>] token = … in host.toml)"
+        } else {
+            "unauthorized: no node has this token"
+        };
+        return Err(error(app, ENDPOINT, StatusCode::UNAUTHORIZED, why));
+    };
+    let request: T = serde_json::from_slice(body).map_err(|e| {
+        error(
+            app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            format!("not an agent request: {e}"),
+        )
+    })?;
+    let agent = agent_of(&request);
+    if agent.node != node {
+        eprintln!(
+            "refused an agent: the token of node {node} was presented for node {}",
+            crate::text::escape(&crate::text::echo(&agent.node))
+        );
+        return Err(error(
+            app,
+            ENDPOINT,
+            StatusCode::FORBIDDEN,
+            format!("forbidden: this token is node {node}'s, not the node the request names"),
+        ));
+    }
+    check_session(&agent.session)
+        .and_then(|()| {
+            (agent.version.len() <= 64)
+                .then_some(())
+                .ok_or_else(|| "an agent version is at most 64 bytes".to_string())
+        })
+        .map_err(|e| error(app, ENDPOINT, StatusCode::BAD_REQUEST, e))?;
+    let runner = runner_of(node, &agent.session);
+    Ok((request, runner))
+}
+
+fn unavailable(app: &App, e: anyhow::Error) -> Response {
+    error(
+        app,
+        ENDPOINT,
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the run store does not answer: {e:#}"),
+    )
+}
+
+fn not_held(app: &App, id: &str) -> Response {
+    error(
+        app,
+        ENDPOINT,
+        StatusCode::CONFLICT,
+        format!(
+            "run {} is no longer this agent's (lost after its lease ran out, ended, or held by \
+             an earlier agent process): stop it and write nothing more",
+            crate::text::escape(&crate::text::echo(id))
+        ),
+    )
+}
+
+/// Claims runs for the agent's node; held until one is queued or the wait ends.
+async fn poll(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, runner) = match admit_agent::<PollRequest>(&app, &headers, &body, |r| &r.agent) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let agent = &request.agent;
+    if let Err(e) = store
+        .node_seen(&agent.node, &agent.session, &agent.version)
+        .await
+    {
+        return unavailable(&app, e);
+    }
+    let lease = app.dispatcher.lease();
+    let room = request.room.min(MAX_RUNS_PER_AGENT);
+    let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(app.fleet.poll_max);
+    let runs = loop {
+        if room == 0 {
+            break Vec::new();
+        }
+        match store
+            .claim_for_node(
+                &agent.node,
+                &runner,
+                room,
+                app.dispatcher.slot_limits(),
+                lease,
+            )
+            .await
+        {
+            Ok(runs) if !runs.is_empty() => break runs,
+            Ok(_) => {}
+            Err(e) => return unavailable(&app, e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || app.fleet.closing.is_cancelled() {
+            break Vec::new();
+        }
+        tokio::select! {
+            _ = store.wait_for_queued(left.min(POLL_RECHECK)) => {}
+            _ = app.fleet.closing.cancelled() => {}
+        }
+    };
+    if !runs.is_empty() {
+        eprintln!(
+            "node {}: {} runs handed to its agent",
+            agent.node,
+            runs.len()
+        );
+    }
+    let answer = PollResponse {
+        runs,
+        lease_ms: lease.as_millis() as u64,
+    };
+    reply(&app, ENDPOINT, StatusCode::OK, json!(answer))
+}
+
+/// Renews the leases of the runs the agent still holds; says which it no longer does.
+async fn heartbeat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, runner) =
+        match admit_agent::<HeartbeatRequest>(&app, &headers, &body, |r| &r.agent) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+    if request.running.len() > MAX_RUNS_PER_AGENT || request.running.iter().any(|id| id.len() > 128)
+    {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_RUNS_PER_AGENT} run ids of ≤ 128 bytes"),
+        );
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let agent = &request.agent;
+    let lease = app.dispatcher.lease();
+    let seen = async {
+        store
+            .node_seen(&agent.node, &agent.session, &agent.version)
+            .await?;
+        store.renew_held(&runner, &request.running, lease).await
+    };
+    match seen.await {
+        Ok(held) => {
+            let answer = HeartbeatResponse {
+                held,
+                lease_ms: lease.as_millis() as u64,
+            };
+            reply(&app, ENDPOINT, StatusCode::OK, json!(answer))
+        }
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// Live timeline events of a run the agent holds.
+async fn events(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (upload, runner) = match admit_agent::<EventsUpload>(&app, &headers, &body, |r| &r.agent) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    if upload.events.len() > MAX_EVENTS_PER_UPLOAD {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_EVENTS_PER_UPLOAD} events per upload"),
+        );
+    }
+    let events = upload
+        .events
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("an event serializes"))
+        .collect();
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.append_events(&id, &runner, upload.from, events).await {
+        Ok(true) => reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true })),
+        Ok(false) => not_held(&app, &id),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// A run's end on the node: outcome, whole timeline and artifacts, in one write.
+async fn finish(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (upload, runner) = match admit_agent::<FinishUpload>(&app, &headers, &body, |r| &r.agent) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    if let Err(problem) = outcome_problem(&upload) {
+        return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, problem);
+    }
+    let seconds = upload.timings["total_ms"].as_f64().unwrap_or_default() / 1e3;
+    let status = upload.status.clone();
+    let outcome = RunOutcome {
+        run_id: id.clone(),
+        status: upload.status,
+        summary: upload.summary,
+        actions: upload.actions,
+        reason: upload.reason,
+        ended_at: upload.ended_at,
+        timings: upload.timings,
+        grants: upload.grants,
+        events: upload
+            .events
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("an event serializes"))
+            .collect(),
+        artifacts: upload.artifacts,
+    };
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let playbook = match store.get(&id).await {
+        Ok(Some(run)) => run.run.playbook,
+        Ok(None) => return not_held(&app, &id),
+        Err(e) => return unavailable(&app, e),
+    };
+    match store.finish_held(outcome, &runner).await {
+        Ok(true) => {
+            app.dispatcher.metrics.ended(&playbook, &status, seconds);
+            reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true }))
+        }
+        Ok(false) => not_held(&app, &id),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// What the store would refuse to show people: the same caps a local run's outcome has.
+fn outcome_problem(upload: &FinishUpload) -> Result<(), String> {
+    if !END_STATUSES.contains(&upload.status.as_str()) {
+        return Err(format!(
+            "status {:?} is not one a run ends with ({})",
+            crate::text::echo(&upload.status),
+            END_STATUSES.join(", ")
+        ));
+    }
+    if upload.summary.len() > MAX_SUMMARY_BYTES
+        || upload.actions.len() > MAX_ACTIONS
+        || upload.actions.iter().any(|a| a.len() > MAX_ACTION_BYTES)
+        || upload
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+        || upload.ended_at.len() > 64
+    {
+        return Err("the outcome is over the caps of a run's summary, actions or reason".into());
+    }
+    humantime::parse_rfc3339(&upload.ended_at)
+        .map_err(|e| format!("ended_at is not RFC 3339: {e}"))?;
+    Ok(())
+}
+
+/// Every node seen, with its agent's version, last contact and runs.
+async fn list_nodes(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(denied) = super::refuse_api(&app, &headers).await {
+        return denied;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let up_within = app.dispatcher.lease();
+    match store.nodes().await {
+        Ok(nodes) => {
+            let listed: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let mut v = json!(n);
+                    v["up"] = json!(n.seen_secs_ago <= up_within.as_secs_f64());
+                    v
+                })
+                .collect();
+            reply(&app, "nodes", StatusCode::OK, json!(listed))
+        }
+        Err(e) => error(
+            &app,
+            "nodes",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
