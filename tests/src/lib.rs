@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the `host` binary built by `scripts/test.sh` (one
 //! release build shared by every test) and run it in an isolated cache and working directory.
 
+pub mod agent;
 pub mod alertmanager;
 pub mod docker;
 pub mod http;

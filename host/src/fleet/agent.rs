@@ -280,6 +280,11 @@ impl Agent {
     /// One run: executed here, its events sent as they happen, its outcome sent at the end.
     /// `stop` cancelled: the run is no longer ours, nothing more is written.
     async fn execute(self: &Arc<Self>, run: QueuedRun, stop: CancellationToken) {
+        eprintln!(
+            "run {} ({}): started",
+            crate::text::escape(&run.id),
+            crate::text::escape(&run.playbook)
+        );
         let (events, outbound) = mpsc::unbounded_channel::<Event>();
         let sender = tokio::spawn(
             self.clone()

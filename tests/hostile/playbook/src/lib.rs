@@ -6,6 +6,7 @@
 
 mod crash_recovery;
 mod docker_escapes;
+mod fleet;
 mod fs_escapes;
 mod fs_many;
 mod fsperf;
@@ -35,6 +36,9 @@ fn describe() -> Description {
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
     let case = incident.param("case").unwrap_or_default();
+    if let Some(result) = fleet::run(case, &incident) {
+        return result;
+    }
     if let Some(result) = fs_many::run(case, &incident) {
         return result;
     }
