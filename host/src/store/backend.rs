@@ -54,10 +54,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Decides and records one webhook admission, atomically across every process on the
     /// store: dedup (one key row per dedup key under a unique constraint, valid for the
-    /// window from the run it names; a run cut off — `interrupted`, `lost` — frees it), then
-    /// cooldown (the same per playbook and cooldown key), then the run as `queued` (unclaimed)
-    /// and the alert's record with its disposition. Returns once committed, and wakes the
-    /// claimers of every process (`wait_for_queued`).
+    /// window from the run it names; a run cut off — `interrupted`, `lost`, `undeliverable`
+    /// — frees it), then cooldown (the same per playbook and cooldown key), then the run as
+    /// `queued` (unclaimed, for `run.node` if any) and the alert's record with its
+    /// disposition. Returns once committed, and wakes the claimers of every process
+    /// (`wait_for_queued`).
     async fn admit(&self, admit: Admit) -> Result<Admitted>;
 
     /// Records alerts that started nothing; returns once committed.
@@ -113,72 +114,66 @@ pub trait Backend: Send + Sync + 'static {
     async fn run_counts(&self) -> Result<(usize, usize)>;
 
     // ---- the fleet: runs executed by `host agent` on a named node ---------------------------
+    //
+    // An agent *holds* a run while the run is `running`, its runner is the agent's, and its
+    // lease has not ended. A lease that ran out is not revived by a late renewal or write: the
+    // run is the rescuer's to mark `lost` (`expire_leases`), and its slot may be another run's.
 
     /// As `claim_queued`, among the queued runs for `node` only (same slots: a playbook's
     /// `max-concurrent` counts its runs on every node and server together).
     async fn claim_for_node(
         &self,
-        _node: &str,
-        _runner: &str,
-        _max: usize,
-        _limits: &SlotLimits,
-        _lease: Duration,
-    ) -> Result<Vec<QueuedRun>> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+        node: &str,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>>;
 
-    /// Renews the leases of those of `ids` that `runner` still holds (`running`, its runner),
-    /// and returns them; an id missing from the answer was taken from the runner (its lease
-    /// ran out and it is `lost`, or it ended): the agent stops that run's writes.
+    /// Renews the leases of those of `ids` that `runner` still holds, and of their slots;
+    /// returns them (in the order given, each once). An id missing from the answer was taken
+    /// from the runner (its lease ran out, it is or will be `lost`, or it ended): the agent
+    /// stops that run's writes.
     async fn renew_held(
         &self,
-        _runner: &str,
-        _ids: &[String],
-        _lease: Duration,
-    ) -> Result<Vec<String>> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+        runner: &str,
+        ids: &[String],
+        lease: Duration,
+    ) -> Result<Vec<String>>;
 
     /// Appends live timeline events (JSON text) of a run `runner` holds, numbered from `from`
-    /// (an event already stored under a number is replaced: an agent's retry is idempotent).
-    /// False, nothing written, when the run is not `running` under `runner`.
+    /// (an event already stored under a number is replaced: an agent's retry is idempotent),
+    /// in one transaction with the check. False, nothing written, when it does not hold it.
+    /// `get` shows them, in number order, while the run is `running`.
     async fn append_events(
         &self,
-        _run_id: &str,
-        _runner: &str,
-        _from: usize,
-        _events: Vec<String>,
-    ) -> Result<bool> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+        run_id: &str,
+        runner: &str,
+        from: usize,
+        events: Vec<String>,
+    ) -> Result<bool>;
 
     /// As `finish`, only while `runner` holds the run; the outcome's timeline replaces the
     /// events appended live. False, nothing written, when it does not hold it.
-    async fn finish_held(&self, _outcome: RunOutcome, _runner: &str) -> Result<bool> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool>;
 
-    /// Records that the agent `session` of `node` (at `version`) was heard from now; the
-    /// newest session is the node's.
-    async fn node_seen(&self, _node: &str, _session: &str, _version: &str) -> Result<()> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+    /// Records that the agent `session` of `node` (at `version`) was heard from now (the
+    /// store's clock); the session last heard from is the node's, and a session other than
+    /// the recorded one starts a new `connected_at`.
+    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()>;
 
-    /// Every node ever seen, by name, with its runs in flight and queued.
-    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+    /// Every node ever seen (`node_seen`), by name, with its runs in flight and queued; a node
+    /// named by runs but never seen is not listed.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
 
-    /// Queued runs for a node accepted more than `wait` ago end `undeliverable` (reason
-    /// `records::undeliverable_reason`); returns how many.
-    async fn expire_undelivered(&self, _wait: Duration) -> Result<usize> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+    /// Queued runs for a node accepted `wait` or longer ago (the store's clock) end
+    /// `undeliverable` (reason `records::undeliverable_reason`, summary "run undeliverable:
+    /// <reason>"); a dedup or cooldown key naming one is free again, as for `lost`. Returns how
+    /// many.
+    async fn expire_undelivered(&self, wait: Duration) -> Result<usize>;
 
     /// As `take_lost_unnotified`, for `undeliverable` runs.
-    async fn take_undeliverable_unnotified(&self, _max: usize) -> Result<Vec<UnfinishedRun>> {
-        anyhow::bail!("this store does not support fleet nodes yet")
-    }
+    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>>;
 
     // ---- Standard Webhooks replay ids ---------------------------------------------------
 

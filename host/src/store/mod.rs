@@ -123,7 +123,24 @@ pub fn keep_leases(store: Arc<Store>, lease: std::time::Duration) -> tokio::task
 
 /// Statuses of runs that ended without a result: they never count for dedup or cooldown, so
 /// the alert's next delivery starts a new run.
-pub const CUT_OFF: &str = "('interrupted', 'lost')";
+pub const CUT_OFF: &str = "('interrupted', 'lost', 'undeliverable')";
+
+/// Runs ops are told about once (`take_lost_unnotified`, `take_undeliverable_unnotified`):
+/// a fixed set, spelled into statements so each status's partial index serves its query.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Untold {
+    Lost,
+    Undeliverable,
+}
+
+impl Untold {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Untold::Lost => "lost",
+            Untold::Undeliverable => "undeliverable",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -32,11 +32,13 @@ use futures::future::BoxFuture;
 use crate::store::backend::{Backend, SlotLimits};
 
 mod delivery;
+mod fleet;
 mod runs;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
 pub(crate) use delivery::*;
+pub(crate) use fleet::*;
 pub(crate) use runs::*;
 
 type Make<T> = Arc<dyn Fn() -> BoxFuture<'static, Result<T>> + Send + Sync>;
@@ -92,6 +94,14 @@ macro_rules! conformance_tests {
             runs_alerts_and_deliveries_read_back,
             keys_of_any_length_are_keys,
             a_newer_schema_is_refused,
+            node_runs_are_claimed_by_their_node_only,
+            slots_count_node_and_server_runs_together,
+            renew_held_answers_only_runs_still_held,
+            append_events_only_while_held,
+            finish_held_by_the_holder_replaces_live_events,
+            nodes_are_listed_with_their_runs,
+            undelivered_node_runs_end_after_the_wait_and_are_told_once,
+            undeliverable_runs_free_their_dedup_and_cooldown_keys,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

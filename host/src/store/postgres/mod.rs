@@ -16,10 +16,12 @@ use tokio_postgres::NoTls;
 
 use super::backend::{Backend, SlotLimits};
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome, RunSummary,
-    StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
 };
+use crate::store::Untold;
 
+mod fleet;
 mod listen;
 mod outbox;
 mod reads;
@@ -241,7 +243,7 @@ impl Backend for Postgres {
     ) -> Result<Vec<QueuedRun>> {
         self.bounded(
             "claiming queued runs",
-            runs::claim_queued(self, runner, max, limits, lease),
+            runs::claim(self, runner, None, max, limits, lease),
         )
         .await
     }
@@ -252,8 +254,11 @@ impl Backend for Postgres {
 
     async fn finish(&self, outcome: RunOutcome) -> Result<()> {
         let id = outcome.run_id.clone();
-        self.bounded(&format!("finishing run {id}"), runs::finish(self, outcome))
-            .await?;
+        self.bounded(
+            &format!("finishing run {id}"),
+            runs::finish(self, outcome, None),
+        )
+        .await?;
         listen::wake(&self.queued);
         self.announcer.announce();
         Ok(())
@@ -289,8 +294,97 @@ impl Backend for Postgres {
     }
 
     async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
-        self.bounded("taking lost runs", runs::take_lost_unnotified(self, max))
-            .await
+        self.bounded(
+            "taking lost runs",
+            runs::take_unnotified(self, Untold::Lost, max),
+        )
+        .await
+    }
+
+    async fn claim_for_node(
+        &self,
+        node: &str,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>> {
+        self.bounded(
+            "claiming a node's queued runs",
+            runs::claim(self, runner, Some(node), max, limits, lease),
+        )
+        .await
+    }
+
+    async fn renew_held(
+        &self,
+        runner: &str,
+        ids: &[String],
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        self.bounded(
+            "renewing held runs",
+            fleet::renew_held(self, runner, ids, lease),
+        )
+        .await
+    }
+
+    async fn append_events(
+        &self,
+        run_id: &str,
+        runner: &str,
+        from: usize,
+        events: Vec<String>,
+    ) -> Result<bool> {
+        self.bounded(
+            &format!("appending events of run {run_id}"),
+            fleet::append_events(self, run_id, runner, from, events),
+        )
+        .await
+    }
+
+    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
+        let id = outcome.run_id.clone();
+        let written = self
+            .bounded(
+                &format!("finishing run {id}"),
+                runs::finish(self, outcome, Some(runner)),
+            )
+            .await?;
+        if written {
+            // Its slot is free.
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(written)
+    }
+
+    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()> {
+        self.bounded(
+            "recording a node",
+            fleet::node_seen(self, node, session, version),
+        )
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.bounded("listing nodes", fleet::nodes(self)).await
+    }
+
+    async fn expire_undelivered(&self, wait: Duration) -> Result<usize> {
+        self.bounded(
+            "expiring undelivered runs",
+            fleet::expire_undelivered(self, wait),
+        )
+        .await
+    }
+
+    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
+        self.bounded(
+            "taking undeliverable runs",
+            runs::take_unnotified(self, Untold::Undeliverable, max),
+        )
+        .await
     }
 
     async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {

@@ -9,7 +9,7 @@ use super::runs::{json, query, query_opt};
 use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
 
 const SUMMARY_COLUMNS: &str =
-    "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity";
+    "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity, node";
 
 fn summary(r: &Row) -> RunSummary {
     RunSummary {
@@ -22,7 +22,7 @@ fn summary(r: &Row) -> RunSummary {
         ended_at: r.get(6),
         dry_run: r.get(7),
         severity: r.get(8),
-        node: None,
+        node: r.get(9),
     }
 }
 
@@ -60,14 +60,14 @@ pub(super) async fn get(pg: &Postgres, id: &str) -> Result<Option<StoredRun>> {
     };
     let mut run = StoredRun {
         run: summary(&r),
-        origin: r.get(9),
-        params: json(r.get(10)).unwrap_or_default(),
-        alert: json(r.get(11)),
-        actions: json(r.get(12)).unwrap_or_default(),
-        reason: r.get(13),
-        dedup_key: r.get(14),
-        timings: json(r.get(15)),
-        grants: json(r.get(16)),
+        origin: r.get(10),
+        params: json(r.get(11)).unwrap_or_default(),
+        alert: json(r.get(12)),
+        actions: json(r.get(13)).unwrap_or_default(),
+        reason: r.get(14),
+        dedup_key: r.get(15),
+        timings: json(r.get(16)),
+        grants: json(r.get(17)),
         timeline: Vec::new(),
         artifacts: Vec::new(),
         deliveries: Vec::new(),

@@ -14,18 +14,17 @@ use crate::records::{
     Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
 };
 use crate::store::backend::SlotLimits;
+// Runs that ended without a result: they never hold a dedup or cooldown key.
+use crate::store::{CUT_OFF, Untold};
 
-/// Runs that ended without a result: they never hold a dedup or cooldown key.
-const CUT_OFF: &str = "('interrupted', 'lost')";
-
-const QUEUED_COLUMNS: &str =
-    "id, playbook, origin, trigger, params, alert, dry_run, dedup_key, started_at, severity";
+pub(super) const QUEUED_COLUMNS: &str =
+    "id, playbook, origin, trigger, params, alert, dry_run, dedup_key, started_at, severity, node";
 
 pub(super) fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
-fn queued_run(r: &Row) -> QueuedRun {
+pub(super) fn queued_run(r: &Row) -> QueuedRun {
     QueuedRun {
         id: r.get(0),
         playbook: r.get(1),
@@ -37,7 +36,7 @@ fn queued_run(r: &Row) -> QueuedRun {
         dedup_key: r.get(7),
         started_at: r.get(8),
         severity: r.get(9),
-        node: None,
+        node: r.get(10),
     }
 }
 
@@ -81,9 +80,10 @@ async fn insert_run(
     execute(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
-                           dedup_key, started_at, severity, cooldown_key, runner, lease_until)
+                           dedup_key, started_at, severity, cooldown_key, runner, lease_until,
+                           node)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                 now() + $14::float8 * interval '1 second')",
+                 now() + $14::float8 * interval '1 second', $15)",
         &[
             &run.id,
             &run.playbook,
@@ -99,6 +99,7 @@ async fn insert_run(
             &cooldown_key,
             &runner,
             &lease,
+            &run.node,
         ],
     )
     .await?;
@@ -264,9 +265,13 @@ async fn take_slot(
     Ok(taken.is_some())
 }
 
-pub(super) async fn claim_queued(
+/// Claims queued runs, oldest first, each with a free slot of its playbook. `node`: the runs
+/// for that fleet node only; None: the runs for no node (a replica's). Slots count every
+/// holder, node or replica.
+pub(super) async fn claim(
     pg: &Postgres,
     runner: &str,
+    node: Option<&str>,
     max: usize,
     limits: &SlotLimits,
     lease: Duration,
@@ -283,15 +288,32 @@ pub(super) async fn claim_queued(
         let tx = client.transaction().await.map_err(pg_error)?;
         // More candidates than wanted: runs of a full playbook must not hide the others.
         let window = (wanted * 8).clamp(64, 1024) as i64;
-        let candidates = query(
-            &tx,
-            &format!(
-                "SELECT {QUEUED_COLUMNS} FROM runs WHERE status = 'queued'
-                 ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
-            ),
-            &[&window],
-        )
-        .await?;
+        let candidates = match node {
+            None => {
+                query(
+                    &tx,
+                    &format!(
+                        "SELECT {QUEUED_COLUMNS} FROM runs WHERE status = 'queued' AND node IS NULL
+                         ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&window],
+                )
+                .await?
+            }
+            // The condition as runs_node_queued spells it.
+            Some(node) => {
+                query(
+                    &tx,
+                    &format!(
+                        "SELECT {QUEUED_COLUMNS} FROM runs
+                         WHERE status = 'queued' AND node IS NOT NULL AND node = $2
+                         ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&window, &node],
+                )
+                .await?
+            }
+        };
         let mut full = HashSet::new();
         let mut taken = Vec::new();
         for row in &candidates {
@@ -356,7 +378,14 @@ async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn finish(pg: &Postgres, outcome: RunOutcome) -> Result<()> {
+/// Writes the outcome of a run still `running` (and, with `holder`, held by it under a live
+/// lease), replacing events appended while it ran; false, nothing written, when a holder was
+/// named and does not hold it; an error when no holder was named and the run is not running.
+pub(super) async fn finish(
+    pg: &Postgres,
+    outcome: RunOutcome,
+    holder: Option<&str>,
+) -> Result<bool> {
     let mut client = pg.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let id = &outcome.run_id;
@@ -364,7 +393,8 @@ pub(super) async fn finish(pg: &Postgres, outcome: RunOutcome) -> Result<()> {
         &tx,
         "UPDATE runs SET status = $2, summary = $3, actions = $4, reason = $5, ended_at = $6,
              timings = $7, grants = $8, lease_until = NULL
-         WHERE id = $1 AND status = 'running'",
+         WHERE id = $1 AND status = 'running'
+           AND ($9::text IS NULL OR (runner = $9 AND lease_until >= now()))",
         &[
             id,
             &outcome.status,
@@ -374,9 +404,13 @@ pub(super) async fn finish(pg: &Postgres, outcome: RunOutcome) -> Result<()> {
             &outcome.ended_at,
             &outcome.timings.to_string(),
             &outcome.grants.to_string(),
+            &holder,
         ],
     )
     .await?;
+    if updated != 1 && holder.is_some() {
+        return Ok(false);
+    }
     if updated != 1 {
         let status = query_opt(&tx, "SELECT status FROM runs WHERE id = $1", &[id]).await?;
         match status {
@@ -387,6 +421,7 @@ pub(super) async fn finish(pg: &Postgres, outcome: RunOutcome) -> Result<()> {
             None => bail!("run {id} was never recorded as started"),
         }
     }
+    execute(&tx, "DELETE FROM events WHERE run_id = $1", &[id]).await?;
     execute(
         &tx,
         "INSERT INTO events (run_id, seq, event)
@@ -411,7 +446,8 @@ pub(super) async fn finish(pg: &Postgres, outcome: RunOutcome) -> Result<()> {
         .await?;
     }
     free_slot(&tx, id).await?;
-    tx.commit().await.map_err(pg_error)
+    tx.commit().await.map_err(pg_error)?;
+    Ok(true)
 }
 
 pub(super) async fn end_unfinished(
@@ -490,12 +526,20 @@ pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
     Ok(lost)
 }
 
-pub(super) async fn take_lost_unnotified(pg: &Postgres, max: usize) -> Result<Vec<UnfinishedRun>> {
+/// Runs that ended `status` (lost, undeliverable) nobody was told about, marked told; the
+/// status is spelled into the statement, as its partial index spells it.
+pub(super) async fn take_unnotified(
+    pg: &Postgres,
+    status: Untold,
+    max: usize,
+) -> Result<Vec<UnfinishedRun>> {
+    let status = status.as_str();
     let rows = query(
         &pg.client().await?,
         &format!(
             "UPDATE runs SET lost_notified_at = runbook_now_text()
-             WHERE id IN (SELECT id FROM runs WHERE status = 'lost' AND lost_notified_at IS NULL
+             WHERE id IN (SELECT id FROM runs WHERE status = '{status}'
+                            AND lost_notified_at IS NULL
                           ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING {QUEUED_COLUMNS}"
         ),

@@ -16,7 +16,8 @@ const MIGRATION_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
 /// constraint, concurrency slots as rows, replay ids, outbox leases on the database clock.
 /// Timestamps people see stay RFC 3339 text, written exactly as the SQLite store writes them;
 /// leases and windows are `timestamptz` compared with `now()`.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
     -- The database clock as the text the records carry (RFC 3339, milliseconds, UTC).
     CREATE FUNCTION runbook_now_text() RETURNS text LANGUAGE sql STABLE AS
         $$ SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
@@ -136,7 +137,28 @@ pub(super) const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX outbox_run ON outbox (run_id);
     -- Hash: a dedup key of any length (a B-tree entry is bounded).
     CREATE INDEX outbox_dedup ON outbox USING hash (dedup_key);
-"#];
+"#,
+    r#"
+    -- The fleet: a run for a node (NULL: a `host serve` replica runs it) is claimed only by
+    -- that node's agent; one waiting longer than the wait since it was accepted (on the
+    -- database clock: rows before this version get the migration's time) is undeliverable.
+    ALTER TABLE runs ADD COLUMN node TEXT;
+    ALTER TABLE runs ADD COLUMN accepted_at TIMESTAMPTZ NOT NULL DEFAULT now();
+    CREATE INDEX runs_node_queued ON runs (node, started_at, id)
+        WHERE status = 'queued' AND node IS NOT NULL;
+    CREATE INDEX runs_undeliverable_untold ON runs (started_at, id)
+        WHERE status = 'undeliverable' AND lost_notified_at IS NULL;
+
+    -- Each node's agent as last heard from.
+    CREATE TABLE nodes (
+        name          TEXT PRIMARY KEY,
+        session       TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        connected_at  TEXT NOT NULL,          -- RFC 3339, when this session first connected
+        last_seen     TIMESTAMPTZ NOT NULL
+    );
+"#,
+];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Object, describe: &str) -> Result<()> {

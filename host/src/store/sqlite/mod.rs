@@ -11,11 +11,12 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, OutboxRow, QueuedRun, RunOutcome, RunSummary,
-    StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
 };
-use crate::store::{Backend, SlotLimits};
+use crate::store::{Backend, SlotLimits, Untold};
 
+mod fleet;
 mod outbox;
 mod runs;
 mod writer;
@@ -135,6 +136,25 @@ const MIGRATIONS: &[&str] = &[
     -- A message queued once whoever queues it (NULLs never conflict).
     ALTER TABLE outbox ADD COLUMN once_key TEXT;
     CREATE UNIQUE INDEX outbox_once ON outbox (once_key);
+"#,
+    r#"
+    -- The fleet: a run for a node (NULL: a `host serve` process runs it) is claimed only by
+    -- that node's agent. The partial index's condition is spelled as the node's claim and the
+    -- expiry of undelivered runs spell theirs.
+    ALTER TABLE runs ADD COLUMN node TEXT;
+    CREATE INDEX runs_node_queued ON runs (node, started_at, id)
+        WHERE status = 'queued' AND node IS NOT NULL;
+    -- Undeliverable runs nobody has told ops about (lost_notified_at is the "told" mark).
+    CREATE INDEX runs_undeliverable_untold ON runs (started_at, id)
+        WHERE status = 'undeliverable' AND lost_notified_at IS NULL;
+    -- Each node's agent as last heard from: last_seen on the store's clock (unix ms).
+    CREATE TABLE nodes (
+        name          TEXT PRIMARY KEY,
+        session       TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        connected_at  TEXT NOT NULL,        -- RFC 3339, when this session first connected
+        last_seen     INTEGER NOT NULL
+    );
 "#,
 ];
 
@@ -281,7 +301,7 @@ impl Backend for Sqlite {
     ) -> Result<Vec<QueuedRun>> {
         let (runner, limits) = (runner.to_string(), limits.clone());
         self.writer()
-            .write(move |tx| runs::claim(tx, &runner, max, &limits, millis(lease)))
+            .write(move |tx| runs::claim(tx, &runner, None, max, &limits, millis(lease)))
             .await
     }
 
@@ -324,7 +344,81 @@ impl Backend for Sqlite {
 
     async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
         self.writer()
-            .write(move |tx| runs::take_lost_unnotified(tx, max))
+            .write(move |tx| runs::take_unnotified(tx, Untold::Lost, max))
+            .await
+    }
+
+    async fn claim_for_node(
+        &self,
+        node: &str,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>> {
+        let (node, runner, limits) = (node.to_string(), runner.to_string(), limits.clone());
+        self.writer()
+            .write(move |tx| runs::claim(tx, &runner, Some(&node), max, &limits, millis(lease)))
+            .await
+    }
+
+    async fn renew_held(
+        &self,
+        runner: &str,
+        ids: &[String],
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        let (runner, ids) = (runner.to_string(), ids.to_vec());
+        self.writer()
+            .write(move |tx| fleet::renew_held(tx, &runner, &ids, millis(lease)))
+            .await
+    }
+
+    async fn append_events(
+        &self,
+        run_id: &str,
+        runner: &str,
+        from: usize,
+        events: Vec<String>,
+    ) -> Result<bool> {
+        let (run_id, runner) = (run_id.to_string(), runner.to_string());
+        self.writer()
+            .write(move |tx| fleet::append_events(tx, &run_id, &runner, from, &events))
+            .await
+    }
+
+    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
+        let runner = runner.to_string();
+        let written = self
+            .writer()
+            .write(move |tx| runs::write_outcome_if_held(tx, &outcome, Some(&runner)))
+            .await?;
+        if written {
+            self.queued.notify_one();
+        }
+        Ok(written)
+    }
+
+    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()> {
+        let (node, session, version) = (node.to_string(), session.to_string(), version.to_string());
+        self.writer()
+            .write(move |tx| fleet::node_seen(tx, &node, &session, &version))
+            .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.blocking(|conn| fleet::nodes(conn)).await
+    }
+
+    async fn expire_undelivered(&self, wait: Duration) -> Result<usize> {
+        self.writer()
+            .write(move |tx| fleet::expire_undelivered(tx, wait))
+            .await
+    }
+
+    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
+        self.writer()
+            .write(move |tx| runs::take_unnotified(tx, Untold::Undeliverable, max))
             .await
     }
 

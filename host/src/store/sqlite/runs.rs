@@ -12,12 +12,12 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
     StoredRun, UnfinishedRun,
 };
-use crate::store::{CUT_OFF, SlotLimits};
+use crate::store::{CUT_OFF, SlotLimits, Untold};
 
 pub(super) use crate::records::{now_ms, now_rfc3339};
 
 /// The store's clock `ago` before now, to compare with `accepted_ms`.
-fn since(ago: std::time::Duration) -> i64 {
+pub(super) fn since(ago: std::time::Duration) -> i64 {
     now_ms().saturating_sub(ago.as_millis().min(i64::MAX as u128) as i64)
 }
 
@@ -30,8 +30,8 @@ pub(super) fn insert_run(
     conn.prepare_cached(
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms,
-                           accepted_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                           accepted_ms, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         run.id,
@@ -49,6 +49,7 @@ pub(super) fn insert_run(
         held.map(|(runner, _)| runner),
         held.map(|(_, until)| until),
         now_ms(),
+        run.node,
     ])?;
     Ok(())
 }
@@ -135,10 +136,10 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
     Ok(admitted)
 }
 
-const RUN_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, dedup_key, \
-     started_at, severity";
+pub(super) const RUN_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, \
+     dedup_key, started_at, severity, node";
 
-fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
+pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
     let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
         let text: Option<String> = r.get(i)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
@@ -154,31 +155,45 @@ fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
         dedup_key: r.get(7)?,
         started_at: r.get(8)?,
         severity: r.get(9)?,
-        node: None,
+        node: r.get(10)?,
     })
 }
 
 /// Queued runs, oldest first, each taken when its playbook has a free slot (live holders
-/// counted: this connection is the only writer). Candidates are read as (id, playbook) only;
-/// whole rows only for the runs taken (this runs on the writer thread, between admissions).
+/// counted: this connection is the only writer). `node`: the runs for that fleet node only;
+/// None: the runs for no node (a server's). Slots count every holder, node or server.
+/// Candidates are read as (id, playbook) only; whole rows only for the runs taken (this runs
+/// on the writer thread, between admissions).
 pub(super) fn claim(
     conn: &Connection,
     runner: &str,
+    node: Option<&str>,
     max: usize,
     limits: &SlotLimits,
     lease_ms: i64,
 ) -> Result<Vec<QueuedRun>> {
     let now = now_ms();
     // Looks past runs whose playbook is full, within reason.
-    let candidates: Vec<(String, String)> = conn
-        .prepare_cached(
-            "SELECT id, playbook FROM runs WHERE status = 'queued'
-             ORDER BY started_at, id LIMIT ?1",
-        )?
-        .query_map(params![(max * 4 + 16) as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let window = (max * 4 + 16) as i64;
+    let id_and_playbook = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+    let candidates: Vec<(String, String)> = match node {
+        None => conn
+            .prepare_cached(
+                "SELECT id, playbook FROM runs WHERE status = 'queued' AND node IS NULL
+                 ORDER BY started_at, id LIMIT ?1",
+            )?
+            .query_map(params![window], id_and_playbook)?
+            .collect::<rusqlite::Result<_>>()?,
+        // The condition as runs_node_queued spells it, so that index serves it.
+        Some(node) => conn
+            .prepare_cached(
+                "SELECT id, playbook FROM runs WHERE status = 'queued' AND node IS NOT NULL
+                   AND node = ?2
+                 ORDER BY started_at, id LIMIT ?1",
+            )?
+            .query_map(params![window, node], id_and_playbook)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
     let mut holders = std::collections::HashMap::new();
     let mut claimed = Vec::new();
     for (id, playbook) in candidates {
@@ -215,11 +230,29 @@ pub(super) fn claim(
 
 /// The run's outcome, timeline and artifacts, inside the caller's transaction.
 pub(super) fn write_outcome(conn: &Connection, outcome: &RunOutcome) -> Result<()> {
+    anyhow::ensure!(
+        write_outcome_if_held(conn, outcome, None)?,
+        "run {} is no longer running in the store (lost after its lease ended, or never \
+         started): its outcome is not written",
+        outcome.run_id
+    );
+    Ok(())
+}
+
+/// The run's outcome, timeline and artifacts, inside the caller's transaction, if the run is
+/// `running` (and, with `holder`, held by it under a live lease); false, nothing written,
+/// otherwise. The outcome's timeline replaces events appended while it ran.
+pub(super) fn write_outcome_if_held(
+    conn: &Connection,
+    outcome: &RunOutcome,
+    holder: Option<&str>,
+) -> Result<bool> {
     let updated = conn
         .prepare_cached(
             "UPDATE runs SET status = ?2, summary = ?3, actions = ?4, reason = ?5, ended_at = ?6,
                  timings = ?7, grants = ?8, lease_until_ms = NULL, holds_slot = 0
-             WHERE id = ?1 AND status = 'running'",
+             WHERE id = ?1 AND status = 'running'
+               AND (?9 IS NULL OR (runner = ?9 AND lease_until_ms >= ?10))",
         )?
         .execute(params![
             outcome.run_id,
@@ -230,13 +263,14 @@ pub(super) fn write_outcome(conn: &Connection, outcome: &RunOutcome) -> Result<(
             outcome.ended_at,
             outcome.timings.to_string(),
             outcome.grants.to_string(),
+            holder,
+            now_ms(),
         ])?;
-    anyhow::ensure!(
-        updated == 1,
-        "run {} is no longer running in the store (lost after its lease ended, or never \
-         started): its outcome is not written",
-        outcome.run_id
-    );
+    if updated != 1 {
+        return Ok(false);
+    }
+    conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
+        .execute(params![outcome.run_id])?;
     let mut events =
         conn.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
     for (seq, event) in outcome.events.iter().enumerate() {
@@ -256,7 +290,7 @@ pub(super) fn write_outcome(conn: &Connection, outcome: &RunOutcome) -> Result<(
             artifact.text.as_bytes()
         ])?;
     }
-    Ok(())
+    Ok(true)
 }
 
 pub(super) fn end_unfinished(
@@ -304,10 +338,17 @@ pub(super) fn expire(conn: &Connection) -> Result<usize> {
     )?)
 }
 
-pub(super) fn take_lost_unnotified(conn: &Connection, max: usize) -> Result<Vec<UnfinishedRun>> {
+/// Runs that ended `status` (lost, undeliverable) nobody was told about, marked told. The
+/// status is spelled into the statement: a partial index per status serves it only then.
+pub(super) fn take_unnotified(
+    conn: &Connection,
+    status: Untold,
+    max: usize,
+) -> Result<Vec<UnfinishedRun>> {
+    let status = status.as_str();
     let runs: Vec<UnfinishedRun> = conn
         .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'lost' AND lost_notified_at IS NULL
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = '{status}' AND lost_notified_at IS NULL
              ORDER BY started_at, id LIMIT ?1"
         ))?
         .query_map(params![max as i64], queued_row)?
@@ -370,16 +411,19 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+const SUMMARY_COLUMNS: &str =
+    "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity, node";
+
 pub(super) fn list(
     conn: &Connection,
     limit: usize,
     playbook: Option<&str>,
 ) -> Result<Vec<RunSummary>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS}
          FROM runs WHERE ?1 IS NULL OR playbook = ?1
-         ORDER BY started_at DESC, id DESC LIMIT ?2",
-    )?;
+         ORDER BY started_at DESC, id DESC LIMIT ?2"
+    ))?;
     let rows = stmt.query_map(params![playbook, limit as i64], summary_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -387,10 +431,11 @@ pub(super) fn list(
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredRun>> {
     let run = conn
         .query_row(
-            "SELECT id, playbook, trigger, status, summary, started_at, ended_at, dry_run,
-                    severity, origin, params, alert, actions, reason, dedup_key, timings,
-                    grants
-             FROM runs WHERE id = ?1",
+            &format!(
+                "SELECT {SUMMARY_COLUMNS}, origin, params, alert, actions, reason, dedup_key,
+                        timings, grants
+                 FROM runs WHERE id = ?1"
+            ),
             params![id],
             |r| {
                 let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
@@ -399,14 +444,14 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredRun>> {
                 };
                 Ok(StoredRun {
                     run: summary_row(r)?,
-                    origin: r.get(9)?,
-                    params: json(10)?.unwrap_or_default(),
-                    alert: json(11)?,
-                    actions: json(12)?.unwrap_or_default(),
-                    reason: r.get(13)?,
-                    dedup_key: r.get(14)?,
-                    timings: json(15)?,
-                    grants: json(16)?,
+                    origin: r.get(10)?,
+                    params: json(11)?.unwrap_or_default(),
+                    alert: json(12)?,
+                    actions: json(13)?.unwrap_or_default(),
+                    reason: r.get(14)?,
+                    dedup_key: r.get(15)?,
+                    timings: json(16)?,
+                    grants: json(17)?,
                     timeline: Vec::new(),
                     artifacts: Vec::new(),
                     deliveries: Vec::new(),
@@ -448,6 +493,6 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         ended_at: r.get(6)?,
         dry_run: r.get(7)?,
         severity: r.get(8)?,
-        node: None,
+        node: r.get(9)?,
     })
 }
