@@ -9,10 +9,10 @@ scripts/test-env.sh
 # The PostgreSQL store tests run against the cluster test-env.sh started.
 export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
 cargo test --release --locked "$@"
-# The webhook, runs, notify and crash tests once more with every server's store on PostgreSQL
+# The webhook, runs, notify, crash and fleet tests once more with every server's store on PostgreSQL
 # (a database per sandbox): the same behaviour on both backends.
 if [ $# -eq 0 ]; then
     RUNBOOK_TEST_STORE=postgres cargo test --release --locked -p runbook-tests \
         --test server --test runs --test notify --test crash_recovery --test alertmanager \
-        --test intake
+        --test intake --test fleet
 fi

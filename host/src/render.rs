@@ -168,8 +168,13 @@ pub fn outbox(rows: &[OutboxRow]) -> String {
 /// One line of `host runs`.
 pub fn run_line(run: &RunSummary) -> String {
     let dry = if run.dry_run { " (dry run)" } else { "" };
+    let node = run
+        .node
+        .as_deref()
+        .map(|n| format!(" [node {}]", esc(n)))
+        .unwrap_or_default();
     format!(
-        "{}  {}  {:<10} {:<11} {:<8} {}{dry}",
+        "{}  {}  {:<10} {:<11} {:<8} {}{dry}{node}",
         esc(&run.id),
         esc(&run.started_at),
         esc(&run.playbook),
@@ -198,6 +203,9 @@ pub fn stored_run(run: &StoredRun) -> String {
         r.started_at,
         r.ended_at.as_deref().unwrap_or("-")
     );
+    if let Some(node) = &r.node {
+        let _ = writeln!(out, "on node {}", esc(node));
+    }
     let _ = writeln!(out, "params {}", esc(&run.params.to_string()));
     if let Some(alert) = &run.alert {
         let _ = writeln!(out, "alert {}", esc(&alert.to_string()));

@@ -168,6 +168,13 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
+    /// Every claimer waiting now (this process's claim loop and the agents' held polls), and
+    /// the next one to wait if none is: one woken claimer is not enough when several wait.
+    fn wake_claimers(&self) {
+        self.queued.notify_waiters();
+        self.queued.notify_one();
+    }
+
     /// Opens (creating and migrating) the store.
     pub fn open(path: &Path) -> Result<Sqlite> {
         if let Some(dir) = path.parent() {
@@ -281,7 +288,7 @@ impl Backend for Sqlite {
             .write(move |tx| runs::admit(tx, admit))
             .await?;
         if admitted == Admitted::Started {
-            self.queued.notify_one();
+            self.wake_claimers();
         }
         Ok(admitted)
     }
@@ -313,7 +320,7 @@ impl Backend for Sqlite {
         self.writer()
             .write(move |tx| runs::write_outcome(tx, &outcome))
             .await?;
-        self.queued.notify_one();
+        self.wake_claimers();
         Ok(())
     }
 
@@ -323,7 +330,7 @@ impl Backend for Sqlite {
             .writer()
             .write(move |tx| runs::end_unfinished(tx, &id, &status, &reason))
             .await?;
-        self.queued.notify_one();
+        self.wake_claimers();
         Ok(ended)
     }
 
@@ -337,7 +344,7 @@ impl Backend for Sqlite {
     async fn expire_leases(&self) -> Result<usize> {
         let expired = self.writer().write(|tx| runs::expire(tx)).await?;
         if expired > 0 {
-            self.queued.notify_one();
+            self.wake_claimers();
         }
         Ok(expired)
     }
@@ -394,7 +401,7 @@ impl Backend for Sqlite {
             .write(move |tx| runs::write_outcome_if_held(tx, &outcome, Some(&runner)))
             .await?;
         if written {
-            self.queued.notify_one();
+            self.wake_claimers();
         }
         Ok(written)
     }
