@@ -175,6 +175,8 @@ pub async fn check(host: &Host) -> CheckReport {
             }
         }
         match entries.iter().find(|e| e.name == route.playbook) {
+            // Runs on a node with the node's playbooks: the server need not have it.
+            None if route.node.is_some() => {}
             None => problems.push(format!(
                 "{at}: no playbook named {:?} is installed",
                 route.playbook
@@ -200,6 +202,13 @@ pub async fn check(host: &Host) -> CheckReport {
         if let Err(e) = crate::server::Verifier::from_config(&hook.auth) {
             problems.push(format!("[webhooks.{name}]: {e:#}"));
         }
+    }
+
+    if let Err(e) = crate::server::check_fleet(&host.config.fleet) {
+        problems.push(format!("{e:#}"));
+    }
+    if let Err(e) = crate::server::AlertRouter::new(&host.config.routes) {
+        problems.push(format!("{e:#}"));
     }
 
     CheckReport {

@@ -26,7 +26,6 @@ use serde_json::{Value, json};
 
 use self::dispatch::{Admission, Dispatcher, Refusal};
 use self::metrics::Metrics;
-use self::routing::Router as AlertRouter;
 use crate::bindings::{Alert, TriggerKind};
 use crate::run::{Host, RunRequest};
 use crate::severity::Priority;
@@ -34,7 +33,12 @@ use crate::store::{AlertRecord, StoredRun};
 
 use self::auth::Verified;
 pub use self::auth::Verifier;
-pub use self::routing::Matcher;
+pub use self::routing::{Matcher, Router as AlertRouter};
+
+/// Whether `[fleet]` is usable: every node's token loads and is long enough.
+pub fn check_fleet(config: &crate::config::FleetConfig) -> Result<()> {
+    fleet::Fleet::from_config(config).map(|_| ())
+}
 
 /// Seconds a client is told to wait when the queue is full.
 const RETRY_AFTER_SECS: u64 = 5;
