@@ -126,6 +126,41 @@ async fn replicas_starting_at_once_migrate_once() {
     drop_database(&cluster, &name).await;
 }
 
+/// A database written before the fleet (version 1) is migrated: its queued run is a
+/// replica's, and is not taken for undeliverable by its new acceptance time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_from_before_the_fleet_keeps_its_runs_as_server_runs() {
+    let Some((cluster, url, name)) = fresh_database().await else {
+        return;
+    };
+    let old = admin(&url).await;
+    old.batch_execute(super::schema::MIGRATIONS[0])
+        .await
+        .unwrap();
+    old.batch_execute(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL);
+         INSERT INTO schema_version VALUES (1);
+         INSERT INTO runs (id, playbook, origin, trigger, params, dry_run, status, started_at)
+         VALUES ('old', 'pb', 'plugin-dir', 'alert', '{}', false, 'queued',
+                 '2026-11-25T10:00:00.000Z');",
+    )
+    .await
+    .unwrap();
+    let store = Postgres::connect_sized(&url, 2).await.unwrap();
+    let limits = crate::store::SlotLimits {
+        default: 1,
+        per_playbook: Default::default(),
+    };
+    assert_eq!(store.expire_undelivered(Duration::ZERO).await.unwrap(), 0);
+    let claimed = store
+        .claim_queued("me", 1, &limits, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((claimed[0].id.as_str(), &claimed[0].node), ("old", &None));
+    drop(store);
+    drop_database(&cluster, &name).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_admission_on_one_replica_wakes_the_claimers_of_another() {
     let Some(s) = subject().await else { return };

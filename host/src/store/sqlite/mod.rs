@@ -538,6 +538,36 @@ mod tests {
         }
     }
 
+    /// A store written before the fleet (version 7) opens: its queued run is a server's.
+    #[tokio::test]
+    async fn a_store_from_before_the_fleet_keeps_its_runs_as_server_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite3");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, playbook, origin, trigger, params, dry_run, status, started_at,
+                               accepted_ms)
+             VALUES ('old', 'pb', 'plugin-dir', 'alert', '{}', 0, 'queued',
+                     '2026-11-25T10:00:00.000Z', 0)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Sqlite::open(&path).unwrap();
+        let limits = SlotLimits {
+            default: 1,
+            per_playbook: Default::default(),
+        };
+        let lease = Duration::from_secs(60);
+        assert!(store.expire_undelivered(Duration::ZERO).await.unwrap() == 0);
+        let claimed = store.claim_queued("me", 1, &limits, lease).await.unwrap();
+        assert_eq!((claimed[0].id.as_str(), &claimed[0].node), ("old", &None));
+    }
+
     #[test]
     fn schema_version_newer_than_the_host_is_refused() {
         let dir = tempfile::tempdir().unwrap();
