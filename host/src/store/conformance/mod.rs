@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             nodes_are_listed_with_their_runs,
             undelivered_node_runs_end_after_the_wait_and_are_told_once,
             undeliverable_runs_free_their_dedup_and_cooldown_keys,
+            every_waiting_claimer_wakes_on_a_new_run,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

@@ -376,3 +376,27 @@ pub(crate) async fn lost_runs_are_told_once_across_instances(s: Subject) {
     assert_eq!(told, all);
     assert!(b.take_lost_unnotified(10).await.unwrap().is_empty());
 }
+
+/// A new run wakes every claimer waiting at that moment (a server's claim loop and the held
+/// polls of fleet agents wait together), not only one of them.
+pub(crate) async fn every_waiting_claimer_wakes_on_a_new_run(s: Subject) {
+    let b = s.backend.clone();
+    let long = Duration::from_secs(30);
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                b.wait_for_queued(long).await;
+                started.elapsed()
+            })
+        })
+        .collect();
+    // Every waiter is parked before the run is admitted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.admit(admit(queued("wake", "pb", 1))).await.unwrap();
+    for waiter in waiters {
+        let waited = waiter.await.unwrap();
+        assert!(waited < long, "a waiter slept through the admission");
+    }
+}
