@@ -307,12 +307,12 @@ impl Agent {
         // A panic in the host ends the run failed, never leaves it renewed here forever.
         let work = std::panic::AssertUnwindSafe(work).catch_unwind();
         let ended = tokio::select! {
-            record = work => Ended::Ran(record.unwrap_or_else(|panic| {
+            record = work => Ended::Ran(Box::new(record.unwrap_or_else(|panic| {
                 Err(anyhow::anyhow!(
                     "host error: panic: {}",
                     crate::panics::panic_message(&*panic)
                 ))
-            })),
+            }))),
             _ = stop.cancelled() => Ended::Taken,
             _ = self.cut.cancelled() => Ended::Cut,
         };
@@ -320,8 +320,10 @@ impl Agent {
         let _ = sender.await;
         let upload = match ended {
             Ended::Taken => return,
-            Ended::Ran(Ok(record)) => self.upload_of(record),
-            Ended::Ran(Err(e)) => self.failure(&run, "failed", format!("{e:#}")),
+            Ended::Ran(record) => match *record {
+                Ok(record) => self.upload_of(record),
+                Err(e) => self.failure(&run, "failed", format!("{e:#}")),
+            },
             Ended::Cut => self.failure(
                 &run,
                 "interrupted",
@@ -456,7 +458,7 @@ impl Agent {
 }
 
 enum Ended {
-    Ran(Result<RunRecord>),
+    Ran(Box<Result<RunRecord>>),
     /// The server took the run from this agent: write nothing.
     Taken,
     /// Shutdown grace over.

@@ -108,22 +108,27 @@ fn admit_agent<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     agent_of: impl Fn(&T) -> &AgentId,
-) -> Result<(T, String), Response> {
+) -> Result<(T, String), Box<Response>> {
     let Some(node) = app.fleet.node_of(headers) else {
         let why = if app.fleet.tokens.is_empty() {
             "unauthorized: this server takes no agents ([fleet.nodes.<name>] token = … in host.toml)"
         } else {
             "unauthorized: no node has this token"
         };
-        return Err(error(app, ENDPOINT, StatusCode::UNAUTHORIZED, why));
+        return Err(Box::new(error(
+            app,
+            ENDPOINT,
+            StatusCode::UNAUTHORIZED,
+            why,
+        )));
     };
     let request: T = serde_json::from_slice(body).map_err(|e| {
-        error(
+        Box::new(error(
             app,
             ENDPOINT,
             StatusCode::BAD_REQUEST,
             format!("not an agent request: {e}"),
-        )
+        ))
     })?;
     let agent = agent_of(&request);
     if agent.node != node {
@@ -131,12 +136,12 @@ fn admit_agent<T: DeserializeOwned>(
             "refused an agent: the token of node {node} was presented for node {}",
             crate::text::escape(&crate::text::echo(&agent.node))
         );
-        return Err(error(
+        return Err(Box::new(error(
             app,
             ENDPOINT,
             StatusCode::FORBIDDEN,
             format!("forbidden: this token is node {node}'s, not the node the request names"),
-        ));
+        )));
     }
     check_session(&agent.session)
         .and_then(|()| {
@@ -144,7 +149,7 @@ fn admit_agent<T: DeserializeOwned>(
                 .then_some(())
                 .ok_or_else(|| "an agent version is at most 64 bytes".to_string())
         })
-        .map_err(|e| error(app, ENDPOINT, StatusCode::BAD_REQUEST, e))?;
+        .map_err(|e| Box::new(error(app, ENDPOINT, StatusCode::BAD_REQUEST, e)))?;
     let runner = runner_of(node, &agent.session);
     Ok((request, runner))
 }
@@ -175,7 +180,7 @@ fn not_held(app: &App, id: &str) -> Response {
 async fn poll(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let (request, runner) = match admit_agent::<PollRequest>(&app, &headers, &body, |r| &r.agent) {
         Ok(admitted) => admitted,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let store = app.dispatcher.host().store.clone().expect("store");
     let agent = &request.agent;
@@ -234,7 +239,7 @@ async fn heartbeat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -
     let (request, runner) =
         match admit_agent::<HeartbeatRequest>(&app, &headers, &body, |r| &r.agent) {
             Ok(admitted) => admitted,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         };
     if request.running.len() > MAX_RUNS_PER_AGENT || request.running.iter().any(|id| id.len() > 128)
     {
@@ -275,7 +280,7 @@ async fn events(
 ) -> Response {
     let (upload, runner) = match admit_agent::<EventsUpload>(&app, &headers, &body, |r| &r.agent) {
         Ok(admitted) => admitted,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if upload.events.len() > MAX_EVENTS_PER_UPLOAD {
         return error(
@@ -307,7 +312,7 @@ async fn finish(
 ) -> Response {
     let (upload, runner) = match admit_agent::<FinishUpload>(&app, &headers, &body, |r| &r.agent) {
         Ok(admitted) => admitted,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if let Err(problem) = outcome_problem(&upload) {
         return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, problem);
