@@ -36,8 +36,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Events sent in one upload.
 const EVENTS_PER_UPLOAD: usize = 512;
 /// An outcome is retried this long (a server restarting) before it is given up: by then the
-/// run's lease has long ended and the server calls it lost.
+/// run's lease has long ended and the server calls it lost. Shorter once the agent is stopping.
 const FINISH_PATIENCE: Duration = Duration::from_secs(600);
+const FINISH_PATIENCE_STOPPING: Duration = Duration::from_secs(10);
 
 pub struct AgentOptions {
     pub servers: Vec<url::Url>,
@@ -427,7 +428,14 @@ impl Agent {
         let path = ["agent", "v1", "runs", run_id, "finish"];
         let started = tokio::time::Instant::now();
         let mut failures = 0;
-        while started.elapsed() < FINISH_PATIENCE && !stop.is_cancelled() {
+        let patience = || {
+            if self.closing.is_cancelled() {
+                FINISH_PATIENCE_STOPPING
+            } else {
+                FINISH_PATIENCE
+            }
+        };
+        while started.elapsed() < patience() && !stop.is_cancelled() {
             match self
                 .uplink
                 .post::<serde_json::Value>(&path, upload, Duration::from_secs(30))

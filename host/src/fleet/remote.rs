@@ -32,6 +32,7 @@ pub async fn run_on_node(remote: RemoteRun<'_>) -> Result<String> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let mut url = remote.server.clone();
     url.path_segments_mut()

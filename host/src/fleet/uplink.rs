@@ -36,6 +36,8 @@ impl Uplink {
         );
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // The token goes to the servers named on the command line, nowhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(format!("runbook-host-agent/{}", agent.version))
             .build()?;
         Ok(Self {

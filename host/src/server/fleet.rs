@@ -31,6 +31,9 @@ const ENDPOINT: &str = "agent";
 /// 8 MiB); anything bigger is refused, not truncated.
 const MAX_FINISH_BYTES: usize = 32 << 20;
 const MAX_EVENTS_PER_UPLOAD: usize = 4096;
+/// A run's live timeline, however many uploads it comes in (a node's default cap of 4 MiB of
+/// timeline is far fewer events).
+const MAX_EVENTS_PER_RUN: usize = 100_000;
 const MAX_RUNS_PER_AGENT: usize = 256;
 const MAX_REASON_BYTES: usize = 8 << 10;
 /// How often a held poll looks at the store without a wake (a lost NOTIFY).
@@ -282,12 +285,16 @@ async fn events(
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
-    if upload.events.len() > MAX_EVENTS_PER_UPLOAD {
+    if upload.events.len() > MAX_EVENTS_PER_UPLOAD
+        || upload.from.saturating_add(upload.events.len()) > MAX_EVENTS_PER_RUN
+    {
         return error(
             &app,
             ENDPOINT,
             StatusCode::BAD_REQUEST,
-            format!("at most {MAX_EVENTS_PER_UPLOAD} events per upload"),
+            format!(
+                "at most {MAX_EVENTS_PER_UPLOAD} events per upload and {MAX_EVENTS_PER_RUN} per run"
+            ),
         );
     }
     let events = upload
@@ -314,6 +321,14 @@ async fn finish(
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
+    if upload.events.len() > MAX_EVENTS_PER_RUN || upload.artifacts.len() > MAX_EVENTS_PER_UPLOAD {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            "the outcome has more events or artifacts than a run may have",
+        );
+    }
     if let Err(problem) = outcome_problem(&upload) {
         return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, problem);
     }
