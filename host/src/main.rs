@@ -168,9 +168,11 @@ enum Command {
         after_help = "For container HEALTHCHECKs and service monitors.\n\nExamples:\n  host health\n  host health --url http://10.0.0.5:9095/healthz --timeout 2"
     )]
     Health {
+        /// The server's /healthz
         #[arg(
             long,
             env = "RUNBOOK_HEALTH_URL",
+            value_name = "URL",
             default_value = "http://127.0.0.1:9095/healthz"
         )]
         url: String,
