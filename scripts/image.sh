@@ -7,8 +7,8 @@
 #   scripts/image.sh [--no-build] [TAG]      TAG defaults to runbook/host:latest
 #
 # --no-build packs the musl binary already in the target dir (scripts/test.sh builds it once).
-# The image is labelled with the binary's SHA-256: when TAG already holds this binary, nothing is
-# rebuilt.
+# The image is labelled with a hash of what it is made of: when TAG already holds the same binary
+# from the same recipe, nothing is rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,32 +62,33 @@ if [ ! -s "$CERTS" ]; then
     exit 1
 fi
 
-SHA=$(sha256sum "$BIN" | cut -d' ' -f1)
-if [ "$(docker image inspect -f '{{ index .Config.Labels "runbook.host.sha256" }}' "$TAG" 2>/dev/null)" = "$SHA" ]; then
-    echo "image: $TAG already holds this host ($SHA)" >&2
+# What the image is made of: the binary, this script (the Dockerfile is in it), the certificates.
+INPUTS=$(cat "$BIN" "$0" "$CERTS" | sha256sum | cut -d' ' -f1)
+if [ "$(docker image inspect -f '{{ index .Config.Labels "runbook.image.inputs" }}' "$TAG" 2>/dev/null)" = "$INPUTS" ]; then
+    echo "image: $TAG is up to date (inputs $INPUTS)" >&2
     exit 0
 fi
 
 CONTEXT=$(mktemp -d)
 trap 'rm -rf "$CONTEXT"' EXIT
+# The image's whole file tree, copied as is (modes kept): one layer but /data's.
+ROOT="$CONTEXT/rootfs"
+mkdir -p "$ROOT/usr/local/bin" "$ROOT/etc/ssl/certs" "$ROOT/tmp" "$CONTEXT/data"
 # Without its symbol table (a fifth of the file); a panic's backtrace then shows addresses only.
-strip -o "$CONTEXT/host" "$BIN"
-chmod 0755 "$CONTEXT/host"
-install -m 0644 "$CERTS" "$CONTEXT/ca-certificates.crt"
-mkdir -p "$CONTEXT/data" "$CONTEXT/tmp"
+strip -o "$ROOT/usr/local/bin/host" "$BIN"
+chmod 0755 "$ROOT/usr/local/bin/host"
+install -m 0644 "$CERTS" "$ROOT/etc/ssl/certs/ca-certificates.crt"
+echo "runbook:x:$USER_ID:$USER_ID:runbook host:/data:/sbin/nologin" >"$ROOT/etc/passwd"
+echo "runbook:x:$USER_ID:" >"$ROOT/etc/group"
+chmod 0644 "$ROOT/etc/passwd" "$ROOT/etc/group"
+chmod 1777 "$ROOT/tmp"
 chmod 0755 "$CONTEXT/data"
-chmod 1777 "$CONTEXT/tmp"
-echo "runbook:x:$USER_ID:$USER_ID:runbook host:/data:/sbin/nologin" >"$CONTEXT/passwd"
-echo "runbook:x:$USER_ID:" >"$CONTEXT/group"
 COMMIT=$("$BIN" --version | sed -n 's/.*(commit \(.*\))$/\1/p')
 VERSION=$("$BIN" --version | cut -d' ' -f2)
 cat >"$CONTEXT/Dockerfile" <<EOF
 FROM scratch
-COPY passwd group /etc/
-COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY tmp /tmp
+COPY rootfs/ /
 COPY --chown=$USER_ID:$USER_ID data /data
-COPY host /usr/local/bin/host
 USER $USER_ID:$USER_ID
 WORKDIR /data
 # The run store and the compile cache live on the volume; the config is mounted read-only
@@ -105,7 +106,7 @@ CMD ["serve", "--listen", "0.0.0.0:9095"]
 LABEL org.opencontainers.image.title="runbook host" \\
       org.opencontainers.image.version="$VERSION" \\
       org.opencontainers.image.revision="$COMMIT" \\
-      runbook.host.sha256="$SHA"
+      runbook.image.inputs="$INPUTS"
 EOF
 docker build -q -t "$TAG" "$CONTEXT" >/dev/null
 echo "image: built $TAG ($(docker image inspect -f '{{ .Size }}' "$TAG") bytes)" >&2
