@@ -195,4 +195,15 @@ dry-run = true
     assert!(stored.contains(&run_id), "{stored}");
     let check = docker(&["exec", &container.0, "host", "check", "--json"]);
     assert!(check.contains("/data/runs.sqlite3"), "{check}");
+
+    // As PID 1, host still stops on docker's SIGTERM, cleanly and before the SIGKILL.
+    let stopping = Instant::now();
+    docker(&["stop", "-t", "20", &container.0]);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let exit = docker(&["inspect", "-f", "{{.State.ExitCode}}", &container.0]);
+    assert_eq!(exit.trim(), "0", "exit code after SIGTERM");
 }
