@@ -1,7 +1,7 @@
 //! Builds the built-in playbooks (every crate under `plugins/`) for wasm32-wasip2 and generates
 //! a table of (name → bytes) so the host binary carries them: `host run disk-full` needs no files.
 //! The trivial `noop` playbook (tests/hostile/noop) is built alongside, not embedded: the benches
-//! find it through `RUNBOOK_NOOP_WASM`.
+//! find it through `RUNBOOK_NOOP_WASM`. Also records the git commit for `host --version`.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    println!(
+        "cargo:rustc-env=RUNBOOK_GIT_COMMIT={}",
+        git_commit(&root).unwrap_or_else(|| "unknown".into())
+    );
 
     let plugins = plugin_crates(&root.join("plugins"));
     let target_dir = guest_build::target_dir(&out_dir, &root);
@@ -61,4 +65,42 @@ fn plugin_crates(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The checkout's commit (12 hex digits), or what a packager building from a tarball says in
+/// `RUNBOOK_GIT_COMMIT`; None outside a git checkout of this repository (a tarball unpacked
+/// inside some other repository must not report that one's commit).
+fn git_commit(root: &Path) -> Option<String> {
+    println!("cargo:rerun-if-env-changed=RUNBOOK_GIT_COMMIT");
+    if let Ok(commit) = std::env::var("RUNBOOK_GIT_COMMIT") {
+        return Some(commit).filter(|c| !c.is_empty());
+    }
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let toplevel = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?);
+    if toplevel.canonicalize().ok()? != root.canonicalize().ok()? {
+        return None;
+    }
+    // Rebuild when HEAD moves: HEAD itself (a checkout), the branch it names (a commit), and
+    // packed-refs (a gc). Only existing files: cargo reruns the script on every build otherwise.
+    let absolute = |p: String| root.join(p);
+    let mut watched = vec![absolute(git(&["rev-parse", "--git-path", "HEAD"])?)];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(absolute(git(&["rev-parse", "--git-path", &branch])?));
+    }
+    watched.push(absolute(git(&["rev-parse", "--git-path", "packed-refs"])?));
+    for path in watched.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    git(&["rev-parse", "--short=12", "HEAD"])
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, one release build of the host shared by every test, then the
-# unit and end-to-end tests against that binary.
+# The whole test suite: set-up, one release build of the host shared by every test (and a static
+# one for the container image), then the unit and end-to-end tests against that binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/test-env.sh
+# The container image: a second release build of the host (static, musl; same target dir) and
+# its image, once, before tests/tests/image.rs runs it.
+scripts/image.sh runbook-test/host:latest
 # The PostgreSQL store tests run against the cluster test-env.sh started.
 export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
 cargo test --release --locked "$@"

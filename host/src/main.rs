@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+// Through anstream: colour codes reach a terminal only, and never with NO_COLOR set.
+use anstream::{eprintln, print, println};
+use clap::{CommandFactory, Parser, Subcommand};
 use runbook_host::bindings::{Capability, TriggerKind};
 use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
@@ -14,16 +16,24 @@ use runbook_host::run::{Host, Prepared, RunRequest, UsageError};
 use runbook_host::scaffold::{self, Lang};
 use runbook_host::store::{Location, Store, default_store_path};
 use runbook_host::timeline::Sink;
-use runbook_host::{check, render};
+use runbook_host::{check, render, style};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_ESCALATED: u8 = 3;
 
+/// `host --version`: the crate version and the commit it was built from (host/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RUNBOOK_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "host",
-    version,
+    version = VERSION,
     about = "Runs operators' runbooks as sandboxed WebAssembly playbooks",
     long_about = "Runs operators' runbooks as sandboxed WebAssembly playbooks.\n\n\
         A playbook reaches the world only through the capabilities the host lends it \
@@ -194,6 +204,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running `host serve` whether it is healthy (GET /healthz); exit 0 if so, else 1
+    #[command(
+        after_help = "For container HEALTHCHECKs and service monitors.\n\nExamples:\n  host health\n  host health --url http://10.0.0.5:9095/healthz --timeout 2"
+    )]
+    Health {
+        /// The server's /healthz
+        #[arg(
+            long,
+            env = "RUNBOOK_HEALTH_URL",
+            value_name = "URL",
+            default_value = "http://127.0.0.1:9095/healthz"
+        )]
+        url: String,
+        /// Seconds to wait for the answer
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  host completions bash > /etc/bash_completion.d/host\n  host completions zsh > \"${fpath[1]}/_host\"\n  host completions fish > ~/.config/fish/completions/host.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page host(1) in roff, or write one page per subcommand into a directory
+    #[command(
+        after_help = "Examples:\n  host man | man -l -\n  host man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write host.1 and host-SUBCOMMAND.1 here instead of printing host.1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,7 +296,8 @@ async fn async_main(cli: Cli) -> ExitCode {
         Err(e) => {
             // Errors can quote a playbook's words (a describe() failure): escaped like the rest.
             eprintln!(
-                "error: {}",
+                "{} {}",
+                style::error(),
                 runbook_host::text::escape_keeping_lines(&format!("{e:#}"))
             );
             let usage = e.downcast_ref::<UsageError>().is_some()
@@ -281,8 +323,40 @@ fn parse_severity(text: &str) -> Result<runbook_host::severity::Priority, String
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    // Writing files needs no config, engine or store.
+    // Writing files and asking a server need no config, engine or store.
     match &cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "host", &mut script);
+            write_stdout(&script)?;
+            return Ok(0);
+        }
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(Cli::command(), dir)?;
+            println!("{}", dir.display());
+            return Ok(0);
+        }
+        Command::Man { dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_stdout(&page)?;
+            return Ok(0);
+        }
+        Command::Health { url, timeout } => {
+            let answer =
+                runbook_host::health::probe(url, std::time::Duration::from_secs(*timeout)).await;
+            return Ok(match answer {
+                Ok(line) => {
+                    println!("healthy: {line}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e:#}");
+                    EXIT_FAILED
+                }
+            });
+        }
         Command::Wit { dir } => {
             for path in scaffold::write_wit(dir)? {
                 println!("{}", path.display());
@@ -410,7 +484,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     {
         match runbook_host::store::open(location, config_connections).await {
             Ok(store) => host.store = Some(store),
-            Err(e) => eprintln!("warning: runs and notifications will not be stored: {e:#}"),
+            Err(e) => eprintln!(
+                "{} runs and notifications will not be stored: {e:#}",
+                style::warning()
+            ),
         }
     }
     if let Command::Run { json: true, .. } = &cli.command {
@@ -475,7 +552,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             notifier.stop(std::time::Duration::from_secs(5)).await;
             for (channel, problem) in notifier.problems() {
                 if deliveries.iter().any(|d| d.channel == channel) {
-                    eprintln!("warning: channel {channel} cannot deliver until fixed: {problem}");
+                    eprintln!(
+                        "{} channel {channel} cannot deliver until fixed: {problem}",
+                        style::warning()
+                    );
                 }
             }
             if json {
@@ -487,7 +567,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 print!("{}", render::summary(&record));
                 if let Some(reason) = &record.reason {
                     eprintln!(
-                        "error: {} failed: {}",
+                        "{} {} failed: {}",
+                        style::error(),
                         record.playbook,
                         runbook_host::text::escape(reason)
                     );
@@ -556,7 +637,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         | Command::Agent { .. }
         | Command::Nodes { .. }
         | Command::Wit { .. }
-        | Command::New { .. } => {
+        | Command::New { .. }
+        | Command::Health { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled above")
         }
         Command::Check { json } => {
@@ -589,7 +673,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 for p in &report.playbooks {
                     println!(
                         "  {} {:<14} {} · {}",
-                        if p.ok { "ok " } else { "ERR" },
+                        if p.ok { style::ok() } else { style::err() },
                         runbook_host::text::escape(&p.name),
                         runbook_host::text::escape(&p.origin),
                         runbook_host::text::escape(&p.detail)
@@ -608,6 +692,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 EXIT_FAILED
             })
         }
+    }
+}
+
+/// Generated text to stdout as is; a reader that stops early (`host man | head`) is no error.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
@@ -716,7 +810,10 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
         }
         NotifyAction::Flush { wait } => {
             for (channel, problem) in notifier.problems() {
-                eprintln!("warning: channel {channel} cannot deliver: {problem}");
+                eprintln!(
+                    "{} channel {channel} cannot deliver: {problem}",
+                    style::warning()
+                );
             }
             notifier.start();
             let pending = notifier.wait_for_all(secs(wait)).await?;
@@ -756,7 +853,7 @@ async fn show_runs(
         }
         Some(RunsAction::Show { id, json }) => {
             let Some(run) = store.get(id).await? else {
-                eprintln!("error: no run {id:?} in {}", store.describe());
+                eprintln!("{} no run {id:?} in {}", style::error(), store.describe());
                 eprintln!("hint: `host runs` lists the recent ones");
                 return Ok(EXIT_USAGE);
             };
@@ -769,7 +866,7 @@ async fn show_runs(
         }
         Some(RunsAction::Report { id }) => {
             let Some(run) = store.get(id).await? else {
-                eprintln!("error: no run {id:?} in {}", store.describe());
+                eprintln!("{} no run {id:?} in {}", style::error(), store.describe());
                 eprintln!("hint: `host runs` lists the recent ones");
                 return Ok(EXIT_USAGE);
             };

@@ -86,7 +86,7 @@ pub fn summary(record: &RunRecord) -> String {
     let _ = writeln!(
         out,
         "\n{}: {}",
-        record.status.to_uppercase(),
+        crate::style::outcome(record.status),
         esc(&record.summary)
     );
     for action in &record.actions {

@@ -1,0 +1,48 @@
+//! `host health`: one bounded GET of a server's /healthz, for container HEALTHCHECKs and service
+//! monitors. The answer decides the exit code; nothing from it is trusted beyond a short quote.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A /healthz answer is a small JSON object; more than this is not ours.
+const MAX_BODY: usize = 16 * 1024;
+
+/// Ok with a one-line description when `url` answers 2xx within `timeout`, else why not.
+pub async fn probe(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    let parsed =
+        url::Url::parse(url).with_context(|| format!("--url {:?}", crate::text::echo(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("--url {url:?}: expected an http:// or https:// URL");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let started = Instant::now();
+    let mut reply = client
+        .get(parsed.clone())
+        .send()
+        .await
+        .with_context(|| format!("GET {parsed}"))?;
+    let status = reply.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = reply
+        .chunk()
+        .await
+        .with_context(|| format!("GET {parsed}"))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            body.truncate(MAX_BODY);
+            break;
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&body);
+    let quote = crate::text::escape(&crate::text::echo(text.trim())).into_owned();
+    if !status.is_success() {
+        bail!("GET {parsed}: {status} after {took:.0?}: {quote}");
+    }
+    Ok(format!("GET {parsed}: {status} after {took:.0?}: {quote}"))
+}

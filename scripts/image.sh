@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The container image of `host`, built with the local engine and nothing pulled (no base image,
+# no registry): a statically linked host (musl) FROM scratch, with this machine's CA
+# certificates, a non-root user, /data for the run store and the compile cache, port 9095 and a
+# HEALTHCHECK by `host health`.
+#
+#   scripts/image.sh [--no-build] [TAG]      TAG defaults to runbook/host:latest
+#
+# --no-build packs the musl binary already in the target dir (scripts/test.sh builds it once).
+# The image is labelled with a hash of what it is made of: when TAG already holds the same binary
+# from the same recipe, nothing is rebuilt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=x86_64-unknown-linux-musl
+BUILD=1
+TAG=runbook/host:latest
+for arg in "$@"; do
+    case "$arg" in
+        --no-build) BUILD=0 ;;
+        -*) echo "image: unknown option $arg" >&2; exit 2 ;;
+        *) TAG=$arg ;;
+    esac
+done
+BIN="${CARGO_TARGET_DIR:-target}/$TARGET/release/host"
+# The one user the image knows; any uid works with -u, as long as it can write /data.
+USER_ID=10001
+
+# ring, SQLite, zstd and BLAKE3 have C parts: Debian's musl-gcc compiles them for musl.
+ensure_musl() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+        echo "image: adding the $TARGET target" >&2
+        rustup target add "$TARGET"
+    fi
+    if ! command -v musl-gcc >/dev/null; then
+        echo "image: installing musl-tools" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q musl-tools >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null
+            apt-get install -y -q musl-tools >/dev/null
+        }
+    fi
+}
+
+if [ "$BUILD" = 1 ]; then
+    ensure_musl
+    echo "image: building the static host ($TARGET, release)" >&2
+    CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked -p runbook-host --target "$TARGET"
+fi
+if [ ! -x "$BIN" ]; then
+    echo "image: $BIN is missing: run scripts/image.sh without --no-build" >&2
+    exit 1
+fi
+# FROM scratch has no loader and no libc: a dynamically linked binary would not start.
+if readelf -lW "$BIN" | grep -q 'Requesting program interpreter' || readelf -dW "$BIN" | grep -q '(NEEDED)'; then
+    echo "image: $BIN is not statically linked" >&2
+    exit 1
+fi
+CERTS=/etc/ssl/certs/ca-certificates.crt
+if [ ! -s "$CERTS" ]; then
+    echo "image: $CERTS is missing (Debian's ca-certificates package)" >&2
+    exit 1
+fi
+
+# What the image is made of: the binary, this script (the Dockerfile is in it), the certificates.
+INPUTS=$(cat "$BIN" "$0" "$CERTS" | sha256sum | cut -d' ' -f1)
+if [ "$(docker image inspect -f '{{ index .Config.Labels "runbook.image.inputs" }}' "$TAG" 2>/dev/null)" = "$INPUTS" ]; then
+    echo "image: $TAG is up to date (inputs $INPUTS)" >&2
+    exit 0
+fi
+
+CONTEXT=$(mktemp -d)
+trap 'rm -rf "$CONTEXT"' EXIT
+# The image's whole file tree, copied as is (modes kept): one layer but /data's.
+ROOT="$CONTEXT/rootfs"
+mkdir -p "$ROOT/usr/local/bin" "$ROOT/etc/ssl/certs" "$ROOT/tmp" "$CONTEXT/data"
+# Without its symbol table (a fifth of the file); a panic's backtrace then shows addresses only.
+strip -o "$ROOT/usr/local/bin/host" "$BIN"
+chmod 0755 "$ROOT/usr/local/bin/host"
+install -m 0644 "$CERTS" "$ROOT/etc/ssl/certs/ca-certificates.crt"
+echo "runbook:x:$USER_ID:$USER_ID:runbook host:/data:/sbin/nologin" >"$ROOT/etc/passwd"
+echo "runbook:x:$USER_ID:" >"$ROOT/etc/group"
+chmod 0644 "$ROOT/etc/passwd" "$ROOT/etc/group"
+chmod 1777 "$ROOT/tmp"
+chmod 0755 "$CONTEXT/data"
+COMMIT=$("$BIN" --version | sed -n 's/.*(commit \(.*\))$/\1/p')
+VERSION=$("$BIN" --version | cut -d' ' -f2)
+cat >"$CONTEXT/Dockerfile" <<EOF
+FROM scratch
+COPY rootfs/ /
+COPY --chown=$USER_ID:$USER_ID data /data
+USER $USER_ID:$USER_ID
+WORKDIR /data
+# The run store and the compile cache live on the volume; the config is mounted read-only
+# (RUNBOOK_CONFIG=/etc/runbook/host.toml, or ./host.toml in /data).
+ENV HOME=/data \\
+    RUNBOOK_STORE=/data/runs.sqlite3 \\
+    RUNBOOK_CACHE_DIR=/data/cache \\
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+VOLUME ["/data"]
+EXPOSE 9095
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \\
+    CMD ["/usr/local/bin/host", "health", "--timeout", "4"]
+ENTRYPOINT ["/usr/local/bin/host"]
+CMD ["serve", "--listen", "0.0.0.0:9095"]
+LABEL org.opencontainers.image.title="runbook host" \\
+      org.opencontainers.image.version="$VERSION" \\
+      org.opencontainers.image.revision="$COMMIT" \\
+      runbook.image.inputs="$INPUTS"
+EOF
+docker build -q -t "$TAG" "$CONTEXT" >/dev/null
+echo "image: built $TAG ($(docker image inspect -f '{{ .Size }}' "$TAG") bytes)" >&2
