@@ -113,3 +113,35 @@ fn units_keep_their_hardening() {
     let agent = std::fs::read_to_string(units.join("runbook-agent.service")).unwrap();
     assert!(agent.contains("--token-file ${CREDENTIALS_DIRECTORY}/agent.token"));
 }
+
+/// Every flag a unit passes exists in that subcommand's `--help` (a renamed flag would leave
+/// the service failing at start, which `systemd-analyze verify` cannot see).
+#[test]
+fn units_pass_only_flags_the_host_knows() {
+    for unit in ["runbook-host.service", "runbook-agent.service"] {
+        let text = std::fs::read_to_string(examples().join(unit)).unwrap();
+        let exec = text
+            .split("ExecStart=")
+            .nth(1)
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap()
+            .replace("\\\n", " ");
+        let mut words = exec.split_whitespace().skip(1);
+        let subcommand = words.next().unwrap();
+        let help = Command::new(host_bin())
+            .args([subcommand, "--help"])
+            .output()
+            .unwrap();
+        assert!(help.status.success(), "{unit}: host {subcommand} --help");
+        let help = String::from_utf8_lossy(&help.stdout);
+        for flag in words.filter(|w| w.starts_with("--")) {
+            let flag = flag.split('=').next().unwrap();
+            assert!(
+                help.contains(&format!("{flag} ")),
+                "{unit}: host {subcommand} has no {flag}"
+            );
+        }
+    }
+}
