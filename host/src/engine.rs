@@ -86,7 +86,7 @@ impl PlaybookEngine {
             Allocation::OnDemand => (new_engine(None)?, None),
             Allocation::Pooled(plan) => match new_engine(Some(&plan)) {
                 Ok(engine) => {
-                    eprintln!(
+                    tracing::info!(
                         "instance pool: {} slots × {} MiB of linear memory ({} MiB cap), \
                          copy-on-write memory images",
                         plan.slots,
@@ -96,8 +96,8 @@ impl PlaybookEngine {
                     (engine, Some((plan, Slots::new(&plan))))
                 }
                 Err(e) => {
-                    eprintln!(
-                        "warning: the instance pool ({} slots of {} MiB) could not be reserved: \
+                    tracing::warn!(
+                        "the instance pool ({} slots of {} MiB) could not be reserved: \
                          {e:#}; instances are allocated on demand (slower start per run)",
                         plan.slots,
                         plan.memory_bytes >> 20
@@ -178,8 +178,8 @@ impl PlaybookEngine {
                     looked_up = Some(wasm_sha256);
                 }
                 MemoLookup::Unknown => {}
-                MemoLookup::Untrusted(why) => eprintln!(
-                    "warning: compile cache memo for {} not used: {why}; hashing the file",
+                MemoLookup::Untrusted(why) => tracing::warn!(
+                    "compile cache memo for {} not used: {why}; hashing the file",
                     path.display()
                 ),
             }
@@ -192,7 +192,7 @@ impl PlaybookEngine {
             && FileIdentity::of(&file.metadata()?) == before
             && let Err(e) = cache.memo_store(&memo_key, &before, &wasm_sha256)
         {
-            eprintln!("warning: compile cache memo not written: {e:#}");
+            tracing::warn!("compile cache memo not written: {e:#}");
         }
         let loaded = if looked_up == Some(wasm_sha256) {
             self.compile(&wasm, wasm_sha256)?
@@ -212,8 +212,8 @@ impl PlaybookEngine {
                 .and_then(description::decode)
                 .filter(|d| description::check(d).is_ok()),
             Err(why) => {
-                eprintln!(
-                    "warning: compile cache description of {} not used: {why}; calling describe()",
+                tracing::warn!(
+                    "compile cache description of {} not used: {why}; calling describe()",
                     entry.display()
                 );
                 None
@@ -228,8 +228,8 @@ impl PlaybookEngine {
         };
         // A cache that cannot be written only costs the next load a describe() call.
         if let Err(e) = cache.description_store(entry, &description::encode(described)) {
-            eprintln!(
-                "warning: compile cache description not written ({}): {e:#}",
+            tracing::warn!(
+                "compile cache description not written ({}): {e:#}",
                 entry.display()
             );
         }
@@ -263,8 +263,8 @@ impl PlaybookEngine {
         match cache.lookup(&path, wasm_sha256, compat) {
             Lookup::Trusted(entry) => {
                 if let Some(why) = &entry.memo_refused {
-                    eprintln!(
-                        "warning: compile cache memo of {} not used: {why}; hashing the entry",
+                    tracing::warn!(
+                        "compile cache memo of {} not used: {why}; hashing the entry",
                         path.display()
                     );
                 }
@@ -287,8 +287,8 @@ impl PlaybookEngine {
             }
             Lookup::Absent => None,
             Lookup::Untrusted(why) => {
-                eprintln!(
-                    "warning: compile cache entry {} not used: {why}; recompiling and rewriting it",
+                tracing::warn!(
+                    "compile cache entry {} not used: {why}; recompiling and rewriting it",
                     path.display()
                 );
                 None
@@ -323,10 +323,7 @@ impl PlaybookEngine {
         if let (Some(cache), Some(path)) = (cache, &cache_file) {
             // A cache that cannot be written only costs speed; the run goes on.
             if let Err(e) = cache.store(path, &wasm_sha256, compat, &compiled) {
-                eprintln!(
-                    "warning: compile cache not written ({}): {e:#}",
-                    path.display()
-                );
+                tracing::warn!("compile cache not written ({}): {e:#}", path.display());
             }
         }
         let started = Instant::now();

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fleet;
 pub mod health;
 pub mod incident;
+pub mod logging;
 pub mod notify;
 pub mod panics;
 pub mod policy;

@@ -58,6 +58,20 @@ struct Cli {
     /// several `host serve` replicas [default: ~/.local/state/runbook-host/runs.sqlite3]
     #[arg(long, global = true, env = "RUNBOOK_STORE", value_name = "FILE|URL")]
     store: Option<String>,
+    /// Log filter, RUST_LOG-style: error, warn, info, debug, or per module
+    /// (`runbook_host::server=debug,info`) [default: info for serve and agent, else warn]
+    #[arg(long, global = true, env = "RUNBOOK_LOG", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log lines as text, or as JSON objects (timestamp, level, message, run id, playbook,
+    /// request id, remote address) for a log collector
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: runbook_host::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -282,6 +296,11 @@ enum NotifyAction {
 fn main() -> ExitCode {
     runbook_host::panics::install_panic_hook();
     let cli = Cli::parse();
+    let service = matches!(cli.command, Command::Serve { .. } | Command::Agent { .. });
+    if let Err(e) = runbook_host::logging::init(cli.log_level.as_deref(), cli.log_format, service) {
+        eprintln!("{} {e:#}", runbook_host::style::error());
+        return ExitCode::from(EXIT_USAGE);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let code = runtime.block_on(async_main(cli));
     // Dropping the runtime would wait for every blocking task; host work abandoned at a run's
@@ -471,7 +490,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             host.config.server.listen = listen.clone();
         }
         runbook_host::server::serve(host, |addr| {
-            eprintln!(
+            tracing::info!(
                 "listening on http://{addr} (run store {})",
                 location.describe()
             );

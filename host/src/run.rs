@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use serde::Serialize;
+use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
@@ -471,6 +472,7 @@ impl Host {
         // waiting on a capability call.
         // A panic inside a host call that the call itself did not catch unwinds out of the
         // guest: the run ends failed with what was recorded so far, the host goes on.
+        let span = tracing::info_span!("run", run_id = %run_id, playbook = %name);
         let outcome = tokio::time::timeout(
             limits.deadline,
             std::panic::AssertUnwindSafe(async {
@@ -484,6 +486,7 @@ impl Host {
             })
             .catch_unwind(),
         )
+        .instrument(span)
         .await
         .map(|caught| caught.map_err(|panic| panic_message(&*panic)));
 

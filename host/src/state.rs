@@ -177,6 +177,14 @@ impl RunState {
             Err(e) => (e.kind(), e.detail().to_string()),
         };
         let detail = (!detail.is_empty()).then_some(detail);
+        // Inside the run's span (its id and playbook); the arguments stay in the timeline.
+        tracing::debug!(
+            interface,
+            function,
+            result = kind,
+            duration_ms = crate::timeline::round_ms(duration),
+            "capability call"
+        );
         self.timeline
             .call(interface, function, args, kind, detail, duration);
     }

@@ -83,7 +83,7 @@ pub async fn run(host: Host, options: AgentOptions) -> Result<()> {
         closing: CancellationToken::new(),
         cut: CancellationToken::new(),
     });
-    eprintln!(
+    tracing::info!(
         "agent of node {} (session {}) taking runs from {}",
         options.node,
         agent.uplink.agent.session,
@@ -93,7 +93,7 @@ pub async fn run(host: Host, options: AgentOptions) -> Result<()> {
     let heartbeat = tokio::spawn(agent.clone().heartbeats());
     let polling = tokio::spawn(agent.clone().poll_loop(tasks.clone()));
     shutdown_signal().await;
-    eprintln!("agent stopping: no new runs; waiting for running runs");
+    tracing::info!("agent stopping: no new runs; waiting for running runs");
     agent.closing.cancel();
     let _ = polling.await;
     tasks.close();
@@ -157,9 +157,10 @@ impl Agent {
                     answer.runs
                 }
                 Ok(Err(refused)) => {
-                    eprintln!(
+                    tracing::warn!(
                         "the server refused this agent ({}): {}",
-                        refused.status, refused.message
+                        refused.status,
+                        refused.message
                     );
                     failures += 1;
                     self.pause(RETRY_MAX).await;
@@ -167,7 +168,7 @@ impl Agent {
                 }
                 Err(e) => {
                     if failures == 0 {
-                        eprintln!("polling for runs: {e:#} (retrying)");
+                        tracing::warn!("polling for runs: {e:#} (retrying)");
                     }
                     failures += 1;
                     self.pause(backoff(failures)).await;
@@ -238,15 +239,16 @@ impl Agent {
                     self.lease() / 3
                 }
                 Ok(Err(refused)) => {
-                    eprintln!(
+                    tracing::warn!(
                         "heartbeat refused ({}): {}",
-                        refused.status, refused.message
+                        refused.status,
+                        refused.message
                     );
                     RETRY_MAX
                 }
                 Err(e) => {
                     if failures == 0 {
-                        eprintln!("heartbeat: {e:#} (retrying)");
+                        tracing::warn!("heartbeat: {e:#} (retrying)");
                     }
                     failures += 1;
                     backoff(failures)
@@ -258,7 +260,7 @@ impl Agent {
 
     fn stop_stale(&self, id: &str) {
         if let Some(stop) = self.running.lock().unwrap().get(id) {
-            eprintln!(
+            tracing::warn!(
                 "run {}: the server no longer counts it as this agent's (lost after its \
                  lease); stopping it, nothing more is written",
                 crate::text::escape(id)
@@ -281,7 +283,7 @@ impl Agent {
     /// One run: executed here, its events sent as they happen, its outcome sent at the end.
     /// `stop` cancelled: the run is no longer ours, nothing more is written.
     async fn execute(self: &Arc<Self>, run: QueuedRun, stop: CancellationToken) {
-        eprintln!(
+        tracing::info!(
             "run {} ({}): started",
             crate::text::escape(&run.id),
             crate::text::escape(&run.playbook)
@@ -350,7 +352,7 @@ impl Agent {
     }
 
     fn failure(&self, run: &QueuedRun, status: &str, reason: String) -> FinishUpload {
-        eprintln!(
+        tracing::warn!(
             "run {} ({}): {status}: {}",
             run.id,
             run.playbook,
@@ -409,9 +411,10 @@ impl Agent {
                         break;
                     }
                     Ok(Err(refused)) => {
-                        eprintln!(
+                        tracing::warn!(
                             "run {run_id}: events refused ({}): {}",
-                            refused.status, refused.message
+                            refused.status,
+                            refused.message
                         );
                         break;
                     }
@@ -442,26 +445,27 @@ impl Agent {
                 .await
             {
                 Ok(Ok(_)) => {
-                    eprintln!("run {run_id}: {} (stored by the server)", upload.status);
+                    tracing::info!("run {run_id}: {} (stored by the server)", upload.status);
                     return;
                 }
                 Ok(Err(refused)) => {
-                    eprintln!(
+                    tracing::warn!(
                         "run {run_id}: the server refused its outcome ({}): {}",
-                        refused.status, refused.message
+                        refused.status,
+                        refused.message
                     );
                     return;
                 }
                 Err(e) => {
                     if failures == 0 {
-                        eprintln!("run {run_id}: sending its outcome: {e:#} (retrying)");
+                        tracing::warn!("run {run_id}: sending its outcome: {e:#} (retrying)");
                     }
                     failures += 1;
                     tokio::time::sleep(backoff(failures)).await;
                 }
             }
         }
-        eprintln!("run {run_id}: its outcome was not delivered; the server will call it lost");
+        tracing::warn!("run {run_id}: its outcome was not delivered; the server will call it lost");
     }
 }
 

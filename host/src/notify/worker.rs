@@ -43,7 +43,7 @@ pub(super) async fn run(
             Ok(Claim::Wait(wait)) => wait.max(Duration::from_millis(1)).min(POLL),
             Ok(Claim::Empty) => POLL,
             Err(e) => {
-                eprintln!("notify {}: reading the outbox: {e:#}", channel.name);
+                tracing::warn!("notify {}: reading the outbox: {e:#}", channel.name);
                 POLL
             }
         };
@@ -79,7 +79,7 @@ async fn deliver(channel: &Channel, store: &Arc<Store>, row: OutboxRow) {
                 let (store, name, id) = (store.clone(), channel.name.clone(), row.id);
                 tokio::spawn(async move {
                     if let Err(e) = store.mark_parts_sent(id, parts as i64).await {
-                        eprintln!("notify {name}: recording progress: {e:#}");
+                        tracing::warn!("notify {name}: recording progress: {e:#}");
                     }
                 });
             },
@@ -89,22 +89,23 @@ async fn deliver(channel: &Channel, store: &Arc<Store>, row: OutboxRow) {
     let result = match attempt {
         Attempt::Delivered => store.mark_delivered(row.id).await,
         Attempt::Failed(error) => {
-            eprintln!(
+            tracing::error!(
                 "notify {}: message {} failed for good: {error}",
-                channel.name, row.id
+                channel.name,
+                row.id
             );
             store.mark_failed(row.id, &error).await
         }
         Attempt::Retry { error, .. } if row.attempts >= i64::from(delivery.max_attempts) => {
             let error = format!("gave up after {} attempts: {error}", row.attempts);
-            eprintln!("notify {}: message {} {error}", channel.name, row.id);
+            tracing::warn!("notify {}: message {} {error}", channel.name, row.id);
             store.mark_failed(row.id, &error).await
         }
         Attempt::Retry { error, after } => {
             let delay = after
                 .map(|a| a.min(MAX_RETRY_AFTER))
                 .unwrap_or_else(|| backoff(&delivery, row.attempts as usize));
-            eprintln!(
+            tracing::warn!(
                 "notify {}: message {} attempt {} failed ({error}); retrying in {:.1}s",
                 channel.name,
                 row.id,
@@ -115,7 +116,7 @@ async fn deliver(channel: &Channel, store: &Arc<Store>, row: OutboxRow) {
         }
     };
     if let Err(e) = result {
-        eprintln!("notify {}: recording delivery: {e:#}", channel.name);
+        tracing::warn!("notify {}: recording delivery: {e:#}", channel.name);
     }
 }
 
@@ -142,7 +143,7 @@ pub(super) async fn record_local(store: &Store, id: i64, attempt: &Attempt) {
         Attempt::Failed(e) | Attempt::Retry { error: e, .. } => store.mark_failed(id, e).await,
     };
     if let Err(e) = result {
-        eprintln!("notify: recording delivery of message {id}: {e:#}");
+        tracing::warn!("notify: recording delivery of message {id}: {e:#}");
     }
 }
 

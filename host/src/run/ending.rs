@@ -53,7 +53,7 @@ pub async fn guard_run(
     if let Some(store) = store
         && let Err(e) = store.end_unfinished(run_id, "failed", &reason).await
     {
-        eprintln!("run {run_id}: recording that it failed: {e:#}");
+        tracing::warn!("run {run_id}: recording that it failed: {e:#}");
     }
     anyhow::bail!("run {run_id} failed: {reason}")
 }

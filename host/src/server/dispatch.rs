@@ -201,12 +201,12 @@ impl Dispatcher {
         };
         let prepared = cell
             .get_or_init(|| async {
-                eprintln!("loading playbook {playbook}");
+                tracing::info!("loading playbook {playbook}");
                 let prepared = self.host.prepare(playbook).await;
                 prepared.map(Arc::new).map_err(|e| {
                     let reason = format!("{e:#}");
                     // The reason can carry what the guest printed: escaped for the log.
-                    eprintln!(
+                    tracing::warn!(
                         "playbook {playbook} is broken: {}",
                         crate::text::escape(&reason)
                     );
@@ -316,7 +316,7 @@ impl Dispatcher {
                             self.start(run);
                         }
                     }
-                    Err(e) => eprintln!("claiming queued runs from the store: {e:#}"),
+                    Err(e) => tracing::warn!("claiming queued runs from the store: {e:#}"),
                 }
                 // A count over the whole queue: not at every claim under a backlog.
                 if counted.elapsed() >= COUNT_EVERY
@@ -390,7 +390,7 @@ impl Dispatcher {
                 if let Some(store) = &store {
                     let reason = "the host stopped (shutdown grace over) before the run ended";
                     if let Err(e) = store.end_unfinished(&run.id, "interrupted", reason).await {
-                        eprintln!("run {}: recording that it was interrupted: {e:#}", run.id);
+                        tracing::warn!("run {}: recording that it was interrupted: {e:#}", run.id);
                     }
                 }
             }
@@ -401,7 +401,7 @@ impl Dispatcher {
     async fn not_startable(&self, run: &QueuedRun, why: String) {
         let reason = format!("could not be started: {why}");
         // The row may come from another replica's store: everything in it is escaped.
-        eprintln!(
+        tracing::warn!(
             "run {} ({}) {}",
             crate::text::escape(&run.id),
             crate::text::escape(&run.playbook),
@@ -410,7 +410,7 @@ impl Dispatcher {
         if let Some(store) = &self.host.store
             && let Err(e) = store.end_unfinished(&run.id, "failed", &reason).await
         {
-            eprintln!("run {}: recording that it failed: {e:#}", run.id);
+            tracing::warn!("run {}: recording that it failed: {e:#}", run.id);
         }
     }
 
@@ -461,9 +461,24 @@ async fn run_task(
     work: impl Future<Output = anyhow::Result<RunRecord>>,
 ) {
     let running = GaugeGuard::hold(&metrics.running);
+    tracing::info!(run_id = %run_id, "run started");
     match guard_run(store.as_deref(), &run_id, work).await {
-        Ok(record) => metrics.finished(&record),
-        Err(e) => eprintln!("{}", crate::text::escape(&format!("{e:#}"))),
+        Ok(record) => {
+            tracing::info!(
+                run_id = %run_id,
+                playbook = %record.playbook,
+                status = record.status,
+                duration_ms = record.timings.total_ms,
+                "run ended"
+            );
+            metrics.finished(&record)
+        }
+        Err(e) => tracing::warn!(
+            run_id = %run_id,
+            status = "failed",
+            "run ended: {}",
+            crate::text::escape(&format!("{e:#}"))
+        ),
     }
     drop(running);
     if metrics.running.get() == 0 && metrics.queue_depth.get() <= 0 {

@@ -135,16 +135,18 @@ fn admit_agent<T: DeserializeOwned>(
     })?;
     let agent = agent_of(&request);
     if agent.node != node {
-        eprintln!(
+        tracing::warn!(
             "refused an agent: the token of node {node} was presented for node {}",
             crate::text::escape(&crate::text::echo(&agent.node))
         );
-        return Err(Box::new(error(
+        let mut refused = error(
             app,
             ENDPOINT,
             StatusCode::FORBIDDEN,
             format!("forbidden: this token is node {node}'s, not the node the request names"),
-        )));
+        );
+        refused.extensions_mut().insert(super::AuthRefused);
+        return Err(Box::new(refused));
     }
     check_session(&agent.session)
         .and_then(|()| {
@@ -224,7 +226,7 @@ async fn poll(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         }
     };
     if !runs.is_empty() {
-        eprintln!(
+        tracing::info!(
             "node {}: {} runs handed to its agent",
             agent.node,
             runs.len()

@@ -70,9 +70,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     // Delivers what this host's runs queue, and what an earlier host left pending.
     let notifier = host.notifier();
     for (channel, problem) in notifier.problems() {
-        eprintln!(
-            "warning: notify channel {channel} cannot deliver (messages are kept): {problem}"
-        );
+        tracing::warn!("notify channel {channel} cannot deliver (messages are kept): {problem}");
     }
     notifier.start();
     let lease = host.config.server.lease();
@@ -111,6 +109,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .merge(fleet::node_routes())
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(app.clone());
 
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -118,13 +117,16 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .with_context(|| format!("listening on {listen}"))?;
     ready(listener.local_addr()?);
     let closing = app.fleet.closing.clone();
-    axum::serve(listener, routes)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Held agent polls answer now rather than at the end of their wait.
-            closing.cancel();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Held agent polls answer now rather than at the end of their wait.
+        closing.cancel();
+    })
+    .await?;
     // Runs it already claimed start; then the running ones get the grace.
     app.dispatcher.stop_claiming();
     let _ = claims.await;
@@ -133,7 +135,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let _ = rescuer.await;
     leases.abort();
     if left > 0 {
-        eprintln!(
+        tracing::warn!(
             "shutdown: {left} runs did not finish within {}s and are marked interrupted; \
              queued runs are left for the next host",
             grace.as_secs()
@@ -151,10 +153,59 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    eprintln!("shutting down: no new webhooks; waiting for running runs");
+    tracing::info!("shutting down: no new webhooks; waiting for running runs");
 }
 
 struct Json(Value);
+
+/// The runs a request started or answered with, for its log line.
+#[derive(Clone)]
+struct RunIds(Vec<String>);
+
+/// Set on a response that refused the caller's credentials (401/403), for its log line.
+#[derive(Clone, Copy)]
+struct AuthRefused;
+
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One line per request: method, path (never the query: a client may put a token there),
+/// status, latency, whether auth refused it, the runs it started. Everything the handlers log
+/// meanwhile carries the request id and remote address. No header or body is logged.
+async fn log_request(
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!("request", request_id = id, remote = %remote);
+    let method = request.method().clone();
+    let path = crate::text::escape(&crate::text::echo(request.uri().path())).into_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let auth = if response.extensions().get::<AuthRefused>().is_some() {
+        "refused"
+    } else {
+        "ok"
+    };
+    let runs = response
+        .extensions()
+        .get::<RunIds>()
+        .map(|r| r.0.join(","))
+        .unwrap_or_default();
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            latency_ms = crate::timeline::round_ms(started.elapsed()),
+            auth,
+            runs = %runs,
+            "request"
+        )
+    });
+    response
+}
 
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
@@ -168,7 +219,18 @@ impl IntoResponse for Json {
 
 fn reply(app: &App, endpoint: &str, status: StatusCode, body: Value) -> Response {
     app.dispatcher.metrics.request(endpoint, status.as_u16());
+    let runs: Vec<String> = body["runs"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| id.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut response = (status, Json(body)).into_response();
+    if !runs.is_empty() {
+        response.extensions_mut().insert(RunIds(runs));
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()
@@ -184,8 +246,8 @@ fn error(app: &App, endpoint: &str, status: StatusCode, message: impl Into<Strin
 /// The 401 to answer, if any: a missing or failed check, or no auth configured at all.
 async fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let Some(verifier) = app.verifiers.get(endpoint) else {
-        eprintln!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
-        return Some(error(
+        tracing::warn!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
+        let mut refused = error(
             app,
             endpoint,
             StatusCode::UNAUTHORIZED,
@@ -193,7 +255,9 @@ async fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> 
                 "unauthorized: this endpoint needs [webhooks.{endpoint}] auth in host.toml \
                  (auth = {{ kind = \"none\" }} opens it)"
             ),
-        ));
+        );
+        refused.extensions_mut().insert(AuthRefused);
+        return Some(refused);
     };
     let reason = match verifier.verify(headers, body) {
         Ok(Verified::Done) => return None,
@@ -223,16 +287,13 @@ async fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> 
         }
         Err(reason) => reason,
     };
-    eprintln!(
+    tracing::warn!(
         "refused a call to {endpoint} ({}): {reason}",
         verifier.kind()
     );
-    Some(error(
-        app,
-        endpoint,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    ))
+    let mut refused = error(app, endpoint, StatusCode::UNAUTHORIZED, "unauthorized");
+    refused.extensions_mut().insert(AuthRefused);
+    Some(refused)
 }
 
 fn refusal_status(refusal: &Refusal) -> StatusCode {
@@ -323,7 +384,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             status: alert.status.clone(),
         };
         if let Err(e) = host.notifier().resolve_incident(&resolved).await {
-            eprintln!(
+            tracing::warn!(
                 "resolving {} in PagerDuty: {e:#}",
                 crate::text::escape(&crate::text::echo(&alert.name))
             );
@@ -626,7 +687,7 @@ async fn healthz(State(app): State<Shared>) -> Response {
         ),
         // Unauthenticated: why stays in the server's log.
         Ok(Err(e)) => {
-            eprintln!("healthz: the run store does not answer: {e:#}");
+            tracing::warn!("healthz: the run store does not answer: {e:#}");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -48,7 +48,7 @@ pub async fn look(
                 };
                 match notifier.submit("ops", &notice).await {
                     Ok(_) => told += 1,
-                    Err(e) => eprintln!("telling ops about run {}: {e}", run.id),
+                    Err(e) => tracing::warn!("telling ops about run {}: {e}", run.id),
                 }
             }
             if !more {
@@ -76,11 +76,11 @@ pub async fn keep_looking(
         }
         match look(&notifier, &*store, node_wait).await {
             Ok((0, _)) => {}
-            Ok((ended, _)) => eprintln!(
+            Ok((ended, _)) => tracing::info!(
                 "{ended} runs lost (their host or agent stopped renewing their leases) or \
                  undeliverable (no agent of their node took them); not re-run; ops told"
             ),
-            Err(e) => eprintln!("looking for lost runs in the store: {e:#}"),
+            Err(e) => tracing::warn!("looking for lost runs in the store: {e:#}"),
         }
     }
 }

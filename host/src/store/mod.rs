@@ -115,7 +115,7 @@ pub fn keep_leases(store: Arc<Store>, lease: std::time::Duration) -> tokio::task
         loop {
             every.tick().await;
             if let Err(e) = store.renew_leases(this_runner(), lease).await {
-                eprintln!("renewing run leases in the store: {e:#}");
+                tracing::warn!("renewing run leases in the store: {e:#}");
             }
         }
     })

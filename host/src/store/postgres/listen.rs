@@ -70,7 +70,7 @@ pub(super) fn spawn(
         loop {
             match listen(&config, &queued).await {
                 Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => eprintln!("run store: LISTEN {CHANNEL}: {e:#}; reconnecting"),
+                Err(e) => tracing::warn!("run store: LISTEN {CHANNEL}: {e:#}; reconnecting"),
             }
             // Notifications sent while we were away are gone: let claimers look.
             wake(&queued);

@@ -121,7 +121,7 @@ fn commit(conn: &mut Connection, jobs: impl Iterator<Item = Job>) -> Vec<(Reply,
                         .and_then(|()| run_cached(&tx, "RELEASE request"))
                 };
                 if let Err(e) = ended {
-                    eprintln!("run store: ending a savepoint: {e}");
+                    tracing::warn!("run store: ending a savepoint: {e}");
                 }
                 reply
             }
@@ -131,7 +131,7 @@ fn commit(conn: &mut Connection, jobs: impl Iterator<Item = Job>) -> Vec<(Reply,
     }
     let commit_error = tx.commit().err().map(|e| e.to_string());
     if let Some(e) = &commit_error {
-        eprintln!("run store: a batch of {} writes failed: {e}", replies.len());
+        tracing::warn!("run store: a batch of {} writes failed: {e}", replies.len());
     }
     replies
         .into_iter()
