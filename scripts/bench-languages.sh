@@ -79,6 +79,7 @@ host, cache, runs, wasms = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[
 langs = ["rust", "python", "js"]
 wall = {l: [] for l in langs}
 cpu = {l: [] for l in langs}
+phases = {l: {p: [] for p in ("load", "instantiate", "run", "teardown", "faults")} for l in langs}
 def run(wasm):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -86,7 +87,8 @@ def run(wasm):
                          capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return out, elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return (out, elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+            after.ru_minflt - before.ru_minflt)
 # The cache's memos spare hashing an unchanged component and its compiled entry only once the
 # file is a few seconds old: compile into this cache, let the files settle, then a run per
 # component writes the memos.
@@ -98,10 +100,15 @@ for wasm in wasms:
 how = {lang: set() for lang in langs}
 for _ in range(runs):
     for lang, wasm in zip(langs, wasms):
-        out, elapsed, used = run(wasm)
+        out, elapsed, used, faults = run(wasm)
         wall[lang].append(elapsed * 1e3)
         cpu[lang].append(used * 1e3)
-        load = json.loads(out.stdout)["timings"]["load"]
+        timings = json.loads(out.stdout)["timings"]
+        load = timings["load"]
+        for phase, ms in (("load", load["load_ms"]), ("instantiate", timings["instantiate_ms"]),
+                          ("run", timings["run_ms"]), ("teardown", timings["teardown_ms"])):
+            phases[lang][phase].append(ms)
+        phases[lang]["faults"].append(faults)
         how[lang].add(f"{load['wasm_hash']} / {load['entry_hash']} / {load['describe']}")
 how = {lang: ", ".join(sorted(seen)) for lang, seen in how.items()}
 print(f"whole warm `host run`, median of {runs} interleaved rounds:")
@@ -110,6 +117,15 @@ for lang in langs:
     w, c = statistics.median(wall[lang]), statistics.median(cpu[lang])
     wr, cr = statistics.median(wall["rust"]), statistics.median(cpu["rust"])
     print(f"{lang:7} {w:9.1f} {w / wr:7.2f}x {c:9.1f} {c / cr:7.2f}x  {how[lang]}")
+# Where the CPU goes: the component's own phases (wall time on one thread, from --json) and the
+# rest of the process (start-up, engine, linker, store, exit), which is the same for every language.
+print()
+print(f"{'lang':7} {'load':>7} {'inst':>7} {'run':>7} {'teardown':>9} {'rest':>7} {'minflt':>7}  (ms, medians)")
+for lang in langs:
+    p = {k: statistics.median(v) for k, v in phases[lang].items()}
+    rest = statistics.median(cpu[lang]) - p["load"] - p["instantiate"] - p["run"] - p["teardown"]
+    print(f"{lang:7} {p['load']:7.2f} {p['instantiate']:7.2f} {p['run']:7.2f} {p['teardown']:9.2f} "
+          f"{rest:7.2f} {p['faults']:7.0f}")
 PY
 echo "compile: first run with an empty cache (mean of $rounds); cached: load from the compile cache;"
 echo "ratio: compile/cached; overhead: instantiate + run − capability calls (mean of $runs);"
@@ -117,3 +133,5 @@ echo "warm wall: the whole \`host run\` process with a warm cache; ÷ rust: that
 echo "Rust's (target: python and js ≤ 1.5x); wasm hash / entry hash: memo when the component file / the"
 echo "compiled entry was not hashed; describe(): recorded when its answer came from the cache. Rust build: the playbook crate"
 echo "with its dependencies already built (the first build of wit-bindgen adds ~30 s)."
+echo "load/inst/run/teardown: the --json phases of the warm runs; rest: the run's CPU time minus them"
+echo "(process start, engine, linker, store, exit); minflt: minor page faults of the whole process."

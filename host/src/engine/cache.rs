@@ -72,9 +72,14 @@ impl CompileCache {
             .create(dir)
             .map_err(|e| anyhow::anyhow!("creating compile cache {}: {e}", dir.display()))?;
         check_private_dir(dir)?;
+        // One name per directory however it was spelled (relative, `..`, a symlink): memos are
+        // MACed over the entry's path, so `--cache-dir cache` and its absolute path would
+        // otherwise refuse each other's memos, warn of a MAC mismatch and hash 35 MB again.
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| anyhow::anyhow!("compile cache {}: {e}", dir.display()))?;
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir,
             key,
             settle: SETTLE,
         })
@@ -717,6 +722,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_entry_memo_holds_however_the_cache_dir_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        let mut plain = CompileCache::open(&dir.path().join("c")).unwrap();
+        let mut roundabout = CompileCache::open(&dir.path().join("x/../c")).unwrap();
+        plain.settle = Duration::ZERO;
+        roundabout.settle = Duration::ZERO;
+        let a = [1u8; 32];
+        let entry = plain.entry_path(&a, 7);
+        plain.store(&entry, &a, 7, b"code of a").unwrap();
+        assert_eq!(digest_of(&plain, &entry, &a), Ok("computed"));
+        match roundabout.lookup(&roundabout.entry_path(&a, 7), &a, 7) {
+            Lookup::Trusted(entry) => {
+                assert_eq!(entry.digest, "memo");
+                assert!(entry.memo_refused.is_none());
+            }
+            _ => panic!("the entry is trusted through either spelling"),
+        }
+        assert_eq!(entry, roundabout.entry_path(&a, 7));
     }
 
     #[test]
