@@ -5,6 +5,7 @@
 //! listing what failed. It only looks; nothing is restarted.
 
 use runbook_sdk::docker::{Container, ListFilter};
+use runbook_sdk::http::ProbeFailure;
 use runbook_sdk::human_bytes;
 use runbook_sdk::prelude::*;
 use runbook_sdk::report::StepStatus;
@@ -309,11 +310,14 @@ fn check_url(url: &str, settings: &Settings, checks: &mut Checks) {
             format!("url {url}: HTTP {status} in {ms} ms, expected 2xx"),
         ),
         None => {
-            let detail = probe.detail.trim();
-            (
-                Level::Critical,
-                format!("url {url}: no answer in {ms} ms ({detail})"),
-            )
+            let kind = match probe.failure {
+                Some(ProbeFailure::Refused) => "connection refused",
+                Some(ProbeFailure::Timeout) => "timed out",
+                Some(ProbeFailure::Dns) => "name not resolved",
+                Some(ProbeFailure::Tls) => "TLS failed",
+                _ => "no answer",
+            };
+            (Level::Critical, format!("url {url}: {kind} after {ms} ms"))
         }
     };
     checks.add(line.0, line.1);
