@@ -48,6 +48,9 @@ fn backup(sandbox: &Sandbox, dir: &str, name: &str, bytes: Vec<u8>, age: Duratio
     path
 }
 
+/// (file name, contents, age in hours)
+type Backup = (&'static str, Vec<u8>, u64);
+
 fn hours(h: u64) -> Duration {
     Duration::from_secs(h * HOUR)
 }
@@ -146,7 +149,7 @@ fn fresh_complete_backups_pass_with_one_info_summary() {
 #[test]
 fn stale_truncated_corrupt_and_empty_backups_are_critical() {
     let sandbox = granted();
-    let cases: [(&str, Vec<(&str, Vec<u8>, u64)>, &str); 5] = [
+    let cases: [(&str, Vec<Backup>, &str); 5] = [
         (
             "stale",
             vec![("a.tar.gz", gzip(KIB), 60), ("b.tar.gz", gzip(KIB), 30)],

@@ -149,7 +149,7 @@ fn check_header(format: Format, header: &[u8], size: u64) -> Result<(), String> 
 
 /// A tar archive is 512-byte blocks; its first header carries a checksum of itself.
 fn check_tar(header: &[u8], size: u64) -> Result<(), String> {
-    if header.len() < 512 || size % 512 != 0 {
+    if header.len() < 512 || !size.is_multiple_of(512) {
         return Err(format!(
             "{size} bytes is not a whole number of 512-byte tar blocks"
         ));
