@@ -269,6 +269,14 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         report.push_str(&format!("  … and {} older\n", backups.len() - 10));
     }
 
+    if found.truncated {
+        // The newest backup may be among those the walk did not reach.
+        let line = format!(
+            "the walk under {} was cut short: narrow dir or glob",
+            settings.dir
+        );
+        checks.add("find backups", Level::Warning, line);
+    }
     if let Some(newest) = backups.first() {
         check_newest(newest, backups.get(1), &settings, now, &mut checks);
     } else {

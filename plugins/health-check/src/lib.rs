@@ -12,7 +12,7 @@ use runbook_sdk::report::StepStatus;
 
 const MIB: u64 = 1 << 20;
 /// `docker stats` waits for a second sample per container: a bound on the run's length.
-const MAX_CONTAINERS: usize = 50;
+const MAX_CONTAINERS: usize = 20;
 
 fn describe() -> Description {
     Description::new(

@@ -469,3 +469,62 @@ fn samples_csv(sampled: &[Sampled]) -> String {
 }
 
 runbook_sdk::export_playbook!(describe, run);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampled(mib: &[u64]) -> Sampled {
+        let samples = (mib.iter().enumerate())
+            .map(|(i, m)| {
+                let stats = ContainerStats {
+                    cpu_percent: 0.0,
+                    memory_used: m * MIB,
+                    memory_limit: 1 << 30,
+                    pids: 1,
+                };
+                (i as f64, stats)
+            })
+            .collect();
+        Sampled {
+            name: "c".into(),
+            samples,
+            error: None,
+            after: None,
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            containers: Some("c".into()),
+            label: None,
+            samples: 5,
+            window_secs: 60,
+            warn: 150 * MIB,
+            critical: 300 * MIB,
+            growth_percent: 10.0,
+            restart: false,
+            max_restarts: 1,
+            wait_secs: 30,
+            channel: "ops".into(),
+        }
+    }
+
+    #[test]
+    fn a_steady_climb_is_growing_a_spike_is_not() {
+        let s = settings();
+        assert!(sampled(&[100, 110, 120, 130, 140]).trend(&s) == Trend::Growing);
+        // One jump then flat: up 40% but rising in one step of four.
+        assert!(sampled(&[100, 140, 140, 140, 140]).trend(&s) == Trend::Stable);
+        assert!(sampled(&[100, 101, 102, 103, 104]).trend(&s) == Trend::Stable);
+        assert!(sampled(&[200, 150, 120, 110, 100]).trend(&s) == Trend::Falling);
+    }
+
+    #[test]
+    fn the_last_sample_decides_the_level() {
+        let s = settings();
+        assert!(sampled(&[400, 100]).level(&s) == Level::Ok);
+        assert!(sampled(&[100, 150]).level(&s) == Level::Warning);
+        assert!(sampled(&[100, 300]).level(&s) == Level::Critical);
+    }
+}
