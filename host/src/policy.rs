@@ -159,6 +159,36 @@ impl Grants {
                 }],
                 ..Grants::default()
             }),
+            // Routine checks look and report; none of them restarts anything by default.
+            "health-check" => Some(Grants {
+                fs_meta: vec![PathBuf::from("/")],
+                notify: vec!["ops".into()],
+                http: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
+                docker: vec![DockerRule {
+                    containers: vec!["*".into()],
+                    verbs: vec![DockerVerb::Read],
+                    ..DockerRule::default()
+                }],
+                ..Grants::default()
+            }),
+            // Reads the first 512 bytes of a backup (its archive header), so content, not only
+            // metadata, and only under the usual backup directory.
+            "backup-verify" => Some(Grants {
+                fs_read: vec![PathBuf::from("/var/backups")],
+                notify: vec!["ops".into()],
+                ..Grants::default()
+            }),
+            // Samples `docker stats`; `restart=true` also needs the operator's `restart` grant
+            // for the containers it may restart.
+            "high-memory" => Some(Grants {
+                notify: vec!["ops".into()],
+                docker: vec![DockerRule {
+                    containers: vec!["*".into()],
+                    verbs: vec![DockerVerb::Read],
+                    ..DockerRule::default()
+                }],
+                ..Grants::default()
+            }),
             _ => None,
         }
     }

@@ -116,6 +116,62 @@ impl TestContainer {
         )
     }
 
+    /// Serves /health on $PORT and writes `steps` files of `mib` MiB, `delay` seconds apart,
+    /// into a tmpfs (memory charged to the container) on its first start only: a leak that a
+    /// restart clears. `docker restart` stops it at once (the shell exits on SIGTERM).
+    pub fn memory_filler(steps: u32, mib: u32, delay: f64) -> Self {
+        Self::start(
+            "mem",
+            &format!(
+                "trap 'exit 0' TERM; mkdir -p /www && echo ok > /www/health && httpd -p $PORT -h /www; \
+                 if [ ! -f /ctl/filled ]; then touch /ctl/filled; i=0; \
+                 while [ $i -lt {steps} ]; do dd if=/dev/zero of=/fill/f$i bs=1M count={mib} 2>/dev/null; \
+                 i=$((i+1)); sleep {delay}; done; touch /ctl/full; fi; \
+                 while true; do sleep 1; done"
+            ),
+            &["--tmpfs", "/fill:size=512m"],
+        )
+    }
+
+    /// Serves /health on $PORT, with a Docker health check that fails while /ctl/unhealthy
+    /// exists (checked every second, one failure is enough). `labels` are added as `--label`.
+    pub fn with_health_check(labels: &[&str]) -> Self {
+        let mut extra = vec![
+            "--health-cmd",
+            "test ! -f /ctl/unhealthy",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+        ];
+        for label in labels {
+            extra.extend_from_slice(&["--label", label]);
+        }
+        Self::start(
+            "health",
+            "trap 'exit 0' TERM; mkdir -p /www && echo ok > /www/health && httpd -p $PORT -h /www; \
+             while true; do sleep 1; done",
+            &extra,
+        )
+    }
+
+    /// Docker's health status: healthy, unhealthy, starting.
+    pub fn health(&self) -> String {
+        self.inspect("{{.State.Health.Status}}")
+    }
+
+    pub fn wait_for_health(&self, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.health() != status {
+            assert!(
+                Instant::now() < deadline,
+                "{} never became {status}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -32,6 +32,30 @@ impl Peer {
         Self { port, hits }
     }
 
+    /// Answers every request with a 200 after `delay` (a slow endpoint), each connection on its
+    /// own thread.
+    pub fn delayed(delay: std::time::Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    thread::sleep(delay);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        Self { port, hits }
+    }
+
     /// Accepts connections and reads, but never answers.
     pub fn silent() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -13,7 +13,7 @@ fn unknown_playbook_exits_2_and_lists_known_ones() {
     );
     assert!(
         run.stderr
-            .contains("known playbooks: bot-down, disk-full, security, web-down"),
+            .contains("known playbooks: backup-verify, bot-down, disk-full, health-check, high-memory, security, web-down"),
         "{}",
         run.stderr
     );
