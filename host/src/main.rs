@@ -69,6 +69,7 @@ struct Cli {
         global = true,
         value_enum,
         default_value = "text",
+        env = "RUNBOOK_LOG_FORMAT",
         value_name = "FORMAT"
     )]
     log_format: runbook_host::logging::LogFormat,
