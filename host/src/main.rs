@@ -633,7 +633,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Inspect { playbook, json } => {
             let prepared = prepare_named_or_file(&host, &playbook).await?;
             let grants = host.grants_for(&prepared.source);
-            let limits = host.config.limits_for(&prepared.source.name);
+            let limits = host.limits_for(&prepared.source.name);
             let d = &prepared.description;
             if json {
                 let doc = serde_json::json!({

@@ -159,6 +159,9 @@ pub struct Host {
     notifier: std::sync::OnceLock<Arc<Notifier>>,
     /// `host agent`: the node's own outbox, when runs are stored by a server (`store` None).
     outbox: std::sync::OnceLock<Arc<RunStore>>,
+    /// The config a SIGHUP reloaded, for grants and limits (`config` keeps what a restart
+    /// changes: listen address, store, plugin dirs).
+    reloaded: std::sync::RwLock<Option<Arc<Config>>>,
     cache_dir: Option<std::path::PathBuf>,
     protected: std::sync::OnceLock<Arc<Protected>>,
 }
@@ -191,6 +194,7 @@ impl Host {
             console: ConsoleStream::Stdout,
             notifier: std::sync::OnceLock::new(),
             outbox: std::sync::OnceLock::new(),
+            reloaded: std::sync::RwLock::new(None),
             cache_dir,
             protected: std::sync::OnceLock::new(),
         })
@@ -246,7 +250,25 @@ impl Host {
 
     pub fn grants_for(&self, source: &PluginSource) -> Grants {
         let builtin = source.origin == crate::catalog::Origin::BuiltIn;
-        self.config.grants_for(&source.name, builtin)
+        self.with_policy(|config| config.grants_for(&source.name, builtin))
+    }
+
+    pub fn limits_for(&self, name: &str) -> Limits {
+        self.with_policy(|config| config.limits_for(name))
+    }
+
+    /// Grants and limits come from the config `host serve` last (re)loaded: a SIGHUP applies
+    /// them to runs that start after it.
+    pub fn with_policy<R>(&self, read: impl FnOnce(&Config) -> R) -> R {
+        match &*self.reloaded.read().unwrap() {
+            Some(config) => read(config),
+            None => read(&self.config),
+        }
+    }
+
+    /// `host serve` on SIGHUP: the grants and limits of this config apply from the next run.
+    pub fn reload_policy(&self, config: Arc<Config>) {
+        *self.reloaded.write().unwrap() = Some(config);
     }
 
     /// Runs a prepared playbook to its end. `sink` sees timeline events live. Whatever goes
@@ -433,7 +455,7 @@ impl Host {
         } = pending;
         let name = prepared.source.name.clone();
         let grants = Arc::new(self.grants_for(&prepared.source));
-        let limits = self.config.limits_for(&name);
+        let limits = self.limits_for(&name);
         let started = Instant::now();
         if !grants.docker.is_empty() {
             self.docker.connect_ahead();

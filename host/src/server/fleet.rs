@@ -40,8 +40,8 @@ const MAX_REASON_BYTES: usize = 8 << 10;
 const POLL_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Fleet {
-    /// (node, its token).
-    tokens: Vec<(String, Vec<u8>)>,
+    /// (node, its token); replaced on SIGHUP.
+    tokens: std::sync::RwLock<Vec<(String, Vec<u8>)>>,
     pub node_wait: Duration,
     poll_max: Duration,
     /// Cancelled when the server starts shutting down: held polls answer at once, so the
@@ -51,6 +51,16 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn from_config(config: &FleetConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            tokens: std::sync::RwLock::new(Self::tokens_of(config)?),
+            node_wait: Duration::from_secs(config.node_wait_secs),
+            poll_max: Duration::from_secs(config.poll_secs.max(1)),
+            closing: CancellationToken::new(),
+        })
+    }
+
+    /// A reloaded host.toml's node tokens (checked before anything is swapped).
+    pub fn tokens_of(config: &FleetConfig) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let mut tokens = Vec::new();
         for (node, node_config) in &config.nodes {
             let token = node_config
@@ -64,17 +74,16 @@ impl Fleet {
             );
             tokens.push((node.clone(), token.into_bytes()));
         }
-        Ok(Self {
-            tokens,
-            node_wait: Duration::from_secs(config.node_wait_secs),
-            poll_max: Duration::from_secs(config.poll_secs.max(1)),
-            closing: CancellationToken::new(),
-        })
+        Ok(tokens)
+    }
+
+    pub fn set_tokens(&self, tokens: Vec<(String, Vec<u8>)>) {
+        *self.tokens.write().unwrap() = tokens;
     }
 
     /// The node whose token the request carries. Every token is compared (in constant time),
     /// so timing does not say which one nearly matched.
-    fn node_of(&self, headers: &HeaderMap) -> Option<&str> {
+    fn node_of(&self, headers: &HeaderMap) -> Option<String> {
         let given = headers
             .get(header::AUTHORIZATION)?
             .to_str()
@@ -82,9 +91,9 @@ impl Fleet {
             .strip_prefix("Bearer ")?
             .as_bytes();
         let mut found = None;
-        for (node, token) in &self.tokens {
+        for (node, token) in self.tokens.read().unwrap().iter() {
             if bool::from(token.as_slice().ct_eq(given)) {
-                found = Some(node.as_str());
+                found = Some(node.clone());
             }
         }
         found
@@ -113,7 +122,7 @@ fn admit_agent<T: DeserializeOwned>(
     agent_of: impl Fn(&T) -> &AgentId,
 ) -> Result<(T, String), Box<Response>> {
     let Some(node) = app.fleet.node_of(headers) else {
-        let why = if app.fleet.tokens.is_empty() {
+        let why = if app.fleet.tokens.read().unwrap().is_empty() {
             "unauthorized: this server takes no agents ([fleet.nodes.<name>] token = … in host.toml)"
         } else {
             "unauthorized: no node has this token"
@@ -155,7 +164,7 @@ fn admit_agent<T: DeserializeOwned>(
                 .ok_or_else(|| "an agent version is at most 64 bytes".to_string())
         })
         .map_err(|e| Box::new(error(app, ENDPOINT, StatusCode::BAD_REQUEST, e)))?;
-    let runner = runner_of(node, &agent.session);
+    let runner = runner_of(&node, &agent.session);
     Ok((request, runner))
 }
 

@@ -7,10 +7,10 @@ mod auth;
 mod dispatch;
 mod fleet;
 mod metrics;
+mod reload;
 mod rescue;
 mod routing;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -46,8 +46,14 @@ const RETRY_AFTER_SECS: u64 = 5;
 struct App {
     dispatcher: Arc<Dispatcher>,
     fleet: fleet::Fleet,
-    router: AlertRouter,
-    verifiers: HashMap<String, Verifier>,
+    /// Routes and webhook auth as host.toml last (re)loaded them (SIGHUP).
+    live: std::sync::RwLock<Arc<reload::Live>>,
+}
+
+impl App {
+    fn live(&self) -> Arc<reload::Live> {
+        self.live.read().unwrap().clone()
+    }
 }
 
 type Shared = Arc<App>;
@@ -60,13 +66,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let grace = Duration::from_secs(server.shutdown_grace_secs);
     let max_body = server.max_body_bytes;
     let store = host.store.clone().context("the server needs a run store")?;
-    let router = AlertRouter::new(&host.config.routes)?;
-    let mut verifiers = HashMap::new();
-    for (name, hook) in &host.config.webhooks {
-        let verifier =
-            Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
-        verifiers.insert(name.clone(), verifier);
-    }
+    let live = reload::Live::from_config(&host.config)?;
     // Delivers what this host's runs queue, and what an earlier host left pending.
     let notifier = host.notifier();
     for (channel, problem) in notifier.problems() {
@@ -81,9 +81,9 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let app = Arc::new(App {
         dispatcher: Arc::new(dispatcher),
         fleet,
-        router,
-        verifiers,
+        live: std::sync::RwLock::new(Arc::new(live)),
     });
+    let reloader = tokio::spawn(reload::on_sighup(app.clone()));
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);
@@ -133,6 +133,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let left = app.dispatcher.shutdown(grace).await;
     let _ = stop_looking.send(true);
     let _ = rescuer.await;
+    reloader.abort();
     leases.abort();
     if left > 0 {
         tracing::warn!(
@@ -245,7 +246,8 @@ fn error(app: &App, endpoint: &str, status: StatusCode, message: impl Into<Strin
 
 /// The 401 to answer, if any: a missing or failed check, or no auth configured at all.
 async fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
-    let Some(verifier) = app.verifiers.get(endpoint) else {
+    let live = app.live();
+    let Some(verifier) = live.verifiers.get(endpoint) else {
         tracing::warn!("refused a call to {endpoint}: no [webhooks.{endpoint}] auth is configured");
         let mut refused = error(
             app,
@@ -390,7 +392,8 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             );
         }
     }
-    let routes = app.router.routes_for(alert);
+    let live = app.live();
+    let routes = live.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
         unstored.push(record("resolved", playbooks.first().copied(), None, None));
