@@ -94,8 +94,12 @@ fn units_keep_their_hardening() {
                 "{unit} lacks {line}"
             );
         }
-        // No SIGHUP reload yet: an ExecReload= would promise one.
-        assert!(!text.contains("\nExecReload="), "{unit}");
+        // `host serve` reloads on SIGHUP; the agent does not (an ExecReload= would promise it).
+        assert_eq!(
+            text.contains("\nExecReload=/bin/kill -HUP $MAINPID"),
+            unit == "runbook-host.service",
+            "{unit}"
+        );
         let threshold = format!("--threshold={MAX_EXPOSURE}");
         let scored = analyze(
             &sandbox,
