@@ -97,7 +97,7 @@ fn units_keep_their_hardening() {
         // `host serve` reloads on SIGHUP; the agent does not (an ExecReload= would promise it).
         assert_eq!(
             text.contains("\nExecReload=/bin/kill -HUP $MAINPID"),
-            unit == "runbook-host.service",
+            *unit == "runbook-host.service",
             "{unit}"
         );
         let threshold = format!("--threshold={MAX_EXPOSURE}");
