@@ -23,8 +23,13 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `service`: a long-running server or agent (info and up,
 /// timestamped); else a one-shot command (warnings and up, plain). A bad filter is an error
-/// naming it.
-pub fn init(level: Option<&str>, format: LogFormat, service: bool) -> anyhow::Result<()> {
+/// naming it. Lines are written by a background thread (a request logs without a syscall);
+/// keep the guard until exit, it flushes what is left.
+pub fn init(
+    level: Option<&str>,
+    format: LogFormat,
+    service: bool,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     let default = if service { "info" } else { "warn" };
     let wanted = level
         .map(String::from)
@@ -39,10 +44,14 @@ pub fn init(level: Option<&str>, format: LogFormat, service: bool) -> anyhow::Re
     let filter = EnvFilter::builder()
         .parse(&directives)
         .map_err(|e| anyhow::anyhow!("--log-level / RUNBOOK_LOG {wanted:?}: {e}"))?;
-    // anstream drops the colour unless stderr is a terminal and NO_COLOR is unset.
+    // anstream drops the colour unless stderr is a terminal and NO_COLOR is unset. Nothing is
+    // dropped when the thread falls behind: a logger blocks rather than loses lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(anstream::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(anstream::stderr);
+        .with_writer(writer);
     let installed = match (format, service) {
         (LogFormat::Json, _) => builder
             .json()
@@ -53,7 +62,8 @@ pub fn init(level: Option<&str>, format: LogFormat, service: bool) -> anyhow::Re
         (LogFormat::Text, true) => builder.with_ansi(true).with_target(false).try_init(),
         (LogFormat::Text, false) => builder.event_format(Plain).try_init(),
     };
-    installed.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+    installed.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))?;
+    Ok(guard)
 }
 
 /// A one-shot command's form: `warning: message field=value …`.

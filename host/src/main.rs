@@ -298,10 +298,14 @@ fn main() -> ExitCode {
     runbook_host::panics::install_panic_hook();
     let cli = Cli::parse();
     let service = matches!(cli.command, Command::Serve { .. } | Command::Agent { .. });
-    if let Err(e) = runbook_host::logging::init(cli.log_level.as_deref(), cli.log_format, service) {
-        eprintln!("{} {e:#}", runbook_host::style::error());
-        return ExitCode::from(EXIT_USAGE);
-    }
+    let _flushed_at_exit =
+        match runbook_host::logging::init(cli.log_level.as_deref(), cli.log_format, service) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("{} {e:#}", runbook_host::style::error());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let code = runtime.block_on(async_main(cli));
     // Dropping the runtime would wait for every blocking task; host work abandoned at a run's
