@@ -9,6 +9,7 @@ mod fleet;
 mod metrics;
 mod rescue;
 mod routing;
+mod schedule;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         router,
         verifiers,
     });
+    let schedules = schedule::start(&app.dispatcher)?;
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);
@@ -125,6 +127,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
             closing.cancel();
         })
         .await?;
+    schedules.iter().for_each(|s| s.abort());
     // Runs it already claimed start; then the running ones get the grace.
     app.dispatcher.stop_claiming();
     let _ = claims.await;

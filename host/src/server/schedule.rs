@@ -1,0 +1,113 @@
+//! Fires the `[[schedule]]`s of host.toml: one task per schedule sleeps until its next firing
+//! (plus its jitter), then hands the firing to the store, which records it under its key
+//! (schedule, firing time) and admits the run `queued` in the same transaction. The claim loop
+//! runs it like any other queued run. So with several replicas on one store, each firing runs
+//! once (the first to insert the key admits it); a restarted host never fires again what was
+//! recorded; and a schedule whose previous run is still queued or running records the firing
+//! as skipped instead of piling runs up.
+//!
+//! With `catch-up = true`, a schedule fires at start the latest firing before start, unless
+//! it is recorded: a firing missed while no host ran runs once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use jiff::Timestamp;
+
+use super::dispatch::Dispatcher;
+use crate::bindings::TriggerKind;
+use crate::run::RunRequest;
+use crate::schedule::ScheduleConfig;
+use crate::store::{Fired, Firing};
+
+/// Starts one task per schedule; refuses a schedule naming a playbook the catalog does not
+/// have (a typo must not go unnoticed until the first firing, maybe days later).
+pub fn start(dispatcher: &Arc<Dispatcher>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let schedules = dispatcher.host().config.schedules.clone();
+    for schedule in &schedules {
+        dispatcher
+            .host()
+            .catalog
+            .entry(&schedule.playbook)
+            .map_err(|e| anyhow::anyhow!("[[schedule]] {}: {e}", schedule.name()))?;
+    }
+    Ok(schedules
+        .into_iter()
+        .map(|schedule| tokio::spawn(keep_firing(dispatcher.clone(), schedule)))
+        .collect())
+}
+
+async fn keep_firing(dispatcher: Arc<Dispatcher>, schedule: ScheduleConfig) {
+    let started = Timestamp::now();
+    if schedule.catch_up
+        && let Some(missed) = schedule.latest_at(started)
+    {
+        fire(&dispatcher, &schedule, missed, true).await;
+    }
+    let mut after = started;
+    loop {
+        let Some(next) = schedule.next_after(after) else {
+            eprintln!(
+                "schedule {}: {:?} never fires again",
+                schedule.name(),
+                schedule.cron.text
+            );
+            return;
+        };
+        let wait = Duration::try_from(next.duration_since(Timestamp::now())).unwrap_or_default();
+        tokio::time::sleep(wait + schedule.jitter(next)).await;
+        fire(&dispatcher, &schedule, next, false).await;
+        after = next;
+    }
+}
+
+async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp, catch_up: bool) {
+    let name = schedule.name();
+    let host = dispatcher.host();
+    let Some(store) = host.store.clone() else {
+        return;
+    };
+    let prepared = match dispatcher.prepared(&schedule.playbook).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            eprintln!("schedule {name}: firing at {at} not run: {refusal}");
+            return;
+        }
+    };
+    let request = RunRequest {
+        params: schedule
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        alert: None,
+        trigger: TriggerKind::Schedule,
+        dry_run: schedule.dry_run,
+        dedup_key: None,
+        severity: schedule.severity,
+    };
+    let run = match host.new_pending(&prepared, request) {
+        Ok(pending) => host.queued_row(&prepared, &pending),
+        Err(e) => {
+            eprintln!("schedule {name}: firing at {at} not run: {e:#}");
+            return;
+        }
+    };
+    let run_id = run.id.clone();
+    let firing = Firing {
+        schedule: name.to_string(),
+        at_ms: at.as_millisecond(),
+        catch_up,
+        run,
+    };
+    let what = if catch_up { "missed firing" } else { "firing" };
+    match store.fire(firing).await {
+        Ok(Fired::Started) => eprintln!("schedule {name}: {what} at {at}: run {run_id} queued"),
+        Ok(Fired::Skipped(previous)) => eprintln!(
+            "schedule {name}: {what} at {at} skipped: its run {previous} is still going"
+        ),
+        Ok(Fired::AlreadyFired) => {}
+        Err(e) => eprintln!("schedule {name}: {what} at {at} not recorded: {e:#}"),
+    }
+}
