@@ -39,6 +39,11 @@ pub fn start(dispatcher: &Arc<Dispatcher>) -> Result<Vec<tokio::task::JoinHandle
 }
 
 async fn keep_firing(dispatcher: Arc<Dispatcher>, schedule: ScheduleConfig) {
+    // Loaded and described now, not at the first firing: compiling a component can take
+    // seconds, and a firing's run is admitted on time.
+    if let Err(refusal) = dispatcher.prepared(&schedule.playbook).await {
+        eprintln!("schedule {}: {refusal}", schedule.name());
+    }
     let started = Timestamp::now();
     if schedule.catch_up
         && let Some(missed) = schedule.latest_at(started)
