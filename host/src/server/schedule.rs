@@ -21,6 +21,10 @@ use crate::run::RunRequest;
 use crate::schedule::ScheduleConfig;
 use crate::store::{Fired, Firing};
 
+/// Tries to record one firing in a store that does not answer, `FIRE_RETRY_AFTER` apart.
+const FIRE_ATTEMPTS: u32 = 3;
+const FIRE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
 /// Starts one task per schedule; refuses a schedule naming a playbook the catalog does not
 /// have (a typo must not go unnoticed until the first firing, maybe days later).
 pub fn start(dispatcher: &Arc<Dispatcher>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -107,7 +111,20 @@ async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp,
         run,
     };
     let what = if catch_up { "missed firing" } else { "firing" };
-    match store.fire(firing).await {
+    // A store that did not answer is asked again a few times: the firing's key makes a retry
+    // of a commit whose answer was lost `AlreadyFired`, never a second run.
+    let mut attempt = 1;
+    let fired = loop {
+        match store.fire(firing.clone()).await {
+            Err(e) if attempt < FIRE_ATTEMPTS => {
+                eprintln!("schedule {name}: {what} at {at} not recorded yet: {e:#}; retrying");
+                tokio::time::sleep(FIRE_RETRY_AFTER).await;
+                attempt += 1;
+            }
+            result => break result,
+        }
+    };
+    match fired {
         Ok(Fired::Started) => eprintln!("schedule {name}: {what} at {at}: run {run_id} queued"),
         Ok(Fired::Skipped(previous)) => eprintln!(
             "schedule {name}: {what} at {at} skipped: its run {previous} is still going"
