@@ -203,7 +203,10 @@ pub async fn check(host: &Host) -> CheckReport {
         } else if let Ok(prepared) = host.prepare(&schedule.playbook).await {
             for key in schedule.params.keys() {
                 if !prepared.description.params.iter().any(|p| &p.name == key) {
-                    problems.push(format!("{at}: {} has no parameter {key:?}", schedule.playbook));
+                    problems.push(format!(
+                        "{at}: {} has no parameter {key:?}",
+                        schedule.playbook
+                    ));
                 }
             }
         }

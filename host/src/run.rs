@@ -11,7 +11,7 @@ use futures::FutureExt;
 use serde::Serialize;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{Alert, Description, Incident, VersionedPre, TriggerKind};
+use crate::bindings::{Alert, Description, Incident, TriggerKind, VersionedPre};
 use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Protected;
 use crate::caps::http::HttpClient;

@@ -154,7 +154,11 @@ pub fn table(statuses: &[ScheduleStatus]) -> String {
         let last = match &s.last {
             None => "never fired".to_string(),
             Some(f) => {
-                let run = f.run_id.as_deref().or(f.skipped_for.as_deref()).unwrap_or("-");
+                let run = f
+                    .run_id
+                    .as_deref()
+                    .or(f.skipped_for.as_deref())
+                    .unwrap_or("-");
                 let catch_up = if f.catch_up { " (catch-up)" } else { "" };
                 match &f.skipped_for {
                     Some(_) => format!("{} skipped{catch_up}: run {run} still going", f.at),
@@ -172,7 +176,11 @@ pub fn table(statuses: &[ScheduleStatus]) -> String {
             s.next.as_deref().unwrap_or("never")
         );
         for f in s.history.iter().skip(1) {
-            let run = f.run_id.as_deref().or(f.skipped_for.as_deref()).unwrap_or("-");
+            let run = f
+                .run_id
+                .as_deref()
+                .or(f.skipped_for.as_deref())
+                .unwrap_or("-");
             let _ = writeln!(out, "        {} {}: run {run}", f.at, f.outcome);
         }
     }
@@ -300,9 +308,8 @@ mod tests {
             bad_cron.contains("line 2") && bad_cron.contains("cron"),
             "{bad_cron}"
         );
-        let bad_zone =
-            schedule("cron = \"@daily\"\nplaybook = \"x\"\ntimezone = \"Mars/Olympus\"")
-                .unwrap_err();
+        let bad_zone = schedule("cron = \"@daily\"\nplaybook = \"x\"\ntimezone = \"Mars/Olympus\"")
+            .unwrap_err();
         assert!(
             bad_zone.contains("line 3") && bad_zone.contains("Mars/Olympus"),
             "{bad_zone}"

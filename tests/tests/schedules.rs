@@ -137,20 +137,23 @@ params = {{ case = "quick" }}
     let store = sandbox.store();
     let mut server = Server::start(&sandbox, &[]);
 
-    wait_for("three tick runs, a skipped slow firing, a legacy run", || {
-        let all = schedules(&sandbox, &store);
-        let ticks_done = firings(&all, "tick")
-            .iter()
-            .filter(|f| f["outcome"] == "no-action")
-            .count();
-        let skipped = firings(&all, "slow")
-            .iter()
-            .any(|f| f["outcome"] == "skipped");
-        let legacy = firings(&all, "legacy")
-            .iter()
-            .any(|f| f["outcome"] == "resolved");
-        ticks_done >= 3 && skipped && legacy
-    });
+    wait_for(
+        "three tick runs, a skipped slow firing, a legacy run",
+        || {
+            let all = schedules(&sandbox, &store);
+            let ticks_done = firings(&all, "tick")
+                .iter()
+                .filter(|f| f["outcome"] == "no-action")
+                .count();
+            let skipped = firings(&all, "slow")
+                .iter()
+                .any(|f| f["outcome"] == "skipped");
+            let legacy = firings(&all, "legacy")
+                .iter()
+                .any(|f| f["outcome"] == "resolved");
+            ticks_done >= 3 && skipped && legacy
+        },
+    );
     let all = schedules(&sandbox, &store);
 
     // On time: each tick's run was admitted within a second of its firing's time, and the
@@ -308,7 +311,10 @@ params = { case = "quick" }
     let ids: HashSet<&str> = runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), runs.len());
     let fired: HashSet<&str> = ticks.iter().filter_map(|f| f["run_id"].as_str()).collect();
-    assert_eq!(ids, fired, "a run without its own firing, or the reverse: {runs:#?}");
+    assert_eq!(
+        ids, fired,
+        "a run without its own firing, or the reverse: {runs:#?}"
+    );
     assert!(fired.len() >= 3, "{ticks:#?}");
 }
 
@@ -321,7 +327,10 @@ fn components_built_against_0_1_0_and_0_2_0_both_load_and_run() {
     let old = sandbox.host(&["run", "contract-v0-1", "--json"]);
     assert_eq!(old.code, 0, "{}", old.stderr);
     let old = old.json();
-    assert_eq!(old["summary"], "0.1.0 component ran, trigger cli", "{old:#}");
+    assert_eq!(
+        old["summary"], "0.1.0 component ran, trigger cli",
+        "{old:#}"
+    );
     // Its capability call (report.step, imported as runbook:host/report@0.1.0) reached the host.
     assert!(
         old["timeline"]
@@ -337,5 +346,10 @@ fn components_built_against_0_1_0_and_0_2_0_both_load_and_run() {
     // `host inspect` describes both.
     let described = sandbox.host(&["inspect", "contract-v0-1", "--json"]);
     assert_eq!(described.code, 0, "{}", described.stderr);
-    assert_eq!(described.json()["name"], "contract-v0-1", "{}", described.stdout);
+    assert_eq!(
+        described.json()["name"],
+        "contract-v0-1",
+        "{}",
+        described.stdout
+    );
 }

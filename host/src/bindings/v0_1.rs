@@ -27,8 +27,8 @@ pub mod generated {
     });
 }
 
-pub use generated::{Playbook, PlaybookPre};
 use generated::runbook::host::types as old;
+pub use generated::{Playbook, PlaybookPre};
 
 /// The 0.1.0 names of the capability interfaces, bound to the current host functions.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
@@ -40,23 +40,14 @@ pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
     }
     // `types` holds only types; the instance must still exist for the import to resolve.
     named(linker, "types")?;
-    current::docker::add_to_linker_instance::<_, HasSelf<_>>(
-        &mut named(linker, "docker")?,
-        |s| s,
-    )?;
+    current::docker::add_to_linker_instance::<_, HasSelf<_>>(&mut named(linker, "docker")?, |s| s)?;
     current::http::add_to_linker_instance::<_, HasSelf<_>>(&mut named(linker, "http")?, |s| s)?;
     current::fs_read::add_to_linker_instance::<_, HasSelf<_>>(
         &mut named(linker, "fs-read")?,
         |s| s,
     )?;
-    current::notify::add_to_linker_instance::<_, HasSelf<_>>(
-        &mut named(linker, "notify")?,
-        |s| s,
-    )?;
-    current::report::add_to_linker_instance::<_, HasSelf<_>>(
-        &mut named(linker, "report")?,
-        |s| s,
-    )?;
+    current::notify::add_to_linker_instance::<_, HasSelf<_>>(&mut named(linker, "notify")?, |s| s)?;
+    current::report::add_to_linker_instance::<_, HasSelf<_>>(&mut named(linker, "report")?, |s| s)?;
     Ok(())
 }
 

@@ -49,12 +49,10 @@ pub enum VersionedPlaybook {
 
 impl VersionedPre {
     pub fn new(instance_pre: InstancePre<RunState>, engine: &Engine) -> Result<Self> {
-        Ok(
-            match contract_version(instance_pre.component(), engine) {
-                v0_1::VERSION => Self::V0_1(v0_1::PlaybookPre::new(instance_pre)?),
-                _ => Self::Current(PlaybookPre::new(instance_pre)?),
-            },
-        )
+        Ok(match contract_version(instance_pre.component(), engine) {
+            v0_1::VERSION => Self::V0_1(v0_1::PlaybookPre::new(instance_pre)?),
+            _ => Self::Current(PlaybookPre::new(instance_pre)?),
+        })
     }
 
     /// The contract version the component was built against.

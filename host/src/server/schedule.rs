@@ -126,9 +126,9 @@ async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp,
     };
     match fired {
         Ok(Fired::Started) => eprintln!("schedule {name}: {what} at {at}: run {run_id} queued"),
-        Ok(Fired::Skipped(previous)) => eprintln!(
-            "schedule {name}: {what} at {at} skipped: its run {previous} is still going"
-        ),
+        Ok(Fired::Skipped(previous)) => {
+            eprintln!("schedule {name}: {what} at {at} skipped: its run {previous} is still going")
+        }
         Ok(Fired::AlreadyFired) => {}
         Err(e) => eprintln!("schedule {name}: {what} at {at} not recorded: {e:#}"),
     }

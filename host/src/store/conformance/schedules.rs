@@ -47,29 +47,36 @@ pub(crate) async fn each_firing_is_recorded_and_run_once_across_instances(s: Sub
     );
 }
 
-pub(crate) async fn a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded(
-    s: Subject,
-) {
+pub(crate) async fn a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded(s: Subject) {
     let b = &s.backend;
     let limits = SlotLimits {
         default: 4,
         per_playbook: Default::default(),
     };
-    assert_eq!(b.fire(firing("slow", 1_000, "a")).await.unwrap(), Fired::Started);
+    assert_eq!(
+        b.fire(firing("slow", 1_000, "a")).await.unwrap(),
+        Fired::Started
+    );
     // Queued still: skipped.
     assert_eq!(
         b.fire(firing("slow", 2_000, "b")).await.unwrap(),
         Fired::Skipped("a".into())
     );
     // Running: skipped.
-    assert_eq!(b.claim_queued("me", 4, &limits, LONG).await.unwrap().len(), 1);
+    assert_eq!(
+        b.claim_queued("me", 4, &limits, LONG).await.unwrap().len(),
+        1
+    );
     assert_eq!(
         b.fire(firing("slow", 3_000, "c")).await.unwrap(),
         Fired::Skipped("a".into())
     );
     // Ended: the next firing runs.
     b.finish(outcome("a", "resolved")).await.unwrap();
-    assert_eq!(b.fire(firing("slow", 4_000, "d")).await.unwrap(), Fired::Started);
+    assert_eq!(
+        b.fire(firing("slow", 4_000, "d")).await.unwrap(),
+        Fired::Started
+    );
     // A skipped firing stays recorded: firing it again is no run.
     assert_eq!(
         b.fire(firing("slow", 2_000, "e")).await.unwrap(),
@@ -79,7 +86,14 @@ pub(crate) async fn a_firing_while_the_schedules_run_is_going_is_skipped_and_rec
     let firings = b.firings("slow", 10).await.unwrap();
     let seen: Vec<_> = firings
         .iter()
-        .map(|f| (f.at_ms, f.outcome.as_str(), f.run_id.as_deref(), f.skipped_for.as_deref()))
+        .map(|f| {
+            (
+                f.at_ms,
+                f.outcome.as_str(),
+                f.run_id.as_deref(),
+                f.skipped_for.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,

@@ -16,8 +16,8 @@ use tokio_postgres::NoTls;
 
 use super::backend::{Backend, SlotLimits};
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::Untold;
 
@@ -390,7 +390,10 @@ impl Backend for Postgres {
 
     async fn fire(&self, firing: Firing) -> Result<Fired> {
         let fired = self
-            .bounded("recording a schedule's firing", schedules::fire(self, firing))
+            .bounded(
+                "recording a schedule's firing",
+                schedules::fire(self, firing),
+            )
             .await?;
         if fired == Fired::Started {
             listen::wake(&self.queued);

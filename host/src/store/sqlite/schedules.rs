@@ -59,7 +59,11 @@ pub(super) fn fire(conn: &Connection, firing: Firing) -> Result<Fired> {
     Ok(fired)
 }
 
-pub(super) fn firings(conn: &Connection, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
+pub(super) fn firings(
+    conn: &Connection,
+    schedule: &str,
+    limit: usize,
+) -> Result<Vec<FiringRecord>> {
     let rows = conn
         .prepare_cached(
             "SELECT f.at_ms, f.catch_up, f.run_id, r.status, f.skipped_for
