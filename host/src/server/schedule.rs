@@ -24,6 +24,8 @@ use crate::store::{Fired, Firing};
 /// Tries to record one firing in a store that does not answer, `FIRE_RETRY_AFTER` apart.
 const FIRE_ATTEMPTS: u32 = 3;
 const FIRE_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Longest sleep before the wall clock is read again.
+const CLOCK_RECHECK: Duration = Duration::from_secs(60);
 
 /// Starts one task per schedule; refuses a schedule naming a playbook the catalog does not
 /// have (a typo must not go unnoticed until the first firing, maybe days later).
@@ -64,10 +66,25 @@ async fn keep_firing(dispatcher: Arc<Dispatcher>, schedule: ScheduleConfig) {
             );
             return;
         };
-        let wait = Duration::try_from(next.duration_since(Timestamp::now())).unwrap_or_default();
-        tokio::time::sleep(wait + schedule.jitter(next)).await;
+        sleep_until(next + schedule.jitter(next)).await;
         fire(&dispatcher, &schedule, next, false).await;
         after = next;
+    }
+}
+
+/// Sleeps until the wall clock reads `at`, looking at it again at least every
+/// `CLOCK_RECHECK`: tokio's timers are monotonic, and a clock stepped by NTP or a suspended
+/// machine must not shift a daily firing by the step.
+async fn sleep_until(at: Timestamp) {
+    loop {
+        let left = at.duration_since(Timestamp::now());
+        let Ok(left) = Duration::try_from(left) else {
+            return; // negative: due
+        };
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(CLOCK_RECHECK)).await;
     }
 }
 
