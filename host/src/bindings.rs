@@ -8,6 +8,10 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub mod v0_1;
+pub mod versions;
+pub use versions::{VersionedPlaybook, VersionedPre};
+
 pub use runbook::host::types::{
     Alert, Capability, Error as CapError, ParamSpec, Severity, Status, TriggerKind,
 };
@@ -77,6 +81,7 @@ impl TriggerKind {
             TriggerKind::Cli => "cli",
             TriggerKind::Webhook => "webhook",
             TriggerKind::Alert => "alert",
+            TriggerKind::Schedule => "schedule",
         }
     }
 }

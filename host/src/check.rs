@@ -193,6 +193,24 @@ pub async fn check(host: &Host) -> CheckReport {
             }
         }
     }
+    for schedule in &host.config.schedules {
+        let at = format!("[[schedule]] {}", schedule.name());
+        if !entries.iter().any(|e| e.name == schedule.playbook) {
+            problems.push(format!(
+                "{at}: no playbook named {:?} is installed",
+                schedule.playbook
+            ));
+        } else if let Ok(prepared) = host.prepare(&schedule.playbook).await {
+            for key in schedule.params.keys() {
+                if !prepared.description.params.iter().any(|p| &p.name == key) {
+                    problems.push(format!(
+                        "{at}: {} has no parameter {key:?}",
+                        schedule.playbook
+                    ));
+                }
+            }
+        }
+    }
     for (name, hook) in &host.config.webhooks {
         if !matches!(name.as_str(), "alertmanager" | "run" | "api") {
             problems.push(format!(

@@ -44,6 +44,9 @@ pub struct Config {
     /// Alert label matchers → playbook, in order.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Playbooks run on a cron expression by `host serve` (schedule.rs).
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<crate::schedule::ScheduleConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -240,6 +243,21 @@ impl Config {
             crate::catalog::check_name(&route.playbook).map_err(|e| {
                 anyhow::anyhow!("{}: [[route]] #{}: playbook {e}", path.display(), i + 1)
             })?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, schedule) in config.schedules.iter().enumerate() {
+            let at = || format!("{}: [[schedule]] #{}", path.display(), i + 1);
+            schedule
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            // The name keys the schedule's firings in the store: two alike would share them.
+            if !names.insert(schedule.name()) {
+                anyhow::bail!(
+                    "{}: another schedule is named {:?}; give each its own `name`",
+                    at(),
+                    schedule.name()
+                );
+            }
         }
         for name in config.fleet.nodes.keys() {
             crate::fleet::check_node_name(name)

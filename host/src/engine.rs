@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy};
 
 use self::cache::{CompileCache, FileIdentity, Lookup, MemoLookup, VerifiedEntry};
 use self::pool::Slots;
 pub use self::pool::{InstanceSlot, PoolPlan};
-use crate::bindings::{Description, Playbook, PlaybookPre};
+use crate::bindings::{Description, VersionedPre};
 use crate::description;
 use crate::state::RunState;
 
@@ -110,7 +110,7 @@ impl PlaybookEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Playbook::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        crate::bindings::versions::add_to_linker(&mut linker)?;
 
         let cache = cache_dir.as_deref().map(CompileCache::open).transpose()?;
         Ok(Self {
@@ -144,7 +144,7 @@ impl PlaybookEngine {
 
     /// Compiles (or loads from the cache) and links a component against the playbook world.
     /// Errors name what is wrong with the file: not wasm, a core module, the wrong world.
-    pub fn prepare(&self, wasm: &[u8]) -> Result<(PlaybookPre<RunState>, LoadReport)> {
+    pub fn prepare(&self, wasm: &[u8]) -> Result<(VersionedPre, LoadReport)> {
         check_is_component(wasm)?;
         let loaded = self.load(wasm, Sha256::digest(wasm).into())?;
         self.link(loaded)
@@ -158,7 +158,7 @@ impl PlaybookEngine {
         file: &File,
         path: &Path,
         cap: u64,
-    ) -> Result<(PlaybookPre<RunState>, LoadReport)> {
+    ) -> Result<(VersionedPre, LoadReport)> {
         let mut header = [0u8; 8];
         let read = file
             .read_at(&mut header, 0)
@@ -238,13 +238,13 @@ impl PlaybookEngine {
     fn link(
         &self,
         (component, report): (Component, LoadReport),
-    ) -> Result<(PlaybookPre<RunState>, LoadReport)> {
+    ) -> Result<(VersionedPre, LoadReport)> {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("the component needs imports this host does not provide")?;
-        let pre = PlaybookPre::new(instance_pre)
+        let pre = VersionedPre::new(instance_pre, &self.engine)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("the component does not export the runbook:host playbook world")?;
         Ok((pre, report))

@@ -21,6 +21,7 @@ pub mod redact;
 pub mod render;
 pub mod run;
 pub mod scaffold;
+pub mod schedule;
 pub mod server;
 pub mod severity;
 pub mod signing;

@@ -173,6 +173,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The config's schedules: next firing, and the last one (with its run's outcome) from the store
+    #[command(after_help = "Examples:\n  host schedules\n  host schedules --history 10 --json")]
+    Schedules {
+        /// Also list this many recorded firings of each, newest first
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        history: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     #[command(
         after_help = "Examples:\n  host runs\n  host runs --playbook bot-down --limit 5\n  host runs show r1a2126ff8f40245b000"
@@ -430,6 +439,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         let store = runbook_host::store::open(&location, config_connections).await?;
         return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
     }
+    if let Command::Schedules { history, json } = &cli.command {
+        let location =
+            store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
+        let store = runbook_host::store::open(&location, config_connections).await?;
+        let statuses =
+            runbook_host::schedule::statuses(&*store, &host.config.schedules, *history).await?;
+        if *json {
+            println!("{}", runbook_host::text::json_for_terminal(&statuses)?);
+        } else {
+            print!("{}", runbook_host::schedule::table(&statuses));
+        }
+        return Ok(0);
+    }
     if let Command::Nodes { json } = &cli.command {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
@@ -657,6 +679,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Runs { .. }
+        | Command::Schedules { .. }
         | Command::Serve { .. }
         | Command::Agent { .. }
         | Command::Nodes { .. }

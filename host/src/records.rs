@@ -177,6 +177,71 @@ pub enum Admitted {
     Cooldown,
 }
 
+/// One firing of a schedule: its key is (schedule, firing time), so across every replica on a
+/// store each firing is recorded, and its run admitted, once.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub schedule: String,
+    /// The firing's time as the cron expression gives it (not delayed by jitter), unix ms.
+    pub at_ms: i64,
+    /// Fired at start for a firing missed while no host ran (`catch-up`).
+    pub catch_up: bool,
+    /// The run to admit `queued`, unless the schedule's previous run is still going.
+    pub run: QueuedRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    Started,
+    /// The schedule's previous run (this id) is still queued or running: recorded, not run.
+    Skipped(String),
+    /// Another process (or an earlier start of this one) already recorded this firing.
+    AlreadyFired,
+}
+
+/// A recorded firing and what became of it, for `host schedules`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FiringRecord {
+    pub schedule: String,
+    /// RFC 3339 (UTC) and unix ms of the firing.
+    pub at: String,
+    pub at_ms: i64,
+    pub catch_up: bool,
+    /// The run it started; none when skipped.
+    pub run_id: Option<String>,
+    /// The run's status now (queued, running, resolved, …), or `skipped`.
+    pub outcome: String,
+    /// Skipped: the run of the schedule that was still going.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_for: Option<String>,
+}
+
+impl FiringRecord {
+    pub fn new(
+        schedule: String,
+        at_ms: i64,
+        catch_up: bool,
+        run_id: Option<String>,
+        status: Option<String>,
+        skipped_for: Option<String>,
+    ) -> Self {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms.max(0) as u64);
+        Self {
+            schedule,
+            at: rfc3339(at),
+            at_ms,
+            catch_up,
+            outcome: match (&skipped_for, status) {
+                (Some(_), _) => "skipped".into(),
+                (None, Some(status)) => status,
+                (None, None) => "unknown".into(),
+            },
+            run_id,
+            skipped_for,
+        }
+    }
+}
+
 /// A fleet node as the store last saw its agent.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeRecord {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{Alert, Description, Incident, PlaybookPre, TriggerKind};
+use crate::bindings::{Alert, Description, Incident, TriggerKind, VersionedPre};
 use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Protected;
 use crate::caps::http::HttpClient;
@@ -57,7 +57,7 @@ pub struct Prepared {
     /// Name and origin; `wasm` is empty for a file (what runs is the compiled form, and a
     /// server need not keep a 17 MB Python component in memory per playbook).
     pub source: PluginSource,
-    pub pre: PlaybookPre<RunState>,
+    pub pre: VersionedPre,
     pub load: LoadReport,
     pub description: Description,
 }
@@ -324,6 +324,7 @@ impl Host {
         let trigger = match stored.trigger.as_str() {
             "alert" => TriggerKind::Alert,
             "webhook" => TriggerKind::Webhook,
+            "schedule" => TriggerKind::Schedule,
             other => anyhow::bail!("a {other} run is not resumed by another host"),
         };
         let severity = Priority::parse(&stored.severity).unwrap_or(Priority::P3);

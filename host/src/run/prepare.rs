@@ -55,7 +55,7 @@ impl Host {
     async fn describe_prepared(
         &self,
         source: PluginSource,
-        pre: PlaybookPre<RunState>,
+        pre: VersionedPre,
         mut load: LoadReport,
     ) -> Result<Prepared> {
         let description = match self.engine.recorded_description(&load) {
@@ -85,7 +85,7 @@ impl Host {
     /// describe() gets a deadline of its own, short, enforced both ways: the epoch deadline
     /// stops a guest spinning on the CPU, the timeout one parked in a host or WASI call. What it
     /// returns is held to the description caps.
-    async fn describe(&self, pre: &PlaybookPre<RunState>) -> Result<Description> {
+    async fn describe(&self, pre: &VersionedPre) -> Result<Description> {
         let limits = Limits {
             deadline: description::DESCRIBE_DEADLINE,
             ..Limits::default()

@@ -10,6 +10,7 @@ mod metrics;
 mod reload;
 mod rescue;
 mod routing;
+mod schedule;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -84,6 +85,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         live: std::sync::RwLock::new(Arc::new(live)),
     });
     let reloader = tokio::spawn(reload::on_sighup(app.clone()));
+    let schedules = schedule::start(&app.dispatcher)?;
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);
@@ -127,6 +129,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         closing.cancel();
     })
     .await?;
+    schedules.iter().for_each(|s| s.abort());
     // Runs it already claimed start; then the running ones get the grace.
     app.dispatcher.stop_claiming();
     let _ = claims.await;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 
 /// How many runs of each playbook may run at once across every process on the store.
@@ -104,6 +104,19 @@ pub trait Backend: Send + Sync + 'static {
     /// one caller only (it is marked told in the same transaction; a crash right after loses
     /// that notice rather than sending it twice).
     async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>>;
+
+    // ---- schedules -------------------------------------------------------------------
+
+    /// Records one firing of a schedule and admits its run, in one transaction, atomically
+    /// across every process on the store: the firing's key (schedule, time) is unique, so a
+    /// firing already recorded (by another replica, or before a restart) is `AlreadyFired`;
+    /// a schedule whose latest run is still `queued` or `running` records the firing as
+    /// skipped (naming that run); otherwise the run is stored `queued` and claimers are woken.
+    async fn fire(&self, firing: Firing) -> Result<Fired>;
+
+    /// The recorded firings of `schedule`, newest first, at most `limit`, each with its
+    /// run's status now.
+    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>>;
 
     /// Newest first; `playbook` filters.
     async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>>;

@@ -20,8 +20,8 @@ pub mod postgres;
 mod sqlite;
 
 pub use crate::records::{
-    Admit, Admitted, AlertRecord, Artifact, Claim, LOST_REASON, NewMessage, NodeRecord, OutboxRow,
-    QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Artifact, Claim, Fired, Firing, FiringRecord, LOST_REASON,
+    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{Backend, SlotLimits};
 pub use sqlite::Sqlite;

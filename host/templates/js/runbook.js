@@ -8,11 +8,11 @@
 //
 // Shipped by `host new --lang js`; componentize-js resolves the runbook:host imports from ./wit.
 
-import * as dockerWit from 'runbook:host/docker@0.1.0';
-import * as fsWit from 'runbook:host/fs-read@0.1.0';
-import * as httpWit from 'runbook:host/http@0.1.0';
-import * as notifyWit from 'runbook:host/notify@0.1.0';
-import * as reportWit from 'runbook:host/report@0.1.0';
+import * as dockerWit from 'runbook:host/docker@0.2.0';
+import * as fsWit from 'runbook:host/fs-read@0.2.0';
+import * as httpWit from 'runbook:host/http@0.2.0';
+import * as notifyWit from 'runbook:host/notify@0.2.0';
+import * as reportWit from 'runbook:host/report@0.2.0';
 
 // --- errors: one class per WIT error kind ---------------------------------------------------
 

@@ -34,12 +34,14 @@ use crate::store::backend::{Backend, SlotLimits};
 mod delivery;
 mod fleet;
 mod runs;
+mod schedules;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
 pub(crate) use runs::*;
+pub(crate) use schedules::*;
 
 type Make<T> = Arc<dyn Fn() -> BoxFuture<'static, Result<T>> + Send + Sync>;
 
@@ -103,6 +105,8 @@ macro_rules! conformance_tests {
             undelivered_node_runs_end_after_the_wait_and_are_told_once,
             undeliverable_runs_free_their_dedup_and_cooldown_keys,
             every_waiting_claimer_wakes_on_a_new_run,
+            each_firing_is_recorded_and_run_once_across_instances,
+            a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

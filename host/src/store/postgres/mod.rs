@@ -16,8 +16,8 @@ use tokio_postgres::NoTls;
 
 use super::backend::{Backend, SlotLimits};
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::Untold;
 
@@ -26,6 +26,7 @@ mod listen;
 mod outbox;
 mod reads;
 mod runs;
+mod schedules;
 mod schema;
 
 pub const DEFAULT_POOL_SIZE: usize = 8;
@@ -383,6 +384,28 @@ impl Backend for Postgres {
         self.bounded(
             "taking undeliverable runs",
             runs::take_unnotified(self, Untold::Undeliverable, max),
+        )
+        .await
+    }
+
+    async fn fire(&self, firing: Firing) -> Result<Fired> {
+        let fired = self
+            .bounded(
+                "recording a schedule's firing",
+                schedules::fire(self, firing),
+            )
+            .await?;
+        if fired == Fired::Started {
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(fired)
+    }
+
+    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
+        self.bounded(
+            "reading a schedule's firings",
+            schedules::firings(self, schedule, limit),
         )
         .await
     }

@@ -67,7 +67,7 @@ pub(super) async fn execute(
     c.execute(&statement, params).await.map_err(pg_error)
 }
 
-async fn insert_run(
+pub(super) async fn insert_run(
     c: &impl GenericClient,
     run: &QueuedRun,
     running: Option<(&str, Duration)>,

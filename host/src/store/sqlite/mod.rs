@@ -11,14 +11,15 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::{Backend, SlotLimits, Untold};
 
 mod fleet;
 mod outbox;
 mod runs;
+mod schedules;
 mod writer;
 
 /// One entry per schema version; never edit a shipped one, append a new one.
@@ -154,6 +155,20 @@ const MIGRATIONS: &[&str] = &[
         version       TEXT NOT NULL,
         connected_at  TEXT NOT NULL,        -- RFC 3339, when this session first connected
         last_seen     INTEGER NOT NULL
+    );
+"#,
+    r#"
+    -- One row per firing of a `[[schedule]]` (its name, the firing's time in unix ms): the
+    -- key makes each firing run once however many hosts share the store, and across
+    -- restarts. run_id: the run it admitted; skipped_for: the schedule's run still going.
+    CREATE TABLE schedule_firings (
+        schedule     TEXT NOT NULL,
+        at_ms        INTEGER NOT NULL,
+        catch_up     INTEGER NOT NULL,
+        run_id       TEXT,
+        skipped_for  TEXT,
+        recorded_ms  INTEGER NOT NULL,
+        PRIMARY KEY (schedule, at_ms)
     );
 "#,
 ];
@@ -426,6 +441,23 @@ impl Backend for Sqlite {
     async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
         self.writer()
             .write(move |tx| runs::take_unnotified(tx, Untold::Undeliverable, max))
+            .await
+    }
+
+    async fn fire(&self, firing: Firing) -> Result<Fired> {
+        let fired = self
+            .writer()
+            .write(move |tx| schedules::fire(tx, firing))
+            .await?;
+        if fired == Fired::Started {
+            self.wake_claimers();
+        }
+        Ok(fired)
+    }
+
+    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
+        let schedule = schedule.to_string();
+        self.blocking(move |conn| schedules::firings(conn, &schedule, limit))
             .await
     }
 

@@ -11,6 +11,7 @@ mod fs_escapes;
 mod fs_many;
 mod fsperf;
 mod output;
+mod schedules;
 
 use std::hint::black_box;
 
@@ -36,6 +37,9 @@ fn describe() -> Description {
 fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
     let case = incident.param("case").unwrap_or_default();
+    if let Some(result) = schedules::run(case, &incident) {
+        return result;
+    }
     if let Some(result) = fleet::run(case, &incident) {
         return result;
     }

@@ -1,0 +1,100 @@
+//! Which contract version a component speaks, and calling it in that version.
+//!
+//! Adding a version (say 0.3.0): copy `wit/*.wit` to `wit/0.2.0/` before editing, add a module
+//! like `v0_1.rs` for 0.2.0 (bindgen of `wit/0.2.0`, the capability interfaces registered under
+//! the 0.2.0 names, conversions for the types that changed), a case in `ContractVersion`, and a
+//! fixture component built against it (tests/hostile/). See docs/playbooks.md.
+
+use anyhow::Result;
+use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre, Linker};
+
+use super::{CapError, Description, Incident, Outcome, Playbook, PlaybookPre, v0_1};
+use crate::state::RunState;
+
+/// The version of `wit/` this host publishes (`host wit`, the SDK, the templates).
+pub const CURRENT: &str = "0.2.0";
+
+/// Every contract version this host loads, newest first.
+pub const SUPPORTED: &[&str] = &[CURRENT, v0_1::VERSION];
+
+/// Binds every supported version's capability interfaces into one linker.
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
+    Playbook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
+    v0_1::add_to_linker(linker)
+}
+
+/// The contract version of a component, read from the `runbook:host/…@version` names it
+/// imports (every playbook imports at least `types`, whose types its exports use). A component
+/// importing none of them is taken as current; linking then says what is missing.
+pub fn contract_version(component: &Component, engine: &Engine) -> &'static str {
+    let ty = component.component_type();
+    let version = ty.imports(engine).find_map(|(name, _)| {
+        let (_, version) = name.strip_prefix("runbook:host/")?.split_once('@')?;
+        SUPPORTED.iter().copied().find(|v| *v == version)
+    });
+    version.unwrap_or(CURRENT)
+}
+
+/// A linked playbook of any supported version.
+pub enum VersionedPre {
+    Current(PlaybookPre<RunState>),
+    V0_1(v0_1::PlaybookPre<RunState>),
+}
+
+pub enum VersionedPlaybook {
+    Current(Playbook),
+    V0_1(v0_1::Playbook),
+}
+
+impl VersionedPre {
+    pub fn new(instance_pre: InstancePre<RunState>, engine: &Engine) -> Result<Self> {
+        Ok(match contract_version(instance_pre.component(), engine) {
+            v0_1::VERSION => Self::V0_1(v0_1::PlaybookPre::new(instance_pre)?),
+            _ => Self::Current(PlaybookPre::new(instance_pre)?),
+        })
+    }
+
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> &'static str {
+        match self {
+            Self::Current(_) => CURRENT,
+            Self::V0_1(_) => v0_1::VERSION,
+        }
+    }
+
+    pub async fn instantiate_async(
+        &self,
+        store: &mut wasmtime::Store<RunState>,
+    ) -> wasmtime::Result<VersionedPlaybook> {
+        Ok(match self {
+            Self::Current(pre) => VersionedPlaybook::Current(pre.instantiate_async(store).await?),
+            Self::V0_1(pre) => VersionedPlaybook::V0_1(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+impl VersionedPlaybook {
+    pub async fn call_describe(
+        &self,
+        store: &mut wasmtime::Store<RunState>,
+    ) -> wasmtime::Result<Description> {
+        match self {
+            Self::Current(p) => p.call_describe(store).await,
+            Self::V0_1(p) => Ok(v0_1::description(p.call_describe(store).await?)),
+        }
+    }
+
+    pub async fn call_run(
+        &self,
+        store: &mut wasmtime::Store<RunState>,
+        incident: &Incident,
+    ) -> wasmtime::Result<Result<Outcome, CapError>> {
+        match self {
+            Self::Current(p) => p.call_run(store, incident).await,
+            Self::V0_1(p) => Ok(v0_1::outcome(
+                p.call_run(store, &v0_1::incident(incident)).await?,
+            )),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `[[schedule]]` in host.toml: a playbook run on a cron expression in an IANA time zone.
+//! Parsing (croner: 5 fields, or 6 with seconds first; `@daily` and friends) and the zone
+//! (jiff, with its zone database compiled in) are checked when the config is read, so a bad
+//! expression or zone is a config error with its line and column. `host serve` fires them
+//! (server/schedule.rs); `host schedules` lists them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Deserializer};
+
+use crate::records::FiringRecord;
+use crate::severity::Priority;
+use crate::store::Store;
+
+/// Longest a schedule's name may be: it is a key in the store and shown in lists.
+pub const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScheduleConfig {
+    /// Names the schedule in `host schedules` and keys its firings in the store; default: the
+    /// playbook's name (two schedules of one playbook must name themselves).
+    pub name: Option<String>,
+    pub cron: CronExpr,
+    pub playbook: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// IANA zone the expression is read in (default UTC): "0 6 * * *" in Europe/Berlin is
+    /// 06:00 there, summer and winter.
+    #[serde(default)]
+    pub timezone: Zone,
+    /// P1–P4 (or critical, warning, …) for the runs; default P3.
+    #[serde(default, deserialize_with = "priority")]
+    pub severity: Option<Priority>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Each firing waits up to this long (the same delay on every replica for one firing),
+    /// so schedules on the same minute do not all start at once.
+    #[serde(default)]
+    pub jitter_secs: u64,
+    /// A firing missed while no host ran (the latest before start) runs once at start.
+    #[serde(default)]
+    pub catch_up: bool,
+}
+
+impl ScheduleConfig {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.playbook)
+    }
+
+    /// The first firing strictly after `after`; None when the expression never matches again.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let zoned = after.to_zoned(self.timezone.tz.clone());
+        let next = self.cron.cron.find_next_occurrence(&zoned, false).ok()?;
+        Some(next.timestamp())
+    }
+
+    /// The latest firing at or before `at` (what catch-up runs).
+    pub fn latest_at(&self, at: Timestamp) -> Option<Timestamp> {
+        let zoned = at.to_zoned(self.timezone.tz.clone());
+        let previous = self.cron.cron.find_previous_occurrence(&zoned, true).ok()?;
+        Some(previous.timestamp())
+    }
+
+    /// The delay of one firing within `jitter-secs`: derived from the schedule and the firing,
+    /// so every replica waits the same and the store's key decides which one runs it.
+    pub fn jitter(&self, firing: Timestamp) -> Duration {
+        if self.jitter_secs == 0 {
+            return Duration::ZERO;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (self.name(), firing.as_millisecond()).hash(&mut hasher);
+        let span_ms = self.jitter_secs.saturating_mul(1000).saturating_add(1);
+        Duration::from_millis(hasher.finish() % span_ms)
+    }
+
+    /// What `load` checks beyond the types: the name (a store key) and the playbook's name.
+    pub fn check(&self) -> Result<(), String> {
+        let name = self.name();
+        if name.is_empty()
+            || name.len() > MAX_NAME_LEN
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "name {name:?}: letters, digits, '-', '_' or '.', at most {MAX_NAME_LEN}"
+            ));
+        }
+        crate::catalog::check_name(&self.playbook).map_err(|e| format!("playbook {e}"))
+    }
+}
+
+/// A schedule as `host schedules` shows it: when it fires next, and its last firing (from
+/// the store) with its outcome.
+#[derive(Debug, serde::Serialize)]
+pub struct ScheduleStatus {
+    pub name: String,
+    pub playbook: String,
+    pub cron: String,
+    pub timezone: String,
+    pub catch_up: bool,
+    /// RFC 3339 (UTC); none when the expression never fires again.
+    pub next: Option<String>,
+    pub last: Option<FiringRecord>,
+    /// The recorded firings, newest first (`--history N`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<FiringRecord>,
+}
+
+/// Every configured schedule's status; `history` firings of each (at least the last one).
+pub async fn statuses(
+    store: &Store,
+    schedules: &[ScheduleConfig],
+    history: usize,
+) -> anyhow::Result<Vec<ScheduleStatus>> {
+    let now = Timestamp::now();
+    let mut out = Vec::with_capacity(schedules.len());
+    for schedule in schedules {
+        let mut firings = store.firings(schedule.name(), history.max(1)).await?;
+        let last = firings.first().cloned();
+        if history == 0 {
+            firings.clear();
+        }
+        out.push(ScheduleStatus {
+            name: schedule.name().to_string(),
+            playbook: schedule.playbook.clone(),
+            cron: schedule.cron.text.clone(),
+            timezone: schedule.timezone.name.clone(),
+            catch_up: schedule.catch_up,
+            next: schedule.next_after(now).map(|t| t.to_string()),
+            last,
+            history: firings,
+        });
+    }
+    Ok(out)
+}
+
+/// The statuses as a table for the terminal.
+pub fn table(statuses: &[ScheduleStatus]) -> String {
+    use std::fmt::Write;
+    if statuses.is_empty() {
+        return "no [[schedule]] in the config\n".into();
+    }
+    let mut out = String::new();
+    for s in statuses {
+        let last = match &s.last {
+            None => "never fired".to_string(),
+            Some(f) => {
+                let run = f
+                    .run_id
+                    .as_deref()
+                    .or(f.skipped_for.as_deref())
+                    .unwrap_or("-");
+                let catch_up = if f.catch_up { " (catch-up)" } else { "" };
+                match &f.skipped_for {
+                    Some(_) => format!("{} skipped{catch_up}: run {run} still going", f.at),
+                    None => format!("{} {}{catch_up}: run {run}", f.at, f.outcome),
+                }
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{}  {}  {:?} {}\n  next: {}\n  last: {last}",
+            s.name,
+            s.playbook,
+            s.cron,
+            s.timezone,
+            s.next.as_deref().unwrap_or("never")
+        );
+        for f in s.history.iter().skip(1) {
+            let run = f
+                .run_id
+                .as_deref()
+                .or(f.skipped_for.as_deref())
+                .unwrap_or("-");
+            let _ = writeln!(out, "        {} {}: run {run}", f.at, f.outcome);
+        }
+    }
+    out
+}
+
+/// A parsed cron expression, with the text it came from.
+#[derive(Clone)]
+pub struct CronExpr {
+    pub text: String,
+    cron: Cron,
+}
+
+impl fmt::Debug for CronExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl CronExpr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(text)
+            .map_err(|e| format!("cron {text:?}: {e}"))?;
+        Ok(Self {
+            text: text.to_string(),
+            cron,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CronExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        CronExpr::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IANA time zone, by name.
+#[derive(Clone)]
+pub struct Zone {
+    pub name: String,
+    tz: TimeZone,
+}
+
+impl fmt::Debug for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.name)
+    }
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Self {
+            name: "UTC".into(),
+            tz: TimeZone::UTC,
+        }
+    }
+}
+
+impl Zone {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let tz = TimeZone::get(name)
+            .map_err(|_| format!("timezone {name:?}: not an IANA time zone name"))?;
+        Ok(Self {
+            name: name.to_string(),
+            tz,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Zone::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
+    let text = String::deserialize(d)?;
+    Priority::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(toml_text: &str) -> Result<ScheduleConfig, String> {
+        toml::from_str(toml_text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_cron_in_a_zone_fires_at_local_time_and_seconds_are_optional() {
+        let s = schedule(
+            "cron = \"0 6 * * *\"\nplaybook = \"health-check\"\ntimezone = \"Europe/Berlin\"",
+        )
+        .unwrap();
+        // 2026-07-01 is summer time in Berlin (UTC+2): 06:00 there is 04:00 UTC.
+        let after: Timestamp = "2026-07-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            s.next_after(after).unwrap().to_string(),
+            "2026-07-01T04:00:00Z"
+        );
+        assert_eq!(
+            s.latest_at(after).unwrap().to_string(),
+            "2026-06-30T04:00:00Z"
+        );
+        let every_second = schedule("cron = \"* * * * * *\"\nplaybook = \"quick\"").unwrap();
+        let at: Timestamp = "2026-07-01T00:00:00.5Z".parse().unwrap();
+        assert_eq!(
+            every_second.next_after(at).unwrap().to_string(),
+            "2026-07-01T00:00:01Z"
+        );
+        assert_eq!(every_second.timezone.name, "UTC");
+    }
+
+    #[test]
+    fn a_bad_cron_zone_or_severity_is_an_error_with_its_position() {
+        let bad_cron = schedule("playbook = \"x\"\ncron = \"61 * * * *\"").unwrap_err();
+        assert!(
+            bad_cron.contains("line 2") && bad_cron.contains("cron"),
+            "{bad_cron}"
+        );
+        let bad_zone = schedule("cron = \"@daily\"\nplaybook = \"x\"\ntimezone = \"Mars/Olympus\"")
+            .unwrap_err();
+        assert!(
+            bad_zone.contains("line 3") && bad_zone.contains("Mars/Olympus"),
+            "{bad_zone}"
+        );
+        let bad_severity =
+            schedule("cron = \"@daily\"\nplaybook = \"x\"\nseverity = \"meh\"").unwrap_err();
+        assert!(bad_severity.contains("line 3"), "{bad_severity}");
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound_and_is_the_same_for_one_firing() {
+        let mut s = schedule("cron = \"@hourly\"\nplaybook = \"x\"").unwrap();
+        let firing: Timestamp = "2026-07-01T04:00:00Z".parse().unwrap();
+        assert_eq!(s.jitter(firing), Duration::ZERO);
+        s.jitter_secs = 30;
+        assert!(s.jitter(firing) <= Duration::from_secs(30));
+        assert_eq!(s.jitter(firing), s.jitter(firing));
+    }
+}
