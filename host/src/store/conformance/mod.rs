@@ -31,12 +31,14 @@ use futures::future::BoxFuture;
 
 use crate::store::backend::{Backend, SlotLimits};
 
+mod console;
 mod delivery;
 mod fleet;
 mod runs;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
+pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
 pub(crate) use runs::*;
@@ -103,6 +105,8 @@ macro_rules! conformance_tests {
             undelivered_node_runs_end_after_the_wait_and_are_told_once,
             undeliverable_runs_free_their_dedup_and_cooldown_keys,
             every_waiting_claimer_wakes_on_a_new_run,
+            runs_page_filters_and_keyset_pages,
+            a_failed_message_can_be_retried_once,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

@@ -14,7 +14,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Claim, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
-use crate::store::{Backend, SlotLimits, Untold};
+use crate::store::{Backend, RunFilter, SlotLimits, Untold};
 
 mod fleet;
 mod outbox;
@@ -155,6 +155,16 @@ const MIGRATIONS: &[&str] = &[
         connected_at  TEXT NOT NULL,        -- RFC 3339, when this session first connected
         last_seen     INTEGER NOT NULL
     );
+"#,
+    r#"
+    -- The console's runs page: newest first by (started_at, id) with a keyset cursor, and one
+    -- index per equality filter so a rare status or playbook is found without a scan.
+    CREATE INDEX runs_page ON runs (started_at, id);
+    CREATE INDEX runs_page_playbook ON runs (playbook, started_at, id);
+    CREATE INDEX runs_page_status ON runs (status, started_at, id);
+    CREATE INDEX runs_page_severity ON runs (severity, started_at, id);
+    CREATE INDEX runs_page_trigger ON runs (trigger, started_at, id);
+    CREATE INDEX runs_page_node ON runs (node, started_at, id);
 "#,
 ];
 
@@ -435,6 +445,12 @@ impl Backend for Sqlite {
             .await
     }
 
+    async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let filter = filter.clone();
+        self.blocking(move |conn| runs::list_page(conn, &filter))
+            .await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
         let id = id.to_string();
         self.blocking(move |conn| runs::get(conn, &id)).await
@@ -492,6 +508,10 @@ impl Backend for Sqlite {
         let run_id = run_id.to_string();
         self.blocking(move |conn| outbox::rows_for_run(conn, &run_id))
             .await
+    }
+
+    async fn outbox_retry(&self, id: i64) -> Result<bool> {
+        self.blocking(move |conn| outbox::retry(conn, id)).await
     }
 
     async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
