@@ -41,7 +41,11 @@ fn rank(n: &Notification) -> String {
 }
 
 fn footer(n: &Notification) -> String {
-    let mut footer = format!("playbook {} · run {} · {}", n.playbook, n.run_id, n.source);
+    let run = match super::public_url() {
+        Some(base) => format!("{base}/ui/runs/{}", n.run_id),
+        None => n.run_id.clone(),
+    };
+    let mut footer = format!("playbook {} · run {run} · {}", n.playbook, n.source);
     if let Some(alert) = &n.alert {
         footer.push_str(&format!(" · alert {} ({})", alert.name, alert.status));
     }

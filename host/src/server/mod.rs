@@ -9,6 +9,7 @@ mod fleet;
 mod metrics;
 mod rescue;
 mod routing;
+mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ struct App {
     fleet: fleet::Fleet,
     router: AlertRouter,
     verifiers: HashMap<String, Verifier>,
+    console: ui::Console,
 }
 
 type Shared = Arc<App>;
@@ -78,6 +80,10 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let lease = host.config.server.lease();
     let fleet = fleet::Fleet::from_config(&host.config.fleet)?;
     let node_wait = fleet.node_wait;
+    let console = ui::Console::from_config(&host.config.ui).context("[ui]")?;
+    if let Some(url) = &host.config.server.public_url {
+        crate::notify::set_public_url(url).context("[server] public-url")?;
+    }
     let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
         .context("starting the runtime that executes runs")?;
     let app = Arc::new(App {
@@ -85,6 +91,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         fleet,
         router,
         verifiers,
+        console,
     });
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
     // this one's leases are renewed as long as it lives.
@@ -109,6 +116,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .merge(fleet::node_routes())
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
         .with_state(app.clone());
