@@ -365,9 +365,11 @@ fn playbooks_outbox_and_a_phone_in_dark_mode(c: &Console, run_id: &str) {
         "rgb(13, 17, 23)"
     );
     // Nothing wider than the phone's screen.
-    assert_eq!(
-        b.eval("return document.documentElement.scrollWidth <= window.innerWidth"),
-        true
+    let wider = b.eval(
+        "return [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .map(e => e.tagName + '.' + e.className)",
     );
+    assert_eq!(wider, serde_json::json!([]), "wider than the phone");
     b.screenshot(&docs("console-run-phone-dark.png"));
 }
