@@ -113,7 +113,11 @@ impl Browser {
     }
 
     pub fn goto(&self, url: &str) {
-        self.call("POST", &self.session_path("/url"), Some(json!({ "url": url })));
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({ "url": url })),
+        );
     }
 
     pub fn current_url(&self) -> String {
@@ -149,10 +153,14 @@ impl Browser {
     pub fn text(&self, css: &str) -> String {
         self.find(css)
             .map(|id| {
-                self.call("GET", &self.session_path(&format!("/element/{id}/text")), None)
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
+                self.call(
+                    "GET",
+                    &self.session_path(&format!("/element/{id}/text")),
+                    None,
+                )
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
             })
             .unwrap_or_default()
     }
@@ -201,7 +209,12 @@ impl Browser {
     }
 
     /// Waits until `condition` holds (polling every 50 ms), at most `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, mut condition: impl FnMut(&Browser) -> bool) {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&Browser) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while !condition(self) {
             assert!(

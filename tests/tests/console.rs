@@ -156,7 +156,10 @@ fn a_run_started_from_the_form_shows_its_steps_live(c: &Console) -> String {
     }
     let page = b.text("main");
     assert!(page.contains("evidence.txt"), "{page}");
-    assert!(page.contains("dry run\nyes") || page.contains("dry run yes"), "{page}");
+    assert!(
+        page.contains("dry run\nyes") || page.contains("dry run yes"),
+        "{page}"
+    );
     b.screenshot(&docs("console-run.png"));
 
     // The artifact as text: its HTML is not rendered.
@@ -281,7 +284,11 @@ fn the_forms_refuse_requests_without_csrf_token_or_auth(c: &Console) {
 
     let (status, body) = c.post_form(form, Some(&oncall), params);
     assert_eq!(status, 403, "no CSRF token: {body}");
-    let (status, _) = c.post_form(form, Some(&oncall), &format!("{params}&csrf={}", "0".repeat(64)));
+    let (status, _) = c.post_form(
+        form,
+        Some(&oncall),
+        &format!("{params}&csrf={}", "0".repeat(64)),
+    );
     assert_eq!(status, 403, "a forged CSRF token");
     let (status, _) = c.post_form(form, None, &format!("{params}&csrf={token}"));
     assert_eq!(status, 401, "no [ui] auth");
@@ -336,7 +343,11 @@ fn every_page_has_a_strict_csp_and_the_script_is_served_by_hash(c: &Console) {
             .unwrap()
             .contains("immutable")
     );
-    let missing = c.http.get(c.page("/ui/static/console-0.js")).call().unwrap();
+    let missing = c
+        .http
+        .get(c.page("/ui/static/console-0.js"))
+        .call()
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 

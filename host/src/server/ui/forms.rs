@@ -64,7 +64,11 @@ pub(super) async fn run_form(
     let prepared = match app.dispatcher.prepared(&name).await {
         Ok(prepared) => prepared,
         Err(refusal) => {
-            return message_page(StatusCode::NOT_FOUND, "No such playbook", &refusal.to_string());
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "No such playbook",
+                &refusal.to_string(),
+            );
         }
     };
     let d = &prepared.description;
@@ -118,7 +122,11 @@ pub(super) async fn run_submit(
     // In a task of its own, as the hooks do: a client hanging up must not cut an admission.
     let submitted = tokio::spawn({
         let app = app.clone();
-        async move { app.dispatcher.submit(&name, request, None, None, None).await }
+        async move {
+            app.dispatcher
+                .submit(&name, request, None, None, None)
+                .await
+        }
     })
     .await;
     match submitted {

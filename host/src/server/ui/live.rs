@@ -50,7 +50,11 @@ pub(in crate::server) fn store_sink(store: Arc<Store>, run_id: String) -> Sink {
     })
 }
 
-async fn append_live(store: Arc<Store>, run_id: String, mut events: mpsc::UnboundedReceiver<String>) {
+async fn append_live(
+    store: Arc<Store>,
+    run_id: String,
+    mut events: mpsc::UnboundedReceiver<String>,
+) {
     let mut from = 0;
     while let Some(first) = events.recv().await {
         let mut batch = vec![first];

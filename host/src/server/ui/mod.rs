@@ -126,7 +126,10 @@ pub(super) fn routes() -> Router<Shared> {
 /// Every console answer: the CSP, no sniffing, no framing, no referrer leaking run ids.
 async fn harden(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -225,7 +228,11 @@ fn layout(title: &str, head_extra: Markup, body: Markup) -> Response {
 }
 
 fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let mut response = layout(title, html! {}, html! { h1 { (title) } p.error { (message) } });
+    let mut response = layout(
+        title,
+        html! {},
+        html! { h1 { (title) } p.error { (message) } },
+    );
     *response.status_mut() = status;
     response
 }
@@ -317,9 +324,8 @@ mod tests {
 
     #[test]
     fn signatures_are_not_console_auth() {
-        let auth =
-            toml::from_str::<AuthConfig>("kind = \"hmac-sha256\"\nsecret = { env = \"X\" }")
-                .unwrap();
+        let auth = toml::from_str::<AuthConfig>("kind = \"hmac-sha256\"\nsecret = { env = \"X\" }")
+            .unwrap();
         assert!(Console::from_config(&UiConfig { auth: Some(auth) }).is_err());
     }
 }

@@ -372,7 +372,13 @@ pub(super) async fn artifact(
     let safe_name: String = a
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let disposition = if q.download.is_some() {
         format!("attachment; filename=\"{safe_name}\"")
@@ -381,7 +387,10 @@ pub(super) async fn artifact(
     };
     (
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         a.text.clone(),
@@ -456,7 +465,12 @@ pub(super) async fn playbooks(State(app): State<Shared>, headers: HeaderMap) -> 
                 let d = &prepared.description;
                 Ok((
                     d.summary.clone(),
-                    crate::render::inspect(d, &prepared.source.origin.to_string(), &grants, &limits),
+                    crate::render::inspect(
+                        d,
+                        &prepared.source.origin.to_string(),
+                        &grants,
+                        &limits,
+                    ),
                 ))
             }
             Err(refusal) => Err(refusal.to_string()),

@@ -90,7 +90,10 @@ pub(super) async fn markdown(
         .collect();
     (
         [
-            (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8".to_string(),
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"report-{file}.md\""),
@@ -114,7 +117,10 @@ mod tests {
         assert!(html.contains("<h1>Title</h1>"), "{html}");
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("javascript:"), "{html}");
         assert!(html.contains("href=\"https://example.com/a\""), "{html}");
     }
