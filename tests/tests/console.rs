@@ -43,6 +43,9 @@ impl Console {
         sandbox.write(
             "host.toml",
             "plugin-dirs = [\"plugins\"]\n\
+             [server]\npublic-url = \"https://console.example/\"\n\
+             [notify.ops]\nkind = \"file\"\npath = \"ops.jsonl\"\n\
+             [plugins.hostile.grants]\nnotify = [\"ops\"]\n\
              [webhooks.api]\nauth = { kind = \"none\" }\n\
              [webhooks.alertmanager]\nauth = { kind = \"none\" }\n\
              [ui]\nauth = { kind = \"basic\", username = \"oncall\", password = { env = \"UI_PASSWORD\" } }\n\
@@ -161,6 +164,14 @@ fn a_run_started_from_the_form_shows_its_steps_live(c: &Console) -> String {
         "{page}"
     );
     b.screenshot(&docs("console-run.png"));
+    // The run's notification links here ([server] public-url).
+    let ops = std::fs::read_to_string(c.sandbox.path().join("ops.jsonl")).unwrap();
+    let message: serde_json::Value = serde_json::from_str(ops.lines().next().unwrap()).unwrap();
+    assert_eq!(message["run_id"], run_id.as_str());
+    assert_eq!(
+        message["run_url"],
+        format!("https://console.example/ui/runs/{run_id}")
+    );
 
     // The artifact as text: its HTML is not rendered.
     b.goto(&c.page(&format!("/ui/runs/{run_id}/artifacts/0")));

@@ -73,8 +73,11 @@ pub fn set_public_url(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn public_url() -> Option<&'static str> {
-    PUBLIC_URL.get().map(String::as_str)
+/// The run's page in the console, when `[server] public-url` is set.
+fn run_link(run_id: &str) -> Option<String> {
+    let base = PUBLIC_URL.get()?;
+    let id: String = url::form_urlencoded::byte_serialize(run_id.as_bytes()).collect();
+    Some(format!("{base}/ui/runs/{id}"))
 }
 
 impl Notification {

@@ -33,21 +33,25 @@ fn refused_csrf() -> Response {
 }
 
 /// The `[ui]` credentials of a submission whose token matches them, or the refusal.
-fn check(app: &crate::server::App, headers: &HeaderMap, fields: &Fields) -> Result<(), Response> {
+fn check(
+    app: &crate::server::App,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> Result<(), Box<Response>> {
     let credentials = may_act(app, headers)?;
     if fields.len() > MAX_FIELDS || fields.iter().any(|(_, v)| v.len() > MAX_FIELD_BYTES) {
-        return Err(message_page(
+        return Err(Box::new(message_page(
             StatusCode::BAD_REQUEST,
             "Bad request",
             "too many or too long fields",
-        ));
+        )));
     }
     let token = fields
         .iter()
         .find(|(k, _)| k == CSRF_FIELD)
         .map(|(_, v)| v.as_str());
     if !app.console.csrf_ok(&credentials, token) {
-        return Err(refused_csrf());
+        return Err(Box::new(refused_csrf()));
     }
     Ok(())
 }
@@ -59,7 +63,7 @@ pub(super) async fn run_form(
 ) -> Response {
     let credentials = match may_act(&app, &headers) {
         Ok(credentials) => credentials,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let prepared = match app.dispatcher.prepared(&name).await {
         Ok(prepared) => prepared,
@@ -103,7 +107,7 @@ pub(super) async fn run_submit(
     Form(fields): Form<Fields>,
 ) -> Response {
     if let Err(refused) = check(&app, &headers, &fields) {
-        return refused;
+        return *refused;
     }
     let params: Vec<(String, String)> = fields
         .iter()
@@ -158,7 +162,7 @@ pub(super) async fn retry_form(
 ) -> Response {
     let credentials = match may_act(&app, &headers) {
         Ok(credentials) => credentials,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let store = app.dispatcher.host().store.clone().expect("store");
     let row = match store.outbox_row(id).await {
@@ -193,7 +197,7 @@ pub(super) async fn retry_submit(
     Form(fields): Form<Fields>,
 ) -> Response {
     if let Err(refused) = check(&app, &headers, &fields) {
-        return refused;
+        return *refused;
     }
     let store = app.dispatcher.host().store.clone().expect("store");
     match store.outbox_retry(id).await {

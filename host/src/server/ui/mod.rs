@@ -163,13 +163,13 @@ async fn may_read(app: &App, headers: &HeaderMap) -> Result<(), Response> {
 
 /// Forms: `[ui]` auth. The credentials (the Authorization header, empty with `none`) are
 /// what the CSRF token is bound to.
-fn may_act(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+fn may_act(app: &App, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let Some(verifier) = &app.console.forms else {
-        return Err(message_page(
+        return Err(Box::new(message_page(
             StatusCode::UNAUTHORIZED,
             "Not allowed",
             "The console's forms need [ui] auth in host.toml (basic or bearer).",
-        ));
+        )));
     };
     match verifier.verify(headers, &[]) {
         Ok(Verified::Done) => Ok(headers
@@ -189,7 +189,7 @@ fn may_act(app: &App, headers: &HeaderMap) -> Result<String, Response> {
                     HeaderValue::from_static("Basic realm=\"runbook console\""),
                 );
             }
-            Err(denied)
+            Err(Box::new(denied))
         }
     }
 }
@@ -243,14 +243,14 @@ fn seg(text: &str) -> String {
 }
 
 /// A query value from a form: empty is absent; too long is refused.
-fn field(value: &Option<String>) -> Result<Option<String>, Response> {
+fn field(value: &Option<String>) -> Result<Option<String>, Box<Response>> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) if v.len() > MAX_FIELD_BYTES => Err(message_page(
+        Some(v) if v.len() > MAX_FIELD_BYTES => Err(Box::new(message_page(
             StatusCode::BAD_REQUEST,
             "Bad request",
             &format!("a field is longer than {MAX_FIELD_BYTES} bytes"),
-        )),
+        ))),
         Some(v) => Ok(Some(v.to_string())),
     }
 }

@@ -33,17 +33,17 @@ pub(super) struct RunsQuery {
 }
 
 impl RunsQuery {
-    fn filter(&self) -> Result<RunFilter, Response> {
+    fn filter(&self) -> Result<RunFilter, Box<Response>> {
         let before = match field(&self.before)? {
             None => None,
             Some(cursor) => match cursor.split_once('|') {
                 Some((at, id)) => Some((at.to_string(), id.to_string())),
                 None => {
-                    return Err(message_page(
+                    return Err(Box::new(message_page(
                         StatusCode::BAD_REQUEST,
                         "Bad request",
                         "before must be started_at|id",
-                    ));
+                    )));
                 }
             },
         };
@@ -113,7 +113,7 @@ pub(super) async fn runs(
     }
     let filter = match q.filter() {
         Ok(filter) => filter,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let store = app.dispatcher.host().store.clone().expect("store");
     let runs = match store.list_page(&filter).await {

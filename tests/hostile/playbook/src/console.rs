@@ -1,5 +1,5 @@
 //! Cases for the console tests: a run whose steps come one by one (to watch them appear live),
-//! with an artifact and a notification-free outcome.
+//! with an artifact and a notification to `ops`.
 
 use runbook_sdk::prelude::*;
 use runbook_sdk::report::{self, StepStatus};
@@ -11,7 +11,8 @@ pub fn run(case: &str, incident: &Incident) -> Option<Result<Outcome, Error>> {
     }
 }
 
-/// Three steps `target` milliseconds apart (default 1500), an artifact, then resolved.
+/// Three steps `target` milliseconds apart (default 1500), an artifact, a message to `ops`,
+/// then resolved.
 fn steps(incident: &Incident) -> Result<Outcome, Error> {
     let ms: u64 = incident
         .param("target")
@@ -24,5 +25,6 @@ fn steps(incident: &Incident) -> Result<Outcome, Error> {
         report::step(name, StepStatus::Ok, &format!("{name} done"));
     }
     report::attach("evidence.txt", "text/plain", b"<b>not bold</b>\nall good\n")?;
+    notify::send("ops", &Message::new("console steps done"))?;
     Ok(Outcome::resolved("three steps done").action("looked, acted, verified"))
 }
