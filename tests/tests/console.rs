@@ -164,14 +164,6 @@ fn a_run_started_from_the_form_shows_its_steps_live(c: &Console) -> String {
         "{page}"
     );
     b.screenshot(&docs("console-run.png"));
-    // The run's notification links here ([server] public-url).
-    let ops = std::fs::read_to_string(c.sandbox.path().join("ops.jsonl")).unwrap();
-    let message: serde_json::Value = serde_json::from_str(ops.lines().next().unwrap()).unwrap();
-    assert_eq!(message["run_id"], run_id.as_str());
-    assert_eq!(
-        message["run_url"],
-        format!("https://console.example/ui/runs/{run_id}")
-    );
 
     // The artifact as text: its HTML is not rendered.
     b.goto(&c.page(&format!("/ui/runs/{run_id}/artifacts/0")));
@@ -242,6 +234,16 @@ fn an_alert_label_made_of_html_is_text_and_runs_nothing(c: &Console) {
         .post("/hooks/alertmanager", &[], payload.to_string().as_bytes());
     assert_eq!(reply.status, 202, "{}", reply.body);
     let run_id = reply.json()["runs"][0].as_str().unwrap().to_string();
+    c.server
+        .wait_for_status(&run_id, "resolved", Duration::from_secs(30));
+    // Its notification (not a dry run) links to its page ([server] public-url).
+    let ops = std::fs::read_to_string(c.sandbox.path().join("ops.jsonl")).unwrap();
+    let message: serde_json::Value = serde_json::from_str(ops.lines().next().unwrap()).unwrap();
+    assert_eq!(message["run_id"], run_id.as_str());
+    assert_eq!(
+        message["run_url"],
+        format!("https://console.example/ui/runs/{run_id}")
+    );
 
     let b = &c.browser;
     b.goto(&c.page("/ui/alerts"));
