@@ -10,6 +10,7 @@ use std::time::Duration;
 use runbook_tests::Sandbox;
 use runbook_tests::browser::Browser;
 use runbook_tests::server::Server;
+use runbook_tests::sinks::{Api, Receiver, Reply};
 
 const UI_PASSWORD: &str = "console-pa55word";
 const XSS: &str = "<img src=x onerror=alert(1)>";
@@ -30,6 +31,8 @@ fn basic(user: &str, password: &str) -> String {
 
 struct Console {
     sandbox: Sandbox,
+    /// The `pager` channel's webhook receiver.
+    pager: Receiver,
     server: Server,
     browser: Browser,
     /// Plain HTTP, redirects not followed: to see the console's own status codes.
@@ -40,17 +43,23 @@ impl Console {
     fn start() -> Console {
         let sandbox = Sandbox::new();
         sandbox.add_plugin("hostile");
+        let pager = Receiver::start(Api::Webhook);
         sandbox.write(
             "host.toml",
             "plugin-dirs = [\"plugins\"]\n\
              [server]\npublic-url = \"https://console.example/\"\n\
              [notify.ops]\nkind = \"file\"\npath = \"ops.jsonl\"\n\
-             [plugins.hostile.grants]\nnotify = [\"ops\"]\n\
+             [plugins.hostile.grants]\nnotify = [\"ops\", \"pager\"]\n\
              [webhooks.api]\nauth = { kind = \"none\" }\n\
              [webhooks.alertmanager]\nauth = { kind = \"none\" }\n\
              [ui]\nauth = { kind = \"basic\", username = \"oncall\", password = { env = \"UI_PASSWORD\" } }\n\
              [[route]]\nmatchers = ['alertname=\"ConsoleXss\"']\nplaybook = \"hostile\"\n\
-             params = { case = \"console-steps\", target = \"10\" }\n",
+             params = { case = \"console-steps\", target = \"10\" }\n"
+                .to_string()
+                + &format!(
+                    "[notify.pager]\nkind = \"webhook\"\nurl = \"{}\"\n",
+                    pager.url("/in")
+                ),
         );
         let server = Server::start(&sandbox, &[("UI_PASSWORD", UI_PASSWORD)]);
         let http = ureq::Agent::config_builder()
@@ -61,6 +70,7 @@ impl Console {
             .new_agent();
         Console {
             sandbox,
+            pager,
             server,
             browser: Browser::start(1280, 900),
             http,
@@ -108,6 +118,7 @@ fn the_console_in_a_real_browser() {
     an_alert_label_made_of_html_is_text_and_runs_nothing(&console);
     the_forms_refuse_requests_without_csrf_token_or_auth(&console);
     every_page_has_a_strict_csp_and_the_script_is_served_by_hash(&console);
+    a_failed_message_is_retried_from_the_outbox(&console);
     playbooks_outbox_and_a_phone_in_dark_mode(&console, &run_id);
 }
 
@@ -372,11 +383,6 @@ fn playbooks_outbox_and_a_phone_in_dark_mode(c: &Console, run_id: &str) {
     });
     assert!(b.count("a.run-form") >= 1);
     b.screenshot(&docs("console-playbooks.png"));
-    b.goto(&c.page("/ui/outbox?state=all"));
-    b.wait_for("the outbox", Duration::from_secs(10), |b| {
-        b.text("h1") == "Outbox"
-    });
-    b.screenshot(&docs("console-outbox.png"));
 
     b.window_size(390, 844);
     b.color_scheme("dark");
@@ -396,4 +402,45 @@ fn playbooks_outbox_and_a_phone_in_dark_mode(c: &Console, run_id: &str) {
     );
     assert_eq!(wider, serde_json::json!([]), "wider than the phone");
     b.screenshot(&docs("console-run-phone-dark.png"));
+}
+
+fn a_failed_message_is_retried_from_the_outbox(c: &Console) {
+    // The pager refuses the first message for good (400): it is failed, not retried.
+    c.pager
+        .script([Reply::new(400, r#"{"error":"bad request"}"#)]);
+    let b = &c.browser;
+    b.goto(&c.page_as_oncall("/ui/playbooks/hostile/run"));
+    b.wait_for("the run form", Duration::from_secs(10), |b| {
+        b.count("#run-form") == 1
+    });
+    b.fill("#param-case", "notify");
+    b.fill("#param-target", "pager");
+    b.click("#dry-run");
+    b.click("#start");
+    b.wait_for("the run's outcome", Duration::from_secs(30), |b| {
+        b.count("h1 .status") == 1
+            && b.count("#live") == 0
+            && b.text("#summary").contains("ESCAPED")
+    });
+    b.goto(&c.page("/ui/outbox?state=failed"));
+    b.wait_for("the failed message", Duration::from_secs(30), |b| {
+        b.count("a.retry") == 1 || {
+            b.goto(&c.page("/ui/outbox?state=failed"));
+            false
+        }
+    });
+    assert!(b.text("#outbox").contains("400"), "{}", b.text("#outbox"));
+    b.screenshot(&docs("console-outbox.png"));
+    let retry = b.eval("return document.querySelector('a.retry').getAttribute('href')");
+    b.goto(&c.page_as_oncall(retry.as_str().unwrap()));
+    b.wait_for("the retry form", Duration::from_secs(10), |b| {
+        b.count("#retry-form") == 1
+    });
+    b.click("#retry");
+    let delivered = c.pager.wait_accepted(1, Duration::from_secs(30));
+    assert_eq!(delivered[0].json()["title"], "hostile");
+    b.goto(&c.page("/ui/outbox?state=delivered"));
+    b.wait_for("the message delivered", Duration::from_secs(10), |b| {
+        b.text("#outbox").contains("delivered")
+    });
 }
