@@ -54,6 +54,17 @@ ensure_alertmanager() {
     }
 }
 
+# A real browser for the console tests: Debian's chromium, driven through chromedriver.
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return; fi
+    echo "test-env: installing chromium and chromium-driver" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q chromium chromium-driver >/dev/null
+    }
+}
+
 # A real SMTP server for the email notify kind: aiosmtpd under Debian's python3.
 ensure_aiosmtpd() {
     if /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then return; fi
@@ -133,5 +144,6 @@ SQL
 ensure_docker
 build_image
 ensure_alertmanager
+ensure_chromium
 ensure_aiosmtpd
 ensure_postgres

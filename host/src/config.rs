@@ -41,6 +41,10 @@ pub struct Config {
     /// Nodes whose agents may take runs (`host agent`), and how long a run waits for one.
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// The console's own auth (`/ui`: the run form and outbox retries); reading uses
+    /// `[webhooks.api]`.
+    #[serde(default)]
+    pub ui: UiConfig,
     /// Alert label matchers → playbook, in order.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -71,6 +75,17 @@ pub struct ServerConfig {
     /// A running run is held under a lease its process renews every sixth of it; a process
     /// that stops renewing (killed, cut off from the store) loses its runs to `lost` after it.
     pub lease_secs: u64,
+    /// Where people reach this server (`https://runbooks.example.com`): run ids in
+    /// notifications link to `<public-url>/ui/runs/<id>`.
+    pub public_url: Option<String>,
+}
+
+/// `[ui]`: who may start runs and retry messages from the console (basic or bearer; without
+/// it those forms are refused).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UiConfig {
+    pub auth: Option<AuthConfig>,
 }
 
 impl ServerConfig {
@@ -90,6 +105,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             max_body_bytes: 1 << 20,
             lease_secs: 30,
+            public_url: None,
         }
     }
 }

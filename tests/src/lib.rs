@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod alertmanager;
+pub mod browser;
 pub mod docker;
 pub mod http;
 pub mod polyglot;

@@ -60,6 +60,26 @@ pub struct AlertRef {
     pub status: String,
 }
 
+static PUBLIC_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `[server] public-url`: run ids in messages become links to the run in the console.
+pub fn set_public_url(url: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url)?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some(),
+        "must be an http(s) URL, like https://runbooks.example.com"
+    );
+    let _ = PUBLIC_URL.set(url.trim_end_matches('/').to_string());
+    Ok(())
+}
+
+/// The run's page in the console, when `[server] public-url` is set.
+fn run_link(run_id: &str) -> Option<String> {
+    let base = PUBLIC_URL.get()?;
+    let id: String = url::form_urlencoded::byte_serialize(run_id.as_bytes()).collect();
+    Some(format!("{base}/ui/runs/{id}"))
+}
+
 impl Notification {
     /// A message from a run; the alert (if any) decides the dedup key and trigger/resolve.
     pub fn new(

@@ -41,7 +41,8 @@ fn rank(n: &Notification) -> String {
 }
 
 fn footer(n: &Notification) -> String {
-    let mut footer = format!("playbook {} · run {} · {}", n.playbook, n.run_id, n.source);
+    let run = super::run_link(&n.run_id).unwrap_or_else(|| n.run_id.clone());
+    let mut footer = format!("playbook {} · run {run} · {}", n.playbook, n.source);
     if let Some(alert) = &n.alert {
         footer.push_str(&format!(" · alert {} ({})", alert.name, alert.status));
     }
@@ -292,7 +293,7 @@ pub fn webhook(channel: &str, n: &Notification) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    json!({
+    let mut body = json!({
         "type": "runbook.notification",
         "channel": channel,
         "title": n.title,
@@ -307,7 +308,11 @@ pub fn webhook(channel: &str, n: &Notification) -> Value {
         "event_action": n.event_action,
         "created_at": n.created_at,
         "source": n.source,
-    })
+    });
+    if let Some(link) = super::run_link(&n.run_id) {
+        body["run_url"] = Value::String(link);
+    }
+    body
 }
 
 #[cfg(test)]

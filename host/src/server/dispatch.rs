@@ -381,7 +381,14 @@ impl Dispatcher {
             &self.metrics,
             store.clone(),
             run.id.clone(),
-            self.host.execute(&prepared, pending, None),
+            // Live events reach the store as they happen: the console follows the run.
+            self.host.execute(
+                &prepared,
+                pending,
+                store
+                    .clone()
+                    .map(|s| super::ui::live::store_sink(s, run.id.clone())),
+            ),
         ));
         tokio::select! {
             () = work => {}

@@ -11,6 +11,7 @@ mod reload;
 mod rescue;
 mod routing;
 mod schedule;
+mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -49,6 +50,7 @@ struct App {
     fleet: fleet::Fleet,
     /// Routes and webhook auth as host.toml last (re)loaded them (SIGHUP).
     live: std::sync::RwLock<Arc<reload::Live>>,
+    console: ui::Console,
 }
 
 impl App {
@@ -77,12 +79,17 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let lease = host.config.server.lease();
     let fleet = fleet::Fleet::from_config(&host.config.fleet)?;
     let node_wait = fleet.node_wait;
+    let console = ui::Console::from_config(&host.config.ui).context("[ui]")?;
+    if let Some(url) = &host.config.server.public_url {
+        crate::notify::set_public_url(url).context("[server] public-url")?;
+    }
     let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
         .context("starting the runtime that executes runs")?;
     let app = Arc::new(App {
         dispatcher: Arc::new(dispatcher),
         fleet,
         live: std::sync::RwLock::new(Arc::new(live)),
+        console,
     });
     let reloader = tokio::spawn(reload::on_sighup(app.clone()));
     let schedules = schedule::start(&app.dispatcher)?;
@@ -109,6 +116,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .merge(fleet::node_routes())
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
         .layer(axum::middleware::from_fn(log_request))

@@ -35,6 +35,42 @@ impl SlotLimits {
     }
 }
 
+/// The console's runs page: every filter optional, newest first, one page after `before`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub playbook: Option<String>,
+    pub status: Option<String>,
+    /// P1..P4.
+    pub severity: Option<String>,
+    pub trigger: Option<String>,
+    pub node: Option<String>,
+    /// Bounds on `started_at` (RFC 3339 text compares as time): `since` inclusive, `until`
+    /// exclusive.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Keyset cursor: only runs strictly older than this (started_at, id), the last row of the
+    /// previous page; no OFFSET, so page 1000 costs what page 1 does.
+    pub before: Option<(String, String)>,
+    pub limit: usize,
+}
+
+impl RunFilter {
+    /// The equality filters as (column, value), in a fixed order; each column has an index
+    /// led by it and followed by (started_at, id).
+    pub fn equalities(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("playbook", &self.playbook),
+            ("status", &self.status),
+            ("severity", &self.severity),
+            ("trigger", &self.trigger),
+            ("node", &self.node),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| value.as_deref().map(|v| (column, v)))
+        .collect()
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// For messages: the SQLite file's path, or the database URL with its password masked.
@@ -120,6 +156,8 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Newest first; `playbook` filters.
     async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>>;
+    /// One page of the console's runs list, newest first by (started_at, id).
+    async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
     async fn get(&self, id: &str) -> Result<Option<StoredRun>>;
     /// Newest first.
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
@@ -208,6 +246,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn mark_delivered(&self, id: i64) -> Result<()>;
     async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()>;
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()>;
+    /// The console's retry: a `failed` row is `pending` again, due now, its attempts kept.
+    /// False when the row is not failed (delivered, pending, or no such row).
+    async fn outbox_retry(&self, id: i64) -> Result<bool>;
     async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>>;
     async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>>;
     /// Newest first; `state` filters (pending, delivered, failed).

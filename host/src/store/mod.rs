@@ -23,7 +23,7 @@ pub use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, Fired, Firing, FiringRecord, LOST_REASON,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
-pub use backend::{Backend, SlotLimits};
+pub use backend::{Backend, RunFilter, SlotLimits};
 pub use sqlite::Sqlite;
 
 /// The run store, whichever backend.

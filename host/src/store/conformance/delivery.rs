@@ -34,7 +34,7 @@ pub(crate) async fn a_webhook_id_is_accepted_once(s: Subject) {
 
 // ---- the outbox -----------------------------------------------------------------------------
 
-fn due(claim: Claim) -> Box<crate::records::OutboxRow> {
+pub(crate) fn due(claim: Claim) -> Box<crate::records::OutboxRow> {
     match claim {
         Claim::Due(row) => row,
         other => panic!("expected a due row, got {other:?}"),

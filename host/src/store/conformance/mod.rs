@@ -31,6 +31,7 @@ use futures::future::BoxFuture;
 
 use crate::store::backend::{Backend, SlotLimits};
 
+mod console;
 mod delivery;
 mod fleet;
 mod runs;
@@ -38,6 +39,7 @@ mod schedules;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
+pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
 pub(crate) use runs::*;
@@ -107,6 +109,8 @@ macro_rules! conformance_tests {
             every_waiting_claimer_wakes_on_a_new_run,
             each_firing_is_recorded_and_run_once_across_instances,
             a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
+            runs_page_filters_and_keyset_pages,
+            a_failed_message_can_be_retried_once,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
-use super::backend::{Backend, SlotLimits};
+use super::backend::{Backend, RunFilter, SlotLimits};
 use crate::records::{
     Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
     OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
@@ -415,6 +415,11 @@ impl Backend for Postgres {
             .await
     }
 
+    async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        self.bounded("listing runs", reads::list_page(self, filter))
+            .await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
         self.bounded("reading a run", reads::get(self, id)).await
     }
@@ -475,6 +480,11 @@ impl Backend for Postgres {
 
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
         self.bounded("updating a message", outbox::mark_failed(self, id, error))
+            .await
+    }
+
+    async fn outbox_retry(&self, id: i64) -> Result<bool> {
+        self.bounded("retrying a message", outbox::retry(self, id))
             .await
     }
 

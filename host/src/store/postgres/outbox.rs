@@ -197,6 +197,17 @@ pub(super) async fn mark_failed(pg: &Postgres, id: i64, error: &str) -> Result<(
     Ok(())
 }
 
+pub(super) async fn retry(pg: &Postgres, id: i64) -> Result<bool> {
+    let changed = execute(
+        &pg.client().await?,
+        "UPDATE outbox SET state = 'pending', next_attempt = now(), lease_until = NULL
+         WHERE id = $1 AND state = 'failed'",
+        &[&id],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
 pub(super) async fn rows_for_run(c: &impl GenericClient, run_id: &str) -> Result<Vec<OutboxRow>> {
     let rows = query(
         c,

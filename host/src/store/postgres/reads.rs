@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 use super::Postgres;
 use super::runs::{json, query, query_opt};
 use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
+use crate::store::RunFilter;
 
 const SUMMARY_COLUMNS: &str =
     "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity, node";
@@ -38,6 +39,53 @@ pub(super) async fn list(
              ORDER BY started_at DESC, id DESC LIMIT $2"
         ),
         &[&playbook, &(limit as i64)],
+    )
+    .await?;
+    Ok(rows.iter().map(summary).collect())
+}
+
+/// As the SQLite store's: only the filters given are in the SQL (each has its index).
+pub(super) async fn list_page(pg: &Postgres, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    for (column, value) in filter.equalities() {
+        values.push(value.to_string());
+        conditions.push(format!("{column} = ${}", values.len()));
+    }
+    if let Some(since) = &filter.since {
+        values.push(since.clone());
+        conditions.push(format!("started_at >= ${}", values.len()));
+    }
+    if let Some(until) = &filter.until {
+        values.push(until.clone());
+        conditions.push(format!("started_at < ${}", values.len()));
+    }
+    if let Some((started_at, id)) = &filter.before {
+        values.push(started_at.clone());
+        values.push(id.clone());
+        conditions.push(format!(
+            "(started_at, id) < (${}, ${})",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    let condition = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let rows = query(
+        &pg.client().await?,
+        &format!(
+            "SELECT {SUMMARY_COLUMNS} FROM runs {condition}
+             ORDER BY started_at DESC, id DESC LIMIT {}",
+            filter.limit.min(10_000)
+        ),
+        &params,
     )
     .await?;
     Ok(rows.iter().map(summary).collect())

@@ -146,6 +146,15 @@ pub(super) fn mark_failed(conn: &Connection, id: i64, error: &str) -> Result<()>
     Ok(())
 }
 
+pub(super) fn retry(conn: &Connection, id: i64) -> Result<bool> {
+    let changed = conn.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2, lease_until_ms = NULL
+         WHERE id = ?1 AND state = 'failed'",
+        params![id, now_ms()],
+    )?;
+    Ok(changed == 1)
+}
+
 pub(super) fn row_by_id(conn: &Connection, id: i64) -> Result<Option<OutboxRow>> {
     Ok(conn
         .query_row(

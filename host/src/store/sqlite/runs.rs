@@ -12,7 +12,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
     StoredRun, UnfinishedRun,
 };
-use crate::store::{CUT_OFF, SlotLimits, Untold};
+use crate::store::{CUT_OFF, RunFilter, SlotLimits, Untold};
 
 pub(super) use crate::records::{now_ms, now_rfc3339};
 
@@ -425,6 +425,46 @@ pub(super) fn list(
          ORDER BY started_at DESC, id DESC LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![playbook, limit as i64], summary_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The runs page: only the filters given are in the SQL, so the planner picks the index led
+/// by the one equality filter (or the (started_at, id) index) and stops after `limit` rows.
+pub(super) fn list_page(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    for (column, value) in filter.equalities() {
+        values.push(value.to_string());
+        conditions.push(format!("{column} = ?{}", values.len()));
+    }
+    if let Some(since) = &filter.since {
+        values.push(since.clone());
+        conditions.push(format!("started_at >= ?{}", values.len()));
+    }
+    if let Some(until) = &filter.until {
+        values.push(until.clone());
+        conditions.push(format!("started_at < ?{}", values.len()));
+    }
+    if let Some((started_at, id)) = &filter.before {
+        values.push(started_at.clone());
+        values.push(id.clone());
+        conditions.push(format!(
+            "(started_at, id) < (?{}, ?{})",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    let condition = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM runs {condition}
+         ORDER BY started_at DESC, id DESC LIMIT {}",
+        filter.limit.min(10_000)
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), summary_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -4,6 +4,7 @@
 //! as a failure; a refused capability call is returned as the run's error, so the run's reason
 //! carries the host's own words.
 
+mod console;
 mod crash_recovery;
 mod docker_escapes;
 mod fleet;
@@ -38,6 +39,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
     let case = incident.param("case").unwrap_or_default();
     if let Some(result) = schedules::run(case, &incident) {
+        return result;
+    }
+    if let Some(result) = console::run(case, &incident) {
         return result;
     }
     if let Some(result) = fleet::run(case, &incident) {

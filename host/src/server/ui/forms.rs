@@ -1,0 +1,212 @@
+//! The console's state-changing forms: run a playbook, retry a failed message. Each is served
+//! and accepted only under `[ui]` auth, and a submission must carry the CSRF token the form
+//! was served with (bound to the same credentials).
+
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+
+use super::{MAX_FIELD_BYTES, layout, may_act, message_page, seg};
+use crate::bindings::TriggerKind;
+use crate::run::RunRequest;
+use crate::server::Shared;
+use crate::server::dispatch::Admission;
+
+/// A form's fields; a parameter's field is named `param:<name>`.
+type Fields = Vec<(String, String)>;
+
+const CSRF_FIELD: &str = "csrf";
+/// Fields a submission may carry (parameters and ours).
+const MAX_FIELDS: usize = 256;
+
+fn see_other(location: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+fn refused_csrf() -> Response {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "The form's CSRF token is missing or not yours: reload the form and submit it again.",
+    )
+}
+
+/// The `[ui]` credentials of a submission whose token matches them, or the refusal.
+fn check(
+    app: &crate::server::App,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> Result<(), Box<Response>> {
+    let credentials = may_act(app, headers)?;
+    if fields.len() > MAX_FIELDS || fields.iter().any(|(_, v)| v.len() > MAX_FIELD_BYTES) {
+        return Err(Box::new(message_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "too many or too long fields",
+        )));
+    }
+    let token = fields
+        .iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.as_str());
+    if !app.console.csrf_ok(&credentials, token) {
+        return Err(Box::new(refused_csrf()));
+    }
+    Ok(())
+}
+
+pub(super) async fn run_form(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let credentials = match may_act(&app, &headers) {
+        Ok(credentials) => credentials,
+        Err(refused) => return *refused,
+    };
+    let prepared = match app.dispatcher.prepared(&name).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "No such playbook",
+                &refusal.to_string(),
+            );
+        }
+    };
+    let d = &prepared.description;
+    let token = app.console.csrf_token(&credentials);
+    let body = html! {
+        h1 { "Run " (d.name) }
+        p { (d.summary) }
+        form id="run-form" method="post" action={ "/ui/playbooks/" (seg(&d.name)) "/run" } {
+            input type="hidden" name=(CSRF_FIELD) value=(token);
+            div.form-grid {
+                @for p in &d.params {
+                    label for={ "param-" (p.name) } {
+                        code { (p.name) } @if p.required { " " strong.error { "required" } }
+                        br; span.muted { (p.description) }
+                    }
+                    input id={ "param-" (p.name) } name={ "param:" (p.name) }
+                        value=(p.default.clone().unwrap_or_default()) required[p.required];
+                }
+                label for="dry-run" { "dry run" br; span.muted { "capabilities that change things only say what they would do" } }
+                input id="dry-run" type="checkbox" name="dry_run" value="1" checked;
+            }
+            p { button id="start" type="submit" { "Start the run" } }
+        }
+    };
+    layout(&format!("Run {}", d.name), html! {}, body)
+}
+
+pub(super) async fn run_submit(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if let Err(refused) = check(&app, &headers, &fields) {
+        return *refused;
+    }
+    let params: Vec<(String, String)> = fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("param:")?.to_string(), v.clone())))
+        // An empty optional field means "the default".
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let request = RunRequest {
+        params,
+        alert: None,
+        trigger: TriggerKind::Webhook,
+        dry_run: fields.iter().any(|(k, _)| k == "dry_run"),
+        dedup_key: None,
+        severity: None,
+    };
+    // In a task of its own, as the hooks do: a client hanging up must not cut an admission.
+    let submitted = tokio::spawn({
+        let app = app.clone();
+        async move {
+            app.dispatcher
+                .submit(&name, request, None, None, None)
+                .await
+        }
+    })
+    .await;
+    match submitted {
+        Ok(Ok(Admission::Started(id) | Admission::Deduplicated(id))) => {
+            see_other(&format!("/ui/runs/{}", seg(&id)))
+        }
+        Ok(Ok(Admission::Cooldown)) => message_page(
+            StatusCode::CONFLICT,
+            "Not started",
+            "the playbook is in its cooldown",
+        ),
+        Ok(Err(refusal)) => message_page(
+            super::super::refusal_status(&refusal),
+            "Not started",
+            &refusal.to_string(),
+        ),
+        Err(e) => message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Not started",
+            &format!("admission task: {e}"),
+        ),
+    }
+}
+
+pub(super) async fn retry_form(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let credentials = match may_act(&app, &headers) {
+        Ok(credentials) => credentials,
+        Err(refused) => return *refused,
+    };
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let row = match store.outbox_row(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return message_page(StatusCode::NOT_FOUND, "Not found", "no such message"),
+        Err(e) => {
+            return message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}"));
+        }
+    };
+    let token = app.console.csrf_token(&credentials);
+    let body = html! {
+        h1 { "Retry message " (row.id) }
+        dl.facts {
+            dt { "channel" } dd { (row.channel) }
+            dt { "title" } dd { (row.title) }
+            dt { "state" } dd { (row.state) }
+            dt { "attempts" } dd { (row.attempts) }
+            dt { "last error" } dd { (row.last_error.as_deref().unwrap_or("")) }
+        }
+        form id="retry-form" method="post" action={ "/ui/outbox/" (row.id) "/retry" } {
+            input type="hidden" name=(CSRF_FIELD) value=(token);
+            p { button id="retry" type="submit" { "Send it again" } }
+        }
+    };
+    layout("Retry", html! {}, body)
+}
+
+pub(super) async fn retry_submit(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if let Err(refused) = check(&app, &headers, &fields) {
+        return *refused;
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    match store.outbox_retry(id).await {
+        Ok(true) => see_other("/ui/outbox?state=pending"),
+        Ok(false) => message_page(
+            StatusCode::CONFLICT,
+            "Not retried",
+            "only a failed message can be retried (it may be pending already)",
+        ),
+        Err(e) => message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}")),
+    }
+}

@@ -1,0 +1,128 @@
+//! What the console reads and does: the runs page's filters and keyset pages, and the outbox
+//! retry.
+
+use super::*;
+use crate::store::RunFilter;
+
+pub(crate) async fn runs_page_filters_and_keyset_pages(s: Subject) {
+    let b = &s.backend;
+    // 30 runs: playbooks a/b alternate, every third P1, every fifth for node n1.
+    for i in 0..30 {
+        let mut run = queued(&format!("r{i:02}"), if i % 2 == 0 { "a" } else { "b" }, i);
+        if i % 3 == 0 {
+            run.severity = "P1".into();
+        }
+        if i % 5 == 0 {
+            run.node = Some("n1".into());
+        }
+        if i % 7 == 0 {
+            run.trigger = "webhook".into();
+        }
+        b.admit(admit(run)).await.unwrap();
+    }
+    // Two runs started in the same millisecond: the id breaks the tie, none is lost between
+    // pages.
+    for id in ["t1", "t2"] {
+        let mut run = queued(id, "a", 40);
+        run.started_at = "2026-11-25T10:00:29.000Z".into();
+        b.admit(admit(run)).await.unwrap();
+    }
+
+    let mut all = Vec::new();
+    let mut filter = RunFilter {
+        limit: 7,
+        ..RunFilter::default()
+    };
+    loop {
+        let runs = b.list_page(&filter).await.unwrap();
+        assert!(runs.len() <= 7);
+        let Some(last) = runs.last() else { break };
+        filter.before = Some((last.started_at.clone(), last.id.clone()));
+        all.extend(runs.into_iter().map(|r| r.id));
+    }
+    // r29, t1 and t2 share 10:00:29.000: by id, descending.
+    let mut expected: Vec<String> = vec!["t2".into(), "t1".into()];
+    expected.extend((0..30).rev().map(|i| format!("r{i:02}")));
+    assert_eq!(all, expected);
+
+    let only = |f: RunFilter| async move {
+        let runs = b.list_page(&RunFilter { limit: 100, ..f }).await.unwrap();
+        runs.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    let ids = |range: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+        let mut ids: Vec<String> = range.map(|i| format!("r{i:02}")).collect();
+        ids.reverse();
+        ids
+    };
+    assert_eq!(
+        only(RunFilter {
+            playbook: Some("b".into()),
+            severity: Some("P1".into()),
+            ..RunFilter::default()
+        })
+        .await,
+        ids(&mut (0..30).filter(|i| i % 2 == 1 && i % 3 == 0))
+    );
+    assert_eq!(
+        only(RunFilter {
+            node: Some("n1".into()),
+            ..RunFilter::default()
+        })
+        .await,
+        ids(&mut (0..30).filter(|i| i % 5 == 0))
+    );
+    assert_eq!(
+        only(RunFilter {
+            trigger: Some("webhook".into()),
+            status: Some("queued".into()),
+            ..RunFilter::default()
+        })
+        .await,
+        ids(&mut (0..30).filter(|i| i % 7 == 0))
+    );
+    assert!(
+        only(RunFilter {
+            status: Some("failed".into()),
+            ..RunFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+    // since inclusive, until exclusive.
+    assert_eq!(
+        only(RunFilter {
+            playbook: Some("b".into()),
+            since: Some("2026-11-25T10:00:05.000Z".into()),
+            until: Some("2026-11-25T10:00:11.000Z".into()),
+            ..RunFilter::default()
+        })
+        .await,
+        ids(&mut [5, 7, 9].into_iter())
+    );
+}
+
+pub(crate) async fn a_failed_message_can_be_retried_once(s: Subject) {
+    let b = &s.backend;
+    let id = b
+        .enqueue(message("run-1", "ops", "first", "trigger"), None)
+        .await
+        .unwrap();
+    // Pending: nothing to retry.
+    assert!(!b.outbox_retry(id).await.unwrap());
+    let head = due(b.claim_head("ops", LONG).await.unwrap());
+    assert_eq!(head.id, id);
+    b.mark_failed(id, "410 gone").await.unwrap();
+    assert_eq!(b.outbox_row(id).await.unwrap().unwrap().state, "failed");
+
+    assert!(b.outbox_retry(id).await.unwrap());
+    // Twice (two clicks, two replicas): the second finds it pending already.
+    assert!(!b.outbox_retry(id).await.unwrap());
+    let row = b.outbox_row(id).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 1));
+    // Due now, and no lease left from the failed attempt.
+    let again = due(b.claim_head("ops", LONG).await.unwrap());
+    assert_eq!((again.id, again.attempts), (id, 2));
+    b.mark_delivered(id).await.unwrap();
+    assert!(!b.outbox_retry(id).await.unwrap());
+    assert!(!b.outbox_retry(id + 1000).await.unwrap());
+}
