@@ -43,6 +43,10 @@ pub struct RunState {
     pub(crate) egress: Arc<EgressPolicy>,
     pub(crate) artifacts: Vec<Artifact>,
     pub(crate) counters: Counters,
+    /// Recording or replaying the capability calls (`crate::replay`); `None` for a plain run.
+    pub(crate) tape: Option<crate::replay::Tape>,
+    /// What the call being recorded reached, as the world named it (see `FixtureCall::target`).
+    pub(crate) recorded_target: Option<Value>,
     guest_stderr: MemoryOutputPipe,
 }
 
@@ -102,6 +106,8 @@ impl RunState {
             egress,
             artifacts: Vec::new(),
             counters: Counters::default(),
+            tape: None,
+            recorded_target: None,
             guest_stderr,
         };
         for warning in warnings {
@@ -187,6 +193,15 @@ impl RunState {
         );
         self.timeline
             .call(interface, function, args, kind, detail, duration);
+    }
+
+    /// Records or replays the run's capability calls.
+    pub fn set_tape(&mut self, tape: crate::replay::Tape) {
+        self.tape = Some(tape);
+    }
+
+    pub fn take_tape(&mut self) -> Option<crate::replay::Tape> {
+        self.tape.take()
     }
 
     pub fn into_parts(self) -> (Timeline, Vec<Artifact>) {

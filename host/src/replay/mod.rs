@@ -1,0 +1,223 @@
+//! Record a run's capability calls as a fixture, and replay a playbook against one (`host test`).
+//!
+//! The seam is the WIT boundary: every capability host function runs through `taped!`, which
+//! (recording) keeps the call's arguments and full result or error, or (replaying) answers the
+//! call from the fixture instead of the world. A replayed call still passes this host's grant
+//! check first, done on what the fixture says the call reached (container name and labels,
+//! path, origin, channel): a fixture never turns a call this host denies into a success.
+
+mod fixture;
+pub(crate) mod seam;
+pub mod test;
+
+pub use fixture::{
+    Expect, ExpectedNotification, FIXTURE_ARTIFACT, Fixture, FixtureCall, FixtureIncident,
+};
+pub use test::{TestReport, run_fixture};
+
+use serde_json::Value;
+
+/// A string in an expected call's arguments that matches any value (or a missing one).
+pub const ANY: &str = "$any";
+
+/// What a run does with its capability calls besides performing them.
+pub enum Tape {
+    /// `host run --record`: every call, in order.
+    Recording(Vec<FixtureCall>),
+    /// `host test`: every call is answered from the fixture.
+    Replaying(Replayer),
+}
+
+/// The playbook made a call the fixture did not expect (or not at that point).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Mismatch {
+    /// 1-based number of the playbook's call.
+    pub call: usize,
+    /// The next call the fixture expected; `None` when it expected no more.
+    pub expected: Option<Value>,
+    pub actual: Value,
+}
+
+impl Mismatch {
+    /// Expected vs actual, one line each, then the arguments that differ.
+    pub fn diff(&self) -> String {
+        let line = |v: &Value| {
+            format!(
+                "{}.{} {}",
+                v["interface"].as_str().unwrap_or("?"),
+                v["function"].as_str().unwrap_or("?"),
+                v["args"]
+            )
+        };
+        let mut out = format!("call #{} does not match the fixture\n", self.call);
+        match &self.expected {
+            Some(expected) => out += &format!("- expected: {}\n", line(expected)),
+            None => out += "- expected: no more calls\n",
+        }
+        out += &format!("+ actual:   {}\n", line(&self.actual));
+        if let Some(expected) = &self.expected {
+            for (key, want, got) in differing(&expected["args"], &self.actual["args"]) {
+                out += &format!("  {key}: expected {want}, got {got}\n");
+            }
+        }
+        out
+    }
+}
+
+/// The top-level argument names whose values differ.
+fn differing(expected: &Value, actual: &Value) -> Vec<(String, Value, Value)> {
+    let (Some(e), Some(a)) = (expected.as_object(), actual.as_object()) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = e.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !args_match(&e.get(*k).cloned().unwrap_or(Value::Null), a.get(*k).unwrap_or(&Value::Null)))
+        .map(|k| {
+            (
+                k.clone(),
+                e.get(k).cloned().unwrap_or(Value::Null),
+                a.get(k).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// Expected arguments match actual ones: equal, with `"$any"` matching anything anywhere.
+pub fn args_match(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(s), _) if s == ANY => true,
+        (Value::Object(e), Value::Object(a)) => {
+            e.iter().all(|(k, v)| args_match(v, a.get(k).unwrap_or(&Value::Null)))
+                && a.keys().all(|k| e.contains_key(k) || a[k].is_null())
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| args_match(e, a))
+        }
+        (Value::Number(e), Value::Number(a)) => e.as_f64() == a.as_f64(),
+        _ => expected == actual,
+    }
+}
+
+/// A fixture being replayed: which calls were answered, and the first mismatch.
+pub struct Replayer {
+    calls: Vec<FixtureCall>,
+    used: Vec<bool>,
+    made: usize,
+    pub mismatch: Option<Mismatch>,
+    /// A recorded result that cannot answer its call: the fixture is bad (exit 2).
+    pub bad: Option<String>,
+}
+
+impl Replayer {
+    pub fn new(calls: Vec<FixtureCall>) -> Self {
+        let used = vec![false; calls.len()];
+        Self {
+            calls,
+            used,
+            made: 0,
+            mismatch: None,
+            bad: None,
+        }
+    }
+
+    /// The recorded call that answers this one: the next in order, or any unused one of the
+    /// `group` the next belongs to.
+    fn answer(&mut self, interface: &str, function: &str, args: &Value) -> Result<&FixtureCall, Mismatch> {
+        self.made += 1;
+        let actual = serde_json::json!({ "interface": interface, "function": function, "args": args });
+        let Some(first) = self.used.iter().position(|u| !u) else {
+            return Err(Mismatch {
+                call: self.made,
+                expected: None,
+                actual,
+            });
+        };
+        let group = self.calls[first].group.clone();
+        let candidates: Vec<usize> = match &group {
+            None => vec![first],
+            Some(g) => (first..self.calls.len())
+                .take_while(|&i| self.calls[i].group.as_ref() == Some(g))
+                .filter(|&i| !self.used[i])
+                .collect(),
+        };
+        let found = candidates.into_iter().find(|&i| {
+            let c = &self.calls[i];
+            c.interface == interface && c.function == function && args_match(&c.args, args)
+        });
+        match found {
+            Some(i) => {
+                self.used[i] = true;
+                Ok(&self.calls[i])
+            }
+            None => Err(Mismatch {
+                call: self.made,
+                expected: Some(self.calls[first].shown()),
+                actual,
+            }),
+        }
+    }
+
+    /// Recorded calls the playbook never made.
+    pub fn unused(&self) -> Vec<Value> {
+        self.calls
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, used)| !**used)
+            .map(|(c, _)| c.shown())
+            .collect()
+    }
+}
+
+/// The replay found a call the fixture does not have: the run ends here (a trap).
+#[derive(Debug, thiserror::Error)]
+#[error("replay mismatch: {0}")]
+pub struct ReplayMismatch(pub String);
+
+/// The fixture's recorded result cannot be the answer to this call.
+#[derive(Debug, thiserror::Error)]
+#[error("bad fixture: {0}")]
+pub struct BadFixture(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn any_matches_anything_and_missing_nulls_are_equal() {
+        assert!(args_match(&json!({"path": "$any", "n": 3}), &json!({"path": "/x", "n": 3.0})));
+        assert!(args_match(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+        assert!(!args_match(&json!({"a": 1}), &json!({"a": 2})));
+        assert!(!args_match(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        assert!(args_match(&json!({"o": {"x": "$any"}}), &json!({"o": {"x": [1, 2]}})));
+    }
+
+    fn call(function: &str, group: Option<&str>) -> FixtureCall {
+        FixtureCall {
+            interface: "docker".into(),
+            function: function.into(),
+            args: json!({}),
+            result: json!({"ok": null}),
+            target: None,
+            group: group.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_group_matches_in_any_order_and_the_rest_in_order() {
+        let mut replay = Replayer::new(vec![
+            call("start", Some("g")),
+            call("stop", Some("g")),
+            call("pause", None),
+        ]);
+        assert!(replay.answer("docker", "stop", &json!({})).is_ok());
+        assert!(replay.answer("docker", "start", &json!({})).is_ok());
+        let err = replay.answer("docker", "restart", &json!({})).unwrap_err();
+        assert!(err.diff().contains("expected: docker.pause"), "{}", err.diff());
+        assert!(replay.answer("docker", "pause", &json!({})).is_ok());
+        assert!(replay.unused().is_empty());
+        assert!(replay.answer("docker", "pause", &json!({})).unwrap_err().expected.is_none());
+    }
+}
