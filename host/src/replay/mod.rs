@@ -6,6 +6,7 @@
 //! check first, done on what the fixture says the call reached (container name and labels,
 //! path, origin, channel): a fixture never turns a call this host denies into a success.
 
+pub mod cli;
 mod fixture;
 pub(crate) mod seam;
 pub mod test;

@@ -46,6 +46,11 @@ impl TestReport {
         }
     }
 
+    /// A fixture file that cannot be read or parsed.
+    pub fn bad_file(playbook: &str, problem: String) -> Self {
+        Self::bad(playbook, problem)
+    }
+
     fn bad(playbook: &str, problem: String) -> Self {
         Self {
             playbook: playbook.to_string(),
