@@ -135,7 +135,10 @@ pub const FIXTURE_ARTIFACT: &str = "fixture.json";
 impl Fixture {
     /// A run and its recorded calls as a fixture; `expect` is what the run came to (the
     /// summary and titles as exact patterns).
-    pub fn recorded(record: &crate::run::RunRecord, calls: Vec<FixtureCall>) -> Self {
+    pub fn recorded(record: &crate::run::RunRecord, mut calls: Vec<FixtureCall>) -> Self {
+        for call in &mut calls {
+            super::abstract_run_id(&mut call.args, &record.run_id);
+        }
         let alert = record.alert.clone().and_then(|json| {
             let mut alert = crate::incident::parse_alert(json.clone()).ok()?;
             if let Some(name) = json["name"].as_str() {

@@ -39,15 +39,26 @@ pub struct Mismatch {
     pub actual: Value,
 }
 
+/// A value as a diff shows it: at most a few hundred bytes.
+fn shown(value: &Value) -> String {
+    const MAX: usize = 300;
+    let text = value.to_string();
+    if text.len() <= MAX {
+        return text;
+    }
+    let cut = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…[{} bytes in all]", &text[..cut], text.len())
+}
+
 impl Mismatch {
-    /// Expected vs actual, one line each, then the arguments that differ.
+    /// Expected vs actual, one line each, then each differing argument by its path.
     pub fn diff(&self) -> String {
         let line = |v: &Value| {
             format!(
                 "{}.{} {}",
                 v["interface"].as_str().unwrap_or("?"),
                 v["function"].as_str().unwrap_or("?"),
-                v["args"]
+                shown(&v["args"])
             )
         };
         let mut out = format!("call #{} does not match the fixture\n", self.call);
@@ -56,33 +67,58 @@ impl Mismatch {
             None => out += "- expected: no more calls\n",
         }
         out += &format!("+ actual:   {}\n", line(&self.actual));
-        if let Some(expected) = &self.expected {
-            for (key, want, got) in differing(&expected["args"], &self.actual["args"]) {
-                out += &format!("  {key}: expected {want}, got {got}\n");
+        if let Some(expected) = self.expected.as_ref().filter(|e| {
+            e["interface"] == self.actual["interface"] && e["function"] == self.actual["function"]
+        }) {
+            let mut diffs = Vec::new();
+            differing(&expected["args"], &self.actual["args"], "args", &mut diffs);
+            for (path, want, got) in diffs.iter().take(20) {
+                out += &format!("  {path}: expected {}, got {}\n", shown(want), shown(got));
             }
         }
         out
     }
 }
 
-/// The top-level argument names whose values differ.
-fn differing(expected: &Value, actual: &Value) -> Vec<(String, Value, Value)> {
-    let (Some(e), Some(a)) = (expected.as_object(), actual.as_object()) else {
-        return Vec::new();
-    };
-    let mut keys: Vec<&String> = e.keys().chain(a.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| !args_match(&e.get(*k).cloned().unwrap_or(Value::Null), a.get(*k).unwrap_or(&Value::Null)))
-        .map(|k| {
-            (
-                k.clone(),
-                e.get(k).cloned().unwrap_or(Value::Null),
-                a.get(k).cloned().unwrap_or(Value::Null),
-            )
-        })
-        .collect()
+/// Where expected and actual arguments differ, by path (`args.message.body`), down to the
+/// first level where they are not both objects or equal-length arrays.
+fn differing(expected: &Value, actual: &Value, path: &str, out: &mut Vec<(String, Value, Value)>) {
+    if args_match(expected, actual) {
+        return;
+    }
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            let mut keys: Vec<&String> = e.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let null = Value::Null;
+                let (want, got) = (e.get(key).unwrap_or(&null), a.get(key).unwrap_or(&null));
+                differing(want, got, &format!("{path}.{key}"), out);
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (want, got)) in e.iter().zip(a).enumerate() {
+                differing(want, got, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => out.push((path.to_string(), expected.clone(), actual.clone())),
+    }
+}
+
+/// Stands for the run's id in recorded arguments (a playbook puts it in messages).
+pub const RUN_ID: &str = "${run_id}";
+
+/// The recorded run id, wherever it appears in a string, as `${run_id}`.
+pub(crate) fn abstract_run_id(value: &mut Value, run_id: &str) {
+    match value {
+        Value::String(s) if !run_id.is_empty() && s.contains(run_id) => {
+            *s = s.replace(run_id, RUN_ID);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| abstract_run_id(v, run_id)),
+        Value::Object(map) => map.values_mut().for_each(|v| abstract_run_id(v, run_id)),
+        _ => {}
+    }
 }
 
 /// Expected arguments match actual ones: equal, with `"$any"` matching anything anywhere.
@@ -125,8 +161,17 @@ impl Replayer {
 
     /// The recorded call that answers this one: the next in order, or any unused one of the
     /// `group` the next belongs to.
-    fn answer(&mut self, interface: &str, function: &str, args: &Value) -> Result<&FixtureCall, Mismatch> {
+    fn answer(
+        &mut self,
+        interface: &str,
+        function: &str,
+        args: &Value,
+        run_id: &str,
+    ) -> Result<&FixtureCall, Mismatch> {
         self.made += 1;
+        let mut args = args.clone();
+        abstract_run_id(&mut args, run_id);
+        let args = &args;
         let actual = serde_json::json!({ "interface": interface, "function": function, "args": args });
         let Some(first) = self.used.iter().position(|u| !u) else {
             return Err(Mismatch {
@@ -213,12 +258,12 @@ mod tests {
             call("stop", Some("g")),
             call("pause", None),
         ]);
-        assert!(replay.answer("docker", "stop", &json!({})).is_ok());
-        assert!(replay.answer("docker", "start", &json!({})).is_ok());
-        let err = replay.answer("docker", "restart", &json!({})).unwrap_err();
+        assert!(replay.answer("docker", "stop", &json!({}), "r1").is_ok());
+        assert!(replay.answer("docker", "start", &json!({}), "r1").is_ok());
+        let err = replay.answer("docker", "restart", &json!({}), "r1").unwrap_err();
         assert!(err.diff().contains("expected: docker.pause"), "{}", err.diff());
-        assert!(replay.answer("docker", "pause", &json!({})).is_ok());
+        assert!(replay.answer("docker", "pause", &json!({}), "r1").is_ok());
         assert!(replay.unused().is_empty());
-        assert!(replay.answer("docker", "pause", &json!({})).unwrap_err().expected.is_none());
+        assert!(replay.answer("docker", "pause", &json!({}), "r1").unwrap_err().expected.is_none());
     }
 }

@@ -104,7 +104,7 @@ impl RunState {
         let Some(Tape::Replaying(replayer)) = &mut self.tape else {
             return Ok(None);
         };
-        let recorded = match replayer.answer(interface, function, args) {
+        let recorded = match replayer.answer(interface, function, args, &self.context.run_id) {
             Ok(call) => call.clone(),
             Err(mismatch) => {
                 let diff = mismatch.diff();

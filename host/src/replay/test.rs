@@ -77,7 +77,7 @@ impl TestReport {
             "{verdict} {} against {fixture} ({} calls replayed, {:.0} ms)\n",
             self.playbook, self.calls_replayed, self.duration_ms
         );
-        if let Some(status) = &self.status {
+        if let (Some(status), None) = (&self.status, &self.mismatch) {
             out += &format!(
                 "  outcome: {status}: {}\n",
                 crate::text::escape(self.summary.as_deref().unwrap_or_default())
