@@ -89,7 +89,8 @@ mkdir -p "$WS/disk/logs" "$WS/disk/backups"
 head -c 2000000 /dev/zero > "$WS/disk/logs/app.log"
 touch -d '30 days ago' "$WS/disk/backups/old.tar.gz"
 record disk-full healthy plugins/disk-full/tests/host.toml -p mounts=/tmp -p paths=$WS/disk -p backups=$WS/disk/backups -p warn-percent=99.5 -p critical-percent=100
-record disk-full full-pruned plugins/disk-full/tests/host.toml -p mounts=/tmp -p paths=$WS/disk -p backups=$WS/disk/backups -p warn-percent=1 -p critical-percent=2
+# A dry run: a real prune would take every stopped container on this engine, not only ours.
+record disk-full full-dry-run plugins/disk-full/tests/host.toml -p mounts=/tmp -p paths=$WS/disk -p backups=$WS/disk/backups -p warn-percent=1 -p critical-percent=2 --dry-run
 record disk-full refused "$none" -p mounts=/tmp -p paths=$WS/disk -p backups=$WS/disk/backups
 
 # security: a quiet log, a brute force, the log not granted.

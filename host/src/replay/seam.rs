@@ -122,7 +122,14 @@ impl RunState {
             Ok(()) => {
                 let decoded = split_result(&recorded.result).and_then(|r| match r {
                     Err(e) => Ok(Err(e)),
-                    Ok(value) => serde_json::from_value::<T>(value).map(Ok).map_err(|e| {
+                    // TOML has no null: `ok = {}` stands for a call with no value.
+                    Ok(value) => serde_json::from_value::<T>(value.clone())
+                        .or_else(|e| match value {
+                            Value::Object(map) if map.is_empty() => serde_json::from_value(Value::Null),
+                            _ => Err(e),
+                        })
+                        .map(Ok)
+                        .map_err(|e| {
                         format!("the result of {interface}.{function} (call #{}): {e}", replayer.made)
                     }),
                 });

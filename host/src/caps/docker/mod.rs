@@ -502,6 +502,7 @@ impl docker::Host for RunState {
             allowed = self.authorize_global(DockerVerb::PruneVolumes);
         }
         if allowed.is_ok() && self.dry_run {
+            let args_for_tape = args.clone();
             self.timeline.call(
                 "docker",
                 "prune",
@@ -510,12 +511,14 @@ impl docker::Host for RunState {
                 Some("would prune".into()),
                 started.elapsed(),
             );
-            return Ok(Ok(PruneReport {
+            let nothing = PruneReport {
                 containers_deleted: 0,
                 images_deleted: 0,
                 volumes_deleted: 0,
                 bytes_reclaimed: 0,
-            }));
+            };
+            self.tape_call("docker", "prune", args_for_tape, &Ok(Ok(nothing)));
+            return Ok(Ok(nothing));
         }
         let result = match allowed {
             Ok(()) => self.docker.prune(&options).await,
