@@ -287,7 +287,9 @@ enum RunsAction {
     #[command(after_help = "Example:\n  host runs report r1a2126ff8f40245b000 > INC-review.md")]
     Report { id: String },
     /// Write a run recorded with `host run --record` as a fixture for `host test`
-    #[command(after_help = "Example:\n  host runs export r1a2126ff8f40245b000 --fixture tests/outage.json")]
+    #[command(
+        after_help = "Example:\n  host runs export r1a2126ff8f40245b000 --fixture tests/outage.json"
+    )]
     Export {
         id: String,
         #[arg(long, value_name = "FILE")]

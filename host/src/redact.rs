@@ -53,7 +53,11 @@ pub fn url(raw: &str) -> String {
 pub fn header_value(name: &str, value: &str) -> String {
     let lower = name.to_ascii_lowercase();
     let secret = lower.contains("cookie") || SECRET_PARAMS.iter().any(|s| lower.contains(s));
-    if secret { MASK.to_string() } else { value.to_string() }
+    if secret {
+        MASK.to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 #[cfg(test)]

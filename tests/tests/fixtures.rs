@@ -87,7 +87,9 @@ fn a_fixture_cannot_make_a_call_this_host_denies_succeed() {
     assert_eq!(code, 1, "{doc:#}");
     let actions = report["actions"].as_array().unwrap();
     assert!(
-        !actions.iter().any(|a| a.as_str().unwrap().starts_with("pruned docker")),
+        !actions
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("pruned docker")),
         "{report:#}"
     );
     assert!(
@@ -130,7 +132,8 @@ fn a_fixture_cannot_make_a_call_this_host_denies_succeed() {
 #[test]
 fn a_call_that_differs_from_the_fixture_fails_with_a_diff() {
     let sandbox = Sandbox::new();
-    let recorded = std::fs::read_to_string(plugins_dir().join("bot-down/tests/healthy.json")).unwrap();
+    let recorded =
+        std::fs::read_to_string(plugins_dir().join("bot-down/tests/healthy.json")).unwrap();
     let mut fixture: Value = serde_json::from_str(&recorded).unwrap();
     fixture["calls"][0]["args"]["container"] = "rbf-other".into();
     let path = sandbox.write("renamed.json", fixture.to_string());
@@ -145,8 +148,16 @@ fn a_call_that_differs_from_the_fixture_fails_with_a_diff() {
     ]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("FAIL bot-down"), "{}", run.stdout);
-    assert!(run.stdout.contains("- expected: docker.inspect"), "{}", run.stdout);
-    assert!(run.stdout.contains("+ actual:   docker.inspect"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("- expected: docker.inspect"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("+ actual:   docker.inspect"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains(r#"args.container: expected "rbf-other", got "rbf-bot""#),
@@ -175,7 +186,10 @@ fn a_bad_fixture_exits_2() {
         let path = sandbox.write(name, text);
         let (code, doc) = replay(&sandbox, "disk-full", &config, &[path]);
         assert_eq!(code, 2, "{name}: {doc:#}");
-        assert_eq!(doc["fixtures"][0]["report"]["result"], "bad-fixture", "{name}: {doc:#}");
+        assert_eq!(
+            doc["fixtures"][0]["report"]["result"], "bad-fixture",
+            "{name}: {doc:#}"
+        );
     }
 }
 
@@ -199,16 +213,27 @@ fn a_recorded_run_is_exported_and_replays_with_url_secrets_masked() {
     ]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let run_id = run.json()["run_id"].as_str().unwrap().to_string();
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
     let probe = &fixture["calls"][0];
     assert_eq!(probe["function"], "probe", "{fixture:#}");
-    assert_eq!(probe["args"]["url"], peer.url("/health?token=***"), "{fixture:#}");
+    assert_eq!(
+        probe["args"]["url"],
+        peer.url("/health?token=***"),
+        "{fixture:#}"
+    );
     assert_eq!(probe["result"]["ok"]["status"], 200, "{fixture:#}");
     assert_eq!(fixture["expect"]["status"], "no-action", "{fixture:#}");
 
     // The store kept it with the run.
     let exported = sandbox.path().join("exported.json");
-    let export = sandbox.host(&["runs", "export", &run_id, "--fixture", &exported.display().to_string()]);
+    let export = sandbox.host(&[
+        "runs",
+        "export",
+        &run_id,
+        "--fixture",
+        &exported.display().to_string(),
+    ]);
     assert_eq!(export.code, 0, "{}", export.stderr);
     assert_eq!(
         std::fs::read_to_string(&exported).unwrap(),
@@ -229,9 +254,21 @@ fn a_recorded_run_is_exported_and_replays_with_url_secrets_masked() {
     assert_eq!(code, 0, "{doc:#}");
 
     // A run that was not recorded has no fixture to export.
-    let plain = sandbox.host(&["run", "web-down", "--config", &config, "--json", "-p", &format!("url={}", peer.url("/"))]);
+    let plain = sandbox.host(&[
+        "run",
+        "web-down",
+        "--config",
+        &config,
+        "--json",
+        "-p",
+        &format!("url={}", peer.url("/")),
+    ]);
     let plain_id = plain.json()["run_id"].as_str().unwrap().to_string();
     let export = sandbox.host(&["runs", "export", &plain_id, "--fixture", "x.json"]);
     assert_eq!(export.code, 2, "{}", export.stderr);
-    assert!(export.stderr.contains("was not recorded"), "{}", export.stderr);
+    assert!(
+        export.stderr.contains("was not recorded"),
+        "{}",
+        export.stderr
+    );
 }

@@ -41,7 +41,10 @@ fn template_end_to_end(lang: Lang) {
 
     // The README's replay line: the template's fixture (disk at 95 %) passes, no disk read.
     let replay_cmd = readme_command(&readme, "Replay:");
-    assert!(replay_cmd.starts_with("host test --plugin "), "{replay_cmd}");
+    assert!(
+        replay_cmd.starts_with("host test --plugin "),
+        "{replay_cmd}"
+    );
     let fixture = project.join("tests/over-threshold.json");
     let config = project.join("tests/host.toml");
     // A sandbox of its own: the one below expects its first run to compile (cache miss).

@@ -118,12 +118,14 @@ impl Fixture {
         }
         for n in self.expect.notifications.iter().flatten() {
             if let Some(t) = &n.title {
-                regex::Regex::new(t).map_err(|e| anyhow::anyhow!("expect.notifications title: {e}"))?;
+                regex::Regex::new(t)
+                    .map_err(|e| anyhow::anyhow!("expect.notifications title: {e}"))?;
             }
         }
         for (i, call) in self.calls.iter().enumerate() {
-            let _kind = super::seam::split_result(&call.result)
-                .map_err(|e| anyhow::anyhow!("calls[{i}] ({}.{}): {e}", call.interface, call.function))?;
+            let _kind = super::seam::split_result(&call.result).map_err(|e| {
+                anyhow::anyhow!("calls[{i}] ({}.{}): {e}", call.interface, call.function)
+            })?;
         }
         Ok(())
     }

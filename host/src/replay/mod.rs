@@ -46,7 +46,10 @@ fn shown(value: &Value) -> String {
     if text.len() <= MAX {
         return text;
     }
-    let cut = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let cut = (0..=MAX)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     format!("{}…[{} bytes in all]", &text[..cut], text.len())
 }
 
@@ -126,7 +129,8 @@ pub fn args_match(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::String(s), _) if s == ANY => true,
         (Value::Object(e), Value::Object(a)) => {
-            e.iter().all(|(k, v)| args_match(v, a.get(k).unwrap_or(&Value::Null)))
+            e.iter()
+                .all(|(k, v)| args_match(v, a.get(k).unwrap_or(&Value::Null)))
                 && a.keys().all(|k| e.contains_key(k) || a[k].is_null())
         }
         (Value::Array(e), Value::Array(a)) => {
@@ -172,7 +176,8 @@ impl Replayer {
         let mut args = args.clone();
         abstract_run_id(&mut args, run_id);
         let args = &args;
-        let actual = serde_json::json!({ "interface": interface, "function": function, "args": args });
+        let actual =
+            serde_json::json!({ "interface": interface, "function": function, "args": args });
         let Some(first) = self.used.iter().position(|u| !u) else {
             return Err(Mismatch {
                 call: self.made,
@@ -233,11 +238,17 @@ mod tests {
 
     #[test]
     fn any_matches_anything_and_missing_nulls_are_equal() {
-        assert!(args_match(&json!({"path": "$any", "n": 3}), &json!({"path": "/x", "n": 3.0})));
+        assert!(args_match(
+            &json!({"path": "$any", "n": 3}),
+            &json!({"path": "/x", "n": 3.0})
+        ));
         assert!(args_match(&json!({"a": 1}), &json!({"a": 1, "b": null})));
         assert!(!args_match(&json!({"a": 1}), &json!({"a": 2})));
         assert!(!args_match(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-        assert!(args_match(&json!({"o": {"x": "$any"}}), &json!({"o": {"x": [1, 2]}})));
+        assert!(args_match(
+            &json!({"o": {"x": "$any"}}),
+            &json!({"o": {"x": [1, 2]}})
+        ));
     }
 
     fn call(function: &str, group: Option<&str>) -> FixtureCall {
@@ -260,10 +271,22 @@ mod tests {
         ]);
         assert!(replay.answer("docker", "stop", &json!({}), "r1").is_ok());
         assert!(replay.answer("docker", "start", &json!({}), "r1").is_ok());
-        let err = replay.answer("docker", "restart", &json!({}), "r1").unwrap_err();
-        assert!(err.diff().contains("expected: docker.pause"), "{}", err.diff());
+        let err = replay
+            .answer("docker", "restart", &json!({}), "r1")
+            .unwrap_err();
+        assert!(
+            err.diff().contains("expected: docker.pause"),
+            "{}",
+            err.diff()
+        );
         assert!(replay.answer("docker", "pause", &json!({}), "r1").is_ok());
         assert!(replay.unused().is_empty());
-        assert!(replay.answer("docker", "pause", &json!({}), "r1").unwrap_err().expected.is_none());
+        assert!(
+            replay
+                .answer("docker", "pause", &json!({}), "r1")
+                .unwrap_err()
+                .expected
+                .is_none()
+        );
     }
 }

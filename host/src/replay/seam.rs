@@ -35,7 +35,8 @@ macro_rules! taped {
 pub(crate) use taped;
 
 /// A world-free grant check on a recorded call.
-pub(crate) type Gate<'a> = Box<dyn FnOnce(&RunState, &FixtureCall) -> Result<(), CapError> + Send + 'a>;
+pub(crate) type Gate<'a> =
+    Box<dyn FnOnce(&RunState, &FixtureCall) -> Result<(), CapError> + Send + 'a>;
 
 /// No check beyond what the call's own arguments decide (nothing reached).
 pub(crate) fn ungated<'a>() -> Gate<'a> {
@@ -125,13 +126,18 @@ impl RunState {
                     // TOML has no null: `ok = {}` stands for a call with no value.
                     Ok(value) => serde_json::from_value::<T>(value.clone())
                         .or_else(|e| match value {
-                            Value::Object(map) if map.is_empty() => serde_json::from_value(Value::Null),
+                            Value::Object(map) if map.is_empty() => {
+                                serde_json::from_value(Value::Null)
+                            }
                             _ => Err(e),
                         })
                         .map(Ok)
                         .map_err(|e| {
-                        format!("the result of {interface}.{function} (call #{}): {e}", replayer.made)
-                    }),
+                            format!(
+                                "the result of {interface}.{function} (call #{}): {e}",
+                                replayer.made
+                            )
+                        }),
                 });
                 match decoded {
                     Ok(answer) => answer,
@@ -146,8 +152,14 @@ impl RunState {
             Ok(_) => ("ok", Some("replayed".to_string())),
             Err(e) => (e.kind(), Some(e.detail().to_string())),
         };
-        self.timeline
-            .call(interface, function, args.clone(), kind, detail, Duration::ZERO);
+        self.timeline.call(
+            interface,
+            function,
+            args.clone(),
+            kind,
+            detail,
+            Duration::ZERO,
+        );
         Ok(Some(answer))
     }
 
@@ -184,7 +196,9 @@ impl RunState {
         let shown = crate::text::echo(path);
         let requested = Path::new(path);
         if !requested.is_absolute() {
-            return Err(CapError::Invalid(format!("path must be absolute, got {shown:?}")));
+            return Err(CapError::Invalid(format!(
+                "path must be absolute, got {shown:?}"
+            )));
         }
         if requested.components().any(|c| c == Component::ParentDir) {
             return Err(CapError::Denied(format!(
@@ -195,11 +209,12 @@ impl RunState {
             .components()
             .filter(|c| *c != Component::CurDir)
             .collect();
-        let roots = self
-            .grants
-            .fs_read
-            .iter()
-            .chain((!content).then_some(&self.grants.fs_meta).into_iter().flatten());
+        let roots = self.grants.fs_read.iter().chain(
+            (!content)
+                .then_some(&self.grants.fs_meta)
+                .into_iter()
+                .flatten(),
+        );
         for root in roots {
             if requested.starts_with(root) {
                 return Ok(());

@@ -123,7 +123,14 @@ pub async fn run_fixture(host: &Host, prepared: &Prepared, fixture: Fixture) -> 
     }
     let mut problems = Vec::new();
     if let Some(mismatch) = &replayer.mismatch {
-        problems.push(mismatch.diff().lines().next().unwrap_or_default().to_string());
+        problems.push(
+            mismatch
+                .diff()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     let unused = if replayer.mismatch.is_none() {
         replayer.unused()
@@ -230,13 +237,17 @@ fn expectations(fixture: &Fixture, record: &RunRecord) -> Vec<String> {
             })
             .collect();
         let matches = expected.len() == sent.len()
-            && expected.iter().zip(&sent).all(|(want, (channel, severity, title))| {
-                &want.channel == channel
-                    && want.severity.as_ref().is_none_or(|s| s == severity)
-                    && want.title.as_ref().is_none_or(|t| {
-                        regex::Regex::new(t).is_ok_and(|re| re.is_match(title))
-                    })
-            });
+            && expected
+                .iter()
+                .zip(&sent)
+                .all(|(want, (channel, severity, title))| {
+                    &want.channel == channel
+                        && want.severity.as_ref().is_none_or(|s| s == severity)
+                        && want
+                            .title
+                            .as_ref()
+                            .is_none_or(|t| regex::Regex::new(t).is_ok_and(|re| re.is_match(title)))
+                });
         if !matches {
             let shown: Vec<String> = sent
                 .iter()

@@ -281,13 +281,22 @@ impl docker::Host for RunState {
             return Ok(answer.map(|found| {
                 found
                     .into_iter()
-                    .filter(|c| rules.iter().any(|r| rule_covers(r, &c.name, Some(&c.labels))))
+                    .filter(|c| {
+                        rules
+                            .iter()
+                            .any(|r| rule_covers(r, &c.name, Some(&c.labels)))
+                    })
                     .collect()
             }));
         }
         let result =
             super::panic_to_failed("docker.list-containers", self.list_granted(&filter)).await;
-        self.tape_call("docker", "list-containers", args.clone(), &Ok(result.clone()));
+        self.tape_call(
+            "docker",
+            "list-containers",
+            args.clone(),
+            &Ok(result.clone()),
+        );
         self.record_call(
             "docker",
             "list-containers",
@@ -302,30 +311,38 @@ impl docker::Host for RunState {
     async fn inspect(&mut self, container: String) -> CallResult<ContainerDetails> {
         let args = json!({ "container": arg(&container) });
         let gate = container_gate(DockerVerb::Inspect, container.clone(), None);
-        taped!(self, "docker", "inspect", ContainerDetails, args.clone(), gate, {
-            self.container_call(
-                DockerVerb::Inspect,
-                (&container, None),
-                args,
-                Ok(()),
-                None,
-                |d, t| async move { d.inspect(&t.id).await },
-                |d| {
-                    let c = &d.container;
-                    format!(
-                        "{}{}, restarts {}, exit {}",
-                        c.state,
-                        c.health
-                            .as_deref()
-                            .map(|h| format!(" ({h})"))
-                            .unwrap_or_default(),
-                        c.restart_count,
-                        c.exit_code.map_or("-".into(), |e| e.to_string())
-                    )
-                },
-            )
-            .await
-        })
+        taped!(
+            self,
+            "docker",
+            "inspect",
+            ContainerDetails,
+            args.clone(),
+            gate,
+            {
+                self.container_call(
+                    DockerVerb::Inspect,
+                    (&container, None),
+                    args,
+                    Ok(()),
+                    None,
+                    |d, t| async move { d.inspect(&t.id).await },
+                    |d| {
+                        let c = &d.container;
+                        format!(
+                            "{}{}, restarts {}, exit {}",
+                            c.state,
+                            c.health
+                                .as_deref()
+                                .map(|h| format!(" ({h})"))
+                                .unwrap_or_default(),
+                            c.restart_count,
+                            c.exit_code.map_or("-".into(), |e| e.to_string())
+                        )
+                    },
+                )
+                .await
+            }
+        )
     }
 
     async fn logs(&mut self, container: String, options: LogOptions) -> CallResult<Vec<LogLine>> {
@@ -436,23 +453,31 @@ impl docker::Host for RunState {
     async fn stats(&mut self, container: String) -> CallResult<ContainerStats> {
         let args = json!({ "container": arg(&container) });
         let gate = container_gate(DockerVerb::Stats, container.clone(), None);
-        taped!(self, "docker", "stats", ContainerStats, args.clone(), gate, {
-            self.container_call(
-                DockerVerb::Stats,
-                (&container, None),
-                args,
-                Ok(()),
-                None,
-                |d, t| async move { d.stats(&t.id).await },
-                |s| {
-                    format!(
-                        "cpu {:.1}%, memory {} of {} bytes",
-                        s.cpu_percent, s.memory_used, s.memory_limit
-                    )
-                },
-            )
-            .await
-        })
+        taped!(
+            self,
+            "docker",
+            "stats",
+            ContainerStats,
+            args.clone(),
+            gate,
+            {
+                self.container_call(
+                    DockerVerb::Stats,
+                    (&container, None),
+                    args,
+                    Ok(()),
+                    None,
+                    |d, t| async move { d.stats(&t.id).await },
+                    |s| {
+                        format!(
+                            "cpu {:.1}%, memory {} of {} bytes",
+                            s.cpu_percent, s.memory_used, s.memory_limit
+                        )
+                    },
+                )
+                .await
+            }
+        )
     }
 
     async fn disk_usage(&mut self) -> CallResult<SystemDf> {
@@ -549,22 +574,34 @@ impl docker::Host for RunState {
     ) -> CallResult<()> {
         let args =
             json!({ "container": arg(&container), "network": arg(&network), "force": force });
-        let gate = container_gate(DockerVerb::NetworkDisconnect, container.clone(), Some(network.clone()));
-        taped!(self, "docker", "network-disconnect", (), args.clone(), gate, {
-            self.container_call(
-                DockerVerb::NetworkDisconnect,
-                (&container, Some(&network)),
-                args,
-                Ok(()),
-                Some(()),
-                |d, t| async move {
-                    let (network_id, _) = t.network.expect("authorize resolves the network");
-                    d.network_disconnect(&t.id, &network_id, force).await
-                },
-                |_| String::new(),
-            )
-            .await
-        })
+        let gate = container_gate(
+            DockerVerb::NetworkDisconnect,
+            container.clone(),
+            Some(network.clone()),
+        );
+        taped!(
+            self,
+            "docker",
+            "network-disconnect",
+            (),
+            args.clone(),
+            gate,
+            {
+                self.container_call(
+                    DockerVerb::NetworkDisconnect,
+                    (&container, Some(&network)),
+                    args,
+                    Ok(()),
+                    Some(()),
+                    |d, t| async move {
+                        let (network_id, _) = t.network.expect("authorize resolves the network");
+                        d.network_disconnect(&t.id, &network_id, force).await
+                    },
+                    |_| String::new(),
+                )
+                .await
+            }
+        )
     }
 }
 

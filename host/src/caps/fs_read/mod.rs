@@ -159,7 +159,12 @@ fn walk_summary(what: String, note: &ops::WalkNote) -> String {
 
 /// The live calls; `fs_read::Host` below wraps each in the tape.
 impl RunState {
-    async fn live_read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
+    async fn live_read(
+        &mut self,
+        path: String,
+        offset: u64,
+        max_bytes: u32,
+    ) -> CallResult<Vec<u8>> {
         let args =
             json!({ "path": recorded_path(&path), "offset": offset, "max-bytes": max_bytes });
         self.fs_call(
@@ -215,7 +220,12 @@ impl RunState {
         .await
     }
 
-    async fn live_largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
+    async fn live_largest(
+        &mut self,
+        path: String,
+        depth: u32,
+        limit: u32,
+    ) -> CallResult<LargestResult> {
         let args = json!({ "path": recorded_path(&path), "depth": depth, "limit": limit });
         let result = self
             .fs_call(
@@ -257,7 +267,11 @@ impl RunState {
         Ok(found.map(|found| found.entries))
     }
 
-    async fn live_find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
+    async fn live_find_entries(
+        &mut self,
+        path: String,
+        options: FindOptions,
+    ) -> CallResult<FindResult> {
         self.find_call("find-entries", path, options).await
     }
 
@@ -291,37 +305,67 @@ fn path_gate<'a>(path: String, content: bool) -> Gate<'a> {
 impl fs_read::Host for RunState {
     async fn read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
         let args = json!({ "path": arg(&path), "offset": offset, "max_bytes": max_bytes });
-        taped!(self, "fs-read", "read", Vec<u8>, args, path_gate(path.clone(), true), {
-            self.live_read(path, offset, max_bytes).await
-        })
+        taped!(
+            self,
+            "fs-read",
+            "read",
+            Vec<u8>,
+            args,
+            path_gate(path.clone(), true),
+            { self.live_read(path, offset, max_bytes).await }
+        )
     }
 
     async fn tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
         let args = json!({ "path": arg(&path), "lines": lines });
-        taped!(self, "fs-read", "tail", Vec<String>, args, path_gate(path.clone(), true), {
-            self.live_tail(path, lines).await
-        })
+        taped!(
+            self,
+            "fs-read",
+            "tail",
+            Vec<String>,
+            args,
+            path_gate(path.clone(), true),
+            { self.live_tail(path, lines).await }
+        )
     }
 
     async fn list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": arg(&path) });
-        taped!(self, "fs-read", "list-dir", Vec<Entry>, args, path_gate(path.clone(), false), {
-            self.live_list_dir(path).await
-        })
+        taped!(
+            self,
+            "fs-read",
+            "list-dir",
+            Vec<Entry>,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_list_dir(path).await }
+        )
     }
 
     async fn stat(&mut self, path: String) -> CallResult<Entry> {
         let args = json!({ "path": arg(&path) });
-        taped!(self, "fs-read", "stat", Entry, args, path_gate(path.clone(), false), {
-            self.live_stat(path).await
-        })
+        taped!(
+            self,
+            "fs-read",
+            "stat",
+            Entry,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_stat(path).await }
+        )
     }
 
     async fn usage(&mut self, path: String) -> CallResult<FsUsage> {
         let args = json!({ "path": arg(&path) });
-        taped!(self, "fs-read", "usage", FsUsage, args, path_gate(path.clone(), false), {
-            self.live_usage(path).await
-        })
+        taped!(
+            self,
+            "fs-read",
+            "usage",
+            FsUsage,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_usage(path).await }
+        )
     }
 
     async fn largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
@@ -340,7 +384,9 @@ impl fs_read::Host for RunState {
     ) -> CallResult<Vec<Result<LargestResult, CapError>>> {
         type Many = Vec<Result<LargestResult, CapError>>;
         let args = json!({ "paths": arg(&paths), "depth": depth, "limit": limit });
-        if let Some(answer) = self.replay_call::<Many>("fs-read", "largest-many", &args, ungated())? {
+        if let Some(answer) =
+            self.replay_call::<Many>("fs-read", "largest-many", &args, ungated())?
+        {
             // Each path is held to this host's roots on its own, as a live call does.
             return Ok(answer.map(|results| {
                 results
@@ -357,9 +403,15 @@ impl fs_read::Host for RunState {
 
     async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": arg(&path), "options": arg(&options) });
-        taped!(self, "fs-read", "find", Vec<Entry>, args, path_gate(path.clone(), false), {
-            self.live_find(path, options).await
-        })
+        taped!(
+            self,
+            "fs-read",
+            "find",
+            Vec<Entry>,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_find(path, options).await }
+        )
     }
 
     async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
@@ -376,9 +428,16 @@ impl fs_read::Host for RunState {
         pattern: String,
         options: GrepOptions,
     ) -> CallResult<GrepResult> {
-        let args = json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(&options) });
-        taped!(self, "fs-read", "grep", GrepResult, args, path_gate(path.clone(), true), {
-            self.live_grep(path, pattern, options).await
-        })
+        let args =
+            json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(options) });
+        taped!(
+            self,
+            "fs-read",
+            "grep",
+            GrepResult,
+            args,
+            path_gate(path.clone(), true),
+            { self.live_grep(path, pattern, options).await }
+        )
     }
 }

@@ -405,9 +405,15 @@ impl http::Host for RunState {
 
     async fn probe(&mut self, url: String, timeout_ms: Option<u32>) -> CallResult<ProbeResult> {
         let args = json!({ "url": crate::redact::url(&url), "timeout_ms": timeout_ms });
-        taped!(self, "http", "probe", ProbeResult, args, url_gate(url.clone(), Vec::new()), {
-            self.live_probe(url, timeout_ms).await
-        })
+        taped!(
+            self,
+            "http",
+            "probe",
+            ProbeResult,
+            args,
+            url_gate(url.clone(), Vec::new()),
+            { self.live_probe(url, timeout_ms).await }
+        )
     }
 }
 
@@ -467,7 +473,11 @@ impl RunState {
         }
     }
 
-    async fn live_probe(&mut self, url: String, timeout_ms: Option<u32>) -> CallResult<ProbeResult> {
+    async fn live_probe(
+        &mut self,
+        url: String,
+        timeout_ms: Option<u32>,
+    ) -> CallResult<ProbeResult> {
         self.begin_call()?;
         self.count_http_call()?;
         let started = Instant::now();
