@@ -496,6 +496,11 @@ impl Host {
             Timeline::new(sink),
             self.services(),
         );
+        if let Some(crate::replay::Tape::Replaying(replayer)) = &tape
+            && let Some(ms) = replayer.wall_clock_ms
+        {
+            state = state.with_wall_clock(std::time::Duration::from_millis(ms));
+        }
         if let Some(tape) = tape {
             state.set_tape(tape);
         }

@@ -116,6 +116,26 @@ impl RunState {
         state
     }
 
+    /// Replay: the guest's wall clock starts where the recorded run's did (a playbook that
+    /// ages files against "now" sees the same ages), and runs on from there.
+    pub fn with_wall_clock(mut self, since_epoch: Duration) -> Self {
+        struct Offset(Duration, Instant);
+        impl wasmtime_wasi::HostWallClock for Offset {
+            fn resolution(&self) -> Duration {
+                Duration::from_nanos(1)
+            }
+            fn now(&self) -> Duration {
+                self.0 + self.1.elapsed()
+            }
+        }
+        self.wasi = WasiCtxBuilder::new()
+            .stdout(self.guest_stderr.clone())
+            .stderr(self.guest_stderr.clone())
+            .wall_clock(Offset(since_epoch, Instant::now()))
+            .build();
+        self
+    }
+
     /// What the guest printed (a Rust panic message lands here).
     pub fn guest_output(&self) -> String {
         String::from_utf8_lossy(&self.guest_stderr.contents()).into_owned()

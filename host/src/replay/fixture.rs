@@ -38,6 +38,10 @@ pub struct FixtureIncident {
     pub alert: Option<Alert>,
     #[serde(default)]
     pub dry_run: bool,
+    /// When the run started (ms since the Unix epoch): the replay's wall clock starts there.
+    /// Absent: the real clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_clock_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +176,10 @@ impl Fixture {
                 params: record.params.clone(),
                 alert,
                 dry_run: record.dry_run,
+                wall_clock_ms: humantime::parse_rfc3339(&record.started_at)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64),
             },
             calls,
             expect: Expect {

@@ -149,6 +149,8 @@ pub struct Replayer {
     pub mismatch: Option<Mismatch>,
     /// A recorded result that cannot answer its call: the fixture is bad (exit 2).
     pub bad: Option<String>,
+    /// Where the guest's wall clock starts (ms since the Unix epoch); `None`: the real one.
+    pub wall_clock_ms: Option<u64>,
 }
 
 impl Replayer {
@@ -160,6 +162,7 @@ impl Replayer {
             made: 0,
             mismatch: None,
             bad: None,
+            wall_clock_ms: None,
         }
     }
 

@@ -109,7 +109,9 @@ pub async fn run_fixture(host: &Host, prepared: &Prepared, fixture: Fixture) -> 
         Err(e) => return TestReport::bad(&name, format!("incident: {e:#}")),
     };
     let started = Instant::now();
-    let tape = Tape::Replaying(Replayer::new(fixture.calls.clone()));
+    let mut replayer = Replayer::new(fixture.calls.clone());
+    replayer.wall_clock_ms = fixture.incident.wall_clock_ms;
+    let tape = Tape::Replaying(replayer);
     let (record, tape) = match host.run_taped(prepared, request, None, Some(tape)).await {
         Ok(done) => done,
         // Parameters the playbook does not take, or miss.

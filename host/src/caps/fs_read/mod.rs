@@ -428,8 +428,7 @@ impl fs_read::Host for RunState {
         pattern: String,
         options: GrepOptions,
     ) -> CallResult<GrepResult> {
-        let args =
-            json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(options) });
+        let args = json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(options) });
         taped!(
             self,
             "fs-read",
