@@ -6,6 +6,8 @@ wasmtime::component::bindgen!({
     world: "playbook",
     imports: { default: async | trappable },
     exports: { default: async },
+    // Fixtures (`crate::replay`) keep call results and incidents as JSON.
+    additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
 pub mod v0_1;

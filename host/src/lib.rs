@@ -19,6 +19,7 @@ pub mod postmortem;
 pub mod records;
 pub mod redact;
 pub mod render;
+pub mod replay;
 pub mod run;
 pub mod scaffold;
 pub mod schedule;

@@ -117,6 +117,29 @@ enum Command {
         /// for /hooks/run, RUNBOOK_API_TOKEN for reading the run)
         #[arg(long, env = "RUNBOOK_SERVER", value_name = "URL")]
         server: Option<url::Url>,
+        /// Also write the run as a fixture for `host test`: the incident, every capability
+        /// call with its result, the outcome (kept with the run too: `host runs export`)
+        #[arg(long, value_name = "FILE", conflicts_with = "node")]
+        record: Option<PathBuf>,
+    },
+    /// Replay a playbook against recorded fixtures: no Docker, files or network are touched;
+    /// this host's grants still apply. Exit 0 pass, 1 mismatch or expectation failed, 2 bad fixture
+    #[command(
+        after_help = "Examples:\n  host test disk-full --fixture plugins/disk-full/tests/full.json\n  host test --plugin my-playbook.wasm --fixture tests/healthy.json --fixture tests/down.toml --json"
+    )]
+    Test {
+        /// Playbook name (see `host list`) or path to a .wasm component
+        #[arg(required_unless_present = "plugin")]
+        playbook: Option<String>,
+        /// A .wasm component, by path (instead of PLAYBOOK)
+        #[arg(long, value_name = "FILE", conflicts_with = "playbook")]
+        plugin: Option<PathBuf>,
+        /// A fixture (.json or .toml); repeatable
+        #[arg(long, value_name = "FILE", required = true)]
+        fixture: Vec<PathBuf>,
+        /// One JSON report instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// List playbooks with their summary and wanted capabilities
     #[command(after_help = "Example:\n  host list --plugin-dir ./playbooks")]
@@ -272,6 +295,15 @@ enum RunsAction {
     /// One run as a post-incident review in Markdown (the post-mortem template's headings)
     #[command(after_help = "Example:\n  host runs report r1a2126ff8f40245b000 > INC-review.md")]
     Report { id: String },
+    /// Write a run recorded with `host run --record` as a fixture for `host test`
+    #[command(
+        after_help = "Example:\n  host runs export r1a2126ff8f40245b000 --fixture tests/outage.json"
+    )]
+    Export {
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        fixture: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -551,6 +583,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             json,
             severity,
             notify_wait,
+            record: record_to,
             ..
         } => {
             let alert = match &alert_file {
@@ -591,7 +624,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             let notifier = host.notifier();
             notifier.start();
-            let record = host.run(&prepared, request, sink).await?;
+            let tape = record_to
+                .as_ref()
+                .map(|_| runbook_host::replay::Tape::Recording(Vec::new()));
+            let (record, _) = host.run_taped(&prepared, request, sink, tape).await?;
+            if let Some(path) = &record_to {
+                runbook_host::replay::cli::write_recording(&record, path)?;
+            }
             let deliveries = notifier
                 .wait_for_run(&record.run_id, std::time::Duration::from_secs(notify_wait))
                 .await?;
@@ -628,6 +667,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 "escalated" => EXIT_ESCALATED,
                 _ => 0,
             })
+        }
+        Command::Test {
+            playbook,
+            plugin,
+            fixture,
+            json,
+        } => {
+            let prepared = match plugin {
+                Some(path) => host.prepare_file(&path).await?,
+                None => prepare_named_or_file(&host, &playbook.unwrap_or_default()).await?,
+            };
+            runbook_host::replay::cli::test_command(&host, &prepared, &fixture, json).await
         }
         Command::List { json } => {
             let mut rows = Vec::new();
@@ -908,6 +959,20 @@ async fn show_runs(
                 println!("{}", runbook_host::text::json_for_terminal(&run)?);
             } else {
                 print!("{}", render::stored_run(&run));
+            }
+            Ok(0)
+        }
+        Some(RunsAction::Export { id, fixture }) => {
+            let Some(run) = store.get(id).await? else {
+                eprintln!("{} no run {id:?} in {}", style::error(), store.describe());
+                return Ok(EXIT_USAGE);
+            };
+            if !runbook_host::replay::cli::export_fixture(&run, fixture)? {
+                eprintln!(
+                    "{} run {id} was not recorded; run it with `host run --record FILE`",
+                    style::error()
+                );
+                return Ok(EXIT_USAGE);
             }
             Ok(0)
         }

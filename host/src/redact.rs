@@ -49,6 +49,17 @@ pub fn url(raw: &str) -> String {
     url.to_string()
 }
 
+/// A response header's value as a fixture keeps it: cookies and credentials masked.
+pub fn header_value(name: &str, value: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let secret = lower.contains("cookie") || SECRET_PARAMS.iter().any(|s| lower.contains(s));
+    if secret {
+        MASK.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

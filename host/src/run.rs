@@ -279,6 +279,18 @@ impl Host {
         request: RunRequest,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
+        Ok(self.run_taped(prepared, request, sink, None).await?.0)
+    }
+
+    /// `run`, recording or replaying its capability calls (`crate::replay`). A recorded run
+    /// keeps its fixture as the artifact `replay::FIXTURE_ARTIFACT`.
+    pub async fn run_taped(
+        &self,
+        prepared: &Prepared,
+        request: RunRequest,
+        sink: Option<Sink>,
+        tape: Option<crate::replay::Tape>,
+    ) -> Result<(RunRecord, Option<crate::replay::Tape>)> {
         let pending = self.begin(prepared, request).await?;
         let run_id = pending.run_id.clone();
         // Renewed while it runs, so a `host serve` on the same store never takes it for lost.
@@ -286,12 +298,17 @@ impl Host {
             .store
             .clone()
             .map(|store| crate::store::keep_leases(store, self.config.server.lease()));
-        let work = self.execute(prepared, pending, sink);
+        let mut tape_back = None;
+        let work = async {
+            let (record, tape) = self.execute_taped(prepared, pending, sink, tape).await?;
+            tape_back = tape;
+            Ok(record)
+        };
         let record = guard_run(self.store.as_deref(), &run_id, work).await;
         if let Some(leases) = leases {
             leases.abort();
         }
-        record
+        Ok((record?, tape_back))
     }
 
     /// A run a previous host accepted and never started (status `queued` in the store), ready
@@ -446,6 +463,17 @@ impl Host {
         pending: PendingRun,
         sink: Option<Sink>,
     ) -> Result<RunRecord> {
+        Ok(self.execute_taped(prepared, pending, sink, None).await?.0)
+    }
+
+    pub async fn execute_taped(
+        &self,
+        prepared: &Prepared,
+        pending: PendingRun,
+        sink: Option<Sink>,
+        tape: Option<crate::replay::Tape>,
+    ) -> Result<(RunRecord, Option<crate::replay::Tape>)> {
+        let replaying = matches!(tape, Some(crate::replay::Tape::Replaying(_)));
         let PendingRun {
             run_id,
             started_at,
@@ -458,7 +486,7 @@ impl Host {
         let grants = Arc::new(self.grants_for(&prepared.source));
         let limits = self.limits_for(&name);
         let started = Instant::now();
-        if !grants.docker.is_empty() {
+        if !grants.docker.is_empty() && !replaying {
             self.docker.connect_ahead();
         }
 
@@ -469,6 +497,14 @@ impl Host {
             Timeline::new(sink),
             self.services(),
         );
+        if let Some(crate::replay::Tape::Replaying(replayer)) = &tape
+            && let Some(ms) = replayer.wall_clock_ms
+        {
+            state = state.with_wall_clock(std::time::Duration::from_millis(ms));
+        }
+        if let Some(tape) = tape {
+            state.set_tape(tape);
+        }
         state.context = RunContext {
             run_id: run_id.clone(),
             playbook: name.clone(),
@@ -539,9 +575,10 @@ impl Host {
             }
         };
         let t = Instant::now();
-        let state = store.into_data();
+        let mut state = store.into_data();
         // Dropping the store frees the instance (back to the pool in `host serve`).
         let teardown_ms = round_ms(t.elapsed());
+        let tape = state.take_tape();
         let (timeline, artifacts) = state.into_parts();
         let capability_calls_ms = round_ms(std::time::Duration::from_secs_f64(
             timeline.call_time_ms() / 1e3,
@@ -573,13 +610,18 @@ impl Host {
                 total_ms: round_ms(started.elapsed()),
             },
         };
+        let mut record = record;
+        if let Some(crate::replay::Tape::Recording(calls)) = &tape {
+            let fixture = crate::replay::Fixture::recorded(&record, calls.clone());
+            record.artifacts.push(fixture.artifact()?);
+        }
         if let Some(store) = &self.store {
             store
                 .finish(record.outcome()?)
                 .await
                 .context("storing the run's outcome")?;
         }
-        Ok(record)
+        Ok((record, tape))
     }
 }
 

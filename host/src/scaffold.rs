@@ -28,6 +28,13 @@ pub enum Lang {
     Js,
 }
 
+/// A fixture for `host test`: the disk at 95 %, so the template notifies ops and escalates.
+const FIXTURE: &str = include_str!("../templates/tests/over-threshold.json");
+/// The grants the fixture is replayed with (a playbook run as `--plugin x.wasm` is named `x`).
+const HOST_TOML: &str = "[plugins.{{name}}.grants]\nfs-meta = [\"/tmp\"]\nnotify = [\"ops\"]\n";
+const HOST_TOML_RUST: &str =
+    "[plugins.{{crate}}.grants]\nfs-meta = [\"/tmp\"]\nnotify = [\"ops\"]\n";
+
 /// (path in the project, template). `{{name}}` is the playbook name, `{{crate}}` its Rust crate
 /// name (dashes as underscores, as cargo names the .wasm).
 fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
@@ -48,12 +55,16 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../sdk/src/helpers.rs"),
             ),
             (".gitignore", "target/\n"),
+            ("tests/over-threshold.json", FIXTURE),
+            ("tests/host.toml", HOST_TOML_RUST),
         ],
         Lang::Python => vec![
             ("app.py", include_str!("../templates/python/app.py")),
             ("runbook.py", PYTHON_HELPER),
             ("README.md", include_str!("../templates/python/README.md")),
             (".gitignore", "*.wasm\n__pycache__/\n"),
+            ("tests/over-threshold.json", FIXTURE),
+            ("tests/host.toml", HOST_TOML),
         ],
         Lang::Js => vec![
             ("app.js", include_str!("../templates/js/app.js")),
@@ -61,6 +72,8 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("package.json", include_str!("../templates/js/package.json")),
             ("README.md", include_str!("../templates/js/README.md")),
             (".gitignore", "*.wasm\nnode_modules/\n"),
+            ("tests/over-threshold.json", FIXTURE),
+            ("tests/host.toml", HOST_TOML),
         ],
     }
 }

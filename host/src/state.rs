@@ -43,6 +43,10 @@ pub struct RunState {
     pub(crate) egress: Arc<EgressPolicy>,
     pub(crate) artifacts: Vec<Artifact>,
     pub(crate) counters: Counters,
+    /// Recording or replaying the capability calls (`crate::replay`); `None` for a plain run.
+    pub(crate) tape: Option<crate::replay::Tape>,
+    /// What the call being recorded reached, as the world named it (see `FixtureCall::target`).
+    pub(crate) recorded_target: Option<Value>,
     guest_stderr: MemoryOutputPipe,
 }
 
@@ -102,12 +106,34 @@ impl RunState {
             egress,
             artifacts: Vec::new(),
             counters: Counters::default(),
+            tape: None,
+            recorded_target: None,
             guest_stderr,
         };
         for warning in warnings {
             state.timeline.log("warn", warning);
         }
         state
+    }
+
+    /// Replay: the guest's wall clock starts where the recorded run's did (a playbook that
+    /// ages files against "now" sees the same ages), and runs on from there.
+    pub fn with_wall_clock(mut self, since_epoch: Duration) -> Self {
+        struct Offset(Duration, Instant);
+        impl wasmtime_wasi::HostWallClock for Offset {
+            fn resolution(&self) -> Duration {
+                Duration::from_nanos(1)
+            }
+            fn now(&self) -> Duration {
+                self.0 + self.1.elapsed()
+            }
+        }
+        self.wasi = WasiCtxBuilder::new()
+            .stdout(self.guest_stderr.clone())
+            .stderr(self.guest_stderr.clone())
+            .wall_clock(Offset(since_epoch, Instant::now()))
+            .build();
+        self
     }
 
     /// What the guest printed (a Rust panic message lands here).
@@ -187,6 +213,15 @@ impl RunState {
         );
         self.timeline
             .call(interface, function, args, kind, detail, duration);
+    }
+
+    /// Records or replays the run's capability calls.
+    pub fn set_tape(&mut self, tape: crate::replay::Tape) {
+        self.tape = Some(tape);
+    }
+
+    pub fn take_tape(&mut self) -> Option<crate::replay::Tape> {
+        self.tape.take()
     }
 
     pub fn into_parts(self) -> (Timeline, Vec<Artifact>) {

@@ -28,7 +28,7 @@ fn template_end_to_end(lang: Lang) {
     };
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
     let lines: Vec<&str> = readme.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 4, "a title and three lines:\n{readme}");
+    assert_eq!(lines.len(), 5, "a title and four lines:\n{readme}");
     let test_cmd = readme_command(&readme, "Test:");
     assert!(
         test_cmd.starts_with("host run --plugin ") && test_cmd.ends_with(" --dry-run --json"),
@@ -38,6 +38,27 @@ fn template_end_to_end(lang: Lang) {
     // The README's test line, with no grants: fs-read is denied and the playbook says so.
     let sandbox = Sandbox::new();
     let wasm = wasm.to_str().unwrap();
+
+    // The README's replay line: the template's fixture (disk at 95 %) passes, no disk read.
+    let replay_cmd = readme_command(&readme, "Replay:");
+    assert!(
+        replay_cmd.starts_with("host test --plugin "),
+        "{replay_cmd}"
+    );
+    let fixture = project.join("tests/over-threshold.json");
+    let config = project.join("tests/host.toml");
+    // A sandbox of its own: the one below expects its first run to compile (cache miss).
+    let replay = Sandbox::new().host(&[
+        "test",
+        "--plugin",
+        wasm,
+        "--fixture",
+        fixture.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
+    assert!(replay.stdout.starts_with("PASS "), "{}", replay.stdout);
     let (code, run) = run_json(&sandbox, &["--plugin", wasm, "--dry-run"]);
     assert_eq!(
         (code, run["status"].as_str()),

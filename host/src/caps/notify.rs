@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::notify::{self, Message};
 use crate::notify::{AlertRef, Notification, SubmitError, Submitted};
+use crate::replay::seam::{Gate, arg};
 use crate::state::{LimitExceeded, RunState};
 use crate::timeline::EventKind;
 
@@ -23,6 +24,51 @@ pub struct RunContext {
 
 impl notify::Host for RunState {
     async fn send(
+        &mut self,
+        channel: String,
+        message: Message,
+    ) -> wasmtime::Result<Result<(), CapError>> {
+        // The message as the playbook sent it (the channel's URL and token are the host's).
+        let args = json!({ "channel": arg(&channel), "message": arg(&message) });
+        let gate: Gate = {
+            let channel = channel.clone();
+            let message = message.clone();
+            Box::new(move |state, _| {
+                state.channel_granted(&channel)?;
+                check_size(&message)
+            })
+        };
+        if let Some(answer) = self.replay_call::<()>("notify", "send", &args, gate)? {
+            if answer.is_ok() {
+                self.timeline.record(EventKind::Notification {
+                    channel,
+                    severity: message.severity.as_str().to_string(),
+                    title: message.title,
+                    state: "replayed".into(),
+                    outbox_id: None,
+                });
+            }
+            return Ok(answer);
+        }
+        let result = self.live_notify(channel, message).await;
+        self.tape_call("notify", "send", args, &result);
+        result
+    }
+}
+
+impl RunState {
+    fn channel_granted(&self, channel: &str) -> Result<(), CapError> {
+        if !self.grants.notify.iter().any(|c| c == channel) {
+            return Err(CapError::Denied(format!(
+                "channel {:?} is not granted to this playbook (granted: [{}])",
+                crate::text::echo(channel),
+                self.grants.notify.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn live_notify(
         &mut self,
         channel: String,
         message: Message,
@@ -128,11 +174,8 @@ impl RunState {
         message: Message,
     ) -> wasmtime::Result<Result<Submitted, CapError>> {
         let shown = crate::text::echo(channel);
-        if !self.grants.notify.iter().any(|c| c == channel) {
-            return Ok(Err(CapError::Denied(format!(
-                "channel {shown:?} is not granted to this playbook (granted: [{}])",
-                self.grants.notify.join(", ")
-            ))));
+        if let Err(e) = self.channel_granted(channel) {
+            return Ok(Err(e));
         }
         if let Err(e) = check_size(&message) {
             return Ok(Err(e));

@@ -21,6 +21,7 @@ use crate::bindings::runbook::host::docker::{
     PruneOptions, PruneReport, SystemDf,
 };
 use crate::policy::{DockerRule, DockerVerb, name_glob};
+use crate::replay::seam::{Gate, taped};
 use crate::state::RunState;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
@@ -56,6 +57,41 @@ fn verb_name(verb: DockerVerb) -> String {
         .unwrap_or_default()
 }
 
+/// Replay: a container verb on what the fixture says the call reached (its `target`, else
+/// the reference as passed), held to this host's rules like a live call.
+fn container_gate<'a>(verb: DockerVerb, container: String, network: Option<String>) -> Gate<'a> {
+    Box::new(move |state, recorded| {
+        reference::container(&container)?;
+        let target = recorded.target.as_ref();
+        let name = target
+            .and_then(|t| t["name"].as_str())
+            .unwrap_or(&container)
+            .to_string();
+        let labels: Vec<(String, String)> = target
+            .and_then(|t| serde_json::from_value(t["labels"].clone()).ok())
+            .unwrap_or_default();
+        let network = target
+            .and_then(|t| t["network"].as_str().map(String::from))
+            .or(network);
+        let granted = state.rules_for(verb).into_iter().any(|r| {
+            rule_covers(r, &name, Some(&labels))
+                && network.as_ref().is_none_or(|n| globs_match(&r.networks, n))
+        });
+        if !granted {
+            return Err(CapError::Denied(format!(
+                "docker {} on container {} is not granted to this playbook",
+                verb_name(verb),
+                reference::echo(&name)
+            )));
+        }
+        Ok(())
+    })
+}
+
+fn global_gate<'a>(verb: DockerVerb) -> Gate<'a> {
+    Box::new(move |state, _| state.authorize_global(verb))
+}
+
 /// What a call acts on, as the engine named it when asked.
 pub struct Target {
     /// Full container id: every action goes by this.
@@ -63,6 +99,7 @@ pub struct Target {
     pub name: String,
     /// Full id and name of the network (`network-disconnect` only).
     pub network: Option<(String, String)>,
+    pub labels: Vec<(String, String)>,
 }
 
 impl Target {
@@ -153,6 +190,7 @@ impl RunState {
             id,
             name: found.name,
             network,
+            labels: found.labels,
         })
     }
 
@@ -194,6 +232,13 @@ impl RunState {
         if let Ok(target) = &target {
             // The audit log says what the call acted on, not only what was asked.
             args["resolved"] = json!({ "id": target.id, "name": target.name });
+            if self.tape.is_some() {
+                self.recorded_target = Some(json!({
+                    "name": target.name,
+                    "labels": target.labels,
+                    "network": target.network.as_ref().map(|(_, name)| name),
+                }));
+            }
         }
         let result = match target {
             Ok(target) if mutating.is_some() && self.dry_run => {
@@ -225,8 +270,33 @@ impl docker::Host for RunState {
         let labels: Vec<String> = filter.labels.iter().take(32).map(|l| arg(l)).collect();
         let args =
             json!({ "all": filter.all, "name": filter.name.as_deref().map(arg), "labels": labels });
+        if let Some(answer) = self.replay_call::<Vec<Container>>(
+            "docker",
+            "list-containers",
+            &args,
+            global_gate(DockerVerb::List),
+        )? {
+            // The fixture's containers are held to this host's grants, as live ones are.
+            let rules = self.rules_for(DockerVerb::List);
+            return Ok(answer.map(|found| {
+                found
+                    .into_iter()
+                    .filter(|c| {
+                        rules
+                            .iter()
+                            .any(|r| rule_covers(r, &c.name, Some(&c.labels)))
+                    })
+                    .collect()
+            }));
+        }
         let result =
             super::panic_to_failed("docker.list-containers", self.list_granted(&filter)).await;
+        self.tape_call(
+            "docker",
+            "list-containers",
+            args.clone(),
+            &Ok(result.clone()),
+        );
         self.record_call(
             "docker",
             "list-containers",
@@ -240,143 +310,188 @@ impl docker::Host for RunState {
 
     async fn inspect(&mut self, container: String) -> CallResult<ContainerDetails> {
         let args = json!({ "container": arg(&container) });
-        self.container_call(
-            DockerVerb::Inspect,
-            (&container, None),
-            args,
-            Ok(()),
-            None,
-            |d, t| async move { d.inspect(&t.id).await },
-            |d| {
-                let c = &d.container;
-                format!(
-                    "{}{}, restarts {}, exit {}",
-                    c.state,
-                    c.health
-                        .as_deref()
-                        .map(|h| format!(" ({h})"))
-                        .unwrap_or_default(),
-                    c.restart_count,
-                    c.exit_code.map_or("-".into(), |e| e.to_string())
+        let gate = container_gate(DockerVerb::Inspect, container.clone(), None);
+        taped!(
+            self,
+            "docker",
+            "inspect",
+            ContainerDetails,
+            args.clone(),
+            gate,
+            {
+                self.container_call(
+                    DockerVerb::Inspect,
+                    (&container, None),
+                    args,
+                    Ok(()),
+                    None,
+                    |d, t| async move { d.inspect(&t.id).await },
+                    |d| {
+                        let c = &d.container;
+                        format!(
+                            "{}{}, restarts {}, exit {}",
+                            c.state,
+                            c.health
+                                .as_deref()
+                                .map(|h| format!(" ({h})"))
+                                .unwrap_or_default(),
+                            c.restart_count,
+                            c.exit_code.map_or("-".into(), |e| e.to_string())
+                        )
+                    },
                 )
-            },
+                .await
+            }
         )
-        .await
     }
 
     async fn logs(&mut self, container: String, options: LogOptions) -> CallResult<Vec<LogLine>> {
         let args = json!({ "container": arg(&container), "tail": options.tail, "since-secs": options.since_secs });
-        self.container_call(
-            DockerVerb::Logs,
-            (&container, None),
-            args,
-            Ok(()),
-            None,
-            |d, t| async move {
-                d.logs(&t.id, options.tail, options.since_secs, options.timestamps)
-                    .await
-            },
-            |l| format!("{} lines", l.len()),
-        )
-        .await
+        let gate = container_gate(DockerVerb::Logs, container.clone(), None);
+        taped!(self, "docker", "logs", Vec<LogLine>, args.clone(), gate, {
+            self.container_call(
+                DockerVerb::Logs,
+                (&container, None),
+                args,
+                Ok(()),
+                None,
+                |d, t| async move {
+                    d.logs(&t.id, options.tail, options.since_secs, options.timestamps)
+                        .await
+                },
+                |l| format!("{} lines", l.len()),
+            )
+            .await
+        })
     }
 
     async fn start(&mut self, container: String) -> CallResult<()> {
         let args = json!({ "container": arg(&container) });
-        self.container_call(
-            DockerVerb::Start,
-            (&container, None),
-            args,
-            Ok(()),
-            Some(()),
-            |d, t| async move { d.start(&t.id).await },
-            |_| String::new(),
-        )
-        .await
+        let gate = container_gate(DockerVerb::Start, container.clone(), None);
+        taped!(self, "docker", "start", (), args.clone(), gate, {
+            self.container_call(
+                DockerVerb::Start,
+                (&container, None),
+                args,
+                Ok(()),
+                Some(()),
+                |d, t| async move { d.start(&t.id).await },
+                |_| String::new(),
+            )
+            .await
+        })
     }
 
     async fn stop(&mut self, container: String, timeout_secs: Option<u32>) -> CallResult<()> {
         let args = json!({ "container": arg(&container), "timeout-secs": timeout_secs });
-        self.container_call(
-            DockerVerb::Stop,
-            (&container, None),
-            args,
-            stop_timeout(timeout_secs),
-            Some(()),
-            |d, t| async move { d.stop(&t.id, timeout_secs).await },
-            |_| String::new(),
-        )
-        .await
+        let gate = container_gate(DockerVerb::Stop, container.clone(), None);
+        taped!(self, "docker", "stop", (), args.clone(), gate, {
+            self.container_call(
+                DockerVerb::Stop,
+                (&container, None),
+                args,
+                stop_timeout(timeout_secs),
+                Some(()),
+                |d, t| async move { d.stop(&t.id, timeout_secs).await },
+                |_| String::new(),
+            )
+            .await
+        })
     }
 
     async fn restart(&mut self, container: String, timeout_secs: Option<u32>) -> CallResult<()> {
         let args = json!({ "container": arg(&container), "timeout-secs": timeout_secs });
-        self.container_call(
-            DockerVerb::Restart,
-            (&container, None),
-            args,
-            stop_timeout(timeout_secs),
-            Some(()),
-            |d, t| async move { d.restart(&t.id, timeout_secs).await },
-            |_| String::new(),
-        )
-        .await
+        let gate = container_gate(DockerVerb::Restart, container.clone(), None);
+        taped!(self, "docker", "restart", (), args.clone(), gate, {
+            self.container_call(
+                DockerVerb::Restart,
+                (&container, None),
+                args,
+                stop_timeout(timeout_secs),
+                Some(()),
+                |d, t| async move { d.restart(&t.id, timeout_secs).await },
+                |_| String::new(),
+            )
+            .await
+        })
     }
 
     async fn pause(&mut self, container: String) -> CallResult<()> {
         let args = json!({ "container": arg(&container) });
-        self.container_call(
-            DockerVerb::Pause,
-            (&container, None),
-            args,
-            Ok(()),
-            Some(()),
-            |d, t| async move { d.pause(&t.id).await },
-            |_| String::new(),
-        )
-        .await
+        let gate = container_gate(DockerVerb::Pause, container.clone(), None);
+        taped!(self, "docker", "pause", (), args.clone(), gate, {
+            self.container_call(
+                DockerVerb::Pause,
+                (&container, None),
+                args,
+                Ok(()),
+                Some(()),
+                |d, t| async move { d.pause(&t.id).await },
+                |_| String::new(),
+            )
+            .await
+        })
     }
 
     async fn unpause(&mut self, container: String) -> CallResult<()> {
         let args = json!({ "container": arg(&container) });
-        self.container_call(
-            DockerVerb::Unpause,
-            (&container, None),
-            args,
-            Ok(()),
-            Some(()),
-            |d, t| async move { d.unpause(&t.id).await },
-            |_| String::new(),
-        )
-        .await
+        let gate = container_gate(DockerVerb::Unpause, container.clone(), None);
+        taped!(self, "docker", "unpause", (), args.clone(), gate, {
+            self.container_call(
+                DockerVerb::Unpause,
+                (&container, None),
+                args,
+                Ok(()),
+                Some(()),
+                |d, t| async move { d.unpause(&t.id).await },
+                |_| String::new(),
+            )
+            .await
+        })
     }
 
     async fn stats(&mut self, container: String) -> CallResult<ContainerStats> {
         let args = json!({ "container": arg(&container) });
-        self.container_call(
-            DockerVerb::Stats,
-            (&container, None),
-            args,
-            Ok(()),
-            None,
-            |d, t| async move { d.stats(&t.id).await },
-            |s| {
-                format!(
-                    "cpu {:.1}%, memory {} of {} bytes",
-                    s.cpu_percent, s.memory_used, s.memory_limit
+        let gate = container_gate(DockerVerb::Stats, container.clone(), None);
+        taped!(
+            self,
+            "docker",
+            "stats",
+            ContainerStats,
+            args.clone(),
+            gate,
+            {
+                self.container_call(
+                    DockerVerb::Stats,
+                    (&container, None),
+                    args,
+                    Ok(()),
+                    None,
+                    |d, t| async move { d.stats(&t.id).await },
+                    |s| {
+                        format!(
+                            "cpu {:.1}%, memory {} of {} bytes",
+                            s.cpu_percent, s.memory_used, s.memory_limit
+                        )
+                    },
                 )
-            },
+                .await
+            }
         )
-        .await
     }
 
     async fn disk_usage(&mut self) -> CallResult<SystemDf> {
+        let gate = global_gate(DockerVerb::DiskUsage);
+        if let Some(answer) = self.replay_call("docker", "disk-usage", &json!({}), gate)? {
+            return Ok(answer);
+        }
         self.begin_call()?;
         let started = Instant::now();
         let result = match self.authorize_global(DockerVerb::DiskUsage) {
             Ok(()) => self.docker.disk_usage().await,
             Err(e) => Err(e),
         };
+        self.tape_call("docker", "disk-usage", json!({}), &Ok(result.clone()));
         self.record_call(
             "docker",
             "disk-usage",
@@ -389,18 +504,30 @@ impl docker::Host for RunState {
     }
 
     async fn prune(&mut self, options: PruneOptions) -> CallResult<PruneReport> {
-        self.begin_call()?;
-        let started = Instant::now();
         let args = json!({
             "containers": options.containers, "images": options.images,
             "all-images": options.all_images, "build-cache": options.build_cache,
             "volumes": options.volumes,
         });
+        let volumes = options.volumes;
+        let gate: Gate = Box::new(move |state, _| {
+            state.authorize_global(DockerVerb::Prune)?;
+            if volumes {
+                state.authorize_global(DockerVerb::PruneVolumes)?;
+            }
+            Ok(())
+        });
+        if let Some(answer) = self.replay_call("docker", "prune", &args, gate)? {
+            return Ok(answer);
+        }
+        self.begin_call()?;
+        let started = Instant::now();
         let mut allowed = self.authorize_global(DockerVerb::Prune);
         if options.volumes && allowed.is_ok() {
             allowed = self.authorize_global(DockerVerb::PruneVolumes);
         }
         if allowed.is_ok() && self.dry_run {
+            let args_for_tape = args.clone();
             self.timeline.call(
                 "docker",
                 "prune",
@@ -409,17 +536,20 @@ impl docker::Host for RunState {
                 Some("would prune".into()),
                 started.elapsed(),
             );
-            return Ok(Ok(PruneReport {
+            let nothing = PruneReport {
                 containers_deleted: 0,
                 images_deleted: 0,
                 volumes_deleted: 0,
                 bytes_reclaimed: 0,
-            }));
+            };
+            self.tape_call("docker", "prune", args_for_tape, &Ok(Ok(nothing)));
+            return Ok(Ok(nothing));
         }
         let result = match allowed {
             Ok(()) => self.docker.prune(&options).await,
             Err(e) => Err(e),
         };
+        self.tape_call("docker", "prune", args.clone(), &Ok(result.clone()));
         self.record_call(
             "docker",
             "prune",
@@ -444,19 +574,34 @@ impl docker::Host for RunState {
     ) -> CallResult<()> {
         let args =
             json!({ "container": arg(&container), "network": arg(&network), "force": force });
-        self.container_call(
+        let gate = container_gate(
             DockerVerb::NetworkDisconnect,
-            (&container, Some(&network)),
-            args,
-            Ok(()),
-            Some(()),
-            |d, t| async move {
-                let (network_id, _) = t.network.expect("authorize resolves the network");
-                d.network_disconnect(&t.id, &network_id, force).await
-            },
-            |_| String::new(),
+            container.clone(),
+            Some(network.clone()),
+        );
+        taped!(
+            self,
+            "docker",
+            "network-disconnect",
+            (),
+            args.clone(),
+            gate,
+            {
+                self.container_call(
+                    DockerVerb::NetworkDisconnect,
+                    (&container, Some(&network)),
+                    args,
+                    Ok(()),
+                    Some(()),
+                    |d, t| async move {
+                        let (network_id, _) = t.network.expect("authorize resolves the network");
+                        d.network_disconnect(&t.id, &network_id, force).await
+                    },
+                    |_| String::new(),
+                )
+                .await
+            }
         )
-        .await
     }
 }
 

@@ -28,6 +28,7 @@ use crate::bindings::runbook::host::fs_read::{
     self, Entry, FindOptions, FindResult, FsUsage, GrepOptions, GrepResult, LargestResult,
 };
 use crate::policy::Grants;
+use crate::replay::seam::{Gate, arg, taped, ungated};
 use crate::state::RunState;
 use ops::{Cx, MAX_GLOB_BYTES, MAX_PATTERN_BYTES};
 
@@ -156,8 +157,14 @@ fn walk_summary(what: String, note: &ops::WalkNote) -> String {
     }
 }
 
-impl fs_read::Host for RunState {
-    async fn read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
+/// The live calls; `fs_read::Host` below wraps each in the tape.
+impl RunState {
+    async fn live_read(
+        &mut self,
+        path: String,
+        offset: u64,
+        max_bytes: u32,
+    ) -> CallResult<Vec<u8>> {
         let args =
             json!({ "path": recorded_path(&path), "offset": offset, "max-bytes": max_bytes });
         self.fs_call(
@@ -169,7 +176,7 @@ impl fs_read::Host for RunState {
         .await
     }
 
-    async fn tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
+    async fn live_tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
         let args = json!({ "path": recorded_path(&path), "lines": lines });
         self.fs_call(
             "tail",
@@ -180,7 +187,7 @@ impl fs_read::Host for RunState {
         .await
     }
 
-    async fn list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
+    async fn live_list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": recorded_path(&path) });
         self.fs_call(
             "list-dir",
@@ -191,7 +198,7 @@ impl fs_read::Host for RunState {
         .await
     }
 
-    async fn stat(&mut self, path: String) -> CallResult<Entry> {
+    async fn live_stat(&mut self, path: String) -> CallResult<Entry> {
         let args = json!({ "path": recorded_path(&path) });
         self.fs_call(
             "stat",
@@ -202,7 +209,7 @@ impl fs_read::Host for RunState {
         .await
     }
 
-    async fn usage(&mut self, path: String) -> CallResult<FsUsage> {
+    async fn live_usage(&mut self, path: String) -> CallResult<FsUsage> {
         let args = json!({ "path": recorded_path(&path) });
         self.fs_call(
             "usage",
@@ -213,7 +220,12 @@ impl fs_read::Host for RunState {
         .await
     }
 
-    async fn largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
+    async fn live_largest(
+        &mut self,
+        path: String,
+        depth: u32,
+        limit: u32,
+    ) -> CallResult<LargestResult> {
         let args = json!({ "path": recorded_path(&path), "depth": depth, "limit": limit });
         let result = self
             .fs_call(
@@ -226,7 +238,7 @@ impl fs_read::Host for RunState {
         Ok(result.map(|(largest, _)| largest))
     }
 
-    async fn largest_many(
+    async fn live_largest_many(
         &mut self,
         paths: Vec<String>,
         depth: u32,
@@ -250,16 +262,20 @@ impl fs_read::Host for RunState {
         Ok(result.map(|(results, _)| results))
     }
 
-    async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
+    async fn live_find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
         let found = self.find_call("find", path, options).await?;
         Ok(found.map(|found| found.entries))
     }
 
-    async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
+    async fn live_find_entries(
+        &mut self,
+        path: String,
+        options: FindOptions,
+    ) -> CallResult<FindResult> {
         self.find_call("find-entries", path, options).await
     }
 
-    async fn grep(
+    async fn live_grep(
         &mut self,
         path: String,
         pattern: String,
@@ -278,5 +294,149 @@ impl fs_read::Host for RunState {
             |g| format!("{} matches in {} lines", g.count, g.lines_scanned),
         )
         .await
+    }
+}
+
+/// Replay: the path against this host's roots (lexically; see `replay_path_granted`).
+fn path_gate<'a>(path: String, content: bool) -> Gate<'a> {
+    Box::new(move |state, _| state.replay_path_granted(&path, content))
+}
+
+impl fs_read::Host for RunState {
+    async fn read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
+        let args = json!({ "path": arg(&path), "offset": offset, "max_bytes": max_bytes });
+        taped!(
+            self,
+            "fs-read",
+            "read",
+            Vec<u8>,
+            args,
+            path_gate(path.clone(), true),
+            { self.live_read(path, offset, max_bytes).await }
+        )
+    }
+
+    async fn tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
+        let args = json!({ "path": arg(&path), "lines": lines });
+        taped!(
+            self,
+            "fs-read",
+            "tail",
+            Vec<String>,
+            args,
+            path_gate(path.clone(), true),
+            { self.live_tail(path, lines).await }
+        )
+    }
+
+    async fn list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
+        let args = json!({ "path": arg(&path) });
+        taped!(
+            self,
+            "fs-read",
+            "list-dir",
+            Vec<Entry>,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_list_dir(path).await }
+        )
+    }
+
+    async fn stat(&mut self, path: String) -> CallResult<Entry> {
+        let args = json!({ "path": arg(&path) });
+        taped!(
+            self,
+            "fs-read",
+            "stat",
+            Entry,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_stat(path).await }
+        )
+    }
+
+    async fn usage(&mut self, path: String) -> CallResult<FsUsage> {
+        let args = json!({ "path": arg(&path) });
+        taped!(
+            self,
+            "fs-read",
+            "usage",
+            FsUsage,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_usage(path).await }
+        )
+    }
+
+    async fn largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
+        let args = json!({ "path": arg(&path), "depth": depth, "limit": limit });
+        let gate = path_gate(path.clone(), false);
+        taped!(self, "fs-read", "largest", LargestResult, args, gate, {
+            self.live_largest(path, depth, limit).await
+        })
+    }
+
+    async fn largest_many(
+        &mut self,
+        paths: Vec<String>,
+        depth: u32,
+        limit: u32,
+    ) -> CallResult<Vec<Result<LargestResult, CapError>>> {
+        type Many = Vec<Result<LargestResult, CapError>>;
+        let args = json!({ "paths": arg(&paths), "depth": depth, "limit": limit });
+        if let Some(answer) =
+            self.replay_call::<Many>("fs-read", "largest-many", &args, ungated())?
+        {
+            // Each path is held to this host's roots on its own, as a live call does.
+            return Ok(answer.map(|results| {
+                results
+                    .into_iter()
+                    .zip(&paths)
+                    .map(|(result, path)| self.replay_path_granted(path, false).and(result))
+                    .collect()
+            }));
+        }
+        let result = self.live_largest_many(paths, depth, limit).await;
+        self.tape_call("fs-read", "largest-many", args, &result);
+        result
+    }
+
+    async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
+        let args = json!({ "path": arg(&path), "options": arg(&options) });
+        taped!(
+            self,
+            "fs-read",
+            "find",
+            Vec<Entry>,
+            args,
+            path_gate(path.clone(), false),
+            { self.live_find(path, options).await }
+        )
+    }
+
+    async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
+        let args = json!({ "path": arg(&path), "options": arg(&options) });
+        let gate = path_gate(path.clone(), false);
+        taped!(self, "fs-read", "find-entries", FindResult, args, gate, {
+            self.live_find_entries(path, options).await
+        })
+    }
+
+    async fn grep(
+        &mut self,
+        path: String,
+        pattern: String,
+        options: GrepOptions,
+    ) -> CallResult<GrepResult> {
+        let args = json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(options) });
+        taped!(
+            self,
+            "fs-read",
+            "grep",
+            GrepResult,
+            args,
+            path_gate(path.clone(), true),
+            { self.live_grep(path, pattern, options).await }
+        )
     }
 }

@@ -14,6 +14,7 @@ use url::Url;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::http::{self, ProbeFailure, ProbeResult, Request, Response};
 use crate::policy::Grants;
+use crate::replay::seam::{Gate, taped};
 use crate::state::{LimitExceeded, RunState};
 use egress::{EgressPolicy, GuardedResolver};
 
@@ -366,8 +367,59 @@ async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool),
     Ok((body, false))
 }
 
+/// Replay: the URL and headers against this host's grants and egress rules (no name is
+/// resolved: nothing is sent).
+fn url_gate<'a>(url: String, headers: Vec<(String, String)>) -> Gate<'a> {
+    Box::new(move |state, _| {
+        state.check_url(&url)?;
+        check_headers(&headers)
+    })
+}
+
 impl http::Host for RunState {
     async fn send(&mut self, req: Request) -> CallResult<Response> {
+        // Header values and bodies may carry tokens: names, and a body's size and digest.
+        let args = json!({
+            "method": req.method,
+            "url": crate::redact::url(&req.url),
+            "headers": req.headers.iter().map(|(k, _)| (k, "***")).collect::<Vec<_>>(),
+            "body": req.body.as_ref().map(|b| json!({ "bytes": b.len(), "sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(b)) })),
+            "timeout_ms": req.timeout_ms,
+        });
+        let gate = url_gate(req.url.clone(), req.headers.clone());
+        if let Some(answer) = self.replay_call("http", "send", &args, gate)? {
+            return Ok(answer);
+        }
+        let result = self.live_http_send(req).await;
+        if let (Some(_), Ok(answer)) = (&self.tape, &result) {
+            let shown = answer.clone().map(|mut response| {
+                for (name, value) in &mut response.headers {
+                    *value = crate::redact::header_value(name, value);
+                }
+                response
+            });
+            self.tape_call("http", "send", args, &Ok(shown));
+        }
+        result
+    }
+
+    async fn probe(&mut self, url: String, timeout_ms: Option<u32>) -> CallResult<ProbeResult> {
+        let args = json!({ "url": crate::redact::url(&url), "timeout_ms": timeout_ms });
+        taped!(
+            self,
+            "http",
+            "probe",
+            ProbeResult,
+            args,
+            url_gate(url.clone(), Vec::new()),
+            { self.live_probe(url, timeout_ms).await }
+        )
+    }
+}
+
+/// The live calls, wrapped above in the tape.
+impl RunState {
+    async fn live_http_send(&mut self, req: Request) -> CallResult<Response> {
         self.begin_call()?;
         self.count_http_call()?;
         let started = Instant::now();
@@ -421,7 +473,11 @@ impl http::Host for RunState {
         }
     }
 
-    async fn probe(&mut self, url: String, timeout_ms: Option<u32>) -> CallResult<ProbeResult> {
+    async fn live_probe(
+        &mut self,
+        url: String,
+        timeout_ms: Option<u32>,
+    ) -> CallResult<ProbeResult> {
         self.begin_call()?;
         self.count_http_call()?;
         let started = Instant::now();

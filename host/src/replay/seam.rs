@@ -1,0 +1,227 @@
+//! Where the capabilities meet the tape: `taped!` wraps each WIT host function.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{BadFixture, FixtureCall, ReplayMismatch, Tape};
+use crate::bindings::CapError;
+use crate::state::RunState;
+
+/// Strings a playbook passes are kept whole up to this; longer ones are cut with their length.
+const MAX_ARG_STRING_BYTES: usize = 4096;
+
+/// Wraps a capability host function: on replay the recorded answer (after `$gate`, this
+/// host's world-free grant check, ran on the recorded call); else the body, whose result is
+/// recorded when recording. `$args` is built only when a tape is on.
+macro_rules! taped {
+    ($state:ident, $iface:literal, $func:literal, $t:ty, $args:expr, $gate:expr, $body:block) => {{
+        let tape_args: Option<serde_json::Value> = $state.tape.is_some().then(|| $args);
+        if let Some(args) = &tape_args
+            && let Some(answer) = $state.replay_call::<$t>($iface, $func, args, $gate)?
+        {
+            return Ok(answer);
+        }
+        let result: wasmtime::Result<Result<$t, CapError>> = async $body.await;
+        if let Some(args) = tape_args {
+            $state.tape_call($iface, $func, args, &result);
+        }
+        result
+    }};
+}
+pub(crate) use taped;
+
+/// A world-free grant check on a recorded call.
+pub(crate) type Gate<'a> =
+    Box<dyn FnOnce(&RunState, &FixtureCall) -> Result<(), CapError> + Send + 'a>;
+
+/// No check beyond what the call's own arguments decide (nothing reached).
+pub(crate) fn ungated<'a>() -> Gate<'a> {
+    Box::new(|_, _| Ok(()))
+}
+
+/// A value the playbook passed, as a fixture keeps it: long strings cut with their length.
+pub(crate) fn arg(value: impl Serialize) -> Value {
+    let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
+    cap_strings(&mut value);
+    value
+}
+
+fn cap_strings(value: &mut Value) {
+    match value {
+        Value::String(s) if s.len() > MAX_ARG_STRING_BYTES => {
+            *s = crate::text::echo(s).into_owned();
+        }
+        Value::Array(items) => items.iter_mut().for_each(cap_strings),
+        Value::Object(map) => map.values_mut().for_each(cap_strings),
+        _ => {}
+    }
+}
+
+/// `{"ok": v}` or `{"error": {"kind", "detail"}}` as the recorded result's two halves.
+pub(crate) fn split_result(result: &Value) -> Result<Result<Value, CapError>, String> {
+    let Some(map) = result.as_object().filter(|m| m.len() == 1) else {
+        return Err("result must be {\"ok\": …} or {\"error\": {\"kind\", \"detail\"}}".into());
+    };
+    if let Some(ok) = map.get("ok") {
+        return Ok(Ok(ok.clone()));
+    }
+    let error = &map["error"];
+    let detail = error["detail"].as_str().unwrap_or_default().to_string();
+    let error = match error["kind"].as_str() {
+        Some("denied") => CapError::Denied(detail),
+        Some("not-found") => CapError::NotFound(detail),
+        Some("invalid") => CapError::Invalid(detail),
+        Some("unavailable") => CapError::Unavailable(detail),
+        Some("timeout") => CapError::Timeout(detail),
+        Some("failed") => CapError::Failed(detail),
+        _ => {
+            return Err(
+                "error.kind must be denied, not-found, invalid, unavailable, timeout or failed"
+                    .into(),
+            );
+        }
+    };
+    Ok(Err(error))
+}
+
+pub(crate) fn encode_error(e: &CapError) -> Value {
+    json!({ "error": { "kind": e.kind(), "detail": e.detail() } })
+}
+
+impl RunState {
+    /// Replaying: the fixture's answer to this call, after this host's grant check on what the
+    /// call reached. `None` when not replaying. A call the fixture does not have ends the run.
+    pub(crate) fn replay_call<T: DeserializeOwned>(
+        &mut self,
+        interface: &'static str,
+        function: &'static str,
+        args: &Value,
+        gate: Gate<'_>,
+    ) -> wasmtime::Result<Option<Result<T, CapError>>> {
+        let Some(Tape::Replaying(replayer)) = &mut self.tape else {
+            return Ok(None);
+        };
+        let recorded = match replayer.answer(interface, function, args, &self.context.run_id) {
+            Ok(call) => call.clone(),
+            Err(mismatch) => {
+                let diff = mismatch.diff();
+                replayer.mismatch.get_or_insert(mismatch);
+                return Err(ReplayMismatch(diff).into());
+            }
+        };
+        self.begin_call()?;
+        let allowed = gate(self, &recorded);
+        let Some(Tape::Replaying(replayer)) = &mut self.tape else {
+            unreachable!("replaying above");
+        };
+        let answer = match allowed {
+            Err(denied) => Err(denied),
+            Ok(()) => {
+                let decoded = split_result(&recorded.result).and_then(|r| match r {
+                    Err(e) => Ok(Err(e)),
+                    // TOML has no null: `ok = {}` stands for a call with no value.
+                    Ok(value) => serde_json::from_value::<T>(value.clone())
+                        .or_else(|e| match value {
+                            Value::Object(map) if map.is_empty() => {
+                                serde_json::from_value(Value::Null)
+                            }
+                            _ => Err(e),
+                        })
+                        .map(Ok)
+                        .map_err(|e| {
+                            format!(
+                                "the result of {interface}.{function} (call #{}): {e}",
+                                replayer.made
+                            )
+                        }),
+                });
+                match decoded {
+                    Ok(answer) => answer,
+                    Err(problem) => {
+                        replayer.bad.get_or_insert(problem.clone());
+                        return Err(BadFixture(problem).into());
+                    }
+                }
+            }
+        };
+        let (kind, detail) = match &answer {
+            Ok(_) => ("ok", Some("replayed".to_string())),
+            Err(e) => (e.kind(), Some(e.detail().to_string())),
+        };
+        self.timeline.call(
+            interface,
+            function,
+            args.clone(),
+            kind,
+            detail,
+            Duration::ZERO,
+        );
+        Ok(Some(answer))
+    }
+
+    /// Recording: the call with its full result or error (a trap is not a result).
+    pub(crate) fn tape_call<T: Serialize>(
+        &mut self,
+        interface: &str,
+        function: &str,
+        args: Value,
+        result: &wasmtime::Result<Result<T, CapError>>,
+    ) {
+        let target = self.recorded_target.take();
+        let Some(Tape::Recording(calls)) = &mut self.tape else {
+            return;
+        };
+        let result = match result {
+            Ok(Ok(value)) => json!({ "ok": serde_json::to_value(value).unwrap_or(Value::Null) }),
+            Ok(Err(e)) => encode_error(e),
+            Err(_) => return,
+        };
+        calls.push(FixtureCall {
+            interface: interface.to_string(),
+            function: function.to_string(),
+            args,
+            result,
+            target,
+            group: None,
+        });
+    }
+
+    /// fs-read on replay: the path is held to the granted roots lexically (the fixture's
+    /// world has no files to resolve): absolute, no `..`, under a root of the right kind.
+    pub(crate) fn replay_path_granted(&self, path: &str, content: bool) -> Result<(), CapError> {
+        let shown = crate::text::echo(path);
+        let requested = Path::new(path);
+        if !requested.is_absolute() {
+            return Err(CapError::Invalid(format!(
+                "path must be absolute, got {shown:?}"
+            )));
+        }
+        if requested.components().any(|c| c == Component::ParentDir) {
+            return Err(CapError::Denied(format!(
+                "{shown}: `..` is not allowed in fs-read paths"
+            )));
+        }
+        let requested: PathBuf = requested
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        let roots = self.grants.fs_read.iter().chain(
+            (!content)
+                .then_some(&self.grants.fs_meta)
+                .into_iter()
+                .flatten(),
+        );
+        for root in roots {
+            if requested.starts_with(root) {
+                return Ok(());
+            }
+        }
+        Err(CapError::Denied(format!(
+            "{shown} is outside the granted fs-read roots"
+        )))
+    }
+}
