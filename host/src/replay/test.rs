@@ -179,7 +179,10 @@ fn request(fixture: &Fixture) -> anyhow::Result<RunRequest> {
         None | Some("cli") => TriggerKind::Cli,
         Some("alert") => TriggerKind::Alert,
         Some("webhook") => TriggerKind::Webhook,
-        Some(other) => anyhow::bail!("trigger {other:?}: expected cli, webhook or alert"),
+        Some("schedule") => TriggerKind::Schedule,
+        Some(other) => {
+            anyhow::bail!("trigger {other:?}: expected cli, webhook, alert or schedule")
+        }
     };
     Ok(RunRequest {
         params: incident.params.clone().into_iter().collect(),

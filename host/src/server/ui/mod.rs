@@ -149,7 +149,10 @@ async fn may_read(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         None => Ok(()),
         Some(mut denied) => {
             if denied.status() == StatusCode::UNAUTHORIZED
-                && matches!(app.live().verifiers.get("api"), Some(Verifier::Basic { .. }))
+                && matches!(
+                    app.live().verifiers.get("api"),
+                    Some(Verifier::Basic { .. })
+                )
             {
                 denied.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
