@@ -69,6 +69,37 @@ impl RunFilter {
         .filter_map(|(column, value)| value.as_deref().map(|v| (column, v)))
         .collect()
     }
+
+    /// The `WHERE …` of the runs page (empty without filters) and its values in order; each
+    /// backend spells its placeholders (`?N`, `$N`). Only the filters given are in the SQL,
+    /// so the planner picks the index led by the equality filter.
+    pub fn where_clause(&self, placeholder: fn(usize) -> String) -> (String, Vec<String>) {
+        let mut conditions = Vec::new();
+        let mut values: Vec<String> = Vec::new();
+        let bind = |value: &str, values: &mut Vec<String>| {
+            values.push(value.to_string());
+            placeholder(values.len())
+        };
+        for (column, value) in self.equalities() {
+            conditions.push(format!("{column} = {}", bind(value, &mut values)));
+        }
+        if let Some(since) = &self.since {
+            conditions.push(format!("started_at >= {}", bind(since, &mut values)));
+        }
+        if let Some(until) = &self.until {
+            conditions.push(format!("started_at < {}", bind(until, &mut values)));
+        }
+        if let Some((started_at, id)) = &self.before {
+            let started_at = bind(started_at, &mut values);
+            let id = bind(id, &mut values);
+            conditions.push(format!("(started_at, id) < ({started_at}, {id})"));
+        }
+        if conditions.is_empty() {
+            (String::new(), values)
+        } else {
+            (format!("WHERE {}", conditions.join(" AND ")), values)
+        }
+    }
 }
 
 #[async_trait::async_trait]

@@ -46,34 +46,7 @@ pub(super) async fn list(
 
 /// As the SQLite store's: only the filters given are in the SQL (each has its index).
 pub(super) async fn list_page(pg: &Postgres, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-    let mut conditions = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    for (column, value) in filter.equalities() {
-        values.push(value.to_string());
-        conditions.push(format!("{column} = ${}", values.len()));
-    }
-    if let Some(since) = &filter.since {
-        values.push(since.clone());
-        conditions.push(format!("started_at >= ${}", values.len()));
-    }
-    if let Some(until) = &filter.until {
-        values.push(until.clone());
-        conditions.push(format!("started_at < ${}", values.len()));
-    }
-    if let Some((started_at, id)) = &filter.before {
-        values.push(started_at.clone());
-        values.push(id.clone());
-        conditions.push(format!(
-            "(started_at, id) < (${}, ${})",
-            values.len() - 1,
-            values.len()
-        ));
-    }
-    let condition = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let (condition, values) = filter.where_clause(|n| format!("${n}"));
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
         .iter()
         .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))

@@ -431,34 +431,7 @@ pub(super) fn list(
 /// The runs page: only the filters given are in the SQL, so the planner picks the index led
 /// by the one equality filter (or the (started_at, id) index) and stops after `limit` rows.
 pub(super) fn list_page(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-    let mut conditions = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    for (column, value) in filter.equalities() {
-        values.push(value.to_string());
-        conditions.push(format!("{column} = ?{}", values.len()));
-    }
-    if let Some(since) = &filter.since {
-        values.push(since.clone());
-        conditions.push(format!("started_at >= ?{}", values.len()));
-    }
-    if let Some(until) = &filter.until {
-        values.push(until.clone());
-        conditions.push(format!("started_at < ?{}", values.len()));
-    }
-    if let Some((started_at, id)) = &filter.before {
-        values.push(started_at.clone());
-        values.push(id.clone());
-        conditions.push(format!(
-            "(started_at, id) < (?{}, ?{})",
-            values.len() - 1,
-            values.len()
-        ));
-    }
-    let condition = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let (condition, values) = filter.where_clause(|n| format!("?{n}"));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM runs {condition}
          ORDER BY started_at DESC, id DESC LIMIT {}",
