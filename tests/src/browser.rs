@@ -149,20 +149,17 @@ impl Browser {
         }
     }
 
-    /// The visible text of the first element matching `css` (empty when there is none).
+    /// The visible text of the first element matching `css` (empty when there is none). Read
+    /// in one script: the console swaps live parts of the page, so an element found by one
+    /// WebDriver call may be detached by the next.
     pub fn text(&self, css: &str) -> String {
-        self.find(css)
-            .map(|id| {
-                self.call(
-                    "GET",
-                    &self.session_path(&format!("/element/{id}/text")),
-                    None,
-                )
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-            })
-            .unwrap_or_default()
+        let selector = serde_json::to_string(css).unwrap();
+        self.eval(&format!(
+            "const e = document.querySelector({selector}); return e ? e.innerText : '';"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     pub fn count(&self, css: &str) -> usize {
@@ -175,15 +172,24 @@ impl Browser {
         .map_or(0, Vec::len)
     }
 
+    /// Clicks the first element matching `css`, finding it again when a live update replaced
+    /// it between the find and the click.
     pub fn click(&self, css: &str) {
-        let id = self
-            .find(css)
-            .unwrap_or_else(|| panic!("no element {css} on {}", self.current_url()));
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            None,
-        );
+        for _ in 0..20 {
+            let id = self
+                .find(css)
+                .unwrap_or_else(|| panic!("no element {css} on {}", self.current_url()));
+            match self.try_call(
+                "POST",
+                &self.session_path(&format!("/element/{id}/click")),
+                None,
+            ) {
+                Ok(_) => return,
+                Err(e) if is_stale(&e) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced while clicking it");
     }
 
     /// Replaces the value of the input matching `css`.
@@ -255,6 +261,11 @@ impl Browser {
         }
         std::fs::write(path, png).unwrap();
     }
+}
+
+/// An element that a page update detached between two WebDriver calls.
+fn is_stale(error: &str) -> bool {
+    error.contains("stale element") || error.contains("does not belong to the document")
 }
 
 impl Drop for Browser {
