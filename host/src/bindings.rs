@@ -10,7 +10,9 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
+mod older;
 pub mod v0_1;
+pub mod v0_2;
 pub mod versions;
 pub use versions::{VersionedPlaybook, VersionedPre};
 
@@ -62,6 +64,7 @@ impl Capability {
             Capability::Http => "http",
             Capability::FsRead => "fs-read",
             Capability::Notify => "notify",
+            Capability::Approval => "approval",
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct Config {
     /// `[webhooks.api]`.
     #[serde(default)]
     pub ui: UiConfig,
+    /// Who may answer a playbook's questions (`approval.ask`), per group, and where the
+    /// questions go.
+    #[serde(default)]
+    pub approvers: BTreeMap<String, crate::approval::ApproverGroup>,
     /// Alert label matchers → playbook, in order.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -275,6 +279,8 @@ impl Config {
                 );
             }
         }
+        crate::approval::check_groups(&config.approvers, &config.notify)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for name in config.fleet.nodes.keys() {
             crate::fleet::check_node_name(name)
                 .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;

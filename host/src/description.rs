@@ -123,6 +123,7 @@ pub fn decode(bytes: &[u8]) -> Option<Description> {
             "http" => Some(Capability::Http),
             "fs-read" => Some(Capability::FsRead),
             "notify" => Some(Capability::Notify),
+            "approval" => Some(Capability::Approval),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()?;
@@ -172,6 +173,7 @@ mod tests {
             Capability::Http,
             Capability::FsRead,
             Capability::Notify,
+            Capability::Approval,
         ];
         d.params[0].required = true;
         let back = decode(&encode(&d)).unwrap();

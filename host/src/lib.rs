@@ -1,6 +1,7 @@
 //! The runbook host: runs operators' runbooks as sandboxed WebAssembly playbooks that reach the
 //! world only through the capabilities (and grants) the host lends them.
 
+pub mod approval;
 pub mod bindings;
 pub mod caps;
 pub mod catalog;

@@ -205,6 +205,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Questions playbooks are waiting on (`approval.ask`), oldest first
+    #[command(after_help = "Examples:\n  host approvals\n  host approvals --json\n\nAnswer with `host approve RUN`.")]
+    Approvals {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a playbook's question: approve (default) or reject, as your login name
+    #[command(
+        after_help = "Your login name must be in the group's `users` in host.toml ([approvers.GROUP]).\n\nExamples:\n  host approve r1a2126ff8f40245b000\n  host approve r1a2126ff8f40245b000 --reject --reason \"not during the release\"\n\nExit status: 0 recorded, 1 refused (not listed, already decided), 2 no such question."
+    )]
+    Approve {
+        /// The run that asked (its one waiting question), or an approval id
+        target: String,
+        /// Reject instead of approve
+        #[arg(long)]
+        reject: bool,
+        /// Why (kept with the answer; shown in the run's report)
+        #[arg(long, value_name = "TEXT", requires = "reject")]
+        reason: Option<String>,
+    },
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     #[command(
         after_help = "Examples:\n  host runs\n  host runs --playbook bot-down --limit 5\n  host runs show r1a2126ff8f40245b000"
@@ -471,6 +491,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         let store = runbook_host::store::open(&location, config_connections).await?;
         return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
     }
+    if matches!(cli.command, Command::Approvals { .. } | Command::Approve { .. }) {
+        let location =
+            store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
+        host.store = Some(runbook_host::store::open(&location, config_connections).await?);
+        return approvals_command(&host, &cli.command).await;
+    }
     if let Command::Schedules { history, json } = &cli.command {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
@@ -730,6 +756,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Runs { .. }
+        | Command::Approvals { .. }
+        | Command::Approve { .. }
         | Command::Schedules { .. }
         | Command::Serve { .. }
         | Command::Agent { .. }
@@ -925,6 +953,38 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
             }
             Ok(EXIT_FAILED)
         }
+    }
+}
+
+async fn approvals_command(host: &Host, command: &Command) -> anyhow::Result<u8> {
+    use runbook_host::approval::cli;
+    let approvals = host
+        .approvals()
+        .ok_or_else(|| anyhow::anyhow!("approvals are not available here"))?;
+    match command {
+        Command::Approvals { json } => {
+            let pending = approvals.store().approvals(None).await?;
+            if *json {
+                println!("{}", runbook_host::text::json_for_terminal(&pending)?);
+            } else {
+                print!("{}", cli::table(&pending));
+            }
+            Ok(0)
+        }
+        Command::Approve {
+            target,
+            reject,
+            reason,
+        } => {
+            let (code, line) = cli::approve(&approvals, target, *reject, reason.clone()).await?;
+            if code == 0 {
+                println!("{}", runbook_host::text::escape(&line));
+            } else {
+                eprintln!("{} {}", style::error(), runbook_host::text::escape(&line));
+            }
+            Ok(code)
+        }
+        _ => unreachable!("only approvals commands"),
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Grants {
     /// Docker rules: a call is allowed when one rule covers both its container and its verb.
     #[serde(default)]
     pub docker: Vec<DockerRule>,
+    /// Approver groups (`[approvers.<group>]`) the playbook may ask before it acts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval: Vec<String>,
 }
 
 /// Which containers (by name glob or label) a playbook may act on, and how. Globs are checked

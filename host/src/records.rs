@@ -289,3 +289,41 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
         .as_millis() as i64
 }
+
+/// A question a run asked an approver group (`approval.ask`), and how it ended.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ApprovalRecord {
+    /// Short and unguessable: it is in every button's callback data.
+    pub id: String,
+    pub run_id: String,
+    pub playbook: String,
+    pub group: String,
+    pub title: String,
+    pub body: String,
+    pub actions: Vec<String>,
+    /// `pending`, then `approved`, `rejected`, `expired` or `lost` (its run ended while it
+    /// waited: the host died).
+    pub state: String,
+    pub asked_at: String,
+    pub expires_at: String,
+    /// Who answered, as the channel named them (`telegram:123 (@alice)`, `cli:bob`).
+    pub answered_by: Option<String>,
+    /// telegram, slack, console or cli; `timeout` (expired), `rescuer` (lost).
+    pub answered_via: Option<String>,
+    pub answered_at: Option<String>,
+    pub reason: Option<String>,
+    /// Where the question was posted, one per channel (`{"channel","kind",…ids}`), so the
+    /// message can be edited to show the answer.
+    pub messages: Vec<serde_json::Value>,
+}
+
+/// How a pending approval ends (`Backend::decide_approval`).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// approved, rejected, expired or lost.
+    pub state: &'static str,
+    pub by: Option<String>,
+    pub via: String,
+    pub reason: Option<String>,
+    pub at: String,
+}

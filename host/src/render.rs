@@ -311,6 +311,7 @@ pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) 
                 list_or_none(content.chain(metadata))
             }
             Capability::Notify => list_or_none(grants.notify.iter().cloned()),
+            Capability::Approval => list_or_none(grants.approval.iter().cloned()),
             Capability::Http => {
                 let mut origins = list_or_none(grants.http.iter().cloned());
                 if !grants.http_private.is_empty() {

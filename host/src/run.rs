@@ -157,6 +157,7 @@ pub struct Host {
     /// Where console notifications print (stderr when stdout carries a JSON document).
     pub console: ConsoleStream,
     notifier: std::sync::OnceLock<Arc<Notifier>>,
+    approvals: std::sync::OnceLock<Arc<crate::approval::Approvals>>,
     /// `host agent`: the node's own outbox, when runs are stored by a server (`store` None).
     outbox: std::sync::OnceLock<Arc<RunStore>>,
     /// The config a SIGHUP reloaded, for grants and limits (`config` keeps what a restart
@@ -193,6 +194,7 @@ impl Host {
             store: None,
             console: ConsoleStream::Stdout,
             notifier: std::sync::OnceLock::new(),
+            approvals: std::sync::OnceLock::new(),
             outbox: std::sync::OnceLock::new(),
             reloaded: std::sync::RwLock::new(None),
             cache_dir,
@@ -245,7 +247,26 @@ impl Host {
             docker: self.docker.clone(),
             http: self.http.clone(),
             protected: self.protected(),
+            approvals: self.approvals(),
         }
+    }
+
+    /// Questions to people, over the notifier's store (the run store, or an in-memory one
+    /// when runs are not stored: then only this process sees the answers). `None` on a fleet
+    /// agent, whose runs the server stores.
+    pub fn approvals(&self) -> Option<Arc<crate::approval::Approvals>> {
+        if self.outbox.get().is_some() {
+            return None;
+        }
+        Some(
+            self.approvals
+                .get_or_init(|| {
+                    let notifier = self.notifier();
+                    let groups = self.with_policy(|config| config.approvers.clone());
+                    crate::approval::Approvals::new(notifier.store().clone(), notifier, groups)
+                })
+                .clone(),
+        )
     }
 
     pub fn grants_for(&self, source: &PluginSource) -> Grants {
@@ -268,6 +289,9 @@ impl Host {
 
     /// `host serve` on SIGHUP: the grants and limits of this config apply from the next run.
     pub fn reload_policy(&self, config: Arc<Config>) {
+        if let Some(approvals) = self.approvals.get() {
+            approvals.reload(config.approvers.clone());
+        }
         *self.reloaded.write().unwrap() = Some(config);
     }
 
@@ -516,7 +540,8 @@ impl Host {
             }),
         };
         let _slot = self.engine.instance_slot().await;
-        let mut store = new_store(&self.engine, state, &limits);
+        let clock = state.clock.clone();
+        let mut store = new_store(&self.engine, state);
         let incident = Incident {
             run_id: run_id.clone(),
             trigger: request.trigger,
@@ -532,8 +557,8 @@ impl Host {
         // A panic inside a host call that the call itself did not catch unwinds out of the
         // guest: the run ends failed with what was recorded so far, the host goes on.
         let span = tracing::info_span!("run", run_id = %run_id, playbook = %name);
-        let outcome = tokio::time::timeout(
-            limits.deadline,
+        let outcome = until_deadline(
+            &clock,
             std::panic::AssertUnwindSafe(async {
                 let t = Instant::now();
                 let playbook = prepared.pre.instantiate_async(&mut store).await?;
@@ -625,16 +650,36 @@ impl Host {
     }
 }
 
-fn new_store(engine: &PlaybookEngine, state: RunState, limits: &Limits) -> Store<RunState> {
+/// `work` until it ends or the run's clock passes its deadline (which an approval wait moves
+/// later while `work` runs).
+async fn until_deadline<T>(
+    clock: &crate::state::RunClock,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, ()> {
+    tokio::pin!(work);
+    loop {
+        let deadline = tokio::time::Instant::from_std(clock.deadline());
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = tokio::time::sleep_until(deadline) => {
+                if Instant::now() >= clock.deadline() {
+                    return Err(());
+                }
+            }
+        }
+    }
+}
+
+fn new_store(engine: &PlaybookEngine, state: RunState) -> Store<RunState> {
+    let clock = state.clock.clone();
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| &mut state.memory);
-    let deadline = Instant::now() + limits.deadline;
-    let seconds = limits.deadline.as_secs();
+    let seconds = clock.limit().as_secs();
     store.set_epoch_deadline(1);
     // Every tick: past the deadline ends the run, otherwise yield so other runs on this
     // executor make progress.
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        if Instant::now() >= clock.deadline() {
             return Err(LimitExceeded(format!("deadline of {seconds}s")).into());
         }
         Ok(UpdateDeadline::Yield(1))

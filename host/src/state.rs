@@ -27,6 +27,40 @@ pub struct LimitExceeded(pub String);
 
 pub use crate::records::Artifact;
 
+/// A run's deadline, which time spent waiting for people (`approval.ask`) moves later:
+/// the epoch callback, the host-side timeout and fs-read work all read it here.
+pub struct RunClock {
+    started: Instant,
+    limit: Duration,
+    paused_ms: std::sync::atomic::AtomicU64,
+}
+
+impl RunClock {
+    pub fn new(limit: Duration) -> Arc<RunClock> {
+        Arc::new(RunClock {
+            started: Instant::now(),
+            limit,
+            paused_ms: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    pub fn deadline(&self) -> Instant {
+        let paused = self.paused_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.started + self.limit + Duration::from_millis(paused)
+    }
+
+    /// Moves the deadline later by `waited` (time the run spent waiting for an answer).
+    pub fn pause_for(&self, waited: Duration) {
+        let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        self.paused_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+}
+
 pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -34,6 +68,7 @@ pub struct RunState {
     pub(crate) dry_run: bool,
     pub(crate) grants: Arc<Grants>,
     pub(crate) limits: Limits,
+    pub(crate) clock: Arc<RunClock>,
     pub(crate) timeline: Timeline,
     pub(crate) fs: Arc<FsRead>,
     pub(crate) notifier: Arc<Notifier>,
@@ -41,6 +76,8 @@ pub struct RunState {
     pub(crate) docker: Arc<DockerEngine>,
     pub(crate) http: Arc<HttpClient>,
     pub(crate) egress: Arc<EgressPolicy>,
+    /// Questions to people; `None` where the host has no approvals (a fleet agent).
+    pub(crate) approvals: Option<Arc<crate::approval::Approvals>>,
     pub(crate) artifacts: Vec<Artifact>,
     pub(crate) counters: Counters,
     /// Recording or replaying the capability calls (`crate::replay`); `None` for a plain run.
@@ -70,6 +107,7 @@ pub struct Services {
     pub http: Arc<HttpClient>,
     /// What no fs-read grant reaches: the host's config, secrets, store, cache, /proc entries.
     pub protected: Arc<Protected>,
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
 }
 
 impl RunState {
@@ -81,8 +119,8 @@ impl RunState {
         services: Services,
     ) -> Self {
         // The run's deadline as fs-read work sees it (the run ends at the same moment).
-        let deadline = Instant::now() + limits.deadline;
-        let (fs, warnings) = FsRead::new(&grants, services.protected, deadline);
+        let clock = RunClock::new(limits.deadline);
+        let (fs, warnings) = FsRead::new(&grants, services.protected, clock.clone());
         let egress = Arc::new(EgressPolicy::from_grants(&grants));
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
         // No preopens, no env, no args, no inherited stdio, no sockets: only our capabilities.
@@ -97,6 +135,7 @@ impl RunState {
             dry_run,
             grants,
             limits,
+            clock,
             timeline,
             fs: Arc::new(fs),
             notifier: services.notifier,
@@ -104,6 +143,7 @@ impl RunState {
             docker: services.docker,
             http: services.http,
             egress,
+            approvals: services.approvals,
             artifacts: Vec::new(),
             counters: Counters::default(),
             tape: None,

@@ -1,26 +1,27 @@
 //! Which contract version a component speaks, and calling it in that version.
 //!
-//! Adding a version (say 0.3.0): copy `wit/*.wit` to `wit/0.2.0/` before editing, add a module
-//! like `v0_1.rs` for 0.2.0 (bindgen of `wit/0.2.0`, the capability interfaces registered under
-//! the 0.2.0 names, conversions for the types that changed), a case in `ContractVersion`, and a
+//! Adding a version (say 0.4.0): copy `wit/*.wit` to `wit/0.3.0/` before editing, add a module
+//! like `v0_2.rs` for 0.3.0 (bindgen of `wit/0.3.0`, `older_contract!` for the interfaces
+//! 0.3.0 has, conversions for the types that changed), a case in `VersionedPre`, and a
 //! fixture component built against it (tests/hostile/). See docs/playbooks.md.
 
 use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
-use super::{CapError, Description, Incident, Outcome, Playbook, PlaybookPre, v0_1};
+use super::{CapError, Description, Incident, Outcome, Playbook, PlaybookPre, v0_1, v0_2};
 use crate::state::RunState;
 
 /// The version of `wit/` this host publishes (`host wit`, the SDK, the templates).
-pub const CURRENT: &str = "0.2.0";
+pub const CURRENT: &str = "0.3.0";
 
 /// Every contract version this host loads, newest first.
-pub const SUPPORTED: &[&str] = &[CURRENT, v0_1::VERSION];
+pub const SUPPORTED: &[&str] = &[CURRENT, v0_2::VERSION, v0_1::VERSION];
 
 /// Binds every supported version's capability interfaces into one linker.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
     Playbook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
+    v0_2::add_to_linker(linker)?;
     v0_1::add_to_linker(linker)
 }
 
@@ -39,11 +40,13 @@ pub fn contract_version(component: &Component, engine: &Engine) -> &'static str 
 /// A linked playbook of any supported version.
 pub enum VersionedPre {
     Current(PlaybookPre<RunState>),
+    V0_2(v0_2::PlaybookPre<RunState>),
     V0_1(v0_1::PlaybookPre<RunState>),
 }
 
 pub enum VersionedPlaybook {
     Current(Playbook),
+    V0_2(v0_2::Playbook),
     V0_1(v0_1::Playbook),
 }
 
@@ -51,6 +54,7 @@ impl VersionedPre {
     pub fn new(instance_pre: InstancePre<RunState>, engine: &Engine) -> Result<Self> {
         Ok(match contract_version(instance_pre.component(), engine) {
             v0_1::VERSION => Self::V0_1(v0_1::PlaybookPre::new(instance_pre)?),
+            v0_2::VERSION => Self::V0_2(v0_2::PlaybookPre::new(instance_pre)?),
             _ => Self::Current(PlaybookPre::new(instance_pre)?),
         })
     }
@@ -59,6 +63,7 @@ impl VersionedPre {
     pub fn contract(&self) -> &'static str {
         match self {
             Self::Current(_) => CURRENT,
+            Self::V0_2(_) => v0_2::VERSION,
             Self::V0_1(_) => v0_1::VERSION,
         }
     }
@@ -69,6 +74,7 @@ impl VersionedPre {
     ) -> wasmtime::Result<VersionedPlaybook> {
         Ok(match self {
             Self::Current(pre) => VersionedPlaybook::Current(pre.instantiate_async(store).await?),
+            Self::V0_2(pre) => VersionedPlaybook::V0_2(pre.instantiate_async(store).await?),
             Self::V0_1(pre) => VersionedPlaybook::V0_1(pre.instantiate_async(store).await?),
         })
     }
@@ -81,6 +87,7 @@ impl VersionedPlaybook {
     ) -> wasmtime::Result<Description> {
         match self {
             Self::Current(p) => p.call_describe(store).await,
+            Self::V0_2(p) => Ok(v0_2::description(p.call_describe(store).await?)),
             Self::V0_1(p) => Ok(v0_1::description(p.call_describe(store).await?)),
         }
     }
@@ -92,6 +99,9 @@ impl VersionedPlaybook {
     ) -> wasmtime::Result<Result<Outcome, CapError>> {
         match self {
             Self::Current(p) => p.call_run(store, incident).await,
+            Self::V0_2(p) => Ok(v0_2::outcome(
+                p.call_run(store, &v0_2::incident(incident)).await?,
+            )),
             Self::V0_1(p) => Ok(v0_1::outcome(
                 p.call_run(store, &v0_1::incident(incident)).await?,
             )),

@@ -121,7 +121,7 @@ async fn follow(client: &reqwest::Client, remote: &RemoteRun<'_>, id: &str) -> R
             }
         }
         printed = printed.max(timeline.len());
-        if status != "queued" && status != "running" {
+        if !matches!(status.as_str(), "queued" | "running" | "waiting-approval") {
             if remote.json {
                 println!("{}", crate::text::json_for_terminal(&run)?);
             } else {

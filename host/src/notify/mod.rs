@@ -74,7 +74,7 @@ pub fn set_public_url(url: &str) -> anyhow::Result<()> {
 }
 
 /// The run's page in the console, when `[server] public-url` is set.
-fn run_link(run_id: &str) -> Option<String> {
+pub fn run_link(run_id: &str) -> Option<String> {
     let base = PUBLIC_URL.get()?;
     let id: String = url::form_urlencoded::byte_serialize(run_id.as_bytes()).collect();
     Some(format!("{base}/ui/runs/{id}"))
@@ -191,6 +191,10 @@ impl Notifier {
 
     pub fn names(&self) -> Vec<&str> {
         self.channels.keys().map(String::as_str).collect()
+    }
+
+    pub fn channel_config(&self, channel: &str) -> Option<ChannelConfig> {
+        self.channels.get(channel).map(|c| c.config.clone())
     }
 
     pub fn kind_of(&self, channel: &str) -> Option<&'static str> {

@@ -99,7 +99,7 @@ impl Host {
         );
         // Dropped after the store, which gives its instance back to the pool.
         let _slot = self.engine.instance_slot().await;
-        let mut store = new_store(&self.engine, state, &limits);
+        let mut store = new_store(&self.engine, state);
         let called = tokio::time::timeout(limits.deadline, async {
             let playbook = pre.instantiate_async(&mut store).await?;
             playbook.call_describe(&mut store).await

@@ -77,6 +77,7 @@ pub struct Metrics {
     store_latency: Gauge<f64, AtomicU64>,
     store_queued: Gauge<i64, AtomicI64>,
     store_leased: Gauge<i64, AtomicI64>,
+    waiting_approval: Gauge<i64, AtomicI64>,
     node_up: Family<NodeLabel, Gauge<i64, AtomicI64>>,
     node_seen_ago: Family<NodeLabel, Gauge<f64, AtomicU64>>,
     node_in_flight: Family<NodeLabel, Gauge<i64, AtomicI64>>,
@@ -105,6 +106,13 @@ impl Metrics {
         let store_latency = Gauge::<f64, AtomicU64>::default();
         let store_queued = Gauge::<i64, AtomicI64>::default();
         let store_leased = Gauge::<i64, AtomicI64>::default();
+        let waiting_approval = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "runs_waiting_approval",
+            "Runs waiting for a person to answer a question (status waiting-approval), on any \
+             host sharing the store",
+            waiting_approval.clone(),
+        );
         registry.register(
             "store_up",
             "Whether the run store answered the last scrape's query (1) or not (0)",
@@ -193,6 +201,7 @@ impl Metrics {
             store_latency,
             store_queued,
             store_leased,
+            waiting_approval,
             node_up,
             node_seen_ago,
             node_in_flight,
@@ -245,6 +254,11 @@ impl Metrics {
             self.store_queued.set(queued as i64);
             self.store_leased.set(leased as i64);
         }
+    }
+
+    /// Runs with a question pending, as the store has them at a scrape.
+    pub fn set_waiting_approval(&self, runs: usize) {
+        self.waiting_approval.set(runs as i64);
     }
 
     /// The outbox as it is now: every channel, zero when nothing waits.

@@ -3,6 +3,7 @@
 //! request is answered 202 only after its runs are in the store; 4xx only when retrying can
 //! never help (Alertmanager retries 5xx only), 503 with Retry-After when the queue is full.
 
+mod approvals;
 mod auth;
 mod dispatch;
 mod fleet;
@@ -76,6 +77,11 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         tracing::warn!("notify channel {channel} cannot deliver (messages are kept): {problem}");
     }
     notifier.start();
+    // Answers to questions are taken in from every channel for the server's whole life.
+    let approvals = host.approvals();
+    if let Some(approvals) = &approvals {
+        approvals.listen();
+    }
     let lease = host.config.server.lease();
     let fleet = fleet::Fleet::from_config(&host.config.fleet)?;
     let node_wait = fleet.node_wait;
@@ -100,6 +106,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let rescuer = tokio::spawn(rescue::keep_looking(
         notifier.clone(),
         store.clone(),
+        approvals,
         (lease / 3).max(Duration::from_millis(200)),
         node_wait,
         stopped,
@@ -116,6 +123,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .merge(fleet::node_routes())
+        .merge(approvals::routes())
         .merge(ui::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
@@ -735,6 +743,11 @@ async fn metrics_text(State(app): State<Shared>) -> Response {
         anyhow::Ok((latency, store.run_counts().await?))
     };
     app.dispatcher.metrics.set_store(seen.await.ok());
+    if let Ok(pending) = store.approvals(None).await {
+        let runs: std::collections::HashSet<&str> =
+            pending.iter().map(|a| a.run_id.as_str()).collect();
+        app.dispatcher.metrics.set_waiting_approval(runs.len());
+    }
     if let Ok(nodes) = store.nodes().await {
         app.dispatcher
             .metrics

@@ -63,6 +63,7 @@ pub async fn look(
 pub async fn keep_looking(
     notifier: Arc<Notifier>,
     store: Arc<Store>,
+    approvals: Option<Arc<crate::approval::Approvals>>,
     every: Duration,
     node_wait: Duration,
     mut stop: watch::Receiver<bool>,
@@ -81,6 +82,14 @@ pub async fn keep_looking(
                  undeliverable (no agent of their node took them); not re-run; ops told"
             ),
             Err(e) => tracing::warn!("looking for lost runs in the store: {e:#}"),
+        }
+        // Questions of runs that ended while they waited: their messages say so.
+        if let Some(approvals) = &approvals {
+            match approvals.rescue().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("{n} questions ended lost: their runs ended while they waited"),
+                Err(e) => tracing::warn!("looking for questions of ended runs: {e:#}"),
+            }
         }
     }
 }

@@ -14,9 +14,27 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Decision, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
     OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
+
+/// A run's status as people see it: a `running` run waiting for an answer to one of its
+/// questions (`approval.ask`) shows `waiting-approval` (the lease machinery keeps seeing
+/// `running`: the run's process still holds it).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! shown_status {
+    () => {
+        "CASE WHEN status = 'running' AND EXISTS (SELECT 1 FROM approvals a \
+         WHERE a.run_id = runs.id AND a.state = 'pending') THEN 'waiting-approval' \
+         ELSE status END AS status"
+    };
+}
+pub use shown_status as SHOWN_STATUS;
+
+/// The condition a `status = waiting-approval` filter stands for.
+pub const WAITING_APPROVAL: &str = "status = 'running' AND EXISTS (SELECT 1 FROM approvals a \
+     WHERE a.run_id = runs.id AND a.state = 'pending')";
 
 /// How many runs of each playbook may run at once across every process on the store.
 #[derive(Debug, Clone)]
@@ -81,6 +99,10 @@ impl RunFilter {
             placeholder(values.len())
         };
         for (column, value) in self.equalities() {
+            if column == "status" && value == "waiting-approval" {
+                conditions.push(WAITING_APPROVAL.to_string());
+                continue;
+            }
             conditions.push(format!("{column} = {}", bind(value, &mut values)));
         }
         if let Some(since) = &self.since {
@@ -256,6 +278,30 @@ pub trait Backend: Send + Sync + 'static {
 
     /// As `take_lost_unnotified`, for `undeliverable` runs.
     async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>>;
+
+    // ---- approvals: questions runs asked people (crate::approval) ------------------------
+
+    /// Records a question, `pending` (its `state` and answer fields are ignored).
+    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()>;
+
+    /// Where the question was posted, replacing what was recorded.
+    async fn set_approval_messages(&self, id: &str, messages: Vec<serde_json::Value>)
+    -> Result<()>;
+
+    /// Ends a `pending` approval with `decision`, atomically across every process: the first
+    /// decision wins. Returns the approval as decided, or `None` when it was not pending (or
+    /// does not exist).
+    async fn decide_approval(&self, id: &str, decision: Decision)
+    -> Result<Option<ApprovalRecord>>;
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>>;
+
+    /// Pending approvals, oldest first; with `run_id`, that run's approvals in any state.
+    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>>;
+
+    /// Pending approvals whose run is no longer `running` (its process died and the run was
+    /// marked `lost`, or it ended otherwise) end `lost`; returns them, each to one caller.
+    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>>;
 
     // ---- Standard Webhooks replay ids ---------------------------------------------------
 

@@ -20,7 +20,7 @@ pub mod postgres;
 mod sqlite;
 
 pub use crate::records::{
-    Admit, Admitted, AlertRecord, Artifact, Claim, Fired, Firing, FiringRecord, LOST_REASON,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Decision, Artifact, Claim, Fired, Firing, FiringRecord, LOST_REASON,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{Backend, RunFilter, SlotLimits};

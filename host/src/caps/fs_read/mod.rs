@@ -40,7 +40,7 @@ pub struct FsRead {
     roots: Roots,
     protected: Arc<Protected>,
     slots: Arc<Semaphore>,
-    deadline: Instant,
+    clock: Arc<crate::state::RunClock>,
 }
 
 impl FsRead {
@@ -48,14 +48,14 @@ impl FsRead {
     pub fn new(
         grants: &Grants,
         protected: Arc<Protected>,
-        deadline: Instant,
+        clock: Arc<crate::state::RunClock>,
     ) -> (Self, Vec<String>) {
         let (roots, warnings) = Roots::open(&grants.fs_read, &grants.fs_meta);
         let fs = Self {
             roots,
             protected,
             slots: work::run_slots(),
-            deadline,
+            clock,
         };
         (fs, warnings)
     }
@@ -63,7 +63,7 @@ impl FsRead {
     /// Runs an operation here, on this thread, as a call would (benchmarks, tools).
     pub fn with_cx<T>(&self, op: impl FnOnce(&Cx) -> T) -> T {
         let guard = self.protected.snapshot();
-        let budget = work::Budget::new(self.deadline);
+        let budget = work::Budget::new(self.clock.deadline());
         op(&Cx {
             roots: &self.roots,
             guard: &guard,
@@ -97,7 +97,7 @@ impl RunState {
         self.begin_call()?;
         let fs = self.fs.clone();
         let started = Instant::now();
-        let result = work::run_blocking(&fs.slots, fs.deadline, {
+        let result = work::run_blocking(&fs.slots, fs.clock.deadline(), {
             let fs = fs.clone();
             move |budget| {
                 let guard = fs.protected.snapshot();

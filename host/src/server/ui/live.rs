@@ -166,7 +166,7 @@ impl Follow {
                     .data(html),
             );
         }
-        if !matches!(run.run.status.as_str(), "queued" | "running") {
+        if !matches!(run.run.status.as_str(), "queued" | "running" | "waiting-approval") {
             self.end();
         }
     }

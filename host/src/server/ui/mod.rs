@@ -264,7 +264,7 @@ fn status_class(status: &str) -> &'static str {
         "resolved" | "mitigated" => "s-ok",
         "escalated" | "no-action" => "s-warn",
         "failed" | "lost" | "interrupted" | "undeliverable" => "s-bad",
-        "running" => "s-live",
+        "running" | "waiting-approval" => "s-live",
         _ => "s-idle",
     }
 }

@@ -124,6 +124,7 @@ pub(super) async fn runs(
     let statuses = [
         "queued",
         "running",
+        "waiting-approval",
         "resolved",
         "mitigated",
         "escalated",
@@ -289,7 +290,7 @@ pub(super) async fn run(
         Err(refused) => return *refused,
     };
     let r = &run.run;
-    let live = matches!(r.status.as_str(), "queued" | "running");
+    let live = matches!(r.status.as_str(), "queued" | "running" | "waiting-approval");
     let labels = json_pairs(run.alert.as_ref().and_then(|a| a.get("labels")));
     let params = json_pairs(Some(&run.params));
     let actions: Vec<String> = match &run.actions {
@@ -433,7 +434,7 @@ pub(super) async fn alerts(State(app): State<Shared>, headers: HeaderMap) -> Res
 fn success_rate(runs: &[RunSummary]) -> Option<f64> {
     let ended: Vec<_> = runs
         .iter()
-        .filter(|r| !matches!(r.status.as_str(), "queued" | "running"))
+        .filter(|r| !matches!(r.status.as_str(), "queued" | "running" | "waiting-approval"))
         .collect();
     let good = ended
         .iter()

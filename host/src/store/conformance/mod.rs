@@ -31,6 +31,7 @@ use futures::future::BoxFuture;
 
 use crate::store::backend::{Backend, SlotLimits};
 
+mod approvals;
 mod console;
 mod delivery;
 mod fleet;
@@ -39,6 +40,7 @@ mod schedules;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
+pub(crate) use approvals::*;
 pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
@@ -111,6 +113,8 @@ macro_rules! conformance_tests {
             a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
             runs_page_filters_and_keyset_pages,
             a_failed_message_can_be_retried_once,
+            the_first_answer_to_an_approval_wins_across_instances,
+            approvals_of_ended_runs_end_lost_once,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

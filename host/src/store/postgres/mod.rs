@@ -16,11 +16,12 @@ use tokio_postgres::NoTls;
 
 use super::backend::{Backend, RunFilter, SlotLimits};
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
     OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::Untold;
 
+mod approvals;
 mod fleet;
 mod listen;
 mod outbox;
@@ -400,6 +401,53 @@ impl Backend for Postgres {
             self.announcer.announce();
         }
         Ok(fired)
+    }
+
+    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
+        self.bounded("recording an approval", approvals::open(self, &approval))
+            .await
+    }
+
+    async fn set_approval_messages(
+        &self,
+        id: &str,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<()> {
+        self.bounded(
+            "recording an approval's messages",
+            approvals::set_messages(self, id, &messages),
+        )
+        .await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: Decision,
+    ) -> Result<Option<ApprovalRecord>> {
+        self.bounded(
+            "deciding an approval",
+            approvals::decide(self, id, &decision),
+        )
+        .await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
+        self.bounded("reading an approval", approvals::get(self, id))
+            .await
+    }
+
+    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>> {
+        self.bounded("listing approvals", approvals::list(self, run_id))
+            .await
+    }
+
+    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>> {
+        self.bounded(
+            "ending approvals of ended runs",
+            approvals::orphaned(self, at),
+        )
+        .await
     }
 
     async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {

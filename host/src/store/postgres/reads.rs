@@ -9,8 +9,11 @@ use super::runs::{json, query, query_opt};
 use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
 use crate::store::RunFilter;
 
-const SUMMARY_COLUMNS: &str =
-    "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity, node";
+const SUMMARY_COLUMNS: &str = concat!(
+    "id, playbook, trigger, ",
+    crate::store::backend::SHOWN_STATUS!(),
+    ", summary, started_at, ended_at, dry_run, severity, node"
+);
 
 fn summary(r: &Row) -> RunSummary {
     RunSummary {

@@ -11,11 +11,12 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
     OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::{Backend, RunFilter, SlotLimits, Untold};
 
+mod approvals;
 mod fleet;
 mod outbox;
 mod runs;
@@ -180,6 +181,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_page_severity ON runs (severity, started_at, id);
     CREATE INDEX runs_page_trigger ON runs (trigger, started_at, id);
     CREATE INDEX runs_page_node ON runs (node, started_at, id);
+"#,
+    r#"
+    -- Questions runs asked people (approval.ask): state pending until the first answer,
+    -- the timeout, or the run's end. messages: where each channel posted it (JSON).
+    CREATE TABLE approvals (
+        id            TEXT PRIMARY KEY,
+        run_id        TEXT NOT NULL,
+        playbook      TEXT NOT NULL,
+        grp           TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        body          TEXT NOT NULL,
+        actions       TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        asked_at      TEXT NOT NULL,
+        expires_at    TEXT NOT NULL,
+        answered_by   TEXT,
+        answered_via  TEXT,
+        answered_at   TEXT,
+        reason        TEXT,
+        messages      TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX approvals_run ON approvals (run_id);
+    CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
 ];
 
@@ -470,6 +494,52 @@ impl Backend for Sqlite {
             self.wake_claimers();
         }
         Ok(fired)
+    }
+
+    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
+        self.writer()
+            .write(move |tx| approvals::open(tx, &approval))
+            .await
+    }
+
+    async fn set_approval_messages(
+        &self,
+        id: &str,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<()> {
+        let id = id.to_string();
+        self.writer()
+            .write(move |tx| approvals::set_messages(tx, &id, &messages))
+            .await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: Decision,
+    ) -> Result<Option<ApprovalRecord>> {
+        let id = id.to_string();
+        self.writer()
+            .write(move |tx| approvals::decide(tx, &id, &decision))
+            .await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
+        let id = id.to_string();
+        self.blocking(move |conn| approvals::get(conn, &id)).await
+    }
+
+    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>> {
+        let run_id = run_id.map(String::from);
+        self.blocking(move |conn| approvals::list(conn, run_id.as_deref()))
+            .await
+    }
+
+    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>> {
+        let at = at.to_string();
+        self.writer()
+            .write(move |tx| approvals::orphaned(tx, &at))
+            .await
     }
 
     async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {

@@ -411,8 +411,11 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-const SUMMARY_COLUMNS: &str =
-    "id, playbook, trigger, status, summary, started_at, ended_at, dry_run, severity, node";
+const SUMMARY_COLUMNS: &str = concat!(
+    "id, playbook, trigger, ",
+    crate::store::backend::SHOWN_STATUS!(),
+    ", summary, started_at, ended_at, dry_run, severity, node"
+);
 
 pub(super) fn list(
     conn: &Connection,

@@ -1,0 +1,505 @@
+//! Approval gates: a playbook asks a named group of people (`approval.ask`) and waits for
+//! the first valid answer. The question is a row in the store (`ApprovalRecord`), so any
+//! process can record the answer: `host approve` at a terminal, the console, the Telegram
+//! poller, the Slack interactive endpoint. The asking run learns it from this process
+//! (woken at once) or by reading the store (another process, every second).
+//!
+//! Who may answer is the operator's `[approvers.<group>]`, checked on the identity the
+//! channel vouches for (a Telegram user id from the Bot API, a Slack user id from a signed
+//! payload, the console's authenticated user, the login name at the CLI), never on a name
+//! a message carries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use crate::notify::{ChannelConfig, Notifier};
+use crate::records::{ApprovalRecord, Decision, rfc3339};
+use crate::store::Store;
+
+pub mod cli;
+pub mod telegram;
+
+/// `[approvers.<group>]` in host.toml.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApproverGroup {
+    /// Notification channels (`[notify.<name>]`) the question is posted to. Telegram and
+    /// Slack channels get Approve/Reject buttons; any other kind gets the question as text
+    /// with the `host approve` command.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// People who answer in the console (its `[ui]` basic-auth user name) or with
+    /// `host approve` (their login name).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Telegram user ids (numbers, as the Bot API gives `from.id`).
+    #[serde(default)]
+    pub telegram: Vec<i64>,
+    /// Slack user ids (`U024BE7LH`).
+    #[serde(default)]
+    pub slack: Vec<String>,
+    /// The longest a question to this group may wait, whatever the playbook asks.
+    #[serde(default = "default_max_wait_secs")]
+    pub max_wait_secs: u64,
+}
+
+fn default_max_wait_secs() -> u64 {
+    3600
+}
+
+/// Someone answering, as the channel that carried the answer vouches for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    Telegram { id: i64, username: Option<String> },
+    Slack { id: String, name: Option<String> },
+    Console(String),
+    Cli(String),
+}
+
+impl Approver {
+    /// `telegram`, `slack`, `console` or `cli`.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Approver::Telegram { .. } => "telegram",
+            Approver::Slack { .. } => "slack",
+            Approver::Console(_) => "console",
+            Approver::Cli(_) => "cli",
+        }
+    }
+
+    /// As the record and the report name them: `telegram:12345 (@alice)`, `cli:bob`.
+    pub fn name(&self) -> String {
+        let clean = |s: &str| crate::text::echo(&sanitize(s)).into_owned();
+        match self {
+            Approver::Telegram { id, username } => match username {
+                Some(u) => format!("telegram:{id} (@{})", clean(u)),
+                None => format!("telegram:{id}"),
+            },
+            Approver::Slack { id, name } => match name {
+                Some(n) => format!("slack:{} ({})", clean(id), clean(n)),
+                None => format!("slack:{}", clean(id)),
+            },
+            Approver::Console(user) => format!("console:{}", clean(user)),
+            Approver::Cli(user) => format!("cli:{}", clean(user)),
+        }
+    }
+}
+
+/// Control characters out of a name a channel reports (it reaches terminals and logs).
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
+impl ApproverGroup {
+    pub fn allows(&self, who: &Approver) -> bool {
+        match who {
+            Approver::Telegram { id, .. } => self.telegram.contains(id),
+            Approver::Slack { id, .. } => self.slack.iter().any(|s| s == id),
+            Approver::Console(user) | Approver::Cli(user) => self.users.iter().any(|u| u == user),
+        }
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.max_wait_secs.max(1))
+    }
+}
+
+/// Checks `[approvers]` against the channels (called when the config is read).
+pub fn check_groups(
+    groups: &BTreeMap<String, ApproverGroup>,
+    channels: &BTreeMap<String, ChannelConfig>,
+) -> Result<()> {
+    for (name, group) in groups {
+        for channel in &group.channels {
+            let default = matches!(channel.as_str(), "stdout" | "ops" | "security");
+            anyhow::ensure!(
+                default || channels.contains_key(channel),
+                "[approvers.{name}]: channel {channel:?} is not a [notify.<name>] channel"
+            );
+        }
+        anyhow::ensure!(
+            !(group.users.is_empty() && group.telegram.is_empty() && group.slack.is_empty()),
+            "[approvers.{name}]: nobody may answer; list `users`, `telegram` or `slack` ids"
+        );
+    }
+    Ok(())
+}
+
+/// What `answer` did.
+#[derive(Debug)]
+pub enum Answered {
+    /// This answer decided it.
+    Recorded(ApprovalRecord),
+    /// Already decided (by someone else, the timeout, or the run's end): nothing changed.
+    Closed(ApprovalRecord),
+    /// The person is not on the group's list: nothing changed.
+    NotAllowed(String),
+    NotFound,
+}
+
+/// The approvals of one process: the groups, where questions go, and the runs waiting here.
+pub struct Approvals {
+    store: Arc<Store>,
+    notifier: Arc<Notifier>,
+    groups: RwLock<Arc<BTreeMap<String, ApproverGroup>>>,
+    client: reqwest::Client,
+    /// Runs of this process waiting on an approval, by approval id: an answer recorded here
+    /// wakes them at once (answers from other processes are read from the store).
+    waiting: Mutex<HashMap<String, Arc<Notify>>>,
+    telegram: telegram::Pollers,
+    /// `host serve`: answers are taken in whenever they come, not only while a run waits.
+    listening: std::sync::atomic::AtomicBool,
+}
+
+/// How often a waiting run reads its approval from the store (an answer given to another
+/// process: `host approve`, a replica's console).
+const STORE_POLL: Duration = Duration::from_millis(500);
+
+impl Approvals {
+    pub fn new(
+        store: Arc<Store>,
+        notifier: Arc<Notifier>,
+        groups: BTreeMap<String, ApproverGroup>,
+    ) -> Arc<Approvals> {
+        Arc::new(Approvals {
+            store,
+            notifier,
+            groups: RwLock::new(Arc::new(groups)),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client builds"),
+            waiting: Mutex::new(HashMap::new()),
+            telegram: telegram::Pollers::default(),
+            listening: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// `host serve`: polls every Telegram channel of every group for answers from now on
+    /// (a question asked by a run of another process, or before a restart, is answered
+    /// here too).
+    pub fn listen(self: &Arc<Self>) {
+        self.listening
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let channels: std::collections::BTreeSet<String> = self
+            .groups
+            .read()
+            .unwrap()
+            .values()
+            .flat_map(|g| g.channels.iter().cloned())
+            .collect();
+        for channel in channels {
+            if let Some(ChannelConfig::Telegram {
+                bot_token, base_url, ..
+            }) = self.channel(&channel)
+            {
+                match bot_token.load() {
+                    Ok(token) => self.telegram.ensure(
+                        self,
+                        &channel,
+                        telegram::Api::new(&self.client, &base_url, &token),
+                    ),
+                    Err(e) => tracing::warn!(channel, "cannot poll Telegram for answers: {e:#}"),
+                }
+            }
+        }
+    }
+
+    fn keep_polling(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// SIGHUP: who may answer changes for every question from now on.
+    pub fn reload(&self, groups: BTreeMap<String, ApproverGroup>) {
+        *self.groups.write().unwrap() = Arc::new(groups);
+    }
+
+    pub fn group(&self, name: &str) -> Option<ApproverGroup> {
+        self.groups.read().unwrap().get(name).cloned()
+    }
+
+    pub fn group_names(&self) -> Vec<String> {
+        self.groups.read().unwrap().keys().cloned().collect()
+    }
+
+    fn channel(&self, name: &str) -> Option<ChannelConfig> {
+        self.notifier.channel_config(name)
+    }
+
+    /// Records the question and posts it to the group's channels; returns the record (with
+    /// where it was posted) and one line per channel that could not carry it.
+    pub async fn open(
+        self: &Arc<Self>,
+        mut record: ApprovalRecord,
+        group: &ApproverGroup,
+    ) -> Result<(ApprovalRecord, Vec<String>)> {
+        self.store.open_approval(record.clone()).await?;
+        let mut problems = Vec::new();
+        for channel in &group.channels {
+            match self.post(channel, &record).await {
+                Ok(posted) => record.messages.push(posted),
+                Err(e) => problems.push(format!("{channel}: {e:#}")),
+            }
+        }
+        if !record.messages.is_empty() {
+            self.store
+                .set_approval_messages(&record.id, record.messages.clone())
+                .await?;
+        }
+        Ok((record, problems))
+    }
+
+    async fn post(self: &Arc<Self>, channel: &str, record: &ApprovalRecord) -> Result<serde_json::Value> {
+        match self.channel(channel) {
+            Some(ChannelConfig::Telegram {
+                bot_token,
+                chat_id,
+                base_url,
+                ..
+            }) => {
+                let api = telegram::Api::new(&self.client, &base_url, &bot_token.load()?);
+                let message_id = api.post_question(&chat_id, record).await?;
+                // Answers come back through getUpdates: this process polls while it waits.
+                self.telegram.ensure(self, channel, api);
+                Ok(serde_json::json!({
+                    "channel": channel, "kind": "telegram",
+                    "chat_id": chat_id, "message_id": message_id,
+                }))
+            }
+            Some(_) => {
+                // Any other kind: the question as text, through the outbox.
+                let notification = crate::notify::Notification::new(
+                    crate::notify::Message {
+                        title: format!("Approval needed: {}", record.title),
+                        body: question_text(record),
+                        severity: "warning".into(),
+                        fields: Vec::new(),
+                    },
+                    &record.playbook,
+                    &record.run_id,
+                    None,
+                );
+                let submitted = self
+                    .notifier
+                    .submit(channel, &notification)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                Ok(serde_json::json!({
+                    "channel": channel, "kind": "outbox", "outbox_id": submitted.outbox_id,
+                }))
+            }
+            None => anyhow::bail!("no channel named {channel:?} is configured"),
+        }
+    }
+
+    /// Waits for the approval's end: an answer (from any process), or `until`, when it
+    /// expires. Returns the decided record.
+    pub async fn wait(self: &Arc<Self>, id: &str, until: tokio::time::Instant) -> Result<ApprovalRecord> {
+        let wake = Arc::new(Notify::new());
+        self.waiting
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), wake.clone());
+        let _forget = Forget(self, id);
+        loop {
+            if let Some(record) = self.store.approval(id).await?
+                && record.state != "pending"
+            {
+                return Ok(record);
+            }
+            if tokio::time::Instant::now() >= until {
+                let expired = Decision {
+                    state: "expired",
+                    by: None,
+                    via: "timeout".into(),
+                    reason: Some("nobody answered in time".into()),
+                    at: rfc3339(SystemTime::now()),
+                };
+                if let Some(record) = self.store.decide_approval(id, expired).await? {
+                    self.show_decision(&record).await;
+                    return Ok(record);
+                }
+                continue; // an answer won the race: read it
+            }
+            let next = (tokio::time::Instant::now() + STORE_POLL).min(until);
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(next) => {}
+            }
+        }
+    }
+
+    /// An answer from `who`, through whichever channel: checked against the group's list,
+    /// then recorded if the approval is still pending; the posted messages are edited.
+    pub async fn answer(
+        &self,
+        id: &str,
+        who: &Approver,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Answered> {
+        let Some(record) = self.store.approval(id).await? else {
+            return Ok(Answered::NotFound);
+        };
+        if record.state != "pending" {
+            return Ok(Answered::Closed(record));
+        }
+        let allowed = self.group(&record.group).is_some_and(|g| g.allows(who));
+        if !allowed {
+            tracing::warn!(
+                approval = id,
+                who = %who.name(),
+                group = %record.group,
+                "approval answer refused: not on the group's list"
+            );
+            return Ok(Answered::NotAllowed(format!(
+                "{} is not on the approvers list of group {:?}",
+                who.name(),
+                record.group
+            )));
+        }
+        let decision = Decision {
+            state: if approve { "approved" } else { "rejected" },
+            by: Some(who.name()),
+            via: who.via().into(),
+            reason: reason.map(|r| crate::text::truncate_owned(sanitize_keep_lines(&r), MAX_REASON_BYTES)),
+            at: rfc3339(SystemTime::now()),
+        };
+        match self.store.decide_approval(id, decision).await? {
+            Some(decided) => {
+                if let Some(wake) = self.waiting.lock().unwrap().get(id) {
+                    wake.notify_one();
+                }
+                self.show_decision(&decided).await;
+                Ok(Answered::Recorded(decided))
+            }
+            None => Ok(match self.store.approval(id).await? {
+                Some(record) => Answered::Closed(record),
+                None => Answered::NotFound,
+            }),
+        }
+    }
+
+    /// Edits every posted message to show how the approval ended (buttons removed); failures
+    /// are logged, the decision stands.
+    pub async fn show_decision(&self, record: &ApprovalRecord) {
+        for posted in &record.messages {
+            let channel = posted["channel"].as_str().unwrap_or_default();
+            let result = match (posted["kind"].as_str(), self.channel(channel)) {
+                (
+                    Some("telegram"),
+                    Some(ChannelConfig::Telegram {
+                        bot_token,
+                        base_url,
+                        ..
+                    }),
+                ) => match bot_token.load() {
+                    Ok(token) => {
+                        telegram::Api::new(&self.client, &base_url, &token)
+                            .show_decision(posted, record)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(approval = %record.id, channel, "editing the question's message: {e:#}");
+            }
+        }
+    }
+
+    /// The rescuer: questions whose run ended while they waited end `lost`, and their
+    /// messages say so. Returns how many.
+    pub async fn rescue(&self) -> Result<usize> {
+        let lost = self
+            .store
+            .orphaned_approvals(&rfc3339(SystemTime::now()))
+            .await?;
+        for record in &lost {
+            self.show_decision(record).await;
+        }
+        Ok(lost.len())
+    }
+}
+
+/// Removes a run's waker when its wait ends, however it ends.
+struct Forget<'a>(&'a Approvals, &'a str);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.lock().unwrap().remove(self.1);
+    }
+}
+
+pub const MAX_REASON_BYTES: usize = 1024;
+
+fn sanitize_keep_lines(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect()
+}
+
+/// A new approval id: 16 random hex digits (it rides in Telegram's 64-byte callback data).
+pub fn new_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        bytes = (nanos ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
+/// The question as plain text, for channels without buttons and for `host approvals`.
+pub fn question_text(record: &ApprovalRecord) -> String {
+    let mut text = String::new();
+    if !record.body.is_empty() {
+        text.push_str(&record.body);
+        text.push_str("\n\n");
+    }
+    if !record.actions.is_empty() {
+        text.push_str("If approved:\n");
+        for action in &record.actions {
+            text.push_str(&format!("• {action}\n"));
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Asked by run {} ({}) of group {}; expires {}.\nAnswer: host approve {} [--reject --reason …]",
+        record.run_id, record.playbook, record.group, record.expires_at, record.run_id
+    ));
+    text
+}
+
+/// One line on how the approval ended, for edited messages, the timeline and the CLI.
+pub fn decision_line(record: &ApprovalRecord) -> String {
+    let by = record.answered_by.as_deref().unwrap_or("nobody");
+    let at = record.answered_at.as_deref().unwrap_or("");
+    match record.state.as_str() {
+        "approved" => format!("✅ Approved by {by} at {at}"),
+        "rejected" => format!(
+            "❌ Rejected by {by} at {at}: {}",
+            record.reason.as_deref().unwrap_or("no reason given")
+        ),
+        "expired" => format!("⌛ Expired at {at}: nobody answered in time"),
+        "lost" => format!("⚠️ Run lost at {at}: the host running it stopped while it waited"),
+        other => format!("{other} at {at}"),
+    }
+}
