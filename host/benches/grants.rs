@@ -96,7 +96,13 @@ async fn main() -> anyhow::Result<()> {
         ..Grants::default()
     };
     let deadline = Instant::now() + Duration::from_secs(3600);
-    let (fs, _) = FsRead::new(&grants, Arc::new(Protected::default()), runbook_host::state::RunClock::new(deadline.saturating_duration_since(std::time::Instant::now())));
+    let (fs, _) = FsRead::new(
+        &grants,
+        Arc::new(Protected::default()),
+        runbook_host::state::RunClock::new(
+            deadline.saturating_duration_since(std::time::Instant::now()),
+        ),
+    );
     let path = file.display().to_string();
     compare(
         "fs-read read 4 KiB (3 roots granted)",

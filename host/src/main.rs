@@ -206,7 +206,9 @@ enum Command {
         json: bool,
     },
     /// Questions playbooks are waiting on (`approval.ask`), oldest first
-    #[command(after_help = "Examples:\n  host approvals\n  host approvals --json\n\nAnswer with `host approve RUN`.")]
+    #[command(
+        after_help = "Examples:\n  host approvals\n  host approvals --json\n\nAnswer with `host approve RUN`."
+    )]
     Approvals {
         #[arg(long)]
         json: bool,
@@ -491,7 +493,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         let store = runbook_host::store::open(&location, config_connections).await?;
         return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
     }
-    if matches!(cli.command, Command::Approvals { .. } | Command::Approve { .. }) {
+    if matches!(
+        cli.command,
+        Command::Approvals { .. } | Command::Approve { .. }
+    ) {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
         host.store = Some(runbook_host::store::open(&location, config_connections).await?);

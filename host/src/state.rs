@@ -32,7 +32,8 @@ pub use crate::records::Artifact;
 pub struct RunClock {
     started: Instant,
     limit: Duration,
-    paused_ms: std::sync::atomic::AtomicU64,
+    /// (time paused so far, since when it is paused now).
+    paused: std::sync::Mutex<(Duration, Option<Instant>)>,
 }
 
 impl RunClock {
@@ -40,24 +41,41 @@ impl RunClock {
         Arc::new(RunClock {
             started: Instant::now(),
             limit,
-            paused_ms: std::sync::atomic::AtomicU64::new(0),
+            paused: std::sync::Mutex::new((Duration::ZERO, None)),
         })
     }
 
+    /// While paused, the deadline moves with the clock: it is always as far away as when
+    /// the pause began.
     pub fn deadline(&self) -> Instant {
-        let paused = self.paused_ms.load(std::sync::atomic::Ordering::Relaxed);
-        self.started + self.limit + Duration::from_millis(paused)
+        let (paused, since) = *self.paused.lock().unwrap();
+        let now_paused = since.map_or(Duration::ZERO, |since| since.elapsed());
+        self.started + self.limit + paused + now_paused
     }
 
-    /// Moves the deadline later by `waited` (time the run spent waiting for an answer).
-    pub fn pause_for(&self, waited: Duration) {
-        let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-        self.paused_ms
-            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    /// Stops the run's clock until the guard drops (a wait for people's answer).
+    pub fn pause(self: &Arc<Self>) -> ClockPaused {
+        self.paused
+            .lock()
+            .unwrap()
+            .1
+            .get_or_insert_with(Instant::now);
+        ClockPaused(self.clone())
     }
 
     pub fn limit(&self) -> Duration {
         self.limit
+    }
+}
+
+pub struct ClockPaused(Arc<RunClock>);
+
+impl Drop for ClockPaused {
+    fn drop(&mut self) {
+        let mut paused = self.0.paused.lock().unwrap();
+        if let Some(since) = paused.1.take() {
+            paused.0 += since.elapsed();
+        }
     }
 }
 

@@ -205,7 +205,10 @@ impl Server {
             let run = self.get(&format!("/runs/{id}"));
             if run.status == 200 {
                 let run = run.json();
-                if !matches!(run["status"].as_str(), Some("queued" | "running" | "waiting-approval")) {
+                if !matches!(
+                    run["status"].as_str(),
+                    Some("queued" | "running" | "waiting-approval")
+                ) {
                     return run;
                 }
             }

@@ -97,10 +97,16 @@ pub async fn approve(
     let who = Approver::Cli(login_name());
     Ok(match approvals.answer(&id, &who, !reject, reason).await? {
         Answered::Recorded(record) => (0, decision_line(&record)),
-        Answered::Closed(record) => (REFUSED, format!("already decided: {}", decision_line(&record))),
+        Answered::Closed(record) => (
+            REFUSED,
+            format!("already decided: {}", decision_line(&record)),
+        ),
         Answered::NotAllowed(why) => (
             REFUSED,
-            format!("{why}: add `users = [\"{}\"]` to that group in host.toml", login_name()),
+            format!(
+                "{why}: add `users = [\"{}\"]` to that group in host.toml",
+                login_name()
+            ),
         ),
         Answered::NotFound => (UNKNOWN, format!("no approval {id:?}")),
     })

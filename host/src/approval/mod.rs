@@ -196,7 +196,9 @@ impl Approvals {
             .collect();
         for channel in channels {
             if let Some(ChannelConfig::Telegram {
-                bot_token, base_url, ..
+                bot_token,
+                base_url,
+                ..
             }) = self.channel(&channel)
             {
                 match bot_token.load() {
@@ -259,7 +261,11 @@ impl Approvals {
         Ok((record, problems))
     }
 
-    async fn post(self: &Arc<Self>, channel: &str, record: &ApprovalRecord) -> Result<serde_json::Value> {
+    async fn post(
+        self: &Arc<Self>,
+        channel: &str,
+        record: &ApprovalRecord,
+    ) -> Result<serde_json::Value> {
         match self.channel(channel) {
             Some(ChannelConfig::Telegram {
                 bot_token,
@@ -304,7 +310,11 @@ impl Approvals {
 
     /// Waits for the approval's end: an answer (from any process), or `until`, when it
     /// expires. Returns the decided record.
-    pub async fn wait(self: &Arc<Self>, id: &str, until: tokio::time::Instant) -> Result<ApprovalRecord> {
+    pub async fn wait(
+        self: &Arc<Self>,
+        id: &str,
+        until: tokio::time::Instant,
+    ) -> Result<ApprovalRecord> {
         let wake = Arc::new(Notify::new());
         self.waiting
             .lock()
@@ -372,7 +382,8 @@ impl Approvals {
             state: if approve { "approved" } else { "rejected" },
             by: Some(who.name()),
             via: who.via().into(),
-            reason: reason.map(|r| crate::text::truncate_owned(sanitize_keep_lines(&r), MAX_REASON_BYTES)),
+            reason: reason
+                .map(|r| crate::text::truncate_owned(sanitize_keep_lines(&r), MAX_REASON_BYTES)),
             at: rfc3339(SystemTime::now()),
         };
         match self.store.decide_approval(id, decision).await? {

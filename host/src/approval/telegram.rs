@@ -260,12 +260,17 @@ async fn handle(approvals: &Approvals, api: &Api<'_>, query: &Value) {
     let reason = (!approve).then(|| "rejected in Telegram".to_string());
     let (text, alert) = match approvals.answer(id, &who, approve, reason).await {
         Ok(Answered::Recorded(record)) => (decision_line(&record), false),
-        Ok(Answered::Closed(record)) => (format!("Already decided: {}", decision_line(&record)), true),
+        Ok(Answered::Closed(record)) => {
+            (format!("Already decided: {}", decision_line(&record)), true)
+        }
         Ok(Answered::NotAllowed(why)) => (why, true),
         Ok(Answered::NotFound) => ("This question is unknown to the host.".to_string(), true),
         Err(e) => {
             tracing::warn!("recording a Telegram answer: {e:#}");
-            ("The host could not record your answer; try again.".to_string(), true)
+            (
+                "The host could not record your answer; try again.".to_string(),
+                true,
+            )
         }
     };
     let text: String = text.chars().take(200).collect();
@@ -284,7 +289,14 @@ mod tests {
         assert!(data.len() <= 64);
         assert_eq!(parse_callback(&data), Some(("0123456789abcdef", true)));
         assert_eq!(parse_callback("ap:0123:n"), Some(("0123", false)));
-        for bad in ["", "ap:", "ap:xyz:y", "ap:01:maybe", "other:01:y", "ap:'; drop:y"] {
+        for bad in [
+            "",
+            "ap:",
+            "ap:xyz:y",
+            "ap:01:maybe",
+            "other:01:y",
+            "ap:'; drop:y",
+        ] {
             assert_eq!(parse_callback(bad), None, "{bad}");
         }
     }

@@ -107,10 +107,11 @@ impl RunState {
             "actions": question.actions.len(),
             "timeout_secs": question.timeout_secs,
         });
+        // The wait is the people's time, not the playbook's: the run's clock stops.
+        let paused = self.clock.pause();
         let result = self.ask_and_wait(&group, question).await;
+        drop(paused);
         let waited = started.elapsed();
-        // The wait is the people's time, not the playbook's: the deadline moves by it.
-        self.clock.pause_for(waited);
         let dry_run = self.dry_run;
         self.record_call(
             "approval",

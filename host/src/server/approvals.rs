@@ -2,11 +2,11 @@
 //! `[webhooks.api]` auth. Answers come through the channels' own endpoints (Slack's
 //! interactive payloads), the console's forms, and `host approve`.
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -87,7 +87,9 @@ pub async fn keep_looking(
         if let Some(approvals) = &approvals {
             match approvals.rescue().await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!("{n} questions ended lost: their runs ended while they waited"),
+                Ok(n) => {
+                    tracing::info!("{n} questions ended lost: their runs ended while they waited")
+                }
                 Err(e) => tracing::warn!("looking for questions of ended runs: {e:#}"),
             }
         }

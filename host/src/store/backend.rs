@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Decision, Claim, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
-    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
+    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 
 /// A run's status as people see it: a `running` run waiting for an answer to one of its

@@ -20,8 +20,9 @@ pub mod postgres;
 mod sqlite;
 
 pub use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Decision, Artifact, Claim, Fired, Firing, FiringRecord, LOST_REASON,
-    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Fired, Firing,
+    FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{Backend, RunFilter, SlotLimits};
 pub use sqlite::Sqlite;

@@ -166,7 +166,10 @@ impl Follow {
                     .data(html),
             );
         }
-        if !matches!(run.run.status.as_str(), "queued" | "running" | "waiting-approval") {
+        if !matches!(
+            run.run.status.as_str(),
+            "queued" | "running" | "waiting-approval"
+        ) {
             self.end();
         }
     }

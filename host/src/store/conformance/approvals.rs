@@ -44,7 +44,10 @@ pub(crate) async fn the_first_answer_to_an_approval_wins_across_instances(s: Sub
     b.set_approval_messages("a1", posted.clone()).await.unwrap();
     let stored = b.approval("a1").await.unwrap().unwrap();
     assert_eq!(stored.state, "pending");
-    assert_eq!(stored.answered_by, None, "answer fields are not taken from the question");
+    assert_eq!(
+        stored.answered_by, None,
+        "answer fields are not taken from the question"
+    );
     assert_eq!(stored.messages, posted);
     assert_eq!(stored.actions, vec!["pause web-1".to_string()]);
     assert_eq!(b.approvals(None).await.unwrap().len(), 1);

@@ -108,9 +108,7 @@ pub(super) async fn list(pg: &Postgres, run_id: Option<&str>) -> Result<Vec<Appr
         Some(run) => {
             query(
                 &client,
-                &format!(
-                    "SELECT {COLUMNS} FROM approvals WHERE run_id = $1 ORDER BY asked_at, id"
-                ),
+                &format!("SELECT {COLUMNS} FROM approvals WHERE run_id = $1 ORDER BY asked_at, id"),
                 &[&run],
             )
             .await?

@@ -16,8 +16,8 @@ use tokio_postgres::NoTls;
 
 use super::backend::{Backend, RunFilter, SlotLimits};
 use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
-    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
+    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::Untold;
 

@@ -67,11 +67,7 @@ pub(super) fn set_messages(
     Ok(())
 }
 
-pub(super) fn decide(
-    conn: &Connection,
-    id: &str,
-    d: &Decision,
-) -> Result<Option<ApprovalRecord>> {
+pub(super) fn decide(conn: &Connection, id: &str, d: &Decision) -> Result<Option<ApprovalRecord>> {
     Ok(conn
         .prepare_cached(&format!(
             "UPDATE approvals SET state = ?2, answered_by = ?3, answered_via = ?4,

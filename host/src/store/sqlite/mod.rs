@@ -11,8 +11,8 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord, NewMessage, NodeRecord,
-    OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
+    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::{Backend, RunFilter, SlotLimits, Untold};
 
