@@ -382,6 +382,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_paused_clock_keeps_its_deadline_as_far_away_as_when_it_paused() {
+        let clock = RunClock::new(Duration::from_millis(200));
+        let before = clock.deadline();
+        let paused = clock.pause();
+        std::thread::sleep(Duration::from_millis(50));
+        let during = clock.deadline();
+        assert!(during >= before + Duration::from_millis(50), "moves while paused");
+        drop(paused);
+        let after = clock.deadline();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(clock.deadline(), after, "fixed again once resumed");
+        assert!(after >= before + Duration::from_millis(50));
+    }
+
+    #[test]
     fn the_memory_cap_covers_all_memories_together() {
         let mib = 1 << 20;
         let mut limiter = MemoryLimiter::new(64 * mib);

@@ -514,3 +514,89 @@ pub fn decision_line(record: &ApprovalRecord) -> String {
         other => format!("{other} at {at}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> ApproverGroup {
+        ApproverGroup {
+            channels: vec!["tg".into()],
+            users: vec!["alice".into()],
+            telegram: vec![111],
+            slack: vec!["U111".into()],
+            max_wait_secs: 60,
+        }
+    }
+
+    #[test]
+    fn only_listed_identities_of_the_answering_channel_may_answer() {
+        let g = group();
+        assert!(g.allows(&Approver::Telegram {
+            id: 111,
+            username: Some("mallory".into())
+        }));
+        assert!(!g.allows(&Approver::Telegram {
+            id: 222,
+            username: Some("alice".into())
+        }));
+        assert!(g.allows(&Approver::Slack {
+            id: "U111".into(),
+            name: None
+        }));
+        assert!(!g.allows(&Approver::Slack {
+            id: "U222".into(),
+            name: Some("U111".into())
+        }));
+        assert!(g.allows(&Approver::Cli("alice".into())));
+        assert!(g.allows(&Approver::Console("alice".into())));
+        // An id of one channel is not a name on another.
+        assert!(!g.allows(&Approver::Cli("111".into())));
+        assert!(!g.allows(&Approver::Console("U111".into())));
+    }
+
+    #[test]
+    fn names_carry_no_control_characters() {
+        let who = Approver::Telegram {
+            id: 5,
+            username: Some("eve\u{1b}[2J\nroot".into()),
+        };
+        assert_eq!(who.name(), "telegram:5 (@eve[2Jroot)");
+        assert_eq!(Approver::Cli("bob".into()).name(), "cli:bob");
+    }
+
+    #[test]
+    fn groups_must_name_known_channels_and_someone_to_answer() {
+        let mut channels = BTreeMap::new();
+        channels.insert(
+            "tg".to_string(),
+            ChannelConfig::File {
+                path: "/tmp/x".into(),
+            },
+        );
+        let mut groups = BTreeMap::new();
+        groups.insert("oncall".to_string(), group());
+        assert!(check_groups(&groups, &channels).is_ok());
+        groups.get_mut("oncall").unwrap().channels = vec!["nope".into()];
+        let e = check_groups(&groups, &channels).unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not a [notify.<name>] channel"), "{e}");
+        let nobody = ApproverGroup {
+            users: vec![],
+            telegram: vec![],
+            slack: vec![],
+            channels: vec!["ops".into()],
+            ..group()
+        };
+        groups.insert("oncall".to_string(), nobody);
+        let e = check_groups(&groups, &channels).unwrap_err().to_string();
+        assert!(e.contains("nobody may answer"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_sixteen_hex_digits_and_differ() {
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

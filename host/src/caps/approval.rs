@@ -138,7 +138,9 @@ impl RunState {
         self.group_granted(group)?;
         check_question(&question)?;
         let service: Arc<Approvals> = self.approvals.clone().ok_or_else(|| {
-            CapError::Unavailable("approvals are not available in this host".into())
+            CapError::Unavailable(
+                "approvals are not available here (a fleet agent's runs cannot ask yet)".into(),
+            )
         })?;
         let Some(config) = service.group(group) else {
             return Err(CapError::NotFound(format!(
