@@ -247,7 +247,11 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let path = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         let mut length = 0;
         loop {
             let mut header = String::new();
@@ -274,9 +278,17 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
             Some(method) => call(shared, method, &body),
         };
         if status != 200 {
-            let description = reply["description"].as_str().unwrap_or_default().to_string();
+            let description = reply["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let method = path.rsplit('/').next().unwrap_or_default().to_string();
-            shared.0.lock().unwrap().refusals.push((method, description));
+            shared
+                .0
+                .lock()
+                .unwrap()
+                .refusals
+                .push((method, description));
         }
         let reply = reply.to_string();
         let response = format!(
@@ -330,10 +342,15 @@ fn check_markup(body: &Value) -> Result<Value, (u16, Value)> {
     let Some(rows) = markup["inline_keyboard"].as_array() else {
         return Err(bad_request("can't parse reply keyboard markup JSON object"));
     };
-    for button in rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()) {
+    for button in rows
+        .iter()
+        .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+    {
         let data = button["callback_data"].as_str().unwrap_or_default();
         if button["text"].as_str().is_none_or(str::is_empty) {
-            return Err(bad_request("text buttons are unallowed in the inline keyboard"));
+            return Err(bad_request(
+                "text buttons are unallowed in the inline keyboard",
+            ));
         }
         if data.is_empty() || data.len() > 64 {
             return Err(bad_request("BUTTON_DATA_INVALID"));
@@ -458,7 +475,9 @@ fn get_updates(shared: &(Mutex<State>, Condvar), body: &Value) -> (u16, Value) {
     let generation = state.poll_generation;
     wake.notify_all(); // an older poll still held ends with 409
     if let Some(offset) = offset {
-        state.updates.retain(|u| u["update_id"].as_i64() >= Some(offset));
+        state
+            .updates
+            .retain(|u| u["update_id"].as_i64() >= Some(offset));
     }
     if allowed.is_some() {
         state.allowed_updates = allowed.clone();
@@ -488,11 +507,9 @@ fn get_updates(shared: &(Mutex<State>, Condvar), body: &Value) -> (u16, Value) {
             .updates
             .iter()
             .filter(|u| {
-                wanted.as_ref().is_none_or(|types| {
-                    types
-                        .iter()
-                        .any(|t| u.get(t.as_str()).is_some())
-                })
+                wanted
+                    .as_ref()
+                    .is_none_or(|types| types.iter().any(|t| u.get(t.as_str()).is_some()))
             })
             .take(100)
             .cloned()

@@ -56,7 +56,10 @@ approval = ["oncall"]
     sandbox
 }
 
-const ENV: [(&str, &str); 2] = [("TG_RUN_TOKEN", RUN_TOKEN), ("TG_BOT_TOKEN", TELEGRAM_TOKEN)];
+const ENV: [(&str, &str); 2] = [
+    ("TG_RUN_TOKEN", RUN_TOKEN),
+    ("TG_BOT_TOKEN", TELEGRAM_TOKEN),
+];
 
 fn ask(server: &Server, title: &str, timeout_secs: u32) -> String {
     let params = json!({ "title": title, "timeout": timeout_secs.to_string() }).to_string();
@@ -102,15 +105,18 @@ fn telegram_answers_decide_questions_and_nothing_else_does() {
     std::thread::scope(|s| {
         let scenarios: [(&str, fn(&Server, &Bot)); 4] = [
             ("approved by an approver", approved_by_an_approver),
-            ("unlisted user, then rejected", unlisted_user_changes_nothing),
+            (
+                "unlisted user, then rejected",
+                unlisted_user_changes_nothing,
+            ),
             ("expired", nobody_answers_and_it_expires),
             ("forged callbacks", forged_callbacks_change_nothing),
         ];
         let running: Vec<_> = scenarios
             .iter()
-            .map(|(name, scenario)| {
+            .map(|&(name, scenario)| {
                 let (server, bot) = (&server, &bot);
-                (*name, s.spawn(move || scenario(server, bot)))
+                (name, s.spawn(move || scenario(server, bot)))
             })
             .collect();
         let failed: Vec<&str> = running
@@ -256,7 +262,10 @@ fn forged_callbacks_change_nothing(server: &Server, bot: &Bot) {
     let other_message = bot.wait_message("Anyone there?").message_id;
     let forgeries = [
         // An approval id no question has.
-        (question.message_id, "ap:00000000deadbeef".to_string() + ":y"),
+        (
+            question.message_id,
+            "ap:00000000deadbeef".to_string() + ":y",
+        ),
         // Not the host's buttons at all.
         (question.message_id, "garbage".to_string()),
         (question.message_id, format!("ap:{id}:maybe")),
@@ -349,12 +358,8 @@ fn a_host_run_alone_hears_the_answer_in_telegram() {
     let bot = Bot::start();
     let sandbox = sandbox(&bot, 30);
     let asking = std::thread::scope(|s| {
-        let asking = s.spawn(|| {
-            sandbox.host_env(
-                &["run", "asks", "--json", "-p", "title=Alone?"],
-                &ENV,
-            )
-        });
+        let asking =
+            s.spawn(|| sandbox.host_env(&["run", "asks", "--json", "-p", "title=Alone?"], &ENV));
         let question = bot.wait_message("Alone?");
         bot.wait_for("the posted message in the store", |_| {
             let pending = sandbox.host(&["approvals", "--json"]).json();

@@ -313,7 +313,11 @@ fn posted_on(record: &ApprovalRecord, message: &Value) -> bool {
     record.messages.iter().any(|posted| {
         let same_chat = match posted["chat_id"].as_str() {
             Some(name) if name.starts_with('@') => {
-                chat["username"].as_str().map(|u| format!("@{u}")).as_deref() == Some(name)
+                chat["username"]
+                    .as_str()
+                    .map(|u| format!("@{u}"))
+                    .as_deref()
+                    == Some(name)
             }
             Some(number) => number.parse::<i64>().ok() == chat["id"].as_i64(),
             None => posted["chat_id"].as_i64() == chat["id"].as_i64(),
@@ -377,7 +381,10 @@ mod tests {
         assert!(on(json!({"id": -1009, "username": "ops"}), 9));
         assert!(!on(json!({"id": -1002}), 7), "another chat");
         assert!(!on(json!({"id": -1001}), 8), "another message");
-        assert!(!on(json!({"id": -1009, "username": "other"}), 9), "not @ops");
+        assert!(
+            !on(json!({"id": -1009, "username": "other"}), 9),
+            "not @ops"
+        );
         assert!(!on(json!({"id": -1001}), 9));
         assert!(!posted_on(&record, &Value::Null));
     }
