@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod server;
 pub mod sinks;
 pub mod smtp;
+pub mod telegram;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

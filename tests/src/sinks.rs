@@ -338,7 +338,7 @@ fn check(api: Api, request: &Request) -> Reply {
 }
 
 /// Telegram's HTML mode: only its tags, every one closed, entities only &lt; &gt; &amp; &quot;.
-fn balanced_html(text: &str) -> bool {
+pub fn balanced_html(text: &str) -> bool {
     let mut open: Vec<&str> = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find(['<', '&']) {

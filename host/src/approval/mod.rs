@@ -246,6 +246,12 @@ impl Approvals {
         group: &ApproverGroup,
     ) -> Result<(ApprovalRecord, Vec<String>)> {
         self.store.open_approval(record.clone()).await?;
+        // Counted as waiting before it is posted: a Telegram poller started for it (or one
+        // about to stop) sees a run waiting and keeps polling (`wait` takes the entry over).
+        self.waiting
+            .lock()
+            .unwrap()
+            .insert(record.id.clone(), Arc::new(Notify::new()));
         let mut problems = Vec::new();
         for channel in &group.channels {
             match self.post(channel, &record).await {
@@ -253,11 +259,18 @@ impl Approvals {
                 Err(e) => problems.push(format!("{channel}: {e:#}")),
             }
         }
-        if !record.messages.is_empty() {
+        let stored = if record.messages.is_empty() {
+            Ok(())
+        } else {
             self.store
                 .set_approval_messages(&record.id, record.messages.clone())
-                .await?;
+                .await
+        };
+        if stored.is_err() || record.messages.is_empty() {
+            // No wait follows for sure: `wait` registers again if it comes.
+            self.waiting.lock().unwrap().remove(&record.id);
         }
+        stored?;
         Ok((record, problems))
     }
 
@@ -315,11 +328,13 @@ impl Approvals {
         id: &str,
         until: tokio::time::Instant,
     ) -> Result<ApprovalRecord> {
-        let wake = Arc::new(Notify::new());
-        self.waiting
+        let wake = self
+            .waiting
             .lock()
             .unwrap()
-            .insert(id.to_string(), wake.clone());
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
         let _forget = Forget(self, id);
         loop {
             if let Some(record) = self.store.approval(id).await?

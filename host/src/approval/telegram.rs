@@ -212,10 +212,15 @@ async fn poll(approvals: Weak<Approvals>, channel: String, base: String) {
         let Some(live) = approvals.upgrade() else {
             return;
         };
-        // Keep polling only while a run of this process waits (or the server lives).
-        if live.waiting.lock().unwrap().is_empty() && !live.keep_polling() {
-            live.telegram.running.lock().unwrap().remove(&base);
-            return;
+        // Keep polling only while a run of this process waits (or the server lives). Checked
+        // and given up under `running`'s lock: a question posted meanwhile (counted waiting
+        // before `ensure`) either keeps this loop or starts the next.
+        {
+            let mut running = live.telegram.running.lock().unwrap();
+            if live.waiting.lock().unwrap().is_empty() && !live.keep_polling() {
+                running.remove(&base);
+                return;
+            }
         }
         let api = Api {
             client: &live.client,
@@ -247,24 +252,16 @@ async fn poll(approvals: Weak<Approvals>, channel: String, base: String) {
 
 async fn handle(approvals: &Approvals, api: &Api<'_>, query: &Value) {
     let query_id = query["id"].as_str().unwrap_or_default();
-    let Some((id, approve)) = query["data"].as_str().and_then(parse_callback) else {
-        return; // not one of our buttons
-    };
-    let Some(user) = query["from"]["id"].as_i64() else {
-        return;
-    };
-    let who = Approver::Telegram {
-        id: user,
-        username: query["from"]["username"].as_str().map(String::from),
-    };
-    let reason = (!approve).then(|| "rejected in Telegram".to_string());
-    let (text, alert) = match approvals.answer(id, &who, approve, reason).await {
+    let (text, alert) = match decide(approvals, query).await {
         Ok(Answered::Recorded(record)) => (decision_line(&record), false),
         Ok(Answered::Closed(record)) => {
             (format!("Already decided: {}", decision_line(&record)), true)
         }
         Ok(Answered::NotAllowed(why)) => (why, true),
-        Ok(Answered::NotFound) => ("This question is unknown to the host.".to_string(), true),
+        Ok(Answered::NotFound) => (
+            "This button is not one of this host's open questions.".to_string(),
+            true,
+        ),
         Err(e) => {
             tracing::warn!("recording a Telegram answer: {e:#}");
             (
@@ -273,10 +270,63 @@ async fn handle(approvals: &Approvals, api: &Api<'_>, query: &Value) {
             )
         }
     };
+    // Every press is answered, even one that decides nothing: otherwise the presser's
+    // button spins until Telegram gives up.
     let text: String = text.chars().take(200).collect();
     if let Err(e) = api.answer_callback(query_id, &text, alert).await {
         tracing::warn!("answering a Telegram callback: {e:#}");
     }
+}
+
+/// What a button press decides: the approval its data names, answered by `from.id`, and only
+/// when pressed on a message that question was posted as (the data alone names nothing).
+async fn decide(approvals: &Approvals, query: &Value) -> Result<Answered> {
+    let Some((id, approve)) = query["data"].as_str().and_then(parse_callback) else {
+        return Ok(Answered::NotFound);
+    };
+    let Some(user) = query["from"]["id"].as_i64() else {
+        return Ok(Answered::NotFound);
+    };
+    let Some(record) = approvals.store().approval(id).await? else {
+        return Ok(Answered::NotFound);
+    };
+    if !posted_on(&record, &query["message"]) {
+        tracing::warn!(
+            approval = id,
+            user,
+            "Telegram answer refused: pressed on a message that is not the question's"
+        );
+        return Ok(Answered::NotFound);
+    }
+    let who = Approver::Telegram {
+        id: user,
+        username: query["from"]["username"].as_str().map(String::from),
+    };
+    let reason = (!approve).then(|| "rejected in Telegram".to_string());
+    approvals.answer(id, &who, approve, reason).await
+}
+
+/// Whether `message` (a callback's) is one the question was posted as: same message id, and
+/// the same chat (by id, or by `@username` for a public channel configured that way).
+fn posted_on(record: &ApprovalRecord, message: &Value) -> bool {
+    let chat = &message["chat"];
+    record.messages.iter().any(|posted| {
+        let same_chat = match posted["chat_id"].as_str() {
+            Some(name) if name.starts_with('@') => {
+                chat["username"]
+                    .as_str()
+                    .map(|u| format!("@{u}"))
+                    .as_deref()
+                    == Some(name)
+            }
+            Some(number) => number.parse::<i64>().ok() == chat["id"].as_i64(),
+            None => posted["chat_id"].as_i64() == chat["id"].as_i64(),
+        };
+        posted["kind"] == "telegram"
+            && posted["message_id"].as_i64().is_some()
+            && posted["message_id"].as_i64() == message["message_id"].as_i64()
+            && same_chat
+    })
 }
 
 #[cfg(test)]
@@ -299,5 +349,43 @@ mod tests {
         ] {
             assert_eq!(parse_callback(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_press_counts_only_on_the_questions_own_message() {
+        let record = ApprovalRecord {
+            id: "0123456789abcdef".into(),
+            run_id: "r".into(),
+            playbook: "p".into(),
+            group: "oncall".into(),
+            title: "t".into(),
+            body: String::new(),
+            actions: Vec::new(),
+            state: "pending".into(),
+            asked_at: String::new(),
+            expires_at: String::new(),
+            answered_by: None,
+            answered_via: None,
+            answered_at: None,
+            reason: None,
+            messages: vec![
+                json!({"channel": "tg", "kind": "telegram", "chat_id": "-1001", "message_id": 7}),
+                json!({"channel": "pub", "kind": "telegram", "chat_id": "@ops", "message_id": 9}),
+                json!({"channel": "mail", "kind": "outbox", "outbox_id": 7}),
+            ],
+        };
+        let on = |chat: Value, message_id: i64| {
+            posted_on(&record, &json!({"message_id": message_id, "chat": chat}))
+        };
+        assert!(on(json!({"id": -1001}), 7));
+        assert!(on(json!({"id": -1009, "username": "ops"}), 9));
+        assert!(!on(json!({"id": -1002}), 7), "another chat");
+        assert!(!on(json!({"id": -1001}), 8), "another message");
+        assert!(
+            !on(json!({"id": -1009, "username": "other"}), 9),
+            "not @ops"
+        );
+        assert!(!on(json!({"id": -1001}), 9));
+        assert!(!posted_on(&record, &Value::Null));
     }
 }
