@@ -326,8 +326,9 @@ impl Config {
                     secrets.push(webhook_url);
                     secrets.extend(signing_secret);
                 }
-                C::Telegram { bot_token: s, .. }
-                | C::Pagerduty { routing_key: s, .. } => secrets.push(s),
+                C::Telegram { bot_token: s, .. } | C::Pagerduty { routing_key: s, .. } => {
+                    secrets.push(s)
+                }
                 C::Webhook { signing_secret, .. } => secrets.extend(signing_secret),
                 C::Email { password, .. } => secrets.extend(password),
                 C::File { path } => written.push(path.clone()),

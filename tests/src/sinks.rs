@@ -152,7 +152,11 @@ impl Receiver {
                 self.api,
                 self.requests()
                     .iter()
-                    .map(|r| (r.status, r.path.clone(), String::from_utf8_lossy(&r.body).into_owned()))
+                    .map(|r| (
+                        r.status,
+                        r.path.clone(),
+                        String::from_utf8_lossy(&r.body).into_owned()
+                    ))
                     .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -266,7 +270,10 @@ fn check(api: Api, request: &Request) -> Reply {
                 // must be valid, and `response_type` is Slack's.
                 let blocks_ok = body["blocks"].is_null() || blocks_ok;
                 let type_ok = body["response_type"].is_null()
-                    || matches!(body["response_type"].as_str(), Some("ephemeral" | "in_channel"));
+                    || matches!(
+                        body["response_type"].as_str(),
+                        Some("ephemeral" | "in_channel")
+                    );
                 if !text_ok || !blocks_ok || !type_ok {
                     return Reply::new(400, "invalid_blocks");
                 }
@@ -381,9 +388,15 @@ fn slack_block_ok(block: &Value) -> bool {
                 && elements.iter().all(|e| {
                     e["type"] == "button"
                         && e["text"]["type"] == "plain_text"
-                        && e["text"]["text"].as_str().is_some_and(|t| !t.is_empty() && t.chars().count() <= 75)
-                        && e["action_id"].as_str().is_some_and(|a| !a.is_empty() && a.len() <= 255)
-                        && e["value"].as_str().is_none_or(|v| v.chars().count() <= 2000)
+                        && e["text"]["text"]
+                            .as_str()
+                            .is_some_and(|t| !t.is_empty() && t.chars().count() <= 75)
+                        && e["action_id"]
+                            .as_str()
+                            .is_some_and(|a| !a.is_empty() && a.len() <= 255)
+                        && e["value"]
+                            .as_str()
+                            .is_none_or(|v| v.chars().count() <= 2000)
                         && (e["style"].is_null()
                             || matches!(e["style"].as_str(), Some("primary" | "danger")))
                 })

@@ -29,8 +29,7 @@ fn start() -> Fixture {
     sandbox.add_plugin("asks");
     sandbox.write(
         "host.toml",
-        format!(
-            r#"plugin-dirs = ["plugins"]
+        r#"plugin-dirs = ["plugins"]
 
 [plugins.asks.grants]
 approval = ["oncall"]
@@ -41,16 +40,15 @@ slack = ["U111"]
 
 [notify.slack]
 kind = "slack"
-webhook-url = {{ env = "SLACK_URL" }}
-signing-secret = {{ env = "SLACK_SIGNING_SECRET" }}
+webhook-url = { env = "SLACK_URL" }
+signing-secret = { env = "SLACK_SIGNING_SECRET" }
 
 [notify.slack.delivery]
 min-interval-ms = 0
 
 [webhooks.run]
-auth = {{ kind = "bearer", token = {{ env = "RUN_TOKEN" }} }}
-"#
-        ),
+auth = { kind = "bearer", token = { env = "RUN_TOKEN" } }
+"#,
     );
     let hook = slack.url("/services/T000/B000/XXXX");
     let server = Server::start(
@@ -97,7 +95,14 @@ fn form_encode(value: &str) -> String {
 }
 
 /// A `block_actions` interaction as Slack posts it when `user` clicks `action` on a question.
-fn click_body(fx: &Fixture, approval: &str, action: &str, user: &str, name: &str, tag: &str) -> Vec<u8> {
+fn click_body(
+    fx: &Fixture,
+    approval: &str,
+    action: &str,
+    user: &str,
+    name: &str,
+    tag: &str,
+) -> Vec<u8> {
     let payload = json!({
         "type": "block_actions",
         "user": {"id": user, "username": name, "name": name, "team_id": "T000"},
@@ -124,12 +129,19 @@ fn post_click(fx: &Fixture, body: &[u8], timestamp: Option<u64>, signature: Opti
     if let Some(sig) = signature {
         headers.push(("X-Slack-Signature", sig));
     }
-    fx.server.post("/hooks/slack/interactive", &headers, body).status
+    fx.server
+        .post("/hooks/slack/interactive", &headers, body)
+        .status
 }
 
 fn signed_click(fx: &Fixture, body: &[u8]) -> u16 {
     let ts = now();
-    post_click(fx, body, Some(ts), Some(&signature(SIGNING_SECRET, ts, body)))
+    post_click(
+        fx,
+        body,
+        Some(ts),
+        Some(signature(SIGNING_SECRET, ts, body).as_str()),
+    )
 }
 
 /// Starts an `asks` run and returns it with its pending approval (once posted to Slack).
@@ -146,7 +158,10 @@ fn ask(fx: &Fixture, title: &str) -> (String, Value) {
         {
             return (run, a.clone());
         }
-        assert!(Instant::now() < deadline, "run {run} never asked: {approvals}");
+        assert!(
+            Instant::now() < deadline,
+            "run {run} never asked: {approvals}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -159,7 +174,10 @@ fn responses(fx: &Fixture, tag: &str) -> Vec<Request> {
     fx.slack
         .accepted()
         .into_iter()
-        .filter(|r| r.path.starts_with(&format!("{SLACK_RESPONSE_PATH}T000/{tag}/")))
+        .filter(|r| {
+            r.path
+                .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/{tag}/"))
+        })
         .collect()
 }
 
@@ -173,7 +191,9 @@ fn slack_clicks_decide_only_when_signed_fresh_and_from_a_listed_user() {
     assert_eq!(approval["messages"][0]["kind"], "slack", "{approval}");
     let question = fx
         .slack
-        .wait_for(WAIT, |r| r.path.starts_with("/services/") && r.body.windows(id.len()).any(|w| w == id.as_bytes()))
+        .wait_for(WAIT, |r| {
+            r.path.starts_with("/services/") && r.body.windows(id.len()).any(|w| w == id.as_bytes())
+        })
         .json();
     let buttons = question["blocks"]
         .as_array()
@@ -193,43 +213,78 @@ fn slack_clicks_decide_only_when_signed_fresh_and_from_a_listed_user() {
     let approve = click_body(&fx, &id, "approve", "U111", "alice", "a1");
     let ts = now();
     assert_eq!(
-        post_click(&fx, &approve, Some(ts), Some(&signature("not-the-secret", ts, &approve))),
+        post_click(
+            &fx,
+            &approve,
+            Some(ts),
+            Some(signature("not-the-secret", ts, &approve).as_str())
+        ),
         401,
         "forged signature"
     );
     let old = now() - 6 * 60;
     assert_eq!(
-        post_click(&fx, &approve, Some(old), Some(&signature(SIGNING_SECRET, old, &approve))),
+        post_click(
+            &fx,
+            &approve,
+            Some(old),
+            Some(signature(SIGNING_SECRET, old, &approve).as_str())
+        ),
         401,
         "stale timestamp"
     );
     assert_eq!(post_click(&fx, &approve, None, None), 401, "no headers");
     assert_eq!(
-        post_click(&fx, &approve, None, Some(&signature(SIGNING_SECRET, ts, &approve))),
+        post_click(
+            &fx,
+            &approve,
+            None,
+            Some(signature(SIGNING_SECRET, ts, &approve).as_str())
+        ),
         401,
         "no timestamp"
     );
     // A valid signature over another body does not carry over to this one.
     let other = click_body(&fx, &id, "reject", "U111", "alice", "a1");
     assert_eq!(
-        post_click(&fx, &approve, Some(ts), Some(&signature(SIGNING_SECRET, ts, &other))),
+        post_click(
+            &fx,
+            &approve,
+            Some(ts),
+            Some(signature(SIGNING_SECRET, ts, &other).as_str())
+        ),
         401,
         "signature of another body"
     );
 
     // U222 is not on the list: a signed click changes nothing; only they hear why.
-    assert_eq!(signed_click(&fx, &click_body(&fx, &id, "approve", "U222", "mallory", "m1")), 200);
+    assert_eq!(
+        signed_click(
+            &fx,
+            &click_body(&fx, &id, "approve", "U222", "mallory", "m1")
+        ),
+        200
+    );
     let refusal = fx
         .slack
-        .wait_for(WAIT, |r| r.path.starts_with(&format!("{SLACK_RESPONSE_PATH}T000/m1/")))
+        .wait_for(WAIT, |r| {
+            r.path
+                .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/m1/"))
+        })
         .json();
     assert_eq!(refusal["response_type"], "ephemeral", "{refusal}");
     assert_eq!(refusal["replace_original"], false, "{refusal}");
     assert!(
-        refusal["text"].as_str().unwrap().contains("slack:U222 (mallory) is not on the approvers list"),
+        refusal["text"]
+            .as_str()
+            .unwrap()
+            .contains("slack:U222 (mallory) is not on the approvers list"),
         "{refusal}"
     );
-    assert!(responses(&fx, "a1").is_empty(), "a refused call reached response_url");
+    assert!(
+        responses(&fx, "a1").is_empty(),
+        "a refused call reached response_url"
+    );
     assert_eq!(approval_state(&fx, &run)["state"], "pending");
     assert_eq!(
         fx.server.get(&format!("/runs/{run}")).json()["status"],
@@ -246,39 +301,72 @@ fn slack_clicks_decide_only_when_signed_fresh_and_from_a_listed_user() {
     );
     let replaced = fx
         .slack
-        .wait_for(WAIT, |r| r.path.starts_with(&format!("{SLACK_RESPONSE_PATH}T000/a1/")))
+        .wait_for(WAIT, |r| {
+            r.path
+                .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/a1/"))
+        })
         .json();
     assert_eq!(replaced["replace_original"], true, "{replaced}");
-    assert!(replaced.to_string().contains("Approved by slack:U111 (alice)"), "{replaced}");
     assert!(
-        !replaced["blocks"].as_array().unwrap().iter().any(|b| b["type"] == "actions"),
+        replaced
+            .to_string()
+            .contains("Approved by slack:U111 (alice)"),
+        "{replaced}"
+    );
+    assert!(
+        !replaced["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["type"] == "actions"),
         "the buttons stay: {replaced}"
     );
     let recorded = approval_state(&fx, &run);
     assert_eq!(recorded["answered_via"], "slack", "{recorded}");
 
     // A second click on the decided question: nothing changes, the clicker is told.
-    assert_eq!(signed_click(&fx, &click_body(&fx, &id, "reject", "U111", "alice", "a2")), 200);
+    assert_eq!(
+        signed_click(&fx, &click_body(&fx, &id, "reject", "U111", "alice", "a2")),
+        200
+    );
     let late = fx
         .slack
-        .wait_for(WAIT, |r| r.path.starts_with(&format!("{SLACK_RESPONSE_PATH}T000/a2/")))
+        .wait_for(WAIT, |r| {
+            r.path
+                .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/a2/"))
+        })
         .json();
-    assert!(late["text"].as_str().unwrap().contains("Already decided"), "{late}");
+    assert!(
+        late["text"].as_str().unwrap().contains("Already decided"),
+        "{late}"
+    );
     assert_eq!(approval_state(&fx, &run)["state"], "approved");
 
     // A signed reject: no action, with the reason.
     let (run, approval) = ask(&fx, "Pause db-1?");
     let id = approval["id"].as_str().unwrap();
-    assert_eq!(signed_click(&fx, &click_body(&fx, id, "reject", "U111", "alice", "r1")), 200);
+    assert_eq!(
+        signed_click(&fx, &click_body(&fx, id, "reject", "U111", "alice", "r1")),
+        200
+    );
     let done = fx.server.wait_for_run(&run, WAIT);
     assert_eq!(done["status"], "no-action", "{done}");
     assert!(
-        done.to_string().contains("rejected by slack:U111 (alice): rejected in Slack"),
+        done.to_string()
+            .contains("rejected by slack:U111 (alice): rejected in Slack"),
         "{done}"
     );
     let replaced = fx
         .slack
-        .wait_for(WAIT, |r| r.path.starts_with(&format!("{SLACK_RESPONSE_PATH}T000/r1/")))
+        .wait_for(WAIT, |r| {
+            r.path
+                .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/r1/"))
+        })
         .json();
-    assert!(replaced.to_string().contains("Rejected by slack:U111 (alice)"), "{replaced}");
+    assert!(
+        replaced
+            .to_string()
+            .contains("Rejected by slack:U111 (alice)"),
+        "{replaced}"
+    );
 }

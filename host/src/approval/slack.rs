@@ -227,7 +227,11 @@ fn same_origin(response_url: &str, webhook_url: &str) -> bool {
 
 impl Approvals {
     /// Posts the question to a Slack channel's incoming webhook.
-    pub(super) async fn post_slack(&self, webhook_url: &str, record: &ApprovalRecord) -> Result<()> {
+    pub(super) async fn post_slack(
+        &self,
+        webhook_url: &str,
+        record: &ApprovalRecord,
+    ) -> Result<()> {
         let response = self
             .client
             .post(webhook_url)
@@ -255,7 +259,9 @@ impl Approvals {
             }) = self.channel(name)
             {
                 match secret.load() {
-                    Ok(value) if !value.is_empty() => secrets.push((name.to_string(), value.into_bytes())),
+                    Ok(value) if !value.is_empty() => {
+                        secrets.push((name.to_string(), value.into_bytes()))
+                    }
                     Ok(_) => tracing::warn!(channel = name, "Slack signing-secret is empty"),
                     Err(e) => tracing::warn!(channel = name, "Slack signing-secret: {e:#}"),
                 }
@@ -295,7 +301,10 @@ impl Approvals {
             _ => None,
         };
         if !webhook.is_some_and(|w| same_origin(&response_url, &w)) {
-            tracing::warn!(channel, "Slack response_url is not on the webhook's origin: not followed");
+            tracing::warn!(
+                channel,
+                "Slack response_url is not on the webhook's origin: not followed"
+            );
             return;
         }
         let sent = self
@@ -344,7 +353,10 @@ mod tests {
             ("slack".to_string(), secret.as_bytes().to_vec()),
         ];
         let ok = |ts: Option<&str>, sig: Option<&str>, now| verify(&secrets, ts, sig, body, now);
-        assert_eq!(ok(Some("1531420618"), Some(expected), 1531420618 + 299), Ok("slack".into()));
+        assert_eq!(
+            ok(Some("1531420618"), Some(expected), 1531420618 + 299),
+            Ok("slack".into())
+        );
         assert!(ok(Some("1531420618"), Some(expected), 1531420618 + 301).is_err());
         assert!(ok(Some("1531420618"), Some(expected), 1531420618 - 301).is_err());
         assert!(ok(None, Some(expected), 1531420618).is_err());
@@ -380,7 +392,11 @@ mod tests {
                 response_url: Some("https://hooks.slack.com/actions/T/1/x".into()),
             })
         );
-        assert!(!parse_click(click("reject", "ab", "U111").as_bytes()).unwrap().approve);
+        assert!(
+            !parse_click(click("reject", "ab", "U111").as_bytes())
+                .unwrap()
+                .approve
+        );
         for bad in [
             click("delete", "ab", "U111"),
             click("approve", "'; drop", "U111"),
@@ -440,12 +456,22 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|b| (b["action_id"].clone(), b["value"].clone(), b["style"].clone()))
+            .map(|b| {
+                (
+                    b["action_id"].clone(),
+                    b["value"].clone(),
+                    b["style"].clone(),
+                )
+            })
             .collect();
         assert_eq!(
             ids,
             [
-                (json!("approve"), json!("0123456789abcdef"), json!("primary")),
+                (
+                    json!("approve"),
+                    json!("0123456789abcdef"),
+                    json!("primary")
+                ),
                 (json!("reject"), json!("0123456789abcdef"), json!("danger")),
             ]
         );
@@ -457,6 +483,10 @@ mod tests {
         });
         assert_eq!(decided["replace_original"], true);
         assert!(!decided.to_string().contains("\"actions\""));
-        assert!(decided.to_string().contains("Approved by slack:U111 (alice)"));
+        assert!(
+            decided
+                .to_string()
+                .contains("Approved by slack:U111 (alice)")
+        );
     }
 }

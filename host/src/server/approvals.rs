@@ -53,7 +53,12 @@ async fn list_approvals(
 async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     const ENDPOINT: &str = "slack-interactive";
     let Some(approvals) = app.dispatcher.host().approvals() else {
-        return error(&app, ENDPOINT, StatusCode::NOT_FOUND, "approvals are not available here");
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::NOT_FOUND,
+            "approvals are not available here",
+        );
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = slack::verify(
