@@ -318,9 +318,17 @@ impl Config {
         }
         for channel in self.notify.values() {
             match channel {
-                C::Slack { webhook_url: s, .. }
-                | C::Telegram { bot_token: s, .. }
-                | C::Pagerduty { routing_key: s, .. } => secrets.push(s),
+                C::Slack {
+                    webhook_url,
+                    signing_secret,
+                    ..
+                } => {
+                    secrets.push(webhook_url);
+                    secrets.extend(signing_secret);
+                }
+                C::Telegram { bot_token: s, .. } | C::Pagerduty { routing_key: s, .. } => {
+                    secrets.push(s)
+                }
                 C::Webhook { signing_secret, .. } => secrets.extend(signing_secret),
                 C::Email { password, .. } => secrets.extend(password),
                 C::File { path } => written.push(path.clone()),

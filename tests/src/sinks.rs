@@ -139,6 +139,30 @@ impl Receiver {
             .collect()
     }
 
+    /// Waits for an accepted request that `matches` (or panics after `timeout`).
+    pub fn wait_for(&self, timeout: Duration, matches: impl Fn(&Request) -> bool) -> Request {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.accepted().into_iter().find(|r| matches(r)) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} receiver: no matching request after {timeout:?}; requests: {:?}",
+                self.api,
+                self.requests()
+                    .iter()
+                    .map(|r| (
+                        r.status,
+                        r.path.clone(),
+                        String::from_utf8_lossy(&r.body).into_owned()
+                    ))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `n` requests were accepted (or panics after `timeout`).
     pub fn wait_accepted(&self, n: usize, timeout: Duration) -> Vec<Request> {
         let deadline = Instant::now() + timeout;
@@ -238,11 +262,23 @@ fn check(api: Api, request: &Request) -> Reply {
                 return Reply::new(400, "invalid_payload");
             }
             let text_ok = body["text"].as_str().is_some_and(|t| !t.is_empty());
-            let blocks_ok = body["blocks"].as_array().is_some_and(|blocks| {
-                blocks
-                    .iter()
-                    .all(|b| matches!(b["type"].as_str(), Some("header" | "section" | "context")))
-            });
+            let blocks_ok = body["blocks"]
+                .as_array()
+                .is_some_and(|blocks| blocks.iter().all(slack_block_ok));
+            if request.path.starts_with(SLACK_RESPONSE_PATH) {
+                // A `response_url`: text alone will do (an ephemeral reply); blocks, if any,
+                // must be valid, and `response_type` is Slack's.
+                let blocks_ok = body["blocks"].is_null() || blocks_ok;
+                let type_ok = body["response_type"].is_null()
+                    || matches!(
+                        body["response_type"].as_str(),
+                        Some("ephemeral" | "in_channel")
+                    );
+                if !text_ok || !blocks_ok || !type_ok {
+                    return Reply::new(400, "invalid_blocks");
+                }
+                return Reply::new(200, "ok");
+            }
             if !text_ok || !blocks_ok {
                 return Reply::new(400, "invalid_blocks");
             }
@@ -334,6 +370,38 @@ fn check(api: Api, request: &Request) -> Reply {
                 Reply::new(400, "expected a JSON object")
             }
         }
+    }
+}
+
+/// Where the Slack stand-in takes a click's `response_url` POSTs (Slack's are
+/// `https://hooks.slack.com/actions/T…/…/…`, on the incoming webhooks' origin).
+pub const SLACK_RESPONSE_PATH: &str = "/actions/";
+
+/// A Block Kit block as Slack accepts it in a message: a known type; an `actions` block holds
+/// 1–25 buttons, each with plain-text label, an `action_id`, a value within 2000 characters
+/// and, if styled, `primary` or `danger`.
+fn slack_block_ok(block: &Value) -> bool {
+    match block["type"].as_str() {
+        Some("header" | "section" | "context" | "divider" | "image" | "rich_text" | "file") => true,
+        Some("actions") => block["elements"].as_array().is_some_and(|elements| {
+            (1..=25).contains(&elements.len())
+                && elements.iter().all(|e| {
+                    e["type"] == "button"
+                        && e["text"]["type"] == "plain_text"
+                        && e["text"]["text"]
+                            .as_str()
+                            .is_some_and(|t| !t.is_empty() && t.chars().count() <= 75)
+                        && e["action_id"]
+                            .as_str()
+                            .is_some_and(|a| !a.is_empty() && a.len() <= 255)
+                        && e["value"]
+                            .as_str()
+                            .is_none_or(|v| v.chars().count() <= 2000)
+                        && (e["style"].is_null()
+                            || matches!(e["style"].as_str(), Some("primary" | "danger")))
+                })
+        }),
+        _ => false,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::records::{ApprovalRecord, Decision, rfc3339};
 use crate::store::Store;
 
 pub mod cli;
+pub mod slack;
 pub mod telegram;
 
 /// `[approvers.<group>]` in host.toml.
@@ -295,6 +296,11 @@ impl Approvals {
                     "chat_id": chat_id, "message_id": message_id,
                 }))
             }
+            Some(ChannelConfig::Slack { webhook_url, .. }) => {
+                self.post_slack(&webhook_url.load()?, record).await?;
+                // Answers come back signed to `POST /hooks/slack/interactive` (`host serve`).
+                Ok(serde_json::json!({ "channel": channel, "kind": "slack" }))
+            }
             Some(_) => {
                 // Any other kind: the question as text, through the outbox.
                 let notification = crate::notify::Notification::new(
@@ -437,6 +443,9 @@ impl Approvals {
                     }
                     Err(e) => Err(e),
                 },
+                // Slack: an incoming webhook cannot edit what it posted; only a click's
+                // `response_url` can (`slack::Approvals::slack_click`), so an expired, lost
+                // or elsewhere-answered question keeps its buttons there.
                 _ => Ok(()),
             };
             if let Err(e) = result {

@@ -22,6 +22,9 @@ pub enum ChannelConfig {
     #[serde(rename_all = "kebab-case")]
     Slack {
         webhook_url: Secret,
+        /// The Slack app's signing secret: answers to approval questions posted here come
+        /// back to `POST /hooks/slack/interactive` signed with it.
+        signing_secret: Option<Secret>,
         #[serde(default)]
         delivery: DeliveryConfig,
     },

@@ -23,7 +23,7 @@ fn severity_mark(severity: &str) -> &'static str {
     }
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
     }
@@ -87,7 +87,7 @@ pub fn email(n: &Notification) -> (String, String) {
 }
 
 /// Slack mrkdwn needs only `&`, `<` and `>` escaped.
-fn slack_escape(text: &str) -> String {
+pub(crate) fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

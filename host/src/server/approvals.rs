@@ -1,19 +1,24 @@
 //! Approvals over HTTP: `GET /approvals` (pending ones, or a run's with `?run=ID`) under the
 //! `[webhooks.api]` auth. Answers come through the channels' own endpoints (Slack's
-//! interactive payloads), the console's forms, and `host approve`.
+//! interactive payloads, `POST /hooks/slack/interactive`, signed with a Slack channel's
+//! `signing-secret`), the console's forms, and `host approve`.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Shared, error, refuse_api, reply};
+use super::{AuthRefused, Shared, error, refuse_api, reply};
+use crate::approval::slack;
 
 pub fn routes() -> Router<Shared> {
-    Router::new().route("/approvals", get(list_approvals))
+    Router::new()
+        .route("/approvals", get(list_approvals))
+        .route("/hooks/slack/interactive", post(slack_interactive))
 }
 
 #[derive(Deserialize)]
@@ -39,4 +44,43 @@ async fn list_approvals(
             format!("{e:#}"),
         ),
     }
+}
+
+/// A click on a question's button in Slack. The body (capped by the router) is checked
+/// against every Slack channel's signing secret before any of it is read; the answer is
+/// recorded after the 200 (Slack wants one within 3 s) and the clicker hears back through
+/// the payload's `response_url`. Neither the payload nor a secret is ever logged.
+async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    const ENDPOINT: &str = "slack-interactive";
+    let Some(approvals) = app.dispatcher.host().approvals() else {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::NOT_FOUND,
+            "approvals are not available here",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let verified = slack::verify(
+        &approvals.slack_signing_secrets(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        slack::now_secs(),
+    );
+    let channel = match verified {
+        Ok(channel) => channel,
+        Err(reason) => {
+            tracing::warn!("refused a call to {ENDPOINT}: {reason}");
+            let mut refused = error(&app, ENDPOINT, StatusCode::UNAUTHORIZED, "unauthorized");
+            refused.extensions_mut().insert(AuthRefused);
+            return refused;
+        }
+    };
+    let Some(click) = slack::parse_click(&body) else {
+        // Another interaction of the same Slack app (or a malformed one): acknowledged, ignored.
+        return reply(&app, ENDPOINT, StatusCode::OK, json!({}));
+    };
+    tokio::spawn(async move { approvals.slack_click(&channel, click).await });
+    reply(&app, ENDPOINT, StatusCode::OK, json!({}))
 }
