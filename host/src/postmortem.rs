@@ -242,7 +242,11 @@ fn write_approvals(out: &mut String, approvals: Approvals) {
         Approvals::Read([]) => return,
         Approvals::Read(approvals) => approvals,
         Approvals::Unreadable(why) => {
-            let _ = writeln!(out, "\n## Approvals\n\nThe questions could not be read: {}", esc(&why));
+            let _ = writeln!(
+                out,
+                "\n## Approvals\n\nThe questions could not be read: {}",
+                esc(&why)
+            );
             return;
         }
     };

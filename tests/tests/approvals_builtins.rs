@@ -171,7 +171,10 @@ fn security_pauses_only_after_an_approval_and_the_report_shows_it() {
     let md = report.stdout;
     assert!(md.contains("## Approvals"), "{md}");
     assert!(
-        md.contains(&format!("**Security: pause {}?** — asked group `oncall`", api.name)),
+        md.contains(&format!(
+            "**Security: pause {}?** — asked group `oncall`",
+            api.name
+        )),
         "{md}"
     );
     assert!(
@@ -198,7 +201,10 @@ fn security_rejected_or_unanswered_leaves_the_container_running_and_escalates() 
     assert_eq!(paused(&api), "false");
     assert!(calls(&run, "docker", "pause").is_empty(), "{run:#}");
     assert_eq!(run["status"], "escalated");
-    let why = format!("did not pause {}: rejected by cli:{me}: forensics first", api.name);
+    let why = format!(
+        "did not pause {}: rejected by cli:{me}: forensics first",
+        api.name
+    );
     assert!(run["summary"].as_str().unwrap().contains(&why), "{run:#}");
     assert_eq!(contained(&run), why);
     let report = sandbox.host(&["runs", "report", run_id]).stdout;
