@@ -44,6 +44,19 @@ open(path, "w").write(json.dumps(fixture, indent=2) + "\n")
 PY
 }
 
+# answer_when_asked CONFIG [host approve flags...]: once a run's question is waiting, answers
+# it with `host approve` (as this login name, listed in the config's [approvers.oncall]).
+answer_when_asked() {
+    local config=$1 id; shift
+    for _ in $(seq 300); do
+        id=$("$HOST" approvals --config "$config" --json | python3 -c \
+            'import json, sys; print(next((a["run_id"] for a in json.load(sys.stdin) if a["state"] == "pending"), ""))')
+        if [ -n "$id" ]; then "$HOST" approve --config "$config" "$id" "$@" >/dev/null; return; fi
+        sleep 0.1
+    done
+    echo "no question was asked"; exit 1
+}
+
 # busybox httpd on $port serving /www/health; `docker kill` makes it "down".
 web() {
     docker run -d --name "$1" --label runbook-fixture=1 --network host "$IMAGE" sh -c \
@@ -62,12 +75,21 @@ record bot-down healthy plugins/bot-down/tests/host.toml -p container=rbf-bot -p
 docker stop -t 0 rbf-bot >/dev/null
 record bot-down down-restarted plugins/bot-down/tests/host.toml -p container=rbf-bot -p health-url=http://127.0.0.1:18471/health -p wait-secs=10
 loosen bot-down down-restarted
+docker stop -t 0 rbf-bot >/dev/null
+answer_when_asked plugins/bot-down/tests/host.toml &
+record bot-down down-approved plugins/bot-down/tests/host.toml -p container=rbf-bot -p health-url=http://127.0.0.1:18471/health -p wait-secs=10 -p approve-with=oncall
+wait
+loosen bot-down down-approved
 record bot-down refused "$none" -p container=rbf-bot
 web rbf-web 18472
 record web-down healthy plugins/web-down/tests/host.toml -p url=http://127.0.0.1:18472/health -p container=rbf-web
 docker stop -t 0 rbf-web >/dev/null
 record web-down down-restarted plugins/web-down/tests/host.toml -p url=http://127.0.0.1:18472/health -p container=rbf-web -p wait-secs=10
 loosen web-down down-restarted
+docker stop -t 0 rbf-web >/dev/null
+answer_when_asked plugins/web-down/tests/host.toml --reject --reason "not during the release" &
+record web-down down-rejected plugins/web-down/tests/host.toml -p url=http://127.0.0.1:18472/health -p container=rbf-web -p approve-with=oncall
+wait
 docker stop -t 0 rbf-web >/dev/null
 record web-down refused "$none" -p url=http://127.0.0.1:18472/health -p container=rbf-web
 
@@ -99,6 +121,7 @@ printf 'Nov 26 03:00:00 h sshd[1]: Accepted publickey for ops from 10.0.0.2 port
 for i in 1 2 3 4 5 6 7; do printf 'Nov 26 03:00:0%s h sshd[2]: Failed password for root from 203.0.113.9 port 4%s ssh2\n' "$i" "$i"; done > "$WS/log/auth.log"
 record security quiet plugins/security/tests/host.toml -p logs=$WS/log/quiet.log
 record security brute-force plugins/security/tests/host.toml -p logs=$WS/log/auth.log
+record security contain-expired plugins/security/tests/host.toml -p logs=$WS/log/auth.log -p contain=pause -p container=rbf-bot -p approve-with=oncall -p approve-timeout-secs=1
 record security refused "$none" -p logs=$WS/log/auth.log
 
 # backup-verify: a fresh good backup, a stale and shrunken one, the directory not granted.

@@ -1047,7 +1047,10 @@ async fn show_runs(
                 eprintln!("hint: `host runs` lists the recent ones");
                 return Ok(EXIT_USAGE);
             };
-            print!("{}", runbook_host::postmortem::render(&run));
+            print!(
+                "{}",
+                runbook_host::postmortem::render_from(&*store, &run).await
+            );
             Ok(0)
         }
     }

@@ -5,7 +5,8 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use crate::store::StoredRun;
+use crate::records::ApprovalRecord;
+use crate::store::{Store, StoredRun};
 use crate::timeline::{Event, EventKind};
 
 const TO_FILL: &str = "_to be filled in_";
@@ -14,13 +15,28 @@ const TO_FILL: &str = "_to be filled in_";
 /// items.
 const MANUAL_PREFIX: &str = "manual: ";
 
-/// The review as Markdown. Whatever a playbook wrote is one line of text here: control
-/// characters are escaped, so the report cannot carry terminal escapes or forge headings.
-pub fn render(run: &StoredRun) -> String {
-    crate::text::escape_keeping_lines(&render_unescaped(run)).into_owned()
+/// The review of a stored run with the questions it asked people, read from `store`. A store
+/// that cannot list them still yields the report, saying so.
+pub async fn render_from(store: &Store, run: &StoredRun) -> String {
+    match store.approvals(Some(&run.run.id)).await {
+        Ok(approvals) => render(run, Approvals::Read(&approvals)),
+        Err(e) => render(run, Approvals::Unreadable(format!("{e:#}"))),
+    }
 }
 
-fn render_unescaped(run: &StoredRun) -> String {
+/// The run's approval questions, as the report gets them.
+pub enum Approvals<'a> {
+    Read(&'a [ApprovalRecord]),
+    Unreadable(String),
+}
+
+/// The review as Markdown. Whatever a playbook wrote is one line of text here: control
+/// characters are escaped, so the report cannot carry terminal escapes or forge headings.
+pub fn render(run: &StoredRun, approvals: Approvals) -> String {
+    crate::text::escape_keeping_lines(&render_unescaped(run, approvals)).into_owned()
+}
+
+fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
     use crate::text::escape as esc;
     let r = &run.run;
     let mut out = String::new();
@@ -120,6 +136,8 @@ fn render_unescaped(run: &StoredRun) -> String {
         let _ = writeln!(out, "- **{}** — run ended: {}", clock(ended), r.status);
     }
 
+    write_approvals(&mut out, approvals);
+
     let _ = writeln!(out, "\n## Root Cause\n");
     let _ = writeln!(
         out,
@@ -214,6 +232,57 @@ fn render_unescaped(run: &StoredRun) -> String {
 
     let _ = writeln!(out, "\n## Prevention\n\n{TO_FILL}");
     out
+}
+
+/// Each question the run asked people: what, whom, when, and how it ended. Nothing when the
+/// run asked nobody.
+fn write_approvals(out: &mut String, approvals: Approvals) {
+    use crate::text::escape as esc;
+    let approvals = match approvals {
+        Approvals::Read([]) => return,
+        Approvals::Read(approvals) => approvals,
+        Approvals::Unreadable(why) => {
+            let _ = writeln!(
+                out,
+                "\n## Approvals\n\nThe questions could not be read: {}",
+                esc(&why)
+            );
+            return;
+        }
+    };
+    let _ = writeln!(out, "\n## Approvals\n");
+    let _ = writeln!(out, "Questions the playbook asked people before acting.\n");
+    for a in approvals {
+        let _ = writeln!(
+            out,
+            "- **{}** — asked group `{}` at {}",
+            esc(&a.title),
+            esc(&a.group),
+            esc(&a.asked_at)
+        );
+        for action in &a.actions {
+            let _ = writeln!(out, "  - would let it: {}", esc(action));
+        }
+        let ended = match (a.state.as_str(), &a.answered_by) {
+            ("pending", _) => format!("still pending (expires {})", esc(&a.expires_at)),
+            (state, Some(by)) => format!("{state} by {}", esc(by)),
+            (state, None) => state.to_string(),
+        };
+        let via = a
+            .answered_via
+            .as_deref()
+            .map(|v| format!(" via {}", esc(v)))
+            .unwrap_or_default();
+        let at = a
+            .answered_at
+            .as_deref()
+            .map(|t| format!(" at {}", esc(t)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  - **Answer:** {ended}{via}{at}");
+        if let Some(reason) = a.reason.as_deref().filter(|r| !r.is_empty()) {
+            let _ = writeln!(out, "  - **Reason:** {}", esc(reason));
+        }
+    }
 }
 
 /// `HH:MM:SS.mmm` of an RFC 3339 time.

@@ -32,6 +32,7 @@ pub mod bindings {
     });
 }
 
+pub mod approval;
 mod helpers;
 pub use helpers::human_bytes;
 
@@ -72,7 +73,7 @@ pub use notify::Message;
 pub mod prelude {
     pub use crate::{
         Alert, Capability, Description, Error, Incident, Message, Outcome, ParamSpec, Severity,
-        Status, TriggerKind, docker, fs, http, notify, report,
+        Status, TriggerKind, approval, docker, fs, http, notify, report,
     };
     pub use crate::{debug, error, info, warn};
 }

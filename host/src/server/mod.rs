@@ -661,9 +661,10 @@ async fn run_report(
     match stored_run(&app, &headers, id).await {
         Ok(run) => {
             app.dispatcher.metrics.request("runs", 200);
+            let store = app.dispatcher.host().store.clone().expect("store");
             (
                 [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-                crate::postmortem::render(&run),
+                crate::postmortem::render_from(&*store, &run).await,
             )
                 .into_response()
         }

@@ -30,9 +30,12 @@ fn describe() -> Description {
     .param("log-lines", "How many of the last log lines to scan for errors", Some("100"))
     .param("wait-secs", "How long to wait for the bot to be healthy after a restart", Some("30"))
     .param("channel", "Notification channel for the summary", Some("ops"))
+    .param("approve-with", "Approver group asked before the restart; empty = restart without asking", Some(""))
+    .param("approve-timeout-secs", "How long to wait for an approver", Some("600"))
     .wants(Capability::Docker)
     .wants(Capability::Http)
     .wants(Capability::Notify)
+    .wants(Capability::Approval)
 }
 
 struct Settings {
@@ -43,6 +46,8 @@ struct Settings {
     log_lines: u32,
     wait_secs: u64,
     channel: String,
+    approve_with: Option<String>,
+    approve_timeout_secs: u32,
 }
 
 impl Settings {
@@ -59,6 +64,10 @@ impl Settings {
             log_lines: incident.param_as("log-lines")?.unwrap_or(100),
             wait_secs: incident.param_as("wait-secs")?.unwrap_or(30),
             channel: text("channel").unwrap_or_else(|| "ops".into()),
+            approve_with: text("approve-with"),
+            approve_timeout_secs: incident
+                .param_as("approve-timeout-secs")?
+                .unwrap_or(approval::DEFAULT_TIMEOUT_SECS),
         };
         if settings.container.is_none() && settings.selector.is_none() {
             let missing = "neither container nor selector is given";
@@ -442,10 +451,26 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
 
     // 2. docker compose restart bot; wait; verify
     let (mut latest, mut actions, dry_run) = (before.clone(), Vec::new(), incident.dry_run);
-    let (status, summary) = if before.healthy() {
-        (Status::NoAction, format!("bot {name} is healthy"))
+    // A restart loop or max-restarts=0 restarts nothing, so there is nothing to ask about.
+    let would_restart = before.state != "restarting" && settings.max_restarts > 0;
+    let gate = if before.healthy() || !would_restart {
+        approval::Gate::Act(None)
     } else {
-        remediate(&name, &settings, &mut latest, dry_run, &mut actions)
+        let question = restart_question(&name, &settings, &before, &logs);
+        approval::gate(&incident, settings.approve_with.as_deref(), &question)
+    };
+    let (status, summary) = match gate {
+        _ if before.healthy() => (Status::NoAction, format!("bot {name} is healthy")),
+        approval::Gate::Act(asked) => {
+            actions.extend(asked);
+            remediate(&name, &settings, &mut latest, dry_run, &mut actions)
+        }
+        approval::Gate::Hold { why } => {
+            report::step("restart", StepStatus::Skipped, &why);
+            let problem = before.problem();
+            let summary = format!("bot {name} is {problem}; did not restart it: {why}");
+            (Status::Escalated, summary)
+        }
     };
     let mut outcome = Outcome::new(status, summary).actions(actions);
 
@@ -458,6 +483,22 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         .actions
         .push(incident.notify_action(channel, &message));
     Ok(outcome)
+}
+
+/// What an approver sees before the restart: the bot's state and its error lines.
+fn restart_question(
+    name: &str,
+    settings: &Settings,
+    before: &Snapshot,
+    logs: &[String],
+) -> approval::Question {
+    let mut body = vec![format!("bot {name} is {}.", before.problem())];
+    body.extend(before.facts(settings.health_url.as_deref()));
+    body.extend_from_slice(logs);
+    approval::Question::new(format!("Restart bot {name}?"))
+        .body(body.join("\n"))
+        .action(format!("restart {name}"))
+        .timeout_secs(settings.approve_timeout_secs)
 }
 
 /// The bot's container is gone (removed, renamed, never deployed): nothing to restart, and a

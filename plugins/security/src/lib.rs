@@ -59,9 +59,12 @@ fn describe() -> Description {
     .param("container", "The container to contain", None)
     .param("network", "The network to disconnect `container` from (contain=disconnect)", None)
     .param("channel", "Notification channel", Some("security"))
+    .param("approve-with", "Approver group asked before containing; empty = contain without asking", Some(""))
+    .param("approve-timeout-secs", "How long to wait for an approver", Some("600"))
     .wants(Capability::FsRead)
     .wants(Capability::Docker)
     .wants(Capability::Notify)
+    .wants(Capability::Approval)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -83,6 +86,8 @@ struct Settings {
     container: Option<String>,
     network: Option<String>,
     channel: String,
+    approve_with: Option<String>,
+    approve_timeout_secs: u32,
 }
 
 impl Settings {
@@ -116,6 +121,10 @@ impl Settings {
             container: nonempty("container"),
             network: nonempty("network"),
             channel: incident.param("channel").unwrap_or("security").to_string(),
+            approve_with: nonempty("approve-with"),
+            approve_timeout_secs: incident
+                .param_as("approve-timeout-secs")?
+                .unwrap_or(approval::DEFAULT_TIMEOUT_SECS),
         };
         if settings.contain != Contain::None && settings.container.is_none() {
             return Err(Error::Invalid(
@@ -288,8 +297,62 @@ fn attach(name: &str, content_type: &str, data: &[u8]) {
     }
 }
 
-fn contain(settings: &Settings, dry_run: bool) -> Option<String> {
+/// What containment came to: done (or failed) as `line`, or held back by the approver.
+struct Containment {
+    line: String,
+    /// The approver said no, or nobody answered: the container runs on and a human must act.
+    held: bool,
+}
+
+impl Contain {
+    fn verb(self) -> &'static str {
+        match self {
+            Contain::None => "leave",
+            Contain::Pause => "pause",
+            Contain::Stop => "stop",
+            Contain::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// The question an approver sees: the container, what would be done, and the evidence.
+fn question(settings: &Settings, name: &str, evidence: &[String]) -> approval::Question {
+    let verb = settings.contain.verb();
+    let action = match settings.network.as_deref() {
+        Some(network) if settings.contain == Contain::Disconnect => {
+            format!("disconnect {name} from {network}")
+        }
+        _ => format!("{verb} {name}"),
+    };
+    let mut body = vec![format!("The security run is about to {action}.")];
+    if evidence.is_empty() {
+        body.push("The scanned logs had no suspicious lines.".into());
+    }
+    body.extend(evidence.iter().cloned());
+    approval::Question::new(format!("Security: {action}?"))
+        .body(body.join("\n"))
+        .action(action)
+        .timeout_secs(settings.approve_timeout_secs)
+}
+
+fn contain(incident: &Incident, settings: &Settings, evidence: &[String]) -> Option<Containment> {
     let name = settings.container.as_deref()?;
+    if settings.contain == Contain::None {
+        return None;
+    }
+    let asked = match approval::gate(
+        incident,
+        settings.approve_with.as_deref(),
+        &question(settings, name, evidence),
+    ) {
+        approval::Gate::Act(asked) => asked,
+        approval::Gate::Hold { why } => {
+            let line = format!("did not {} {name}: {why}", settings.contain.verb());
+            report::step("contain", StepStatus::Skipped, &line);
+            return Some(Containment { line, held: true });
+        }
+    };
+    let dry_run = incident.dry_run;
     let (verb, result) = match settings.contain {
         Contain::None => return None,
         Contain::Pause => ("pause", docker::pause(name)),
@@ -314,13 +377,20 @@ fn contain(settings: &Settings, dry_run: bool) -> Option<String> {
         },
         (Err(e), _) => format!("could not {verb} {name} ({}: {})", e.kind(), e.detail()),
     };
+    let done = match asked {
+        Some(asked) => format!("{done} ({asked})"),
+        None => done,
+    };
     let status = if result.is_ok() {
         StepStatus::Ok
     } else {
         StepStatus::Failed
     };
     report::step("contain", status, &done);
-    Some(done)
+    Some(Containment {
+        line: done,
+        held: false,
+    })
 }
 
 fn run(incident: Incident) -> Result<Outcome, Error> {
@@ -412,30 +482,7 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         );
     }
 
-    // 3. Contain, only when asked (and only as far as the grants allow).
-    let contained = contain(&settings, incident.dry_run);
-    let findings_json = json!({
-        "suspicious": suspicious,
-        "categories": categories,
-        "brute_force_sources": brute_force,
-        "successful_login_after_failures": after_failures,
-        "contained": contained,
-    });
-    attach(
-        "findings.json",
-        "application/json",
-        serde_json::to_string_pretty(&findings_json)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-
-    if !suspicious {
-        return Ok(Outcome::no_action(
-            "no suspicious activity in the scanned logs",
-        ));
-    }
-
-    // 4. Notify security: findings, containment, and the checklist a machine must not do.
+    // The findings, for the approver (when one is asked) and for the security channel.
     let mut body = vec!["Findings:".to_string()];
     for (name, value) in &categories {
         let count = value["count"].as_u64().unwrap_or(0);
@@ -472,6 +519,34 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
             after_failures.join(", ")
         ));
     }
+
+    // 3. Contain, only when asked (and only as far as the grants and the approver allow).
+    let containment = contain(&incident, &settings, &body[1..]);
+    let held = containment.as_ref().is_some_and(|c| c.held);
+    let contained = containment.map(|c| c.line);
+    let findings_json = json!({
+        "suspicious": suspicious,
+        "categories": categories,
+        "brute_force_sources": brute_force,
+        "successful_login_after_failures": after_failures,
+        "contained": contained,
+    });
+    attach(
+        "findings.json",
+        "application/json",
+        serde_json::to_string_pretty(&findings_json)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+
+    // Containment that was asked for and held back leaves the incident to a human.
+    if !suspicious && !held {
+        return Ok(Outcome::no_action(
+            "no suspicious activity in the scanned logs",
+        ));
+    }
+
+    // 4. Notify security: findings, containment, and the checklist a machine must not do.
     body.push(format!(
         "Contained: {}",
         contained.as_deref().unwrap_or("nothing (contain=none)")
@@ -490,7 +565,7 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         .values()
         .filter_map(|v| v["count"].as_u64())
         .sum();
-    let title = if after_failures.is_empty() {
+    let mut title = if after_failures.is_empty() {
         format!("Security: {total} suspicious log lines")
     } else {
         format!(
@@ -498,6 +573,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
             after_failures.join(", ")
         )
     };
+    if let Some(line) = contained.as_deref().filter(|_| held) {
+        title = format!("{title}; {line}");
+    }
     let mut message = Message::new(&title)
         .body(body.join("\n"))
         .severity(if critical {

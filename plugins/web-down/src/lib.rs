@@ -29,9 +29,12 @@ fn describe() -> Description {
     .param("log-lines", "How many of the last log lines to scan for errors", Some("100"))
     .param("timeout-ms", "Timeout of each probe", Some("3000"))
     .param("channel", "Notification channel for the summary", Some("ops"))
+    .param("approve-with", "Approver group asked before the restart; empty = restart without asking", Some(""))
+    .param("approve-timeout-secs", "How long to wait for an approver", Some("600"))
     .wants(Capability::Docker)
     .wants(Capability::Http)
     .wants(Capability::Notify)
+    .wants(Capability::Approval)
 }
 
 struct Settings {
@@ -42,6 +45,8 @@ struct Settings {
     log_lines: u32,
     timeout_ms: u32,
     channel: String,
+    approve_with: Option<String>,
+    approve_timeout_secs: u32,
 }
 
 impl Settings {
@@ -58,6 +63,10 @@ impl Settings {
             log_lines: incident.param_as("log-lines")?.unwrap_or(100),
             timeout_ms: incident.param_as("timeout-ms")?.unwrap_or(3000),
             channel: text("channel").unwrap_or_else(|| "ops".into()),
+            approve_with: text("approve-with"),
+            approve_timeout_secs: incident
+                .param_as("approve-timeout-secs")?
+                .unwrap_or(approval::DEFAULT_TIMEOUT_SECS),
         };
         // probe() calls anything but 2xx/3xx unhealthy, so another status could never be "up".
         if !(200..400).contains(&settings.expected) {
@@ -224,9 +233,9 @@ fn wait_up(settings: &Settings) -> Result<(bool, ProbeResult, f64), Error> {
 
 /// Restarts the container (when there is one) and re-probes; `down` reads "down (refused, 2 ms)".
 fn remediate(
+    incident: &Incident,
     settings: &Settings,
     down: &str,
-    dry_run: bool,
     found: &mut Findings,
     actions: &mut Vec<String>,
 ) -> (Status, String) {
@@ -239,6 +248,18 @@ fn remediate(
         let summary = format!("{url} is {down}; {}, so nothing was restarted", e.detail());
         return (Status::Escalated, summary);
     }
+    let question = approval::Question::new(format!("Restart {name}? {url} is down"))
+        .body(format!("{url} is {down}.\n{}", found.lines.join("\n")))
+        .action(format!("restart {name}"))
+        .timeout_secs(settings.approve_timeout_secs);
+    match approval::gate(incident, settings.approve_with.as_deref(), &question) {
+        approval::Gate::Act(asked) => actions.extend(asked),
+        approval::Gate::Hold { why } => {
+            report::step("restart", StepStatus::Skipped, &why);
+            let summary = format!("{url} is {down}; did not restart {name}: {why}");
+            return (Status::Escalated, summary);
+        }
+    }
 
     // docker compose restart <web>
     report::step("restart", StepStatus::Started, name);
@@ -248,7 +269,7 @@ fn remediate(
         let summary = format!("{url} is {down}; restarting {name} failed ({})", why(&e));
         return (Status::Escalated, summary);
     }
-    if dry_run {
+    if incident.dry_run {
         report::step("restart", StepStatus::Skipped, "dry run: not re-probing");
         actions.push(format!("would restart {name}"));
         return (
@@ -318,7 +339,7 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
             settings.failure(&before),
             before.latency_ms
         );
-        remediate(&settings, &down, incident.dry_run, &mut found, &mut actions)
+        remediate(&incident, &settings, &down, &mut found, &mut actions)
     };
     let mut outcome = Outcome::new(status, summary).actions(actions);
 

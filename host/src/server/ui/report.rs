@@ -64,7 +64,8 @@ pub(super) async fn html(
         Ok(run) => run,
         Err(refused) => return *refused,
     };
-    let rendered = to_html(&crate::postmortem::render(&run));
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let rendered = to_html(&crate::postmortem::render_from(&*store, &run).await);
     let body = html! {
         p { a href={ "/ui/runs/" (seg(&run.run.id)) } { "← the run" } " · "
             a href={ "/ui/runs/" (seg(&run.run.id)) "/report.md" } { "download Markdown" } }
@@ -82,6 +83,8 @@ pub(super) async fn markdown(
         Ok(run) => run,
         Err(refused) => return *refused,
     };
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let report = crate::postmortem::render_from(&*store, &run).await;
     let file: String = run
         .run
         .id
@@ -99,7 +102,7 @@ pub(super) async fn markdown(
                 format!("attachment; filename=\"report-{file}.md\""),
             ),
         ],
-        crate::postmortem::render(&run),
+        report,
     )
         .into_response()
 }
