@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 
 /// The contract, one file per interface plus the world, as `host wit` writes it.
 pub const WIT: &[(&str, &str)] = &[
+    ("approval.wit", include_str!("../../wit/approval.wit")),
     ("docker.wit", include_str!("../../wit/docker.wit")),
     ("fs-read.wit", include_str!("../../wit/fs-read.wit")),
     ("http.wit", include_str!("../../wit/http.wit")),
