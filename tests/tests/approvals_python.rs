@@ -18,7 +18,10 @@ fn login_name() -> String {
 /// `host run asks-python --json` in the background: it blocks on the question.
 fn start_run(sandbox: &Sandbox, params: &[&str]) -> Child {
     let mut command = Command::new("timeout");
-    command.arg("120").arg(host_bin()).args(["run", PLAYBOOK, "--json"]);
+    command
+        .arg("120")
+        .arg(host_bin())
+        .args(["run", PLAYBOOK, "--json"]);
     for param in params {
         command.args(["--param", param]);
     }
@@ -37,9 +40,8 @@ fn finish(run: Child) -> serde_json::Value {
     let out = run.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_ne!(out.status.code(), Some(124), "host run hung:\n{stdout}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
-    })
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Polls `host approvals --json` until the run's question is pending; returns the record.
@@ -60,7 +62,10 @@ fn pending_question(sandbox: &Sandbox, run: &mut Child) -> serde_json::Value {
         if let Some(status) = run.try_wait().unwrap() {
             panic!("the run ended ({status}) before asking");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no question after 60 s: {all:#}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no question after 60 s: {all:#}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -113,7 +118,13 @@ approval = ["oncall", "hasty"]
     let question = pending_question(&sandbox, &mut run);
     assert_eq!(question["title"], "Pause db-1?", "{question:#}");
     let run_id = question["run_id"].as_str().unwrap().to_string();
-    let reject = sandbox.host(&["approve", &run_id, "--reject", "--reason", "not during the sale"]);
+    let reject = sandbox.host(&[
+        "approve",
+        &run_id,
+        "--reject",
+        "--reason",
+        "not during the sale",
+    ]);
     assert_eq!(reject.code, 0, "{}{}", reject.stdout, reject.stderr);
     let done = finish(run);
     assert_eq!(done["status"], "no-action", "{done:#}");
@@ -127,9 +138,16 @@ approval = ["oncall", "hasty"]
     let started = Instant::now();
     let done = finish(start_run(&sandbox, &["group=hasty", "timeout=600"]));
     assert_eq!(done["status"], "escalated", "{done:#}");
-    assert_eq!(done["summary"], "expired: nobody answered; escalating", "{done:#}");
+    assert_eq!(
+        done["summary"], "expired: nobody answered; escalating",
+        "{done:#}"
+    );
     // 600 s asked, so an end this soon is the group's cap at work.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     let pending = sandbox.host(&["approvals", "--json"]).json();
     assert_eq!(pending, serde_json::json!([]), "nothing is left waiting");
 }

@@ -147,19 +147,34 @@ fn questions_are_shown_and_answered_in_the_console() {
     let (status, page) = c.get(&format!("/ui/runs/{run}"), None);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Questions"), "{page}");
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; Restart web-1?"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt; Restart web-1?"),
+        "{page}"
+    );
     assert!(!page.contains("<script>alert"), "{page}");
-    assert!(page.contains("restart web-1"), "the proposed action: {page}");
+    assert!(
+        page.contains("restart web-1"),
+        "the proposed action: {page}"
+    );
     assert!(page.contains(&form), "a link to answer: {page}");
-    assert!(!page.contains("name=\"csrf\""), "no form without [ui] credentials: {page}");
+    assert!(
+        !page.contains("name=\"csrf\""),
+        "no form without [ui] credentials: {page}"
+    );
     // With the [ui] credentials the run's page carries the Approve / Reject forms itself.
     let (_, page) = c.get(&format!("/ui/runs/{run}"), Some(&oncall));
     assert!(page.contains(&format!("action=\"{form}\"")), "{page}");
-    assert!(page.contains(">Approve<") && page.contains(">Reject<"), "{page}");
+    assert!(
+        page.contains(">Approve<") && page.contains(">Reject<"),
+        "{page}"
+    );
 
     let (status, list) = c.get("/ui/approvals", None);
     assert_eq!(status, 200);
-    assert!(list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{list}");
+    assert!(
+        list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{list}"
+    );
     assert!(list.contains(&run) && list.contains(&form), "{list}");
 
     // The form is behind [ui] auth; submissions need it and the token bound to it.
@@ -171,7 +186,8 @@ fn questions_are_shown_and_answered_in_the_console() {
     let approve = format!("decision=approve&csrf={token}");
     assert_eq!(c.post_form(&form, None, &approve).0, 401, "no [ui] auth");
     assert_eq!(
-        c.post_form(&form, Some(&basic("oncall", "wrong")), &approve).0,
+        c.post_form(&form, Some(&basic("oncall", "wrong")), &approve)
+            .0,
         401,
         "wrong password"
     );
@@ -190,7 +206,11 @@ fn questions_are_shown_and_answered_in_the_console() {
         403,
         "a forged CSRF token"
     );
-    assert_eq!(c.question(&run)["state"], "pending", "a refused form answered");
+    assert_eq!(
+        c.question(&run)["state"],
+        "pending",
+        "a refused form answered"
+    );
 
     let (status, body) = c.post_form(&form, Some(&oncall), &approve);
     assert_eq!(status, 303, "{body}");
@@ -239,7 +259,10 @@ fn questions_are_shown_and_answered_in_the_console() {
         "{done:#}"
     );
     let (_, page) = c.get(&format!("/ui/runs/{run}"), None);
-    assert!(page.contains("&lt;b&gt;not&lt;/b&gt; during the sale"), "{page}");
+    assert!(
+        page.contains("&lt;b&gt;not&lt;/b&gt; during the sale"),
+        "{page}"
+    );
     assert!(!page.contains("<b>not</b>"), "{page}");
 
     // A group the console user is not in: refused, still pending, then it expires.

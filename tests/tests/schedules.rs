@@ -363,7 +363,10 @@ fn a_component_built_against_0_2_0_loads_and_runs_under_0_3_0() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let run = run.json();
     assert_eq!(run["status"], "resolved", "{run:#}");
-    assert_eq!(run["summary"], "0.2.0 component ran, trigger cli", "{run:#}");
+    assert_eq!(
+        run["summary"], "0.2.0 component ran, trigger cli",
+        "{run:#}"
+    );
     // Its report.step, imported as runbook:host/report@0.2.0, reached the host.
     assert!(
         run["timeline"]

@@ -76,8 +76,10 @@ fn question(a: &ApprovalRecord, token: Option<&str>) -> Markup {
                             " "
                             button type="submit" { "Reject" }
                         }
-                    }
-                    None => p { a.answer href=(action) { "Answer…" } }
+                    },
+                    None => {
+                        p { a.answer href=(action) { "Answer…" } }
+                    },
                 }
             }
         }
@@ -94,11 +96,11 @@ pub(super) async fn for_run(app: &App, headers: &HeaderMap, run_id: &str) -> Mar
     if asked.is_empty() {
         return html! {};
     }
-    let token = asked
-        .iter()
-        .any(|a| a.state == "pending")
-        .then(|| answer_token(app, headers))
-        .flatten();
+    let token = if asked.iter().any(|a| a.state == "pending") {
+        answer_token(app, headers)
+    } else {
+        None
+    };
     html! {
         h2 { "Questions" }
         div id="questions" { @for a in &asked { (question(a, token.as_deref())) } }
@@ -153,7 +155,7 @@ pub(super) async fn answer_form(
     let body = html! {
         h1 { "Question of " (record.playbook) }
         p { "Run " a href={ "/ui/runs/" (seg(&record.run_id)) } { (record.run_id) } }
-        (question(&record, Some(&token)))
+        (question(&record, Some(token.as_str())))
     };
     layout("Answer", html! {}, body)
 }
