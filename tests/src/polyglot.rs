@@ -204,3 +204,30 @@ pub fn readme_command(readme: &str, label: &str) -> String {
         .expect("a command in backticks")
         .to_string()
 }
+
+/// A Python test guest, `tests/python/<name>/app.py`, built with componentize-py against the
+/// repo's WIT and the helper `host new --lang python` ships, once per test process. The
+/// component is `<name>.wasm`, so a plugin dir holding it names the playbook `<name>`.
+pub fn python_guest(name: &'static str) -> Result<PathBuf, String> {
+    let lang = Lang::Python;
+    lang.tool_path()?;
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(name) {
+        return Ok(path.clone());
+    }
+    let root = repo_root();
+    let out = build_dir().join(format!("python-guests/{name}.wasm"));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let script = format!(
+        "componentize-py -d {wit} -w playbook componentize app -p . -p {helper} -o {out}",
+        wit = root.join("wit").display(),
+        helper = root.join("host/templates/python").display(),
+        out = out.display()
+    );
+    sh(lang, &root.join("tests/python").join(name), &script, &[]);
+    assert!(out.is_file(), "{name} built no {}", out.display());
+    built.insert(name, out.clone());
+    Ok(out)
+}

@@ -353,3 +353,32 @@ fn components_built_against_0_1_0_and_0_2_0_both_load_and_run() {
         described.stdout
     );
 }
+
+#[test]
+fn a_component_built_against_0_2_0_loads_and_runs_under_0_3_0() {
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("contract-v0-2");
+    sandbox.write("host.toml", "plugin-dirs = [\"plugins\"]\n");
+    let run = sandbox.host(&["run", "contract-v0-2", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = run.json();
+    assert_eq!(run["status"], "resolved", "{run:#}");
+    assert_eq!(
+        run["summary"], "0.2.0 component ran, trigger cli",
+        "{run:#}"
+    );
+    // Its report.step, imported as runbook:host/report@0.2.0, reached the host.
+    assert!(
+        run["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.to_string().contains("contract") && e.to_string().contains("0.2.0")),
+        "{run:#}"
+    );
+    let described = sandbox.host(&["inspect", "contract-v0-2", "--json"]);
+    assert_eq!(described.code, 0, "{}", described.stderr);
+    let described = described.json();
+    assert_eq!(described["name"], "contract-v0-2", "{described:#}");
+    assert_eq!(described["version"], "0.2.0", "{described:#}");
+}

@@ -8,11 +8,12 @@
 //
 // Shipped by `host new --lang js`; componentize-js resolves the runbook:host imports from ./wit.
 
-import * as dockerWit from 'runbook:host/docker@0.2.0';
-import * as fsWit from 'runbook:host/fs-read@0.2.0';
-import * as httpWit from 'runbook:host/http@0.2.0';
-import * as notifyWit from 'runbook:host/notify@0.2.0';
-import * as reportWit from 'runbook:host/report@0.2.0';
+import * as approvalWit from 'runbook:host/approval@0.3.0';
+import * as dockerWit from 'runbook:host/docker@0.3.0';
+import * as fsWit from 'runbook:host/fs-read@0.3.0';
+import * as httpWit from 'runbook:host/http@0.3.0';
+import * as notifyWit from 'runbook:host/notify@0.3.0';
+import * as reportWit from 'runbook:host/report@0.3.0';
 
 // --- errors: one class per WIT error kind ---------------------------------------------------
 
@@ -72,6 +73,19 @@ export const report = {
   attach: (name, contentType, data) => call(reportWit.attach, name, contentType,
     typeof data === 'string' ? new TextEncoder().encode(data) : data),
 };
+/** Ask people before acting: `ask(group, {title, body, actions, timeoutSecs})` waits and returns
+ *  `{tag: 'approved', by}`, `{tag: 'rejected', by, reason}` or `{tag: 'expired'}` (nobody answered
+ *  in time, or a dry run). Needs `approval = [group]` in the grants; the wait is off the deadline. */
+export const approval = {
+  ask: (group, { title, body = '', actions = [], timeoutSecs = 300 }) => {
+    const answer = call(approvalWit.ask, group, { title, body, actions: actions.map(String), timeoutSecs });
+    switch (answer.tag) {
+      case 'approved': return { tag: 'approved', by: answer.val };
+      case 'rejected': return { tag: 'rejected', by: answer.val.by, reason: answer.val.reason };
+      default: return { tag: 'expired' };
+    }
+  },
+};
 export const info = (text) => reportWit.log('info', text);
 export const warn = (text) => reportWit.log('warn', text);
 export const error = (text) => reportWit.log('error', text);
@@ -85,7 +99,7 @@ export function param(name, description, { defaultValue, required = false } = {}
   return { name, description, default: defaultValue, required };
 }
 
-/** `wants`: 'docker' | 'http' | 'fs-read' | 'notify' */
+/** `wants`: 'docker' | 'http' | 'fs-read' | 'notify' | 'approval' */
 export function description(name, summary, { version = '0.1.0', params = [], wants = [] } = {}) {
   return { name, summary, version, params, capabilities: wants };
 }

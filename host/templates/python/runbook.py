@@ -11,10 +11,12 @@ Shipped by `host new --lang python`; componentize-py generates `wit_world` from 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import wit_world
 from componentize_py_types import Err
+from wit_world.imports import approval as _approval
 from wit_world.imports import docker as _docker
 from wit_world.imports import fs_read as _fs
 from wit_world.imports import http as _http
@@ -221,6 +223,46 @@ class report:
     @staticmethod
     def attach(name: str, content_type: str, data: Union[bytes, str]) -> None:
         _call(_report.attach, name, content_type, data.encode() if isinstance(data, str) else data)
+
+
+@dataclass
+class Approved:
+    """An approver said yes; `by` is who, as the channel names them (`telegram:12345 (@alice)`)."""
+
+    by: str
+
+
+@dataclass
+class Rejected:
+    by: str
+    reason: str
+
+
+@dataclass
+class Expired:
+    """Nobody answered before the timeout, or the run is a dry run (nobody was asked)."""
+
+
+Answer = Union[Approved, Rejected, Expired]
+
+
+class approval:
+    """Ask people before acting: `match approval.ask("oncall", "Restart web-1?", ...)` and branch
+    on `Approved(by)`, `Rejected(by, reason)` or `Expired()`. Needs `approval = ["oncall"]` in the
+    playbook's grants; the wait does not count against the run's deadline."""
+
+    Approved, Rejected, Expired = Approved, Rejected, Expired
+
+    @staticmethod
+    def ask(group: str, title: str, body: str = "", actions: Sequence[str] = (),
+            timeout_secs: int = 300) -> Answer:
+        question = _approval.Question(title, body, [str(a) for a in actions], timeout_secs)
+        answer = _call(_approval.ask, group, question)
+        if isinstance(answer, _approval.Answer_Approved):
+            return Approved(answer.value)
+        if isinstance(answer, _approval.Answer_Rejected):
+            return Rejected(answer.value.by, answer.value.reason)
+        return Expired()
 
 
 def info(message: str) -> None:

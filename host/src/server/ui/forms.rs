@@ -14,13 +14,13 @@ use crate::server::Shared;
 use crate::server::dispatch::Admission;
 
 /// A form's fields; a parameter's field is named `param:<name>`.
-type Fields = Vec<(String, String)>;
+pub(super) type Fields = Vec<(String, String)>;
 
-const CSRF_FIELD: &str = "csrf";
+pub(super) const CSRF_FIELD: &str = "csrf";
 /// Fields a submission may carry (parameters and ours).
 const MAX_FIELDS: usize = 256;
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
@@ -33,7 +33,7 @@ fn refused_csrf() -> Response {
 }
 
 /// The `[ui]` credentials of a submission whose token matches them, or the refusal.
-fn check(
+pub(super) fn check(
     app: &crate::server::App,
     headers: &HeaderMap,
     fields: &Fields,

@@ -3,10 +3,11 @@
 //! a strict Content-Security-Policy on every answer, live timelines over server-sent events.
 //!
 //! Reading uses `[webhooks.api]` auth, as the JSON API does. Every state-changing form (run a
-//! playbook, retry a message) is served and accepted only under the separate `[ui]` auth, and
-//! carries a CSRF token: an HMAC of the request's credentials under a key only the server
-//! knows, so another site can neither read it nor forge it.
+//! playbook, retry a message, answer a question) is served and accepted only under the separate
+//! `[ui]` auth, and carries a CSRF token: an HMAC of the request's credentials under a key only
+//! the server knows, so another site can neither read it nor forge it.
 
+mod approvals;
 mod assets;
 mod forms;
 pub(super) mod live;
@@ -114,6 +115,11 @@ pub(super) fn routes() -> Router<Shared> {
             "/ui/playbooks/{name}/run",
             get(forms::run_form).post(forms::run_submit),
         )
+        .route("/ui/approvals", get(approvals::pending))
+        .route(
+            "/ui/approvals/{id}",
+            get(approvals::answer_form).post(approvals::answer_submit),
+        )
         .route("/ui/outbox", get(pages::outbox))
         .route(
             "/ui/outbox/{id}/retry",
@@ -216,6 +222,7 @@ fn layout(title: &str, head_extra: Markup, body: Markup) -> Response {
                     a href="/ui/runs" { "Runs" }
                     a href="/ui/alerts" { "Alerts" }
                     a href="/ui/playbooks" { "Playbooks" }
+                    a href="/ui/approvals" { "Approvals" }
                     a href="/ui/outbox" { "Outbox" }
                 }
                 main { (body) }

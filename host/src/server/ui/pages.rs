@@ -301,6 +301,7 @@ pub(super) async fn run(
         _ => Vec::new(),
     };
     let base = format!("/ui/runs/{}", seg(&r.id));
+    let questions = super::approvals::for_run(&app, &headers, &r.id).await;
     let body = html! {
         h1 { (r.playbook) " " (status_badge(&r.status))
             @if live { " " span.status.s-live id="live" { "live" } } }
@@ -318,6 +319,7 @@ pub(super) async fn run(
         p id="summary" { @if r.summary.is_empty() { span.muted { "(not ended yet)" } } @else { (r.summary) } }
         @if let Some(reason) = &run.reason { p.error { (reason) } }
         @if !actions.is_empty() { ul { @for a in &actions { li { (a) } } } }
+        (questions)
         h2 { "Timeline" }
         @if run.timeline.is_empty() { p.muted id="timeline-empty" { "No events yet." } }
         @let stream = format!("{base}/events?from={}", run.timeline.len());
