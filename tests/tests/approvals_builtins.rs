@@ -80,7 +80,8 @@ fn wait_for_question(sandbox: &Sandbox, subject: &str) -> Value {
     loop {
         let listed = sandbox.host(&["approvals", "--json"]);
         if listed.code == 0 {
-            let found = listed.json().as_array().unwrap().iter().find(|a| {
+            let questions = listed.json();
+            let found = questions.as_array().unwrap().iter().find(|a| {
                 a["state"] == "pending" && a["title"].as_str().unwrap().contains(subject)
             });
             if let Some(question) = found {
