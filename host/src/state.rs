@@ -388,7 +388,10 @@ mod tests {
         let paused = clock.pause();
         std::thread::sleep(Duration::from_millis(50));
         let during = clock.deadline();
-        assert!(during >= before + Duration::from_millis(50), "moves while paused");
+        assert!(
+            during >= before + Duration::from_millis(50),
+            "moves while paused"
+        );
         drop(paused);
         let after = clock.deadline();
         std::thread::sleep(Duration::from_millis(20));

@@ -60,7 +60,9 @@ fn pending_question(sandbox: &Sandbox, run: &mut Child) -> serde_json::Value {
             return q.clone();
         }
         if let Some(status) = run.try_wait().unwrap() {
-            panic!("the run ended ({status}) before asking");
+            let mut out = String::new();
+            std::io::Read::read_to_string(run.stdout.as_mut().unwrap(), &mut out).unwrap();
+            panic!("the run ended ({status}) before asking: {out}\nlisted: {all:#}");
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),

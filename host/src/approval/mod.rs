@@ -603,7 +603,10 @@ mod tests {
         assert!(check_groups(&groups, &channels).is_ok());
         groups.get_mut("oncall").unwrap().channels = vec!["nope".into()];
         let e = check_groups(&groups, &channels).unwrap_err().to_string();
-        assert!(e.contains("\"nope\" is not a [notify.<name>] channel"), "{e}");
+        assert!(
+            e.contains("\"nope\" is not a [notify.<name>] channel"),
+            "{e}"
+        );
         let nobody = ApproverGroup {
             users: vec![],
             telegram: vec![],
