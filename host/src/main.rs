@@ -1049,7 +1049,7 @@ async fn show_runs(
             };
             print!(
                 "{}",
-                runbook_host::postmortem::render_from(&*store, &run).await
+                runbook_host::postmortem::render_from(store, &run).await
             );
             Ok(0)
         }

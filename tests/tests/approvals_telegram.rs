@@ -14,6 +14,9 @@ use runbook_tests::telegram::{Bot, Message, TELEGRAM_TOKEN};
 use runbook_tests::{Sandbox, host_bin};
 use serde_json::{Value, json};
 
+/// One scenario on the shared server and stand-in.
+type Scenario = fn(&Server, &Bot);
+
 const RUN_TOKEN: &str = "approvals-telegram-t0ken";
 const CHAT: i64 = -1001;
 const ALICE: i64 = 111;
@@ -103,7 +106,7 @@ fn telegram_answers_decide_questions_and_nothing_else_does() {
     let sandbox = sandbox(&bot, 30);
     let server = Server::start(&sandbox, &ENV);
     std::thread::scope(|s| {
-        let scenarios: [(&str, fn(&Server, &Bot)); 4] = [
+        let scenarios: [(&str, Scenario); 4] = [
             ("approved by an approver", approved_by_an_approver),
             (
                 "unlisted user, then rejected",
