@@ -55,6 +55,10 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 "sdk/src/helpers.rs",
                 include_str!("../../sdk/src/helpers.rs"),
             ),
+            (
+                "sdk/src/approval.rs",
+                include_str!("../../sdk/src/approval.rs"),
+            ),
             (".gitignore", "target/\n"),
             ("tests/over-threshold.json", FIXTURE),
             ("tests/host.toml", HOST_TOML_RUST),
