@@ -207,6 +207,29 @@ const MIGRATIONS: &[&str] = &[
 "#,
 ];
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// `op` again while another process holds the lock it needs, for up to 10 s (the busy
+/// timeout every other statement gets).
+fn retry_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match op() {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub struct Sqlite {
     /// Shared with the group-commit writer thread (writer.rs), which takes it per batch.
     conn: Arc<Mutex<Connection>>,
@@ -234,7 +257,10 @@ impl Sqlite {
             .with_context(|| format!("opening the run store {}", path.display()))?;
         // First, so that a process opening the store while another migrates it waits.
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL may answer "database is locked" without calling the busy handler: a
+        // `host run` and a `host approvals` opening a store at once must both get it (a run
+        // whose store failed to open goes on without it). Retried like a busy write.
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         Self::with(conn, path.to_path_buf())
     }
@@ -251,14 +277,23 @@ impl Sqlite {
             path,
             queued: Notify::new(),
         };
-        store.migrate()?;
+        retry_busy(|| match store.migrate() {
+            Err(e) => match e.downcast::<rusqlite::Error>() {
+                Ok(sqlite) => Err(sqlite),
+                Err(other) => Ok(Err(other)),
+            },
+            Ok(()) => Ok(Ok(())),
+        })??;
         // Statistics for the planner (bounded work: a sample per index), so the runs page with
         // two filters picks the index of the rarer one. A no-op when they are fresh.
         store
             .conn
             .lock()
             .unwrap()
-            .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")?;
+            .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+            // A read upgraded to a write while another process writes is refused at once
+            // (no busy handler): statistics can wait for the next open.
+            .or_else(|e| if is_busy(&e) { Ok(()) } else { Err(e) })?;
         Ok(store)
     }
 
