@@ -75,7 +75,7 @@ impl Approver {
 
     /// As the record and the report name them: `telegram:12345 (@alice)`, `cli:bob`.
     pub fn name(&self) -> String {
-        let clean = |s: &str| crate::text::echo(&sanitize(s)).into_owned();
+        let clean = |s: &str| crate::text::echo(&without_controls(s, false)).into_owned();
         match self {
             Approver::Telegram { id, username } => match username {
                 Some(u) => format!("telegram:{id} (@{})", clean(u)),
@@ -91,9 +91,12 @@ impl Approver {
     }
 }
 
-/// Control characters out of a name a channel reports (it reaches terminals and logs).
-fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).collect()
+/// Control characters out of text people and playbooks hand over (it reaches terminals, chat
+/// and logs); with `keep_lines`, newlines stay.
+pub fn without_controls(text: &str, keep_lines: bool) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || (keep_lines && *c == '\n'))
+        .collect()
 }
 
 impl ApproverGroup {
@@ -404,7 +407,7 @@ impl Approvals {
             by: Some(who.name()),
             via: who.via().into(),
             reason: reason
-                .map(|r| crate::text::truncate_owned(sanitize_keep_lines(&r), MAX_REASON_BYTES)),
+                .map(|r| crate::text::truncate_owned(without_controls(&r, true), MAX_REASON_BYTES)),
             at: rfc3339(SystemTime::now()),
         };
         match self.store.decide_approval(id, decision).await? {
@@ -478,12 +481,6 @@ impl Drop for Forget<'_> {
 }
 
 pub const MAX_REASON_BYTES: usize = 1024;
-
-fn sanitize_keep_lines(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() || *c == '\n')
-        .collect()
-}
 
 /// A new approval id: 16 random hex digits (it rides in Telegram's 64-byte callback data).
 pub fn new_id() -> String {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
-use crate::approval::{Approvals, decision_line, new_id};
+use crate::approval::{Approvals, decision_line, new_id, without_controls};
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::approval::{self, Answer, Question, Rejection};
 use crate::records::{ApprovalRecord, rfc3339};
@@ -73,13 +73,6 @@ fn check_question(q: &Question) -> Result<(), CapError> {
         return Err(CapError::Invalid("approval timeout-secs is 0".into()));
     }
     Ok(())
-}
-
-/// Control characters out of what people read (terminals, chat), lines kept in the body.
-fn clean(text: &str, keep_lines: bool) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() || (keep_lines && *c == '\n'))
-        .collect()
 }
 
 impl RunState {
@@ -166,9 +159,13 @@ impl RunState {
             run_id: self.context.run_id.clone(),
             playbook: self.context.playbook.clone(),
             group: group.to_string(),
-            title: clean(&question.title, false),
-            body: clean(&question.body, true),
-            actions: question.actions.iter().map(|a| clean(a, false)).collect(),
+            title: without_controls(&question.title, false),
+            body: without_controls(&question.body, true),
+            actions: question
+                .actions
+                .iter()
+                .map(|a| without_controls(a, false))
+                .collect(),
             state: "pending".into(),
             asked_at: rfc3339(now),
             expires_at: rfc3339(now + timeout),

@@ -658,18 +658,29 @@ async fn run_report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match stored_run(&app, &headers, id).await {
-        Ok(run) => {
+    match stored_report(&app, &headers, id).await {
+        Ok((_, report)) => {
             app.dispatcher.metrics.request("runs", 200);
-            let store = app.dispatcher.host().store.clone().expect("store");
             (
                 [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-                crate::postmortem::render_from(&*store, &run).await,
+                report,
             )
                 .into_response()
         }
         Err(refused) => *refused,
     }
+}
+
+/// A run (read auth) and its post-incident report in Markdown, with the questions it asked.
+async fn stored_report(
+    app: &App,
+    headers: &HeaderMap,
+    id: String,
+) -> Result<(crate::store::StoredRun, String), Box<Response>> {
+    let run = stored_run(app, headers, id).await?;
+    let store = app.dispatcher.host().store.clone().expect("store");
+    let report = crate::postmortem::render_from(&*store, &run).await;
+    Ok((run, report))
 }
 
 async fn list_alerts(

@@ -60,12 +60,11 @@ pub(super) async fn html(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let run = match crate::server::stored_run(&app, &headers, id).await {
-        Ok(run) => run,
+    let (run, report) = match crate::server::stored_report(&app, &headers, id).await {
+        Ok(found) => found,
         Err(refused) => return *refused,
     };
-    let store = app.dispatcher.host().store.clone().expect("store");
-    let rendered = to_html(&crate::postmortem::render_from(&*store, &run).await);
+    let rendered = to_html(&report);
     let body = html! {
         p { a href={ "/ui/runs/" (seg(&run.run.id)) } { "← the run" } " · "
             a href={ "/ui/runs/" (seg(&run.run.id)) "/report.md" } { "download Markdown" } }
@@ -79,12 +78,10 @@ pub(super) async fn markdown(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let run = match crate::server::stored_run(&app, &headers, id).await {
-        Ok(run) => run,
+    let (run, report) = match crate::server::stored_report(&app, &headers, id).await {
+        Ok(found) => found,
         Err(refused) => return *refused,
     };
-    let store = app.dispatcher.host().store.clone().expect("store");
-    let report = crate::postmortem::render_from(&*store, &run).await;
     let file: String = run
         .run
         .id
