@@ -66,7 +66,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Runs executing at once, over all playbooks; the rest wait in the queue.
     pub max_concurrent_runs: usize,
-    /// Runs waiting beyond this are refused with 503 and Retry-After.
+    /// Runs waiting for this server and its replicas beyond this are refused with 503 and
+    /// Retry-After (runs waiting for a fleet node count against `[fleet]` queue-limit).
     pub queue_limit: usize,
     /// The same alert (fingerprint + startsAt) for the same playbook within this window gets
     /// the existing run.
@@ -122,6 +123,12 @@ pub struct FleetConfig {
     pub node_wait_secs: u64,
     /// The longest an agent's poll is held open when nothing is queued for it.
     pub poll_secs: u64,
+    /// Runs waiting for any node's agent, all nodes together; beyond it a node-bound run is
+    /// refused (503, retry later). Node-bound runs never count against `[server]
+    /// queue-limit`, so a node that is down cannot keep this server's own runs out.
+    pub queue_limit: usize,
+    /// Runs waiting for one node's agent.
+    pub queue_limit_per_node: usize,
     /// `[fleet.nodes.<name>] token = { env = "…" }`: the bearer token each node's agent
     /// presents. A token names one node: an agent can take only its own node's runs.
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -132,6 +139,8 @@ impl Default for FleetConfig {
         Self {
             node_wait_secs: 300,
             poll_secs: 25,
+            queue_limit: 256,
+            queue_limit_per_node: 32,
             nodes: BTreeMap::new(),
         }
     }

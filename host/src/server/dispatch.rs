@@ -33,6 +33,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::fleet::NodeIntake;
 use super::metrics::{GaugeGuard, Metrics};
 use crate::catalog::FindError;
 use crate::run::{Host, Prepared, RunRecord, RunRequest, UsageError, guard_run};
@@ -89,6 +90,12 @@ pub enum Refusal {
     Broken(String),
     #[error("the run queue is full ({0} runs waiting); retry later")]
     Busy(usize),
+    /// A node no agent can serve (not in `[fleet.nodes]`): refused for good.
+    #[error("{0}")]
+    UnknownNode(String),
+    /// Runs waiting for nodes are at their bound (per node or in total): retry later.
+    #[error("{0}")]
+    NodeBusy(String),
     /// The store did not take the run (down, unreachable): nothing was acknowledged.
     #[error("the run store is unavailable; retry later: {0}")]
     Unavailable(String),
@@ -109,6 +116,8 @@ pub struct Dispatcher {
     /// Queued runs in the store as last counted, plus admissions here since.
     queued: Arc<AtomicUsize>,
     queue_limit: usize,
+    /// Runs bound to a node: known nodes only, under a bound of their own.
+    nodes: NodeIntake,
     dedup_window: Duration,
     lease: Duration,
     /// A run of this process ended: there is room to claim another.
@@ -126,7 +135,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>, nodes: NodeIntake) -> std::io::Result<Self> {
         let server = &host.config.server;
         let limits = SlotLimits {
             default: 2,
@@ -141,6 +150,7 @@ impl Dispatcher {
             capacity: Arc::new(Semaphore::new(server.max_concurrent_runs.max(1))),
             limits,
             queue_limit: server.queue_limit,
+            nodes,
             dedup_window: Duration::from_secs(server.dedup_window_secs),
             lease: server.lease(),
             room: Arc::new(Notify::new()),
@@ -231,15 +241,23 @@ impl Dispatcher {
         cooldown: Option<(String, Duration)>,
         alert: Option<AlertRecord>,
     ) -> Result<Admission, Refusal> {
-        let queued = self.queued.load(Ordering::Relaxed);
-        if queued >= self.queue_limit {
-            return Err(Refusal::Busy(queued));
-        }
         let store = self
             .host
             .store
             .clone()
             .ok_or_else(|| Refusal::Internal("no run store".into()))?;
+        // Each class of waiting work against its own bound: a node that is down fills only
+        // the fleet's, never this server's.
+        match &node {
+            Some(node) => self.nodes.check(store.as_ref(), node).await?,
+            None => {
+                let queued = self.queued.load(Ordering::Relaxed);
+                if queued >= self.queue_limit {
+                    return Err(Refusal::Busy(queued));
+                }
+            }
+        }
+        let local = node.is_none();
         let deduplicated = request.dedup_key.is_some();
         let usage = |e: anyhow::Error| {
             if e.downcast_ref::<UsageError>().is_some() {
@@ -271,7 +289,9 @@ impl Dispatcher {
         };
         match store.admit(admit).await {
             Ok(Admitted::Started) => {
-                self.queued_now(self.queued.fetch_add(1, Ordering::Relaxed) + 1);
+                if local {
+                    self.queued_now(self.queued.fetch_add(1, Ordering::Relaxed) + 1);
+                }
                 Ok(Admission::Started(run_id))
             }
             Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
@@ -320,8 +340,9 @@ impl Dispatcher {
                 }
                 // A count over the whole queue: not at every claim under a backlog.
                 if counted.elapsed() >= COUNT_EVERY
-                    && let Ok((queued, _)) = store.run_counts().await
+                    && let Ok(depths) = store.queue_depths(None).await
                 {
+                    let queued = depths.local;
                     counted = Instant::now();
                     self.queued.store(queued, Ordering::Relaxed);
                     self.queued_now(queued);

@@ -4,6 +4,7 @@
 //! accepted only while its session holds the run in the store: a run marked `lost` after its
 //! lease, or an agent restarted (a new session), is answered 409 and the agent stops it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,6 +18,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use super::dispatch::Refusal;
 use super::{App, Shared, error, reply};
 use crate::config::FleetConfig;
 use crate::fleet::{
@@ -25,6 +27,7 @@ use crate::fleet::{
 };
 use crate::records::RunOutcome;
 use crate::run::{MAX_ACTION_BYTES, MAX_ACTIONS, MAX_SUMMARY_BYTES};
+use crate::store::Store as RunStore;
 
 const ENDPOINT: &str = "agent";
 /// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
@@ -39,9 +42,12 @@ const MAX_REASON_BYTES: usize = 8 << 10;
 /// How often a held poll looks at the store without a wake (a lost NOTIFY).
 const POLL_RECHECK: Duration = Duration::from_secs(1);
 
+/// (node, its token) of every configured node; replaced on SIGHUP. The intake reads it too:
+/// a node without a token has no agent that could ever take its runs.
+pub type NodeTokens = Arc<std::sync::RwLock<Vec<(String, Vec<u8>)>>>;
+
 pub struct Fleet {
-    /// (node, its token); replaced on SIGHUP.
-    tokens: std::sync::RwLock<Vec<(String, Vec<u8>)>>,
+    tokens: NodeTokens,
     pub node_wait: Duration,
     poll_max: Duration,
     /// Cancelled when the server starts shutting down: held polls answer at once, so the
@@ -52,7 +58,7 @@ pub struct Fleet {
 impl Fleet {
     pub fn from_config(config: &FleetConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            tokens: std::sync::RwLock::new(Self::tokens_of(config)?),
+            tokens: Arc::new(std::sync::RwLock::new(Self::tokens_of(config)?)),
             node_wait: Duration::from_secs(config.node_wait_secs),
             poll_max: Duration::from_secs(config.poll_secs.max(1)),
             closing: CancellationToken::new(),
@@ -81,6 +87,15 @@ impl Fleet {
         *self.tokens.write().unwrap() = tokens;
     }
 
+    /// What the intake checks a node-bound run against (the same tokens, reloaded with them).
+    pub fn intake(&self, config: &FleetConfig) -> NodeIntake {
+        NodeIntake {
+            nodes: self.tokens.clone(),
+            queue_limit: config.queue_limit,
+            per_node: config.queue_limit_per_node,
+        }
+    }
+
     /// The node whose token the request carries. Every token is compared (in constant time),
     /// so timing does not say which one nearly matched.
     fn node_of(&self, headers: &HeaderMap) -> Option<String> {
@@ -97,6 +112,67 @@ impl Fleet {
             }
         }
         found
+    }
+}
+
+/// The door for runs bound to a node: the node must be configured (else no agent could ever
+/// take the run: refused, not queued to end `undeliverable` and page ops), and runs waiting
+/// for nodes have their own bound, per node and in total, apart from `[server] queue-limit`.
+pub struct NodeIntake {
+    nodes: NodeTokens,
+    queue_limit: usize,
+    per_node: usize,
+}
+
+impl NodeIntake {
+    pub fn knows(&self, node: &str) -> bool {
+        self.nodes
+            .read()
+            .unwrap()
+            .iter()
+            .any(|(name, _)| name == node)
+    }
+
+    /// Whether one more run may wait for `node`. Counted in the store (every replica's
+    /// admissions), so concurrent admissions can pass the bound by the few in flight.
+    pub async fn check(&self, store: &RunStore, node: &str) -> Result<(), Refusal> {
+        if !self.knows(node) {
+            return Err(Refusal::UnknownNode(format!(
+                "node {node} is not one of this server's fleet nodes (configured: {}); \
+                 add [fleet.nodes.{node}] with its agent's token to host.toml",
+                self.configured()
+            )));
+        }
+        let depths = store
+            .queue_depths(Some(node))
+            .await
+            .map_err(|e| Refusal::Unavailable(format!("{e:#}")))?;
+        if depths.node >= self.per_node {
+            return Err(Refusal::NodeBusy(format!(
+                "{} runs already wait for node {node}'s agent ([fleet] queue-limit-per-node = \
+                 {}); retry later",
+                depths.node, self.per_node
+            )));
+        }
+        if depths.nodes >= self.queue_limit {
+            return Err(Refusal::NodeBusy(format!(
+                "{} runs already wait for fleet nodes ([fleet] queue-limit = {}); retry later",
+                depths.nodes, self.queue_limit
+            )));
+        }
+        Ok(())
+    }
+
+    fn configured(&self) -> String {
+        let nodes = self.nodes.read().unwrap();
+        if nodes.is_empty() {
+            return "none".into();
+        }
+        nodes
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -89,7 +89,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     if let Some(url) = &host.config.server.public_url {
         crate::notify::set_public_url(url).context("[server] public-url")?;
     }
-    let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()))
+    let node_intake = fleet.intake(&host.config.fleet);
+    let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()), node_intake)
         .context("starting the runtime that executes runs")?;
     let app = Arc::new(App {
         dispatcher: Arc::new(dispatcher),
@@ -319,10 +320,12 @@ async fn refuse(app: &App, endpoint: &str, headers: &HeaderMap, body: &[u8]) -> 
 
 fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
-        Refusal::UnknownPlaybook(_) => StatusCode::NOT_FOUND,
+        Refusal::UnknownPlaybook(_) | Refusal::UnknownNode(_) => StatusCode::NOT_FOUND,
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
         Refusal::Broken(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Refusal::Busy(_) | Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Busy(_) | Refusal::NodeBusy(_) | Refusal::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -462,7 +465,12 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             }
             Ok(Admission::Cooldown) => records.push(record("cooldown", Some(playbook), None, None)),
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
-            Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_) | Refusal::Broken(_))) => {
+            Err(
+                e @ (Refusal::Invalid(_)
+                | Refusal::UnknownPlaybook(_)
+                | Refusal::UnknownNode(_)
+                | Refusal::Broken(_)),
+            ) => {
                 let rejected = record("rejected", Some(playbook), None, Some(e.to_string()));
                 records.push(rejected.clone());
                 unstored.push(rejected);
@@ -550,8 +558,9 @@ async fn run_hook(
     };
     // In a task of its own: a client hanging up must not cut an admission between its commit
     // and its run being queued.
+    let node = query.node.clone();
     let submitted = tokio::spawn({
-        let app = app.clone();
+        let (app, playbook) = (app.clone(), playbook.clone());
         async move {
             app.dispatcher
                 .submit(&playbook, request, query.node, None, None)
@@ -580,9 +589,41 @@ async fn run_hook(
             json!({ "runs": [], "status": "cooldown" }),
         ),
         Err(refusal) => {
+            if let (Refusal::UnknownNode(why), Some(node)) = (&refusal, node) {
+                record_refused_run(&app, &playbook, &node, why).await;
+            }
             let status = refusal_status(&refusal);
             error(&app, ENDPOINT, status, refusal.to_string())
         }
+    }
+}
+
+/// A run hook refused for good is kept where alerts are (`rejected`), so the operator sees
+/// who keeps asking for a node that does not exist; nobody is notified.
+async fn record_refused_run(app: &App, playbook: &str, node: &str, why: &str) {
+    let store = app
+        .dispatcher
+        .host()
+        .store
+        .clone()
+        .expect("the server has a store");
+    // The name is the caller's (it may be no playbook at all): kept short.
+    let playbook = crate::text::echo(playbook).into_owned();
+    let record = AlertRecord {
+        received_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        source: "webhook".into(),
+        alertname: playbook.clone(),
+        status: "firing".into(),
+        fingerprint: String::new(),
+        starts_at: String::new(),
+        labels: json!({ "node": node }),
+        disposition: "rejected".into(),
+        playbook: Some(playbook.clone()),
+        run_id: None,
+        detail: Some(why.into()),
+    };
+    if let Err(e) = store.record_alerts(vec![record]).await {
+        tracing::warn!("recording a refused run of {playbook}: {e:#}");
     }
 }
 

@@ -124,6 +124,17 @@ impl RunFilter {
     }
 }
 
+/// Queued runs, counted apart so that one class of waiting work cannot fill another's bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Runs for this server and its replicas.
+    pub local: usize,
+    /// Runs for fleet nodes, all together.
+    pub nodes: usize,
+    /// Runs for the node asked about (0 when none was).
+    pub node: usize,
+}
+
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// For messages: the SQLite file's path, or the database URL with its password masked.
@@ -216,6 +227,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
     /// (queued runs not claimed yet, running runs held under a live lease).
     async fn run_counts(&self) -> Result<(usize, usize)>;
+    /// Queued runs by who waits for them: this server's kind (no node), any node, and `node`.
+    async fn queue_depths(&self, node: Option<&str>) -> Result<QueueDepths>;
 
     // ---- the fleet: runs executed by `host agent` on a named node ---------------------------
     //

@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
-use super::backend::{Backend, RunFilter, SlotLimits};
+use super::backend::{Backend, QueueDepths, RunFilter, SlotLimits};
 use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
@@ -479,6 +479,11 @@ impl Backend for Postgres {
 
     async fn run_counts(&self) -> Result<(usize, usize)> {
         self.bounded("counting runs", reads::run_counts(self)).await
+    }
+
+    async fn queue_depths(&self, node: Option<&str>) -> Result<QueueDepths> {
+        self.bounded("counting queued runs", reads::queue_depths(self, node))
+            .await
     }
 
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::Postgres;
 use super::runs::{json, query, query_opt};
 use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
-use crate::store::RunFilter;
+use crate::store::{QueueDepths, RunFilter};
 
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
@@ -153,6 +153,23 @@ pub(super) async fn alerts(pg: &Postgres, limit: usize) -> Result<Vec<AlertRecor
             detail: r.get(10),
         })
         .collect())
+}
+
+pub(super) async fn queue_depths(pg: &Postgres, node: Option<&str>) -> Result<QueueDepths> {
+    let rows = query(
+        &pg.client().await?,
+        "SELECT count(*) FILTER (WHERE node IS NULL), count(*) FILTER (WHERE node IS NOT NULL),
+                count(*) FILTER (WHERE node = $1)
+         FROM runs WHERE status = 'queued'",
+        &[&node],
+    )
+    .await?;
+    let count = |i: usize| rows[0].get::<_, i64>(i) as usize;
+    Ok(QueueDepths {
+        local: count(0),
+        nodes: count(1),
+        node: count(2),
+    })
 }
 
 pub(super) async fn run_counts(pg: &Postgres) -> Result<(usize, usize)> {

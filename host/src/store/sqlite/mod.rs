@@ -14,7 +14,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
-use crate::store::{Backend, RunFilter, SlotLimits, Untold};
+use crate::store::{Backend, QueueDepths, RunFilter, SlotLimits, Untold};
 
 mod approvals;
 mod fleet;
@@ -606,6 +606,12 @@ impl Backend for Sqlite {
 
     async fn run_counts(&self) -> Result<(usize, usize)> {
         self.blocking(|conn| runs::run_counts(conn)).await
+    }
+
+    async fn queue_depths(&self, node: Option<&str>) -> Result<QueueDepths> {
+        let node = node.map(String::from);
+        self.blocking(move |conn| runs::queue_depths(conn, node.as_deref()))
+            .await
     }
 
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {

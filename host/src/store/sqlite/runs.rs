@@ -12,7 +12,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
     StoredRun, UnfinishedRun,
 };
-use crate::store::{CUT_OFF, RunFilter, SlotLimits, Untold};
+use crate::store::{CUT_OFF, QueueDepths, RunFilter, SlotLimits, Untold};
 
 pub(super) use crate::records::{now_ms, now_rfc3339};
 
@@ -384,6 +384,21 @@ pub(super) fn run_counts(conn: &Connection) -> Result<(usize, usize)> {
         )?
         .query_row(params![now_ms()], |r| r.get(0))?;
     Ok((queued as usize, running as usize))
+}
+
+pub(super) fn queue_depths(conn: &Connection, node: Option<&str>) -> Result<QueueDepths> {
+    let (local, nodes, this): (i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(node IS NULL), 0), coalesce(sum(node IS NOT NULL), 0),
+                    coalesce(sum(node IS NOT NULL AND node = ?1), 0)
+             FROM runs WHERE status = 'queued'",
+        )?
+        .query_row(params![node], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(QueueDepths {
+        local: local as usize,
+        nodes: nodes as usize,
+        node: this as usize,
+    })
 }
 
 pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>> {
