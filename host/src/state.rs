@@ -236,12 +236,9 @@ impl RunState {
     /// The timeline is checked before each call and log line, so it overshoots its cap by at
     /// most one (capped) event.
     pub(crate) fn check_timeline_size(&self) -> wasmtime::Result<()> {
-        if self.timeline.stored_bytes() > self.limits.max_timeline_bytes {
-            return Err(LimitExceeded(format!(
-                "more than {} bytes of timeline (log lines, steps, calls) in one run",
-                self.limits.max_timeline_bytes
-            ))
-            .into());
+        let stored = self.timeline.stored_bytes();
+        if let Some(why) = crate::timeline::over_cap(stored, self.limits.max_timeline_bytes) {
+            return Err(LimitExceeded(why).into());
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ pub struct Timeline {
     started: Instant,
     events: Vec<Event>,
     sink: Option<Sink>,
-    /// About how many bytes the events take when stored; the run's `max_timeline_bytes` caps it.
+    /// Bytes the events take when stored (their JSON); the run's `max_timeline_bytes` caps it.
     bytes: usize,
 }
 
@@ -133,47 +133,31 @@ impl EventKind {
             },
         }
     }
+}
 
-    /// About what the event adds to the stored timeline.
-    fn stored_bytes(&self) -> usize {
-        const OVERHEAD: usize = 96; // time, offset, tags and punctuation
-        OVERHEAD
-            + match self {
-                EventKind::Log { level, message } => level.len() + message.len(),
-                EventKind::Step {
-                    name,
-                    status,
-                    detail,
-                } => name.len() + status.len() + detail.len(),
-                EventKind::Call {
-                    interface,
-                    function,
-                    args,
-                    result,
-                    detail,
-                    ..
-                } => {
-                    interface.len()
-                        + function.len()
-                        + args.to_string().len()
-                        + result.len()
-                        + detail.as_ref().map_or(0, String::len)
-                }
-                EventKind::Notification {
-                    channel,
-                    severity,
-                    title,
-                    state,
-                    ..
-                } => channel.len() + severity.len() + title.len() + state.len(),
-                EventKind::Artifact {
-                    name,
-                    content_type,
-                    sha256,
-                    ..
-                } => name.len() + content_type.len() + sha256.len(),
-            }
-    }
+/// Longest `at` kept: an RFC 3339 time is about 30 bytes; a node's upload may say anything.
+const MAX_AT_BYTES: usize = 64;
+
+/// The gate every timeline event passes before it is kept, whoever reports it: a local run
+/// (`Timeline::record`) and a node's agent (server/fleet.rs, and the store's per-run check)
+/// call this one function. Returns the event with its strings capped (the `MAX_*` constants)
+/// and its JSON as the store keeps it, whose length is what the event costs the run's cap.
+pub fn admit(event: Event) -> (Event, String) {
+    let event = Event {
+        at: crate::text::truncate_owned(event.at, MAX_AT_BYTES),
+        offset_ms: event.offset_ms,
+        kind: event.kind.capped(),
+    };
+    let json = serde_json::to_string(&event).expect("an event serializes");
+    (event, json)
+}
+
+/// The run's timeline is over its cap once `stored` bytes (the JSON of its events) pass
+/// `max`: the limit's message. Checked before each event is added, so a timeline overshoots
+/// by at most one capped event, locally and from a node alike.
+pub fn over_cap(stored: usize, max: usize) -> Option<String> {
+    (stored > max)
+        .then(|| format!("more than {max} bytes of timeline (log lines, steps, calls) in one run"))
 }
 
 impl Timeline {
@@ -187,15 +171,14 @@ impl Timeline {
         }
     }
 
-    /// Records an event, its strings capped (see the `MAX_*` constants).
+    /// Records an event, its strings capped (see [`admit`]).
     pub fn record(&mut self, kind: EventKind) {
-        let kind = kind.capped();
-        self.bytes += kind.stored_bytes();
-        let event = Event {
+        let (event, json) = admit(Event {
             at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             offset_ms: round_ms(self.started.elapsed()),
             kind,
-        };
+        });
+        self.bytes += json.len();
         if let Some(sink) = &mut self.sink {
             sink(&event);
         }
@@ -228,7 +211,7 @@ impl Timeline {
         });
     }
 
-    /// About how many bytes the timeline takes when stored.
+    /// Bytes the timeline takes when stored (its events' JSON).
     pub fn stored_bytes(&self) -> usize {
         self.bytes
     }

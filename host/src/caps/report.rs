@@ -66,32 +66,69 @@ impl report::Host for RunState {
         content_type: String,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), CapError>> {
-        if let Err(e) = check_artifact_labels(&name, &content_type) {
-            return Ok(Err(e));
-        }
-        self.counters.artifact_bytes += data.len();
-        if self.counters.artifact_bytes > self.limits.max_artifact_bytes {
-            return Err(LimitExceeded(format!(
-                "more than {} bytes of artifacts in one run",
-                self.limits.max_artifact_bytes
-            ))
-            .into());
-        }
-        let sha256 = hex::encode(Sha256::digest(&data));
-        self.timeline.record(EventKind::Artifact {
-            name: name.clone(),
-            content_type: content_type.clone(),
-            bytes: data.len(),
-            sha256: sha256.clone(),
-        });
-        self.artifacts.push(Artifact {
+        match admit_artifact(
             name,
             content_type,
-            sha256,
-            bytes: data.len(),
-            text: String::from_utf8_lossy(&data).into_owned(),
-        });
-        Ok(Ok(()))
+            &data,
+            &mut self.counters.artifact_bytes,
+            self.limits.max_artifact_bytes,
+        ) {
+            Ok(artifact) => {
+                self.timeline.record(artifact.event());
+                self.artifacts.push(artifact);
+                Ok(Ok(()))
+            }
+            Err(NotKept::Invalid(e)) => Ok(Err(e)),
+            Err(NotKept::OverCap(why)) => Err(LimitExceeded(why).into()),
+        }
+    }
+}
+
+/// Why a piece of evidence is not kept.
+#[derive(Debug)]
+pub enum NotKept {
+    /// A name or content type no artifact may have.
+    Invalid(CapError),
+    /// The run's artifacts are over their cap: the limit's message (the run ends failed).
+    OverCap(String),
+}
+
+/// The gate every artifact passes, whoever reports it: a playbook's `attach` here and a
+/// node's outcome (server/fleet.rs) call this one function. Labels are checked, `total`
+/// (the run's artifact bytes so far) is counted against `max`, and the hash and size are
+/// computed from `data` itself, never taken from whoever sent it.
+pub fn admit_artifact(
+    name: String,
+    content_type: String,
+    data: &[u8],
+    total: &mut usize,
+    max: usize,
+) -> Result<Artifact, NotKept> {
+    check_artifact_labels(&name, &content_type).map_err(NotKept::Invalid)?;
+    *total = total.saturating_add(data.len());
+    if *total > max {
+        return Err(NotKept::OverCap(format!(
+            "more than {max} bytes of artifacts in one run"
+        )));
+    }
+    Ok(Artifact {
+        name,
+        content_type,
+        sha256: hex::encode(Sha256::digest(data)),
+        bytes: data.len(),
+        text: String::from_utf8_lossy(data).into_owned(),
+    })
+}
+
+impl Artifact {
+    /// The timeline's record of it.
+    pub fn event(&self) -> EventKind {
+        EventKind::Artifact {
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            bytes: self.bytes,
+            sha256: self.sha256.clone(),
+        }
     }
 }
 

@@ -20,14 +20,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::Refusal;
 use super::{App, Shared, error, reply};
+use crate::caps::report::{NotKept, admit_artifact};
 use crate::config::FleetConfig;
 use crate::fleet::{
     AgentId, END_STATUSES, EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse,
     PollRequest, PollResponse, check_session, runner_of,
 };
-use crate::records::RunOutcome;
+use crate::records::{Artifact, RunOutcome};
 use crate::run::{MAX_ACTION_BYTES, MAX_ACTIONS, MAX_SUMMARY_BYTES};
+use crate::state::LimitExceeded;
+use crate::store::Appended;
 use crate::store::Store as RunStore;
+use crate::timeline::{Event, EventKind};
 
 const ENDPOINT: &str = "agent";
 /// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
@@ -384,17 +388,48 @@ async fn events(
             ),
         );
     }
+    // The caps a local run's timeline has, by the same function; the store counts the run's
+    // stored events against the same cap in the transaction that writes them.
     let events = upload
         .events
-        .iter()
-        .map(|e| serde_json::to_string(e).expect("an event serializes"))
+        .into_iter()
+        .map(|e| crate::timeline::admit(e).1)
         .collect();
     let store = app.dispatcher.host().store.clone().expect("store");
-    match store.append_events(&id, &runner, upload.from, events).await {
-        Ok(true) => reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true })),
-        Ok(false) => not_held(&app, &id),
+    let max = record_caps().max_timeline_bytes;
+    match store
+        .append_events(&id, &runner, upload.from, events, max)
+        .await
+    {
+        Ok(Appended::Stored) => reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true })),
+        Ok(Appended::NotHeld) => not_held(&app, &id),
+        // As a local run: the run ends failed naming the limit; the agent, answered 409,
+        // stops it and writes nothing more.
+        Ok(Appended::Full(why)) => {
+            let reason = format!(
+                "{}; reported by node {}",
+                LimitExceeded(why),
+                upload.agent.node
+            );
+            if let Err(e) = store.end_unfinished(&id, "failed", &reason).await {
+                return unavailable(&app, e);
+            }
+            tracing::warn!("run {id}: {reason}");
+            error(
+                &app,
+                ENDPOINT,
+                StatusCode::CONFLICT,
+                format!("run {id} ended: {reason}"),
+            )
+        }
         Err(e) => unavailable(&app, e),
     }
+}
+
+/// The caps on what a run puts in the store. Not per-playbook settings: a node's own
+/// host.toml can lower them for its runs, never raise what this server keeps.
+fn record_caps() -> crate::policy::Limits {
+    crate::policy::Limits::default()
 }
 
 /// A run's end on the node: outcome, whole timeline and artifacts, in one write.
@@ -420,23 +455,8 @@ async fn finish(
         return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, problem);
     }
     let seconds = upload.timings["total_ms"].as_f64().unwrap_or_default() / 1e3;
-    let status = upload.status.clone();
-    let outcome = RunOutcome {
-        run_id: id.clone(),
-        status: upload.status,
-        summary: upload.summary,
-        actions: upload.actions,
-        reason: upload.reason,
-        ended_at: upload.ended_at,
-        timings: upload.timings,
-        grants: upload.grants,
-        events: upload
-            .events
-            .iter()
-            .map(|e| serde_json::to_string(e).expect("an event serializes"))
-            .collect(),
-        artifacts: upload.artifacts,
-    };
+    let outcome = node_outcome(&id, upload);
+    let status = outcome.status.clone();
     let store = app.dispatcher.host().store.clone().expect("store");
     let playbook = match store.get(&id).await {
         Ok(Some(run)) => run.run.playbook,
@@ -451,6 +471,119 @@ async fn finish(
         Ok(false) => not_held(&app, &id),
         Err(e) => unavailable(&app, e),
     }
+}
+
+/// What the store keeps of a node's outcome: its timeline and artifacts through the gates a
+/// local run's pass (`timeline::admit`, `report::admit_artifact`), the artifacts' hashes and
+/// sizes computed here from the bytes received, and what only the node can know (its grants
+/// and timings) kept as reported by that node. Over a cap, the run ends `failed` naming the
+/// limit, as a local run does.
+fn node_outcome(id: &str, upload: FinishUpload) -> RunOutcome {
+    let caps = record_caps();
+    let node = upload.agent.node.clone();
+    let mut over: Option<String> = None;
+    let mut stored = 0;
+    let mut events = Vec::with_capacity(upload.events.len());
+    for event in upload.events {
+        if let Some(why) = crate::timeline::over_cap(stored, caps.max_timeline_bytes) {
+            over = Some(why);
+            break;
+        }
+        let (_, json) = crate::timeline::admit(event);
+        stored += json.len();
+        events.push(json);
+    }
+    let mut total = 0;
+    let mut artifacts = Vec::new();
+    for artifact in upload.artifacts {
+        let data = artifact.text.into_bytes();
+        match admit_artifact(
+            artifact.name,
+            artifact.content_type,
+            &data,
+            &mut total,
+            caps.max_artifact_bytes,
+        ) {
+            Ok(kept) => artifacts.push(kept),
+            Err(NotKept::Invalid(e)) => {
+                tracing::warn!("run {id}: node {node} sent an artifact no run may attach: {e}")
+            }
+            Err(NotKept::OverCap(why)) => {
+                over.get_or_insert(why);
+                break;
+            }
+        }
+    }
+    // The timeline's artifact events say what the server stored, not what the node claimed.
+    let events = events
+        .into_iter()
+        .map(|json| with_stored_artifact(json, &artifacts))
+        .collect();
+    let (status, summary, reason) = match over {
+        Some(why) => {
+            let reason = format!("{}; reported by node {node}", LimitExceeded(why));
+            (
+                "failed".to_string(),
+                format!("run failed: {reason}"),
+                Some(reason),
+            )
+        }
+        None => (upload.status, upload.summary, upload.reason),
+    };
+    RunOutcome {
+        run_id: id.to_string(),
+        status,
+        summary,
+        actions: upload.actions,
+        reason,
+        ended_at: upload.ended_at,
+        timings: reported_by(&node, upload.timings),
+        grants: reported_by(&node, upload.grants),
+        events,
+        artifacts,
+    }
+}
+
+/// Longest grants or timings a node's report may take in the store.
+const MAX_REPORTED_ITEMS: usize = 256;
+
+/// What only the node can say, capped and labelled as its word: `{"reported_by_node": …}`.
+fn reported_by(node: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut value = crate::text::cap_json(value, MAX_REASON_BYTES, MAX_REPORTED_ITEMS);
+    match &mut value {
+        serde_json::Value::Object(map) => {
+            map.insert("reported_by_node".into(), json!(node));
+            value
+        }
+        other => json!({ "reported_by_node": node, "report": other }),
+    }
+}
+
+/// An artifact event (JSON) with the hash and size of the artifact the server stored under
+/// that name; one it did not store says so (size 0, no hash).
+fn with_stored_artifact(json: String, artifacts: &[Artifact]) -> String {
+    let Ok(Event {
+        at,
+        offset_ms,
+        kind: EventKind::Artifact {
+            name, content_type, ..
+        },
+    }) = serde_json::from_str::<Event>(&json)
+    else {
+        return json;
+    };
+    let stored = artifacts.iter().find(|a| a.name == name);
+    let event = Event {
+        at,
+        offset_ms,
+        kind: EventKind::Artifact {
+            bytes: stored.map_or(0, |a| a.bytes),
+            sha256: stored.map(|a| a.sha256.clone()).unwrap_or_default(),
+            name,
+            content_type,
+        },
+    };
+    serde_json::to_string(&event).expect("an event serializes")
 }
 
 /// What the store would refuse to show people: the same caps a local run's outcome has.

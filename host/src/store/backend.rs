@@ -124,6 +124,16 @@ impl RunFilter {
     }
 }
 
+/// What became of a node's live events (`append_events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Stored,
+    /// The run is not the runner's (anymore): nothing written.
+    NotHeld,
+    /// The run's timeline reached its cap: what fit is stored; the limit's message.
+    Full(String),
+}
+
 /// Queued runs, counted apart so that one class of waiting work cannot fill another's bound.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepths {
@@ -260,15 +270,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Appends live timeline events (JSON text) of a run `runner` holds, numbered from `from`
     /// (an event already stored under a number is replaced: an agent's retry is idempotent),
-    /// in one transaction with the check. False, nothing written, when it does not hold it.
-    /// `get` shows them, in number order, while the run is `running`.
+    /// in one transaction with the check. `NotHeld`, nothing written, when it does not hold
+    /// it. The run's stored events count against `max_bytes` as a local run's timeline does
+    /// (`timeline::over_cap` before each event): the events that fit are stored, and `Full`
+    /// says the rest were not. `get` shows them, in number order, while the run is `running`.
     async fn append_events(
         &self,
         run_id: &str,
         runner: &str,
         from: usize,
         events: Vec<String>,
-    ) -> Result<bool>;
+        max_bytes: usize,
+    ) -> Result<Appended>;
 
     /// As `finish`, only while `runner` holds the run; the outcome's timeline replaces the
     /// events appended live. False, nothing written, when it does not hold it.

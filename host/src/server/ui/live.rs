@@ -66,11 +66,15 @@ async fn append_live(
         }
         let count = batch.len();
         let runner = crate::store::this_runner();
-        match store.append_events(&run_id, runner, from, batch).await {
-            Ok(true) => from += count,
+        // The local timeline has capped itself already (`timeline::admit`).
+        match store
+            .append_events(&run_id, runner, from, batch, usize::MAX)
+            .await
+        {
+            Ok(crate::store::Appended::Stored) => from += count,
             // The run ended or was taken from this process, or the store is away: live
             // events are a view, the outcome carries the whole timeline.
-            Ok(false) | Err(_) => return,
+            Ok(_) | Err(_) => return,
         }
     }
 }

@@ -4,20 +4,24 @@
 
 use super::*;
 use crate::records::undeliverable_reason;
+use crate::store::Appended;
 
-const AGENT_A: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000001";
+/// A timeline cap no test here reaches (`caps.rs` tests the cap itself).
+pub(super) const NO_CAP: usize = usize::MAX;
+
+pub(super) const AGENT_A: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000001";
 const AGENT_B: &str = "agent/node-b/6f1c2b7e-0000-4000-8000-000000000002";
 /// node-a's agent restarted: a new identity, which holds none of the old one's runs.
 const AGENT_A_AGAIN: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000003";
 
-fn for_node(id: &str, node: &str, seq: usize) -> QueuedRun {
+pub(super) fn for_node(id: &str, node: &str, seq: usize) -> QueuedRun {
     QueuedRun {
         node: Some(node.into()),
         ..queued(id, "pb", seq)
     }
 }
 
-fn live_event(message: &str) -> String {
+pub(super) fn live_event(message: &str) -> String {
     serde_json::json!({
         "at": "2026-11-25T10:00:01.000Z", "offset_ms": 1.0,
         "event": "log", "level": "info", "message": message,
@@ -25,12 +29,12 @@ fn live_event(message: &str) -> String {
     .to_string()
 }
 
-fn live_events(messages: &[&str]) -> Vec<String> {
+pub(super) fn live_events(messages: &[&str]) -> Vec<String> {
     messages.iter().map(|m| live_event(m)).collect()
 }
 
 /// The run's timeline as the messages of its events, in order.
-async fn timeline(backend: &Arc<dyn Backend>, id: &str) -> Vec<String> {
+pub(super) async fn timeline(backend: &Arc<dyn Backend>, id: &str) -> Vec<String> {
     let run = backend.get(id).await.unwrap().expect(id);
     run.timeline
         .iter()
@@ -232,50 +236,63 @@ pub(crate) async fn append_events_only_while_held(s: Subject) {
     let wide = limits(100, &[]);
     b.admit(admit(for_node("a1", "node-a", 1))).await.unwrap();
     // Not claimed yet: nobody holds it.
-    assert!(
-        !b.append_events("a1", AGENT_A, 0, live_events(&["early"]))
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 0, live_events(&["early"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::NotHeld
     );
     assert_eq!(
         node_claim(b, "node-a", AGENT_A, 1, &wide, LONG).await,
         ["a1"]
     );
-    assert!(
-        b.append_events("a1", AGENT_A, 0, live_events(&["e0", "e1"]))
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 0, live_events(&["e0", "e1"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::Stored
     );
     assert_eq!(timeline(b, "a1").await, ["e0", "e1"]);
     // A retry from 1 replaces event 1 and adds event 2.
-    assert!(
-        b.append_events("a1", AGENT_A, 1, live_events(&["e1", "e2"]))
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 1, live_events(&["e1", "e2"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::Stored
     );
     assert_eq!(timeline(b, "a1").await, ["e0", "e1", "e2"]);
     // Later numbers first still read back in number order.
-    assert!(
-        b.append_events("a1", AGENT_A, 4, live_events(&["e4"]))
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 4, live_events(&["e4"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::Stored
     );
-    assert!(
-        b.append_events("a1", AGENT_A, 3, live_events(&["e3"]))
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 3, live_events(&["e3"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::Stored
     );
     assert_eq!(timeline(b, "a1").await, ["e0", "e1", "e2", "e3", "e4"]);
     // A stale runner (node-a's agent restarted) writes nothing, not even past the end.
-    assert!(
-        !b.append_events("a1", AGENT_A_AGAIN, 1, live_events(&["stale", "stale"]))
-            .await
-            .unwrap()
+    assert_eq!(
+        b.append_events(
+            "a1",
+            AGENT_A_AGAIN,
+            1,
+            live_events(&["stale", "stale"]),
+            NO_CAP
+        )
+        .await
+        .unwrap(),
+        Appended::NotHeld
     );
-    assert!(
-        !b.append_events("a1", AGENT_B, 9, live_events(&["other"]))
+    assert_eq!(
+        b.append_events("a1", AGENT_B, 9, live_events(&["other"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::NotHeld
     );
     assert_eq!(timeline(b, "a1").await, ["e0", "e1", "e2", "e3", "e4"]);
     assert_eq!(status(b, "a1").await, "running");
@@ -286,20 +303,22 @@ pub(crate) async fn append_events_only_while_held(s: Subject) {
         node_claim(b, "node-a", AGENT_A, 1, &wide, SHORT).await,
         ["a2"]
     );
-    assert!(
-        b.append_events("a2", AGENT_A, 0, live_events(&["before"]))
+    assert_eq!(
+        b.append_events("a2", AGENT_A, 0, live_events(&["before"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::Stored
     );
     eventually("a2 is lost", || async move {
         b.expire_leases().await.unwrap();
         status(b, "a2").await == "lost"
     })
     .await;
-    assert!(
-        !b.append_events("a2", AGENT_A, 1, live_events(&["after"]))
+    assert_eq!(
+        b.append_events("a2", AGENT_A, 1, live_events(&["after"]), NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::NotHeld
     );
     assert_eq!(timeline(b, "a2").await, ["before"]);
 }
@@ -314,7 +333,12 @@ pub(crate) async fn finish_held_by_the_holder_replaces_live_events(s: Subject) {
         ["a1"]
     );
     let live = live_events(&["live0", "live1", "live2"]);
-    assert!(b.append_events("a1", AGENT_A, 0, live).await.unwrap());
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 0, live, NO_CAP)
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
 
     // A stale runner is refused and writes nothing: the run, its events, its slot stay.
     assert!(

@@ -32,6 +32,7 @@ use futures::future::BoxFuture;
 use crate::store::backend::{Backend, SlotLimits};
 
 mod approvals;
+mod caps;
 mod console;
 mod delivery;
 mod fleet;
@@ -41,6 +42,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
 pub(crate) use approvals::*;
+pub(crate) use caps::*;
 pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
@@ -104,6 +106,8 @@ macro_rules! conformance_tests {
             slots_count_node_and_server_runs_together,
             renew_held_answers_only_runs_still_held,
             append_events_only_while_held,
+            live_events_stop_at_the_timeline_cap,
+            queued_runs_are_counted_by_who_waits_for_them,
             finish_held_by_the_holder_replaces_live_events,
             nodes_are_listed_with_their_runs,
             undelivered_node_runs_end_after_the_wait_and_are_told_once,

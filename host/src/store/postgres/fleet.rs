@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use super::runs::{execute, query, query_opt};
 use super::{Postgres, pg_error, secs};
 use crate::records::{NodeRecord, undeliverable_reason};
+use crate::store::Appended;
 
 pub(super) async fn renew_held(
     pg: &Postgres,
@@ -49,26 +50,49 @@ pub(super) async fn append_events(
     run_id: &str,
     runner: &str,
     from: usize,
-    events: Vec<String>,
-) -> Result<bool> {
+    mut events: Vec<String>,
+    max_bytes: usize,
+) -> Result<Appended> {
     let last = from.saturating_add(events.len());
-    let from = i32::try_from(from)
+    let (from, end) = i32::try_from(from)
         .ok()
-        .filter(|_| i32::try_from(last).is_ok())
+        .zip(i32::try_from(last).ok())
         .with_context(|| format!("event numbers up to {last} are out of range"))?;
     let mut client = pg.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    // FOR SHARE: the run cannot end (finish, expiry) between this check and the writes.
+    // FOR UPDATE: the run cannot end (finish, expiry) between this check and the writes, and
+    // two uploads of one run are counted against its cap one after the other.
     let held = query_opt(
         &tx,
         "SELECT 1 FROM runs
          WHERE id = $1 AND runner = $2 AND status = 'running' AND lease_until >= now()
-         FOR SHARE",
+         FOR UPDATE",
         &[&run_id, &runner],
     )
     .await?;
     if held.is_none() {
-        return Ok(false);
+        return Ok(Appended::NotHeld);
+    }
+    // What the run's other events take (the numbers written now are replaced).
+    let stored: i64 = query(
+        &tx,
+        "SELECT coalesce(sum(octet_length(event)), 0)::bigint FROM events
+         WHERE run_id = $1 AND (seq < $2 OR seq >= $3)",
+        &[&run_id, &from, &end],
+    )
+    .await?[0]
+        .get(0);
+    let mut stored = stored.max(0) as usize;
+    let mut full = None;
+    for (fit, event) in events.iter().enumerate() {
+        if let Some(why) = crate::timeline::over_cap(stored, max_bytes) {
+            full = Some((fit, why));
+            break;
+        }
+        stored += event.len();
+    }
+    if let Some((fit, _)) = &full {
+        events.truncate(*fit);
     }
     execute(
         &tx,
@@ -80,7 +104,7 @@ pub(super) async fn append_events(
     )
     .await?;
     tx.commit().await.map_err(pg_error)?;
-    Ok(true)
+    Ok(full.map_or(Appended::Stored, |(_, why)| Appended::Full(why)))
 }
 
 pub(super) async fn node_seen(

@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
-use super::backend::{Backend, QueueDepths, RunFilter, SlotLimits};
+use super::backend::{Appended, Backend, QueueDepths, RunFilter, SlotLimits};
 use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
@@ -337,10 +337,11 @@ impl Backend for Postgres {
         runner: &str,
         from: usize,
         events: Vec<String>,
-    ) -> Result<bool> {
+        max_bytes: usize,
+    ) -> Result<Appended> {
         self.bounded(
             &format!("appending events of run {run_id}"),
-            fleet::append_events(self, run_id, runner, from, events),
+            fleet::append_events(self, run_id, runner, from, events, max_bytes),
         )
         .await
     }

@@ -11,6 +11,7 @@ use rusqlite::{Connection, params};
 
 use super::runs::{now_ms, now_rfc3339, since};
 use crate::records::{NodeRecord, rfc3339, undeliverable_reason};
+use crate::store::Appended;
 
 /// Renews the live leases `runner` holds among `ids`; returns the ids renewed, each once.
 pub(super) fn renew_held(
@@ -45,27 +46,40 @@ fn holds(conn: &Connection, run_id: &str, runner: &str) -> Result<bool> {
 }
 
 /// Stores events `from`, `from + 1`, … of a run `runner` holds (a number stored already is
-/// replaced); false, nothing written, when it does not hold it. Inside the writer's
-/// transaction, so the check and the writes are one.
+/// replaced) while the run's timeline is within `max_bytes`. Inside the writer's transaction,
+/// so the check and the writes are one.
 pub(super) fn append_events(
     conn: &Connection,
     run_id: &str,
     runner: &str,
     from: usize,
     events: &[String],
-) -> Result<bool> {
+    max_bytes: usize,
+) -> Result<Appended> {
     if !holds(conn, run_id, runner)? {
-        return Ok(false);
+        return Ok(Appended::NotHeld);
     }
+    let first = i64::try_from(from)?;
+    let end = i64::try_from(from.saturating_add(events.len()))?;
+    // What the run's other events take (the numbers written now are replaced).
+    let mut stored: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(length(CAST(event AS BLOB))), 0) FROM events
+             WHERE run_id = ?1 AND (seq < ?2 OR seq >= ?3)",
+        )?
+        .query_row(params![run_id, first, end], |r| r.get(0))?;
     let mut upsert = conn.prepare_cached(
         "INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)
          ON CONFLICT (run_id, seq) DO UPDATE SET event = excluded.event",
     )?;
-    for (i, event) in events.iter().enumerate() {
-        let seq = i64::try_from(from.saturating_add(i))?;
+    for (seq, event) in (first..).zip(events) {
+        if let Some(why) = crate::timeline::over_cap(stored.max(0) as usize, max_bytes) {
+            return Ok(Appended::Full(why));
+        }
         upsert.execute(params![run_id, seq, event])?;
+        stored += event.len() as i64;
     }
-    Ok(true)
+    Ok(Appended::Stored)
 }
 
 /// The node's row now names this session; a new session starts a new `connected_at`.

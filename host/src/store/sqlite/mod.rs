@@ -14,7 +14,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
-use crate::store::{Backend, QueueDepths, RunFilter, SlotLimits, Untold};
+use crate::store::{Appended, Backend, QueueDepths, RunFilter, SlotLimits, Untold};
 
 mod approvals;
 mod fleet;
@@ -478,10 +478,11 @@ impl Backend for Sqlite {
         runner: &str,
         from: usize,
         events: Vec<String>,
-    ) -> Result<bool> {
+        max_bytes: usize,
+    ) -> Result<Appended> {
         let (run_id, runner) = (run_id.to_string(), runner.to_string());
         self.writer()
-            .write(move |tx| fleet::append_events(tx, &run_id, &runner, from, &events))
+            .write(move |tx| fleet::append_events(tx, &run_id, &runner, from, &events, max_bytes))
             .await
     }
 
