@@ -36,6 +36,18 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Text as every store keeps it: NUL, which PostgreSQL's `text` refuses and SQLite keeps,
+/// written as [`escape`] writes it (`\u{0}`), so both backends take and give back the same
+/// string. Invalid UTF-8 never gets this far: bytes become text through
+/// `String::from_utf8_lossy` (U+FFFD) where they enter.
+pub fn for_store(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\\u{0}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Like [`escape`], but keeps line breaks and tabs: for multi-line text a playbook wrote
 /// (artifact contents shown as text), where the lines are the content.
 pub fn escape_keeping_lines(text: &str) -> Cow<'_, str> {

@@ -7,6 +7,7 @@ mod approvals;
 mod auth;
 mod dispatch;
 mod fleet;
+mod intake;
 mod metrics;
 mod reload;
 mod rescue;
@@ -349,7 +350,7 @@ async fn alertmanager_hook(State(app): State<Shared>, headers: HeaderMap, body: 
         async move {
             let mut outcomes = Vec::new();
             for alert in alerts {
-                outcomes.extend(handle_alert(&app, &alert).await?);
+                outcomes.extend(intake::handle_in_batch(&app, &alert).await?);
             }
             Ok(outcomes)
         }
@@ -590,40 +591,11 @@ async fn run_hook(
         ),
         Err(refusal) => {
             if let (Refusal::UnknownNode(why), Some(node)) = (&refusal, node) {
-                record_refused_run(&app, &playbook, &node, why).await;
+                intake::record_refused_run(&app, &playbook, &node, why).await;
             }
             let status = refusal_status(&refusal);
             error(&app, ENDPOINT, status, refusal.to_string())
         }
-    }
-}
-
-/// A run hook refused for good is kept where alerts are (`rejected`), so the operator sees
-/// who keeps asking for a node that does not exist; nobody is notified.
-async fn record_refused_run(app: &App, playbook: &str, node: &str, why: &str) {
-    let store = app
-        .dispatcher
-        .host()
-        .store
-        .clone()
-        .expect("the server has a store");
-    // The name is the caller's (it may be no playbook at all): kept short.
-    let playbook = crate::text::echo(playbook).into_owned();
-    let record = AlertRecord {
-        received_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        source: "webhook".into(),
-        alertname: playbook.clone(),
-        status: "firing".into(),
-        fingerprint: String::new(),
-        starts_at: String::new(),
-        labels: json!({ "node": node }),
-        disposition: "rejected".into(),
-        playbook: Some(playbook.clone()),
-        run_id: None,
-        detail: Some(why.into()),
-    };
-    if let Err(e) = store.record_alerts(vec![record]).await {
-        tracing::warn!("recording a refused run of {playbook}: {e:#}");
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 pub mod backend;
+mod clean;
 #[cfg(test)]
 mod conformance;
 pub mod postgres;

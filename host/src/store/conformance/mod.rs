@@ -38,6 +38,7 @@ mod delivery;
 mod fleet;
 mod runs;
 mod schedules;
+mod text;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
@@ -48,6 +49,7 @@ pub(crate) use delivery::*;
 pub(crate) use fleet::*;
 pub(crate) use runs::*;
 pub(crate) use schedules::*;
+pub(crate) use text::*;
 
 type Make<T> = Arc<dyn Fn() -> BoxFuture<'static, Result<T>> + Send + Sync>;
 
@@ -108,6 +110,7 @@ macro_rules! conformance_tests {
             append_events_only_while_held,
             live_events_stop_at_the_timeline_cap,
             queued_runs_are_counted_by_who_waits_for_them,
+            nul_and_odd_bytes_are_kept_alike_in_every_text,
             finish_held_by_the_holder_replaces_live_events,
             nodes_are_listed_with_their_runs,
             undelivered_node_runs_end_after_the_wait_and_are_told_once,

@@ -20,6 +20,7 @@ use crate::records::{
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::Untold;
+use crate::store::clean::{self, Clean};
 
 mod approvals;
 mod fleet;
@@ -213,6 +214,7 @@ impl Backend for Postgres {
     }
 
     async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()> {
+        let run = run.cleaned();
         self.bounded(
             "recording a run",
             runs::insert_running(self, run, runner, lease),
@@ -221,6 +223,7 @@ impl Backend for Postgres {
     }
 
     async fn admit(&self, admit: Admit) -> Result<Admitted> {
+        let admit = admit.cleaned();
         let admitted = self
             .bounded("admitting a run", runs::admit(self, admit))
             .await?;
@@ -232,6 +235,7 @@ impl Backend for Postgres {
     }
 
     async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()> {
+        let alerts = alerts.cleaned();
         self.bounded("recording alerts", runs::record_alerts(self, alerts))
             .await
     }
@@ -255,6 +259,7 @@ impl Backend for Postgres {
     }
 
     async fn finish(&self, outcome: RunOutcome) -> Result<()> {
+        let outcome = outcome.cleaned();
         let id = outcome.run_id.clone();
         self.bounded(
             &format!("finishing run {id}"),
@@ -267,6 +272,7 @@ impl Backend for Postgres {
     }
 
     async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool> {
+        let reason = &*clean::text(reason);
         let ended = self
             .bounded(
                 &format!("ending run {id}"),
@@ -339,6 +345,8 @@ impl Backend for Postgres {
         events: Vec<String>,
         max_bytes: usize,
     ) -> Result<Appended> {
+        let mut events = events;
+        events.iter_mut().for_each(clean::clean_json_text);
         self.bounded(
             &format!("appending events of run {run_id}"),
             fleet::append_events(self, run_id, runner, from, events, max_bytes),
@@ -347,6 +355,7 @@ impl Backend for Postgres {
     }
 
     async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
+        let outcome = outcome.cleaned();
         let id = outcome.run_id.clone();
         let written = self
             .bounded(
@@ -391,6 +400,7 @@ impl Backend for Postgres {
     }
 
     async fn fire(&self, firing: Firing) -> Result<Fired> {
+        let firing = firing.cleaned();
         let fired = self
             .bounded(
                 "recording a schedule's firing",
@@ -405,6 +415,7 @@ impl Backend for Postgres {
     }
 
     async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
+        let approval = approval.cleaned();
         self.bounded("recording an approval", approvals::open(self, &approval))
             .await
     }
@@ -414,6 +425,7 @@ impl Backend for Postgres {
         id: &str,
         messages: Vec<serde_json::Value>,
     ) -> Result<()> {
+        let messages = messages.cleaned();
         self.bounded(
             "recording an approval's messages",
             approvals::set_messages(self, id, &messages),
@@ -426,6 +438,7 @@ impl Backend for Postgres {
         id: &str,
         decision: Decision,
     ) -> Result<Option<ApprovalRecord>> {
+        let decision = decision.cleaned();
         self.bounded(
             "deciding an approval",
             approvals::decide(self, id, &decision),
@@ -470,6 +483,7 @@ impl Backend for Postgres {
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
+        let id = &*clean::text(id);
         self.bounded("reading a run", reads::get(self, id)).await
     }
 
@@ -496,6 +510,7 @@ impl Backend for Postgres {
     }
 
     async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
+        let (message, once_key) = (message.cleaned(), once_key.cleaned());
         self.bounded(
             "queueing a message",
             outbox::enqueue(self, message, once_key),
@@ -525,6 +540,7 @@ impl Backend for Postgres {
     }
 
     async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
         self.bounded(
             "updating a message",
             outbox::mark_retry(self, id, after, error),
@@ -533,6 +549,7 @@ impl Backend for Postgres {
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
         self.bounded("updating a message", outbox::mark_failed(self, id, error))
             .await
     }
@@ -567,6 +584,7 @@ impl Backend for Postgres {
         channel: &str,
         dedup_key: &str,
     ) -> Result<Option<OutboxRow>> {
+        let dedup_key = &*clean::text(dedup_key);
         self.bounded(
             "reading the outbox",
             outbox::last_for_dedup_key(self, channel, dedup_key),

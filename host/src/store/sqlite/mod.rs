@@ -14,6 +14,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
+use crate::store::clean::{self, Clean};
 use crate::store::{Appended, Backend, QueueDepths, RunFilter, SlotLimits, Untold};
 
 mod approvals;
@@ -365,6 +366,7 @@ impl Backend for Sqlite {
     }
 
     async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()> {
+        let run = run.cleaned();
         let runner = runner.to_string();
         self.blocking(move |conn| {
             let until = runs::now_ms() + millis(lease);
@@ -374,6 +376,7 @@ impl Backend for Sqlite {
     }
 
     async fn admit(&self, admit: Admit) -> Result<Admitted> {
+        let admit = admit.cleaned();
         let admitted = self
             .writer()
             .write(move |tx| runs::admit(tx, admit))
@@ -385,6 +388,7 @@ impl Backend for Sqlite {
     }
 
     async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()> {
+        let alerts = alerts.cleaned();
         self.writer()
             .write(move |tx| alerts.iter().try_for_each(|a| runs::insert_alert(tx, a)))
             .await
@@ -408,6 +412,7 @@ impl Backend for Sqlite {
     }
 
     async fn finish(&self, outcome: RunOutcome) -> Result<()> {
+        let outcome = outcome.cleaned();
         self.writer()
             .write(move |tx| runs::write_outcome(tx, &outcome))
             .await?;
@@ -416,6 +421,7 @@ impl Backend for Sqlite {
     }
 
     async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool> {
+        let reason = &*clean::text(reason);
         let (id, status, reason) = (id.to_string(), status.to_string(), reason.to_string());
         let ended = self
             .writer()
@@ -480,6 +486,8 @@ impl Backend for Sqlite {
         events: Vec<String>,
         max_bytes: usize,
     ) -> Result<Appended> {
+        let mut events = events;
+        events.iter_mut().for_each(clean::clean_json_text);
         let (run_id, runner) = (run_id.to_string(), runner.to_string());
         self.writer()
             .write(move |tx| fleet::append_events(tx, &run_id, &runner, from, &events, max_bytes))
@@ -487,6 +495,7 @@ impl Backend for Sqlite {
     }
 
     async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
+        let outcome = outcome.cleaned();
         let runner = runner.to_string();
         let written = self
             .writer()
@@ -522,6 +531,7 @@ impl Backend for Sqlite {
     }
 
     async fn fire(&self, firing: Firing) -> Result<Fired> {
+        let firing = firing.cleaned();
         let fired = self
             .writer()
             .write(move |tx| schedules::fire(tx, firing))
@@ -533,6 +543,7 @@ impl Backend for Sqlite {
     }
 
     async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
+        let approval = approval.cleaned();
         self.writer()
             .write(move |tx| approvals::open(tx, &approval))
             .await
@@ -543,6 +554,7 @@ impl Backend for Sqlite {
         id: &str,
         messages: Vec<serde_json::Value>,
     ) -> Result<()> {
+        let messages = messages.cleaned();
         let id = id.to_string();
         self.writer()
             .write(move |tx| approvals::set_messages(tx, &id, &messages))
@@ -554,6 +566,7 @@ impl Backend for Sqlite {
         id: &str,
         decision: Decision,
     ) -> Result<Option<ApprovalRecord>> {
+        let decision = decision.cleaned();
         let id = id.to_string();
         self.writer()
             .write(move |tx| approvals::decide(tx, &id, &decision))
@@ -597,6 +610,7 @@ impl Backend for Sqlite {
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
+        let id = &*clean::text(id);
         let id = id.to_string();
         self.blocking(move |conn| runs::get(conn, &id)).await
     }
@@ -623,6 +637,7 @@ impl Backend for Sqlite {
     }
 
     async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
+        let (message, once_key) = (message.cleaned(), once_key.cleaned());
         self.blocking(move |conn| outbox::enqueue(conn, &message, once_key.as_deref()))
             .await
     }
@@ -644,12 +659,14 @@ impl Backend for Sqlite {
     }
 
     async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
         let error = error.to_string();
         self.blocking(move |conn| outbox::mark_retry(conn, id, after, &error))
             .await
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
         let error = error.to_string();
         self.blocking(move |conn| outbox::mark_failed(conn, id, &error))
             .await
@@ -684,6 +701,7 @@ impl Backend for Sqlite {
         channel: &str,
         dedup_key: &str,
     ) -> Result<Option<OutboxRow>> {
+        let dedup_key = &*clean::text(dedup_key);
         let (channel, dedup_key) = (channel.to_string(), dedup_key.to_string());
         self.blocking(move |conn| outbox::last_for_dedup_key(conn, &channel, &dedup_key))
             .await
