@@ -113,8 +113,9 @@ enum Command {
         /// agent, whose host.toml decides what it may do; the timeline is followed live
         #[arg(long, value_name = "NAME", requires = "server", conflicts_with_all = ["plugin", "alert_file"])]
         node: Option<String>,
-        /// With --node: the server, e.g. http://runbook.internal:9095 (tokens: RUNBOOK_RUN_TOKEN
-        /// for /hooks/run, RUNBOOK_API_TOKEN for reading the run)
+        /// With --node: the server, e.g. http://runbook.internal:9095. Bearer tokens:
+        /// RUNBOOK_RUN_TOKEN for /hooks/run, RUNBOOK_API_TOKEN for reading the run; basic auth
+        /// for reading: RUNBOOK_API_USER and RUNBOOK_API_PASSWORD, or https://user:pass@host
         #[arg(long, env = "RUNBOOK_SERVER", value_name = "URL")]
         server: Option<url::Url>,
         /// Also write the run as a fixture for `host test`: the incident, every capability
@@ -550,8 +551,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         ..
     } = &cli.command
     {
-        let run_token = std::env::var("RUNBOOK_RUN_TOKEN").ok();
-        let api_token = std::env::var("RUNBOOK_API_TOKEN").ok();
+        let (run_auth, api_auth) = runbook_host::fleet::remote::ApiAuth::from_env(server);
         let severity = severity.map(|s| s.as_str().to_string());
         let status =
             runbook_host::fleet::remote::run_on_node(runbook_host::fleet::remote::RemoteRun {
@@ -561,8 +561,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 params,
                 dry_run: *dry_run,
                 severity: severity.as_deref(),
-                run_token: run_token.as_deref(),
-                api_token: api_token.as_deref(),
+                run_auth,
+                api_auth,
                 json: *json,
             })
             .await?;

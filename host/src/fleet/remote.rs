@@ -19,10 +19,86 @@ pub struct RemoteRun<'a> {
     pub params: &'a [(String, String)],
     pub dry_run: bool,
     pub severity: Option<&'a str>,
-    /// Bearer token of `[webhooks.run]`; the read API's (`[webhooks.api]`) when different.
-    pub run_token: Option<&'a str>,
-    pub api_token: Option<&'a str>,
+    /// What `/hooks/run` (`[webhooks.run]`) and the read API (`[webhooks.api]`) are asked
+    /// with: see [`ApiAuth::from_env`].
+    pub run_auth: Option<ApiAuth>,
+    pub api_auth: Option<ApiAuth>,
     pub json: bool,
+}
+
+/// How the CLI proves itself to a server: a bearer token or basic auth, whichever the
+/// server's `[webhooks.*] auth` asks for.
+#[derive(Clone)]
+pub enum ApiAuth {
+    Bearer(String),
+    Basic { user: String, password: String },
+}
+
+impl ApiAuth {
+    /// (for `/hooks/run`, for the read API), from the environment and the server URL:
+    /// `RUNBOOK_RUN_TOKEN` for the hook; `RUNBOOK_API_TOKEN`, or `RUNBOOK_API_USER` with
+    /// `RUNBOOK_API_PASSWORD`, for reading. A URL with `user:password@` is basic auth for
+    /// whichever has nothing else; the hook's token reads too when nothing else is given.
+    pub fn from_env(server: &url::Url) -> (Option<ApiAuth>, Option<ApiAuth>) {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let userinfo = (!server.username().is_empty()).then(|| ApiAuth::Basic {
+            user: percent(server.username()),
+            password: percent(server.password().unwrap_or_default()),
+        });
+        let run = var("RUNBOOK_RUN_TOKEN")
+            .map(ApiAuth::Bearer)
+            .or_else(|| userinfo.clone());
+        let api = var("RUNBOOK_API_TOKEN")
+            .map(ApiAuth::Bearer)
+            .or_else(|| {
+                var("RUNBOOK_API_USER").map(|user| ApiAuth::Basic {
+                    user,
+                    password: var("RUNBOOK_API_PASSWORD").unwrap_or_default(),
+                })
+            })
+            .or(userinfo)
+            .or_else(|| run.clone());
+        (run, api)
+    }
+
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            ApiAuth::Bearer(token) => request.bearer_auth(token),
+            ApiAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
+        }
+    }
+}
+
+/// A URL's user or password as typed: `%XX` decoded (the URL keeps them encoded).
+fn percent(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The server's URL without credentials: they go in a header, never in a logged URL.
+fn without_userinfo(server: &url::Url) -> url::Url {
+    let mut url = server.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
 }
 
 /// Submits and follows the run; returns its final status.
@@ -34,7 +110,7 @@ pub async fn run_on_node(remote: RemoteRun<'_>) -> Result<String> {
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let mut url = remote.server.clone();
+    let mut url = without_userinfo(remote.server);
     url.path_segments_mut()
         .map_err(|_| anyhow::anyhow!("--server: not an http(s) URL"))?
         .pop_if_empty()
@@ -51,8 +127,8 @@ pub async fn run_on_node(remote: RemoteRun<'_>) -> Result<String> {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let mut request = client.post(url.clone()).json(&params);
-    if let Some(token) = remote.run_token {
-        request = request.bearer_auth(token);
+    if let Some(auth) = &remote.run_auth {
+        request = auth.apply(request);
     }
     let shown = crate::redact::url(url.as_str());
     let response = request
@@ -85,24 +161,24 @@ pub async fn run_on_node(remote: RemoteRun<'_>) -> Result<String> {
 }
 
 async fn follow(client: &reqwest::Client, remote: &RemoteRun<'_>, id: &str) -> Result<String> {
-    let mut url = remote.server.clone();
+    let mut url = without_userinfo(remote.server);
     url.path_segments_mut()
         .map_err(|_| anyhow::anyhow!("--server: not an http(s) URL"))?
         .pop_if_empty()
         .extend(["runs", id]);
-    let token = remote.api_token.or(remote.run_token);
     let mut printed = 0;
     let mut waiting_said = false;
     loop {
         let mut request = client.get(url.clone());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        if let Some(auth) = &remote.api_auth {
+            request = auth.apply(request);
         }
         let response = request.send().await.context("reading the run")?;
         if !response.status().is_success() {
             bail!(
                 "reading run {id}: the server answered {} (the read API needs [webhooks.api] \
-                 auth: RUNBOOK_API_TOKEN)",
+                 auth: RUNBOOK_API_TOKEN, or RUNBOOK_API_USER and RUNBOOK_API_PASSWORD, or \
+                 https://user:password@… in --server)",
                 response.status()
             );
         }
@@ -184,4 +260,30 @@ pub fn nodes_table(nodes: &[crate::records::NodeRecord], up_within: Duration) ->
         out.push_str("(no agent has connected yet: `host agent --server URL --node NAME`)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_basic_auth_and_leave_the_url() {
+        let server = url::Url::parse("https://ops%40corp:p%3Ass@runbook.internal:9095/").unwrap();
+        let (run, api) = ApiAuth::from_env(&server);
+        for auth in [run, api] {
+            match auth {
+                // (unless the environment running the tests sets RUNBOOK_* tokens)
+                Some(ApiAuth::Basic { user, password }) => {
+                    assert_eq!((user.as_str(), password.as_str()), ("ops@corp", "p:ss"));
+                }
+                Some(ApiAuth::Bearer(_)) => {}
+                None => panic!("no auth from a URL with credentials"),
+            }
+        }
+        assert_eq!(
+            without_userinfo(&server).as_str(),
+            "https://runbook.internal:9095/"
+        );
+        assert_eq!(percent("a%2"), "a%2");
+    }
 }
