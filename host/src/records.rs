@@ -85,6 +85,10 @@ pub struct RunSummary {
     /// The node it runs (ran) on; absent for a run on the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// When it began running (claimed here or by a node's agent); absent while it waits.
+    /// From `started_at` (accepted) to here it waited; from here to `ended_at` it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

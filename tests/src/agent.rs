@@ -85,3 +85,90 @@ impl Drop for Agent {
         self.stop("TERM");
     }
 }
+
+/// A hand-driven agent: it speaks the agent API (`/agent/v1/…`) with a node's token and sends
+/// whatever a test gives it, so a test can play a compromised node and say what a real agent
+/// never would (a 9 MiB event, a forged artifact hash).
+pub struct StandIn<'a> {
+    server: &'a crate::server::Server,
+    node: String,
+    token: String,
+}
+
+impl<'a> StandIn<'a> {
+    pub fn new(server: &'a crate::server::Server, node: &str, token: &str) -> Self {
+        StandIn {
+            server,
+            node: node.into(),
+            token: token.into(),
+        }
+    }
+
+    fn agent(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "session": "5eed0000000000000000000000000001",
+            "version": "stand-in"
+        })
+    }
+
+    fn post(&self, path: &str, mut body: serde_json::Value) -> crate::server::Reply {
+        body["agent"] = self.agent();
+        self.server.post(
+            path,
+            &[("Authorization", &format!("Bearer {}", self.token))],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// Polls until the server hands over a run (up to `timeout`); its id.
+    pub fn take_run(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reply = self.post(
+                "/agent/v1/poll",
+                serde_json::json!({ "room": 1, "wait_ms": 1000 }),
+            );
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            if let Some(id) = reply.json()["runs"][0]["id"].as_str() {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no run for node {}", self.node);
+        }
+    }
+
+    /// Live events `from`, `from + 1`, … of `run`.
+    pub fn events(
+        &self,
+        run: &str,
+        from: usize,
+        events: Vec<serde_json::Value>,
+    ) -> crate::server::Reply {
+        self.post(
+            &format!("/agent/v1/runs/{run}/events"),
+            serde_json::json!({ "from": from, "events": events }),
+        )
+    }
+
+    /// The run's end: `outcome` holds status, summary, events, artifacts …; what it leaves
+    /// out is filled in as a real agent would send it.
+    pub fn finish(&self, run: &str, outcome: serde_json::Value) -> crate::server::Reply {
+        let mut body = serde_json::json!({
+            "status": "resolved", "summary": "done", "actions": [], "reason": null,
+            "ended_at": "2026-12-06T21:00:00.000Z", "timings": { "total_ms": 5.0 },
+            "grants": {}, "events": [], "artifacts": []
+        });
+        for (key, value) in outcome.as_object().expect("an object").clone() {
+            body[key] = value;
+        }
+        self.post(&format!("/agent/v1/runs/{run}/finish"), body)
+    }
+}
+
+/// One timeline event as an agent sends it.
+pub fn log_event(message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "at": "2026-12-06T21:00:00.000Z", "offset_ms": 1.0,
+        "event": "log", "level": "info", "message": message
+    })
+}

@@ -70,3 +70,31 @@ pub(crate) async fn live_events_stop_at_the_timeline_cap(s: Subject) {
     );
     assert_eq!(timeline(b, "a1").await, ["e0", "e1", "e2"]);
 }
+
+pub(crate) async fn a_run_says_when_it_began_running(s: Subject) {
+    let b = &s.backend;
+    b.admit(admit(queued("l1", "pb", 1))).await.unwrap();
+    b.admit(admit(for_node("a1", "node-a", 2))).await.unwrap();
+    let since =
+        |id: &'static str| async move { b.get(id).await.unwrap().unwrap().run.running_since };
+    // Waiting: not running yet (the console says what it waits for, and counts no run time).
+    assert_eq!(since("l1").await, None);
+    assert_eq!(since("a1").await, None);
+    let wide = limits(100, &[]);
+    assert_eq!(claimed_ids(b, "runner-1", 1, &wide, LONG).await, ["l1"]);
+    b.claim_for_node("node-a", AGENT_A, 1, &wide, LONG)
+        .await
+        .unwrap();
+    for id in ["l1", "a1"] {
+        let run = b.get(id).await.unwrap().unwrap().run;
+        let began = run.running_since.expect("running since its claim");
+        // Accepted (the fixture's time) before it began running (the store's clock, now).
+        assert!(began > run.started_at, "{began} <= {}", run.started_at);
+    }
+    // A run started at once (the CLI's) began when it was accepted.
+    b.insert_running(queued("c1", "pb", 3), "runner-1", LONG)
+        .await
+        .unwrap();
+    let run = b.get("c1").await.unwrap().unwrap().run;
+    assert_eq!(run.running_since.as_deref(), Some(&*run.started_at));
+}

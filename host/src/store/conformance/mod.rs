@@ -110,6 +110,7 @@ macro_rules! conformance_tests {
             append_events_only_while_held,
             live_events_stop_at_the_timeline_cap,
             queued_runs_are_counted_by_who_waits_for_them,
+            a_run_says_when_it_began_running,
             nul_and_odd_bytes_are_kept_alike_in_every_text,
             finish_held_by_the_holder_replaces_live_events,
             nodes_are_listed_with_their_runs,

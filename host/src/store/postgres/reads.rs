@@ -12,7 +12,7 @@ use crate::store::{QueueDepths, RunFilter};
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
-    ", summary, started_at, ended_at, dry_run, severity, node"
+    ", summary, started_at, ended_at, dry_run, severity, node, running_since"
 );
 
 fn summary(r: &Row) -> RunSummary {
@@ -27,6 +27,7 @@ fn summary(r: &Row) -> RunSummary {
         dry_run: r.get(7),
         severity: r.get(8),
         node: r.get(9),
+        running_since: r.get(10),
     }
 }
 

@@ -81,9 +81,10 @@ pub(super) async fn insert_run(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until,
-                           node)
+                           node, running_since)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                 now() + $14::float8 * interval '1 second', $15)",
+                 now() + $14::float8 * interval '1 second', $15,
+                 CASE WHEN $8 = 'running' THEN $10 END)",
         &[
             &run.id,
             &run.playbook,
@@ -340,7 +341,8 @@ pub(super) async fn claim(
             execute(
                 &tx,
                 "UPDATE runs SET status = 'running', runner = $1,
-                     lease_until = now() + $2::float8 * interval '1 second'
+                     lease_until = now() + $2::float8 * interval '1 second',
+                     running_since = runbook_now_text()
                  WHERE id = ANY($3)",
                 &[&runner, &secs(lease), &ids],
             )

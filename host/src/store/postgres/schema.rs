@@ -202,6 +202,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_run ON approvals (run_id);
     CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
+    r#"
+    -- When a run began running (claimed by a process or a node's agent): the time it waited
+    -- is started_at to running_since, the time it ran running_since to ended_at.
+    ALTER TABLE runs ADD COLUMN running_since TEXT;
+"#,
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

@@ -30,8 +30,8 @@ pub(super) fn insert_run(
     conn.prepare_cached(
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms,
-                           accepted_ms, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                           accepted_ms, node, running_since)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         run.id,
@@ -50,6 +50,7 @@ pub(super) fn insert_run(
         held.map(|(_, until)| until),
         now_ms(),
         run.node,
+        held.map(|_| &run.started_at),
     ])?;
     Ok(())
 }
@@ -215,10 +216,11 @@ pub(super) fn claim(
             continue;
         }
         conn.prepare_cached(
-            "UPDATE runs SET status = 'running', runner = ?2, lease_until_ms = ?3, holds_slot = 1
+            "UPDATE runs SET status = 'running', runner = ?2, lease_until_ms = ?3, holds_slot = 1,
+                 running_since = ?4
              WHERE id = ?1 AND status = 'queued'",
         )?
-        .execute(params![id, runner, now + lease_ms])?;
+        .execute(params![id, runner, now + lease_ms, now_rfc3339()])?;
         claimed.push(
             conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
                 .query_row(params![id], queued_row)?,
@@ -429,7 +431,7 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
-    ", summary, started_at, ended_at, dry_run, severity, node"
+    ", summary, started_at, ended_at, dry_run, severity, node, running_since"
 );
 
 pub(super) fn list(
@@ -525,5 +527,6 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         dry_run: r.get(7)?,
         severity: r.get(8)?,
         node: r.get(9)?,
+        running_since: r.get(10)?,
     })
 }
