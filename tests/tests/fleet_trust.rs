@@ -70,7 +70,7 @@ fn read(server: &Server, path: &str) -> Value {
     reply.json()
 }
 
-fn wait_ended(server: &Server, id: &str, get: impl Fn(&str) -> Value) -> Value {
+fn wait_ended(id: &str, get: impl Fn(&str) -> Value) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let run = get(&format!("/runs/{id}"));
@@ -127,7 +127,7 @@ fn a_node_is_trusted_for_what_it_ran_not_for_the_servers_records() {
         "/hooks/run/hostile",
         json!({ "case": "timeline-flood" }),
     ));
-    let local = wait_ended(&server, &local, get);
+    let local = wait_ended(&local, get);
     assert_eq!(local["status"], "failed", "{}", local["reason"]);
     let limit = format!("limit exceeded: more than {TIMELINE_CAP} bytes of timeline");
     assert!(
