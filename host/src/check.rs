@@ -64,6 +64,13 @@ pub async fn check_store(
     }
 }
 
+fn catalog_file(stem: &str, file: &std::path::Path) -> catalog::CatalogEntry {
+    catalog::CatalogEntry {
+        name: stem.to_string(),
+        origin: catalog::Origin::File(file.to_path_buf()),
+    }
+}
+
 pub async fn check(host: &Host) -> CheckReport {
     let mut problems = Vec::new();
     for dir in host.catalog.dirs() {
@@ -81,15 +88,57 @@ pub async fn check(host: &Host) -> CheckReport {
     }
 
     let mut playbooks = Vec::new();
-    let entries = host.catalog.entries();
+    let entries = host.playbooks().await;
+    // Every file under the name it describes, to say which ones a name's winner hides.
+    let mut files_by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for file in host.catalog.files() {
+        let stem = catalog::stem(&file);
+        match host.prepare_entry(&catalog_file(&stem, &file)).await {
+            Ok(prepared) => {
+                let name = prepared.source.name;
+                if name != stem {
+                    problems.push(format!(
+                        "{}: the file is named {stem:?} but describe() names the playbook \
+                         {name:?}; grants, routes and `host run` use {name:?} (rename the file \
+                         to {name}.wasm to avoid the confusion)",
+                        file.display()
+                    ));
+                }
+                files_by_name
+                    .entry(name)
+                    .or_default()
+                    .push(file.display().to_string());
+            }
+            // Reported below, with the entry that failed to load.
+            Err(_) => {}
+        }
+    }
+    for (name, files) in &files_by_name {
+        if files.len() > 1 {
+            problems.push(format!(
+                "{} files describe the playbook {name:?}: {}; only the last one is used",
+                files.len(),
+                files.join(", ")
+            ));
+        }
+    }
     for entry in &entries {
         let (ok, detail) = match host.prepare_entry(entry).await {
             Ok(prepared) => {
                 let d = &prepared.description;
-                if d.name != entry.name {
+                if d.name != entry.name && catalog::check_name(&d.name).is_ok() {
                     problems.push(format!(
                         "{}: describe() says its name is {:?} but it is installed as {:?}",
                         entry.origin, d.name, entry.name
+                    ));
+                } else if d.name != entry.name {
+                    problems.push(format!(
+                        "{}: describe() says its name is {:?}, which is not a playbook name \
+                         (1 to {} ASCII letters, digits, '-' or '_'); it is installed as {:?}",
+                        entry.origin,
+                        d.name,
+                        catalog::MAX_NAME_LEN,
+                        entry.name
                     ));
                 }
                 let wants: Vec<&str> = d.capabilities.iter().map(Capability::as_str).collect();
@@ -210,6 +259,17 @@ pub async fn check(host: &Host) -> CheckReport {
                 }
             }
         }
+    }
+    // Routes are reached only through /hooks/alertmanager, which answers 401 to everything
+    // while it has no auth configured.
+    if !host.config.routes.is_empty() && !host.config.webhooks.contains_key("alertmanager") {
+        problems.push(format!(
+            "[[route]]: {} route(s) but no [webhooks.alertmanager] auth, so every alert gets \
+             401; add [webhooks.alertmanager] with auth = {{ kind = \"bearer\", token = {{ file = \"…\" }} }} \
+             (what Alertmanager's http_config sends), or auth = {{ kind = \"none\" }} on a \
+             trusted network",
+            host.config.routes.len()
+        ));
     }
     for (name, hook) in &host.config.webhooks {
         if !matches!(name.as_str(), "alertmanager" | "run" | "api") {

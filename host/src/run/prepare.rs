@@ -7,8 +7,34 @@ impl Host {
     /// Finds a playbook by name (a built-in or a plugin-dir entry, never a path), loads and
     /// links it and asks it to describe itself.
     pub async fn prepare(&self, name: &str) -> Result<Prepared> {
-        let entry = self.catalog.entry(name).map_err(UsageError::from)?;
+        let entry = self.entry(name).await.map_err(UsageError::from)?;
         self.prepare_entry(&entry).await
+    }
+
+    /// Every playbook, each under the name its describe() gives (one rule for every language
+    /// and file name: grants, routes, `host run` and the store all use it). A file's name
+    /// comes from the compile cache's record when it has one; else the file is loaded and
+    /// described (compiled once, then cached).
+    pub async fn playbooks(&self) -> Vec<CatalogEntry> {
+        let mut named = Vec::new();
+        for path in self.catalog.files() {
+            let name = match self.engine.recorded_name(&path) {
+                Some(name) => Some(name),
+                None => self
+                    .prepare_path(crate::catalog::stem(&path), &path)
+                    .await
+                    .ok()
+                    .map(|p| p.description.name),
+            };
+            named.push((path, name));
+        }
+        self.catalog.index(named)
+    }
+
+    /// The catalog entry of a playbook name (see `playbooks`).
+    pub async fn entry(&self, name: &str) -> Result<CatalogEntry, crate::catalog::FindError> {
+        crate::catalog::check_name(name)?;
+        Catalog::entry_in(name, self.playbooks().await)
     }
 
     pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
@@ -25,7 +51,8 @@ impl Host {
     }
 
     /// A component file: checked as the catalog checks it, then loaded through the compile
-    /// cache's memo, which spares reading and hashing an unchanged file.
+    /// cache's memo, which spares reading and hashing an unchanged file. Named by its
+    /// describe() (`name`, its file name, only until it has described itself).
     async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
         let cap = self.config.max_component_mib().saturating_mul(1 << 20);
         let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
@@ -45,7 +72,7 @@ impl Host {
     pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
         let (pre, load) = self
             .engine
-            .prepare(&source.wasm)
+            .prepare(&source.wasm, &source.name)
             .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
         self.describe_prepared(source, pre, load).await
     }
@@ -74,6 +101,10 @@ impl Host {
                 described
             }
         };
+        let mut source = source;
+        if crate::catalog::check_name(&description.name).is_ok() {
+            source.name = description.name.clone();
+        }
         Ok(Prepared {
             source,
             pre,
