@@ -14,6 +14,9 @@ pub struct CheckReport {
     pub store: Option<StoreCheck>,
     pub playbooks: Vec<PlaybookCheck>,
     pub problems: Vec<String>,
+    /// Works, but will confuse someone (a file named otherwise than its playbook); the exit
+    /// status stays 0.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,15 +67,9 @@ pub async fn check_store(
     }
 }
 
-fn catalog_file(stem: &str, file: &std::path::Path) -> catalog::CatalogEntry {
-    catalog::CatalogEntry {
-        name: stem.to_string(),
-        origin: catalog::Origin::File(file.to_path_buf()),
-    }
-}
-
 pub async fn check(host: &Host) -> CheckReport {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for dir in host.catalog.dirs() {
         match catalog::wasm_files(dir) {
             Err(e) => problems.push(format!("plugin dir {}: {e}", dir.display())),
@@ -88,30 +85,28 @@ pub async fn check(host: &Host) -> CheckReport {
     }
 
     let mut playbooks = Vec::new();
-    let entries = host.playbooks().await;
-    // Every file under the name it describes, to say which ones a name's winner hides.
+    let named = host.named_files().await;
+    let entries = host.catalog.index(named.clone());
+    // Every file under the name it describes, to say which ones a name's winner hides. Files
+    // that cannot be described are reported below, with the entry that failed to load.
     let mut files_by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for file in host.catalog.files() {
+    for (file, name) in named {
+        let Some(name) = name.filter(|n| catalog::check_name(n).is_ok()) else {
+            continue;
+        };
         let stem = catalog::stem(&file);
-        match host.prepare_entry(&catalog_file(&stem, &file)).await {
-            Ok(prepared) => {
-                let name = prepared.source.name;
-                if name != stem {
-                    problems.push(format!(
-                        "{}: the file is named {stem:?} but describe() names the playbook \
-                         {name:?}; grants, routes and `host run` use {name:?} (rename the file \
-                         to {name}.wasm to avoid the confusion)",
-                        file.display()
-                    ));
-                }
-                files_by_name
-                    .entry(name)
-                    .or_default()
-                    .push(file.display().to_string());
-            }
-            // Reported below, with the entry that failed to load.
-            Err(_) => {}
+        if name != stem {
+            warnings.push(format!(
+                "{}: the file is named {stem:?} but describe() names the playbook {name:?}; \
+                 grants, routes and `host run` use {name:?} (rename the file to {name}.wasm to \
+                 avoid the confusion)",
+                file.display()
+            ));
         }
+        files_by_name
+            .entry(name)
+            .or_default()
+            .push(file.display().to_string());
     }
     for (name, files) in &files_by_name {
         if files.len() > 1 {
@@ -294,5 +289,6 @@ pub async fn check(host: &Host) -> CheckReport {
         store: None,
         playbooks,
         problems,
+        warnings,
     }
 }

@@ -830,6 +830,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         runbook_host::text::escape(&p.detail)
                     );
                 }
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 for problem in &report.problems {
                     eprintln!("problem: {problem}");
                 }

@@ -165,6 +165,30 @@ pub struct Host {
     reloaded: std::sync::RwLock<Option<Arc<Config>>>,
     cache_dir: Option<std::path::PathBuf>,
     protected: std::sync::OnceLock<Arc<Protected>>,
+    /// The describe() name of each plugin-dir file this process has looked at (`None`: it
+    /// could not be described), for as long as the file is unchanged: a broken file costs its
+    /// describe() deadline once, not on every lookup of every name.
+    named_files: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, NamedFile>>,
+}
+
+/// What `Host::playbooks` learnt of a file, and the file's state when it did.
+#[derive(Clone, PartialEq)]
+struct NamedFile {
+    identity: (u64, u64, i64, i64, i64, i64),
+    name: Option<String>,
+}
+
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 impl Host {
@@ -199,6 +223,7 @@ impl Host {
             reloaded: std::sync::RwLock::new(None),
             cache_dir,
             protected: std::sync::OnceLock::new(),
+            named_files: Default::default(),
         })
     }
 

@@ -16,19 +16,47 @@ impl Host {
     /// comes from the compile cache's record when it has one; else the file is loaded and
     /// described (compiled once, then cached).
     pub async fn playbooks(&self) -> Vec<CatalogEntry> {
-        let mut named = Vec::new();
-        for path in self.catalog.files() {
-            let name = match self.engine.recorded_name(&path) {
-                Some(name) => Some(name),
-                None => self
-                    .prepare_path(crate::catalog::stem(&path), &path)
-                    .await
-                    .ok()
-                    .map(|p| p.description.name),
-            };
-            named.push((path, name));
+        self.catalog.index(self.named_files().await)
+    }
+
+    /// Every plugin-dir file in precedence order with the name its describe() gives (`None`:
+    /// it cannot be described). Files not named yet are described side by side: one slow
+    /// describe() costs its deadline, not the sum of all of them.
+    pub async fn named_files(&self) -> Vec<(std::path::PathBuf, Option<String>)> {
+        let files = self.catalog.files();
+        let names = futures::future::join_all(files.iter().map(|path| self.file_name_of(path)));
+        files.iter().cloned().zip(names.await).collect()
+    }
+
+    /// The describe() name of a plugin-dir file: this process's memo, the compile cache's
+    /// record, else the file loaded and described.
+    async fn file_name_of(&self, path: &std::path::Path) -> Option<String> {
+        let identity = super::file_identity(path);
+        let memo = || self.named_files.lock().unwrap().get(path).cloned();
+        if let (Some(known), Some(identity)) = (memo(), identity)
+            && known.identity == identity
+        {
+            return known.name;
         }
-        self.catalog.index(named)
+        let name = match self.engine.recorded_name(path) {
+            Some(name) => Some(name),
+            None => self
+                .prepare_path(crate::catalog::stem(path), path)
+                .await
+                .ok()
+                .map(|p| p.description.name),
+        };
+        if let Some(identity) = identity {
+            let named = super::NamedFile {
+                identity,
+                name: name.clone(),
+            };
+            self.named_files
+                .lock()
+                .unwrap()
+                .insert(path.to_path_buf(), named);
+        }
+        name
     }
 
     /// The catalog entry of a playbook name (see `playbooks`).
