@@ -168,7 +168,7 @@ pub struct Host {
     /// The describe() name of each plugin-dir file this process has looked at (`None`: it
     /// could not be described), for as long as the file is unchanged: a broken file costs its
     /// describe() deadline once, not on every lookup of every name.
-    named_files: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, NamedFile>>,
+    file_names: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, NamedFile>>,
 }
 
 /// What `Host::playbooks` learnt of a file, and the file's state when it did.
@@ -223,7 +223,7 @@ impl Host {
             reloaded: std::sync::RwLock::new(None),
             cache_dir,
             protected: std::sync::OnceLock::new(),
-            named_files: Default::default(),
+            file_names: Default::default(),
         })
     }
 

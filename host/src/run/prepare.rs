@@ -32,7 +32,7 @@ impl Host {
     /// record, else the file loaded and described.
     async fn file_name_of(&self, path: &std::path::Path) -> Option<String> {
         let identity = super::file_identity(path);
-        let memo = || self.named_files.lock().unwrap().get(path).cloned();
+        let memo = || self.file_names.lock().unwrap().get(path).cloned();
         if let (Some(known), Some(identity)) = (memo(), identity)
             && known.identity == identity
         {
@@ -51,7 +51,7 @@ impl Host {
                 identity,
                 name: name.clone(),
             };
-            self.named_files
+            self.file_names
                 .lock()
                 .unwrap()
                 .insert(path.to_path_buf(), named);
