@@ -168,27 +168,7 @@ pub struct Host {
     /// The describe() name of each plugin-dir file this process has looked at (`None`: it
     /// could not be described), for as long as the file is unchanged: a broken file costs its
     /// describe() deadline once, not on every lookup of every name.
-    file_names: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, NamedFile>>,
-}
-
-/// What `Host::playbooks` learnt of a file, and the file's state when it did.
-#[derive(Clone, PartialEq)]
-struct NamedFile {
-    identity: (u64, u64, i64, i64, i64, i64),
-    name: Option<String>,
-}
-
-fn file_identity(path: &std::path::Path) -> Option<(u64, u64, i64, i64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
+    file_names: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, prepare::NamedFile>>,
 }
 
 impl Host {

@@ -31,7 +31,7 @@ impl Host {
     /// The describe() name of a plugin-dir file: this process's memo, the compile cache's
     /// record, else the file loaded and described.
     async fn file_name_of(&self, path: &std::path::Path) -> Option<String> {
-        let identity = super::file_identity(path);
+        let identity = file_identity(path);
         let memo = || self.file_names.lock().unwrap().get(path).cloned();
         if let (Some(known), Some(identity)) = (memo(), identity)
             && known.identity == identity
@@ -47,7 +47,7 @@ impl Host {
                 .map(|p| p.description.name),
         };
         if let Some(identity) = identity {
-            let named = super::NamedFile {
+            let named = NamedFile {
                 identity,
                 name: name.clone(),
             };
@@ -175,4 +175,24 @@ impl Host {
         description::check(&description)?;
         Ok(description)
     }
+}
+
+/// What `Host::playbooks` learnt of a file, and the file's state when it did.
+#[derive(Clone, PartialEq)]
+pub(super) struct NamedFile {
+    identity: (u64, u64, i64, i64, i64, i64),
+    name: Option<String>,
+}
+
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
