@@ -144,7 +144,7 @@ fn check(step: &Step, ran: &Ran) {
             } else {
                 ok(first.starts_with(&format!("▶ {} (built-in", rest[0])));
             }
-            ok(!ran.stderr.contains("error"));
+            ok(!ran.stderr.contains("error:") && !ran.stderr.contains("panic"));
         }
         ["new", name, ..] => {
             ok(ran.code == 0);
