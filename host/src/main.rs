@@ -591,13 +591,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         // Reading the console takes [webhooks.api]; its forms take [ui].
         let console = host.config.webhooks.contains_key("api") || host.config.ui.auth.is_some();
+        // Logged as the server's own lines: the binary's target ("host") is outside the
+        // `runbook_host=info` filter, which is how this line used to go missing.
         runbook_host::server::serve(host, |addr| {
             tracing::info!(
+                target: "runbook_host::server",
                 "listening on http://{addr} (run store {})",
                 location.describe()
             );
             if console {
-                tracing::info!("console: http://{addr}/ui");
+                tracing::info!(target: "runbook_host::server", "console: http://{addr}/ui");
             }
         })
         .await?;

@@ -80,7 +80,7 @@ fn man_page_renders_and_names_every_subcommand() {
     let page = sandbox.host(&["man"]);
     assert_eq!(page.code, 0, "{}", page.stderr);
     assert!(
-        page.stdout.contains(".TH runbook\\-host 1"),
+        page.stdout.contains(".TH runbook-host 1"),
         "{}",
         page.stdout
     );
@@ -125,7 +125,7 @@ fn man_page_renders_and_names_every_subcommand() {
         assert!(page.contains(".SH SYNOPSIS"), "{name}:\n{page}");
     }
     let run = std::fs::read_to_string(dir.join("runbook-host-run.1")).unwrap();
-    assert!(run.contains(".TH runbook\\-host\\-run 1"), "{run}");
+    assert!(run.contains(".TH runbook-host-run 1"), "{run}");
     assert!(
         run.contains("\\fBhost run\\fR"),
         "synopsis as typed:\n{run}"
