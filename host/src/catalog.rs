@@ -1,5 +1,7 @@
 //! Which playbooks exist: the built-ins embedded in the binary, then `*.wasm` files in the plugin
-//! directories (a file named like a built-in overrides it). A playbook is found by NAME only;
+//! directories. A playbook's name is the one its describe() gives, whatever its file is called
+//! (`Host::playbooks` asks; `index` applies it): a file describing a built-in's name overrides
+//! it, and of two files describing one name the later wins. A playbook is found by NAME only;
 //! a path is loaded only when the operator gives one on the command line (`load_path`), never
 //! from a webhook or a route. Files are opened without blocking, checked to be regular and
 //! within the size cap, and read no further than the cap.
@@ -108,10 +110,26 @@ impl Catalog {
         &self.dirs
     }
 
-    /// Every playbook by name, overrides applied, sorted. Unreadable plugin dirs and files whose
-    /// stem is not a valid name are skipped here; `host check` reports them. Entries that are
-    /// not regular files are listed, so that loading them says what is wrong.
-    pub fn entries(&self) -> Vec<CatalogEntry> {
+    /// The component files of the plugin dirs, in precedence order (a later one overrides an
+    /// earlier one of the same name). Unreadable dirs and files whose stem is not a valid name
+    /// are skipped here; `host check` reports them. Entries that are not regular files are
+    /// listed, so that loading them says what is wrong.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for dir in &self.dirs {
+            for path in wasm_files(dir).unwrap_or_default() {
+                if check_name(&stem(&path)).is_ok() {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    /// Every playbook by name, overrides applied, sorted: the built-ins, then `files` each
+    /// under the name its describe() gave (`None`: it could not be described, or gave no valid
+    /// name; then its file name, so that loading it says what is wrong).
+    pub fn index(&self, named: Vec<(PathBuf, Option<String>)>) -> Vec<CatalogEntry> {
         let mut entries: Vec<CatalogEntry> = BUILTINS
             .iter()
             .map(|(name, _)| CatalogEntry {
@@ -119,27 +137,23 @@ impl Catalog {
                 origin: Origin::BuiltIn,
             })
             .collect();
-        for dir in &self.dirs {
-            for path in wasm_files(dir).unwrap_or_default() {
-                let name = stem(&path);
-                if check_name(&name).is_err() {
-                    continue;
-                }
-                entries.retain(|e| e.name != name);
-                entries.push(CatalogEntry {
-                    name,
-                    origin: Origin::File(path),
-                });
-            }
+        for (path, described) in named {
+            let name = described
+                .filter(|n| check_name(n).is_ok())
+                .unwrap_or_else(|| stem(&path));
+            entries.retain(|e| e.name != name);
+            entries.push(CatalogEntry {
+                name,
+                origin: Origin::File(path),
+            });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries
     }
 
-    /// The entry for a playbook name: a built-in or a plugin-dir file, nothing else.
-    pub fn entry(&self, name: &str) -> Result<CatalogEntry, FindError> {
+    /// The entry for a playbook name among `entries` (see `index`).
+    pub fn entry_in(name: &str, entries: Vec<CatalogEntry>) -> Result<CatalogEntry, FindError> {
         check_name(name)?;
-        let entries = self.entries();
         match entries.iter().find(|e| e.name == name) {
             Some(entry) => Ok(entry.clone()),
             None => Err(FindError::Unknown {
@@ -147,12 +161,6 @@ impl Catalog {
                 known: entries.into_iter().map(|e| e.name).collect(),
             }),
         }
-    }
-
-    /// A playbook by name (see `check_name`): never a path.
-    pub fn find(&self, name: &str) -> Result<PluginSource, FindError> {
-        let entry = self.entry(name)?;
-        self.load(&entry)
     }
 
     /// The bytes of a catalog entry.

@@ -14,6 +14,9 @@ pub struct CheckReport {
     pub store: Option<StoreCheck>,
     pub playbooks: Vec<PlaybookCheck>,
     pub problems: Vec<String>,
+    /// Works, but will confuse someone (a file named otherwise than its playbook); the exit
+    /// status stays 0.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +69,7 @@ pub async fn check_store(
 
 pub async fn check(host: &Host) -> CheckReport {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for dir in host.catalog.dirs() {
         match catalog::wasm_files(dir) {
             Err(e) => problems.push(format!("plugin dir {}: {e}", dir.display())),
@@ -81,15 +85,55 @@ pub async fn check(host: &Host) -> CheckReport {
     }
 
     let mut playbooks = Vec::new();
-    let entries = host.catalog.entries();
+    let named = host.named_files().await;
+    let entries = host.catalog.index(named.clone());
+    // Every file under the name it describes, to say which ones a name's winner hides. Files
+    // that cannot be described are reported below, with the entry that failed to load.
+    let mut files_by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (file, name) in named {
+        let Some(name) = name.filter(|n| catalog::check_name(n).is_ok()) else {
+            continue;
+        };
+        let stem = catalog::stem(&file);
+        if name != stem {
+            warnings.push(format!(
+                "{}: the file is named {stem:?} but describe() names the playbook {name:?}; \
+                 grants, routes and `host run` use {name:?} (rename the file to {name}.wasm to \
+                 avoid the confusion)",
+                file.display()
+            ));
+        }
+        files_by_name
+            .entry(name)
+            .or_default()
+            .push(file.display().to_string());
+    }
+    for (name, files) in &files_by_name {
+        if files.len() > 1 {
+            problems.push(format!(
+                "{} files describe the playbook {name:?}: {}; only the last one is used",
+                files.len(),
+                files.join(", ")
+            ));
+        }
+    }
     for entry in &entries {
         let (ok, detail) = match host.prepare_entry(entry).await {
             Ok(prepared) => {
                 let d = &prepared.description;
-                if d.name != entry.name {
+                if d.name != entry.name && catalog::check_name(&d.name).is_ok() {
                     problems.push(format!(
                         "{}: describe() says its name is {:?} but it is installed as {:?}",
                         entry.origin, d.name, entry.name
+                    ));
+                } else if d.name != entry.name {
+                    problems.push(format!(
+                        "{}: describe() says its name is {:?}, which is not a playbook name \
+                         (1 to {} ASCII letters, digits, '-' or '_'); it is installed as {:?}",
+                        entry.origin,
+                        d.name,
+                        catalog::MAX_NAME_LEN,
+                        entry.name
                     ));
                 }
                 let wants: Vec<&str> = d.capabilities.iter().map(Capability::as_str).collect();
@@ -211,6 +255,17 @@ pub async fn check(host: &Host) -> CheckReport {
             }
         }
     }
+    // Routes are reached only through /hooks/alertmanager, which answers 401 to everything
+    // while it has no auth configured.
+    if !host.config.routes.is_empty() && !host.config.webhooks.contains_key("alertmanager") {
+        problems.push(format!(
+            "[[route]]: {} route(s) but no [webhooks.alertmanager] auth, so every alert gets \
+             401; add [webhooks.alertmanager] with auth = {{ kind = \"bearer\", token = {{ file = \"…\" }} }} \
+             (what Alertmanager's http_config sends), or auth = {{ kind = \"none\" }} on a \
+             trusted network",
+            host.config.routes.len()
+        ));
+    }
     for (name, hook) in &host.config.webhooks {
         if !matches!(name.as_str(), "alertmanager" | "run" | "api") {
             problems.push(format!(
@@ -234,5 +289,6 @@ pub async fn check(host: &Host) -> CheckReport {
         store: None,
         playbooks,
         problems,
+        warnings,
     }
 }

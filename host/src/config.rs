@@ -341,7 +341,7 @@ impl Config {
                 C::Webhook { signing_secret, .. } => secrets.extend(signing_secret),
                 C::Email { password, .. } => secrets.extend(password),
                 C::File { path } => written.push(path.clone()),
-                C::Stdout => {}
+                C::Stdout | C::Stderr => {}
             }
         }
         self.source

@@ -37,7 +37,12 @@ pub struct PlaybookEngine {
     cache: CacheState,
     /// Set when instances come from the pool.
     pool: Option<(PoolPlan, Slots)>,
+    /// Told the component's label before a compile the cache will keep (a Python one takes
+    /// seconds, which must not pass in silence); the log's info line by default.
+    compile_notice: std::sync::OnceLock<CompileNotice>,
 }
+
+type CompileNotice = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Where instances' memories, tables and stacks come from.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +127,14 @@ impl PlaybookEngine {
                 misses: AtomicU64::new(0),
             },
             pool,
+            compile_notice: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where "compiling NAME (first run; cached afterwards)…" goes instead of the log (the CLI
+    /// prints it on stderr). Set once.
+    pub fn on_first_compile(&self, notice: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.compile_notice.set(Box::new(notice));
     }
 
     pub fn engine(&self) -> &Engine {
@@ -144,9 +156,10 @@ impl PlaybookEngine {
 
     /// Compiles (or loads from the cache) and links a component against the playbook world.
     /// Errors name what is wrong with the file: not wasm, a core module, the wrong world.
-    pub fn prepare(&self, wasm: &[u8]) -> Result<(VersionedPre, LoadReport)> {
+    /// `label` names it in the compile notice.
+    pub fn prepare(&self, wasm: &[u8], label: &str) -> Result<(VersionedPre, LoadReport)> {
         check_is_component(wasm)?;
-        let loaded = self.load(wasm, Sha256::digest(wasm).into())?;
+        let loaded = self.load(wasm, Sha256::digest(wasm).into(), label)?;
         self.link(loaded)
     }
 
@@ -194,10 +207,11 @@ impl PlaybookEngine {
         {
             tracing::warn!("compile cache memo not written: {e:#}");
         }
+        let label = path.file_name().unwrap_or_default().to_string_lossy();
         let loaded = if looked_up == Some(wasm_sha256) {
-            self.compile(&wasm, wasm_sha256)?
+            self.compile(&wasm, wasm_sha256, &label)?
         } else {
-            self.load(&wasm, wasm_sha256)?
+            self.load(&wasm, wasm_sha256, &label)?
         };
         self.link(loaded)
     }
@@ -219,6 +233,23 @@ impl PlaybookEngine {
                 None
             }
         }
+    }
+
+    /// The name describe() gave this component file on an earlier load, when the cache's memo
+    /// vouches for the unchanged file and a verified description is recorded for it: naming a
+    /// plugin-dir file costs neither reading nor loading it.
+    pub fn recorded_name(&self, path: &Path) -> Option<String> {
+        let cache = self.cache.dir.as_ref()?;
+        let identity = FileIdentity::of(&std::fs::metadata(path).ok()?);
+        let memo_key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let MemoLookup::Known(wasm_sha256) = cache.memo_lookup(&memo_key, &identity) else {
+            return None;
+        };
+        let entry = cache.entry_path(&wasm_sha256, self.compatibility_hash());
+        let recorded = cache.description_lookup(&entry).ok()??;
+        description::decode(&recorded)
+            .filter(|d| description::check(d).is_ok())
+            .map(|d| d.name)
     }
 
     /// Records what describe() answered (checked against the caps) next to the compiled entry.
@@ -296,7 +327,12 @@ impl PlaybookEngine {
         }
     }
 
-    fn load(&self, wasm: &[u8], wasm_sha256: [u8; 32]) -> Result<(Component, LoadReport)> {
+    fn load(
+        &self,
+        wasm: &[u8],
+        wasm_sha256: [u8; 32],
+        label: &str,
+    ) -> Result<(Component, LoadReport)> {
         let cached = self
             .cache
             .dir
@@ -304,15 +340,28 @@ impl PlaybookEngine {
             .and_then(|c| self.cached(c, &wasm_sha256));
         match cached {
             Some(hit) => Ok(hit),
-            None => self.compile(wasm, wasm_sha256),
+            None => self.compile(wasm, wasm_sha256, label),
         }
     }
 
     /// Compiles, and writes the result to the cache when there is one.
-    fn compile(&self, wasm: &[u8], wasm_sha256: [u8; 32]) -> Result<(Component, LoadReport)> {
+    fn compile(
+        &self,
+        wasm: &[u8],
+        wasm_sha256: [u8; 32],
+        label: &str,
+    ) -> Result<(Component, LoadReport)> {
         let cache = self.cache.dir.as_ref();
         let compat = self.compatibility_hash();
         let cache_file = cache.map(|c| c.entry_path(&wasm_sha256, compat));
+        // Only when the cache keeps the result: with it off every run compiles, as asked.
+        if cache.is_some() {
+            let label = crate::text::escape(label);
+            match self.compile_notice.get() {
+                Some(notice) => notice(&label),
+                None => tracing::info!("compiling {label} (first run; cached afterwards)…"),
+            }
+        }
         let started = Instant::now();
         let compiled = self
             .engine

@@ -296,12 +296,17 @@ enum Command {
         after_help = "Examples:\n  host completions bash > /etc/bash_completion.d/host\n  host completions zsh > \"${fpath[1]}/_host\"\n  host completions fish > ~/.config/fish/completions/host.fish"
     )]
     Completions { shell: clap_complete::Shell },
-    /// Print the manual page host(1) in roff, or write one page per subcommand into a directory
+    /// Print the manual page runbook-host(1) in roff, or write one page per subcommand
     #[command(
-        after_help = "Examples:\n  host man | man -l -\n  host man --dir /usr/local/share/man/man1"
+        long_about = "Print the manual page runbook-host(1) in roff, or write one page per \
+        subcommand (runbook-host-run(1), runbook-host-runs-show(1) …) into a directory.\n\n\
+        The pages are named runbook-host, not host, so that they never shadow bind9's host(1) \
+        (the DNS lookup tool) in `man host`; their synopsis shows the command as you type it.",
+        after_help = "Examples:\n  host man | man -l -\n  host man --dir /usr/local/share/man/man1 && man runbook-host-run"
     )]
     Man {
-        /// Write host.1 and host-SUBCOMMAND.1 here instead of printing host.1
+        /// Write runbook-host.1 and runbook-host-SUBCOMMAND.1 here instead of printing
+        /// runbook-host.1
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
@@ -421,13 +426,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Man { dir: Some(dir) } => {
             std::fs::create_dir_all(dir)?;
-            clap_mangen::generate_to(Cli::command(), dir)?;
+            clap_mangen::generate_to(man_command(), dir)?;
             println!("{}", dir.display());
             return Ok(0);
         }
         Command::Man { dir: None } => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            clap_mangen::Man::new(man_command()).render(&mut page)?;
             write_stdout(&page)?;
             return Ok(0);
         }
@@ -480,7 +485,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let mut host = if matches!(cli.command, Command::Serve { .. } | Command::Agent { .. }) {
         Host::for_server(config, cache_dir)?
     } else {
-        Host::new(config, cache_dir)?
+        let host = Host::new(config, cache_dir)?;
+        // Seconds for a Python playbook: said before the silence, not after it.
+        host.engine.on_first_compile(|name| {
+            eprintln!("compiling {name} (first run; cached afterwards)…");
+        });
+        host
     };
     if let Command::Runs {
         action,
@@ -579,11 +589,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         if let Some(listen) = listen {
             host.config.server.listen = listen.clone();
         }
+        // Reading the console takes [webhooks.api]; its forms take [ui].
+        let console = host.config.webhooks.contains_key("api") || host.config.ui.auth.is_some();
+        // Logged as the server's own lines: the binary's target ("host") is outside the
+        // `runbook_host=info` filter, which is how this line used to go missing.
         runbook_host::server::serve(host, |addr| {
             tracing::info!(
+                target: "runbook_host::server",
                 "listening on http://{addr} (run store {})",
                 location.describe()
             );
+            if console {
+                tracing::info!(target: "runbook_host::server", "console: http://{addr}/ui");
+            }
         })
         .await?;
         return Ok(0);
@@ -644,14 +662,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let sink: Option<Sink> = if json {
                 None
             } else {
-                println!(
-                    "▶ {} ({}, {}{})",
+                out(&format!(
+                    "▶ {} ({}, {}{})\n",
                     runbook_host::text::escape(&prepared.source.name),
                     runbook_host::text::escape(&prepared.source.origin.to_string()),
                     trigger.as_str(),
                     if dry_run { ", dry run" } else { "" }
-                );
-                Some(Box::new(|event| println!("{}", render::event_line(event))))
+                ));
+                Some(Box::new(|event| {
+                    out(&format!("{}\n", render::event_line(event)))
+                }))
             };
             let notifier = host.notifier();
             notifier.start();
@@ -677,10 +697,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 let mut doc = serde_json::to_value(&record)?;
                 doc["deliveries"] = serde_json::to_value(&deliveries)?;
-                println!("{}", runbook_host::text::json_for_terminal(&doc)?);
+                out(&format!(
+                    "{}\n",
+                    runbook_host::text::json_for_terminal(&doc)?
+                ));
             } else {
-                print!("{}", render::deliveries(&deliveries));
-                print!("{}", render::summary(&record));
+                out(&render::deliveries(&deliveries));
+                out(&render::summary(&record));
                 if let Some(reason) = &record.reason {
                     eprintln!(
                         "{} {} failed: {}",
@@ -713,7 +736,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::List { json } => {
             let mut rows = Vec::new();
-            for entry in host.catalog.entries() {
+            for entry in host.playbooks().await {
                 let row = match host.prepare_entry(&entry).await {
                     Ok(p) => serde_json::json!({
                         "name": entry.name,
@@ -810,6 +833,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         runbook_host::text::escape(&p.detail)
                     );
                 }
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 for problem in &report.problems {
                     eprintln!("problem: {problem}");
                 }
@@ -824,6 +850,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             })
         }
     }
+}
+
+/// A run's output on stdout (colour only on a terminal). A reader that leaves early
+/// (`host run disk-full | head -2`) ends the output, never the run: it goes on to its end and
+/// its outcome, stored and in the exit status, is what it would have been.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = anstream::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("{} writing the run to stdout: {e}", style::warning());
+        }
+        _ => {}
+    }
+}
+
+/// The command line as the manual pages name it: runbook-host(1), runbook-host-run(1) … (bind9
+/// owns host(1)); the synopsis keeps the `host` the operator types.
+fn man_command() -> clap::Command {
+    Cli::command().display_name("runbook-host").bin_name("host")
 }
 
 /// Generated text to stdout as is; a reader that stops early (`host man | head`) is no error.
@@ -1008,9 +1057,7 @@ async fn show_runs(
             } else if runs.is_empty() {
                 println!("no runs yet in {}", store.describe());
             } else {
-                for run in &runs {
-                    println!("{}", render::run_line(run));
-                }
+                print!("{}", render::runs_table(&runs));
             }
             Ok(0)
         }

@@ -70,19 +70,17 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
     if let Some(alert) = &run.alert {
         let name = alert["name"].as_str().unwrap_or("?");
         let status = alert["status"].as_str().unwrap_or("?");
-        let since = alert["startsAt"]
+        let started = alert["startsAt"]
             .as_str()
             .or(alert["starts_at"].as_str())
-            .filter(|s| !s.is_empty())
-            .map(|s| format!(", firing since {s}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "- **Alert:** {} ({}{})",
-            esc(name),
-            esc(status),
-            esc(&since)
-        );
+            .filter(|s| !s.is_empty());
+        // "firing since T" once, not "firing, firing since T"; a resolved alert says when it began.
+        let state = match (status, started) {
+            ("firing", Some(at)) => format!("firing since {at}"),
+            (status, Some(at)) => format!("{status}; started {at}"),
+            (status, None) => status.to_string(),
+        };
+        let _ = writeln!(out, "- **Alert:** {} ({})", esc(name), esc(&state));
     } else {
         let _ = writeln!(out, "- **Trigger:** {}", r.trigger);
     }

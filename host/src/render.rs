@@ -166,22 +166,51 @@ pub fn outbox(rows: &[OutboxRow]) -> String {
 }
 
 /// One line of `host runs`.
-pub fn run_line(run: &RunSummary) -> String {
-    let dry = if run.dry_run { " (dry run)" } else { "" };
-    let node = run
-        .node
-        .as_deref()
-        .map(|n| format!(" [node {}]", esc(n)))
-        .unwrap_or_default();
-    format!(
-        "{}  {}  {:<10} {:<11} {:<8} {}{dry}{node}",
-        esc(&run.id),
-        esc(&run.started_at),
-        esc(&run.playbook),
-        esc(&run.status),
-        esc(&run.trigger),
-        esc(&run.summary)
-    )
+/// `host runs`: a header row, then one line per run, columns as wide as their widest cell.
+pub fn runs_table(runs: &[RunSummary]) -> String {
+    const HEADER: [&str; 6] = ["RUN", "STARTED", "PLAYBOOK", "STATUS", "TRIGGER", "SUMMARY"];
+    let rows: Vec<[String; 6]> = runs
+        .iter()
+        .map(|run| {
+            let dry = if run.dry_run { " (dry run)" } else { "" };
+            let node = run
+                .node
+                .as_deref()
+                .map(|n| format!(" [node {}]", esc(n)))
+                .unwrap_or_default();
+            [
+                esc(&run.id).into_owned(),
+                esc(&run.started_at).into_owned(),
+                esc(&run.playbook).into_owned(),
+                esc(&run.status).into_owned(),
+                esc(&run.trigger).into_owned(),
+                format!("{}{dry}{node}", esc(&run.summary)),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = HEADER.map(String::from);
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `host runs show <id>`: the run, its timeline, its artifacts.

@@ -165,6 +165,10 @@ pub struct Host {
     reloaded: std::sync::RwLock<Option<Arc<Config>>>,
     cache_dir: Option<std::path::PathBuf>,
     protected: std::sync::OnceLock<Arc<Protected>>,
+    /// The describe() name of each plugin-dir file this process has looked at (`None`: it
+    /// could not be described), for as long as the file is unchanged: a broken file costs its
+    /// describe() deadline once, not on every lookup of every name.
+    file_names: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, prepare::NamedFile>>,
 }
 
 impl Host {
@@ -199,6 +203,7 @@ impl Host {
             reloaded: std::sync::RwLock::new(None),
             cache_dir,
             protected: std::sync::OnceLock::new(),
+            file_names: Default::default(),
         })
     }
 

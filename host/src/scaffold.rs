@@ -31,10 +31,9 @@ pub enum Lang {
 
 /// A fixture for `host test`: the disk at 95 %, so the template notifies ops and escalates.
 const FIXTURE: &str = include_str!("../templates/tests/over-threshold.json");
-/// The grants the fixture is replayed with (a playbook run as `--plugin x.wasm` is named `x`).
+/// The grants the fixture is replayed with, under the playbook's describe() name (the Rust
+/// build's `{{crate}}.wasm` is the playbook `{{name}}` too).
 const HOST_TOML: &str = "[plugins.{{name}}.grants]\nfs-meta = [\"/tmp\"]\nnotify = [\"ops\"]\n";
-const HOST_TOML_RUST: &str =
-    "[plugins.{{crate}}.grants]\nfs-meta = [\"/tmp\"]\nnotify = [\"ops\"]\n";
 
 /// (path in the project, template). `{{name}}` is the playbook name, `{{crate}}` its Rust crate
 /// name (dashes as underscores, as cargo names the .wasm).
@@ -61,7 +60,7 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
             ),
             (".gitignore", "target/\n"),
             ("tests/over-threshold.json", FIXTURE),
-            ("tests/host.toml", HOST_TOML_RUST),
+            ("tests/host.toml", HOST_TOML),
         ],
         Lang::Python => vec![
             ("app.py", include_str!("../templates/python/app.py")),

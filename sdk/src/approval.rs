@@ -67,6 +67,10 @@ pub fn gate(incident: &Incident, group: Option<&str>, question: &Question) -> Ga
     match ask(group, question) {
         Ok(Answer::Approved(by)) => Gate::Act(Some(format!("approved by {by}"))),
         Ok(Answer::Expired) if incident.dry_run => Gate::Act(Some(format!("would ask {group}"))),
+        // No reason given: no dangling ": ".
+        Ok(Answer::Rejected(r)) if r.reason.trim().is_empty() => Gate::Hold {
+            why: format!("rejected by {}", r.by),
+        },
         Ok(Answer::Rejected(r)) => Gate::Hold {
             why: format!("rejected by {}: {}", r.by, r.reason),
         },

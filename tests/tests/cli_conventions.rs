@@ -72,17 +72,25 @@ fn completions_parse_in_each_shell() {
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
 }
 
+/// The pages are runbook-host(1), runbook-host-run(1) …: bind9's host(1) keeps its name.
 #[test]
 fn man_page_renders_and_names_every_subcommand() {
     let sandbox = Sandbox::new();
     let names = subcommands(&sandbox);
     let page = sandbox.host(&["man"]);
     assert_eq!(page.code, 0, "{}", page.stderr);
-    assert!(page.stdout.starts_with(".ie") || page.stdout.contains(".TH host 1"));
+    assert!(
+        page.stdout.contains(".TH runbook-host 1"),
+        "{}",
+        page.stdout
+    );
+    assert!(!page.stdout.contains(".TH host 1"), "{}", page.stdout);
+    // The synopsis shows the command as typed.
+    assert!(page.stdout.contains("\\fBhost\\fR"), "{}", page.stdout);
     for name in &names {
         assert!(
-            page.stdout.contains(&format!("host\\-{name}(1)")),
-            "host(1) does not list `{name}`:\n{}",
+            page.stdout.contains(&format!("runbook\\-host\\-{name}(1)")),
+            "runbook-host(1) does not list `{name}`:\n{}",
             page.stdout
         );
     }
@@ -107,15 +115,30 @@ fn man_page_renders_and_names_every_subcommand() {
     let dir = sandbox.path().join("man1");
     let written = sandbox.host(&["man", "--dir", dir.to_str().unwrap()]);
     assert_eq!(written.code, 0, "{}", written.stderr);
-    for name in names.iter().map(|n| format!("host-{n}.1")).chain([
-        "host.1".to_string(),
-        "host-runs-show.1".to_string(),
-        "host-notify-test.1".to_string(),
+    for name in names.iter().map(|n| format!("runbook-host-{n}.1")).chain([
+        "runbook-host.1".to_string(),
+        "runbook-host-runs-show.1".to_string(),
+        "runbook-host-notify-test.1".to_string(),
     ]) {
         let page = std::fs::read_to_string(dir.join(&name))
             .unwrap_or_else(|e| panic!("{name} was not written: {e}"));
         assert!(page.contains(".SH SYNOPSIS"), "{name}:\n{page}");
     }
+    let run = std::fs::read_to_string(dir.join("runbook-host-run.1")).unwrap();
+    assert!(run.contains(".TH runbook-host-run 1"), "{run}");
+    assert!(
+        run.contains("\\fBhost run\\fR"),
+        "synopsis as typed:\n{run}"
+    );
+    let clashing: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| !f.starts_with("runbook-host"))
+        .collect();
+    assert!(
+        clashing.is_empty(),
+        "pages outside runbook-host*: {clashing:?}"
+    );
 }
 
 #[test]

@@ -222,9 +222,10 @@ fn dry_run_sends_nothing_and_touches_nothing() {
     let run = sandbox.host(&live);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        !run.stdout.contains("── notify ops"),
-        "dry run printed a notification:\n{}",
-        run.stdout
+        !run.stdout.contains("── notify ops") && !run.stderr.contains("── notify ops"),
+        "dry run printed a notification:\n{}{}",
+        run.stdout,
+        run.stderr
     );
     assert!(run.stdout.contains("would-send"), "{}", run.stdout);
 
@@ -242,10 +243,11 @@ fn dry_run_sends_nothing_and_touches_nothing() {
         .filter(|a| *a != "--json" && *a != "--dry-run")
         .collect();
     let run = sandbox.host(&live);
+    // The default ops channel prints on stderr: stdout is the run's own output.
     assert!(
-        run.stdout.contains("── notify ops [P3 info]"),
+        run.stderr.contains("── notify ops [P3 info]"),
         "{}",
-        run.stdout
+        run.stderr
     );
 
     assert!(backups.join("old-1.tar.gz").exists() && backups.join("nested/old-2.tar.gz").exists());

@@ -144,8 +144,12 @@ fn over_critical_a_restart_needs_both_restart_true_and_the_grant() {
     assert_eq!(json["trigger"], "alert");
     let summary = json["summary"].as_str().unwrap();
     assert!(
-        summary.starts_with(&format!("Memory critical: {}", fat.name)),
+        summary.starts_with(&format!("Memory critical: {}: ", fat.name)),
         "{summary}"
+    );
+    assert!(
+        !summary.contains(&format!("{0}: {0}:", fat.name)),
+        "the container is named once: {summary}"
     );
     assert!(
         summary.contains("stable") && summary.contains("(restart=true would restart it)"),

@@ -14,10 +14,6 @@ fn run_json(sandbox: &Sandbox, args: &[&str]) -> (i32, serde_json::Value) {
     (run.code, run.json())
 }
 
-fn stem(path: &std::path::Path) -> String {
-    path.file_stem().unwrap().to_string_lossy().into_owned()
-}
-
 /// The same template in every language: denied → the playbook's own branch; granted → a real
 /// statvfs and a notification over the threshold.
 fn template_end_to_end(lang: Lang) {
@@ -28,7 +24,7 @@ fn template_end_to_end(lang: Lang) {
     };
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
     let lines: Vec<&str> = readme.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 5, "a title and four lines:\n{readme}");
+    assert_eq!(lines.len(), 6, "a title and five lines:\n{readme}");
     let test_cmd = readme_command(&readme, "Test:");
     assert!(
         test_cmd.starts_with("host run --plugin ") && test_cmd.ends_with(" --dry-run --json"),
@@ -75,8 +71,13 @@ fn template_end_to_end(lang: Lang) {
     assert_eq!(run["timings"]["load"]["cache"], "miss");
     let compile_ms = run["timings"]["load"]["compile_ms"].as_f64().unwrap();
 
-    // Granted, and over a threshold of 0 %: a real statvfs, then a notification.
-    let name = stem(std::path::Path::new(wasm));
+    // Granted by its describe() name (the Rust build's file says check_rust), and over a
+    // threshold of 0 %: a real statvfs, then a notification.
+    let name = format!("check-{}", lang.flag());
+    assert!(
+        readme.contains(&format!("[plugins.{name}.grants]")),
+        "{readme}"
+    );
     sandbox.write(
         "host.toml",
         format!("[plugins.{name}.grants]\nfs-read = [\"/\"]\nnotify = [\"ops\"]\n"),

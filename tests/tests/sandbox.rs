@@ -706,11 +706,24 @@ fn inspect_shows_wanted_against_granted_and_a_plugin_without_grants_still_runs()
         run.stdout
     );
 
-    // The same component under another name has no grants at all: it runs, and its calls
-    // come back denied.
+    // A playbook is named by its describe(), never by its file: the same component copied
+    // under another file name is still `hostile`, with hostile's grants.
     let other = fx.sandbox.path().join("ungranted.wasm");
     std::fs::copy(guests::path("hostile"), &other).unwrap();
     let inspect = fx.sandbox.host(&["inspect", other.to_str().unwrap()]);
+    assert!(
+        inspect.stdout.contains("fs-read  → root"),
+        "{}",
+        inspect.stdout
+    );
+    // Under a config that grants it nothing it still runs, and its calls come back denied.
+    let empty = fx.sandbox.write("empty.toml", "");
+    let inspect = fx.sandbox.host(&[
+        "inspect",
+        other.to_str().unwrap(),
+        "--config",
+        empty.to_str().unwrap(),
+    ]);
     assert!(
         inspect.stdout.contains("http     → nothing (denied)"),
         "{}",
@@ -719,6 +732,8 @@ fn inspect_shows_wanted_against_granted_and_a_plugin_without_grants_still_runs()
     let run = fx.sandbox.host(&[
         "run",
         other.to_str().unwrap(),
+        "--config",
+        empty.to_str().unwrap(),
         "--json",
         "-p",
         "case=fs-read",
@@ -726,6 +741,7 @@ fn inspect_shows_wanted_against_granted_and_a_plugin_without_grants_still_runs()
         &format!("target={}/ok.txt", fx.root.display()),
     ]);
     let json = run.json();
+    assert_eq!(json["playbook"], "hostile", "{json:#}");
     assert_eq!(only_call(&json, "fs-read")["result"], "denied", "{json:#}");
     assert_eq!(json["status"], "failed");
 }

@@ -333,7 +333,7 @@ fn reports_of_a_security_run_and_a_bot_down_run_follow_the_template() {
     assert_report_has_every_call(&report, &stored);
     assert!(report.contains("**Severity:** P1"));
     assert!(
-        report.contains("- **Alert:** BotDown (firing, firing since 2026-11-25T10:00:00Z)"),
+        report.contains("- **Alert:** BotDown (firing since 2026-11-25T10:00:00Z)"),
         "{report}"
     );
     assert!(

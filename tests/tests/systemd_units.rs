@@ -28,9 +28,9 @@ fn install(sandbox: &Sandbox) -> PathBuf {
     std::fs::create_dir_all(&units).unwrap();
     for unit in UNITS {
         let text = std::fs::read_to_string(examples().join(unit)).unwrap();
-        assert!(text.contains("/usr/local/bin/host "), "{unit}");
+        assert!(text.contains("/usr/local/bin/runbook-host "), "{unit}");
         let text = text.replace(
-            "/usr/local/bin/host ",
+            "/usr/local/bin/runbook-host ",
             &format!("{} ", host_bin().display()),
         );
         std::fs::write(units.join(unit), text).unwrap();

@@ -528,7 +528,11 @@ pub fn decision_line(record: &ApprovalRecord) -> String {
         "approved" => format!("✅ Approved by {by} at {at}"),
         "rejected" => format!(
             "❌ Rejected by {by} at {at}: {}",
-            record.reason.as_deref().unwrap_or("no reason given")
+            record
+                .reason
+                .as_deref()
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or("no reason given")
         ),
         "expired" => format!("⌛ Expired at {at}: nobody answered in time"),
         "lost" => format!("⚠️ Run lost at {at}: the host running it stopped while it waited"),

@@ -111,17 +111,7 @@ impl RunState {
             "ask",
             args,
             &result,
-            |answer| match answer {
-                Answer::Approved(by) => format!("approved by {by}"),
-                Answer::Rejected(r) => format!("rejected by {}: {}", r.by, r.reason),
-                Answer::Expired => {
-                    if dry_run {
-                        "would ask; a dry run answers expired".into()
-                    } else {
-                        "expired".into()
-                    }
-                }
-            },
+            |answer| answer_detail(answer, dry_run),
             waited,
         );
         Ok(result)
@@ -224,5 +214,40 @@ impl RunState {
             }),
             _ => Answer::Expired,
         })
+    }
+}
+
+/// The answer as the timeline shows it; a rejection without a reason has no dangling ": ".
+fn answer_detail(answer: &Answer, dry_run: bool) -> String {
+    match answer {
+        Answer::Approved(by) => format!("approved by {by}"),
+        Answer::Rejected(r) if r.reason.trim().is_empty() => format!("rejected by {}", r.by),
+        Answer::Rejected(r) => format!("rejected by {}: {}", r.by, r.reason),
+        Answer::Expired if dry_run => "would ask; a dry run answers expired".into(),
+        Answer::Expired => "expired".into(),
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_reads_with_its_reason_or_without_a_dangling_colon() {
+        let rejected = |reason: &str| {
+            Answer::Rejected(Rejection {
+                by: "cli:root".into(),
+                reason: reason.into(),
+            })
+        };
+        assert_eq!(answer_detail(&rejected(""), false), "rejected by cli:root");
+        assert_eq!(
+            answer_detail(&rejected("not during the release"), false),
+            "rejected by cli:root: not during the release"
+        );
+        assert_eq!(
+            answer_detail(&Answer::Approved("cli:root".into()), false),
+            "approved by cli:root"
+        );
     }
 }

@@ -15,6 +15,9 @@ use crate::config::Secret;
 pub enum ChannelConfig {
     /// Prints on the host's stdout (stderr when stdout carries `--json`).
     Stdout,
+    /// Prints on the host's stderr: the terminal's, even when stdout is piped (`| head`) or
+    /// redirected; the journal's under systemd. The default `ops` and `security` channels.
+    Stderr,
     /// Appends one JSON object per line.
     #[serde(rename_all = "kebab-case")]
     File { path: PathBuf },
@@ -128,6 +131,7 @@ impl ChannelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             ChannelConfig::Stdout => "stdout",
+            ChannelConfig::Stderr => "stderr",
             ChannelConfig::File { .. } => "file",
             ChannelConfig::Slack { .. } => "slack",
             ChannelConfig::Telegram { .. } => "telegram",
@@ -139,7 +143,9 @@ impl ChannelConfig {
 
     pub fn delivery(&self) -> DeliveryConfig {
         match self {
-            ChannelConfig::Stdout | ChannelConfig::File { .. } => DeliveryConfig::default(),
+            ChannelConfig::Stdout | ChannelConfig::Stderr | ChannelConfig::File { .. } => {
+                DeliveryConfig::default()
+            }
             ChannelConfig::Slack { delivery, .. }
             | ChannelConfig::Telegram { delivery, .. }
             | ChannelConfig::Pagerduty { delivery, .. }

@@ -150,9 +150,14 @@ pub struct Notifier {
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-/// The channels every host has: `stdout`, and `ops` / `security` printing there until the
-/// operator configures them.
-const DEFAULT_CHANNELS: [&str; 3] = ["stdout", "ops", "security"];
+/// The channels every host has until the operator configures them: `stdout`, and `ops` /
+/// `security` on stderr. Messages to people are not the command's output: `host run disk-full
+/// | head -2` must neither swallow them nor record a delivery failed on a closed pipe.
+const DEFAULT_CHANNELS: [(&str, ChannelConfig); 3] = [
+    ("stdout", ChannelConfig::Stdout),
+    ("ops", ChannelConfig::Stderr),
+    ("security", ChannelConfig::Stderr),
+];
 
 impl Notifier {
     /// Builds every channel's sink now so a missing secret is reported at start, not at 3 am;
@@ -164,7 +169,7 @@ impl Notifier {
     ) -> Notifier {
         let mut configs: BTreeMap<String, ChannelConfig> = DEFAULT_CHANNELS
             .into_iter()
-            .map(|name| (name.to_string(), ChannelConfig::Stdout))
+            .map(|(name, config)| (name.to_string(), config))
             .collect();
         configs.extend(configured.iter().map(|(k, v)| (k.clone(), v.clone())));
         let channels = configs

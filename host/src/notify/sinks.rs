@@ -77,6 +77,7 @@ impl Sink {
     pub fn build(config: &ChannelConfig, console: ConsoleStream) -> Result<Sink> {
         Ok(match config {
             ChannelConfig::Stdout => Sink::Console(console),
+            ChannelConfig::Stderr => Sink::Console(ConsoleStream::Stderr),
             ChannelConfig::File { path } => Sink::File(path.clone()),
             ChannelConfig::Slack { webhook_url, .. } => Sink::Slack {
                 client: client(config)?,

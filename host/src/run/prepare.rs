@@ -7,8 +7,62 @@ impl Host {
     /// Finds a playbook by name (a built-in or a plugin-dir entry, never a path), loads and
     /// links it and asks it to describe itself.
     pub async fn prepare(&self, name: &str) -> Result<Prepared> {
-        let entry = self.catalog.entry(name).map_err(UsageError::from)?;
+        let entry = self.entry(name).await.map_err(UsageError::from)?;
         self.prepare_entry(&entry).await
+    }
+
+    /// Every playbook, each under the name its describe() gives (one rule for every language
+    /// and file name: grants, routes, `host run` and the store all use it). A file's name
+    /// comes from the compile cache's record when it has one; else the file is loaded and
+    /// described (compiled once, then cached).
+    pub async fn playbooks(&self) -> Vec<CatalogEntry> {
+        self.catalog.index(self.named_files().await)
+    }
+
+    /// Every plugin-dir file in precedence order with the name its describe() gives (`None`:
+    /// it cannot be described). Files not named yet are described side by side: one slow
+    /// describe() costs its deadline, not the sum of all of them.
+    pub async fn named_files(&self) -> Vec<(std::path::PathBuf, Option<String>)> {
+        let files = self.catalog.files();
+        let names = futures::future::join_all(files.iter().map(|path| self.file_name_of(path)));
+        files.iter().cloned().zip(names.await).collect()
+    }
+
+    /// The describe() name of a plugin-dir file: this process's memo, the compile cache's
+    /// record, else the file loaded and described.
+    async fn file_name_of(&self, path: &std::path::Path) -> Option<String> {
+        let identity = file_identity(path);
+        let memo = || self.file_names.lock().unwrap().get(path).cloned();
+        if let (Some(known), Some(identity)) = (memo(), identity)
+            && known.identity == identity
+        {
+            return known.name;
+        }
+        let name = match self.engine.recorded_name(path) {
+            Some(name) => Some(name),
+            None => self
+                .prepare_path(crate::catalog::stem(path), path)
+                .await
+                .ok()
+                .map(|p| p.description.name),
+        };
+        if let Some(identity) = identity {
+            let named = NamedFile {
+                identity,
+                name: name.clone(),
+            };
+            self.file_names
+                .lock()
+                .unwrap()
+                .insert(path.to_path_buf(), named);
+        }
+        name
+    }
+
+    /// The catalog entry of a playbook name (see `playbooks`).
+    pub async fn entry(&self, name: &str) -> Result<CatalogEntry, crate::catalog::FindError> {
+        crate::catalog::check_name(name)?;
+        Catalog::entry_in(name, self.playbooks().await)
     }
 
     pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
@@ -25,7 +79,8 @@ impl Host {
     }
 
     /// A component file: checked as the catalog checks it, then loaded through the compile
-    /// cache's memo, which spares reading and hashing an unchanged file.
+    /// cache's memo, which spares reading and hashing an unchanged file. Named by its
+    /// describe() (`name`, its file name, only until it has described itself).
     async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
         let cap = self.config.max_component_mib().saturating_mul(1 << 20);
         let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
@@ -45,7 +100,7 @@ impl Host {
     pub async fn prepare_source(&self, source: PluginSource) -> Result<Prepared> {
         let (pre, load) = self
             .engine
-            .prepare(&source.wasm)
+            .prepare(&source.wasm, &source.name)
             .with_context(|| format!("playbook {} ({})", source.name, source.origin))?;
         self.describe_prepared(source, pre, load).await
     }
@@ -74,6 +129,10 @@ impl Host {
                 described
             }
         };
+        let mut source = source;
+        if crate::catalog::check_name(&description.name).is_ok() {
+            source.name = description.name.clone();
+        }
         Ok(Prepared {
             source,
             pre,
@@ -116,4 +175,24 @@ impl Host {
         description::check(&description)?;
         Ok(description)
     }
+}
+
+/// What `Host::playbooks` learnt of a file, and the file's state when it did.
+#[derive(Clone, PartialEq)]
+pub(super) struct NamedFile {
+    identity: (u64, u64, i64, i64, i64, i64),
+    name: Option<String>,
+}
+
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }

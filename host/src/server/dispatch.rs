@@ -191,7 +191,7 @@ impl Dispatcher {
             .is_some_and(|slot| slot.found.elapsed() < CATALOG_RECHECK);
         // Only names in the catalog get a slot: the map stays as small as the catalog.
         if !recently_found {
-            self.host.catalog.entry(playbook).map_err(|e| match e {
+            self.host.entry(playbook).await.map_err(|e| match e {
                 FindError::Unknown { .. } => Refusal::UnknownPlaybook(e.to_string()),
                 other => Refusal::Invalid(other.to_string()),
             })?;

@@ -100,7 +100,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         console,
     });
     let reloader = tokio::spawn(reload::on_sighup(app.clone()));
-    let schedules = schedule::start(&app.dispatcher)?;
+    let schedules = schedule::start(&app.dispatcher).await?;
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);

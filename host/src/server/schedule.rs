@@ -29,13 +29,13 @@ const CLOCK_RECHECK: Duration = Duration::from_secs(60);
 
 /// Starts one task per schedule; refuses a schedule naming a playbook the catalog does not
 /// have (a typo must not go unnoticed until the first firing, maybe days later).
-pub fn start(dispatcher: &Arc<Dispatcher>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+pub async fn start(dispatcher: &Arc<Dispatcher>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let schedules = dispatcher.host().config.schedules.clone();
     for schedule in &schedules {
         dispatcher
             .host()
-            .catalog
             .entry(&schedule.playbook)
+            .await
             .map_err(|e| anyhow::anyhow!("[[schedule]] {}: {e}", schedule.name()))?;
     }
     Ok(schedules

@@ -438,7 +438,19 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
         }
     }
     actions.push(incident.notify_action(&settings.channel, &message));
-    let summary = format!("{title}: {}", lines.join("; "));
+    // The title names the selector; one container selected by its own name is not named twice.
+    let only_named = sampled.len() == 1 && sampled[0].name == selector;
+    let summary_lines: Vec<&str> = lines
+        .iter()
+        .zip(&sampled)
+        .map(
+            |(line, s)| match line.strip_prefix(&format!("{}: ", s.name)) {
+                Some(rest) if only_named => rest,
+                _ => line.as_str(),
+            },
+        )
+        .collect();
+    let summary = format!("{title}: {}", summary_lines.join("; "));
     Ok(Outcome::new(status, summary).actions(actions))
 }
 

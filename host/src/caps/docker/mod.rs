@@ -469,9 +469,12 @@ impl docker::Host for RunState {
                     None,
                     |d, t| async move { d.stats(&t.id).await },
                     |s| {
+                        // For people; the result itself keeps the raw byte counts.
                         format!(
-                            "cpu {:.1}%, memory {} of {} bytes",
-                            s.cpu_percent, s.memory_used, s.memory_limit
+                            "cpu {:.1}%, memory {} of {}",
+                            s.cpu_percent,
+                            human_bytes(s.memory_used),
+                            human_bytes(s.memory_limit)
                         )
                     },
                 )
@@ -646,11 +649,29 @@ impl RunState {
 }
 
 /// Raw figures in the timeline, so the audit log can be compared with `docker system df`.
+/// 1536 → "1.5 KiB": binary units, one decimal, bytes as they are below 1 KiB.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn df_summary(df: &SystemDf) -> String {
     let section = |name: &str, s: &crate::bindings::runbook::host::docker::DfSection| {
         format!(
-            "{name} {} ({} active) {} B, reclaimable {} B",
-            s.count, s.active, s.size_bytes, s.reclaimable_bytes
+            "{name} {} ({} active) {}, reclaimable {}",
+            s.count,
+            s.active,
+            human_bytes(s.size_bytes),
+            human_bytes(s.reclaimable_bytes)
         )
     };
     [
@@ -668,6 +689,15 @@ mod tests {
 
     fn rule(toml_text: &str) -> Result<DockerRule, toml::de::Error> {
         toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1982256), "1.9 MiB");
+        assert_eq!(human_bytes(25_232_932_864), "23.5 GiB");
     }
 
     #[test]

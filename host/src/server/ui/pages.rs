@@ -452,7 +452,7 @@ pub(super) async fn playbooks(State(app): State<Shared>, headers: HeaderMap) -> 
     let host = app.dispatcher.host();
     let store = host.store.clone().expect("store");
     let mut sections = Vec::new();
-    for entry in host.catalog.entries() {
+    for entry in host.playbooks().await {
         let recent = store
             .list_page(&RunFilter {
                 playbook: Some(entry.name.clone()),
