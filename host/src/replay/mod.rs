@@ -10,6 +10,7 @@ pub mod cli;
 mod fixture;
 pub(crate) mod seam;
 pub mod test;
+mod world;
 
 pub use fixture::{
     Expect, ExpectedNotification, FIXTURE_ARTIFACT, Fixture, FixtureCall, FixtureIncident,

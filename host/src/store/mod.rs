@@ -24,7 +24,7 @@ pub use crate::records::{
     FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
-pub use backend::{Backend, RunFilter, SlotLimits};
+pub use backend::{Backend, EventsPage, RunFilter, SlotLimits};
 pub use sqlite::Sqlite;
 
 /// The run store, whichever backend.

@@ -10,6 +10,7 @@
 mod approvals;
 mod assets;
 mod forms;
+mod feed;
 pub(super) mod live;
 mod pages;
 mod report;

@@ -14,7 +14,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
-use crate::store::{Backend, RunFilter, SlotLimits, Untold};
+use crate::store::{Backend, EventsPage, RunFilter, SlotLimits, Untold};
 
 mod approvals;
 mod fleet;
@@ -598,6 +598,17 @@ impl Backend for Sqlite {
     async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
         let id = id.to_string();
         self.blocking(move |conn| runs::get(conn, &id)).await
+    }
+
+    async fn events_after(
+        &self,
+        id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<Option<EventsPage>> {
+        let id = id.to_string();
+        self.blocking(move |conn| runs::events_after(conn, &id, from, limit))
+            .await
     }
 
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
