@@ -8,6 +8,8 @@
 
 pub mod cli;
 mod fixture;
+#[cfg(test)]
+mod forged;
 pub(crate) mod seam;
 pub mod test;
 mod world;
