@@ -323,7 +323,11 @@ fn a_recorded_target_must_be_what_the_call_names() {
     }
     // Honest targets: this host denies prod-db, the test fails (not a pass).
     let (code, report) = replay_forged(&sandbox, "bot-down", &config, "prod.json", &prod);
-    assert_eq!((code, report["result"].as_str()), (1, Some("fail")), "{report:#}");
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
     assert_ne!(report["status"], "resolved", "{report:#}");
     // The forgery: the fixture says the calls reached bar-1.
     let mut swapped = prod.clone();
@@ -363,18 +367,35 @@ fn a_recorded_target_must_be_what_the_call_names() {
     by_id["expect"]["summary"] = Value::Null;
     by_id["expect"]["actions"] = Value::Null;
     by_id["expect"]["notifications"] = Value::Null;
-    let (code, report) =
-        replay_forged(&sandbox, "bot-down", &host_toml("bot-down"), "by-id.json", &by_id);
-    assert_eq!((code, report["result"].as_str()), (0, Some("pass")), "{report:#}");
+    let (code, report) = replay_forged(
+        &sandbox,
+        "bot-down",
+        &host_toml("bot-down"),
+        "by-id.json",
+        &by_id,
+    );
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (0, Some("pass")),
+        "{report:#}"
+    );
     // …but not one that is not its prefix.
     let mut other_id = by_id.clone();
     for call in calls_of(&mut other_id, "inspect") {
         call["target"]["id"] = "f".repeat(64).into();
     }
-    let (code, report) =
-        replay_forged(&sandbox, "bot-down", &host_toml("bot-down"), "other-id.json", &other_id);
+    let (code, report) = replay_forged(
+        &sandbox,
+        "bot-down",
+        &host_toml("bot-down"),
+        "other-id.json",
+        &other_id,
+    );
     assert_eq!(code, 2, "{report:#}");
-    assert!(problems(&report).contains("fixture inconsistent"), "{report:#}");
+    assert!(
+        problems(&report).contains("fixture inconsistent"),
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -389,7 +410,10 @@ fn a_forged_label_is_refused_and_a_consistent_one_grants() {
     // The start call's target claims the label; the inspects of the same container say no.
     let mut forged = recorded("bot-down", "down-restarted.json");
     for call in calls_of(&mut forged, "start") {
-        call["target"]["labels"].as_array_mut().unwrap().push(label.clone());
+        call["target"]["labels"]
+            .as_array_mut()
+            .unwrap()
+            .push(label.clone());
     }
     let (code, report) = replay_forged(&sandbox, "bot-down", &config, "label.json", &forged);
     assert_eq!(code, 2, "{report:#}");
@@ -401,7 +425,10 @@ fn a_forged_label_is_refused_and_a_consistent_one_grants() {
     let mut labelled = recorded("bot-down", "down-restarted.json");
     for call in labelled["calls"].as_array_mut().unwrap() {
         if call["interface"] == "docker" {
-            call["target"]["labels"].as_array_mut().unwrap().push(label.clone());
+            call["target"]["labels"]
+                .as_array_mut()
+                .unwrap()
+                .push(label.clone());
             if call["function"] == "inspect" {
                 call["result"]["ok"]["container"]["labels"]
                     .as_array_mut()
@@ -411,11 +438,19 @@ fn a_forged_label_is_refused_and_a_consistent_one_grants() {
         }
     }
     let (code, report) = replay_forged(&sandbox, "bot-down", &config, "labelled.json", &labelled);
-    assert_eq!((code, report["result"].as_str()), (0, Some("pass")), "{report:#}");
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (0, Some("pass")),
+        "{report:#}"
+    );
     // Without the label anywhere, start is denied as live.
     let plain = recorded("bot-down", "down-restarted.json");
     let (code, report) = replay_forged(&sandbox, "bot-down", &config, "plain.json", &plain);
-    assert_eq!((code, report["result"].as_str()), (1, Some("fail")), "{report:#}");
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -430,13 +465,21 @@ fn a_recorded_path_must_be_the_canonical_form_of_the_one_asked() {
     calls_of(&mut honest, "find-entries")[0]["target"] = json!({ "path": dir, "kind": "dir" });
     calls_of(&mut honest, "read")[0]["target"] = json!({ "path": file, "kind": "file" });
     let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "honest.json", &honest);
-    assert_eq!((code, report["result"].as_str()), (0, Some("pass")), "{report:#}");
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (0, Some("pass")),
+        "{report:#}"
+    );
 
     // A symlink leading out of the root, recorded where it leads: denied, as live.
     let mut escape = honest.clone();
     calls_of(&mut escape, "read")[0]["target"] = json!({ "path": "/etc/shadow", "kind": "file" });
     let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "escape.json", &escape);
-    assert_eq!((code, report["result"].as_str()), (1, Some("fail")), "{report:#}");
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
 
     // The same symlink recorded as a plain file, while the listing shows it is a symlink.
     let mut hidden = honest.clone();
@@ -461,7 +504,10 @@ fn a_recorded_path_must_be_the_canonical_form_of_the_one_asked() {
         .remove("target");
     let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "untold.json", &hidden);
     assert_eq!(code, 2, "{report:#}");
-    assert!(problems(&report).contains("which the fixture shows is a symlink"), "{report:#}");
+    assert!(
+        problems(&report).contains("which the fixture shows is a symlink"),
+        "{report:#}"
+    );
 
     // A read that follows cannot have reached a symlink.
     let mut link = honest.clone();
@@ -486,7 +532,16 @@ fn a_recorded_path_must_be_the_canonical_form_of_the_one_asked() {
         json!({ "path": "/srv/backups/bad", "kind": "dir" });
     calls_of(&mut inside, "read")[0]["target"] =
         json!({ "path": "/srv/backups/bad/db-2.tar.gz", "kind": "file" });
-    let (code, report) =
-        replay_forged(&sandbox, "backup-verify", &elsewhere, "inside.json", &inside);
-    assert_eq!((code, report["result"].as_str()), (1, Some("fail")), "{report:#}");
+    let (code, report) = replay_forged(
+        &sandbox,
+        "backup-verify",
+        &elsewhere,
+        "inside.json",
+        &inside,
+    );
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
 }

@@ -95,7 +95,11 @@ fn from<T: serde::de::DeserializeOwned>(value: Value) -> T {
 async fn call(state: &mut RunState, interface: &str, function: &str) -> Got {
     let c = || "bar-1".to_string();
     let p = || "/srv/app/x.log".to_string();
-    let find = || from(json!({"name_glob": null, "min_age_secs": null, "max_depth": null, "limit": null, "files_only": null}));
+    let find = || {
+        from(
+            json!({"name_glob": null, "min_age_secs": null, "max_depth": null, "limit": null, "files_only": null}),
+        )
+    };
     let grep = || from(json!({"case_insensitive": false, "max_matches": 10, "last_lines": null}));
     match (interface, function) {
         ("docker", "list-containers") => got(docker::Host::list_containers(
@@ -184,9 +188,8 @@ fn targets(interface: &str, function: &str) -> (Option<Value>, Vec<Value>) {
                 json!({"name": "bar-1", "labels": []}),
             ],
         ),
-        ("docker", "list-containers" | "disk-usage" | "prune") | ("http" | "notify" | "approval", _) => {
-            (None, vec![container("bar-1"), json!({})])
-        }
+        ("docker", "list-containers" | "disk-usage" | "prune")
+        | ("http" | "notify" | "approval", _) => (None, vec![container("bar-1"), json!({})]),
         ("docker", _) => (
             Some(container("bar-1")),
             vec![container("bar-2"), container("prod-db"), json!({"name": 1})],

@@ -101,7 +101,10 @@ fn entries(call: &FixtureCall) -> Vec<(String, &'static str)> {
     let ok = &call.result["ok"];
     let list = match call.function.as_str() {
         "stat" => vec![ok],
-        "list-dir" | "find" => ok.as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+        "list-dir" | "find" => ok
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default(),
         "find-entries" => ok["entries"]
             .as_array()
             .map(|a| a.iter().collect())
@@ -109,7 +112,12 @@ fn entries(call: &FixtureCall) -> Vec<(String, &'static str)> {
         _ => Vec::new(),
     };
     list.into_iter()
-        .filter_map(|e| Some((e["path"].as_str()?.to_string(), file_type(e["kind"].as_str()?)?)))
+        .filter_map(|e| {
+            Some((
+                e["path"].as_str()?.to_string(),
+                file_type(e["kind"].as_str()?)?,
+            ))
+        })
         .collect()
 }
 
@@ -206,11 +214,19 @@ mod tests {
 
     #[test]
     fn a_container_has_one_set_of_labels() {
-        let mut restart = call("docker", "restart", json!({"container": "prod-db"}), json!({"ok": null}));
+        let mut restart = call(
+            "docker",
+            "restart",
+            json!({"container": "prod-db"}),
+            json!({"ok": null}),
+        );
         restart.target = Some(json!({"name": "prod-db", "labels": [["tier", "bar"]]}));
         let honest = inspect("prod-db", json!([["tier", "db"]]));
         let error = check(&[honest.clone(), restart.clone()]).unwrap_err();
-        assert!(error.starts_with("fixture inconsistent: calls[1] (docker.restart)"), "{error}");
+        assert!(
+            error.starts_with("fixture inconsistent: calls[1] (docker.restart)"),
+            "{error}"
+        );
         // Positive control: the same labels in another order agree.
         restart.target = Some(json!({"name": "prod-db", "labels": [["tier", "db"]]}));
         let two = inspect("prod-db", json!([["b", "2"], ["tier", "db"]]));
@@ -228,7 +244,12 @@ mod tests {
             json!({"path": "/srv/app/current"}),
             json!({"ok": {"path": "/srv/app/current", "kind": "Symlink", "size": 9, "modified": 0, "mode": 511}}),
         );
-        let mut read = call("fs-read", "read", json!({"path": "/srv/app/current"}), json!({"ok": [104]}));
+        let mut read = call(
+            "fs-read",
+            "read",
+            json!({"path": "/srv/app/current"}),
+            json!({"ok": [104]}),
+        );
         read.target = Some(json!({"path": "/srv/app/current", "kind": "file"}));
         assert!(check(&[stat.clone(), read.clone()]).is_err());
         read.target = None;

@@ -23,8 +23,8 @@ use crate::bindings::runbook::host::docker::{
 };
 use crate::policy::{DockerRule, DockerVerb, name_glob};
 use crate::replay::seam::{Gate, taped, untargeted};
-use replay::container_gate;
 use crate::state::RunState;
+use replay::container_gate;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 

@@ -6,7 +6,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{granted_on, reference};
-use crate::bindings::CapError;
 use crate::policy::DockerVerb;
 use crate::replay::seam::{Gate, Refusal, targeted};
 
@@ -37,9 +36,10 @@ fn resolves_to(reference: &str, name: &str, id: Option<&str>) -> bool {
 /// A full engine id as the live path requires one, else the fixture cannot be a recording.
 fn full_id(kind: &str, id: &Option<String>) -> Result<(), Refusal> {
     match id {
-        Some(id) if reference::engine_id(kind, id).is_err() => Err(Refusal::Inconsistent(
-            format!("the recorded {kind} id {} is not a full id", reference::echo(id)),
-        )),
+        Some(id) if reference::engine_id(kind, id).is_err() => Err(Refusal::Inconsistent(format!(
+            "the recorded {kind} id {} is not a full id",
+            reference::echo(id)
+        ))),
         _ => Ok(()),
     }
 }
@@ -83,8 +83,7 @@ fn reached(
     }
     match (network, &recorded.network) {
         (None, None) => {}
-        (Some(asked), Some(name))
-            if resolves_to(asked, name, recorded.network_id.as_deref()) => {}
+        (Some(asked), Some(name)) if resolves_to(asked, name, recorded.network_id.as_deref()) => {}
         (Some(asked), None) => {
             return Err(Refusal::Inconsistent(format!(
                 "the call names network {} but the target records none",

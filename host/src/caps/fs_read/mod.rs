@@ -30,9 +30,9 @@ use crate::bindings::runbook::host::fs_read::{
 };
 use crate::policy::Grants;
 use crate::replay::seam::{Gate, Refusal, arg, taped, targeted};
-pub use replay::{Kind, PathTarget, Use};
 use crate::state::RunState;
 use ops::{Cx, MAX_GLOB_BYTES, MAX_PATTERN_BYTES};
+use replay::Use;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -346,7 +346,9 @@ impl fs_read::Host for RunState {
         let args = json!({ "path": arg(&path) });
         let gate = RunState::path_gate(path.clone(), Use::Stat);
         taped!(self, "fs-read", "stat", Entry, args, gate, {
-            reaching!(self, path, Use::Stat, { self.live_stat(path.clone()).await })
+            reaching!(self, path, Use::Stat, {
+                self.live_stat(path.clone()).await
+            })
         })
     }
 
@@ -354,7 +356,9 @@ impl fs_read::Host for RunState {
         let args = json!({ "path": arg(&path) });
         let gate = RunState::path_gate(path.clone(), Use::Usage);
         taped!(self, "fs-read", "usage", FsUsage, args, gate, {
-            reaching!(self, path, Use::Usage, { self.live_usage(path.clone()).await })
+            reaching!(self, path, Use::Usage, {
+                self.live_usage(path.clone()).await
+            })
         })
     }
 
@@ -407,7 +411,8 @@ impl fs_read::Host for RunState {
             }));
         }
         let result = self.live_largest_many(paths.clone(), depth, limit).await;
-        if let (Some(crate::replay::Tape::Recording(_)), Ok(Ok(results))) = (&self.tape, &result) {
+        let recording = matches!(self.tape, Some(crate::replay::Tape::Recording(_)));
+        if recording && let Ok(Ok(results)) = &result {
             let mut targets = Vec::new();
             for (path, answered) in paths.iter().zip(results) {
                 if answered.is_ok() {

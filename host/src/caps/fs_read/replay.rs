@@ -12,7 +12,6 @@ use serde_json::Value;
 
 use super::roots::MAX_PATH_BYTES;
 use crate::bindings::CapError;
-use crate::bindings::runbook::host::fs_read::EntryKind;
 use crate::replay::seam::{Gate, Refusal, targeted};
 use crate::state::RunState;
 use crate::text::echo;
@@ -43,17 +42,6 @@ impl Kind {
         } else {
             Kind::Other
         }
-    }
-
-    /// Whether an entry a call answered can be this kind of object.
-    pub fn agrees_with(self, entry: EntryKind) -> bool {
-        matches!(
-            (self, entry),
-            (Kind::File, EntryKind::File)
-                | (Kind::Dir, EntryKind::Dir)
-                | (Kind::Symlink, EntryKind::Symlink)
-                | (Kind::Device | Kind::Other, EntryKind::Other)
-        )
     }
 }
 
@@ -189,10 +177,9 @@ impl RunState {
         }
         let device = reached.as_ref().is_some_and(|t| t.kind == Kind::Device);
         if let Some(why) = self.fs.protected.refusal_by_path(&real, device) {
-            return Err(CapError::Denied(format!(
-                "{shown} {why}: no fs-read grant reaches it"
-            ))
-            .into());
+            return Err(
+                CapError::Denied(format!("{shown} {why}: no fs-read grant reaches it")).into(),
+            );
         }
         let Some(kind) = reached.map(|t| t.kind) else {
             return Ok(());
@@ -201,7 +188,7 @@ impl RunState {
         match (how, kind) {
             (Use::Content, Kind::File) | (Use::Walk, Kind::Dir) | (Use::Stat, _) => Ok(()),
             (Use::Usage, Kind::File | Kind::Dir) => Ok(()),
-            (Use::Content | Use::Usage, Kind::Dir) => Err(CapError::Invalid(format!(
+            (Use::Content, Kind::Dir) => Err(CapError::Invalid(format!(
                 "{shown} is a directory: only regular files are read"
             ))),
             (Use::Content | Use::Usage, _) => Err(CapError::Invalid(format!(
@@ -276,7 +263,10 @@ fn consistent(lexical: &Path, how: Use, target: &Value) -> Result<PathTarget, Re
 }
 
 /// `largest-many`: a target per path (or none at all), each as one path's.
-pub(crate) fn many_targets(paths: usize, target: Option<&Value>) -> Result<Vec<Option<Value>>, Refusal> {
+pub(crate) fn many_targets(
+    paths: usize,
+    target: Option<&Value>,
+) -> Result<Vec<Option<Value>>, Refusal> {
     match target {
         None => Ok(vec![None; paths]),
         Some(Value::Array(each)) if each.len() == paths => Ok(each
@@ -299,15 +289,33 @@ mod tests {
     fn a_target_must_be_the_paths_canonical_form() {
         let lexical = Path::new("/srv/app/current.log");
         let ok = |how, t: Value| consistent(lexical, how, &t).is_ok();
-        assert!(ok(Use::Content, json!({"path": "/srv/app/current.log", "kind": "file"})));
+        assert!(ok(
+            Use::Content,
+            json!({"path": "/srv/app/current.log", "kind": "file"})
+        ));
         // A symlink inside the root, followed: the canonical path differs.
-        assert!(ok(Use::Content, json!({"path": "/srv/app/2026.log", "kind": "file"})));
-        assert!(ok(Use::Stat, json!({"path": "/srv/app/current.log", "kind": "symlink"})));
+        assert!(ok(
+            Use::Content,
+            json!({"path": "/srv/app/2026.log", "kind": "file"})
+        ));
+        assert!(ok(
+            Use::Stat,
+            json!({"path": "/srv/app/current.log", "kind": "symlink"})
+        ));
         for (how, bad) in [
-            (Use::Content, json!({"path": "/srv/app/current.log", "kind": "symlink"})),
+            (
+                Use::Content,
+                json!({"path": "/srv/app/current.log", "kind": "symlink"}),
+            ),
             (Use::Walk, json!({"path": "/srv/app/x", "kind": "symlink"})),
-            (Use::Stat, json!({"path": "/srv/app/other.log", "kind": "file"})),
-            (Use::Content, json!({"path": "/srv/app/../../etc/shadow", "kind": "file"})),
+            (
+                Use::Stat,
+                json!({"path": "/srv/app/other.log", "kind": "file"}),
+            ),
+            (
+                Use::Content,
+                json!({"path": "/srv/app/../../etc/shadow", "kind": "file"}),
+            ),
             (Use::Content, json!({"path": "srv/app/x", "kind": "file"})),
             (Use::Content, json!({"path": "/srv//app/x", "kind": "file"})),
             (Use::Content, json!({"path": "/srv/app/x/", "kind": "file"})),
@@ -316,7 +324,10 @@ mod tests {
             (Use::Content, json!("/srv/app/x")),
         ] {
             assert!(
-                matches!(consistent(lexical, how, &bad), Err(Refusal::Inconsistent(_))),
+                matches!(
+                    consistent(lexical, how, &bad),
+                    Err(Refusal::Inconsistent(_))
+                ),
                 "{how:?} {bad}"
             );
         }

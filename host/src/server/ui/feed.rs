@@ -21,7 +21,10 @@ pub(super) const PAGE: usize = 256;
 const QUEUE: usize = 1024;
 
 pub(super) enum Item {
-    Event { seq: usize, html: String },
+    Event {
+        seq: usize,
+        html: String,
+    },
     /// The run ended and every event before this was sent.
     End,
 }
@@ -35,14 +38,15 @@ fn feeds() -> &'static Feeds {
 }
 
 fn key(store: &Arc<Store>, run_id: &str) -> (usize, String) {
-    (
-        Arc::as_ptr(store) as *const () as usize,
-        run_id.to_string(),
-    )
+    (Arc::as_ptr(store) as *const () as usize, run_id.to_string())
 }
 
 /// A place in the feed of `run_id`, started (reading from `from`) if nobody follows it yet.
-pub(super) fn join(store: &Arc<Store>, run_id: &str, from: usize) -> broadcast::Receiver<Arc<Item>> {
+pub(super) fn join(
+    store: &Arc<Store>,
+    run_id: &str,
+    from: usize,
+) -> broadcast::Receiver<Arc<Item>> {
     let mut feeds = feeds().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(sender) = feeds.get(&key(store, run_id)) {
         return sender.subscribe();

@@ -21,10 +21,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
+use super::feed::{self, Item};
 use super::{may_read, message_page};
 use crate::server::Shared;
 use crate::store::Store;
-use super::feed::{self, Item};
 use crate::timeline::{Event, Sink};
 
 /// Events of one run appended live; past this the outcome carries the rest.
@@ -159,7 +159,11 @@ impl Follow {
             .feed
             .get_or_insert_with(|| feed::join(&self.store, &self.run_id, self.next));
         if !self.following {
-            match self.store.events_after(&self.run_id, self.next, feed::PAGE).await {
+            match self
+                .store
+                .events_after(&self.run_id, self.next, feed::PAGE)
+                .await
+            {
                 Ok(Some(page)) => {
                     let (full, live) = (page.events.len() == feed::PAGE, page.live());
                     for (seq, text) in page.events {

@@ -9,8 +9,8 @@
 
 mod approvals;
 mod assets;
-mod forms;
 mod feed;
+mod forms;
 pub(super) mod live;
 mod pages;
 mod report;

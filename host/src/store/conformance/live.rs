@@ -45,11 +45,32 @@ pub(crate) async fn events_after_reads_from_the_cursor_bounded(s: Subject) {
     );
     let page = b.events_after("r1", 5, 100).await.unwrap().unwrap();
     assert_eq!(messages(&page), [(5, "e5".into()), (6, "e6".into())]);
-    assert!(b.events_after("r1", 7, 100).await.unwrap().unwrap().events.is_empty());
-    assert!(b.events_after("r1", usize::MAX, 100).await.unwrap().unwrap().events.is_empty());
+    assert!(
+        b.events_after("r1", 7, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    assert!(
+        b.events_after("r1", usize::MAX, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .is_empty()
+    );
     // Another run's events are not this one's.
     b.admit(admit(queued("r2", "pb", 2))).await.unwrap();
-    assert!(b.events_after("r2", 0, 100).await.unwrap().unwrap().events.is_empty());
+    assert!(
+        b.events_after("r2", 0, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .is_empty()
+    );
 
     // Ended: the status says so and the final timeline is what is read.
     b.finish(outcome("r1", "resolved")).await.unwrap();

@@ -19,7 +19,9 @@ fn lines(incident: &Incident) -> Result<Outcome, Error> {
         .map(|n| n.trim().parse().unwrap_or(0))
         .collect();
     let [count, bytes, pause, hold] = spec[..] else {
-        return Err(Error::Invalid("stream-lines: target is COUNT,BYTES,PAUSE_MS,HOLD_MS".into()));
+        return Err(Error::Invalid(
+            "stream-lines: target is COUNT,BYTES,PAUSE_MS,HOLD_MS".into(),
+        ));
     };
     for i in 0..count {
         let mut line = format!("line {i} ");
