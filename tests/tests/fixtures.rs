@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use runbook_tests::Sandbox;
 use runbook_tests::http::Peer;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn plugins_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins")
@@ -270,5 +270,278 @@ fn a_recorded_run_is_exported_and_replays_with_url_secrets_masked() {
         export.stderr.contains("was not recorded"),
         "{}",
         export.stderr
+    );
+}
+
+/// A recorded fixture as JSON, to forge.
+fn recorded(playbook: &str, name: &str) -> Value {
+    let path = plugins_dir().join(playbook).join("tests").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn calls_of<'a>(fixture: &'a mut Value, function: &str) -> Vec<&'a mut Value> {
+    fixture["calls"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .filter(|c| c["function"] == function)
+        .collect()
+}
+
+/// (exit code, the fixture's report) of `host test` with `config` and the forged fixture.
+fn replay_forged(
+    sandbox: &Sandbox,
+    playbook: &str,
+    config: &Path,
+    name: &str,
+    fixture: &Value,
+) -> (i32, Value) {
+    let path = sandbox.write(name, fixture.to_string());
+    let (code, doc) = replay(sandbox, playbook, config, &[path]);
+    (code, doc["fixtures"][0]["report"].clone())
+}
+
+fn problems(report: &Value) -> String {
+    report["problems"].to_string()
+}
+
+#[test]
+fn a_recorded_target_must_be_what_the_call_names() {
+    let sandbox = Sandbox::new();
+    // The issue's case: restart granted on bar-* only, the playbook works on prod-db.
+    let config = sandbox.write(
+        "bar-only.toml",
+        "[plugins.bot-down.grants]\ndocker = [{ containers = [\"bar-*\"], verbs = [\"read\", \"start\", \"restart\"] }]\nhttp = [\"http://127.0.0.1:*\"]\nnotify = [\"ops\"]\n",
+    );
+    let mut prod = recorded("bot-down", "down-restarted.json");
+    prod["incident"]["params"]["container"] = "prod-db".into();
+    for call in prod["calls"].as_array_mut().unwrap() {
+        if call["interface"] == "docker" {
+            call["args"]["container"] = "prod-db".into();
+            call["target"]["name"] = "prod-db".into();
+        }
+    }
+    // Honest targets: this host denies prod-db, the test fails (not a pass).
+    let (code, report) = replay_forged(&sandbox, "bot-down", &config, "prod.json", &prod);
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
+    assert_ne!(report["status"], "resolved", "{report:#}");
+    // The forgery: the fixture says the calls reached bar-1.
+    let mut swapped = prod.clone();
+    for call in calls_of(&mut swapped, "start")
+        .into_iter()
+        .chain(calls_of(&mut swapped, "inspect"))
+        .chain(calls_of(&mut swapped, "logs"))
+    {
+        call["target"]["name"] = "bar-1".into();
+    }
+    let (code, report) = replay_forged(&sandbox, "bot-down", &config, "swapped.json", &swapped);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["result"], "bad-fixture", "{report:#}");
+    assert!(
+        problems(&report).contains("fixture inconsistent: call #1 docker.inspect")
+            && problems(&report).contains(r#"\"prod-db\""#)
+            && problems(&report).contains(r#"\"bar-1\""#),
+        "{report:#}"
+    );
+    // An id reference reaches the container whose id it starts: that is no forgery. Positive
+    // control with the fixture's own grants: every call by id prefix, targets as recorded.
+    let mut by_id = recorded("bot-down", "down-restarted.json");
+    let id = by_id["calls"][0]["result"]["ok"]["container"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    by_id["incident"]["params"]["container"] = id[..12].into();
+    for call in by_id["calls"].as_array_mut().unwrap() {
+        if call["interface"] == "docker" {
+            call["args"]["container"] = id[..12].into();
+            call["target"]["id"] = id.clone().into();
+        }
+        if call["interface"] == "notify" {
+            call["args"] = "$any".into();
+        }
+    }
+    by_id["expect"]["summary"] = Value::Null;
+    by_id["expect"]["actions"] = Value::Null;
+    by_id["expect"]["notifications"] = Value::Null;
+    let (code, report) = replay_forged(
+        &sandbox,
+        "bot-down",
+        &host_toml("bot-down"),
+        "by-id.json",
+        &by_id,
+    );
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (0, Some("pass")),
+        "{report:#}"
+    );
+    // …but not one that is not its prefix.
+    let mut other_id = by_id.clone();
+    for call in calls_of(&mut other_id, "inspect") {
+        call["target"]["id"] = "f".repeat(64).into();
+    }
+    let (code, report) = replay_forged(
+        &sandbox,
+        "bot-down",
+        &host_toml("bot-down"),
+        "other-id.json",
+        &other_id,
+    );
+    assert_eq!(code, 2, "{report:#}");
+    assert!(
+        problems(&report).contains("fixture inconsistent"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_forged_label_is_refused_and_a_consistent_one_grants() {
+    let sandbox = Sandbox::new();
+    // start is granted only on containers labelled runbook.restart=yes.
+    let config = sandbox.write(
+        "by-label.toml",
+        "[plugins.bot-down.grants]\ndocker = [{ containers = [\"rbf-*\"], verbs = [\"read\"] }, { labels = [\"runbook.restart=yes\"], verbs = [\"start\"] }]\nhttp = [\"http://127.0.0.1:*\"]\nnotify = [\"ops\"]\n",
+    );
+    let label = json!(["runbook.restart", "yes"]);
+    // The start call's target claims the label; the inspects of the same container say no.
+    let mut forged = recorded("bot-down", "down-restarted.json");
+    for call in calls_of(&mut forged, "start") {
+        call["target"]["labels"]
+            .as_array_mut()
+            .unwrap()
+            .push(label.clone());
+    }
+    let (code, report) = replay_forged(&sandbox, "bot-down", &config, "label.json", &forged);
+    assert_eq!(code, 2, "{report:#}");
+    assert!(
+        problems(&report).contains("fixture inconsistent: calls[3] (docker.start) says container \\\"rbf-bot\\\" is labelled"),
+        "{report:#}"
+    );
+    // Positive control: a world where the container has the label everywhere it is seen.
+    let mut labelled = recorded("bot-down", "down-restarted.json");
+    for call in labelled["calls"].as_array_mut().unwrap() {
+        if call["interface"] == "docker" {
+            call["target"]["labels"]
+                .as_array_mut()
+                .unwrap()
+                .push(label.clone());
+            if call["function"] == "inspect" {
+                call["result"]["ok"]["container"]["labels"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(label.clone());
+            }
+        }
+    }
+    let (code, report) = replay_forged(&sandbox, "bot-down", &config, "labelled.json", &labelled);
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (0, Some("pass")),
+        "{report:#}"
+    );
+    // Without the label anywhere, start is denied as live.
+    let plain = recorded("bot-down", "down-restarted.json");
+    let (code, report) = replay_forged(&sandbox, "bot-down", &config, "plain.json", &plain);
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_recorded_path_must_be_the_canonical_form_of_the_one_asked() {
+    let sandbox = Sandbox::new();
+    let config = host_toml("backup-verify");
+    let dir = "/tmp/runbook-fixtures/backups/bad";
+    let file = format!("{dir}/db-2.tar.gz");
+    // Positive control: the recorded fixture with targets as `host run --record` now writes
+    // them passes.
+    let mut honest = recorded("backup-verify", "stale-broken.json");
+    calls_of(&mut honest, "find-entries")[0]["target"] = json!({ "path": dir, "kind": "dir" });
+    calls_of(&mut honest, "read")[0]["target"] = json!({ "path": file, "kind": "file" });
+    let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "honest.json", &honest);
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (0, Some("pass")),
+        "{report:#}"
+    );
+
+    // A symlink leading out of the root, recorded where it leads: denied, as live.
+    let mut escape = honest.clone();
+    calls_of(&mut escape, "read")[0]["target"] = json!({ "path": "/etc/shadow", "kind": "file" });
+    let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "escape.json", &escape);
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
+    );
+
+    // The same symlink recorded as a plain file, while the listing shows it is a symlink.
+    let mut hidden = honest.clone();
+    for entry in calls_of(&mut hidden, "find-entries")[0]["result"]["ok"]["entries"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if entry["path"] == file.as_str() {
+            entry["kind"] = "Symlink".into();
+        }
+    }
+    let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "hidden.json", &hidden);
+    assert_eq!(code, 2, "{report:#}");
+    assert!(
+        problems(&report).contains("fixture inconsistent: calls[1] (fs-read.read) says path"),
+        "{report:#}"
+    );
+    // …or with no target at all.
+    calls_of(&mut hidden, "read")[0]
+        .as_object_mut()
+        .unwrap()
+        .remove("target");
+    let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "untold.json", &hidden);
+    assert_eq!(code, 2, "{report:#}");
+    assert!(
+        problems(&report).contains("which the fixture shows is a symlink"),
+        "{report:#}"
+    );
+
+    // A read that follows cannot have reached a symlink.
+    let mut link = honest.clone();
+    calls_of(&mut link, "read")[0]["target"]["kind"] = "symlink".into();
+    let (code, report) = replay_forged(&sandbox, "backup-verify", &config, "link.json", &link);
+    assert_eq!(code, 2, "{report:#}");
+    assert!(
+        problems(&report).contains("fixture inconsistent")
+            && problems(&report).contains("fs-read.read")
+            && problems(&report).contains("symlink"),
+        "{report:#}"
+    );
+
+    // A path outside the root whose target says it canonicalises inside: the path itself
+    // is refused first, as live.
+    let elsewhere = sandbox.write(
+        "srv.toml",
+        "[plugins.backup-verify.grants]\nfs-read = [\"/srv/backups\"]\nnotify = [\"ops\"]\n",
+    );
+    let mut inside = honest.clone();
+    calls_of(&mut inside, "find-entries")[0]["target"] =
+        json!({ "path": "/srv/backups/bad", "kind": "dir" });
+    calls_of(&mut inside, "read")[0]["target"] =
+        json!({ "path": "/srv/backups/bad/db-2.tar.gz", "kind": "file" });
+    let (code, report) = replay_forged(
+        &sandbox,
+        "backup-verify",
+        &elsewhere,
+        "inside.json",
+        &inside,
+    );
+    assert_eq!(
+        (code, report["result"].as_str()),
+        (1, Some("fail")),
+        "{report:#}"
     );
 }

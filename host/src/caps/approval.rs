@@ -12,7 +12,7 @@ use crate::approval::{Approvals, decision_line, new_id, without_controls};
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::approval::{self, Answer, Question, Rejection};
 use crate::records::{ApprovalRecord, rfc3339};
-use crate::replay::seam::{Gate, arg, taped};
+use crate::replay::seam::{Gate, arg, taped, untargeted};
 use crate::state::RunState;
 
 pub const MAX_TITLE_BYTES: usize = 256;
@@ -30,7 +30,7 @@ impl approval::Host for RunState {
         let gate: Gate = {
             let group = group.clone();
             let question = question.clone();
-            Box::new(move |state, _| {
+            untargeted(move |state| {
                 state.group_granted(&group)?;
                 check_question(&question)
             })

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::notify::{self, Message};
 use crate::notify::{AlertRef, Notification, SubmitError, Submitted};
-use crate::replay::seam::{Gate, arg};
+use crate::replay::seam::{Gate, arg, untargeted};
 use crate::state::{LimitExceeded, RunState};
 use crate::timeline::EventKind;
 
@@ -33,7 +33,7 @@ impl notify::Host for RunState {
         let gate: Gate = {
             let channel = channel.clone();
             let message = message.clone();
-            Box::new(move |state, _| {
+            untargeted(move |state| {
                 state.channel_granted(&channel)?;
                 check_size(&message)
             })

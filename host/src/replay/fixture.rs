@@ -131,7 +131,7 @@ impl Fixture {
                 anyhow::anyhow!("calls[{i}] ({}.{}): {e}", call.interface, call.function)
             })?;
         }
-        Ok(())
+        super::world::check(&self.calls).map_err(anyhow::Error::msg)
     }
 }
 

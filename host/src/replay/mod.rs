@@ -8,8 +8,11 @@
 
 pub mod cli;
 mod fixture;
+#[cfg(test)]
+mod forged;
 pub(crate) mod seam;
 pub mod test;
+mod world;
 
 pub use fixture::{
     Expect, ExpectedNotification, FIXTURE_ARTIFACT, Fixture, FixtureCall, FixtureIncident,

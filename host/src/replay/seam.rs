@@ -1,6 +1,5 @@
 //! Where the capabilities meet the tape: `taped!` wraps each WIT host function.
 
-use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -34,13 +33,46 @@ macro_rules! taped {
 }
 pub(crate) use taped;
 
-/// A world-free grant check on a recorded call.
-pub(crate) type Gate<'a> =
-    Box<dyn FnOnce(&RunState, &FixtureCall) -> Result<(), CapError> + Send + 'a>;
+/// Why a replayed call gets no recorded answer: this host refuses it (the guest sees the
+/// error, as a live call's), or the fixture contradicts itself (the test is a bad fixture).
+pub(crate) enum Refusal {
+    Cap(CapError),
+    Inconsistent(String),
+}
 
-/// No check beyond what the call's own arguments decide (nothing reached).
-pub(crate) fn ungated<'a>() -> Gate<'a> {
-    Box::new(|_, _| Ok(()))
+impl From<CapError> for Refusal {
+    fn from(e: CapError) -> Self {
+        Refusal::Cap(e)
+    }
+}
+
+/// A world-free grant check on a recorded call, on what it reached (its `target`).
+pub(crate) type Gate<'a> =
+    Box<dyn FnOnce(&RunState, &FixtureCall) -> Result<(), Refusal> + Send + 'a>;
+
+/// The gate of a call that reaches what its arguments name (a URL, a channel, a group, the
+/// engine as a whole): nothing for a fixture to record, so a `target` on it is a forgery.
+pub(crate) fn untargeted<'a>(
+    check: impl FnOnce(&RunState) -> Result<(), CapError> + Send + 'a,
+) -> Gate<'a> {
+    Box::new(move |state, recorded| {
+        if let Some(target) = &recorded.target {
+            return Err(Refusal::Inconsistent(format!(
+                "this call reaches what its arguments name, yet the fixture records a target \
+                 {}",
+                super::shown(target)
+            )));
+        }
+        Ok(check(state)?)
+    })
+}
+
+/// The gate of a call that reaches something the world resolves (a container, a file): the
+/// check sees the recorded target, if any, and must hold it to the arguments.
+pub(crate) fn targeted<'a>(
+    check: impl FnOnce(&RunState, Option<&Value>) -> Result<(), Refusal> + Send + 'a,
+) -> Gate<'a> {
+    Box::new(move |state, recorded| check(state, recorded.target.as_ref()))
 }
 
 /// A value the playbook passed, as a fixture keeps it: long strings cut with their length.
@@ -119,7 +151,15 @@ impl RunState {
             unreachable!("replaying above");
         };
         let answer = match allowed {
-            Err(denied) => Err(denied),
+            Err(Refusal::Inconsistent(why)) => {
+                let problem = format!(
+                    "fixture inconsistent: call #{} {interface}.{function}: {why}",
+                    replayer.made
+                );
+                replayer.bad.get_or_insert(problem.clone());
+                return Err(BadFixture(problem).into());
+            }
+            Err(Refusal::Cap(denied)) => Err(denied),
             Ok(()) => {
                 let decoded = split_result(&recorded.result).and_then(|r| match r {
                     Err(e) => Ok(Err(e)),
@@ -188,40 +228,5 @@ impl RunState {
             target,
             group: None,
         });
-    }
-
-    /// fs-read on replay: the path is held to the granted roots lexically (the fixture's
-    /// world has no files to resolve): absolute, no `..`, under a root of the right kind.
-    pub(crate) fn replay_path_granted(&self, path: &str, content: bool) -> Result<(), CapError> {
-        let shown = crate::text::echo(path);
-        let requested = Path::new(path);
-        if !requested.is_absolute() {
-            return Err(CapError::Invalid(format!(
-                "path must be absolute, got {shown:?}"
-            )));
-        }
-        if requested.components().any(|c| c == Component::ParentDir) {
-            return Err(CapError::Denied(format!(
-                "{shown}: `..` is not allowed in fs-read paths"
-            )));
-        }
-        let requested: PathBuf = requested
-            .components()
-            .filter(|c| *c != Component::CurDir)
-            .collect();
-        let roots = self.grants.fs_read.iter().chain(
-            (!content)
-                .then_some(&self.grants.fs_meta)
-                .into_iter()
-                .flatten(),
-        );
-        for root in roots {
-            if requested.starts_with(root) {
-                return Ok(());
-            }
-        }
-        Err(CapError::Denied(format!(
-            "{shown} is outside the granted fs-read roots"
-        )))
     }
 }

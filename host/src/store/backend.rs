@@ -145,6 +145,25 @@ pub struct QueueDepths {
     pub node: usize,
 }
 
+/// A run's events after a reader's cursor (`Backend::events_after`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsPage {
+    /// The run's status when read.
+    pub status: String,
+    /// (number, event as JSON text), in number order.
+    pub events: Vec<(usize, String)>,
+}
+
+impl EventsPage {
+    /// The run may still add events.
+    pub fn live(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "queued" | "running" | "waiting-approval"
+        )
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// For messages: the SQLite file's path, or the database URL with its password masked.
@@ -233,6 +252,11 @@ pub trait Backend: Send + Sync + 'static {
     /// One page of the console's runs list, newest first by (started_at, id).
     async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
     async fn get(&self, id: &str) -> Result<Option<StoredRun>>;
+    /// What a live stream reads: the run's events numbered `from` and on, at most `limit`, in
+    /// number order, with its status read first (one snapshot: a status that says the run
+    /// ended comes with its final timeline). `None`: no such run.
+    async fn events_after(&self, id: &str, from: usize, limit: usize)
+    -> Result<Option<EventsPage>>;
     /// Newest first.
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
     /// (queued runs not claimed yet, running runs held under a live lease).

@@ -25,7 +25,7 @@ pub use crate::records::{
     FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
-pub use backend::{Appended, Backend, QueueDepths, RunFilter, SlotLimits};
+pub use backend::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits};
 pub use sqlite::Sqlite;
 
 /// The run store, whichever backend.

@@ -7,6 +7,7 @@
 
 mod engine;
 mod reference;
+mod replay;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +22,9 @@ use crate::bindings::runbook::host::docker::{
     PruneOptions, PruneReport, SystemDf,
 };
 use crate::policy::{DockerRule, DockerVerb, name_glob};
-use crate::replay::seam::{Gate, taped};
+use crate::replay::seam::{Gate, taped, untargeted};
 use crate::state::RunState;
+use replay::container_gate;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -57,39 +59,43 @@ fn verb_name(verb: DockerVerb) -> String {
         .unwrap_or_default()
 }
 
-/// Replay: a container verb on what the fixture says the call reached (its `target`, else
-/// the reference as passed), held to this host's rules like a live call.
-fn container_gate<'a>(verb: DockerVerb, container: String, network: Option<String>) -> Gate<'a> {
-    Box::new(move |state, recorded| {
-        reference::container(&container)?;
-        let target = recorded.target.as_ref();
-        let name = target
-            .and_then(|t| t["name"].as_str())
-            .unwrap_or(&container)
-            .to_string();
-        let labels: Vec<(String, String)> = target
-            .and_then(|t| serde_json::from_value(t["labels"].clone()).ok())
-            .unwrap_or_default();
-        let network = target
-            .and_then(|t| t["network"].as_str().map(String::from))
-            .or(network);
-        let granted = state.rules_for(verb).into_iter().any(|r| {
-            rule_covers(r, &name, Some(&labels))
-                && network.as_ref().is_none_or(|n| globs_match(&r.networks, n))
-        });
-        if !granted {
-            return Err(CapError::Denied(format!(
-                "docker {} on container {} is not granted to this playbook",
-                verb_name(verb),
-                reference::echo(&name)
-            )));
-        }
-        Ok(())
-    })
+fn global_gate<'a>(verb: DockerVerb) -> Gate<'a> {
+    untargeted(move |state| state.authorize_global(verb))
 }
 
-fn global_gate<'a>(verb: DockerVerb) -> Gate<'a> {
-    Box::new(move |state, _| state.authorize_global(verb))
+/// The one rule check, live and on replay: some rule for `verb` covers the container's real
+/// name or labels and, for a network verb, the network's real name. Messages echo what the
+/// playbook asked for.
+fn granted_on(
+    rules: &[&DockerRule],
+    verb: DockerVerb,
+    (asked, name, labels): (&str, &str, &[(String, String)]),
+    network: Option<(&str, &str)>,
+) -> Result<(), CapError> {
+    let denied = |what: String| {
+        CapError::Denied(format!(
+            "docker {} on {what} is not granted to this playbook",
+            verb_name(verb)
+        ))
+    };
+    let on_container = || format!("container {}", reference::echo(asked));
+    let covering: Vec<&&DockerRule> = rules
+        .iter()
+        .filter(|r| rule_covers(r, name, Some(labels)))
+        .collect();
+    if covering.is_empty() {
+        return Err(denied(on_container()));
+    }
+    if let Some((asked_network, network)) = network
+        && !covering.iter().any(|r| globs_match(&r.networks, network))
+    {
+        return Err(denied(format!(
+            "{} from network {}",
+            on_container(),
+            reference::echo(asked_network)
+        )));
+    }
+    Ok(())
 }
 
 /// What a call acts on, as the engine named it when asked.
@@ -151,38 +157,24 @@ impl RunState {
     ) -> Result<Target, CapError> {
         let container_ref = reference::container(container)?;
         let network_ref = network.map(reference::network).transpose()?;
-        let denied = |what: String| {
-            CapError::Denied(format!(
-                "docker {} on {what} is not granted to this playbook",
-                verb_name(verb)
-            ))
-        };
-        let on_container = || format!("container {}", reference::echo(container));
         let rules = self.rules_for(verb);
         if rules.is_empty() {
-            return Err(denied(on_container()));
+            return Err(CapError::Denied(format!(
+                "docker {} on container {} is not granted to this playbook",
+                verb_name(verb),
+                reference::echo(container)
+            )));
         }
         let found = engine::container(&self.docker.inspect_raw(container_ref).await?);
         let id = reference::engine_id("container", &found.id)?.to_string();
-        let rules: Vec<&DockerRule> = rules
-            .into_iter()
-            .filter(|r| rule_covers(r, &found.name, Some(&found.labels)))
-            .collect();
-        if rules.is_empty() {
-            return Err(denied(on_container()));
-        }
+        let subject = (container, found.name.as_str(), found.labels.as_slice());
+        granted_on(&rules, verb, subject, None)?;
         let network = match network_ref {
             None => None,
             Some(network_ref) => {
                 let (network_id, name) = self.docker.inspect_network(network_ref).await?;
                 reference::engine_id("network", &network_id)?;
-                if !rules.iter().any(|r| globs_match(&r.networks, &name)) {
-                    return Err(denied(format!(
-                        "{} from network {}",
-                        on_container(),
-                        reference::echo(network.unwrap_or_default())
-                    )));
-                }
+                granted_on(&rules, verb, subject, Some((network_ref, &name)))?;
                 Some((network_id, name))
             }
         };
@@ -234,9 +226,11 @@ impl RunState {
             args["resolved"] = json!({ "id": target.id, "name": target.name });
             if self.tape.is_some() {
                 self.recorded_target = Some(json!({
+                    "id": target.id,
                     "name": target.name,
                     "labels": target.labels,
                     "network": target.network.as_ref().map(|(_, name)| name),
+                    "network_id": target.network.as_ref().map(|(id, _)| id),
                 }));
             }
         }
@@ -513,7 +507,7 @@ impl docker::Host for RunState {
             "volumes": options.volumes,
         });
         let volumes = options.volumes;
-        let gate: Gate = Box::new(move |state, _| {
+        let gate = untargeted(move |state| {
             state.authorize_global(DockerVerb::Prune)?;
             if volumes {
                 state.authorize_global(DockerVerb::PruneVolumes)?;

@@ -6,6 +6,7 @@
 mod many;
 pub mod ops;
 mod protect;
+mod replay;
 mod roots;
 mod walk;
 mod work;
@@ -28,9 +29,10 @@ use crate::bindings::runbook::host::fs_read::{
     self, Entry, FindOptions, FindResult, FsUsage, GrepOptions, GrepResult, LargestResult,
 };
 use crate::policy::Grants;
-use crate::replay::seam::{Gate, arg, taped, ungated};
+use crate::replay::seam::{Gate, Refusal, arg, taped, targeted};
 use crate::state::RunState;
 use ops::{Cx, MAX_GLOB_BYTES, MAX_PATTERN_BYTES};
+use replay::Use;
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -297,82 +299,76 @@ impl RunState {
     }
 }
 
-/// Replay: the path against this host's roots (lexically; see `replay_path_granted`).
-fn path_gate<'a>(path: String, content: bool) -> Gate<'a> {
-    Box::new(move |state, _| state.replay_path_granted(&path, content))
+/// A live call's result, with what it reached kept for the tape when it succeeded.
+macro_rules! reaching {
+    ($state:ident, $path:expr, $how:expr, $call:expr) => {{
+        let path = $path.clone();
+        let result = $call;
+        if matches!(&result, Ok(Ok(_))) {
+            $state.record_path_target(&path, $how);
+        }
+        result
+    }};
 }
 
 impl fs_read::Host for RunState {
     async fn read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
         let args = json!({ "path": arg(&path), "offset": offset, "max_bytes": max_bytes });
-        taped!(
-            self,
-            "fs-read",
-            "read",
-            Vec<u8>,
-            args,
-            path_gate(path.clone(), true),
-            { self.live_read(path, offset, max_bytes).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Content);
+        taped!(self, "fs-read", "read", Vec<u8>, args, gate, {
+            reaching!(self, path, Use::Content, {
+                self.live_read(path.clone(), offset, max_bytes).await
+            })
+        })
     }
 
     async fn tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
         let args = json!({ "path": arg(&path), "lines": lines });
-        taped!(
-            self,
-            "fs-read",
-            "tail",
-            Vec<String>,
-            args,
-            path_gate(path.clone(), true),
-            { self.live_tail(path, lines).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Content);
+        taped!(self, "fs-read", "tail", Vec<String>, args, gate, {
+            reaching!(self, path, Use::Content, {
+                self.live_tail(path.clone(), lines).await
+            })
+        })
     }
 
     async fn list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": arg(&path) });
-        taped!(
-            self,
-            "fs-read",
-            "list-dir",
-            Vec<Entry>,
-            args,
-            path_gate(path.clone(), false),
-            { self.live_list_dir(path).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Walk);
+        taped!(self, "fs-read", "list-dir", Vec<Entry>, args, gate, {
+            reaching!(self, path, Use::Walk, {
+                self.live_list_dir(path.clone()).await
+            })
+        })
     }
 
     async fn stat(&mut self, path: String) -> CallResult<Entry> {
         let args = json!({ "path": arg(&path) });
-        taped!(
-            self,
-            "fs-read",
-            "stat",
-            Entry,
-            args,
-            path_gate(path.clone(), false),
-            { self.live_stat(path).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Stat);
+        taped!(self, "fs-read", "stat", Entry, args, gate, {
+            reaching!(self, path, Use::Stat, {
+                self.live_stat(path.clone()).await
+            })
+        })
     }
 
     async fn usage(&mut self, path: String) -> CallResult<FsUsage> {
         let args = json!({ "path": arg(&path) });
-        taped!(
-            self,
-            "fs-read",
-            "usage",
-            FsUsage,
-            args,
-            path_gate(path.clone(), false),
-            { self.live_usage(path).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Usage);
+        taped!(self, "fs-read", "usage", FsUsage, args, gate, {
+            reaching!(self, path, Use::Usage, {
+                self.live_usage(path.clone()).await
+            })
+        })
     }
 
     async fn largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
         let args = json!({ "path": arg(&path), "depth": depth, "limit": limit });
-        let gate = path_gate(path.clone(), false);
+        let gate = RunState::path_gate(path.clone(), Use::Walk);
         taped!(self, "fs-read", "largest", LargestResult, args, gate, {
-            self.live_largest(path, depth, limit).await
+            reaching!(self, path, Use::Walk, {
+                self.live_largest(path.clone(), depth, limit).await
+            })
         })
     }
 
@@ -384,41 +380,69 @@ impl fs_read::Host for RunState {
     ) -> CallResult<Vec<Result<LargestResult, CapError>>> {
         type Many = Vec<Result<LargestResult, CapError>>;
         let args = json!({ "paths": arg(&paths), "depth": depth, "limit": limit });
-        if let Some(answer) =
-            self.replay_call::<Many>("fs-read", "largest-many", &args, ungated())?
-        {
-            // Each path is held to this host's roots on its own, as a live call does.
+        // Each path is held to this host's roots on its own, as a live call does: the gate
+        // keeps what makes the fixture inconsistent, each path's refusal replaces its answer.
+        let mut refused: Vec<Option<CapError>> = Vec::new();
+        let gate: Gate = {
+            let paths = paths.clone();
+            let refused = &mut refused;
+            targeted(move |state, target| {
+                let targets = replay::many_targets(paths.len(), target)?;
+                for (path, target) in paths.iter().zip(&targets) {
+                    refused.push(match state.replay_path(path, Use::Walk, target.as_ref()) {
+                        Ok(()) => None,
+                        Err(Refusal::Cap(e)) => Some(e),
+                        Err(inconsistent) => return Err(inconsistent),
+                    });
+                }
+                Ok(())
+            })
+        };
+        if let Some(answer) = self.replay_call::<Many>("fs-read", "largest-many", &args, gate)? {
             return Ok(answer.map(|results| {
                 results
                     .into_iter()
-                    .zip(&paths)
-                    .map(|(result, path)| self.replay_path_granted(path, false).and(result))
+                    .zip(refused.into_iter().chain(std::iter::repeat(None)))
+                    .map(|(result, refusal)| match refusal {
+                        Some(e) => Err(e),
+                        None => result,
+                    })
                     .collect()
             }));
         }
-        let result = self.live_largest_many(paths, depth, limit).await;
+        let result = self.live_largest_many(paths.clone(), depth, limit).await;
+        let recording = matches!(self.tape, Some(crate::replay::Tape::Recording(_)));
+        if recording && let Ok(Ok(results)) = &result {
+            let mut targets = Vec::new();
+            for (path, answered) in paths.iter().zip(results) {
+                if answered.is_ok() {
+                    self.record_path_target(path, Use::Walk);
+                }
+                targets.push(self.recorded_target.take().unwrap_or(Value::Null));
+            }
+            self.recorded_target = Some(Value::Array(targets));
+        }
         self.tape_call("fs-read", "largest-many", args, &result);
         result
     }
 
     async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": arg(&path), "options": arg(&options) });
-        taped!(
-            self,
-            "fs-read",
-            "find",
-            Vec<Entry>,
-            args,
-            path_gate(path.clone(), false),
-            { self.live_find(path, options).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Walk);
+        taped!(self, "fs-read", "find", Vec<Entry>, args, gate, {
+            reaching!(self, path, Use::Walk, {
+                self.live_find(path.clone(), options).await
+            })
+        })
     }
 
     async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
         let args = json!({ "path": arg(&path), "options": arg(&options) });
-        let gate = path_gate(path.clone(), false);
+        let gate = RunState::path_gate(path.clone(), Use::Walk);
         taped!(self, "fs-read", "find-entries", FindResult, args, gate, {
-            self.live_find_entries(path, options).await
+            reaching!(self, path, Use::Walk, {
+                self.live_find_entries(path.clone(), options).await
+            })
         })
     }
 
@@ -429,14 +453,11 @@ impl fs_read::Host for RunState {
         options: GrepOptions,
     ) -> CallResult<GrepResult> {
         let args = json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(options) });
-        taped!(
-            self,
-            "fs-read",
-            "grep",
-            GrepResult,
-            args,
-            path_gate(path.clone(), true),
-            { self.live_grep(path, pattern, options).await }
-        )
+        let gate = RunState::path_gate(path.clone(), Use::Content);
+        taped!(self, "fs-read", "grep", GrepResult, args, gate, {
+            reaching!(self, path, Use::Content, {
+                self.live_grep(path.clone(), pattern, options).await
+            })
+        })
     }
 }

@@ -99,6 +99,30 @@ impl Protected {
     }
 }
 
+impl Protected {
+    /// Replay: why `real` (a canonical path a fixture says a call reached) is out of reach,
+    /// judged by the path alone, as nothing is opened: the host's named files and
+    /// directories, its entries under /proc, any device.
+    pub fn refusal_by_path(&self, real: &Path, device_file: bool) -> Option<&'static str> {
+        if device_file {
+            return Some("is a device file");
+        }
+        let pid = std::process::id().to_string();
+        let host_proc = is_within(real, Path::new("/proc"))
+            && real.components().any(|c| {
+                matches!(c, Component::Normal(name)
+                    if name == "self" || name == "thread-self" || name == pid.as_str())
+            });
+        if host_proc
+            || self.files.iter().any(|f| f == real)
+            || self.dirs.iter().any(|d| is_within(real, d))
+        {
+            return Some("is the host's own state");
+        }
+        None
+    }
+}
+
 /// The canonical form of a path that may not exist yet: its directory canonicalised.
 fn canonical(path: &Path) -> Option<PathBuf> {
     if let Ok(c) = path.canonicalize() {

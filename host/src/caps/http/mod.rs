@@ -14,7 +14,7 @@ use url::Url;
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::http::{self, ProbeFailure, ProbeResult, Request, Response};
 use crate::policy::Grants;
-use crate::replay::seam::{Gate, taped};
+use crate::replay::seam::{Gate, taped, untargeted};
 use crate::state::{LimitExceeded, RunState};
 use egress::{EgressPolicy, GuardedResolver};
 
@@ -370,7 +370,7 @@ async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool),
 /// Replay: the URL and headers against this host's grants and egress rules (no name is
 /// resolved: nothing is sent).
 fn url_gate<'a>(url: String, headers: Vec<(String, String)>) -> Gate<'a> {
-    Box::new(move |state, _| {
+    untargeted(move |state| {
         state.check_url(&url)?;
         check_headers(&headers)
     })

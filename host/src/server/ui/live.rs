@@ -1,21 +1,27 @@
 //! Live timelines. A run this server executes appends its events to the store as they happen
 //! (batched into `append_events` under this process's runner, as a fleet agent's run does), so
-//! any replica's console can follow it; a viewer's stream polls the store for new events and
-//! ends when the run does. Polling the store rather than an in-process broadcast is what lets
-//! a viewer on replica B follow a run on replica A or on a node.
+//! any replica's console can follow it. Reading the store rather than an in-process broadcast
+//! is what lets a viewer on replica B follow a run on replica A or on a node.
+//!
+//! A reader costs what it reads, not the run's size: each viewer first reads the events after
+//! its own cursor, in pages; then one poller per followed run (`feed`) reads only the events
+//! after the newest it has, renders each once and hands it to every viewer of that run through
+//! a bounded queue. A viewer too slow to keep up is dropped; its browser reconnects with
+//! Last-Event-ID and resumes from the store.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
+use super::feed::{self, Item};
 use super::{may_read, message_page};
 use crate::server::Shared;
 use crate::store::Store;
@@ -25,10 +31,8 @@ use crate::timeline::{Event, Sink};
 const MAX_LIVE_EVENTS: usize = 10_000;
 /// Events per `append_events` (while one is in flight the next batch gathers).
 const BATCH: usize = 256;
-/// How often a viewer's stream looks for new events.
-const POLL: Duration = Duration::from_millis(250);
 /// A stream ends after this; the browser reconnects where it left off (Last-Event-ID).
-const STREAM_FOR: Duration = Duration::from_secs(15 * 60);
+const STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The sink of a run this process executes. Nothing is spawned until the first event: a run
 /// without events (the intake benchmark's no-op runs) costs nothing more.
@@ -86,11 +90,16 @@ pub(super) struct EventsQuery {
     from: usize,
 }
 
+/// One viewer: its cursor (the number of the next event it wants), what is ready to send,
+/// and its place in the run's feed once it has caught up.
 struct Follow {
     store: Arc<Store>,
     run_id: String,
-    sent: usize,
+    next: usize,
     ready: VecDeque<SseEvent>,
+    feed: Option<broadcast::Receiver<Arc<Item>>>,
+    /// Caught up with the store: the feed brings the rest.
+    following: bool,
     ended: bool,
     until: Instant,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -113,7 +122,7 @@ pub(super) async fn events(
         );
     };
     // A reconnecting browser says where it was.
-    let sent = headers
+    let next = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
@@ -121,8 +130,10 @@ pub(super) async fn events(
     let follow = Follow {
         store: app.dispatcher.host().store.clone().expect("store"),
         run_id: id,
-        sent,
+        next,
         ready: VecDeque::new(),
+        feed: None,
+        following: false,
         ended: false,
         until: Instant::now() + STREAM_FOR,
         _permit: permit,
@@ -135,10 +146,7 @@ pub(super) async fn events(
             if f.ended || Instant::now() > f.until {
                 return None;
             }
-            f.look().await;
-            if f.ready.is_empty() && !f.ended {
-                tokio::time::sleep(POLL).await;
-            }
+            f.step().await;
         }
     });
     Sse::new(stream)
@@ -147,34 +155,64 @@ pub(super) async fn events(
 }
 
 impl Follow {
-    async fn look(&mut self) {
-        let run = match self.store.get(&self.run_id).await {
-            Ok(Some(run)) => run,
-            Ok(None) => {
-                self.end();
-                return;
+    /// Catching up: the next page after the cursor from the store; then the run's feed.
+    async fn step(&mut self) {
+        // Joined before the first read, so nothing appended meanwhile is missed (the feed's
+        // copies of what the pages returned are skipped by number).
+        let queue = self
+            .feed
+            .get_or_insert_with(|| feed::join(&self.store, &self.run_id, self.next));
+        if !self.following {
+            match self
+                .store
+                .events_after(&self.run_id, self.next, feed::PAGE)
+                .await
+            {
+                Ok(Some(page)) => {
+                    let (full, live) = (page.events.len() == feed::PAGE, page.live());
+                    for (seq, text) in page.events {
+                        self.push(seq, feed::render(&text));
+                    }
+                    if !full && !live {
+                        self.end();
+                    }
+                    self.following = !full;
+                }
+                Ok(None) => self.end(),
+                // The store is away for a moment: look again shortly.
+                Err(_) => tokio::time::sleep(feed::POLL).await,
             }
-            // The store is away for a moment: look again later.
-            Err(_) => return,
-        };
-        for event in run.timeline.iter().skip(self.sent) {
-            self.sent += 1;
-            // Escaped HTML; SSE data may not hold a carriage return.
-            let html = super::pages::event_item(event, Some(&run))
-                .into_string()
-                .replace('\r', "&#13;");
+            return;
+        }
+        let wait = self.until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, queue.recv()).await {
+            Ok(Ok(item)) => match item.as_ref() {
+                Item::Event { seq, html } => self.push(*seq, Some(html.clone())),
+                Item::End => self.end(),
+            },
+            // Too slow for the feed: drop the stream rather than buffer for it; the browser
+            // reconnects from its last event id.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => self.ended = true,
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                (self.feed, self.following) = (None, false);
+            }
+            Err(_) => self.ended = true,
+        }
+    }
+
+    /// Sends event `seq` if it is the one the viewer waits for (earlier ones it has).
+    fn push(&mut self, seq: usize, html: Option<String>) {
+        if seq < self.next {
+            return;
+        }
+        self.next = seq + 1;
+        if let Some(html) = html {
             self.ready.push_back(
                 SseEvent::default()
                     .event("timeline")
-                    .id(self.sent.to_string())
+                    .id(self.next.to_string())
                     .data(html),
             );
-        }
-        if !matches!(
-            run.run.status.as_str(),
-            "queued" | "running" | "waiting-approval"
-        ) {
-            self.end();
         }
     }
 

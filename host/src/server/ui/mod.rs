@@ -9,6 +9,7 @@
 
 mod approvals;
 mod assets;
+mod feed;
 mod forms;
 pub(super) mod live;
 mod pages;

@@ -36,6 +36,7 @@ mod caps;
 mod console;
 mod delivery;
 mod fleet;
+mod live;
 mod runs;
 mod schedules;
 mod text;
@@ -47,6 +48,7 @@ pub(crate) use caps::*;
 pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
+pub(crate) use live::*;
 pub(crate) use runs::*;
 pub(crate) use schedules::*;
 pub(crate) use text::*;
@@ -123,6 +125,7 @@ macro_rules! conformance_tests {
             a_failed_message_can_be_retried_once,
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,
+            events_after_reads_from_the_cursor_bounded,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

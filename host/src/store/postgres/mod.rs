@@ -487,6 +487,19 @@ impl Backend for Postgres {
         self.bounded("reading a run", reads::get(self, id)).await
     }
 
+    async fn events_after(
+        &self,
+        id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<Option<crate::store::EventsPage>> {
+        self.bounded(
+            "reading a run's events",
+            reads::events_after(self, id, from, limit),
+        )
+        .await
+    }
+
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
         self.bounded("listing alerts", reads::alerts(self, limit))
             .await

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::Postgres;
 use super::runs::{json, query, query_opt};
 use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
-use crate::store::{QueueDepths, RunFilter};
+use crate::store::{EventsPage, QueueDepths, RunFilter};
 
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
@@ -66,6 +66,42 @@ pub(super) async fn list_page(pg: &Postgres, filter: &RunFilter) -> Result<Vec<R
     )
     .await?;
     Ok(rows.iter().map(summary).collect())
+}
+
+pub(super) async fn events_after(
+    pg: &Postgres,
+    id: &str,
+    from: usize,
+    limit: usize,
+) -> Result<Option<EventsPage>> {
+    let from = i32::try_from(from).unwrap_or(i32::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // One statement, one snapshot: the status and the events are of the same moment.
+    let rows = query(
+        &pg.client().await?,
+        "SELECT r.status, e.seq, e.event FROM runs r
+         LEFT JOIN LATERAL (
+             SELECT seq, event FROM events WHERE run_id = r.id AND seq >= $2
+             ORDER BY seq LIMIT $3) e ON true
+         WHERE r.id = $1
+         ORDER BY e.seq",
+        &[&id, &from, &limit],
+    )
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let events = rows
+        .iter()
+        .filter_map(|r| {
+            let seq: Option<i32> = r.get(1);
+            Some((usize::try_from(seq?).ok()?, r.get::<_, String>(2)))
+        })
+        .collect();
+    Ok(Some(EventsPage {
+        status: first.get(0),
+        events,
+    }))
 }
 
 pub(super) async fn get(pg: &Postgres, id: &str) -> Result<Option<StoredRun>> {

@@ -15,7 +15,7 @@ use crate::records::{
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::store::clean::{self, Clean};
-use crate::store::{Appended, Backend, QueueDepths, RunFilter, SlotLimits, Untold};
+use crate::store::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
 
 mod approvals;
 mod fleet;
@@ -618,6 +618,17 @@ impl Backend for Sqlite {
         let id = &*clean::text(id);
         let id = id.to_string();
         self.blocking(move |conn| runs::get(conn, &id)).await
+    }
+
+    async fn events_after(
+        &self,
+        id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<Option<EventsPage>> {
+        let id = id.to_string();
+        self.blocking(move |conn| runs::events_after(conn, &id, from, limit))
+            .await
     }
 
     async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {

@@ -12,7 +12,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
     StoredRun, UnfinishedRun,
 };
-use crate::store::{CUT_OFF, QueueDepths, RunFilter, SlotLimits, Untold};
+use crate::store::{CUT_OFF, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
 
 pub(super) use crate::records::{now_ms, now_rfc3339};
 
@@ -459,6 +459,35 @@ pub(super) fn list_page(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(values), summary_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn events_after(
+    conn: &mut Connection,
+    id: &str,
+    from: usize,
+    limit: usize,
+) -> Result<Option<EventsPage>> {
+    // One read transaction: the status and the events are of the same moment.
+    let tx = conn.transaction()?;
+    let status: Option<String> = tx
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let events = tx
+        .prepare_cached(
+            "SELECT seq, event FROM events WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+        )?
+        .query_map(params![id, from, limit], |r| {
+            Ok((r.get::<_, i64>(0)? as usize, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(Some(EventsPage { status, events }))
 }
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredRun>> {

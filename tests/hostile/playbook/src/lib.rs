@@ -13,6 +13,7 @@ mod fs_many;
 mod fsperf;
 mod output;
 mod schedules;
+mod streams;
 
 use std::hint::black_box;
 
@@ -39,6 +40,9 @@ fn run(incident: Incident) -> Result<Outcome, Error> {
     let target = incident.param("target").unwrap_or_default().to_string();
     let case = incident.param("case").unwrap_or_default();
     if let Some(result) = schedules::run(case, &incident) {
+        return result;
+    }
+    if let Some(result) = streams::run(case, &incident) {
         return result;
     }
     if let Some(result) = console::run(case, &incident) {
