@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod bindings;
+pub mod cancel;
 pub mod caps;
 pub mod catalog;
 pub mod check;

@@ -5,6 +5,7 @@
 
 mod approvals;
 mod auth;
+mod cancel;
 mod dispatch;
 mod fleet;
 mod metrics;
@@ -103,6 +104,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);
     let leases = crate::store::keep_leases(store.clone(), lease);
+    let cancels = crate::cancel::watch(store.clone());
     let rescuer = tokio::spawn(rescue::keep_looking(
         notifier.clone(),
         store.clone(),
@@ -124,6 +126,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/metrics", get(metrics_text))
         .merge(fleet::node_routes())
         .merge(approvals::routes())
+        .merge(cancel::routes())
         .merge(ui::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
@@ -154,6 +157,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let _ = rescuer.await;
     reloader.abort();
     leases.abort();
+    cancels.abort();
     if left > 0 {
         tracing::warn!(
             "shutdown: {left} runs did not finish within {}s and are marked interrupted; \

@@ -202,6 +202,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_run ON approvals (run_id);
     CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
+    r#"
+    -- Who asked a running run to stop, as in SQLite.
+    ALTER TABLE runs ADD COLUMN cancel_by TEXT;
+    CREATE INDEX runs_cancel ON runs (runner) WHERE status = 'running' AND cancel_by IS NOT NULL;
+"#,
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.
