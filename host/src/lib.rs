@@ -16,6 +16,7 @@ pub mod incident;
 pub mod logging;
 pub mod notify;
 pub mod panics;
+pub mod params;
 pub mod policy;
 pub mod postmortem;
 pub mod records;

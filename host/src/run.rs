@@ -50,6 +50,15 @@ pub enum UsageError {
     MissingParam { playbook: String, name: String },
     #[error("parameter {0:?} is given more than once")]
     DuplicateParam(String),
+    /// A value that is not of its parameter's type (crate::params).
+    #[error("parameter {name:?} of {playbook} is a {ty}: {value:?} is not one ({why})")]
+    BadValue {
+        playbook: String,
+        name: String,
+        ty: crate::params::ParamType,
+        value: String,
+        why: String,
+    },
 }
 
 /// A playbook loaded and linked, with what it says about itself.
@@ -723,6 +732,19 @@ pub fn resolve_params(
         }
         if !seen.insert(name) {
             return Err(UsageError::DuplicateParam(name.clone()));
+        }
+    }
+    for (name, value) in given {
+        let spec = description.params.iter().find(|p| p.name == *name);
+        let ty = spec.map_or(crate::params::ParamType::String, crate::params::type_of);
+        if let Some(why) = crate::params::problem(&ty, value) {
+            return Err(UsageError::BadValue {
+                playbook: playbook.to_string(),
+                name: name.clone(),
+                ty,
+                value: crate::text::echo(value).into_owned(),
+                why,
+            });
         }
     }
     let mut resolved = Vec::new();

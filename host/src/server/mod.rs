@@ -325,7 +325,7 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::UnknownPlaybook(_) => StatusCode::NOT_FOUND,
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
-        Refusal::Broken(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Broken(_) | Refusal::BadValue(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Refusal::Busy(_) | Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -466,7 +466,12 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             }
             Ok(Admission::Cooldown) => records.push(record("cooldown", Some(playbook), None, None)),
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
-            Err(e @ (Refusal::Invalid(_) | Refusal::UnknownPlaybook(_) | Refusal::Broken(_))) => {
+            Err(
+                e @ (Refusal::Invalid(_)
+                | Refusal::BadValue(_)
+                | Refusal::UnknownPlaybook(_)
+                | Refusal::Broken(_)),
+            ) => {
                 let rejected = record("rejected", Some(playbook), None, Some(e.to_string()));
                 records.push(rejected.clone());
                 unstored.push(rejected);

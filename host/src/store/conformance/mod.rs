@@ -32,6 +32,7 @@ use futures::future::BoxFuture;
 use crate::store::backend::{Backend, SlotLimits};
 
 mod approvals;
+mod cancel;
 mod console;
 mod delivery;
 mod fleet;
@@ -41,6 +42,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
 pub(crate) use approvals::*;
+pub(crate) use cancel::*;
 pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
@@ -115,6 +117,8 @@ macro_rules! conformance_tests {
             a_failed_message_can_be_retried_once,
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,
+            a_cancel_ends_queued_runs_and_asks_running_ones_once,
+            a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {
