@@ -719,7 +719,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             // exit for less than wasmtime's drop, which unregisters and unmaps it piece by piece.
             std::mem::forget(prepared);
             Ok(match record.status {
-                "failed" => EXIT_FAILED,
+                // Stopped before it finished (`host runs cancel`): not a success to chain on.
+                "failed" | "cancelled" => EXIT_FAILED,
                 "escalated" => EXIT_ESCALATED,
                 _ => 0,
             })
