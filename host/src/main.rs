@@ -773,7 +773,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 let doc = serde_json::json!({
                     "name": d.name, "summary": d.summary, "version": d.version,
                     "origin": prepared.source.origin.to_string(),
-                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
+                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "type": runbook_host::params::type_of(p).to_string(), "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
                     "wants": d.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
                     "grants": grants, "limits": limits,
                 });

@@ -72,6 +72,15 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
     );
     let bearer = format!("Bearer {RUN_TOKEN}");
 
+    // The types as `host inspect` shows them (derived from the defaults).
+    let inspect = sandbox.host(&["inspect", "disk-full", "--json"]).json();
+    let type_of = |name: &str| {
+        inspect["params"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["type"]
+            .clone()
+    };
+    assert_eq!(type_of("warn-percent"), "number");
+    assert_eq!(type_of("mounts"), "string");
+
     // The CLI: exit 2, nothing stored; the good value runs.
     let refused = sandbox.host(&["run", "disk-full", "--dry-run", "-p", "warn-percent=abc"]);
     assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
