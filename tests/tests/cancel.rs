@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use runbook_tests::Sandbox;
+use runbook_tests::agent::Agent;
 use runbook_tests::http::Peer;
 use runbook_tests::server::{API_TOKEN, Server};
 use serde_json::{Value, json};
 
 const RUN_TOKEN: &str = "cancel-run-token";
 const UI_PASSWORD: &str = "cancel-ui-password";
+const NODE_A_TOKEN: &str = "cancel-node-a-token-0123456789";
 /// How soon a cancelled run must have ended.
 const PROMPT: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(60);
@@ -54,6 +56,10 @@ impl Fixture {
             "host.toml",
             format!(
                 r#"plugin-dirs = ["plugins"]
+[server]
+lease-secs = 3
+[fleet.nodes.node-a]
+token = {{ env = "NODE_A_TOKEN" }}
 [webhooks.api]
 auth = {{ kind = "bearer", token = {{ env = "RB_TEST_API_TOKEN" }} }}
 [webhooks.run]
@@ -70,7 +76,7 @@ max-concurrent = 1
 approval = ["oncall"]
 
 [plugins.hostile]
-max-concurrent = 4
+max-concurrent = 8
 deadline-secs = 300
 [plugins.hostile.grants]
 http = ["http://127.0.0.1:{silent}"]
@@ -80,7 +86,11 @@ http = ["http://127.0.0.1:{silent}"]
         );
         let server = Server::start(
             &sandbox,
-            &[("RUN_TOKEN", RUN_TOKEN), ("UI_PASSWORD", UI_PASSWORD)],
+            &[
+                ("RUN_TOKEN", RUN_TOKEN),
+                ("UI_PASSWORD", UI_PASSWORD),
+                ("NODE_A_TOKEN", NODE_A_TOKEN),
+            ],
         );
         let http = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -407,4 +417,44 @@ fn a_host_run_process_is_stopped_from_another_process() {
         "{record:#}"
     );
     assert_eq!(fx.run(&id)["status"], "cancelled");
+}
+
+#[test]
+fn a_run_on_a_fleet_node_ends_at_once_and_its_agent_stops_it() {
+    let fx = fixture();
+    let node = Sandbox::new();
+    node.add_plugin("hostile");
+    node.write(
+        "host.toml",
+        "plugin-dirs = [\"plugins\"]\n[plugins.hostile]\ndeadline-secs = 600\n",
+    );
+    let agent = Agent::start(&node, &fx.server.url(""), "node-a", NODE_A_TOKEN);
+    let spinning = fx.server.submit_run(
+        "/hooks/run/hostile?node=node-a",
+        RUN_TOKEN,
+        json!({ "case": "loop" }).to_string().as_bytes(),
+    );
+    fx.wait_for(&spinning, "running");
+
+    // Ended in the store at once: the agent holds nothing to write to.
+    let (status, answer) = fx.cancel(&spinning, Some(&bearer(API_TOKEN)));
+    assert_eq!(status, 200, "{answer:#}");
+    let run = fx.run(&spinning);
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+    assert_eq!(run["summary"], format!("cancelled by {API_CALLER}"));
+    // Its next heartbeat or upload is refused, and the agent stops the run.
+    agent.wait_for_log(
+        &format!("run {spinning}: the server no longer counts it as this agent's"),
+        PROMPT,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(fx.run(&spinning)["status"], "cancelled", "the agent wrote nothing more");
+
+    // The agent goes on taking runs.
+    let next = fx.server.submit_run(
+        "/hooks/run/hostile?node=node-a",
+        RUN_TOKEN,
+        json!({ "case": "recursion" }).to_string().as_bytes(),
+    );
+    assert_eq!(fx.server.wait_for_run(&next, WAIT)["status"], "resolved");
 }
