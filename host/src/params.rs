@@ -129,13 +129,19 @@ mod tests {
         assert_eq!(type_of(&spec("Wait [duration]", None)), ParamType::Duration);
         assert_eq!(type_of(&spec("Mounts [list]", Some("/"))), ParamType::List);
         // A tag overrides what the default suggests.
-        assert_eq!(type_of(&spec("Port [string]", Some("80"))), ParamType::String);
+        assert_eq!(
+            type_of(&spec("Port [string]", Some("80"))),
+            ParamType::String
+        );
         assert_eq!(
             type_of(&spec("How [enum: none | pause|stop]", Some("none"))),
             ParamType::Enum(vec!["none".into(), "pause".into(), "stop".into()])
         );
         // Brackets that are no tag are text.
-        assert_eq!(type_of(&spec("see [the docs]", Some("1"))), ParamType::Number);
+        assert_eq!(
+            type_of(&spec("see [the docs]", Some("1"))),
+            ParamType::Number
+        );
         assert_eq!(type_of(&spec("[enum:]", None)), ParamType::String);
     }
 

@@ -411,12 +411,18 @@ impl std::str::FromStr for RunStatus {
 pub enum Cancelled {
     /// It had not started (queued), or it runs on a fleet node (whose agent stops it when the
     /// server refuses its next heartbeat or upload): it ended `cancelled` now.
-    Ended { playbook: String },
+    Ended {
+        playbook: String,
+    },
     /// It is running in a host process: the request is recorded, and that process stops it
     /// and records it `cancelled` with its timeline so far.
-    Asked { playbook: String },
+    Asked {
+        playbook: String,
+    },
     /// A stop was already asked, by this one.
-    AlreadyAsked { by: String },
+    AlreadyAsked {
+        by: String,
+    },
     /// It had ended already, with this status.
     Over(RunStatus),
     NotFound,

@@ -605,22 +605,22 @@ impl Host {
                 ))
             }
             Some(Ok(outcome)) => match outcome {
-            Err(panic) => failed(format!("host error: panic during the run: {panic}")),
-            Ok(Ok(Ok(outcome))) => match outcome_size_problem(&outcome) {
-                None => (
-                    outcome.status.as_str(),
-                    outcome.summary,
-                    outcome.actions,
-                    None,
-                ),
-                Some(problem) => failed(format!("limit exceeded: {problem}")),
-            },
-            Ok(Ok(Err(error))) => failed(format!(
-                "the playbook returned {}: {}",
-                error.kind(),
-                error.detail()
-            )),
-            Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
+                Err(panic) => failed(format!("host error: panic during the run: {panic}")),
+                Ok(Ok(Ok(outcome))) => match outcome_size_problem(&outcome) {
+                    None => (
+                        outcome.status.as_str(),
+                        outcome.summary,
+                        outcome.actions,
+                        None,
+                    ),
+                    Some(problem) => failed(format!("limit exceeded: {problem}")),
+                },
+                Ok(Ok(Err(error))) => failed(format!(
+                    "the playbook returned {}: {}",
+                    error.kind(),
+                    error.detail()
+                )),
+                Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
             },
         };
         if let Some(by) = &stopped_by {

@@ -127,7 +127,9 @@ http = ["http://127.0.0.1:{silent}"]
         let headers: Vec<(&str, &str)> = authorization
             .map(|a| vec![("Authorization", a)])
             .unwrap_or_default();
-        let reply = self.server.post(&format!("/runs/{id}/cancel"), &headers, b"");
+        let reply = self
+            .server
+            .post(&format!("/runs/{id}/cancel"), &headers, b"");
         (reply.status, reply.json())
     }
 
@@ -198,10 +200,7 @@ fn cancelled_promptly(fx: &Fixture, id: &str, asked: Instant) -> Value {
 
 /// The server goes on: a well-behaved run completes after the cancels.
 fn still_serving(fx: &Fixture) {
-    let good = fx.submit(
-        "hostile",
-        json!({ "case": "recursion" }),
-    );
+    let good = fx.submit("hostile", json!({ "case": "recursion" }));
     let good = fx.server.wait_for_run(&good, WAIT);
     assert_eq!(good["status"], "resolved", "{good:#}");
 }
@@ -305,7 +304,11 @@ fn the_cli_cancels_on_the_store_and_through_the_server() {
     // Refusals: already ended (1), unknown (2), the wrong token (1, naming the fix).
     let again = fx.host(&["runs", "cancel", &parked], &[]);
     assert_eq!(again.code, 1, "{}{}", again.stdout, again.stderr);
-    assert!(again.stderr.contains("has already ended (cancelled)"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("has already ended (cancelled)"),
+        "{}",
+        again.stderr
+    );
     let unknown = fx.host(&["runs", "cancel", "r-no-such-run"], &[]);
     assert_eq!(unknown.code, 2, "{}{}", unknown.stdout, unknown.stderr);
     let stranger = fx.host(
@@ -313,7 +316,11 @@ fn the_cli_cancels_on_the_store_and_through_the_server() {
         &[("RUNBOOK_API_TOKEN", "not-the-token")],
     );
     assert_eq!(stranger.code, 1, "{}", stranger.stderr);
-    assert!(stranger.stderr.contains("RUNBOOK_API_TOKEN"), "{}", stranger.stderr);
+    assert!(
+        stranger.stderr.contains("RUNBOOK_API_TOKEN"),
+        "{}",
+        stranger.stderr
+    );
 
     // `host runs` lists them as cancelled.
     let listed = fx.host(&["runs", "--json", "--limit", "100"], &[]).json();
@@ -351,7 +358,11 @@ fn the_console_cancels_with_its_csrf_token() {
     // Without [ui] credentials, without the token or with another one: nothing changes.
     assert_eq!(fx.post_ui(&form, None, &format!("csrf={token}")).0, 401);
     assert_eq!(fx.post_ui(&form, Some(&alice), "").0, 403);
-    assert_eq!(fx.post_ui(&form, Some(&alice), &format!("csrf={}", "0".repeat(64))).0, 403);
+    assert_eq!(
+        fx.post_ui(&form, Some(&alice), &format!("csrf={}", "0".repeat(64)))
+            .0,
+        403
+    );
     assert_eq!(fx.run(&run)["status"], "running");
 
     let asked = Instant::now();
@@ -361,7 +372,10 @@ fn the_console_cancels_with_its_csrf_token() {
     assert_eq!(ended["summary"], "cancelled by console:alice");
     let (_, body) = fx.get_ui(&page, Some(&bearer(API_TOKEN)));
     assert!(body.contains("cancelled by console:alice"), "{body}");
-    assert!(!body.contains("cancel-link"), "no Cancel on an ended run: {body}");
+    assert!(
+        !body.contains("cancel-link"),
+        "no Cancel on an ended run: {body}"
+    );
 
     // Twice: 409 with why.
     let (status, body) = fx.post_ui(&form, Some(&alice), &format!("csrf={token}"));
@@ -401,7 +415,10 @@ fn a_host_run_process_is_stopped_from_another_process() {
         if let Some(run) = running {
             break run["id"].as_str().unwrap().to_string();
         }
-        assert!(Instant::now() < deadline, "the CLI run never showed: {listed:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the CLI run never showed: {listed:#}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let asked = Instant::now();
@@ -409,11 +426,18 @@ fn a_host_run_process_is_stopped_from_another_process() {
     assert_eq!(cli.code, 0, "{}{}", cli.stdout, cli.stderr);
     let output = child.wait_with_output().unwrap();
     assert!(asked.elapsed() < PROMPT, "took {:?}", asked.elapsed());
-    assert_eq!(output.status.code(), Some(1), "a cancelled run is not a success");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a cancelled run is not a success"
+    );
     let record: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(record["status"], "cancelled", "{record:#}");
     assert!(
-        record["summary"].as_str().unwrap().starts_with("cancelled by cli:"),
+        record["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled by cli:"),
         "{record:#}"
     );
     assert_eq!(fx.run(&id)["status"], "cancelled");
@@ -448,7 +472,11 @@ fn a_run_on_a_fleet_node_ends_at_once_and_its_agent_stops_it() {
         PROMPT,
     );
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(fx.run(&spinning)["status"], "cancelled", "the agent wrote nothing more");
+    assert_eq!(
+        fx.run(&spinning)["status"],
+        "cancelled",
+        "the agent wrote nothing more"
+    );
 
     // The agent goes on taking runs.
     let next = fx.server.submit_run(

@@ -30,7 +30,12 @@ fn assert_names_the_problem(text: &str) {
 }
 
 fn run_count(server: &Server) -> usize {
-    server.get("/runs?limit=1000").json().as_array().unwrap().len()
+    server
+        .get("/runs?limit=1000")
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 fn alert(threshold: &str, fingerprint: &str) -> String {
@@ -75,7 +80,12 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
     // The types as `host inspect` shows them (derived from the defaults).
     let inspect = sandbox.host(&["inspect", "disk-full", "--json"]).json();
     let type_of = |name: &str| {
-        inspect["params"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["type"]
+        inspect["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["type"]
             .clone()
     };
     assert_eq!(type_of("warn-percent"), "number");
@@ -88,9 +98,23 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
     assert_eq!(run_count(&server), 0, "a refused CLI run is not stored");
     let unknown = sandbox.host(&["run", "disk-full", "-p", "warn-percnt=80"]);
     assert_eq!(unknown.code, 2);
-    assert!(unknown.stderr.contains("its parameters: mounts, warn-percent"), "{}", unknown.stderr);
+    assert!(
+        unknown
+            .stderr
+            .contains("its parameters: mounts, warn-percent"),
+        "{}",
+        unknown.stderr
+    );
     let accepted = sandbox.host(&[
-        "run", "disk-full", "--dry-run", "-p", "paths=", "-p", "backups=", "-p", "warn-percent=85",
+        "run",
+        "disk-full",
+        "--dry-run",
+        "-p",
+        "paths=",
+        "-p",
+        "backups=",
+        "-p",
+        "warn-percent=85",
     ]);
     assert!(
         accepted.code == 0 || accepted.code == 3,
@@ -104,7 +128,9 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
     let reply = server.post(
         "/hooks/run/disk-full?dry_run=true",
         &[("Authorization", &bearer)],
-        quiet(json!({ "warn-percent": "abc" })).to_string().as_bytes(),
+        quiet(json!({ "warn-percent": "abc" }))
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(reply.status, 422, "{}", reply.body);
     assert_names_the_problem(reply.json()["error"].as_str().unwrap());
@@ -112,7 +138,9 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
     let id = server.submit_run(
         "/hooks/run/disk-full?dry_run=true",
         RUN_TOKEN,
-        quiet(json!({ "warn-percent": "85" })).to_string().as_bytes(),
+        quiet(json!({ "warn-percent": "85" }))
+            .to_string()
+            .as_bytes(),
     );
     server.wait_for_run(&id, std::time::Duration::from_secs(60));
     assert_eq!(run_count(&server), 2);
@@ -133,7 +161,12 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
         &[("Authorization", &bearer)],
         alert("85", "fp-good").as_bytes(),
     );
-    assert_eq!(reply.json()["alerts"][0]["disposition"], "started", "{}", reply.body);
+    assert_eq!(
+        reply.json()["alerts"][0]["disposition"],
+        "started",
+        "{}",
+        reply.body
+    );
     assert_eq!(run_count(&server), 3);
 
     // The console form: shown again (422) with the error and what was typed; the good value
@@ -177,7 +210,10 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
     assert_eq!(status, 422, "{page}");
     assert!(page.contains("id=\"form-error\""), "{page}");
     assert!(page.contains("is a number"), "{page}");
-    assert!(page.contains("value=\"abc\""), "what was typed is kept: {page}");
+    assert!(
+        page.contains("value=\"abc\""),
+        "what was typed is kept: {page}"
+    );
     assert!(page.contains("id=\"run-form\""), "{page}");
     assert_eq!(run_count(&server), 3);
     let (status, page) = submit("85");

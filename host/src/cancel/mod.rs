@@ -75,7 +75,11 @@ pub fn signal(run_id: &str, by: &str) -> bool {
     let Some(entry) = runs.get(run_id) else {
         return false;
     };
-    entry.by.lock().unwrap().get_or_insert_with(|| by.to_string());
+    entry
+        .by
+        .lock()
+        .unwrap()
+        .get_or_insert_with(|| by.to_string());
     entry.token.cancel();
     true
 }

@@ -45,7 +45,12 @@ fn api_caller(app: &App) -> String {
 
 /// Asks run `id` to stop as `by`: (HTTP status, what happened in a line).
 pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, String) {
-    let store = app.dispatcher.host().store.clone().expect("the server has a store");
+    let store = app
+        .dispatcher
+        .host()
+        .store
+        .clone()
+        .expect("the server has a store");
     let cancelled = match store.cancel_run(id, by).await {
         Ok(cancelled) => cancelled,
         Err(e) => {

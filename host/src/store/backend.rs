@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::records::Cancelled;
 use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
-use crate::records::Cancelled;
 
 /// A run's status as people see it: a `running` run waiting for an answer to one of its
 /// questions (`approval.ask`) shows `waiting-approval` (the lease machinery keeps seeing

@@ -169,7 +169,10 @@ pub(super) async fn run_submit(
         ),
         // A wrong value: the form again, with what was typed and why it was refused.
         Ok(Err(refusal @ (Refusal::BadValue(_) | Refusal::Invalid(_)))) => {
-            let again = match (app.dispatcher.prepared(&playbook).await, may_act(&app, &headers)) {
+            let again = match (
+                app.dispatcher.prepared(&playbook).await,
+                may_act(&app, &headers),
+            ) {
                 (Ok(prepared), Ok(credentials)) => Some((prepared, credentials)),
                 _ => None,
             };

@@ -21,7 +21,10 @@ pub(super) async fn cancel_run(pg: &Postgres, id: &str, by: &str) -> Result<Canc
     let Some(row) = row else {
         return Ok(Cancelled::NotFound);
     };
-    let status: RunStatus = row.get::<_, String>(0).parse().map_err(anyhow::Error::msg)?;
+    let status: RunStatus = row
+        .get::<_, String>(0)
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     let playbook: String = row.get(1);
     let node: Option<String> = row.get(2);
     let asked: Option<String> = row.get(3);
@@ -29,7 +32,12 @@ pub(super) async fn cancel_run(pg: &Postgres, id: &str, by: &str) -> Result<Canc
     let cancelled = match (status, node, asked) {
         (RunStatus::Running, _, Some(by)) => Cancelled::AlreadyAsked { by },
         (RunStatus::Running, None, None) => {
-            execute(&tx, "UPDATE runs SET cancel_by = $2 WHERE id = $1", &[&id, &by]).await?;
+            execute(
+                &tx,
+                "UPDATE runs SET cancel_by = $2 WHERE id = $1",
+                &[&id, &by],
+            )
+            .await?;
             Cancelled::Asked { playbook }
         }
         // Not started, or executed by an agent that writes only while it holds the run.

@@ -282,7 +282,10 @@ impl Backend for Postgres {
 
     async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
         let cancelled = self
-            .bounded(&format!("cancelling run {id}"), cancel::cancel_run(self, id, by))
+            .bounded(
+                &format!("cancelling run {id}"),
+                cancel::cancel_run(self, id, by),
+            )
             .await?;
         if matches!(cancelled, crate::records::Cancelled::Ended { .. }) {
             // A node run ended now frees its slot.
