@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod bindings;
+pub mod cancel;
 pub mod caps;
 pub mod catalog;
 pub mod check;
@@ -15,6 +16,7 @@ pub mod incident;
 pub mod logging;
 pub mod notify;
 pub mod panics;
+pub mod params;
 pub mod policy;
 pub mod postmortem;
 pub mod records;

@@ -332,6 +332,23 @@ enum RunsAction {
         #[arg(long, value_name = "FILE")]
         fixture: PathBuf,
     },
+    /// Stop a queued or running run: it ends `cancelled`, saying who asked
+    #[command(
+        after_help = "A queued run ends at once; a running one stops at its next capability call or         epoch tick (an approval wait, a docker or http call included).
+
+Examples:
+  host runs cancel r1a2126ff8f40245b000
+  RUNBOOK_API_TOKEN=… host runs cancel r1a2126ff8f40245b000 --server http://10.0.0.5:9095
+
+Exit status: 0 cancelled, 1 refused (already ended or being cancelled), 2 no such run."
+    )]
+    Cancel {
+        id: String,
+        /// Ask this server (`POST /runs/{id}/cancel`, bearer token from RUNBOOK_API_TOKEN)
+        /// instead of the local store
+        #[arg(long, value_name = "URL")]
+        server: Option<url::Url>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -499,6 +516,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         json,
     } = &cli.command
     {
+        if let Some(RunsAction::Cancel {
+            id,
+            server: Some(server),
+        }) = action
+        {
+            let token = std::env::var("RUNBOOK_API_TOKEN").ok();
+            return runbook_host::cancel::cli::on_server(server, id, token.as_deref()).await;
+        }
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
         let store = runbook_host::store::open(&location, config_connections).await?;
@@ -717,7 +742,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             // exit for less than wasmtime's drop, which unregisters and unmaps it piece by piece.
             std::mem::forget(prepared);
             Ok(match record.status {
-                "failed" => EXIT_FAILED,
+                // Stopped before it finished (`host runs cancel`): not a success to chain on.
+                "failed" | "cancelled" => EXIT_FAILED,
                 "escalated" => EXIT_ESCALATED,
                 _ => 0,
             })
@@ -770,7 +796,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 let doc = serde_json::json!({
                     "name": d.name, "summary": d.summary, "version": d.version,
                     "origin": prepared.source.origin.to_string(),
-                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
+                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "type": runbook_host::params::type_of(p).to_string(), "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
                     "wants": d.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
                     "grants": grants, "limits": limits,
                 });
@@ -1088,6 +1114,7 @@ async fn show_runs(
             }
             Ok(0)
         }
+        Some(RunsAction::Cancel { id, .. }) => runbook_host::cancel::cli::on_store(store, id).await,
         Some(RunsAction::Report { id }) => {
             let Some(run) = store.get(id).await? else {
                 eprintln!("{} no run {id:?} in {}", style::error(), store.describe());

@@ -331,3 +331,127 @@ pub struct Decision {
     pub reason: Option<String>,
     pub at: String,
 }
+
+/// Every status a run can have in the store, and `waiting-approval` as people see a running
+/// run with a pending question (`backend::SHOWN_STATUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    WaitingApproval,
+    Resolved,
+    Mitigated,
+    Escalated,
+    NoAction,
+    Failed,
+    /// Someone asked it to stop (`host runs cancel`, the API, the console).
+    Cancelled,
+    Interrupted,
+    Lost,
+    Undeliverable,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 12] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::WaitingApproval,
+        RunStatus::Resolved,
+        RunStatus::Mitigated,
+        RunStatus::Escalated,
+        RunStatus::NoAction,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::Interrupted,
+        RunStatus::Lost,
+        RunStatus::Undeliverable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting-approval",
+            RunStatus::Resolved => "resolved",
+            RunStatus::Mitigated => "mitigated",
+            RunStatus::Escalated => "escalated",
+            RunStatus::NoAction => "no-action",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Lost => "lost",
+            RunStatus::Undeliverable => "undeliverable",
+        }
+    }
+
+    /// Not ended yet: a run in these may still be cancelled.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval
+        )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("no run status {text:?}"))
+    }
+}
+
+/// What asking a run to stop did (`Backend::cancel_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It had not started (queued), or it runs on a fleet node (whose agent stops it when the
+    /// server refuses its next heartbeat or upload): it ended `cancelled` now.
+    Ended {
+        playbook: String,
+    },
+    /// It is running in a host process: the request is recorded, and that process stops it
+    /// and records it `cancelled` with its timeline so far.
+    Asked {
+        playbook: String,
+    },
+    /// A stop was already asked, by this one.
+    AlreadyAsked {
+        by: String,
+    },
+    /// It had ended already, with this status.
+    Over(RunStatus),
+    NotFound,
+}
+
+/// The summary and reason of a cancelled run.
+pub fn cancelled_by(by: &str) -> String {
+    format!("cancelled by {by}")
+}
+
+/// The timeline line of a run cancelled in the store (queued, or on a node): JSON of a
+/// `timeline::Event`, its offset counted from when the run was accepted.
+pub fn cancel_event(by: &str, started_at: &str) -> String {
+    let now = std::time::SystemTime::now();
+    let offset = humantime::parse_rfc3339_weak(started_at)
+        .ok()
+        .and_then(|started| now.duration_since(started).ok())
+        .unwrap_or_default();
+    let event = Event {
+        at: rfc3339(now),
+        offset_ms: crate::timeline::round_ms(offset),
+        kind: crate::timeline::EventKind::Log {
+            level: "warn".into(),
+            message: cancelled_by(by),
+        },
+    };
+    serde_json::to_string(&event).expect("an event serializes")
+}

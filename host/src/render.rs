@@ -320,6 +320,7 @@ pub fn inspect(d: &Description, origin: &str, grants: &Grants, limits: &Limits) 
             (Some(v), _) => format!("default {v:?}"),
             (None, _) => "optional".to_string(),
         };
+        let default = format!("{}, {default}", crate::params::type_of(p));
         let _ = writeln!(
             out,
             "  {:<22} {:<22} {}",

@@ -50,6 +50,15 @@ pub enum UsageError {
     MissingParam { playbook: String, name: String },
     #[error("parameter {0:?} is given more than once")]
     DuplicateParam(String),
+    /// A value that is not of its parameter's type (crate::params).
+    #[error("parameter {name:?} of {playbook} is a {ty}: {value:?} is not one ({why})")]
+    BadValue {
+        playbook: String,
+        name: String,
+        ty: crate::params::ParamType,
+        value: String,
+        why: String,
+    },
 }
 
 /// A playbook loaded and linked, with what it says about itself.
@@ -327,6 +336,8 @@ impl Host {
             .store
             .clone()
             .map(|store| crate::store::keep_leases(store, self.config.server.lease()));
+        // A `host runs cancel` from another process reaches this run through the store.
+        let cancels = self.store.clone().map(crate::cancel::watch);
         let mut tape_back = None;
         let work = async {
             let (record, tape) = self.execute_taped(prepared, pending, sink, tape).await?;
@@ -334,8 +345,8 @@ impl Host {
             Ok(record)
         };
         let record = guard_run(self.store.as_deref(), &run_id, work).await;
-        if let Some(leases) = leases {
-            leases.abort();
+        for task in [leases, cancels].into_iter().flatten() {
+            task.abort();
         }
         Ok((record?, tape_back))
     }
@@ -562,7 +573,10 @@ impl Host {
         // A panic inside a host call that the call itself did not catch unwinds out of the
         // guest: the run ends failed with what was recorded so far, the host goes on.
         let span = tracing::info_span!("run", run_id = %run_id, playbook = %name);
-        let outcome = until_deadline(
+        // Asked to stop (crate::cancel): the run's future is dropped at its next await, a
+        // capability call in flight or the yield at the next epoch tick.
+        let cancel = crate::cancel::register(&run_id);
+        let ran = until_deadline(
             &clock,
             std::panic::AssertUnwindSafe(async {
                 let t = Instant::now();
@@ -575,35 +589,48 @@ impl Host {
             })
             .catch_unwind(),
         )
-        .instrument(span)
-        .await
-        .map(|caught| caught.map_err(|panic| panic_message(&*panic)));
+        .instrument(span);
+        let (outcome, stopped_by) = tokio::select! {
+            outcome = ran => (Some(outcome.map(|caught| caught.map_err(|panic| panic_message(&*panic)))), None),
+            by = cancel.cancelled() => (None, Some(by)),
+        };
+        drop(cancel);
 
         let (status, summary, actions, reason) = match outcome {
-            Ok(Err(panic)) => failed(format!("host error: panic during the run: {panic}")),
-            Ok(Ok(Ok(Ok(outcome)))) => match outcome_size_problem(&outcome) {
-                None => (
-                    outcome.status.as_str(),
-                    outcome.summary,
-                    outcome.actions,
-                    None,
-                ),
-                Some(problem) => failed(format!("limit exceeded: {problem}")),
-            },
-            Ok(Ok(Ok(Err(error)))) => failed(format!(
-                "the playbook returned {}: {}",
-                error.kind(),
-                error.detail()
-            )),
-            Ok(Ok(Err(trap))) => failed(trap_reason(&trap, &store.data().guest_output())),
-            Err(_) => {
+            None => {
+                let why = crate::records::cancelled_by(stopped_by.as_deref().unwrap_or_default());
+                store.data_mut().timeline.log("warn", format!("run {why}"));
+                ("cancelled", why.clone(), Vec::new(), Some(why))
+            }
+            Some(Err(_)) => {
                 store.data_mut().note_abandoned_call();
                 failed(format!(
                     "limit exceeded: deadline of {}s while waiting in the host (a capability or WASI call)",
                     limits.deadline.as_secs()
                 ))
             }
+            Some(Ok(outcome)) => match outcome {
+                Err(panic) => failed(format!("host error: panic during the run: {panic}")),
+                Ok(Ok(Ok(outcome))) => match outcome_size_problem(&outcome) {
+                    None => (
+                        outcome.status.as_str(),
+                        outcome.summary,
+                        outcome.actions,
+                        None,
+                    ),
+                    Some(problem) => failed(format!("limit exceeded: {problem}")),
+                },
+                Ok(Ok(Err(error))) => failed(format!(
+                    "the playbook returned {}: {}",
+                    error.kind(),
+                    error.detail()
+                )),
+                Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
+            },
         };
+        if let Some(by) = &stopped_by {
+            crate::cancel::close_questions(self.approvals(), &run_id, by).await;
+        }
         let t = Instant::now();
         let mut state = store.into_data();
         // Dropping the store frees the instance (back to the pool in `host serve`).
@@ -710,6 +737,19 @@ pub fn resolve_params(
         }
         if !seen.insert(name) {
             return Err(UsageError::DuplicateParam(name.clone()));
+        }
+    }
+    for (name, value) in given {
+        let spec = description.params.iter().find(|p| p.name == *name);
+        let ty = spec.map_or(crate::params::ParamType::String, crate::params::type_of);
+        if let Some(why) = crate::params::problem(&ty, value) {
+            return Err(UsageError::BadValue {
+                playbook: playbook.to_string(),
+                name: name.clone(),
+                ty,
+                value: crate::text::echo(value).into_owned(),
+                why,
+            });
         }
     }
     let mut resolved = Vec::new();

@@ -261,8 +261,8 @@ impl Agent {
     fn stop_stale(&self, id: &str) {
         if let Some(stop) = self.running.lock().unwrap().get(id) {
             tracing::warn!(
-                "run {}: the server no longer counts it as this agent's (lost after its \
-                 lease); stopping it, nothing more is written",
+                "run {}: the server no longer counts it as this agent's (cancelled, or lost \
+                 after its lease); stopping it, nothing more is written",
                 crate::text::escape(id)
             );
             stop.cancel();

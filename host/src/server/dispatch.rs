@@ -85,6 +85,9 @@ pub enum Refusal {
     UnknownPlaybook(String),
     #[error("{0}")]
     Invalid(String),
+    /// A parameter's value is not of its type (`UsageError::BadValue`).
+    #[error("{0}")]
+    BadValue(String),
     /// The playbook exists but cannot load or describe itself: the reason, for the operator.
     #[error("{0}")]
     Broken(String),
@@ -259,12 +262,10 @@ impl Dispatcher {
         }
         let local = node.is_none();
         let deduplicated = request.dedup_key.is_some();
-        let usage = |e: anyhow::Error| {
-            if e.downcast_ref::<UsageError>().is_some() {
-                Refusal::Invalid(format!("{e:#}"))
-            } else {
-                Refusal::Internal(format!("{e:#}"))
-            }
+        let usage = |e: anyhow::Error| match e.downcast_ref::<UsageError>() {
+            Some(UsageError::BadValue { .. }) => Refusal::BadValue(format!("{e:#}")),
+            Some(_) => Refusal::Invalid(format!("{e:#}")),
+            None => Refusal::Internal(format!("{e:#}")),
         };
         // Checked here when this host has the playbook; a run for a node whose playbook only
         // the node has is checked there (the node's copy is what runs).

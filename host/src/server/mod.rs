@@ -5,6 +5,7 @@
 
 mod approvals;
 mod auth;
+mod cancel;
 mod dispatch;
 mod fleet;
 mod intake;
@@ -105,6 +106,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);
     let leases = crate::store::keep_leases(store.clone(), lease);
+    let cancels = crate::cancel::watch(store.clone());
     let rescuer = tokio::spawn(rescue::keep_looking(
         notifier.clone(),
         store.clone(),
@@ -126,6 +128,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/metrics", get(metrics_text))
         .merge(fleet::node_routes())
         .merge(approvals::routes())
+        .merge(cancel::routes())
         .merge(ui::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
@@ -156,6 +159,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let _ = rescuer.await;
     reloader.abort();
     leases.abort();
+    cancels.abort();
     if left > 0 {
         tracing::warn!(
             "shutdown: {left} runs did not finish within {}s and are marked interrupted; \
@@ -323,7 +327,7 @@ fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::UnknownPlaybook(_) | Refusal::UnknownNode(_) => StatusCode::NOT_FOUND,
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
-        Refusal::Broken(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Broken(_) | Refusal::BadValue(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Refusal::Busy(_) | Refusal::NodeBusy(_) | Refusal::Unavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -468,6 +472,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
             Err(
                 e @ (Refusal::Invalid(_)
+                | Refusal::BadValue(_)
                 | Refusal::UnknownPlaybook(_)
                 | Refusal::UnknownNode(_)
                 | Refusal::Broken(_)),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::records::Cancelled;
 use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
     NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
@@ -220,6 +221,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Ends a run still `queued` or `running` with `status` (failed, interrupted) and
     /// `reason`, freeing its slot; false when it had already ended.
     async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool>;
+
+    /// Asks run `id` to stop, on behalf of `by` (`cli:root`, `console:alice`, `api:…`),
+    /// atomically across every process: a queued run, or one running on a fleet node, ends
+    /// `cancelled` at once (summary and reason "cancelled by …", a timeline line saying so;
+    /// its slot freed; its dedup and cooldown keys kept: a person stopped it, and the alert's
+    /// next delivery within the window must not start it again); a run a host process executes keeps running
+    /// with the request recorded, for that process to stop (`cancel_requests`). The first
+    /// request wins.
+    async fn cancel_run(&self, id: &str, by: &str) -> Result<Cancelled>;
+
+    /// The `running` runs `runner` holds that someone asked to stop: (id, by).
+    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>>;
 
     /// Renews the lease of every `running` run `runner` holds, and of their slots; returns how
     /// many runs it holds.

@@ -162,7 +162,7 @@ pub(super) async fn answer_form(
 
 /// Who answers through the console: the `[ui]` basic-auth user (the group's `users` list
 /// names them), or `console` with a bearer token or no auth.
-fn console_user(app: &App) -> String {
+pub(super) fn console_user(app: &App) -> String {
     match &app.console.forms {
         Some(Verifier::Basic { username, .. }) => username.clone(),
         _ => "console".into(),

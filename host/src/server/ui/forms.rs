@@ -11,7 +11,7 @@ use super::{MAX_FIELD_BYTES, layout, may_act, message_page, seg};
 use crate::bindings::TriggerKind;
 use crate::run::RunRequest;
 use crate::server::Shared;
-use crate::server::dispatch::Admission;
+use crate::server::dispatch::{Admission, Refusal};
 
 /// A form's fields; a parameter's field is named `param:<name>`.
 pub(super) type Fields = Vec<(String, String)>;
@@ -75,29 +75,53 @@ pub(super) async fn run_form(
             );
         }
     };
-    let d = &prepared.description;
     let token = app.console.csrf_token(&credentials);
+    form_page(&prepared.description, &token, None, None)
+}
+
+/// The run form: fresh (defaults), or again with what was submitted and why it was refused.
+fn form_page(
+    d: &crate::bindings::Description,
+    token: &str,
+    submitted: Option<&Fields>,
+    problem: Option<&str>,
+) -> Response {
+    let value = |name: &str, default: &Option<String>| match submitted {
+        Some(fields) => fields
+            .iter()
+            .find(|(k, _)| k.strip_prefix("param:") == Some(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        None => default.clone().unwrap_or_default(),
+    };
+    let dry_run = submitted.is_none_or(|fields| fields.iter().any(|(k, _)| k == "dry_run"));
     let body = html! {
         h1 { "Run " (d.name) }
         p { (d.summary) }
+        @if let Some(problem) = problem { p.error id="form-error" role="alert" { (problem) } }
         form id="run-form" method="post" action={ "/ui/playbooks/" (seg(&d.name)) "/run" } {
             input type="hidden" name=(CSRF_FIELD) value=(token);
             div.form-grid {
                 @for p in &d.params {
                     label for={ "param-" (p.name) } {
                         code { (p.name) } @if p.required { " " strong.error { "required" } }
+                        " " span.muted { "(" (crate::params::type_of(p)) ")" }
                         br; span.muted { (p.description) }
                     }
                     input id={ "param-" (p.name) } name={ "param:" (p.name) }
-                        value=(p.default.clone().unwrap_or_default()) required[p.required];
+                        value=(value(&p.name, &p.default)) required[p.required];
                 }
                 label for="dry-run" { "dry run" br; span.muted { "capabilities that change things only say what they would do" } }
-                input id="dry-run" type="checkbox" name="dry_run" value="1" checked;
+                input id="dry-run" type="checkbox" name="dry_run" value="1" checked[dry_run];
             }
             p { button id="start" type="submit" { "Start the run" } }
         }
     };
-    layout(&format!("Run {}", d.name), html! {}, body)
+    let mut page = layout(&format!("Run {}", d.name), html! {}, body);
+    if problem.is_some() {
+        *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    page
 }
 
 pub(super) async fn run_submit(
@@ -115,6 +139,7 @@ pub(super) async fn run_submit(
         // An empty optional field means "the default".
         .filter(|(_, v)| !v.is_empty())
         .collect();
+    let playbook = name.clone();
     let request = RunRequest {
         params,
         alert: None,
@@ -142,6 +167,29 @@ pub(super) async fn run_submit(
             "Not started",
             "the playbook is in its cooldown",
         ),
+        // A wrong value: the form again, with what was typed and why it was refused.
+        Ok(Err(refusal @ (Refusal::BadValue(_) | Refusal::Invalid(_)))) => {
+            let again = match (
+                app.dispatcher.prepared(&playbook).await,
+                may_act(&app, &headers),
+            ) {
+                (Ok(prepared), Ok(credentials)) => Some((prepared, credentials)),
+                _ => None,
+            };
+            match again {
+                Some((prepared, credentials)) => form_page(
+                    &prepared.description,
+                    &app.console.csrf_token(&credentials),
+                    Some(&fields),
+                    Some(&refusal.to_string()),
+                ),
+                None => message_page(
+                    super::super::refusal_status(&refusal),
+                    "Not started",
+                    &refusal.to_string(),
+                ),
+            }
+        }
         Ok(Err(refusal)) => message_page(
             super::super::refusal_status(&refusal),
             "Not started",

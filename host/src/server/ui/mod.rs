@@ -10,6 +10,7 @@
 mod approvals;
 mod assets;
 mod feed;
+mod cancel;
 mod forms;
 pub(super) mod live;
 mod pages;
@@ -106,6 +107,10 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/ui/", get(pages::runs))
         .route("/ui/runs", get(pages::runs))
         .route("/ui/runs/{id}", get(pages::run))
+        .route(
+            "/ui/runs/{id}/cancel",
+            get(cancel::form).post(cancel::submit),
+        )
         .route("/ui/runs/{id}/events", get(live::events))
         .route("/ui/runs/{id}/artifacts/{n}", get(pages::artifact))
         .route("/ui/runs/{id}/report", get(report::html))

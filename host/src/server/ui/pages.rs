@@ -130,6 +130,7 @@ pub(super) async fn runs(
         "escalated",
         "no-action",
         "failed",
+        "cancelled",
         "interrupted",
         "lost",
         "undeliverable",
@@ -302,6 +303,7 @@ pub(super) async fn run(
     };
     let base = format!("/ui/runs/{}", seg(&r.id));
     let questions = super::approvals::for_run(&app, &headers, &r.id).await;
+    let cancel = super::cancel::section(&app, &headers, &r.id, live);
     let body = html! {
         h1 { (r.playbook) " " (status_badge(&r.status))
             @if live { " " span.status.s-live id="live" { "live" } } }
@@ -319,6 +321,7 @@ pub(super) async fn run(
         p id="summary" { @if r.summary.is_empty() { span.muted { "(not ended yet)" } } @else { (r.summary) } }
         @if let Some(reason) = &run.reason { p.error { (reason) } }
         @if !actions.is_empty() { ul { @for a in &actions { li { (a) } } } }
+        (cancel)
         (questions)
         h2 { "Timeline" }
         @if run.timeline.is_empty() { p.muted id="timeline-empty" { "No events yet." } }

@@ -33,6 +33,7 @@ use crate::store::backend::{Backend, SlotLimits};
 
 mod approvals;
 mod caps;
+mod cancel;
 mod console;
 mod delivery;
 mod fleet;
@@ -45,6 +46,7 @@ use crate::records::{
 };
 pub(crate) use approvals::*;
 pub(crate) use caps::*;
+pub(crate) use cancel::*;
 pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
@@ -126,6 +128,8 @@ macro_rules! conformance_tests {
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,
             events_after_reads_from_the_cursor_bounded,
+            a_cancel_ends_queued_runs_and_asks_running_ones_once,
+            a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

@@ -23,6 +23,7 @@ use crate::store::Untold;
 use crate::store::clean::{self, Clean};
 
 mod approvals;
+mod cancel;
 mod fleet;
 mod listen;
 mod outbox;
@@ -283,6 +284,26 @@ impl Backend for Postgres {
         listen::wake(&self.queued);
         self.announcer.announce();
         Ok(ended)
+    }
+
+    async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
+        let cancelled = self
+            .bounded(
+                &format!("cancelling run {id}"),
+                cancel::cancel_run(self, id, by),
+            )
+            .await?;
+        if matches!(cancelled, crate::records::Cancelled::Ended { .. }) {
+            // A node run ended now frees its slot.
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(cancelled)
+    }
+
+    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>> {
+        self.bounded("reading cancel requests", cancel::requests(self, runner))
+            .await
     }
 
     async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize> {

@@ -370,7 +370,7 @@ pub(super) async fn claim(
 }
 
 /// Frees the slot `run_id` holds (the caller announces it once committed).
-async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
+pub(super) async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
     execute(
         c,
         "UPDATE slots SET run_id = NULL, lease_until = NULL WHERE run_id = $1",

@@ -206,6 +206,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- When a run began running (claimed by a process or a node's agent): the time it waited
     -- is started_at to running_since, the time it ran running_since to ended_at.
     ALTER TABLE runs ADD COLUMN running_since TEXT;
+    -- Who asked a running run to stop, as in SQLite.
+    ALTER TABLE runs ADD COLUMN cancel_by TEXT;
+    CREATE INDEX runs_cancel ON runs (runner) WHERE status = 'running' AND cancel_by IS NOT NULL;
 "#,
 ];
 

@@ -18,6 +18,7 @@ use crate::store::clean::{self, Clean};
 use crate::store::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
 
 mod approvals;
+mod cancel;
 mod fleet;
 mod outbox;
 mod runs;
@@ -210,6 +211,10 @@ const MIGRATIONS: &[&str] = &[
     -- When a run began running (claimed by a process or a node's agent): the time it waited
     -- is started_at to running_since, the time it ran running_since to ended_at.
     ALTER TABLE runs ADD COLUMN running_since TEXT;
+    -- Who asked a running run to stop (host runs cancel, the API, the console); the process
+    -- executing it looks for its runs here (`cancel_requests`) and ends them `cancelled`.
+    ALTER TABLE runs ADD COLUMN cancel_by TEXT;
+    CREATE INDEX runs_cancel ON runs (runner) WHERE status = 'running' AND cancel_by IS NOT NULL;
 "#,
 ];
 
@@ -434,6 +439,23 @@ impl Backend for Sqlite {
             .await?;
         self.wake_claimers();
         Ok(ended)
+    }
+
+    async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
+        let (id, by) = (id.to_string(), by.to_string());
+        let cancelled = self
+            .writer()
+            .write(move |tx| cancel::cancel_run(tx, &id, &by))
+            .await?;
+        // A node run ended now frees its slot.
+        self.wake_claimers();
+        Ok(cancelled)
+    }
+
+    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>> {
+        let runner = runner.to_string();
+        self.blocking(move |conn| cancel::requests(conn, &runner))
+            .await
     }
 
     async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize> {
