@@ -457,7 +457,21 @@ fn node_bound_runs_wait_apart_and_runs_for_unknown_nodes_are_refused() {
 
 #[test]
 fn an_alert_with_a_nul_label_is_taken_on_either_store() {
-    let (_sandbox, server) = bounded_server();
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("hostile");
+    sandbox.write(
+        "host.toml",
+        format!(
+            r#"plugin-dirs = ["plugins"]
+{FLEET}
+[[route]]
+matchers = ['alertname="OddLabel"']
+playbook = "hostile"
+params = {{ case = "quick" }}
+"#
+        ),
+    );
+    let server = start(&sandbox);
     let batch = post_alerts(
         &server,
         &alert_batch(&[

@@ -9,6 +9,8 @@ use super::runs::{json, query, query_opt};
 use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
 use crate::store::{EventsPage, QueueDepths, RunFilter};
 
+/// How many columns `SUMMARY_COLUMNS` are: a fuller row's own columns come after them.
+const SUMMARY_WIDTH: usize = 11;
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
@@ -121,14 +123,14 @@ pub(super) async fn get(pg: &Postgres, id: &str) -> Result<Option<StoredRun>> {
     };
     let mut run = StoredRun {
         run: summary(&r),
-        origin: r.get(10),
-        params: json(r.get(11)).unwrap_or_default(),
-        alert: json(r.get(12)),
-        actions: json(r.get(13)).unwrap_or_default(),
-        reason: r.get(14),
-        dedup_key: r.get(15),
-        timings: json(r.get(16)),
-        grants: json(r.get(17)),
+        origin: r.get(SUMMARY_WIDTH),
+        params: json(r.get(SUMMARY_WIDTH + 1)).unwrap_or_default(),
+        alert: json(r.get(SUMMARY_WIDTH + 2)),
+        actions: json(r.get(SUMMARY_WIDTH + 3)).unwrap_or_default(),
+        reason: r.get(SUMMARY_WIDTH + 4),
+        dedup_key: r.get(SUMMARY_WIDTH + 5),
+        timings: json(r.get(SUMMARY_WIDTH + 6)),
+        grants: json(r.get(SUMMARY_WIDTH + 7)),
         timeline: Vec::new(),
         artifacts: Vec::new(),
         deliveries: Vec::new(),

@@ -428,6 +428,8 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// How many columns `SUMMARY_COLUMNS` are: a fuller row's own columns come after them.
+const SUMMARY_WIDTH: usize = 11;
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
@@ -506,14 +508,14 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredRun>> {
                 };
                 Ok(StoredRun {
                     run: summary_row(r)?,
-                    origin: r.get(10)?,
-                    params: json(11)?.unwrap_or_default(),
-                    alert: json(12)?,
-                    actions: json(13)?.unwrap_or_default(),
-                    reason: r.get(14)?,
-                    dedup_key: r.get(15)?,
-                    timings: json(16)?,
-                    grants: json(17)?,
+                    origin: r.get(SUMMARY_WIDTH)?,
+                    params: json(SUMMARY_WIDTH + 1)?.unwrap_or_default(),
+                    alert: json(SUMMARY_WIDTH + 2)?,
+                    actions: json(SUMMARY_WIDTH + 3)?.unwrap_or_default(),
+                    reason: r.get(SUMMARY_WIDTH + 4)?,
+                    dedup_key: r.get(SUMMARY_WIDTH + 5)?,
+                    timings: json(SUMMARY_WIDTH + 6)?,
+                    grants: json(SUMMARY_WIDTH + 7)?,
                     timeline: Vec::new(),
                     artifacts: Vec::new(),
                     deliveries: Vec::new(),
