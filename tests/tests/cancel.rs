@@ -394,7 +394,7 @@ fn csrf_of(form_page: &str) -> String {
 fn a_host_run_process_is_stopped_from_another_process() {
     let fx = fixture();
     // `host run` in the background on the same store, spinning.
-    let mut child = Command::new("timeout")
+    let child = Command::new("timeout")
         .arg("120")
         .arg(runbook_tests::host_bin())
         .args(["run", "hostile", "-p", "case=loop", "--json"])
@@ -482,7 +482,9 @@ fn a_run_on_a_fleet_node_ends_at_once_and_its_agent_stops_it() {
     let next = fx.server.submit_run(
         "/hooks/run/hostile?node=node-a",
         RUN_TOKEN,
-        json!({ "case": "nap", "target": "10" }).to_string().as_bytes(),
+        json!({ "case": "nap", "target": "10" })
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(fx.server.wait_for_run(&next, WAIT)["status"], "no-action");
 }
