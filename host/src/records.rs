@@ -25,6 +25,9 @@ pub struct QueuedRun {
     pub playbook: String,
     pub origin: String,
     pub trigger: String,
+    /// Who asked for it, when a person did (the console's user).
+    #[serde(default)]
+    pub by: Option<String>,
     pub params: serde_json::Value,
     pub alert: Option<serde_json::Value>,
     pub dry_run: bool,
@@ -85,6 +88,13 @@ pub struct RunSummary {
     /// The node it runs (ran) on; absent for a run on the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Who asked for it, when a person did (the console's user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// How long it executed (its timings' total: time queued is not in it); absent until it
+    /// ends, and for a run that never executed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +144,12 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: String,
     pub delivered_at: Option<String>,
+    /// When a worker last took it to deliver it (RFC 3339); none before the first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempted_at: Option<String>,
+    /// When it may be tried next (RFC 3339); meaningful while it is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
 }
 
 impl OutboxRow {
@@ -143,6 +159,13 @@ impl OutboxRow {
             .ok()
             .and_then(|v| v["title"].as_str().map(String::from))
             .unwrap_or_default()
+    }
+
+    /// A row's next attempt as RFC 3339, from the store's unix ms; only a pending row has one.
+    pub fn next_attempt(state: &str, at_ms: i64) -> Option<String> {
+        (state == "pending").then(|| {
+            rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms.max(0) as u64))
+        })
     }
 }
 
@@ -326,4 +349,119 @@ pub struct Decision {
     pub via: String,
     pub reason: Option<String>,
     pub at: String,
+}
+
+/// A run's status as the store shows it (`SHOWN_STATUS`: `waiting-approval` is a running run
+/// with a pending question). The store keeps the text; readers parse it here, so a status the
+/// code does not know (a newer host's, on a shared store) still shows, as `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    WaitingApproval,
+    Resolved,
+    Mitigated,
+    Escalated,
+    NoAction,
+    Failed,
+    Interrupted,
+    Lost,
+    Undeliverable,
+    Cancelled,
+    Other,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 12] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::WaitingApproval,
+        RunStatus::Resolved,
+        RunStatus::Mitigated,
+        RunStatus::Escalated,
+        RunStatus::NoAction,
+        RunStatus::Failed,
+        RunStatus::Interrupted,
+        RunStatus::Lost,
+        RunStatus::Undeliverable,
+        RunStatus::Cancelled,
+    ];
+
+    pub fn parse(text: &str) -> RunStatus {
+        RunStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .unwrap_or(RunStatus::Other)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting-approval",
+            RunStatus::Resolved => "resolved",
+            RunStatus::Mitigated => "mitigated",
+            RunStatus::Escalated => "escalated",
+            RunStatus::NoAction => "no-action",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Lost => "lost",
+            RunStatus::Undeliverable => "undeliverable",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Other => "other",
+        }
+    }
+
+    /// Not ended yet: its page follows it live.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval
+        )
+    }
+
+    /// Ended as the playbook meant (found nothing to do counts).
+    pub fn is_good(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Resolved | RunStatus::Mitigated | RunStatus::NoAction
+        )
+    }
+}
+
+/// Where a run came from, as the host records it: the contract's triggers, plus `console` (a
+/// person through the console's form). The WIT has no `console`, and adding one is a contract
+/// change: a guest is told `webhook`, the nearest (a request over HTTP), while the store, the
+/// API and the console say `console` and who.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Cli,
+    Webhook,
+    Alert,
+    Schedule,
+    Console,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Alert,
+        Trigger::Webhook,
+        Trigger::Console,
+        Trigger::Schedule,
+        Trigger::Cli,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Webhook => "webhook",
+            Trigger::Alert => "alert",
+            Trigger::Schedule => "schedule",
+            Trigger::Console => "console",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == text)
+    }
 }

@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 
 use self::dispatch::{Admission, Dispatcher, Refusal};
 use self::metrics::Metrics;
-use crate::bindings::{Alert, TriggerKind};
+use crate::bindings::Alert;
+use crate::records::Trigger;
 use crate::run::{Host, RunRequest};
 use crate::severity::Priority;
 use crate::store::{AlertRecord, StoredRun};
@@ -124,7 +125,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .route("/metrics", get(metrics_text))
         .merge(fleet::node_routes())
         .merge(approvals::routes())
-        .merge(ui::routes())
+        .merge(ui::routes(app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
         .layer(axum::middleware::from_fn(log_request))
@@ -426,7 +427,8 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         let request = RunRequest {
             params: route.params_for(alert),
             alert: Some(alert.clone()),
-            trigger: TriggerKind::Alert,
+            trigger: Trigger::Alert,
+            by: None,
             dry_run: route.config.dry_run,
             dedup_key: Some(format!(
                 "{playbook}|{}|{}|{}",
@@ -543,7 +545,8 @@ async fn run_hook(
     let request = RunRequest {
         params,
         alert: None,
-        trigger: TriggerKind::Webhook,
+        trigger: Trigger::Webhook,
+        by: None,
         dry_run: query.dry_run,
         dedup_key,
         severity,

@@ -147,6 +147,7 @@ fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {
         playbook: playbook.into(),
         origin: "plugin-dir".into(),
         trigger: "alert".into(),
+        by: None,
         params: serde_json::json!({ "case": id }),
         alert: Some(serde_json::json!({ "labels": { "alertname": "BotDown" } })),
         dry_run: false,

@@ -12,7 +12,8 @@ use crate::store::RunFilter;
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
-    ", summary, started_at, ended_at, dry_run, severity, node"
+    ", summary, started_at, ended_at, dry_run, severity, node, requested_by, \
+     (timings::jsonb ->> 'total_ms')::float8"
 );
 
 fn summary(r: &Row) -> RunSummary {
@@ -27,6 +28,8 @@ fn summary(r: &Row) -> RunSummary {
         dry_run: r.get(7),
         severity: r.get(8),
         node: r.get(9),
+        by: r.get(10),
+        took_ms: r.get(11),
     }
 }
 
@@ -84,14 +87,14 @@ pub(super) async fn get(pg: &Postgres, id: &str) -> Result<Option<StoredRun>> {
     };
     let mut run = StoredRun {
         run: summary(&r),
-        origin: r.get(10),
-        params: json(r.get(11)).unwrap_or_default(),
-        alert: json(r.get(12)),
-        actions: json(r.get(13)).unwrap_or_default(),
-        reason: r.get(14),
-        dedup_key: r.get(15),
-        timings: json(r.get(16)),
-        grants: json(r.get(17)),
+        origin: r.get(12),
+        params: json(r.get(13)).unwrap_or_default(),
+        alert: json(r.get(14)),
+        actions: json(r.get(15)).unwrap_or_default(),
+        reason: r.get(16),
+        dedup_key: r.get(17),
+        timings: json(r.get(18)),
+        grants: json(r.get(19)),
         timeline: Vec::new(),
         artifacts: Vec::new(),
         deliveries: Vec::new(),

@@ -202,6 +202,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_run ON approvals (run_id);
     CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
+    r#"
+    -- Who asked for a run, when a person did (the console's user; trigger `console`).
+    ALTER TABLE runs ADD COLUMN requested_by TEXT;
+    -- When a worker last took a message to deliver it (RFC 3339), for the console.
+    ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
+"#,
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

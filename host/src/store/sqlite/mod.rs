@@ -205,6 +205,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_run ON approvals (run_id);
     CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
+    r#"
+    -- Who asked for a run, when a person did (the console's user; trigger `console`).
+    ALTER TABLE runs ADD COLUMN requested_by TEXT;
+    -- When a worker last took a message to deliver it (RFC 3339), for the console.
+    ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
+"#,
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -30,8 +30,8 @@ pub(super) fn insert_run(
     conn.prepare_cached(
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms,
-                           accepted_ms, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                           accepted_ms, node, requested_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         run.id,
@@ -50,6 +50,7 @@ pub(super) fn insert_run(
         held.map(|(_, until)| until),
         now_ms(),
         run.node,
+        run.by,
     ])?;
     Ok(())
 }
@@ -137,7 +138,7 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
 }
 
 pub(super) const RUN_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, \
-     dedup_key, started_at, severity, node";
+     dedup_key, started_at, severity, node, requested_by";
 
 pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
     let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
@@ -156,6 +157,7 @@ pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
         started_at: r.get(8)?,
         severity: r.get(9)?,
         node: r.get(10)?,
+        by: r.get(11)?,
     })
 }
 
@@ -414,7 +416,8 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
-    ", summary, started_at, ended_at, dry_run, severity, node"
+    ", summary, started_at, ended_at, dry_run, severity, node, requested_by, \
+     CAST(json_extract(timings, '$.total_ms') AS REAL)"
 );
 
 pub(super) fn list(
@@ -460,14 +463,14 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<StoredRun>> {
                 };
                 Ok(StoredRun {
                     run: summary_row(r)?,
-                    origin: r.get(10)?,
-                    params: json(11)?.unwrap_or_default(),
-                    alert: json(12)?,
-                    actions: json(13)?.unwrap_or_default(),
-                    reason: r.get(14)?,
-                    dedup_key: r.get(15)?,
-                    timings: json(16)?,
-                    grants: json(17)?,
+                    origin: r.get(12)?,
+                    params: json(13)?.unwrap_or_default(),
+                    alert: json(14)?,
+                    actions: json(15)?.unwrap_or_default(),
+                    reason: r.get(16)?,
+                    dedup_key: r.get(17)?,
+                    timings: json(18)?,
+                    grants: json(19)?,
                     timeline: Vec::new(),
                     artifacts: Vec::new(),
                     deliveries: Vec::new(),
@@ -510,5 +513,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         dry_run: r.get(7)?,
         severity: r.get(8)?,
         node: r.get(9)?,
+        by: r.get(10)?,
+        took_ms: r.get(11)?,
     })
 }
