@@ -113,6 +113,7 @@ macro_rules! conformance_tests {
             a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
             runs_page_filters_and_keyset_pages,
             a_failed_message_can_be_retried_once,
+            who_asked_how_long_and_when_tried_read_back,
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,
         );
