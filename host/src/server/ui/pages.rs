@@ -1,13 +1,13 @@
 //! The console's read-only pages: runs, a run, alerts, playbooks, the outbox.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
-
-use std::collections::HashMap;
 
 use super::show::{self, Tone, badge, status_badge, time, when};
 use super::{field, layout, may_read, message_page, seg};
@@ -324,7 +324,7 @@ pub(super) async fn run(
     let (questions, asking) = super::approvals::for_run(&app, &headers, &r.id).await;
     let body = html! {
         h1 { (r.playbook) " " (status_badge(&r.status))
-            @if live { " " span.status.s-live id="live" { "live" } } }
+            @if live { " " span.status.t-live id="live" { "live" } } }
         dl.facts {
             dt { "run" } dd.mono { (r.id) }
             dt { "priority" } dd { (r.severity) }
@@ -566,9 +566,10 @@ pub(super) async fn outbox(
                     td.st { (badge(delivery_tone(&m.state), &m.state)) }
                     td.created { (time(&m.created_at)) }
                     td { (m.attempts) }
-                    td.attempted { @if let Some(at) = &m.attempted_at { (time(at)) }
-                        @else { span.muted { "not yet" } }
-                        @if let Some(at) = &m.delivered_at { br; span.muted { "delivered " (show::relative(at)) } } }
+                    td.attempted {
+                        @if let Some(at) = &m.attempted_at { (time(at)) br; }
+                        @else if m.delivered_at.is_none() { span.muted { "not yet" } }
+                        @if let Some(at) = &m.delivered_at { span.muted { "delivered " (show::relative(at)) } } }
                     td.next.nowrap { @if let Some(at) = &m.next_attempt_at { (show::next_attempt(at)) } }
                     td { (m.last_error.as_deref().unwrap_or("")) }
                     td { @if let Some(id) = &m.run_id { a href={ "/ui/runs/" (seg(id)) } { "run" } } }
