@@ -328,10 +328,11 @@ pub(super) async fn run(
         dl.facts {
             dt { "run" } dd.mono { (r.id) }
             dt { "priority" } dd { (r.severity) }
-            dt { "trigger" } dd id="trigger" { (show::origin(r)) @if let Some(n) = &r.node { " on node " (n) } }
-            @if let (Some(by), Some(Trigger::Console)) = (&r.by, Trigger::parse(&r.trigger)) {
-                dt { "started by" } dd id="started-by" { "started by " (by) " from the console" }
-            }
+            dt { "trigger" } dd id="trigger" {
+                @if let (Some(by), Some(Trigger::Console)) = (&r.by, Trigger::parse(&r.trigger)) {
+                    span.trigger { (r.trigger) } " · " span id="started-by" { "started by " (by) " from the console" }
+                } @else { (show::origin(r)) }
+                @if let Some(n) = &r.node { " on node " (n) } }
             dt { "dry run" } dd { @if r.dry_run { "yes" } @else { "no" } }
             dt { "accepted" } dd { (time(&r.started_at)) }
             dt { "took" } dd id="took" { (show::took(r)) }
