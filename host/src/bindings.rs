@@ -80,6 +80,19 @@ impl Severity {
     }
 }
 
+/// The contract has no `console`: a guest is told `webhook`, the nearest (see `Trigger`).
+impl From<crate::records::Trigger> for TriggerKind {
+    fn from(trigger: crate::records::Trigger) -> Self {
+        use crate::records::Trigger;
+        match trigger {
+            Trigger::Cli => TriggerKind::Cli,
+            Trigger::Webhook | Trigger::Console => TriggerKind::Webhook,
+            Trigger::Alert => TriggerKind::Alert,
+            Trigger::Schedule => TriggerKind::Schedule,
+        }
+    }
+}
+
 impl TriggerKind {
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 // Through anstream: colour codes reach a terminal only, and never with NO_COLOR set.
 use anstream::{eprintln, print, println};
 use clap::{CommandFactory, Parser, Subcommand};
-use runbook_host::bindings::{Capability, TriggerKind};
+use runbook_host::bindings::Capability;
 use runbook_host::config::Config;
 use runbook_host::engine::default_cache_dir;
 use runbook_host::incident::{parse_param, read_alert_file};
 use runbook_host::notify::ConsoleStream;
+use runbook_host::records::Trigger;
 use runbook_host::run::{Host, Prepared, RunRequest, UsageError};
 use runbook_host::scaffold::{self, Lang};
 use runbook_host::store::{Location, Store, default_store_path};
@@ -672,14 +673,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 None => prepare_named_or_file(&host, &playbook.unwrap_or_default()).await?,
             };
             let trigger = if alert.is_some() {
-                TriggerKind::Alert
+                Trigger::Alert
             } else {
-                TriggerKind::Cli
+                Trigger::Cli
             };
             let request = RunRequest {
                 params,
                 alert,
                 trigger,
+                by: None,
                 dry_run,
                 dedup_key: None,
                 severity,

@@ -288,25 +288,24 @@ fn clock(at: &str) -> &str {
     at.get(11..23).unwrap_or(at)
 }
 
+/// How long the run executed (its timings, without time queued), else accepted to ended.
 fn duration(run: &StoredRun) -> String {
     let parse = |t: &str| humantime::parse_rfc3339(t).ok();
     let start = parse(&run.run.started_at);
     let end = run.run.ended_at.as_deref().and_then(parse);
-    match (start, end) {
-        (Some(s), Some(e)) => {
-            let d = e.duration_since(s).unwrap_or_default();
-            if d.as_secs() < 1 {
-                format!("{} ms (the run)", d.as_millis())
-            } else {
-                format!("{:.1} s (the run)", d.as_secs_f64())
-            }
-        }
-        (Some(s), None) => format!(
-            "still running ({:.0} s so far)",
-            SystemTime::now()
-                .duration_since(s)
-                .unwrap_or_default()
-                .as_secs_f64()
+    let executed = run.run.took_ms.filter(|ms| ms.is_finite() && *ms >= 0.0);
+    match (start, end, executed) {
+        (_, Some(_), Some(ms)) => format!(
+            "{} (the run)",
+            crate::style::duration(std::time::Duration::from_secs_f64(ms / 1e3))
+        ),
+        (Some(s), Some(e), None) => format!(
+            "{} (the run)",
+            crate::style::duration(e.duration_since(s).unwrap_or_default())
+        ),
+        (Some(s), None, _) => format!(
+            "still running ({} so far)",
+            crate::style::duration(SystemTime::now().duration_since(s).unwrap_or_default())
         ),
         _ => TO_FILL.to_string(),
     }

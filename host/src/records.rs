@@ -25,6 +25,9 @@ pub struct QueuedRun {
     pub playbook: String,
     pub origin: String,
     pub trigger: String,
+    /// Who asked for it, when a person did (the console's user).
+    #[serde(default)]
+    pub by: Option<String>,
     pub params: serde_json::Value,
     pub alert: Option<serde_json::Value>,
     pub dry_run: bool,
@@ -89,6 +92,13 @@ pub struct RunSummary {
     /// From `started_at` (accepted) to here it waited; from here to `ended_at` it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running_since: Option<String>,
+    /// Who asked for it, when a person did (the console's user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// How long it executed (its timings' total: time queued is not in it); absent until it
+    /// ends, and for a run that never executed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,6 +148,12 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: String,
     pub delivered_at: Option<String>,
+    /// When a worker last took it to deliver it (RFC 3339); none before the first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempted_at: Option<String>,
+    /// When it may be tried next (RFC 3339); meaningful while it is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
 }
 
 impl OutboxRow {
@@ -147,6 +163,13 @@ impl OutboxRow {
             .ok()
             .and_then(|v| v["title"].as_str().map(String::from))
             .unwrap_or_default()
+    }
+
+    /// A row's next attempt as RFC 3339, from the store's unix ms; only a pending row has one.
+    pub fn next_attempt(state: &str, at_ms: i64) -> Option<String> {
+        (state == "pending").then(|| {
+            rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms.max(0) as u64))
+        })
     }
 }
 
@@ -350,6 +373,8 @@ pub enum RunStatus {
     Interrupted,
     Lost,
     Undeliverable,
+    /// A status this code does not know (a newer host's, on a shared store): shown as is.
+    Other,
 }
 
 impl RunStatus {
@@ -368,6 +393,13 @@ impl RunStatus {
         RunStatus::Undeliverable,
     ];
 
+    pub fn parse(text: &str) -> RunStatus {
+        RunStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .unwrap_or(RunStatus::Other)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",
@@ -382,6 +414,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Lost => "lost",
             RunStatus::Undeliverable => "undeliverable",
+            RunStatus::Other => "other",
         }
     }
 
@@ -390,6 +423,14 @@ impl RunStatus {
         matches!(
             self,
             RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval
+        )
+    }
+
+    /// Ended as the playbook meant (found nothing to do counts).
+    pub fn is_good(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Resolved | RunStatus::Mitigated | RunStatus::NoAction
         )
     }
 }
@@ -454,4 +495,41 @@ pub fn cancel_event(by: &str, started_at: &str) -> String {
         },
     };
     serde_json::to_string(&event).expect("an event serializes")
+}
+
+/// Where a run came from, as the host records it: the contract's triggers, plus `console` (a
+/// person through the console's form). The WIT has no `console`, and adding one is a contract
+/// change: a guest is told `webhook`, the nearest (a request over HTTP), while the store, the
+/// API and the console say `console` and who.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Cli,
+    Webhook,
+    Alert,
+    Schedule,
+    Console,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Alert,
+        Trigger::Webhook,
+        Trigger::Console,
+        Trigger::Schedule,
+        Trigger::Cli,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Webhook => "webhook",
+            Trigger::Alert => "alert",
+            Trigger::Schedule => "schedule",
+            Trigger::Console => "console",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == text)
+    }
 }

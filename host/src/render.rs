@@ -226,9 +226,17 @@ pub fn stored_run(run: &StoredRun) -> String {
         esc(&r.trigger),
         esc(&r.status)
     );
+    let took = r
+        .took_ms
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| {
+            let took = crate::style::duration(std::time::Duration::from_secs_f64(ms / 1e3));
+            format!(" · took {took}")
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "started {} · ended {}",
+        "started {} · ended {}{took}",
         r.started_at,
         r.ended_at.as_deref().unwrap_or("-")
     );

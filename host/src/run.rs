@@ -12,7 +12,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{Alert, Description, Incident, TriggerKind, VersionedPre};
+use crate::bindings::{Alert, Description, Incident, VersionedPre};
 use crate::caps::docker::DockerEngine;
 use crate::caps::fs_read::Protected;
 use crate::caps::http::HttpClient;
@@ -84,7 +84,9 @@ pub struct PendingRun {
 pub struct RunRequest {
     pub params: Vec<(String, String)>,
     pub alert: Option<Alert>,
-    pub trigger: TriggerKind,
+    pub trigger: Trigger,
+    /// Who asked for the run when a person did through the console (its `[ui]` user).
+    pub by: Option<String>,
     pub dry_run: bool,
     /// Same key, same playbook: the webhook server answers with the existing run.
     pub dedup_key: Option<String>,
@@ -378,11 +380,11 @@ impl Host {
             }
             None => None,
         };
-        let trigger = match stored.trigger.as_str() {
-            "alert" => TriggerKind::Alert,
-            "webhook" => TriggerKind::Webhook,
-            "schedule" => TriggerKind::Schedule,
-            other => anyhow::bail!("a {other} run is not resumed by another host"),
+        let trigger = match Trigger::parse(&stored.trigger) {
+            Some(
+                t @ (Trigger::Alert | Trigger::Webhook | Trigger::Schedule | Trigger::Console),
+            ) => t,
+            _ => anyhow::bail!("a {} run is not resumed by another host", stored.trigger),
         };
         let severity = Priority::parse(&stored.severity).unwrap_or(Priority::P3);
         Ok(PendingRun {
@@ -396,6 +398,7 @@ impl Host {
                 params,
                 alert,
                 trigger,
+                by: stored.by.clone(),
                 dry_run: stored.dry_run,
                 dedup_key: stored.dedup_key.clone(),
                 severity: Some(severity),
@@ -452,6 +455,7 @@ impl Host {
             playbook: prepared.source.name.clone(),
             origin: prepared.source.origin.to_string(),
             trigger: pending.request.trigger.as_str().to_string(),
+            by: pending.request.by.clone(),
             params: params.into(),
             alert: pending.alert_json.clone(),
             dry_run: pending.request.dry_run,
@@ -487,6 +491,7 @@ impl Host {
             playbook: playbook.to_string(),
             origin: format!("node {node}"),
             trigger: request.trigger.as_str().to_string(),
+            by: request.by,
             params: params.into(),
             alert: request.alert.as_ref().map(crate::incident::alert_json),
             dry_run: request.dry_run,
@@ -560,7 +565,7 @@ impl Host {
         let mut store = new_store(&self.engine, state);
         let incident = Incident {
             run_id: run_id.clone(),
-            trigger: request.trigger,
+            trigger: request.trigger.into(),
             params: params.clone(),
             alert: request.alert,
             dry_run: request.dry_run,
@@ -773,6 +778,7 @@ pub fn resolve_params(
     Ok(resolved)
 }
 
+pub use crate::records::Trigger;
 use crate::records::rfc3339;
 
 /// Sortable and unique enough across processes: time, pid and a counter.

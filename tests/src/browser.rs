@@ -232,6 +232,63 @@ impl Browser {
         }
     }
 
+    /// Words (runs of non-space characters) inside the elements matching `css` that the
+    /// layout broke across two lines: each word's text range has line boxes at one height
+    /// only, unless it was broken.
+    pub fn words_broken_across_lines(&self, css: &str) -> Vec<String> {
+        let selector = serde_json::to_string(css).unwrap();
+        let found = self.eval(&format!(
+            "const broken = [];
+             for (const root of document.querySelectorAll({selector})) {{
+               const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+               for (let node = walker.nextNode(); node; node = walker.nextNode()) {{
+                 for (const m of node.textContent.matchAll(/\\S+/g)) {{
+                   const range = document.createRange();
+                   range.setStart(node, m.index);
+                   range.setEnd(node, m.index + m[0].length);
+                   const tops = new Set([...range.getClientRects()]
+                     .filter(r => r.width > 0).map(r => Math.round(r.top)));
+                   if (tops.size > 1) broken.push(m[0]);
+                 }}
+               }}
+             }}
+             return broken;"
+        ));
+        serde_json::from_value(found).expect("a list of words")
+    }
+
+    /// Pairs of text fragments inside `css` drawn over each other (each line of each text
+    /// node is a box; two boxes of different text nodes may touch, not overlap).
+    pub fn overlapping_text(&self, css: &str) -> Vec<String> {
+        let selector = serde_json::to_string(css).unwrap();
+        let found = self.eval(&format!(
+            "const boxes = [];
+             for (const root of document.querySelectorAll({selector})) {{
+               const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+               for (let node = walker.nextNode(); node; node = walker.nextNode()) {{
+                 if (!node.textContent.trim()) continue;
+                 const range = document.createRange();
+                 range.selectNodeContents(node);
+                 for (const r of range.getClientRects()) {{
+                   if (r.width > 0 && r.height > 0) boxes.push([node, r]);
+                 }}
+               }}
+             }}
+             const over = [];
+             for (let i = 0; i < boxes.length; i++) {{
+               for (let j = i + 1; j < boxes.length; j++) {{
+                 const [a, ra] = boxes[i], [b, rb] = boxes[j];
+                 if (a === b) continue;
+                 const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left);
+                 const h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+                 if (w > 2 && h > 2) over.push(a.textContent.trim() + ' | ' + b.textContent.trim());
+               }}
+             }}
+             return over.slice(0, 20);"
+        ));
+        serde_json::from_value(found).expect("a list of pairs")
+    }
+
     /// The page's prefers-color-scheme, as Chromium's DevTools protocol emulates it.
     pub fn color_scheme(&self, scheme: &str) {
         self.call(

@@ -2,7 +2,10 @@
 //! real `host serve`: a run started from the form shows its steps live without a reload, the
 //! runs page links to it, an alert label made of HTML stays text and runs nothing, the forms
 //! refuse a request without CSRF token or without `[ui]` auth, the report renders and its
-//! download is `host runs report`'s Markdown. Screenshots of each page go to docs/.
+//! download is `host runs report`'s Markdown; a run started from the form is recorded as
+//! trigger `console` by its user; waiting runs say what they wait for and the navigation
+//! counts the questions waiting; at 1400 px no table breaks a word and on a phone no text
+//! overlaps; each status has its own colour, legible. Screenshots of each page go to docs/.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +15,13 @@ use runbook_tests::browser::Browser;
 use runbook_tests::server::Server;
 use runbook_tests::sinks::{Api, Receiver, Reply};
 
+/// The layout at 1400 px and on a phone, the colours of the statuses.
+#[path = "console/layout.rs"]
+mod layout;
+
 const UI_PASSWORD: &str = "console-pa55word";
+const RUN_TOKEN: &str = "console-run-token-0123456789";
+const WEB01_TOKEN: &str = "console-web01-token-0123456789";
 const XSS: &str = "<img src=x onerror=alert(1)>";
 
 fn docs(name: &str) -> PathBuf {
@@ -43,6 +52,7 @@ impl Console {
     fn start() -> Console {
         let sandbox = Sandbox::new();
         sandbox.add_plugin("hostile");
+        sandbox.add_plugin("asks");
         let pager = Receiver::start(Api::Webhook);
         sandbox.write(
             "host.toml",
@@ -52,6 +62,10 @@ impl Console {
              [plugins.hostile.grants]\nnotify = [\"ops\", \"pager\"]\n\
              [webhooks.api]\nauth = { kind = \"none\" }\n\
              [webhooks.alertmanager]\nauth = { kind = \"none\" }\n\
+             [webhooks.run]\nauth = { kind = \"bearer\", token = { env = \"RUN_TOKEN\" } }\n\
+             [approvers.oncall]\nusers = [\"oncall\"]\n\
+             [plugins.asks.grants]\napproval = [\"oncall\"]\n\
+             [fleet.nodes.web01]\ntoken = { env = \"WEB01_TOKEN\" }\n\
              [ui]\nauth = { kind = \"basic\", username = \"oncall\", password = { env = \"UI_PASSWORD\" } }\n\
              [[route]]\nmatchers = ['alertname=\"ConsoleXss\"']\nplaybook = \"hostile\"\n\
              params = { case = \"console-steps\", target = \"10\" }\n"
@@ -61,7 +75,14 @@ impl Console {
                     pager.url("/in")
                 ),
         );
-        let server = Server::start(&sandbox, &[("UI_PASSWORD", UI_PASSWORD)]);
+        let server = Server::start(
+            &sandbox,
+            &[
+                ("UI_PASSWORD", UI_PASSWORD),
+                ("RUN_TOKEN", RUN_TOKEN),
+                ("WEB01_TOKEN", WEB01_TOKEN),
+            ],
+        );
         let http = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -72,7 +93,7 @@ impl Console {
             sandbox,
             pager,
             server,
-            browser: Browser::start(1280, 900),
+            browser: Browser::start(1400, 900),
             http,
         }
     }
@@ -94,6 +115,13 @@ impl Console {
         reply.json().as_array().expect("a list").len()
     }
 
+    /// A console page over plain HTTP (the read API needs no credentials here).
+    fn get_page(&self, path: &str) -> String {
+        let response = self.http.get(self.page(path)).call().unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.into_body().read_to_string().unwrap()
+    }
+
     /// (status, body) of a form POST.
     fn post_form(&self, path: &str, authorization: Option<&str>, body: &str) -> (u16, String) {
         let mut request = self
@@ -113,12 +141,16 @@ impl Console {
 fn the_console_in_a_real_browser() {
     let console = Console::start();
     let run_id = a_run_started_from_the_form_shows_its_steps_live(&console);
+    the_form_records_trigger_console_and_the_user(&console, &run_id);
     the_runs_page_links_to_the_run(&console, &run_id);
+    let question = waiting_runs_say_what_they_wait_for_and_the_badge_counts(&console);
     the_report_renders_and_downloads_as_host_runs_report(&console, &run_id);
     an_alert_label_made_of_html_is_text_and_runs_nothing(&console);
     the_forms_refuse_requests_without_csrf_token_or_auth(&console);
     every_page_has_a_strict_csp_and_the_script_is_served_by_hash(&console);
     a_failed_message_is_retried_from_the_outbox(&console);
+    layout::at_1400_px_no_word_breaks_and_each_status_has_its_colour(&console, &run_id, &question);
+    layout::on_a_phone_nothing_overlaps(&console, &run_id);
     playbooks_outbox_and_a_phone_in_dark_mode(&console, &run_id);
 }
 
@@ -192,7 +224,6 @@ fn the_runs_page_links_to_the_run(c: &Console, run_id: &str) {
         b.count("#runs tr.run") >= 1
     });
     assert!(b.text("#runs").contains("three steps done"));
-    b.screenshot(&docs("console-runs.png"));
     b.click(&format!("a.run-link[href='/ui/runs/{run_id}']"));
     b.wait_for("the run's timeline", Duration::from_secs(10), |b| {
         b.text("#timeline").contains("verify done")
@@ -331,9 +362,26 @@ fn the_forms_refuse_requests_without_csrf_token_or_auth(c: &Console) {
     assert_eq!(status, 401);
     assert_eq!(c.run_count(), before, "a refused form started a run");
 
-    let (status, body) = c.post_form(form, Some(&oncall), &format!("{params}&csrf={token}"));
-    assert_eq!(status, 303, "{body}");
+    let response = c
+        .http
+        .post(c.page(form))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", &oncall)
+        .send(format!("{params}&csrf={token}").as_str())
+        .unwrap();
+    assert_eq!(response.status(), 303);
     assert_eq!(c.run_count(), before + 1);
+    // Three steps 10 ms apart: its time reads in milliseconds, not "0.0 s".
+    let fast = response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/ui/runs/")
+        .to_string();
+    c.server.wait_for_run(&fast, Duration::from_secs(30));
+    let page = c.get_page(&format!("/ui/runs/{fast}"));
+    let took = between(&page, "id=\"took\">", "<");
+    let ms = took.strip_suffix(" ms").map(str::parse::<u32>);
+    assert!(matches!(ms, Some(Ok(n)) if n < 1000), "took {took:?}");
 
     // The retry form too.
     let (status, _) = c.post_form("/ui/outbox/1/retry", Some(&oncall), "");
@@ -443,4 +491,111 @@ fn a_failed_message_is_retried_from_the_outbox(c: &Console) {
     b.wait_for("the message delivered", Duration::from_secs(10), |b| {
         b.text("#outbox").contains("delivered")
     });
+}
+
+/// The text between the first `start` and the next `end` after it.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in {text}"))
+        + start.len();
+    let to = text[from..].find(end).expect("an end") + from;
+    &text[from..to]
+}
+
+fn the_form_records_trigger_console_and_the_user(c: &Console, run_id: &str) {
+    let run = c.server.get(&format!("/runs/{run_id}")).json();
+    assert_eq!(run["trigger"], "console", "{run:#}");
+    assert_eq!(run["by"], "oncall", "{run:#}");
+    let page = c.get_page(&format!("/ui/runs/{run_id}"));
+    assert!(
+        page.contains("started by oncall from the console"),
+        "{page}"
+    );
+    // Three steps 1.5 s apart: seconds with one decimal.
+    let took = between(&page, "id=\"took\">", "<");
+    let secs = took.strip_suffix(" s").map(str::parse::<f64>);
+    assert!(
+        matches!(secs, Some(Ok(s)) if (4.0..60.0).contains(&s)),
+        "took {took:?}"
+    );
+    // A run from elsewhere is not "by" anyone.
+    let runs = c.server.get("/runs?limit=1000").json();
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["trigger"] == "console" || r.get("by").is_none()),
+        "{runs:#}"
+    );
+}
+
+/// Starts a run that waits for oncall's answer and one queued for a node no agent serves;
+/// returns the pending question's id.
+fn waiting_runs_say_what_they_wait_for_and_the_badge_counts(c: &Console) -> String {
+    // Nothing waits yet: no badge.
+    let page = c.get_page("/ui/runs");
+    assert!(!page.contains("pending-count"), "{page}");
+
+    let asking = c.server.submit_run(
+        "/hooks/run/asks",
+        RUN_TOKEN,
+        br#"{"title": "Restart web-1?", "timeout": "900"}"#,
+    );
+    let queued = c.server.submit_run(
+        "/hooks/run/hostile?node=web01",
+        RUN_TOKEN,
+        br#"{"case": "console-steps", "target": "1"}"#,
+    );
+    c.server
+        .wait_for_status(&asking, "waiting-approval", Duration::from_secs(30));
+    let question = c.server.get(&format!("/approvals?run={asking}")).json()[0]["id"]
+        .as_str()
+        .expect("a pending question")
+        .to_string();
+
+    let page = c.get_page("/ui/runs");
+    let row = |id: &str| {
+        let at = page
+            .find(&format!("href=\"/ui/runs/{id}\""))
+            .unwrap_or_else(|| panic!("no row for {id}: {page}"));
+        let end = page[at..].find("</tr>").unwrap() + at;
+        page[at..end].to_string()
+    };
+    let asking_row = row(&asking);
+    assert!(
+        asking_row.contains("waiting for approval from oncall"),
+        "{asking_row}"
+    );
+    let queued_row = row(&queued);
+    assert!(
+        queued_row.contains("waiting for agent web01"),
+        "{queued_row}"
+    );
+    assert!(queued_row.contains("queued for "), "{queued_row}");
+    assert!(!queued_row.contains("running for"), "{queued_row}");
+    // The navigation counts the question, on every page, and links to the approvals.
+    for path in ["/ui/runs", "/ui/alerts", "/ui/outbox"] {
+        let page = c.get_page(path);
+        let badge = between(&page, "<a href=\"/ui/approvals\">", "</a>");
+        assert!(
+            badge.contains("id=\"pending-count\"") && badge.ends_with(">1</span>"),
+            "{path}: {badge}"
+        );
+    }
+    let run_page = c.get_page(&format!("/ui/runs/{queued}"));
+    assert!(
+        between(&run_page, "id=\"summary\">", "</p>").contains("waiting for agent web01"),
+        "{run_page}"
+    );
+    assert!(
+        between(&run_page, "id=\"took\">", "<").starts_with("queued for "),
+        "{run_page}"
+    );
+    let run_page = c.get_page(&format!("/ui/runs/{asking}"));
+    assert!(
+        between(&run_page, "id=\"summary\">", "</p>").contains("waiting for approval from oncall"),
+        "{run_page}"
+    );
+    question
 }

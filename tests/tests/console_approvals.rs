@@ -165,7 +165,8 @@ fn questions_are_shown_and_answered_in_the_console() {
     let (_, page) = c.get(&format!("/ui/runs/{run}"), Some(&oncall));
     assert!(page.contains(&format!("action=\"{form}\"")), "{page}");
     assert!(
-        page.contains(">Approve<") && page.contains(">Reject<"),
+        page.contains("class=\"approve\" type=\"submit\">Approve<")
+            && page.contains("class=\"reject\" type=\"submit\">Reject<"),
         "{page}"
     );
 
@@ -264,6 +265,12 @@ fn questions_are_shown_and_answered_in_the_console() {
         "{page}"
     );
     assert!(!page.contains("<b>not</b>"), "{page}");
+    // Nothing done because a person said no: calm, not the amber of an escalation.
+    let heading = &page[page.find("<h1>").unwrap()..page.find("</h1>").unwrap()];
+    assert!(
+        heading.contains("class=\"status t-calm\">no-action<"),
+        "{heading}"
+    );
 
     // A group the console user is not in: refused, still pending, then it expires.
     let run = c.ask(serde_json::json!({ "group": "others", "timeout": "3" }));
@@ -274,6 +281,12 @@ fn questions_are_shown_and_answered_in_the_console() {
     let done = c.server.wait_for_run(&run, WAIT);
     assert_eq!(done["status"], "escalated", "{done:#}");
     assert_eq!(c.question(&run)["state"], "expired");
+    let (_, page) = c.get(&format!("/ui/runs/{run}"), None);
+    let heading = &page[page.find("<h1>").unwrap()..page.find("</h1>").unwrap()];
+    assert!(
+        heading.contains("class=\"status t-warn\">escalated<"),
+        "{heading}"
+    );
 
     let (_, list) = c.get("/ui/approvals", None);
     assert!(list.contains("No question is waiting"), "{list}");

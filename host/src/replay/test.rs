@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Fixture, Mismatch, Replayer, Tape};
-use crate::bindings::{Alert, TriggerKind};
+use crate::bindings::Alert;
+use crate::records::Trigger;
 use crate::run::{Host, Prepared, RunRecord, RunRequest};
 use crate::timeline::EventKind;
 
@@ -175,19 +176,17 @@ fn request(fixture: &Fixture) -> anyhow::Result<RunRequest> {
     let incident = &fixture.incident;
     let alert: Option<Alert> = incident.alert.clone();
     let trigger = match incident.trigger.as_deref() {
-        None if alert.is_some() => TriggerKind::Alert,
-        None | Some("cli") => TriggerKind::Cli,
-        Some("alert") => TriggerKind::Alert,
-        Some("webhook") => TriggerKind::Webhook,
-        Some("schedule") => TriggerKind::Schedule,
-        Some(other) => {
-            anyhow::bail!("trigger {other:?}: expected cli, webhook, alert or schedule")
-        }
+        None if alert.is_some() => Trigger::Alert,
+        None => Trigger::Cli,
+        Some(text) => Trigger::parse(text).ok_or_else(|| {
+            anyhow::anyhow!("trigger {text:?}: expected cli, webhook, alert, schedule or console")
+        })?,
     };
     Ok(RunRequest {
         params: incident.params.clone().into_iter().collect(),
         alert,
         trigger,
+        by: None,
         dry_run: incident.dry_run,
         dedup_key: None,
         severity: None,

@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 
 use self::dispatch::{Admission, Dispatcher, Refusal};
 use self::metrics::Metrics;
-use crate::bindings::{Alert, TriggerKind};
+use crate::bindings::Alert;
+use crate::records::Trigger;
 use crate::run::{Host, RunRequest};
 use crate::severity::Priority;
 use crate::store::{AlertRecord, StoredRun};
@@ -129,7 +130,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         .merge(fleet::node_routes())
         .merge(approvals::routes())
         .merge(cancel::routes())
-        .merge(ui::routes())
+        .merge(ui::routes(app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(fleet::routes())
         .layer(axum::middleware::from_fn(log_request))
@@ -434,7 +435,8 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         let request = RunRequest {
             params: route.params_for(alert),
             alert: Some(alert.clone()),
-            trigger: TriggerKind::Alert,
+            trigger: Trigger::Alert,
+            by: None,
             dry_run: route.config.dry_run,
             dedup_key: Some(format!(
                 "{playbook}|{}|{}|{}",
@@ -557,7 +559,8 @@ async fn run_hook(
     let request = RunRequest {
         params,
         alert: None,
-        trigger: TriggerKind::Webhook,
+        trigger: Trigger::Webhook,
+        by: None,
         dry_run: query.dry_run,
         dedup_key,
         severity,

@@ -16,7 +16,7 @@ use anyhow::Result;
 use jiff::Timestamp;
 
 use super::dispatch::Dispatcher;
-use crate::bindings::TriggerKind;
+use crate::records::Trigger;
 use crate::run::RunRequest;
 use crate::schedule::ScheduleConfig;
 use crate::store::{Fired, Firing};
@@ -108,7 +108,8 @@ async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp,
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         alert: None,
-        trigger: TriggerKind::Schedule,
+        trigger: Trigger::Schedule,
+        by: None,
         dry_run: schedule.dry_run,
         dedup_key: None,
         severity: schedule.severity,

@@ -10,21 +10,21 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
-use super::{layout, may_act, may_read, message_page, seg, when};
+use super::show::{Tone, badge, time};
+use super::{layout, may_act, may_read, message_page, seg};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
 use crate::records::ApprovalRecord;
 use crate::server::auth::Verifier;
 use crate::server::{App, Shared};
 
 fn state_badge(state: &str) -> Markup {
-    let class = match state {
-        "approved" => "s-ok",
-        "rejected" | "expired" => "s-warn",
-        "lost" => "s-bad",
-        "pending" => "s-live",
-        _ => "s-idle",
+    let tone = match state {
+        "approved" => Tone::Good,
+        "rejected" => Tone::Warn,
+        "pending" => Tone::Asking,
+        _ => Tone::Gone,
     };
-    html! { span class={ "status " (class) } { (state) } }
+    badge(tone, state)
 }
 
 fn store_error(e: anyhow::Error) -> Response {
@@ -52,13 +52,13 @@ fn question(a: &ApprovalRecord, token: Option<&str>) -> Markup {
             }
             dl.facts {
                 dt { "group" } dd { (a.group) }
-                dt { "asked" } dd.mono { (when(&a.asked_at)) }
-                @if pending { dt { "expires" } dd.mono { (when(&a.expires_at)) } }
+                dt { "asked" } dd { (time(&a.asked_at)) }
+                @if pending { dt { "expires" } dd { (time(&a.expires_at)) } }
                 @if let Some(by) = &a.answered_by {
                     dt { "answered by" } dd.by { (by)
                         @if let Some(via) = &a.answered_via { " via " (via) } }
                 }
-                @if let Some(at) = &a.answered_at { dt { "answered" } dd.mono { (when(at)) } }
+                @if let Some(at) = &a.answered_at { dt { "answered" } dd { (time(at)) } }
                 @if let Some(reason) = &a.reason { dt { "reason" } dd.reason { (reason) } }
             }
             @if pending {
@@ -67,14 +67,14 @@ fn question(a: &ApprovalRecord, token: Option<&str>) -> Markup {
                         form.approve method="post" action=(action) {
                             input type="hidden" name=(CSRF_FIELD) value=(token);
                             input type="hidden" name="decision" value="approve";
-                            button type="submit" { "Approve" }
+                            button.approve type="submit" { "Approve" }
                         }
                         form.reject method="post" action=(action) {
                             input type="hidden" name=(CSRF_FIELD) value=(token);
                             input type="hidden" name="decision" value="reject";
                             label { "reason " input name="reason" maxlength=(MAX_REASON_BYTES); }
                             " "
-                            button type="submit" { "Reject" }
+                            button.reject type="submit" { "Reject" }
                         }
                     },
                     None => {
@@ -86,25 +86,40 @@ fn question(a: &ApprovalRecord, token: Option<&str>) -> Markup {
     }
 }
 
-/// The questions section of a run's page (empty when the run asked nothing).
-pub(super) async fn for_run(app: &App, headers: &HeaderMap, run_id: &str) -> Markup {
+/// The questions section of a run's page (empty when the run asked nothing), and the group
+/// its pending question waits on.
+pub(super) async fn for_run(
+    app: &App,
+    headers: &HeaderMap,
+    run_id: &str,
+) -> (Markup, Option<String>) {
     let store = app.dispatcher.host().store.clone().expect("store");
     let asked = match store.approvals(Some(run_id)).await {
         Ok(asked) => asked,
-        Err(e) => return html! { h2 { "Questions" } p.error { (format!("{e:#}")) } },
+        Err(e) => {
+            return (
+                html! { h2 { "Questions" } p.error { (format!("{e:#}")) } },
+                None,
+            );
+        }
     };
     if asked.is_empty() {
-        return html! {};
+        return (html! {}, None);
     }
+    let asking = asked
+        .iter()
+        .find(|a| a.state == "pending")
+        .map(|a| a.group.clone());
     let token = if asked.iter().any(|a| a.state == "pending") {
         answer_token(app, headers)
     } else {
         None
     };
-    html! {
+    let section = html! {
         h2 { "Questions" }
         div id="questions" { @for a in &asked { (question(a, token.as_deref())) } }
-    }
+    };
+    (section, asking)
 }
 
 /// `GET /ui/approvals`: the questions waiting for an answer.
@@ -121,15 +136,15 @@ pub(super) async fn pending(State(app): State<Shared>, headers: HeaderMap) -> Re
         h1 { "Approvals" }
         @if waiting.is_empty() { p.muted id="no-approvals" { "No question is waiting for an answer." } }
         @else {
-            table.stack id="approvals" { thead { tr { th { "question" } th { "group" } th { "playbook" }
+            div.scroll { table.stack id="approvals" { thead { tr { th { "question" } th { "group" } th { "playbook" }
                 th { "run" } th { "asked" } th { "expires" } th {} } }
                 tbody { @for a in &waiting { tr {
                     td { (a.title) } td { (a.group) } td { (a.playbook) }
                     td.mono { a href={ "/ui/runs/" (seg(&a.run_id)) } { (a.run_id) } }
-                    td.mono { (when(&a.asked_at)) } td.mono { (when(&a.expires_at)) }
+                    td { (time(&a.asked_at)) } td { (time(&a.expires_at)) }
                     td { a.answer href={ "/ui/approvals/" (seg(&a.id)) } { "Answer…" } }
                 } } }
-            }
+            } }
         }
     };
     layout("Approvals", html! {}, body)

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::{MAX_FIELD_BYTES, layout, may_act, message_page, seg};
-use crate::bindings::TriggerKind;
+use crate::records::Trigger;
 use crate::run::RunRequest;
 use crate::server::Shared;
 use crate::server::dispatch::{Admission, Refusal};
@@ -143,7 +143,8 @@ pub(super) async fn run_submit(
     let request = RunRequest {
         params,
         alert: None,
-        trigger: TriggerKind::Webhook,
+        trigger: Trigger::Console,
+        by: Some(super::approvals::console_user(&app)),
         dry_run: fields.iter().any(|(k, _)| k == "dry_run"),
         dedup_key: None,
         severity: None,

@@ -15,6 +15,7 @@ mod forms;
 pub(super) mod live;
 mod pages;
 mod report;
+mod show;
 
 use std::sync::Arc;
 
@@ -101,7 +102,7 @@ impl Console {
     }
 }
 
-pub(super) fn routes() -> Router<Shared> {
+pub(super) fn routes(app: Shared) -> Router<Shared> {
     Router::new()
         .route("/ui", get(pages::runs))
         .route("/ui/", get(pages::runs))
@@ -132,6 +133,10 @@ pub(super) fn routes() -> Router<Shared> {
             get(forms::retry_form).post(forms::retry_submit),
         )
         .route("/ui/static/{file}", get(assets::serve))
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            show::count_questions,
+        ))
         .layer(axum::middleware::map_response(harden))
 }
 
@@ -228,7 +233,7 @@ fn layout(title: &str, head_extra: Markup, body: Markup) -> Response {
                     a href="/ui/runs" { "Runs" }
                     a href="/ui/alerts" { "Alerts" }
                     a href="/ui/playbooks" { "Playbooks" }
-                    a href="/ui/approvals" { "Approvals" }
+                    (show::approvals_link())
                     a href="/ui/outbox" { "Outbox" }
                 }
                 main { (body) }
@@ -269,45 +274,6 @@ fn field(value: &Option<String>) -> Result<Option<String>, Box<Response>> {
         ))),
         Some(v) => Ok(Some(v.to_string())),
     }
-}
-
-/// The colour class of a run status.
-fn status_class(status: &str) -> &'static str {
-    match status {
-        "resolved" | "mitigated" => "s-ok",
-        "escalated" | "no-action" => "s-warn",
-        "failed" | "lost" | "interrupted" | "undeliverable" => "s-bad",
-        "running" | "waiting-approval" => "s-live",
-        _ => "s-idle",
-    }
-}
-
-fn status_badge(status: &str) -> Markup {
-    html! { span class={ "status " (status_class(status)) } { (status) } }
-}
-
-/// "1.2 s", "3 min 4 s": from two RFC 3339 times (the end defaults to now).
-fn duration(started_at: &str, ended_at: Option<&str>) -> String {
-    let Ok(start) = humantime::parse_rfc3339_weak(started_at) else {
-        return String::new();
-    };
-    let end = ended_at
-        .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
-        .unwrap_or_else(std::time::SystemTime::now);
-    let Ok(took) = end.duration_since(start) else {
-        return String::new();
-    };
-    if took.as_secs() < 60 {
-        format!("{:.1} s", took.as_secs_f64())
-    } else {
-        let rounded = std::time::Duration::from_secs(took.as_secs());
-        humantime::format_duration(rounded).to_string()
-    }
-}
-
-/// "2026-11-25 10:00:01" from the stored RFC 3339 text.
-fn when(rfc3339: &str) -> String {
-    rfc3339.get(..19).unwrap_or(rfc3339).replace('T', " ")
 }
 
 #[cfg(test)]

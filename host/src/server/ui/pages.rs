@@ -1,5 +1,7 @@
 //! The console's read-only pages: runs, a run, alerts, playbooks, the outbox.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -7,9 +9,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    duration, field, layout, may_read, message_page, seg, status_badge, status_class, when,
-};
+use super::show::{self, Tone, badge, status_badge, time, when};
+use super::{field, layout, may_read, message_page, seg};
+use crate::records::{RunStatus, Trigger};
 use crate::server::Shared;
 use crate::store::{RunFilter, RunSummary, StoredRun};
 use crate::timeline::{Event, EventKind};
@@ -81,6 +83,15 @@ impl RunsQuery {
     }
 }
 
+/// An outbox message's state in its colour.
+fn delivery_tone(state: &str) -> Tone {
+    match state {
+        "delivered" => Tone::Good,
+        "failed" => Tone::Bad,
+        _ => Tone::Queued,
+    }
+}
+
 fn store_error(e: anyhow::Error) -> Response {
     message_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -121,20 +132,9 @@ pub(super) async fn runs(
         Err(e) => return store_error(e),
     };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let statuses = [
-        "queued",
-        "running",
-        "waiting-approval",
-        "resolved",
-        "mitigated",
-        "escalated",
-        "no-action",
-        "failed",
-        "cancelled",
-        "interrupted",
-        "lost",
-        "undeliverable",
-    ];
+    let statuses = RunStatus::ALL.map(RunStatus::as_str);
+    let triggers = Trigger::ALL.map(Trigger::as_str);
+    let asking = asking(&app, &runs).await;
     let refresh = html! {
         @if filter.before.is_none() {
             meta http-equiv="refresh" content=(REFRESH_SECS);
@@ -146,7 +146,7 @@ pub(super) async fn runs(
             label { "playbook" input name="playbook" value=(text(&q.playbook)) size="12"; }
             (select("status", "status", &statuses, &q.status))
             (select("priority", "priority", &["P1", "P2", "P3", "P4"], &q.priority))
-            (select("trigger", "trigger", &["alert", "webhook", "cli"], &q.trigger))
+            (select("trigger", "trigger", &triggers, &q.trigger))
             label { "node" input name="node" value=(text(&q.node)) size="10"; }
             label { "since" input name="since" value=(text(&q.since)) placeholder="2026-11-25T10:00" size="16"; }
             label { "until" input name="until" value=(text(&q.until)) placeholder="2026-11-26" size="16"; }
@@ -155,7 +155,7 @@ pub(super) async fn runs(
         @if runs.is_empty() {
             p.muted { "No runs." }
         } @else {
-            (runs_table(&runs))
+            (runs_table(&runs, &asking))
         }
         @if runs.len() == PAGE {
             @let last = runs.last().expect("a full page");
@@ -165,25 +165,44 @@ pub(super) async fn runs(
     layout("Runs", refresh, body)
 }
 
-pub(super) fn runs_table(runs: &[RunSummary]) -> Markup {
+/// The approver group each of these runs' pending questions waits on, by run id.
+async fn asking(app: &Shared, runs: &[RunSummary]) -> HashMap<String, String> {
+    if !runs
+        .iter()
+        .any(|r| RunStatus::parse(&r.status) == RunStatus::WaitingApproval)
+    {
+        return HashMap::new();
+    }
+    let store = app.dispatcher.host().store.clone().expect("store");
+    store
+        .approvals(None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.run_id, a.group))
+        .collect()
+}
+
+/// `asking`: the group each waiting run's question waits on (see `asking`).
+pub(super) fn runs_table(runs: &[RunSummary], asking: &HashMap<String, String>) -> Markup {
     html! {
-        table.stack id="runs" {
+        div.scroll { table.stack id="runs" {
             thead { tr { th { "status" } th { "priority" } th { "playbook" } th { "summary" }
                 th { "trigger" } th { "started" } th { "took" } } }
             tbody {
                 @for r in runs {
                     tr.run {
-                        td { (status_badge(&r.status)) @if r.dry_run { " " span.muted { "dry run" } } }
-                        td { (r.severity) }
+                        td.st { (status_badge(&r.status)) @if r.dry_run { " " span.muted.nowrap { "dry run" } } }
+                        td.nowrap { (r.severity) }
                         td { a.run-link href={ "/ui/runs/" (seg(&r.id)) } { (r.playbook) } }
-                        td { (r.summary) }
-                        td { (r.trigger) @if let Some(node) = &r.node { span.muted { " on " (node) } } }
-                        td.mono { (when(&r.started_at)) }
-                        td { (duration(&r.started_at, r.ended_at.as_deref())) }
+                        td.summary { (show::summary(r, asking.get(&r.id).map(String::as_str))) }
+                        td { (show::origin(r)) @if let Some(node) = &r.node { span.muted { " on " (node) } } }
+                        td.mono.nowrap { (when(&r.started_at)) }
+                        td.took.nowrap { (show::took(r)) }
                     }
                 }
             }
-        }
+        } }
     }
 }
 
@@ -291,7 +310,7 @@ pub(super) async fn run(
         Err(refused) => return *refused,
     };
     let r = &run.run;
-    let live = matches!(r.status.as_str(), "queued" | "running" | "waiting-approval");
+    let live = RunStatus::parse(&r.status).is_live();
     let labels = json_pairs(run.alert.as_ref().and_then(|a| a.get("labels")));
     let params = json_pairs(Some(&run.params));
     let actions: Vec<String> = match &run.actions {
@@ -302,23 +321,27 @@ pub(super) async fn run(
         _ => Vec::new(),
     };
     let base = format!("/ui/runs/{}", seg(&r.id));
-    let questions = super::approvals::for_run(&app, &headers, &r.id).await;
+    let (questions, asking) = super::approvals::for_run(&app, &headers, &r.id).await;
     let cancel = super::cancel::section(&app, &headers, &r.id, live);
     let body = html! {
         h1 { (r.playbook) " " (status_badge(&r.status))
-            @if live { " " span.status.s-live id="live" { "live" } } }
+            @if live { " " span.status.t-live id="live" { "live" } } }
         dl.facts {
             dt { "run" } dd.mono { (r.id) }
             dt { "priority" } dd { (r.severity) }
-            dt { "trigger" } dd { (r.trigger) @if let Some(n) = &r.node { " on node " (n) } }
+            dt { "trigger" } dd id="trigger" {
+                @if let (Some(by), Some(Trigger::Console)) = (&r.by, Trigger::parse(&r.trigger)) {
+                    span.trigger { (r.trigger) } " · " span id="started-by" { "started by " (by) " from the console" }
+                } @else { (show::origin(r)) }
+                @if let Some(n) = &r.node { " on node " (n) } }
             dt { "dry run" } dd { @if r.dry_run { "yes" } @else { "no" } }
-            dt { "started" } dd.mono { (when(&r.started_at)) }
-            dt { "took" } dd { (duration(&r.started_at, r.ended_at.as_deref())) }
+            dt { "accepted" } dd { (time(&r.started_at)) }
+            dt { "took" } dd id="took" { (show::took(r)) }
             dt { "alert labels" } dd id="labels" { (pairs(&labels)) }
             dt { "parameters" } dd { (pairs(&params)) }
         }
         h2 { "Outcome" }
-        p id="summary" { @if r.summary.is_empty() { span.muted { "(not ended yet)" } } @else { (r.summary) } }
+        p id="summary" { (show::summary(r, asking.as_deref())) }
         @if let Some(reason) = &run.reason { p.error { (reason) } }
         @if !actions.is_empty() { ul { @for a in &actions { li { (a) } } } }
         (cancel)
@@ -331,22 +354,22 @@ pub(super) async fn run(
         }
         @if !run.artifacts.is_empty() {
             h2 { "Artifacts" }
-            table.stack { thead { tr { th { "name" } th { "type" } th { "bytes" } th { "SHA-256" } th {} } }
+            div.scroll { table.stack { thead { tr { th { "name" } th { "type" } th { "bytes" } th { "SHA-256" } th {} } }
                 tbody { @for (n, a) in run.artifacts.iter().enumerate() { tr {
-                    td { (a.name) } td { (a.content_type) } td { (a.bytes) } td.mono { (a.sha256) }
-                    td { a href={ (base) "/artifacts/" (n) } { "view" } " · "
+                    td { (a.name) } td { (a.content_type) } td { (a.bytes) } td.mono.hash { (a.sha256) }
+                    td.nowrap { a href={ (base) "/artifacts/" (n) } { "view" } " · "
                          a href={ (base) "/artifacts/" (n) "?download=1" } { "download" } }
                 } } }
-            }
+            } }
         }
         @if !run.deliveries.is_empty() {
             h2 { "Notifications" }
-            table.stack { thead { tr { th { "channel" } th { "title" } th { "state" } th { "attempts" } th { "last error" } } }
+            div.scroll { table.stack { thead { tr { th { "channel" } th { "title" } th { "state" } th { "attempts" } th { "last error" } } }
                 tbody { @for d in &run.deliveries { tr {
-                    td { (d.channel) } td { (d.title) } td { (d.state) } td { (d.attempts) }
+                    td { (d.channel) } td { (d.title) } td.st { (badge(delivery_tone(&d.state), &d.state)) } td { (d.attempts) }
                     td { (d.last_error.as_deref().unwrap_or("")) }
                 } } }
-            }
+            } }
         }
         h2 { "Post-incident report" }
         p { a id="report" href={ (base) "/report" } { "Read the report" } " · "
@@ -417,19 +440,19 @@ pub(super) async fn alerts(State(app): State<Shared>, headers: HeaderMap) -> Res
         h1 { "Alerts" }
         @if alerts.is_empty() { p.muted { "No alerts received." } }
         @else {
-            table.stack id="alerts" { thead { tr { th { "received" } th { "alert" } th { "status" } th { "labels" }
+            div.scroll { table.stack id="alerts" { thead { tr { th { "received" } th { "alert" } th { "status" } th { "labels" }
                 th { "disposition" } th { "run" } } }
                 tbody { @for a in &alerts { tr.alert {
-                    td.mono { (when(&a.received_at)) }
+                    td.mono.nowrap { (when(&a.received_at)) }
                     td { (a.alertname) }
-                    td { (a.status) }
+                    td.nowrap { (a.status) }
                     td.labels { (pairs(&json_pairs(Some(&a.labels)))) }
                     td { strong { (a.disposition) } @if let Some(d) = &a.detail { br; span.muted { (d) } } }
                     td { @if let Some(id) = &a.run_id {
                         a href={ "/ui/runs/" (seg(id)) } { (a.playbook.as_deref().unwrap_or("run")) }
                     } @else if let Some(p) = &a.playbook { span.muted { (p) } } }
                 } } }
-            }
+            } }
         }
     };
     layout("Alerts", html! {}, body)
@@ -437,14 +460,12 @@ pub(super) async fn alerts(State(app): State<Shared>, headers: HeaderMap) -> Res
 
 /// Runs that ended well, of those that ended, among the recent ones.
 fn success_rate(runs: &[RunSummary]) -> Option<f64> {
-    let ended: Vec<_> = runs
+    let ended: Vec<RunStatus> = runs
         .iter()
-        .filter(|r| !matches!(r.status.as_str(), "queued" | "running" | "waiting-approval"))
+        .map(|r| RunStatus::parse(&r.status))
+        .filter(|s| !s.is_live())
         .collect();
-    let good = ended
-        .iter()
-        .filter(|r| matches!(r.status.as_str(), "resolved" | "mitigated" | "no-action"))
-        .count();
+    let good = ended.iter().filter(|s| s.is_good()).count();
     (!ended.is_empty()).then(|| good as f64 * 100.0 / ended.len() as f64)
 }
 
@@ -500,7 +521,7 @@ pub(super) async fn playbooks(State(app): State<Shared>, headers: HeaderMap) -> 
                     }
                     Err(problem) => { p.error { (problem) } }
                 }
-                @if !recent.is_empty() { (runs_table(&recent[..recent.len().min(5)])) }
+                @if !recent.is_empty() { (runs_table(&recent[..recent.len().min(5)], &HashMap::new())) }
             }
         }
     };
@@ -541,16 +562,23 @@ pub(super) async fn outbox(
             a href={ "/ui/outbox?state=" (s) } { (s) } " " } }
         @if rows.is_empty() { p.muted { "No messages." } }
         @else {
-            table.stack id="outbox" { thead { tr { th { "id" } th { "channel" } th { "title" } th { "state" }
-                th { "attempts" } th { "last error" } th { "run" } th {} } }
-                tbody { @for m in &rows { tr {
+            div.scroll { table.stack id="outbox" { thead { tr { th { "id" } th { "channel" } th { "title" } th { "state" }
+                th { "created" } th { "attempts" } th { "last attempt" } th { "next attempt" } th { "last error" } th { "run" } th {} } }
+                tbody { @for m in &rows { tr.message {
                     td { (m.id) } td { (m.channel) } td { (m.title) }
-                    td { span class={ "status " (if m.state == "failed" { "s-bad" } else { status_class("") }) } { (m.state) } }
-                    td { (m.attempts) } td { (m.last_error.as_deref().unwrap_or("")) }
+                    td.st { (badge(delivery_tone(&m.state), &m.state)) }
+                    td.created { (time(&m.created_at)) }
+                    td { (m.attempts) }
+                    td.attempted {
+                        @if let Some(at) = &m.attempted_at { (time(at)) br; }
+                        @else if m.delivered_at.is_none() { span.muted { "not yet" } }
+                        @if let Some(at) = &m.delivered_at { span.muted { "delivered " (show::relative(at)) } } }
+                    td.next.nowrap { @if let Some(at) = &m.next_attempt_at { (show::next_attempt(at)) } }
+                    td { (m.last_error.as_deref().unwrap_or("")) }
                     td { @if let Some(id) = &m.run_id { a href={ "/ui/runs/" (seg(id)) } { "run" } } }
                     td { @if m.state == "failed" { a.retry href={ "/ui/outbox/" (m.id) "/retry" } { "Retry…" } } }
                 } } }
-            }
+            } }
         }
     };
     layout("Outbox", html! {}, body)

@@ -126,3 +126,67 @@ pub(crate) async fn a_failed_message_can_be_retried_once(s: Subject) {
     assert!(!b.outbox_retry(id).await.unwrap());
     assert!(!b.outbox_retry(id + 1000).await.unwrap());
 }
+
+/// Who asked for a run and how long it executed read back in lists and pages, and who asks
+/// travels with the queued run to whoever claims it; an outbox row says when it was last
+/// tried and, while pending, when it is tried next.
+pub(crate) async fn who_asked_how_long_and_when_tried_read_back(s: Subject) {
+    let b = &s.backend;
+    let mut run = queued("console-1", "pb", 1);
+    run.trigger = "console".into();
+    run.by = Some("oncall".into());
+    b.admit(admit(run)).await.unwrap();
+    b.admit(admit(queued("alert-1", "pb", 2))).await.unwrap();
+    let page = b
+        .list_page(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let by: Vec<_> = page
+        .iter()
+        .map(|r| (r.id.as_str(), r.by.as_deref()))
+        .collect();
+    assert_eq!(by, [("alert-1", None), ("console-1", Some("oncall"))]);
+    assert!(page.iter().all(|r| r.took_ms.is_none()), "not run yet");
+
+    let claimed = b
+        .claim_queued("me", 10, &limits(10, &[]), LONG)
+        .await
+        .unwrap();
+    let console = claimed
+        .iter()
+        .find(|r| r.id == "console-1")
+        .expect("claimed");
+    assert_eq!(console.by.as_deref(), Some("oncall"));
+    b.finish(outcome("console-1", "resolved")).await.unwrap();
+    let run = b.get("console-1").await.unwrap().unwrap();
+    assert_eq!(
+        (run.run.by.as_deref(), run.run.took_ms),
+        (Some("oncall"), Some(12.0))
+    );
+    let listed = b.list(10, Some("pb")).await.unwrap();
+    let took: Vec<_> = listed.iter().map(|r| (r.id.as_str(), r.took_ms)).collect();
+    assert_eq!(took, [("alert-1", None), ("console-1", Some(12.0))]);
+
+    let id = b
+        .enqueue(message("console-1", "ops", "done", "trigger"), None)
+        .await
+        .unwrap();
+    let fresh = b.outbox_row(id).await.unwrap().unwrap();
+    assert_eq!(fresh.attempted_at, None);
+    let next = fresh.next_attempt_at.expect("a pending row's next attempt");
+    assert!(humantime::parse_rfc3339(&next).is_ok(), "{next}");
+    due(b.claim_head("ops", LONG).await.unwrap());
+    let tried = b.outbox_row(id).await.unwrap().unwrap();
+    let at = tried.attempted_at.expect("the attempt's time");
+    assert!(humantime::parse_rfc3339(&at).is_ok(), "{at}");
+    b.mark_delivered(id).await.unwrap();
+    let delivered = b.outbox_row(id).await.unwrap().unwrap();
+    assert_eq!(
+        delivered.next_attempt_at, None,
+        "nothing to try after delivery"
+    );
+    assert_eq!(delivered.attempted_at, Some(at));
+}

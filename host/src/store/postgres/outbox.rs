@@ -14,7 +14,8 @@ use super::{Postgres, index_key, secs};
 use crate::records::{Claim, NewMessage, OutboxRow};
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
-     attempts, parts_sent, last_error, created_at, delivered_at";
+     attempts, parts_sent, last_error, created_at, delivered_at, attempted_at, \
+     (extract(epoch FROM next_attempt) * 1000)::int8";
 
 /// Prune replay ids past their window once per this many deliveries.
 const PRUNE_EVERY: u32 = 256;
@@ -36,6 +37,8 @@ fn outbox_row(r: &Row) -> OutboxRow {
         last_error: r.get(10),
         created_at: r.get(11),
         delivered_at: r.get(12),
+        attempted_at: r.get(13),
+        next_attempt_at: OutboxRow::next_attempt(r.get(7), r.get(14)),
     }
 }
 
@@ -136,7 +139,7 @@ pub(super) async fn claim_head(pg: &Postgres, channel: &str, lease: Duration) ->
             &client,
             &format!(
                 "UPDATE outbox SET lease_until = now() + $2::float8 * interval '1 second',
-                     attempts = attempts + 1
+                     attempts = attempts + 1, attempted_at = runbook_now_text()
                  WHERE id = $1 AND state = 'pending' AND next_attempt <= now()
                    AND (lease_until IS NULL OR lease_until <= now())
                  RETURNING {ROW_COLUMNS}"

@@ -10,11 +10,12 @@ use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
 use crate::store::{EventsPage, QueueDepths, RunFilter};
 
 /// How many columns `SUMMARY_COLUMNS` are: a fuller row's own columns come after them.
-const SUMMARY_WIDTH: usize = 11;
+const SUMMARY_WIDTH: usize = 13;
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
-    ", summary, started_at, ended_at, dry_run, severity, node, running_since"
+    ", summary, started_at, ended_at, dry_run, severity, node, running_since, requested_by, \
+     (timings::jsonb ->> 'total_ms')::float8"
 );
 
 fn summary(r: &Row) -> RunSummary {
@@ -30,6 +31,8 @@ fn summary(r: &Row) -> RunSummary {
         severity: r.get(8),
         node: r.get(9),
         running_since: r.get(10),
+        by: r.get(11),
+        took_ms: r.get(12),
     }
 }
 

@@ -17,8 +17,8 @@ use crate::store::backend::SlotLimits;
 // Runs that ended without a result: they never hold a dedup or cooldown key.
 use crate::store::{CUT_OFF, Untold};
 
-pub(super) const QUEUED_COLUMNS: &str =
-    "id, playbook, origin, trigger, params, alert, dry_run, dedup_key, started_at, severity, node";
+pub(super) const QUEUED_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, dedup_key, started_at, severity, node, \
+     requested_by";
 
 pub(super) fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
@@ -37,6 +37,7 @@ pub(super) fn queued_run(r: &Row) -> QueuedRun {
         started_at: r.get(8),
         severity: r.get(9),
         node: r.get(10),
+        by: r.get(11),
     }
 }
 
@@ -81,10 +82,10 @@ pub(super) async fn insert_run(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until,
-                           node, running_since)
+                           node, running_since, requested_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                  now() + $14::float8 * interval '1 second', $15,
-                 CASE WHEN $8 = 'running' THEN $10 END)",
+                 CASE WHEN $8 = 'running' THEN $10 END, $16)",
         &[
             &run.id,
             &run.playbook,
@@ -101,6 +102,7 @@ pub(super) async fn insert_run(
             &runner,
             &lease,
             &run.node,
+            &run.by,
         ],
     )
     .await?;

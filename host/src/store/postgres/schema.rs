@@ -209,6 +209,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- Who asked a running run to stop, as in SQLite.
     ALTER TABLE runs ADD COLUMN cancel_by TEXT;
     CREATE INDEX runs_cancel ON runs (runner) WHERE status = 'running' AND cancel_by IS NOT NULL;
+    -- Who asked for a run, when a person did (the console's user; trigger `console`).
+    ALTER TABLE runs ADD COLUMN requested_by TEXT;
+    -- When a worker last took a message to deliver it (RFC 3339), for the console.
+    ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
 "#,
 ];
 

@@ -215,6 +215,10 @@ const MIGRATIONS: &[&str] = &[
     -- executing it looks for its runs here (`cancel_requests`) and ends them `cancelled`.
     ALTER TABLE runs ADD COLUMN cancel_by TEXT;
     CREATE INDEX runs_cancel ON runs (runner) WHERE status = 'running' AND cancel_by IS NOT NULL;
+    -- Who asked for a run, when a person did (the console's user; trigger `console`).
+    ALTER TABLE runs ADD COLUMN requested_by TEXT;
+    -- When a worker last took a message to deliver it (RFC 3339), for the console.
+    ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
 "#,
 ];
 

@@ -12,7 +12,7 @@ use super::runs::{now_ms, now_rfc3339};
 use crate::records::{Claim, NewMessage, OutboxRow};
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
-     attempts, parts_sent, last_error, created_at, delivered_at";
+     attempts, parts_sent, last_error, created_at, delivered_at, attempted_at, next_attempt_ms";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(4)?;
@@ -31,6 +31,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(10)?,
         created_at: r.get(11)?,
         delivered_at: r.get(12)?,
+        attempted_at: r.get(13)?,
+        next_attempt_at: OutboxRow::next_attempt(&r.get::<_, String>(7)?, r.get(14)?),
     })
 }
 
@@ -97,8 +99,9 @@ pub(super) fn claim_head(conn: &mut Connection, channel: &str, lease: Duration) 
         )));
     }
     tx.execute(
-        "UPDATE outbox SET lease_until_ms = ?2, attempts = attempts + 1 WHERE id = ?1",
-        params![id, now + lease.as_millis() as i64],
+        "UPDATE outbox SET lease_until_ms = ?2, attempts = attempts + 1, attempted_at = ?3
+         WHERE id = ?1",
+        params![id, now + lease.as_millis() as i64, now_rfc3339()],
     )?;
     let claimed = tx.query_row(
         &format!("SELECT {ROW_COLUMNS} FROM outbox WHERE id = ?1"),

@@ -30,8 +30,8 @@ pub(super) fn insert_run(
     conn.prepare_cached(
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms,
-                           accepted_ms, node, running_since)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                           accepted_ms, node, running_since, requested_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         run.id,
@@ -51,6 +51,7 @@ pub(super) fn insert_run(
         now_ms(),
         run.node,
         held.map(|_| &run.started_at),
+        run.by,
     ])?;
     Ok(())
 }
@@ -138,7 +139,7 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
 }
 
 pub(super) const RUN_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, \
-     dedup_key, started_at, severity, node";
+     dedup_key, started_at, severity, node, requested_by";
 
 pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
     let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
@@ -157,6 +158,7 @@ pub(super) fn queued_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRun> {
         started_at: r.get(8)?,
         severity: r.get(9)?,
         node: r.get(10)?,
+        by: r.get(11)?,
     })
 }
 
@@ -429,11 +431,12 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
 }
 
 /// How many columns `SUMMARY_COLUMNS` are: a fuller row's own columns come after them.
-const SUMMARY_WIDTH: usize = 11;
+const SUMMARY_WIDTH: usize = 13;
 const SUMMARY_COLUMNS: &str = concat!(
     "id, playbook, trigger, ",
     crate::store::backend::SHOWN_STATUS!(),
-    ", summary, started_at, ended_at, dry_run, severity, node, running_since"
+    ", summary, started_at, ended_at, dry_run, severity, node, running_since, requested_by, \
+     CAST(json_extract(timings, '$.total_ms') AS REAL)"
 );
 
 pub(super) fn list(
@@ -559,5 +562,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
         severity: r.get(8)?,
         node: r.get(9)?,
         running_since: r.get(10)?,
+        by: r.get(11)?,
+        took_ms: r.get(12)?,
     })
 }
