@@ -813,7 +813,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 for problem in &report.problems {
                     eprintln!("problem: {problem}");
                 }
-                if report.problems.is_empty() {
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                if report.problems.is_empty() && report.warnings.is_empty() {
                     println!("all good");
                 }
             }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{may_read, message_page};
+use super::message_page;
 use crate::server::Shared;
 use crate::store::Store;
 use crate::timeline::{Event, Sink};
@@ -98,9 +98,6 @@ pub(super) async fn events(
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
     let Ok(permit) = app.console.streams.clone().try_acquire_owned() else {
         return message_page(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,9 +7,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    duration, field, layout, may_read, message_page, seg, status_badge, status_class, when,
-};
+use super::{duration, field, layout, message_page, seg, status_badge, status_class, when};
 use crate::server::Shared;
 use crate::store::{RunFilter, RunSummary, StoredRun};
 use crate::timeline::{Event, EventKind};
@@ -105,12 +103,8 @@ fn select(name: &str, label: &str, options: &[&str], chosen: &Option<String>) ->
 
 pub(super) async fn runs(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<RunsQuery>,
 ) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
     let filter = match q.filter() {
         Ok(filter) => filter,
         Err(refused) => return *refused,
@@ -285,7 +279,7 @@ pub(super) async fn run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let run = match super::super::stored_run(&app, &headers, id).await {
+    let run = match super::super::find_run(&app, id).await {
         Ok(run) => run,
         Err(refused) => return *refused,
     };
@@ -361,11 +355,10 @@ pub(super) struct ArtifactQuery {
 /// An artifact as plain text (never as HTML, whatever its declared type), or as a download.
 pub(super) async fn artifact(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Path((id, n)): Path<(String, usize)>,
     Query(q): Query<ArtifactQuery>,
 ) -> Response {
-    let run = match super::super::stored_run(&app, &headers, id).await {
+    let run = match super::super::find_run(&app, id).await {
         Ok(run) => run,
         Err(refused) => return *refused,
     };
@@ -401,10 +394,7 @@ pub(super) async fn artifact(
         .into_response()
 }
 
-pub(super) async fn alerts(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn alerts(State(app): State<Shared>) -> Response {
     let store = app.dispatcher.host().store.clone().expect("store");
     let alerts = match store.alerts(200).await {
         Ok(alerts) => alerts,
@@ -445,10 +435,7 @@ fn success_rate(runs: &[RunSummary]) -> Option<f64> {
     (!ended.is_empty()).then(|| good as f64 * 100.0 / ended.len() as f64)
 }
 
-pub(super) async fn playbooks(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn playbooks(State(app): State<Shared>) -> Response {
     let host = app.dispatcher.host();
     let store = host.store.clone().expect("store");
     let mut sections = Vec::new();
@@ -511,12 +498,8 @@ pub(super) struct OutboxQuery {
 
 pub(super) async fn outbox(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<OutboxQuery>,
 ) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
     let store = app.dispatcher.host().store.clone().expect("store");
     let state = match q.state.as_deref() {
         Some("delivered") => Some("delivered"),

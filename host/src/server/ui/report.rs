@@ -2,7 +2,7 @@
 //! prints) as HTML, and as a Markdown download.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{PreEscaped, html};
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
@@ -57,10 +57,9 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
 
 pub(super) async fn html(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (run, report) = match crate::server::stored_report(&app, &headers, id).await {
+    let (run, report) = match crate::server::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
@@ -75,10 +74,9 @@ pub(super) async fn html(
 
 pub(super) async fn markdown(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (run, report) = match crate::server::stored_report(&app, &headers, id).await {
+    let (run, report) = match crate::server::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };

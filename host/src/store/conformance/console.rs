@@ -1,5 +1,5 @@
-//! What the console reads and does: the runs page's filters and keyset pages, and the outbox
-//! retry.
+//! What the console reads and does: the runs page's filters and keyset pages, the outbox
+//! retry, and the key its CSRF tokens are made with.
 
 use super::*;
 use crate::store::RunFilter;
@@ -125,4 +125,23 @@ pub(crate) async fn a_failed_message_can_be_retried_once(s: Subject) {
     b.mark_delivered(id).await.unwrap();
     assert!(!b.outbox_retry(id).await.unwrap());
     assert!(!b.outbox_retry(id + 1000).await.unwrap());
+}
+
+pub(crate) async fn a_shared_secret_is_made_once_and_the_same_for_every_instance(s: Subject) {
+    let b = &s.backend;
+    let other = (s.open_again)().await.unwrap();
+    // Two replicas asking at once: one candidate wins, both get it.
+    let (one, two) = tokio::join!(
+        b.shared_secret("console-csrf", "first"),
+        other.shared_secret("console-csrf", "second")
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one, two);
+    assert!(one == "first" || one == "second", "{one}");
+    // Later candidates change nothing; another name is another secret.
+    assert_eq!(b.shared_secret("console-csrf", "third").await.unwrap(), one);
+    assert_eq!(
+        other.shared_secret("another", "fourth").await.unwrap(),
+        "fourth"
+    );
 }

@@ -115,6 +115,7 @@ macro_rules! conformance_tests {
             a_failed_message_can_be_retried_once,
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,
+            a_shared_secret_is_made_once_and_the_same_for_every_instance,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

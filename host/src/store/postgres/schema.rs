@@ -202,6 +202,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_run ON approvals (run_id);
     CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
+    r#"
+    -- Secrets every process on the store shares (the console's CSRF key), created once.
+    CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

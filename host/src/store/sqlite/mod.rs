@@ -205,6 +205,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_run ON approvals (run_id);
     CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
 "#,
+    r#"
+    -- Secrets every process on the store shares (the console's CSRF key), created once.
+    CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -606,6 +610,23 @@ impl Backend for Sqlite {
 
     async fn run_counts(&self) -> Result<(usize, usize)> {
         self.blocking(|conn| runs::run_counts(conn)).await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        let (name, candidate) = (name.to_string(), candidate.to_string());
+        self.blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO shared_secrets (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO NOTHING",
+                rusqlite::params![name, candidate],
+            )?;
+            Ok(conn.query_row(
+                "SELECT value FROM shared_secrets WHERE name = ?1",
+                [&name],
+                |row| row.get(0),
+            )?)
+        })
+        .await
     }
 
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {
