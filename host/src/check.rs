@@ -273,7 +273,9 @@ pub fn console_closed(config: &Config) -> Option<String> {
         ),
     };
     Some(if browser(api) {
-        format!("the console's forms (run, retry, approve) are closed to browsers: {ui_says}; {fix}")
+        format!(
+            "the console's forms (run, retry, approve) are closed to browsers: {ui_says}; {fix}"
+        )
     } else {
         let api_says = match api {
             None => "there is no [webhooks.api] auth".to_string(),
@@ -312,12 +314,17 @@ mod tests {
         // Nothing about the server: a CLI host, nothing to say.
         assert_eq!(console_closed(&config("")), None);
         // [ui] basic alone opens it (pages and forms).
-        assert_eq!(console_closed(&config(&format!("[ui]\nauth = {BASIC}"))), None);
+        assert_eq!(
+            console_closed(&config(&format!("[ui]\nauth = {BASIC}"))),
+            None
+        );
         let none = "{ kind = \"none\" }";
-        assert_eq!(console_closed(&config(&format!("[ui]\nauth = {none}"))), None);
+        assert_eq!(
+            console_closed(&config(&format!("[ui]\nauth = {none}"))),
+            None
+        );
         // The README's bearer API and no [ui]: closed, and why.
-        let closed =
-            console_closed(&config(&format!("[webhooks.api]\nauth = {BEARER}"))).unwrap();
+        let closed = console_closed(&config(&format!("[webhooks.api]\nauth = {BEARER}"))).unwrap();
         assert!(
             closed.contains("closed to browsers")
                 && closed.contains("[webhooks.api] uses bearer auth, which a browser cannot send")

@@ -425,7 +425,10 @@ mod tests {
         assert_eq!(s.check(), Ok(()));
         s.jitter_secs = u64::MAX;
         let e = s.check().unwrap_err();
-        assert!(e.contains("jitter-secs") && e.contains("at most 3600"), "{e}");
+        assert!(
+            e.contains("jitter-secs") && e.contains("at most 3600"),
+            "{e}"
+        );
         // Even unchecked, a huge value is no overflow: the delay stays within the cap.
         assert!(s.jitter("2026-07-01T04:00:00Z".parse().unwrap()) <= Duration::from_secs(3600));
     }
@@ -435,7 +438,10 @@ mod tests {
         let mut s = schedule("cron = \"* * * * * *\"\nplaybook = \"x\"").unwrap();
         s.jitter_secs = MAX_JITTER_SECS;
         let end = Timestamp::MAX;
-        assert_eq!(s.fires_at(end), Some(end).filter(|_| s.jitter(end).is_zero()));
+        assert_eq!(
+            s.fires_at(end),
+            Some(end).filter(|_| s.jitter(end).is_zero())
+        );
         let late = end - jiff::SignedDuration::from_secs(1);
         // Whatever the jitter, no panic; and nothing fires beyond representable time.
         let _ = s.fires_at(late);

@@ -444,7 +444,10 @@ fn a_click_counts_only_when_signed_by_the_app_that_carried_the_question() {
     assert_eq!(other["messages"][0]["channel"], "slack-b", "{other}");
     // …and not through the first app.
     assert_eq!(
-        signed_click(&fx, &click_body(&fx, other_id, "approve", "U111", "alice", "o2")),
+        signed_click(
+            &fx,
+            &click_body(&fx, other_id, "approve", "U111", "alice", "o2")
+        ),
         200
     );
     fx.slack.wait_for(WAIT, |r| {

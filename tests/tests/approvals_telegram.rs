@@ -466,7 +466,10 @@ fn a_press_counts_only_through_the_bot_that_posted_the_question() {
     let other_question = posted_question(&server, &bot_b, &other);
     assert_eq!(approval(&server, &other)["messages"][0]["channel"], "tg-b");
     // …not through bot A, even on a message of the same chat and id…
-    let other_id = approval(&server, &other)["id"].as_str().unwrap().to_string();
+    let other_id = approval(&server, &other)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (update, query) = bot_a.press(
         ALICE,
         Some("alice"),

@@ -278,7 +278,9 @@ fn csrf_of(form_page: &str) -> String {
         .find("name=\"csrf\" value=\"")
         .expect("a CSRF field")
         + "name=\"csrf\" value=\"".len();
-    let end = form_page[start..].find('"').expect("the end of the CSRF field");
+    let end = form_page[start..]
+        .find('"')
+        .expect("the end of the CSRF field");
     form_page[start..start + end].to_string()
 }
 

@@ -155,7 +155,9 @@ fn csrf_of(form_page: &str) -> String {
         .find("name=\"csrf\" value=\"")
         .expect("a CSRF field")
         + "name=\"csrf\" value=\"".len();
-    let end = form_page[start..].find('"').expect("the end of the CSRF field");
+    let end = form_page[start..]
+        .find('"')
+        .expect("the end of the CSRF field");
     form_page[start..start + end].to_string()
 }
 
@@ -336,7 +338,10 @@ fn every_console_route_asks_a_browser_to_sign_in_and_ui_alone_opens_it() {
     let deadline = Instant::now() + WAIT;
     let id = loop {
         let pending = c.sandbox.host_env(&["approvals", "--json"], &ENV).json();
-        if let Some(q) = pending.as_array().and_then(|a| a.iter().find(|q| q["run_id"] == run.as_str())) {
+        if let Some(q) = pending
+            .as_array()
+            .and_then(|a| a.iter().find(|q| q["run_id"] == run.as_str()))
+        {
             break q["id"].as_str().unwrap().to_string();
         }
         assert!(Instant::now() < deadline, "run {run} asked nothing");
@@ -370,7 +375,11 @@ fn every_console_route_asks_a_browser_to_sign_in_and_ui_alone_opens_it() {
         .map(|p| ("GET", p.clone()))
         .chain(others.iter().cloned());
     for (method, path) in every {
-        for auth in [None, Some(basic("oncall", "wrong")), Some(basic("mallory", UI_PASSWORD))] {
+        for auth in [
+            None,
+            Some(basic("oncall", "wrong")),
+            Some(basic("mallory", UI_PASSWORD)),
+        ] {
             let (status, challenge) = c.head(method, &path, auth.as_deref());
             assert_eq!(status, 401, "{method} {path} as {auth:?}");
             assert!(
@@ -387,7 +396,11 @@ fn every_console_route_asks_a_browser_to_sign_in_and_ui_alone_opens_it() {
         assert_eq!(status, 200, "{path}: {page}");
     }
     // The link in every chat message is the run page: it prompts, then shows the run.
-    assert!(c.get(&format!("/ui/runs/{run}"), Some(&oncall)).1.contains("Signed in?"));
+    assert!(
+        c.get(&format!("/ui/runs/{run}"), Some(&oncall))
+            .1
+            .contains("Signed in?")
+    );
 
     // `host check` agrees: nothing keeps this console closed…
     let check = c.sandbox.host_env(&["check"], &ENV);
@@ -434,7 +447,10 @@ fn csrf_tokens_are_per_form_and_good_on_every_replica_of_the_store() {
             .as_u16()
     };
     // The run form's token on the question's form: refused, on either replica.
-    assert_eq!(post(&format!("decision=approve&csrf={run_form_token}")), 403);
+    assert_eq!(
+        post(&format!("decision=approve&csrf={run_form_token}")),
+        403
+    );
     assert_eq!(
         c.post_form(
             &form,

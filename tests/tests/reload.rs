@@ -166,7 +166,11 @@ impl Browser {
             .unwrap_or_default()
             .to_string();
         let status = response.status().as_u16();
-        (status, challenge, response.body_mut().read_to_string().unwrap())
+        (
+            status,
+            challenge,
+            response.body_mut().read_to_string().unwrap(),
+        )
     }
 
     fn post_form(&self, server: &Server, path: &str, auth: Option<&str>, body: &str) -> u16 {
@@ -230,17 +234,30 @@ fn sighup_revokes_a_console_password_and_its_csrf_tokens() {
     for path in ["/ui/runs", "/ui/playbooks", form] {
         let (status, challenge, _) = browser.get(&server, path, Some(&old));
         assert_eq!(status, 401, "{path}");
-        assert!(challenge.starts_with("Basic realm="), "{path}: {challenge:?}");
+        assert!(
+            challenge.starts_with("Basic realm="),
+            "{path}: {challenge:?}"
+        );
     }
     let before = server.get("/runs").json().as_array().unwrap().len();
     assert_eq!(
-        browser.post_form(&server, form, Some(&old), &format!("{params}&csrf={old_token}")),
+        browser.post_form(
+            &server,
+            form,
+            Some(&old),
+            &format!("{params}&csrf={old_token}")
+        ),
         401,
         "the old password with its token"
     );
     // …its tokens die with it, even presented with the new password…
     assert_eq!(
-        browser.post_form(&server, form, Some(&new), &format!("{params}&csrf={old_token}")),
+        browser.post_form(
+            &server,
+            form,
+            Some(&new),
+            &format!("{params}&csrf={old_token}")
+        ),
         403,
         "the old password's token with the new password"
     );
@@ -250,7 +267,12 @@ fn sighup_revokes_a_console_password_and_its_csrf_tokens() {
     let (_, _, page) = browser.get(&server, form, Some(&new));
     let new_token = csrf_of(&page);
     assert_eq!(
-        browser.post_form(&server, form, Some(&new), &format!("{params}&csrf={new_token}")),
+        browser.post_form(
+            &server,
+            form,
+            Some(&new),
+            &format!("{params}&csrf={new_token}")
+        ),
         303
     );
     assert_eq!(
@@ -312,7 +334,9 @@ fn sighup_stops_a_removed_schedule_and_starts_an_added_one() {
     // A firing being recorded when the reload came completes; none comes after it.
     std::thread::sleep(Duration::from_millis(1500));
     let ticks = firings(&sandbox, "tick").len();
-    wait_until("three tock firings", || firings(&sandbox, "tock").len() >= 3);
+    wait_until("three tock firings", || {
+        firings(&sandbox, "tock").len() >= 3
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         firings(&sandbox, "tick").len(),
@@ -538,7 +562,9 @@ fn every_key_that_decides_access_applies_on_sighup_or_refuses_the_reload() {
     let reply = server.post(
         "/hooks/run/asks",
         &[("Authorization", &format!("Bearer {}", token("RUN_A")))],
-        json!({"title": "Reloaded?", "timeout": "600"}).to_string().as_bytes(),
+        json!({"title": "Reloaded?", "timeout": "600"})
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(reply.status, 202, "{}", reply.body);
     let asking = reply.json()["runs"][0].as_str().unwrap().to_string();

@@ -325,7 +325,9 @@ impl Approvals {
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {}
-            Ok(r) => tracing::warn!(channel = %channel, "Slack response_url answered {}", r.status()),
+            Ok(r) => {
+                tracing::warn!(channel = %channel, "Slack response_url answered {}", r.status())
+            }
             Err(e) => tracing::warn!(channel = %channel, "Slack response_url: {}", e.without_url()),
         }
     }
@@ -373,7 +375,13 @@ mod tests {
             ("slack-2".to_string(), secret.as_bytes().to_vec()),
         ];
         assert_eq!(
-            verify(&shared, Some("1531420618"), Some(expected), body, 1531420618),
+            verify(
+                &shared,
+                Some("1531420618"),
+                Some(expected),
+                body,
+                1531420618
+            ),
             Ok(vec!["slack".to_string(), "slack-2".to_string()])
         );
         assert!(ok(Some("1531420618"), Some(expected), 1531420618 + 301).is_err());

@@ -407,7 +407,11 @@ mod tests {
         };
         let bots = ["tg".to_string(), "pub".to_string()];
         let on = |chat: Value, message_id: i64| {
-            posted_on(&record, &bots, &json!({"message_id": message_id, "chat": chat}))
+            posted_on(
+                &record,
+                &bots,
+                &json!({"message_id": message_id, "chat": chat}),
+            )
         };
         assert!(on(json!({"id": -1001}), 7));
         assert!(on(json!({"id": -1009, "username": "ops"}), 9));

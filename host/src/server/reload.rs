@@ -61,8 +61,12 @@ pub async fn on_sighup(app: Shared) {
             }
             Ok(Reloaded { summary, restart }) => {
                 let keys = restart.join(", ");
-                tracing::warn!("host.toml: {keys} changed; that takes a restart (the rest is applied)");
-                tracing::warn!("host.toml reloaded except {keys} (not applied until a restart): {summary}")
+                tracing::warn!(
+                    "host.toml: {keys} changed; that takes a restart (the rest is applied)"
+                );
+                tracing::warn!(
+                    "host.toml reloaded except {keys} (not applied until a restart): {summary}"
+                )
             }
             Err(e) => tracing::error!(
                 "host.toml not reloaded, the running config stays: {}",
@@ -310,22 +314,55 @@ playbook = "disk-full"
             BASE.replacen(from, to, 1)
         };
         vec![
-            ("[[route]]", edit("playbook = \"disk-full\"\n[[schedule]]", "playbook = \"health-check\"\n[[schedule]]")),
+            (
+                "[[route]]",
+                edit(
+                    "playbook = \"disk-full\"\n[[schedule]]",
+                    "playbook = \"health-check\"\n[[schedule]]",
+                ),
+            ),
             ("[webhooks]", edit("env = \"A\"", "env = \"B\"")),
-            ("[ui]", edit("file = \"ui-password\"", "file = \"new-password\"")),
+            (
+                "[ui]",
+                edit("file = \"ui-password\"", "file = \"new-password\""),
+            ),
             ("[fleet.nodes]", edit("env = \"NODE\"", "env = \"NODE2\"")),
-            ("[approvers]", edit("users = [\"alice\"]", "users = [\"bob\"]")),
-            ("[plugins] grants and limits", edit("fs-meta = [\"/\"]", "fs-meta = [\"/var\"]")),
-            ("[[schedule]]", edit("cron = \"@daily\"", "cron = \"@hourly\"")),
+            (
+                "[approvers]",
+                edit("users = [\"alice\"]", "users = [\"bob\"]"),
+            ),
+            (
+                "[plugins] grants and limits",
+                edit("fs-meta = [\"/\"]", "fs-meta = [\"/var\"]"),
+            ),
+            (
+                "[[schedule]]",
+                edit("cron = \"@daily\"", "cron = \"@hourly\""),
+            ),
             ("[notify]", edit("127.0.0.1:1", "127.0.0.1:2")),
             ("plugin-dirs", edit("[\"plugins\"]", "[\"other\"]")),
             ("cache-dir", format!("cache-dir = \"c\"\n{BASE}")),
-            ("max-component-mib", format!("max-component-mib = 9\n{BASE}")),
+            (
+                "max-component-mib",
+                format!("max-component-mib = 9\n{BASE}"),
+            ),
             ("store", format!("store = \"x.sqlite3\"\n{BASE}")),
-            ("store-connections", format!("store-connections = 3\n{BASE}")),
+            (
+                "store-connections",
+                format!("store-connections = 3\n{BASE}"),
+            ),
             ("[server]", format!("{BASE}[server]\nqueue-limit = 7\n")),
-            ("[fleet] node-wait-secs / poll-secs", edit("[fleet.nodes.web01]", "[fleet]\npoll-secs = 5\n[fleet.nodes.web01]")),
-            ("[plugins] max-concurrent", edit("max-concurrent = 1", "max-concurrent = 2")),
+            (
+                "[fleet] node-wait-secs / poll-secs",
+                edit(
+                    "[fleet.nodes.web01]",
+                    "[fleet]\npoll-secs = 5\n[fleet.nodes.web01]",
+                ),
+            ),
+            (
+                "[plugins] max-concurrent",
+                edit("max-concurrent = 1", "max-concurrent = 2"),
+            ),
         ]
     }
 

@@ -129,7 +129,11 @@ impl Schedules {
     }
 }
 
-async fn keep_firing(dispatcher: Arc<Dispatcher>, schedule: ScheduleConfig, stop: CancellationToken) {
+async fn keep_firing(
+    dispatcher: Arc<Dispatcher>,
+    schedule: ScheduleConfig,
+    stop: CancellationToken,
+) {
     // Loaded and described now, not at the first firing: compiling a component can take
     // seconds, and a firing's run is admitted on time.
     if let Err(refusal) = dispatcher.prepared(&schedule.playbook).await {

@@ -88,8 +88,7 @@ impl Csrf {
         let (issued, mac) = given.split_once('.').ok_or(Refused::Malformed)?;
         let issued: u64 = issued.parse().map_err(|_| Refused::Malformed)?;
         let mac = hex::decode(mac).map_err(|_| Refused::Malformed)?;
-        if issued > now.saturating_add(SKEW.as_secs())
-            || now.saturating_sub(issued) > TTL.as_secs()
+        if issued > now.saturating_add(SKEW.as_secs()) || now.saturating_sub(issued) > TTL.as_secs()
         {
             return Err(Refused::Expired);
         }

@@ -101,10 +101,7 @@ fn select(name: &str, label: &str, options: &[&str], chosen: &Option<String>) ->
     }
 }
 
-pub(super) async fn runs(
-    State(app): State<Shared>,
-    Query(q): Query<RunsQuery>,
-) -> Response {
+pub(super) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
     let filter = match q.filter() {
         Ok(filter) => filter,
         Err(refused) => return *refused,
@@ -496,10 +493,7 @@ pub(super) struct OutboxQuery {
     state: Option<String>,
 }
 
-pub(super) async fn outbox(
-    State(app): State<Shared>,
-    Query(q): Query<OutboxQuery>,
-) -> Response {
+pub(super) async fn outbox(State(app): State<Shared>, Query(q): Query<OutboxQuery>) -> Response {
     let store = app.dispatcher.host().store.clone().expect("store");
     let state = match q.state.as_deref() {
         Some("delivered") => Some("delivered"),

@@ -55,10 +55,7 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
-pub(super) async fn html(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-) -> Response {
+pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let (run, report) = match crate::server::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
@@ -72,10 +69,7 @@ pub(super) async fn html(
     layout(&format!("Report {}", run.run.playbook), html! {}, body)
 }
 
-pub(super) async fn markdown(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-) -> Response {
+pub(super) async fn markdown(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let (run, report) = match crate::server::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
