@@ -596,52 +596,60 @@ fn every_key_that_decides_access_applies_on_sighup_or_refuses_the_reload() {
     // Each case: the key, what it changes, then the probe of the old and the new behaviour.
     type Change = Box<dyn Fn(&mut Access)>;
     type Check = Box<dyn Fn(&Probe)>;
-    let cases: Vec<(&str, Change, Check, Check)> = vec![
-        (
+    fn case(
+        key: &'static str,
+        change: impl Fn(&mut Access) + 'static,
+        before: impl Fn(&Probe) + 'static,
+        after: impl Fn(&Probe) + 'static,
+    ) -> (&'static str, Change, Check, Check) {
+        (key, Box::new(change), Box::new(before), Box::new(after))
+    }
+    let cases = vec![
+        case(
             "[webhooks.run]",
-            Box::new(|a: &mut Access| a.run_token = "RUN_B"),
-            Box::new(|p| assert_eq!((p.run_hook("RUN_A"), p.run_hook("RUN_B")), (202, 401))),
-            Box::new(|p| assert_eq!((p.run_hook("RUN_A"), p.run_hook("RUN_B")), (401, 202))),
+            |a: &mut Access| a.run_token = "RUN_B",
+            |p: &Probe| assert_eq!((p.run_hook("RUN_A"), p.run_hook("RUN_B")), (202, 401)),
+            |p: &Probe| assert_eq!((p.run_hook("RUN_A"), p.run_hook("RUN_B")), (401, 202)),
         ),
-        (
+        case(
             "[webhooks.api]",
-            Box::new(|a: &mut Access| a.api_token = "API_B"),
-            Box::new(|p| assert_eq!((p.api("API_A"), p.api("API_B")), (200, 401))),
-            Box::new(|p| assert_eq!((p.api("API_A"), p.api("API_B")), (401, 200))),
+            |a: &mut Access| a.api_token = "API_B",
+            |p: &Probe| assert_eq!((p.api("API_A"), p.api("API_B")), (200, 401)),
+            |p: &Probe| assert_eq!((p.api("API_A"), p.api("API_B")), (401, 200)),
         ),
-        (
+        case(
             "[fleet.nodes]",
-            Box::new(|a: &mut Access| a.node_token = "NODE_B"),
-            Box::new(|p| assert_eq!((p.node("NODE_A"), p.node("NODE_B")), (200, 401))),
-            Box::new(|p| assert_eq!((p.node("NODE_A"), p.node("NODE_B")), (401, 200))),
+            |a: &mut Access| a.node_token = "NODE_B",
+            |p: &Probe| assert_eq!((p.node("NODE_A"), p.node("NODE_B")), (200, 401)),
+            |p: &Probe| assert_eq!((p.node("NODE_A"), p.node("NODE_B")), (401, 200)),
         ),
-        (
+        case(
             "[ui]",
-            Box::new(|a: &mut Access| a.ui_password = "UI_B"),
-            Box::new(|p| assert_eq!((p.console("UI_A"), p.console("UI_B")), (200, 401))),
-            Box::new(|p| assert_eq!((p.console("UI_A"), p.console("UI_B")), (401, 200))),
+            |a: &mut Access| a.ui_password = "UI_B",
+            |p: &Probe| assert_eq!((p.console("UI_A"), p.console("UI_B")), (200, 401)),
+            |p: &Probe| assert_eq!((p.console("UI_A"), p.console("UI_B")), (401, 200)),
         ),
-        (
+        case(
             "[plugins] grants",
-            Box::new(|a: &mut Access| a.granted = true),
-            Box::new(|p| assert_eq!(p.fs_read("RUN_B"), "failed")),
-            Box::new(|p| assert_eq!(p.fs_read("RUN_B"), "no-action")),
+            |a: &mut Access| a.granted = true,
+            |p: &Probe| assert_eq!(p.fs_read("RUN_B"), "failed"),
+            |p: &Probe| assert_eq!(p.fs_read("RUN_B"), "no-action"),
         ),
-        (
+        case(
             "[[route]]",
-            Box::new(|a: &mut Access| a.routed = true),
-            Box::new(|p| assert_eq!(p.route(), "unrouted")),
-            Box::new(|p| assert_eq!(p.route(), "started")),
+            |a: &mut Access| a.routed = true,
+            |p: &Probe| assert_eq!(p.route(), "unrouted"),
+            |p: &Probe| assert_eq!(p.route(), "started"),
         ),
-        (
+        case(
             "[[schedule]]",
-            Box::new(|a: &mut Access| a.scheduled = true),
-            Box::new(|p| assert!(firings(p.sandbox, "probe").is_empty())),
-            Box::new(|p| {
+            |a: &mut Access| a.scheduled = true,
+            |p: &Probe| assert!(firings(p.sandbox, "probe").is_empty()),
+            |p: &Probe| {
                 wait_until("a firing of the added schedule", || {
                     !firings(p.sandbox, "probe").is_empty()
                 })
-            }),
+            },
         ),
     ];
     let mut reloads = 0;
