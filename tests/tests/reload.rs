@@ -192,11 +192,15 @@ fn csrf_of(page: &str) -> String {
     page[start..start + end].to_string()
 }
 
+/// `[ui]` with the password in `password_file`; the read API (bearer, the harness's token)
+/// stays the same across the reload.
 fn console_config(password_file: &str) -> String {
     format!(
         r#"plugin-dirs = ["plugins"]
 [ui]
 auth = {{ kind = "basic", username = "oncall", password = {{ file = "{password_file}" }} }}
+[webhooks.api]
+auth = {{ kind = "bearer", token = {{ env = "RB_TEST_API_TOKEN" }} }}
 "#
     )
 }
@@ -457,7 +461,7 @@ impl Probe<'_> {
 
     fn node(&self, var: &str) -> u16 {
         let body = json!({
-            "agent": {"node": "web01", "session": "s1", "version": "probe"},
+            "agent": {"node": "web01", "session": "0123456789abcdef0123456789abcdef", "version": "probe"},
             "running": [],
         });
         self.server
