@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::bindings::Capability;
 use crate::catalog;
+use crate::config::{AuthConfig, Config};
 use crate::run::Host;
 
 #[derive(Debug, Serialize)]
@@ -14,8 +15,9 @@ pub struct CheckReport {
     pub store: Option<StoreCheck>,
     pub playbooks: Vec<PlaybookCheck>,
     pub problems: Vec<String>,
-    /// Works, but will confuse someone (a file named otherwise than its playbook); the exit
-    /// status stays 0.
+    /// What works but not as an operator would expect (a file named otherwise than its
+    /// playbook, the console closed to browsers): the exit status stays 0, but `host check`
+    /// does not say "all good" while there is one.
     pub warnings: Vec<String>,
 }
 
@@ -280,6 +282,10 @@ pub async fn check(host: &Host) -> CheckReport {
     if let Err(e) = crate::server::check_fleet(&host.config.fleet) {
         problems.push(format!("{e:#}"));
     }
+    if let Err(e) = crate::server::check_ui(&host.config.ui) {
+        problems.push(format!("[ui]: {e:#}"));
+    }
+    warnings.extend(console_closed(&host.config));
     if let Err(e) = crate::server::AlertRouter::new(&host.config.routes) {
         problems.push(format!("{e:#}"));
     }
@@ -290,5 +296,106 @@ pub async fn check(host: &Host) -> CheckReport {
         playbooks,
         problems,
         warnings,
+    }
+}
+
+/// Why a browser cannot use the console (`/ui` of `host serve`), naming the section that keeps
+/// it closed and what to set; `None` when it can, or when the config says nothing about the
+/// server's auth (a host used from the CLI only). A page is read with the `[ui]` or the
+/// `[webhooks.api]` credentials, a form needs `[ui]`'s; a browser sends basic auth (or none),
+/// never a bearer token or a signature.
+pub fn console_closed(config: &Config) -> Option<String> {
+    if config.ui.auth.is_none() && config.webhooks.is_empty() {
+        return None;
+    }
+    let browser = |auth: Option<&AuthConfig>| {
+        matches!(auth, Some(AuthConfig::None | AuthConfig::Basic { .. }))
+    };
+    let ui = config.ui.auth.as_ref();
+    let api = config.webhooks.get("api").map(|w| &w.auth);
+    if browser(ui) {
+        return None;
+    }
+    let fix = "set [ui] auth = { kind = \"basic\", username = \"…\", password = { env = \"…\" } } \
+               (a browser asks for it)";
+    let ui_says = match ui {
+        None => "there is no [ui] auth".to_string(),
+        Some(auth) => format!(
+            "[ui] uses {} auth, which a browser cannot send",
+            auth_kind(auth)
+        ),
+    };
+    Some(if browser(api) {
+        format!(
+            "the console's forms (run, retry, approve) are closed to browsers: {ui_says}; {fix}"
+        )
+    } else {
+        let api_says = match api {
+            None => "there is no [webhooks.api] auth".to_string(),
+            Some(auth) => format!(
+                "[webhooks.api] uses {} auth, which a browser cannot send",
+                auth_kind(auth)
+            ),
+        };
+        format!("the console (/ui) is closed to browsers: {api_says}, and {ui_says}; {fix}")
+    })
+}
+
+fn auth_kind(auth: &AuthConfig) -> &'static str {
+    match auth {
+        AuthConfig::None => "none",
+        AuthConfig::Bearer { .. } => "bearer",
+        AuthConfig::Basic { .. } => "basic",
+        AuthConfig::HmacSha256 { .. } => "hmac-sha256",
+        AuthConfig::StandardWebhooks { .. } => "standard-webhooks",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    const BEARER: &str = "{ kind = \"bearer\", token = { env = \"T\" } }";
+    const BASIC: &str = "{ kind = \"basic\", username = \"u\", password = { env = \"P\" } }";
+
+    #[test]
+    fn the_section_that_keeps_the_console_closed_is_named() {
+        // Nothing about the server: a CLI host, nothing to say.
+        assert_eq!(console_closed(&config("")), None);
+        // [ui] basic alone opens it (pages and forms).
+        assert_eq!(
+            console_closed(&config(&format!("[ui]\nauth = {BASIC}"))),
+            None
+        );
+        let none = "{ kind = \"none\" }";
+        assert_eq!(
+            console_closed(&config(&format!("[ui]\nauth = {none}"))),
+            None
+        );
+        // The README's bearer API and no [ui]: closed, and why.
+        let closed = console_closed(&config(&format!("[webhooks.api]\nauth = {BEARER}"))).unwrap();
+        assert!(
+            closed.contains("closed to browsers")
+                && closed.contains("[webhooks.api] uses bearer auth, which a browser cannot send")
+                && closed.contains("there is no [ui] auth")
+                && closed.contains("set [ui] auth = { kind = \"basic\""),
+            "{closed}"
+        );
+        // [ui] bearer: the forms are closed even where pages open.
+        let forms = console_closed(&config(&format!(
+            "[webhooks.api]\nauth = {BASIC}\n[ui]\nauth = {BEARER}"
+        )))
+        .unwrap();
+        assert!(
+            forms.contains("forms") && forms.contains("[ui] uses bearer auth"),
+            "{forms}"
+        );
+        // A hook configured, no api and no [ui]: closed.
+        let hooks = console_closed(&config(&format!("[webhooks.run]\nauth = {BEARER}"))).unwrap();
+        assert!(hooks.contains("there is no [webhooks.api] auth"), "{hooks}");
     }
 }

@@ -41,8 +41,8 @@ pub struct Config {
     /// Nodes whose agents may take runs (`host agent`), and how long a run waits for one.
     #[serde(default)]
     pub fleet: FleetConfig,
-    /// The console's own auth (`/ui`: the run form and outbox retries); reading uses
-    /// `[webhooks.api]`.
+    /// The console's auth (`/ui`): its credentials read every page and use the forms (run,
+    /// retry, answer); `[webhooks.api]`'s read it too.
     #[serde(default)]
     pub ui: UiConfig,
     /// Who may answer a playbook's questions (`approval.ask`), per group, and where the
@@ -85,8 +85,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
 }
 
-/// `[ui]`: who may start runs and retry messages from the console (basic or bearer; without
-/// it those forms are refused).
+/// `[ui]`: who may use the console: basic (a browser asks for it), bearer or none; without
+/// it the forms are closed.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UiConfig {

@@ -861,13 +861,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         runbook_host::text::escape(&p.detail)
                     );
                 }
-                for warning in &report.warnings {
-                    eprintln!("warning: {warning}");
-                }
                 for problem in &report.problems {
                     eprintln!("problem: {problem}");
                 }
-                if report.problems.is_empty() {
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                if report.problems.is_empty() && report.warnings.is_empty() {
                     println!("all good");
                 }
             }

@@ -2,7 +2,8 @@
 //! guest's question as Block Kit buttons to a Slack stand-in; clicks come back to
 //! `POST /hooks/slack/interactive` as Slack sends them (form-encoded `payload`, signed v0
 //! with the app's signing secret). Only a correctly signed, fresh click from a listed user
-//! decides; the clicker's message is replaced (or answered ephemerally) via `response_url`.
+//! decides, and only when the app that signed it is the one that carried the question to its
+//! group; the clicker's message is replaced (or answered ephemerally) via `response_url`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+/// The signing secret of a second Slack app (`slack-b`), the channel of another group.
+const OTHER_SECRET: &str = "0b0e0f00another0slack0app0secret";
 const RUN_TOKEN: &str = "run-token-for-approvals";
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -23,16 +26,10 @@ struct Fixture {
     slack: Receiver,
 }
 
-fn start() -> Fixture {
-    let slack = Receiver::start(Api::Slack);
-    let sandbox = Sandbox::new();
-    sandbox.add_plugin("asks");
-    sandbox.write(
-        "host.toml",
-        r#"plugin-dirs = ["plugins"]
+const CONFIG: &str = r#"plugin-dirs = ["plugins"]
 
 [plugins.asks.grants]
-approval = ["oncall"]
+approval = ["oncall", "others"]
 
 [approvers.oncall]
 channels = ["slack"]
@@ -48,14 +45,38 @@ min-interval-ms = 0
 
 [webhooks.run]
 auth = { kind = "bearer", token = { env = "RUN_TOKEN" } }
-"#,
-    );
+"#;
+
+/// A second Slack app (its own signing secret) posting for another group that U111 is in too.
+const SECOND_APP: &str = r#"
+[approvers.others]
+channels = ["slack-b"]
+slack = ["U111"]
+
+[notify.slack-b]
+kind = "slack"
+webhook-url = { env = "SLACK_B_URL" }
+signing-secret = { env = "SLACK_B_SIGNING_SECRET" }
+"#;
+
+fn start() -> Fixture {
+    start_with(CONFIG)
+}
+
+fn start_with(config: &str) -> Fixture {
+    let slack = Receiver::start(Api::Slack);
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("asks");
+    sandbox.write("host.toml", config);
     let hook = slack.url("/services/T000/B000/XXXX");
+    let other_hook = slack.url("/services/T000/B999/YYYY");
     let server = Server::start(
         &sandbox,
         &[
             ("SLACK_URL", &hook),
             ("SLACK_SIGNING_SECRET", SIGNING_SECRET),
+            ("SLACK_B_URL", &other_hook),
+            ("SLACK_B_SIGNING_SECRET", OTHER_SECRET),
             ("RUN_TOKEN", RUN_TOKEN),
         ],
     );
@@ -135,18 +156,26 @@ fn post_click(fx: &Fixture, body: &[u8], timestamp: Option<u64>, signature: Opti
 }
 
 fn signed_click(fx: &Fixture, body: &[u8]) -> u16 {
+    signed_click_by(fx, SIGNING_SECRET, body)
+}
+
+fn signed_click_by(fx: &Fixture, secret: &str, body: &[u8]) -> u16 {
     let ts = now();
     post_click(
         fx,
         body,
         Some(ts),
-        Some(signature(SIGNING_SECRET, ts, body).as_str()),
+        Some(signature(secret, ts, body).as_str()),
     )
 }
 
 /// Starts an `asks` run and returns it with its pending approval (once posted to Slack).
 fn ask(fx: &Fixture, title: &str) -> (String, Value) {
-    let body = json!({"title": title, "timeout": "120"}).to_string();
+    ask_group(fx, title, "oncall")
+}
+
+fn ask_group(fx: &Fixture, title: &str, group: &str) -> (String, Value) {
+    let body = json!({"title": title, "timeout": "120", "group": group}).to_string();
     let run = fx
         .server
         .submit_run("/hooks/run/asks", RUN_TOKEN, body.as_bytes());
@@ -368,5 +397,84 @@ fn slack_clicks_decide_only_when_signed_fresh_and_from_a_listed_user() {
             .to_string()
             .contains("Rejected by slack:U111 (alice)"),
         "{replaced}"
+    );
+}
+
+#[test]
+fn a_click_counts_only_when_signed_by_the_app_that_carried_the_question() {
+    let fx = start_with(&format!("{CONFIG}{SECOND_APP}"));
+    let (run, approval) = ask(&fx, "Restart web-2?");
+    let id = approval["id"].as_str().unwrap().to_string();
+    let posted: Vec<&str> = approval["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["channel"].as_str())
+        .collect();
+    assert_eq!(posted, ["slack"], "{approval}");
+
+    // Signed by the other app (a channel of another group U111 is in, and one that never
+    // carried this question): acknowledged, nothing recorded, only the clicker hears why.
+    let forged = click_body(&fx, &id, "approve", "U111", "alice", "o1");
+    assert_eq!(signed_click_by(&fx, OTHER_SECRET, &forged), 200);
+    let refusal = fx
+        .slack
+        .wait_for(WAIT, |r| {
+            r.path
+                .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/o1/"))
+        })
+        .json();
+    assert_eq!(refusal["response_type"], "ephemeral", "{refusal}");
+    assert!(
+        refusal["text"]
+            .as_str()
+            .unwrap()
+            .contains("not posted to group \"oncall\" through the slack channel"),
+        "{refusal}"
+    );
+    assert_eq!(approval_state(&fx, &run)["state"], "pending");
+    assert_eq!(
+        fx.server.get(&format!("/runs/{run}")).json()["status"],
+        "waiting-approval"
+    );
+
+    // The other app's own question is answered through it (its positive control)…
+    let (other_run, other) = ask_group(&fx, "Restart db-2?", "others");
+    let other_id = other["id"].as_str().unwrap();
+    assert_eq!(other["messages"][0]["channel"], "slack-b", "{other}");
+    // …and not through the first app.
+    assert_eq!(
+        signed_click(
+            &fx,
+            &click_body(&fx, other_id, "approve", "U111", "alice", "o2")
+        ),
+        200
+    );
+    fx.slack.wait_for(WAIT, |r| {
+        r.path
+            .starts_with(&format!("{SLACK_RESPONSE_PATH}T000/o2/"))
+    });
+    assert_eq!(approval_state(&fx, &other_run)["state"], "pending");
+    assert_eq!(
+        signed_click_by(
+            &fx,
+            OTHER_SECRET,
+            &click_body(&fx, other_id, "approve", "U111", "alice", "o3")
+        ),
+        200
+    );
+    let done = fx.server.wait_for_run(&other_run, WAIT);
+    assert_eq!(done["status"], "resolved", "{done}");
+
+    // Positive control: the app that carried it decides it.
+    assert_eq!(
+        signed_click(&fx, &click_body(&fx, &id, "approve", "U111", "alice", "a1")),
+        200
+    );
+    let done = fx.server.wait_for_run(&run, WAIT);
+    assert_eq!(done["status"], "resolved", "{done}");
+    assert!(
+        done.to_string().contains("approved by slack:U111 (alice)"),
+        "{done}"
     );
 }

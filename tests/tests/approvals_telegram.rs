@@ -1,7 +1,8 @@
 //! Approval gates answered in Telegram, end to end: the `asks` guest run by a real
 //! `host serve` posts its question to a Telegram Bot API stand-in (tests/src/telegram.rs),
 //! people press its inline buttons (`callback_query` updates the host long-polls for), and
-//! the run ends by the answer; the message is edited to show how it ended.
+//! the run ends by the answer; the message is edited to show how it ended. A press counts
+//! only when the bot that received it posted the question to its group.
 //!
 //! One shared server answers every scenario of the first test (they run side by side, each on
 //! its own run and message); a host that dies while its run waits needs its own store.
@@ -66,6 +67,11 @@ const ENV: [(&str, &str); 2] = [
 
 fn ask(server: &Server, title: &str, timeout_secs: u32) -> String {
     let params = json!({ "title": title, "timeout": timeout_secs.to_string() }).to_string();
+    server.submit_run("/hooks/run/asks", RUN_TOKEN, params.as_bytes())
+}
+
+fn ask_group(server: &Server, title: &str, group: &str) -> String {
+    let params = json!({ "title": title, "timeout": "60", "group": group }).to_string();
     server.submit_run("/hooks/run/asks", RUN_TOKEN, params.as_bytes())
 }
 
@@ -384,4 +390,117 @@ fn a_host_run_alone_hears_the_answer_in_telegram() {
     let run = asking.json();
     assert_eq!(run["status"], "resolved", "{}", asking.stderr);
     assert_eq!(run["summary"], "approved by telegram:111 (@alice)");
+}
+
+/// Two bots (two stand-ins, each its own Bot API endpoint) in the same chat: `tg` posts for
+/// `oncall`, `tg-b` for `others`; Telegram user 111 is in both groups.
+fn two_bots(a: &Bot, b: &Bot) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("asks");
+    sandbox.write(
+        "host.toml",
+        format!(
+            r#"plugin-dirs = ["plugins"]
+
+[webhooks.run]
+auth = {{ kind = "bearer", token = {{ env = "TG_RUN_TOKEN" }} }}
+
+[notify.tg]
+kind = "telegram"
+bot-token = {{ env = "TG_BOT_TOKEN" }}
+chat-id = "{CHAT}"
+base-url = "{a}"
+
+[notify.tg-b]
+kind = "telegram"
+bot-token = {{ env = "TG_BOT_TOKEN" }}
+chat-id = "{CHAT}"
+base-url = "{b}"
+
+[approvers.oncall]
+channels = ["tg"]
+telegram = [{ALICE}]
+
+[approvers.others]
+channels = ["tg-b"]
+telegram = [{ALICE}]
+
+[plugins.asks.grants]
+approval = ["oncall", "others"]
+"#,
+            a = a.base_url(),
+            b = b.base_url(),
+        ),
+    );
+    sandbox
+}
+
+#[test]
+fn a_press_counts_only_through_the_bot_that_posted_the_question() {
+    let (bot_a, bot_b) = (Bot::start(), Bot::start());
+    let sandbox = two_bots(&bot_a, &bot_b);
+    let server = Server::start(&sandbox, &ENV);
+    let run = ask(&server, "Which bot?", 60);
+    let question = posted_question(&server, &bot_a, &run);
+    let id = approval(&server, &run)["id"].as_str().unwrap().to_string();
+    assert_eq!(approval(&server, &run)["messages"][0]["channel"], "tg");
+
+    // Bot B sees a press of the same chat, message and button (a forged update, or bot B's
+    // own message with the same id): it vouches for nothing on bot A's question.
+    let (update, query) = bot_b.press(
+        ALICE,
+        Some("alice"),
+        CHAT,
+        question.message_id,
+        &format!("ap:{id}:y"),
+    );
+    bot_b.wait_confirmed(update);
+    let answer = bot_b.wait_answer(&query);
+    assert!(answer.show_alert, "{answer:?}");
+    assert_eq!(approval(&server, &run)["state"], "pending");
+    assert_eq!(status(&server, &run), "waiting-approval");
+    assert_eq!(bot_a.message(question.message_id).history.len(), 1);
+
+    // Bot B's own question (group `others`) is answered through bot B…
+    let other = ask_group(&server, "Bot B's?", "others");
+    let other_question = posted_question(&server, &bot_b, &other);
+    assert_eq!(approval(&server, &other)["messages"][0]["channel"], "tg-b");
+    // …not through bot A, even on a message of the same chat and id…
+    let other_id = approval(&server, &other)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (update, query) = bot_a.press(
+        ALICE,
+        Some("alice"),
+        CHAT,
+        other_question.message_id,
+        &format!("ap:{other_id}:y"),
+    );
+    bot_a.wait_confirmed(update);
+    assert!(bot_a.wait_answer(&query).show_alert);
+    assert_eq!(approval(&server, &other)["state"], "pending");
+    // …and its positive control: through bot B it decides.
+    let (_, query) = bot_b.press(
+        ALICE,
+        Some("alice"),
+        CHAT,
+        other_question.message_id,
+        &other_question.buttons()[0],
+    );
+    assert!(!bot_b.wait_answer(&query).show_alert);
+    assert_eq!(server.wait_for_run(&other, WAIT)["status"], "resolved");
+
+    // Positive control: bot A's own button decides its question.
+    let (_, query) = bot_a.press(
+        ALICE,
+        Some("alice"),
+        CHAT,
+        question.message_id,
+        &question.buttons()[0],
+    );
+    assert!(!bot_a.wait_answer(&query).show_alert);
+    let ended = server.wait_for_run(&run, WAIT);
+    assert_eq!(ended["status"], "resolved", "{ended:#}");
+    assert_eq!(ended["summary"], "approved by telegram:111 (@alice)");
 }

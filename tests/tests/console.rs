@@ -309,7 +309,10 @@ fn csrf_of(form_page: &str) -> String {
         .find("name=\"csrf\" value=\"")
         .expect("a CSRF field")
         + "name=\"csrf\" value=\"".len();
-    form_page[start..start + 64].to_string()
+    let end = form_page[start..]
+        .find('"')
+        .expect("the end of the CSRF field");
+    form_page[start..start + end].to_string()
 }
 
 fn the_forms_refuse_requests_without_csrf_token_or_auth(c: &Console) {

@@ -1,7 +1,9 @@
 //! Answering questions in the console, over plain HTTP against a real `host serve`: a run's
 //! page shows its questions (escaped), `/ui/approvals` lists the waiting ones, and the
 //! Approve / Reject forms answer as `console:<[ui] user>` only with the `[ui]` credentials and
-//! the CSRF token; someone not on the group's list changes nothing; a closed question is 409.
+//! the CSRF token of that question's form (good on every replica of the store); someone not on
+//! the group's list changes nothing; a closed question is 409. Every console route asks a
+//! browser without credentials to sign in, and `[ui]` alone opens the console.
 
 use std::time::{Duration, Instant};
 
@@ -22,21 +24,16 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 struct Console {
-    _sandbox: Sandbox,
+    sandbox: Sandbox,
     server: Server,
     /// Plain HTTP, redirects not followed: to see the console's own status codes.
     http: ureq::Agent,
 }
 
-impl Console {
-    fn start() -> Console {
-        let sandbox = Sandbox::new();
-        sandbox.add_plugin("asks");
-        sandbox.write(
-            "host.toml",
-            r#"plugin-dirs = ["plugins"]
-[webhooks.api]
-auth = { kind = "none" }
+const ENV: [(&str, &str); 2] = [("UI_PASSWORD", UI_PASSWORD), ("RUN_TOKEN", RUN_TOKEN)];
+
+/// Only `[ui]` (and the run hook the tests ask through): no `[webhooks.api]`.
+const ONLY_UI: &str = r#"plugin-dirs = ["plugins"]
 [webhooks.run]
 auth = { kind = "bearer", token = { env = "RUN_TOKEN" } }
 [ui]
@@ -50,12 +47,27 @@ users = ["someone-else"]
 
 [plugins.asks.grants]
 approval = ["oncall", "others"]
-"#,
-        );
-        let server = Server::start(
-            &sandbox,
-            &[("UI_PASSWORD", UI_PASSWORD), ("RUN_TOKEN", RUN_TOKEN)],
-        );
+"#;
+
+impl Console {
+    fn start() -> Console {
+        Self::start_with(
+            &format!("{ONLY_UI}\n[webhooks.api]\nauth = {{ kind = \"none\" }}\n"),
+            true,
+        )
+    }
+
+    /// With `config` as host.toml; `api_token`: the harness adds its bearer `[webhooks.api]`
+    /// when the config has none.
+    fn start_with(config: &str, api_token: bool) -> Console {
+        let sandbox = Sandbox::new();
+        sandbox.add_plugin("asks");
+        sandbox.write("host.toml", config);
+        let server = if api_token {
+            Server::start(&sandbox, &ENV)
+        } else {
+            Server::start_as_configured(&sandbox, &ENV)
+        };
         let http = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -63,10 +75,33 @@ approval = ["oncall", "others"]
             .build()
             .new_agent();
         Console {
-            _sandbox: sandbox,
+            sandbox,
             server,
             http,
         }
+    }
+
+    /// (status, WWW-Authenticate) of a request, its body left unread (a live stream).
+    fn head(&self, method: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+        let url = self.server.url(path);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(auth) = authorization {
+            request = request.header("authorization", auth);
+        }
+        if method == "POST" {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let response = self
+            .http
+            .run(request.body(Vec::<u8>::new()).unwrap())
+            .expect("an answer");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (response.status().as_u16(), challenge)
     }
 
     fn ask(&self, params: Value) -> String {
@@ -120,7 +155,10 @@ fn csrf_of(form_page: &str) -> String {
         .find("name=\"csrf\" value=\"")
         .expect("a CSRF field")
         + "name=\"csrf\" value=\"".len();
-    form_page[start..start + 64].to_string()
+    let end = form_page[start..]
+        .find('"')
+        .expect("the end of the CSRF field");
+    form_page[start..start + end].to_string()
 }
 
 /// `text` percent-encoded as a form value.
@@ -246,6 +284,15 @@ fn questions_are_shown_and_answered_in_the_console() {
     let run = c.ask(serde_json::json!({ "title": "Pause db-1?" }));
     let id = c.pending_question(&run)["id"].as_str().unwrap().to_string();
     let reason = "<b>not</b> during the sale";
+    // A token is good for its own question's form only.
+    let (status, _) = c.post_form(
+        &format!("/ui/approvals/{id}"),
+        Some(&oncall),
+        &format!("decision=reject&reason=x&csrf={token}"),
+    );
+    assert_eq!(status, 403, "the first question's token on the second");
+    let (_, page) = c.get(&format!("/ui/approvals/{id}"), Some(&oncall));
+    let token = csrf_of(&page);
     let (status, body) = c.post_form(
         &format!("/ui/approvals/{id}"),
         Some(&oncall),
@@ -275,6 +322,8 @@ fn questions_are_shown_and_answered_in_the_console() {
     // A group the console user is not in: refused, still pending, then it expires.
     let run = c.ask(serde_json::json!({ "group": "others", "timeout": "3" }));
     let id = c.pending_question(&run)["id"].as_str().unwrap().to_string();
+    let (_, page) = c.get(&format!("/ui/approvals/{id}"), Some(&oncall));
+    let approve = format!("decision=approve&csrf={}", csrf_of(&page));
     let (status, body) = c.post_form(&format!("/ui/approvals/{id}"), Some(&oncall), &approve);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("not on the approvers list"), "{body}");
@@ -290,4 +339,143 @@ fn questions_are_shown_and_answered_in_the_console() {
 
     let (_, list) = c.get("/ui/approvals", None);
     assert!(list.contains("No question is waiting"), "{list}");
+}
+
+#[test]
+fn every_console_route_asks_a_browser_to_sign_in_and_ui_alone_opens_it() {
+    // Only [ui]: before, every page answered 401 (reading needed [webhooks.api]).
+    let c = Console::start_with(ONLY_UI, false);
+    let oncall = basic("oncall", UI_PASSWORD);
+    let run = c.ask(serde_json::json!({ "title": "Signed in?", "timeout": "120" }));
+    // No read API here: the question as `host approvals` lists it.
+    let deadline = Instant::now() + WAIT;
+    let id = loop {
+        let pending = c.sandbox.host_env(&["approvals", "--json"], &ENV).json();
+        if let Some(q) = pending
+            .as_array()
+            .and_then(|a| a.iter().find(|q| q["run_id"] == run.as_str()))
+        {
+            break q["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "run {run} asked nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let pages = [
+        "/ui".to_string(),
+        "/ui/".into(),
+        "/ui/runs".into(),
+        format!("/ui/runs/{run}"),
+        format!("/ui/runs/{run}/report"),
+        format!("/ui/runs/{run}/report.md"),
+        "/ui/alerts".into(),
+        "/ui/playbooks".into(),
+        "/ui/playbooks/asks/run".into(),
+        "/ui/approvals".into(),
+        format!("/ui/approvals/{id}"),
+        "/ui/outbox".into(),
+    ];
+    // Routes whose answer with the right password is not a page (a stream, a missing row).
+    let others = [
+        ("GET", format!("/ui/runs/{run}/events")),
+        ("GET", format!("/ui/runs/{run}/artifacts/0")),
+        ("GET", "/ui/outbox/1/retry".to_string()),
+        ("POST", "/ui/playbooks/asks/run".to_string()),
+        ("POST", format!("/ui/approvals/{id}")),
+        ("POST", "/ui/outbox/1/retry".to_string()),
+    ];
+    let every = pages
+        .iter()
+        .map(|p| ("GET", p.clone()))
+        .chain(others.iter().cloned());
+    for (method, path) in every {
+        for auth in [
+            None,
+            Some(basic("oncall", "wrong")),
+            Some(basic("mallory", UI_PASSWORD)),
+        ] {
+            let (status, challenge) = c.head(method, &path, auth.as_deref());
+            assert_eq!(status, 401, "{method} {path} as {auth:?}");
+            assert!(
+                challenge.starts_with("Basic realm=\"runbook console\""),
+                "{method} {path}: {challenge:?}"
+            );
+        }
+        let (status, _) = c.head(method, &path, Some(&oncall));
+        assert_ne!(status, 401, "{method} {path} with the [ui] password");
+    }
+    // The right password (positive control): every page.
+    for path in &pages {
+        let (status, page) = c.get(path, Some(&oncall));
+        assert_eq!(status, 200, "{path}: {page}");
+    }
+    // The link in every chat message is the run page: it prompts, then shows the run.
+    assert!(
+        c.get(&format!("/ui/runs/{run}"), Some(&oncall))
+            .1
+            .contains("Signed in?")
+    );
+
+    // `host check` agrees: nothing keeps this console closed…
+    let check = c.sandbox.host_env(&["check"], &ENV);
+    assert!(!check.stderr.contains("console"), "{}", check.stderr);
+    // …while the README's bearer read API without [ui] does, and says which section.
+    c.sandbox.write(
+        "host.toml",
+        "plugin-dirs = [\"plugins\"]\n[webhooks.api]\nauth = { kind = \"bearer\", token = { env = \"RUN_TOKEN\" } }\n",
+    );
+    let check = c.sandbox.host_env(&["check"], &ENV);
+    assert!(
+        check.stderr.contains(
+            "warning: the console (/ui) is closed to browsers: [webhooks.api] uses bearer auth, \
+             which a browser cannot send, and there is no [ui] auth; set [ui] auth = "
+        ),
+        "{}",
+        check.stderr
+    );
+    assert!(!check.stdout.contains("all good"), "{}", check.stdout);
+}
+
+#[test]
+fn csrf_tokens_are_per_form_and_good_on_every_replica_of_the_store() {
+    let c = Console::start();
+    // A second `host serve` on the same store (another replica).
+    let replica = Server::start(&c.sandbox, &ENV);
+    let oncall = basic("oncall", UI_PASSWORD);
+    let run = c.ask(serde_json::json!({ "title": "Across replicas?", "timeout": "120" }));
+    let id = c.pending_question(&run)["id"].as_str().unwrap().to_string();
+    let form = format!("/ui/approvals/{id}");
+    let (_, page) = c.get(&form, Some(&oncall));
+    let token = csrf_of(&page);
+    let (_, page) = c.get("/ui/playbooks/asks/run", Some(&oncall));
+    let run_form_token = csrf_of(&page);
+
+    let post = |body: &str| {
+        c.http
+            .post(replica.url(&form))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", &oncall)
+            .send(body)
+            .expect("an answer")
+            .status()
+            .as_u16()
+    };
+    // The run form's token on the question's form: refused, on either replica.
+    assert_eq!(
+        post(&format!("decision=approve&csrf={run_form_token}")),
+        403
+    );
+    assert_eq!(
+        c.post_form(
+            &form,
+            Some(&oncall),
+            &format!("decision=approve&csrf={run_form_token}")
+        )
+        .0,
+        403
+    );
+    assert_eq!(c.question(&run)["state"], "pending");
+    // The question's own token, served by the first replica, answers on the second.
+    assert_eq!(post(&format!("decision=approve&csrf={token}")), 303);
+    let done = c.server.wait_for_run(&run, WAIT);
+    assert_eq!(done["summary"], "approved by console:oncall", "{done:#}");
 }

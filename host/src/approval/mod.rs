@@ -7,7 +7,10 @@
 //! Who may answer is the operator's `[approvers.<group>]`, checked on the identity the
 //! channel vouches for (a Telegram user id from the Bot API, a Slack user id from a signed
 //! payload, the console's authenticated user, the login name at the CLI), never on a name
-//! a message carries.
+//! a message carries. A chat answer also counts only through the channel that carried the
+//! question: the `[notify]` channel whose credential vouched for the answer (the Slack
+//! signing secret that verified the click, the Telegram bot that received the press) must be
+//! one the question was posted to and one of the group's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -56,8 +59,19 @@ fn default_max_wait_secs() -> u64 {
 /// Someone answering, as the channel that carried the answer vouches for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approver {
-    Telegram { id: i64, username: Option<String> },
-    Slack { id: String, name: Option<String> },
+    /// `channels`: the `[notify]` channels of the bot that received the press (every channel
+    /// configured with that bot).
+    Telegram {
+        id: i64,
+        username: Option<String>,
+        channels: Vec<String>,
+    },
+    /// `channels`: the `[notify]` channels whose signing secret verified the click.
+    Slack {
+        id: String,
+        name: Option<String>,
+        channels: Vec<String>,
+    },
     Console(String),
     Cli(String),
 }
@@ -77,16 +91,27 @@ impl Approver {
     pub fn name(&self) -> String {
         let clean = |s: &str| crate::text::echo(&without_controls(s, false)).into_owned();
         match self {
-            Approver::Telegram { id, username } => match username {
+            Approver::Telegram { id, username, .. } => match username {
                 Some(u) => format!("telegram:{id} (@{})", clean(u)),
                 None => format!("telegram:{id}"),
             },
-            Approver::Slack { id, name } => match name {
+            Approver::Slack { id, name, .. } => match name {
                 Some(n) => format!("slack:{} ({})", clean(id), clean(n)),
                 None => format!("slack:{}", clean(id)),
             },
             Approver::Console(user) => format!("console:{}", clean(user)),
             Approver::Cli(user) => format!("cli:{}", clean(user)),
+        }
+    }
+
+    /// The chat channels that vouched for this answer; `None` for the console and the CLI,
+    /// whose authority is their own (the `[ui]` credentials, a login with the store).
+    fn channels(&self) -> Option<&[String]> {
+        match self {
+            Approver::Telegram { channels, .. } | Approver::Slack { channels, .. } => {
+                Some(channels)
+            }
+            Approver::Console(_) | Approver::Cli(_) => None,
         }
     }
 }
@@ -110,6 +135,22 @@ impl ApproverGroup {
 
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs(self.max_wait_secs.max(1))
+    }
+
+    /// Whether `who`'s answer came through a channel that carried `record`'s question and is
+    /// one of this group's: a chat app or bot that never posted it (or posted it for another
+    /// group) vouches for nobody here. The console and the CLI carry no channel.
+    pub fn carried(&self, record: &ApprovalRecord, who: &Approver) -> bool {
+        let Some(vouching) = who.channels() else {
+            return true;
+        };
+        record.messages.iter().any(|posted| {
+            posted["channel"].as_str().is_some_and(|channel| {
+                posted["kind"].as_str() == Some(who.via())
+                    && vouching.iter().any(|c| c == channel)
+                    && self.channels.iter().any(|c| c == channel)
+            })
+        })
     }
 }
 
@@ -388,8 +429,8 @@ impl Approvals {
         if record.state != "pending" {
             return Ok(Answered::Closed(record));
         }
-        let allowed = self.group(&record.group).is_some_and(|g| g.allows(who));
-        if !allowed {
+        let group = self.group(&record.group);
+        if !group.as_ref().is_some_and(|g| g.allows(who)) {
             tracing::warn!(
                 approval = id,
                 who = %who.name(),
@@ -400,6 +441,21 @@ impl Approvals {
                 "{} is not on the approvers list of group {:?}",
                 who.name(),
                 record.group
+            )));
+        }
+        if !group.is_some_and(|g| g.carried(&record, who)) {
+            tracing::warn!(
+                approval = id,
+                who = %who.name(),
+                group = %record.group,
+                channels = ?who.channels().unwrap_or_default(),
+                "approval answer refused: it came through a channel that did not carry the question"
+            );
+            return Ok(Answered::NotAllowed(format!(
+                "this question was not posted to group {:?} through the {} channel that carried \
+                 this answer",
+                record.group,
+                who.via()
             )));
         }
         let decision = Decision {
@@ -554,25 +610,29 @@ mod tests {
         }
     }
 
+    fn telegram(id: i64, username: Option<&str>) -> Approver {
+        Approver::Telegram {
+            id,
+            username: username.map(String::from),
+            channels: vec!["tg".into()],
+        }
+    }
+
+    fn slack(id: &str, name: Option<&str>, channels: &[&str]) -> Approver {
+        Approver::Slack {
+            id: id.into(),
+            name: name.map(String::from),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn only_listed_identities_of_the_answering_channel_may_answer() {
         let g = group();
-        assert!(g.allows(&Approver::Telegram {
-            id: 111,
-            username: Some("mallory".into())
-        }));
-        assert!(!g.allows(&Approver::Telegram {
-            id: 222,
-            username: Some("alice".into())
-        }));
-        assert!(g.allows(&Approver::Slack {
-            id: "U111".into(),
-            name: None
-        }));
-        assert!(!g.allows(&Approver::Slack {
-            id: "U222".into(),
-            name: Some("U111".into())
-        }));
+        assert!(g.allows(&telegram(111, Some("mallory"))));
+        assert!(!g.allows(&telegram(222, Some("alice"))));
+        assert!(g.allows(&slack("U111", None, &["slack"])));
+        assert!(!g.allows(&slack("U222", Some("U111"), &["slack"])));
         assert!(g.allows(&Approver::Cli("alice".into())));
         assert!(g.allows(&Approver::Console("alice".into())));
         // An id of one channel is not a name on another.
@@ -581,11 +641,62 @@ mod tests {
     }
 
     #[test]
-    fn names_carry_no_control_characters() {
-        let who = Approver::Telegram {
-            id: 5,
-            username: Some("eve\u{1b}[2J\nroot".into()),
+    fn a_chat_answer_counts_only_through_a_channel_that_carried_the_question() {
+        let g = ApproverGroup {
+            channels: vec!["tg".into(), "slack".into()],
+            ..group()
         };
+        let record = ApprovalRecord {
+            id: "0123456789abcdef".into(),
+            run_id: "r".into(),
+            playbook: "p".into(),
+            group: "oncall".into(),
+            title: "t".into(),
+            body: String::new(),
+            actions: Vec::new(),
+            state: "pending".into(),
+            asked_at: String::new(),
+            expires_at: String::new(),
+            answered_by: None,
+            answered_via: None,
+            answered_at: None,
+            reason: None,
+            messages: vec![
+                serde_json::json!({"channel": "tg", "kind": "telegram", "chat_id": "-1", "message_id": 7}),
+                serde_json::json!({"channel": "slack", "kind": "slack"}),
+                serde_json::json!({"channel": "mail", "kind": "outbox", "outbox_id": 3}),
+            ],
+        };
+        // Positive controls: the channels that posted it, of the group.
+        assert!(g.carried(&record, &telegram(111, None)));
+        assert!(g.carried(&record, &slack("U111", None, &["slack"])));
+        assert!(g.carried(&record, &slack("U111", None, &["other-app", "slack"])));
+        // Another Slack app, another bot, or no channel at all vouches for nothing here.
+        assert!(!g.carried(&record, &slack("U111", None, &["other-app"])));
+        assert!(!g.carried(&record, &slack("U111", None, &[])));
+        let other_bot = Approver::Telegram {
+            id: 111,
+            username: None,
+            channels: vec!["tg-b".into()],
+        };
+        assert!(!g.carried(&record, &other_bot));
+        // A channel name of the other kind is not a carrier: a Slack signer named like the bot.
+        assert!(!g.carried(&record, &slack("U111", None, &["tg"])));
+        // Posted there but no longer a channel of the group (reloaded): refused.
+        let moved = ApproverGroup {
+            channels: vec!["tg".into()],
+            ..group()
+        };
+        assert!(!moved.carried(&record, &slack("U111", None, &["slack"])));
+        assert!(moved.carried(&record, &telegram(111, None)));
+        // The console and the CLI carry no channel: their own auth vouches.
+        assert!(g.carried(&record, &Approver::Console("alice".into())));
+        assert!(g.carried(&record, &Approver::Cli("alice".into())));
+    }
+
+    #[test]
+    fn names_carry_no_control_characters() {
+        let who = telegram(5, Some("eve\u{1b}[2J\nroot"));
         assert_eq!(who.name(), "telegram:5 (@eve[2Jroot)");
         assert_eq!(Approver::Cli("bob".into()).name(), "cli:bob");
     }

@@ -117,15 +117,16 @@ fn section(text: &str) -> Value {
     json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(text, TEXT_LIMIT) } })
 }
 
-/// The name of the Slack channel whose signing secret signed this request. `Err` is the
-/// reason for the log; the caller only ever answers 401.
+/// The names of the Slack channels whose signing secret signed this request (several when
+/// channels share one Slack app's secret): they, and only they, vouch for the click. `Err` is
+/// the reason for the log; the caller only ever answers 401.
 pub fn verify(
     secrets: &[(String, Vec<u8>)],
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
     now: u64,
-) -> Result<String, String> {
+) -> Result<Vec<String>, String> {
     if secrets.is_empty() {
         return Err("no [notify.<name>] Slack channel has a signing-secret".into());
     }
@@ -145,16 +146,19 @@ pub fn verify(
         .and_then(|h| hex::decode(h).ok())
         .ok_or("X-Slack-Signature is not v0=<hex>")?;
     // Every secret is tried (no early exit), each comparison constant-time.
-    let mut signer = None;
+    let mut signers = Vec::new();
     for (channel, secret) in secrets {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
         mac.update(format!("v0:{timestamp}:").as_bytes());
         mac.update(body);
-        if mac.verify_slice(&given).is_ok() && signer.is_none() {
-            signer = Some(channel.clone());
+        if mac.verify_slice(&given).is_ok() {
+            signers.push(channel.clone());
         }
     }
-    signer.ok_or_else(|| "wrong X-Slack-Signature".into())
+    if signers.is_empty() {
+        return Err("wrong X-Slack-Signature".into());
+    }
+    Ok(signers)
 }
 
 /// A button click, as the signed payload tells it.
@@ -270,12 +274,14 @@ impl Approvals {
         secrets
     }
 
-    /// A verified click from Slack channel `channel`: recorded like any answer, then the
-    /// clicker's message replaced (or an ephemeral refusal) through `response_url`.
-    pub async fn slack_click(&self, channel: &str, click: Click) {
+    /// A click verified by the signing secret of the Slack channels `signers`: recorded like
+    /// any answer (which counts it only if one of them carried the question to its group),
+    /// then the clicker's message replaced (or an ephemeral refusal) through `response_url`.
+    pub async fn slack_click(&self, signers: Vec<String>, click: Click) {
         let who = Approver::Slack {
             id: click.user_id.clone(),
             name: click.user_name.clone(),
+            channels: signers.clone(),
         };
         let reason = (!click.approve).then(|| "rejected in Slack".to_string());
         let follow_up = match self
@@ -296,17 +302,20 @@ impl Approvals {
         let Some(response_url) = click.response_url else {
             return;
         };
-        let webhook = match self.channel(channel) {
-            Some(ChannelConfig::Slack { webhook_url, .. }) => webhook_url.load().ok(),
-            _ => None,
-        };
-        if !webhook.is_some_and(|w| same_origin(&response_url, &w)) {
+        // Followed only to the webhook origin of a channel that signed the click.
+        let channel = signers.iter().find(|name| match self.channel(name) {
+            Some(ChannelConfig::Slack { webhook_url, .. }) => webhook_url
+                .load()
+                .is_ok_and(|w| same_origin(&response_url, &w)),
+            _ => false,
+        });
+        let Some(channel) = channel else {
             tracing::warn!(
-                channel,
+                channels = ?signers,
                 "Slack response_url is not on the webhook's origin: not followed"
             );
             return;
-        }
+        };
         let sent = self
             .client
             .post(&response_url)
@@ -316,8 +325,10 @@ impl Approvals {
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {}
-            Ok(r) => tracing::warn!(channel, "Slack response_url answered {}", r.status()),
-            Err(e) => tracing::warn!(channel, "Slack response_url: {}", e.without_url()),
+            Ok(r) => {
+                tracing::warn!(channel = %channel, "Slack response_url answered {}", r.status())
+            }
+            Err(e) => tracing::warn!(channel = %channel, "Slack response_url: {}", e.without_url()),
         }
     }
 }
@@ -355,7 +366,23 @@ mod tests {
         let ok = |ts: Option<&str>, sig: Option<&str>, now| verify(&secrets, ts, sig, body, now);
         assert_eq!(
             ok(Some("1531420618"), Some(expected), 1531420618 + 299),
-            Ok("slack".into())
+            Ok(vec!["slack".to_string()])
+        );
+        // Two channels of one Slack app (one secret): both signed it.
+        let shared = vec![
+            ("slack".to_string(), secret.as_bytes().to_vec()),
+            ("other".to_string(), b"nope".to_vec()),
+            ("slack-2".to_string(), secret.as_bytes().to_vec()),
+        ];
+        assert_eq!(
+            verify(
+                &shared,
+                Some("1531420618"),
+                Some(expected),
+                body,
+                1531420618
+            ),
+            Ok(vec!["slack".to_string(), "slack-2".to_string()])
         );
         assert!(ok(Some("1531420618"), Some(expected), 1531420618 + 301).is_err());
         assert!(ok(Some("1531420618"), Some(expected), 1531420618 - 301).is_err());

@@ -2,7 +2,8 @@
 //! through `getUpdates` long-polling (no public URL needed), each `callback_query` checked
 //! against the group's Telegram user ids (`from.id`, which the Bot API vouches for), then
 //! `answerCallbackQuery` (the presser's feedback) and `editMessageText` (the decision, the
-//! buttons gone).
+//! buttons gone). A press counts only when the bot that received it is the bot of a channel
+//! that posted the question to its group: bot B vouches for nothing on bot A's question.
 //!
 //! The bot token is part of every URL: errors are reported without their URL.
 
@@ -252,7 +253,7 @@ async fn poll(approvals: Weak<Approvals>, channel: String, base: String) {
 
 async fn handle(approvals: &Approvals, api: &Api<'_>, query: &Value) {
     let query_id = query["id"].as_str().unwrap_or_default();
-    let (text, alert) = match decide(approvals, query).await {
+    let (text, alert) = match decide(approvals, &approvals.bot_channels(&api.base), query).await {
         Ok(Answered::Recorded(record)) => (decision_line(&record), false),
         Ok(Answered::Closed(record)) => {
             (format!("Already decided: {}", decision_line(&record)), true)
@@ -278,9 +279,33 @@ async fn handle(approvals: &Approvals, api: &Api<'_>, query: &Value) {
     }
 }
 
-/// What a button press decides: the approval its data names, answered by `from.id`, and only
-/// when pressed on a message that question was posted as (the data alone names nothing).
-async fn decide(approvals: &Approvals, query: &Value) -> Result<Answered> {
+impl Approvals {
+    /// The `[notify]` Telegram channels whose bot is the one at `base` (its API URL and token):
+    /// the channels a press received by that bot can have come through.
+    fn bot_channels(&self, base: &str) -> Vec<String> {
+        self.notifier
+            .names()
+            .into_iter()
+            .filter(|name| match self.channel(name) {
+                Some(crate::notify::ChannelConfig::Telegram {
+                    bot_token,
+                    base_url,
+                    ..
+                }) => bot_token
+                    .load()
+                    .is_ok_and(|token| Api::new(&self.client, &base_url, &token).base == base),
+                _ => false,
+            })
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// What a button press received by the bot of `channels` decides: the approval its data
+/// names, answered by `from.id`, and only when pressed on a message that question was posted
+/// as through one of those channels (the data alone names nothing, and another bot's message
+/// is not this bot's to answer).
+async fn decide(approvals: &Approvals, channels: &[String], query: &Value) -> Result<Answered> {
     let Some((id, approve)) = query["data"].as_str().and_then(parse_callback) else {
         return Ok(Answered::NotFound);
     };
@@ -290,27 +315,32 @@ async fn decide(approvals: &Approvals, query: &Value) -> Result<Answered> {
     let Some(record) = approvals.store().approval(id).await? else {
         return Ok(Answered::NotFound);
     };
-    if !posted_on(&record, &query["message"]) {
+    if !posted_on(&record, channels, &query["message"]) {
         tracing::warn!(
             approval = id,
             user,
-            "Telegram answer refused: pressed on a message that is not the question's"
+            "Telegram answer refused: pressed on a message that is not the question's as this bot posted it"
         );
         return Ok(Answered::NotFound);
     }
     let who = Approver::Telegram {
         id: user,
         username: query["from"]["username"].as_str().map(String::from),
+        channels: channels.to_vec(),
     };
     let reason = (!approve).then(|| "rejected in Telegram".to_string());
     approvals.answer(id, &who, approve, reason).await
 }
 
-/// Whether `message` (a callback's) is one the question was posted as: same message id, and
-/// the same chat (by id, or by `@username` for a public channel configured that way).
-fn posted_on(record: &ApprovalRecord, message: &Value) -> bool {
+/// Whether `message` (a callback's) is one the question was posted as through one of
+/// `channels`: same message id, and the same chat (by id, or by `@username` for a public
+/// channel configured that way).
+fn posted_on(record: &ApprovalRecord, channels: &[String], message: &Value) -> bool {
     let chat = &message["chat"];
     record.messages.iter().any(|posted| {
+        let through = posted["channel"]
+            .as_str()
+            .is_some_and(|name| channels.iter().any(|c| c == name));
         let same_chat = match posted["chat_id"].as_str() {
             Some(name) if name.starts_with('@') => {
                 chat["username"]
@@ -322,7 +352,8 @@ fn posted_on(record: &ApprovalRecord, message: &Value) -> bool {
             Some(number) => number.parse::<i64>().ok() == chat["id"].as_i64(),
             None => posted["chat_id"].as_i64() == chat["id"].as_i64(),
         };
-        posted["kind"] == "telegram"
+        through
+            && posted["kind"] == "telegram"
             && posted["message_id"].as_i64().is_some()
             && posted["message_id"].as_i64() == message["message_id"].as_i64()
             && same_chat
@@ -374,8 +405,13 @@ mod tests {
                 json!({"channel": "mail", "kind": "outbox", "outbox_id": 7}),
             ],
         };
+        let bots = ["tg".to_string(), "pub".to_string()];
         let on = |chat: Value, message_id: i64| {
-            posted_on(&record, &json!({"message_id": message_id, "chat": chat}))
+            posted_on(
+                &record,
+                &bots,
+                &json!({"message_id": message_id, "chat": chat}),
+            )
         };
         assert!(on(json!({"id": -1001}), 7));
         assert!(on(json!({"id": -1009, "username": "ops"}), 9));
@@ -386,6 +422,11 @@ mod tests {
             "not @ops"
         );
         assert!(!on(json!({"id": -1001}), 9));
-        assert!(!posted_on(&record, &Value::Null));
+        assert!(!posted_on(&record, &bots, &Value::Null));
+        // The same chat and message seen by another bot: not its question.
+        let message = json!({"message_id": 7, "chat": {"id": -1001}});
+        assert!(!posted_on(&record, &["other".to_string()], &message));
+        assert!(!posted_on(&record, &[], &message));
+        assert!(posted_on(&record, &["tg".to_string()], &message));
     }
 }

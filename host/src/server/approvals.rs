@@ -47,9 +47,11 @@ async fn list_approvals(
 }
 
 /// A click on a question's button in Slack. The body (capped by the router) is checked
-/// against every Slack channel's signing secret before any of it is read; the answer is
-/// recorded after the 200 (Slack wants one within 3 s) and the clicker hears back through
-/// the payload's `response_url`. Neither the payload nor a secret is ever logged.
+/// against every Slack channel's signing secret before any of it is read; the channels whose
+/// secret signed it are the only ones that vouch for it (`Approvals::answer` counts it only
+/// when one of them carried the question to its group). The answer is recorded after the
+/// 200 (Slack wants one within 3 s) and the clicker hears back through the payload's
+/// `response_url`. Neither the payload nor a secret is ever logged.
 async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     const ENDPOINT: &str = "slack-interactive";
     let Some(approvals) = app.dispatcher.host().approvals() else {
@@ -68,8 +70,8 @@ async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: 
         &body,
         slack::now_secs(),
     );
-    let channel = match verified {
-        Ok(channel) => channel,
+    let signers = match verified {
+        Ok(signers) => signers,
         Err(reason) => {
             tracing::warn!("refused a call to {ENDPOINT}: {reason}");
             let mut refused = error(&app, ENDPOINT, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -81,6 +83,6 @@ async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: 
         // Another interaction of the same Slack app (or a malformed one): acknowledged, ignored.
         return reply(&app, ENDPOINT, StatusCode::OK, json!({}));
     };
-    tokio::spawn(async move { approvals.slack_click(&channel, click).await });
+    tokio::spawn(async move { approvals.slack_click(signers, click).await });
     reply(&app, ENDPOINT, StatusCode::OK, json!({}))
 }

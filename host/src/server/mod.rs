@@ -46,15 +46,23 @@ pub fn check_fleet(config: &crate::config::FleetConfig) -> Result<()> {
     fleet::Fleet::from_config(config).map(|_| ())
 }
 
+/// Whether `[ui]` is usable: a kind the console takes, its secret loads.
+pub fn check_ui(config: &crate::config::UiConfig) -> Result<()> {
+    ui::verifier(config).map(|_| ())
+}
+
 /// Seconds a client is told to wait when the queue is full.
 const RETRY_AFTER_SECS: u64 = 5;
 
 struct App {
     dispatcher: Arc<Dispatcher>,
     fleet: fleet::Fleet,
-    /// Routes and webhook auth as host.toml last (re)loaded them (SIGHUP).
+    /// Routes, webhook auth and the console's `[ui]` auth as host.toml last (re)loaded them
+    /// (SIGHUP).
     live: std::sync::RwLock<Arc<reload::Live>>,
     console: ui::Console,
+    /// The `[[schedule]]`s firing, as host.toml last (re)loaded them.
+    schedules: schedule::Schedules,
 }
 
 impl App {
@@ -88,21 +96,24 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let lease = host.config.server.lease();
     let fleet = fleet::Fleet::from_config(&host.config.fleet)?;
     let node_wait = fleet.node_wait;
-    let console = ui::Console::from_config(&host.config.ui).context("[ui]")?;
+    let console = ui::Console::new(&*store).await?;
     if let Some(url) = &host.config.server.public_url {
         crate::notify::set_public_url(url).context("[server] public-url")?;
     }
     let node_intake = fleet.intake(&host.config.fleet);
-    let dispatcher = Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()), node_intake)
-        .context("starting the runtime that executes runs")?;
+    let dispatcher = Arc::new(
+        Dispatcher::new(Arc::new(host), Arc::new(Metrics::new()), node_intake)
+            .context("starting the runtime that executes runs")?,
+    );
+    let schedules = schedule::Schedules::start(&dispatcher).await?;
     let app = Arc::new(App {
-        dispatcher: Arc::new(dispatcher),
+        dispatcher,
         fleet,
         live: std::sync::RwLock::new(Arc::new(live)),
         console,
+        schedules,
     });
     let reloader = tokio::spawn(reload::on_sighup(app.clone()));
-    let schedules = schedule::start(&app.dispatcher).await?;
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
     // this one's leases are renewed as long as it lives.
     let (stop_looking, stopped) = tokio::sync::watch::channel(false);
@@ -151,7 +162,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         closing.cancel();
     })
     .await?;
-    schedules.iter().for_each(|s| s.abort());
+    app.schedules.stop();
     // Runs it already claimed start; then the running ones get the grace.
     app.dispatcher.stop_claiming();
     let _ = claims.await;
@@ -663,6 +674,12 @@ async fn stored_run(
     if let Some(denied) = refuse_api(app, headers).await {
         return Err(Box::new(denied));
     }
+    find_run(app, id).await
+}
+
+/// The run, or the response that says why not (404, store error), for a caller whose auth
+/// was checked (the API's, the console's gate).
+async fn find_run(app: &App, id: String) -> Result<StoredRun, Box<Response>> {
     let store = app.dispatcher.host().store.clone().expect("store");
     let found = store.get(&id).await;
     let refusal = match found {
@@ -679,7 +696,10 @@ async fn run_report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match stored_report(&app, &headers, id).await {
+    if let Some(denied) = refuse_api(&app, &headers).await {
+        return denied;
+    }
+    match report_of(&app, id).await {
         Ok((_, report)) => {
             app.dispatcher.metrics.request("runs", 200);
             (
@@ -692,13 +712,13 @@ async fn run_report(
     }
 }
 
-/// A run (read auth) and its post-incident report in Markdown, with the questions it asked.
-async fn stored_report(
+/// A run and its post-incident report in Markdown, with the questions it asked, for a caller
+/// whose auth was checked.
+async fn report_of(
     app: &App,
-    headers: &HeaderMap,
     id: String,
 ) -> Result<(crate::store::StoredRun, String), Box<Response>> {
-    let run = stored_run(app, headers, id).await?;
+    let run = find_run(app, id).await?;
     let store = app.dispatcher.host().store.clone().expect("store");
     let report = crate::postmortem::render_from(&*store, &run).await;
     Ok((run, report))

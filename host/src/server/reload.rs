@@ -1,9 +1,16 @@
-//! SIGHUP: `host serve` reads host.toml again and applies routes, webhook auth, fleet node
-//! tokens, and playbooks' grants and limits (from the next run on; running runs keep theirs).
-//! Everything is built and checked first (secrets loaded, matchers and templates compiled);
-//! on any error nothing changes and the reason is logged. What only a restart changes (listen
-//! address, store, plugin dirs, cache, `[server]`, `[fleet]` timings, notification channels) is
-//! named in a warning when it differs.
+//! SIGHUP: `host serve` reads host.toml again. Every key that decides who may do what takes
+//! effect: routes, webhook auth, the console's `[ui]` auth (its old credentials and their CSRF
+//! tokens stop working), fleet node tokens, approver groups, playbooks' grants and limits
+//! (from the next run on; running runs keep theirs) and schedules (a removed one stops, an
+//! added one starts). Everything is built and checked first (secrets loaded, matchers and
+//! templates compiled, schedules' playbooks found); on any error nothing changes and the
+//! reason is logged.
+//!
+//! What a running server cannot apply is never passed over in silence. A change to a key
+//! that decides access but cannot be swapped live (`[notify]`: its channels carry the
+//! questions and vouch for the answers) refuses the whole reload, naming it; a change to one
+//! that only a restart applies and that grants nothing (listen address, store, cache,
+//! `[server]`, `[fleet]` timings, `max-concurrent`) is named in the "reloaded" line.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,12 +20,14 @@ use anyhow::{Context, Result};
 use super::auth::Verifier;
 use super::routing::Router as AlertRouter;
 use super::{Shared, fleet::Fleet};
-use crate::config::Config;
+use crate::config::{Config, FleetConfig, PluginConfig};
 
-/// What a reload swaps for the webhook handlers.
+/// What a reload swaps for the request handlers: everything that decides who may call.
 pub struct Live {
     pub router: AlertRouter,
     pub verifiers: HashMap<String, Verifier>,
+    /// `[ui]`: who may use the console's forms (and read it); `None` closes the forms.
+    pub ui: Option<Verifier>,
 }
 
 impl Live {
@@ -30,7 +39,12 @@ impl Live {
                 Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
             verifiers.insert(name.clone(), verifier);
         }
-        Ok(Live { router, verifiers })
+        let ui = super::ui::verifier(&config.ui).context("[ui]")?;
+        Ok(Live {
+            router,
+            verifiers,
+            ui,
+        })
     }
 }
 
@@ -41,8 +55,19 @@ pub async fn on_sighup(app: Shared) {
         return;
     };
     while hangups.recv().await.is_some() {
-        match reload(&app) {
-            Ok(summary) => tracing::info!("host.toml reloaded: {summary}"),
+        match reload(&app).await {
+            Ok(Reloaded { summary, restart }) if restart.is_empty() => {
+                tracing::info!("host.toml reloaded: {summary}")
+            }
+            Ok(Reloaded { summary, restart }) => {
+                let keys = restart.join(", ");
+                tracing::warn!(
+                    "host.toml: {keys} changed; that takes a restart (the rest is applied)"
+                );
+                tracing::warn!(
+                    "host.toml reloaded except {keys} (not applied until a restart): {summary}"
+                )
+            }
             Err(e) => tracing::error!(
                 "host.toml not reloaded, the running config stays: {}",
                 crate::text::escape(&format!("{e:#}"))
@@ -51,7 +76,13 @@ pub async fn on_sighup(app: Shared) {
     }
 }
 
-fn reload(app: &Shared) -> Result<String> {
+/// A reload that was applied: what it holds, and the changed keys a restart applies.
+struct Reloaded {
+    summary: String,
+    restart: Vec<&'static str>,
+}
+
+async fn reload(app: &Shared) -> Result<Reloaded> {
     let host = app.dispatcher.host();
     let path = host
         .config
@@ -59,62 +90,314 @@ fn reload(app: &Shared) -> Result<String> {
         .clone()
         .context("the server started without a config file: nothing to reload")?;
     let config = Config::load(&path)?;
-    let live = Live::from_config(&config)?;
-    let tokens = Fleet::tokens_of(&config.fleet)?;
-    let restart_only = host.with_policy(|old| needs_restart(old, &config));
-    if !restart_only.is_empty() {
-        tracing::warn!(
-            "host.toml: {} changed; that takes a restart (the rest is applied)",
-            restart_only.join(", ")
-        );
-    }
-    let summary = format!(
-        "{} routes, {} webhook endpoints, {} fleet nodes, {} playbooks configured",
-        config.routes.len(),
-        live.verifiers.len(),
-        tokens.len(),
-        config.plugins.len()
+    let changed = host.with_policy(|old| changed_keys(old, &config));
+    let refused: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|key| on_reload(key) == OnReload::Refused)
+        .collect();
+    anyhow::ensure!(
+        refused.is_empty(),
+        "{} changed, which decides who may do what and takes a restart to apply; nothing was \
+         reloaded (restart `host serve`, or undo the change and send SIGHUP again)",
+        refused.join(", ")
     );
+    let live = Live::from_config(&config)?;
+    let console = live.ui.as_ref().map_or("closed", Verifier::kind);
+    let tokens = Fleet::tokens_of(&config.fleet)?;
+    app.schedules.check(&config.schedules).await?;
+
+    // Checked: now applied, all of it.
     *app.live.write().unwrap() = Arc::new(live);
     app.fleet.set_tokens(tokens);
-    host.reload_policy(Arc::new(config));
-    Ok(summary)
+    let schedules = app.schedules.replace(config.schedules.clone());
+    let config = Arc::new(config);
+    host.reload_policy(config.clone());
+    if let Some(approvals) = host.approvals() {
+        // A group may now post to a Telegram channel nobody polled.
+        approvals.listen();
+    }
+    let mut summary = format!(
+        "{} routes, {} webhook endpoints, console forms {console}, {} fleet nodes, {} approver \
+         groups, {} playbooks configured, {} schedules",
+        config.routes.len(),
+        config.webhooks.len(),
+        config.fleet.nodes.len(),
+        config.approvers.len(),
+        config.plugins.len(),
+        config.schedules.len(),
+    );
+    for (what, names) in [
+        ("started", &schedules.started),
+        ("stopped", &schedules.stopped),
+        ("restarted", &schedules.restarted),
+    ] {
+        if !names.is_empty() {
+            summary.push_str(&format!("; schedules {what}: {}", names.join(", ")));
+        }
+    }
+    let restart = changed
+        .into_iter()
+        .filter(|key| on_reload(key) == OnReload::Restart)
+        .collect();
+    Ok(Reloaded { summary, restart })
 }
 
-/// The keys whose new values a running server does not apply.
-fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+/// What a SIGHUP does with a key of host.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnReload {
+    /// Takes effect at once.
+    Applied,
+    /// Decides who may do what but cannot be swapped in a running server: a change refuses
+    /// the whole reload.
+    Refused,
+    /// Grants nothing; applied by a restart, and named when it changed.
+    Restart,
+}
+
+/// Every key of host.toml as `changed_keys` names it, and what a reload does with it.
+pub const KEYS: &[(&str, OnReload)] = &[
+    ("[[route]]", OnReload::Applied),
+    ("[webhooks]", OnReload::Applied),
+    ("[ui]", OnReload::Applied),
+    ("[fleet.nodes]", OnReload::Applied),
+    ("[approvers]", OnReload::Applied),
+    ("[plugins] grants and limits", OnReload::Applied),
+    ("[[schedule]]", OnReload::Applied),
+    ("[notify]", OnReload::Refused),
+    ("plugin-dirs", OnReload::Restart),
+    ("cache-dir", OnReload::Restart),
+    ("max-component-mib", OnReload::Restart),
+    ("store", OnReload::Restart),
+    ("store-connections", OnReload::Restart),
+    ("[server]", OnReload::Restart),
+    ("[fleet] node-wait-secs / poll-secs", OnReload::Restart),
+    ("[plugins] max-concurrent", OnReload::Restart),
+];
+
+fn on_reload(key: &str) -> OnReload {
+    KEYS.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, on)| *on)
+        // A key without a place is refused rather than passed over.
+        .unwrap_or(OnReload::Refused)
+}
+
+/// The keys whose value differs between the running config and the new one. Every field of
+/// `Config` is taken apart here: a key added to the config does not compile until it is
+/// compared (and `KEYS` says what a reload does with it).
+fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let Config {
+        plugin_dirs,
+        cache_dir,
+        max_component_mib,
+        store,
+        store_connections,
+        notify,
+        plugins,
+        server,
+        webhooks,
+        fleet:
+            FleetConfig {
+                node_wait_secs,
+                poll_secs,
+                nodes,
+            },
+        ui,
+        approvers,
+        routes,
+        schedules,
+        source: _,
+    } = new;
     let mut changed = Vec::new();
-    for (key, a, b) in [
-        (
-            "plugin-dirs",
-            &old.plugin_dirs as &dyn std::fmt::Debug,
-            &new.plugin_dirs as &dyn std::fmt::Debug,
-        ),
-        ("store", &old.store, &new.store),
-        (
-            "store-connections",
-            &old.store_connections,
-            &new.store_connections,
-        ),
-        ("cache-dir", &old.cache_dir, &new.cache_dir),
-        (
-            "max-component-mib",
-            &old.max_component_mib,
-            &new.max_component_mib,
-        ),
-        ("[server]", &old.server, &new.server),
-        ("[notify]", &old.notify, &new.notify),
-    ] {
+    let mut compare = |key: &'static str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
         if differs(a, b) {
             changed.push(key);
         }
-    }
-    if old.fleet.node_wait_secs != new.fleet.node_wait_secs
-        || old.fleet.poll_secs != new.fleet.poll_secs
-    {
-        changed.push("[fleet] node-wait-secs / poll-secs");
-    }
+    };
+    compare("[[route]]", &old.routes, routes);
+    compare("[webhooks]", &old.webhooks, webhooks);
+    compare("[ui]", &old.ui, ui);
+    compare("[fleet.nodes]", &old.fleet.nodes, nodes);
+    compare("[approvers]", &old.approvers, approvers);
+    compare("[[schedule]]", &old.schedules, schedules);
+    compare("[notify]", &old.notify, notify);
+    compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
+    compare("cache-dir", &old.cache_dir, cache_dir);
+    compare(
+        "max-component-mib",
+        &old.max_component_mib,
+        max_component_mib,
+    );
+    compare("store", &old.store, store);
+    compare(
+        "store-connections",
+        &old.store_connections,
+        store_connections,
+    );
+    compare("[server]", &old.server, server);
+    compare(
+        "[fleet] node-wait-secs / poll-secs",
+        &(old.fleet.node_wait_secs, old.fleet.poll_secs),
+        &(node_wait_secs, poll_secs),
+    );
+    let split = |plugins: &std::collections::BTreeMap<String, PluginConfig>| {
+        let mut policy = Vec::new();
+        let mut concurrency = Vec::new();
+        for (name, plugin) in plugins {
+            let PluginConfig {
+                max_concurrent,
+                grants,
+                deadline_secs,
+                memory_mib,
+                max_notifications,
+                max_http_calls,
+            } = plugin;
+            policy.push(format!(
+                "{name}: {grants:?} {deadline_secs:?} {memory_mib:?} {max_notifications:?} \
+                 {max_http_calls:?}"
+            ));
+            concurrency.push(format!("{name}: {max_concurrent:?}"));
+        }
+        (policy, concurrency)
+    };
+    let (old_policy, old_concurrency) = split(&old.plugins);
+    let (new_policy, new_concurrency) = split(plugins);
+    compare("[plugins] grants and limits", &old_policy, &new_policy);
+    compare(
+        "[plugins] max-concurrent",
+        &old_concurrency,
+        &new_concurrency,
+    );
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// host.toml text → Config, as `Config::load` parses it (without the file checks).
+    fn parse(text: &str) -> Config {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    const BASE: &str = r#"
+plugin-dirs = ["plugins"]
+[notify.pager]
+kind = "webhook"
+url = "http://127.0.0.1:1/in"
+[webhooks.run]
+auth = { kind = "bearer", token = { env = "A" } }
+[ui]
+auth = { kind = "basic", username = "oncall", password = { file = "ui-password" } }
+[fleet.nodes.web01]
+token = { env = "NODE" }
+[approvers.oncall]
+users = ["alice"]
+[plugins.disk-full]
+max-concurrent = 1
+[plugins.disk-full.grants]
+fs-meta = ["/"]
+[[route]]
+playbook = "disk-full"
+[[schedule]]
+cron = "@daily"
+playbook = "disk-full"
+"#;
+
+    /// One edit per key of `KEYS`: the key it changes and the new host.toml text.
+    fn edits() -> Vec<(&'static str, String)> {
+        let edit = |from: &str, to: &str| {
+            assert!(BASE.contains(from), "{from}");
+            BASE.replacen(from, to, 1)
+        };
+        vec![
+            (
+                "[[route]]",
+                edit(
+                    "playbook = \"disk-full\"\n[[schedule]]",
+                    "playbook = \"health-check\"\n[[schedule]]",
+                ),
+            ),
+            ("[webhooks]", edit("env = \"A\"", "env = \"B\"")),
+            (
+                "[ui]",
+                edit("file = \"ui-password\"", "file = \"new-password\""),
+            ),
+            ("[fleet.nodes]", edit("env = \"NODE\"", "env = \"NODE2\"")),
+            (
+                "[approvers]",
+                edit("users = [\"alice\"]", "users = [\"bob\"]"),
+            ),
+            (
+                "[plugins] grants and limits",
+                edit("fs-meta = [\"/\"]", "fs-meta = [\"/var\"]"),
+            ),
+            (
+                "[[schedule]]",
+                edit("cron = \"@daily\"", "cron = \"@hourly\""),
+            ),
+            ("[notify]", edit("127.0.0.1:1", "127.0.0.1:2")),
+            ("plugin-dirs", edit("[\"plugins\"]", "[\"other\"]")),
+            ("cache-dir", format!("cache-dir = \"c\"\n{BASE}")),
+            (
+                "max-component-mib",
+                format!("max-component-mib = 9\n{BASE}"),
+            ),
+            ("store", format!("store = \"x.sqlite3\"\n{BASE}")),
+            (
+                "store-connections",
+                format!("store-connections = 3\n{BASE}"),
+            ),
+            ("[server]", format!("{BASE}[server]\nqueue-limit = 7\n")),
+            (
+                "[fleet] node-wait-secs / poll-secs",
+                edit(
+                    "[fleet.nodes.web01]",
+                    "[fleet]\npoll-secs = 5\n[fleet.nodes.web01]",
+                ),
+            ),
+            (
+                "[plugins] max-concurrent",
+                edit("max-concurrent = 1", "max-concurrent = 2"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_key_is_placed_and_each_change_is_named_as_the_key_it_is() {
+        let base = parse(BASE);
+        assert_eq!(changed_keys(&base, &parse(BASE)), Vec::<&str>::new());
+        let edits = edits();
+        // The table and the edits cover each other: no key without a case, no case without a key.
+        let mut placed: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+        let mut tried: Vec<&str> = edits.iter().map(|(k, _)| *k).collect();
+        placed.sort();
+        tried.sort();
+        assert_eq!(placed, tried);
+        for (key, text) in edits {
+            assert_eq!(changed_keys(&base, &parse(&text)), [key], "{text}");
+        }
+    }
+
+    #[test]
+    fn what_decides_access_applies_or_refuses_the_reload_never_waits_for_a_restart() {
+        // The keys that decide who may do what: each is applied, or refuses the reload.
+        for key in [
+            "[[route]]",
+            "[webhooks]",
+            "[ui]",
+            "[fleet.nodes]",
+            "[approvers]",
+            "[plugins] grants and limits",
+            "[[schedule]]",
+            "[notify]",
+        ] {
+            assert_ne!(on_reload(key), OnReload::Restart, "{key}");
+        }
+        assert_eq!(on_reload("[notify]"), OnReload::Refused);
+        assert_eq!(on_reload("a key nobody placed"), OnReload::Refused);
+    }
 }

@@ -366,6 +366,13 @@ pub trait Backend: Send + Sync + 'static {
     /// marked `lost`, or it ended otherwise) end `lost`; returns them, each to one caller.
     async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>>;
 
+    // ---- secrets every process on the store shares -----------------------------------------
+
+    /// The store-wide secret `name`: the first process to ask stores its `candidate` (random),
+    /// and every process on the store gets that one from then on (a unique key decides). The
+    /// console's CSRF key, so a form served by one replica is accepted by another.
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
+
     // ---- Standard Webhooks replay ids ---------------------------------------------------
 
     /// Records a delivery's `webhook-id`; false when the id was recorded within `window`

@@ -1,8 +1,9 @@
 //! Questions to people in the console: each run's page shows its questions, `/ui/approvals`
 //! lists the waiting ones, and a pending question is answered with Approve / Reject forms.
-//! Reading uses the `[webhooks.api]` auth; answering is a form under the `[ui]` auth with the
-//! CSRF token, and goes through `Approvals::answer` as `console:<[ui] user>`, so the group's
-//! `users` list decides, exactly as for every other channel.
+//! Reading is the console's (its gate); answering is a form for an [`Operator`] (`[ui]` auth)
+//! with a CSRF token of that question's form, and goes through `Approvals::answer` as
+//! `console:<[ui] user>`, so the group's `users` list decides, exactly as for every other
+//! channel.
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,10 +12,9 @@ use maud::{Markup, html};
 
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
 use super::show::{Tone, badge, time};
-use super::{layout, may_act, may_read, message_page, seg};
+use super::{Operator, layout, message_page, seg};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
 use crate::records::ApprovalRecord;
-use crate::server::auth::Verifier;
 use crate::server::{App, Shared};
 
 fn state_badge(state: &str) -> Markup {
@@ -31,17 +31,19 @@ fn store_error(e: anyhow::Error) -> Response {
     message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}"))
 }
 
-/// The CSRF token for these headers when they carry valid `[ui]` credentials.
-fn answer_token(app: &App, headers: &HeaderMap) -> Option<String> {
-    let credentials = may_act(app, headers).ok()?;
-    Some(app.console.csrf_token(&credentials))
+/// Where the answer forms of question `id` post (their CSRF tokens are good there only).
+fn answer_action(id: &str) -> String {
+    format!("/ui/approvals/{}", seg(id))
 }
 
 /// One question: what was asked, its state, who answered when and why; while pending, the
-/// Approve / Reject forms (with `token`) or a link to them.
-fn question(a: &ApprovalRecord, token: Option<&str>) -> Markup {
+/// Approve / Reject forms (for `operator`) or a link to them.
+fn question(app: &App, a: &ApprovalRecord, operator: Option<&Operator>) -> Markup {
     let pending = a.state == "pending";
-    let action = format!("/ui/approvals/{}", seg(&a.id));
+    let action = answer_action(&a.id);
+    let token = operator
+        .filter(|_| pending)
+        .map(|o| o.csrf_token(app, &action));
     html! {
         section.question id={ "approval-" (a.id) } {
             h3 { (a.title) " " (state_badge(&a.state)) }
@@ -110,23 +112,16 @@ pub(super) async fn for_run(
         .iter()
         .find(|a| a.state == "pending")
         .map(|a| a.group.clone());
-    let token = if asked.iter().any(|a| a.state == "pending") {
-        answer_token(app, headers)
-    } else {
-        None
-    };
+    let operator = super::operator(app, headers);
     let section = html! {
         h2 { "Questions" }
-        div id="questions" { @for a in &asked { (question(a, token.as_deref())) } }
+        div id="questions" { @for a in &asked { (question(app, a, operator.as_ref())) } }
     };
     (section, asking)
 }
 
 /// `GET /ui/approvals`: the questions waiting for an answer.
-pub(super) async fn pending(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn pending(State(app): State<Shared>) -> Response {
     let store = app.dispatcher.host().store.clone().expect("store");
     let waiting = match store.approvals(None).await {
         Ok(waiting) => waiting,
@@ -153,45 +148,31 @@ pub(super) async fn pending(State(app): State<Shared>, headers: HeaderMap) -> Re
 /// `GET /ui/approvals/{id}`: one question with its answer forms (`[ui]` auth).
 pub(super) async fn answer_form(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
 ) -> Response {
-    let credentials = match may_act(&app, &headers) {
-        Ok(credentials) => credentials,
-        Err(refused) => return *refused,
-    };
     let store = app.dispatcher.host().store.clone().expect("store");
     let record = match store.approval(&id).await {
         Ok(Some(record)) => record,
         Ok(None) => return message_page(StatusCode::NOT_FOUND, "Not found", "no such question"),
         Err(e) => return store_error(e),
     };
-    let token = app.console.csrf_token(&credentials);
     let body = html! {
         h1 { "Question of " (record.playbook) }
         p { "Run " a href={ "/ui/runs/" (seg(&record.run_id)) } { (record.run_id) } }
-        (question(&record, Some(token.as_str())))
+        (question(&app, &record, Some(&operator)))
     };
     layout("Answer", html! {}, body)
-}
-
-/// Who answers through the console: the `[ui]` basic-auth user (the group's `users` list
-/// names them), or `console` with a bearer token or no auth.
-pub(super) fn console_user(app: &App) -> String {
-    match &app.console.forms {
-        Some(Verifier::Basic { username, .. }) => username.clone(),
-        _ => "console".into(),
-    }
 }
 
 /// `POST /ui/approvals/{id}`: `decision=approve|reject`, `reason` with a rejection.
 pub(super) async fn answer_submit(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Err(refused) = check(&app, &headers, &fields) {
+    if let Err(refused) = check(&app, &operator, &answer_action(&id), &fields) {
         return *refused;
     }
     let value = |name: &str| {
@@ -228,7 +209,7 @@ pub(super) async fn answer_submit(
             "approvals are not available on this server",
         );
     };
-    let who = Approver::Console(console_user(&app));
+    let who = Approver::Console(operator.user);
     match approvals.answer(&id, &who, approve, reason).await {
         Ok(Answered::Recorded(record)) => see_other(&format!("/ui/runs/{}", seg(&record.run_id))),
         Ok(Answered::Closed(record)) => message_page(

@@ -8,7 +8,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
-use super::{layout, may_act, message_page, seg};
+use super::{Operator, layout, message_page, seg};
 use crate::server::{App, Shared};
 
 fn action(run_id: &str) -> String {
@@ -30,23 +30,19 @@ pub(super) fn section(app: &App, headers: &HeaderMap, run_id: &str, live: bool) 
     if !live {
         return html! {};
     }
-    match may_act(app, headers) {
-        Ok(credentials) => button(run_id, &app.console.csrf_token(&credentials)),
-        Err(_) => html! { p { a id="cancel-link" href=(action(run_id)) { "Cancel run…" } } },
+    match super::operator(app, headers) {
+        Some(operator) => button(run_id, &operator.csrf_token(app, &action(run_id))),
+        None => html! { p { a id="cancel-link" href=(action(run_id)) { "Cancel run…" } } },
     }
 }
 
 /// `GET /ui/runs/{id}/cancel`: the form alone (`[ui]` auth).
 pub(super) async fn form(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
 ) -> Response {
-    let credentials = match may_act(&app, &headers) {
-        Ok(credentials) => credentials,
-        Err(refused) => return *refused,
-    };
-    let token = app.console.csrf_token(&credentials);
+    let token = operator.csrf_token(&app, &action(&id));
     let body = html! {
         h1 { "Cancel run" }
         p { "Run " a href={ "/ui/runs/" (seg(&id)) } { (id) }
@@ -59,14 +55,14 @@ pub(super) async fn form(
 /// `POST /ui/runs/{id}/cancel`: back to the run's page, or a page saying why not.
 pub(super) async fn submit(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Err(refused) = check(&app, &headers, &fields) {
+    if let Err(refused) = check(&app, &operator, &action(&id), &fields) {
         return *refused;
     }
-    let by = format!("console:{}", super::approvals::console_user(&app));
+    let by = format!("console:{}", operator.user);
     let (status, line) = crate::server::cancel::cancel_as(&app, &id, &by).await;
     if status.is_success() {
         return see_other(&format!("/ui/runs/{}", seg(&id)));

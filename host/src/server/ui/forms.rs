@@ -1,13 +1,13 @@
 //! The console's state-changing forms: run a playbook, retry a failed message. Each is served
-//! and accepted only under `[ui]` auth, and a submission must carry the CSRF token the form
-//! was served with (bound to the same credentials).
+//! and accepted only to an [`Operator`] (`[ui]` auth), and a submission must carry a live CSRF
+//! token of that very form, served to the same credentials.
 
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::{MAX_FIELD_BYTES, layout, may_act, message_page, seg};
+use super::{MAX_FIELD_BYTES, Operator, layout, message_page, seg};
 use crate::records::Trigger;
 use crate::run::RunRequest;
 use crate::server::Shared;
@@ -28,17 +28,29 @@ fn refused_csrf() -> Response {
     message_page(
         StatusCode::FORBIDDEN,
         "Refused",
-        "The form's CSRF token is missing or not yours: reload the form and submit it again.",
+        "The form's CSRF token is missing, expired or not of this form and these credentials: \
+         reload the form and submit it again.",
     )
 }
 
-/// The `[ui]` credentials of a submission whose token matches them, or the refusal.
+/// Where the run form of `playbook` posts (its CSRF tokens are good there only).
+pub(super) fn run_action(playbook: &str) -> String {
+    format!("/ui/playbooks/{}/run", seg(playbook))
+}
+
+/// Where the retry form of outbox row `id` posts.
+pub(super) fn retry_action(id: i64) -> String {
+    format!("/ui/outbox/{id}/retry")
+}
+
+/// A submission to the form that posts to `action`: its fields bounded, its token one served
+/// in that form to this operator's credentials and not expired.
 pub(super) fn check(
     app: &crate::server::App,
-    headers: &HeaderMap,
+    operator: &Operator,
+    action: &str,
     fields: &Fields,
 ) -> Result<(), Box<Response>> {
-    let credentials = may_act(app, headers)?;
     if fields.len() > MAX_FIELDS || fields.iter().any(|(_, v)| v.len() > MAX_FIELD_BYTES) {
         return Err(Box::new(message_page(
             StatusCode::BAD_REQUEST,
@@ -50,7 +62,7 @@ pub(super) fn check(
         .iter()
         .find(|(k, _)| k == CSRF_FIELD)
         .map(|(_, v)| v.as_str());
-    if !app.console.csrf_ok(&credentials, token) {
+    if !operator.csrf_ok(app, action, token) {
         return Err(Box::new(refused_csrf()));
     }
     Ok(())
@@ -58,13 +70,9 @@ pub(super) fn check(
 
 pub(super) async fn run_form(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(name): Path<String>,
 ) -> Response {
-    let credentials = match may_act(&app, &headers) {
-        Ok(credentials) => credentials,
-        Err(refused) => return *refused,
-    };
     let prepared = match app.dispatcher.prepared(&name).await {
         Ok(prepared) => prepared,
         Err(refusal) => {
@@ -75,7 +83,7 @@ pub(super) async fn run_form(
             );
         }
     };
-    let token = app.console.csrf_token(&credentials);
+    let token = operator.csrf_token(&app, &run_action(&prepared.description.name));
     form_page(&prepared.description, &token, None, None)
 }
 
@@ -99,7 +107,7 @@ fn form_page(
         h1 { "Run " (d.name) }
         p { (d.summary) }
         @if let Some(problem) = problem { p.error id="form-error" role="alert" { (problem) } }
-        form id="run-form" method="post" action={ "/ui/playbooks/" (seg(&d.name)) "/run" } {
+        form id="run-form" method="post" action=(run_action(&d.name)) {
             input type="hidden" name=(CSRF_FIELD) value=(token);
             div.form-grid {
                 @for p in &d.params {
@@ -126,11 +134,11 @@ fn form_page(
 
 pub(super) async fn run_submit(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(name): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Err(refused) = check(&app, &headers, &fields) {
+    if let Err(refused) = check(&app, &operator, &run_action(&name), &fields) {
         return *refused;
     }
     let params: Vec<(String, String)> = fields
@@ -144,7 +152,7 @@ pub(super) async fn run_submit(
         params,
         alert: None,
         trigger: Trigger::Console,
-        by: Some(super::approvals::console_user(&app)),
+        by: Some(operator.user.clone()),
         dry_run: fields.iter().any(|(k, _)| k == "dry_run"),
         dedup_key: None,
         severity: None,
@@ -170,17 +178,10 @@ pub(super) async fn run_submit(
         ),
         // A wrong value: the form again, with what was typed and why it was refused.
         Ok(Err(refusal @ (Refusal::BadValue(_) | Refusal::Invalid(_)))) => {
-            let again = match (
-                app.dispatcher.prepared(&playbook).await,
-                may_act(&app, &headers),
-            ) {
-                (Ok(prepared), Ok(credentials)) => Some((prepared, credentials)),
-                _ => None,
-            };
-            match again {
-                Some((prepared, credentials)) => form_page(
+            match app.dispatcher.prepared(&playbook).await.ok() {
+                Some(prepared) => form_page(
                     &prepared.description,
-                    &app.console.csrf_token(&credentials),
+                    &operator.csrf_token(&app, &run_action(&playbook)),
                     Some(&fields),
                     Some(&refusal.to_string()),
                 ),
@@ -206,13 +207,9 @@ pub(super) async fn run_submit(
 
 pub(super) async fn retry_form(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<i64>,
 ) -> Response {
-    let credentials = match may_act(&app, &headers) {
-        Ok(credentials) => credentials,
-        Err(refused) => return *refused,
-    };
     let store = app.dispatcher.host().store.clone().expect("store");
     let row = match store.outbox_row(id).await {
         Ok(Some(row)) => row,
@@ -221,7 +218,8 @@ pub(super) async fn retry_form(
             return message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}"));
         }
     };
-    let token = app.console.csrf_token(&credentials);
+    let action = retry_action(row.id);
+    let token = operator.csrf_token(&app, &action);
     let body = html! {
         h1 { "Retry message " (row.id) }
         dl.facts {
@@ -231,7 +229,7 @@ pub(super) async fn retry_form(
             dt { "attempts" } dd { (row.attempts) }
             dt { "last error" } dd { (row.last_error.as_deref().unwrap_or("")) }
         }
-        form id="retry-form" method="post" action={ "/ui/outbox/" (row.id) "/retry" } {
+        form id="retry-form" method="post" action=(action) {
             input type="hidden" name=(CSRF_FIELD) value=(token);
             p { button id="retry" type="submit" { "Send it again" } }
         }
@@ -241,11 +239,11 @@ pub(super) async fn retry_form(
 
 pub(super) async fn retry_submit(
     State(app): State<Shared>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<i64>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Err(refused) = check(&app, &headers, &fields) {
+    if let Err(refused) = check(&app, &operator, &retry_action(id), &fields) {
         return *refused;
     }
     let store = app.dispatcher.host().store.clone().expect("store");

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
 use super::feed::{self, Item};
-use super::{may_read, message_page};
+use super::message_page;
 use crate::server::Shared;
 use crate::store::Store;
 use crate::timeline::{Event, Sink};
@@ -111,9 +111,6 @@ pub(super) async fn events(
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
     let Ok(permit) = app.console.streams.clone().try_acquire_owned() else {
         return message_page(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -2,15 +2,18 @@
 //! escaped by default), one embedded script and stylesheet served under their content hash,
 //! a strict Content-Security-Policy on every answer, live timelines over server-sent events.
 //!
-//! Reading uses `[webhooks.api]` auth, as the JSON API does. Every state-changing form (run a
-//! playbook, retry a message, answer a question) is served and accepted only under the separate
-//! `[ui]` auth, and carries a CSRF token: an HMAC of the request's credentials under a key only
-//! the server knows, so another site can neither read it nor forge it.
+//! Every page is behind one gate (a layer over every `/ui` route but the static assets): the
+//! `[ui]` credentials or the `[webhooks.api]` ones read it, and a browser without them is
+//! asked to sign in (`WWW-Authenticate`). Every state-changing form (run a playbook, retry a
+//! message, answer a question) is served and accepted only to an [`Operator`] (the `[ui]`
+//! credentials, as host.toml last (re)loaded them) and carries a CSRF token bound to the
+//! form, the credentials and an expiry (csrf.rs).
 
 mod approvals;
 mod assets;
 mod feed;
 mod cancel;
+mod csrf;
 mod forms;
 pub(super) mod live;
 mod pages;
@@ -21,13 +24,13 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hmac::{Hmac, Mac};
 use maud::{DOCTYPE, Markup, html};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::auth::{Verified, Verifier};
@@ -42,63 +45,33 @@ const MAX_FIELD_BYTES: usize = 4096;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's own state: the `[ui]` verifier, the CSRF key, the stream bound.
+/// The realm a browser's sign-in prompt names.
+const REALM: &str = "runbook console";
+
+/// The console's own state: the CSRF key, the stream bound. (Its auth is in `reload::Live`.)
 pub(super) struct Console {
-    forms: Option<Verifier>,
-    csrf_key: [u8; 32],
+    csrf: csrf::Csrf,
     streams: Arc<Semaphore>,
 }
 
 impl Console {
-    pub(super) fn from_config(config: &UiConfig) -> Result<Console> {
-        let (forms, secret) = match &config.auth {
-            None => (None, None),
-            Some(auth @ AuthConfig::None) => (Some(Verifier::from_config(auth)?), None),
-            Some(auth @ AuthConfig::Bearer { .. }) | Some(auth @ AuthConfig::Basic { .. }) => {
-                let verifier = Verifier::from_config(auth)?;
-                let secret = match &verifier {
-                    Verifier::Bearer(token) => token.clone(),
-                    Verifier::Basic { username, password } => format!("{username}:{password}"),
-                    _ => unreachable!("bearer or basic"),
-                };
-                (Some(verifier), Some(secret))
-            }
-            Some(_) => bail!("[ui] auth must be basic, bearer or none"),
-        };
-        // Derived from the [ui] secret, so every replica accepts the tokens of the others;
-        // without a secret, random per process.
-        let csrf_key = match secret {
-            Some(secret) => Sha256::new()
-                .chain_update(b"runbook console csrf\0")
-                .chain_update(secret.as_bytes())
-                .finalize()
-                .into(),
-            None => {
-                let mut key = [0u8; 32];
-                use std::io::Read as _;
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut key))
-                    .map_err(|e| anyhow::anyhow!("reading /dev/urandom for the CSRF key: {e}"))?;
-                key
-            }
-        };
+    /// With the CSRF key every process on `store` shares.
+    pub(super) async fn new(store: &crate::store::Store) -> Result<Console> {
         Ok(Console {
-            forms,
-            csrf_key,
+            csrf: csrf::Csrf::from_store(store).await?,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         })
     }
+}
 
-    /// The token a form served to these credentials carries.
-    fn csrf_token(&self, credentials: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.csrf_key).expect("any key length");
-        mac.update(credentials.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    fn csrf_ok(&self, credentials: &str, given: Option<&str>) -> bool {
-        let expected = self.csrf_token(credentials);
-        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())))
+/// `[ui]` as a verifier: basic, bearer or none; `None` when absent (the forms are closed).
+pub(super) fn verifier(config: &UiConfig) -> Result<Option<Verifier>> {
+    match &config.auth {
+        None => Ok(None),
+        Some(auth @ (AuthConfig::None | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. })) => {
+            Ok(Some(Verifier::from_config(auth)?))
+        }
+        Some(_) => bail!("[ui] auth must be basic, bearer or none"),
     }
 }
 
@@ -132,6 +105,8 @@ pub(super) fn routes(app: Shared) -> Router<Shared> {
             "/ui/outbox/{id}/retry",
             get(forms::retry_form).post(forms::retry_submit),
         )
+        // Every route above, and any added there: nothing of the console without sign-in.
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), gate))
         .route("/ui/static/{file}", get(assets::serve))
         .layer(axum::middleware::from_fn_with_state(
             app,
@@ -159,58 +134,121 @@ async fn harden(mut response: Response) -> Response {
     response
 }
 
-/// Reading: `[webhooks.api]` auth; a browser is asked for basic credentials when that is the
-/// kind.
-async fn may_read(app: &App, headers: &HeaderMap) -> Result<(), Response> {
-    match super::refuse_api(app, headers).await {
-        None => Ok(()),
-        Some(mut denied) => {
-            if denied.status() == StatusCode::UNAUTHORIZED
-                && matches!(
-                    app.live().verifiers.get("api"),
-                    Some(Verifier::Basic { .. })
-                )
-            {
-                denied.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"runbook\""),
-                );
+/// Reading the console: the `[ui]` credentials, or `[webhooks.api]`'s (the read API's). A
+/// request with neither gets a 401 that a browser answers with its sign-in prompt.
+async fn gate(State(app): State<Shared>, request: Request, next: Next) -> Response {
+    if operator(&app, request.headers()).is_some() {
+        return next.run(request).await;
+    }
+    match super::refuse_api(&app, request.headers()).await {
+        None => next.run(request).await,
+        Some(refused) if refused.status() == StatusCode::UNAUTHORIZED => sign_in(
+            &app,
+            "Sign in",
+            "The console needs the [ui] credentials (or those of [webhooks.api]).",
+        ),
+        Some(other) => other,
+    }
+}
+
+/// Whether these headers may read the console (what `gate` lets through), for the parts of a
+/// page computed before the gate (the navigation's badge).
+pub(super) async fn may_read(app: &App, headers: &HeaderMap) -> bool {
+    operator(app, headers).is_some() || super::refuse_api(app, headers).await.is_none()
+}
+
+/// A 401 page with the challenge a browser can answer: basic when `[ui]` or `[webhooks.api]`
+/// takes it (a browser's prompt), else bearer (what the other kinds take).
+fn sign_in(app: &App, title: &str, message: &str) -> Response {
+    let live = app.live();
+    let basic = live
+        .ui
+        .iter()
+        .chain(live.verifiers.get("api"))
+        .any(|v| matches!(v, Verifier::Basic { .. }));
+    let challenge = if basic {
+        format!("Basic realm=\"{REALM}\", charset=\"UTF-8\"")
+    } else {
+        format!("Bearer realm=\"{REALM}\"")
+    };
+    let mut refused = message_page(StatusCode::UNAUTHORIZED, title, message);
+    refused.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).expect("a header value"),
+    );
+    refused.extensions_mut().insert(super::AuthRefused);
+    refused
+}
+
+/// Someone who may use the console's forms: the request carried the `[ui]` credentials.
+pub(super) struct Operator {
+    /// The Authorization header (empty with `[ui] auth = none`): what CSRF tokens bind to.
+    credentials: String,
+    /// The `[ui]` basic-auth user name (the approver groups' `users` list names them), or
+    /// `console` with a bearer token or no auth.
+    pub(super) user: String,
+}
+
+impl Operator {
+    /// The CSRF token of the form that posts to `form`, for these credentials.
+    fn csrf_token(&self, app: &App, form: &str) -> String {
+        app.console.csrf.token(&self.credentials, form)
+    }
+
+    /// Whether `given` is a live token of the form that posts to `form`, served to these
+    /// credentials.
+    fn csrf_ok(&self, app: &App, form: &str, given: Option<&str>) -> bool {
+        match app.console.csrf.check(&self.credentials, form, given) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(form, "console form refused: CSRF token {why:?}");
+                false
             }
-            Err(denied)
         }
     }
 }
 
-/// Forms: `[ui]` auth. The credentials (the Authorization header, empty with `none`) are
-/// what the CSRF token is bound to.
-fn may_act(app: &App, headers: &HeaderMap) -> Result<String, Box<Response>> {
-    let Some(verifier) = &app.console.forms else {
-        return Err(Box::new(message_page(
-            StatusCode::UNAUTHORIZED,
-            "Not allowed",
-            "The console's forms need [ui] auth in host.toml (basic or bearer).",
-        )));
-    };
+/// The operator these headers show, if they carry the `[ui]` credentials.
+fn operator(app: &App, headers: &HeaderMap) -> Option<Operator> {
+    let live = app.live();
+    let verifier = live.ui.as_ref()?;
     match verifier.verify(headers, &[]) {
-        Ok(Verified::Done) => Ok(headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()),
-        Ok(Verified::IfFirst(_)) | Err(_) => {
-            let mut denied = message_page(
-                StatusCode::UNAUTHORIZED,
+        Ok(Verified::Done) => Some(Operator {
+            credentials: headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            user: match verifier {
+                Verifier::Basic { username, .. } => username.clone(),
+                _ => "console".into(),
+            },
+        }),
+        Ok(Verified::IfFirst(_)) | Err(_) => None,
+    }
+}
+
+/// Forms: a handler that takes an `Operator` runs only for the `[ui]` credentials.
+impl FromRequestParts<Shared> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Response> {
+        if let Some(operator) = operator(app, &parts.headers) {
+            return Ok(operator);
+        }
+        Err(if app.live().ui.is_none() {
+            message_page(
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "The console's forms are closed: host.toml has no [ui] auth (basic, bearer or none).",
+            )
+        } else {
+            sign_in(
+                app,
                 "Not allowed",
                 "This form needs the console's [ui] credentials.",
-            );
-            if matches!(verifier, Verifier::Basic { .. }) {
-                denied.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"runbook console\""),
-                );
-            }
-            Err(Box::new(denied))
-        }
+            )
+        })
     }
 }
 
@@ -280,34 +318,11 @@ fn field(value: &Option<String>) -> Result<Option<String>, Box<Response>> {
 mod tests {
     use super::*;
 
-    fn console(auth: Option<AuthConfig>) -> Console {
-        Console::from_config(&UiConfig { auth }).unwrap()
-    }
-
-    #[test]
-    fn csrf_tokens_are_bound_to_the_credentials_and_shared_by_replicas() {
-        // SAFETY: set before any thread of this test reads the environment.
-        unsafe { std::env::set_var("RUNBOOK_TEST_UI_TOKEN", "s3cret-s3cret-s3cret") };
-        let auth = || {
-            toml::from_str::<AuthConfig>(
-                "kind = \"bearer\"\ntoken = { env = \"RUNBOOK_TEST_UI_TOKEN\" }",
-            )
-            .unwrap()
-        };
-        let (one, other) = (console(Some(auth())), console(Some(auth())));
-        let token = one.csrf_token("Bearer s3cret-s3cret-s3cret");
-        assert!(other.csrf_ok("Bearer s3cret-s3cret-s3cret", Some(&token)));
-        assert!(!other.csrf_ok("Bearer someone-else", Some(&token)));
-        assert!(!other.csrf_ok("Bearer s3cret-s3cret-s3cret", None));
-        assert!(!other.csrf_ok("Bearer s3cret-s3cret-s3cret", Some("")));
-        // Without a secret each process has its own key.
-        assert_ne!(console(None).csrf_token(""), console(None).csrf_token(""));
-    }
-
     #[test]
     fn signatures_are_not_console_auth() {
         let auth = toml::from_str::<AuthConfig>("kind = \"hmac-sha256\"\nsecret = { env = \"X\" }")
             .unwrap();
-        assert!(Console::from_config(&UiConfig { auth: Some(auth) }).is_err());
+        assert!(verifier(&UiConfig { auth: Some(auth) }).is_err());
+        assert!(verifier(&UiConfig { auth: None }).unwrap().is_none());
     }
 }

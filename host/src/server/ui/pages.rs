@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::show::{self, Tone, badge, status_badge, time, when};
-use super::{field, layout, may_read, message_page, seg};
+use super::{field, layout, message_page, seg};
 use crate::records::{RunStatus, Trigger};
 use crate::server::Shared;
 use crate::store::{RunFilter, RunSummary, StoredRun};
@@ -114,14 +114,7 @@ fn select(name: &str, label: &str, options: &[&str], chosen: &Option<String>) ->
     }
 }
 
-pub(super) async fn runs(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<RunsQuery>,
-) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
     let filter = match q.filter() {
         Ok(filter) => filter,
         Err(refused) => return *refused,
@@ -305,7 +298,7 @@ pub(super) async fn run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let run = match super::super::stored_run(&app, &headers, id).await {
+    let run = match super::super::find_run(&app, id).await {
         Ok(run) => run,
         Err(refused) => return *refused,
     };
@@ -387,11 +380,10 @@ pub(super) struct ArtifactQuery {
 /// An artifact as plain text (never as HTML, whatever its declared type), or as a download.
 pub(super) async fn artifact(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Path((id, n)): Path<(String, usize)>,
     Query(q): Query<ArtifactQuery>,
 ) -> Response {
-    let run = match super::super::stored_run(&app, &headers, id).await {
+    let run = match super::super::find_run(&app, id).await {
         Ok(run) => run,
         Err(refused) => return *refused,
     };
@@ -427,10 +419,7 @@ pub(super) async fn artifact(
         .into_response()
 }
 
-pub(super) async fn alerts(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn alerts(State(app): State<Shared>) -> Response {
     let store = app.dispatcher.host().store.clone().expect("store");
     let alerts = match store.alerts(200).await {
         Ok(alerts) => alerts,
@@ -469,10 +458,7 @@ fn success_rate(runs: &[RunSummary]) -> Option<f64> {
     (!ended.is_empty()).then(|| good as f64 * 100.0 / ended.len() as f64)
 }
 
-pub(super) async fn playbooks(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn playbooks(State(app): State<Shared>) -> Response {
     let host = app.dispatcher.host();
     let store = host.store.clone().expect("store");
     let mut sections = Vec::new();
@@ -533,14 +519,7 @@ pub(super) struct OutboxQuery {
     state: Option<String>,
 }
 
-pub(super) async fn outbox(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<OutboxQuery>,
-) -> Response {
-    if let Err(denied) = may_read(&app, &headers).await {
-        return denied;
-    }
+pub(super) async fn outbox(State(app): State<Shared>, Query(q): Query<OutboxQuery>) -> Response {
     let store = app.dispatcher.host().store.clone().expect("store");
     let state = match q.state.as_deref() {
         Some("delivered") => Some("delivered"),

@@ -2,7 +2,7 @@
 //! prints) as HTML, and as a Markdown download.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{PreEscaped, html};
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
@@ -55,12 +55,8 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
-pub(super) async fn html(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let (run, report) = match crate::server::stored_report(&app, &headers, id).await {
+pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    let (run, report) = match crate::server::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
@@ -73,12 +69,8 @@ pub(super) async fn html(
     layout(&format!("Report {}", run.run.playbook), html! {}, body)
 }
 
-pub(super) async fn markdown(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let (run, report) = match crate::server::stored_report(&app, &headers, id).await {
+pub(super) async fn markdown(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    let (run, report) = match crate::server::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };

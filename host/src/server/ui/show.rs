@@ -199,7 +199,7 @@ pub(super) async fn count_questions(
     let page = !path.starts_with("/ui/static/")
         && !path.ends_with("/events")
         && !path.contains("/artifacts/");
-    let count = if page && super::may_read(&app, request.headers()).await.is_ok() {
+    let count = if page && super::may_read(&app, request.headers()).await {
         match app.dispatcher.host().store.clone() {
             Some(store) => store.approvals(None).await.ok().map(|q| q.len()),
             None => None,

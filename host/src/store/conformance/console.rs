@@ -1,5 +1,5 @@
-//! What the console reads and does: the runs page's filters and keyset pages, and the outbox
-//! retry.
+//! What the console reads and does: the runs page's filters and keyset pages, the outbox
+//! retry, and the key its CSRF tokens are made with.
 
 use super::*;
 use crate::store::RunFilter;
@@ -189,4 +189,23 @@ pub(crate) async fn who_asked_how_long_and_when_tried_read_back(s: Subject) {
         "nothing to try after delivery"
     );
     assert_eq!(delivered.attempted_at, Some(at));
+}
+
+pub(crate) async fn a_shared_secret_is_made_once_and_the_same_for_every_instance(s: Subject) {
+    let b = &s.backend;
+    let other = (s.open_again)().await.unwrap();
+    // Two replicas asking at once: one candidate wins, both get it.
+    let (one, two) = tokio::join!(
+        b.shared_secret("console-csrf", "first"),
+        other.shared_secret("console-csrf", "second")
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one, two);
+    assert!(one == "first" || one == "second", "{one}");
+    // Later candidates change nothing; another name is another secret.
+    assert_eq!(b.shared_secret("console-csrf", "third").await.unwrap(), one);
+    assert_eq!(
+        other.shared_secret("another", "fourth").await.unwrap(),
+        "fourth"
+    );
 }

@@ -131,6 +131,7 @@ macro_rules! conformance_tests {
             events_after_reads_from_the_cursor_bounded,
             a_cancel_ends_queued_runs_and_asks_running_ones_once,
             a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it,
+            a_shared_secret_is_made_once_and_the_same_for_every_instance,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {

@@ -535,6 +535,28 @@ impl Backend for Postgres {
             .await
     }
 
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        self.bounded("reading a shared secret", async {
+            let client = self.client().await?;
+            runs::execute(
+                &client,
+                "INSERT INTO shared_secrets (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate],
+            )
+            .await?;
+            let row = runs::query_opt(
+                &client,
+                "SELECT value FROM shared_secrets WHERE name = $1",
+                &[&name],
+            )
+            .await?
+            .context("the shared secret vanished after it was stored")?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {
         self.bounded(
             "checking a webhook id",

@@ -213,6 +213,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN requested_by TEXT;
     -- When a worker last took a message to deliver it (RFC 3339), for the console.
     ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
+    -- Secrets every process on the store shares (the console's CSRF key), created once.
+    CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
 ];
 

@@ -219,6 +219,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN requested_by TEXT;
     -- When a worker last took a message to deliver it (RFC 3339), for the console.
     ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
+    -- Secrets every process on the store shares (the console's CSRF key), created once.
+    CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
 ];
 
@@ -669,6 +671,23 @@ impl Backend for Sqlite {
         let node = node.map(String::from);
         self.blocking(move |conn| runs::queue_depths(conn, node.as_deref()))
             .await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        let (name, candidate) = (name.to_string(), candidate.to_string());
+        self.blocking(move |conn| {
+            conn.execute(
+                "INSERT INTO shared_secrets (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO NOTHING",
+                rusqlite::params![name, candidate],
+            )?;
+            Ok(conn.query_row(
+                "SELECT value FROM shared_secrets WHERE name = ?1",
+                [&name],
+                |row| row.get(0),
+            )?)
+        })
+        .await
     }
 
     async fn first_delivery(&self, id: &str, window: Duration) -> Result<bool> {
