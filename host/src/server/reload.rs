@@ -172,6 +172,10 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("store-connections", OnReload::Restart),
     ("[server]", OnReload::Restart),
     ("[fleet] node-wait-secs / poll-secs", OnReload::Restart),
+    (
+        "[fleet] queue-limit / queue-limit-per-node",
+        OnReload::Restart,
+    ),
     ("[plugins] max-concurrent", OnReload::Restart),
 ];
 
@@ -204,6 +208,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 node_wait_secs,
                 poll_secs,
                 nodes,
+                queue_limit,
+                queue_limit_per_node,
             },
         ui,
         approvers,
@@ -242,6 +248,11 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         "[fleet] node-wait-secs / poll-secs",
         &(old.fleet.node_wait_secs, old.fleet.poll_secs),
         &(node_wait_secs, poll_secs),
+    );
+    compare(
+        "[fleet] queue-limit / queue-limit-per-node",
+        &(old.fleet.queue_limit, old.fleet.queue_limit_per_node),
+        &(queue_limit, queue_limit_per_node),
     );
     let split = |plugins: &std::collections::BTreeMap<String, PluginConfig>| {
         let mut policy = Vec::new();
@@ -357,6 +368,13 @@ playbook = "disk-full"
                 edit(
                     "[fleet.nodes.web01]",
                     "[fleet]\npoll-secs = 5\n[fleet.nodes.web01]",
+                ),
+            ),
+            (
+                "[fleet] queue-limit / queue-limit-per-node",
+                edit(
+                    "[fleet.nodes.web01]",
+                    "[fleet]\nqueue-limit = 5\n[fleet.nodes.web01]",
                 ),
             ),
             (

@@ -11,9 +11,9 @@
 
 mod approvals;
 mod assets;
-mod feed;
 mod cancel;
 mod csrf;
+mod feed;
 mod forms;
 pub(super) mod live;
 mod pages;

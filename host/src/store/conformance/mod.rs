@@ -32,8 +32,8 @@ use futures::future::BoxFuture;
 use crate::store::backend::{Backend, SlotLimits};
 
 mod approvals;
-mod caps;
 mod cancel;
+mod caps;
 mod console;
 mod delivery;
 mod fleet;
@@ -45,8 +45,8 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
 pub(crate) use approvals::*;
-pub(crate) use caps::*;
 pub(crate) use cancel::*;
+pub(crate) use caps::*;
 pub(crate) use console::*;
 pub(crate) use delivery::*;
 pub(crate) use fleet::*;
