@@ -18,5 +18,5 @@ if [ $# -eq 0 ]; then
     RUNBOOK_TEST_STORE=postgres cargo test --release --locked -p runbook-tests \
         --test server --test runs --test notify --test crash_recovery --test alertmanager \
         --test intake --test fleet --test approvals_telegram --test approvals_builtins \
-        --test cancel --test typed_params
+        --test cancel --test typed_params --test fleet_trust
 fi
