@@ -238,6 +238,7 @@ mod tests {
             dry_run: false,
             severity: "P3".into(),
             node: None,
+            running_since: None,
             by: None,
             took_ms,
         }

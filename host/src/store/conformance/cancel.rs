@@ -103,10 +103,11 @@ pub(crate) async fn a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it(s
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let live = outcome("n", "resolved").events;
-    assert!(
-        b.append_events("n", agent, 0, live[..1].to_vec())
+    assert_eq!(
+        b.append_events("n", agent, 0, live[..1].to_vec(), super::fleet::NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        crate::store::Appended::Stored
     );
     assert_eq!(
         b.cancel_run("n", "api:ops").await.unwrap(),
@@ -125,10 +126,11 @@ pub(crate) async fn a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it(s
             .unwrap()
             .is_empty()
     );
-    assert!(
-        !b.append_events("n", agent, 1, live[1..].to_vec())
+    assert_eq!(
+        b.append_events("n", agent, 1, live[1..].to_vec(), super::fleet::NO_CAP)
             .await
-            .unwrap()
+            .unwrap(),
+        crate::store::Appended::NotHeld
     );
     assert!(
         !b.finish_held(outcome("n", "resolved"), agent)
