@@ -35,7 +35,12 @@ pub(crate) async fn events_after_reads_from_the_cursor_bounded(s: Subject) {
     assert_eq!(claimed.len(), 1);
     let runner = crate::store::this_runner();
     let all: Vec<String> = (0..7).map(|i| event(&format!("e{i}"))).collect();
-    assert!(b.append_events("r1", runner, 0, all).await.unwrap());
+    assert_eq!(
+        b.append_events("r1", runner, 0, all, usize::MAX)
+            .await
+            .unwrap(),
+        crate::store::Appended::Stored
+    );
     // From the cursor, at most `limit`, in order; past the end, nothing.
     let page = b.events_after("r1", 2, 3).await.unwrap().unwrap();
     assert_eq!(page.status, "running");
