@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runbook_host::bindings::TriggerKind;
 use runbook_host::config::Config;
 use runbook_host::engine::{Allocation, PoolPlan};
 use runbook_host::notify::ConsoleStream;
+use runbook_host::records::Trigger;
 use runbook_host::run::{Host, Prepared, RunRequest};
 
 const NOOP: &str = env!("RUNBOOK_NOOP_WASM");
@@ -23,7 +23,8 @@ fn request() -> RunRequest {
     RunRequest {
         params: Vec::new(),
         alert: None,
-        trigger: TriggerKind::Webhook,
+        trigger: Trigger::Webhook,
+        by: None,
         dry_run: false,
         dedup_key: None,
         severity: None,

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use runbook_host::bindings::TriggerKind;
 use runbook_host::catalog::BUILTINS;
 use runbook_host::config::Config;
 use runbook_host::notify::ConsoleStream;
+use runbook_host::records::Trigger;
 use runbook_host::run::{Host, RunRequest};
 
 const ROUNDS: usize = 20;
@@ -60,7 +60,8 @@ async fn main() -> anyhow::Result<()> {
                 ("channel".into(), "ops".into()),
             ],
             alert: None,
-            trigger: TriggerKind::Cli,
+            trigger: Trigger::Cli,
+            by: None,
             dry_run: true,
             dedup_key: None,
         };

@@ -239,10 +239,11 @@ fn wit_functions() -> BTreeSet<(String, String)> {
         for line in text.lines().map(str::trim) {
             if let Some(rest) = line.strip_prefix("interface ") {
                 interface = rest.split_whitespace().next().map(String::from);
-            } else if let (Some(i), Some((name, _))) = (&interface, line.split_once(": func(")) {
-                if i != "report" && !name.contains(' ') {
-                    found.insert((i.clone(), name.to_string()));
-                }
+            } else if let (Some(i), Some((name, _))) = (&interface, line.split_once(": func("))
+                && i != "report"
+                && !name.contains(' ')
+            {
+                found.insert((i.clone(), name.to_string()));
             }
         }
     }
