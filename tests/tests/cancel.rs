@@ -387,7 +387,10 @@ fn the_console_cancels_with_its_csrf_token() {
 fn csrf_of(form_page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = form_page.find(marker).expect("a CSRF field") + marker.len();
-    form_page[start..start + 64].to_string()
+    let len = form_page[start..]
+        .find('"')
+        .expect("the field's closing quote");
+    form_page[start..start + len].to_string()
 }
 
 #[test]

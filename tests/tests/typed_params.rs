@@ -192,7 +192,7 @@ params = { paths = "", backups = "", critical-percent = "100", warn-percent = "{
         .unwrap();
     let marker = "name=\"csrf\" value=\"";
     let at = page.find(marker).expect("a CSRF field") + marker.len();
-    let csrf = &page[at..at + 64];
+    let csrf = &page[at..at + page[at..].find('"').expect("the field's closing quote")];
     let submit = |warn: &str| {
         let body = format!(
             "csrf={csrf}&dry_run=1&param%3Apaths=&param%3Abackups=&param%3Acritical-percent=100&param%3Awarn-percent={warn}"

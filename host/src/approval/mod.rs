@@ -199,7 +199,14 @@ pub struct Approvals {
     telegram: telegram::Pollers,
     /// `host serve`: answers are taken in whenever they come, not only while a run waits.
     listening: std::sync::atomic::AtomicBool,
+    /// Chat presses being handled here (recorded, not yet answered to the presser): a run
+    /// woken by one lets it finish, so a `host run` that ends right after its answer does not
+    /// exit before the presser's button is answered.
+    pub(crate) handling: std::sync::atomic::AtomicUsize,
 }
+
+/// Longest a woken run waits for the presses in hand to be answered.
+const HANDLING_GRACE: Duration = Duration::from_secs(3);
 
 /// How often a waiting run reads its approval from the store (an answer given to another
 /// process: `host approve`, a replica's console).
@@ -221,6 +228,7 @@ impl Approvals {
                 .build()
                 .expect("an HTTP client builds"),
             waiting: Mutex::new(HashMap::new()),
+            handling: std::sync::atomic::AtomicUsize::new(0),
             telegram: telegram::Pollers::default(),
             listening: std::sync::atomic::AtomicBool::new(false),
         })
@@ -390,6 +398,7 @@ impl Approvals {
             if let Some(record) = self.store.approval(id).await?
                 && record.state != "pending"
             {
+                self.presses_answered().await;
                 return Ok(record);
             }
             if tokio::time::Instant::now() >= until {
@@ -411,6 +420,16 @@ impl Approvals {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep_until(next) => {}
             }
+        }
+    }
+
+    /// Waits (bounded) until no press handled here is still to be answered to its presser.
+    async fn presses_answered(&self) {
+        let until = tokio::time::Instant::now() + HANDLING_GRACE;
+        while self.handling.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -252,6 +252,16 @@ async fn poll(approvals: Weak<Approvals>, channel: String, base: String) {
 }
 
 async fn handle(approvals: &Approvals, api: &Api<'_>, query: &Value) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Counted until the presser is answered (`Approvals::presses_answered`).
+    struct InHand<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for InHand<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, SeqCst);
+        }
+    }
+    approvals.handling.fetch_add(1, SeqCst);
+    let _in_hand = InHand(&approvals.handling);
     let query_id = query["id"].as_str().unwrap_or_default();
     let (text, alert) = match decide(approvals, &approvals.bot_channels(&api.base), query).await {
         Ok(Answered::Recorded(record)) => (decision_line(&record), false),

@@ -642,7 +642,7 @@ impl RunState {
     }
 }
 
-/// Raw figures in the timeline, so the audit log can be compared with `docker system df`.
+/// Sizes as people read them in the timeline (the call's result keeps the raw bytes).
 /// 1536 → "1.5 KiB": binary units, one decimal, bytes as they are below 1 KiB.
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
