@@ -232,7 +232,8 @@ fn python_web_down_matches_the_rust_web_down() {
     let sandbox = Sandbox::new();
     sandbox.write(
         "host.toml",
-        format!("[plugins.python-web-down.grants]\n{WEB_DOWN_GRANTS}"),
+        // Granted by the name its describe() gives (web-down, like the Rust one), not its file's.
+        format!("[plugins.web-down.grants]\n{WEB_DOWN_GRANTS}"),
     );
     let healthy = Peer::status(200);
     let failing = Peer::status(503);

@@ -187,6 +187,11 @@ fn check(step: &Step, ran: &Ran) {
             ok(ran.code == 0);
             ok(first.starts_with("# "));
         }
+        // `<id>` is the newest run, which has ended: refused, saying why.
+        ["runs", "cancel", ..] => {
+            ok(ran.code == 1);
+            ok(format!("{}{}", ran.stdout, ran.stderr).contains("nothing to cancel"));
+        }
         ["notify", "test", channel] => {
             ok(ran.code == 0);
             ok(ran.stdout.contains(channel) && ran.stdout.contains("delivered"));
