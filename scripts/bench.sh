@@ -7,10 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
-cargo bench --locked -p runbook-host --bench startup
-cargo bench --locked -p runbook-host --bench grants
+cargo bench --locked -p runbook-runtime --bench startup
+cargo bench --locked -p runbook-runtime --bench grants
 # RUST_BACKTRACE makes every error capture a backtrace: not how a server runs, only noise here.
-env -u RUST_BACKTRACE cargo bench --locked -p runbook-host --bench instances
+env -u RUST_BACKTRACE cargo bench --locked -p runbook-runtime --bench instances
 
 host=target/release/host
 cache=$(mktemp -d)

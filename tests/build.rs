@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[path = "../host/guest_build.rs"]
+#[path = "../crates/runbook-runtime/guest_build.rs"]
 mod guest_build;
 
 fn main() {
@@ -16,7 +16,7 @@ fn main() {
         "sdk",
         "wit",
         "Cargo.lock",
-        "host/guest_build.rs",
+        "crates/runbook-runtime/guest_build.rs",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -1,5 +1,5 @@
 //! Logs through `tracing`: `--log-level` / `RUNBOOK_LOG` take `RUST_LOG`-style filters
-//! (`info`, `runbook_host::server=debug,warn`), `--log-format text|json` picks the form. The
+//! (`info`, `runbook_server=debug,warn`), `--log-format text|json` picks the form. The
 //! services (`host serve`, `host agent`) log timestamped lines with their fields; the one-shot
 //! commands print only warnings and errors, as `warning: …` / `error: …` like the rest of the
 //! CLI's messages. Everything goes to stderr: stdout carries a command's output.
@@ -39,7 +39,18 @@ pub fn init(
     let directives = if wanted.contains('=') || wanted.contains(',') {
         wanted.clone()
     } else {
-        format!("warn,runbook_host={wanted}")
+        // The host's own crates: the CLI (`host`) and its layers.
+        [
+            "host",
+            "runbook_core",
+            "runbook_store",
+            "runbook_runtime",
+            "runbook_server",
+        ]
+        .iter()
+        .fold("warn".to_string(), |all, target| {
+            format!("{all},{target}={wanted}")
+        })
     };
     let filter = EnvFilter::builder()
         .parse(&directives)

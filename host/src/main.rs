@@ -7,17 +7,31 @@ use std::process::ExitCode;
 // Through anstream: colour codes reach a terminal only, and never with NO_COLOR set.
 use anstream::{eprintln, print, println};
 use clap::{CommandFactory, Parser, Subcommand};
-use runbook_host::bindings::Capability;
-use runbook_host::config::Config;
-use runbook_host::engine::default_cache_dir;
-use runbook_host::incident::{parse_param, read_alert_file};
-use runbook_host::notify::ConsoleStream;
-use runbook_host::records::Trigger;
-use runbook_host::run::{Host, Prepared, RunRequest, UsageError};
-use runbook_host::scaffold::{self, Lang};
-use runbook_host::store::{Location, Store, default_store_path};
-use runbook_host::timeline::Sink;
-use runbook_host::{check, render, style};
+
+// The layers under the names the subcommands use: the CLI is the one crate that imports them all.
+use runbook_core::{panics, records, severity, text, timeline};
+use runbook_runtime::{
+    approval, bindings, cancel, caps, catalog, config, engine, fleet, incident, notify, params,
+    postmortem, render, replay, run, schedule, style,
+};
+use runbook_server as server;
+use runbook_store as store;
+
+mod check;
+mod health;
+mod logging;
+mod scaffold;
+
+use crate::bindings::Capability;
+use crate::config::Config;
+use crate::engine::default_cache_dir;
+use crate::incident::{parse_param, read_alert_file};
+use crate::notify::ConsoleStream;
+use crate::records::Trigger;
+use crate::run::{Host, Prepared, RunRequest, UsageError};
+use crate::scaffold::Lang;
+use crate::store::{Location, Store, default_store_path};
+use crate::timeline::Sink;
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -60,7 +74,7 @@ struct Cli {
     #[arg(long, global = true, env = "RUNBOOK_STORE", value_name = "FILE|URL")]
     store: Option<String>,
     /// Log filter, RUST_LOG-style: error, warn, info, debug, or per module
-    /// (`runbook_host::server=debug,info`) [default: info for serve and agent, else warn]
+    /// (`runbook_server=debug,info`) [default: info for serve and agent, else warn]
     #[arg(long, global = true, env = "RUNBOOK_LOG", value_name = "FILTER")]
     log_level: Option<String>,
     /// Log lines as text, or as JSON objects (timestamp, level, message, run id, playbook,
@@ -73,7 +87,7 @@ struct Cli {
         env = "RUNBOOK_LOG_FORMAT",
         value_name = "FORMAT"
     )]
-    log_format: runbook_host::logging::LogFormat,
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,7 +119,7 @@ enum Command {
         json: bool,
         /// Incident priority P1–P4 [default: the alert's severity label, else P3]
         #[arg(long, value_name = "P1..P4", value_parser = parse_severity)]
-        severity: Option<runbook_host::severity::Priority>,
+        severity: Option<crate::severity::Priority>,
         /// How long to wait for the run's notifications to be delivered before exiting; what
         /// is still pending stays in the outbox for the next host (or `host notify flush`)
         #[arg(long, value_name = "SECS", default_value_t = 15)]
@@ -382,14 +396,14 @@ enum NotifyAction {
 }
 
 fn main() -> ExitCode {
-    runbook_host::panics::install_panic_hook();
+    crate::panics::install_panic_hook();
     let cli = Cli::parse();
     let service = matches!(cli.command, Command::Serve { .. } | Command::Agent { .. });
     let _flushed_at_exit =
-        match runbook_host::logging::init(cli.log_level.as_deref(), cli.log_format, service) {
+        match crate::logging::init(cli.log_level.as_deref(), cli.log_format, service) {
             Ok(guard) => guard,
             Err(e) => {
-                eprintln!("{} {e:#}", runbook_host::style::error());
+                eprintln!("{} {e:#}", crate::style::error());
                 return ExitCode::from(EXIT_USAGE);
             }
         };
@@ -409,7 +423,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             eprintln!(
                 "{} {}",
                 style::error(),
-                runbook_host::text::escape_keeping_lines(&format!("{e:#}"))
+                crate::text::escape_keeping_lines(&format!("{e:#}"))
             );
             let usage = e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<ConfigError>().is_some();
@@ -429,8 +443,8 @@ async fn async_main(cli: Cli) -> ExitCode {
 #[error("{0}")]
 struct ConfigError(String);
 
-fn parse_severity(text: &str) -> Result<runbook_host::severity::Priority, String> {
-    runbook_host::severity::Priority::parse(text)
+fn parse_severity(text: &str) -> Result<crate::severity::Priority, String> {
+    crate::severity::Priority::parse(text)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
@@ -455,8 +469,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             return Ok(0);
         }
         Command::Health { url, timeout } => {
-            let answer =
-                runbook_host::health::probe(url, std::time::Duration::from_secs(*timeout)).await;
+            let answer = crate::health::probe(url, std::time::Duration::from_secs(*timeout)).await;
             return Ok(match answer {
                 Ok(line) => {
                     println!("healthy: {line}");
@@ -523,11 +536,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }) = action
         {
             let token = std::env::var("RUNBOOK_API_TOKEN").ok();
-            return runbook_host::cancel::cli::on_server(server, id, token.as_deref()).await;
+            return crate::cancel::cli::on_server(server, id, token.as_deref()).await;
         }
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        let store = runbook_host::store::open(&location, config_connections).await?;
+        let store = crate::store::open(&location, config_connections).await?;
         return show_runs(&*store, action.as_ref(), *limit, playbook.as_deref(), *json).await;
     }
     if matches!(
@@ -536,33 +549,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     ) {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        host.store = Some(runbook_host::store::open(&location, config_connections).await?);
+        host.store = Some(crate::store::open(&location, config_connections).await?);
         return approvals_command(&host, &cli.command).await;
     }
     if let Command::Schedules { history, json } = &cli.command {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        let store = runbook_host::store::open(&location, config_connections).await?;
-        let statuses =
-            runbook_host::schedule::statuses(&*store, &host.config.schedules, *history).await?;
+        let store = crate::store::open(&location, config_connections).await?;
+        let statuses = crate::schedule::statuses(&*store, &host.config.schedules, *history).await?;
         if *json {
-            println!("{}", runbook_host::text::json_for_terminal(&statuses)?);
+            println!("{}", crate::text::json_for_terminal(&statuses)?);
         } else {
-            print!("{}", runbook_host::schedule::table(&statuses));
+            print!("{}", crate::schedule::table(&statuses));
         }
         return Ok(0);
     }
     if let Command::Nodes { json } = &cli.command {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        let store = runbook_host::store::open(&location, config_connections).await?;
+        let store = crate::store::open(&location, config_connections).await?;
         let nodes = store.nodes().await?;
         if *json {
-            println!("{}", runbook_host::text::json_for_terminal(&nodes)?);
+            println!("{}", crate::text::json_for_terminal(&nodes)?);
         } else {
             print!(
                 "{}",
-                runbook_host::fleet::remote::nodes_table(&nodes, host.config.server.lease())
+                crate::fleet::remote::nodes_table(&nodes, host.config.server.lease())
             );
         }
         return Ok(0);
@@ -587,21 +599,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         ..
     } = &cli.command
     {
-        let (run_auth, api_auth) = runbook_host::fleet::remote::ApiAuth::from_env(server);
+        let (run_auth, api_auth) = crate::fleet::remote::ApiAuth::from_env(server);
         let severity = severity.map(|s| s.as_str().to_string());
-        let status =
-            runbook_host::fleet::remote::run_on_node(runbook_host::fleet::remote::RemoteRun {
-                server,
-                node,
-                playbook: playbook.as_deref().unwrap_or_default(),
-                params,
-                dry_run: *dry_run,
-                severity: severity.as_deref(),
-                run_auth,
-                api_auth,
-                json: *json,
-            })
-            .await?;
+        let status = crate::fleet::remote::run_on_node(crate::fleet::remote::RemoteRun {
+            server,
+            node,
+            playbook: playbook.as_deref().unwrap_or_default(),
+            params,
+            dry_run: *dry_run,
+            severity: severity.as_deref(),
+            run_auth,
+            api_auth,
+            json: *json,
+        })
+        .await?;
         return Ok(match status.as_str() {
             "resolved" | "mitigated" | "no-action" => 0,
             "escalated" => EXIT_ESCALATED,
@@ -611,7 +622,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Serve { listen } = &cli.command {
         let location =
             store_location.ok_or_else(|| anyhow::anyhow!("no run store: pass --store FILE|URL"))?;
-        host.store = Some(runbook_host::store::open(&location, config_connections).await?);
+        host.store = Some(crate::store::open(&location, config_connections).await?);
         if let Some(listen) = listen {
             host.config.server.listen = listen.clone();
         }
@@ -619,14 +630,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         let console = host.config.webhooks.contains_key("api") || host.config.ui.auth.is_some();
         // Logged as the server's own lines: the binary's target ("host") is outside the
         // `runbook_host=info` filter, which is how this line used to go missing.
-        runbook_host::server::serve(host, |addr| {
+        crate::server::serve(host, |addr| {
             tracing::info!(
-                target: "runbook_host::server",
+                target: "crate::server",
                 "listening on http://{addr} (run store {})",
                 location.describe()
             );
             if console {
-                tracing::info!(target: "runbook_host::server", "console: http://{addr}/ui");
+                tracing::info!(target: "crate::server", "console: http://{addr}/ui");
             }
         })
         .await?;
@@ -635,7 +646,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     if matches!(cli.command, Command::Run { .. } | Command::Notify { .. })
         && let Some(location) = &store_location
     {
-        match runbook_host::store::open(location, config_connections).await {
+        match crate::store::open(location, config_connections).await {
             Ok(store) => host.store = Some(store),
             Err(e) => eprintln!(
                 "{} runs and notifications will not be stored: {e:#}",
@@ -691,8 +702,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 out(&format!(
                     "▶ {} ({}, {}{})\n",
-                    runbook_host::text::escape(&prepared.source.name),
-                    runbook_host::text::escape(&prepared.source.origin.to_string()),
+                    crate::text::escape(&prepared.source.name),
+                    crate::text::escape(&prepared.source.origin.to_string()),
                     trigger.as_str(),
                     if dry_run { ", dry run" } else { "" }
                 ));
@@ -704,10 +715,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             notifier.start();
             let tape = record_to
                 .as_ref()
-                .map(|_| runbook_host::replay::Tape::Recording(Vec::new()));
+                .map(|_| crate::replay::Tape::Recording(Vec::new()));
             let (record, _) = host.run_taped(&prepared, request, sink, tape).await?;
             if let Some(path) = &record_to {
-                runbook_host::replay::cli::write_recording(&record, path)?;
+                crate::replay::cli::write_recording(&record, path)?;
             }
             let deliveries = notifier
                 .wait_for_run(&record.run_id, std::time::Duration::from_secs(notify_wait))
@@ -724,10 +735,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if json {
                 let mut doc = serde_json::to_value(&record)?;
                 doc["deliveries"] = serde_json::to_value(&deliveries)?;
-                out(&format!(
-                    "{}\n",
-                    runbook_host::text::json_for_terminal(&doc)?
-                ));
+                out(&format!("{}\n", crate::text::json_for_terminal(&doc)?));
             } else {
                 out(&render::deliveries(&deliveries));
                 out(&render::summary(&record));
@@ -736,7 +744,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         "{} {} failed: {}",
                         style::error(),
                         record.playbook,
-                        runbook_host::text::escape(reason)
+                        crate::text::escape(reason)
                     );
                 }
             }
@@ -760,7 +768,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Some(path) => host.prepare_file(&path).await?,
                 None => prepare_named_or_file(&host, &playbook.unwrap_or_default()).await?,
             };
-            runbook_host::replay::cli::test_command(&host, &prepared, &fixture, json).await
+            crate::replay::cli::test_command(&host, &prepared, &fixture, json).await
         }
         Command::List { json } => {
             let mut rows = Vec::new();
@@ -781,7 +789,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 rows.push(row);
             }
             if json {
-                println!("{}", runbook_host::text::json_for_terminal(&rows)?);
+                println!("{}", crate::text::json_for_terminal(&rows)?);
             } else {
                 print!("{}", render::playbook_list(&rows));
             }
@@ -798,11 +806,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 let doc = serde_json::json!({
                     "name": d.name, "summary": d.summary, "version": d.version,
                     "origin": prepared.source.origin.to_string(),
-                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "type": runbook_host::params::type_of(p).to_string(), "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
+                    "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "type": crate::params::type_of(p).to_string(), "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
                     "wants": d.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
                     "grants": grants, "limits": limits,
                 });
-                println!("{}", runbook_host::text::json_for_terminal(&doc)?);
+                println!("{}", crate::text::json_for_terminal(&doc)?);
                 return Ok(0);
             }
             print!(
@@ -837,7 +845,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 report.store = Some(store);
             }
             if json {
-                println!("{}", runbook_host::text::json_for_terminal(&report)?);
+                println!("{}", crate::text::json_for_terminal(&report)?);
             } else {
                 println!(
                     "config: {}",
@@ -856,9 +864,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     println!(
                         "  {} {:<14} {} · {}",
                         if p.ok { style::ok() } else { style::err() },
-                        runbook_host::text::escape(&p.name),
-                        runbook_host::text::escape(&p.origin),
-                        runbook_host::text::escape(&p.detail)
+                        crate::text::escape(&p.name),
+                        crate::text::escape(&p.origin),
+                        crate::text::escape(&p.detail)
                     );
                 }
                 for problem in &report.problems {
@@ -926,15 +934,13 @@ async fn agent_command(
     max_runs: Option<usize>,
 ) -> anyhow::Result<u8> {
     let outbox = match store_location {
-        Some(Location::Sqlite(path)) => {
-            runbook_host::store::open(&Location::Sqlite(path), None).await?
-        }
+        Some(Location::Sqlite(path)) => crate::store::open(&Location::Sqlite(path), None).await?,
         Some(Location::Postgres(_)) => anyhow::bail!(ConfigError(
             "host agent keeps only its notification outbox, in a local SQLite file: set `store` \
              (or --store) to a file path; the server stores the runs"
                 .into()
         )),
-        None => runbook_host::store::open_in_memory()?,
+        None => crate::store::open_in_memory()?,
     };
     host.use_outbox(outbox);
     let token = match token_file {
@@ -954,9 +960,9 @@ async fn agent_command(
             .into_owned(),
     };
     let max_runs = max_runs.unwrap_or(host.config.server.max_concurrent_runs);
-    runbook_host::fleet::agent::run(
+    crate::fleet::agent::run(
         host,
-        runbook_host::fleet::agent::AgentOptions {
+        crate::fleet::agent::AgentOptions {
             servers: servers.to_vec(),
             node,
             token,
@@ -1008,7 +1014,7 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
                 .outbox_list(state.as_deref(), limit)
                 .await?;
             if json {
-                println!("{}", runbook_host::text::json_for_terminal(&rows)?);
+                println!("{}", crate::text::json_for_terminal(&rows)?);
             } else if rows.is_empty() {
                 println!("the outbox in {} is empty", notifier.store().describe());
             } else {
@@ -1039,7 +1045,7 @@ async fn notify_command(host: &Host, action: NotifyAction) -> anyhow::Result<u8>
 }
 
 async fn approvals_command(host: &Host, command: &Command) -> anyhow::Result<u8> {
-    use runbook_host::approval::cli;
+    use crate::approval::cli;
     let approvals = host
         .approvals()
         .ok_or_else(|| anyhow::anyhow!("approvals are not available here"))?;
@@ -1047,7 +1053,7 @@ async fn approvals_command(host: &Host, command: &Command) -> anyhow::Result<u8>
         Command::Approvals { json } => {
             let pending = approvals.store().approvals(None).await?;
             if *json {
-                println!("{}", runbook_host::text::json_for_terminal(&pending)?);
+                println!("{}", crate::text::json_for_terminal(&pending)?);
             } else {
                 print!("{}", cli::table(&pending));
             }
@@ -1060,9 +1066,9 @@ async fn approvals_command(host: &Host, command: &Command) -> anyhow::Result<u8>
         } => {
             let (code, line) = cli::approve(&approvals, target, *reject, reason.clone()).await?;
             if code == 0 {
-                println!("{}", runbook_host::text::escape(&line));
+                println!("{}", crate::text::escape(&line));
             } else {
-                eprintln!("{} {}", style::error(), runbook_host::text::escape(&line));
+                eprintln!("{} {}", style::error(), crate::text::escape(&line));
             }
             Ok(code)
         }
@@ -1081,7 +1087,7 @@ async fn show_runs(
         None => {
             let runs = store.list(limit, playbook).await?;
             if json {
-                println!("{}", runbook_host::text::json_for_terminal(&runs)?);
+                println!("{}", crate::text::json_for_terminal(&runs)?);
             } else if runs.is_empty() {
                 println!("no runs yet in {}", store.describe());
             } else {
@@ -1096,7 +1102,7 @@ async fn show_runs(
                 return Ok(EXIT_USAGE);
             };
             if *json {
-                println!("{}", runbook_host::text::json_for_terminal(&run)?);
+                println!("{}", crate::text::json_for_terminal(&run)?);
             } else {
                 print!("{}", render::stored_run(&run));
             }
@@ -1107,7 +1113,7 @@ async fn show_runs(
                 eprintln!("{} no run {id:?} in {}", style::error(), store.describe());
                 return Ok(EXIT_USAGE);
             };
-            if !runbook_host::replay::cli::export_fixture(&run, fixture)? {
+            if !crate::replay::cli::export_fixture(&run, fixture)? {
                 eprintln!(
                     "{} run {id} was not recorded; run it with `host run --record FILE`",
                     style::error()
@@ -1116,17 +1122,14 @@ async fn show_runs(
             }
             Ok(0)
         }
-        Some(RunsAction::Cancel { id, .. }) => runbook_host::cancel::cli::on_store(store, id).await,
+        Some(RunsAction::Cancel { id, .. }) => crate::cancel::cli::on_store(store, id).await,
         Some(RunsAction::Report { id }) => {
             let Some(run) = store.get(id).await? else {
                 eprintln!("{} no run {id:?} in {}", style::error(), store.describe());
                 eprintln!("hint: `host runs` lists the recent ones");
                 return Ok(EXIT_USAGE);
             };
-            print!(
-                "{}",
-                runbook_host::postmortem::render_from(store, &run).await
-            );
+            print!("{}", crate::postmortem::render_from(store, &run).await);
             Ok(0)
         }
     }

@@ -97,7 +97,6 @@ pub fn write_wit(dir: &Path) -> Result<Vec<PathBuf>> {
 
 pub struct Scaffold {
     pub dir: PathBuf,
-    pub files: Vec<PathBuf>,
     /// The project's README: how to build, run and test it.
     pub readme: String,
 }
@@ -114,7 +113,7 @@ pub fn new_project(name: &str, lang: Lang, dir: Option<&Path>) -> Result<Scaffol
         );
     }
     let crate_name = name.replace('-', "_");
-    let mut files = write_wit(&dir.join("wit"))?;
+    write_wit(&dir.join("wit"))?;
     let mut readme = String::new();
     for (relative, template) in templates(lang) {
         let text = template
@@ -129,9 +128,8 @@ pub fn new_project(name: &str, lang: Lang, dir: Option<&Path>) -> Result<Scaffol
         if relative == "README.md" {
             readme = text;
         }
-        files.push(path);
     }
-    Ok(Scaffold { dir, files, readme })
+    Ok(Scaffold { dir, readme })
 }
 
 /// The name becomes a file name, a crate name and a config key: keep it to what all accept.

@@ -1,0 +1,105 @@
+//! The one place the WIT contract is turned into Rust; capability modules implement the
+//! generated `Host` traits and everything else imports types from here.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "playbook",
+    imports: { default: async | trappable },
+    exports: { default: async },
+    // Fixtures (`crate::replay`) keep call results and incidents as JSON.
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
+
+mod older;
+pub mod v0_1;
+pub mod v0_2;
+pub mod versions;
+pub use versions::{VersionedPlaybook, VersionedPre};
+
+pub use runbook::host::types::{
+    Alert, Capability, Error as CapError, ParamSpec, Severity, Status, TriggerKind,
+};
+
+impl CapError {
+    /// The kind as the timeline and audit log name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CapError::Denied(_) => "denied",
+            CapError::NotFound(_) => "not-found",
+            CapError::Invalid(_) => "invalid",
+            CapError::Unavailable(_) => "unavailable",
+            CapError::Timeout(_) => "timeout",
+            CapError::Failed(_) => "failed",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            CapError::Denied(s)
+            | CapError::NotFound(s)
+            | CapError::Invalid(s)
+            | CapError::Unavailable(s)
+            | CapError::Timeout(s)
+            | CapError::Failed(s) => s,
+        }
+    }
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Resolved => "resolved",
+            Status::Mitigated => "mitigated",
+            Status::Escalated => "escalated",
+            Status::NoAction => "no-action",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+impl Capability {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Capability::Docker => "docker",
+            Capability::Http => "http",
+            Capability::FsRead => "fs-read",
+            Capability::Notify => "notify",
+            Capability::Approval => "approval",
+        }
+    }
+}
+
+impl Severity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The contract has no `console`: a guest is told `webhook`, the nearest (see `Trigger`).
+impl From<crate::records::Trigger> for TriggerKind {
+    fn from(trigger: crate::records::Trigger) -> Self {
+        use crate::records::Trigger;
+        match trigger {
+            Trigger::Cli => TriggerKind::Cli,
+            Trigger::Webhook | Trigger::Console => TriggerKind::Webhook,
+            Trigger::Alert => TriggerKind::Alert,
+            Trigger::Schedule => TriggerKind::Schedule,
+        }
+    }
+}
+
+impl TriggerKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TriggerKind::Cli => "cli",
+            TriggerKind::Webhook => "webhook",
+            TriggerKind::Alert => "alert",
+            TriggerKind::Schedule => "schedule",
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `POST /runs/{id}/cancel` under the `[webhooks.api]` auth, and the one path every cancel
+//! through this server takes (the console's button too): the request goes to the store, and a
+//! run executing in this process is signalled at once (other processes find it in the store,
+//! runbook_runtime::cancel::watch).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use serde_json::json;
+
+use super::{App, Shared, error, refuse_api, reply};
+use crate::config::AuthConfig;
+use crate::records::{Cancelled, RunStatus};
+
+const ENDPOINT: &str = "runs";
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/runs/{id}/cancel", post(cancel))
+}
+
+/// Who calls the API, for the run's "cancelled by …": the basic-auth user, else the name of
+/// the bearer token's secret (its env var or file), as `api:<name>`.
+fn api_caller(app: &App) -> String {
+    let name = app.dispatcher.host().with_policy(|config| {
+        match config.webhooks.get("api").map(|hook| &hook.auth) {
+            Some(AuthConfig::Basic { username, .. }) => username.clone(),
+            Some(AuthConfig::Bearer { token }) => token
+                .env
+                .clone()
+                .or_else(|| {
+                    token
+                        .file
+                        .as_ref()
+                        .and_then(|f| f.file_name())
+                        .map(|f| f.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "token".into()),
+            _ => "anonymous".into(),
+        }
+    });
+    format!("api:{}", name.replace(|c: char| c.is_control(), ""))
+}
+
+/// Asks run `id` to stop as `by`: (HTTP status, what happened in a line).
+pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, String) {
+    let store = app
+        .dispatcher
+        .host()
+        .store
+        .clone()
+        .expect("the server has a store");
+    let cancelled = match store.cancel_run(id, by).await {
+        Ok(cancelled) => cancelled,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the run store does not answer: {e:#}"),
+            );
+        }
+    };
+    match &cancelled {
+        Cancelled::Asked { .. } => {
+            runbook_runtime::cancel::signal(id, by);
+        }
+        Cancelled::Ended { playbook } => {
+            app.dispatcher
+                .metrics
+                .ended(playbook, RunStatus::Cancelled.as_str(), 0.0);
+        }
+        _ => {}
+    }
+    let shown = crate::text::escape(&crate::text::echo(id)).into_owned();
+    let (status, line) = runbook_runtime::cancel::cli::answer(&shown, by, &cancelled);
+    tracing::info!(run_id = %shown, by = %by, status, "cancel: {line}");
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        line,
+    )
+}
+
+async fn cancel(State(app): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers).await {
+        return denied;
+    }
+    let by = api_caller(&app);
+    let (status, line) = cancel_as(&app, &id, &by).await;
+    if status.is_success() {
+        let state = if status == StatusCode::OK {
+            "cancelled"
+        } else {
+            "cancelling"
+        };
+        let body = json!({ "runs": [id], "status": state, "by": by, "message": line });
+        reply(&app, ENDPOINT, status, body)
+    } else {
+        error(&app, ENDPOINT, status, line)
+    }
+}

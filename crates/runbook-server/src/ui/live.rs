@@ -1,0 +1,221 @@
+//! Live timelines. A run this server executes appends its events to the store as they happen
+//! (batched into `append_events` under this process's runner, as a fleet agent's run does), so
+//! any replica's console can follow it. Reading the store rather than an in-process broadcast
+//! is what lets a viewer on replica B follow a run on replica A or on a node.
+//!
+//! A reader costs what it reads, not the run's size: each viewer first reads the events after
+//! its own cursor, in pages; then one poller per followed run (`feed`) reads only the events
+//! after the newest it has, renders each once and hands it to every viewer of that run through
+//! a bounded queue. A viewer too slow to keep up is dropped; its browser reconnects with
+//! Last-Event-ID and resumes from the store.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+
+use super::feed::{self, Item};
+use super::message_page;
+use crate::Shared;
+use crate::store::Store;
+use crate::timeline::{Event, Sink};
+
+/// Events of one run appended live; past this the outcome carries the rest.
+const MAX_LIVE_EVENTS: usize = 10_000;
+/// Events per `append_events` (while one is in flight the next batch gathers).
+const BATCH: usize = 256;
+/// A stream ends after this; the browser reconnects where it left off (Last-Event-ID).
+const STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The sink of a run this process executes. Nothing is spawned until the first event: a run
+/// without events (the intake benchmark's no-op runs) costs nothing more.
+pub(crate) fn store_sink(store: Arc<Store>, run_id: String) -> Sink {
+    let runtime = tokio::runtime::Handle::current();
+    let mut outbound: Option<mpsc::UnboundedSender<String>> = None;
+    let mut sent = 0usize;
+    Box::new(move |event: &Event| {
+        if sent >= MAX_LIVE_EVENTS {
+            return;
+        }
+        sent += 1;
+        let sender = outbound.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            runtime.spawn(append_live(store.clone(), run_id.clone(), rx));
+            tx
+        });
+        let _ = sender.send(serde_json::to_string(event).expect("an event serializes"));
+    })
+}
+
+async fn append_live(
+    store: Arc<Store>,
+    run_id: String,
+    mut events: mpsc::UnboundedReceiver<String>,
+) {
+    let mut from = 0;
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        let count = batch.len();
+        let runner = crate::store::this_runner();
+        // The local timeline has capped itself already (`timeline::admit`).
+        match store
+            .append_events(&run_id, runner, from, batch, usize::MAX)
+            .await
+        {
+            Ok(crate::store::Appended::Stored) => from += count,
+            // The run ended or was taken from this process, or the store is away: live
+            // events are a view, the outcome carries the whole timeline.
+            Ok(_) | Err(_) => return,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct EventsQuery {
+    /// Events the page already shows.
+    #[serde(default)]
+    from: usize,
+}
+
+/// One viewer: its cursor (the number of the next event it wants), what is ready to send,
+/// and its place in the run's feed once it has caught up.
+struct Follow {
+    store: Arc<Store>,
+    run_id: String,
+    next: usize,
+    ready: VecDeque<SseEvent>,
+    feed: Option<broadcast::Receiver<Arc<Item>>>,
+    /// Caught up with the store: the feed brings the rest.
+    following: bool,
+    ended: bool,
+    until: Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+pub(super) async fn events(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let Ok(permit) = app.console.streams.clone().try_acquire_owned() else {
+        return message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "too many live timelines are being followed; reload later",
+        );
+    };
+    // A reconnecting browser says where it was.
+    let next = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(q.from);
+    let follow = Follow {
+        store: app.dispatcher.host().store.clone().expect("store"),
+        run_id: id,
+        next,
+        ready: VecDeque::new(),
+        feed: None,
+        following: false,
+        ended: false,
+        until: Instant::now() + STREAM_FOR,
+        _permit: permit,
+    };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.ready.pop_front() {
+                return Some((Ok::<_, Infallible>(event), f));
+            }
+            if f.ended || Instant::now() > f.until {
+                return None;
+            }
+            f.step().await;
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+impl Follow {
+    /// Catching up: the next page after the cursor from the store; then the run's feed.
+    async fn step(&mut self) {
+        // Joined before the first read, so nothing appended meanwhile is missed (the feed's
+        // copies of what the pages returned are skipped by number).
+        let queue = self
+            .feed
+            .get_or_insert_with(|| feed::join(&self.store, &self.run_id, self.next));
+        if !self.following {
+            match self
+                .store
+                .events_after(&self.run_id, self.next, feed::PAGE)
+                .await
+            {
+                Ok(Some(page)) => {
+                    let (full, live) = (page.events.len() == feed::PAGE, page.live());
+                    for (seq, text) in page.events {
+                        self.push(seq, feed::render(&text));
+                    }
+                    if !full && !live {
+                        self.end();
+                    }
+                    self.following = !full;
+                }
+                Ok(None) => self.end(),
+                // The store is away for a moment: look again shortly.
+                Err(_) => tokio::time::sleep(feed::POLL).await,
+            }
+            return;
+        }
+        let wait = self.until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, queue.recv()).await {
+            Ok(Ok(item)) => match item.as_ref() {
+                Item::Event { seq, html } => self.push(*seq, Some(html.clone())),
+                Item::End => self.end(),
+            },
+            // Too slow for the feed: drop the stream rather than buffer for it; the browser
+            // reconnects from its last event id.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => self.ended = true,
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                (self.feed, self.following) = (None, false);
+            }
+            Err(_) => self.ended = true,
+        }
+    }
+
+    /// Sends event `seq` if it is the one the viewer waits for (earlier ones it has).
+    fn push(&mut self, seq: usize, html: Option<String>) {
+        if seq < self.next {
+            return;
+        }
+        self.next = seq + 1;
+        if let Some(html) = html {
+            self.ready.push_back(
+                SseEvent::default()
+                    .event("timeline")
+                    .id(self.next.to_string())
+                    .data(html),
+            );
+        }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.ready
+            .push_back(SseEvent::default().event("end").data("ended"));
+    }
+}

@@ -1,0 +1,319 @@
+//! The store contract (store/backend.rs) as tests, written once and run against every backend:
+//! `conformance_tests!(subject_future)` expands to one `#[tokio::test]` per behaviour. A
+//! subject is a fresh, empty store plus a way to open a second instance on it (another
+//! replica, another process), which the cross-instance behaviours use.
+//!
+//! A backend's tests module instantiates it with a function making its subject, e.g. SQLite:
+//!
+//! ```ignore
+//! async fn subject() -> Option<Subject> {
+//!     let dir = Arc::new(tempfile::tempdir().unwrap());
+//!     let path = dir.path().join("runs.sqlite3");
+//!     let open = move |path: PathBuf| async move { Ok(Arc::new(Sqlite::open(&path)?) as Arc<dyn Backend>) };
+//!     Some(Subject {
+//!         backend: open(path.clone()).await.unwrap(),
+//!         open_again: Arc::new({ let path = path.clone(); move || Box::pin(open(path.clone())) }),
+//!         set_schema_version: Arc::new(move |v| { /* PRAGMA user_version = v on `path` */ }),
+//!         cleanup: Some(Arc::new(move || { let _keep = dir.clone(); Box::pin(async {}) })),
+//!     })
+//! }
+//! conformance_tests!(subject());
+//! ```
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::backend::{Backend, SlotLimits};
+
+mod approvals;
+mod cancel;
+mod caps;
+mod console;
+mod delivery;
+mod fleet;
+mod live;
+mod runs;
+mod schedules;
+mod text;
+use crate::records::{
+    Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
+};
+pub(crate) use approvals::*;
+pub(crate) use cancel::*;
+pub(crate) use caps::*;
+pub(crate) use console::*;
+pub(crate) use delivery::*;
+pub(crate) use fleet::*;
+pub(crate) use live::*;
+pub(crate) use runs::*;
+pub(crate) use schedules::*;
+pub(crate) use text::*;
+
+type Make<T> = Arc<dyn Fn() -> BoxFuture<'static, Result<T>> + Send + Sync>;
+
+/// One fresh store under test.
+#[derive(Clone)]
+pub(crate) struct Subject {
+    pub backend: Arc<dyn Backend>,
+    /// Another instance on the same store (a second replica or process).
+    pub open_again: Make<Arc<dyn Backend>>,
+    /// Writes this schema version into the store (for the refusal test).
+    pub set_schema_version: Arc<dyn Fn(i64) -> BoxFuture<'static, Result<()>> + Send + Sync>,
+    /// Removes the store at the end, pass or fail (PostgreSQL: drops the test's database).
+    pub cleanup: Option<Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
+}
+
+/// Runs one behaviour on a fresh subject; `None` (the backend is not available here) skips
+/// it, the subject having said why.
+pub(crate) async fn check<Fut: Future<Output = ()>>(
+    subject: impl Future<Output = Option<Subject>>,
+    behaviour: impl FnOnce(Subject) -> Fut,
+) {
+    let Some(subject) = subject.await else {
+        return;
+    };
+    let result = AssertUnwindSafe(behaviour(subject.clone()))
+        .catch_unwind()
+        .await;
+    if let Some(cleanup) = &subject.cleanup {
+        cleanup().await;
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// One `#[tokio::test]` per behaviour of the contract, each on a fresh subject made by
+/// `$subject` (an expression evaluating to a `Future<Output = Option<Subject>>`).
+macro_rules! conformance_tests {
+    ($subject:expr) => {
+        $crate::conformance::conformance_tests!(@each $subject;
+            identical_admissions_at_once_start_exactly_one_run,
+            dedup_holds_for_its_window_and_cut_off_runs_free_it,
+            cooldown_is_per_playbook_and_key,
+            claims_respect_slots_across_two_claimers,
+            skip_locked_gives_each_run_to_one_claimer,
+            finish_frees_the_slot_and_refuses_a_lost_run,
+            leases_are_renewed_by_their_runner_and_expire_without_it,
+            lost_runs_are_told_once_across_instances,
+            a_webhook_id_is_accepted_once,
+            outbox_keeps_channel_order_and_leases_exclusively,
+            outbox_once_key_queues_one_message,
+            runs_alerts_and_deliveries_read_back,
+            keys_of_any_length_are_keys,
+            a_newer_schema_is_refused,
+            node_runs_are_claimed_by_their_node_only,
+            slots_count_node_and_server_runs_together,
+            renew_held_answers_only_runs_still_held,
+            append_events_only_while_held,
+            live_events_stop_at_the_timeline_cap,
+            queued_runs_are_counted_by_who_waits_for_them,
+            a_run_says_when_it_began_running,
+            nul_and_odd_bytes_are_kept_alike_in_every_text,
+            finish_held_by_the_holder_replaces_live_events,
+            nodes_are_listed_with_their_runs,
+            undelivered_node_runs_end_after_the_wait_and_are_told_once,
+            undeliverable_runs_free_their_dedup_and_cooldown_keys,
+            every_waiting_claimer_wakes_on_a_new_run,
+            each_firing_is_recorded_and_run_once_across_instances,
+            a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
+            runs_page_filters_and_keyset_pages,
+            a_failed_message_can_be_retried_once,
+            who_asked_how_long_and_when_tried_read_back,
+            the_first_answer_to_an_approval_wins_across_instances,
+            approvals_of_ended_runs_end_lost_once,
+            events_after_reads_from_the_cursor_bounded,
+            a_cancel_ends_queued_runs_and_asks_running_ones_once,
+            a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it,
+            a_shared_secret_is_made_once_and_the_same_for_every_instance,
+        );
+    };
+    (@each $subject:expr; $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $behaviour() {
+                $crate::conformance::check(
+                    $subject,
+                    $crate::conformance::$behaviour,
+                )
+                .await;
+            }
+        )*
+    };
+}
+pub(crate) use conformance_tests;
+
+// ---- fixtures -------------------------------------------------------------------------------
+
+const LONG: Duration = Duration::from_secs(3600);
+/// Leases and windows that must run out during a test.
+const SHORT: Duration = Duration::from_millis(500);
+/// Windows and leases that must hold across a few calls (on a loaded machine), then end.
+const BRIEF: Duration = Duration::from_secs(2);
+
+/// `seq` orders runs by acceptance time.
+fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {
+    QueuedRun {
+        id: id.into(),
+        playbook: playbook.into(),
+        origin: "plugin-dir".into(),
+        trigger: "alert".into(),
+        by: None,
+        params: serde_json::json!({ "case": id }),
+        alert: Some(serde_json::json!({ "labels": { "alertname": "BotDown" } })),
+        dry_run: false,
+        dedup_key: None,
+        started_at: format!("2026-11-25T10:{:02}:{:02}.000Z", seq / 60, seq % 60),
+        severity: "P2".into(),
+        node: None,
+    }
+}
+
+fn admit(run: QueuedRun) -> Admit {
+    Admit {
+        run,
+        dedup_window: None,
+        cooldown: None,
+        alert: None,
+    }
+}
+
+fn deduped(mut run: QueuedRun, key: &str, window: Duration) -> Admit {
+    run.dedup_key = Some(key.into());
+    Admit {
+        dedup_window: Some(window),
+        ..admit(run)
+    }
+}
+
+fn cooled(run: QueuedRun, key: &str, period: Duration) -> Admit {
+    Admit {
+        cooldown: Some((key.into(), period)),
+        ..admit(run)
+    }
+}
+
+fn alert(name: &str, disposition: &str) -> AlertRecord {
+    AlertRecord {
+        received_at: "2026-11-25T10:00:00.000Z".into(),
+        source: "alertmanager".into(),
+        alertname: name.into(),
+        status: "firing".into(),
+        fingerprint: format!("fp-{name}"),
+        starts_at: "2026-11-25T09:59:00.000Z".into(),
+        labels: serde_json::json!({ "alertname": name }),
+        disposition: disposition.into(),
+        playbook: Some("pb".into()),
+        run_id: None,
+        detail: None,
+    }
+}
+
+fn outcome(id: &str, status: &str) -> RunOutcome {
+    let event = |offset: f64, message: &str| {
+        serde_json::json!({
+            "at": "2026-11-25T10:00:01.000Z", "offset_ms": offset,
+            "event": "log", "level": "info", "message": message,
+        })
+        .to_string()
+    };
+    RunOutcome {
+        run_id: id.into(),
+        status: status.into(),
+        summary: format!("{id} {status}"),
+        actions: vec!["restarted bot".into()],
+        reason: None,
+        ended_at: "2026-11-25T10:00:02.000Z".into(),
+        timings: serde_json::json!({ "total_ms": 12 }),
+        grants: serde_json::json!({ "docker": ["bot"] }),
+        events: vec![event(1.0, "looking"), event(2.0, "restarted")],
+        artifacts: vec![Artifact {
+            name: "logs.txt".into(),
+            content_type: "text/plain".into(),
+            sha256: "ab".repeat(32),
+            bytes: 5,
+            text: "hello".into(),
+        }],
+    }
+}
+
+fn message(run_id: &str, channel: &str, title: &str, action: &str) -> NewMessage {
+    NewMessage {
+        run_id: Some(run_id.into()),
+        channel: channel.into(),
+        kind: "slack".into(),
+        payload: serde_json::json!({ "title": title }),
+        dedup_key: Some("k1".into()),
+        event_action: Some(action.into()),
+        created_at: "2026-11-25T10:00:00.000Z".into(),
+    }
+}
+
+fn limits(default: usize, per_playbook: &[(&str, usize)]) -> SlotLimits {
+    SlotLimits {
+        default,
+        per_playbook: per_playbook
+            .iter()
+            .map(|(p, n)| (p.to_string(), *n))
+            .collect(),
+    }
+}
+
+/// Polls `attempt` until it gives something (10 s at most): for leases and windows on the
+/// store's clock, which a test cannot advance.
+async fn eventually_some<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn eventually<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    eventually_some(what, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+async fn status(backend: &Arc<dyn Backend>, id: &str) -> String {
+    backend.get(id).await.unwrap().expect(id).run.status
+}
+
+async fn claimed_ids(
+    backend: &Arc<dyn Backend>,
+    runner: &str,
+    max: usize,
+    limits: &SlotLimits,
+    lease: Duration,
+) -> Vec<String> {
+    let runs = backend
+        .claim_queued(runner, max, limits, lease)
+        .await
+        .unwrap();
+    runs.into_iter().map(|r| r.id).collect()
+}
+
+/// Claims `id` (the only queued run) with a short lease and waits until it is lost.
+async fn make_lost(backend: &Arc<dyn Backend>, id: &str) {
+    let claimed = claimed_ids(backend, "gone-runner", 1, &limits(10, &[]), SHORT).await;
+    assert_eq!(claimed, [id]);
+    eventually("the lease expires and the run is lost", || async move {
+        backend.expire_leases().await.unwrap();
+        status(backend, id).await == "lost"
+    })
+    .await;
+}

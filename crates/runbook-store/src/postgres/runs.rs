@@ -1,0 +1,556 @@
+//! Runs on PostgreSQL: admission (dedup and cooldown keys under a unique constraint), claims
+//! (`FOR UPDATE SKIP LOCKED` on queued runs and on slot rows) and leases.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{Postgres, index_key, pg_error, secs};
+use crate::backend::SlotLimits;
+use crate::records::{
+    Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
+};
+// Runs that ended without a result: they never hold a dedup or cooldown key.
+use crate::{CUT_OFF, Untold};
+
+pub(super) const QUEUED_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, dedup_key, started_at, severity, node, \
+     requested_by";
+
+pub(super) fn json(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+pub(super) fn queued_run(r: &Row) -> QueuedRun {
+    QueuedRun {
+        id: r.get(0),
+        playbook: r.get(1),
+        origin: r.get(2),
+        trigger: r.get(3),
+        params: json(r.get(4)).unwrap_or_default(),
+        alert: json(r.get(5)),
+        dry_run: r.get(6),
+        dedup_key: r.get(7),
+        started_at: r.get(8),
+        severity: r.get(9),
+        node: r.get(10),
+        by: r.get(11),
+    }
+}
+
+pub(super) async fn query(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
+    c.query(&statement, params).await.map_err(pg_error)
+}
+
+pub(super) async fn query_opt(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>> {
+    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
+    c.query_opt(&statement, params).await.map_err(pg_error)
+}
+
+pub(super) async fn execute(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64> {
+    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
+    c.execute(&statement, params).await.map_err(pg_error)
+}
+
+pub(super) async fn insert_run(
+    c: &impl GenericClient,
+    run: &QueuedRun,
+    running: Option<(&str, Duration)>,
+    cooldown_key: Option<&str>,
+) -> Result<()> {
+    let (status, runner, lease) = match running {
+        Some((runner, lease)) => ("running", Some(runner), Some(secs(lease))),
+        None => ("queued", None, None),
+    };
+    execute(
+        c,
+        "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
+                           dedup_key, started_at, severity, cooldown_key, runner, lease_until,
+                           node, running_since, requested_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                 now() + $14::float8 * interval '1 second', $15,
+                 CASE WHEN $8 = 'running' THEN $10 END, $16)",
+        &[
+            &run.id,
+            &run.playbook,
+            &run.origin,
+            &run.trigger,
+            &run.params.to_string(),
+            &run.alert.as_ref().map(|a| a.to_string()),
+            &run.dry_run,
+            &status,
+            &run.dedup_key,
+            &run.started_at,
+            &run.severity,
+            &cooldown_key,
+            &runner,
+            &lease,
+            &run.node,
+            &run.by,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_alert(c: &impl GenericClient, alert: &AlertRecord) -> Result<()> {
+    execute(
+        c,
+        "INSERT INTO alerts (received_at, source, alertname, status, fingerprint, starts_at,
+                             labels, disposition, playbook, run_id, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &alert.received_at,
+            &alert.source,
+            &alert.alertname,
+            &alert.status,
+            &alert.fingerprint,
+            &alert.starts_at,
+            &alert.labels.to_string(),
+            &alert.disposition,
+            &alert.playbook,
+            &alert.run_id,
+            &alert.detail,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_running(
+    pg: &Postgres,
+    run: QueuedRun,
+    runner: &str,
+    lease: Duration,
+) -> Result<()> {
+    insert_run(&pg.client().await?, &run, Some((runner, lease)), None).await
+}
+
+/// Takes `key` of `kind` for `run_id` for `window`, unless a live key names another run:
+/// then that run's id. Two replicas taking one key meet on the primary key; the second waits
+/// for the first to commit and then sees its row.
+async fn take_key(
+    c: &impl GenericClient,
+    kind: &str,
+    key: &str,
+    run_id: &str,
+    window: Duration,
+) -> Result<Option<String>> {
+    let (kind, key) = (index_key(kind), index_key(key));
+    // The conflicting row stays locked by us whatever the WHERE says, so the holder read next
+    // is the one that refused us; the second round only covers a row pruned in between.
+    for _ in 0..2 {
+        let taken = query_opt(
+            c,
+            &format!(
+                "INSERT INTO admission_keys (kind, key, run_id, until)
+                 VALUES ($1, $2, $3, now() + $4::float8 * interval '1 second')
+                 ON CONFLICT (kind, key) DO UPDATE
+                     SET run_id = EXCLUDED.run_id, until = EXCLUDED.until
+                     WHERE admission_keys.until < now()
+                        OR EXISTS (SELECT 1 FROM runs WHERE runs.id = admission_keys.run_id
+                                                        AND runs.status IN {CUT_OFF})
+                 RETURNING run_id"
+            ),
+            &[&kind, &key, &run_id, &secs(window)],
+        )
+        .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let holder = query_opt(
+            c,
+            "SELECT run_id FROM admission_keys WHERE kind = $1 AND key = $2",
+            &[&kind, &key],
+        )
+        .await?;
+        if let Some(holder) = holder {
+            return Ok(Some(holder.get(0)));
+        }
+    }
+    bail!("the admission key ({kind}) kept changing under this admission")
+}
+
+pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
+    let Admit {
+        run,
+        dedup_window,
+        cooldown,
+        mut alert,
+    } = admit;
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    // A cooldown refusal undoes the dedup key taken just before: it must not name a run that
+    // was never recorded.
+    tx.batch_execute("SAVEPOINT keys").await.map_err(pg_error)?;
+    let mut admitted = None;
+    if let (Some(key), Some(window)) = (&run.dedup_key, dedup_window) {
+        admitted = take_key(&tx, "dedup", key, &run.id, window)
+            .await?
+            .map(Admitted::Deduplicated);
+    }
+    if let (None, Some((key, period))) = (&admitted, &cooldown) {
+        let kind = format!("cooldown:{}", run.playbook);
+        if take_key(&tx, &kind, key, &run.id, *period).await?.is_some() {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT keys")
+                .await
+                .map_err(pg_error)?;
+            admitted = Some(Admitted::Cooldown);
+        }
+    }
+    let admitted = match admitted {
+        Some(admitted) => admitted,
+        None => {
+            let cooldown_key = cooldown.as_ref().map(|(key, _)| key.as_str());
+            insert_run(&tx, &run, None, cooldown_key).await?;
+            // Other replicas hear of it after the commit (Backend::admit announces it).
+            Admitted::Started
+        }
+    };
+    if let Some(alert) = &mut alert {
+        (alert.disposition, alert.run_id) = match &admitted {
+            Admitted::Started => ("started".into(), Some(run.id.clone())),
+            Admitted::Deduplicated(id) => ("deduplicated".into(), Some(id.clone())),
+            Admitted::Cooldown => ("cooldown".into(), None),
+        };
+        insert_alert(&tx, alert).await?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(admitted)
+}
+
+pub(super) async fn record_alerts(pg: &Postgres, alerts: Vec<AlertRecord>) -> Result<()> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    for alert in &alerts {
+        insert_alert(&tx, alert).await?;
+    }
+    tx.commit().await.map_err(pg_error)
+}
+
+/// Takes a free slot of `playbook` (below its limit) for `run_id`; false when all are held.
+/// Another claimer's slot in the making is skipped, not waited for.
+async fn take_slot(
+    c: &impl GenericClient,
+    playbook: &str,
+    limit: usize,
+    run_id: &str,
+    lease: Duration,
+) -> Result<bool> {
+    let taken = query_opt(
+        c,
+        "WITH free AS (
+             SELECT playbook, n FROM slots
+             WHERE playbook = $1 AND n < $2 AND (run_id IS NULL OR lease_until < now())
+             ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED)
+         UPDATE slots SET run_id = $3, lease_until = now() + $4::float8 * interval '1 second'
+         FROM free WHERE slots.playbook = free.playbook AND slots.n = free.n
+         RETURNING slots.n",
+        &[&playbook, &(limit as i32), &run_id, &secs(lease)],
+    )
+    .await?;
+    Ok(taken.is_some())
+}
+
+/// Claims queued runs, oldest first, each with a free slot of its playbook. `node`: the runs
+/// for that fleet node only; None: the runs for no node (a replica's). Slots count every
+/// holder, node or replica.
+pub(super) async fn claim(
+    pg: &Postgres,
+    runner: &str,
+    node: Option<&str>,
+    max: usize,
+    limits: &SlotLimits,
+    lease: Duration,
+) -> Result<Vec<QueuedRun>> {
+    let mut claimed = Vec::new();
+    // A second pass only when the first met playbooks whose slot rows did not exist yet.
+    for _ in 0..2 {
+        let wanted = max - claimed.len();
+        if wanted == 0 {
+            break;
+        }
+        let mut unmade = Vec::new();
+        let mut client = pg.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // More candidates than wanted: runs of a full playbook must not hide the others.
+        let window = (wanted * 8).clamp(64, 1024) as i64;
+        let candidates = match node {
+            None => {
+                query(
+                    &tx,
+                    &format!(
+                        "SELECT {QUEUED_COLUMNS} FROM runs WHERE status = 'queued' AND node IS NULL
+                         ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&window],
+                )
+                .await?
+            }
+            // The condition as runs_node_queued spells it.
+            Some(node) => {
+                query(
+                    &tx,
+                    &format!(
+                        "SELECT {QUEUED_COLUMNS} FROM runs
+                         WHERE status = 'queued' AND node IS NOT NULL AND node = $2
+                         ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&window, &node],
+                )
+                .await?
+            }
+        };
+        let mut full = HashSet::new();
+        let mut taken = Vec::new();
+        for row in &candidates {
+            if taken.len() == wanted {
+                break;
+            }
+            let run = queued_run(row);
+            if full.contains(&run.playbook) {
+                continue;
+            }
+            let limit = limits.of(&run.playbook);
+            if take_slot(&tx, &run.playbook, limit, &run.id, lease).await? {
+                taken.push(run);
+            } else {
+                let made = pg.slots_made.lock().unwrap().get(&run.playbook).copied();
+                if made.is_none_or(|made| made < limit) {
+                    unmade.push((run.playbook.clone(), limit));
+                }
+                full.insert(run.playbook);
+            }
+        }
+        if !taken.is_empty() {
+            let ids: Vec<&str> = taken.iter().map(|r| r.id.as_str()).collect();
+            execute(
+                &tx,
+                "UPDATE runs SET status = 'running', runner = $1,
+                     lease_until = now() + $2::float8 * interval '1 second',
+                     running_since = runbook_now_text()
+                 WHERE id = ANY($3)",
+                &[&runner, &secs(lease), &ids],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        claimed.extend(taken);
+        if unmade.is_empty() {
+            break;
+        }
+        // Outside the claim's transaction, one playbook per statement: slot rows in the making
+        // never wait on run rows another claimer holds (no deadlock), and they are made once.
+        for (playbook, limit) in unmade {
+            execute(
+                &client,
+                "INSERT INTO slots (playbook, n) SELECT $1, n FROM generate_series(0, $2 - 1) n
+                 ON CONFLICT DO NOTHING",
+                &[&playbook, &(limit as i32)],
+            )
+            .await?;
+            pg.slots_made.lock().unwrap().insert(playbook, limit);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Frees the slot `run_id` holds (the caller announces it once committed).
+pub(super) async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
+    execute(
+        c,
+        "UPDATE slots SET run_id = NULL, lease_until = NULL WHERE run_id = $1",
+        &[&run_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the outcome of a run still `running` (and, with `holder`, held by it under a live
+/// lease), replacing events appended while it ran; false, nothing written, when a holder was
+/// named and does not hold it; an error when no holder was named and the run is not running.
+pub(super) async fn finish(
+    pg: &Postgres,
+    outcome: RunOutcome,
+    holder: Option<&str>,
+) -> Result<bool> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let id = &outcome.run_id;
+    let updated = execute(
+        &tx,
+        "UPDATE runs SET status = $2, summary = $3, actions = $4, reason = $5, ended_at = $6,
+             timings = $7, grants = $8, lease_until = NULL
+         WHERE id = $1 AND status = 'running'
+           AND ($9::text IS NULL OR (runner = $9 AND lease_until >= now()))",
+        &[
+            id,
+            &outcome.status,
+            &outcome.summary,
+            &serde_json::to_string(&outcome.actions)?,
+            &outcome.reason,
+            &outcome.ended_at,
+            &outcome.timings.to_string(),
+            &outcome.grants.to_string(),
+            &holder,
+        ],
+    )
+    .await?;
+    if updated != 1 && holder.is_some() {
+        return Ok(false);
+    }
+    if updated != 1 {
+        let status = query_opt(&tx, "SELECT status FROM runs WHERE id = $1", &[id]).await?;
+        match status {
+            Some(row) => bail!(
+                "run {id} is {}, not running: its outcome is not recorded",
+                row.get::<_, String>(0)
+            ),
+            None => bail!("run {id} was never recorded as started"),
+        }
+    }
+    execute(&tx, "DELETE FROM events WHERE run_id = $1", &[id]).await?;
+    execute(
+        &tx,
+        "INSERT INTO events (run_id, seq, event)
+         SELECT $1, (e.ord - 1)::int, e.event FROM unnest($2::text[]) WITH ORDINALITY e(event, ord)",
+        &[id, &outcome.events],
+    )
+    .await?;
+    for (seq, artifact) in outcome.artifacts.iter().enumerate() {
+        execute(
+            &tx,
+            "INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                id,
+                &(seq as i32),
+                &artifact.name,
+                &artifact.content_type,
+                &artifact.sha256,
+                &artifact.text.as_bytes(),
+            ],
+        )
+        .await?;
+    }
+    free_slot(&tx, id).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(true)
+}
+
+pub(super) async fn end_unfinished(
+    pg: &Postgres,
+    id: &str,
+    status: &str,
+    reason: &str,
+) -> Result<bool> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let updated = execute(
+        &tx,
+        "UPDATE runs SET status = $2, reason = $3, summary = $4, ended_at = runbook_now_text(),
+             lease_until = NULL
+         WHERE id = $1 AND status IN ('queued', 'running')",
+        &[&id, &status, &reason, &format!("run {status}: {reason}")],
+    )
+    .await?;
+    if updated == 1 {
+        free_slot(&tx, id).await?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(updated == 1)
+}
+
+pub(super) async fn renew_leases(pg: &Postgres, runner: &str, lease: Duration) -> Result<usize> {
+    let row = query_opt(
+        &pg.client().await?,
+        "WITH held AS (
+             UPDATE runs SET lease_until = now() + $2::float8 * interval '1 second'
+             WHERE id IN (SELECT id FROM runs WHERE runner = $1 AND status = 'running'
+                          ORDER BY id FOR UPDATE)
+             RETURNING id),
+         slots_held AS (
+             UPDATE slots SET lease_until = now() + $2::float8 * interval '1 second'
+             WHERE run_id IN (SELECT id FROM held))
+         SELECT count(*) FROM held",
+        &[&runner, &secs(lease)],
+    )
+    .await?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0)) as usize)
+}
+
+pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let row = query_opt(
+        &tx,
+        // SKIP LOCKED: two replicas expiring at once, or a late renewal, never wait on each
+        // other (a row skipped now is looked at again on the next period).
+        "WITH lost AS (
+             UPDATE runs SET status = 'lost', ended_at = runbook_now_text(), reason = $1,
+                 summary = $2
+             WHERE id IN (SELECT id FROM runs WHERE status = 'running' AND lease_until < now()
+                          ORDER BY id FOR UPDATE SKIP LOCKED)
+             RETURNING id),
+         freed AS (
+             UPDATE slots SET run_id = NULL, lease_until = NULL
+             WHERE run_id IN (SELECT id FROM lost))
+         SELECT count(*) FROM lost",
+        &[&LOST_REASON, &format!("run lost: {LOST_REASON}")],
+    )
+    .await?;
+    let lost = row.map_or(0, |r| r.get::<_, i64>(0)) as usize;
+    // Housekeeping on the rescuer's period: keys past their window decide nothing.
+    execute(
+        &tx,
+        "DELETE FROM admission_keys k USING (
+             SELECT kind, key FROM admission_keys WHERE until < now()
+             LIMIT 10000 FOR UPDATE SKIP LOCKED) old
+         WHERE k.kind = old.kind AND k.key = old.key",
+        &[],
+    )
+    .await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(lost)
+}
+
+/// Runs that ended `status` (lost, undeliverable) nobody was told about, marked told; the
+/// status is spelled into the statement, as its partial index spells it.
+pub(super) async fn take_unnotified(
+    pg: &Postgres,
+    status: Untold,
+    max: usize,
+) -> Result<Vec<UnfinishedRun>> {
+    let status = status.as_str();
+    let rows = query(
+        &pg.client().await?,
+        &format!(
+            "UPDATE runs SET lost_notified_at = runbook_now_text()
+             WHERE id IN (SELECT id FROM runs WHERE status = '{status}'
+                            AND lost_notified_at IS NULL
+                          ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING {QUEUED_COLUMNS}"
+        ),
+        &[&(max as i64)],
+    )
+    .await?;
+    let mut runs: Vec<UnfinishedRun> = rows.iter().map(queued_run).collect();
+    runs.sort_by(|a, b| (&a.started_at, &a.id).cmp(&(&b.started_at, &b.id)));
+    Ok(runs)
+}
