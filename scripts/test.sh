@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+# .ci/run has just run the set-up itself.
+[ -n "${RUNBOOK_SETUP_DONE:-}" ] || scripts/setup.sh
 scripts/test-env.sh
 # The container image: a second release build of the host (static, musl; same target dir) and
 # its image, once, before tests/tests/image.rs runs it.
@@ -14,8 +15,10 @@ export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
 cargo test --release --locked "$@"
 # The webhook, runs, notify, crash and fleet tests once more with every server's store on PostgreSQL
 # (a database per sandbox): the same behaviour on both backends.
+# The same package set as the pass above (the workspace's default members, no `-p`): the same
+# feature set, so no dependency is compiled a second time; `--test` picks the binaries.
 if [ $# -eq 0 ]; then
-    RUNBOOK_TEST_STORE=postgres cargo test --release --locked -p runbook-tests \
+    RUNBOOK_TEST_STORE=postgres cargo test --release --locked \
         --test server --test runs --test notify --test crash_recovery --test alertmanager \
         --test intake --test fleet --test approvals_telegram --test approvals_builtins \
         --test cancel --test typed_params --test fleet_trust

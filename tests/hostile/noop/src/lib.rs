@@ -1,5 +1,5 @@
 //! The trivial playbook: no parameters, no capability calls, no-action at once. What a run of it
-//! costs is the host's own overhead (store, instantiate, call, teardown); `host/build.rs` builds
+//! costs is the host's own overhead (store, instantiate, call, teardown); `crates/runbook-runtime/build.rs` builds
 //! it for the benchmarks and the pool tests run it by the thousand.
 
 use runbook_sdk::prelude::*;
