@@ -5,6 +5,7 @@
 # the figure to read is the ratio NEW/OLD per kind. Each checkout needs one finished
 # `cargo build --release -p runbook-host` first (the script warms it once more itself).
 #   scripts/bench-rebuild.sh /tmp/old-checkout [/path/to/new-checkout] [rounds]
+# KINDS="console store" picks the kinds (default: capability console store).
 set -euo pipefail
 old="${1:?usage: bench-rebuild.sh OLD_CHECKOUT [NEW_CHECKOUT] [ROUNDS]}"
 new="${2:-$(cd "$(dirname "$0")/.." && pwd)}"
@@ -41,7 +42,7 @@ rebuild_secs() {
 
 for tree in "$old" "$new"; do build "$tree"; done
 printf '%-11s %9s %9s %7s\n' kind old_s new_s new/old
-for kind in capability console store; do
+for kind in ${KINDS:-capability console store}; do
     old_total=0
     new_total=0
     for _ in $(seq "$rounds"); do
