@@ -409,7 +409,7 @@ impl Dispatcher {
                 pending,
                 store
                     .clone()
-                    .map(|s| super::ui::live::store_sink(s, run.id.clone())),
+                    .map(|s| super::sink::store_sink(s, run.id.clone())),
             ),
         ));
         tokio::select! {

@@ -28,6 +28,7 @@ mod reload;
 mod rescue;
 mod routing;
 mod schedule;
+mod sink;
 mod ui;
 
 use std::sync::Arc;
