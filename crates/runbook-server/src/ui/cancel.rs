@@ -9,7 +9,7 @@ use maud::{Markup, html};
 
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
 use super::{Operator, layout, message_page, seg};
-use crate::{App, Shared};
+use crate::app::{App, Shared};
 
 fn action(run_id: &str) -> String {
     format!("/ui/runs/{}/cancel", seg(run_id))

@@ -23,9 +23,8 @@ use tokio::sync::broadcast;
 
 use super::feed::{self, Item};
 use super::message_page;
-use crate::Shared;
+use crate::app::Shared;
 use crate::store::Store;
-use crate::timeline::Event;
 
 /// A stream ends after this; the browser reconnects where it left off (Last-Event-ID).
 const STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -72,7 +71,7 @@ pub(super) async fn events(
         .and_then(|v| v.parse().ok())
         .unwrap_or(q.from);
     let follow = Follow {
-        store: app.dispatcher.host().store.clone().expect("store"),
+        store: app.store.clone(),
         run_id: id,
         next,
         ready: VecDeque::new(),

@@ -12,6 +12,7 @@
 mod approvals;
 mod assets;
 mod cancel;
+pub(crate) mod console;
 mod csrf;
 mod feed;
 mod forms;
@@ -20,9 +21,7 @@ mod pages;
 mod report;
 mod show;
 
-use std::sync::Arc;
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -31,14 +30,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
-use tokio::sync::Semaphore;
 
-use super::auth::{Verified, Verifier};
-use super::{App, Shared};
-use crate::config::{AuthConfig, UiConfig};
+use crate::app::{App, Shared};
+use crate::auth::{Verified, Verifier};
+use crate::gate::refuse_api;
+use crate::respond::AuthRefused;
 
-/// Live timelines followed at once; each polls the store, so they are bounded.
-const MAX_STREAMS: usize = 64;
 /// Longest text accepted in a filter or a form field.
 const MAX_FIELD_BYTES: usize = 4096;
 
@@ -48,34 +45,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The realm a browser's sign-in prompt names.
 const REALM: &str = "runbook console";
 
-/// The console's own state: the CSRF key, the stream bound. (Its auth is in `reload::Live`.)
-pub(super) struct Console {
-    csrf: csrf::Csrf,
-    streams: Arc<Semaphore>,
-}
-
-impl Console {
-    /// With the CSRF key every process on `store` shares.
-    pub(super) async fn new(store: &crate::store::Store) -> Result<Console> {
-        Ok(Console {
-            csrf: csrf::Csrf::from_store(store).await?,
-            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
-        })
-    }
-}
-
-/// `[ui]` as a verifier: basic, bearer or none; `None` when absent (the forms are closed).
-pub(super) fn verifier(config: &UiConfig) -> Result<Option<Verifier>> {
-    match &config.auth {
-        None => Ok(None),
-        Some(auth @ (AuthConfig::None | AuthConfig::Bearer { .. } | AuthConfig::Basic { .. })) => {
-            Ok(Some(Verifier::from_config(auth)?))
-        }
-        Some(_) => bail!("[ui] auth must be basic, bearer or none"),
-    }
-}
-
-pub(super) fn routes(app: Shared) -> Router<Shared> {
+pub(crate) fn routes(app: Shared) -> Router<Shared> {
     Router::new()
         .route("/ui", get(pages::runs))
         .route("/ui/", get(pages::runs))
@@ -140,7 +110,7 @@ async fn gate(State(app): State<Shared>, request: Request, next: Next) -> Respon
     if operator(&app, request.headers()).is_some() {
         return next.run(request).await;
     }
-    match super::refuse_api(&app, request.headers()).await {
+    match refuse_api(&app, request.headers()).await {
         None => next.run(request).await,
         Some(refused) if refused.status() == StatusCode::UNAUTHORIZED => sign_in(
             &app,
@@ -154,7 +124,7 @@ async fn gate(State(app): State<Shared>, request: Request, next: Next) -> Respon
 /// Whether these headers may read the console (what `gate` lets through), for the parts of a
 /// page computed before the gate (the navigation's badge).
 pub(super) async fn may_read(app: &App, headers: &HeaderMap) -> bool {
-    operator(app, headers).is_some() || super::refuse_api(app, headers).await.is_none()
+    operator(app, headers).is_some() || refuse_api(app, headers).await.is_none()
 }
 
 /// A 401 page with the challenge a browser can answer: basic when `[ui]` or `[webhooks.api]`
@@ -176,7 +146,7 @@ fn sign_in(app: &App, title: &str, message: &str) -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_str(&challenge).expect("a header value"),
     );
-    refused.extensions_mut().insert(super::AuthRefused);
+    refused.extensions_mut().insert(AuthRefused);
     refused
 }
 
@@ -311,18 +281,5 @@ fn field(value: &Option<String>) -> Result<Option<String>, Box<Response>> {
             &format!("a field is longer than {MAX_FIELD_BYTES} bytes"),
         ))),
         Some(v) => Ok(Some(v.to_string())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_are_not_console_auth() {
-        let auth = toml::from_str::<AuthConfig>("kind = \"hmac-sha256\"\nsecret = { env = \"X\" }")
-            .unwrap();
-        assert!(verifier(&UiConfig { auth: Some(auth) }).is_err());
-        assert!(verifier(&UiConfig { auth: None }).unwrap().is_none());
     }
 }

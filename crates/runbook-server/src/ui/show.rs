@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::Shared;
+use crate::app::Shared;
 use crate::records::{RunStatus, RunSummary};
 use crate::style;
 
@@ -200,10 +200,7 @@ pub(super) async fn count_questions(
         && !path.ends_with("/events")
         && !path.contains("/artifacts/");
     let count = if page && super::may_read(&app, request.headers()).await {
-        match app.dispatcher.host().store.clone() {
-            Some(store) => store.approvals(None).await.ok().map(|q| q.len()),
-            None => None,
-        }
+        app.store.approvals(None).await.ok().map(|q| q.len())
     } else {
         None
     };
