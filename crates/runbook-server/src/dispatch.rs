@@ -33,6 +33,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, Refusal};
 use crate::catalog::FindError;
 use crate::fleet::nodes::NodeIntake;
 use crate::metrics::{GaugeGuard, Metrics};
@@ -71,39 +72,6 @@ impl PreparedSlot {
     fn stale(&self) -> bool {
         self.cell.get().is_some_and(|r| r.is_err()) && self.created.elapsed() > RETRY_BROKEN_AFTER
     }
-}
-
-pub enum Admission {
-    Started(String),
-    Deduplicated(String),
-    Cooldown,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    UnknownPlaybook(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// A parameter's value is not of its type (`UsageError::BadValue`).
-    #[error("{0}")]
-    BadValue(String),
-    /// The playbook exists but cannot load or describe itself: the reason, for the operator.
-    #[error("{0}")]
-    Broken(String),
-    #[error("the run queue is full ({0} runs waiting); retry later")]
-    Busy(usize),
-    /// A node no agent can serve (not in `[fleet.nodes]`): refused for good.
-    #[error("{0}")]
-    UnknownNode(String),
-    /// Runs waiting for nodes are at their bound (per node or in total): retry later.
-    #[error("{0}")]
-    NodeBusy(String),
-    /// The store did not take the run (down, unreachable): nothing was acknowledged.
-    #[error("the run store is unavailable; retry later: {0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
 }
 
 pub struct Dispatcher {

@@ -10,8 +10,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::admission::{Admission, Refusal};
 use crate::app::Shared;
-use crate::dispatch::{Admission, Refusal};
 use crate::gate::refuse;
 use crate::intake;
 use crate::records::Trigger;

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
+use crate::admission::{Admission, Refusal};
 use crate::app::App;
 use crate::bindings::Alert;
-use crate::dispatch::{Admission, Refusal};
 use crate::records::Trigger;
 use crate::run::RunRequest;
 use crate::store::AlertRecord;

@@ -11,7 +11,8 @@
 //! - `hooks`, `intake`, `routing`: webhooks in, alerts routed to runs
 //! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`
 //! - `gate`, `auth`, `respond`: who may call, and how the server answers
-//! - `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed, rescued
+//! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
+//!   rescued
 //! - `approvals`, `cancel`: answering questions, stopping runs
 //! - `fleet/`: the agent API and the nodes; `ui/`: the console; `reload`: SIGHUP
 
@@ -24,6 +25,7 @@ pub(crate) use runbook_runtime::{
 };
 pub(crate) use runbook_store as store;
 
+mod admission;
 mod api;
 mod app;
 mod approvals;

@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::admission::Refusal;
 use crate::app::App;
-use crate::dispatch::Refusal;
 
 /// Seconds a client is told to wait when the queue is full.
 pub(crate) const RETRY_AFTER_SECS: u64 = 5;

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Refusal;
 use crate::config::FleetConfig;
-use crate::dispatch::Refusal;
 use crate::store::Store as RunStore;
 
 /// (node, its token) of every configured node; replaced on SIGHUP. The intake reads it too:

@@ -10,9 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
+use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
+use super::page::{layout, message_page, seg};
 use super::show::{Tone, badge, time};
-use super::{Operator, layout, message_page, seg};
 use crate::app::{App, Shared};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
 use crate::records::ApprovalRecord;
@@ -112,7 +113,7 @@ pub(super) async fn for_run(
         .iter()
         .find(|a| a.state == "pending")
         .map(|a| a.group.clone());
-    let operator = super::operator(app, headers);
+    let operator = super::access::operator(app, headers);
     let section = html! {
         h2 { "Questions" }
         div id="questions" { @for a in &asked { (question(app, a, operator.as_ref())) } }

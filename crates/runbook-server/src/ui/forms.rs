@@ -7,9 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::{MAX_FIELD_BYTES, Operator, layout, message_page, seg};
+use super::access::Operator;
+use super::page::{MAX_FIELD_BYTES, layout, message_page, seg};
+use crate::admission::{Admission, Refusal};
 use crate::app::Shared;
-use crate::dispatch::{Admission, Refusal};
 use crate::records::Trigger;
 use crate::run::RunRequest;
 

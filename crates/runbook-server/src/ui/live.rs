@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::feed::{self, Item};
-use super::message_page;
+use super::page::message_page;
 use crate::app::Shared;
 use crate::store::Store;
 

@@ -9,8 +9,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::page::{field, layout, message_page, seg};
 use super::show::{self, Tone, badge, status_badge, time, when};
-use super::{field, layout, message_page, seg};
 use crate::app::Shared;
 use crate::records::{RunStatus, Trigger};
 use crate::store::{RunFilter, RunSummary, StoredRun};

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{PreEscaped, html};
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
 
-use super::{layout, seg};
+use super::page::{layout, seg};
 use crate::app::Shared;
 
 /// Markdown to HTML where the Markdown carries playbook and alert text: raw HTML in it is
