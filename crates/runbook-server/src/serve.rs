@@ -28,7 +28,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let store = host
         .store
         .clone()
-        .context("`host serve` needs a run store ([store] in host.toml)")?;
+        .context("`host serve` needs a run store (`store` in host.toml, or RUNBOOK_STORE)")?;
     let live = Live::from_config(&host.config)?;
     // Delivers what this host's runs queue, and what an earlier host left pending.
     let notifier = host.notifier();
