@@ -5,6 +5,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod browser;
 pub mod docker;
+pub mod host_toml;
 pub mod http;
 pub mod polyglot;
 pub mod postgres;

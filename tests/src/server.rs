@@ -249,6 +249,16 @@ impl Server {
     }
 }
 
+/// The CSRF token in a console form page (its hidden `csrf` field).
+pub fn csrf_of(form_page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = form_page.find(marker).expect("a CSRF field") + marker.len();
+    let len = form_page[start..]
+        .find('"')
+        .expect("the end of the CSRF field");
+    form_page[start..start + len].to_string()
+}
+
 fn read(mut response: ureq::http::Response<ureq::Body>) -> Reply {
     let status = response.status().as_u16();
     let retry_after = response

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use runbook_tests::Sandbox;
 use runbook_tests::agent::Agent;
 use runbook_tests::http::Peer;
-use runbook_tests::server::{API_TOKEN, Server};
+use runbook_tests::server::{API_TOKEN, Server, csrf_of};
 use serde_json::{Value, json};
 
 const RUN_TOKEN: &str = "cancel-run-token";
@@ -382,15 +382,6 @@ fn the_console_cancels_with_its_csrf_token() {
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("already ended"), "{body}");
     still_serving(&fx);
-}
-
-fn csrf_of(form_page: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = form_page.find(marker).expect("a CSRF field") + marker.len();
-    let len = form_page[start..]
-        .find('"')
-        .expect("the field's closing quote");
-    form_page[start..start + len].to_string()
 }
 
 #[test]

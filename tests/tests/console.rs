@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use runbook_tests::Sandbox;
 use runbook_tests::browser::Browser;
-use runbook_tests::server::Server;
+use runbook_tests::server::{Server, csrf_of};
 use runbook_tests::sinks::{Api, Receiver, Reply};
 
 /// The layout at 1400 px and on a phone, the colours of the statuses.
@@ -302,17 +302,6 @@ fn an_alert_label_made_of_html_is_text_and_runs_nothing(c: &Console) {
     });
     assert_eq!(b.count("img"), 0);
     assert_eq!(b.alert_text(), None);
-}
-
-fn csrf_of(form_page: &str) -> String {
-    let start = form_page
-        .find("name=\"csrf\" value=\"")
-        .expect("a CSRF field")
-        + "name=\"csrf\" value=\"".len();
-    let end = form_page[start..]
-        .find('"')
-        .expect("the end of the CSRF field");
-    form_page[start..start + end].to_string()
 }
 
 fn the_forms_refuse_requests_without_csrf_token_or_auth(c: &Console) {

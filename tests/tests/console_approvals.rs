@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use runbook_tests::Sandbox;
-use runbook_tests::server::Server;
+use runbook_tests::server::{Server, csrf_of};
 use serde_json::Value;
 
 const UI_PASSWORD: &str = "console-approvals-password";
@@ -148,17 +148,6 @@ impl Console {
         let status = response.status().as_u16();
         (status, response.into_body().read_to_string().unwrap())
     }
-}
-
-fn csrf_of(form_page: &str) -> String {
-    let start = form_page
-        .find("name=\"csrf\" value=\"")
-        .expect("a CSRF field")
-        + "name=\"csrf\" value=\"".len();
-    let end = form_page[start..]
-        .find('"')
-        .expect("the end of the CSRF field");
-    form_page[start..start + end].to_string()
 }
 
 /// `text` percent-encoded as a form value.

@@ -68,15 +68,8 @@ fn start(sandbox: &Sandbox) -> Server {
 }
 
 fn submit(server: &Server, case: &str) -> String {
-    let auth = format!("Bearer {TOKEN}");
     let body = json!({ "case": case }).to_string();
-    let reply = server.post(
-        "/hooks/run/hostile",
-        &[("Authorization", &auth)],
-        body.as_bytes(),
-    );
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    reply.json()["runs"][0].as_str().unwrap().to_string()
+    server.submit_run("/hooks/run/hostile", TOKEN, body.as_bytes())
 }
 
 /// One Alertmanager delivery of the same alert each time (same fingerprint and startsAt).

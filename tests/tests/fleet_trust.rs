@@ -56,9 +56,9 @@ fn submit(server: &Server, path: &str, params: Value) -> Reply {
     )
 }
 
-fn run_id(reply: &Reply) -> String {
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    reply.json()["runs"][0].as_str().unwrap().to_string()
+/// A run submitted through the run hook (202 expected): its id.
+fn submit_run(server: &Server, path: &str, params: Value) -> String {
+    server.submit_run(path, HOOK_TOKEN, params.to_string().as_bytes())
 }
 
 /// The read API of the basic-auth server.
@@ -122,11 +122,11 @@ fn a_node_is_trusted_for_what_it_ran_not_for_the_servers_records() {
     let (_sandbox, server) = basic_auth_server();
     let get = |path: &str| read(&server, path);
     // The baseline: a local run that floods its timeline with 8 KiB steps.
-    let local = run_id(&submit(
+    let local = submit_run(
         &server,
         "/hooks/run/hostile",
         json!({ "case": "timeline-flood" }),
-    ));
+    );
     let local = wait_ended(&local, get);
     assert_eq!(local["status"], "failed", "{}", local["reason"]);
     let limit = format!("limit exceeded: more than {TIMELINE_CAP} bytes of timeline");
@@ -138,11 +138,11 @@ fn a_node_is_trusted_for_what_it_ran_not_for_the_servers_records() {
 
     // A node's run: a 9 MiB event is cut as a local run's would be, not stored whole.
     let node = StandIn::new(&server, "node-a", TOKEN_A);
-    let flooded = run_id(&submit(
+    let flooded = submit_run(
         &server,
         "/hooks/run/hostile?node=node-a",
         json!({ "case": "quick" }),
-    ));
+    );
     assert_eq!(node.take_run(WAIT), flooded);
     let huge = "x".repeat(9 << 20);
     let reply = node.events(&flooded, 0, vec![log_event(&huge)]);
@@ -195,11 +195,11 @@ fn a_node_is_trusted_for_what_it_ran_not_for_the_servers_records() {
     // A forged hash: the server's own is stored and shown; the node's grants and timings are
     // kept as its report. The outcome itself (a NUL in the summary too) is stored: the
     // positive control.
-    let forged = run_id(&submit(
+    let forged = submit_run(
         &server,
         "/hooks/run/hostile?node=node-a",
         json!({ "case": "quick" }),
-    ));
+    );
     assert_eq!(node.take_run(WAIT), forged);
     let evidence = "real evidence\n";
     let reply = node.finish(
@@ -365,12 +365,12 @@ fn node_bound_runs_wait_apart_and_runs_for_unknown_nodes_are_refused() {
     let to = |node: &str| format!("/hooks/run/hostile?node={node}");
     // node-a (no agent) takes two, then its own bound says no; node-b then fills the fleet's.
     for _ in 0..2 {
-        run_id(&submit(&server, &to("node-a"), json!({ "case": "quick" })));
+        submit_run(&server, &to("node-a"), json!({ "case": "quick" }));
     }
     let full = submit(&server, &to("node-a"), json!({ "case": "quick" }));
     assert_eq!(full.status, 503, "{}", full.body);
     assert!(full.body.contains("queue-limit-per-node"), "{}", full.body);
-    run_id(&submit(&server, &to("node-b"), json!({ "case": "quick" })));
+    submit_run(&server, &to("node-b"), json!({ "case": "quick" }));
     let full = submit(&server, &to("node-b"), json!({ "case": "quick" }));
     assert_eq!(full.status, 503, "{}", full.body);
     assert!(
@@ -380,11 +380,7 @@ fn node_bound_runs_wait_apart_and_runs_for_unknown_nodes_are_refused() {
     );
     // Three runs wait for nodes, more than this server's queue-limit: local runs still go.
     for _ in 0..3 {
-        let id = run_id(&submit(
-            &server,
-            "/hooks/run/hostile",
-            json!({ "case": "quick" }),
-        ));
+        let id = submit_run(&server, "/hooks/run/hostile", json!({ "case": "quick" }));
         assert_eq!(server.wait_for_run(&id, WAIT)["status"], "no-action");
     }
 

@@ -315,13 +315,7 @@ fn under_host_serve_the_hosts_state_is_unreachable_and_stuck_work_ends() {
     let secret_env = "fs-escapes-secret-in-env";
     let server = Server::start(&sandbox, &[("FS_ESCAPES_SECRET", secret_env)]);
     let submit = |params: Value| -> String {
-        let reply = server.post(
-            "/hooks/run/hostile",
-            &[("Authorization", &format!("Bearer {TOKEN}"))],
-            params.to_string().as_bytes(),
-        );
-        assert_eq!(reply.status, 202, "{}", reply.body);
-        reply.json()["runs"][0].as_str().unwrap().to_string()
+        server.submit_run("/hooks/run/hostile", TOKEN, params.to_string().as_bytes())
     };
     let run = |params: Value| server.wait_for_run(&submit(params), Duration::from_secs(60));
     // Fills the compile cache and the store (with its WAL).
@@ -451,15 +445,13 @@ fn under_host_serve_the_hosts_state_is_unreachable_and_stuck_work_ends() {
         let run = server.wait_for_run(id, Duration::from_secs(120));
         assert_eq!(run["status"], "failed", "{run:#}");
     }
-    let disk_full = server.post(
+    let id = server.submit_run(
         "/hooks/run/disk-full",
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        TOKEN,
         json!({ "paths": root.display().to_string(), "backups": "", "warn-percent": "99", "critical-percent": "100" })
             .to_string()
             .as_bytes(),
     );
-    assert_eq!(disk_full.status, 202, "{}", disk_full.body);
-    let id = disk_full.json()["runs"][0].as_str().unwrap().to_string();
     let good = server.wait_for_run(&id, Duration::from_secs(30));
     assert!(
         matches!(good["status"].as_str(), Some("no-action" | "resolved")),

@@ -49,15 +49,7 @@ fn burst(server: &Server, count: usize) -> Vec<String> {
                 scope.spawn(move || {
                     (t..count)
                         .step_by(threads)
-                        .map(|_| {
-                            let reply = server.post(
-                                "/hooks/run/noop",
-                                &[("Authorization", &format!("Bearer {TOKEN}"))],
-                                b"{}",
-                            );
-                            assert_eq!(reply.status, 202, "{}", reply.body);
-                            reply.json()["runs"][0].as_str().unwrap().to_string()
-                        })
+                        .map(|_| server.submit_run("/hooks/run/noop", TOKEN, b"{}"))
                         .collect::<Vec<_>>()
                 })
             })

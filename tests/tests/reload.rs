@@ -6,31 +6,24 @@
 use std::time::{Duration, Instant};
 
 use runbook_tests::Sandbox;
-use runbook_tests::server::Server;
+use runbook_tests::host_toml::{HostToml, toml_str};
+use runbook_tests::server::{Server, csrf_of};
 use serde_json::{Value, json};
 
 const OLD: &str = "reload-old-token-1234";
 const NEW: &str = "reload-new-token-5678";
 
 fn config(sandbox: &Sandbox, token_var: &str, granted: bool) -> String {
-    let grants = if granted {
-        format!(
-            "fs-read = [\"{}\"]",
-            sandbox.path().join("evidence").display()
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"plugin-dirs = ["plugins"]
-[webhooks.run]
-auth = {{ kind = "bearer", token = {{ env = "{token_var}" }} }}
-[webhooks.api]
-auth = {{ kind = "bearer", token = {{ env = "RB_TEST_API_TOKEN" }} }}
-[plugins.hostile.grants]
-{grants}
-"#
-    )
+    let config = HostToml::new()
+        .plugin_dirs()
+        .hook_bearer("run", token_var)
+        .hook_bearer("api", "RB_TEST_API_TOKEN")
+        .table("plugins.hostile.grants");
+    match granted {
+        true => config.grant_fs_read("hostile", sandbox.path().join("evidence")),
+        false => config,
+    }
+    .to_string()
 }
 
 fn hangup(server: &Server) {
@@ -185,24 +178,14 @@ impl Browser {
     }
 }
 
-/// The CSRF token in a served form.
-fn csrf_of(page: &str) -> String {
-    let start = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    let end = page[start..].find('"').unwrap();
-    page[start..start + end].to_string()
-}
-
 /// `[ui]` with the password in `password_file`; the read API (bearer, the harness's token)
 /// stays the same across the reload.
 fn console_config(password_file: &str) -> String {
-    format!(
-        r#"plugin-dirs = ["plugins"]
-[ui]
-auth = {{ kind = "basic", username = "oncall", password = {{ file = "{password_file}" }} }}
-[webhooks.api]
-auth = {{ kind = "bearer", token = {{ env = "RB_TEST_API_TOKEN" }} }}
-"#
-    )
+    HostToml::new()
+        .plugin_dirs()
+        .ui_basic_file("oncall", password_file)
+        .hook_bearer("api", "RB_TEST_API_TOKEN")
+        .to_string()
 }
 
 #[test]
@@ -306,18 +289,22 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Fires `hostile` every second.
+fn every_second(name: &str) -> [String; 4] {
+    [
+        format!("name = {}", toml_str(name)),
+        r#"cron = "* * * * * *""#.into(),
+        r#"playbook = "hostile""#.into(),
+        r#"params = { case = "quick" }"#.into(),
+    ]
+}
+
 fn schedule_config(name: &str) -> String {
-    format!(
-        r#"plugin-dirs = ["plugins"]
-[plugins.hostile]
-max-concurrent = 8
-[[schedule]]
-name = "{name}"
-cron = "* * * * * *"
-playbook = "hostile"
-params = {{ case = "quick" }}
-"#
-    )
+    HostToml::new()
+        .plugin_dirs()
+        .plugin("hostile", "max-concurrent", "8")
+        .schedule(&every_second(name))
+        .to_string()
 }
 
 #[test]
@@ -368,56 +355,35 @@ struct Access {
 
 impl Access {
     fn render(&self, sandbox: &Sandbox) -> String {
-        let mut text = format!(
-            r#"plugin-dirs = ["plugins"]
-[webhooks.run]
-auth = {{ kind = "bearer", token = {{ env = "{run}" }} }}
-[webhooks.api]
-auth = {{ kind = "bearer", token = {{ env = "{api}" }} }}
-[webhooks.alertmanager]
-auth = {{ kind = "none" }}
-[ui]
-auth = {{ kind = "basic", username = "oncall", password = {{ env = "{ui}" }} }}
-[fleet.nodes.web01]
-token = {{ env = "{node}" }}
-[notify.ops]
-kind = "file"
-path = "{notify}"
-[approvers.oncall]
-users = [{approvers}]
-[plugins.asks.grants]
-approval = ["oncall"]
-[plugins.hostile.grants]
-{grants}
-"#,
-            run = self.run_token,
-            api = self.api_token,
-            ui = self.ui_password,
-            node = self.node_token,
-            notify = self.notify_file,
-            approvers = self.approvers,
-            grants = if self.granted {
-                format!(
-                    "fs-read = [\"{}\"]",
-                    sandbox.path().join("evidence").display()
-                )
-            } else {
-                String::new()
-            },
-        );
+        let mut config = HostToml::new()
+            .plugin_dirs()
+            .hook_bearer("run", self.run_token)
+            .hook_bearer("api", self.api_token)
+            .hook_open("alertmanager")
+            .ui_basic_env("oncall", self.ui_password)
+            .node("web01", self.node_token)
+            .notify_file("ops", self.notify_file)
+            .set(
+                "approvers.oncall",
+                "users",
+                &format!("[{}]", self.approvers),
+            )
+            .grant("asks", "approval", r#"["oncall"]"#)
+            .table("plugins.hostile.grants");
+        if self.granted {
+            config = config.grant_fs_read("hostile", sandbox.path().join("evidence"));
+        }
         if self.routed {
-            text.push_str(
-                "[[route]]\nmatchers = ['alertname=\"ReloadProbe\"']\nplaybook = \"hostile\"\n\
-                 params = { case = \"quick\" }\n",
+            config = config.route_with(
+                &[r#"alertname="ReloadProbe""#],
+                "hostile",
+                &[r#"params = { case = "quick" }"#],
             );
         }
         if self.scheduled {
-            text.push_str(
-                "[[schedule]]\nname = \"probe\"\ncron = \"* * * * * *\"\nplaybook = \"hostile\"\n\
-                 params = { case = \"quick\" }\n",
-            );
+            config = config.schedule(&every_second("probe"));
         }
-        text
+        config.to_string()
     }
 }
 
@@ -502,13 +468,9 @@ impl Probe<'_> {
     fn fs_read(&self, var: &str) -> String {
         let evidence = self.sandbox.path().join("evidence/a.txt");
         let body = json!({"case": "fs-read", "target": evidence.to_str().unwrap()}).to_string();
-        let reply = self.server.post(
-            "/hooks/run/hostile",
-            &[("Authorization", &format!("Bearer {}", token(var)))],
-            body.as_bytes(),
-        );
-        assert_eq!(reply.status, 202, "{}", reply.body);
-        let id = reply.json()["runs"][0].as_str().unwrap().to_string();
+        let id = self
+            .server
+            .submit_run("/hooks/run/hostile", token(var), body.as_bytes());
         let run = self.server.wait_for_run_as(&id, token("API_B"));
         run["status"].as_str().unwrap().to_string()
     }
@@ -563,15 +525,13 @@ fn every_key_that_decides_access_applies_on_sighup_or_refuses_the_reload() {
         browser: Browser::new(),
     };
     // A question to `oncall`, waiting the whole test; `oncall` is nobody yet.
-    let reply = server.post(
+    let asking = server.submit_run(
         "/hooks/run/asks",
-        &[("Authorization", &format!("Bearer {}", token("RUN_A")))],
+        token("RUN_A"),
         json!({"title": "Reloaded?", "timeout": "600"})
             .to_string()
             .as_bytes(),
     );
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let asking = reply.json()["runs"][0].as_str().unwrap().to_string();
     let question = {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -121,15 +121,8 @@ fn fire(server: &Server, body: &[u8]) -> Value {
 }
 
 fn submit(server: &Server, case: &str) -> String {
-    let auth = format!("Bearer {TOKEN}");
     let body = json!({ "case": case, "target": "effects" }).to_string();
-    let reply = server.post(
-        "/hooks/run/hostile",
-        &[("Authorization", &auth)],
-        body.as_bytes(),
-    );
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    reply.json()["runs"][0].as_str().unwrap().to_string()
+    server.submit_run("/hooks/run/hostile", TOKEN, body.as_bytes())
 }
 
 /// Lines of a file channel about `run_id`.

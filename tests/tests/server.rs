@@ -346,22 +346,13 @@ fn a_burst_of_webhooks_is_all_stored_and_run() {
     );
     sandbox.write_append("host.toml", "[plugins.disk-full]\nmax-concurrent = 4\n");
     let server = Server::start(&sandbox, &env());
-    let auth = bearer();
     let body = br#"{"paths": "", "backups": "", "warn-percent": "99", "critical-percent": "100"}"#;
     let ids: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 scope.spawn(|| {
                     (0..10)
-                        .map(|_| {
-                            let reply = server.post(
-                                "/hooks/run/disk-full",
-                                &[("Authorization", &auth)],
-                                body,
-                            );
-                            assert_eq!(reply.status, 202, "{}", reply.body);
-                            reply.json()["runs"][0].as_str().unwrap().to_string()
-                        })
+                        .map(|_| server.submit_run("/hooks/run/disk-full", TOKEN, body))
                         .collect::<Vec<_>>()
                 })
             })
@@ -395,16 +386,8 @@ fn a_host_killed_mid_run_has_its_run_marked_lost_once_the_lease_ends() {
     let silent = Peer::silent();
     let port = runbook_tests::docker::free_port();
     let mut server = Server::start_on(&sandbox, &env(), port);
-    let auth = bearer();
     let body = format!(r#"{{"url": "{}", "timeout-ms": "30000"}}"#, silent.url("/"));
-    let accepted = server
-        .post(
-            "/hooks/run/web-down",
-            &[("Authorization", &auth)],
-            body.as_bytes(),
-        )
-        .json();
-    let id = accepted["runs"][0].as_str().unwrap().to_string();
+    let id = server.submit_run("/hooks/run/web-down", TOKEN, body.as_bytes());
     server.wait_for_status(&id, "running", Duration::from_secs(20));
 
     server.stop("KILL");
@@ -426,16 +409,8 @@ fn sigterm_lets_short_runs_finish_and_marks_the_rest_interrupted() {
     );
     let silent = Peer::silent();
     let mut server = Server::start(&sandbox, &env());
-    let auth = bearer();
     let slow = format!(r#"{{"url": "{}", "timeout-ms": "30000"}}"#, silent.url("/"));
-    let stuck = server
-        .post(
-            "/hooks/run/web-down",
-            &[("Authorization", &auth)],
-            slow.as_bytes(),
-        )
-        .json();
-    let stuck = stuck["runs"][0].as_str().unwrap().to_string();
+    let stuck = server.submit_run("/hooks/run/web-down", TOKEN, slow.as_bytes());
     server.wait_for_status(&stuck, "running", Duration::from_secs(20));
 
     let started = std::time::Instant::now();

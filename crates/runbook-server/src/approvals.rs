@@ -12,8 +12,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AuthRefused, Shared, error, refuse_api, reply};
+use crate::app::Shared;
 use crate::approval::slack;
+use crate::gate::refuse_api;
+use crate::respond::{AuthRefused, error, reply};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -34,7 +36,7 @@ async fn list_approvals(
     if let Some(denied) = refuse_api(&app, &headers).await {
         return denied;
     }
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     match store.approvals(q.run.as_deref()).await {
         Ok(approvals) => reply(&app, "approvals", StatusCode::OK, json!(approvals)),
         Err(e) => error(

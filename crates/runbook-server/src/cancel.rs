@@ -10,9 +10,11 @@ use axum::response::Response;
 use axum::routing::post;
 use serde_json::json;
 
-use super::{App, Shared, error, refuse_api, reply};
+use crate::app::{App, Shared};
 use crate::config::AuthConfig;
+use crate::gate::refuse_api;
 use crate::records::{Cancelled, RunStatus};
+use crate::respond::{error, reply};
 
 const ENDPOINT: &str = "runs";
 
@@ -45,12 +47,7 @@ fn api_caller(app: &App) -> String {
 
 /// Asks run `id` to stop as `by`: (HTTP status, what happened in a line).
 pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, String) {
-    let store = app
-        .dispatcher
-        .host()
-        .store
-        .clone()
-        .expect("the server has a store");
+    let store = app.store.clone();
     let cancelled = match store.cancel_run(id, by).await {
         Ok(cancelled) => cancelled,
         Err(e) => {

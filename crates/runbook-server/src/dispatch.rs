@@ -33,9 +33,10 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::fleet::NodeIntake;
-use super::metrics::{GaugeGuard, Metrics};
+use crate::admission::{Admission, Refusal};
 use crate::catalog::FindError;
+use crate::fleet::nodes::NodeIntake;
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::run::{Host, Prepared, RunRecord, RunRequest, UsageError, guard_run};
 use crate::store::{Admit, Admitted, AlertRecord, QueuedRun, SlotLimits, Store as RunStore};
 
@@ -73,41 +74,10 @@ impl PreparedSlot {
     }
 }
 
-pub enum Admission {
-    Started(String),
-    Deduplicated(String),
-    Cooldown,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    UnknownPlaybook(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// A parameter's value is not of its type (`UsageError::BadValue`).
-    #[error("{0}")]
-    BadValue(String),
-    /// The playbook exists but cannot load or describe itself: the reason, for the operator.
-    #[error("{0}")]
-    Broken(String),
-    #[error("the run queue is full ({0} runs waiting); retry later")]
-    Busy(usize),
-    /// A node no agent can serve (not in `[fleet.nodes]`): refused for good.
-    #[error("{0}")]
-    UnknownNode(String),
-    /// Runs waiting for nodes are at their bound (per node or in total): retry later.
-    #[error("{0}")]
-    NodeBusy(String),
-    /// The store did not take the run (down, unreachable): nothing was acknowledged.
-    #[error("the run store is unavailable; retry later: {0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
 pub struct Dispatcher {
     host: Arc<Host>,
+    /// The run store (the server's: always there), where runs are admitted and claimed.
+    pub store: Arc<RunStore>,
     pub metrics: Arc<Metrics>,
     /// One slot per catalog entry; the lock is held only to find the slot, never across a
     /// load or describe(), so a slow playbook delays only its own webhooks.
@@ -138,7 +108,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(host: Arc<Host>, metrics: Arc<Metrics>, nodes: NodeIntake) -> std::io::Result<Self> {
+    pub fn new(
+        host: Arc<Host>,
+        store: Arc<RunStore>,
+        metrics: Arc<Metrics>,
+        nodes: NodeIntake,
+    ) -> std::io::Result<Self> {
         let server = &host.config.server;
         let limits = SlotLimits {
             default: 2,
@@ -158,6 +133,7 @@ impl Dispatcher {
             lease: server.lease(),
             room: Arc::new(Notify::new()),
             host,
+            store,
             metrics,
             prepared: Mutex::new(HashMap::new()),
             queued: Arc::new(AtomicUsize::new(0)),
@@ -244,15 +220,11 @@ impl Dispatcher {
         cooldown: Option<(String, Duration)>,
         alert: Option<AlertRecord>,
     ) -> Result<Admission, Refusal> {
-        let store = self
-            .host
-            .store
-            .clone()
-            .ok_or_else(|| Refusal::Internal("no run store".into()))?;
+        let store = &self.store;
         // Each class of waiting work against its own bound: a node that is down fills only
         // the fleet's, never this server's.
         match &node {
-            Some(node) => self.nodes.check(store.as_ref(), node).await?,
+            Some(node) => self.nodes.check(&**store, node).await?,
             None => {
                 let queued = self.queued.load(Ordering::Relaxed);
                 if queued >= self.queue_limit {
@@ -304,9 +276,7 @@ impl Dispatcher {
     /// Claims queued runs from the store as this process has room, until shutdown. Spawned
     /// once by the server.
     pub async fn claim_loop(self: Arc<Self>) {
-        let Some(store) = self.host.store.clone() else {
-            return;
-        };
+        let store = self.store.clone();
         let mut closing = self.closing.subscribe();
         let mut counted = Instant::now()
             .checked_sub(COUNT_EVERY)
@@ -390,7 +360,7 @@ impl Dispatcher {
     }
 
     async fn execute(&self, run: QueuedRun) {
-        let store = self.host.store.clone();
+        let store = self.store.clone();
         let prepared = match self.prepared(&run.playbook).await {
             Ok(prepared) => prepared,
             Err(e) => return self.not_startable(&run, e.to_string()).await,
@@ -407,20 +377,16 @@ impl Dispatcher {
             self.host.execute(
                 &prepared,
                 pending,
-                store
-                    .clone()
-                    .map(|s| super::ui::live::store_sink(s, run.id.clone())),
+                Some(crate::sink::store_sink(store.clone(), run.id.clone())),
             ),
         ));
         tokio::select! {
             () = work => {}
             () = self.cut_short.cancelled() => {
                 self.cut.fetch_add(1, Ordering::Relaxed);
-                if let Some(store) = &store {
-                    let reason = "the host stopped (shutdown grace over) before the run ended";
-                    if let Err(e) = store.end_unfinished(&run.id, "interrupted", reason).await {
-                        tracing::warn!("run {}: recording that it was interrupted: {e:#}", run.id);
-                    }
+                let reason = "the host stopped (shutdown grace over) before the run ended";
+                if let Err(e) = store.end_unfinished(&run.id, "interrupted", reason).await {
+                    tracing::warn!("run {}: recording that it was interrupted: {e:#}", run.id);
                 }
             }
         }
@@ -436,9 +402,7 @@ impl Dispatcher {
             crate::text::escape(&run.playbook),
             crate::text::escape(&reason)
         );
-        if let Some(store) = &self.host.store
-            && let Err(e) = store.end_unfinished(&run.id, "failed", &reason).await
-        {
+        if let Err(e) = self.store.end_unfinished(&run.id, "failed", &reason).await {
             tracing::warn!("run {}: recording that it failed: {e:#}", run.id);
         }
     }
@@ -485,13 +449,13 @@ fn run_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// fails the run.
 async fn run_task(
     metrics: &Metrics,
-    store: Option<Arc<RunStore>>,
+    store: Arc<RunStore>,
     run_id: String,
     work: impl Future<Output = anyhow::Result<RunRecord>>,
 ) {
     let running = GaugeGuard::hold(&metrics.running);
     tracing::info!(run_id = %run_id, "run started");
-    match guard_run(store.as_deref(), &run_id, work).await {
+    match guard_run(Some(&*store), &run_id, work).await {
         Ok(record) => {
             tracing::info!(
                 run_id = %run_id,

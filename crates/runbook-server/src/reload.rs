@@ -12,41 +12,14 @@
 //! that only a restart applies and that grants nothing (listen address, store, cache,
 //! `[server]`, `[fleet]` timings, `max-concurrent`) is named in the "reloaded" line.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::auth::Verifier;
-use super::routing::Router as AlertRouter;
-use super::{Shared, fleet::Fleet};
+use crate::app::{Live, Shared};
+use crate::auth::Verifier;
 use crate::config::{Config, FleetConfig, PluginConfig};
-
-/// What a reload swaps for the request handlers: everything that decides who may call.
-pub struct Live {
-    pub router: AlertRouter,
-    pub verifiers: HashMap<String, Verifier>,
-    /// `[ui]`: who may use the console's forms (and read it); `None` closes the forms.
-    pub ui: Option<Verifier>,
-}
-
-impl Live {
-    pub fn from_config(config: &Config) -> Result<Live> {
-        let router = AlertRouter::new(&config.routes)?;
-        let mut verifiers = HashMap::new();
-        for (name, hook) in &config.webhooks {
-            let verifier =
-                Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
-            verifiers.insert(name.clone(), verifier);
-        }
-        let ui = super::ui::verifier(&config.ui).context("[ui]")?;
-        Ok(Live {
-            router,
-            verifiers,
-            ui,
-        })
-    }
-}
+use crate::fleet::nodes::Fleet;
 
 pub async fn on_sighup(app: Shared) {
     use tokio::signal::unix::{SignalKind, signal};

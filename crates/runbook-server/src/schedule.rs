@@ -20,7 +20,7 @@ use anyhow::Result;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::Dispatcher;
+use crate::dispatch::Dispatcher;
 use crate::records::Trigger;
 use crate::run::RunRequest;
 use crate::store::{Fired, Firing};
@@ -211,9 +211,7 @@ async fn sleep_until(at: Timestamp) {
 async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp, catch_up: bool) {
     let name = schedule.name();
     let host = dispatcher.host();
-    let Some(store) = host.store.clone() else {
-        return;
-    };
+    let store = dispatcher.store.clone();
     let prepared = match dispatcher.prepared(&schedule.playbook).await {
         Ok(prepared) => prepared,
         Err(refusal) => {

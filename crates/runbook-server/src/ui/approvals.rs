@@ -10,12 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
+use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
+use super::page::{layout, message_page, seg};
 use super::show::{Tone, badge, time};
-use super::{Operator, layout, message_page, seg};
+use crate::app::{App, Shared};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
 use crate::records::ApprovalRecord;
-use crate::{App, Shared};
 
 fn state_badge(state: &str) -> Markup {
     let tone = match state {
@@ -95,7 +96,7 @@ pub(super) async fn for_run(
     headers: &HeaderMap,
     run_id: &str,
 ) -> (Markup, Option<String>) {
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let asked = match store.approvals(Some(run_id)).await {
         Ok(asked) => asked,
         Err(e) => {
@@ -112,7 +113,7 @@ pub(super) async fn for_run(
         .iter()
         .find(|a| a.state == "pending")
         .map(|a| a.group.clone());
-    let operator = super::operator(app, headers);
+    let operator = super::access::operator(app, headers);
     let section = html! {
         h2 { "Questions" }
         div id="questions" { @for a in &asked { (question(app, a, operator.as_ref())) } }
@@ -122,7 +123,7 @@ pub(super) async fn for_run(
 
 /// `GET /ui/approvals`: the questions waiting for an answer.
 pub(super) async fn pending(State(app): State<Shared>) -> Response {
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let waiting = match store.approvals(None).await {
         Ok(waiting) => waiting,
         Err(e) => return store_error(e),
@@ -151,7 +152,7 @@ pub(super) async fn answer_form(
     operator: Operator,
     Path(id): Path<String>,
 ) -> Response {
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let record = match store.approval(&id).await {
         Ok(Some(record)) => record,
         Ok(None) => return message_page(StatusCode::NOT_FOUND, "Not found", "no such question"),

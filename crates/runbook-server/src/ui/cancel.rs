@@ -7,9 +7,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
+use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
-use super::{Operator, layout, message_page, seg};
-use crate::{App, Shared};
+use super::page::{layout, message_page, seg};
+use crate::app::{App, Shared};
 
 fn action(run_id: &str) -> String {
     format!("/ui/runs/{}/cancel", seg(run_id))
@@ -30,7 +31,7 @@ pub(super) fn section(app: &App, headers: &HeaderMap, run_id: &str, live: bool) 
     if !live {
         return html! {};
     }
-    match super::operator(app, headers) {
+    match super::access::operator(app, headers) {
         Some(operator) => button(run_id, &operator.csrf_token(app, &action(run_id))),
         None => html! { p { a id="cancel-link" href=(action(run_id)) { "Cancel run…" } } },
     }

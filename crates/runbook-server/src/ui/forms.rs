@@ -7,9 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::{MAX_FIELD_BYTES, Operator, layout, message_page, seg};
-use crate::Shared;
-use crate::dispatch::{Admission, Refusal};
+use super::access::Operator;
+use super::page::{MAX_FIELD_BYTES, layout, message_page, seg};
+use crate::admission::{Admission, Refusal};
+use crate::app::Shared;
 use crate::records::Trigger;
 use crate::run::RunRequest;
 
@@ -46,7 +47,7 @@ pub(super) fn retry_action(id: i64) -> String {
 /// A submission to the form that posts to `action`: its fields bounded, its token one served
 /// in that form to this operator's credentials and not expired.
 pub(super) fn check(
-    app: &crate::App,
+    app: &crate::app::App,
     operator: &Operator,
     action: &str,
     fields: &Fields,
@@ -186,14 +187,14 @@ pub(super) async fn run_submit(
                     Some(&refusal.to_string()),
                 ),
                 None => message_page(
-                    super::super::refusal_status(&refusal),
+                    crate::respond::refusal_status(&refusal),
                     "Not started",
                     &refusal.to_string(),
                 ),
             }
         }
         Ok(Err(refusal)) => message_page(
-            super::super::refusal_status(&refusal),
+            crate::respond::refusal_status(&refusal),
             "Not started",
             &refusal.to_string(),
         ),
@@ -210,7 +211,7 @@ pub(super) async fn retry_form(
     operator: Operator,
     Path(id): Path<i64>,
 ) -> Response {
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let row = match store.outbox_row(id).await {
         Ok(Some(row)) => row,
         Ok(None) => return message_page(StatusCode::NOT_FOUND, "Not found", "no such message"),
@@ -246,7 +247,7 @@ pub(super) async fn retry_submit(
     if let Err(refused) = check(&app, &operator, &retry_action(id), &fields) {
         return *refused;
     }
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     match store.outbox_retry(id).await {
         Ok(true) => see_other("/ui/outbox?state=pending"),
         Ok(false) => message_page(

@@ -9,9 +9,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::page::{field, layout, message_page, seg};
 use super::show::{self, Tone, badge, status_badge, time, when};
-use super::{field, layout, message_page, seg};
-use crate::Shared;
+use crate::app::Shared;
 use crate::records::{RunStatus, Trigger};
 use crate::store::{RunFilter, RunSummary, StoredRun};
 use crate::timeline::{Event, EventKind};
@@ -119,7 +119,7 @@ pub(super) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) 
         Ok(filter) => filter,
         Err(refused) => return *refused,
     };
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let runs = match store.list_page(&filter).await {
         Ok(runs) => runs,
         Err(e) => return store_error(e),
@@ -166,7 +166,7 @@ async fn asking(app: &Shared, runs: &[RunSummary]) -> HashMap<String, String> {
     {
         return HashMap::new();
     }
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     store
         .approvals(None)
         .await
@@ -298,7 +298,7 @@ pub(super) async fn run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let run = match super::super::find_run(&app, id).await {
+    let run = match crate::api::find_run(&app, id).await {
         Ok(run) => run,
         Err(refused) => return *refused,
     };
@@ -383,7 +383,7 @@ pub(super) async fn artifact(
     Path((id, n)): Path<(String, usize)>,
     Query(q): Query<ArtifactQuery>,
 ) -> Response {
-    let run = match super::super::find_run(&app, id).await {
+    let run = match crate::api::find_run(&app, id).await {
         Ok(run) => run,
         Err(refused) => return *refused,
     };
@@ -420,7 +420,7 @@ pub(super) async fn artifact(
 }
 
 pub(super) async fn alerts(State(app): State<Shared>) -> Response {
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let alerts = match store.alerts(200).await {
         Ok(alerts) => alerts,
         Err(e) => return store_error(e),
@@ -460,7 +460,7 @@ fn success_rate(runs: &[RunSummary]) -> Option<f64> {
 
 pub(super) async fn playbooks(State(app): State<Shared>) -> Response {
     let host = app.dispatcher.host();
-    let store = host.store.clone().expect("store");
+    let store = app.store.clone();
     let mut sections = Vec::new();
     for entry in host.playbooks().await {
         let recent = store
@@ -520,7 +520,7 @@ pub(super) struct OutboxQuery {
 }
 
 pub(super) async fn outbox(State(app): State<Shared>, Query(q): Query<OutboxQuery>) -> Response {
-    let store = app.dispatcher.host().store.clone().expect("store");
+    let store = app.store.clone();
     let state = match q.state.as_deref() {
         Some("delivered") => Some("delivered"),
         Some("failed") => Some("failed"),

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use maud::{PreEscaped, html};
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
 
-use super::{layout, seg};
-use crate::Shared;
+use super::page::{layout, seg};
+use crate::app::Shared;
 
 /// Markdown to HTML where the Markdown carries playbook and alert text: raw HTML in it is
 /// shown as text, and links go only to http(s) or relative places.
@@ -56,7 +56,7 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
 }
 
 pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    let (run, report) = match crate::report_of(&app, id).await {
+    let (run, report) = match crate::api::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
@@ -70,7 +70,7 @@ pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> R
 }
 
 pub(super) async fn markdown(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    let (run, report) = match crate::report_of(&app, id).await {
+    let (run, report) = match crate::api::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
     };

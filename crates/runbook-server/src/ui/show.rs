@@ -1,15 +1,11 @@
 //! How the console shows a run's state: one colour of meaning per status, durations that do
 //! not count time spent queued, what a run without a summary is waiting for, times people can
-//! read, and the count of questions waiting for an answer in every page's navigation.
+//! read.
 
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::Shared;
 use crate::records::{RunStatus, RunSummary};
 use crate::style;
 
@@ -180,45 +176,6 @@ pub(super) fn time(rfc3339: &str) -> Markup {
     html! {
         time.mono datetime=(rfc3339) { (when(rfc3339)) }
         " " span.muted.ago { "(" (relative(rfc3339)) ")" }
-    }
-}
-
-tokio::task_local! {
-    /// Questions waiting for an answer, counted once per console request that may read.
-    static PENDING_QUESTIONS: Option<usize>;
-}
-
-/// Counts the waiting questions for the navigation's badge, only for a caller that may read
-/// them (a refused caller's page does not learn the count), and only for pages.
-pub(super) async fn count_questions(
-    State(app): State<Shared>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path();
-    let page = !path.starts_with("/ui/static/")
-        && !path.ends_with("/events")
-        && !path.contains("/artifacts/");
-    let count = if page && super::may_read(&app, request.headers()).await {
-        match app.dispatcher.host().store.clone() {
-            Some(store) => store.approvals(None).await.ok().map(|q| q.len()),
-            None => None,
-        }
-    } else {
-        None
-    };
-    PENDING_QUESTIONS.scope(count, next.run(request)).await
-}
-
-/// The navigation's link to the approvals, with the number waiting when there are any.
-pub(super) fn approvals_link() -> Markup {
-    let count = PENDING_QUESTIONS.try_with(|c| *c).ok().flatten();
-    html! {
-        a href="/ui/approvals" { "Approvals"
-            @if let Some(n) = count.filter(|n| *n > 0) {
-                " " span.badge id="pending-count" title={ (n) " waiting for an answer" } { (n) }
-            }
-        }
     }
 }
 

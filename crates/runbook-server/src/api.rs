@@ -1,0 +1,132 @@
+//! The read API: `/runs`, `/runs/{id}`, `/runs/{id}/report`, `/alerts`, behind
+//! `[webhooks.api]` auth. The console reads runs and reports through the same functions.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{App, Shared};
+use crate::gate::refuse_api;
+use crate::respond::{error, reply};
+use crate::store::StoredRun;
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<usize>,
+    playbook: Option<String>,
+}
+
+pub(crate) async fn list_runs(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers).await {
+        return denied;
+    }
+    let store = app.store.clone();
+    let listed = store
+        .list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref())
+        .await;
+    match listed {
+        Ok(runs) => reply(&app, "runs", StatusCode::OK, json!(runs)),
+        Err(e) => error(
+            &app,
+            "runs",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}
+
+pub(crate) async fn show_run(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match stored_run(&app, &headers, id).await {
+        Ok(run) => reply(&app, "runs", StatusCode::OK, json!(run)),
+        Err(refused) => *refused,
+    }
+}
+
+/// The run, or the response that says why not (auth, 404, store error).
+pub(crate) async fn stored_run(
+    app: &App,
+    headers: &HeaderMap,
+    id: String,
+) -> Result<StoredRun, Box<Response>> {
+    if let Some(denied) = refuse_api(app, headers).await {
+        return Err(Box::new(denied));
+    }
+    find_run(app, id).await
+}
+
+/// The run, or the response that says why not (404, store error), for a caller whose auth
+/// was checked (the API's, the console's gate).
+pub(crate) async fn find_run(app: &App, id: String) -> Result<StoredRun, Box<Response>> {
+    let store = app.store.clone();
+    let found = store.get(&id).await;
+    let refusal = match found {
+        Ok(Some(run)) => return Ok(run),
+        Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    };
+    Err(Box::new(error(app, "runs", refusal.0, refusal.1)))
+}
+
+/// The run as a post-incident review, `text/markdown`.
+pub(crate) async fn run_report(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers).await {
+        return denied;
+    }
+    match report_of(&app, id).await {
+        Ok((_, report)) => {
+            app.dispatcher.metrics.request("runs", 200);
+            (
+                [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+                report,
+            )
+                .into_response()
+        }
+        Err(refused) => *refused,
+    }
+}
+
+/// A run and its post-incident report in Markdown, with the questions it asked, for a caller
+/// whose auth was checked.
+pub(crate) async fn report_of(
+    app: &App,
+    id: String,
+) -> Result<(crate::store::StoredRun, String), Box<Response>> {
+    let run = find_run(app, id).await?;
+    let store = app.store.clone();
+    let report = crate::postmortem::render_from(&*store, &run).await;
+    Ok((run, report))
+}
+
+pub(crate) async fn list_alerts(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers).await {
+        return denied;
+    }
+    let store = app.store.clone();
+    match store.alerts(q.limit.unwrap_or(100).min(1000)).await {
+        Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),
+        Err(e) => error(
+            &app,
+            "alerts",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}

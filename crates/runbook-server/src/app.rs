@@ -1,0 +1,64 @@
+//! The server's state, shared by every handler: the dispatcher and the run store, the fleet's
+//! node tokens, the console's keys, the schedules firing, and what decides who may call as
+//! host.toml last (re)loaded it. State only: the handlers import it, it imports none of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::fleet::nodes::Fleet;
+use crate::routing::Router as AlertRouter;
+use crate::schedule::Schedules;
+use crate::store::Store as RunStore;
+use crate::ui::console::Console;
+
+pub(crate) struct App {
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    /// The run store: the server always has one (`serve` refuses to start without).
+    pub(crate) store: Arc<RunStore>,
+    pub(crate) fleet: Fleet,
+    /// Routes, webhook auth and the console's `[ui]` auth as host.toml last (re)loaded them
+    /// (SIGHUP).
+    pub(crate) live: std::sync::RwLock<Arc<Live>>,
+    pub(crate) console: Console,
+    /// The `[[schedule]]`s firing, as host.toml last (re)loaded them.
+    pub(crate) schedules: Schedules,
+}
+
+impl App {
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap().clone()
+    }
+}
+
+pub(crate) type Shared = Arc<App>;
+
+/// What a reload swaps for the request handlers: everything that decides who may call.
+pub struct Live {
+    pub router: AlertRouter,
+    pub verifiers: HashMap<String, Verifier>,
+    /// `[ui]`: who may use the console's forms (and read it); `None` closes the forms.
+    pub ui: Option<Verifier>,
+}
+
+impl Live {
+    pub fn from_config(config: &Config) -> Result<Live> {
+        let router = AlertRouter::new(&config.routes)?;
+        let mut verifiers = HashMap::new();
+        for (name, hook) in &config.webhooks {
+            let verifier =
+                Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
+            verifiers.insert(name.clone(), verifier);
+        }
+        let ui = crate::ui::console::verifier(&config.ui).context("[ui]")?;
+        Ok(Live {
+            router,
+            verifiers,
+            ui,
+        })
+    }
+}

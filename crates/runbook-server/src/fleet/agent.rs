@@ -1,0 +1,352 @@
+//! The agent API under `/agent/v1/` (poll, heartbeat, live events, finish) and `/nodes`.
+//! Each call is admitted by its node's token (`nodes::Fleet::node_of`) and, for a run, by its
+//! session still holding the run in the store.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::outcome::{node_outcome, outcome_problem, record_caps};
+use crate::app::{App, Shared};
+use crate::gate::refuse_api;
+use crate::respond::{AuthRefused, error, reply};
+use crate::state::LimitExceeded;
+use crate::store::Appended;
+use runbook_runtime::fleet::{
+    AgentId, EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse, PollRequest,
+    PollResponse, check_session, runner_of,
+};
+
+const ENDPOINT: &str = "agent";
+/// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
+/// 8 MiB); anything bigger is refused, not truncated.
+const MAX_FINISH_BYTES: usize = 32 << 20;
+const MAX_EVENTS_PER_UPLOAD: usize = 4096;
+/// A run's live timeline, however many uploads it comes in (a node's default cap of 4 MiB of
+/// timeline is far fewer events).
+const MAX_EVENTS_PER_RUN: usize = 100_000;
+const MAX_RUNS_PER_AGENT: usize = 256;
+/// How often a held poll looks at the store without a wake (a lost NOTIFY).
+const POLL_RECHECK: Duration = Duration::from_secs(1);
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/agent/v1/poll", post(poll))
+        .route("/agent/v1/heartbeat", post(heartbeat))
+        .route("/agent/v1/runs/{id}/events", post(events))
+        .route("/agent/v1/runs/{id}/finish", post(finish))
+        .layer(DefaultBodyLimit::max(MAX_FINISH_BYTES))
+}
+
+pub(crate) fn node_routes() -> Router<Shared> {
+    Router::new().route("/nodes", get(list_nodes))
+}
+
+/// The agent's runner in the store, or the response refusing it: 401 without a known token,
+/// 403 when the token is another node's, 400 for a malformed body.
+fn admit_agent<T: DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    agent_of: impl Fn(&T) -> &AgentId,
+) -> Result<(T, String), Box<Response>> {
+    let Some(node) = app.fleet.node_of(headers) else {
+        let why = if app.fleet.tokens.read().unwrap().is_empty() {
+            "unauthorized: this server takes no agents ([fleet.nodes.<name>] token = … in host.toml)"
+        } else {
+            "unauthorized: no node has this token"
+        };
+        return Err(Box::new(error(
+            app,
+            ENDPOINT,
+            StatusCode::UNAUTHORIZED,
+            why,
+        )));
+    };
+    let request: T = serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            format!("not an agent request: {e}"),
+        ))
+    })?;
+    let agent = agent_of(&request);
+    if agent.node != node {
+        tracing::warn!(
+            "refused an agent: the token of node {node} was presented for node {}",
+            crate::text::escape(&crate::text::echo(&agent.node))
+        );
+        let mut refused = error(
+            app,
+            ENDPOINT,
+            StatusCode::FORBIDDEN,
+            format!("forbidden: this token is node {node}'s, not the node the request names"),
+        );
+        refused.extensions_mut().insert(AuthRefused);
+        return Err(Box::new(refused));
+    }
+    check_session(&agent.session)
+        .and_then(|()| {
+            (agent.version.len() <= 64)
+                .then_some(())
+                .ok_or_else(|| "an agent version is at most 64 bytes".to_string())
+        })
+        .map_err(|e| Box::new(error(app, ENDPOINT, StatusCode::BAD_REQUEST, e)))?;
+    let runner = runner_of(&node, &agent.session);
+    Ok((request, runner))
+}
+
+fn unavailable(app: &App, e: anyhow::Error) -> Response {
+    error(
+        app,
+        ENDPOINT,
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the run store does not answer: {e:#}"),
+    )
+}
+
+fn not_held(app: &App, id: &str) -> Response {
+    error(
+        app,
+        ENDPOINT,
+        StatusCode::CONFLICT,
+        format!(
+            "run {} is no longer this agent's (lost after its lease ran out, ended, or held by \
+             an earlier agent process): stop it and write nothing more",
+            crate::text::escape(&crate::text::echo(id))
+        ),
+    )
+}
+
+/// Claims runs for the agent's node; held until one is queued or the wait ends.
+async fn poll(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, runner) = match admit_agent::<PollRequest>(&app, &headers, &body, |r| &r.agent) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
+    let store = app.store.clone();
+    let agent = &request.agent;
+    if let Err(e) = store
+        .node_seen(&agent.node, &agent.session, &agent.version)
+        .await
+    {
+        return unavailable(&app, e);
+    }
+    let lease = app.dispatcher.lease();
+    let room = request.room.min(MAX_RUNS_PER_AGENT);
+    let deadline = Instant::now() + Duration::from_millis(request.wait_ms).min(app.fleet.poll_max);
+    let runs = loop {
+        if room == 0 {
+            break Vec::new();
+        }
+        match store
+            .claim_for_node(
+                &agent.node,
+                &runner,
+                room,
+                app.dispatcher.slot_limits(),
+                lease,
+            )
+            .await
+        {
+            Ok(runs) if !runs.is_empty() => break runs,
+            Ok(_) => {}
+            Err(e) => return unavailable(&app, e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || app.fleet.closing.is_cancelled() {
+            break Vec::new();
+        }
+        tokio::select! {
+            _ = store.wait_for_queued(left.min(POLL_RECHECK)) => {}
+            _ = app.fleet.closing.cancelled() => {}
+        }
+    };
+    if !runs.is_empty() {
+        tracing::info!(
+            "node {}: {} runs handed to its agent",
+            agent.node,
+            runs.len()
+        );
+    }
+    let answer = PollResponse {
+        runs,
+        lease_ms: lease.as_millis() as u64,
+    };
+    reply(&app, ENDPOINT, StatusCode::OK, json!(answer))
+}
+
+/// Renews the leases of the runs the agent still holds; says which it no longer does.
+async fn heartbeat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, runner) =
+        match admit_agent::<HeartbeatRequest>(&app, &headers, &body, |r| &r.agent) {
+            Ok(admitted) => admitted,
+            Err(refused) => return *refused,
+        };
+    if request.running.len() > MAX_RUNS_PER_AGENT || request.running.iter().any(|id| id.len() > 128)
+    {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_RUNS_PER_AGENT} run ids of ≤ 128 bytes"),
+        );
+    }
+    let store = app.store.clone();
+    let agent = &request.agent;
+    let lease = app.dispatcher.lease();
+    let seen = async {
+        store
+            .node_seen(&agent.node, &agent.session, &agent.version)
+            .await?;
+        store.renew_held(&runner, &request.running, lease).await
+    };
+    match seen.await {
+        Ok(held) => {
+            let answer = HeartbeatResponse {
+                held,
+                lease_ms: lease.as_millis() as u64,
+            };
+            reply(&app, ENDPOINT, StatusCode::OK, json!(answer))
+        }
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// Live timeline events of a run the agent holds.
+async fn events(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (upload, runner) = match admit_agent::<EventsUpload>(&app, &headers, &body, |r| &r.agent) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
+    if upload.events.len() > MAX_EVENTS_PER_UPLOAD
+        || upload.from.saturating_add(upload.events.len()) > MAX_EVENTS_PER_RUN
+    {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            format!(
+                "at most {MAX_EVENTS_PER_UPLOAD} events per upload and {MAX_EVENTS_PER_RUN} per run"
+            ),
+        );
+    }
+    // The caps a local run's timeline has, by the same function; the store counts the run's
+    // stored events against the same cap in the transaction that writes them.
+    let events = upload
+        .events
+        .into_iter()
+        .map(|e| crate::timeline::admit(e).1)
+        .collect();
+    let store = app.store.clone();
+    let max = record_caps().max_timeline_bytes;
+    match store
+        .append_events(&id, &runner, upload.from, events, max)
+        .await
+    {
+        Ok(Appended::Stored) => reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true })),
+        Ok(Appended::NotHeld) => not_held(&app, &id),
+        // As a local run: the run ends failed naming the limit; the agent, answered 409,
+        // stops it and writes nothing more.
+        Ok(Appended::Full(why)) => {
+            let reason = format!(
+                "{}; reported by node {}",
+                LimitExceeded(why),
+                upload.agent.node
+            );
+            if let Err(e) = store.end_unfinished(&id, "failed", &reason).await {
+                return unavailable(&app, e);
+            }
+            tracing::warn!("run {id}: {reason}");
+            error(
+                &app,
+                ENDPOINT,
+                StatusCode::CONFLICT,
+                format!("run {id} ended: {reason}"),
+            )
+        }
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// A run's end on the node: outcome, whole timeline and artifacts, in one write.
+async fn finish(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (upload, runner) = match admit_agent::<FinishUpload>(&app, &headers, &body, |r| &r.agent) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
+    };
+    if upload.events.len() > MAX_EVENTS_PER_RUN || upload.artifacts.len() > MAX_EVENTS_PER_UPLOAD {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            "the outcome has more events or artifacts than a run may have",
+        );
+    }
+    if let Err(problem) = outcome_problem(&upload) {
+        return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, problem);
+    }
+    let seconds = upload.timings["total_ms"].as_f64().unwrap_or_default() / 1e3;
+    let outcome = node_outcome(&id, upload);
+    let status = outcome.status.clone();
+    let store = app.store.clone();
+    let playbook = match store.get(&id).await {
+        Ok(Some(run)) => run.run.playbook,
+        Ok(None) => return not_held(&app, &id),
+        Err(e) => return unavailable(&app, e),
+    };
+    match store.finish_held(outcome, &runner).await {
+        Ok(true) => {
+            app.dispatcher.metrics.ended(&playbook, &status, seconds);
+            reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true }))
+        }
+        Ok(false) => not_held(&app, &id),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// Every node seen, with its agent's version, last contact and runs.
+async fn list_nodes(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(denied) = refuse_api(&app, &headers).await {
+        return denied;
+    }
+    let store = app.store.clone();
+    let up_within = app.dispatcher.lease();
+    match store.nodes().await {
+        Ok(nodes) => {
+            let listed: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let mut v = json!(n);
+                    v["up"] = json!(n.seen_secs_ago <= up_within.as_secs_f64());
+                    v
+                })
+                .collect();
+            reply(&app, "nodes", StatusCode::OK, json!(listed))
+        }
+        Err(e) => error(
+            &app,
+            "nodes",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:#}"),
+        ),
+    }
+}

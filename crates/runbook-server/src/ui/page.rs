@@ -1,0 +1,95 @@
+//! The frame every console page renders in (navigation with the waiting questions' badge),
+//! the plain message page, and the small helpers pages share: path segments, form fields.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use super::assets;
+
+/// Longest text accepted in a filter or a form field.
+pub(super) const MAX_FIELD_BYTES: usize = 4096;
+
+tokio::task_local! {
+    /// Questions waiting for an answer, counted once per console request that may read.
+    static PENDING_QUESTIONS: Option<usize>;
+}
+
+/// Runs `page` (a request's handling) with `count` as the navigation's badge.
+pub(super) async fn with_pending_questions<F: Future>(count: Option<usize>, page: F) -> F::Output {
+    PENDING_QUESTIONS.scope(count, page).await
+}
+
+/// The frame of every page.
+pub(super) fn layout(title: &str, head_extra: Markup, body: Markup) -> Response {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · runbook" }
+                link rel="stylesheet" href=(assets::css_path());
+                (head_extra)
+            }
+            body {
+                header.top {
+                    strong { "runbook" }
+                    a href="/ui/runs" { "Runs" }
+                    a href="/ui/alerts" { "Alerts" }
+                    a href="/ui/playbooks" { "Playbooks" }
+                    (approvals_link())
+                    a href="/ui/outbox" { "Outbox" }
+                }
+                main { (body) }
+                script src=(assets::js_path()) {}
+            }
+        }
+    };
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.into_string(),
+    )
+        .into_response()
+}
+
+pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let mut response = layout(
+        title,
+        html! {},
+        html! { h1 { (title) } p.error { (message) } },
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// A path segment (run id, playbook name) as it goes into a link.
+pub(super) fn seg(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// A query value from a form: empty is absent; too long is refused.
+pub(super) fn field(value: &Option<String>) -> Result<Option<String>, Box<Response>> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.len() > MAX_FIELD_BYTES => Err(Box::new(message_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &format!("a field is longer than {MAX_FIELD_BYTES} bytes"),
+        ))),
+        Some(v) => Ok(Some(v.to_string())),
+    }
+}
+
+/// The navigation's link to the approvals, with the number waiting when there are any.
+pub(super) fn approvals_link() -> Markup {
+    let count = PENDING_QUESTIONS.try_with(|c| *c).ok().flatten();
+    html! {
+        a href="/ui/approvals" { "Approvals"
+            @if let Some(n) = count.filter(|n| *n > 0) {
+                " " span.badge id="pending-count" title={ (n) " waiting for an answer" } { (n) }
+            }
+        }
+    }
+}
