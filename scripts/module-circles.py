@@ -1,118 +1,109 @@
-#!/usr/bin/env python3
-"""Import circles between the modules of each crate of the host: module A names B (`crate::b`,
-`use crate::{b, ..}`, `super::b`) and B, through any path, names A. Reports the strongly
-connected components at two levels: the crate's top-level modules, and the submodules inside
-each top-level module directory. Text-level, like a reader following `use` lines; `#[cfg(test)]`
-modules count too (a test that needs the module above it is still a circle to read around).
-  scripts/module-circles.py [CRATE_SRC_DIR ...]   (default: host/src and crates/*/src)"""
-import glob
-import os
-import re
-import sys
-
-
-def modules(src):
-    """Top-level module name -> its files (name.rs and name/**/*.rs)."""
-    out = {}
-    for entry in os.listdir(src):
-        name = entry[:-3] if entry.endswith(".rs") else entry
-        if name in ("main", "lib") or entry.startswith("."):
-            continue
-        path = os.path.join(src, entry)
-        if os.path.isdir(path):
-            files = glob.glob(os.path.join(path, "**", "*.rs"), recursive=True)
-        elif entry.endswith(".rs"):
-            files = [path]
+"""Import circles between the modules of one crate: module A names B (through `crate::`,
+`super::`, `self::` or a bare child path) and B, through any chain, names A. Every file is a
+module; `#[cfg(test)]` modules and comments are left out; names the crate re-exports from the
+layers below (`use runbook_core::{records, ..}`) are not its own modules. `--deps` also prints
+each module's imports.
+  scripts/module-circles.py CRATE_SRC_DIR [--deps]     e.g. crates/runbook-runtime/src"""
+import os, re, sys
+root = sys.argv[1].rstrip('/')
+show_deps = '--deps' in sys.argv
+mods = {}  # module path tuple -> file
+for dp, _, fs in os.walk(root):
+    for f in fs:
+        if not f.endswith('.rs'): continue
+        rel = os.path.relpath(os.path.join(dp, f), root)[:-3].split(os.sep)
+        if rel[-1] == 'mod': rel = rel[:-1]
+        if rel in (['lib'], ['main']): rel = []
+        mods[tuple(rel)] = os.path.join(dp, f)
+def strip_tests(t):
+    m = re.search(r'#\[cfg\(test\)\]\s*mod \w+\s*\{', t)
+    return t[:m.start()] if m else t
+def top_names(g):
+    # names at depth 1 inside a brace group
+    out, depth, tok = [], 0, ''
+    for ch in g:
+        if ch == '{':
+            depth += 1
+            if depth == 2 and tok.strip(): out.append(tok.strip()); tok = None
+            if depth == 1: tok = ''; continue
+        elif ch == '}': depth -= 1
+        if depth == 1:
+            if ch == ',':
+                if tok and tok.strip(): out.append(tok.strip())
+                tok = ''
+            elif tok is not None: tok += ch
+        elif depth == 0: break
+    if tok and tok.strip(): out.append(tok.strip())
+    return [re.split(r'::|\s', n.strip())[0] for n in out if n.strip()]
+def resolve(base, first_names):
+    """base: module tuple; names: first segment(s) under it -> target module tuples"""
+    res = set()
+    for n in first_names:
+        if n in ('self', '*', ''): res.add(base); continue
+        cand = base + (n,)
+        res.add(cand if cand in mods else base)
+    return res
+graph = {}
+# the layers below, re-exported by lib.rs under their old names: not this crate's modules
+LOWER = set()
+lib = open(mods[()]).read()
+lib = re.sub(r'\buse runbook_(\w+) as (\w+)', r'use runbook_\1::{\2}', lib)
+for g in re.findall(r'(?:pub\(crate\) )?use runbook_\w+(?:::\{([^}]*)\}| as (\w+))', lib):
+    LOWER |= {x.strip() for x in (g[0] or g[1]).split(',') if x.strip()}
+for m, f in mods.items():
+    t = strip_tests(open(f).read())
+    t = re.sub(r'//[^\n]*', '', t)  # comments name modules without importing them
+    deps = set()
+    for mm in re.finditer(r'\b((?:crate|self|super)(?:::(?:super|self))*)::(\{|[A-Za-z_][A-Za-z0-9_]*)', t):
+        head = mm.group(1).split('::')
+        base = m
+        for h in head:
+            if h == 'crate': base = ()
+            elif h == 'super': base = base[:-1]
+            elif h == 'self': pass
+        if mm.group(2) == '{':
+            names = top_names(t[mm.end()-1:])
+            # group like {App, fleet::Fleet}: resolve nested module names too
         else:
-            continue
-        out.setdefault(name, []).extend(files)
-    return out
-
-
-def named(text, prefix):
-    """Module names following `prefix::` either directly or inside a `{...}` group."""
-    found = set()
-    for m in re.finditer(prefix + r"::(\{[^;]*?\}|[a-z_][a-z0-9_]*)", text, re.S):
-        group = m.group(1)
-        if group.startswith("{"):
-            found.update(re.findall(r"(?:^|[{,])\s*([a-z_][a-z0-9_]*)", group))
-        else:
-            found.add(group)
-    return found
-
-
-def sccs(graph):
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
+            names = [mm.group(2)]
+            # go deeper: crate::ui::live::x
+            rest = t[mm.end():]
+            path = [mm.group(2)]
             while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    sys.setrecursionlimit(10000)
-    for v in list(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
-def report(src):
-    mods = modules(src)
-    graph = {}
-    for name, files in mods.items():
-        text = "".join(open(f).read() for f in files)
-        refs = named(text, "crate")
-        # In src/name.rs and src/name/mod.rs, `super::` is the crate root.
-        for f in files:
-            if os.path.dirname(f) == src.rstrip("/") or f.endswith(os.path.join(name, "mod.rs")):
-                refs |= named(open(f).read(), "super")
-        graph[name] = (refs & set(mods)) - {name}
-    circles = sccs(graph)
-    # Inside each top-level directory: submodule files naming each other.
-    for name in mods:
-        d = os.path.join(src, name)
-        if not os.path.isdir(d):
-            continue
-        subs = {f[:-3]: os.path.join(d, f) for f in os.listdir(d) if f.endswith(".rs") and f != "mod.rs"}
-        subs.update({f: os.path.join(d, f) for f in os.listdir(d) if os.path.isdir(os.path.join(d, f))})
-        sub_graph = {}
-        for sub, path in subs.items():
-            files = glob.glob(os.path.join(path, "**", "*.rs"), recursive=True) if os.path.isdir(path) else [path]
-            text = "".join(open(f).read() for f in files)
-            refs = named(text, "super") | named(text, "crate::" + name)
-            sub_graph[sub] = (refs & set(subs)) - {sub}
-        circles += [[f"{name}/{s}" for s in c] for c in sccs(sub_graph)]
-    return len(mods), circles
-
-
-def main():
-    roots = sys.argv[1:] or ["host/src"] + sorted(glob.glob("crates/*/src"))
-    total = 0
-    for src in roots:
-        count, circles = report(src)
-        total += len(circles)
-        print(f"{src}: {count} top-level modules, {len(circles)} circles")
-        for c in circles:
-            print("   ", " <-> ".join(c))
-    print(f"total: {total} circles")
-
-
-if __name__ == "__main__":
-    main()
+                n2 = re.match(r'::([a-z_][a-z0-9_]*)', rest)
+                if not n2 or base + tuple(path + [n2.group(1)]) not in mods: break
+                path.append(n2.group(1)); rest = rest[n2.end():]
+            names = ['::'.join(path)]
+        for n in names:
+            parts = tuple(n.split('::')) if n not in ('self', '*') else ()
+            tgt = base + parts
+            if base == () and parts and parts[0] in LOWER: continue
+            while tgt not in mods: tgt = tgt[:-1]
+            deps.add(tgt)
+    # bare paths to a child module (`live::events` in ui/mod.rs)
+    for c in mods:
+        if len(c) == len(m) + 1 and c[:len(m)] == m and re.search(r'(?<![:\w])' + c[-1] + r'::', t):
+            deps.add(c)
+    # a module does not depend on itself or (for the shape) on its own children
+    graph[m] = sorted(d for d in deps if d != m)
+name = lambda m: '::'.join(m) or '(lib)'
+for m in sorted(graph) if show_deps else []:
+    print(f"{name(m)}: {' '.join(name(d) for d in graph[m])}")
+# SCCs (Tarjan)
+idx, low, st, on, sccs, i = {}, {}, [], set(), [], [0]
+def sc(v):
+    idx[v] = low[v] = i[0]; i[0] += 1; st.append(v); on.add(v)
+    for w in graph[v]:
+        if w not in idx: sc(w); low[v] = min(low[v], low[w])
+        elif w in on: low[v] = min(low[v], idx[w])
+    if low[v] == idx[v]:
+        c = []
+        while True:
+            w = st.pop(); on.discard(w); c.append(w)
+            if w == v: break
+        if len(c) > 1: sccs.append(c)
+sys.setrecursionlimit(10000)
+for v in graph:
+    if v not in idx: sc(v)
+print('circles:' if sccs else 'circles: none')
+for c in sccs: print('  ' + ' <-> '.join(sorted(name(x) for x in c)))
