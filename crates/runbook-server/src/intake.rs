@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::dispatch::Refusal;
 use super::{App, handle_alert};
 use crate::bindings::Alert;
-use crate::store::AlertRecord;
+use crate::store::{AlertRecord, Disposition};
 
 /// One alert of a batch. An error that a second try repeats while the store answers is this
 /// alert's own (permanent): it is recorded `rejected` and the batch goes on, since answering
@@ -50,7 +50,7 @@ pub(super) async fn handle_in_batch(app: &App, alert: &Alert) -> Result<Vec<Aler
         fingerprint: alert.fingerprint.clone(),
         starts_at: alert.starts_at.clone(),
         labels: Value::Object(labels),
-        disposition: "rejected".into(),
+        disposition: Disposition::Rejected,
         playbook: None,
         run_id: None,
         detail: Some(crate::text::truncate(&again.to_string(), 1024).into_owned()),
@@ -80,7 +80,7 @@ pub(super) async fn record_refused_run(app: &App, playbook: &str, node: &str, wh
         fingerprint: String::new(),
         starts_at: String::new(),
         labels: json!({ "node": node }),
-        disposition: "rejected".into(),
+        disposition: Disposition::Rejected,
         playbook: Some(playbook.clone()),
         run_id: None,
         detail: Some(why.into()),

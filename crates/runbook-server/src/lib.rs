@@ -49,7 +49,7 @@ use crate::bindings::Alert;
 use crate::records::Trigger;
 use crate::run::{Host, RunRequest};
 use crate::severity::Priority;
-use crate::store::{AlertRecord, StoredRun};
+use crate::store::{AlertRecord, Disposition, StoredRun};
 
 use self::auth::Verified;
 pub use self::auth::Verifier;
@@ -414,7 +414,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let record = |disposition: &str,
+    let record = |disposition: Disposition,
                   playbook: Option<&str>,
                   run_id: Option<String>,
                   detail: Option<String>| AlertRecord {
@@ -425,7 +425,7 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         fingerprint: alert.fingerprint.clone(),
         starts_at: alert.starts_at.clone(),
         labels: Value::Object(labels.clone()),
-        disposition: disposition.into(),
+        disposition,
         playbook: playbook.map(String::from),
         run_id,
         detail,
@@ -449,9 +449,14 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
     let routes = live.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
-        unstored.push(record("resolved", playbooks.first().copied(), None, None));
+        unstored.push(record(
+            Disposition::Resolved,
+            playbooks.first().copied(),
+            None,
+            None,
+        ));
     } else if routes.is_empty() {
-        unstored.push(record("unrouted", None, None, None));
+        unstored.push(record(Disposition::Unrouted, None, None, None));
     }
     records.extend(unstored.iter().cloned());
     let wants_runs = alert.status != "resolved" || host.config.server.run_resolved;
@@ -476,26 +481,33 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
         let node = match route.node_for(alert).transpose() {
             Ok(node) => node,
             Err(problem) => {
-                let rejected = record("rejected", Some(playbook), None, Some(problem));
+                let rejected = record(Disposition::Rejected, Some(playbook), None, Some(problem));
                 records.push(rejected.clone());
                 unstored.push(rejected);
                 continue;
             }
         };
-        // Disposition and run id are the store's to fill in.
-        let template = record("", Some(playbook), None, None);
+        // Disposition and run id are the store's to fill in (`Admitted::disposition`).
+        let template = record(Disposition::Started, Some(playbook), None, None);
         let submitted = app
             .dispatcher
             .submit(playbook, request, node, cooldown, Some(template))
             .await;
         match submitted {
             Ok(Admission::Started(id)) => {
-                records.push(record("started", Some(playbook), Some(id), None));
+                records.push(record(Disposition::Started, Some(playbook), Some(id), None));
             }
             Ok(Admission::Deduplicated(id)) => {
-                records.push(record("deduplicated", Some(playbook), Some(id), None));
+                records.push(record(
+                    Disposition::Deduplicated,
+                    Some(playbook),
+                    Some(id),
+                    None,
+                ));
             }
-            Ok(Admission::Cooldown) => records.push(record("cooldown", Some(playbook), None, None)),
+            Ok(Admission::Cooldown) => {
+                records.push(record(Disposition::Cooldown, Some(playbook), None, None))
+            }
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
             Err(
                 e @ (Refusal::Invalid(_)
@@ -504,7 +516,12 @@ async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refu
                 | Refusal::UnknownNode(_)
                 | Refusal::Broken(_)),
             ) => {
-                let rejected = record("rejected", Some(playbook), None, Some(e.to_string()));
+                let rejected = record(
+                    Disposition::Rejected,
+                    Some(playbook),
+                    None,
+                    Some(e.to_string()),
+                );
                 records.push(rejected.clone());
                 unstored.push(rejected);
             }

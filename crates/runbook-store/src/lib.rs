@@ -26,11 +26,14 @@ pub mod postgres;
 mod sqlite;
 
 pub use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Fired, Firing,
-    FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Disposition, Fired,
+    Firing, FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
-pub use backend::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits};
+pub use backend::{
+    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases, Outbox,
+    QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
+};
 pub use sqlite::Sqlite;
 
 /// The run store, whichever backend.

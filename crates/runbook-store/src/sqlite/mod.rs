@@ -10,17 +10,14 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use crate::clean::{self, Clean};
-use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
-    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
-};
-use crate::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
+use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
 mod cancel;
 mod fleet;
 mod outbox;
+mod queue;
+mod reads;
 mod runs;
 mod schedules;
 mod writer;
@@ -178,7 +175,7 @@ fn millis(d: Duration) -> i64 {
 }
 
 #[async_trait::async_trait]
-impl Backend for Sqlite {
+impl StoreInfo for Sqlite {
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -197,299 +194,10 @@ impl Backend for Sqlite {
             .await?;
         Ok(started.elapsed())
     }
+}
 
-    async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()> {
-        let run = run.cleaned();
-        let runner = runner.to_string();
-        self.blocking(move |conn| {
-            let until = runs::now_ms() + millis(lease);
-            runs::insert_run(conn, &run, None, Some((&runner, until)))
-        })
-        .await
-    }
-
-    async fn admit(&self, admit: Admit) -> Result<Admitted> {
-        let admit = admit.cleaned();
-        let admitted = self
-            .writer()
-            .write(move |tx| runs::admit(tx, admit))
-            .await?;
-        if admitted == Admitted::Started {
-            self.wake_claimers();
-        }
-        Ok(admitted)
-    }
-
-    async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()> {
-        let alerts = alerts.cleaned();
-        self.writer()
-            .write(move |tx| alerts.iter().try_for_each(|a| runs::insert_alert(tx, a)))
-            .await
-    }
-
-    async fn claim_queued(
-        &self,
-        runner: &str,
-        max: usize,
-        limits: &SlotLimits,
-        lease: Duration,
-    ) -> Result<Vec<QueuedRun>> {
-        let (runner, limits) = (runner.to_string(), limits.clone());
-        self.writer()
-            .write(move |tx| runs::claim(tx, &runner, None, max, &limits, millis(lease)))
-            .await
-    }
-
-    async fn wait_for_queued(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.queued.notified()).await;
-    }
-
-    async fn finish(&self, outcome: RunOutcome) -> Result<()> {
-        let outcome = outcome.cleaned();
-        self.writer()
-            .write(move |tx| runs::write_outcome(tx, &outcome))
-            .await?;
-        self.wake_claimers();
-        Ok(())
-    }
-
-    async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool> {
-        let reason = &*clean::text(reason);
-        let (id, status, reason) = (id.to_string(), status.to_string(), reason.to_string());
-        let ended = self
-            .writer()
-            .write(move |tx| runs::end_unfinished(tx, &id, &status, &reason))
-            .await?;
-        self.wake_claimers();
-        Ok(ended)
-    }
-
-    async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
-        let (id, by) = (id.to_string(), by.to_string());
-        let cancelled = self
-            .writer()
-            .write(move |tx| cancel::cancel_run(tx, &id, &by))
-            .await?;
-        // A node run ended now frees its slot.
-        self.wake_claimers();
-        Ok(cancelled)
-    }
-
-    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>> {
-        let runner = runner.to_string();
-        self.blocking(move |conn| cancel::requests(conn, &runner))
-            .await
-    }
-
-    async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize> {
-        let runner = runner.to_string();
-        self.writer()
-            .write(move |tx| runs::renew(tx, &runner, millis(lease)))
-            .await
-    }
-
-    async fn expire_leases(&self) -> Result<usize> {
-        let expired = self.writer().write(|tx| runs::expire(tx)).await?;
-        if expired > 0 {
-            self.wake_claimers();
-        }
-        Ok(expired)
-    }
-
-    async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
-        self.writer()
-            .write(move |tx| runs::take_unnotified(tx, Untold::Lost, max))
-            .await
-    }
-
-    async fn claim_for_node(
-        &self,
-        node: &str,
-        runner: &str,
-        max: usize,
-        limits: &SlotLimits,
-        lease: Duration,
-    ) -> Result<Vec<QueuedRun>> {
-        let (node, runner, limits) = (node.to_string(), runner.to_string(), limits.clone());
-        self.writer()
-            .write(move |tx| runs::claim(tx, &runner, Some(&node), max, &limits, millis(lease)))
-            .await
-    }
-
-    async fn renew_held(
-        &self,
-        runner: &str,
-        ids: &[String],
-        lease: Duration,
-    ) -> Result<Vec<String>> {
-        let (runner, ids) = (runner.to_string(), ids.to_vec());
-        self.writer()
-            .write(move |tx| fleet::renew_held(tx, &runner, &ids, millis(lease)))
-            .await
-    }
-
-    async fn append_events(
-        &self,
-        run_id: &str,
-        runner: &str,
-        from: usize,
-        events: Vec<String>,
-        max_bytes: usize,
-    ) -> Result<Appended> {
-        let mut events = events;
-        events.iter_mut().for_each(clean::clean_json_text);
-        let (run_id, runner) = (run_id.to_string(), runner.to_string());
-        self.writer()
-            .write(move |tx| fleet::append_events(tx, &run_id, &runner, from, &events, max_bytes))
-            .await
-    }
-
-    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
-        let outcome = outcome.cleaned();
-        let runner = runner.to_string();
-        let written = self
-            .writer()
-            .write(move |tx| runs::write_outcome_if_held(tx, &outcome, Some(&runner)))
-            .await?;
-        if written {
-            self.wake_claimers();
-        }
-        Ok(written)
-    }
-
-    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()> {
-        let (node, session, version) = (node.to_string(), session.to_string(), version.to_string());
-        self.writer()
-            .write(move |tx| fleet::node_seen(tx, &node, &session, &version))
-            .await
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        self.blocking(|conn| fleet::nodes(conn)).await
-    }
-
-    async fn expire_undelivered(&self, wait: Duration) -> Result<usize> {
-        self.writer()
-            .write(move |tx| fleet::expire_undelivered(tx, wait))
-            .await
-    }
-
-    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
-        self.writer()
-            .write(move |tx| runs::take_unnotified(tx, Untold::Undeliverable, max))
-            .await
-    }
-
-    async fn fire(&self, firing: Firing) -> Result<Fired> {
-        let firing = firing.cleaned();
-        let fired = self
-            .writer()
-            .write(move |tx| schedules::fire(tx, firing))
-            .await?;
-        if fired == Fired::Started {
-            self.wake_claimers();
-        }
-        Ok(fired)
-    }
-
-    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
-        let approval = approval.cleaned();
-        self.writer()
-            .write(move |tx| approvals::open(tx, &approval))
-            .await
-    }
-
-    async fn set_approval_messages(
-        &self,
-        id: &str,
-        messages: Vec<serde_json::Value>,
-    ) -> Result<()> {
-        let messages = messages.cleaned();
-        let id = id.to_string();
-        self.writer()
-            .write(move |tx| approvals::set_messages(tx, &id, &messages))
-            .await
-    }
-
-    async fn decide_approval(
-        &self,
-        id: &str,
-        decision: Decision,
-    ) -> Result<Option<ApprovalRecord>> {
-        let decision = decision.cleaned();
-        let id = id.to_string();
-        self.writer()
-            .write(move |tx| approvals::decide(tx, &id, &decision))
-            .await
-    }
-
-    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
-        let id = id.to_string();
-        self.blocking(move |conn| approvals::get(conn, &id)).await
-    }
-
-    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>> {
-        let run_id = run_id.map(String::from);
-        self.blocking(move |conn| approvals::list(conn, run_id.as_deref()))
-            .await
-    }
-
-    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>> {
-        let at = at.to_string();
-        self.writer()
-            .write(move |tx| approvals::orphaned(tx, &at))
-            .await
-    }
-
-    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
-        let schedule = schedule.to_string();
-        self.blocking(move |conn| schedules::firings(conn, &schedule, limit))
-            .await
-    }
-
-    async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
-        let playbook = playbook.map(String::from);
-        self.blocking(move |conn| runs::list(conn, limit, playbook.as_deref()))
-            .await
-    }
-
-    async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let filter = filter.clone();
-        self.blocking(move |conn| runs::list_page(conn, &filter))
-            .await
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
-        let id = &*clean::text(id);
-        let id = id.to_string();
-        self.blocking(move |conn| runs::get(conn, &id)).await
-    }
-
-    async fn events_after(
-        &self,
-        id: &str,
-        from: usize,
-        limit: usize,
-    ) -> Result<Option<EventsPage>> {
-        let id = id.to_string();
-        self.blocking(move |conn| runs::events_after(conn, &id, from, limit))
-            .await
-    }
-
-    async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
-        self.blocking(move |conn| runs::alerts(conn, limit)).await
-    }
-
-    async fn run_counts(&self) -> Result<(usize, usize)> {
-        self.blocking(|conn| runs::run_counts(conn)).await
-    }
-
-    async fn queue_depths(&self, node: Option<&str>) -> Result<QueueDepths> {
-        let node = node.map(String::from);
-        self.blocking(move |conn| runs::queue_depths(conn, node.as_deref()))
-            .await
-    }
-
+#[async_trait::async_trait]
+impl SharedState for Sqlite {
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
         let (name, candidate) = (name.to_string(), candidate.to_string());
         self.blocking(move |conn| {
@@ -513,82 +221,13 @@ impl Backend for Sqlite {
             .write(move |tx| runs::first_delivery(tx, &id, millis(window)))
             .await
     }
-
-    async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
-        let (message, once_key) = (message.cleaned(), once_key.cleaned());
-        self.blocking(move |conn| outbox::enqueue(conn, &message, once_key.as_deref()))
-            .await
-    }
-
-    async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {
-        let channel = channel.to_string();
-        self.blocking(move |conn| outbox::claim_head(conn, &channel, lease))
-            .await
-    }
-
-    async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()> {
-        self.blocking(move |conn| outbox::mark_parts_sent(conn, id, parts))
-            .await
-    }
-
-    async fn mark_delivered(&self, id: i64) -> Result<()> {
-        self.blocking(move |conn| outbox::mark_delivered(conn, id))
-            .await
-    }
-
-    async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
-        let error = &*clean::text(error);
-        let error = error.to_string();
-        self.blocking(move |conn| outbox::mark_retry(conn, id, after, &error))
-            .await
-    }
-
-    async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
-        let error = &*clean::text(error);
-        let error = error.to_string();
-        self.blocking(move |conn| outbox::mark_failed(conn, id, &error))
-            .await
-    }
-
-    async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>> {
-        let run_id = run_id.to_string();
-        self.blocking(move |conn| outbox::rows_for_run(conn, &run_id))
-            .await
-    }
-
-    async fn outbox_retry(&self, id: i64) -> Result<bool> {
-        self.blocking(move |conn| outbox::retry(conn, id)).await
-    }
-
-    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
-        self.blocking(move |conn| outbox::row_by_id(conn, id)).await
-    }
-
-    async fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
-        let state = state.map(String::from);
-        self.blocking(move |conn| outbox::list(conn, state.as_deref(), limit))
-            .await
-    }
-
-    async fn outbox_pending(&self) -> Result<Vec<(String, i64)>> {
-        self.blocking(|conn| outbox::pending(conn)).await
-    }
-
-    async fn last_for_dedup_key(
-        &self,
-        channel: &str,
-        dedup_key: &str,
-    ) -> Result<Option<OutboxRow>> {
-        let dedup_key = &*clean::text(dedup_key);
-        let (channel, dedup_key) = (channel.to_string(), dedup_key.to_string());
-        self.blocking(move |conn| outbox::last_for_dedup_key(conn, &channel, &dedup_key))
-            .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SlotLimits;
+    use crate::backend::{FleetStore, RunQueue};
 
     #[test]
     fn a_new_store_opened_by_several_processes_at_once_is_migrated_once() {
