@@ -1,6 +1,7 @@
 //! The run store: every run, its timeline and artifacts, alerts, the notification outbox, and
 //! what replicas share (dedup and cooldown keys, concurrency slots, run leases, replay ids).
-//! One interface (`backend::Backend`), two backends: SQLite (`sqlite/`, the embedded default:
+//! One interface (`backend::Backend`, the union of role traits in backend/: `RunQueue`,
+//! `Leases`, `FleetStore`, `Outbox`, …), two backends: SQLite (`sqlite/`, the embedded default:
 //! a file, no server) and PostgreSQL (`postgres/`, several `host serve` replicas).
 //!
 //! A run is written `queued` when accepted and `running` when a process claims it under a

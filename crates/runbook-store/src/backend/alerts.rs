@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use crate::records::AlertRecord;
 
-/// See the module's documentation.
+/// Owns the alerts log: alert records and their dispositions, newest first.
 #[async_trait::async_trait]
 pub trait Alerts: Send + Sync {
     /// Records alerts that started nothing; returns once committed.

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::records::{ApprovalRecord, Decision};
 
-/// See the module's documentation.
+/// Owns approvals: questions, where they were posted, and their first decision.
 #[async_trait::async_trait]
 pub trait ApprovalStore: Send + Sync {
     /// Records a question, `pending` (its `state` and answer fields are ignored).

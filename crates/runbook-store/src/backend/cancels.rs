@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::records::Cancelled;
 
-/// See the module's documentation.
+/// Owns stop requests: who asked a run to stop, decided once.
 #[async_trait::async_trait]
 pub trait Cancels: Send + Sync {
     /// Asks run `id` to stop, on behalf of `by` (`cli:root`, `console:alice`, `api:…`),

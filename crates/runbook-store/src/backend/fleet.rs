@@ -12,7 +12,8 @@ use anyhow::Result;
 use super::{Appended, SlotLimits};
 use crate::records::{NodeRecord, QueuedRun, RunOutcome, UnfinishedRun};
 
-/// See the module's documentation.
+/// Owns what agents do with node runs: their claims, held leases, live events and outcomes,
+/// the nodes as last heard from, and node runs nobody took in time.
 #[async_trait::async_trait]
 pub trait FleetStore: Send + Sync {
     /// As `claim_queued`, among the queued runs for `node` only (same slots: a playbook's

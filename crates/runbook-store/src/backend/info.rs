@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-/// See the module's documentation.
+/// Owns nothing stored: which store this is, and whether it answers.
 #[async_trait::async_trait]
 pub trait StoreInfo: Send + Sync {
     /// For messages: the SQLite file's path, or the database URL with its password masked.

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::records::UnfinishedRun;
 
-/// See the module's documentation.
+/// Owns run leases: their renewal by the runner, their expiry (`lost`), and telling ops once.
 #[async_trait::async_trait]
 pub trait Leases: Send + Sync {
     /// Renews the lease of every `running` run `runner` holds, and of their slots; returns how

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::records::{Claim, NewMessage, OutboxRow};
 
-/// See the module's documentation.
+/// Owns the notification outbox: messages, their per-channel order, leases and attempts.
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync {
     /// Queues a message, due now. With `once_key`, a second message with the same key is not

@@ -10,7 +10,8 @@ use anyhow::Result;
 use super::{QueueDepths, SlotLimits};
 use crate::records::{Admit, Admitted, QueuedRun, RunOutcome};
 
-/// See the module's documentation.
+/// Owns the runs' lifecycle up to their end: admission (with its dedup and cooldown keys and
+/// the alert's record), claims under per-playbook slots, outcomes, and the queue's counts.
 #[async_trait::async_trait]
 pub trait RunQueue: Send + Sync {
     /// A CLI run: recorded `running` at once, held by `runner` under a lease.

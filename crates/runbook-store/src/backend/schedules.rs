@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::records::{Fired, Firing, FiringRecord};
 
-/// See the module's documentation.
+/// Owns schedule firings: one per (schedule, time), each with the run it admitted or skipped.
 #[async_trait::async_trait]
 pub trait ScheduleStore: Send + Sync {
     /// Records one firing of a schedule and admits its run, in one transaction, atomically

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-/// See the module's documentation.
+/// Owns store-wide secrets and replay ids: what every process on the store must agree on.
 #[async_trait::async_trait]
 pub trait SharedState: Send + Sync {
     /// The store-wide secret `name`: the first process to ask stores its `candidate` (random),

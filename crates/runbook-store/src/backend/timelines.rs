@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::{EventsPage, RunFilter};
 use crate::records::{RunSummary, StoredRun};
 
-/// See the module's documentation.
+/// Owns nothing new: reads of runs, their timelines, artifacts and deliveries.
 #[async_trait::async_trait]
 pub trait Timelines: Send + Sync {
     /// Newest first; `playbook` filters.

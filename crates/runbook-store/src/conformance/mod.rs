@@ -31,6 +31,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::backend::{Backend, SlotLimits};
+use crate::records::{
+    Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
+};
 
 mod alerts;
 mod approvals;
@@ -44,9 +47,6 @@ mod schedules;
 mod shared;
 mod text;
 mod timelines;
-use crate::records::{
-    Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
-};
 pub(crate) use alerts::*;
 pub(crate) use approvals::*;
 pub(crate) use cancels::*;
@@ -336,9 +336,9 @@ async fn make_lost(backend: &Arc<dyn Backend>, id: &str) {
     .await;
 }
 
-// ---- the fleet's fixtures (fleet.rs, text.rs) ----------------------------------------------
+// ---- node runs and live events (fleet.rs, queue.rs, cancels.rs, text.rs) ------------------
 
-/// A timeline cap no test here reaches (fleet.rs's `live_events_stop_at_the_timeline_cap` tests the cap itself).
+/// A timeline cap no test reaches (fleet.rs's `live_events_stop_at_the_timeline_cap` tests it).
 const NO_CAP: usize = usize::MAX;
 
 const AGENT_A: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000001";

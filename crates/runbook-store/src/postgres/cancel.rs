@@ -2,12 +2,10 @@
 //! while its status is read and changed, so two requests (or a request and the run's end,
 //! or its claim) on different replicas are decided one after the other.
 
-use super::listen;
 use anyhow::Result;
 
-use super::Postgres;
-use super::pg_error;
 use super::runs::{execute, free_slot, query, query_opt};
+use super::{Postgres, listen, pg_error};
 use crate::backend::Cancels;
 use crate::records::{Cancelled, RunStatus, cancel_event, cancelled_by};
 

@@ -4,24 +4,16 @@
 //! lease has not ended on the database clock (a lease that ran out is the rescuer's to mark
 //! lost, not the agent's to revive; its slot may already be another run's).
 
-use super::listen;
-use super::runs;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::runs::{execute, query, query_opt};
-use super::{Postgres, pg_error, secs};
-use crate::Appended;
-use crate::SlotLimits;
-use crate::Untold;
+use super::{Postgres, listen, pg_error, runs, secs};
 use crate::backend::FleetStore;
-use crate::clean;
 use crate::clean::Clean;
-use crate::records::QueuedRun;
-use crate::records::RunOutcome;
-use crate::records::UnfinishedRun;
-use crate::records::{NodeRecord, undeliverable_reason};
+use crate::records::{NodeRecord, QueuedRun, RunOutcome, UnfinishedRun, undeliverable_reason};
+use crate::{Appended, SlotLimits, Untold, clean};
 
 pub(super) async fn renew_held(
     pg: &Postgres,

@@ -2,24 +2,15 @@
 //! cleans what it stores, runs the statements in runs.rs, and wakes the claimers when a
 //! slot or run may be free.
 
-use super::Postgres;
-use super::listen;
-use super::reads;
-use super::runs;
-use crate::QueueDepths;
-use crate::SlotLimits;
-use crate::Untold;
-use crate::backend::{Alerts, Leases, RunQueue};
-use crate::clean;
-use crate::clean::Clean;
-use crate::records::Admit;
-use crate::records::Admitted;
-use crate::records::AlertRecord;
-use crate::records::QueuedRun;
-use crate::records::RunOutcome;
-use crate::records::UnfinishedRun;
-use anyhow::Result;
 use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Postgres, listen, reads, runs};
+use crate::backend::{Alerts, Leases, RunQueue};
+use crate::clean::Clean;
+use crate::records::{Admit, Admitted, AlertRecord, QueuedRun, RunOutcome, UnfinishedRun};
+use crate::{QueueDepths, SlotLimits, Untold, clean};
 
 #[async_trait::async_trait]
 impl RunQueue for Postgres {

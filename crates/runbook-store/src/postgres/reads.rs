@@ -1,16 +1,14 @@
 //! Reading runs and alerts back on PostgreSQL (`host runs`, the console, the API): the same
 //! records, in the same order, as the SQLite store gives.
 
-use super::outbox;
 use anyhow::Result;
 use tokio_postgres::Row;
 
-use super::Postgres;
 use super::runs::{json, query, query_opt};
+use super::{Postgres, outbox};
 use crate::backend::Timelines;
-use crate::clean;
 use crate::records::{AlertRecord, Artifact, Disposition, RunSummary, StoredRun};
-use crate::{EventsPage, QueueDepths, RunFilter};
+use crate::{EventsPage, QueueDepths, RunFilter, clean};
 
 /// How many columns `SUMMARY_COLUMNS` are: a fuller row's own columns come after them.
 const SUMMARY_WIDTH: usize = 13;

@@ -2,11 +2,10 @@
 //! replicas firing the same schedule at the same time one inserts it (the others' inserts wait
 //! for its transaction, then do nothing) and admits the run in that same transaction.
 
-use super::listen;
 use anyhow::Result;
 
 use super::runs::{execute, insert_run, query, query_opt};
-use super::{Postgres, pg_error};
+use super::{Postgres, listen, pg_error};
 use crate::backend::ScheduleStore;
 use crate::clean::Clean;
 use crate::records::{Fired, Firing, FiringRecord};

@@ -9,10 +9,11 @@ use super::pg_error;
 /// Serializes migrations across every process on the database (an arbitrary constant).
 const MIGRATION_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
 
-/// One entry per schema version; never edit a shipped one, append a new one.
+/// One entry per schema version (migrations/postgres/, the file's number is its version);
+/// never edit a shipped one, append a new one.
 ///
-/// Mirrors the SQLite schema (store/mod.rs) with what replicas need: who runs a run and until
-/// when (`runner`, `lease_until`), admission keys for dedup and cooldown under a unique
+/// Mirrors the SQLite schema (migrations/sqlite/) with what replicas need: who runs a run and
+/// until when (`runner`, `lease_until`), admission keys for dedup and cooldown under a unique
 /// constraint, concurrency slots as rows, replay ids, outbox leases on the database clock.
 /// Timestamps people see stay RFC 3339 text, written exactly as the SQLite store writes them;
 /// leases and windows are `timestamptz` compared with `now()`.

@@ -4,25 +4,19 @@
 //! has not ended (a lease that ran out is the rescuer's to mark lost, not the agent's to
 //! revive).
 
-use super::runs;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
 use rusqlite::{Connection, params};
 
-use super::Sqlite;
-use super::millis;
 use super::runs::{now_ms, now_rfc3339, since};
-use crate::Appended;
-use crate::SlotLimits;
-use crate::Untold;
+use super::{Sqlite, millis, runs};
 use crate::backend::FleetStore;
-use crate::clean;
 use crate::clean::Clean;
-use crate::records::QueuedRun;
-use crate::records::RunOutcome;
-use crate::records::UnfinishedRun;
-use crate::records::{NodeRecord, rfc3339, undeliverable_reason};
+use crate::records::{
+    NodeRecord, QueuedRun, RunOutcome, UnfinishedRun, rfc3339, undeliverable_reason,
+};
+use crate::{Appended, SlotLimits, Untold, clean};
 
 /// Renews the live leases `runner` holds among `ids`; returns the ids renewed, each once.
 pub(super) fn renew_held(

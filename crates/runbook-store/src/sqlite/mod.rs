@@ -22,7 +22,8 @@ mod runs;
 mod schedules;
 mod writer;
 
-/// One entry per schema version; never edit a shipped one, append a new one.
+/// One entry per schema version (migrations/sqlite/, the file's number is its version);
+/// never edit a shipped one, append a new one.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_runs.sql"),
     include_str!("../../migrations/sqlite/0002_alerts.sql"),

@@ -12,8 +12,7 @@ use super::Sqlite;
 use crate::backend::Outbox;
 use crate::clean;
 use crate::clean::Clean;
-use crate::records::{Claim, NewMessage, OutboxRow};
-use crate::records::{now_ms, now_rfc3339};
+use crate::records::{Claim, NewMessage, OutboxRow, now_ms, now_rfc3339};
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
      attempts, parts_sent, last_error, created_at, delivered_at, attempted_at, next_attempt_ms";

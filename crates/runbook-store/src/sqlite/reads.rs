@@ -1,14 +1,11 @@
 //! Runs as people read them (`Timelines`) for this backend.
 
-use super::Sqlite;
-use super::runs;
-use crate::EventsPage;
-use crate::RunFilter;
-use crate::backend::Timelines;
-use crate::clean;
-use crate::records::RunSummary;
-use crate::records::StoredRun;
 use anyhow::Result;
+
+use super::{Sqlite, runs};
+use crate::backend::Timelines;
+use crate::records::{RunSummary, StoredRun};
+use crate::{EventsPage, RunFilter, clean};
 
 #[async_trait::async_trait]
 impl Timelines for Sqlite {

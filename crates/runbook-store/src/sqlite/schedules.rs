@@ -1,12 +1,11 @@
 //! Schedule firings in SQLite: one row per (schedule, firing time), written with the run it
 //! admits in one request of the writer's batch.
 
-use super::runs;
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Sqlite;
 use super::runs::insert_run;
+use super::{Sqlite, runs};
 use crate::backend::ScheduleStore;
 use crate::clean::Clean;
 use crate::records::{Fired, Firing, FiringRecord};
