@@ -80,10 +80,74 @@ pub struct AlertRecord {
     pub fingerprint: String,
     pub starts_at: String,
     pub labels: serde_json::Value,
-    pub disposition: String,
+    pub disposition: Disposition,
     pub playbook: Option<String>,
     pub run_id: Option<String>,
     pub detail: Option<String>,
+}
+
+/// What became of an alert, stored and shown as its lowercase name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// A route's run was admitted.
+    Started,
+    /// A run with the same dedup key answered instead.
+    Deduplicated,
+    /// The route's cooldown skipped it.
+    Cooldown,
+    /// A resolve, and the server does not run on resolves.
+    Resolved,
+    /// No route matched.
+    Unrouted,
+    /// Refused for good (a bad route, parameter or node).
+    Rejected,
+    /// A name this host does not know: a row written by a newer host on a shared store is
+    /// read back as it was written.
+    Other(String),
+}
+
+impl Disposition {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Disposition::Started => "started",
+            Disposition::Deduplicated => "deduplicated",
+            Disposition::Cooldown => "cooldown",
+            Disposition::Resolved => "resolved",
+            Disposition::Unrouted => "unrouted",
+            Disposition::Rejected => "rejected",
+            Disposition::Other(name) => name,
+        }
+    }
+
+    pub fn parse(name: &str) -> Disposition {
+        match name {
+            "started" => Disposition::Started,
+            "deduplicated" => Disposition::Deduplicated,
+            "cooldown" => Disposition::Cooldown,
+            "resolved" => Disposition::Resolved,
+            "unrouted" => Disposition::Unrouted,
+            "rejected" => Disposition::Rejected,
+            other => Disposition::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Disposition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Disposition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Disposition::parse(&String::deserialize(deserializer)?))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,6 +278,18 @@ pub enum Admitted {
     Started,
     Deduplicated(String),
     Cooldown,
+}
+
+impl Admitted {
+    /// The alert's disposition and run id after this admission of run `run_id` (a
+    /// deduplicated alert names the run that answered): both backends decide it here.
+    pub fn disposition(&self, run_id: &str) -> (Disposition, Option<String>) {
+        match self {
+            Admitted::Started => (Disposition::Started, Some(run_id.to_string())),
+            Admitted::Deduplicated(id) => (Disposition::Deduplicated, Some(id.clone())),
+            Admitted::Cooldown => (Disposition::Cooldown, None),
+        }
+    }
 }
 
 /// One firing of a schedule: its key is (schedule, firing time), so across every replica on a

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::bindings::Alert;
 use crate::records::Trigger;
 use crate::run::RunRequest;
-use crate::store::AlertRecord;
+use crate::store::{AlertRecord, Disposition};
 
 /// One alert of a batch. An error that a second try repeats while the store answers is this
 /// alert's own (permanent): it is recorded `rejected` and the batch goes on, since answering
@@ -47,7 +47,7 @@ pub(super) async fn handle_in_batch(app: &App, alert: &Alert) -> Result<Vec<Aler
         fingerprint: alert.fingerprint.clone(),
         starts_at: alert.starts_at.clone(),
         labels: Value::Object(labels),
-        disposition: "rejected".into(),
+        disposition: Disposition::Rejected,
         playbook: None,
         run_id: None,
         detail: Some(crate::text::truncate(&again.to_string(), 1024).into_owned()),
@@ -72,7 +72,7 @@ pub(super) async fn record_refused_run(app: &App, playbook: &str, node: &str, wh
         fingerprint: String::new(),
         starts_at: String::new(),
         labels: json!({ "node": node }),
-        disposition: "rejected".into(),
+        disposition: Disposition::Rejected,
         playbook: Some(playbook.clone()),
         run_id: None,
         detail: Some(why.into()),
@@ -94,7 +94,7 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let record = |disposition: &str,
+    let record = |disposition: Disposition,
                   playbook: Option<&str>,
                   run_id: Option<String>,
                   detail: Option<String>| AlertRecord {
@@ -105,7 +105,7 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
         fingerprint: alert.fingerprint.clone(),
         starts_at: alert.starts_at.clone(),
         labels: Value::Object(labels.clone()),
-        disposition: disposition.into(),
+        disposition,
         playbook: playbook.map(String::from),
         run_id,
         detail,
@@ -129,9 +129,14 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
     let routes = live.router.routes_for(alert);
     if alert.status == "resolved" && !host.config.server.run_resolved {
         let playbooks: Vec<&str> = routes.iter().map(|r| r.config.playbook.as_str()).collect();
-        unstored.push(record("resolved", playbooks.first().copied(), None, None));
+        unstored.push(record(
+            Disposition::Resolved,
+            playbooks.first().copied(),
+            None,
+            None,
+        ));
     } else if routes.is_empty() {
-        unstored.push(record("unrouted", None, None, None));
+        unstored.push(record(Disposition::Unrouted, None, None, None));
     }
     records.extend(unstored.iter().cloned());
     let wants_runs = alert.status != "resolved" || host.config.server.run_resolved;
@@ -156,26 +161,33 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
         let node = match route.node_for(alert).transpose() {
             Ok(node) => node,
             Err(problem) => {
-                let rejected = record("rejected", Some(playbook), None, Some(problem));
+                let rejected = record(Disposition::Rejected, Some(playbook), None, Some(problem));
                 records.push(rejected.clone());
                 unstored.push(rejected);
                 continue;
             }
         };
-        // Disposition and run id are the store's to fill in.
-        let template = record("", Some(playbook), None, None);
+        // Disposition and run id are the store's to fill in (`Admitted::disposition`).
+        let template = record(Disposition::Started, Some(playbook), None, None);
         let submitted = app
             .dispatcher
             .submit(playbook, request, node, cooldown, Some(template))
             .await;
         match submitted {
             Ok(Admission::Started(id)) => {
-                records.push(record("started", Some(playbook), Some(id), None));
+                records.push(record(Disposition::Started, Some(playbook), Some(id), None));
             }
             Ok(Admission::Deduplicated(id)) => {
-                records.push(record("deduplicated", Some(playbook), Some(id), None));
+                records.push(record(
+                    Disposition::Deduplicated,
+                    Some(playbook),
+                    Some(id),
+                    None,
+                ));
             }
-            Ok(Admission::Cooldown) => records.push(record("cooldown", Some(playbook), None, None)),
+            Ok(Admission::Cooldown) => {
+                records.push(record(Disposition::Cooldown, Some(playbook), None, None))
+            }
             // A route whose parameters or playbook are wrong will never work: say so, don't retry.
             Err(
                 e @ (Refusal::Invalid(_)
@@ -184,7 +196,12 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
                 | Refusal::UnknownNode(_)
                 | Refusal::Broken(_)),
             ) => {
-                let rejected = record("rejected", Some(playbook), None, Some(e.to_string()));
+                let rejected = record(
+                    Disposition::Rejected,
+                    Some(playbook),
+                    None,
+                    Some(e.to_string()),
+                );
                 records.push(rejected.clone());
                 unstored.push(rejected);
             }

@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use crate::records::{
-    Admit, AlertRecord, ApprovalRecord, Artifact, Decision, Firing, NewMessage, QueuedRun,
-    RunOutcome,
+    Admit, AlertRecord, ApprovalRecord, Artifact, Decision, Disposition, Firing, NewMessage,
+    QueuedRun, RunOutcome,
 };
 
 /// Normalises its strings in place (see the module).
@@ -27,6 +27,15 @@ impl Clean for String {
     fn clean(&mut self) {
         if let std::borrow::Cow::Owned(clean) = crate::text::for_store(self) {
             *self = clean;
+        }
+    }
+}
+
+/// Only a name this host does not know is free text.
+impl Clean for Disposition {
+    fn clean(&mut self) {
+        if let Disposition::Other(name) = self {
+            name.clean();
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The run store: every run, its timeline and artifacts, alerts, the notification outbox, and
 //! what replicas share (dedup and cooldown keys, concurrency slots, run leases, replay ids).
-//! One interface (`backend::Backend`), two backends: SQLite (`sqlite/`, the embedded default:
+//! One interface (`backend::Backend`, the union of role traits in backend/: `RunQueue`,
+//! `Leases`, `FleetStore`, `Outbox`, …), two backends: SQLite (`sqlite/`, the embedded default:
 //! a file, no server) and PostgreSQL (`postgres/`, several `host serve` replicas).
 //!
 //! A run is written `queued` when accepted and `running` when a process claims it under a
@@ -26,11 +27,14 @@ pub mod postgres;
 mod sqlite;
 
 pub use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Fired, Firing,
-    FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
+    Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Disposition, Fired,
+    Firing, FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
-pub use backend::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits};
+pub use backend::{
+    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases, Outbox,
+    QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
+};
 pub use sqlite::Sqlite;
 
 /// The run store, whichever backend.

@@ -1,49 +1,12 @@
 //! The contract's fleet: runs for a node are claimed by that node's agent only, share slots
 //! with the servers' runs, and are written only while the agent holds them; nodes as last
 //! heard from; runs no agent took in time end undeliverable and are told once.
+//! A node's live events are held to the run's timeline cap in the transaction that
+//! writes them.
 
 use super::*;
 use crate::Appended;
 use crate::records::undeliverable_reason;
-
-/// A timeline cap no test here reaches (`caps.rs` tests the cap itself).
-pub(super) const NO_CAP: usize = usize::MAX;
-
-pub(super) const AGENT_A: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000001";
-const AGENT_B: &str = "agent/node-b/6f1c2b7e-0000-4000-8000-000000000002";
-/// node-a's agent restarted: a new identity, which holds none of the old one's runs.
-const AGENT_A_AGAIN: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000003";
-
-pub(super) fn for_node(id: &str, node: &str, seq: usize) -> QueuedRun {
-    QueuedRun {
-        node: Some(node.into()),
-        ..queued(id, "pb", seq)
-    }
-}
-
-pub(super) fn live_event(message: &str) -> String {
-    serde_json::json!({
-        "at": "2026-11-25T10:00:01.000Z", "offset_ms": 1.0,
-        "event": "log", "level": "info", "message": message,
-    })
-    .to_string()
-}
-
-pub(super) fn live_events(messages: &[&str]) -> Vec<String> {
-    messages.iter().map(|m| live_event(m)).collect()
-}
-
-/// The run's timeline as the messages of its events, in order.
-pub(super) async fn timeline(backend: &Arc<dyn Backend>, id: &str) -> Vec<String> {
-    let run = backend.get(id).await.unwrap().expect(id);
-    run.timeline
-        .iter()
-        .map(|e| {
-            let value = serde_json::to_value(e).unwrap();
-            value["message"].as_str().unwrap_or_default().to_string()
-        })
-        .collect()
-}
 
 async fn node_claim(
     backend: &Arc<dyn Backend>,
@@ -595,4 +558,49 @@ pub(crate) async fn undeliverable_runs_free_their_dedup_and_cooldown_keys(s: Sub
         b.admit(key("d4", 7)).await.unwrap(),
         Admitted::Deduplicated("d3".into())
     );
+}
+
+pub(crate) async fn live_events_stop_at_the_timeline_cap(s: Subject) {
+    let b = &s.backend;
+    let wide = limits(100, &[]);
+    b.admit(admit(for_node("a1", "node-a", 1))).await.unwrap();
+    b.claim_for_node("node-a", AGENT_A, 1, &wide, LONG)
+        .await
+        .unwrap();
+    let one = live_event("e0").len();
+    // Each event is checked against the cap before it is added, as a local timeline's are.
+    let cap = 2 * one;
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 0, live_events(&["e0", "e1"]), cap)
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    // A retry of the same numbers replaces them: it is not counted twice.
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 0, live_events(&["e0", "e1"]), cap)
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    let full = b
+        .append_events("a1", AGENT_A, 2, live_events(&["e2", "e3", "e4"]), cap - 1)
+        .await
+        .unwrap();
+    let Appended::Full(why) = full else {
+        panic!("not full: {full:?}")
+    };
+    assert!(
+        why.contains(&format!("more than {} bytes of timeline", cap - 1)),
+        "{why}"
+    );
+    assert_eq!(timeline(b, "a1").await, ["e0", "e1"]);
+    // Within the cap, the next events fit (the cap is the run's, over every upload).
+    assert_eq!(
+        b.append_events("a1", AGENT_A, 2, live_events(&["e2"]), 10 * one)
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    assert_eq!(timeline(b, "a1").await, ["e0", "e1", "e2"]);
 }

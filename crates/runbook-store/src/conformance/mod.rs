@@ -1,4 +1,5 @@
-//! The store contract (store/backend.rs) as tests, written once and run against every backend:
+//! The store contract (backend/) as tests, one file per role trait (queue.rs for `RunQueue`,
+//! …; text.rs for what every role stores), written once and run against every backend:
 //! `conformance_tests!(subject_future)` expands to one `#[tokio::test]` per behaviour. A
 //! subject is a fresh, empty store plus a way to open a second instance on it (another
 //! replica, another process), which the cross-instance behaviours use.
@@ -30,30 +31,34 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::backend::{Backend, SlotLimits};
-
-mod approvals;
-mod cancel;
-mod caps;
-mod console;
-mod delivery;
-mod fleet;
-mod live;
-mod runs;
-mod schedules;
-mod text;
 use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
+
+mod alerts;
+mod approvals;
+mod cancels;
+mod fleet;
+mod info;
+mod leases;
+mod outbox;
+mod queue;
+mod schedules;
+mod shared;
+mod text;
+mod timelines;
+pub(crate) use alerts::*;
 pub(crate) use approvals::*;
-pub(crate) use cancel::*;
-pub(crate) use caps::*;
-pub(crate) use console::*;
-pub(crate) use delivery::*;
+pub(crate) use cancels::*;
 pub(crate) use fleet::*;
-pub(crate) use live::*;
-pub(crate) use runs::*;
+pub(crate) use info::*;
+pub(crate) use leases::*;
+pub(crate) use outbox::*;
+pub(crate) use queue::*;
 pub(crate) use schedules::*;
+pub(crate) use shared::*;
 pub(crate) use text::*;
+pub(crate) use timelines::*;
 
 type Make<T> = Arc<dyn Fn() -> BoxFuture<'static, Result<T>> + Send + Sync>;
 
@@ -94,44 +99,57 @@ pub(crate) async fn check<Fut: Future<Output = ()>>(
 macro_rules! conformance_tests {
     ($subject:expr) => {
         $crate::conformance::conformance_tests!(@each $subject;
+            // queue.rs
             identical_admissions_at_once_start_exactly_one_run,
             dedup_holds_for_its_window_and_cut_off_runs_free_it,
             cooldown_is_per_playbook_and_key,
             claims_respect_slots_across_two_claimers,
             skip_locked_gives_each_run_to_one_claimer,
             finish_frees_the_slot_and_refuses_a_lost_run,
+            every_waiting_claimer_wakes_on_a_new_run,
+            queued_runs_are_counted_by_who_waits_for_them,
+            a_run_says_when_it_began_running,
+            // leases.rs
             leases_are_renewed_by_their_runner_and_expire_without_it,
             lost_runs_are_told_once_across_instances,
-            a_webhook_id_is_accepted_once,
-            outbox_keeps_channel_order_and_leases_exclusively,
-            outbox_once_key_queues_one_message,
+            // cancels.rs
+            a_cancel_ends_queued_runs_and_asks_running_ones_once,
+            a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it,
+            // alerts.rs
+            recorded_alerts_read_back_newest_first_with_their_disposition,
+            // timelines.rs
             runs_alerts_and_deliveries_read_back,
-            keys_of_any_length_are_keys,
-            a_newer_schema_is_refused,
+            who_asked_how_long_and_when_tried_read_back,
+            runs_page_filters_and_keyset_pages,
+            events_after_reads_from_the_cursor_bounded,
+            // schedules.rs
+            each_firing_is_recorded_and_run_once_across_instances,
+            a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
+            // fleet.rs
             node_runs_are_claimed_by_their_node_only,
             slots_count_node_and_server_runs_together,
             renew_held_answers_only_runs_still_held,
             append_events_only_while_held,
-            live_events_stop_at_the_timeline_cap,
-            queued_runs_are_counted_by_who_waits_for_them,
-            a_run_says_when_it_began_running,
-            nul_and_odd_bytes_are_kept_alike_in_every_text,
             finish_held_by_the_holder_replaces_live_events,
             nodes_are_listed_with_their_runs,
             undelivered_node_runs_end_after_the_wait_and_are_told_once,
             undeliverable_runs_free_their_dedup_and_cooldown_keys,
-            every_waiting_claimer_wakes_on_a_new_run,
-            each_firing_is_recorded_and_run_once_across_instances,
-            a_firing_while_the_schedules_run_is_going_is_skipped_and_recorded,
-            runs_page_filters_and_keyset_pages,
-            a_failed_message_can_be_retried_once,
-            who_asked_how_long_and_when_tried_read_back,
+            live_events_stop_at_the_timeline_cap,
+            // approvals.rs
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,
-            events_after_reads_from_the_cursor_bounded,
-            a_cancel_ends_queued_runs_and_asks_running_ones_once,
-            a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it,
+            // shared.rs
+            a_webhook_id_is_accepted_once,
             a_shared_secret_is_made_once_and_the_same_for_every_instance,
+            // outbox.rs
+            outbox_keeps_channel_order_and_leases_exclusively,
+            outbox_once_key_queues_one_message,
+            a_failed_message_can_be_retried_once,
+            // info.rs
+            a_newer_schema_is_refused,
+            // text.rs
+            nul_and_odd_bytes_are_kept_alike_in_every_text,
+            keys_of_any_length_are_keys,
         );
     };
     (@each $subject:expr; $($behaviour:ident),* $(,)?) => {
@@ -208,7 +226,7 @@ fn alert(name: &str, disposition: &str) -> AlertRecord {
         fingerprint: format!("fp-{name}"),
         starts_at: "2026-11-25T09:59:00.000Z".into(),
         labels: serde_json::json!({ "alertname": name }),
-        disposition: disposition.into(),
+        disposition: crate::Disposition::parse(disposition),
         playbook: Some("pb".into()),
         run_id: None,
         detail: None,
@@ -316,4 +334,47 @@ async fn make_lost(backend: &Arc<dyn Backend>, id: &str) {
         status(backend, id).await == "lost"
     })
     .await;
+}
+
+// ---- node runs and live events (fleet.rs, queue.rs, cancels.rs, text.rs) ------------------
+
+/// A timeline cap no test reaches (fleet.rs's `live_events_stop_at_the_timeline_cap` tests it).
+const NO_CAP: usize = usize::MAX;
+
+const AGENT_A: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000001";
+
+const AGENT_B: &str = "agent/node-b/6f1c2b7e-0000-4000-8000-000000000002";
+
+/// node-a's agent restarted: a new identity, which holds none of the old one's runs.
+const AGENT_A_AGAIN: &str = "agent/node-a/6f1c2b7e-0000-4000-8000-000000000003";
+
+fn for_node(id: &str, node: &str, seq: usize) -> QueuedRun {
+    QueuedRun {
+        node: Some(node.into()),
+        ..queued(id, "pb", seq)
+    }
+}
+
+fn live_event(message: &str) -> String {
+    serde_json::json!({
+        "at": "2026-11-25T10:00:01.000Z", "offset_ms": 1.0,
+        "event": "log", "level": "info", "message": message,
+    })
+    .to_string()
+}
+
+fn live_events(messages: &[&str]) -> Vec<String> {
+    messages.iter().map(|m| live_event(m)).collect()
+}
+
+/// The run's timeline as the messages of its events, in order.
+async fn timeline(backend: &Arc<dyn Backend>, id: &str) -> Vec<String> {
+    let run = backend.get(id).await.unwrap().expect(id);
+    run.timeline
+        .iter()
+        .map(|e| {
+            let value = serde_json::to_value(e).unwrap();
+            value["message"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
 }

@@ -1,12 +1,13 @@
 //! The contract's text: what one backend takes, the other takes, and both give back the same
 //! string. A NUL (which PostgreSQL's `text` refuses) in every kind of text the store keeps
 //! comes back as `text::for_store` writes it (`\u{0}`), never as an error.
+//! Keys (dedup, cooldown, once, replay) of any length are keys.
 
-use super::fleet::{AGENT_A, for_node};
 use super::*;
 use crate::Appended;
 
 const ODD: &str = "a\0b \u{1b}[31m \u{202e} é";
+
 const KEPT: &str = "a\\u{0}b \u{1b}[31m \u{202e} é";
 
 fn event(message: &str) -> String {
@@ -42,7 +43,10 @@ pub(crate) async fn nul_and_odd_bytes_are_kept_alike_in_every_text(s: Subject) {
     let started = alerts.iter().find(|a| a.alertname == "NulLabel").unwrap();
     assert_eq!(started.labels["instance"], KEPT);
     assert_eq!(started.fingerprint, format!("fp-{KEPT}"));
-    let refused = alerts.iter().find(|a| a.disposition == "rejected").unwrap();
+    let refused = alerts
+        .iter()
+        .find(|a| a.disposition == crate::Disposition::Rejected)
+        .unwrap();
     assert_eq!(refused.alertname, KEPT);
     assert_eq!(refused.detail.as_deref(), Some(&*format!("bad: {KEPT}")));
 
@@ -117,4 +121,78 @@ pub(crate) async fn nul_and_odd_bytes_are_kept_alike_in_every_text(s: Subject) {
         b.get(&format!("r1{ODD}")).await.unwrap().map(|r| r.run.id),
         None
     );
+}
+
+/// `len` bytes that do not compress (an index entry is bounded whatever the compression).
+fn noise(seed: &str, len: usize) -> String {
+    use sha2::Digest;
+    let mut out = String::new();
+    let mut block = sha2::Sha256::digest(seed.as_bytes());
+    while out.len() < len {
+        out.push_str(&hex::encode(block));
+        block = sha2::Sha256::digest(block);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Dedup keys, cooldown keys (alert fingerprints), webhook ids and once-keys come from the
+/// outside: a 10 KB one is still a key, and two that share a long prefix are two keys.
+pub(crate) async fn keys_of_any_length_are_keys(s: Subject) {
+    let b = &s.backend;
+    let long = noise("a", 10_000);
+    let sibling = format!("{}{}", &long[..9_000], noise("b", 1_000));
+    let dedup = |id: &str, key: &str| deduped(queued(id, "pb", 1), key, LONG);
+    assert_eq!(
+        b.admit(dedup("k1", &long)).await.unwrap(),
+        Admitted::Started
+    );
+    assert_eq!(
+        b.admit(dedup("k2", &long)).await.unwrap(),
+        Admitted::Deduplicated("k1".into())
+    );
+    assert_eq!(
+        b.admit(dedup("k3", &sibling)).await.unwrap(),
+        Admitted::Started
+    );
+    let cool = |id: &str, key: &str| cooled(queued(id, "pb", 2), key, LONG);
+    assert_eq!(b.admit(cool("k4", &long)).await.unwrap(), Admitted::Started);
+    assert_eq!(
+        b.admit(cool("k5", &long)).await.unwrap(),
+        Admitted::Cooldown
+    );
+    assert_eq!(
+        b.admit(cool("k6", &sibling)).await.unwrap(),
+        Admitted::Started
+    );
+
+    assert!(b.first_delivery(&long, LONG).await.unwrap());
+    assert!(!b.first_delivery(&long, LONG).await.unwrap());
+    assert!(b.first_delivery(&sibling, LONG).await.unwrap());
+
+    let mut trigger = message("k1", "ops", "long", "trigger");
+    trigger.dedup_key = Some(long.clone());
+    let first = b
+        .enqueue(trigger.clone(), Some(long.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.enqueue(trigger.clone(), Some(long.clone()))
+            .await
+            .unwrap(),
+        first
+    );
+    assert_ne!(
+        b.enqueue(trigger, Some(sibling.clone())).await.unwrap(),
+        first
+    );
+    let last = b.last_for_dedup_key("ops", &long).await.unwrap().unwrap();
+    assert_eq!(last.dedup_key.as_deref(), Some(long.as_str()));
+    assert!(
+        b.last_for_dedup_key("ops", &sibling)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(b.get("k1").await.unwrap().unwrap().dedup_key, Some(long));
 }

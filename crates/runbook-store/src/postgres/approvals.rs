@@ -6,6 +6,8 @@ use tokio_postgres::Row;
 
 use super::Postgres;
 use super::runs::{execute, query, query_opt};
+use crate::backend::ApprovalStore;
+use crate::clean::Clean;
 use crate::records::{ApprovalRecord, Decision};
 
 const COLUMNS: &str = "id, run_id, playbook, grp, title, body, actions, state, asked_at, \
@@ -142,4 +144,49 @@ pub(super) async fn orphaned(pg: &Postgres, at: &str) -> Result<Vec<ApprovalReco
     )
     .await?;
     Ok(rows.iter().map(record).collect())
+}
+
+#[async_trait::async_trait]
+impl ApprovalStore for Postgres {
+    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
+        let approval = approval.cleaned();
+        self.bounded("recording an approval", open(self, &approval))
+            .await
+    }
+
+    async fn set_approval_messages(
+        &self,
+        id: &str,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<()> {
+        let messages = messages.cleaned();
+        self.bounded(
+            "recording an approval's messages",
+            set_messages(self, id, &messages),
+        )
+        .await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: Decision,
+    ) -> Result<Option<ApprovalRecord>> {
+        let decision = decision.cleaned();
+        self.bounded("deciding an approval", decide(self, id, &decision))
+            .await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
+        self.bounded("reading an approval", get(self, id)).await
+    }
+
+    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>> {
+        self.bounded("listing approvals", list(self, run_id)).await
+    }
+
+    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>> {
+        self.bounded("ending approvals of ended runs", orphaned(self, at))
+            .await
+    }
 }

@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 
-use super::Postgres;
-use super::pg_error;
 use super::runs::{execute, free_slot, query, query_opt};
+use super::{Postgres, listen, pg_error};
+use crate::backend::Cancels;
 use crate::records::{Cancelled, RunStatus, cancel_event, cancelled_by};
 
 pub(super) async fn cancel_run(pg: &Postgres, id: &str, by: &str) -> Result<Cancelled> {
@@ -75,4 +75,24 @@ pub(super) async fn requests(pg: &Postgres, runner: &str) -> Result<Vec<(String,
     )
     .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[async_trait::async_trait]
+impl Cancels for Postgres {
+    async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
+        let cancelled = self
+            .bounded(&format!("cancelling run {id}"), cancel_run(self, id, by))
+            .await?;
+        if matches!(cancelled, crate::records::Cancelled::Ended { .. }) {
+            // A node run ended now frees its slot.
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(cancelled)
+    }
+
+    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>> {
+        self.bounded("reading cancel requests", requests(self, runner))
+            .await
+    }
 }

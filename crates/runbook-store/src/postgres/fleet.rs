@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::runs::{execute, query, query_opt};
-use super::{Postgres, pg_error, secs};
-use crate::Appended;
-use crate::records::{NodeRecord, undeliverable_reason};
+use super::{Postgres, listen, pg_error, runs, secs};
+use crate::backend::FleetStore;
+use crate::clean::Clean;
+use crate::records::{NodeRecord, QueuedRun, RunOutcome, UnfinishedRun, undeliverable_reason};
+use crate::{Appended, SlotLimits, Untold, clean};
 
 pub(super) async fn renew_held(
     pg: &Postgres,
@@ -191,4 +193,88 @@ pub(super) async fn expire_undelivered(pg: &Postgres, wait: Duration) -> Result<
     }
     tx.commit().await.map_err(pg_error)?;
     Ok(expired)
+}
+
+#[async_trait::async_trait]
+impl FleetStore for Postgres {
+    async fn claim_for_node(
+        &self,
+        node: &str,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>> {
+        self.bounded(
+            "claiming a node's queued runs",
+            runs::claim(self, runner, Some(node), max, limits, lease),
+        )
+        .await
+    }
+
+    async fn renew_held(
+        &self,
+        runner: &str,
+        ids: &[String],
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        self.bounded("renewing held runs", renew_held(self, runner, ids, lease))
+            .await
+    }
+
+    async fn append_events(
+        &self,
+        run_id: &str,
+        runner: &str,
+        from: usize,
+        events: Vec<String>,
+        max_bytes: usize,
+    ) -> Result<Appended> {
+        let mut events = events;
+        events.iter_mut().for_each(clean::clean_json_text);
+        self.bounded(
+            &format!("appending events of run {run_id}"),
+            append_events(self, run_id, runner, from, events, max_bytes),
+        )
+        .await
+    }
+
+    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
+        let outcome = outcome.cleaned();
+        let id = outcome.run_id.clone();
+        let written = self
+            .bounded(
+                &format!("finishing run {id}"),
+                runs::finish(self, outcome, Some(runner)),
+            )
+            .await?;
+        if written {
+            // Its slot is free.
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(written)
+    }
+
+    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()> {
+        self.bounded("recording a node", node_seen(self, node, session, version))
+            .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.bounded("listing nodes", nodes(self)).await
+    }
+
+    async fn expire_undelivered(&self, wait: Duration) -> Result<usize> {
+        self.bounded("expiring undelivered runs", expire_undelivered(self, wait))
+            .await
+    }
+
+    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
+        self.bounded(
+            "taking undeliverable runs",
+            runs::take_unnotified(self, Untold::Undeliverable, max),
+        )
+        .await
+    }
 }

@@ -11,6 +11,9 @@ use tokio_postgres::Row;
 
 use super::runs::{execute, query, query_opt};
 use super::{Postgres, index_key, secs};
+use crate::backend::Outbox;
+use crate::clean;
+use crate::clean::Clean;
 use crate::records::{Claim, NewMessage, OutboxRow};
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
@@ -278,4 +281,75 @@ pub(super) async fn last_for_dedup_key(
     )
     .await?;
     Ok(row.as_ref().map(outbox_row))
+}
+
+#[async_trait::async_trait]
+impl Outbox for Postgres {
+    async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
+        let (message, once_key) = (message.cleaned(), once_key.cleaned());
+        self.bounded("queueing a message", enqueue(self, message, once_key))
+            .await
+    }
+
+    async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {
+        self.bounded("claiming a message", claim_head(self, channel, lease))
+            .await
+    }
+
+    async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()> {
+        self.bounded("updating a message", mark_parts_sent(self, id, parts))
+            .await
+    }
+
+    async fn mark_delivered(&self, id: i64) -> Result<()> {
+        self.bounded("updating a message", mark_delivered(self, id))
+            .await
+    }
+
+    async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
+        self.bounded("updating a message", mark_retry(self, id, after, error))
+            .await
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
+        self.bounded("updating a message", mark_failed(self, id, error))
+            .await
+    }
+
+    async fn outbox_retry(&self, id: i64) -> Result<bool> {
+        self.bounded("retrying a message", retry(self, id)).await
+    }
+
+    async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>> {
+        self.bounded("reading the outbox", for_run(self, run_id))
+            .await
+    }
+
+    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
+        self.bounded("reading the outbox", row(self, id)).await
+    }
+
+    async fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.bounded("reading the outbox", list(self, state, limit))
+            .await
+    }
+
+    async fn outbox_pending(&self) -> Result<Vec<(String, i64)>> {
+        self.bounded("reading the outbox", pending(self)).await
+    }
+
+    async fn last_for_dedup_key(
+        &self,
+        channel: &str,
+        dedup_key: &str,
+    ) -> Result<Option<OutboxRow>> {
+        let dedup_key = &*clean::text(dedup_key);
+        self.bounded(
+            "reading the outbox",
+            last_for_dedup_key(self, channel, dedup_key),
+        )
+        .await
+    }
 }

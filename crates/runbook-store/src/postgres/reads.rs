@@ -4,10 +4,11 @@
 use anyhow::Result;
 use tokio_postgres::Row;
 
-use super::Postgres;
 use super::runs::{json, query, query_opt};
-use crate::records::{AlertRecord, Artifact, RunSummary, StoredRun};
-use crate::{EventsPage, QueueDepths, RunFilter};
+use super::{Postgres, outbox};
+use crate::backend::Timelines;
+use crate::records::{AlertRecord, Artifact, Disposition, RunSummary, StoredRun};
+use crate::{EventsPage, QueueDepths, RunFilter, clean};
 
 /// How many columns `SUMMARY_COLUMNS` are: a fuller row's own columns come after them.
 const SUMMARY_WIDTH: usize = 13;
@@ -166,7 +167,7 @@ pub(super) async fn get(pg: &Postgres, id: &str) -> Result<Option<StoredRun>> {
             }
         })
         .collect();
-    run.deliveries = super::outbox::rows_for_run(&client, id).await?;
+    run.deliveries = outbox::rows_for_run(&client, id).await?;
     Ok(Some(run))
 }
 
@@ -189,7 +190,7 @@ pub(super) async fn alerts(pg: &Postgres, limit: usize) -> Result<Vec<AlertRecor
             fingerprint: r.get(4),
             starts_at: r.get(5),
             labels: json(r.get(6)).unwrap_or_default(),
-            disposition: r.get(7),
+            disposition: Disposition::parse(r.get(7)),
             playbook: r.get(8),
             run_id: r.get(9),
             detail: r.get(10),
@@ -225,4 +226,34 @@ pub(super) async fn run_counts(pg: &Postgres) -> Result<(usize, usize)> {
     .await?;
     let (queued, running): (i64, i64) = (rows[0].get(0), rows[0].get(1));
     Ok((queued as usize, running as usize))
+}
+
+#[async_trait::async_trait]
+impl Timelines for Postgres {
+    async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
+        self.bounded("listing runs", list(self, limit, playbook))
+            .await
+    }
+
+    async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        self.bounded("listing runs", list_page(self, filter)).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
+        let id = &*clean::text(id);
+        self.bounded("reading a run", get(self, id)).await
+    }
+
+    async fn events_after(
+        &self,
+        id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<Option<crate::EventsPage>> {
+        self.bounded(
+            "reading a run's events",
+            events_after(self, id, from, limit),
+        )
+        .await
+    }
 }

@@ -123,7 +123,7 @@ async fn insert_alert(c: &impl GenericClient, alert: &AlertRecord) -> Result<()>
             &alert.fingerprint,
             &alert.starts_at,
             &alert.labels.to_string(),
-            &alert.disposition,
+            &alert.disposition.as_str(),
             &alert.playbook,
             &alert.run_id,
             &alert.detail,
@@ -224,11 +224,7 @@ pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
         }
     };
     if let Some(alert) = &mut alert {
-        (alert.disposition, alert.run_id) = match &admitted {
-            Admitted::Started => ("started".into(), Some(run.id.clone())),
-            Admitted::Deduplicated(id) => ("deduplicated".into(), Some(id.clone())),
-            Admitted::Cooldown => ("cooldown".into(), None),
-        };
+        (alert.disposition, alert.run_id) = admitted.disposition(&run.id);
         insert_alert(&tx, alert).await?;
     }
     tx.commit().await.map_err(pg_error)?;

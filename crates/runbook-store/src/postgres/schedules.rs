@@ -5,7 +5,9 @@
 use anyhow::Result;
 
 use super::runs::{execute, insert_run, query, query_opt};
-use super::{Postgres, pg_error};
+use super::{Postgres, listen, pg_error};
+use crate::backend::ScheduleStore;
+use crate::clean::Clean;
 use crate::records::{Fired, Firing, FiringRecord};
 
 pub(super) async fn fire(pg: &Postgres, firing: Firing) -> Result<Fired> {
@@ -85,4 +87,27 @@ pub(super) async fn firings(
             )
         })
         .collect())
+}
+
+#[async_trait::async_trait]
+impl ScheduleStore for Postgres {
+    async fn fire(&self, firing: Firing) -> Result<Fired> {
+        let firing = firing.cleaned();
+        let fired = self
+            .bounded("recording a schedule's firing", fire(self, firing))
+            .await?;
+        if fired == Fired::Started {
+            listen::wake(&self.queued);
+            self.announcer.announce();
+        }
+        Ok(fired)
+    }
+
+    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
+        self.bounded(
+            "reading a schedule's firings",
+            firings(self, schedule, limit),
+        )
+        .await
+    }
 }

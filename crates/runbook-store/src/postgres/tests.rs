@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 
 use super::Postgres;
-use crate::backend::Backend;
+use crate::backend::{Backend, FleetStore, RunQueue};
 use crate::conformance::{Subject, conformance_tests};
 use crate::records::{Admit, Admitted, QueuedRun};
 

@@ -4,6 +4,9 @@
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::Sqlite;
+use crate::backend::ApprovalStore;
+use crate::clean::Clean;
 use crate::records::{ApprovalRecord, Decision};
 
 const COLUMNS: &str = "id, run_id, playbook, grp, title, body, actions, state, asked_at, \
@@ -115,4 +118,52 @@ pub(super) fn orphaned(conn: &Connection, at: &str) -> Result<Vec<ApprovalRecord
         .query_map(params![at], record)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+#[async_trait::async_trait]
+impl ApprovalStore for Sqlite {
+    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
+        let approval = approval.cleaned();
+        self.writer().write(move |tx| open(tx, &approval)).await
+    }
+
+    async fn set_approval_messages(
+        &self,
+        id: &str,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<()> {
+        let messages = messages.cleaned();
+        let id = id.to_string();
+        self.writer()
+            .write(move |tx| set_messages(tx, &id, &messages))
+            .await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: Decision,
+    ) -> Result<Option<ApprovalRecord>> {
+        let decision = decision.cleaned();
+        let id = id.to_string();
+        self.writer()
+            .write(move |tx| decide(tx, &id, &decision))
+            .await
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
+        let id = id.to_string();
+        self.blocking(move |conn| get(conn, &id)).await
+    }
+
+    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>> {
+        let run_id = run_id.map(String::from);
+        self.blocking(move |conn| list(conn, run_id.as_deref()))
+            .await
+    }
+
+    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>> {
+        let at = at.to_string();
+        self.writer().write(move |tx| orphaned(tx, &at)).await
+    }
 }

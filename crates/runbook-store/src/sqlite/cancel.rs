@@ -4,6 +4,8 @@
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::Sqlite;
+use crate::backend::Cancels;
 use crate::records::{Cancelled, RunStatus, cancel_event, cancelled_by, now_rfc3339};
 
 pub(super) fn cancel_run(conn: &Connection, id: &str, by: &str) -> Result<Cancelled> {
@@ -62,4 +64,23 @@ pub(super) fn requests(conn: &Connection, runner: &str) -> Result<Vec<(String, S
     )?;
     let rows = statement.query_map(params![runner], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[async_trait::async_trait]
+impl Cancels for Sqlite {
+    async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
+        let (id, by) = (id.to_string(), by.to_string());
+        let cancelled = self
+            .writer()
+            .write(move |tx| cancel_run(tx, &id, &by))
+            .await?;
+        // A node run ended now frees its slot.
+        self.wake_claimers();
+        Ok(cancelled)
+    }
+
+    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>> {
+        let runner = runner.to_string();
+        self.blocking(move |conn| requests(conn, &runner)).await
+    }
 }

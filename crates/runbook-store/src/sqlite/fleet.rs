@@ -10,8 +10,13 @@ use anyhow::Result;
 use rusqlite::{Connection, params};
 
 use super::runs::{now_ms, now_rfc3339, since};
-use crate::Appended;
-use crate::records::{NodeRecord, rfc3339, undeliverable_reason};
+use super::{Sqlite, millis, runs};
+use crate::backend::FleetStore;
+use crate::clean::Clean;
+use crate::records::{
+    NodeRecord, QueuedRun, RunOutcome, UnfinishedRun, rfc3339, undeliverable_reason,
+};
+use crate::{Appended, SlotLimits, Untold, clean};
 
 /// Renews the live leases `runner` holds among `ids`; returns the ids renewed, each once.
 pub(super) fn renew_held(
@@ -152,4 +157,85 @@ pub(super) fn expire_undelivered(conn: &Connection, wait: Duration) -> Result<us
             ])?;
     }
     Ok(expired)
+}
+
+#[async_trait::async_trait]
+impl FleetStore for Sqlite {
+    async fn claim_for_node(
+        &self,
+        node: &str,
+        runner: &str,
+        max: usize,
+        limits: &SlotLimits,
+        lease: Duration,
+    ) -> Result<Vec<QueuedRun>> {
+        let (node, runner, limits) = (node.to_string(), runner.to_string(), limits.clone());
+        self.writer()
+            .write(move |tx| runs::claim(tx, &runner, Some(&node), max, &limits, millis(lease)))
+            .await
+    }
+
+    async fn renew_held(
+        &self,
+        runner: &str,
+        ids: &[String],
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        let (runner, ids) = (runner.to_string(), ids.to_vec());
+        self.writer()
+            .write(move |tx| renew_held(tx, &runner, &ids, millis(lease)))
+            .await
+    }
+
+    async fn append_events(
+        &self,
+        run_id: &str,
+        runner: &str,
+        from: usize,
+        events: Vec<String>,
+        max_bytes: usize,
+    ) -> Result<Appended> {
+        let mut events = events;
+        events.iter_mut().for_each(clean::clean_json_text);
+        let (run_id, runner) = (run_id.to_string(), runner.to_string());
+        self.writer()
+            .write(move |tx| append_events(tx, &run_id, &runner, from, &events, max_bytes))
+            .await
+    }
+
+    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
+        let outcome = outcome.cleaned();
+        let runner = runner.to_string();
+        let written = self
+            .writer()
+            .write(move |tx| runs::write_outcome_if_held(tx, &outcome, Some(&runner)))
+            .await?;
+        if written {
+            self.wake_claimers();
+        }
+        Ok(written)
+    }
+
+    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()> {
+        let (node, session, version) = (node.to_string(), session.to_string(), version.to_string());
+        self.writer()
+            .write(move |tx| node_seen(tx, &node, &session, &version))
+            .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.blocking(|conn| nodes(conn)).await
+    }
+
+    async fn expire_undelivered(&self, wait: Duration) -> Result<usize> {
+        self.writer()
+            .write(move |tx| expire_undelivered(tx, wait))
+            .await
+    }
+
+    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
+        self.writer()
+            .write(move |tx| runs::take_unnotified(tx, Untold::Undeliverable, max))
+            .await
+    }
 }

@@ -10,218 +10,33 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use crate::clean::{self, Clean};
-use crate::records::{
-    Admit, Admitted, AlertRecord, ApprovalRecord, Claim, Decision, Fired, Firing, FiringRecord,
-    NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome, RunSummary, StoredRun, UnfinishedRun,
-};
-use crate::{Appended, Backend, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
+use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
 mod cancel;
 mod fleet;
 mod outbox;
+mod queue;
+mod reads;
 mod runs;
 mod schedules;
 mod writer;
 
-/// One entry per schema version; never edit a shipped one, append a new one.
+/// One entry per schema version (migrations/sqlite/, the file's number is its version);
+/// never edit a shipped one, append a new one.
 const MIGRATIONS: &[&str] = &[
-    r#"
-    CREATE TABLE runs (
-        id          TEXT PRIMARY KEY,
-        playbook    TEXT NOT NULL,
-        origin      TEXT NOT NULL,
-        trigger     TEXT NOT NULL,
-        params      TEXT NOT NULL,          -- JSON object
-        alert       TEXT,                   -- JSON, the alert that triggered the run
-        dry_run     INTEGER NOT NULL,
-        status      TEXT NOT NULL,          -- queued, running, resolved, …, failed, interrupted, lost
-        summary     TEXT NOT NULL DEFAULT '',
-        actions     TEXT NOT NULL DEFAULT '[]',
-        reason      TEXT,
-        dedup_key   TEXT,
-        started_at  TEXT NOT NULL,
-        ended_at    TEXT,
-        timings     TEXT,
-        grants      TEXT
-    );
-    CREATE INDEX runs_started ON runs (started_at);
-    CREATE INDEX runs_dedup ON runs (dedup_key);
-    CREATE TABLE events (
-        run_id  TEXT NOT NULL REFERENCES runs (id),
-        seq     INTEGER NOT NULL,
-        event   TEXT NOT NULL,              -- JSON of timeline::Event
-        PRIMARY KEY (run_id, seq)
-    );
-    CREATE TABLE artifacts (
-        run_id        TEXT NOT NULL REFERENCES runs (id),
-        seq           INTEGER NOT NULL,
-        name          TEXT NOT NULL,
-        content_type  TEXT NOT NULL,
-        sha256        TEXT NOT NULL,
-        content       BLOB NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    );
-"#,
-    r#"
-    CREATE TABLE alerts (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        received_at  TEXT NOT NULL,
-        source       TEXT NOT NULL,
-        alertname    TEXT NOT NULL,
-        status       TEXT NOT NULL,         -- firing, resolved
-        fingerprint  TEXT NOT NULL,
-        starts_at    TEXT NOT NULL,
-        labels       TEXT NOT NULL,         -- JSON object
-        disposition  TEXT NOT NULL,         -- started, deduplicated, cooldown, resolved, unrouted, rejected
-        playbook     TEXT,
-        run_id       TEXT,
-        detail       TEXT
-    );
-    CREATE INDEX alerts_received ON alerts (received_at);
-"#,
-    r#"
-    CREATE TABLE outbox (
-        id               INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id           TEXT,
-        channel          TEXT NOT NULL,
-        kind             TEXT NOT NULL,
-        payload          TEXT NOT NULL,     -- JSON of notify::Notification
-        dedup_key        TEXT,
-        event_action     TEXT,              -- trigger / resolve (PagerDuty)
-        state            TEXT NOT NULL,     -- pending, delivered, failed
-        attempts         INTEGER NOT NULL DEFAULT 0,
-        parts_sent       INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ms  INTEGER NOT NULL,  -- unix milliseconds
-        lease_until_ms   INTEGER,           -- a worker is delivering it until then
-        last_error       TEXT,
-        created_at       TEXT NOT NULL,
-        delivered_at     TEXT
-    );
-    CREATE INDEX outbox_channel ON outbox (channel, state, id);
-    CREATE INDEX outbox_run ON outbox (run_id);
-"#,
-    r#"
-    ALTER TABLE runs ADD COLUMN severity TEXT NOT NULL DEFAULT 'P3';
-"#,
-    r#"
-    -- The process executing the run (host name/pid/start time): a live one keeps its runs.
-    ALTER TABLE runs ADD COLUMN runner TEXT;
-    -- When ops were told that this run was lost (so a later restart does not tell again).
-    ALTER TABLE runs ADD COLUMN lost_notified_at TEXT;
-"#,
-    r#"
-    -- A route's cooldown key (the alert's fingerprint): a run with the same playbook and key
-    -- within the route's cooldown skips the alert. In the store, so the check is part of the
-    -- admission's transaction and no per-alert state lives in the server's memory.
-    ALTER TABLE runs ADD COLUMN cooldown_key TEXT;
-    CREATE INDEX runs_cooldown ON runs (playbook, cooldown_key, started_at)
-        WHERE cooldown_key IS NOT NULL;
-"#,
-    r#"
-    -- Leases: a running run is held by its runner until lease_until_ms (unix ms), renewed
-    -- while it runs; a claimed run holds one of its playbook's slots.
-    ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
-    ALTER TABLE runs ADD COLUMN holds_slot INTEGER NOT NULL DEFAULT 0;
-    -- When the store accepted the run (unix ms, the store's clock): dedup and cooldown
-    -- windows are measured on it, not on a host's idea of the time.
-    ALTER TABLE runs ADD COLUMN accepted_ms INTEGER;
-    -- Each partial index's condition is spelled as the queries spell it (SQLite uses one only
-    -- then): claims read the oldest queued runs, leases scan the running ones, the rescuer
-    -- the lost ones nobody was told about; none of them scans the whole history.
-    CREATE INDEX runs_queued ON runs (started_at, id) WHERE status = 'queued';
-    CREATE INDEX runs_running ON runs (playbook) WHERE status = 'running';
-    CREATE INDEX runs_lost_untold ON runs (started_at, id)
-        WHERE status = 'lost' AND lost_notified_at IS NULL;
-    -- Standard Webhooks ids seen within the replay window.
-    CREATE TABLE replay_ids (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL);
-    CREATE INDEX replay_seen ON replay_ids (seen_ms);
-    -- A message queued once whoever queues it (NULLs never conflict).
-    ALTER TABLE outbox ADD COLUMN once_key TEXT;
-    CREATE UNIQUE INDEX outbox_once ON outbox (once_key);
-"#,
-    r#"
-    -- The fleet: a run for a node (NULL: a `host serve` process runs it) is claimed only by
-    -- that node's agent. The partial index's condition is spelled as the node's claim and the
-    -- expiry of undelivered runs spell theirs.
-    ALTER TABLE runs ADD COLUMN node TEXT;
-    CREATE INDEX runs_node_queued ON runs (node, started_at, id)
-        WHERE status = 'queued' AND node IS NOT NULL;
-    -- Undeliverable runs nobody has told ops about (lost_notified_at is the "told" mark).
-    CREATE INDEX runs_undeliverable_untold ON runs (started_at, id)
-        WHERE status = 'undeliverable' AND lost_notified_at IS NULL;
-    -- Each node's agent as last heard from: last_seen on the store's clock (unix ms).
-    CREATE TABLE nodes (
-        name          TEXT PRIMARY KEY,
-        session       TEXT NOT NULL,
-        version       TEXT NOT NULL,
-        connected_at  TEXT NOT NULL,        -- RFC 3339, when this session first connected
-        last_seen     INTEGER NOT NULL
-    );
-"#,
-    r#"
-    -- One row per firing of a `[[schedule]]` (its name, the firing's time in unix ms): the
-    -- key makes each firing run once however many hosts share the store, and across
-    -- restarts. run_id: the run it admitted; skipped_for: the schedule's run still going.
-    CREATE TABLE schedule_firings (
-        schedule     TEXT NOT NULL,
-        at_ms        INTEGER NOT NULL,
-        catch_up     INTEGER NOT NULL,
-        run_id       TEXT,
-        skipped_for  TEXT,
-        recorded_ms  INTEGER NOT NULL,
-        PRIMARY KEY (schedule, at_ms)
-    );
-"#,
-    r#"
-    -- The console's runs page: newest first by (started_at, id) with a keyset cursor, and one
-    -- index per equality filter so a rare status or playbook is found without a scan.
-    CREATE INDEX runs_page ON runs (started_at, id);
-    CREATE INDEX runs_page_playbook ON runs (playbook, started_at, id);
-    CREATE INDEX runs_page_status ON runs (status, started_at, id);
-    CREATE INDEX runs_page_severity ON runs (severity, started_at, id);
-    CREATE INDEX runs_page_trigger ON runs (trigger, started_at, id);
-    CREATE INDEX runs_page_node ON runs (node, started_at, id);
-"#,
-    r#"
-    -- Questions runs asked people (approval.ask): state pending until the first answer,
-    -- the timeout, or the run's end. messages: where each channel posted it (JSON).
-    CREATE TABLE approvals (
-        id            TEXT PRIMARY KEY,
-        run_id        TEXT NOT NULL,
-        playbook      TEXT NOT NULL,
-        grp           TEXT NOT NULL,
-        title         TEXT NOT NULL,
-        body          TEXT NOT NULL,
-        actions       TEXT NOT NULL,
-        state         TEXT NOT NULL,
-        asked_at      TEXT NOT NULL,
-        expires_at    TEXT NOT NULL,
-        answered_by   TEXT,
-        answered_via  TEXT,
-        answered_at   TEXT,
-        reason        TEXT,
-        messages      TEXT NOT NULL DEFAULT '[]'
-    );
-    CREATE INDEX approvals_run ON approvals (run_id);
-    CREATE INDEX approvals_pending ON approvals (asked_at) WHERE state = 'pending';
-"#,
-    r#"
-    -- When a run began running (claimed by a process or a node's agent): the time it waited
-    -- is started_at to running_since, the time it ran running_since to ended_at.
-    ALTER TABLE runs ADD COLUMN running_since TEXT;
-    -- Who asked a running run to stop (host runs cancel, the API, the console); the process
-    -- executing it looks for its runs here (`cancel_requests`) and ends them `cancelled`.
-    ALTER TABLE runs ADD COLUMN cancel_by TEXT;
-    CREATE INDEX runs_cancel ON runs (runner) WHERE status = 'running' AND cancel_by IS NOT NULL;
-    -- Who asked for a run, when a person did (the console's user; trigger `console`).
-    ALTER TABLE runs ADD COLUMN requested_by TEXT;
-    -- When a worker last took a message to deliver it (RFC 3339), for the console.
-    ALTER TABLE outbox ADD COLUMN attempted_at TEXT;
-    -- Secrets every process on the store shares (the console's CSRF key), created once.
-    CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"#,
+    include_str!("../../migrations/sqlite/0001_runs.sql"),
+    include_str!("../../migrations/sqlite/0002_alerts.sql"),
+    include_str!("../../migrations/sqlite/0003_outbox.sql"),
+    include_str!("../../migrations/sqlite/0004_severity.sql"),
+    include_str!("../../migrations/sqlite/0005_runners.sql"),
+    include_str!("../../migrations/sqlite/0006_cooldown.sql"),
+    include_str!("../../migrations/sqlite/0007_leases.sql"),
+    include_str!("../../migrations/sqlite/0008_fleet.sql"),
+    include_str!("../../migrations/sqlite/0009_schedules.sql"),
+    include_str!("../../migrations/sqlite/0010_runs_page.sql"),
+    include_str!("../../migrations/sqlite/0011_approvals.sql"),
+    include_str!("../../migrations/sqlite/0012_running_since.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -361,7 +176,7 @@ fn millis(d: Duration) -> i64 {
 }
 
 #[async_trait::async_trait]
-impl Backend for Sqlite {
+impl StoreInfo for Sqlite {
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -380,299 +195,10 @@ impl Backend for Sqlite {
             .await?;
         Ok(started.elapsed())
     }
+}
 
-    async fn insert_running(&self, run: QueuedRun, runner: &str, lease: Duration) -> Result<()> {
-        let run = run.cleaned();
-        let runner = runner.to_string();
-        self.blocking(move |conn| {
-            let until = runs::now_ms() + millis(lease);
-            runs::insert_run(conn, &run, None, Some((&runner, until)))
-        })
-        .await
-    }
-
-    async fn admit(&self, admit: Admit) -> Result<Admitted> {
-        let admit = admit.cleaned();
-        let admitted = self
-            .writer()
-            .write(move |tx| runs::admit(tx, admit))
-            .await?;
-        if admitted == Admitted::Started {
-            self.wake_claimers();
-        }
-        Ok(admitted)
-    }
-
-    async fn record_alerts(&self, alerts: Vec<AlertRecord>) -> Result<()> {
-        let alerts = alerts.cleaned();
-        self.writer()
-            .write(move |tx| alerts.iter().try_for_each(|a| runs::insert_alert(tx, a)))
-            .await
-    }
-
-    async fn claim_queued(
-        &self,
-        runner: &str,
-        max: usize,
-        limits: &SlotLimits,
-        lease: Duration,
-    ) -> Result<Vec<QueuedRun>> {
-        let (runner, limits) = (runner.to_string(), limits.clone());
-        self.writer()
-            .write(move |tx| runs::claim(tx, &runner, None, max, &limits, millis(lease)))
-            .await
-    }
-
-    async fn wait_for_queued(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.queued.notified()).await;
-    }
-
-    async fn finish(&self, outcome: RunOutcome) -> Result<()> {
-        let outcome = outcome.cleaned();
-        self.writer()
-            .write(move |tx| runs::write_outcome(tx, &outcome))
-            .await?;
-        self.wake_claimers();
-        Ok(())
-    }
-
-    async fn end_unfinished(&self, id: &str, status: &str, reason: &str) -> Result<bool> {
-        let reason = &*clean::text(reason);
-        let (id, status, reason) = (id.to_string(), status.to_string(), reason.to_string());
-        let ended = self
-            .writer()
-            .write(move |tx| runs::end_unfinished(tx, &id, &status, &reason))
-            .await?;
-        self.wake_claimers();
-        Ok(ended)
-    }
-
-    async fn cancel_run(&self, id: &str, by: &str) -> Result<crate::records::Cancelled> {
-        let (id, by) = (id.to_string(), by.to_string());
-        let cancelled = self
-            .writer()
-            .write(move |tx| cancel::cancel_run(tx, &id, &by))
-            .await?;
-        // A node run ended now frees its slot.
-        self.wake_claimers();
-        Ok(cancelled)
-    }
-
-    async fn cancel_requests(&self, runner: &str) -> Result<Vec<(String, String)>> {
-        let runner = runner.to_string();
-        self.blocking(move |conn| cancel::requests(conn, &runner))
-            .await
-    }
-
-    async fn renew_leases(&self, runner: &str, lease: Duration) -> Result<usize> {
-        let runner = runner.to_string();
-        self.writer()
-            .write(move |tx| runs::renew(tx, &runner, millis(lease)))
-            .await
-    }
-
-    async fn expire_leases(&self) -> Result<usize> {
-        let expired = self.writer().write(|tx| runs::expire(tx)).await?;
-        if expired > 0 {
-            self.wake_claimers();
-        }
-        Ok(expired)
-    }
-
-    async fn take_lost_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
-        self.writer()
-            .write(move |tx| runs::take_unnotified(tx, Untold::Lost, max))
-            .await
-    }
-
-    async fn claim_for_node(
-        &self,
-        node: &str,
-        runner: &str,
-        max: usize,
-        limits: &SlotLimits,
-        lease: Duration,
-    ) -> Result<Vec<QueuedRun>> {
-        let (node, runner, limits) = (node.to_string(), runner.to_string(), limits.clone());
-        self.writer()
-            .write(move |tx| runs::claim(tx, &runner, Some(&node), max, &limits, millis(lease)))
-            .await
-    }
-
-    async fn renew_held(
-        &self,
-        runner: &str,
-        ids: &[String],
-        lease: Duration,
-    ) -> Result<Vec<String>> {
-        let (runner, ids) = (runner.to_string(), ids.to_vec());
-        self.writer()
-            .write(move |tx| fleet::renew_held(tx, &runner, &ids, millis(lease)))
-            .await
-    }
-
-    async fn append_events(
-        &self,
-        run_id: &str,
-        runner: &str,
-        from: usize,
-        events: Vec<String>,
-        max_bytes: usize,
-    ) -> Result<Appended> {
-        let mut events = events;
-        events.iter_mut().for_each(clean::clean_json_text);
-        let (run_id, runner) = (run_id.to_string(), runner.to_string());
-        self.writer()
-            .write(move |tx| fleet::append_events(tx, &run_id, &runner, from, &events, max_bytes))
-            .await
-    }
-
-    async fn finish_held(&self, outcome: RunOutcome, runner: &str) -> Result<bool> {
-        let outcome = outcome.cleaned();
-        let runner = runner.to_string();
-        let written = self
-            .writer()
-            .write(move |tx| runs::write_outcome_if_held(tx, &outcome, Some(&runner)))
-            .await?;
-        if written {
-            self.wake_claimers();
-        }
-        Ok(written)
-    }
-
-    async fn node_seen(&self, node: &str, session: &str, version: &str) -> Result<()> {
-        let (node, session, version) = (node.to_string(), session.to_string(), version.to_string());
-        self.writer()
-            .write(move |tx| fleet::node_seen(tx, &node, &session, &version))
-            .await
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        self.blocking(|conn| fleet::nodes(conn)).await
-    }
-
-    async fn expire_undelivered(&self, wait: Duration) -> Result<usize> {
-        self.writer()
-            .write(move |tx| fleet::expire_undelivered(tx, wait))
-            .await
-    }
-
-    async fn take_undeliverable_unnotified(&self, max: usize) -> Result<Vec<UnfinishedRun>> {
-        self.writer()
-            .write(move |tx| runs::take_unnotified(tx, Untold::Undeliverable, max))
-            .await
-    }
-
-    async fn fire(&self, firing: Firing) -> Result<Fired> {
-        let firing = firing.cleaned();
-        let fired = self
-            .writer()
-            .write(move |tx| schedules::fire(tx, firing))
-            .await?;
-        if fired == Fired::Started {
-            self.wake_claimers();
-        }
-        Ok(fired)
-    }
-
-    async fn open_approval(&self, approval: ApprovalRecord) -> Result<()> {
-        let approval = approval.cleaned();
-        self.writer()
-            .write(move |tx| approvals::open(tx, &approval))
-            .await
-    }
-
-    async fn set_approval_messages(
-        &self,
-        id: &str,
-        messages: Vec<serde_json::Value>,
-    ) -> Result<()> {
-        let messages = messages.cleaned();
-        let id = id.to_string();
-        self.writer()
-            .write(move |tx| approvals::set_messages(tx, &id, &messages))
-            .await
-    }
-
-    async fn decide_approval(
-        &self,
-        id: &str,
-        decision: Decision,
-    ) -> Result<Option<ApprovalRecord>> {
-        let decision = decision.cleaned();
-        let id = id.to_string();
-        self.writer()
-            .write(move |tx| approvals::decide(tx, &id, &decision))
-            .await
-    }
-
-    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
-        let id = id.to_string();
-        self.blocking(move |conn| approvals::get(conn, &id)).await
-    }
-
-    async fn approvals(&self, run_id: Option<&str>) -> Result<Vec<ApprovalRecord>> {
-        let run_id = run_id.map(String::from);
-        self.blocking(move |conn| approvals::list(conn, run_id.as_deref()))
-            .await
-    }
-
-    async fn orphaned_approvals(&self, at: &str) -> Result<Vec<ApprovalRecord>> {
-        let at = at.to_string();
-        self.writer()
-            .write(move |tx| approvals::orphaned(tx, &at))
-            .await
-    }
-
-    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
-        let schedule = schedule.to_string();
-        self.blocking(move |conn| schedules::firings(conn, &schedule, limit))
-            .await
-    }
-
-    async fn list(&self, limit: usize, playbook: Option<&str>) -> Result<Vec<RunSummary>> {
-        let playbook = playbook.map(String::from);
-        self.blocking(move |conn| runs::list(conn, limit, playbook.as_deref()))
-            .await
-    }
-
-    async fn list_page(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let filter = filter.clone();
-        self.blocking(move |conn| runs::list_page(conn, &filter))
-            .await
-    }
-
-    async fn get(&self, id: &str) -> Result<Option<StoredRun>> {
-        let id = &*clean::text(id);
-        let id = id.to_string();
-        self.blocking(move |conn| runs::get(conn, &id)).await
-    }
-
-    async fn events_after(
-        &self,
-        id: &str,
-        from: usize,
-        limit: usize,
-    ) -> Result<Option<EventsPage>> {
-        let id = id.to_string();
-        self.blocking(move |conn| runs::events_after(conn, &id, from, limit))
-            .await
-    }
-
-    async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
-        self.blocking(move |conn| runs::alerts(conn, limit)).await
-    }
-
-    async fn run_counts(&self) -> Result<(usize, usize)> {
-        self.blocking(|conn| runs::run_counts(conn)).await
-    }
-
-    async fn queue_depths(&self, node: Option<&str>) -> Result<QueueDepths> {
-        let node = node.map(String::from);
-        self.blocking(move |conn| runs::queue_depths(conn, node.as_deref()))
-            .await
-    }
-
+#[async_trait::async_trait]
+impl SharedState for Sqlite {
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
         let (name, candidate) = (name.to_string(), candidate.to_string());
         self.blocking(move |conn| {
@@ -696,82 +222,13 @@ impl Backend for Sqlite {
             .write(move |tx| runs::first_delivery(tx, &id, millis(window)))
             .await
     }
-
-    async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
-        let (message, once_key) = (message.cleaned(), once_key.cleaned());
-        self.blocking(move |conn| outbox::enqueue(conn, &message, once_key.as_deref()))
-            .await
-    }
-
-    async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {
-        let channel = channel.to_string();
-        self.blocking(move |conn| outbox::claim_head(conn, &channel, lease))
-            .await
-    }
-
-    async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()> {
-        self.blocking(move |conn| outbox::mark_parts_sent(conn, id, parts))
-            .await
-    }
-
-    async fn mark_delivered(&self, id: i64) -> Result<()> {
-        self.blocking(move |conn| outbox::mark_delivered(conn, id))
-            .await
-    }
-
-    async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
-        let error = &*clean::text(error);
-        let error = error.to_string();
-        self.blocking(move |conn| outbox::mark_retry(conn, id, after, &error))
-            .await
-    }
-
-    async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
-        let error = &*clean::text(error);
-        let error = error.to_string();
-        self.blocking(move |conn| outbox::mark_failed(conn, id, &error))
-            .await
-    }
-
-    async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>> {
-        let run_id = run_id.to_string();
-        self.blocking(move |conn| outbox::rows_for_run(conn, &run_id))
-            .await
-    }
-
-    async fn outbox_retry(&self, id: i64) -> Result<bool> {
-        self.blocking(move |conn| outbox::retry(conn, id)).await
-    }
-
-    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
-        self.blocking(move |conn| outbox::row_by_id(conn, id)).await
-    }
-
-    async fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
-        let state = state.map(String::from);
-        self.blocking(move |conn| outbox::list(conn, state.as_deref(), limit))
-            .await
-    }
-
-    async fn outbox_pending(&self) -> Result<Vec<(String, i64)>> {
-        self.blocking(|conn| outbox::pending(conn)).await
-    }
-
-    async fn last_for_dedup_key(
-        &self,
-        channel: &str,
-        dedup_key: &str,
-    ) -> Result<Option<OutboxRow>> {
-        let dedup_key = &*clean::text(dedup_key);
-        let (channel, dedup_key) = (channel.to_string(), dedup_key.to_string());
-        self.blocking(move |conn| outbox::last_for_dedup_key(conn, &channel, &dedup_key))
-            .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SlotLimits;
+    use crate::backend::{FleetStore, RunQueue};
 
     #[test]
     fn a_new_store_opened_by_several_processes_at_once_is_migrated_once() {

@@ -8,8 +8,11 @@ use std::time::Duration;
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::runs::{now_ms, now_rfc3339};
-use crate::records::{Claim, NewMessage, OutboxRow};
+use super::Sqlite;
+use crate::backend::Outbox;
+use crate::clean;
+use crate::clean::Clean;
+use crate::records::{Claim, NewMessage, OutboxRow, now_ms, now_rfc3339};
 
 const ROW_COLUMNS: &str = "id, run_id, channel, kind, payload, dedup_key, event_action, state, \
      attempts, parts_sent, last_error, created_at, delivered_at, attempted_at, next_attempt_ms";
@@ -201,4 +204,76 @@ pub(super) fn last_for_dedup_key(
             row,
         )
         .optional()?)
+}
+
+#[async_trait::async_trait]
+impl Outbox for Sqlite {
+    async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
+        let (message, once_key) = (message.cleaned(), once_key.cleaned());
+        self.blocking(move |conn| enqueue(conn, &message, once_key.as_deref()))
+            .await
+    }
+
+    async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {
+        let channel = channel.to_string();
+        self.blocking(move |conn| claim_head(conn, &channel, lease))
+            .await
+    }
+
+    async fn mark_parts_sent(&self, id: i64, parts: i64) -> Result<()> {
+        self.blocking(move |conn| mark_parts_sent(conn, id, parts))
+            .await
+    }
+
+    async fn mark_delivered(&self, id: i64) -> Result<()> {
+        self.blocking(move |conn| mark_delivered(conn, id)).await
+    }
+
+    async fn mark_retry(&self, id: i64, after: Duration, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
+        let error = error.to_string();
+        self.blocking(move |conn| mark_retry(conn, id, after, &error))
+            .await
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        let error = &*clean::text(error);
+        let error = error.to_string();
+        self.blocking(move |conn| mark_failed(conn, id, &error))
+            .await
+    }
+
+    async fn outbox_for_run(&self, run_id: &str) -> Result<Vec<OutboxRow>> {
+        let run_id = run_id.to_string();
+        self.blocking(move |conn| rows_for_run(conn, &run_id)).await
+    }
+
+    async fn outbox_retry(&self, id: i64) -> Result<bool> {
+        self.blocking(move |conn| retry(conn, id)).await
+    }
+
+    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
+        self.blocking(move |conn| row_by_id(conn, id)).await
+    }
+
+    async fn outbox_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
+        let state = state.map(String::from);
+        self.blocking(move |conn| list(conn, state.as_deref(), limit))
+            .await
+    }
+
+    async fn outbox_pending(&self) -> Result<Vec<(String, i64)>> {
+        self.blocking(|conn| pending(conn)).await
+    }
+
+    async fn last_for_dedup_key(
+        &self,
+        channel: &str,
+        dedup_key: &str,
+    ) -> Result<Option<OutboxRow>> {
+        let dedup_key = &*clean::text(dedup_key);
+        let (channel, dedup_key) = (channel.to_string(), dedup_key.to_string());
+        self.blocking(move |conn| last_for_dedup_key(conn, &channel, &dedup_key))
+            .await
+    }
 }

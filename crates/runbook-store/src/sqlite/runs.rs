@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::outbox;
 use crate::records::{
-    Admit, Admitted, AlertRecord, Artifact, LOST_REASON, QueuedRun, RunOutcome, RunSummary,
-    StoredRun, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Artifact, Disposition, LOST_REASON, QueuedRun, RunOutcome,
+    RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::{CUT_OFF, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
 
@@ -70,7 +70,7 @@ pub(super) fn insert_alert(conn: &Connection, alert: &AlertRecord) -> Result<()>
         alert.fingerprint,
         alert.starts_at,
         alert.labels.to_string(),
-        alert.disposition,
+        alert.disposition.as_str(),
         alert.playbook,
         alert.run_id,
         alert.detail,
@@ -128,11 +128,7 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
         }
     };
     if let Some(alert) = &mut alert {
-        (alert.disposition, alert.run_id) = match &admitted {
-            Admitted::Started => ("started".into(), Some(run.id.clone())),
-            Admitted::Deduplicated(id) => ("deduplicated".into(), Some(id.clone())),
-            Admitted::Cooldown => ("cooldown".into(), None),
-        };
+        (alert.disposition, alert.run_id) = admitted.disposition(&run.id);
         insert_alert(conn, alert)?;
     }
     Ok(admitted)
@@ -421,7 +417,7 @@ pub(super) fn alerts(conn: &Connection, limit: usize) -> Result<Vec<AlertRecord>
             fingerprint: r.get(4)?,
             starts_at: r.get(5)?,
             labels: serde_json::from_str(&labels).unwrap_or_default(),
-            disposition: r.get(7)?,
+            disposition: Disposition::parse(&r.get::<_, String>(7)?),
             playbook: r.get(8)?,
             run_id: r.get(9)?,
             detail: r.get(10)?,

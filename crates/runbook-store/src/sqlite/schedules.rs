@@ -5,6 +5,9 @@ use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::runs::insert_run;
+use super::{Sqlite, runs};
+use crate::backend::ScheduleStore;
+use crate::clean::Clean;
 use crate::records::{Fired, Firing, FiringRecord};
 
 pub(super) fn fire(conn: &Connection, firing: Firing) -> Result<Fired> {
@@ -17,7 +20,7 @@ pub(super) fn fire(conn: &Connection, firing: Firing) -> Result<Fired> {
             firing.schedule,
             firing.at_ms,
             firing.catch_up,
-            super::runs::now_ms()
+            runs::now_ms()
         ])?;
     if inserted == 0 {
         return Ok(Fired::AlreadyFired);
@@ -82,4 +85,22 @@ pub(super) fn firings(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+#[async_trait::async_trait]
+impl ScheduleStore for Sqlite {
+    async fn fire(&self, firing: Firing) -> Result<Fired> {
+        let firing = firing.cleaned();
+        let fired = self.writer().write(move |tx| fire(tx, firing)).await?;
+        if fired == Fired::Started {
+            self.wake_claimers();
+        }
+        Ok(fired)
+    }
+
+    async fn firings(&self, schedule: &str, limit: usize) -> Result<Vec<FiringRecord>> {
+        let schedule = schedule.to_string();
+        self.blocking(move |conn| firings(conn, &schedule, limit))
+            .await
+    }
 }

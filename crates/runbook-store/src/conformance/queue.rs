@@ -1,8 +1,7 @@
-//! The contract's runs: admission (dedup, cooldown), claims and slots, leases.
+//! The `RunQueue` role: admission (dedup, cooldown), claims and slots, finishing, the
+//! counts the server's bounds read, and claimers woken by a new run.
 
 use super::*;
-
-// ---- admission ------------------------------------------------------------------------------
 
 pub(crate) async fn identical_admissions_at_once_start_exactly_one_run(s: Subject) {
     let replicas = [s.backend.clone(), (s.open_again)().await.unwrap()];
@@ -31,7 +30,10 @@ pub(crate) async fn identical_admissions_at_once_start_exactly_one_run(s: Subjec
     let alerts = s.backend.alerts(1000).await.unwrap();
     assert_eq!(alerts.len(), 200);
     assert_eq!(
-        alerts.iter().filter(|a| a.disposition == "started").count(),
+        alerts
+            .iter()
+            .filter(|a| a.disposition == crate::Disposition::Started)
+            .count(),
         1
     );
     assert!(
@@ -149,8 +151,6 @@ pub(crate) async fn cooldown_is_per_playbook_and_key(s: Subject) {
     })
     .await;
 }
-
-// ---- claims and slots -----------------------------------------------------------------------
 
 pub(crate) async fn claims_respect_slots_across_two_claimers(s: Subject) {
     let replicas = [s.backend.clone(), (s.open_again)().await.unwrap()];
@@ -297,86 +297,6 @@ pub(crate) async fn finish_frees_the_slot_and_refuses_a_lost_run(s: Subject) {
     assert_eq!(claimed_ids(b, "me", 10, &one, LONG).await, ["f4"]);
 }
 
-// ---- leases ---------------------------------------------------------------------------------
-
-pub(crate) async fn leases_are_renewed_by_their_runner_and_expire_without_it(s: Subject) {
-    let b = &s.backend;
-    let limits = limits(1, &[]);
-    b.admit(admit(queued("kept", "a", 1))).await.unwrap();
-    b.admit(admit(queued("dropped", "b", 2))).await.unwrap();
-    assert_eq!(claimed_ids(b, "keeper", 1, &limits, BRIEF).await, ["kept"]);
-    assert_eq!(
-        claimed_ids(b, "dying", 1, &limits, SHORT).await,
-        ["dropped"]
-    );
-    assert_eq!(b.renew_leases("keeper", BRIEF).await.unwrap(), 1);
-    assert_eq!(b.renew_leases("nobody", SHORT).await.unwrap(), 0);
-    assert_eq!(b.run_counts().await.unwrap(), (0, 2));
-    eventually("the unrenewed lease expires", || async move {
-        b.renew_leases("keeper", BRIEF).await.unwrap();
-        b.expire_leases().await.unwrap();
-        status(b, "dropped").await == "lost"
-    })
-    .await;
-    assert_eq!(status(b, "kept").await, "running");
-    assert_eq!(b.renew_leases("dying", SHORT).await.unwrap(), 0);
-    b.renew_leases("keeper", LONG).await.unwrap();
-    assert_eq!(b.expire_leases().await.unwrap(), 0);
-    assert_eq!(b.run_counts().await.unwrap(), (0, 1));
-    // The slot of the lost run is free again; the kept one's is not.
-    b.admit(admit(queued("b2", "b", 3))).await.unwrap();
-    b.admit(admit(queued("a2", "a", 4))).await.unwrap();
-    assert_eq!(claimed_ids(b, "keeper", 10, &limits, LONG).await, ["b2"]);
-}
-
-pub(crate) async fn lost_runs_are_told_once_across_instances(s: Subject) {
-    let replicas = [s.backend.clone(), (s.open_again)().await.unwrap()];
-    let b = &s.backend;
-    let all: Vec<String> = (0..24).map(|i| format!("l{i:02}")).collect();
-    for (i, id) in all.iter().enumerate() {
-        b.admit(admit(queued(id, "pb", i))).await.unwrap();
-    }
-    assert_eq!(
-        claimed_ids(b, "dead", 100, &limits(100, &[]), SHORT)
-            .await
-            .len(),
-        all.len()
-    );
-    let lost = &std::sync::atomic::AtomicUsize::new(0);
-    // Both instances expire at once: each run is counted lost once.
-    let (first, second) = (&replicas[0], &replicas[1]);
-    eventually("every run is lost", || async move {
-        let (one, two) = tokio::join!(first.expire_leases(), second.expire_leases());
-        let expired = one.unwrap() + two.unwrap();
-        lost.fetch_add(expired, std::sync::atomic::Ordering::SeqCst) + expired == 24
-    })
-    .await;
-    let takers: Vec<_> = (0..6)
-        .map(|i| {
-            let backend = replicas[i % 2].clone();
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                loop {
-                    let batch = backend.take_lost_unnotified(2).await.unwrap();
-                    let started: Vec<_> = batch.iter().map(|r| r.started_at.clone()).collect();
-                    assert!(started.is_sorted(), "oldest first: {started:?}");
-                    if batch.is_empty() {
-                        return ids;
-                    }
-                    ids.extend(batch.into_iter().map(|r| r.id));
-                }
-            })
-        })
-        .collect();
-    let mut told = Vec::new();
-    for taker in takers {
-        told.extend(taker.await.unwrap());
-    }
-    told.sort();
-    assert_eq!(told, all);
-    assert!(b.take_lost_unnotified(10).await.unwrap().is_empty());
-}
-
 /// A new run wakes every claimer waiting at that moment (a server's claim loop and the held
 /// polls of fleet agents wait together), not only one of them.
 pub(crate) async fn every_waiting_claimer_wakes_on_a_new_run(s: Subject) {
@@ -399,4 +319,52 @@ pub(crate) async fn every_waiting_claimer_wakes_on_a_new_run(s: Subject) {
         let waited = waiter.await.unwrap();
         assert!(waited < long, "a waiter slept through the admission");
     }
+}
+
+pub(crate) async fn queued_runs_are_counted_by_who_waits_for_them(s: Subject) {
+    let b = &s.backend;
+    assert_eq!(b.queue_depths(None).await.unwrap(), Default::default());
+    b.admit(admit(queued("l1", "pb", 1))).await.unwrap();
+    b.admit(admit(for_node("a1", "node-a", 2))).await.unwrap();
+    b.admit(admit(for_node("a2", "node-a", 3))).await.unwrap();
+    b.admit(admit(for_node("b1", "node-b", 4))).await.unwrap();
+    let depths = b.queue_depths(Some("node-a")).await.unwrap();
+    assert_eq!((depths.local, depths.nodes, depths.node), (1, 3, 2));
+    assert_eq!(b.queue_depths(Some("node-c")).await.unwrap().node, 0);
+    assert_eq!(b.queue_depths(None).await.unwrap().node, 0);
+    // A claimed run no longer waits.
+    let wide = limits(100, &[]);
+    b.claim_for_node("node-a", AGENT_A, 1, &wide, LONG)
+        .await
+        .unwrap();
+    let depths = b.queue_depths(Some("node-a")).await.unwrap();
+    assert_eq!((depths.local, depths.nodes, depths.node), (1, 2, 1));
+}
+
+pub(crate) async fn a_run_says_when_it_began_running(s: Subject) {
+    let b = &s.backend;
+    b.admit(admit(queued("l1", "pb", 1))).await.unwrap();
+    b.admit(admit(for_node("a1", "node-a", 2))).await.unwrap();
+    let since =
+        |id: &'static str| async move { b.get(id).await.unwrap().unwrap().run.running_since };
+    // Waiting: not running yet (the console says what it waits for, and counts no run time).
+    assert_eq!(since("l1").await, None);
+    assert_eq!(since("a1").await, None);
+    let wide = limits(100, &[]);
+    assert_eq!(claimed_ids(b, "runner-1", 1, &wide, LONG).await, ["l1"]);
+    b.claim_for_node("node-a", AGENT_A, 1, &wide, LONG)
+        .await
+        .unwrap();
+    for id in ["l1", "a1"] {
+        let run = b.get(id).await.unwrap().unwrap().run;
+        let began = run.running_since.expect("running since its claim");
+        // Accepted (the fixture's time) before it began running (the store's clock, now).
+        assert!(began > run.started_at, "{began} <= {}", run.started_at);
+    }
+    // A run started at once (the CLI's) began when it was accepted.
+    b.insert_running(queued("c1", "pb", 3), "runner-1", LONG)
+        .await
+        .unwrap();
+    let run = b.get("c1").await.unwrap().unwrap().run;
+    assert_eq!(run.running_since.as_deref(), Some(&*run.started_at));
 }

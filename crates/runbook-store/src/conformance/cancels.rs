@@ -104,7 +104,7 @@ pub(crate) async fn a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it(s
     assert_eq!(claimed.len(), 1);
     let live = outcome("n", "resolved").events;
     assert_eq!(
-        b.append_events("n", agent, 0, live[..1].to_vec(), super::fleet::NO_CAP)
+        b.append_events("n", agent, 0, live[..1].to_vec(), NO_CAP)
             .await
             .unwrap(),
         crate::Appended::Stored
@@ -127,7 +127,7 @@ pub(crate) async fn a_cancelled_node_run_ends_and_its_agent_no_longer_holds_it(s
             .is_empty()
     );
     assert_eq!(
-        b.append_events("n", agent, 1, live[1..].to_vec(), super::fleet::NO_CAP)
+        b.append_events("n", agent, 1, live[1..].to_vec(), NO_CAP)
             .await
             .unwrap(),
         crate::Appended::NotHeld

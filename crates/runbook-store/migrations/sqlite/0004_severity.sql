@@ -1,0 +1,2 @@
+
+    ALTER TABLE runs ADD COLUMN severity TEXT NOT NULL DEFAULT 'P3';
