@@ -28,15 +28,16 @@ impl ServeArgs {
         }
         // Reading the console takes [webhooks.api]; its forms take [ui].
         let console = host.config.webhooks.contains_key("api") || host.config.ui.auth.is_some();
-        // Logged as the server's own lines: the binary's target ("host") is outside the
-        // `runbook_host=info` filter, which is how this line used to go missing.
+        // Logged as the server's own lines (target `runbook_server`, so that a filter naming
+        // the server shows them). The layer split had turned the target into "crate::server",
+        // which no filter names: the lines went missing (tests/first_hour.rs).
         crate::server::serve(host, |addr| {
             tracing::info!(
-                target: "crate::server",
+                target: "runbook_server",
                 "listening on http://{addr} (run store {location})"
             );
             if console {
-                tracing::info!(target: "crate::server", "console: http://{addr}/ui");
+                tracing::info!(target: "runbook_server", "console: http://{addr}/ui");
             }
         })
         .await?;
