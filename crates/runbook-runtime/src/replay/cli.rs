@@ -1,5 +1,5 @@
 //! The commands' bodies (`host test`, `host run --record`, `host runs export --fixture`);
-//! main.rs only parses arguments and calls these.
+//! the binary (host/src/commands/) only parses arguments and calls these.
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,46 @@
 
 use std::time::{Duration, Instant};
 
+use anstream::{eprintln, println};
 use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::commands::EXIT_FAILED;
+
+#[derive(Args)]
+#[command(
+    after_help = "For container HEALTHCHECKs and service monitors.\n\nExamples:\n  host health\n  host health --url http://10.0.0.5:9095/healthz --timeout 2"
+)]
+pub struct HealthArgs {
+    /// The server's /healthz
+    #[arg(
+        long,
+        env = "RUNBOOK_HEALTH_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9095/healthz"
+    )]
+    url: String,
+    /// Seconds to wait for the answer
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    timeout: u64,
+}
+
+impl HealthArgs {
+    pub async fn run(self) -> anyhow::Result<u8> {
+        Ok(
+            match probe(&self.url, Duration::from_secs(self.timeout)).await {
+                Ok(line) => {
+                    println!("healthy: {line}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e:#}");
+                    EXIT_FAILED
+                }
+            },
+        )
+    }
+}
 
 /// A /healthz answer is a small JSON object; more than this is not ours.
 const MAX_BODY: usize = 16 * 1024;

@@ -1,12 +1,85 @@
 //! `host check`: every problem with the config and the plugins, one clear line each, so an
 //! operator fixes them before an alert fires rather than during one.
 
+use anstream::{eprintln, println};
+use clap::Args;
 use serde::Serialize;
 
 use crate::bindings::Capability;
 use crate::catalog;
+use crate::cli::Globals;
+use crate::commands::{Context, EXIT_FAILED};
 use crate::config::{AuthConfig, Config};
 use crate::run::Host;
+use crate::style;
+
+#[derive(Args)]
+#[command(after_help = "Example:\n  host check --config host.toml")]
+pub struct CheckArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+impl CheckArgs {
+    pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
+        let ctx = Context::load(globals)?;
+        let mut report = check(&ctx.host).await;
+        if let Some(location) = &ctx.store {
+            let store = check_store(location, ctx.connections).await;
+            if !store.ok {
+                report
+                    .problems
+                    .push(format!("run store {}: {}", store.location, store.detail));
+            }
+            report.store = Some(store);
+        }
+        if self.json {
+            println!("{}", crate::text::json_for_terminal(&report)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(if report.problems.is_empty() {
+            0
+        } else {
+            EXIT_FAILED
+        })
+    }
+}
+
+/// The report for a terminal: playbooks on stdout, problems and warnings on stderr.
+fn print_report(report: &CheckReport) {
+    println!(
+        "config: {}",
+        report
+            .config
+            .as_deref()
+            .unwrap_or("(none: built-in defaults)")
+    );
+    if let Some(store) = &report.store {
+        println!(
+            "store: {} {} · {}",
+            store.backend, store.location, store.detail
+        );
+    }
+    for p in &report.playbooks {
+        println!(
+            "  {} {:<14} {} · {}",
+            if p.ok { style::ok() } else { style::err() },
+            crate::text::escape(&p.name),
+            crate::text::escape(&p.origin),
+            crate::text::escape(&p.detail)
+        );
+    }
+    for problem in &report.problems {
+        eprintln!("problem: {problem}");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if report.problems.is_empty() && report.warnings.is_empty() {
+        println!("all good");
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {

@@ -4,23 +4,66 @@
 
 use std::path::{Path, PathBuf};
 
+use anstream::{print, println};
 use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::commands::ConfigError;
+
+#[derive(Args)]
+#[command(after_help = "Example:\n  host wit ./wit")]
+pub struct WitArgs {
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  host new disk-check\n  host new disk-check --lang python --dir ./playbooks/disk-check\n  host new disk-check --lang js\n\nThe project's README.md says how to build, run and test it."
+)]
+pub struct NewArgs {
+    /// Playbook name: lowercase letters, digits and dashes
+    name: String,
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+    /// Where to create it (absent or empty) [default: ./NAME]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl WitArgs {
+    pub fn run(self) -> Result<u8> {
+        for path in write_wit(&self.dir)? {
+            println!("{}", path.display());
+        }
+        Ok(0)
+    }
+}
+
+impl NewArgs {
+    pub fn run(self) -> Result<u8> {
+        let made = new_project(&self.name, self.lang, self.dir.as_deref())
+            .map_err(|e| ConfigError(format!("{e:#}")))?;
+        println!("created {} in {}\n", self.name, made.dir.display());
+        print!("{}", made.readme);
+        Ok(0)
+    }
+}
 
 /// The contract, one file per interface plus the world, as `host wit` writes it.
 pub const WIT: &[(&str, &str)] = &[
-    ("approval.wit", include_str!("../../wit/approval.wit")),
-    ("docker.wit", include_str!("../../wit/docker.wit")),
-    ("fs-read.wit", include_str!("../../wit/fs-read.wit")),
-    ("http.wit", include_str!("../../wit/http.wit")),
-    ("notify.wit", include_str!("../../wit/notify.wit")),
-    ("report.wit", include_str!("../../wit/report.wit")),
-    ("types.wit", include_str!("../../wit/types.wit")),
-    ("world.wit", include_str!("../../wit/world.wit")),
+    ("approval.wit", include_str!("../../../wit/approval.wit")),
+    ("docker.wit", include_str!("../../../wit/docker.wit")),
+    ("fs-read.wit", include_str!("../../../wit/fs-read.wit")),
+    ("http.wit", include_str!("../../../wit/http.wit")),
+    ("notify.wit", include_str!("../../../wit/notify.wit")),
+    ("report.wit", include_str!("../../../wit/report.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("world.wit", include_str!("../../../wit/world.wit")),
 ];
 
 /// The helper module Python playbooks import (`import runbook`); examples use the same file.
-pub const PYTHON_HELPER: &str = include_str!("../templates/python/runbook.py");
-pub const JS_HELPER: &str = include_str!("../templates/js/runbook.js");
+pub const PYTHON_HELPER: &str = include_str!("../../templates/python/runbook.py");
+pub const JS_HELPER: &str = include_str!("../../templates/js/runbook.js");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
@@ -30,7 +73,7 @@ pub enum Lang {
 }
 
 /// A fixture for `host test`: the disk at 95 %, so the template notifies ops and escalates.
-const FIXTURE: &str = include_str!("../templates/tests/over-threshold.json");
+const FIXTURE: &str = include_str!("../../templates/tests/over-threshold.json");
 /// The grants the fixture is replayed with, under the playbook's describe() name (the Rust
 /// build's `{{crate}}.wasm` is the playbook `{{name}}` too).
 const HOST_TOML: &str = "[plugins.{{name}}.grants]\nfs-meta = [\"/tmp\"]\nnotify = [\"ops\"]\n";
@@ -42,39 +85,48 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
         // The SDK is vendored rather than fetched: it is not published, and a copy generated from
         // the same WIT as ./wit can never disagree with the host that wrote it.
         Lang::Rust => vec![
-            ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
-            ("src/lib.rs", include_str!("../templates/rust/lib.rs")),
-            ("README.md", include_str!("../templates/rust/README.md")),
+            (
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml"),
+            ),
+            ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
+            ("README.md", include_str!("../../templates/rust/README.md")),
             (
                 "sdk/Cargo.toml",
-                include_str!("../templates/rust/sdk.Cargo.toml"),
+                include_str!("../../templates/rust/sdk.Cargo.toml"),
             ),
-            ("sdk/src/lib.rs", include_str!("../../sdk/src/lib.rs")),
+            ("sdk/src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
             (
                 "sdk/src/helpers.rs",
-                include_str!("../../sdk/src/helpers.rs"),
+                include_str!("../../../sdk/src/helpers.rs"),
             ),
             (
                 "sdk/src/approval.rs",
-                include_str!("../../sdk/src/approval.rs"),
+                include_str!("../../../sdk/src/approval.rs"),
             ),
             (".gitignore", "target/\n"),
             ("tests/over-threshold.json", FIXTURE),
             ("tests/host.toml", HOST_TOML),
         ],
         Lang::Python => vec![
-            ("app.py", include_str!("../templates/python/app.py")),
+            ("app.py", include_str!("../../templates/python/app.py")),
             ("runbook.py", PYTHON_HELPER),
-            ("README.md", include_str!("../templates/python/README.md")),
+            (
+                "README.md",
+                include_str!("../../templates/python/README.md"),
+            ),
             (".gitignore", "*.wasm\n__pycache__/\n"),
             ("tests/over-threshold.json", FIXTURE),
             ("tests/host.toml", HOST_TOML),
         ],
         Lang::Js => vec![
-            ("app.js", include_str!("../templates/js/app.js")),
+            ("app.js", include_str!("../../templates/js/app.js")),
             ("runbook.js", JS_HELPER),
-            ("package.json", include_str!("../templates/js/package.json")),
-            ("README.md", include_str!("../templates/js/README.md")),
+            (
+                "package.json",
+                include_str!("../../templates/js/package.json"),
+            ),
+            ("README.md", include_str!("../../templates/js/README.md")),
             (".gitignore", "*.wasm\nnode_modules/\n"),
             ("tests/over-threshold.json", FIXTURE),
             ("tests/host.toml", HOST_TOML),

@@ -1,0 +1,124 @@
+//! The command line's shape: the options every subcommand takes and one line per subcommand. Each
+//! subcommand's arguments and examples live with its code in src/commands/.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{
+    agent, approvals, check, docs, health, inspect, list, nodes, notify, run, runs, scaffold,
+    schedules, serve, test,
+};
+
+/// `host --version`: the crate version and the commit it was built from (host/build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RUNBOOK_GIT_COMMIT"),
+    ")"
+);
+
+#[derive(Parser)]
+#[command(
+    name = "host",
+    version = VERSION,
+    about = "Runs operators' runbooks as sandboxed WebAssembly playbooks",
+    long_about = "Runs operators' runbooks as sandboxed WebAssembly playbooks.\n\n\
+        A playbook reaches the world only through the capabilities the host lends it \
+        (docker, http, fs-read, notify) and only within the grants in host.toml.",
+    after_help = "Examples:\n  host run disk-full\n  host run disk-full -p mounts=/,/var -p warn-percent=70 --dry-run\n  host list\n  host check --config /etc/runbook/host.toml\n\n\
+        Exit codes: 0 resolved/mitigated/no-action, 1 failed, 2 bad command, 3 escalated."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// The options every subcommand takes (`global`): where the config, playbooks, compile cache and
+// run store are, and how to log. (A `//` comment: a doc comment here would become the CLI's about.)
+#[derive(Args)]
+pub struct Globals {
+    /// Config file [default: ./host.toml when present, else built-in defaults]
+    #[arg(long, global = true, env = "RUNBOOK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Extra directory of *.wasm playbooks (repeatable); added to the config's plugin-dirs
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Compiled-component cache [default: ~/.cache/runbook-host/components]
+    #[arg(long, global = true, env = "RUNBOOK_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time instead of using the cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Run store: a SQLite file, or a PostgreSQL URL (postgres://user@host/db) shared by
+    /// several `host serve` replicas [default: ~/.local/state/runbook-host/runs.sqlite3]
+    #[arg(long, global = true, env = "RUNBOOK_STORE", value_name = "FILE|URL")]
+    pub store: Option<String>,
+    /// Log filter, RUST_LOG-style: error, warn, info, debug, or per module
+    /// (`runbook_server=debug,info`) [default: info for serve and agent, else warn]
+    #[arg(long, global = true, env = "RUNBOOK_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log lines as text, or as JSON objects (timestamp, level, message, run id, playbook,
+    /// request id, remote address) for a log collector
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "RUNBOOK_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
+}
+
+// A line per subcommand: its summary for `host --help`; its arguments are the variant's type.
+// (`//`, not `///`: clap would take a doc comment here as the CLI's about.)
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a playbook now and show its timeline
+    Run(run::RunArgs),
+    /// Replay a playbook against recorded fixtures: no Docker, files or network are touched;
+    /// this host's grants still apply. Exit 0 pass, 1 mismatch or expectation failed, 2 bad fixture
+    Test(test::TestArgs),
+    /// List playbooks with their summary and wanted capabilities
+    List(list::ListArgs),
+    /// Show a playbook's description, parameters, and wanted vs granted capabilities
+    Inspect(inspect::InspectArgs),
+    /// Serve webhooks (Alertmanager, generic JSON) and the runs API until SIGTERM
+    Serve(serve::ServeArgs),
+    /// Execute the runs a server targets at this node (a fleet agent) until SIGTERM
+    Agent(agent::AgentArgs),
+    /// Fleet nodes from the run store: up, last seen, runs in flight and queued, version
+    Nodes(nodes::NodesArgs),
+    /// The config's schedules: next firing, and the last one (with its run's outcome) from the store
+    Schedules(schedules::SchedulesArgs),
+    /// Questions playbooks are waiting on (`approval.ask`), oldest first
+    Approvals(approvals::ApprovalsArgs),
+    /// Answer a playbook's question: approve (default) or reject, as your login name
+    Approve(approvals::ApproveArgs),
+    /// Recent runs from the run store, newest first (CLI and webhook runs alike)
+    Runs(runs::RunsArgs),
+    /// Write the playbook contract (this host's WIT files) into a directory
+    Wit(scaffold::WitArgs),
+    /// Create a playbook project in Rust, Python or JavaScript, built against this host's WIT
+    New(scaffold::NewArgs),
+    /// Notification channels: send a test message, list the outbox, deliver what is pending
+    Notify(notify::NotifyArgs),
+    /// Validate the config and every playbook; one line per problem, exit 1 if any
+    Check(check::CheckArgs),
+    /// Ask a running `host serve` whether it is healthy (GET /healthz); exit 0 if so, else 1
+    Health(health::HealthArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page runbook-host(1) in roff, or write one page per subcommand
+    // On the variant, not with the arguments: the doc comment above would reset it.
+    #[command(
+        long_about = "Print the manual page runbook-host(1) in roff, or write one page per \
+        subcommand (runbook-host-run(1), runbook-host-runs-show(1) …) into a directory.\n\n\
+        The pages are named runbook-host, not host, so that they never shadow bind9's host(1) \
+        (the DNS lookup tool) in `man host`; their synopsis shows the command as you type it."
+    )]
+    Man(docs::ManArgs),
+}

@@ -1,0 +1,88 @@
+//! `host agent`: a fleet node. It dials out to the server, executes the runs routed to this node
+//! under this machine's host.toml, and streams their timelines back, until SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::Globals;
+use crate::commands::{ConfigError, Context};
+use crate::store::Location;
+
+#[derive(Args)]
+#[command(
+    after_help = "The agent dials out (no inbound port): it long-polls the server for runs whose \
+    route names this node, runs them under THIS machine's host.toml (its grants and limits are \
+    the ceiling), and streams their timelines back. The server lists the node's token under \
+    [fleet.nodes.NAME].\n\nExamples:\n  RUNBOOK_AGENT_TOKEN=… host agent --server http://runbook.internal:9095 --node web01\n  host agent --server https://a:9095,https://b:9095 --node web01 --token-file /etc/runbook/agent-token"
+)]
+pub struct AgentArgs {
+    /// The server, or several replicas comma-separated (the next is tried when one fails)
+    #[arg(
+        long,
+        env = "RUNBOOK_SERVER",
+        value_name = "URL[,URL…]",
+        value_delimiter = ',',
+        required = true
+    )]
+    server: Vec<url::Url>,
+    /// This node's name, as routes name it [default: the machine's host name]
+    #[arg(long, env = "RUNBOOK_NODE", value_name = "NAME")]
+    node: Option<String>,
+    /// A file holding the node's token [default: the RUNBOOK_AGENT_TOKEN variable]
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Runs executing here at once [default: [server] max-concurrent-runs]
+    #[arg(long, value_name = "N")]
+    max_runs: Option<usize>,
+}
+
+impl AgentArgs {
+    /// The node's notifications queue in its own SQLite outbox (never a database server: an
+    /// agent holds no database credentials).
+    pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
+        let Context { host, store, .. } = Context::for_service(globals)?;
+        let outbox = match store {
+            Some(Location::Sqlite(path)) => {
+                crate::store::open(&Location::Sqlite(path), None).await?
+            }
+            Some(Location::Postgres(_)) => anyhow::bail!(ConfigError(
+                "host agent keeps only its notification outbox, in a local SQLite file: set \
+                 `store` (or --store) to a file path; the server stores the runs"
+                    .into()
+            )),
+            None => crate::store::open_in_memory()?,
+        };
+        host.use_outbox(outbox);
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("--token-file {}: {e}", path.display())))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+            None => std::env::var("RUNBOOK_AGENT_TOKEN").map_err(|_| {
+                ConfigError("the node's token: --token-file FILE or RUNBOOK_AGENT_TOKEN".into())
+            })?,
+        };
+        let node = match self.node {
+            Some(node) => node,
+            None => rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let max_runs = self
+            .max_runs
+            .unwrap_or(host.config.server.max_concurrent_runs);
+        crate::fleet::agent::run(
+            host,
+            crate::fleet::agent::AgentOptions {
+                servers: self.server,
+                node,
+                token,
+                max_runs,
+            },
+        )
+        .await?;
+        Ok(0)
+    }
+}

@@ -1,0 +1,46 @@
+//! `host serve`: the webhooks (Alertmanager, generic JSON), the runs API and the console, until
+//! SIGTERM; runs go to the run store, which several replicas may share.
+
+use clap::Args;
+
+use crate::cli::Globals;
+use crate::commands::Context;
+
+#[derive(Args)]
+#[command(
+    after_help = "Endpoints:\n  POST /hooks/alertmanager      Alertmanager/Grafana webhook (routed by [[route]])\n  POST /hooks/run/{playbook}    JSON object of parameters\n  GET  /runs, /runs/{id}, /alerts, /healthz, /metrics\n\nExample:\n  host serve --config examples/host.toml --listen 127.0.0.1:9095"
+)]
+pub struct ServeArgs {
+    /// Address to listen on [default: [server] listen, else 127.0.0.1:9095]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+impl ServeArgs {
+    pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
+        let ctx = Context::for_service(globals)?;
+        let store = ctx.open_store().await?;
+        let location = ctx.store_location()?.describe();
+        let mut host = ctx.host;
+        host.store = Some(store);
+        if let Some(listen) = self.listen {
+            host.config.server.listen = listen;
+        }
+        // Reading the console takes [webhooks.api]; its forms take [ui].
+        let console = host.config.webhooks.contains_key("api") || host.config.ui.auth.is_some();
+        // Logged as the server's own lines (target `runbook_server`, so that a filter naming
+        // the server shows them). The layer split had turned the target into "crate::server",
+        // which no filter names: the lines went missing (tests/first_hour.rs).
+        crate::server::serve(host, |addr| {
+            tracing::info!(
+                target: "runbook_server",
+                "listening on http://{addr} (run store {location})"
+            );
+            if console {
+                tracing::info!(target: "runbook_server", "console: http://{addr}/ui");
+            }
+        })
+        .await?;
+        Ok(0)
+    }
+}
