@@ -6,7 +6,7 @@ wasmtime::component::bindgen!({
     world: "playbook",
     imports: { default: async | trappable },
     exports: { default: async },
-    // Fixtures (`crate::replay`) keep call results and incidents as JSON.
+    // Fixtures (the tape) keep call results and incidents as JSON.
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
@@ -15,6 +15,11 @@ pub mod v0_1;
 pub mod v0_2;
 pub mod versions;
 pub use versions::{VersionedPlaybook, VersionedPre};
+
+/// Binds one capability interface, named as in the WIT (`fs-read`), into a linker instance:
+/// the store data's owner (the run's state) decides which view of it each interface gets.
+pub type Link<T> =
+    fn(&mut wasmtime::component::LinkerInstance<'_, T>, &str) -> wasmtime::Result<()>;
 
 pub use runbook::host::types::{
     Alert, Capability, Error as CapError, ParamSpec, Severity, Status, TriggerKind,

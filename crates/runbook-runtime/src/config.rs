@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use crate::notify::ChannelConfig;
 use crate::policy::{Grants, Limits};
+/// Secrets are their own module, below `config`: notify and approval name them too.
+pub use crate::secret::Secret;
 
 /// Looked up when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "host.toml";
@@ -182,28 +184,6 @@ pub enum AuthConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Secret {
-    pub env: Option<String>,
-    pub file: Option<PathBuf>,
-}
-
-impl Secret {
-    /// The value; errors name the variable or file, never the value.
-    pub fn load(&self) -> Result<String> {
-        match (&self.env, &self.file) {
-            (Some(var), None) => std::env::var(var)
-                .map_err(|_| anyhow::anyhow!("secret: environment variable {var} is not set")),
-            (None, Some(path)) => Ok(std::fs::read_to_string(path)
-                .with_context(|| format!("secret: reading {}", path.display()))?
-                .trim_end_matches(['\n', '\r'])
-                .to_string()),
-            _ => anyhow::bail!("a secret needs exactly one of `env` or `file`"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RouteConfig {
     /// Alertmanager matchers: `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"`.
@@ -291,7 +271,7 @@ impl Config {
         crate::approval::check_groups(&config.approvers, &config.notify)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for name in config.fleet.nodes.keys() {
-            crate::fleet::check_node_name(name)
+            crate::node::check_node_name(name)
                 .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;
         }
         config.source = Some(path.to_path_buf());

@@ -115,7 +115,7 @@ impl PlaybookEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        crate::bindings::versions::add_to_linker(&mut linker)?;
+        crate::state::add_to_linker(&mut linker)?;
 
         let cache = cache_dir.as_deref().map(CompileCache::open).transpose()?;
         Ok(Self {
@@ -157,7 +157,11 @@ impl PlaybookEngine {
     /// Compiles (or loads from the cache) and links a component against the playbook world.
     /// Errors name what is wrong with the file: not wasm, a core module, the wrong world.
     /// `label` names it in the compile notice.
-    pub fn prepare(&self, wasm: &[u8], label: &str) -> Result<(VersionedPre, LoadReport)> {
+    pub fn prepare(
+        &self,
+        wasm: &[u8],
+        label: &str,
+    ) -> Result<(VersionedPre<RunState>, LoadReport)> {
         check_is_component(wasm)?;
         let loaded = self.load(wasm, Sha256::digest(wasm).into(), label)?;
         self.link(loaded)
@@ -171,7 +175,7 @@ impl PlaybookEngine {
         file: &File,
         path: &Path,
         cap: u64,
-    ) -> Result<(VersionedPre, LoadReport)> {
+    ) -> Result<(VersionedPre<RunState>, LoadReport)> {
         let mut header = [0u8; 8];
         let read = file
             .read_at(&mut header, 0)
@@ -269,7 +273,7 @@ impl PlaybookEngine {
     fn link(
         &self,
         (component, report): (Component, LoadReport),
-    ) -> Result<(VersionedPre, LoadReport)> {
+    ) -> Result<(VersionedPre<RunState>, LoadReport)> {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)

@@ -9,6 +9,7 @@
 
 pub mod approval;
 pub mod bindings;
+pub mod calls;
 pub mod cancel;
 pub mod caps;
 pub mod catalog;
@@ -24,9 +25,13 @@ pub mod render;
 pub mod replay;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod state;
 pub mod style;
+pub mod tape;
 
 // The layers below, under the names this crate's files use.
-pub(crate) use runbook_core::{panics, policy, records, redact, severity, signing, text, timeline};
+pub(crate) use runbook_core::{
+    node, panics, policy, records, redact, severity, signing, text, timeline,
+};
 pub(crate) use runbook_store as store;

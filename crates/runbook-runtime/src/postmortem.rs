@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use crate::records::ApprovalRecord;
 use crate::store::{Store, StoredRun};
-use crate::timeline::{Event, EventKind};
+use crate::timeline::EventKind;
 
 const TO_FILL: &str = "_to be filled in_";
 
@@ -127,7 +127,7 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
             out,
             "- **{}** — {}",
             clock(&event.at),
-            esc(&describe(event))
+            esc(&crate::render::event::markdown(event))
         );
     }
     if let Some(ended) = &r.ended_at {
@@ -308,48 +308,5 @@ fn duration(run: &StoredRun) -> String {
             crate::style::duration(SystemTime::now().duration_since(s).unwrap_or_default())
         ),
         _ => TO_FILL.to_string(),
-    }
-}
-
-fn describe(event: &Event) -> String {
-    match &event.kind {
-        EventKind::Log { level, message } => format!("log {level}: {message}"),
-        EventKind::Step {
-            name,
-            status,
-            detail,
-        } => format!("step **{name}** [{status}] {detail}"),
-        EventKind::Call {
-            interface,
-            function,
-            args,
-            result,
-            detail,
-            duration_ms,
-        } => {
-            let detail = detail
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            format!(
-                "call `{interface}.{function}` `{args}` → {result}{detail} [{duration_ms:.1} ms]"
-            )
-        }
-        EventKind::Notification {
-            channel,
-            severity,
-            title,
-            state,
-            ..
-        } => format!("notified {channel} [{severity}] \"{title}\" → {state}"),
-        EventKind::Artifact {
-            name,
-            bytes,
-            sha256,
-            ..
-        } => format!(
-            "attached {name} ({bytes} bytes, sha256 {})",
-            &sha256[..12.min(sha256.len())]
-        ),
     }
 }

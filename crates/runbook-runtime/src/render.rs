@@ -2,6 +2,8 @@
 //! or a webhook chose goes through `esc` (control characters and line breaks escaped): a
 //! playbook must not be able to forge a line, move the cursor or write the clipboard.
 
+pub mod event;
+
 use std::fmt::Write;
 
 use crate::bindings::{Capability, Description};
@@ -9,75 +11,11 @@ use crate::policy::{Grants, Limits};
 use crate::run::RunRecord;
 use crate::store::{OutboxRow, RunSummary, StoredRun};
 use crate::text::escape as esc;
-use crate::timeline::{Event, EventKind};
+use crate::timeline::Event;
 
-/// One line per timeline event, as the CLI prints it live.
+/// One line per timeline event, as the CLI prints it live (see `event::terminal`).
 pub fn event_line(event: &Event) -> String {
-    let offset = format!("{:>9.1}ms", event.offset_ms);
-    match &event.kind {
-        EventKind::Log { level, message } => {
-            format!("{offset}  {:<5}  {}", esc(level), esc(message))
-        }
-        EventKind::Step {
-            name,
-            status,
-            detail,
-        } => {
-            let detail = if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", esc(detail))
-            };
-            format!("{offset}  step   {} [{}]{detail}", esc(name), esc(status))
-        }
-        EventKind::Call {
-            interface,
-            function,
-            args,
-            result,
-            detail,
-            duration_ms,
-        } => {
-            let detail = detail
-                .as_deref()
-                .map(|d| format!(" ({})", esc(d)))
-                .unwrap_or_default();
-            format!(
-                "{offset}  call   {interface}.{function} {} → {}{detail}  [{duration_ms:.2}ms]",
-                esc(&args.to_string()),
-                esc(result)
-            )
-        }
-        EventKind::Notification {
-            channel,
-            severity,
-            title,
-            state,
-            outbox_id,
-        } => {
-            let id = outbox_id
-                .map(|id| format!(" (outbox #{id})"))
-                .unwrap_or_default();
-            format!(
-                "{offset}  notify {} [{}] {} → {}{id}",
-                esc(channel),
-                esc(severity),
-                esc(title),
-                esc(state)
-            )
-        }
-        EventKind::Artifact {
-            name,
-            content_type,
-            bytes,
-            sha256,
-        } => format!(
-            "{offset}  attach {} ({}, {bytes} bytes, sha256 {})",
-            esc(name),
-            esc(content_type),
-            esc(sha256.get(..12).unwrap_or(sha256))
-        ),
-    }
+    event::terminal(event)
 }
 
 /// The closing block after a run: outcome, actions, timings.

@@ -1,117 +1,46 @@
-//! Per-run store data: the WASI context (with no ambient authority), the playbook's grants and
-//! limits, and the timeline every capability writes to.
+//! Per-run store data: the WASI context (with no ambient authority), the run's side of every
+//! capability call (`Calls`: grants, limits, clock, timeline, tape) and the backends the
+//! capabilities talk to. Each capability is linked to a narrow view of it (`RunState::docker`
+//! and so on): a capability never sees another's backend, nor the WASI context.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use anyhow::Result;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasSelf, Linker, LinkerInstance, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::CapError;
-use crate::caps::docker::DockerEngine;
-use crate::caps::fs_read::{FsRead, Protected};
-use crate::caps::http::HttpClient;
+use crate::approval::Approvals;
+use crate::calls::Calls;
+use crate::caps::approval::{Approval, ApprovalView};
+use crate::caps::docker::{Docker, DockerEngine, DockerView};
+use crate::caps::fs_read::{FsRead, FsReadView, FsReads, Protected};
 use crate::caps::http::egress::EgressPolicy;
-use crate::caps::notify::RunContext;
+use crate::caps::http::{Http, HttpClient, HttpView};
+use crate::caps::notify::{Notify, NotifyView};
 use crate::notify::Notifier;
 use crate::policy::{Grants, Limits};
 use crate::timeline::Timeline;
 
-/// A run hit one of its limits. Raised as a trap so the run ends; the message names the limit.
-#[derive(Debug, thiserror::Error)]
-#[error("limit exceeded: {0}")]
-pub struct LimitExceeded(pub String);
-
+pub use crate::calls::{ClockPaused, LimitExceeded, RunClock, RunContext};
 pub use crate::records::Artifact;
-
-/// A run's deadline, which time spent waiting for people (`approval.ask`) moves later:
-/// the epoch callback, the host-side timeout and fs-read work all read it here.
-pub struct RunClock {
-    started: Instant,
-    limit: Duration,
-    /// (time paused so far, since when it is paused now).
-    paused: std::sync::Mutex<(Duration, Option<Instant>)>,
-}
-
-impl RunClock {
-    pub fn new(limit: Duration) -> Arc<RunClock> {
-        Arc::new(RunClock {
-            started: Instant::now(),
-            limit,
-            paused: std::sync::Mutex::new((Duration::ZERO, None)),
-        })
-    }
-
-    /// While paused, the deadline moves with the clock: it is always as far away as when
-    /// the pause began.
-    pub fn deadline(&self) -> Instant {
-        let (paused, since) = *self.paused.lock().unwrap();
-        let now_paused = since.map_or(Duration::ZERO, |since| since.elapsed());
-        self.started + self.limit + paused + now_paused
-    }
-
-    /// Stops the run's clock until the guard drops (a wait for people's answer).
-    pub fn pause(self: &Arc<Self>) -> ClockPaused {
-        self.paused
-            .lock()
-            .unwrap()
-            .1
-            .get_or_insert_with(Instant::now);
-        ClockPaused(self.clone())
-    }
-
-    pub fn limit(&self) -> Duration {
-        self.limit
-    }
-}
-
-pub struct ClockPaused(Arc<RunClock>);
-
-impl Drop for ClockPaused {
-    fn drop(&mut self) {
-        let mut paused = self.0.paused.lock().unwrap();
-        if let Some(since) = paused.1.take() {
-            paused.0 += since.elapsed();
-        }
-    }
-}
 
 pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
-    pub(crate) dry_run: bool,
-    pub(crate) grants: Arc<Grants>,
-    pub(crate) limits: Limits,
-    pub(crate) clock: Arc<RunClock>,
-    pub(crate) timeline: Timeline,
-    pub(crate) fs: Arc<FsRead>,
-    pub(crate) notifier: Arc<Notifier>,
-    pub(crate) context: RunContext,
-    pub(crate) docker: Arc<DockerEngine>,
-    pub(crate) http: Arc<HttpClient>,
-    pub(crate) egress: Arc<EgressPolicy>,
+    /// What every capability call touches.
+    pub(crate) calls: Calls,
+    fs: Arc<FsRead>,
+    notifier: Arc<Notifier>,
+    docker: Arc<DockerEngine>,
+    http: Arc<HttpClient>,
+    egress: Arc<EgressPolicy>,
     /// Questions to people; `None` where the host has no approvals (a fleet agent).
-    pub(crate) approvals: Option<Arc<crate::approval::Approvals>>,
-    pub(crate) artifacts: Vec<Artifact>,
-    pub(crate) counters: Counters,
-    /// Recording or replaying the capability calls (`crate::replay`); `None` for a plain run.
-    pub(crate) tape: Option<crate::replay::Tape>,
-    /// What the call being recorded reached, as the world named it (see `FixtureCall::target`).
-    pub(crate) recorded_target: Option<Value>,
+    approvals: Option<Arc<Approvals>>,
     guest_stderr: MemoryOutputPipe,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub calls: u64,
-    pub logs: u64,
-    pub notifications: u64,
-    pub artifact_bytes: usize,
-    pub http_calls: u64,
 }
 
 /// Guest stdout/stderr are kept (panics print there) but bounded.
@@ -125,7 +54,37 @@ pub struct Services {
     pub http: Arc<HttpClient>,
     /// What no fs-read grant reaches: the host's config, secrets, store, cache, /proc entries.
     pub protected: Arc<Protected>,
-    pub approvals: Option<Arc<crate::approval::Approvals>>,
+    pub approvals: Option<Arc<Approvals>>,
+}
+
+/// Binds every supported contract version's capability interfaces, each to its view.
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
+    crate::bindings::versions::add_to_linker(linker, link_interface)
+}
+
+/// One capability interface (by its WIT name) bound to its view of the run.
+fn link_interface(
+    instance: &mut LinkerInstance<'_, RunState>,
+    interface: &str,
+) -> wasmtime::Result<()> {
+    use crate::bindings::runbook::host as wit;
+    match interface {
+        "docker" => wit::docker::add_to_linker_instance::<_, Docker>(instance, RunState::docker),
+        "http" => wit::http::add_to_linker_instance::<_, Http>(instance, RunState::http),
+        "fs-read" => {
+            wit::fs_read::add_to_linker_instance::<_, FsReads>(instance, RunState::fs_read)
+        }
+        "notify" => wit::notify::add_to_linker_instance::<_, Notify>(instance, RunState::notify),
+        "report" => {
+            wit::report::add_to_linker_instance::<_, HasSelf<Calls>>(instance, |s| &mut s.calls)
+        }
+        "approval" => {
+            wit::approval::add_to_linker_instance::<_, Approval>(instance, RunState::approval)
+        }
+        other => Err(wasmtime::Error::msg(format!(
+            "no capability interface {other:?} to link"
+        ))),
+    }
 }
 
 impl RunState {
@@ -136,42 +95,68 @@ impl RunState {
         timeline: Timeline,
         services: Services,
     ) -> Self {
-        // The run's deadline as fs-read work sees it (the run ends at the same moment).
-        let clock = RunClock::new(limits.deadline);
-        let (fs, warnings) = FsRead::new(&grants, services.protected, clock.clone());
-        let egress = Arc::new(EgressPolicy::from_grants(&grants));
+        let memory = MemoryLimiter::new(limits.memory_bytes);
+        let mut calls = Calls::new(grants, limits, dry_run, timeline);
+        let (fs, warnings) = FsRead::new(&calls.grants, services.protected, calls.clock.clone());
+        let egress = Arc::new(EgressPolicy::from_grants(&calls.grants));
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);
         // No preopens, no env, no args, no inherited stdio, no sockets: only our capabilities.
         let wasi = WasiCtxBuilder::new()
             .stdout(guest_stderr.clone())
             .stderr(guest_stderr.clone())
             .build();
-        let mut state = Self {
+        for warning in warnings {
+            calls.timeline.log("warn", warning);
+        }
+        Self {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter::new(limits.memory_bytes),
-            dry_run,
-            grants,
-            limits,
-            clock,
-            timeline,
+            memory,
+            calls,
             fs: Arc::new(fs),
             notifier: services.notifier,
-            context: RunContext::default(),
             docker: services.docker,
             http: services.http,
             egress,
             approvals: services.approvals,
-            artifacts: Vec::new(),
-            counters: Counters::default(),
-            tape: None,
-            recorded_target: None,
             guest_stderr,
-        };
-        for warning in warnings {
-            state.timeline.log("warn", warning);
         }
-        state
+    }
+
+    pub(crate) fn docker(&mut self) -> DockerView<'_> {
+        DockerView {
+            calls: &mut self.calls,
+            docker: &self.docker,
+        }
+    }
+
+    pub(crate) fn http(&mut self) -> HttpView<'_> {
+        HttpView {
+            calls: &mut self.calls,
+            http: &self.http,
+            egress: &self.egress,
+        }
+    }
+
+    pub(crate) fn fs_read(&mut self) -> FsReadView<'_> {
+        FsReadView {
+            calls: &mut self.calls,
+            fs: &self.fs,
+        }
+    }
+
+    pub(crate) fn notify(&mut self) -> NotifyView<'_> {
+        NotifyView {
+            calls: &mut self.calls,
+            notifier: &self.notifier,
+        }
+    }
+
+    pub(crate) fn approval(&mut self) -> ApprovalView<'_> {
+        ApprovalView {
+            calls: &mut self.calls,
+            approvals: &self.approvals,
+        }
     }
 
     /// Replay: the guest's wall clock starts where the recorded run's did (a playbook that
@@ -199,88 +184,22 @@ impl RunState {
         String::from_utf8_lossy(&self.guest_stderr.contents()).into_owned()
     }
 
-    /// The deadline cut a run short inside the host: if a capability call had begun and not
-    /// been recorded, the audit log says so (its arguments died with the call).
+    /// The deadline cut a run short inside the host (see `Calls::note_abandoned_call`).
     pub(crate) fn note_abandoned_call(&mut self) {
-        let recorded = self
-            .timeline
-            .events()
-            .iter()
-            .filter(|e| matches!(e.kind, crate::timeline::EventKind::Call { .. }))
-            .count() as u64;
-        if self.counters.calls > recorded {
-            self.timeline.log(
-                "error",
-                format!(
-                    "capability call #{} was still running at the deadline and was abandoned",
-                    self.counters.calls
-                ),
-            );
-        }
-    }
-
-    /// Counts a capability call against the per-run cap.
-    pub(crate) fn begin_call(&mut self) -> wasmtime::Result<()> {
-        self.check_timeline_size()?;
-        self.counters.calls += 1;
-        if self.counters.calls > self.limits.max_calls {
-            return Err(LimitExceeded(format!(
-                "more than {} capability calls in one run",
-                self.limits.max_calls
-            ))
-            .into());
-        }
-        Ok(())
-    }
-
-    /// The timeline is checked before each call and log line, so it overshoots its cap by at
-    /// most one (capped) event.
-    pub(crate) fn check_timeline_size(&self) -> wasmtime::Result<()> {
-        let stored = self.timeline.stored_bytes();
-        if let Some(why) = crate::timeline::over_cap(stored, self.limits.max_timeline_bytes) {
-            return Err(LimitExceeded(why).into());
-        }
-        Ok(())
-    }
-
-    /// One timeline entry for a finished capability call.
-    pub(crate) fn record_call<T>(
-        &mut self,
-        interface: &str,
-        function: &str,
-        args: Value,
-        result: &Result<T, CapError>,
-        summary: impl FnOnce(&T) -> String,
-        duration: Duration,
-    ) {
-        let (kind, detail) = match result {
-            Ok(value) => ("ok", summary(value)),
-            Err(e) => (e.kind(), e.detail().to_string()),
-        };
-        let detail = (!detail.is_empty()).then_some(detail);
-        // Inside the run's span (its id and playbook); the arguments stay in the timeline.
-        tracing::debug!(
-            interface,
-            function,
-            result = kind,
-            duration_ms = crate::timeline::round_ms(duration),
-            "capability call"
-        );
-        self.timeline
-            .call(interface, function, args, kind, detail, duration);
+        self.calls.note_abandoned_call();
     }
 
     /// Records or replays the run's capability calls.
-    pub fn set_tape(&mut self, tape: crate::replay::Tape) {
-        self.tape = Some(tape);
+    pub fn set_tape(&mut self, tape: crate::tape::Tape) {
+        self.calls.tape = Some(tape);
     }
 
-    pub fn take_tape(&mut self) -> Option<crate::replay::Tape> {
-        self.tape.take()
+    pub fn take_tape(&mut self) -> Option<crate::tape::Tape> {
+        self.calls.tape.take()
     }
 
     pub fn into_parts(self) -> (Timeline, Vec<Artifact>) {
-        (self.timeline, self.artifacts)
+        (self.calls.timeline, self.calls.artifacts)
     }
 }
 
@@ -377,24 +296,6 @@ impl ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_paused_clock_keeps_its_deadline_as_far_away_as_when_it_paused() {
-        let clock = RunClock::new(Duration::from_millis(200));
-        let before = clock.deadline();
-        let paused = clock.pause();
-        std::thread::sleep(Duration::from_millis(50));
-        let during = clock.deadline();
-        assert!(
-            during >= before + Duration::from_millis(50),
-            "moves while paused"
-        );
-        drop(paused);
-        let after = clock.deadline();
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(clock.deadline(), after, "fixed again once resumed");
-        assert!(after >= before + Duration::from_millis(50));
-    }
 
     #[test]
     fn the_memory_cap_covers_all_memories_together() {

@@ -5,21 +5,18 @@
 /// Expands, in a version module whose bindgen output is `generated` and whose types interface
 /// is imported as `old`, to `add_to_linker`, `alert`, `description` and `outcome`.
 macro_rules! older_contract {
-    ($($interface:ident = $name:literal),* $(,)?) => {
-        /// The old names of the capability interfaces, bound to the current host functions
-        /// (the component model checks types structurally: the records are identical).
-        pub fn add_to_linker(
-            linker: &mut wasmtime::component::Linker<crate::state::RunState>,
+    ($($name:literal),* $(,)?) => {
+        /// The old names of the capability interfaces, bound by `link` to the current host
+        /// functions (the component model checks types structurally: the records are
+        /// identical).
+        pub fn add_to_linker<T: 'static>(
+            linker: &mut wasmtime::component::Linker<T>,
+            link: crate::bindings::Link<T>,
         ) -> anyhow::Result<()> {
-            use crate::bindings::runbook::host as current;
-            use wasmtime::component::HasSelf;
             // `types` holds only types; the instance must still exist for the import to resolve.
             linker.instance(&format!("runbook:host/types@{VERSION}"))?;
             $(
-                current::$interface::add_to_linker_instance::<_, HasSelf<_>>(
-                    &mut linker.instance(&format!("runbook:host/{}@{VERSION}", $name))?,
-                    |s| s,
-                )?;
+                link(&mut linker.instance(&format!("runbook:host/{}@{VERSION}", $name))?, $name)?;
             )*
             Ok(())
         }

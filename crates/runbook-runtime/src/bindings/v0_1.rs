@@ -24,13 +24,7 @@ pub mod generated {
 use generated::runbook::host::types as old;
 pub use generated::{Playbook, PlaybookPre};
 
-super::older::older_contract!(
-    docker = "docker",
-    http = "http",
-    fs_read = "fs-read",
-    notify = "notify",
-    report = "report",
-);
+super::older::older_contract!("docker", "http", "fs-read", "notify", "report",);
 
 /// What a 0.1.0 component is handed: it has no `schedule` trigger, so a scheduled run reaches
 /// it as `cli` (started by the host, not by an alert); the run itself records `schedule`.

@@ -18,13 +18,7 @@ pub mod generated {
 use generated::runbook::host::types as old;
 pub use generated::{Playbook, PlaybookPre};
 
-super::older::older_contract!(
-    docker = "docker",
-    http = "http",
-    fs_read = "fs-read",
-    notify = "notify",
-    report = "report",
-);
+super::older::older_contract!("docker", "http", "fs-read", "notify", "report",);
 
 pub fn incident(incident: &Incident) -> old::Incident {
     old::Incident {

@@ -9,8 +9,7 @@ use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
-use super::{CapError, Description, Incident, Outcome, Playbook, PlaybookPre, v0_1, v0_2};
-use crate::state::RunState;
+use super::{CapError, Description, Incident, Link, Outcome, Playbook, PlaybookPre, v0_1, v0_2};
 
 /// The version of `wit/` this host publishes (`host wit`, the SDK, the templates).
 pub const CURRENT: &str = "0.3.0";
@@ -18,11 +17,21 @@ pub const CURRENT: &str = "0.3.0";
 /// Every contract version this host loads, newest first.
 pub const SUPPORTED: &[&str] = &[CURRENT, v0_2::VERSION, v0_1::VERSION];
 
+/// The current version's interfaces, as `runbook:host/<name>@CURRENT`.
+const INTERFACES: &[&str] = &["docker", "http", "fs-read", "notify", "report", "approval"];
+
 /// Binds every supported version's capability interfaces into one linker.
-pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
-    Playbook::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)?;
-    v0_2::add_to_linker(linker)?;
-    v0_1::add_to_linker(linker)
+pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, link: Link<T>) -> Result<()> {
+    // `types` holds only types; the instance must still exist for the import to resolve.
+    linker.instance(&format!("runbook:host/types@{CURRENT}"))?;
+    for name in INTERFACES {
+        link(
+            &mut linker.instance(&format!("runbook:host/{name}@{CURRENT}"))?,
+            name,
+        )?;
+    }
+    v0_2::add_to_linker(linker, link)?;
+    v0_1::add_to_linker(linker, link)
 }
 
 /// The contract version of a component, read from the `runbook:host/…@version` names it
@@ -38,10 +47,10 @@ pub fn contract_version(component: &Component, engine: &Engine) -> &'static str 
 }
 
 /// A linked playbook of any supported version.
-pub enum VersionedPre {
-    Current(PlaybookPre<RunState>),
-    V0_2(v0_2::PlaybookPre<RunState>),
-    V0_1(v0_1::PlaybookPre<RunState>),
+pub enum VersionedPre<T: 'static> {
+    Current(PlaybookPre<T>),
+    V0_2(v0_2::PlaybookPre<T>),
+    V0_1(v0_1::PlaybookPre<T>),
 }
 
 pub enum VersionedPlaybook {
@@ -50,8 +59,8 @@ pub enum VersionedPlaybook {
     V0_1(v0_1::Playbook),
 }
 
-impl VersionedPre {
-    pub fn new(instance_pre: InstancePre<RunState>, engine: &Engine) -> Result<Self> {
+impl<T: Send + 'static> VersionedPre<T> {
+    pub fn new(instance_pre: InstancePre<T>, engine: &Engine) -> Result<Self> {
         Ok(match contract_version(instance_pre.component(), engine) {
             v0_1::VERSION => Self::V0_1(v0_1::PlaybookPre::new(instance_pre)?),
             v0_2::VERSION => Self::V0_2(v0_2::PlaybookPre::new(instance_pre)?),
@@ -70,7 +79,7 @@ impl VersionedPre {
 
     pub async fn instantiate_async(
         &self,
-        store: &mut wasmtime::Store<RunState>,
+        store: &mut wasmtime::Store<T>,
     ) -> wasmtime::Result<VersionedPlaybook> {
         Ok(match self {
             Self::Current(pre) => VersionedPlaybook::Current(pre.instantiate_async(store).await?),
@@ -81,9 +90,9 @@ impl VersionedPre {
 }
 
 impl VersionedPlaybook {
-    pub async fn call_describe(
+    pub async fn call_describe<T: Send>(
         &self,
-        store: &mut wasmtime::Store<RunState>,
+        store: &mut wasmtime::Store<T>,
     ) -> wasmtime::Result<Description> {
         match self {
             Self::Current(p) => p.call_describe(store).await,
@@ -92,9 +101,9 @@ impl VersionedPlaybook {
         }
     }
 
-    pub async fn call_run(
+    pub async fn call_run<T: Send>(
         &self,
-        store: &mut wasmtime::Store<RunState>,
+        store: &mut wasmtime::Store<T>,
         incident: &Incident,
     ) -> wasmtime::Result<Result<Outcome, CapError>> {
         match self {

@@ -11,9 +11,21 @@ use serde_json::json;
 use crate::approval::{Approvals, decision_line, new_id, without_controls};
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::approval::{self, Answer, Question, Rejection};
+use crate::calls::seam::{Gate, arg, taped, untargeted};
 use crate::records::{ApprovalRecord, rfc3339};
-use crate::replay::seam::{Gate, arg, taped, untargeted};
-use crate::state::RunState;
+
+/// The `approval` interface's view of a run: the run's `Calls` and the host's approvals, if any.
+pub struct ApprovalView<'a> {
+    pub(crate) calls: &'a mut crate::calls::Calls,
+    pub(crate) approvals: &'a Option<Arc<crate::approval::Approvals>>,
+}
+crate::calls::view_of_calls!(ApprovalView);
+
+/// Links the interface to `ApprovalView` (`add_to_linker_instance::<_, Approval>`).
+pub struct Approval;
+impl wasmtime::component::HasData for Approval {
+    type Data<'a> = ApprovalView<'a>;
+}
 
 pub const MAX_TITLE_BYTES: usize = 256;
 pub const MAX_BODY_BYTES: usize = 8 << 10;
@@ -21,16 +33,16 @@ pub const MAX_ACTIONS: usize = 20;
 pub const MAX_ACTION_BYTES: usize = 256;
 pub const MAX_GROUP_BYTES: usize = 64;
 
-impl approval::Host for RunState {
+impl approval::Host for ApprovalView<'_> {
     async fn ask(
         &mut self,
         group: String,
         question: Question,
     ) -> wasmtime::Result<Result<Answer, CapError>> {
-        let gate: Gate = {
+        let gate: Gate<Self> = {
             let group = group.clone();
             let question = question.clone();
-            untargeted(move |state| {
+            untargeted(move |state: &Self| {
                 state.group_granted(&group)?;
                 check_question(&question)
             })
@@ -75,7 +87,7 @@ fn check_question(q: &Question) -> Result<(), CapError> {
     Ok(())
 }
 
-impl RunState {
+impl ApprovalView<'_> {
     fn group_granted(&self, group: &str) -> Result<(), CapError> {
         if group.len() > MAX_GROUP_BYTES || !self.grants.approval.iter().any(|g| g == group) {
             return Err(CapError::Denied(format!(

@@ -1,5 +1,7 @@
 //! One module per WIT interface; each implements that interface's generated `Host` trait on
-//! `RunState`, does its own grant check first, and records every call in the timeline.
+//! its own view of the run (`DockerView`: the run's `Calls` and the Docker engine, and so on;
+//! `report` needs only `Calls`), does its own grant check first, and records every call in the
+//! timeline. None of them names `RunState`: the run's state (above) composes them.
 
 pub mod approval;
 pub mod docker;
@@ -7,8 +9,6 @@ pub mod fs_read;
 pub mod http;
 pub mod notify;
 pub mod report;
-
-impl crate::bindings::runbook::host::types::Host for crate::state::RunState {}
 
 /// Runs a capability call's host-side work so that a panic in it (a bug in the host or in a
 /// crate it uses, reached with a string the playbook chose) becomes a `failed` call the

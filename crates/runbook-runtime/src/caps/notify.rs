@@ -2,27 +2,32 @@
 //! call checks the grant and the per-run limit, then hands the message to the outbox
 //! (`crate::notify`); the run never waits on Slack.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::notify::{self, Message};
-use crate::notify::{AlertRef, Notification, SubmitError, Submitted};
-use crate::replay::seam::{Gate, arg, untargeted};
-use crate::state::{LimitExceeded, RunState};
+use crate::calls::LimitExceeded;
+use crate::calls::seam::{Gate, arg, replay_call, untargeted};
+use crate::notify::{Notification, Notifier, SubmitError, Submitted};
 use crate::timeline::EventKind;
 
-/// Who is sending: put into every message so a resolve finds its trigger.
-#[derive(Debug, Clone, Default)]
-pub struct RunContext {
-    pub run_id: String,
-    pub playbook: String,
-    pub alert: Option<AlertRef>,
-    pub priority: Option<crate::severity::Priority>,
+/// The `notify` interface's view of a run: the run's `Calls` and the host's notifier.
+pub struct NotifyView<'a> {
+    pub(crate) calls: &'a mut crate::calls::Calls,
+    pub(crate) notifier: &'a Arc<Notifier>,
+}
+crate::calls::view_of_calls!(NotifyView);
+
+/// Links the interface to `NotifyView` (`add_to_linker_instance::<_, Notify>`).
+pub struct Notify;
+impl wasmtime::component::HasData for Notify {
+    type Data<'a> = NotifyView<'a>;
 }
 
-impl notify::Host for RunState {
+impl notify::Host for NotifyView<'_> {
     async fn send(
         &mut self,
         channel: String,
@@ -30,15 +35,15 @@ impl notify::Host for RunState {
     ) -> wasmtime::Result<Result<(), CapError>> {
         // The message as the playbook sent it (the channel's URL and token are the host's).
         let args = json!({ "channel": arg(&channel), "message": arg(&message) });
-        let gate: Gate = {
+        let gate: Gate<Self> = {
             let channel = channel.clone();
             let message = message.clone();
-            untargeted(move |state| {
+            untargeted(move |state: &Self| {
                 state.channel_granted(&channel)?;
                 check_size(&message)
             })
         };
-        if let Some(answer) = self.replay_call::<()>("notify", "send", &args, gate)? {
+        if let Some(answer) = replay_call::<_, ()>(self, "notify", "send", &args, gate)? {
             if answer.is_ok() {
                 self.timeline.record(EventKind::Notification {
                     channel,
@@ -56,7 +61,7 @@ impl notify::Host for RunState {
     }
 }
 
-impl RunState {
+impl NotifyView<'_> {
     fn channel_granted(&self, channel: &str) -> Result<(), CapError> {
         if !self.grants.notify.iter().any(|c| c == channel) {
             return Err(CapError::Denied(format!(
@@ -111,16 +116,17 @@ impl RunState {
             Ok(submitted) => submitted,
             Err(e) => return Ok(Err(e)),
         };
+        let dry_run = self.dry_run;
         self.timeline.record(EventKind::Notification {
             channel,
             severity,
             title,
-            state: if self.dry_run {
+            state: if dry_run {
                 "would-send".into()
             } else {
                 submitted.state.clone()
             },
-            outbox_id: (!self.dry_run).then_some(submitted.outbox_id),
+            outbox_id: (!dry_run).then_some(submitted.outbox_id),
         });
         if submitted.state == "failed" {
             return Ok(Err(CapError::Failed(format!(
@@ -167,7 +173,7 @@ fn check_size(message: &Message) -> Result<(), CapError> {
     Ok(())
 }
 
-impl RunState {
+impl NotifyView<'_> {
     async fn check_and_submit(
         &mut self,
         channel: &str,

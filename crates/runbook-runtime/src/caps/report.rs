@@ -4,13 +4,14 @@ use sha2::{Digest, Sha256};
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::report::{self, Level, StepStatus};
-use crate::state::{Artifact, LimitExceeded, RunState};
+use crate::calls::{Calls, LimitExceeded};
+use crate::records::Artifact;
 use crate::timeline::EventKind;
 
 /// Longest single log line or step detail kept.
 const MAX_TEXT: usize = 8 << 10;
 
-impl RunState {
+impl Calls {
     fn count_log_line(&mut self) -> wasmtime::Result<()> {
         self.check_timeline_size()?;
         self.counters.logs += 1;
@@ -25,7 +26,7 @@ impl RunState {
     }
 }
 
-impl report::Host for RunState {
+impl report::Host for Calls {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.count_log_line()?;
         let level = match level {

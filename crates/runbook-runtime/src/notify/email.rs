@@ -6,7 +6,7 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::sinks::Attempt;
+use super::Attempt;
 use super::{ChannelConfig, Notification, SmtpTls, render};
 
 pub struct Mailer {

@@ -3,6 +3,7 @@
 //! first and then delivered by a worker per channel, with retries, backoff and rate limits, so
 //! a sink that is down, rate-limiting or restarting loses nothing.
 
+mod attempt;
 mod config;
 mod email;
 pub mod render;
@@ -17,8 +18,8 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
+pub use attempt::Attempt;
 pub use config::{ChannelConfig, DeliveryConfig, SmtpTls};
-pub use sinks::Attempt;
 
 use crate::store::{NewMessage, OutboxRow, Store};
 

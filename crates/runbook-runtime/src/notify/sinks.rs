@@ -12,21 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::email::Mailer;
-use super::{ChannelConfig, ConsoleStream, Notification, render};
-
-/// The outcome of one delivery attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attempt {
-    Delivered,
-    /// Worth trying again: 429, 5xx, timeouts, connection errors. `after` is the sink's own
-    /// Retry-After, which wins over our backoff.
-    Retry {
-        error: String,
-        after: Option<Duration>,
-    },
-    /// The sink refused the message itself (400, 403, 404…): retrying cannot help.
-    Failed(String),
-}
+use super::{Attempt, ChannelConfig, ConsoleStream, Notification, render};
 
 pub enum Sink {
     Console(ConsoleStream),

@@ -9,7 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{Quota, RateLimiter};
 use tokio::sync::watch;
 
-use super::sinks::Attempt;
+use super::Attempt;
 use super::{Channel, Notification};
 use crate::store::{Claim, OutboxRow, Store};
 

@@ -103,68 +103,68 @@ async fn call(state: &mut RunState, interface: &str, function: &str) -> Got {
     let grep = || from(json!({"case_insensitive": false, "max_matches": 10, "last_lines": null}));
     match (interface, function) {
         ("docker", "list-containers") => got(docker::Host::list_containers(
-            state,
+            &mut state.docker(),
             from(json!({"all": true, "name": null, "labels": []})),
         )
         .await),
-        ("docker", "inspect") => got(docker::Host::inspect(state, c()).await),
+        ("docker", "inspect") => got(docker::Host::inspect(&mut state.docker(), c()).await),
         ("docker", "logs") => got(docker::Host::logs(
-            state,
+            &mut state.docker(),
             c(),
             from(json!({"tail": 10, "since_secs": null, "timestamps": false})),
         )
         .await),
-        ("docker", "start") => got(docker::Host::start(state, c()).await),
-        ("docker", "stop") => got(docker::Host::stop(state, c(), None).await),
-        ("docker", "restart") => got(docker::Host::restart(state, c(), None).await),
-        ("docker", "pause") => got(docker::Host::pause(state, c()).await),
-        ("docker", "unpause") => got(docker::Host::unpause(state, c()).await),
-        ("docker", "stats") => got(docker::Host::stats(state, c()).await),
-        ("docker", "disk-usage") => got(docker::Host::disk_usage(state).await),
+        ("docker", "start") => got(docker::Host::start(&mut state.docker(), c()).await),
+        ("docker", "stop") => got(docker::Host::stop(&mut state.docker(), c(), None).await),
+        ("docker", "restart") => got(docker::Host::restart(&mut state.docker(), c(), None).await),
+        ("docker", "pause") => got(docker::Host::pause(&mut state.docker(), c()).await),
+        ("docker", "unpause") => got(docker::Host::unpause(&mut state.docker(), c()).await),
+        ("docker", "stats") => got(docker::Host::stats(&mut state.docker(), c()).await),
+        ("docker", "disk-usage") => got(docker::Host::disk_usage(&mut state.docker()).await),
         ("docker", "prune") => got(docker::Host::prune(
-            state,
+            &mut state.docker(),
             from(json!({"containers": true, "images": false, "all_images": false, "build_cache": false, "volumes": false})),
         )
         .await),
         ("docker", "network-disconnect") => got(docker::Host::network_disconnect(
-            state,
+            &mut state.docker(),
             c(),
             "front-1".into(),
             false,
         )
         .await),
-        ("fs-read", "read") => got(fs_read::Host::read(state, p(), 0, 10).await),
-        ("fs-read", "tail") => got(fs_read::Host::tail(state, p(), 10).await),
-        ("fs-read", "list-dir") => got(fs_read::Host::list_dir(state, p()).await),
-        ("fs-read", "stat") => got(fs_read::Host::stat(state, p()).await),
-        ("fs-read", "usage") => got(fs_read::Host::usage(state, p()).await),
-        ("fs-read", "largest") => got(fs_read::Host::largest(state, p(), 1, 10).await),
+        ("fs-read", "read") => got(fs_read::Host::read(&mut state.fs_read(), p(), 0, 10).await),
+        ("fs-read", "tail") => got(fs_read::Host::tail(&mut state.fs_read(), p(), 10).await),
+        ("fs-read", "list-dir") => got(fs_read::Host::list_dir(&mut state.fs_read(), p()).await),
+        ("fs-read", "stat") => got(fs_read::Host::stat(&mut state.fs_read(), p()).await),
+        ("fs-read", "usage") => got(fs_read::Host::usage(&mut state.fs_read(), p()).await),
+        ("fs-read", "largest") => got(fs_read::Host::largest(&mut state.fs_read(), p(), 1, 10).await),
         ("fs-read", "largest-many") => {
-            let answer = fs_read::Host::largest_many(state, vec![p()], 1, 10).await;
+            let answer = fs_read::Host::largest_many(&mut state.fs_read(), vec![p()], 1, 10).await;
             // Its one path's answer, as the call's.
             got(answer.map(|r| r.and_then(|mut each| each.remove(0).map(|_| ()))))
         }
-        ("fs-read", "find") => got(fs_read::Host::find(state, p(), find()).await),
+        ("fs-read", "find") => got(fs_read::Host::find(&mut state.fs_read(), p(), find()).await),
         ("fs-read", "find-entries") => {
-            got(fs_read::Host::find_entries(state, p(), find()).await)
+            got(fs_read::Host::find_entries(&mut state.fs_read(), p(), find()).await)
         }
-        ("fs-read", "grep") => got(fs_read::Host::grep(state, p(), "x".into(), grep()).await),
+        ("fs-read", "grep") => got(fs_read::Host::grep(&mut state.fs_read(), p(), "x".into(), grep()).await),
         ("http", "send") => got(http::Host::send(
-            state,
+            &mut state.http(),
             from(json!({"method": "GET", "url": "http://127.0.0.1:9/", "headers": [], "body": null, "timeout_ms": null})),
         )
         .await),
         ("http", "probe") => {
-            got(http::Host::probe(state, "http://127.0.0.1:9/".into(), None).await)
+            got(http::Host::probe(&mut state.http(), "http://127.0.0.1:9/".into(), None).await)
         }
         ("notify", "send") => got(notify::Host::send(
-            state,
+            &mut state.notify(),
             "ops".into(),
             from(json!({"title": "t", "body": "b", "severity": "Info", "fields": []})),
         )
         .await),
         ("approval", "ask") => got(approval::Host::ask(
-            state,
+            &mut state.approval(),
             "oncall".into(),
             from(json!({"title": "t", "body": "b", "actions": [], "timeout_secs": 60})),
         )

@@ -1,6 +1,8 @@
 //! Loading a playbook: find it by name (or, from the CLI, a path), compile it or load it from the
 //! cache, link it, and ask it to describe itself under a deadline and size caps of its own.
 
+use super::ending::trap_reason;
+use super::execute::new_store;
 use super::*;
 
 impl Host {
@@ -110,7 +112,7 @@ impl Host {
     async fn describe_prepared(
         &self,
         source: PluginSource,
-        pre: VersionedPre,
+        pre: VersionedPre<RunState>,
         mut load: LoadReport,
     ) -> Result<Prepared> {
         let description = match self.engine.recorded_description(&load) {
@@ -144,7 +146,7 @@ impl Host {
     /// describe() gets a deadline of its own, short, enforced both ways: the epoch deadline
     /// stops a guest spinning on the CPU, the timeout one parked in a host or WASI call. What it
     /// returns is held to the description caps.
-    async fn describe(&self, pre: &VersionedPre) -> Result<Description> {
+    async fn describe(&self, pre: &VersionedPre<RunState>) -> Result<Description> {
         let limits = Limits {
             deadline: description::DESCRIBE_DEADLINE,
             ..Limits::default()

@@ -21,10 +21,22 @@ use crate::bindings::runbook::host::docker::{
     self, Container, ContainerDetails, ContainerStats, ListFilter, LogLine, LogOptions,
     PruneOptions, PruneReport, SystemDf,
 };
+use crate::calls::seam::{Gate, replay_call, taped, untargeted};
 use crate::policy::{DockerRule, DockerVerb, name_glob};
-use crate::replay::seam::{Gate, taped, untargeted};
-use crate::state::RunState;
 use replay::container_gate;
+
+/// The `docker` interface's view of a run: the run's `Calls` and the Docker engine.
+pub struct DockerView<'a> {
+    pub(crate) calls: &'a mut crate::calls::Calls,
+    pub(crate) docker: &'a Arc<DockerEngine>,
+}
+crate::calls::view_of_calls!(DockerView);
+
+/// Links the interface to `DockerView` (`add_to_linker_instance::<_, Docker>`).
+pub struct Docker;
+impl wasmtime::component::HasData for Docker {
+    type Data<'a> = DockerView<'a>;
+}
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -59,8 +71,8 @@ fn verb_name(verb: DockerVerb) -> String {
         .unwrap_or_default()
 }
 
-fn global_gate<'a>(verb: DockerVerb) -> Gate<'a> {
-    untargeted(move |state| state.authorize_global(verb))
+fn global_gate<'a, 'v>(verb: DockerVerb) -> Gate<'a, DockerView<'v>> {
+    untargeted(move |state: &DockerView<'v>| state.authorize_global(verb))
 }
 
 /// The one rule check, live and on replay: some rule for `verb` covers the container's real
@@ -137,7 +149,7 @@ fn stop_timeout(timeout_secs: Option<u32>) -> Result<(), CapError> {
     }
 }
 
-impl RunState {
+impl DockerView<'_> {
     fn rules_for(&self, verb: DockerVerb) -> Vec<&DockerRule> {
         self.grants
             .docker
@@ -257,14 +269,15 @@ impl RunState {
     }
 }
 
-impl docker::Host for RunState {
+impl docker::Host for DockerView<'_> {
     async fn list_containers(&mut self, filter: ListFilter) -> CallResult<Vec<Container>> {
         self.begin_call()?;
         let started = Instant::now();
         let labels: Vec<String> = filter.labels.iter().take(32).map(|l| arg(l)).collect();
         let args =
             json!({ "all": filter.all, "name": filter.name.as_deref().map(arg), "labels": labels });
-        if let Some(answer) = self.replay_call::<Vec<Container>>(
+        if let Some(answer) = replay_call::<_, Vec<Container>>(
+            self,
             "docker",
             "list-containers",
             &args,
@@ -479,7 +492,7 @@ impl docker::Host for RunState {
 
     async fn disk_usage(&mut self) -> CallResult<SystemDf> {
         let gate = global_gate(DockerVerb::DiskUsage);
-        if let Some(answer) = self.replay_call("docker", "disk-usage", &json!({}), gate)? {
+        if let Some(answer) = replay_call(self, "docker", "disk-usage", &json!({}), gate)? {
             return Ok(answer);
         }
         self.begin_call()?;
@@ -507,14 +520,14 @@ impl docker::Host for RunState {
             "volumes": options.volumes,
         });
         let volumes = options.volumes;
-        let gate = untargeted(move |state| {
+        let gate: Gate<Self> = untargeted(move |state: &Self| {
             state.authorize_global(DockerVerb::Prune)?;
             if volumes {
                 state.authorize_global(DockerVerb::PruneVolumes)?;
             }
             Ok(())
         });
-        if let Some(answer) = self.replay_call("docker", "prune", &args, gate)? {
+        if let Some(answer) = replay_call(self, "docker", "prune", &args, gate)? {
             return Ok(answer);
         }
         self.begin_call()?;
@@ -602,7 +615,7 @@ impl docker::Host for RunState {
     }
 }
 
-impl RunState {
+impl DockerView<'_> {
     /// Containers matching the filter, limited to those the playbook may list: ungranted
     /// containers are invisible rather than an error.
     async fn list_granted(&mut self, filter: &ListFilter) -> Result<Vec<Container>, CapError> {

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{granted_on, reference};
+use crate::calls::seam::{Gate, Refusal, targeted};
 use crate::policy::DockerVerb;
-use crate::replay::seam::{Gate, Refusal, targeted};
 
 /// What `host run --record` writes as a container call's target.
 #[derive(Deserialize)]
@@ -106,12 +106,12 @@ fn reached(
 
 /// Replay gate of a container verb: the reference is held to Docker's grammar as live, the
 /// recorded target to the reference, and this host's rules to the target.
-pub(super) fn container_gate<'a>(
+pub(super) fn container_gate<'a, 'v>(
     verb: DockerVerb,
     container: String,
     network: Option<String>,
-) -> Gate<'a> {
-    targeted(move |state, target| {
+) -> Gate<'a, super::DockerView<'v>> {
+    targeted(move |state: &super::DockerView<'v>, target| {
         let container = reference::container(&container)?;
         let network = network.as_deref().map(reference::network).transpose()?;
         let found = reached(container, network, target)?;

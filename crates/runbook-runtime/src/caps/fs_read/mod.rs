@@ -28,11 +28,23 @@ use crate::bindings::CapError;
 use crate::bindings::runbook::host::fs_read::{
     self, Entry, FindOptions, FindResult, FsUsage, GrepOptions, GrepResult, LargestResult,
 };
+use crate::calls::seam::{Gate, Refusal, arg, replay_call, taped, targeted};
 use crate::policy::Grants;
-use crate::replay::seam::{Gate, Refusal, arg, taped, targeted};
-use crate::state::RunState;
 use ops::{Cx, MAX_GLOB_BYTES, MAX_PATTERN_BYTES};
 use replay::Use;
+
+/// The `fs-read` interface's view of a run: the run's `Calls` and its fs-read context.
+pub struct FsReadView<'a> {
+    pub(crate) calls: &'a mut crate::calls::Calls,
+    pub(crate) fs: &'a Arc<FsRead>,
+}
+crate::calls::view_of_calls!(FsReadView);
+
+/// Links the interface to `FsReadView` (`add_to_linker_instance::<_, FsReads>`).
+pub struct FsReads;
+impl wasmtime::component::HasData for FsReads {
+    type Data<'a> = FsReadView<'a>;
+}
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -42,7 +54,7 @@ pub struct FsRead {
     roots: Roots,
     protected: Arc<Protected>,
     slots: Arc<Semaphore>,
-    clock: Arc<crate::state::RunClock>,
+    clock: Arc<crate::calls::RunClock>,
 }
 
 impl FsRead {
@@ -50,7 +62,7 @@ impl FsRead {
     pub fn new(
         grants: &Grants,
         protected: Arc<Protected>,
-        clock: Arc<crate::state::RunClock>,
+        clock: Arc<crate::calls::RunClock>,
     ) -> (Self, Vec<String>) {
         let (roots, warnings) = Roots::open(&grants.fs_read, &grants.fs_meta);
         let fs = Self {
@@ -88,7 +100,7 @@ fn recorded_path(path: &str) -> String {
     recorded(path, MAX_PATH_BYTES)
 }
 
-impl RunState {
+impl FsReadView<'_> {
     async fn fs_call<T: Send + 'static>(
         &mut self,
         function: &str,
@@ -160,7 +172,7 @@ fn walk_summary(what: String, note: &ops::WalkNote) -> String {
 }
 
 /// The live calls; `fs_read::Host` below wraps each in the tape.
-impl RunState {
+impl FsReadView<'_> {
     async fn live_read(
         &mut self,
         path: String,
@@ -311,10 +323,10 @@ macro_rules! reaching {
     }};
 }
 
-impl fs_read::Host for RunState {
+impl fs_read::Host for FsReadView<'_> {
     async fn read(&mut self, path: String, offset: u64, max_bytes: u32) -> CallResult<Vec<u8>> {
         let args = json!({ "path": arg(&path), "offset": offset, "max_bytes": max_bytes });
-        let gate = RunState::path_gate(path.clone(), Use::Content);
+        let gate = Self::path_gate(path.clone(), Use::Content);
         taped!(self, "fs-read", "read", Vec<u8>, args, gate, {
             reaching!(self, path, Use::Content, {
                 self.live_read(path.clone(), offset, max_bytes).await
@@ -324,7 +336,7 @@ impl fs_read::Host for RunState {
 
     async fn tail(&mut self, path: String, lines: u32) -> CallResult<Vec<String>> {
         let args = json!({ "path": arg(&path), "lines": lines });
-        let gate = RunState::path_gate(path.clone(), Use::Content);
+        let gate = Self::path_gate(path.clone(), Use::Content);
         taped!(self, "fs-read", "tail", Vec<String>, args, gate, {
             reaching!(self, path, Use::Content, {
                 self.live_tail(path.clone(), lines).await
@@ -334,7 +346,7 @@ impl fs_read::Host for RunState {
 
     async fn list_dir(&mut self, path: String) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": arg(&path) });
-        let gate = RunState::path_gate(path.clone(), Use::Walk);
+        let gate = Self::path_gate(path.clone(), Use::Walk);
         taped!(self, "fs-read", "list-dir", Vec<Entry>, args, gate, {
             reaching!(self, path, Use::Walk, {
                 self.live_list_dir(path.clone()).await
@@ -344,7 +356,7 @@ impl fs_read::Host for RunState {
 
     async fn stat(&mut self, path: String) -> CallResult<Entry> {
         let args = json!({ "path": arg(&path) });
-        let gate = RunState::path_gate(path.clone(), Use::Stat);
+        let gate = Self::path_gate(path.clone(), Use::Stat);
         taped!(self, "fs-read", "stat", Entry, args, gate, {
             reaching!(self, path, Use::Stat, {
                 self.live_stat(path.clone()).await
@@ -354,7 +366,7 @@ impl fs_read::Host for RunState {
 
     async fn usage(&mut self, path: String) -> CallResult<FsUsage> {
         let args = json!({ "path": arg(&path) });
-        let gate = RunState::path_gate(path.clone(), Use::Usage);
+        let gate = Self::path_gate(path.clone(), Use::Usage);
         taped!(self, "fs-read", "usage", FsUsage, args, gate, {
             reaching!(self, path, Use::Usage, {
                 self.live_usage(path.clone()).await
@@ -364,7 +376,7 @@ impl fs_read::Host for RunState {
 
     async fn largest(&mut self, path: String, depth: u32, limit: u32) -> CallResult<LargestResult> {
         let args = json!({ "path": arg(&path), "depth": depth, "limit": limit });
-        let gate = RunState::path_gate(path.clone(), Use::Walk);
+        let gate = Self::path_gate(path.clone(), Use::Walk);
         taped!(self, "fs-read", "largest", LargestResult, args, gate, {
             reaching!(self, path, Use::Walk, {
                 self.live_largest(path.clone(), depth, limit).await
@@ -383,10 +395,10 @@ impl fs_read::Host for RunState {
         // Each path is held to this host's roots on its own, as a live call does: the gate
         // keeps what makes the fixture inconsistent, each path's refusal replaces its answer.
         let mut refused: Vec<Option<CapError>> = Vec::new();
-        let gate: Gate = {
+        let gate: Gate<Self> = {
             let paths = paths.clone();
             let refused = &mut refused;
-            targeted(move |state, target| {
+            targeted(move |state: &Self, target| {
                 let targets = replay::many_targets(paths.len(), target)?;
                 for (path, target) in paths.iter().zip(&targets) {
                     refused.push(match state.replay_path(path, Use::Walk, target.as_ref()) {
@@ -398,7 +410,8 @@ impl fs_read::Host for RunState {
                 Ok(())
             })
         };
-        if let Some(answer) = self.replay_call::<Many>("fs-read", "largest-many", &args, gate)? {
+        if let Some(answer) = replay_call::<_, Many>(self, "fs-read", "largest-many", &args, gate)?
+        {
             return Ok(answer.map(|results| {
                 results
                     .into_iter()
@@ -411,7 +424,7 @@ impl fs_read::Host for RunState {
             }));
         }
         let result = self.live_largest_many(paths.clone(), depth, limit).await;
-        let recording = matches!(self.tape, Some(crate::replay::Tape::Recording(_)));
+        let recording = matches!(self.tape, Some(crate::tape::Tape::Recording(_)));
         if recording && let Ok(Ok(results)) = &result {
             let mut targets = Vec::new();
             for (path, answered) in paths.iter().zip(results) {
@@ -428,7 +441,7 @@ impl fs_read::Host for RunState {
 
     async fn find(&mut self, path: String, options: FindOptions) -> CallResult<Vec<Entry>> {
         let args = json!({ "path": arg(&path), "options": arg(&options) });
-        let gate = RunState::path_gate(path.clone(), Use::Walk);
+        let gate = Self::path_gate(path.clone(), Use::Walk);
         taped!(self, "fs-read", "find", Vec<Entry>, args, gate, {
             reaching!(self, path, Use::Walk, {
                 self.live_find(path.clone(), options).await
@@ -438,7 +451,7 @@ impl fs_read::Host for RunState {
 
     async fn find_entries(&mut self, path: String, options: FindOptions) -> CallResult<FindResult> {
         let args = json!({ "path": arg(&path), "options": arg(&options) });
-        let gate = RunState::path_gate(path.clone(), Use::Walk);
+        let gate = Self::path_gate(path.clone(), Use::Walk);
         taped!(self, "fs-read", "find-entries", FindResult, args, gate, {
             reaching!(self, path, Use::Walk, {
                 self.live_find_entries(path.clone(), options).await
@@ -453,7 +466,7 @@ impl fs_read::Host for RunState {
         options: GrepOptions,
     ) -> CallResult<GrepResult> {
         let args = json!({ "path": arg(&path), "pattern": arg(&pattern), "options": arg(options) });
-        let gate = RunState::path_gate(path.clone(), Use::Content);
+        let gate = Self::path_gate(path.clone(), Use::Content);
         taped!(self, "fs-read", "grep", GrepResult, args, gate, {
             reaching!(self, path, Use::Content, {
                 self.live_grep(path.clone(), pattern, options).await

@@ -10,10 +10,10 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::FsReadView;
 use super::roots::MAX_PATH_BYTES;
 use crate::bindings::CapError;
-use crate::replay::seam::{Gate, Refusal, targeted};
-use crate::state::RunState;
+use crate::calls::seam::{Gate, Refusal, targeted};
 use crate::text::echo;
 
 /// A file type as a target records it (a device is told apart: no grant reaches one).
@@ -97,7 +97,7 @@ fn inconsistent(why: String) -> Refusal {
     Refusal::Inconsistent(why)
 }
 
-impl RunState {
+impl FsReadView<'_> {
     /// The granted root a path falls under, lexically (the fixture's world has no files to
     /// open): the longest one usable for `how`, as a live call picks it.
     fn replay_root(&self, path: &str, how: Use) -> Result<PathBuf, CapError> {
@@ -201,14 +201,14 @@ impl RunState {
     }
 
     /// Replay gate of a one-path call.
-    pub(crate) fn path_gate<'a>(path: String, how: Use) -> Gate<'a> {
-        targeted(move |state, target| state.replay_path(&path, how, target))
+    pub(crate) fn path_gate<'a>(path: String, how: Use) -> Gate<'a, Self> {
+        targeted(move |state: &Self, target| state.replay_path(&path, how, target))
     }
 
     /// Recording: what `path` reached, resolved again as the call did (its canonical path
     /// and file type). `None` when it no longer resolves (the call's own error says why).
     pub(super) fn record_path_target(&mut self, path: &str, how: Use) {
-        if !matches!(self.tape, Some(crate::replay::Tape::Recording(_))) {
+        if !matches!(self.tape, Some(crate::tape::Tape::Recording(_))) {
             return;
         }
         let access = match how {

@@ -13,10 +13,24 @@ use url::Url;
 
 use crate::bindings::CapError;
 use crate::bindings::runbook::host::http::{self, ProbeFailure, ProbeResult, Request, Response};
+use crate::calls::LimitExceeded;
+use crate::calls::seam::{Gate, replay_call, taped, untargeted};
 use crate::policy::Grants;
-use crate::replay::seam::{Gate, taped, untargeted};
-use crate::state::{LimitExceeded, RunState};
 use egress::{EgressPolicy, GuardedResolver};
+
+/// The `http` interface's view of a run: the run's `Calls`, the client and the egress policy.
+pub struct HttpView<'a> {
+    pub(crate) calls: &'a mut crate::calls::Calls,
+    pub(crate) http: &'a Arc<HttpClient>,
+    pub(crate) egress: &'a Arc<egress::EgressPolicy>,
+}
+crate::calls::view_of_calls!(HttpView);
+
+/// Links the interface to `HttpView` (`add_to_linker_instance::<_, Http>`).
+pub struct Http;
+impl wasmtime::component::HasData for Http {
+    type Data<'a> = HttpView<'a>;
+}
 
 type CallResult<T> = wasmtime::Result<Result<T, CapError>>;
 
@@ -115,7 +129,7 @@ fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-impl RunState {
+impl HttpView<'_> {
     fn check_url(&self, raw: &str) -> Result<Url, CapError> {
         let shown = crate::text::echo(raw);
         if raw.len() > MAX_URL_BYTES {
@@ -369,14 +383,14 @@ async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool),
 
 /// Replay: the URL and headers against this host's grants and egress rules (no name is
 /// resolved: nothing is sent).
-fn url_gate<'a>(url: String, headers: Vec<(String, String)>) -> Gate<'a> {
-    untargeted(move |state| {
+fn url_gate<'a, 'v>(url: String, headers: Vec<(String, String)>) -> Gate<'a, HttpView<'v>> {
+    untargeted(move |state: &HttpView<'v>| {
         state.check_url(&url)?;
         check_headers(&headers)
     })
 }
 
-impl http::Host for RunState {
+impl http::Host for HttpView<'_> {
     async fn send(&mut self, req: Request) -> CallResult<Response> {
         // Header values and bodies may carry tokens: names, and a body's size and digest.
         let args = json!({
@@ -387,7 +401,7 @@ impl http::Host for RunState {
             "timeout_ms": req.timeout_ms,
         });
         let gate = url_gate(req.url.clone(), req.headers.clone());
-        if let Some(answer) = self.replay_call("http", "send", &args, gate)? {
+        if let Some(answer) = replay_call(self, "http", "send", &args, gate)? {
             return Ok(answer);
         }
         let result = self.live_http_send(req).await;
@@ -418,7 +432,7 @@ impl http::Host for RunState {
 }
 
 /// The live calls, wrapped above in the tape.
-impl RunState {
+impl HttpView<'_> {
     async fn live_http_send(&mut self, req: Request) -> CallResult<Response> {
         self.begin_call()?;
         self.count_http_call()?;
@@ -510,7 +524,7 @@ impl RunState {
     }
 }
 
-impl RunState {
+impl HttpView<'_> {
     /// `Ok(None)`: a mutating request on a dry run, not sent.
     async fn send_checked(
         &mut self,

@@ -6,21 +6,25 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{BadFixture, FixtureCall, ReplayMismatch, Tape};
+use std::ops::DerefMut;
+
+use super::Calls;
 use crate::bindings::CapError;
-use crate::state::RunState;
+use crate::tape::{BadFixture, FixtureCall, ReplayMismatch, Tape, encode_error, split_result};
 
 /// Strings a playbook passes are kept whole up to this; longer ones are cut with their length.
 const MAX_ARG_STRING_BYTES: usize = 4096;
 
 /// Wraps a capability host function: on replay the recorded answer (after `$gate`, this
 /// host's world-free grant check, ran on the recorded call); else the body, whose result is
-/// recorded when recording. `$args` is built only when a tape is on.
+/// recorded when recording. `$args` is built only when a tape is on. `$state` is the
+/// capability's view (`&mut`, dereferencing to the run's `Calls`).
 macro_rules! taped {
     ($state:ident, $iface:literal, $func:literal, $t:ty, $args:expr, $gate:expr, $body:block) => {{
         let tape_args: Option<serde_json::Value> = $state.tape.is_some().then(|| $args);
         if let Some(args) = &tape_args
-            && let Some(answer) = $state.replay_call::<$t>($iface, $func, args, $gate)?
+            && let Some(answer) =
+                $crate::calls::seam::replay_call::<_, $t>($state, $iface, $func, args, $gate)?
         {
             return Ok(answer);
         }
@@ -46,21 +50,21 @@ impl From<CapError> for Refusal {
     }
 }
 
-/// A world-free grant check on a recorded call, on what it reached (its `target`).
-pub(crate) type Gate<'a> =
-    Box<dyn FnOnce(&RunState, &FixtureCall) -> Result<(), Refusal> + Send + 'a>;
+/// A world-free grant check on a recorded call, on what it reached (its `target`), seeing
+/// the capability's view `V` of the run.
+pub(crate) type Gate<'a, V> = Box<dyn FnOnce(&V, &FixtureCall) -> Result<(), Refusal> + Send + 'a>;
 
 /// The gate of a call that reaches what its arguments name (a URL, a channel, a group, the
 /// engine as a whole): nothing for a fixture to record, so a `target` on it is a forgery.
-pub(crate) fn untargeted<'a>(
-    check: impl FnOnce(&RunState) -> Result<(), CapError> + Send + 'a,
-) -> Gate<'a> {
+pub(crate) fn untargeted<'a, V>(
+    check: impl FnOnce(&V) -> Result<(), CapError> + Send + 'a,
+) -> Gate<'a, V> {
     Box::new(move |state, recorded| {
         if let Some(target) = &recorded.target {
             return Err(Refusal::Inconsistent(format!(
                 "this call reaches what its arguments name, yet the fixture records a target \
                  {}",
-                super::shown(target)
+                crate::tape::shown(target)
             )));
         }
         Ok(check(state)?)
@@ -69,9 +73,9 @@ pub(crate) fn untargeted<'a>(
 
 /// The gate of a call that reaches something the world resolves (a container, a file): the
 /// check sees the recorded target, if any, and must hold it to the arguments.
-pub(crate) fn targeted<'a>(
-    check: impl FnOnce(&RunState, Option<&Value>) -> Result<(), Refusal> + Send + 'a,
-) -> Gate<'a> {
+pub(crate) fn targeted<'a, V>(
+    check: impl FnOnce(&V, Option<&Value>) -> Result<(), Refusal> + Send + 'a,
+) -> Gate<'a, V> {
     Box::new(move |state, recorded| check(state, recorded.target.as_ref()))
 }
 
@@ -93,51 +97,21 @@ fn cap_strings(value: &mut Value) {
     }
 }
 
-/// `{"ok": v}` or `{"error": {"kind", "detail"}}` as the recorded result's two halves.
-pub(crate) fn split_result(result: &Value) -> Result<Result<Value, CapError>, String> {
-    let Some(map) = result.as_object().filter(|m| m.len() == 1) else {
-        return Err("result must be {\"ok\": …} or {\"error\": {\"kind\", \"detail\"}}".into());
-    };
-    if let Some(ok) = map.get("ok") {
-        return Ok(Ok(ok.clone()));
-    }
-    let error = &map["error"];
-    let detail = error["detail"].as_str().unwrap_or_default().to_string();
-    let error = match error["kind"].as_str() {
-        Some("denied") => CapError::Denied(detail),
-        Some("not-found") => CapError::NotFound(detail),
-        Some("invalid") => CapError::Invalid(detail),
-        Some("unavailable") => CapError::Unavailable(detail),
-        Some("timeout") => CapError::Timeout(detail),
-        Some("failed") => CapError::Failed(detail),
-        _ => {
-            return Err(
-                "error.kind must be denied, not-found, invalid, unavailable, timeout or failed"
-                    .into(),
-            );
-        }
-    };
-    Ok(Err(error))
-}
-
-pub(crate) fn encode_error(e: &CapError) -> Value {
-    json!({ "error": { "kind": e.kind(), "detail": e.detail() } })
-}
-
-impl RunState {
-    /// Replaying: the fixture's answer to this call, after this host's grant check on what the
-    /// call reached. `None` when not replaying. A call the fixture does not have ends the run.
-    pub(crate) fn replay_call<T: DeserializeOwned>(
-        &mut self,
-        interface: &'static str,
-        function: &'static str,
-        args: &Value,
-        gate: Gate<'_>,
-    ) -> wasmtime::Result<Option<Result<T, CapError>>> {
-        let Some(Tape::Replaying(replayer)) = &mut self.tape else {
+/// Replaying: the fixture's answer to this call, after this host's grant check on what the
+/// call reached. `None` when not replaying. A call the fixture does not have ends the run.
+pub(crate) fn replay_call<V: DerefMut<Target = Calls>, T: DeserializeOwned>(
+    view: &mut V,
+    interface: &'static str,
+    function: &'static str,
+    args: &Value,
+    gate: Gate<'_, V>,
+) -> wasmtime::Result<Option<Result<T, CapError>>> {
+    let recorded = {
+        let this: &mut Calls = view;
+        let Some(Tape::Replaying(replayer)) = &mut this.tape else {
             return Ok(None);
         };
-        let recorded = match replayer.answer(interface, function, args, &self.context.run_id) {
+        let recorded = match replayer.answer(interface, function, args, &this.context.run_id) {
             Ok(call) => call.clone(),
             Err(mismatch) => {
                 let diff = mismatch.diff();
@@ -145,9 +119,13 @@ impl RunState {
                 return Err(ReplayMismatch(diff).into());
             }
         };
-        self.begin_call()?;
-        let allowed = gate(self, &recorded);
-        let Some(Tape::Replaying(replayer)) = &mut self.tape else {
+        this.begin_call()?;
+        recorded
+    };
+    let allowed = gate(view, &recorded);
+    {
+        let this: &mut Calls = view;
+        let Some(Tape::Replaying(replayer)) = &mut this.tape else {
             unreachable!("replaying above");
         };
         let answer = match allowed {
@@ -192,7 +170,7 @@ impl RunState {
             Ok(_) => ("ok", Some("replayed".to_string())),
             Err(e) => (e.kind(), Some(e.detail().to_string())),
         };
-        self.timeline.call(
+        this.timeline.call(
             interface,
             function,
             args.clone(),
@@ -202,7 +180,9 @@ impl RunState {
         );
         Ok(Some(answer))
     }
+}
 
+impl Calls {
     /// Recording: the call with its full result or error (a trap is not a result).
     pub(crate) fn tape_call<T: Serialize>(
         &mut self,

@@ -127,7 +127,7 @@ impl Fixture {
             }
         }
         for (i, call) in self.calls.iter().enumerate() {
-            let _kind = super::seam::split_result(&call.result).map_err(|e| {
+            let _kind = super::split_result(&call.result).map_err(|e| {
                 anyhow::anyhow!("calls[{i}] ({}.{}): {e}", call.interface, call.function)
             })?;
         }
@@ -139,58 +139,6 @@ impl Fixture {
 pub const FIXTURE_ARTIFACT: &str = "fixture.json";
 
 impl Fixture {
-    /// A run and its recorded calls as a fixture; `expect` is what the run came to (the
-    /// summary and titles as exact patterns).
-    pub fn recorded(record: &crate::run::RunRecord, mut calls: Vec<FixtureCall>) -> Self {
-        for call in &mut calls {
-            super::abstract_run_id(&mut call.args, &record.run_id);
-        }
-        let alert = record.alert.clone().and_then(|json| {
-            let mut alert = crate::incident::parse_alert(json.clone()).ok()?;
-            if let Some(name) = json["name"].as_str() {
-                alert.name = name.to_string();
-            }
-            Some(alert)
-        });
-        let notifications = record
-            .timeline
-            .iter()
-            .filter_map(|e| match &e.kind {
-                crate::timeline::EventKind::Notification {
-                    channel,
-                    severity,
-                    title,
-                    ..
-                } => Some(ExpectedNotification {
-                    channel: channel.clone(),
-                    title: Some(exact(title)),
-                    severity: Some(severity.clone()),
-                }),
-                _ => None,
-            })
-            .collect();
-        Self {
-            playbook: Some(record.playbook.clone()),
-            incident: FixtureIncident {
-                trigger: Some(record.trigger.to_string()),
-                params: record.params.clone(),
-                alert,
-                dry_run: record.dry_run,
-                wall_clock_ms: humantime::parse_rfc3339(&record.started_at)
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64),
-            },
-            calls,
-            expect: Expect {
-                status: Some(record.status.to_string()),
-                summary: Some(exact(&record.summary)),
-                actions: Some(record.actions.clone()),
-                notifications: Some(notifications),
-            },
-        }
-    }
-
     pub fn to_json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)? + "\n")
     }
@@ -207,9 +155,4 @@ impl Fixture {
             text,
         })
     }
-}
-
-/// A pattern matching exactly this text.
-fn exact(text: &str) -> String {
-    format!("^{}$", regex::escape(text))
 }
