@@ -89,21 +89,57 @@ for m, f in mods.items():
 name = lambda m: '::'.join(m) or '(lib)'
 for m in sorted(graph) if show_deps else []:
     print(f"{name(m)}: {' '.join(name(d) for d in graph[m])}")
-# SCCs (Tarjan)
-idx, low, st, on, sccs, i = {}, {}, [], set(), [], [0]
-def sc(v):
-    idx[v] = low[v] = i[0]; i[0] += 1; st.append(v); on.add(v)
-    for w in graph[v]:
-        if w not in idx: sc(w); low[v] = min(low[v], low[w])
-        elif w in on: low[v] = min(low[v], idx[w])
-    if low[v] == idx[v]:
-        c = []
-        while True:
-            w = st.pop(); on.discard(w); c.append(w)
-            if w == v: break
-        if len(c) > 1: sccs.append(c)
+# Circles are looked for among siblings, at every level: inside each module, its children (each
+# with everything below it) and the module's own file. An edge u -> v counts at the level of their
+# lowest common ancestor. A module naming its own children is its contents (`pub use child::X`),
+# not an import, so only the children's edges to their parent's file count.
+levels = {}
+for u, targets in graph.items():
+    for v in targets:
+        k = 0
+        while k < min(len(u), len(v)) and u[k] == v[k]:
+            k += 1
+        top = u[:k]
+        a = u[: k + 1] if len(u) > k else top
+        b = v[: k + 1] if len(v) > k else top
+        if a == b or a == top:
+            continue
+        levels.setdefault(top, {}).setdefault(a, set()).add(b)
+
+
+def tarjan(g):
+    idx, low, st, on, out, i = {}, {}, [], set(), [], [0]
+
+    def sc(v):
+        idx[v] = low[v] = i[0]
+        i[0] += 1
+        st.append(v)
+        on.add(v)
+        for w in g.get(v, ()):
+            if w not in idx:
+                sc(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], idx[w])
+        if low[v] == idx[v]:
+            c = []
+            while True:
+                w = st.pop()
+                on.discard(w)
+                c.append(w)
+                if w == v:
+                    break
+            if len(c) > 1:
+                out.append(c)
+
+    for v in list(g):
+        if v not in idx:
+            sc(v)
+    return out
+
+
 sys.setrecursionlimit(10000)
-for v in graph:
-    if v not in idx: sc(v)
-print('circles:' if sccs else 'circles: none')
-for c in sccs: print('  ' + ' <-> '.join(sorted(name(x) for x in c)))
+sccs = [c for top in sorted(levels) for c in tarjan(levels[top])]
+print(f"circles: {len(sccs)}" if sccs else "circles: none")
+for c in sccs:
+    print("  " + " <-> ".join(sorted(name(x) for x in c)))

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 // Through anstream: colour codes reach a terminal only, and never with NO_COLOR set.
 use anstream::eprintln;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 // The layers under the names the subcommands use: the CLI is the one crate that imports them all.
 use runbook_core::{panics, records, severity, text, timeline};
@@ -89,7 +89,7 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Notify(args) => args.run(globals).await,
         Command::Check(args) => args.run(globals).await,
         Command::Health(args) => args.run().await,
-        Command::Completions(args) => args.run(),
-        Command::Man(args) => args.run(),
+        Command::Completions(args) => args.run(Cli::command()),
+        Command::Man(args) => args.run(Cli::command()),
     }
 }

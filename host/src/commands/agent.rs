@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::{ConfigError, Context};
 use crate::store::Location;
 

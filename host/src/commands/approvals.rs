@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anstream::{eprintln, print, println};
 use clap::Args;
 
+use super::Globals;
 use crate::approval::{Approvals, cli};
-use crate::cli::Globals;
 use crate::commands::Context;
 use crate::style;
 

@@ -5,9 +5,9 @@ use anstream::{eprintln, println};
 use clap::Args;
 use serde::Serialize;
 
+use super::Globals;
 use crate::bindings::Capability;
 use crate::catalog;
-use crate::cli::Globals;
 use crate::commands::{Context, EXIT_FAILED};
 use crate::config::{AuthConfig, Config};
 use crate::run::Host;

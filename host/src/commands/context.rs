@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anstream::eprintln;
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::ConfigError;
 use crate::config::Config;
 use crate::engine::default_cache_dir;

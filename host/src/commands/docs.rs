@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use anstream::println;
-use clap::{Args, CommandFactory};
+use clap::Args;
 
-use crate::cli::Cli;
 use crate::commands::write_stdout;
 
 #[derive(Args)]
@@ -29,25 +28,28 @@ pub struct ManArgs {
 }
 
 impl CompletionsArgs {
-    pub fn run(self) -> anyhow::Result<u8> {
+    /// `cli`: the command line's definition (`Cli::command()`), handed down so that this
+    /// module does not import the one that lists it.
+    pub fn run(self, mut cli: clap::Command) -> anyhow::Result<u8> {
         let mut script = Vec::new();
-        clap_complete::generate(self.shell, &mut Cli::command(), "host", &mut script);
+        clap_complete::generate(self.shell, &mut cli, "host", &mut script);
         write_stdout(&script)?;
         Ok(0)
     }
 }
 
 impl ManArgs {
-    pub fn run(self) -> anyhow::Result<u8> {
+    /// `cli`: the command line's definition, as for completions.
+    pub fn run(self, cli: clap::Command) -> anyhow::Result<u8> {
         match &self.dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
-                clap_mangen::generate_to(man_command(), dir)?;
+                clap_mangen::generate_to(man_command(cli), dir)?;
                 println!("{}", dir.display());
             }
             None => {
                 let mut page = Vec::new();
-                clap_mangen::Man::new(man_command()).render(&mut page)?;
+                clap_mangen::Man::new(man_command(cli)).render(&mut page)?;
                 write_stdout(&page)?;
             }
         }
@@ -57,6 +59,6 @@ impl ManArgs {
 
 /// The command line as the manual pages name it: runbook-host(1), runbook-host-run(1) … (bind9
 /// owns host(1)); the synopsis keeps the `host` the operator types.
-fn man_command() -> clap::Command {
-    Cli::command().display_name("runbook-host").bin_name("host")
+fn man_command(cli: clap::Command) -> clap::Command {
+    cli.display_name("runbook-host").bin_name("host")
 }

@@ -4,8 +4,8 @@
 use anstream::{print, println};
 use clap::Args;
 
+use super::Globals;
 use crate::bindings::Capability;
-use crate::cli::Globals;
 use crate::commands::{Context, prepare_named_or_file};
 
 #[derive(Args)]

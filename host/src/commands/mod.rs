@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod check;
 pub mod context;
 pub mod docs;
+mod globals;
 pub mod health;
 pub mod inspect;
 pub mod list;
@@ -24,6 +25,7 @@ pub mod serve;
 pub mod test;
 
 pub use context::Context;
+pub use globals::Globals;
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anstream::{eprintln, print, println};
 use clap::{Args, Subcommand};
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::{ConfigError, Context, EXIT_FAILED};
 use crate::notify::Notifier;
 use crate::render;

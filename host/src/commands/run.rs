@@ -7,7 +7,7 @@ use std::time::Duration;
 use anstream::eprintln;
 use clap::Args;
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::{ConfigError, Context, EXIT_ESCALATED, EXIT_FAILED, prepare_named_or_file};
 use crate::incident::{parse_param, read_alert_file};
 use crate::notify::ConsoleStream;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anstream::{eprintln, print, println};
 use clap::{Args, Subcommand};
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::{Context, EXIT_USAGE};
 use crate::render;
 use crate::store::{Store, StoredRun};

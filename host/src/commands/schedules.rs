@@ -4,7 +4,7 @@
 use anstream::{print, println};
 use clap::Args;
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::Context;
 
 #[derive(Args)]

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::cli::Globals;
+use super::Globals;
 use crate::commands::Context;
 
 #[derive(Args)]
