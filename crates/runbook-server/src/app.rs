@@ -9,12 +9,12 @@ use anyhow::{Context, Result};
 
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::console::Console;
 use crate::dispatch::Dispatcher;
-use crate::fleet::nodes::Fleet;
+use crate::nodes::Fleet;
 use crate::routing::Router as AlertRouter;
 use crate::schedule::Schedules;
 use crate::store::Store as RunStore;
-use crate::ui::console::Console;
 
 pub(crate) struct App {
     pub(crate) dispatcher: Arc<Dispatcher>,
@@ -54,7 +54,7 @@ impl Live {
                 Verifier::from_config(&hook.auth).with_context(|| format!("[webhooks.{name}]"))?;
             verifiers.insert(name.clone(), verifier);
         }
-        let ui = crate::ui::console::verifier(&config.ui).context("[ui]")?;
+        let ui = crate::console::verifier(&config.ui).context("[ui]")?;
         Ok(Live {
             router,
             verifiers,

@@ -35,8 +35,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, Refusal};
 use crate::catalog::FindError;
-use crate::fleet::nodes::NodeIntake;
 use crate::metrics::{GaugeGuard, Metrics};
+use crate::nodes::NodeIntake;
 use crate::run::{Host, Prepared, RunRecord, RunRequest, UsageError, guard_run};
 use crate::store::{Admit, Admitted, AlertRecord, QueuedRun, SlotLimits, Store as RunStore};
 

@@ -14,7 +14,9 @@
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
 //!   rescued
 //! - `approvals`, `cancel`: answering questions, stopping runs
-//! - `fleet/`: the agent API and the nodes; `ui/`: the console; `reload`: SIGHUP
+//! - `nodes`, `console`, `csrf`: state the app holds (the fleet's nodes, the console's sign-in
+//!   and form tokens), below the handlers that use it
+//! - `fleet/`: the agent API; `ui/`: the console's pages; `reload`: SIGHUP
 
 // The layers below, under the names this crate's files use. The runtime's `cancel`, `fleet`
 // and `schedule` are named in full: this crate has its own modules of those names.
@@ -31,6 +33,8 @@ mod app;
 mod approvals;
 mod auth;
 mod cancel;
+mod console;
+mod csrf;
 mod dispatch;
 mod fleet;
 mod gate;
@@ -38,6 +42,7 @@ mod health;
 mod hooks;
 mod intake;
 mod metrics;
+mod nodes;
 mod reload;
 mod rescue;
 mod respond;
@@ -55,10 +60,10 @@ pub use self::serve::serve;
 
 /// Whether `[fleet]` is usable: every node's token loads and is long enough.
 pub fn check_fleet(config: &crate::config::FleetConfig) -> Result<()> {
-    fleet::nodes::Fleet::from_config(config).map(|_| ())
+    nodes::Fleet::from_config(config).map(|_| ())
 }
 
 /// Whether `[ui]` is usable: a kind the console takes, its secret loads.
 pub fn check_ui(config: &crate::config::UiConfig) -> Result<()> {
-    ui::console::verifier(config).map(|_| ())
+    console::verifier(config).map(|_| ())
 }

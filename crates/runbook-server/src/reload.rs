@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use crate::app::{Live, Shared};
 use crate::auth::Verifier;
 use crate::config::{Config, FleetConfig, PluginConfig};
-use crate::fleet::nodes::Fleet;
+use crate::nodes::Fleet;
 
 pub async fn on_sighup(app: Shared) {
     use tokio::signal::unix::{SignalKind, signal};

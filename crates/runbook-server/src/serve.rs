@@ -10,12 +10,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::app::{App, Live, Shared};
+use crate::console::Console;
 use crate::dispatch::Dispatcher;
-use crate::fleet::nodes::Fleet;
 use crate::metrics::Metrics;
+use crate::nodes::Fleet;
 use crate::run::Host;
 use crate::schedule::Schedules;
-use crate::ui::console::Console;
 use crate::{api, approvals, cancel, fleet, health, hooks, reload, rescue, respond, ui};
 
 /// Serves until SIGTERM/SIGINT, then drains: no new requests, running runs get the grace

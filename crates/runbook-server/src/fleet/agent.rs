@@ -1,5 +1,5 @@
 //! The agent API under `/agent/v1/` (poll, heartbeat, live events, finish) and `/nodes`.
-//! Each call is admitted by its node's token (`nodes::Fleet::node_of`) and, for a run, by its
+//! Each call is admitted by its node's token (`crate::nodes::Fleet::node_of`) and, for a run, by its
 //! session still holding the run in the store.
 
 use std::time::{Duration, Instant};

@@ -9,7 +9,6 @@
 //! `agent`: the endpoints; `outcome`: what the store keeps of a node's report.
 
 mod agent;
-pub(crate) mod nodes;
 mod outcome;
 
 pub(crate) use agent::{node_routes, routes};

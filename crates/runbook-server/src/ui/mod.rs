@@ -16,8 +16,6 @@ mod access;
 mod approvals;
 mod assets;
 mod cancel;
-pub(crate) mod console;
-mod csrf;
 mod feed;
 mod forms;
 pub(super) mod live;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use tokio::sync::Semaphore;
 
-use super::csrf::Csrf;
 use crate::auth::Verifier;
 use crate::config::{AuthConfig, UiConfig};
+use crate::csrf::Csrf;
 
 /// Live timelines followed at once; each polls the store, so they are bounded.
 const MAX_STREAMS: usize = 64;
