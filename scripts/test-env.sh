@@ -141,9 +141,74 @@ SQL
     echo "test-env: RUNBOOK_TEST_POSTGRES=$PG_URL" >&2
 }
 
+# A second throwaway cluster that speaks only TLS, for the store's sslmode tests: a test PKI
+# made afresh whenever the cluster starts (scripts/test-certs.sh), `hostssl` only (plain text
+# refused), client certificates required for the database runbook_certs. The tests find it
+# through RUNBOOK_TEST_POSTGRES_TLS (this directory: url, certs/, the socket).
+PG_TLS_DIR=/tmp/runbook-pg-tls
+PG_TLS_PORT=54339
+
+ensure_postgres_tls() {
+    local bin user run certs="$PG_TLS_DIR/certs"
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    if [ "$(id -u)" = 0 ]; then user=postgres; run=(runuser -u postgres --); else user=$(id -un); run=(); fi
+    mkdir -p "$PG_TLS_DIR"
+    chown "$user" "$PG_TLS_DIR"
+    if [ ! -s "$PG_TLS_DIR/data/PG_VERSION" ]; then
+        echo "test-env: initdb $PG_TLS_DIR/data" >&2
+        rm -rf "$PG_TLS_DIR/data"
+        "${run[@]}" "$bin/initdb" -D "$PG_TLS_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        cat > "$PG_TLS_DIR/data/pg_hba.conf" <<HBA
+local all all trust
+hostssl runbook_certs all 127.0.0.1/32 cert
+hostssl all all 127.0.0.1/32 trust
+hostnossl all all 127.0.0.1/32 reject
+HBA
+        cat >> "$PG_TLS_DIR/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_TLS_PORT
+unix_socket_directories = '$PG_TLS_DIR'
+max_connections = 100
+shared_buffers = 32MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+ssl = on
+ssl_cert_file = '$certs/server.pem'
+ssl_key_file = '$certs/server.key'
+ssl_ca_file = '$certs/ca.pem'
+CONF
+    fi
+    if ! "$bin/pg_isready" -q -h "$PG_TLS_DIR" -p "$PG_TLS_PORT"; then
+        "$(dirname "$0")/test-certs.sh" "$certs" runbook intruder
+        chown "$user" "$certs"/*.key "$certs"/*.pem && chmod 600 "$certs"/*.key
+        echo "test-env: starting postgres (TLS only) on 127.0.0.1:$PG_TLS_PORT (log: $PG_TLS_DIR/log)" >&2
+        touch "$PG_TLS_DIR/log" && chown "$user" "$PG_TLS_DIR/log"
+        "${run[@]}" "$bin/pg_ctl" -D "$PG_TLS_DIR/data" -l "$PG_TLS_DIR/log" -w -t 60 start >/dev/null || {
+            echo "test-env: postgres (TLS) did not start; see $PG_TLS_DIR/log" >&2
+            tail -20 "$PG_TLS_DIR/log" >&2 || true
+            exit 1
+        }
+    fi
+    psql -q -v ON_ERROR_STOP=1 -h "$PG_TLS_DIR" -p "$PG_TLS_PORT" -U postgres -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'runbook') THEN
+        CREATE ROLE runbook CREATEDB LOGIN;
+    END IF;
+END $$;
+GRANT pg_signal_backend TO runbook;
+SELECT 'CREATE DATABASE runbook_certs OWNER runbook'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'runbook_certs')\gexec
+SQL
+    echo "postgres://runbook@127.0.0.1:$PG_TLS_PORT/postgres" > "$PG_TLS_DIR/url"
+    echo "test-env: RUNBOOK_TEST_POSTGRES_TLS=$PG_TLS_DIR" >&2
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
 ensure_chromium
 ensure_aiosmtpd
 ensure_postgres
+ensure_postgres_tls

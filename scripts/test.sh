@@ -12,6 +12,8 @@ scripts/test-env.sh
 scripts/image.sh runbook-test/host:latest
 # The PostgreSQL store tests run against the cluster test-env.sh started.
 export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
+# The TLS-only cluster (sslmode tests): its directory, with url and certs/.
+export RUNBOOK_TEST_POSTGRES_TLS=/tmp/runbook-pg-tls
 cargo test --release --locked "$@"
 # The webhook, runs, notify, crash and fleet tests once more with every server's store on PostgreSQL
 # (a database per sandbox): the same behaviour on both backends.

@@ -32,8 +32,9 @@ pub use crate::records::{
     RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{
-    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases, Outbox,
-    QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
+    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases,
+    LinkSecurity, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits,
+    SslMode, StoreInfo, Timelines,
 };
 pub use sqlite::Sqlite;
 

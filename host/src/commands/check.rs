@@ -31,6 +31,7 @@ impl CheckArgs {
                     .problems
                     .push(format!("run store {}: {}", store.location, store.detail));
             }
+            report.warnings.extend(store.warning.clone());
             report.store = Some(store);
         }
         if self.json {
@@ -111,6 +112,12 @@ pub struct StoreCheck {
     pub ok: bool,
     /// The round trip's time, or why the store cannot be used.
     pub detail: String,
+    /// How the link to a database server is protected (TLS, verified), once it answered.
+    pub link: Option<String>,
+    pub encrypted: Option<bool>,
+    pub verified: Option<bool>,
+    #[serde(skip)]
+    warning: Option<String>,
 }
 
 /// Opens the store (creating and migrating it like any command that stores runs) and times a
@@ -125,20 +132,29 @@ pub async fn check_store(
     };
     let answer = async {
         let store = crate::store::open(location, connections).await?;
-        store.ping().await
+        let took = store.ping().await?;
+        anyhow::Ok((took, store.link_security()))
     };
-    let (ok, detail) = match answer.await {
-        Ok(took) => (
+    let (ok, detail, link) = match answer.await {
+        Ok((took, link)) => (
             true,
             format!("answers in {:.1} ms", took.as_secs_f64() * 1e3),
+            link,
         ),
-        Err(e) => (false, format!("{e:#}")),
+        Err(e) => (false, format!("{e:#}"), None),
     };
     StoreCheck {
         backend,
         location: location.describe(),
         ok,
-        detail,
+        detail: match &link {
+            Some(link) => format!("{detail} · {link}"),
+            None => detail,
+        },
+        encrypted: link.as_ref().map(|l| l.encrypted),
+        verified: link.as_ref().map(|l| l.verified),
+        warning: link.as_ref().and_then(|l| l.warning()),
+        link: link.map(|l| l.to_string()),
     }
 }
 

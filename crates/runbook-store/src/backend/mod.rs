@@ -26,8 +26,16 @@ mod shared;
 mod timelines;
 
 pub use self::{
-    alerts::Alerts, approvals::ApprovalStore, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
-    leases::Leases, outbox::Outbox, queue::RunQueue, schedules::ScheduleStore, shared::SharedState,
+    alerts::Alerts,
+    approvals::ApprovalStore,
+    cancels::Cancels,
+    fleet::FleetStore,
+    info::{LinkSecurity, SslMode, StoreInfo},
+    leases::Leases,
+    outbox::Outbox,
+    queue::RunQueue,
+    schedules::ScheduleStore,
+    shared::SharedState,
     timelines::Timelines,
 };
 

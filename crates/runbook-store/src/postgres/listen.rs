@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 use futures::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub(super) const CHANNEL: &str = "runbook_queued";
 
@@ -63,12 +64,13 @@ pub(super) fn wake(queued: &Notify) {
 /// Runs until aborted (the store is dropped).
 pub(super) fn spawn(
     config: tokio_postgres::Config,
+    connector: MakeRustlsConnect,
     queued: Arc<Notify>,
 ) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match listen(&config, &queued).await {
+            match listen(&config, &connector, &queued).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => tracing::warn!("run store: LISTEN {CHANNEL}: {e:#}; reconnecting"),
             }
@@ -82,8 +84,12 @@ pub(super) fn spawn(
 }
 
 /// One connection's life: LISTEN, then forward notifications until it closes.
-async fn listen(config: &tokio_postgres::Config, queued: &Notify) -> Result<()> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen(
+    config: &tokio_postgres::Config,
+    connector: &MakeRustlsConnect,
+    queued: &Notify,
+) -> Result<()> {
+    let (client, mut connection) = config.connect(connector.clone()).await?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The connection only makes progress while polled: drive it while LISTEN is sent.
     let listen = format!("LISTEN {CHANNEL}");

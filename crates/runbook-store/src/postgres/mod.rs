@@ -12,9 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
-use tokio_postgres::NoTls;
 
-use crate::backend::{SharedState, StoreInfo};
+use crate::backend::{LinkSecurity, SharedState, StoreInfo};
 
 mod approvals;
 mod cancel;
@@ -26,6 +25,7 @@ mod reads;
 mod runs;
 mod schedules;
 mod schema;
+mod tls;
 
 pub const DEFAULT_POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +40,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Postgres {
     pool: Pool,
     describe: String,
+    link: tls::Link,
     /// Woken by LISTEN/NOTIFY (any replica's admission or freed slot) and this process's own.
     queued: Arc<Notify>,
     listener: tokio::task::AbortHandle,
@@ -72,9 +73,8 @@ impl Postgres {
     }
 
     pub async fn connect_sized(url: &str, pool_size: usize) -> Result<Postgres> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| anyhow!("the store URL is not a PostgreSQL connection string: {e}"))?;
+        let (mut config, link) = tls::split(url)?;
+        let connector = link.connector()?;
         // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
         let options = format!(
             "{} -c statement_timeout={}",
@@ -89,7 +89,7 @@ impl Postgres {
         let describe = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -102,11 +102,21 @@ impl Postgres {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .context("building the PostgreSQL connection pool")?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => String::new(),
+        };
         let migrated = tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut client = pool
-                .get()
-                .await
-                .with_context(|| format!("connecting to the run store {describe}"))?;
+            let mut client = match pool.get().await {
+                Ok(client) => client,
+                Err(e) => {
+                    let e = anyhow::Error::new(e);
+                    return Err(match link.explain(&e, &host) {
+                        Some(why) => anyhow!("connecting to the run store {describe}: {why}"),
+                        None => e.context(format!("connecting to the run store {describe}")),
+                    });
+                }
+            };
             schema::migrate(&mut client, &describe).await
         });
         migrated.await.map_err(|_| {
@@ -116,11 +126,12 @@ impl Postgres {
             )
         })??;
         let queued = Arc::new(Notify::new());
-        let listener = listen::spawn(config, queued.clone());
+        let listener = listen::spawn(config, connector, queued.clone());
         Ok(Postgres {
             announcer: listen::Announcer::start(pool.clone()),
             pool,
             describe,
+            link,
             queued,
             listener,
             replay_calls: Default::default(),
@@ -194,6 +205,10 @@ impl StoreInfo for Postgres {
 
     fn local_file(&self) -> Option<std::path::PathBuf> {
         None
+    }
+
+    fn link_security(&self) -> Option<LinkSecurity> {
+        Some(self.link.security())
     }
 
     async fn ping(&self) -> Result<Duration> {
