@@ -4,6 +4,7 @@
 #   other-ca.pem/other-ca.key  a CA nobody trusts (the "wrong CA" cases)
 #   server.pem/server.key      a server on 127.0.0.1, also named pg.test and host.test
 #                              (not "localhost": the wrong-host-name cases connect by that)
+#   server2.pem/server2.key    the same names, a new key and serial (a rotation)
 #   expired.pem/expired.key    the same names, valid only in 2020
 #   client-NAME.pem/.key       a client certificate with CN=NAME and SAN DNS:NAME, per NAME
 #                              given after DIR (default: runbook)
@@ -53,6 +54,8 @@ ca ca "runbook test CA"
 ca other-ca "an untrusted CA"
 server_names="IP:127.0.0.1,DNS:pg.test,DNS:host.test"
 leaf server pg.test "$server_names" serverAuth
+# The same names under a new key: a certificate rotated on disk.
+leaf server2 pg.test "$server_names" serverAuth
 leaf expired pg.test "$server_names" serverAuth 20200101000000Z 20200102000000Z
 for name in "${clients[@]}"; do
     leaf "client-$name" "$name" "DNS:$name" clientAuth

@@ -65,6 +65,17 @@ ensure_chromium() {
     }
 }
 
+# Packet captures on loopback (the TLS fleet test looks for secrets in clear): Debian's tcpdump.
+ensure_tcpdump() {
+    if command -v tcpdump >/dev/null; then return; fi
+    echo "test-env: installing tcpdump" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q tcpdump >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q tcpdump >/dev/null
+    }
+}
+
 # A real SMTP server for the email notify kind: aiosmtpd under Debian's python3.
 ensure_aiosmtpd() {
     if /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then return; fi
@@ -210,5 +221,6 @@ build_image
 ensure_alertmanager
 ensure_chromium
 ensure_aiosmtpd
+ensure_tcpdump
 ensure_postgres
 ensure_postgres_tls

@@ -16,6 +16,17 @@ pub struct Agent {
 impl Agent {
     /// `host agent --server URL --node NODE` in the sandbox's directory, with `token`.
     pub fn start(sandbox: &Sandbox, server: &str, node: &str, token: &str) -> Agent {
+        Self::start_with(sandbox, server, node, token, &[])
+    }
+
+    /// The same, with more arguments (`--ca-file`, `--client-cert` …).
+    pub fn start_with(
+        sandbox: &Sandbox,
+        server: &str,
+        node: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> Agent {
         let log_path = sandbox.path().join(format!(
             "agent-{node}-{}.log",
             std::time::SystemTime::now()
@@ -26,6 +37,7 @@ impl Agent {
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(crate::host_bin())
             .args(["agent", "--server", server, "--node", node])
+            .args(extra)
             .current_dir(sandbox.path())
             .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
             .env("RUNBOOK_STORE", sandbox.store_path())

@@ -8,7 +8,11 @@ use std::process::{Command, Output};
 
 use runbook_tests::{Sandbox, host_bin};
 
-const UNITS: &[&str] = &["runbook-host.service", "runbook-agent.service"];
+const UNITS: &[&str] = &[
+    "runbook-host.service",
+    "runbook-agent.service",
+    "runbook-agent-tls.service",
+];
 
 /// `systemd-analyze security`'s overall exposure, 0–100 (it prints a tenth of it); the units
 /// score 16. Above 20 something that mattered was taken out.
@@ -122,7 +126,7 @@ fn units_keep_their_hardening() {
 /// the service failing at start, which `systemd-analyze verify` cannot see).
 #[test]
 fn units_pass_only_flags_the_host_knows() {
-    for unit in ["runbook-host.service", "runbook-agent.service"] {
+    for unit in UNITS {
         let text = std::fs::read_to_string(examples().join(unit)).unwrap();
         let exec = text
             .split("ExecStart=")

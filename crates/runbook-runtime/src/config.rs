@@ -85,6 +85,18 @@ pub struct ServerConfig {
     /// Where people reach this server (`https://runbooks.example.com`): run ids in
     /// notifications link to `<public-url>/ui/runs/<id>`.
     pub public_url: Option<String>,
+    /// `tls = { cert = "server.pem", key = "server.key" }`: serve HTTPS (HTTP/1.1 and
+    /// HTTP/2); the files are read again on SIGHUP.
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerTls {
+    /// PEM: the server's certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[ui]`: who may use the console: basic (a browser asks for it), bearer or none; without
@@ -113,6 +125,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             lease_secs: 30,
             public_url: None,
+            tls: None,
         }
     }
 }
@@ -134,6 +147,10 @@ pub struct FleetConfig {
     /// `[fleet.nodes.<name>] token = { env = "…" }`: the bearer token each node's agent
     /// presents. A token names one node: an agent can take only its own node's runs.
     pub nodes: BTreeMap<String, NodeConfig>,
+    /// PEM: the CA of the nodes' client certificates (mutual TLS; needs `[server] tls`).
+    /// With it, every agent call must also present a certificate from this CA whose
+    /// subjectAltName names the node its token is for.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for FleetConfig {
@@ -144,6 +161,7 @@ impl Default for FleetConfig {
             queue_limit: 256,
             queue_limit_per_node: 32,
             nodes: BTreeMap::new(),
+            client_ca: None,
         }
     }
 }
@@ -233,6 +251,18 @@ impl Config {
         }
         if let Some(path) = &mut config.cache_dir {
             *path = base.join(&*path);
+        }
+        if let Some(tls) = &mut config.server.tls {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+        }
+        if let Some(ca) = &mut config.fleet.client_ca {
+            *ca = base.join(&*ca);
+            anyhow::ensure!(
+                config.server.tls.is_some(),
+                "{}: [fleet] client-ca needs [server] tls: client certificates travel in TLS",
+                path.display()
+            );
         }
         // A database URL stays as it is; a file is relative to the config.
         if let Some(store) = &mut config.store

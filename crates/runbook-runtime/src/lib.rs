@@ -26,6 +26,7 @@ pub mod replay;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod server_link;
 pub mod state;
 pub mod style;
 pub mod tape;

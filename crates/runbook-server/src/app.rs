@@ -27,6 +27,8 @@ pub(crate) struct App {
     pub(crate) console: Console,
     /// The `[[schedule]]`s firing, as host.toml last (re)loaded them.
     pub(crate) schedules: Schedules,
+    /// `[server] tls`: the certificate served, re-read on SIGHUP.
+    pub(crate) tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl App {

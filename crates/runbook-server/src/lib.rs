@@ -50,6 +50,7 @@ mod routing;
 mod schedule;
 mod serve;
 mod sink;
+mod tls;
 mod ui;
 
 use anyhow::Result;
@@ -66,4 +67,21 @@ pub fn check_fleet(config: &crate::config::FleetConfig) -> Result<()> {
 /// Whether `[ui]` is usable: a kind the console takes, its secret loads.
 pub fn check_ui(config: &crate::config::UiConfig) -> Result<()> {
     console::verifier(config).map(|_| ())
+}
+
+/// How `host serve` would be reached: `[server] tls` loads (certificate, key and `[fleet]
+/// client-ca`) and what that gives, or why it does not; None without TLS.
+pub fn check_tls(config: &crate::config::Config) -> Option<Result<String>> {
+    let files = config.server.tls.as_ref()?;
+    Some(
+        tls::Certificates::load(tls::TlsFiles {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            client_ca: config.fleet.client_ca.clone(),
+        })
+        .map(|_| match &config.fleet.client_ca {
+            Some(_) => "HTTPS; agents prove their node with a client certificate as well".into(),
+            None => "HTTPS".into(),
+        }),
+    )
 }

@@ -24,6 +24,8 @@ pub struct Fleet {
     /// Cancelled when the server starts shutting down: held polls answer at once, so the
     /// graceful shutdown does not wait out a long poll.
     pub closing: CancellationToken,
+    /// `[fleet] client-ca` is set: agents prove their node with a certificate as well.
+    pub(super) client_certificates: bool,
 }
 
 impl Fleet {
@@ -33,6 +35,7 @@ impl Fleet {
             node_wait: Duration::from_secs(config.node_wait_secs),
             poll_max: Duration::from_secs(config.poll_secs.max(1)),
             closing: CancellationToken::new(),
+            client_certificates: config.client_ca.is_some(),
         })
     }
 

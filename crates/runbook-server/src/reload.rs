@@ -28,6 +28,19 @@ pub async fn on_sighup(app: Shared) {
         return;
     };
     while hangups.recv().await.is_some() {
+        // Certificates rotate on disk: new connections get the new one, open ones keep theirs.
+        if let Some(certificates) = &app.tls {
+            match certificates.reload() {
+                Ok(()) => tracing::info!(
+                    "TLS certificate reloaded from {:?}",
+                    certificates.files().cert
+                ),
+                Err(e) => tracing::error!(
+                    "TLS certificate not reloaded, the served one stays: {}",
+                    crate::text::escape(&format!("{e:#}"))
+                ),
+            }
+        }
         match reload(&app).await {
             Ok(Reloaded { summary, restart }) if restart.is_empty() => {
                 tracing::info!("host.toml reloaded: {summary}")
@@ -138,6 +151,7 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("[plugins] grants and limits", OnReload::Applied),
     ("[[schedule]]", OnReload::Applied),
     ("[notify]", OnReload::Refused),
+    ("[fleet] client-ca", OnReload::Refused),
     ("plugin-dirs", OnReload::Restart),
     ("cache-dir", OnReload::Restart),
     ("max-component-mib", OnReload::Restart),
@@ -183,6 +197,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 nodes,
                 queue_limit,
                 queue_limit_per_node,
+                client_ca,
             },
         ui,
         approvers,
@@ -200,6 +215,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[webhooks]", &old.webhooks, webhooks);
     compare("[ui]", &old.ui, ui);
     compare("[fleet.nodes]", &old.fleet.nodes, nodes);
+    compare("[fleet] client-ca", &old.fleet.client_ca, client_ca);
     compare("[approvers]", &old.approvers, approvers);
     compare("[[schedule]]", &old.schedules, schedules);
     compare("[notify]", &old.notify, notify);

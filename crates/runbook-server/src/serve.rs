@@ -25,6 +25,17 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let listen = server.listen.clone();
     let grace = Duration::from_secs(server.shutdown_grace_secs);
     let max_body = server.max_body_bytes;
+    let tls = match &server.tls {
+        Some(files) => Some(Arc::new(
+            crate::tls::Certificates::load(crate::tls::TlsFiles {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                client_ca: host.config.fleet.client_ca.clone(),
+            })
+            .context("[server] tls")?,
+        )),
+        None => None,
+    };
     let store = host
         .store
         .clone()
@@ -66,6 +77,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         live: std::sync::RwLock::new(Arc::new(live)),
         console,
         schedules,
+        tls: tls.clone(),
     });
     let reloader = tokio::spawn(reload::on_sighup(app.clone()));
     // Runs of a process that died are lost once their lease ends, whichever replica looks;
@@ -83,23 +95,32 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     ));
     let claims = tokio::spawn(app.dispatcher.clone().claim_loop());
 
-    let routes = routes(app.clone(), max_body);
+    let mut routes = routes(app.clone(), max_body);
+    if tls.is_some() {
+        routes = routes.layer(axum::middleware::map_response(strict_transport));
+    }
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     ready(listener.local_addr()?);
     let closing = app.fleet.closing.clone();
-    axum::serve(
-        listener,
-        routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown_signal().await;
         // Held agent polls answer now rather than at the end of their wait.
         closing.cancel();
-    })
-    .await?;
+    };
+    match tls {
+        Some(certificates) => crate::tls::serve(listener, routes, certificates, shutdown).await?,
+        None => {
+            axum::serve(
+                listener,
+                routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+    }
     app.schedules.stop();
     // Runs it already claimed start; then the running ones get the grace.
     app.dispatcher.stop_claiming();
@@ -120,6 +141,15 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     // In-flight deliveries finish; what is still pending waits in the outbox for the next host.
     notifier.stop(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// Over HTTPS, browsers are told to come back only that way.
+async fn strict_transport(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=31536000"),
+    );
+    response
 }
 
 async fn shutdown_signal() {

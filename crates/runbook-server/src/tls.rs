@@ -58,6 +58,27 @@ impl ClientCertificate {
     }
 }
 
+/// The request's connection's client certificate, if it presented one (never over plain
+/// HTTP): what the agent API checks a node against.
+pub(crate) struct PresentedCertificate(pub Option<ClientCertificate>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedCertificate {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PresentedCertificate(
+            parts
+                .extensions
+                .get::<Option<ClientCertificate>>()
+                .cloned()
+                .flatten(),
+        ))
+    }
+}
+
 impl Certificates {
     pub fn load(files: TlsFiles) -> Result<Certificates> {
         let config = server_config(&files)?;
@@ -86,8 +107,12 @@ impl Certificates {
 fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certs(&files.cert, "[server] tls.cert")?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| anyhow!("[server] tls.key = {:?}: no private key read: {e}", files.key))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        anyhow!(
+            "[server] tls.key = {:?}: no private key read: {e}",
+            files.key
+        )
+    })?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS: no protocol version")?;
@@ -153,8 +178,7 @@ pub(crate) async fn serve(
         let routes = routes.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake with {peer}: {e}");

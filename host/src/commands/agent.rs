@@ -14,7 +14,7 @@ use crate::store::Location;
     after_help = "The agent dials out (no inbound port): it long-polls the server for runs whose \
     route names this node, runs them under THIS machine's host.toml (its grants and limits are \
     the ceiling), and streams their timelines back. The server lists the node's token under \
-    [fleet.nodes.NAME].\n\nExamples:\n  RUNBOOK_AGENT_TOKEN=… host agent --server http://runbook.internal:9095 --node web01\n  host agent --server https://a:9095,https://b:9095 --node web01 --token-file /etc/runbook/agent-token"
+    [fleet.nodes.NAME].\n\nExamples:\n  RUNBOOK_AGENT_TOKEN=… host agent --server http://runbook.internal:9095 --node web01\n  host agent --server https://a:9095,https://b:9095 --node web01 --token-file /etc/runbook/agent-token\n  host agent --server https://runbook.internal:9095 --node web01 --ca-file /etc/runbook/ca.pem \\\n      --client-cert /etc/runbook/web01.pem --client-key /etc/runbook/web01.key"
 )]
 pub struct AgentArgs {
     /// The server, or several replicas comma-separated (the next is tried when one fails)
@@ -35,12 +35,33 @@ pub struct AgentArgs {
     /// Runs executing here at once [default: [server] max-concurrent-runs]
     #[arg(long, value_name = "N")]
     max_runs: Option<usize>,
+    #[command(flatten)]
+    ca: super::globals::ServerCa,
+    /// PEM: this node's client certificate, for a server with `[fleet] client-ca` (mutual
+    /// TLS); its subjectAltName must name the node
+    #[arg(
+        long,
+        env = "RUNBOOK_AGENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM: the client certificate's private key
+    #[arg(
+        long,
+        env = "RUNBOOK_AGENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
 }
 
 impl AgentArgs {
     /// The node's notifications queue in its own SQLite outbox (never a database server: an
     /// agent holds no database credentials).
     pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
+        self.ca
+            .apply(self.client_cert.clone().zip(self.client_key.clone()))?;
         let Context { host, store, .. } = Context::for_service(globals)?;
         let outbox = match store {
             Some(Location::Sqlite(path)) => {

@@ -62,6 +62,7 @@ fn print_report(report: &CheckReport) {
             store.backend, store.location, store.detail
         );
     }
+    println!("serve: {}", report.serve);
     for p in &report.playbooks {
         println!(
             "  {} {:<14} {} · {}",
@@ -87,6 +88,8 @@ pub struct CheckReport {
     pub config: Option<String>,
     /// The run store and whether it answers (filled in by the caller, which knows where it is).
     pub store: Option<StoreCheck>,
+    /// How `host serve` is reached: its listen address, HTTP or HTTPS (and mutual TLS).
+    pub serve: String,
     pub playbooks: Vec<PlaybookCheck>,
     pub problems: Vec<String>,
     /// What works but not as an operator would expect (a file named otherwise than its
@@ -375,6 +378,18 @@ pub async fn check(host: &Host) -> CheckReport {
         problems.push(format!("[ui]: {e:#}"));
     }
     warnings.extend(console_closed(&host.config));
+    let listen = &host.config.server.listen;
+    let serve = match crate::server::check_tls(&host.config) {
+        Some(Err(e)) => {
+            problems.push(format!("[server] tls: {e:#}"));
+            format!("{listen}: HTTPS, but its certificate does not load")
+        }
+        Some(Ok(how)) => format!("{listen}: {how}"),
+        None => {
+            warnings.extend(plain_listen(&host.config.server));
+            format!("{listen}: plain HTTP")
+        }
+    };
     if let Err(e) = crate::server::AlertRouter::new(&host.config.routes) {
         problems.push(format!("{e:#}"));
     }
@@ -382,6 +397,7 @@ pub async fn check(host: &Host) -> CheckReport {
     CheckReport {
         config: host.config.source.as_ref().map(|p| p.display().to_string()),
         store: None,
+        serve,
         playbooks,
         problems,
         warnings,
@@ -487,4 +503,18 @@ mod tests {
         let hooks = console_closed(&config(&format!("[webhooks.run]\nauth = {BEARER}"))).unwrap();
         assert!(hooks.contains("there is no [webhooks.api] auth"), "{hooks}");
     }
+}
+
+/// A listen address other machines reach, without TLS: every token and password crosses the
+/// network readable.
+fn plain_listen(server: &crate::config::ServerConfig) -> Option<String> {
+    let addr: std::net::SocketAddr = server.listen.parse().ok()?;
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "[server] listen = {:?} is reachable from other machines in plain HTTP: webhook \
+             and agent tokens, console passwords and timelines cross the network readable; \
+             set [server] tls = {{ cert = \"…\", key = \"…\" }} (or keep a TLS proxy in front)",
+            server.listen
+        )
+    })
 }

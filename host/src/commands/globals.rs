@@ -40,3 +40,24 @@ pub struct Globals {
     )]
     pub log_format: crate::logging::LogFormat,
 }
+
+/// How a command that calls a `host serve` checks it over HTTPS.
+#[derive(Args, Clone, Default)]
+pub struct ServerCa {
+    /// PEM file of the CA(s) the server's certificate must chain to: pins the server (the
+    /// system's trust store is then not used) [default: the system's trust store]
+    #[arg(long, env = "RUNBOOK_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ServerCa {
+    /// Applies to every call this process makes to a server; `identity` for an agent's
+    /// client certificate.
+    pub fn apply(&self, identity: Option<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
+        runbook_runtime::server_link::set(runbook_runtime::server_link::ServerLink {
+            ca_file: self.ca_file.clone(),
+            client_identity: identity,
+        })
+        .map_err(|e| crate::commands::ConfigError(format!("{e:#}")).into())
+    }
+}

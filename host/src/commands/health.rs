@@ -11,7 +11,7 @@ use crate::commands::EXIT_FAILED;
 
 #[derive(Args)]
 #[command(
-    after_help = "For container HEALTHCHECKs and service monitors.\n\nExamples:\n  host health\n  host health --url http://10.0.0.5:9095/healthz --timeout 2"
+    after_help = "For container HEALTHCHECKs and service monitors.\n\nExamples:\n  host health\n  host health --url http://10.0.0.5:9095/healthz --timeout 2\n  host health --url https://runbook.internal:9095/healthz --ca-file /etc/runbook/ca.pem"
 )]
 pub struct HealthArgs {
     /// The server's /healthz
@@ -25,10 +25,13 @@ pub struct HealthArgs {
     /// Seconds to wait for the answer
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     timeout: u64,
+    #[command(flatten)]
+    ca: super::globals::ServerCa,
 }
 
 impl HealthArgs {
     pub async fn run(self) -> anyhow::Result<u8> {
+        self.ca.apply(None)?;
         Ok(
             match probe(&self.url, Duration::from_secs(self.timeout)).await {
                 Ok(line) => {
@@ -54,7 +57,7 @@ pub async fn probe(url: &str, timeout: Duration) -> anyhow::Result<String> {
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!("--url {url:?}: expected an http:// or https:// URL");
     }
-    let client = reqwest::Client::builder()
+    let client = runbook_runtime::server_link::client_builder()?
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

@@ -57,6 +57,8 @@ pub struct RunArgs {
     /// for reading: RUNBOOK_API_USER and RUNBOOK_API_PASSWORD, or https://user:pass@host
     #[arg(long, env = "RUNBOOK_SERVER", value_name = "URL")]
     server: Option<url::Url>,
+    #[command(flatten)]
+    ca: super::globals::ServerCa,
     /// Also write the run as a fixture for `host test`: the incident, every capability
     /// call with its result, the outcome (kept with the run too: `host runs export`)
     #[arg(long, value_name = "FILE", conflicts_with = "node")]
@@ -67,6 +69,7 @@ impl RunArgs {
     pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
         let mut ctx = Context::load(globals)?;
         if let (Some(node), Some(server)) = (&self.node, &self.server) {
+            self.ca.apply(None)?;
             return self.on_node(node, server).await;
         }
         ctx.attach_store_if_any().await;

@@ -65,6 +65,8 @@ Exit status: 0 cancelled, 1 refused (already ended or being cancelled), 2 no suc
         /// instead of the local store
         #[arg(long, value_name = "URL")]
         server: Option<url::Url>,
+        #[command(flatten)]
+        ca: super::globals::ServerCa,
     },
 }
 
@@ -74,8 +76,10 @@ impl RunsArgs {
         if let Some(RunsAction::Cancel {
             id,
             server: Some(server),
+            ca,
         }) = &self.action
         {
+            ca.apply(None)?;
             let token = std::env::var("RUNBOOK_API_TOKEN").ok();
             return crate::cancel::cli::on_server(server, id, token.as_deref()).await;
         }

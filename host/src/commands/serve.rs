@@ -28,16 +28,27 @@ impl ServeArgs {
         }
         // Reading the console takes [webhooks.api]; its forms take [ui].
         let console = host.config.webhooks.contains_key("api") || host.config.ui.auth.is_some();
+        let scheme = if host.config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let link = host
+            .store
+            .as_ref()
+            .and_then(|store| store.link_security())
+            .map(|link| format!(", {link}"))
+            .unwrap_or_default();
         // Logged as the server's own lines (target `runbook_server`, so that a filter naming
         // the server shows them). The layer split had turned the target into "crate::server",
         // which no filter names: the lines went missing (tests/first_hour.rs).
         crate::server::serve(host, |addr| {
             tracing::info!(
                 target: "runbook_server",
-                "listening on http://{addr} (run store {location})"
+                "listening on {scheme}://{addr} (run store {location}{link})"
             );
             if console {
-                tracing::info!(target: "runbook_server", "console: http://{addr}/ui");
+                tracing::info!(target: "runbook_server", "console: {scheme}://{addr}/ui");
             }
         })
         .await?;

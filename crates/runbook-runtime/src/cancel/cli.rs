@@ -66,7 +66,7 @@ pub async fn on_store(store: &Store, id: &str) -> Result<u8> {
 
 /// Through a server's API (`[webhooks.api]` auth: a bearer `token`).
 pub async fn on_server(server: &url::Url, id: &str, token: Option<&str>) -> Result<u8> {
-    let client = reqwest::Client::builder()
+    let client = crate::server_link::client_builder()?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())

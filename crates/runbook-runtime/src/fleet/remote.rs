@@ -105,7 +105,7 @@ fn without_userinfo(server: &url::Url) -> url::Url {
 pub async fn run_on_node(remote: RemoteRun<'_>) -> Result<String> {
     super::check_node_name(remote.node).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
     crate::catalog::check_name(remote.playbook)?;
-    let client = reqwest::Client::builder()
+    let client = crate::server_link::client_builder()?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())

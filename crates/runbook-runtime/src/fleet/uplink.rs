@@ -34,7 +34,7 @@ impl Uplink {
             !servers.is_empty(),
             "no server to connect to (--server URL)"
         );
-        let client = reqwest::Client::builder()
+        let client = crate::server_link::client_builder()?
             .connect_timeout(Duration::from_secs(5))
             // The token goes to the servers named on the command line, nowhere else.
             .redirect(reqwest::redirect::Policy::none())

@@ -19,6 +19,7 @@ use crate::gate::refuse_api;
 use crate::respond::{AuthRefused, error, reply};
 use crate::state::LimitExceeded;
 use crate::store::Appended;
+use crate::tls::PresentedCertificate;
 use runbook_runtime::fleet::{
     AgentId, EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse, PollRequest,
     PollResponse, check_session, runner_of,
@@ -53,6 +54,7 @@ pub(crate) fn node_routes() -> Router<Shared> {
 /// 403 when the token is another node's, 400 for a malformed body.
 fn admit_agent<T: DeserializeOwned>(
     app: &App,
+    presented: &PresentedCertificate,
     headers: &HeaderMap,
     body: &[u8],
     agent_of: impl Fn(&T) -> &AgentId,
@@ -70,6 +72,28 @@ fn admit_agent<T: DeserializeOwned>(
             why,
         )));
     };
+    // Mutual TLS ([fleet] client-ca): the token must come with a certificate naming its node.
+    if app.fleet.client_certificates {
+        let refusal = match &presented.0 {
+            Some(cert) if cert.names(&node) => None,
+            Some(_) => Some((
+                StatusCode::FORBIDDEN,
+                format!("forbidden: this client certificate does not name node {node}"),
+            )),
+            None => Some((
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: this server requires a client certificate naming the node \
+                 ([fleet] client-ca; the agent's --client-cert/--client-key)"
+                    .to_string(),
+            )),
+        };
+        if let Some((status, why)) = refusal {
+            tracing::warn!("refused an agent of node {node}: {why}");
+            let mut refused = error(app, ENDPOINT, status, why);
+            refused.extensions_mut().insert(AuthRefused);
+            return Err(Box::new(refused));
+        }
+    }
     let request: T = serde_json::from_slice(body).map_err(|e| {
         Box::new(error(
             app,
@@ -127,11 +151,17 @@ fn not_held(app: &App, id: &str) -> Response {
 }
 
 /// Claims runs for the agent's node; held until one is queued or the wait ends.
-async fn poll(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let (request, runner) = match admit_agent::<PollRequest>(&app, &headers, &body, |r| &r.agent) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
+async fn poll(
+    State(app): State<Shared>,
+    presented: PresentedCertificate,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (request, runner) =
+        match admit_agent::<PollRequest>(&app, &presented, &headers, &body, |r| &r.agent) {
+            Ok(admitted) => admitted,
+            Err(refused) => return *refused,
+        };
     let store = app.store.clone();
     let agent = &request.agent;
     if let Err(e) = store
@@ -185,9 +215,14 @@ async fn poll(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 }
 
 /// Renews the leases of the runs the agent still holds; says which it no longer does.
-async fn heartbeat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn heartbeat(
+    State(app): State<Shared>,
+    presented: PresentedCertificate,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (request, runner) =
-        match admit_agent::<HeartbeatRequest>(&app, &headers, &body, |r| &r.agent) {
+        match admit_agent::<HeartbeatRequest>(&app, &presented, &headers, &body, |r| &r.agent) {
             Ok(admitted) => admitted,
             Err(refused) => return *refused,
         };
@@ -225,13 +260,15 @@ async fn heartbeat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -
 async fn events(
     State(app): State<Shared>,
     Path(id): Path<String>,
+    presented: PresentedCertificate,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (upload, runner) = match admit_agent::<EventsUpload>(&app, &headers, &body, |r| &r.agent) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
+    let (upload, runner) =
+        match admit_agent::<EventsUpload>(&app, &presented, &headers, &body, |r| &r.agent) {
+            Ok(admitted) => admitted,
+            Err(refused) => return *refused,
+        };
     if upload.events.len() > MAX_EVENTS_PER_UPLOAD
         || upload.from.saturating_add(upload.events.len()) > MAX_EVENTS_PER_RUN
     {
@@ -286,13 +323,15 @@ async fn events(
 async fn finish(
     State(app): State<Shared>,
     Path(id): Path<String>,
+    presented: PresentedCertificate,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (upload, runner) = match admit_agent::<FinishUpload>(&app, &headers, &body, |r| &r.agent) {
-        Ok(admitted) => admitted,
-        Err(refused) => return *refused,
-    };
+    let (upload, runner) =
+        match admit_agent::<FinishUpload>(&app, &presented, &headers, &body, |r| &r.agent) {
+            Ok(admitted) => admitted,
+            Err(refused) => return *refused,
+        };
     if upload.events.len() > MAX_EVENTS_PER_RUN || upload.artifacts.len() > MAX_EVENTS_PER_UPLOAD {
         return error(
             &app,
