@@ -2,8 +2,8 @@
 # What TLS costs, measured in one script run on one binary: accepted webhooks/s and latency of
 # the same `host serve` config over HTTP and over HTTPS (wrk -c64, keep-alive, the dedup path
 # and the new-run path), alternating rounds so machine noise hits both; then PostgreSQL intake
-# (new runs/s) with the store reached plainly and over verified TLS, on the two clusters of
-# scripts/test-env.sh (the plain one and the TLS-only one: same settings but for TLS).
+# (new runs/s) with the store reached plainly and over verified TLS: one database of the TLS
+# cluster of scripts/test-env.sh, runbook_plain, takes both.
 # Goal: TLS costs at most 15% of throughput.
 #   scripts/bench-tls.sh [ROUNDS]        DURATION=10s CONNECTIONS=64
 set -euo pipefail
@@ -100,18 +100,18 @@ done
 compare "Alertmanager re-sends (dedup), SQLite" http://127.0.0.1:19781 https://127.0.0.1:19782 /hooks/alertmanager "$dir/dup.lua"
 compare "new run per request, SQLite" http://127.0.0.1:19781 https://127.0.0.1:19782 /hooks/run/disk-full "$dir/run.lua"
 
-if [ -s /tmp/runbook-pg/url ] && [ -s /tmp/runbook-pg-tls/url ]; then
-    db=bench_tls_$$
-    psql "$(cat /tmp/runbook-pg/url)" -qc "CREATE DATABASE $db" >/dev/null
-    psql -h /tmp/runbook-pg-tls -p 54339 -U postgres -qc "CREATE DATABASE $db OWNER runbook" >/dev/null
-    plain_url="$(dirname "$(cat /tmp/runbook-pg/url)")/$db?sslmode=disable"
-    tls_url="$(dirname "$(cat /tmp/runbook-pg-tls/url)")/$db?sslmode=verify-full&sslrootcert=/tmp/runbook-pg-tls/certs/ca.pem"
-    serve pg-plain 19783 "$plain_url" 0
-    serve pg-tls 19784 "$tls_url" 0
-    compare "new run per request, PostgreSQL store plain vs TLS" http://127.0.0.1:19783 http://127.0.0.1:19784 /hooks/run/disk-full "$dir/run.lua"
+# The same database on the same server (the TLS cluster's runbook_plain takes both), emptied
+# between the two: only the link differs.
+if [ -s /tmp/runbook-pg-tls/url ]; then
+    base="$(dirname "$(cat /tmp/runbook-pg-tls/url)")/runbook_plain"
+    admin=(psql -h /tmp/runbook-pg-tls -p 54339 -U postgres -d runbook_plain -q)
+    reset() { "${admin[@]}" -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION runbook" >/dev/null 2>&1; }
+    reset
+    serve pg-plain 19783 "$base?sslmode=disable" 0
+    serve pg-tls 19784 "$base?sslmode=verify-full&sslrootcert=/tmp/runbook-pg-tls/certs/ca.pem" 0
+    compare "new run per request, PostgreSQL store: plain vs verify-full" http://127.0.0.1:19783 http://127.0.0.1:19784 /hooks/run/disk-full "$dir/run.lua"
     kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
-    psql "$(cat /tmp/runbook-pg/url)" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
-    psql -h /tmp/runbook-pg-tls -p 54339 -U postgres -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+    reset
 else
-    echo "(PostgreSQL rows skipped: scripts/test-env.sh starts both clusters)"
+    echo "(PostgreSQL row skipped: scripts/test-env.sh starts the TLS cluster)"
 fi

@@ -154,7 +154,8 @@ SQL
 
 # A second throwaway cluster that speaks only TLS, for the store's sslmode tests: a test PKI
 # made afresh whenever the cluster starts (scripts/test-certs.sh), `hostssl` only (plain text
-# refused), client certificates required for the database runbook_certs. The tests find it
+# refused, but for the database runbook_plain, which scripts/bench-tls.sh uses to compare plain
+# and TLS on one server), client certificates required for the database runbook_certs. The tests find it
 # through RUNBOOK_TEST_POSTGRES_TLS (this directory: url, certs/, the socket).
 PG_TLS_DIR=/tmp/runbook-pg-tls
 PG_TLS_PORT=54339
@@ -173,6 +174,7 @@ ensure_postgres_tls() {
 local all all trust
 hostssl runbook_certs all 127.0.0.1/32 cert
 hostssl all all 127.0.0.1/32 trust
+host runbook_plain all 127.0.0.1/32 trust
 hostnossl all all 127.0.0.1/32 reject
 HBA
         cat >> "$PG_TLS_DIR/data/postgresql.conf" <<CONF
@@ -211,6 +213,8 @@ END $$;
 GRANT pg_signal_backend TO runbook;
 SELECT 'CREATE DATABASE runbook_certs OWNER runbook'
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'runbook_certs')\gexec
+SELECT 'CREATE DATABASE runbook_plain OWNER runbook'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'runbook_plain')\gexec
 SQL
     echo "postgres://runbook@127.0.0.1:$PG_TLS_PORT/postgres" > "$PG_TLS_DIR/url"
     echo "test-env: RUNBOOK_TEST_POSTGRES_TLS=$PG_TLS_DIR" >&2

@@ -370,6 +370,13 @@ playbook = "disk-full"
                 "[plugins] max-concurrent",
                 edit("max-concurrent = 1", "max-concurrent = 2"),
             ),
+            (
+                "[fleet] client-ca",
+                edit(
+                    "[fleet.nodes.web01]",
+                    "[fleet]\nclient-ca = \"nodes-ca.pem\"\n[fleet.nodes.web01]",
+                ),
+            ),
         ]
     }
 
