@@ -16,6 +16,7 @@ use tokio_postgres::NoTls;
 
 use crate::backend::{SharedState, StoreInfo};
 
+mod admission;
 mod approvals;
 mod cancel;
 mod fleet;
@@ -27,6 +28,8 @@ mod runs;
 mod schedules;
 mod schema;
 
+pub use admission::DEFAULT_ADMISSION_BATCH;
+
 pub const DEFAULT_POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call waits for a pooled connection before it is an error.
@@ -35,7 +38,7 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client side, the whole call: a server that stopped answering mid-call (no TCP reset)
 /// still ends in an error.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Postgres {
     pool: Pool,
@@ -48,6 +51,21 @@ pub struct Postgres {
     replay_calls: std::sync::atomic::AtomicU32,
     /// Playbooks whose slot rows exist up to the limit given (created on first need).
     slots_made: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// The group-commit writer every admission goes through.
+    admissions: admission::Admissions,
+}
+
+/// Statements this process sent to PostgreSQL stores (BEGIN and COMMIT included), for the
+/// test that counts what one run costs.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(super) fn count_statement() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many statements this process has sent to PostgreSQL so far.
+pub fn statements_sent() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for Postgres {
@@ -72,6 +90,16 @@ impl Postgres {
     }
 
     pub async fn connect_sized(url: &str, pool_size: usize) -> Result<Postgres> {
+        Self::connect_tuned(url, pool_size, DEFAULT_ADMISSION_BATCH).await
+    }
+
+    /// A pool of `pool_size` connections; at most `admission_batch` admissions per
+    /// transaction.
+    pub async fn connect_tuned(
+        url: &str,
+        pool_size: usize,
+        admission_batch: usize,
+    ) -> Result<Postgres> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow!("the store URL is not a PostgreSQL connection string: {e}"))?;
@@ -118,6 +146,7 @@ impl Postgres {
         let queued = Arc::new(Notify::new());
         let listener = listen::spawn(config, queued.clone());
         Ok(Postgres {
+            admissions: admission::Admissions::start(pool.clone(), admission_batch),
             announcer: listen::Announcer::start(pool.clone()),
             pool,
             describe,
