@@ -143,6 +143,7 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("max-component-mib", OnReload::Restart),
     ("store", OnReload::Restart),
     ("store-connections", OnReload::Restart),
+    ("admission-batch", OnReload::Restart),
     ("[server]", OnReload::Restart),
     ("[fleet] node-wait-secs / poll-secs", OnReload::Restart),
     (
@@ -172,6 +173,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         max_component_mib,
         store,
         store_connections,
+        admission_batch,
         notify,
         plugins,
         server,
@@ -216,6 +218,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         &old.store_connections,
         store_connections,
     );
+    compare("admission-batch", &old.admission_batch, admission_batch);
     compare("[server]", &old.server, server);
     compare(
         "[fleet] node-wait-secs / poll-secs",

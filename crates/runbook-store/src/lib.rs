@@ -87,6 +87,9 @@ pub async fn open_tuned(
         Location::Postgres(url) => {
             let size = connections.unwrap_or(postgres::DEFAULT_POOL_SIZE);
             let batch = admission_batch.unwrap_or(postgres::DEFAULT_ADMISSION_BATCH);
+            if batch == 0 {
+                anyhow::bail!("admission-batch must be at least 1 (it is 0)");
+            }
             Ok(Arc::new(
                 postgres::Postgres::connect_tuned(url, size, batch).await?,
             ))

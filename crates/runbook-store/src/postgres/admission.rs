@@ -255,7 +255,10 @@ async fn take_keys(
     }
     let kinds: Vec<&str> = keys.iter().map(|(_, k, _)| k.0.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|(_, k, _)| k.1.as_str()).collect();
-    let ids: Vec<&str> = keys.iter().map(|(i, ..)| admits[*i].run.id.as_str()).collect();
+    let ids: Vec<&str> = keys
+        .iter()
+        .map(|(i, ..)| admits[*i].run.id.as_str())
+        .collect();
     let windows: Vec<f64> = keys.iter().map(|(.., w)| secs(*w)).collect();
     // Sorted by key: two replicas' batches lock common keys in the same order.
     let taken = query(

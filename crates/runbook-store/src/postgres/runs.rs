@@ -193,7 +193,10 @@ async fn take_key(
 
 /// One admission inside `tx`, statement by statement (the path of an admission a batch
 /// could not decide with the others).
-pub(super) async fn admit_in(tx: &deadpool_postgres::Transaction<'_>, admit: Admit) -> Result<Admitted> {
+pub(super) async fn admit_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    admit: Admit,
+) -> Result<Admitted> {
     let Admit {
         run,
         dedup_window,
@@ -394,9 +397,21 @@ pub(super) async fn finish(
     let client = pg.client().await?;
     let id = &outcome.run_id;
     let names: Vec<&str> = outcome.artifacts.iter().map(|a| a.name.as_str()).collect();
-    let types: Vec<&str> = outcome.artifacts.iter().map(|a| a.content_type.as_str()).collect();
-    let digests: Vec<&str> = outcome.artifacts.iter().map(|a| a.sha256.as_str()).collect();
-    let contents: Vec<&[u8]> = outcome.artifacts.iter().map(|a| a.text.as_bytes()).collect();
+    let types: Vec<&str> = outcome
+        .artifacts
+        .iter()
+        .map(|a| a.content_type.as_str())
+        .collect();
+    let digests: Vec<&str> = outcome
+        .artifacts
+        .iter()
+        .map(|a| a.sha256.as_str())
+        .collect();
+    let contents: Vec<&[u8]> = outcome
+        .artifacts
+        .iter()
+        .map(|a| a.text.as_bytes())
+        .collect();
     // One statement (its own transaction): the outcome, the timeline replacing the events
     // appended while it ran (rows past its end deleted, the others overwritten: two parts of
     // one statement never touch the same row), the artifacts and the slot, or none of them.
