@@ -149,5 +149,5 @@ pub(crate) async fn a_failing_admission_among_others_fails_alone(s: Subject) {
     assert_eq!(alerts, ["ok1", "ok2", "ok3"]);
     // The original run is untouched.
     let taken = b.get("taken").await.unwrap().unwrap();
-    assert_eq!(taken.started_at, queued("taken", "p", 1).started_at);
+    assert_eq!(taken.run.started_at, queued("taken", "p", 1).started_at);
 }

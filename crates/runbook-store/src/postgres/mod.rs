@@ -27,6 +27,7 @@ mod reads;
 mod runs;
 mod schedules;
 mod schema;
+mod slots;
 
 pub use admission::DEFAULT_ADMISSION_BATCH;
 

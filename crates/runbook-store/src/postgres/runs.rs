@@ -1,7 +1,6 @@
 //! Runs on PostgreSQL: admission (dedup and cooldown keys under a unique constraint), claims
 //! (`FOR UPDATE SKIP LOCKED` on queued runs and on slot rows) and leases.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -10,7 +9,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::admission::{begin, commit};
-use super::{Postgres, count_statement, index_key, pg_error, secs};
+use super::{Postgres, count_statement, index_key, pg_error, secs, slots};
 use crate::backend::SlotLimits;
 use crate::records::{
     Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
@@ -248,30 +247,6 @@ pub(super) async fn record_alerts(pg: &Postgres, alerts: Vec<AlertRecord>) -> Re
     commit(tx).await
 }
 
-/// Takes a free slot of `playbook` (below its limit) for `run_id`; false when all are held.
-/// Another claimer's slot in the making is skipped, not waited for.
-async fn take_slot(
-    c: &impl GenericClient,
-    playbook: &str,
-    limit: usize,
-    run_id: &str,
-    lease: Duration,
-) -> Result<bool> {
-    let taken = query_opt(
-        c,
-        "WITH free AS (
-             SELECT playbook, n FROM slots
-             WHERE playbook = $1 AND n < $2 AND (run_id IS NULL OR lease_until < now())
-             ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED)
-         UPDATE slots SET run_id = $3, lease_until = now() + $4::float8 * interval '1 second'
-         FROM free WHERE slots.playbook = free.playbook AND slots.n = free.n
-         RETURNING slots.n",
-        &[&playbook, &(limit as i32), &run_id, &secs(lease)],
-    )
-    .await?;
-    Ok(taken.is_some())
-}
-
 /// Claims queued runs, oldest first, each with a free slot of its playbook. `node`: the runs
 /// for that fleet node only; None: the runs for no node (a replica's). Slots count every
 /// holder, node or replica.
@@ -321,41 +296,17 @@ pub(super) async fn claim(
                 .await?
             }
         };
-        let mut full = HashSet::new();
-        let mut taken = Vec::new();
-        for row in &candidates {
-            if taken.len() == wanted {
-                break;
-            }
-            let run = queued_run(row);
-            if full.contains(&run.playbook) {
-                continue;
-            }
-            let limit = limits.of(&run.playbook);
-            if take_slot(&tx, &run.playbook, limit, &run.id, lease).await? {
-                taken.push(run);
-            } else {
-                let made = pg.slots_made.lock().unwrap().get(&run.playbook).copied();
-                if made.is_none_or(|made| made < limit) {
-                    unmade.push((run.playbook.clone(), limit));
-                }
-                full.insert(run.playbook);
-            }
-        }
-        if !taken.is_empty() {
-            let ids: Vec<&str> = taken.iter().map(|r| r.id.as_str()).collect();
-            execute(
-                &tx,
-                "UPDATE runs SET status = 'running', runner = $1,
-                     lease_until = now() + $2::float8 * interval '1 second',
-                     running_since = runbook_now_text()
-                 WHERE id = ANY($3)",
-                &[&runner, &secs(lease), &ids],
-            )
-            .await?;
-        }
+        let candidates: Vec<QueuedRun> = candidates.iter().map(queued_run).collect();
+        let taken = slots::take(&tx, candidates, wanted, limits, runner, lease).await?;
         commit(tx).await?;
-        claimed.extend(taken);
+        for playbook in taken.short {
+            let limit = limits.of(&playbook);
+            let made = pg.slots_made.lock().unwrap().get(&playbook).copied();
+            if made.is_none_or(|made| made < limit) {
+                unmade.push((playbook, limit));
+            }
+        }
+        claimed.extend(taken.runs);
         if unmade.is_empty() {
             break;
         }
