@@ -9,10 +9,12 @@
 # PostgreSQL is scripts/test-env.sh's throwaway cluster, on the same cores as everything else.
 #
 #   scripts/bench-pg-intake.sh BASELINE_BIN [CANDIDATE_BIN]    DURATION (10s), CONNECTIONS (64)
+#   SWEEP=1 scripts/bench-pg-intake.sh - [CANDIDATE_BIN]: the candidate alone on PostgreSQL,
+#     one replica, for each `admission-batch` × `store-connections` (how the defaults were chosen)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/bench-serve-lib.sh"
-baseline=$(realpath "$1")
+baseline=$([ "$1" = - ] && echo - || realpath "$1")
 candidate=$(realpath "${2:-$root/target/release/host}")
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-64}
@@ -29,9 +31,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$dir/host.toml" <<TOML
+cat > "$dir/host.toml.in" <<TOML
 plugin-dirs = ["@PLUGINS@"]
-store-connections = ${CONNECTIONS_PER_HOST:-$(nproc)}
+store-connections = @CONNS@
+@EXTRA@
 [server]
 queue-limit = 10000000
 max-concurrent-runs = 2
@@ -46,6 +49,9 @@ max-concurrent = 4
 matchers = ['alertname=~"Noop.*"']
 playbook = "noop"
 TOML
+# config CONNECTIONS [EXTRA_LINE]: the hosts' host.toml (a baseline host may not know EXTRA).
+config() { sed "s/@CONNS@/$1/; s/@EXTRA@/${2:-}/" "$dir/host.toml.in" > "$dir/host.toml"; }
+config "${CONNECTIONS_PER_HOST:-$(nproc)}"
 write_run_lua "$dir/run.lua"
 alert_body() { echo '{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"'"$1"'"},"annotations":{},"startsAt":"2026-12-07T04:00:00Z","fingerprint":"'"$1"'"}]}'; }
 cat > "$dir/dup.lua" <<LUA
@@ -117,7 +123,7 @@ PY
     stop_server
     local rows
     if [ -n "$3" ]; then
-        rows=$(psql "$3" -AtF' ' -c "SELECT started_at, running_since FROM runs WHERE trigger <> 'webhook' OR true")
+        rows=$(psql "$3" -AtF' ' -c "SELECT started_at, running_since FROM runs")
     else
         rows=$(python3 -c "import sqlite3,sys; [print(a,b) for a,b in sqlite3.connect(sys.argv[1]).execute('SELECT started_at, running_since FROM runs')]" "$dir/$2/runs.sqlite3")
     fi
@@ -128,8 +134,19 @@ d = [(t(b) - t(a)).total_seconds() * 1000 for a, b in (l.split() for l in sys.st
 print(f"{statistics.median(d):.2f}")'
 }
 
+if [ -n "${SWEEP:-}" ]; then
+    printf '%-18s %-18s %12s %10s\n' admission-batch store-connections accepted/s "p99 ms"
+    for batch in ${BATCHES:-1 16 64 256}; do
+        for conns in ${CONNS:-2 4 8}; do
+            config "$conns" "admission-batch = $batch"
+            read -r r p _ <<<"$(load "$candidate" "sweep-$batch-$conns" "$(new_database)" /hooks/run/noop "$dir/run.lua")"
+            printf '%-18s %-18s %12.0f %10.2f\n' "$batch" "$conns" "$r" "$p"
+        done
+    done
+    exit 0
+fi
+
 declare -A R
-for bin in baseline candidate; do :; done
 measure() { # KEY COMMAND...: runs it for both binaries, back to back.
     local key=$1; shift
     for which in baseline candidate; do
