@@ -131,7 +131,7 @@ PY
 import sys, datetime, statistics
 def t(s): return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
 d = [(t(b) - t(a)).total_seconds() * 1000 for a, b in (l.split() for l in sys.stdin if l.strip()) if b != "None"]
-print(f"{statistics.median(d):.2f}")'
+print(f"{statistics.median(d):.2f}/{statistics.mean(d):.2f}")'
 }
 
 if [ -n "${SWEEP:-}" ]; then
@@ -178,12 +178,12 @@ for key in sqlite pg1 pg2 sqlite_dup pg_dup; do
         "$(f $key baseline 3)" "$(f $key candidate 3)"
 done
 for key in sqlite_started pg_started; do
-    printf '%-40s %17s ms p50 %14s ms p50\n' "$key (alert -> running)" "$(f $key baseline 1)" "$(f $key candidate 1)"
+    printf '%-40s %14s ms p50/mean %11s ms p50/mean\n' "$key (alert -> running)" "$(f $key baseline 1)" "$(f $key candidate 1)"
 done
 for which in baseline candidate; do
     echo "$which: pg1/sqlite $(ratio "$(f pg1 $which 1)" "$(f sqlite $which 1)") (goal >= 0.8), p99 $(f pg1 $which 2) ms (goal <= 15);" \
         "pg2/pg1 $(ratio "$(f pg2 $which 1)" "$(f pg1 $which 1)") (goal >= 1.3), p99 $(ratio "$(f pg2 $which 2)" "$(f pg1 $which 2)")x (goal <= 1.5);" \
         "dedup pg/sqlite $(ratio "$(f pg_dup $which 1)" "$(f sqlite_dup $which 1)") (goal >= 0.8);" \
-        "started p50 pg/sqlite $(ratio "$(f pg_started $which 1)" "$(f sqlite_started $which 1)") (goal <= 1.5)"
+        "started p50 pg/sqlite $(ratio "$(f pg_started $which 1 | cut -d/ -f1)" "$(f sqlite_started $which 1 | cut -d/ -f1)") (goal <= 1.5)"
 done
 echo "candidate/baseline: pg1 $(ratio "$(f pg1 candidate 1)" "$(f pg1 baseline 1)"), pg2 $(ratio "$(f pg2 candidate 1)" "$(f pg2 baseline 1)"), pg dedup $(ratio "$(f pg_dup candidate 1)" "$(f pg_dup baseline 1)"); $(date -u +%F), $(nproc) cores"
