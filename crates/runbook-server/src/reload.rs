@@ -338,10 +338,7 @@ playbook = "disk-full"
                 "store-connections",
                 format!("store-connections = 3\n{BASE}"),
             ),
-            (
-                "admission-batch",
-                format!("admission-batch = 3\n{BASE}"),
-            ),
+            ("admission-batch", format!("admission-batch = 3\n{BASE}")),
             ("[server]", format!("{BASE}[server]\nqueue-limit = 7\n")),
             (
                 "[fleet] node-wait-secs / poll-secs",
