@@ -150,11 +150,11 @@ async fn decide_batch(pool: &Pool, admits: &[Admit]) -> Result<Vec<Admitted>> {
                 continue;
             }
             let dedup = dedup_key(admit);
-            if let Some(holder) = dedup.as_ref().and_then(|k| holders.get(k)) {
-                if !dedup.as_ref().is_some_and(|k| waiting.contains(k)) {
-                    answers[i] = Some(Admitted::Deduplicated(holder.clone()));
-                    continue;
-                }
+            if let Some(holder) = dedup.as_ref().and_then(|k| holders.get(k))
+                && !dedup.as_ref().is_some_and(|k| waiting.contains(k))
+            {
+                answers[i] = Some(Admitted::Deduplicated(holder.clone()));
+                continue;
             }
             let keys: Vec<Key> = dedup.into_iter().chain(cooldown_key(admit)).collect();
             if keys.iter().all(|k| !waiting.contains(k)) {
