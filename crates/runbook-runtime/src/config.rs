@@ -31,6 +31,9 @@ pub struct Config {
     /// Connections one host keeps to a PostgreSQL store. More than the database's cores
     /// across all replicas only adds queueing inside the database (its tail latency).
     pub store_connections: Option<usize>,
+    /// Most admissions one PostgreSQL transaction decides together (group commit): larger
+    /// batches give more runs per second, at the cost of the batch's time in p99.
+    pub admission_batch: Option<usize>,
     #[serde(default)]
     pub notify: BTreeMap<String, ChannelConfig>,
     #[serde(default)]

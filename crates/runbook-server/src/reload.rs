@@ -157,6 +157,7 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("max-component-mib", OnReload::Restart),
     ("store", OnReload::Restart),
     ("store-connections", OnReload::Restart),
+    ("admission-batch", OnReload::Restart),
     ("[server]", OnReload::Restart),
     ("[fleet] node-wait-secs / poll-secs", OnReload::Restart),
     (
@@ -186,6 +187,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         max_component_mib,
         store,
         store_connections,
+        admission_batch,
         notify,
         plugins,
         server,
@@ -232,6 +234,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         &old.store_connections,
         store_connections,
     );
+    compare("admission-batch", &old.admission_batch, admission_batch);
     compare("[server]", &old.server, server);
     compare(
         "[fleet] node-wait-secs / poll-secs",
@@ -351,6 +354,7 @@ playbook = "disk-full"
                 "store-connections",
                 format!("store-connections = 3\n{BASE}"),
             ),
+            ("admission-batch", format!("admission-batch = 3\n{BASE}")),
             ("[server]", format!("{BASE}[server]\nqueue-limit = 7\n")),
             (
                 "[fleet] node-wait-secs / poll-secs",

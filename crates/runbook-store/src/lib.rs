@@ -69,6 +69,16 @@ impl Location {
 /// Opens (creating and migrating) the store; `connections` sizes a PostgreSQL pool
 /// (default [`postgres::DEFAULT_POOL_SIZE`]).
 pub async fn open(location: &Location, connections: Option<usize>) -> Result<Arc<Store>> {
+    open_tuned(location, connections, None).await
+}
+
+/// [`open`], with at most `admission_batch` admissions per PostgreSQL transaction (default
+/// [`postgres::DEFAULT_ADMISSION_BATCH`]; SQLite group-commits on its own).
+pub async fn open_tuned(
+    location: &Location,
+    connections: Option<usize>,
+    admission_batch: Option<usize>,
+) -> Result<Arc<Store>> {
     match location {
         Location::Sqlite(path) => {
             let path = path.clone();
@@ -77,8 +87,12 @@ pub async fn open(location: &Location, connections: Option<usize>) -> Result<Arc
         }
         Location::Postgres(url) => {
             let size = connections.unwrap_or(postgres::DEFAULT_POOL_SIZE);
+            let batch = admission_batch.unwrap_or(postgres::DEFAULT_ADMISSION_BATCH);
+            if batch == 0 {
+                anyhow::bail!("admission-batch must be at least 1 (it is 0)");
+            }
             Ok(Arc::new(
-                postgres::Postgres::connect_sized(url, size).await?,
+                postgres::Postgres::connect_tuned(url, size, batch).await?,
             ))
         }
     }

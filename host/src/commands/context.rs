@@ -20,6 +20,8 @@ pub struct Context {
     pub store: Option<Location>,
     /// The config's `store-connections` (a PostgreSQL pool's size).
     pub connections: Option<usize>,
+    /// The config's `admission-batch` (admissions per PostgreSQL transaction).
+    pub admission_batch: Option<usize>,
 }
 
 impl Context {
@@ -48,6 +50,7 @@ impl Context {
                 .or_else(default_cache_dir)
         };
         let connections = config.store_connections;
+        let admission_batch = config.admission_batch;
         let store = globals
             .store
             .or_else(|| config.store.clone())
@@ -67,6 +70,7 @@ impl Context {
             host,
             store,
             connections,
+            admission_batch,
         })
     }
 
@@ -79,14 +83,19 @@ impl Context {
 
     /// The run store, opened (created and migrated if new); an error if there is none.
     pub async fn open_store(&self) -> anyhow::Result<Arc<Store>> {
-        crate::store::open(self.store_location()?, self.connections).await
+        crate::store::open_tuned(
+            self.store_location()?,
+            self.connections,
+            self.admission_batch,
+        )
+        .await
     }
 
     /// `host run` and `host notify` work without a store: when it cannot be opened they say so
     /// and go on, unstored.
     pub async fn attach_store_if_any(&mut self) {
         let Some(location) = &self.store else { return };
-        match crate::store::open(location, self.connections).await {
+        match crate::store::open_tuned(location, self.connections, self.admission_batch).await {
             Ok(store) => self.host.store = Some(store),
             Err(e) => eprintln!(
                 "{} runs and notifications will not be stored: {e:#}",

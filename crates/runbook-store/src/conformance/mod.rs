@@ -37,6 +37,7 @@ use crate::records::{
 
 mod alerts;
 mod approvals;
+mod batches;
 mod cancels;
 mod fleet;
 mod info;
@@ -49,6 +50,7 @@ mod text;
 mod timelines;
 pub(crate) use alerts::*;
 pub(crate) use approvals::*;
+pub(crate) use batches::*;
 pub(crate) use cancels::*;
 pub(crate) use fleet::*;
 pub(crate) use info::*;
@@ -109,6 +111,9 @@ macro_rules! conformance_tests {
             every_waiting_claimer_wakes_on_a_new_run,
             queued_runs_are_counted_by_who_waits_for_them,
             a_run_says_when_it_began_running,
+            // batches.rs
+            admissions_arriving_together_answer_as_one_after_another,
+            a_failing_admission_among_others_fails_alone,
             // leases.rs
             leases_are_renewed_by_their_runner_and_expire_without_it,
             lost_runs_are_told_once_across_instances,

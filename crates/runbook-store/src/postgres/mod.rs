@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::backend::{LinkSecurity, SharedState, StoreInfo};
 
+mod admission;
 mod approvals;
 mod cancel;
 mod fleet;
@@ -25,7 +26,10 @@ mod reads;
 mod runs;
 mod schedules;
 mod schema;
+mod slots;
 mod tls;
+
+pub use admission::DEFAULT_ADMISSION_BATCH;
 
 pub const DEFAULT_POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,7 +39,7 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client side, the whole call: a server that stopped answering mid-call (no TCP reset)
 /// still ends in an error.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Postgres {
     pool: Pool,
@@ -49,6 +53,21 @@ pub struct Postgres {
     replay_calls: std::sync::atomic::AtomicU32,
     /// Playbooks whose slot rows exist up to the limit given (created on first need).
     slots_made: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// The group-commit writer every admission goes through.
+    admissions: admission::Admissions,
+}
+
+/// Statements this process sent to PostgreSQL stores (BEGIN and COMMIT included), for the
+/// test that counts what one run costs.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(super) fn count_statement() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many statements this process has sent to PostgreSQL so far.
+pub fn statements_sent() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for Postgres {
@@ -73,6 +92,16 @@ impl Postgres {
     }
 
     pub async fn connect_sized(url: &str, pool_size: usize) -> Result<Postgres> {
+        Self::connect_tuned(url, pool_size, DEFAULT_ADMISSION_BATCH).await
+    }
+
+    /// A pool of `pool_size` connections; at most `admission_batch` admissions per
+    /// transaction.
+    pub async fn connect_tuned(
+        url: &str,
+        pool_size: usize,
+        admission_batch: usize,
+    ) -> Result<Postgres> {
         let (mut config, link) = tls::split(url)?;
         let connector = link.connector()?;
         // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
@@ -128,6 +157,7 @@ impl Postgres {
         let queued = Arc::new(Notify::new());
         let listener = listen::spawn(config, connector, queued.clone());
         Ok(Postgres {
+            admissions: admission::Admissions::start(pool.clone(), admission_batch),
             announcer: listen::Announcer::start(pool.clone()),
             pool,
             describe,

@@ -26,7 +26,7 @@ impl RunQueue for Postgres {
     async fn admit(&self, admit: Admit) -> Result<Admitted> {
         let admit = admit.cleaned();
         let admitted = self
-            .bounded("admitting a run", runs::admit(self, admit))
+            .bounded("admitting a run", self.admissions.admit(admit))
             .await?;
         if admitted == Admitted::Started {
             listen::wake(&self.queued);

@@ -1,7 +1,6 @@
 //! Runs on PostgreSQL: admission (dedup and cooldown keys under a unique constraint), claims
 //! (`FOR UPDATE SKIP LOCKED` on queued runs and on slot rows) and leases.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -9,7 +8,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{Postgres, index_key, pg_error, secs};
+use super::admission::{begin, commit};
+use super::{Postgres, count_statement, index_key, pg_error, secs, slots};
 use crate::backend::SlotLimits;
 use crate::records::{
     Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
@@ -46,6 +46,7 @@ pub(super) async fn query(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>> {
+    count_statement();
     let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
     c.query(&statement, params).await.map_err(pg_error)
 }
@@ -55,6 +56,7 @@ pub(super) async fn query_opt(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>> {
+    count_statement();
     let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
     c.query_opt(&statement, params).await.map_err(pg_error)
 }
@@ -64,6 +66,7 @@ pub(super) async fn execute(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64> {
+    count_statement();
     let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
     c.execute(&statement, params).await.map_err(pg_error)
 }
@@ -187,27 +190,32 @@ async fn take_key(
     bail!("the admission key ({kind}) kept changing under this admission")
 }
 
-pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
+/// One admission inside `tx`, statement by statement (the path of an admission a batch
+/// could not decide with the others).
+pub(super) async fn admit_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    admit: Admit,
+) -> Result<Admitted> {
     let Admit {
         run,
         dedup_window,
         cooldown,
         mut alert,
     } = admit;
-    let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
     // A cooldown refusal undoes the dedup key taken just before: it must not name a run that
     // was never recorded.
+    count_statement();
     tx.batch_execute("SAVEPOINT keys").await.map_err(pg_error)?;
     let mut admitted = None;
     if let (Some(key), Some(window)) = (&run.dedup_key, dedup_window) {
-        admitted = take_key(&tx, "dedup", key, &run.id, window)
+        admitted = take_key(tx, "dedup", key, &run.id, window)
             .await?
             .map(Admitted::Deduplicated);
     }
     if let (None, Some((key, period))) = (&admitted, &cooldown) {
         let kind = format!("cooldown:{}", run.playbook);
-        if take_key(&tx, &kind, key, &run.id, *period).await?.is_some() {
+        if take_key(tx, &kind, key, &run.id, *period).await?.is_some() {
+            count_statement();
             tx.batch_execute("ROLLBACK TO SAVEPOINT keys")
                 .await
                 .map_err(pg_error)?;
@@ -218,50 +226,25 @@ pub(super) async fn admit(pg: &Postgres, admit: Admit) -> Result<Admitted> {
         Some(admitted) => admitted,
         None => {
             let cooldown_key = cooldown.as_ref().map(|(key, _)| key.as_str());
-            insert_run(&tx, &run, None, cooldown_key).await?;
+            insert_run(tx, &run, None, cooldown_key).await?;
             // Other replicas hear of it after the commit (Backend::admit announces it).
             Admitted::Started
         }
     };
     if let Some(alert) = &mut alert {
         (alert.disposition, alert.run_id) = admitted.disposition(&run.id);
-        insert_alert(&tx, alert).await?;
+        insert_alert(tx, alert).await?;
     }
-    tx.commit().await.map_err(pg_error)?;
     Ok(admitted)
 }
 
 pub(super) async fn record_alerts(pg: &Postgres, alerts: Vec<AlertRecord>) -> Result<()> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = begin(&mut client).await?;
     for alert in &alerts {
         insert_alert(&tx, alert).await?;
     }
-    tx.commit().await.map_err(pg_error)
-}
-
-/// Takes a free slot of `playbook` (below its limit) for `run_id`; false when all are held.
-/// Another claimer's slot in the making is skipped, not waited for.
-async fn take_slot(
-    c: &impl GenericClient,
-    playbook: &str,
-    limit: usize,
-    run_id: &str,
-    lease: Duration,
-) -> Result<bool> {
-    let taken = query_opt(
-        c,
-        "WITH free AS (
-             SELECT playbook, n FROM slots
-             WHERE playbook = $1 AND n < $2 AND (run_id IS NULL OR lease_until < now())
-             ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED)
-         UPDATE slots SET run_id = $3, lease_until = now() + $4::float8 * interval '1 second'
-         FROM free WHERE slots.playbook = free.playbook AND slots.n = free.n
-         RETURNING slots.n",
-        &[&playbook, &(limit as i32), &run_id, &secs(lease)],
-    )
-    .await?;
-    Ok(taken.is_some())
+    commit(tx).await
 }
 
 /// Claims queued runs, oldest first, each with a free slot of its playbook. `node`: the runs
@@ -284,7 +267,7 @@ pub(super) async fn claim(
         }
         let mut unmade = Vec::new();
         let mut client = pg.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
+        let tx = begin(&mut client).await?;
         // More candidates than wanted: runs of a full playbook must not hide the others.
         let window = (wanted * 8).clamp(64, 1024) as i64;
         let candidates = match node {
@@ -313,41 +296,17 @@ pub(super) async fn claim(
                 .await?
             }
         };
-        let mut full = HashSet::new();
-        let mut taken = Vec::new();
-        for row in &candidates {
-            if taken.len() == wanted {
-                break;
-            }
-            let run = queued_run(row);
-            if full.contains(&run.playbook) {
-                continue;
-            }
-            let limit = limits.of(&run.playbook);
-            if take_slot(&tx, &run.playbook, limit, &run.id, lease).await? {
-                taken.push(run);
-            } else {
-                let made = pg.slots_made.lock().unwrap().get(&run.playbook).copied();
-                if made.is_none_or(|made| made < limit) {
-                    unmade.push((run.playbook.clone(), limit));
-                }
-                full.insert(run.playbook);
+        let candidates: Vec<QueuedRun> = candidates.iter().map(queued_run).collect();
+        let taken = slots::take(&tx, candidates, wanted, limits, runner, lease).await?;
+        commit(tx).await?;
+        for playbook in taken.short {
+            let limit = limits.of(&playbook);
+            let made = pg.slots_made.lock().unwrap().get(&playbook).copied();
+            if made.is_none_or(|made| made < limit) {
+                unmade.push((playbook, limit));
             }
         }
-        if !taken.is_empty() {
-            let ids: Vec<&str> = taken.iter().map(|r| r.id.as_str()).collect();
-            execute(
-                &tx,
-                "UPDATE runs SET status = 'running', runner = $1,
-                     lease_until = now() + $2::float8 * interval '1 second',
-                     running_since = runbook_now_text()
-                 WHERE id = ANY($3)",
-                &[&runner, &secs(lease), &ids],
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(pg_error)?;
-        claimed.extend(taken);
+        claimed.extend(taken.runs);
         if unmade.is_empty() {
             break;
         }
@@ -386,15 +345,52 @@ pub(super) async fn finish(
     outcome: RunOutcome,
     holder: Option<&str>,
 ) -> Result<bool> {
-    let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let client = pg.client().await?;
     let id = &outcome.run_id;
-    let updated = execute(
-        &tx,
-        "UPDATE runs SET status = $2, summary = $3, actions = $4, reason = $5, ended_at = $6,
-             timings = $7, grants = $8, lease_until = NULL
-         WHERE id = $1 AND status = 'running'
-           AND ($9::text IS NULL OR (runner = $9 AND lease_until >= now()))",
+    let names: Vec<&str> = outcome.artifacts.iter().map(|a| a.name.as_str()).collect();
+    let types: Vec<&str> = outcome
+        .artifacts
+        .iter()
+        .map(|a| a.content_type.as_str())
+        .collect();
+    let digests: Vec<&str> = outcome
+        .artifacts
+        .iter()
+        .map(|a| a.sha256.as_str())
+        .collect();
+    let contents: Vec<&[u8]> = outcome
+        .artifacts
+        .iter()
+        .map(|a| a.text.as_bytes())
+        .collect();
+    // One statement (its own transaction): the outcome, the timeline replacing the events
+    // appended while it ran (rows past its end deleted, the others overwritten: two parts of
+    // one statement never touch the same row), the artifacts and the slot, or none of them.
+    let row = query_opt(
+        &client,
+        "WITH done AS (
+             UPDATE runs SET status = $2, summary = $3, actions = $4, reason = $5, ended_at = $6,
+                 timings = $7, grants = $8, lease_until = NULL
+             WHERE id = $1 AND status = 'running'
+               AND ($9::text IS NULL OR (runner = $9 AND lease_until >= now()))
+             RETURNING id),
+         timeline AS (
+             INSERT INTO events (run_id, seq, event)
+             SELECT done.id, (e.ord - 1)::int, e.event
+             FROM done, unnest($10::text[]) WITH ORDINALITY e(event, ord)
+             ON CONFLICT (run_id, seq) DO UPDATE SET event = EXCLUDED.event),
+         past_end AS (
+             DELETE FROM events WHERE run_id IN (SELECT id FROM done)
+                                  AND seq >= cardinality($10::text[])),
+         kept AS (
+             INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
+             SELECT done.id, (a.ord - 1)::int, a.name, a.content_type, a.sha256, a.content
+             FROM done, unnest($11::text[], $12::text[], $13::text[], $14::bytea[])
+                  WITH ORDINALITY a(name, content_type, sha256, content, ord)),
+         freed AS (
+             UPDATE slots SET run_id = NULL, lease_until = NULL
+             WHERE run_id IN (SELECT id FROM done))
+         SELECT count(*) FROM done",
         &[
             id,
             &outcome.status,
@@ -405,49 +401,28 @@ pub(super) async fn finish(
             &outcome.timings.to_string(),
             &outcome.grants.to_string(),
             &holder,
+            &outcome.events,
+            &names,
+            &types,
+            &digests,
+            &contents,
         ],
     )
     .await?;
-    if updated != 1 && holder.is_some() {
+    if row.is_some_and(|r| r.get::<_, i64>(0) == 1) {
+        return Ok(true);
+    }
+    if holder.is_some() {
         return Ok(false);
     }
-    if updated != 1 {
-        let status = query_opt(&tx, "SELECT status FROM runs WHERE id = $1", &[id]).await?;
-        match status {
-            Some(row) => bail!(
-                "run {id} is {}, not running: its outcome is not recorded",
-                row.get::<_, String>(0)
-            ),
-            None => bail!("run {id} was never recorded as started"),
-        }
+    let status = query_opt(&client, "SELECT status FROM runs WHERE id = $1", &[id]).await?;
+    match status {
+        Some(row) => bail!(
+            "run {id} is {}, not running: its outcome is not recorded",
+            row.get::<_, String>(0)
+        ),
+        None => bail!("run {id} was never recorded as started"),
     }
-    execute(&tx, "DELETE FROM events WHERE run_id = $1", &[id]).await?;
-    execute(
-        &tx,
-        "INSERT INTO events (run_id, seq, event)
-         SELECT $1, (e.ord - 1)::int, e.event FROM unnest($2::text[]) WITH ORDINALITY e(event, ord)",
-        &[id, &outcome.events],
-    )
-    .await?;
-    for (seq, artifact) in outcome.artifacts.iter().enumerate() {
-        execute(
-            &tx,
-            "INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                id,
-                &(seq as i32),
-                &artifact.name,
-                &artifact.content_type,
-                &artifact.sha256,
-                &artifact.text.as_bytes(),
-            ],
-        )
-        .await?;
-    }
-    free_slot(&tx, id).await?;
-    tx.commit().await.map_err(pg_error)?;
-    Ok(true)
 }
 
 pub(super) async fn end_unfinished(
@@ -457,7 +432,7 @@ pub(super) async fn end_unfinished(
     reason: &str,
 ) -> Result<bool> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = begin(&mut client).await?;
     let updated = execute(
         &tx,
         "UPDATE runs SET status = $2, reason = $3, summary = $4, ended_at = runbook_now_text(),
@@ -469,7 +444,7 @@ pub(super) async fn end_unfinished(
     if updated == 1 {
         free_slot(&tx, id).await?;
     }
-    tx.commit().await.map_err(pg_error)?;
+    commit(tx).await?;
     Ok(updated == 1)
 }
 
@@ -493,7 +468,7 @@ pub(super) async fn renew_leases(pg: &Postgres, runner: &str, lease: Duration) -
 
 pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = begin(&mut client).await?;
     let row = query_opt(
         &tx,
         // SKIP LOCKED: two replicas expiring at once, or a late renewal, never wait on each
@@ -522,7 +497,7 @@ pub(super) async fn expire_leases(pg: &Postgres) -> Result<usize> {
         &[],
     )
     .await?;
-    tx.commit().await.map_err(pg_error)?;
+    commit(tx).await?;
     Ok(lost)
 }
 
