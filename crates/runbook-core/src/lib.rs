@@ -9,6 +9,7 @@ pub mod node;
 pub mod panics;
 pub mod policy;
 pub mod records;
+pub mod safety;
 pub mod redact;
 pub mod severity;
 pub mod signing;

@@ -21,13 +21,14 @@ mod info;
 mod leases;
 mod outbox;
 mod queue;
+mod safety;
 mod schedules;
 mod shared;
 mod timelines;
 
 pub use self::{
     alerts::Alerts, approvals::ApprovalStore, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
-    leases::Leases, outbox::Outbox, queue::RunQueue, schedules::ScheduleStore, shared::SharedState,
+    leases::Leases, outbox::Outbox, queue::RunQueue, safety::Breakers, safety::Maintenance, schedules::ScheduleStore, shared::SharedState,
     timelines::Timelines,
 };
 
@@ -191,6 +192,8 @@ pub trait Backend:
     + ApprovalStore
     + SharedState
     + Outbox
+    + Breakers
+    + Maintenance
     + Send
     + Sync
     + 'static
@@ -209,6 +212,8 @@ impl<T> Backend for T where
         + ApprovalStore
         + SharedState
         + Outbox
+        + Breakers
+        + Maintenance
         + 'static
 {
 }
