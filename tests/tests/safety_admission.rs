@@ -144,7 +144,10 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
         ],
     );
     assert_eq!(got[0].0, "suppressed", "{got:?}");
-    assert!(got[0].2.as_deref().unwrap().contains("db-upgrade"), "{got:?}");
+    assert!(
+        got[0].2.as_deref().unwrap().contains("db-upgrade"),
+        "{got:?}"
+    );
     assert_eq!(got[1].0, "started", "{got:?}");
     let suppressed = server.wait_for_run(got[0].1.as_deref().unwrap(), Duration::from_secs(5));
     assert_eq!(suppressed["status"], "suppressed");
@@ -164,11 +167,15 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
     assert_eq!(again[0].1, got[0].1);
 
     // The cron window (every minute, for two) takes every firing of the `tick` schedule.
-    wait_until("a suppressed firing of tick", Duration::from_secs(15), || {
-        runs(&server, "noop")
-            .iter()
-            .any(|r| r["trigger"] == "schedule" && r["status"] == "suppressed")
-    });
+    wait_until(
+        "a suppressed firing of tick",
+        Duration::from_secs(15),
+        || {
+            runs(&server, "noop")
+                .iter()
+                .any(|r| r["trigger"] == "schedule" && r["status"] == "suppressed")
+        },
+    );
     assert!(
         runs(&server, "noop")
             .iter()
@@ -179,10 +186,19 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
 
     // Bad windows from the CLI: exit 2, a clear error, nothing stored.
     for (args, says) in [
-        (vec!["--for", "2 fortnights", "--match", "instance=\"web01\""], "duration"),
-        (vec!["--for", "2h", "--match", "instance=web01"], "expected name=\"value\""),
+        (
+            vec!["--for", "2 fortnights", "--match", "instance=\"web01\""],
+            "duration",
+        ),
+        (
+            vec!["--for", "2h", "--match", "instance=web01"],
+            "expected name=\"value\"",
+        ),
         (vec!["--for", "2h"], "at least one matcher or node"),
-        (vec!["--for", "90d", "--match", "instance=\"web01\""], "30 days"),
+        (
+            vec!["--for", "90d", "--match", "instance=\"web01\""],
+            "30 days",
+        ),
     ] {
         let mut all = vec!["maintenance", "start"];
         all.extend(args);
@@ -192,7 +208,13 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
     }
     let long_reason = "x".repeat(600);
     let bad = sandbox.host(&[
-        "maintenance", "start", "--for", "1h", "--match", "instance=\"web01\"", "--reason",
+        "maintenance",
+        "start",
+        "--for",
+        "1h",
+        "--match",
+        "instance=\"web01\"",
+        "--reason",
         &long_reason,
     ]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
@@ -202,8 +224,15 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
 
     // An ad hoc window from the CLI takes web01's alerts (within the server's 1 s cache).
     let started = sandbox.host(&[
-        "maintenance", "start", "--for", "2h", "--match", "instance=\"web01\"", "--reason",
-        "swapping a disk", "--json",
+        "maintenance",
+        "start",
+        "--for",
+        "2h",
+        "--match",
+        "instance=\"web01\"",
+        "--reason",
+        "swapping a disk",
+        "--json",
     ]);
     assert_eq!(started.code, 0, "{}", started.stderr);
     let window = started.json();
@@ -212,28 +241,63 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
     let mut n = 0;
     wait_until("web01's alert suppressed", Duration::from_secs(10), || {
         n += 1;
-        let got = deliver(&server, vec![alert("Noop", &format!("web01-{n}"), &[("instance", "web01")])]);
+        let got = deliver(
+            &server,
+            vec![alert(
+                "Noop",
+                &format!("web01-{n}"),
+                &[("instance", "web01")],
+            )],
+        );
         got[0].0 == "suppressed" && got[0].2.as_deref().unwrap().contains(&id)
     });
-    let other = deliver(&server, vec![alert("Noop", "web02-1", &[("instance", "web02")])]);
+    let other = deliver(
+        &server,
+        vec![alert("Noop", "web02-1", &[("instance", "web02")])],
+    );
     assert_eq!(other[0].0, "started", "{other:?}");
     let listed = sandbox.host(&["maintenance", "list"]);
-    assert!(listed.stdout.contains(&id) && listed.stdout.contains("swapping a disk"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains(&id) && listed.stdout.contains("swapping a disk"),
+        "{}",
+        listed.stdout
+    );
     // Its end lets the next alert run.
     let ended = sandbox.host(&["maintenance", "end", &id]);
     assert_eq!(ended.code, 0, "{}", ended.stderr);
     assert_eq!(sandbox.host(&["maintenance", "end", &id]).code, 1);
     let mut ran = None;
-    wait_until("web01's alert to run again", Duration::from_secs(10), || {
-        n += 1;
-        let got = deliver(&server, vec![alert("Noop", &format!("web01-{n}"), &[("instance", "web01")])]);
-        ran = got[0].1.clone().filter(|_| got[0].0 == "started");
-        ran.is_some()
-    });
+    wait_until(
+        "web01's alert to run again",
+        Duration::from_secs(10),
+        || {
+            n += 1;
+            let got = deliver(
+                &server,
+                vec![alert(
+                    "Noop",
+                    &format!("web01-{n}"),
+                    &[("instance", "web01")],
+                )],
+            );
+            ran = got[0].1.clone().filter(|_| got[0].0 == "started");
+            ran.is_some()
+        },
+    );
     let run = server.wait_for_run(&ran.unwrap(), Duration::from_secs(30));
     assert_eq!(run["status"], "no-action");
-    assert!(metric(&server, "runbook_alerts_suppressed_total{window=\"db-upgrade\"}") >= 1.0);
-    assert!(metric(&server, "runbook_alerts_suppressed_total{window=\"quiet-ticks\"}") >= 1.0);
+    assert!(
+        metric(
+            &server,
+            "runbook_alerts_suppressed_total{window=\"db-upgrade\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &server,
+            "runbook_alerts_suppressed_total{window=\"quiet-ticks\"}"
+        ) >= 1.0
+    );
 
     // -- The storm ------------------------------------------------------------------------
     // 200 re-fires of a flapping alert, each with its own fingerprint. The first few run and
@@ -249,35 +313,67 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
         held.extend(deliver(&server, batch.map(flapping).collect()));
     }
     assert_eq!(held.len(), 195);
-    assert!(held.iter().all(|(d, _, _)| d == "held"), "{:?}", held.iter().find(|(d, _, _)| d != "held"));
-    assert!(held[0].2.as_deref().unwrap().contains("circuit breaker of hostile is open"));
-    wait_until("the first five runs to end", Duration::from_secs(30), || {
-        count(&runs(&server, "hostile"), "failed") == 5
-    });
+    assert!(
+        held.iter().all(|(d, _, _)| d == "held"),
+        "{:?}",
+        held.iter().find(|(d, _, _)| d != "held")
+    );
+    assert!(
+        held[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("circuit breaker of hostile is open")
+    );
+    wait_until(
+        "the first five runs to end",
+        Duration::from_secs(30),
+        || count(&runs(&server, "hostile"), "failed") == 5,
+    );
     let all = runs(&server, "hostile");
     assert_eq!(all.len(), 200);
     assert_eq!(count(&all, "held"), 195);
     // Held runs were never claimed: no running time, no timeline.
-    let one = server.get(&format!("/runs/{}", held[100].1.as_deref().unwrap())).json();
+    let one = server
+        .get(&format!("/runs/{}", held[100].1.as_deref().unwrap()))
+        .json();
     assert_eq!(one["status"], "held");
     assert!(one.get("running_since").is_none(), "{one:#}");
     assert_eq!(one["timeline"], json!([]));
-    assert!(one["reason"].as_str().unwrap().contains("host breaker reset hostile"));
-    let report = server.get(&format!("/ui/runs/{}/report.md", held[100].1.as_deref().unwrap()));
     assert!(
-        report.body.contains("Not executed: a circuit breaker held the run"),
+        one["reason"]
+            .as_str()
+            .unwrap()
+            .contains("host breaker reset hostile")
+    );
+    let report = server.get(&format!(
+        "/ui/runs/{}/report.md",
+        held[100].1.as_deref().unwrap()
+    ));
+    assert!(
+        report
+            .body
+            .contains("Not executed: a circuit breaker held the run"),
         "{}",
         report.body
     );
 
     // Ops hears once per opening, however many runs were held.
-    wait_until("the breaker's notice", Duration::from_secs(15), || breaker_notices(&slack) >= 1);
+    wait_until("the breaker's notice", Duration::from_secs(15), || {
+        breaker_notices(&slack) >= 1
+    });
     wait_until("the outbox to drain", Duration::from_secs(15), || {
         metric(&server, "runbook_notifications_pending{channel=\"ops\"}") == 0.0
     });
     assert_eq!(breaker_notices(&slack), 1);
-    assert_eq!(metric(&server, "runbook_breaker_open{playbook=\"hostile\"}"), 1.0);
-    assert_eq!(metric(&server, "runbook_runs_held_total{playbook=\"hostile\"}"), 195.0);
+    assert_eq!(
+        metric(&server, "runbook_breaker_open{playbook=\"hostile\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&server, "runbook_runs_held_total{playbook=\"hostile\"}"),
+        195.0
+    );
 
     // The CLI sees it open; a reset closes it and the next alert runs again.
     let status = sandbox.host(&["breaker", "status", "--json"]);
@@ -290,9 +386,16 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
     assert_eq!(sandbox.host(&["breaker", "reset", "hostile"]).code, 1);
     let after = deliver(&server, vec![flapping(200)]);
     assert_eq!(after[0].0, "started", "{after:?}");
-    assert_eq!(metric(&server, "runbook_breaker_open{playbook=\"hostile\"}"), 0.0);
+    assert_eq!(
+        metric(&server, "runbook_breaker_open{playbook=\"hostile\"}"),
+        0.0
+    );
     // The console's page shows the breaker and the windows.
     let page = server.get("/ui/maintenance");
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("hostile") && page.body.contains("db-upgrade"), "{}", page.body);
+    assert!(
+        page.body.contains("hostile") && page.body.contains("db-upgrade"),
+        "{}",
+        page.body
+    );
 }

@@ -276,16 +276,18 @@ impl Config {
         let mut windows = std::collections::HashSet::new();
         for (i, window) in config.maintenance.iter().enumerate() {
             let at = || format!("{}: [[maintenance]] #{}", path.display(), i + 1);
-            window.check().map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            window
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
             if !windows.insert(window.name.as_str()) {
                 anyhow::bail!("{}: another window is named {:?}", at(), window.name);
             }
         }
         for (name, plugin) in &config.plugins {
             if let Some(breaker) = &plugin.breaker {
-                breaker
-                    .check()
-                    .map_err(|e| anyhow::anyhow!("{}: [plugins.{name}] breaker: {e}", path.display()))?;
+                breaker.check().map_err(|e| {
+                    anyhow::anyhow!("{}: [plugins.{name}] breaker: {e}", path.display())
+                })?;
             }
         }
         crate::approval::check_groups(&config.approvers, &config.notify)

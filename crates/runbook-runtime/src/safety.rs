@@ -9,9 +9,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
 
 use crate::schedule::{CronExpr, Zone};
-pub use runbook_core::safety::{
-    BreakerRule, MAX_MATCHER, MAX_MATCHERS, MAX_REASON, MAX_WINDOW,
-};
+pub use runbook_core::safety::{BreakerRule, MAX_MATCHER, MAX_MATCHERS, MAX_REASON, MAX_WINDOW};
 
 /// Where a breaker's opening is told when its config names no channel.
 pub const DEFAULT_BREAKER_CHANNEL: &str = "ops";
@@ -152,12 +150,18 @@ impl MaintenanceConfig {
 
 /// The bounds every window (config or ad hoc) keeps: at least one matcher or node, few of
 /// them, short; a short reason.
-pub fn check_scope(matchers: &[String], nodes: &[String], reason: Option<&str>) -> Result<(), String> {
+pub fn check_scope(
+    matchers: &[String],
+    nodes: &[String],
+    reason: Option<&str>,
+) -> Result<(), String> {
     if matchers.is_empty() && nodes.is_empty() {
         return Err("a maintenance window needs at least one matcher or node".into());
     }
     if matchers.len() > MAX_MATCHERS || nodes.len() > MAX_MATCHERS {
-        return Err(format!("at most {MAX_MATCHERS} matchers and {MAX_MATCHERS} nodes"));
+        return Err(format!(
+            "at most {MAX_MATCHERS} matchers and {MAX_MATCHERS} nodes"
+        ));
     }
     if let Some(long) = matchers.iter().chain(nodes).find(|m| m.len() > MAX_MATCHER) {
         return Err(format!(

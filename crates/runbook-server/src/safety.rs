@@ -73,7 +73,9 @@ impl Scope {
     /// one of its nodes.
     fn covers(&self, subject: &Subject<'_>) -> bool {
         (!self.matchers.is_empty() && self.matchers.iter().all(|m| m.matches(subject.labels)))
-            || subject.node.is_some_and(|n| self.nodes.iter().any(|w| w == n))
+            || subject
+                .node
+                .is_some_and(|n| self.nodes.iter().any(|w| w == n))
     }
 }
 
@@ -122,7 +124,10 @@ impl Safety {
         let Some(breaker) = self.breakers.get(subject.playbook) else {
             return Ok(Decision::Run);
         };
-        let state = match store.breaker_check(subject.playbook, &breaker.rule()).await? {
+        let state = match store
+            .breaker_check(subject.playbook, &breaker.rule())
+            .await?
+        {
             BreakerCheck::Closed => return Ok(Decision::Run),
             BreakerCheck::Open(state) => state,
             BreakerCheck::Opened(state) => {
@@ -212,7 +217,12 @@ impl Safety {
 
 /// Ops hears once per opening: only the admission that opened it gets here (the store's key),
 /// and the outbox's once-key keeps a retried notice single.
-async fn tell_opened(notifier: &Notifier, breaker: &BreakerConfig, state: &BreakerState, run: &str) {
+async fn tell_opened(
+    notifier: &Notifier,
+    breaker: &BreakerConfig,
+    state: &BreakerState,
+    run: &str,
+) {
     let playbook = &state.playbook;
     let message = Message {
         title: format!("Circuit breaker open: {playbook}"),
@@ -270,7 +280,10 @@ pub fn new_window(
         .iter()
         .find(|n| n.is_empty() || n.contains(|c: char| c.is_control() || c.is_whitespace()))
     {
-        return Err(format!("node {:?}: not a node name", crate::text::echo(node)));
+        return Err(format!(
+            "node {:?}: not a node name",
+            crate::text::echo(node)
+        ));
     }
     if reason
         .as_deref()

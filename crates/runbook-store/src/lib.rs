@@ -28,14 +28,15 @@ mod sqlite;
 
 pub use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Disposition, Fired,
-    Firing, FiringRecord, Gate, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
-};
-pub use backend::{
-    Alerts, Appended, ApprovalStore, Backend, Breakers, Cancels, EventsPage, FleetStore, Leases, Outbox,
-    Maintenance, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
+    Firing, FiringRecord, Gate, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun,
+    RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
 pub use crate::safety::{BreakerCheck, BreakerRule, BreakerState, NewWindow, WindowRecord};
+pub use backend::{
+    Alerts, Appended, ApprovalStore, Backend, Breakers, Cancels, EventsPage, FleetStore, Leases,
+    Maintenance, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits,
+    StoreInfo, Timelines,
+};
 pub use sqlite::Sqlite;
 
 /// The run store, whichever backend.

@@ -58,7 +58,9 @@ impl BreakerArgs {
                 Ok(0)
             }
             BreakerAction::Reset { playbook } => {
-                if playbook.is_empty() || playbook.len() > 128 || playbook.contains(char::is_control)
+                if playbook.is_empty()
+                    || playbook.len() > 128
+                    || playbook.contains(char::is_control)
                 {
                     return Err(ConfigError(format!(
                         "{:?}: not a playbook name (`host breaker status` lists them)",

@@ -11,11 +11,13 @@ use crate::store::{NewWindow, WindowRecord};
 use crate::style;
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  host maintenance start --for 2h --match 'instance=\"web01\"' --reason \"disk swap\"\n  host maintenance start --for 30m --match 'alertname=~\"Disk.*\"' --match 'env=\"prod\"'\n  host maintenance start --for 1h --node web01\n  host maintenance list\n  host maintenance end mw-3f9a1c2b7e\n\n\
+#[command(
+    after_help = "Examples:\n  host maintenance start --for 2h --match 'instance=\"web01\"' --reason \"disk swap\"\n  host maintenance start --for 30m --match 'alertname=~\"Disk.*\"' --match 'env=\"prod\"'\n  host maintenance start --for 1h --node web01\n  host maintenance list\n  host maintenance end mw-3f9a1c2b7e\n\n\
 Matchers are Alertmanager's (=, !=, =~, !~), as [[route]] spells them; all of a window's must\n\
 match. A scheduled run is matched on its labels `schedule` and `playbook`. Runs a person starts\n\
 (console, `host run`) are never suppressed.\n\n\
-Exit status: 0 done, 1 no such window in force, 2 bad matcher, duration or reason.")]
+Exit status: 0 done, 1 no such window in force, 2 bad matcher, duration or reason."
+)]
 pub struct MaintenanceArgs {
     #[command(subcommand)]
     action: MaintenanceAction,
@@ -69,8 +71,12 @@ fn new_window(
     nodes: Vec<String>,
     reason: Option<String>,
 ) -> Result<NewWindow, ConfigError> {
-    crate::server::new_window(duration, matchers, nodes, reason, by())
-        .map_err(|e| ConfigError(format!("{} (--for, --match, --node, --reason)", crate::text::escape(&e))))
+    crate::server::new_window(duration, matchers, nodes, reason, by()).map_err(|e| {
+        ConfigError(format!(
+            "{} (--for, --match, --node, --reason)",
+            crate::text::escape(&e)
+        ))
+    })
 }
 
 impl MaintenanceArgs {
@@ -156,7 +162,11 @@ fn table(windows: &[WindowRecord], ctx: &Context) -> String {
             .chain(w.nodes.iter().map(|n| format!("node {n}")))
             .collect::<Vec<_>>()
             .join(", ");
-        let reason = w.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let reason = w
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
         out.push_str(&format!(
             "{:<14} {:<8} {:<26} {:<24} {}{}\n",
             esc(&w.id),

@@ -189,7 +189,11 @@ pub(super) async fn reset(
             "Not reset",
             &format!("the breaker of {playbook} is not open"),
         ),
-        Err(e) => message_page(StatusCode::SERVICE_UNAVAILABLE, "Not reset", &format!("{e:#}")),
+        Err(e) => message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not reset",
+            &format!("{e:#}"),
+        ),
     }
 }
 
@@ -211,7 +215,11 @@ pub(super) async fn end(
             "Not ended",
             &format!("no maintenance window {id} is in force"),
         ),
-        Err(e) => message_page(StatusCode::SERVICE_UNAVAILABLE, "Not ended", &format!("{e:#}")),
+        Err(e) => message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ended",
+            &format!("{e:#}"),
+        ),
     }
 }
 
@@ -248,7 +256,11 @@ pub(super) async fn start(
     match window {
         Ok(window) => match app.store.window_start(window).await {
             Ok(_) => done(&app).await,
-            Err(e) => message_page(StatusCode::SERVICE_UNAVAILABLE, "Not opened", &format!("{e:#}")),
+            Err(e) => message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not opened",
+                &format!("{e:#}"),
+            ),
         },
         Err(why) => message_page(StatusCode::BAD_REQUEST, "Not opened", &why),
     }

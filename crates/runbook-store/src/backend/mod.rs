@@ -28,8 +28,8 @@ mod timelines;
 
 pub use self::{
     alerts::Alerts, approvals::ApprovalStore, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
-    leases::Leases, outbox::Outbox, queue::RunQueue, safety::Breakers, safety::Maintenance, schedules::ScheduleStore, shared::SharedState,
-    timelines::Timelines,
+    leases::Leases, outbox::Outbox, queue::RunQueue, safety::Breakers, safety::Maintenance,
+    schedules::ScheduleStore, shared::SharedState, timelines::Timelines,
 };
 
 /// A run's status as people see it: a `running` run waiting for an answer to one of its

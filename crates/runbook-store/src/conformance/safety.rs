@@ -42,7 +42,12 @@ fn rule(cool_down: Duration) -> BreakerRule {
 pub(crate) async fn a_gated_admission_is_recorded_with_its_reason_and_never_claimed(s: Subject) {
     let b = &s.backend;
     for (id, gate, status, disposition) in [
-        ("h", Gate::Held("held: breaker of pb".into()), "held", Disposition::Held),
+        (
+            "h",
+            Gate::Held("held: breaker of pb".into()),
+            "held",
+            Disposition::Held,
+        ),
         (
             "m",
             Gate::Suppressed("suppressed: window db".into()),
@@ -61,7 +66,11 @@ pub(crate) async fn a_gated_admission_is_recorded_with_its_reason_and_never_clai
         assert_eq!(run.run.summary, gate.reason().unwrap());
         assert!(run.run.ended_at.is_some());
         // A re-send is deduplicated like any other.
-        let again = deduped(queued(&format!("{id}2"), "pb", 2), &format!("key-{id}"), LONG);
+        let again = deduped(
+            queued(&format!("{id}2"), "pb", 2),
+            &format!("key-{id}"),
+            LONG,
+        );
         assert_eq!(
             b.admit(again).await.unwrap(),
             Admitted::Deduplicated(id.into())
@@ -74,11 +83,18 @@ pub(crate) async fn a_gated_admission_is_recorded_with_its_reason_and_never_clai
             "{alerts:?}"
         );
     }
-    assert!(b.claim_queued("me", 10, &limits(), LONG).await.unwrap().is_empty());
+    assert!(
+        b.claim_queued("me", 10, &limits(), LONG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(b.run_counts().await.unwrap(), (0, 0));
     // Gated runs take no cooldown: the next ungated one runs.
     assert_eq!(
-        b.admit(cooled(queued("go", "pb", 3), "fp", LONG)).await.unwrap(),
+        b.admit(cooled(queued("go", "pb", 3), "fp", LONG))
+            .await
+            .unwrap(),
         Admitted::Started
     );
 }
@@ -88,7 +104,10 @@ pub(crate) async fn a_breaker_opens_once_across_instances_and_a_reset_closes_it(
     ended(b, "pb", &["failed", "resolved", "escalated"], "a").await;
     // Another playbook's failures are its own.
     ended(b, "other", &["failed", "failed", "failed"], "o").await;
-    assert_eq!(b.breaker_check("pb", &rule(LONG)).await.unwrap(), BreakerCheck::Closed);
+    assert_eq!(
+        b.breaker_check("pb", &rule(LONG)).await.unwrap(),
+        BreakerCheck::Closed
+    );
     ended(b, "pb", &["failed"], "b").await;
     let replicas = [b.clone(), (s.open_again)().await.unwrap()];
     let checks: Vec<_> = (0..20)
@@ -123,7 +142,10 @@ pub(crate) async fn a_breaker_opens_once_across_instances_and_a_reset_closes_it(
     assert!(!listed[0].open);
     assert_eq!(listed[0].reset_by.as_deref(), Some("cli:alice"));
     // Failures before the reset no longer count; three new ones open it again.
-    assert_eq!(b.breaker_check("pb", &rule(LONG)).await.unwrap(), BreakerCheck::Closed);
+    assert_eq!(
+        b.breaker_check("pb", &rule(LONG)).await.unwrap(),
+        BreakerCheck::Closed
+    );
     ended(b, "pb", &["failed", "failed", "escalated"], "c").await;
     match b.breaker_check("pb", &rule(LONG)).await.unwrap() {
         BreakerCheck::Opened(state) => assert_eq!(state.openings, 2),
@@ -140,7 +162,10 @@ pub(crate) async fn a_breaker_closes_after_its_cool_down(s: Subject) {
     ));
     tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
     // Closed, and what it counted when it opened does not open it again.
-    assert_eq!(b.breaker_check("pb", &rule(SHORT)).await.unwrap(), BreakerCheck::Closed);
+    assert_eq!(
+        b.breaker_check("pb", &rule(SHORT)).await.unwrap(),
+        BreakerCheck::Closed
+    );
     assert!(!b.breakers().await.unwrap()[0].open);
 }
 

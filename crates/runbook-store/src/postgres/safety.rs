@@ -6,8 +6,8 @@
 use anyhow::Result;
 use tokio_postgres::Row;
 
-use super::runs::{execute, query, query_opt};
 use super::Postgres;
+use super::runs::{execute, query, query_opt};
 use crate::backend::{Breakers, Maintenance};
 use crate::clean;
 use crate::records::rfc3339;
@@ -206,7 +206,12 @@ impl Breakers for Postgres {
 impl Maintenance for Postgres {
     async fn window_start(&self, w: NewWindow) -> Result<WindowRecord> {
         let mut w = w;
-        for text in w.matchers.iter_mut().chain(&mut w.nodes).chain(&mut w.reason) {
+        for text in w
+            .matchers
+            .iter_mut()
+            .chain(&mut w.nodes)
+            .chain(&mut w.reason)
+        {
             *text = clean::text(text).into_owned();
         }
         w.by = clean::text(&w.by).into_owned();

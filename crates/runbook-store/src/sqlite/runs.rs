@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::outbox;
 use crate::records::{
-    Admit, Admitted, AlertRecord, Gate, Artifact, Disposition, LOST_REASON, QueuedRun, RunOutcome,
+    Admit, Admitted, AlertRecord, Artifact, Disposition, Gate, LOST_REASON, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::{CUT_OFF, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};

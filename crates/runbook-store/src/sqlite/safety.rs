@@ -36,9 +36,15 @@ fn breaker_row(r: &rusqlite::Row<'_>, now: i64) -> rusqlite::Result<(BreakerStat
     ))
 }
 
-fn read_breaker(conn: &Connection, playbook: &str, now: i64) -> Result<Option<(BreakerState, i64)>> {
+fn read_breaker(
+    conn: &Connection,
+    playbook: &str,
+    now: i64,
+) -> Result<Option<(BreakerState, i64)>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {BREAKER_COLUMNS} FROM breakers WHERE playbook = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {BREAKER_COLUMNS} FROM breakers WHERE playbook = ?1"
+        ))?
         .query_row(params![playbook], |r| breaker_row(r, now))
         .optional()?)
 }
@@ -55,7 +61,12 @@ fn failures_since(conn: &Connection, playbook: &str, since_ms: i64) -> Result<u3
 }
 
 /// Opens the breaker unless it is open already (another admission won): the state either way.
-fn open(conn: &Connection, playbook: &str, failures: u32, cool_down_ms: i64) -> Result<BreakerCheck> {
+fn open(
+    conn: &Connection,
+    playbook: &str,
+    failures: u32,
+    cool_down_ms: i64,
+) -> Result<BreakerCheck> {
     let now = now_ms();
     let until = now + cool_down_ms;
     let opened = conn
@@ -135,7 +146,9 @@ fn start_window(conn: &Connection, window: &NewWindow) -> Result<WindowRecord> {
             |r| r.get(0),
         )?;
     Ok(conn
-        .prepare_cached(&format!("SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE id = ?1"
+        ))?
         .query_row(params![id], |r| window_row(r, now))?)
 }
 
@@ -193,7 +206,12 @@ impl Breakers for Sqlite {
 impl Maintenance for Sqlite {
     async fn window_start(&self, window: NewWindow) -> Result<WindowRecord> {
         let mut window = window;
-        for text in window.matchers.iter_mut().chain(&mut window.nodes).chain(&mut window.reason) {
+        for text in window
+            .matchers
+            .iter_mut()
+            .chain(&mut window.nodes)
+            .chain(&mut window.reason)
+        {
             *text = clean::text(text).into_owned();
         }
         window.by = clean::text(&window.by).into_owned();
