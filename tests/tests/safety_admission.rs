@@ -13,6 +13,7 @@ use runbook_tests::sinks::{Api, Receiver};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "rb-safety-token";
+const UI_PASSWORD: &str = "console-password-for-tests";
 const FAST: &str = "[notify.ops.delivery]\nretry-base-ms = 50\nmin-interval-ms = 0\n";
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -46,6 +47,7 @@ fn start(slack: &Receiver) -> (Sandbox, Server) {
              [plugins.hostile]\nmax-concurrent = 4\n\
              breaker = {{ failures = 3, within = \"15m\", cool-down = \"30m\" }}\n\
              [plugins.noop]\nmax-concurrent = 4\n\
+             [ui]\nauth = {{ kind = \"basic\", username = \"oncall\", password = {{ env = \"UI_PASSWORD\" }} }}\n\
              [webhooks.alertmanager]\nauth = {{ kind = \"bearer\", token = {{ env = \"RB_TOKEN\" }} }}\n\
              [[route]]\nmatchers = ['alertname=\"Flapping\"']\nplaybook = \"hostile\"\n\
              params = {{ case = \"fail-on-purpose\" }}\n\
@@ -60,7 +62,14 @@ fn start(slack: &Receiver) -> (Sandbox, Server) {
         ),
     );
     let hook = slack.url("/services/T000/B000/XXXX");
-    let server = Server::start(&sandbox, &[("RB_TOKEN", TOKEN), ("SLACK_URL", &hook)]);
+    let server = Server::start(
+        &sandbox,
+        &[
+            ("RB_TOKEN", TOKEN),
+            ("SLACK_URL", &hook),
+            ("UI_PASSWORD", UI_PASSWORD),
+        ],
+    );
     (sandbox, server)
 }
 
@@ -119,6 +128,47 @@ fn metric(server: &Server, line_start: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
+}
+
+fn oncall() -> String {
+    use base64::Engine as _;
+    let pair = format!("oncall:{UI_PASSWORD}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// The CSRF token of the form posting to `action` on a console page.
+fn csrf_for(page: &str, action: &str) -> String {
+    let form = page
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form posting to {action}: {page}"));
+    runbook_tests::server::csrf_of(&page[form..])
+}
+
+/// (status, body) of a console form POST with the `[ui]` credentials.
+fn post_form(server: &Server, path: &str, body: &str) -> (u16, String) {
+    let http = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let response = http
+        .post(server.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", &oncall())
+        .send(body)
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.into_body().read_to_string().unwrap())
+}
+
+fn console_page(server: &Server) -> String {
+    let page = server.get_authorized("/ui/maintenance", &oncall());
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body
 }
 
 fn breaker_notices(slack: &Receiver) -> usize {
@@ -376,15 +426,46 @@ fn an_alert_storm_opens_the_breaker_and_windows_suppress_what_they_match() {
         197.0
     );
 
-    // The CLI sees it open; a reset closes it and the next alert runs again.
+    // The CLI sees it open; the console's Reset (CSRF-checked) closes it, and the next alert
+    // runs again.
     let status = sandbox.host(&["breaker", "status", "--json"]);
     assert_eq!(status.code, 0, "{}", status.stderr);
     let breakers = status.json();
     assert_eq!(breakers[0]["playbook"], "hostile");
     assert_eq!(breakers[0]["open"], true);
-    let reset = sandbox.host(&["breaker", "reset", "hostile"]);
-    assert_eq!(reset.code, 0, "{}", reset.stderr);
-    assert_eq!(sandbox.host(&["breaker", "reset", "hostile"]).code, 1);
+    let page = console_page(&server);
+    let reset = "/ui/maintenance/breakers/hostile/reset";
+    let token = csrf_for(&page, reset);
+    assert_eq!(post_form(&server, reset, "").0, 403, "no CSRF token");
+    let (code, body) = post_form(&server, reset, &format!("csrf={token}"));
+    assert_eq!(code, 303, "{body}");
+    let again = sandbox.host(&["breaker", "reset", "hostile"]);
+    assert_eq!(again.code, 1, "already closed: {}", again.stderr);
+    assert!(
+        sandbox
+            .host(&["breaker", "status"])
+            .stdout
+            .contains("reset by console:oncall")
+    );
+    // A bad window from the console's form is refused whole, like the CLI's.
+    let start = "/ui/maintenance/windows";
+    let token = csrf_for(&page, start);
+    let (code, body) = post_form(
+        &server,
+        start,
+        &format!("csrf={token}&for=2h&match=instance%3Dweb01&nodes=&reason="),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("expected name=&quot;value&quot;"), "{body}");
+    let (code, _) = post_form(
+        &server,
+        start,
+        &format!("csrf={token}&for=1h&match=instance%3D%22web09%22&nodes=&reason=console"),
+    );
+    assert_eq!(code, 303);
+    let listed = sandbox.host(&["maintenance", "list", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    assert_eq!(listed[0]["created_by"], "console:oncall");
     let after = deliver(&server, vec![flapping(200)]);
     assert_eq!(after[0].0, "started", "{after:?}");
     assert_eq!(

@@ -15,7 +15,7 @@ fn limits() -> SlotLimits {
 
 /// Runs of `playbook` that ended with `status` just now.
 async fn ended(b: &Arc<dyn Backend>, playbook: &str, statuses: &[&str], tag: &str) {
-    for (i, status) in statuses.iter().enumerate() {
+    for i in 0..statuses.len() {
         let id = format!("{tag}{i}");
         assert_eq!(
             b.admit(admit(queued(&id, playbook, i))).await.unwrap(),
