@@ -174,3 +174,108 @@ pub fn check_scope(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(text: &str) -> Result<MaintenanceConfig, String> {
+        let window: MaintenanceConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        window.check()?;
+        Ok(window)
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_start_end_window_is_in_force_between_them_only() {
+        let w = window(
+            "name = \"db\"\nmatchers = ['team=\"db\"']\n\
+             start = \"2026-12-24T22:00:00Z\"\nend = \"2026-12-25T02:00:00Z\"\n",
+        )
+        .unwrap();
+        assert_eq!(w.active_until(at("2026-12-24T21:59:59Z")), None);
+        assert_eq!(
+            w.active_until(at("2026-12-24T23:00:00Z")),
+            Some(at("2026-12-25T02:00:00Z"))
+        );
+        assert_eq!(w.active_until(at("2026-12-25T02:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_cron_window_is_in_force_for_its_duration_after_each_start() {
+        // Saturdays 02:00 UTC for 3 h; 2026-12-05 is a Saturday.
+        let w = window(
+            "name = \"patching\"\nnodes = [\"web01\"]\ncron = \"0 2 * * 6\"\nduration = \"3h\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            w.active_until(at("2026-12-05T04:59:00Z")),
+            Some(at("2026-12-05T05:00:00Z"))
+        );
+        assert_eq!(w.active_until(at("2026-12-05T05:00:00Z")), None);
+        assert_eq!(w.active_until(at("2026-12-06T03:00:00Z")), None);
+        assert_eq!(
+            w.occurrence_at(at("2026-12-06T03:00:00Z")),
+            Some((at("2026-12-12T02:00:00Z"), at("2026-12-12T05:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn bad_windows_and_breakers_are_refused_with_why() {
+        for (text, says) in [
+            (
+                "name = \"w\"\nnodes = [\"a\"]\nstart = \"tomorrow\"\nend = \"2026-12-25T02:00:00Z\"\n",
+                "RFC 3339",
+            ),
+            (
+                "name = \"w\"\nnodes = [\"a\"]\nstart = \"2026-12-25T02:00:00Z\"\nend = \"2026-12-24T02:00:00Z\"\n",
+                "end must be after start",
+            ),
+            (
+                "name = \"w\"\nnodes = [\"a\"]\ncron = \"0 2 * * 6\"\n",
+                "cron and duration",
+            ),
+            (
+                "name = \"w\"\nnodes = [\"a\"]\ncron = \"0 2 * * 6\"\nduration = \"3 fortnights\"\n",
+                "like \\\"15m\\\"",
+            ),
+            (
+                "name = \"w\"\ncron = \"0 2 * * 6\"\nduration = \"1h\"\n",
+                "at least one matcher or node",
+            ),
+            (
+                "name = \"bad name\"\nnodes = [\"a\"]\ncron = \"0 2 * * 6\"\nduration = \"1h\"\n",
+                "letters, digits",
+            ),
+            (
+                "name = \"w\"\nnodes = [\"a\"]\ncron = \"0 2 * * 6\"\nduration = \"1h\"\nlabels = 1\n",
+                "unknown field",
+            ),
+        ] {
+            let err = window(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        let long = format!(
+            "name = \"w\"\nnodes = [\"a\"]\ncron = \"0 2 * * 6\"\nduration = \"1h\"\nreason = \"{}\"\n",
+            "x".repeat(600)
+        );
+        assert!(window(&long).unwrap_err().contains("at most 512"));
+        let breaker = |text: &str| -> Result<BreakerConfig, String> {
+            let b: BreakerConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            b.check()?;
+            Ok(b)
+        };
+        let ok = breaker("failures = 3\nwithin = \"15m\"\ncool-down = \"30m\"\n").unwrap();
+        assert_eq!(ok.rule().within, Duration::from_secs(900));
+        assert_eq!(ok.channel(), "ops");
+        assert!(
+            breaker("failures = 0\nwithin = \"15m\"\ncool-down = \"30m\"\n")
+                .unwrap_err()
+                .contains("1 to 10000")
+        );
+        assert!(breaker("failures = 3\nwithin = \"soon\"\ncool-down = \"30m\"\n").is_err());
+    }
+}
