@@ -240,7 +240,7 @@ mod tests {
             ),
             (
                 "name = \"w\"\nnodes = [\"a\"]\ncron = \"0 2 * * 6\"\nduration = \"3 fortnights\"\n",
-                "like \\\"15m\\\"",
+                "unknown time unit",
             ),
             (
                 "name = \"w\"\ncron = \"0 2 * * 6\"\nduration = \"1h\"\n",
