@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::Globals;
 use crate::commands::{
-    agent, approvals, check, docs, health, inspect, list, nodes, notify, run, runs, scaffold,
-    schedules, serve, test,
+    agent, approvals, breaker, check, docs, health, inspect, list, maintenance, nodes, notify, run,
+    runs, scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).
@@ -62,6 +62,10 @@ pub enum Command {
     Approve(approvals::ApproveArgs),
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     Runs(runs::RunsArgs),
+    /// Circuit breakers per playbook: which are open (new runs held) and until when; reset one
+    Breaker(breaker::BreakerArgs),
+    /// Maintenance windows: matching alerts are recorded suppressed, not run; start, list, end
+    Maintenance(maintenance::MaintenanceArgs),
     /// Write the playbook contract (this host's WIT files) into a directory
     Wit(scaffold::WitArgs),
     /// Create a playbook project in Rust, Python or JavaScript, built against this host's WIT

@@ -84,6 +84,8 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Approvals(args) => args.run(globals).await,
         Command::Approve(args) => args.run(globals).await,
         Command::Runs(args) => args.run(globals).await,
+        Command::Breaker(args) => args.run(globals).await,
+        Command::Maintenance(args) => args.run(globals).await,
         Command::Wit(args) => args.run(),
         Command::New(args) => args.run(),
         Command::Notify(args) => args.run(globals).await,

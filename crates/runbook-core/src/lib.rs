@@ -10,6 +10,7 @@ pub mod panics;
 pub mod policy;
 pub mod records;
 pub mod redact;
+pub mod safety;
 pub mod severity;
 pub mod signing;
 pub mod text;

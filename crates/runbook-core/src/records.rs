@@ -101,6 +101,10 @@ pub enum Disposition {
     Unrouted,
     /// Refused for good (a bad route, parameter or node).
     Rejected,
+    /// Its playbook's circuit breaker is open: the run is recorded `held`, not executed.
+    Held,
+    /// A maintenance window matched: the run is recorded `suppressed`, not executed.
+    Suppressed,
     /// A name this host does not know: a row written by a newer host on a shared store is
     /// read back as it was written.
     Other(String),
@@ -115,6 +119,8 @@ impl Disposition {
             Disposition::Resolved => "resolved",
             Disposition::Unrouted => "unrouted",
             Disposition::Rejected => "rejected",
+            Disposition::Held => "held",
+            Disposition::Suppressed => "suppressed",
             Disposition::Other(name) => name,
         }
     }
@@ -127,6 +133,8 @@ impl Disposition {
             "resolved" => Disposition::Resolved,
             "unrouted" => Disposition::Unrouted,
             "rejected" => Disposition::Rejected,
+            "held" => Disposition::Held,
+            "suppressed" => Disposition::Suppressed,
             other => Disposition::Other(other.to_string()),
         }
     }
@@ -271,6 +279,41 @@ pub struct Admit {
     pub cooldown: Option<(String, std::time::Duration)>,
     /// The alert's record; its disposition and run id are filled in by the store.
     pub alert: Option<AlertRecord>,
+    /// The safety rails' decision, taken by the server before admission: the run is stored
+    /// with this status (queued, held, suppressed) and the alert with the matching disposition.
+    pub gate: Gate,
+}
+
+/// Whether an admitted run may execute: decided by the server (circuit breakers, maintenance
+/// windows) before the store is asked, and carried through so that the run is recorded with
+/// its reason. A held or suppressed run is never claimed; dedup still applies to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Gate {
+    #[default]
+    Run,
+    /// The playbook's circuit breaker is open (the reason names it and until when).
+    Held(String),
+    /// A maintenance window matched (the reason names the window).
+    Suppressed(String),
+}
+
+impl Gate {
+    /// The status the run is stored with.
+    pub fn status(&self) -> RunStatus {
+        match self {
+            Gate::Run => RunStatus::Queued,
+            Gate::Held(_) => RunStatus::Held,
+            Gate::Suppressed(_) => RunStatus::Suppressed,
+        }
+    }
+
+    /// Why the run does not execute (stored as its reason and summary).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Gate::Run => None,
+            Gate::Held(reason) | Gate::Suppressed(reason) => Some(reason),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,9 +326,16 @@ pub enum Admitted {
 impl Admitted {
     /// The alert's disposition and run id after this admission of run `run_id` (a
     /// deduplicated alert names the run that answered): both backends decide it here.
-    pub fn disposition(&self, run_id: &str) -> (Disposition, Option<String>) {
+    pub fn disposition(&self, run_id: &str, gate: &Gate) -> (Disposition, Option<String>) {
         match self {
-            Admitted::Started => (Disposition::Started, Some(run_id.to_string())),
+            Admitted::Started => {
+                let disposition = match gate {
+                    Gate::Run => Disposition::Started,
+                    Gate::Held(_) => Disposition::Held,
+                    Gate::Suppressed(_) => Disposition::Suppressed,
+                };
+                (disposition, Some(run_id.to_string()))
+            }
             Admitted::Deduplicated(id) => (Disposition::Deduplicated, Some(id.clone())),
             Admitted::Cooldown => (Disposition::Cooldown, None),
         }
@@ -303,6 +353,8 @@ pub struct Firing {
     pub catch_up: bool,
     /// The run to admit `queued`, unless the schedule's previous run is still going.
     pub run: QueuedRun,
+    /// A maintenance window (or breaker) stops it: stored `suppressed`/`held` with the reason.
+    pub gate: Gate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,12 +513,16 @@ pub enum RunStatus {
     Interrupted,
     Lost,
     Undeliverable,
+    /// Never executed: its playbook's circuit breaker was open when it was admitted.
+    Held,
+    /// Never executed: a maintenance window matched it when it was admitted.
+    Suppressed,
     /// A status this code does not know (a newer host's, on a shared store): shown as is.
     Other,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 12] = [
+    pub const ALL: [RunStatus; 14] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::WaitingApproval,
@@ -479,6 +535,8 @@ impl RunStatus {
         RunStatus::Interrupted,
         RunStatus::Lost,
         RunStatus::Undeliverable,
+        RunStatus::Held,
+        RunStatus::Suppressed,
     ];
 
     pub fn parse(text: &str) -> RunStatus {
@@ -502,6 +560,8 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Lost => "lost",
             RunStatus::Undeliverable => "undeliverable",
+            RunStatus::Held => "held",
+            RunStatus::Suppressed => "suppressed",
             RunStatus::Other => "other",
         }
     }

@@ -60,6 +60,9 @@ pub struct Config {
     /// Playbooks run on a cron expression by `host serve` (schedule.rs).
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<crate::schedule::ScheduleConfig>,
+    /// Windows in which matching alerts and scheduled runs are recorded `suppressed`.
+    #[serde(default, rename = "maintenance")]
+    pub maintenance: Vec<crate::safety::MaintenanceConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -239,6 +242,8 @@ pub struct PluginConfig {
     pub memory_mib: Option<usize>,
     pub max_notifications: Option<u64>,
     pub max_http_calls: Option<u64>,
+    /// Opens after repeated failed or escalated runs: new runs are recorded `held`.
+    pub breaker: Option<crate::safety::BreakerConfig>,
 }
 
 impl Config {
@@ -299,6 +304,23 @@ impl Config {
                     at(),
                     schedule.name()
                 );
+            }
+        }
+        let mut windows = std::collections::HashSet::new();
+        for (i, window) in config.maintenance.iter().enumerate() {
+            let at = || format!("{}: [[maintenance]] #{}", path.display(), i + 1);
+            window
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            if !windows.insert(window.name.as_str()) {
+                anyhow::bail!("{}: another window is named {:?}", at(), window.name);
+            }
+        }
+        for (name, plugin) in &config.plugins {
+            if let Some(breaker) = &plugin.breaker {
+                breaker.check().map_err(|e| {
+                    anyhow::anyhow!("{}: [plugins.{name}] breaker: {e}", path.display())
+                })?;
             }
         }
         crate::approval::check_groups(&config.approvers, &config.notify)

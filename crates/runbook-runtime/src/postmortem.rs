@@ -62,8 +62,26 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
 
     let _ = writeln!(out, "## Summary\n");
     let _ = writeln!(out, "{}", esc(&r.summary));
-    if let Some(reason) = &run.reason {
-        let _ = writeln!(out, "\nThe run failed: {}", esc(reason));
+    // A held or suppressed run never executed: a safety rail stopped it, and says which.
+    match (crate::records::RunStatus::parse(&r.status), &run.reason) {
+        (crate::records::RunStatus::Held, Some(reason)) => {
+            let _ = writeln!(
+                out,
+                "\nNot executed: a circuit breaker held the run ({}).",
+                esc(reason)
+            );
+        }
+        (crate::records::RunStatus::Suppressed, Some(reason)) => {
+            let _ = writeln!(
+                out,
+                "\nNot executed: a maintenance window suppressed the run ({}).",
+                esc(reason)
+            );
+        }
+        (_, Some(reason)) => {
+            let _ = writeln!(out, "\nThe run failed: {}", esc(reason));
+        }
+        (_, None) => {}
     }
 
     let _ = writeln!(out, "\n## Impact\n");

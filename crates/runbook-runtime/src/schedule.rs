@@ -277,6 +277,20 @@ impl fmt::Debug for CronExpr {
 }
 
 impl CronExpr {
+    /// The latest time the expression matches at or before `at`, read in `zone`.
+    pub fn latest_at(&self, at: Timestamp, zone: &Zone) -> Option<Timestamp> {
+        let zoned = at.to_zoned(zone.tz.clone());
+        let previous = self.cron.find_previous_occurrence(&zoned, true).ok()?;
+        Some(previous.timestamp())
+    }
+
+    /// The first time the expression matches strictly after `after`, read in `zone`.
+    pub fn next_after(&self, after: Timestamp, zone: &Zone) -> Option<Timestamp> {
+        let zoned = after.to_zoned(zone.tz.clone());
+        let next = self.cron.find_next_occurrence(&zoned, false).ok()?;
+        Some(next.timestamp())
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)

@@ -1,10 +1,13 @@
-//! What a request to start a run is answered: admitted (started, deduplicated, in cooldown)
+//! What a request to start a run is answered: admitted (started, held, suppressed,
+//! deduplicated, in cooldown)
 //! or refused, and why. Shared by the dispatcher that decides, the fleet's node intake that
 //! bounds runs for nodes, and the hooks and console that answer the caller.
 
 /// A run the store took, or the reason none was needed.
 pub enum Admission {
     Started(String),
+    /// Recorded, not to be executed: held by a breaker or suppressed by a window.
+    Gated(String, crate::safety::Decision),
     Deduplicated(String),
     Cooldown,
 }

@@ -37,7 +37,9 @@ use crate::admission::{Admission, Refusal};
 use crate::catalog::FindError;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::nodes::NodeIntake;
+use crate::records::Trigger;
 use crate::run::{Host, Prepared, RunRecord, RunRequest, UsageError, guard_run};
+use crate::safety::{Decision, Safety, Subject};
 use crate::store::{Admit, Admitted, AlertRecord, QueuedRun, SlotLimits, Store as RunStore};
 
 /// How long a broken playbook's reason is served before loading it again.
@@ -105,6 +107,8 @@ pub struct Dispatcher {
     cut: Arc<AtomicUsize>,
     /// Where run tasks execute; `None` only once dropped.
     runs: Option<tokio::runtime::Runtime>,
+    /// Circuit breakers and maintenance windows, decided before each admission.
+    pub safety: Safety,
 }
 
 impl Dispatcher {
@@ -113,6 +117,7 @@ impl Dispatcher {
         store: Arc<RunStore>,
         metrics: Arc<Metrics>,
         nodes: NodeIntake,
+        safety: Safety,
     ) -> std::io::Result<Self> {
         let server = &host.config.server;
         let limits = SlotLimits {
@@ -142,6 +147,7 @@ impl Dispatcher {
             cut_short: CancellationToken::new(),
             cut: Arc::new(AtomicUsize::new(0)),
             runs: Some(run_runtime()?),
+            safety,
         })
     }
 
@@ -234,6 +240,13 @@ impl Dispatcher {
         }
         let local = node.is_none();
         let deduplicated = request.dedup_key.is_some();
+        // A person asking through the console or the CLI is breaking glass: not gated.
+        let gated = !matches!(request.trigger, Trigger::Console | Trigger::Cli);
+        let labels = request
+            .alert
+            .as_ref()
+            .map(|a| a.labels.clone())
+            .unwrap_or_default();
         let usage = |e: anyhow::Error| match e.downcast_ref::<UsageError>() {
             Some(UsageError::BadValue { .. }) => Refusal::BadValue(format!("{e:#}")),
             Some(_) => Refusal::Invalid(format!("{e:#}")),
@@ -254,13 +267,38 @@ impl Dispatcher {
             (Err(refusal), _) => return Err(refusal),
         };
         let run_id = run.id.clone();
+        let decision = if gated {
+            let subject = Subject {
+                playbook,
+                labels: &labels,
+                node: run.node.as_deref(),
+                run_id: &run_id,
+            };
+            self.safety
+                .decide(store, &self.host.notifier(), &subject)
+                .await
+                .map_err(|e| Refusal::Unavailable(format!("{e:#}")))?
+        } else {
+            Decision::Run
+        };
+        let gate = decision.gate();
+        // The alert's record says why its run will not execute.
+        let alert = alert.map(|mut record| {
+            record.detail = gate.reason().map(String::from).or(record.detail);
+            record
+        });
         let admit = Admit {
             run,
             dedup_window: deduplicated.then_some(self.dedup_window),
             cooldown,
             alert,
+            gate,
         };
         match store.admit(admit).await {
+            Ok(Admitted::Started) if decision != Decision::Run => {
+                self.metrics.gated(&decision);
+                Ok(Admission::Gated(run_id, decision))
+            }
             Ok(Admitted::Started) => {
                 if local {
                     self.queued_now(self.queued.fetch_add(1, Ordering::Relaxed) + 1);

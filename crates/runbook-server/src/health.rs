@@ -63,6 +63,9 @@ pub(crate) async fn metrics_text(State(app): State<Shared>) -> Response {
             pending.iter().map(|a| a.run_id.as_str()).collect();
         app.dispatcher.metrics.set_waiting_approval(runs.len());
     }
+    if let Ok(breakers) = store.breakers().await {
+        app.dispatcher.metrics.set_breakers(&breakers);
+    }
     if let Ok(nodes) = store.nodes().await {
         app.dispatcher
             .metrics

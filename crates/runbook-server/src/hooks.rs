@@ -164,6 +164,16 @@ pub(crate) async fn run_hook(
             StatusCode::ACCEPTED,
             json!({ "runs": [id], "status": "deduplicated" }),
         ),
+        // Recorded, not executed: the caller is told which and why.
+        Ok(Admission::Gated(id, decision)) => {
+            let gate = decision.gate();
+            reply(
+                &app,
+                ENDPOINT,
+                StatusCode::ACCEPTED,
+                json!({ "runs": [id], "status": gate.status().as_str(), "reason": gate.reason() }),
+            )
+        }
         Ok(Admission::Cooldown) => reply(
             &app,
             ENDPOINT,

@@ -177,6 +177,14 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
             Ok(Admission::Started(id)) => {
                 records.push(record(Disposition::Started, Some(playbook), Some(id), None));
             }
+            Ok(Admission::Gated(id, decision)) => {
+                let disposition = match decision {
+                    crate::safety::Decision::Held { .. } => Disposition::Held,
+                    _ => Disposition::Suppressed,
+                };
+                let reason = decision.gate().reason().map(String::from);
+                records.push(record(disposition, Some(playbook), Some(id), reason));
+            }
             Ok(Admission::Deduplicated(id)) => {
                 records.push(record(
                     Disposition::Deduplicated,

@@ -12,7 +12,7 @@
 //! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`
 //! - `gate`, `auth`, `respond`: who may call, and how the server answers
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
-//!   rescued
+//!   rescued; `safety`: breakers and maintenance windows decided at admission
 //! - `approvals`, `cancel`: answering questions, stopping runs
 //! - `nodes`, `console`, `csrf`: state the app holds (the fleet's nodes, the console's sign-in
 //!   and form tokens), below the handlers that use it
@@ -47,6 +47,7 @@ mod reload;
 mod rescue;
 mod respond;
 mod routing;
+mod safety;
 mod schedule;
 mod serve;
 mod sink;
@@ -57,6 +58,7 @@ use anyhow::Result;
 
 pub use self::auth::Verifier;
 pub use self::routing::{Matcher, Router as AlertRouter};
+pub use self::safety::new_window;
 pub use self::serve::serve;
 
 /// Whether `[fleet]` is usable: every node's token loads and is long enough.

@@ -25,6 +25,11 @@ struct PlaybookLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabel {
+    window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     endpoint: String,
     status: String,
@@ -82,6 +87,9 @@ pub struct Metrics {
     node_seen_ago: Family<NodeLabel, Gauge<f64, AtomicU64>>,
     node_in_flight: Family<NodeLabel, Gauge<i64, AtomicI64>>,
     node_queued: Family<NodeLabel, Gauge<i64, AtomicI64>>,
+    breaker_open: Family<PlaybookLabel, Gauge<i64, AtomicI64>>,
+    runs_held: Family<PlaybookLabel, Counter>,
+    suppressed: Family<WindowLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -157,6 +165,26 @@ impl Metrics {
             "Runs waiting for the node's agent",
             node_queued.clone(),
         );
+        let breaker_open = Family::<PlaybookLabel, Gauge<i64, AtomicI64>>::default();
+        let runs_held = Family::<PlaybookLabel, Counter>::default();
+        let suppressed = Family::<WindowLabel, Counter>::default();
+        registry.register(
+            "breaker_open",
+            "Whether the playbook's circuit breaker is open (1: new runs are held) or not (0)",
+            breaker_open.clone(),
+        );
+        registry.register(
+            "runs_held",
+            "Runs recorded held (not executed) because their playbook's breaker was open, \
+             admitted by this host",
+            runs_held.clone(),
+        );
+        registry.register(
+            "alerts_suppressed",
+            "Runs (of alerts and schedules) recorded suppressed by a maintenance window, \
+             admitted by this host",
+            suppressed.clone(),
+        );
         registry.register(
             "notifications_pending",
             "Messages in the outbox not yet delivered, by channel",
@@ -206,7 +234,40 @@ impl Metrics {
             node_seen_ago,
             node_in_flight,
             node_queued,
+            breaker_open,
+            runs_held,
+            suppressed,
         }
+    }
+
+    /// The breakers as the store has them at a scrape.
+    pub fn set_breakers(&self, breakers: &[crate::store::BreakerState]) {
+        for breaker in breakers {
+            self.breaker_open
+                .get_or_create(&PlaybookLabel {
+                    playbook: breaker.playbook.clone(),
+                })
+                .set(i64::from(breaker.open));
+        }
+    }
+
+    /// A run admitted here that did not execute: held by a breaker or suppressed by a window.
+    pub fn gated(&self, gate: &crate::safety::Decision) {
+        match gate {
+            crate::safety::Decision::Held { playbook, .. } => self
+                .runs_held
+                .get_or_create(&PlaybookLabel {
+                    playbook: playbook.clone(),
+                })
+                .inc(),
+            crate::safety::Decision::Suppressed { window, .. } => self
+                .suppressed
+                .get_or_create(&WindowLabel {
+                    window: window.clone(),
+                })
+                .inc(),
+            crate::safety::Decision::Run => 0,
+        };
     }
 
     /// The fleet as the store has it (nodes are those whose agents authenticated: as many as

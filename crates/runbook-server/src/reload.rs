@@ -10,7 +10,8 @@
 //! that decides access but cannot be swapped live (`[notify]`: its channels carry the
 //! questions and vouch for the answers) refuses the whole reload, naming it; a change to one
 //! that only a restart applies and that grants nothing (listen address, store, cache,
-//! `[server]`, `[fleet]` timings, `max-concurrent`) is named in the "reloaded" line.
+//! `[server]`, `[fleet]` timings, `max-concurrent`, breakers, `[[maintenance]]`) is named in
+//! the "reloaded" line.
 
 use std::sync::Arc;
 
@@ -165,6 +166,9 @@ pub const KEYS: &[(&str, OnReload)] = &[
         OnReload::Restart,
     ),
     ("[plugins] max-concurrent", OnReload::Restart),
+    // The rails are built once at start (server/safety.rs); ad hoc windows need no reload.
+    ("[[maintenance]]", OnReload::Restart),
+    ("[plugins] breaker", OnReload::Restart),
 ];
 
 fn on_reload(key: &str) -> OnReload {
@@ -205,6 +209,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         approvers,
         routes,
         schedules,
+        maintenance,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -220,6 +225,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[fleet] client-ca", &old.fleet.client_ca, client_ca);
     compare("[approvers]", &old.approvers, approvers);
     compare("[[schedule]]", &old.schedules, schedules);
+    compare("[[maintenance]]", &old.maintenance, maintenance);
     compare("[notify]", &old.notify, notify);
     compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
     compare("cache-dir", &old.cache_dir, cache_dir);
@@ -249,6 +255,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     let split = |plugins: &std::collections::BTreeMap<String, PluginConfig>| {
         let mut policy = Vec::new();
         let mut concurrency = Vec::new();
+        let mut breakers = Vec::new();
         for (name, plugin) in plugins {
             let PluginConfig {
                 max_concurrent,
@@ -257,17 +264,20 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 memory_mib,
                 max_notifications,
                 max_http_calls,
+                breaker,
             } = plugin;
+            breakers.push(format!("{name}: {breaker:?}"));
             policy.push(format!(
                 "{name}: {grants:?} {deadline_secs:?} {memory_mib:?} {max_notifications:?} \
                  {max_http_calls:?}"
             ));
             concurrency.push(format!("{name}: {max_concurrent:?}"));
         }
-        (policy, concurrency)
+        (policy, concurrency, breakers)
     };
-    let (old_policy, old_concurrency) = split(&old.plugins);
-    let (new_policy, new_concurrency) = split(plugins);
+    let (old_policy, old_concurrency, old_breakers) = split(&old.plugins);
+    let (new_policy, new_concurrency, new_breakers) = split(plugins);
+    compare("[plugins] breaker", &old_breakers, &new_breakers);
     compare("[plugins] grants and limits", &old_policy, &new_policy);
     compare(
         "[plugins] max-concurrent",
@@ -379,6 +389,21 @@ playbook = "disk-full"
                 edit(
                     "[fleet.nodes.web01]",
                     "[fleet]\nclient-ca = \"nodes-ca.pem\"\n[fleet.nodes.web01]",
+                ),
+            ),
+            (
+                "[[maintenance]]",
+                format!(
+                    "{BASE}[[maintenance]]\nname = \"m\"\nnodes = [\"web01\"]\n\
+                     cron = \"0 2 * * 6\"\nduration = \"2h\"\n"
+                ),
+            ),
+            (
+                "[plugins] breaker",
+                edit(
+                    "max-concurrent = 1",
+                    "max-concurrent = 1\nbreaker = { failures = 3, within = \"15m\", \
+                     cool-down = \"30m\" }",
                 ),
             ),
         ]

@@ -54,7 +54,7 @@ impl Matcher {
         })
     }
 
-    fn matches(&self, labels: &[(String, String)]) -> bool {
+    pub fn matches(&self, labels: &[(String, String)]) -> bool {
         let value = labels
             .iter()
             .find(|(k, _)| *k == self.label)

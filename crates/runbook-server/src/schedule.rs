@@ -240,11 +240,34 @@ async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp,
         }
     };
     let run_id = run.id.clone();
+    // A scheduled run is seen by maintenance windows with these labels.
+    let labels = [
+        ("schedule".to_string(), name.to_string()),
+        ("playbook".to_string(), schedule.playbook.clone()),
+    ];
+    let subject = crate::safety::Subject {
+        playbook: &schedule.playbook,
+        labels: &labels,
+        node: None,
+        run_id: &run_id,
+    };
+    let decision = match dispatcher
+        .safety
+        .decide(&store, &host.notifier(), &subject)
+        .await
+    {
+        Ok(decision) => decision,
+        Err(e) => {
+            tracing::warn!("schedule {name}: firing at {at} not run: {e:#}");
+            return;
+        }
+    };
     let firing = Firing {
         schedule: name.to_string(),
         at_ms: at.as_millisecond(),
         catch_up,
         run,
+        gate: decision.gate(),
     };
     let what = if catch_up { "missed firing" } else { "firing" };
     // A store that did not answer is asked again a few times: the firing's key makes a retry
@@ -261,6 +284,15 @@ async fn fire(dispatcher: &Dispatcher, schedule: &ScheduleConfig, at: Timestamp,
         }
     };
     match fired {
+        Ok(Fired::Started) if decision != crate::safety::Decision::Run => {
+            dispatcher.metrics.gated(&decision);
+            let gate = decision.gate();
+            tracing::info!(
+                "schedule {name}: {what} at {at}: run {run_id} {}: {}",
+                gate.status(),
+                crate::text::escape(gate.reason().unwrap_or_default())
+            )
+        }
         Ok(Fired::Started) => {
             tracing::info!("schedule {name}: {what} at {at}: run {run_id} queued")
         }

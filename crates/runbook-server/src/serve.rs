@@ -60,12 +60,14 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         crate::notify::set_public_url(url).context("[server] public-url")?;
     }
     let node_intake = fleet.intake(&host.config.fleet);
+    let safety = crate::safety::Safety::new(&host.config)?;
     let dispatcher = Arc::new(
         Dispatcher::new(
             Arc::new(host),
             store.clone(),
             Arc::new(Metrics::new()),
             node_intake,
+            safety,
         )
         .context("starting the runtime that executes runs")?,
     );

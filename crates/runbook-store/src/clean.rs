@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::records::{
-    Admit, AlertRecord, ApprovalRecord, Artifact, Decision, Disposition, Firing, NewMessage,
+    Admit, AlertRecord, ApprovalRecord, Artifact, Decision, Disposition, Firing, Gate, NewMessage,
     QueuedRun, RunOutcome,
 };
 
@@ -140,6 +140,7 @@ impl Clean for Admit {
             key.clean();
         }
         self.alert.clean();
+        self.gate.clean();
     }
 }
 
@@ -147,6 +148,16 @@ impl Clean for Firing {
     fn clean(&mut self) {
         self.schedule.clean();
         self.run.clean();
+        self.gate.clean();
+    }
+}
+
+impl Clean for Gate {
+    fn clean(&mut self) {
+        match self {
+            Gate::Run => {}
+            Gate::Held(reason) | Gate::Suppressed(reason) => reason.clean(),
+        }
     }
 }
 

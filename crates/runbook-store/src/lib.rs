@@ -12,7 +12,7 @@
 //! Imports only `runbook-core` (the records it stores): never the runtime, the server or the CLI.
 
 // The core modules under the names the store's files use.
-pub(crate) use runbook_core::{panics, records, redact, text, timeline};
+pub(crate) use runbook_core::{panics, records, redact, safety, text, timeline};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,13 +28,14 @@ mod sqlite;
 
 pub use crate::records::{
     Admit, Admitted, AlertRecord, ApprovalRecord, Artifact, Claim, Decision, Disposition, Fired,
-    Firing, FiringRecord, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun, RunOutcome,
-    RunSummary, StoredRun, UnfinishedRun,
+    Firing, FiringRecord, Gate, LOST_REASON, NewMessage, NodeRecord, OutboxRow, QueuedRun,
+    RunOutcome, RunSummary, StoredRun, UnfinishedRun,
 };
+pub use crate::safety::{BreakerCheck, BreakerRule, BreakerState, NewWindow, WindowRecord};
 pub use backend::{
-    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases,
-    LinkSecurity, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits,
-    SslMode, StoreInfo, Timelines,
+    Alerts, Appended, ApprovalStore, Backend, Breakers, Cancels, EventsPage, FleetStore, Leases,
+    LinkSecurity, Maintenance, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore,
+    SharedState, SlotLimits, SslMode, StoreInfo, Timelines,
 };
 pub use sqlite::Sqlite;
 

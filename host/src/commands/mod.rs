@@ -8,6 +8,7 @@ use crate::run::{Host, Prepared};
 
 pub mod agent;
 pub mod approvals;
+pub mod breaker;
 pub mod check;
 pub mod context;
 pub mod docs;
@@ -15,6 +16,7 @@ mod globals;
 pub mod health;
 pub mod inspect;
 pub mod list;
+pub mod maintenance;
 pub mod nodes;
 pub mod notify;
 pub mod run;

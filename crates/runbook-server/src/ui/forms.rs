@@ -169,7 +169,7 @@ pub(super) async fn run_submit(
     })
     .await;
     match submitted {
-        Ok(Ok(Admission::Started(id) | Admission::Deduplicated(id))) => {
+        Ok(Ok(Admission::Started(id) | Admission::Deduplicated(id) | Admission::Gated(id, _))) => {
             see_other(&format!("/ui/runs/{}", seg(&id)))
         }
         Ok(Ok(Admission::Cooldown)) => message_page(

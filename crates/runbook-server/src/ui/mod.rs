@@ -19,6 +19,7 @@ mod cancel;
 mod feed;
 mod forms;
 pub(super) mod live;
+mod maintenance;
 mod page;
 mod pages;
 mod report;
@@ -63,6 +64,19 @@ pub(crate) fn routes(app: Shared) -> Router<Shared> {
         .route(
             "/ui/outbox/{id}/retry",
             get(forms::retry_form).post(forms::retry_submit),
+        )
+        .route("/ui/maintenance", get(maintenance::page))
+        .route(
+            "/ui/maintenance/breakers/{playbook}/reset",
+            axum::routing::post(maintenance::reset),
+        )
+        .route(
+            "/ui/maintenance/windows",
+            axum::routing::post(maintenance::start),
+        )
+        .route(
+            "/ui/maintenance/windows/{id}/end",
+            axum::routing::post(maintenance::end),
         )
         // Every route above, and any added there: nothing of the console without sign-in.
         .route_layer(axum::middleware::from_fn_with_state(

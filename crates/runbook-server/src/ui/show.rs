@@ -59,6 +59,9 @@ pub(super) fn tone(status: RunStatus) -> Tone {
         RunStatus::Lost | RunStatus::Interrupted | RunStatus::Cancelled | RunStatus::Other => {
             Tone::Gone
         }
+        // Stopped by a safety rail on purpose: a breaker is worth a look, a window is planned.
+        RunStatus::Held => Tone::Warn,
+        RunStatus::Suppressed => Tone::Calm,
         RunStatus::Running => Tone::Live,
         RunStatus::WaitingApproval => Tone::Asking,
         RunStatus::Queued => Tone::Queued,

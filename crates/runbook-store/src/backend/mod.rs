@@ -21,6 +21,7 @@ mod info;
 mod leases;
 mod outbox;
 mod queue;
+mod safety;
 mod schedules;
 mod shared;
 mod timelines;
@@ -34,6 +35,8 @@ pub use self::{
     leases::Leases,
     outbox::Outbox,
     queue::RunQueue,
+    safety::Breakers,
+    safety::Maintenance,
     schedules::ScheduleStore,
     shared::SharedState,
     timelines::Timelines,
@@ -199,6 +202,8 @@ pub trait Backend:
     + ApprovalStore
     + SharedState
     + Outbox
+    + Breakers
+    + Maintenance
     + Send
     + Sync
     + 'static
@@ -217,6 +222,8 @@ impl<T> Backend for T where
         + ApprovalStore
         + SharedState
         + Outbox
+        + Breakers
+        + Maintenance
         + 'static
 {
 }

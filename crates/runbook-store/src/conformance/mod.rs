@@ -44,6 +44,7 @@ mod info;
 mod leases;
 mod outbox;
 mod queue;
+mod safety;
 mod schedules;
 mod shared;
 mod text;
@@ -57,6 +58,7 @@ pub(crate) use info::*;
 pub(crate) use leases::*;
 pub(crate) use outbox::*;
 pub(crate) use queue::*;
+pub(crate) use safety::*;
 pub(crate) use schedules::*;
 pub(crate) use shared::*;
 pub(crate) use text::*;
@@ -150,6 +152,11 @@ macro_rules! conformance_tests {
             outbox_keeps_channel_order_and_leases_exclusively,
             outbox_once_key_queues_one_message,
             a_failed_message_can_be_retried_once,
+            // safety.rs
+            a_gated_admission_is_recorded_with_its_reason_and_never_claimed,
+            a_breaker_opens_once_across_instances_and_a_reset_closes_it,
+            a_breaker_closes_after_its_cool_down,
+            maintenance_windows_start_list_and_end,
             // info.rs
             a_newer_schema_is_refused,
             // text.rs
@@ -204,6 +211,7 @@ fn admit(run: QueuedRun) -> Admit {
         dedup_window: None,
         cooldown: None,
         alert: None,
+        gate: Default::default(),
     }
 }
 

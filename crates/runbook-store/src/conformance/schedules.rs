@@ -13,6 +13,7 @@ fn firing(schedule: &str, at_ms: i64, run_id: &str) -> Firing {
         at_ms,
         catch_up: false,
         run,
+        gate: Default::default(),
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::runs::{self, execute, query};
 use super::{CALL_TIMEOUT, count_statement, index_key, pg_error, secs};
 use crate::CUT_OFF;
-use crate::records::{Admit, Admitted};
+use crate::records::{Admit, Admitted, Gate};
 
 /// Default admissions per transaction: measured (README, Performance) — past it the batch's
 /// own time adds to p99 more than the saved commits give back.
@@ -121,6 +121,11 @@ fn dedup_key(admit: &Admit) -> Option<Key> {
 }
 
 fn cooldown_key(admit: &Admit) -> Option<Key> {
+    // A held or suppressed run takes no cooldown key: it must not keep the alert from running
+    // once the breaker closes or the window ends.
+    if admit.gate != Gate::Run {
+        return None;
+    }
     let (key, _) = admit.cooldown.as_ref()?;
     let kind = format!("cooldown:{}", admit.run.playbook);
     Some((index_key(&kind).into_owned(), index_key(key).into_owned()))
@@ -324,6 +329,9 @@ struct RunColumns {
     cooldown_key: Vec<Option<String>>,
     node: Vec<Option<String>>,
     requested_by: Vec<Option<String>>,
+    status: Vec<String>,
+    /// A held or suppressed run's reason (also its summary; it ends as it is admitted).
+    reason: Vec<Option<String>>,
 }
 
 impl RunColumns {
@@ -339,14 +347,22 @@ impl RunColumns {
         self.dedup_key.push(run.dedup_key.clone());
         self.started_at.push(run.started_at.clone());
         self.severity.push(run.severity.clone());
-        self.cooldown_key
-            .push(admit.cooldown.as_ref().map(|(k, _)| k.clone()));
+        self.cooldown_key.push(
+            admit
+                .cooldown
+                .as_ref()
+                .filter(|_| admit.gate == Gate::Run)
+                .map(|(k, _)| k.clone()),
+        );
         self.node.push(run.node.clone());
         self.requested_by.push(run.by.clone());
+        self.status.push(admit.gate.status().as_str().to_string());
+        self.reason.push(admit.gate.reason().map(str::to_string));
     }
 }
 
-/// Records the admissions' runs `queued`, in one statement.
+/// Records the admissions' runs `queued` (or `held`/`suppressed`, ended at once), in one
+/// statement.
 async fn insert_runs<'a>(
     c: &impl GenericClient,
     admits: impl Iterator<Item = &'a Admit>,
@@ -359,14 +375,16 @@ async fn insert_runs<'a>(
     execute(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
-                           dedup_key, started_at, severity, cooldown_key, node, requested_by)
-         SELECT id, playbook, origin, trigger, params, alert, dry_run, 'queued',
-                dedup_key, started_at, severity, cooldown_key, node, requested_by
+                           dedup_key, started_at, severity, cooldown_key, node, requested_by,
+                           reason, summary, ended_at)
+         SELECT id, playbook, origin, trigger, params, alert, dry_run, status,
+                dedup_key, started_at, severity, cooldown_key, node, requested_by,
+                reason, COALESCE(reason, ''), CASE WHEN reason IS NOT NULL THEN started_at END
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                     $13::text[])
+                     $13::text[], $14::text[], $15::text[])
               AS r(id, playbook, origin, trigger, params, alert, dry_run, dedup_key,
-                   started_at, severity, cooldown_key, node, requested_by)",
+                   started_at, severity, cooldown_key, node, requested_by, status, reason)",
         &[
             &cols.id,
             &cols.playbook,
@@ -381,6 +399,8 @@ async fn insert_runs<'a>(
             &cols.cooldown_key,
             &cols.node,
             &cols.requested_by,
+            &cols.status,
+            &cols.reason,
         ],
     )
     .await?;
@@ -394,7 +414,7 @@ async fn insert_alerts(tx: &Transaction<'_>, admits: &[Admit], answers: &[Admitt
         .zip(answers)
         .filter_map(|(admit, admitted)| {
             let mut alert = admit.alert.clone()?;
-            (alert.disposition, alert.run_id) = admitted.disposition(&admit.run.id);
+            (alert.disposition, alert.run_id) = admitted.disposition(&admit.run.id, &admit.gate);
             Some(alert)
         })
         .collect();

@@ -24,6 +24,7 @@ mod outbox;
 mod queue;
 mod reads;
 mod runs;
+mod safety;
 mod schedules;
 mod schema;
 mod slots;

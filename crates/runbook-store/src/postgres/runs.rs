@@ -12,7 +12,7 @@ use super::admission::{begin, commit};
 use super::{Postgres, count_statement, index_key, pg_error, secs, slots};
 use crate::backend::SlotLimits;
 use crate::records::{
-    Admit, Admitted, AlertRecord, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
+    Admit, Admitted, AlertRecord, Gate, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
 };
 // Runs that ended without a result: they never hold a dedup or cooldown key.
 use crate::{CUT_OFF, Untold};
@@ -112,6 +112,22 @@ pub(super) async fn insert_run(
     Ok(())
 }
 
+/// A run just inserted that must not execute: ended at once as `held` or `suppressed`, with
+/// why as its reason and summary (it never holds a slot, a lease or a claimer's attention).
+pub(super) async fn mark_gated(c: &impl GenericClient, run_id: &str, gate: &Gate) -> Result<()> {
+    let Some(reason) = gate.reason() else {
+        return Ok(());
+    };
+    execute(
+        c,
+        "UPDATE runs SET status = $2, reason = $3, summary = $3, ended_at = started_at
+         WHERE id = $1",
+        &[&run_id, &gate.status().as_str(), &reason],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn insert_alert(c: &impl GenericClient, alert: &AlertRecord) -> Result<()> {
     execute(
         c,
@@ -201,7 +217,11 @@ pub(super) async fn admit_in(
         dedup_window,
         cooldown,
         mut alert,
+        gate,
     } = admit;
+    // A held or suppressed run takes no cooldown key: it must not keep the alert from running
+    // once the breaker closes or the window ends.
+    let cooldown = cooldown.filter(|_| gate == Gate::Run);
     // A cooldown refusal undoes the dedup key taken just before: it must not name a run that
     // was never recorded.
     count_statement();
@@ -227,12 +247,13 @@ pub(super) async fn admit_in(
         None => {
             let cooldown_key = cooldown.as_ref().map(|(key, _)| key.as_str());
             insert_run(tx, &run, None, cooldown_key).await?;
+            mark_gated(tx, &run.id, &gate).await?;
             // Other replicas hear of it after the commit (Backend::admit announces it).
             Admitted::Started
         }
     };
     if let Some(alert) = &mut alert {
-        (alert.disposition, alert.run_id) = admitted.disposition(&run.id);
+        (alert.disposition, alert.run_id) = admitted.disposition(&run.id, &gate);
         insert_alert(tx, alert).await?;
     }
     Ok(admitted)

@@ -47,6 +47,7 @@ pub(super) async fn fire(pg: &Postgres, firing: Firing) -> Result<Fired> {
         }
         None => {
             insert_run(&tx, &firing.run, None, None).await?;
+            super::runs::mark_gated(&tx, &firing.run.id, &firing.gate).await?;
             execute(
                 &tx,
                 "UPDATE schedule_firings SET run_id = $3 WHERE schedule = $1 AND at_ms = $2",

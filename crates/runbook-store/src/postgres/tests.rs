@@ -197,6 +197,7 @@ async fn an_admission_on_one_replica_wakes_the_claimers_of_another() {
             dedup_window: None,
             cooldown: None,
             alert: None,
+            gate: Default::default(),
         })
         .await
         .unwrap();
@@ -322,6 +323,7 @@ fn one_run(id: &str) -> Admit {
         dedup_window: Some(Duration::from_secs(3600)),
         cooldown: None,
         alert: None,
+        gate: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ mod outbox;
 mod queue;
 mod reads;
 mod runs;
+mod safety;
 mod schedules;
 mod writer;
 
@@ -37,6 +38,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_runs_page.sql"),
     include_str!("../../migrations/sqlite/0011_approvals.sql"),
     include_str!("../../migrations/sqlite/0012_running_since.sql"),
+    // 0013 is the action budgets' (another branch); renumbered when merged.
+    include_str!("../../migrations/sqlite/0014_safety.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {

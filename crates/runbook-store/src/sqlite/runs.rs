@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::outbox;
 use crate::records::{
-    Admit, Admitted, AlertRecord, Artifact, Disposition, LOST_REASON, QueuedRun, RunOutcome,
+    Admit, Admitted, AlertRecord, Artifact, Disposition, Gate, LOST_REASON, QueuedRun, RunOutcome,
     RunSummary, StoredRun, UnfinishedRun,
 };
 use crate::{CUT_OFF, EventsPage, QueueDepths, RunFilter, SlotLimits, Untold};
@@ -109,7 +109,11 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
         dedup_window,
         cooldown,
         mut alert,
+        gate,
     } = admit;
+    // A held or suppressed run takes no cooldown: it must not keep the alert from running
+    // once the breaker closes or the window ends.
+    let cooldown = cooldown.filter(|_| gate == Gate::Run);
     let admitted = match (&run.dedup_key, dedup_window) {
         (Some(key), Some(window)) => {
             dedup_run(conn, key, since(window))?.map(Admitted::Deduplicated)
@@ -124,14 +128,29 @@ pub(super) fn admit(conn: &Connection, admit: Admit) -> Result<Admitted> {
         (None, _) => {
             let key = cooldown.as_ref().map(|(key, _)| key.as_str());
             insert_run(conn, &run, key, None)?;
+            mark_gated(conn, &run.id, &gate)?;
             Admitted::Started
         }
     };
     if let Some(alert) = &mut alert {
-        (alert.disposition, alert.run_id) = admitted.disposition(&run.id);
+        (alert.disposition, alert.run_id) = admitted.disposition(&run.id, &gate);
         insert_alert(conn, alert)?;
     }
     Ok(admitted)
+}
+
+/// A run just inserted that must not execute: ended at once as `held` or `suppressed`, with
+/// why as its reason and summary (it never holds a slot, a lease or a claimer's attention).
+pub(super) fn mark_gated(conn: &Connection, run_id: &str, gate: &Gate) -> Result<()> {
+    let Some(reason) = gate.reason() else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, reason = ?3, summary = ?3, ended_at = started_at
+         WHERE id = ?1",
+    )?
+    .execute(params![run_id, gate.status().as_str(), reason])?;
+    Ok(())
 }
 
 pub(super) const RUN_COLUMNS: &str = "id, playbook, origin, trigger, params, alert, dry_run, \

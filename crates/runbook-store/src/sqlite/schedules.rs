@@ -52,6 +52,7 @@ pub(super) fn fire(conn: &Connection, firing: Firing) -> Result<Fired> {
         }
         None => {
             insert_run(conn, &firing.run, None, None)?;
+            runs::mark_gated(conn, &firing.run.id, &firing.gate)?;
             conn.prepare_cached(
                 "UPDATE schedule_firings SET run_id = ?3 WHERE schedule = ?1 AND at_ms = ?2",
             )?
