@@ -117,6 +117,7 @@ async fn a_no_op_run_costs_few_statements() {
                 dedup_window: Some(Duration::from_secs(300)),
                 cooldown: None,
                 alert: Some(alert(&format!("A{i}"))),
+                gate: Default::default(),
             }
         })
         .collect();
@@ -144,5 +145,6 @@ fn plain(run: QueuedRun) -> Admit {
         dedup_window: None,
         cooldown: None,
         alert: None,
+        gate: Default::default(),
     }
 }
