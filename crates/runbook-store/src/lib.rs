@@ -12,7 +12,7 @@
 //! Imports only `runbook-core` (the records it stores): never the runtime, the server or the CLI.
 
 // The core modules under the names the store's files use.
-pub(crate) use runbook_core::{panics, records, redact, text, timeline};
+pub(crate) use runbook_core::{figures, panics, records, redact, text, timeline};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +32,9 @@ pub use crate::records::{
     RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{
-    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases, Outbox,
-    QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
+    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FigureStore, FleetStore, Leases,
+    Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo,
+    Timelines,
 };
 pub use sqlite::Sqlite;
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 mod alerts;
 mod approvals;
 mod cancels;
+mod figures;
 mod fleet;
 mod info;
 mod leases;
@@ -26,9 +27,9 @@ mod shared;
 mod timelines;
 
 pub use self::{
-    alerts::Alerts, approvals::ApprovalStore, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
-    leases::Leases, outbox::Outbox, queue::RunQueue, schedules::ScheduleStore, shared::SharedState,
-    timelines::Timelines,
+    alerts::Alerts, approvals::ApprovalStore, cancels::Cancels, figures::FigureStore,
+    fleet::FleetStore, info::StoreInfo, leases::Leases, outbox::Outbox, queue::RunQueue,
+    schedules::ScheduleStore, shared::SharedState, timelines::Timelines,
 };
 
 /// A run's status as people see it: a `running` run waiting for an answer to one of its
@@ -188,6 +189,7 @@ pub trait Backend:
     + Timelines
     + ScheduleStore
     + FleetStore
+    + FigureStore
     + ApprovalStore
     + SharedState
     + Outbox
@@ -206,6 +208,7 @@ impl<T> Backend for T where
         + Timelines
         + ScheduleStore
         + FleetStore
+        + FigureStore
         + ApprovalStore
         + SharedState
         + Outbox

@@ -18,6 +18,7 @@ use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
 mod cancel;
+mod figures;
 mod fleet;
 mod listen;
 mod outbox;

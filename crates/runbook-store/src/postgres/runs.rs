@@ -78,14 +78,17 @@ pub(super) async fn insert_run(
         Some((runner, lease)) => ("running", Some(runner), Some(secs(lease))),
         None => ("queued", None, None),
     };
+    let (alertname, alert_starts_at, alert_instance) =
+        runbook_core::figures::alert_keys(run.alert.as_ref());
     execute(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until,
-                           node, running_since, requested_by)
+                           node, running_since, requested_by, alertname, alert_starts_at,
+                           alert_instance)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                  now() + $14::float8 * interval '1 second', $15,
-                 CASE WHEN $8 = 'running' THEN $10 END, $16)",
+                 CASE WHEN $8 = 'running' THEN $10 END, $16, $17, $18, $19)",
         &[
             &run.id,
             &run.playbook,
@@ -103,6 +106,9 @@ pub(super) async fn insert_run(
             &lease,
             &run.node,
             &run.by,
+            &alertname,
+            &alert_starts_at,
+            &alert_instance,
         ],
     )
     .await?;
@@ -378,6 +384,31 @@ pub(super) async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()
     Ok(())
 }
 
+/// The figures' record of a finished run's mutating calls (`first_action_at`, `run_actions`).
+pub(super) async fn write_actions(
+    c: &impl GenericClient,
+    id: &str,
+    events: &[String],
+) -> Result<()> {
+    let actions = runbook_core::figures::actions_of(events);
+    execute(
+        c,
+        "UPDATE runs SET first_action_at = $2 WHERE id = $1",
+        &[&id, &actions.first_at],
+    )
+    .await?;
+    for (kind, calls) in &actions.kinds {
+        execute(
+            c,
+            "INSERT INTO run_actions (run_id, kind, calls) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id, kind) DO UPDATE SET calls = EXCLUDED.calls",
+            &[&id, kind, &(*calls as i64)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Writes the outcome of a run still `running` (and, with `holder`, held by it under a live
 /// lease), replacing events appended while it ran; false, nothing written, when a holder was
 /// named and does not hold it; an error when no holder was named and the run is not running.
@@ -421,6 +452,7 @@ pub(super) async fn finish(
             None => bail!("run {id} was never recorded as started"),
         }
     }
+    write_actions(&tx, id, &outcome.events).await?;
     execute(&tx, "DELETE FROM events WHERE run_id = $1", &[id]).await?;
     execute(
         &tx,

@@ -14,6 +14,7 @@ use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
 mod cancel;
+mod figures;
 mod fleet;
 mod outbox;
 mod queue;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_runs_page.sql"),
     include_str!("../../migrations/sqlite/0011_approvals.sql"),
     include_str!("../../migrations/sqlite/0012_running_since.sql"),
+    include_str!("../../migrations/sqlite/0015_figures.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {

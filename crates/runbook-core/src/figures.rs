@@ -1,0 +1,549 @@
+//! Figures over a window of runs: counts by outcome, times from detection to start, to the
+//! first mutating action and to the outcome (p50/p90), approvals, actions by kind. Both store
+//! backends do the counting in SQL and hand the rows to [`assemble`], so both give the same
+//! figures to the millisecond. No I/O here.
+//!
+//! Percentiles are nearest-rank: the p-th percentile of n sorted values is the value at rank
+//! ⌈p·n/100⌉ (1-based). Times are whole milliseconds; a timestamp's digits past the
+//! millisecond are dropped when the run is stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::records::RunStatus;
+
+/// At most this many names per ranked list (top alerts, playbooks, nodes).
+pub const TOP: usize = 10;
+
+/// How runs are grouped over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    /// Characters of an RFC 3339 time that name its bucket (`2026-12-07T03`, `2026-12-07`).
+    pub fn prefix_len(self) -> usize {
+        match self {
+            Bucket::Hour => 13,
+            Bucket::Day => 10,
+        }
+    }
+}
+
+/// The runs accepted in `[since, until)` (RFC 3339 UTC text, compared as text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub since: String,
+    pub until: String,
+    pub bucket: Bucket,
+}
+
+impl Window {
+    /// The window that ends now and lasted `span`, by hour up to two days, by day beyond.
+    pub fn last(span: std::time::Duration) -> Window {
+        let now = std::time::SystemTime::now();
+        let since = now.checked_sub(span).unwrap_or(std::time::UNIX_EPOCH);
+        Window {
+            since: humantime::format_rfc3339_millis(since).to_string(),
+            until: humantime::format_rfc3339_millis(now + std::time::Duration::from_millis(1))
+                .to_string(),
+            bucket: if span > std::time::Duration::from_secs(2 * 86_400) {
+                Bucket::Day
+            } else {
+                Bucket::Hour
+            },
+        }
+    }
+}
+
+/// p50 and p90 of some durations, and how many there were.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_ms: Option<i64>,
+    pub p90_ms: Option<i64>,
+}
+
+impl Percentiles {
+    /// Of `values`, which this sorts.
+    pub fn of(values: &mut [i64]) -> Percentiles {
+        values.sort_unstable();
+        Percentiles {
+            count: values.len() as u64,
+            p50_ms: nearest_rank(values, 50),
+            p90_ms: nearest_rank(values, 90),
+        }
+    }
+}
+
+/// The `p`-th percentile (0 < p ≤ 100) of `sorted` by nearest rank; `None` when empty.
+pub fn nearest_rank(sorted: &[i64], p: u32) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len() as u64;
+    let rank = (u64::from(p) * n).div_ceil(100).clamp(1, n);
+    Some(sorted[rank as usize - 1])
+}
+
+/// One playbook's (or one alert name's) runs in the window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFigures {
+    pub name: String,
+    pub runs: u64,
+    /// Runs by status (every status of `RunStatus::ALL` seen, by its name).
+    pub outcomes: BTreeMap<String, u64>,
+    /// Resolved or mitigated: the automation handled it.
+    pub automatic: u64,
+    pub escalated: u64,
+    /// From detection (the alert's `startsAt`, else the run's acceptance) to the run's start.
+    pub to_start: Percentiles,
+    /// … to its first mutating action that was performed (not a dry run's "would").
+    pub to_first_action: Percentiles,
+    /// … to its outcome, for runs that reported one (resolved … failed; not lost or cut off).
+    pub to_outcome: Percentiles,
+}
+
+impl GroupFigures {
+    /// Good outcomes (resolved, mitigated, no-action) among ended runs, in percent.
+    pub fn success_rate(&self) -> Option<f64> {
+        let ended: u64 = self
+            .outcomes
+            .iter()
+            .filter(|(s, _)| !RunStatus::parse(s).is_live())
+            .map(|(_, n)| n)
+            .sum();
+        let good: u64 = self
+            .outcomes
+            .iter()
+            .filter(|(s, _)| RunStatus::parse(s).is_good())
+            .map(|(_, n)| n)
+            .sum();
+        (ended > 0).then(|| good as f64 * 100.0 / ended as f64)
+    }
+}
+
+/// Runs of one bucket by status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketFigures {
+    /// `2026-12-07T03` (hour) or `2026-12-07` (day).
+    pub start: String,
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalFigures {
+    pub asked: u64,
+    /// By state: pending, approved, rejected, expired, lost.
+    pub states: BTreeMap<String, u64>,
+    /// From asked to answered, for answered questions (approved or rejected).
+    pub to_answer: Percentiles,
+}
+
+/// A name and how many times it came up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub name: String,
+    pub count: u64,
+}
+
+/// Upper bounds (ms) of the time-to-mitigate histogram's bars; the last bar is open.
+pub const MITIGATE_BARS: [(i64, &str); 6] = [
+    (60_000, "< 1 min"),
+    (300_000, "1–5 min"),
+    (900_000, "5–15 min"),
+    (3_600_000, "15–60 min"),
+    (14_400_000, "1–4 h"),
+    (i64::MAX, "≥ 4 h"),
+];
+
+/// Everything the digest and the dashboard show about one window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Figures {
+    pub window: Window,
+    /// Every run of the window together (`name` empty).
+    pub total: GroupFigures,
+    /// Most runs first, then by name.
+    pub playbooks: Vec<GroupFigures>,
+    /// Runs by the name of the alert that started them, most first (at most [`TOP`]).
+    pub alert_runs: Vec<GroupFigures>,
+    /// Alerts received (every disposition), most first (at most [`TOP`]).
+    pub top_alerts: Vec<Counted>,
+    pub alerts_received: u64,
+    /// Runs by node (the fleet node, else the alert's `instance` label), most first.
+    pub nodes: Vec<Counted>,
+    pub buckets: Vec<BucketFigures>,
+    /// Counts of resolved and mitigated runs by how long detection to outcome took
+    /// ([`MITIGATE_BARS`]).
+    pub to_mitigate: Vec<u64>,
+    pub approvals: ApprovalFigures,
+    /// Mutating calls performed, by `interface.function`, most first.
+    pub actions: Vec<Counted>,
+}
+
+/// A count of runs of one (playbook, alert, node, bucket, status), as the store's GROUP BY
+/// gives it.
+#[derive(Debug, Clone)]
+pub struct CountRow {
+    pub playbook: String,
+    pub alertname: Option<String>,
+    pub node: Option<String>,
+    pub bucket: String,
+    pub status: String,
+    pub runs: u64,
+}
+
+/// One run's durations (ms) from detection, as the store computes them.
+#[derive(Debug, Clone)]
+pub struct DurationRow {
+    pub playbook: String,
+    pub alertname: Option<String>,
+    pub status: String,
+    pub to_start: Option<i64>,
+    pub to_first_action: Option<i64>,
+    pub to_end: Option<i64>,
+}
+
+/// The rows a backend read for a window.
+#[derive(Debug, Clone, Default)]
+pub struct FigureRows {
+    pub counts: Vec<CountRow>,
+    pub durations: Vec<DurationRow>,
+    /// (alertname, count) of alerts received.
+    pub alerts: Vec<(String, u64)>,
+    /// (state, count) of approvals asked.
+    pub approval_states: Vec<(String, u64)>,
+    pub answer_ms: Vec<i64>,
+    /// (kind, count) of mutating calls.
+    pub actions: Vec<(String, u64)>,
+}
+
+/// Ended with an outcome the playbook reported (not lost, cut off or never delivered).
+pub fn reported(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Resolved
+            | RunStatus::Mitigated
+            | RunStatus::Escalated
+            | RunStatus::NoAction
+            | RunStatus::Failed
+    )
+}
+
+#[derive(Default)]
+struct Acc {
+    counts: GroupFigures,
+    to_start: Vec<i64>,
+    to_first_action: Vec<i64>,
+    to_outcome: Vec<i64>,
+}
+
+impl Acc {
+    fn count(&mut self, status: &str, runs: u64) {
+        self.counts.runs += runs;
+        *self.counts.outcomes.entry(status.to_string()).or_default() += runs;
+        match RunStatus::parse(status) {
+            RunStatus::Resolved | RunStatus::Mitigated => self.counts.automatic += runs,
+            RunStatus::Escalated => self.counts.escalated += runs,
+            _ => {}
+        }
+    }
+
+    fn time(&mut self, row: &DurationRow) {
+        self.to_start.extend(row.to_start);
+        self.to_first_action.extend(row.to_first_action);
+        if reported(RunStatus::parse(&row.status)) {
+            self.to_outcome.extend(row.to_end);
+        }
+    }
+
+    fn finish(mut self, name: &str) -> GroupFigures {
+        self.counts.name = name.to_string();
+        self.counts.to_start = Percentiles::of(&mut self.to_start);
+        self.counts.to_first_action = Percentiles::of(&mut self.to_first_action);
+        self.counts.to_outcome = Percentiles::of(&mut self.to_outcome);
+        self.counts
+    }
+}
+
+fn ranked(map: BTreeMap<String, u64>, top: usize) -> Vec<Counted> {
+    let mut list: Vec<Counted> = map
+        .into_iter()
+        .map(|(name, count)| Counted { name, count })
+        .collect();
+    list.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    list.truncate(top);
+    list
+}
+
+fn groups(map: BTreeMap<String, Acc>, top: usize) -> Vec<GroupFigures> {
+    let mut list: Vec<GroupFigures> = map
+        .into_iter()
+        .map(|(name, acc)| acc.finish(&name))
+        .collect();
+    list.sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.name.cmp(&b.name)));
+    list.truncate(top);
+    list
+}
+
+/// The figures of `window` from the rows a backend read: the one place both backends' rows
+/// become figures.
+pub fn assemble(window: Window, rows: FigureRows) -> Figures {
+    let mut total = Acc::default();
+    let mut playbooks: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut alerts: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut buckets: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for row in &rows.counts {
+        total.count(&row.status, row.runs);
+        playbooks
+            .entry(row.playbook.clone())
+            .or_default()
+            .count(&row.status, row.runs);
+        if let Some(alert) = &row.alertname {
+            alerts
+                .entry(alert.clone())
+                .or_default()
+                .count(&row.status, row.runs);
+        }
+        if let Some(node) = &row.node {
+            *nodes.entry(node.clone()).or_default() += row.runs;
+        }
+        *buckets
+            .entry(row.bucket.clone())
+            .or_default()
+            .entry(row.status.clone())
+            .or_default() += row.runs;
+    }
+    let mut to_mitigate = vec![0; MITIGATE_BARS.len()];
+    for row in &rows.durations {
+        total.time(row);
+        playbooks.entry(row.playbook.clone()).or_default().time(row);
+        if let Some(alert) = &row.alertname {
+            alerts.entry(alert.clone()).or_default().time(row);
+        }
+        let mitigated = matches!(
+            RunStatus::parse(&row.status),
+            RunStatus::Resolved | RunStatus::Mitigated
+        );
+        if let (true, Some(ms)) = (mitigated, row.to_end) {
+            let bar = MITIGATE_BARS.iter().position(|(upper, _)| ms < *upper);
+            to_mitigate[bar.unwrap_or(MITIGATE_BARS.len() - 1)] += 1;
+        }
+    }
+    let mut answer_ms = rows.answer_ms;
+    let states: BTreeMap<String, u64> = rows.approval_states.into_iter().collect();
+    let received: BTreeMap<String, u64> = rows.alerts.into_iter().collect();
+    Figures {
+        window,
+        total: total.finish(""),
+        playbooks: groups(playbooks, usize::MAX),
+        alert_runs: groups(alerts, TOP),
+        alerts_received: received.values().sum(),
+        top_alerts: ranked(received, TOP),
+        nodes: ranked(nodes, TOP),
+        buckets: buckets
+            .into_iter()
+            .map(|(start, outcomes)| BucketFigures { start, outcomes })
+            .collect(),
+        to_mitigate,
+        approvals: ApprovalFigures {
+            asked: states.values().sum(),
+            states,
+            to_answer: Percentiles::of(&mut answer_ms),
+        },
+        actions: ranked(rows.actions.into_iter().collect(), usize::MAX),
+    }
+}
+
+/// A call that changes something outside the run: docker start/stop/restart/pause/unpause/
+/// prune/network-disconnect, notify, an http request other than GET/HEAD.
+pub fn is_mutating(interface: &str, function: &str, args: &Value) -> bool {
+    match interface {
+        "docker" => matches!(
+            function,
+            "start" | "stop" | "restart" | "pause" | "unpause" | "prune" | "network-disconnect"
+        ),
+        "notify" => function == "send",
+        "http" => {
+            let method = match &args["method"] {
+                Value::String(m) => m.to_ascii_uppercase(),
+                other => other.to_string().to_ascii_uppercase(),
+            };
+            function == "send" && !(method.contains("GET") || method.contains("HEAD"))
+        }
+        _ => false,
+    }
+}
+
+/// What a finished run's timeline says for the figures: when its first performed mutating
+/// call happened, and its performed mutating calls by `interface.function`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actions {
+    pub first_at: Option<String>,
+    pub kinds: BTreeMap<String, u64>,
+}
+
+/// Reads `events` (each a timeline event as JSON text, as the store keeps them).
+pub fn actions_of(events: &[String]) -> Actions {
+    let mut out = Actions::default();
+    for text in events {
+        let Ok(event) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        if event["event"] != "call" || event["result"] != "ok" {
+            continue;
+        }
+        let interface = event["interface"].as_str().unwrap_or_default();
+        let function = event["function"].as_str().unwrap_or_default();
+        if !is_mutating(interface, function, &event["args"]) {
+            continue;
+        }
+        if out.first_at.is_none() {
+            out.first_at = event["at"].as_str().and_then(normalize_time);
+        }
+        *out.kinds
+            .entry(format!("{interface}.{function}"))
+            .or_default() += 1;
+    }
+    out
+}
+
+/// An RFC 3339 time (UTC `Z`, or no zone) as the store keeps times: milliseconds, `Z`.
+/// `None` for anything else: an alert's `startsAt` is the sender's text.
+pub fn normalize_time(text: &str) -> Option<String> {
+    let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+    Some(humantime::format_rfc3339_millis(time).to_string())
+}
+
+/// What the figures group a run by, from its alert: (alertname, normalized startsAt,
+/// instance label), each capped.
+pub fn alert_keys(alert: Option<&Value>) -> (Option<String>, Option<String>, Option<String>) {
+    let Some(alert) = alert else {
+        return (None, None, None);
+    };
+    let label = |name: &str| {
+        alert["labels"][name]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|s| crate::text::truncate(s, 200).into_owned())
+    };
+    let starts_at = alert["startsAt"].as_str().and_then(normalize_time);
+    // The host stores an alert with its `name`; other senders' JSON has only the label.
+    let name = alert["name"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(|s| crate::text::truncate(s, 200).into_owned())
+        .or_else(|| label("alertname"));
+    (name, starts_at, label("instance"))
+}
+
+/// A finished run written whole (tests and benches seed stores with known runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeededRun {
+    pub id: String,
+    pub playbook: String,
+    pub status: String,
+    pub alert: Option<Value>,
+    pub node: Option<String>,
+    /// Accepted.
+    pub started_at: String,
+    pub running_since: Option<String>,
+    pub first_action_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Mutating calls by kind.
+    pub actions: Vec<(String, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_is_the_ceiling_rank() {
+        let v = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+        assert_eq!(nearest_rank(&v, 50), Some(50));
+        assert_eq!(nearest_rank(&v, 90), Some(90));
+        assert_eq!(nearest_rank(&v[..3], 50), Some(20));
+        assert_eq!(nearest_rank(&v[..3], 90), Some(30));
+        assert_eq!(nearest_rank(&v[..1], 50), Some(10));
+        assert_eq!(nearest_rank(&[], 50), None);
+    }
+
+    #[test]
+    fn performed_mutating_calls_count_and_the_first_is_kept() {
+        let call = |at: &str, i: &str, f: &str, result: &str, args: Value| {
+            serde_json::json!({"at": at, "offset_ms": 1.0, "event": "call", "interface": i,
+                "function": f, "args": args, "result": result, "duration_ms": 1.0})
+            .to_string()
+        };
+        let events = vec![
+            call(
+                "2026-12-07T03:00:01.000Z",
+                "docker",
+                "list",
+                "ok",
+                Value::Null,
+            ),
+            call(
+                "2026-12-07T03:00:02.000Z",
+                "docker",
+                "restart",
+                "would",
+                Value::Null,
+            ),
+            call(
+                "2026-12-07T03:00:03.000Z",
+                "http",
+                "send",
+                "ok",
+                serde_json::json!({"method": "get"}),
+            ),
+            call(
+                "2026-12-07T03:00:04.123456Z",
+                "docker",
+                "restart",
+                "ok",
+                Value::Null,
+            ),
+            call(
+                "2026-12-07T03:00:05.000Z",
+                "http",
+                "send",
+                "ok",
+                serde_json::json!({"method": "post"}),
+            ),
+            "not json".into(),
+        ];
+        let actions = actions_of(&events);
+        assert_eq!(
+            actions.first_at.as_deref(),
+            Some("2026-12-07T03:00:04.123Z")
+        );
+        assert_eq!(
+            actions.kinds.into_iter().collect::<Vec<_>>(),
+            [("docker.restart".into(), 1), ("http.send".into(), 1)]
+        );
+    }
+
+    #[test]
+    fn alert_times_are_normalized_or_dropped() {
+        let alert = serde_json::json!({"labels": {"alertname": "A", "instance": "n1:9100"},
+            "startsAt": "2026-12-07T03:00:00.123456789Z"});
+        assert_eq!(
+            alert_keys(Some(&alert)),
+            (
+                Some("A".into()),
+                Some("2026-12-07T03:00:00.123Z".into()),
+                Some("n1:9100".into())
+            )
+        );
+        let bad = serde_json::json!({"labels": {}, "startsAt": "yesterday"});
+        assert_eq!(alert_keys(Some(&bad)), (None, None, None));
+    }
+}
