@@ -57,6 +57,8 @@ pub struct Config {
     /// Playbooks run on a cron expression by `host serve` (schedule.rs).
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<crate::schedule::ScheduleConfig>,
+    /// The end-of-day report and weekly summary `host serve` sends (digest.rs).
+    pub digest: Option<crate::digest::DigestConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -267,6 +269,12 @@ impl Config {
                     schedule.name()
                 );
             }
+        }
+        if let Some(digest) = &config.digest {
+            let channels: Vec<&str> = config.notify.keys().map(String::as_str).collect();
+            digest
+                .check(&channels)
+                .map_err(|e| anyhow::anyhow!("{}: [digest]: {e}", path.display()))?;
         }
         crate::approval::check_groups(&config.approvers, &config.notify)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -141,6 +141,7 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("plugin-dirs", OnReload::Restart),
     ("cache-dir", OnReload::Restart),
     ("max-component-mib", OnReload::Restart),
+    ("[digest]", OnReload::Restart),
     ("store", OnReload::Restart),
     ("store-connections", OnReload::Restart),
     ("[server]", OnReload::Restart),
@@ -188,6 +189,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         approvers,
         routes,
         schedules,
+        digest,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -202,6 +204,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[fleet.nodes]", &old.fleet.nodes, nodes);
     compare("[approvers]", &old.approvers, approvers);
     compare("[[schedule]]", &old.schedules, schedules);
+    compare("[digest]", &old.digest, digest);
     compare("[notify]", &old.notify, notify);
     compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
     compare("cache-dir", &old.cache_dir, cache_dir);

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod approvals;
 pub mod check;
 pub mod context;
+pub mod digest;
 pub mod docs;
 mod globals;
 pub mod health;

@@ -230,7 +230,7 @@ impl Notifier {
     }
 
     /// `submit`, queued at most once per `once_key` whichever process queues it.
-    async fn submit_once(
+    pub async fn submit_once(
         &self,
         channel: &str,
         notification: &Notification,
