@@ -171,12 +171,12 @@ fn host_digest_reports_known_runs_as_json_and_markdown_and_sends_them() {
         "host.toml",
         format!(
             "[notify.ops]\nkind = \"telegram\"\nbot-token = {{ env = \"TG_TOKEN\" }}\nchat-id = \"-1001\"\nbase-url = \"{}\"\n{FAST}\
-             [notify.team]\nkind = \"slack\"\nwebhook-url = \"{}\"\n[notify.team.delivery]\nretry-base-ms = 50\nmin-interval-ms = 0\n",
-            telegram.url(""),
-            slack.url("/services/T0/B0/X")
+             [notify.team]\nkind = \"slack\"\nwebhook-url = {{ env = \"SLACK_URL\" }}\n[notify.team.delivery]\nretry-base-ms = 50\nmin-interval-ms = 0\n",
+            telegram.url("")
         ),
     );
-    let env = [("TG_TOKEN", TELEGRAM_TOKEN)];
+    let hook = slack.url("/services/T0/B0/X");
+    let env = [("TG_TOKEN", TELEGRAM_TOKEN), ("SLACK_URL", hook.as_str())];
     let sent = sandbox.host_env(&["digest", "--since", "24h", "--send", "ops"], &env);
     assert_eq!(sent.code, 0, "{}{}", sent.stdout, sent.stderr);
     let message = telegram.wait_for(Duration::from_secs(20), |r| {
@@ -228,12 +228,15 @@ fn the_scheduled_digest_is_delivered_once_per_period_across_two_replicas() {
     sandbox.write(
         "host.toml",
         format!(
-            "[notify.ops]\nkind = \"slack\"\nwebhook-url = \"{}\"\n{FAST}\
-             [digest]\nchannel = \"ops\"\ndaily-at = \"{time}\"\nweekly-on = \"{weekday}\"\n",
-            slack.url("/services/T0/B0/X")
+            "[notify.ops]\nkind = \"slack\"\nwebhook-url = {{ env = \"SLACK_URL\" }}\n{FAST}\
+             [digest]\nchannel = \"ops\"\ndaily-at = \"{time}\"\nweekly-on = \"{weekday}\"\n"
         ),
     );
-    let env = [("RUNBOOK_STORE", database.url.as_str())];
+    let hook = slack.url("/services/T0/B0/X");
+    let env = [
+        ("RUNBOOK_STORE", database.url.as_str()),
+        ("SLACK_URL", hook.as_str()),
+    ];
     let _one = Server::start(&sandbox, &env);
     let _two = Server::start(&sandbox, &env);
     let posted = slack.wait_accepted(2, Duration::from_secs(60));

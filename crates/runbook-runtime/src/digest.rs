@@ -166,7 +166,19 @@ pub fn markdown(f: &Figures, period: Period) -> String {
     if let Some((start, n)) = busiest(f) {
         let _ = writeln!(out, "- busiest period: {start} ({n} runs)");
     }
-    for (label, list) in [("top alerts", &f.top_alerts), ("noisiest nodes", &f.nodes)] {
+    let by_alert: Vec<String> = f
+        .alert_runs
+        .iter()
+        .take(5)
+        .map(|g| format!("{} ({})", md(&g.name), g.runs))
+        .collect();
+    if !by_alert.is_empty() {
+        let _ = writeln!(out, "- runs by alert: {}", by_alert.join(", "));
+    }
+    for (label, list) in [
+        ("alerts received", &f.top_alerts),
+        ("noisiest nodes", &f.nodes),
+    ] {
         let items: Vec<String> = list
             .iter()
             .take(5)

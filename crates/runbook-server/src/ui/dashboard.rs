@@ -146,12 +146,12 @@ fn page(f: &Figures, since: &str) -> Response {
         })
         .collect();
     let alerts: Vec<Bar> = f
-        .top_alerts
+        .alert_runs
         .iter()
-        .map(|c| Bar {
-            label: c.name.clone(),
-            value: c.count as f64,
-            shown: c.count.to_string(),
+        .map(|g| Bar {
+            label: g.name.clone(),
+            value: g.runs as f64,
+            shown: g.runs.to_string(),
             class: "t-warn",
         })
         .collect();
@@ -197,7 +197,7 @@ fn page(f: &Figures, since: &str) -> Response {
         div.charts {
             (charts::stacked("outcomes", "Outcomes over time", &columns(f)))
             (charts::bars("mitigate", "Time from detection to mitigation", &mitigate, None))
-            (charts::bars("alerts", "Top alerts", &alerts, None))
+            (charts::bars("alerts", "Top alerts (runs they started)", &alerts, None))
             (charts::bars("success", "Playbook success rate", &success, Some(100.0)))
         }
         h2 { "Playbooks" }
@@ -216,6 +216,10 @@ fn page(f: &Figures, since: &str) -> Response {
                 td.nowrap { (digest::duration(g.to_outcome.p50_ms)) " / " (digest::duration(g.to_outcome.p90_ms)) }
             } } }
         } }
+        @if !f.top_alerts.is_empty() {
+            h2 { "Alerts received" }
+            ul { @for a in &f.top_alerts { li { (a.name) " — " (a.count) } } }
+        }
         @if !f.nodes.is_empty() {
             h2 { "Noisiest nodes" }
             ul { @for n in &f.nodes { li { (n.name) " — " (n.count) } } }

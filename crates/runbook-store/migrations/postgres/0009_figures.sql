@@ -4,6 +4,9 @@
     ALTER TABLE runs ADD COLUMN alert_starts_at TEXT;
     ALTER TABLE runs ADD COLUMN alert_instance TEXT;
     ALTER TABLE runs ADD COLUMN first_action_at TEXT;
+    ALTER TABLE runs ADD COLUMN to_start_ms BIGINT;
+    ALTER TABLE runs ADD COLUMN to_action_ms BIGINT;
+    ALTER TABLE runs ADD COLUMN to_end_ms BIGINT;
     UPDATE runs SET alertname = COALESCE((alert::jsonb) ->> 'name', (alert::jsonb) -> 'labels' ->> 'alertname'),
                     alert_instance = (alert::jsonb) -> 'labels' ->> 'instance'
         WHERE alert IS NOT NULL;

@@ -13,6 +13,14 @@ fn ms(column: &str) -> String {
     format!("runbook_ms({column})")
 }
 
+/// The times from detection of the runs `$1` (ids) in whole milliseconds, written when a run
+/// finishes (and when seeded), so that reading a window parses no times.
+pub(super) const WRITE_DURATIONS: &str = "UPDATE runs SET
+    to_start_ms = runbook_ms(running_since) - runbook_ms(COALESCE(alert_starts_at, started_at)),
+    to_action_ms = runbook_ms(first_action_at) - runbook_ms(COALESCE(alert_starts_at, started_at)),
+    to_end_ms = runbook_ms(ended_at) - runbook_ms(COALESCE(alert_starts_at, started_at))
+    WHERE id = ANY($1::text[])";
+
 fn pairs(rows: Vec<tokio_postgres::Row>) -> Vec<(String, u64)> {
     rows.iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
@@ -46,13 +54,11 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
     let durations = query(
         &client,
         &format!(
-            "SELECT playbook, alertname, status, {} - {detected}, {} - {detected},
-                    {} - {detected}
+            "SELECT playbook, alertname, status, COALESCE(to_start_ms, {} - {detected}),
+                    to_action_ms, to_end_ms
              FROM runs WHERE started_at >= $1 AND started_at < $2
                AND (running_since IS NOT NULL OR ended_at IS NOT NULL)",
             ms("running_since"),
-            ms("first_action_at"),
-            ms("ended_at"),
         ),
         &[since, until],
     )
@@ -168,6 +174,7 @@ async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
         &[c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14],
     )
     .await?;
+    super::runs::execute(&tx, WRITE_DURATIONS, &[c1]).await?;
     super::runs::execute(
         &tx,
         "INSERT INTO run_actions (run_id, kind, calls)

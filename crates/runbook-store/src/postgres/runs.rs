@@ -397,6 +397,7 @@ pub(super) async fn write_actions(
         &[&id, &actions.first_at],
     )
     .await?;
+    execute(c, super::figures::WRITE_DURATIONS, &[&vec![id.to_string()]]).await?;
     for (kind, calls) in &actions.kinds {
         execute(
             c,

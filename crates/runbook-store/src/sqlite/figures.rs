@@ -1,5 +1,8 @@
-//! The figures' queries on SQLite: GROUP BY on the `runs_figures` index, durations as whole
-//! milliseconds from `julianday` (exact: SQLite keeps times as integer milliseconds).
+//! The figures' queries on SQLite: one pass over the `runs_figures` index, durations as whole
+//! milliseconds from `julianday` (exact: SQLite keeps times as integer milliseconds), stored
+//! when a run finishes.
+
+use std::collections::HashMap;
 
 use anyhow::Result;
 use rusqlite::{Connection, params};
@@ -13,51 +16,85 @@ fn ms(column: &str) -> String {
     format!("CAST(round(julianday({column}) * 86400000.0) AS INTEGER)")
 }
 
+/// The run's times from detection in whole milliseconds, written when it finishes (and when
+/// seeded), so that reading a window parses no times.
+pub(super) fn write_durations(conn: &Connection, id: &str) -> Result<()> {
+    let detected = ms("COALESCE(alert_starts_at, started_at)");
+    conn.prepare_cached(&format!(
+        "UPDATE runs SET to_start_ms = {} - {detected}, to_action_ms = {} - {detected},
+                         to_end_ms = {} - {detected}
+         WHERE id = ?1",
+        ms("running_since"),
+        ms("first_action_at"),
+        ms("ended_at"),
+    ))?
+    .execute(params![id])?;
+    Ok(())
+}
+
+/// A text column without copying it (NULL, or a non-text value: `None`).
+fn text<'a>(r: &'a rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'a str>> {
+    Ok(r.get_ref(i)?.as_str_or_null().ok().flatten())
+}
+
+/// One pass over the window on the covering index `runs_figures`: counts are summed here (a
+/// GROUP BY of 100k rows costs SQLite a sort), durations are the stored integers (a run that
+/// has not finished has its start computed).
 fn rows(conn: &Connection, window: &Window) -> Result<FigureRows> {
     let (since, until) = (&window.since, &window.until);
-    let counts = conn
-        .prepare_cached(
-            "SELECT playbook, alertname, COALESCE(node, alert_instance), substr(started_at, 1, ?3),
-                    status, COUNT(*)
-             FROM runs WHERE started_at >= ?1 AND started_at < ?2
-             GROUP BY 1, 2, 3, 4, 5",
-        )?
-        .query_map(
-            params![since, until, window.bucket.prefix_len() as i64],
-            |r| {
-                Ok(CountRow {
-                    playbook: r.get(0)?,
-                    alertname: r.get(1)?,
-                    node: r.get(2)?,
-                    bucket: r.get(3)?,
-                    status: r.get(4)?,
-                    runs: r.get::<_, i64>(5)? as u64,
-                })
-            },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let detected = ms("COALESCE(alert_starts_at, started_at)");
-    let durations = conn
-        .prepare_cached(&format!(
-            "SELECT playbook, alertname, status, {} - {detected}, {} - {detected},
-                    {} - {detected}
-             FROM runs WHERE started_at >= ?1 AND started_at < ?2
-               AND (running_since IS NOT NULL OR ended_at IS NOT NULL)",
-            ms("running_since"),
-            ms("first_action_at"),
-            ms("ended_at"),
-        ))?
-        .query_map(params![since, until], |r| {
-            Ok(DurationRow {
-                playbook: r.get(0)?,
-                alertname: r.get(1)?,
-                status: r.get(2)?,
-                to_start: r.get(3)?,
-                to_first_action: r.get(4)?,
-                to_end: r.get(5)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT playbook, alertname, COALESCE(node, alert_instance), substr(started_at, 1, ?3),
+                status, COALESCE(to_start_ms, {} - {detected}), to_action_ms, to_end_ms
+         FROM runs WHERE started_at >= ?1 AND started_at < ?2",
+        ms("running_since"),
+    ))?;
+    let mut found = statement.query(params![since, until, window.bucket.prefix_len() as i64])?;
+    let mut groups: HashMap<String, usize> = HashMap::new();
+    let mut counts: Vec<CountRow> = Vec::new();
+    let mut durations = Vec::new();
+    let mut key = String::new();
+    while let Some(r) = found.next()? {
+        let (playbook, alertname, node, bucket, status) = (
+            text(r, 0)?.unwrap_or_default(),
+            text(r, 1)?,
+            text(r, 2)?,
+            text(r, 3)?.unwrap_or_default(),
+            text(r, 4)?.unwrap_or_default(),
+        );
+        key.clear();
+        for part in [Some(playbook), alertname, node, Some(bucket), Some(status)] {
+            key.push_str(part.unwrap_or("\u{0}"));
+            key.push('\u{1}');
+        }
+        match groups.get(key.as_str()) {
+            Some(&i) => counts[i].runs += 1,
+            None => {
+                groups.insert(key.clone(), counts.len());
+                counts.push(CountRow {
+                    playbook: playbook.to_string(),
+                    alertname: alertname.map(String::from),
+                    node: node.map(String::from),
+                    bucket: bucket.to_string(),
+                    status: status.to_string(),
+                    runs: 1,
+                });
+            }
+        }
+        let (to_start, to_first_action, to_end): (Option<i64>, Option<i64>, Option<i64>) =
+            (r.get(5)?, r.get(6)?, r.get(7)?);
+        if to_start.is_some() || to_first_action.is_some() || to_end.is_some() {
+            durations.push(DurationRow {
+                playbook: playbook.to_string(),
+                alertname: alertname.map(String::from),
+                status: status.to_string(),
+                to_start,
+                to_first_action,
+                to_end,
+            });
+        }
+    }
+    drop(found);
     let pairs = |sql: &str| -> Result<Vec<(String, u64)>> {
         Ok(conn
             .prepare_cached(sql)?
@@ -133,6 +170,7 @@ fn seed(conn: &Connection, runs: &[SeededRun]) -> Result<()> {
         for (kind, calls) in &run.actions {
             action.execute(params![run.id, kind, *calls as i64])?;
         }
+        write_durations(conn, &run.id)?;
     }
     Ok(())
 }

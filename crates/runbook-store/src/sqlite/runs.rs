@@ -306,6 +306,7 @@ pub(super) fn write_actions(conn: &Connection, id: &str, events: &[String]) -> R
     let actions = runbook_core::figures::actions_of(events);
     conn.prepare_cached("UPDATE runs SET first_action_at = ?2 WHERE id = ?1")?
         .execute(params![id, actions.first_at])?;
+    super::figures::write_durations(conn, id)?;
     let mut insert = conn.prepare_cached(
         "INSERT OR REPLACE INTO run_actions (run_id, kind, calls) VALUES (?1, ?2, ?3)",
     )?;
