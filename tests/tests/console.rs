@@ -208,7 +208,11 @@ fn a_run_started_from_the_form_shows_its_steps_live(c: &Console) -> String {
     );
     b.screenshot(&docs("console-run.png"));
     // The run's steps and calls as a Gantt chart: a bar each, in order.
-    assert!(b.count("#run-timeline rect") >= 3, "{}", b.text("#run-timeline"));
+    assert!(
+        b.count("#run-timeline rect") >= 3,
+        "{}",
+        b.text("#run-timeline")
+    );
     assert!(b.text("#run-timeline").contains("look"));
 
     // The artifact as text: its HTML is not rendered.

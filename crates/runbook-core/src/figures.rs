@@ -198,22 +198,22 @@ pub struct CountRow {
     pub runs: u64,
 }
 
-/// One run's durations (ms) from detection, as the store computes them.
-#[derive(Debug, Clone)]
-pub struct DurationRow {
+/// The durations (ms) from detection of one (playbook, alert, status)'s runs.
+#[derive(Debug, Clone, Default)]
+pub struct DurationGroup {
     pub playbook: String,
     pub alertname: Option<String>,
     pub status: String,
-    pub to_start: Option<i64>,
-    pub to_first_action: Option<i64>,
-    pub to_end: Option<i64>,
+    pub to_start: Vec<i64>,
+    pub to_first_action: Vec<i64>,
+    pub to_end: Vec<i64>,
 }
 
 /// The rows a backend read for a window.
 #[derive(Debug, Clone, Default)]
 pub struct FigureRows {
     pub counts: Vec<CountRow>,
-    pub durations: Vec<DurationRow>,
+    pub durations: Vec<DurationGroup>,
     /// (alertname, count) of alerts received.
     pub alerts: Vec<(String, u64)>,
     /// (state, count) of approvals asked.
@@ -221,6 +221,82 @@ pub struct FigureRows {
     pub answer_ms: Vec<i64>,
     /// (kind, count) of mutating calls.
     pub actions: Vec<(String, u64)>,
+}
+
+/// Sums runs into groups as a backend reads them, borrowing each row's text: a window of
+/// 100k runs allocates per group, not per run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    key: String,
+    count_index: std::collections::HashMap<String, usize>,
+    time_index: std::collections::HashMap<String, usize>,
+    pub counts: Vec<CountRow>,
+    pub durations: Vec<DurationGroup>,
+}
+
+impl Tally {
+    fn key(&mut self, parts: &[Option<&str>]) {
+        self.key.clear();
+        for part in parts {
+            // NUL and SOH cannot be in a stored text (the store escapes controls).
+            self.key.push_str(part.unwrap_or("\u{0}"));
+            self.key.push('\u{1}');
+        }
+    }
+
+    /// `runs` runs of (playbook, alert, node, bucket, status).
+    pub fn count(
+        &mut self,
+        (playbook, alertname, node): (&str, Option<&str>, Option<&str>),
+        bucket: &str,
+        status: &str,
+        runs: u64,
+    ) {
+        self.key(&[Some(playbook), alertname, node, Some(bucket), Some(status)]);
+        if let Some(&i) = self.count_index.get(self.key.as_str()) {
+            self.counts[i].runs += runs;
+            return;
+        }
+        self.count_index.insert(self.key.clone(), self.counts.len());
+        self.counts.push(CountRow {
+            playbook: playbook.to_string(),
+            alertname: alertname.map(String::from),
+            node: node.map(String::from),
+            bucket: bucket.to_string(),
+            status: status.to_string(),
+            runs,
+        });
+    }
+
+    /// One run's (to start, to first action, to end) in ms.
+    pub fn time(
+        &mut self,
+        (playbook, alertname, status): (&str, Option<&str>, &str),
+        [to_start, to_first_action, to_end]: [Option<i64>; 3],
+    ) {
+        if to_start.is_none() && to_first_action.is_none() && to_end.is_none() {
+            return;
+        }
+        self.key(&[Some(playbook), alertname, Some(status)]);
+        let i = match self.time_index.get(self.key.as_str()) {
+            Some(&i) => i,
+            None => {
+                self.time_index
+                    .insert(self.key.clone(), self.durations.len());
+                self.durations.push(DurationGroup {
+                    playbook: playbook.to_string(),
+                    alertname: alertname.map(String::from),
+                    status: status.to_string(),
+                    ..DurationGroup::default()
+                });
+                self.durations.len() - 1
+            }
+        };
+        let group = &mut self.durations[i];
+        group.to_start.extend(to_start);
+        group.to_first_action.extend(to_first_action);
+        group.to_end.extend(to_end);
+    }
 }
 
 /// Ended with an outcome the playbook reported (not lost, cut off or never delivered).
@@ -254,11 +330,11 @@ impl Acc {
         }
     }
 
-    fn time(&mut self, row: &DurationRow) {
-        self.to_start.extend(row.to_start);
-        self.to_first_action.extend(row.to_first_action);
-        if reported(RunStatus::parse(&row.status)) {
-            self.to_outcome.extend(row.to_end);
+    fn time(&mut self, group: &DurationGroup) {
+        self.to_start.extend(&group.to_start);
+        self.to_first_action.extend(&group.to_first_action);
+        if reported(RunStatus::parse(&group.status)) {
+            self.to_outcome.extend(&group.to_end);
         }
     }
 
@@ -321,19 +397,24 @@ pub fn assemble(window: Window, rows: FigureRows) -> Figures {
             .or_default() += row.runs;
     }
     let mut to_mitigate = vec![0; MITIGATE_BARS.len()];
-    for row in &rows.durations {
-        total.time(row);
-        playbooks.entry(row.playbook.clone()).or_default().time(row);
-        if let Some(alert) = &row.alertname {
-            alerts.entry(alert.clone()).or_default().time(row);
+    for group in &rows.durations {
+        total.time(group);
+        playbooks
+            .entry(group.playbook.clone())
+            .or_default()
+            .time(group);
+        if let Some(alert) = &group.alertname {
+            alerts.entry(alert.clone()).or_default().time(group);
         }
         let mitigated = matches!(
-            RunStatus::parse(&row.status),
+            RunStatus::parse(&group.status),
             RunStatus::Resolved | RunStatus::Mitigated
         );
-        if let (true, Some(ms)) = (mitigated, row.to_end) {
-            let bar = MITIGATE_BARS.iter().position(|(upper, _)| ms < *upper);
-            to_mitigate[bar.unwrap_or(MITIGATE_BARS.len() - 1)] += 1;
+        if mitigated {
+            for ms in &group.to_end {
+                let bar = MITIGATE_BARS.iter().position(|(upper, _)| ms < upper);
+                to_mitigate[bar.unwrap_or(MITIGATE_BARS.len() - 1)] += 1;
+            }
         }
     }
     let mut answer_ms = rows.answer_ms;

@@ -25,7 +25,9 @@ pub(super) struct Bar {
 /// Horizontal bars, longest `max` (or the largest value).
 pub(super) fn bars(id: &str, title: &str, rows: &[Bar], max: Option<f64>) -> Markup {
     let row_h = 22.0;
-    let (width, left, right) = (520.0, 190.0, 70.0);
+    // Room at the right for the longest value written after its bar.
+    let longest = rows.iter().map(|r| r.shown.chars().count()).max().unwrap_or(0);
+    let (width, left, right) = (560.0, 190.0, 12.0 + 7.0 * longest as f64);
     let height = (rows.len().max(1) as f64) * row_h + 8.0;
     let top = max
         .unwrap_or_else(|| rows.iter().map(|r| r.value).fold(0.0, f64::max))

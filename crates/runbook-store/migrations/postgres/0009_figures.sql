@@ -15,8 +15,10 @@
         run_id  TEXT NOT NULL,
         kind    TEXT NOT NULL,
         calls   BIGINT NOT NULL,
+        started_at  TEXT NOT NULL,     -- the run's, so a window is read on one index
         PRIMARY KEY (run_id, kind)
     );
+    CREATE INDEX run_actions_window ON run_actions (started_at, kind, calls);
     CREATE INDEX approvals_asked ON approvals (asked_at);
     -- Milliseconds since the epoch of an RFC 3339 text the host wrote (SQLite's julianday
     -- arithmetic gives the same whole milliseconds).

@@ -23,6 +23,8 @@
         run_id  TEXT NOT NULL,
         kind    TEXT NOT NULL,
         calls   INTEGER NOT NULL,
+        started_at  TEXT NOT NULL,     -- the run's, so a window is read on one index
         PRIMARY KEY (run_id, kind)
     );
+    CREATE INDEX run_actions_window ON run_actions (started_at, kind, calls);
     CREATE INDEX approvals_asked ON approvals (asked_at);

@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::runs::query;
 use super::{Postgres, pg_error};
 use crate::backend::FigureStore;
-use crate::figures::{CountRow, DurationRow, FigureRows, Figures, SeededRun, Window, assemble};
+use crate::figures::{FigureRows, Figures, SeededRun, Tally, Window, assemble};
 
 fn ms(column: &str) -> String {
     format!("runbook_ms({column})")
@@ -31,7 +31,8 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
     let client = pg.client().await?;
     let (since, until) = (&window.since, &window.until);
     let prefix = window.bucket.prefix_len() as i32;
-    let counts = query(
+    let mut tally = Tally::default();
+    for r in query(
         &client,
         "SELECT playbook, alertname, COALESCE(node, alert_instance), substr(started_at, 1, $3),
                 status, COUNT(*)
@@ -40,18 +41,16 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
         &[since, until, &prefix],
     )
     .await?
-    .iter()
-    .map(|r| CountRow {
-        playbook: r.get(0),
-        alertname: r.get(1),
-        node: r.get(2),
-        bucket: r.get(3),
-        status: r.get(4),
-        runs: r.get::<_, i64>(5) as u64,
-    })
-    .collect();
+    {
+        tally.count(
+            (r.get(0), r.get(1), r.get(2)),
+            r.get(3),
+            r.get(4),
+            r.get::<_, i64>(5) as u64,
+        );
+    }
     let detected = ms("COALESCE(alert_starts_at, started_at)");
-    let durations = query(
+    for r in query(
         &client,
         &format!(
             "SELECT playbook, alertname, status, COALESCE(to_start_ms, {} - {detected}),
@@ -63,16 +62,12 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
         &[since, until],
     )
     .await?
-    .iter()
-    .map(|r| DurationRow {
-        playbook: r.get(0),
-        alertname: r.get(1),
-        status: r.get(2),
-        to_start: r.get(3),
-        to_first_action: r.get(4),
-        to_end: r.get(5),
-    })
-    .collect();
+    {
+        tally.time(
+            (r.get(0), r.get(1), r.get(2)),
+            [r.get(3), r.get(4), r.get(5)],
+        );
+    }
     let alerts = pairs(
         query(
             &client,
@@ -94,8 +89,8 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
     let actions = pairs(
         query(
             &client,
-            "SELECT a.kind, SUM(a.calls)::bigint FROM run_actions a JOIN runs r ON r.id = a.run_id
-             WHERE r.started_at >= $1 AND r.started_at < $2 GROUP BY a.kind",
+            "SELECT kind, SUM(calls)::bigint FROM run_actions
+             WHERE started_at >= $1 AND started_at < $2 GROUP BY kind",
             &[since, until],
         )
         .await?,
@@ -116,8 +111,8 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
     .filter_map(|r| r.get::<_, Option<i64>>(0))
     .collect();
     Ok(FigureRows {
-        counts,
-        durations,
+        counts: tally.counts,
+        durations: tally.durations,
         alerts,
         approval_states,
         answer_ms,
@@ -130,6 +125,7 @@ async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
     let tx = client.transaction().await.map_err(pg_error)?;
     let mut columns: [Vec<Option<String>>; 14] = Default::default();
     let (mut action_runs, mut kinds, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+    let mut action_starts = Vec::new();
     for run in runs {
         let (alertname, starts_at, instance) =
             runbook_core::figures::alert_keys(run.alert.as_ref());
@@ -140,7 +136,7 @@ async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
             Some(trigger.to_string()),
             run.alert.as_ref().map(|a| a.to_string()),
             Some(run.status.clone()),
-            Some(run.started_at),
+            Some(run.started_at.clone()),
             run.node,
             run.running_since,
             run.ended_at,
@@ -155,6 +151,7 @@ async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
         }
         for (kind, n) in run.actions {
             action_runs.push(run.id.clone());
+            action_starts.push(run.started_at.clone());
             kinds.push(kind);
             calls.push(n as i64);
         }
@@ -177,9 +174,9 @@ async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
     super::runs::execute(&tx, WRITE_DURATIONS, &[c1]).await?;
     super::runs::execute(
         &tx,
-        "INSERT INTO run_actions (run_id, kind, calls)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
-        &[&action_runs, &kinds, &calls],
+        "INSERT INTO run_actions (run_id, kind, calls, started_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])",
+        &[&action_runs, &kinds, &calls, &action_starts],
     )
     .await?;
     tx.commit().await.map_err(pg_error)?;

@@ -401,7 +401,8 @@ pub(super) async fn write_actions(
     for (kind, calls) in &actions.kinds {
         execute(
             c,
-            "INSERT INTO run_actions (run_id, kind, calls) VALUES ($1, $2, $3)
+            "INSERT INTO run_actions (run_id, kind, calls, started_at)
+             SELECT $1, $2, $3, started_at FROM runs WHERE id = $1
              ON CONFLICT (run_id, kind) DO UPDATE SET calls = EXCLUDED.calls",
             &[&id, kind, &(*calls as i64)],
         )

@@ -2,14 +2,12 @@
 //! milliseconds from `julianday` (exact: SQLite keeps times as integer milliseconds), stored
 //! when a run finishes.
 
-use std::collections::HashMap;
-
 use anyhow::Result;
 use rusqlite::{Connection, params};
 
 use super::Sqlite;
 use crate::backend::FigureStore;
-use crate::figures::{CountRow, DurationRow, FigureRows, Figures, SeededRun, Window, assemble};
+use crate::figures::{FigureRows, Figures, SeededRun, Tally, Window, assemble};
 
 /// Whole milliseconds of an RFC 3339 text (NULL stays NULL).
 fn ms(column: &str) -> String {
@@ -50,49 +48,19 @@ fn rows(conn: &Connection, window: &Window) -> Result<FigureRows> {
         ms("running_since"),
     ))?;
     let mut found = statement.query(params![since, until, window.bucket.prefix_len() as i64])?;
-    let mut groups: HashMap<String, usize> = HashMap::new();
-    let mut counts: Vec<CountRow> = Vec::new();
-    let mut durations = Vec::new();
-    let mut key = String::new();
+    let mut tally = Tally::default();
     while let Some(r) = found.next()? {
-        let (playbook, alertname, node, bucket, status) = (
+        let (playbook, alertname, status) = (
             text(r, 0)?.unwrap_or_default(),
             text(r, 1)?,
-            text(r, 2)?,
-            text(r, 3)?.unwrap_or_default(),
             text(r, 4)?.unwrap_or_default(),
         );
-        key.clear();
-        for part in [Some(playbook), alertname, node, Some(bucket), Some(status)] {
-            key.push_str(part.unwrap_or("\u{0}"));
-            key.push('\u{1}');
-        }
-        match groups.get(key.as_str()) {
-            Some(&i) => counts[i].runs += 1,
-            None => {
-                groups.insert(key.clone(), counts.len());
-                counts.push(CountRow {
-                    playbook: playbook.to_string(),
-                    alertname: alertname.map(String::from),
-                    node: node.map(String::from),
-                    bucket: bucket.to_string(),
-                    status: status.to_string(),
-                    runs: 1,
-                });
-            }
-        }
-        let (to_start, to_first_action, to_end): (Option<i64>, Option<i64>, Option<i64>) =
-            (r.get(5)?, r.get(6)?, r.get(7)?);
-        if to_start.is_some() || to_first_action.is_some() || to_end.is_some() {
-            durations.push(DurationRow {
-                playbook: playbook.to_string(),
-                alertname: alertname.map(String::from),
-                status: status.to_string(),
-                to_start,
-                to_first_action,
-                to_end,
-            });
-        }
+        let bucket = text(r, 3)?.unwrap_or_default();
+        tally.count((playbook, alertname, text(r, 2)?), bucket, status, 1);
+        tally.time(
+            (playbook, alertname, status),
+            [r.get(5)?, r.get(6)?, r.get(7)?],
+        );
     }
     drop(found);
     let pairs = |sql: &str| -> Result<Vec<(String, u64)>> {
@@ -112,8 +80,8 @@ fn rows(conn: &Connection, window: &Window) -> Result<FigureRows> {
          GROUP BY state",
     )?;
     let actions = pairs(
-        "SELECT a.kind, SUM(a.calls) FROM run_actions a JOIN runs r ON r.id = a.run_id
-         WHERE r.started_at >= ?1 AND r.started_at < ?2 GROUP BY a.kind",
+        "SELECT kind, SUM(calls) FROM run_actions
+         WHERE started_at >= ?1 AND started_at < ?2 GROUP BY kind",
     )?;
     let answer_ms = conn
         .prepare_cached(&format!(
@@ -127,8 +95,8 @@ fn rows(conn: &Connection, window: &Window) -> Result<FigureRows> {
         .filter_map(|v| v.transpose())
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(FigureRows {
-        counts,
-        durations,
+        counts: tally.counts,
+        durations: tally.durations,
         alerts,
         approval_states,
         answer_ms,
@@ -146,7 +114,7 @@ fn seed(conn: &Connection, runs: &[SeededRun]) -> Result<()> {
                  CASE WHEN ?5 IN ('lost', 'undeliverable') THEN ?9 END, ?14)",
     )?;
     let mut action = conn.prepare_cached(
-        "INSERT OR REPLACE INTO run_actions (run_id, kind, calls) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO run_actions (run_id, kind, calls, started_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for run in runs {
         let (alertname, starts_at, instance) =
@@ -168,7 +136,7 @@ fn seed(conn: &Connection, runs: &[SeededRun]) -> Result<()> {
             format!("{} {}", run.playbook, run.status),
         ])?;
         for (kind, calls) in &run.actions {
-            action.execute(params![run.id, kind, *calls as i64])?;
+            action.execute(params![run.id, kind, *calls as i64, run.started_at])?;
         }
         write_durations(conn, &run.id)?;
     }

@@ -308,7 +308,8 @@ pub(super) fn write_actions(conn: &Connection, id: &str, events: &[String]) -> R
         .execute(params![id, actions.first_at])?;
     super::figures::write_durations(conn, id)?;
     let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO run_actions (run_id, kind, calls) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO run_actions (run_id, kind, calls, started_at)
+         SELECT ?1, ?2, ?3, started_at FROM runs WHERE id = ?1",
     )?;
     for (kind, calls) in &actions.kinds {
         insert.execute(params![id, kind, *calls as i64])?;
