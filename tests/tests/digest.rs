@@ -139,7 +139,7 @@ fn host_digest_reports_known_runs_as_json_and_markdown_and_sends_them() {
     }
     assert!(!md.stdout.contains(HOSTILE), "{}", md.stdout);
     assert!(
-        md.stdout.contains("\\<script\\>alert\\(1\\)\\</script\\>"),
+        md.stdout.contains("\\<script\\>alert(1)\\</script\\>"),
         "{}",
         md.stdout
     );

@@ -78,7 +78,9 @@ pub fn md(text: &str) -> String {
         .collect();
     let mut out = String::with_capacity(one_line.len());
     for c in one_line.chars() {
-        if "\\`*_{}[]()#+-.!|<>~&\"'".contains(c) {
+        // Markdown's punctuation that can start something: emphasis, code, links (a `[` is
+        // escaped, so `(` cannot make one), tables, headings, HTML, entities.
+        if "\\`*_[]#|<>~&".contains(c) {
             out.push('\\');
         }
         out.push(c);
@@ -268,14 +270,14 @@ pub fn notification(f: &Figures, period: Period, key: &str) -> Notification {
         p50_p90(&t.to_first_action),
         p50_p90(&t.to_outcome)
     );
-    if !f.top_alerts.is_empty() {
+    if !f.alert_runs.is_empty() {
         let alerts: Vec<String> = f
-            .top_alerts
+            .alert_runs
             .iter()
             .take(5)
-            .map(|c| format!("{} ({})", plain(&c.name), c.count))
+            .map(|g| format!("{} ({})", plain(&g.name), g.runs))
             .collect();
-        let _ = writeln!(body, "Top alerts: {}", alerts.join(", "));
+        let _ = writeln!(body, "Top alerts (runs started): {}", alerts.join(", "));
     }
     for g in f.playbooks.iter().take(MESSAGE_PLAYBOOKS) {
         let _ = writeln!(
@@ -297,7 +299,7 @@ pub fn notification(f: &Figures, period: Period, key: &str) -> Notification {
         title: format!(
             "{} — {}",
             period.title(),
-            &f.window.since[..10.min(f.window.since.len())]
+            f.window.until.get(..10).unwrap_or_default()
         ),
         body,
         severity: severity.into(),

@@ -26,7 +26,11 @@ pub(super) struct Bar {
 pub(super) fn bars(id: &str, title: &str, rows: &[Bar], max: Option<f64>) -> Markup {
     let row_h = 22.0;
     // Room at the right for the longest value written after its bar.
-    let longest = rows.iter().map(|r| r.shown.chars().count()).max().unwrap_or(0);
+    let longest = rows
+        .iter()
+        .map(|r| r.shown.chars().count())
+        .max()
+        .unwrap_or(0);
     let (width, left, right) = (560.0, 190.0, 12.0 + 7.0 * longest as f64);
     let height = (rows.len().max(1) as f64) * row_h + 8.0;
     let top = max
