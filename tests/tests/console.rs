@@ -229,7 +229,7 @@ fn the_runs_page_links_to_the_run(c: &Console, run_id: &str) {
     // /ui is the dashboard; it links to the runs table.
     b.goto(&c.page("/ui"));
     b.wait_for("the dashboard", Duration::from_secs(10), |b| {
-        b.count("figure.chart svg") == 4
+        b.count("figure.chart svg[role=img]") == 4
     });
     b.click("p.spans a[href='/ui/runs']");
     b.wait_for("the runs table", Duration::from_secs(10), |b| {
