@@ -335,6 +335,10 @@ playbook = "disk-full"
             ),
             ("store", format!("store = \"x.sqlite3\"\n{BASE}")),
             (
+                "[digest]",
+                format!("{BASE}[digest]\nchannel = \"pager\"\ndaily-at = \"07:00\"\n"),
+            ),
+            (
                 "store-connections",
                 format!("store-connections = 3\n{BASE}"),
             ),
