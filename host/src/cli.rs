@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::Globals;
 use crate::commands::{
-    agent, approvals, breaker, check, docs, health, inspect, list, maintenance, nodes, notify, run,
-    runs, scaffold, schedules, serve, test,
+    agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance, nodes,
+    notify, run, runs, scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).
@@ -60,6 +60,9 @@ pub enum Command {
     Approvals(approvals::ApprovalsArgs),
     /// Answer a playbook's question: approve (default) or reject, as your login name
     Approve(approvals::ApproveArgs),
+    /// The end-of-day report or weekly summary from the run store: outcomes, response times,
+    /// top alerts, approvals (text, Markdown or JSON; --send delivers it)
+    Digest(digest::DigestArgs),
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     Runs(runs::RunsArgs),
     /// Circuit breakers per playbook: which are open (new runs held) and until when; reset one

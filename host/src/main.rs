@@ -11,8 +11,8 @@ use clap::{CommandFactory, Parser};
 // The layers under the names the subcommands use: the CLI is the one crate that imports them all.
 use runbook_core::{panics, records, severity, text, timeline};
 use runbook_runtime::{
-    approval, bindings, cancel, caps, catalog, config, engine, fleet, incident, notify, params,
-    postmortem, render, replay, run, schedule, style,
+    approval, bindings, cancel, caps, catalog, config, digest, engine, fleet, incident, notify,
+    params, postmortem, render, replay, run, schedule, style,
 };
 use runbook_server as server;
 use runbook_store as store;
@@ -86,6 +86,7 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Runs(args) => args.run(globals).await,
         Command::Breaker(args) => args.run(globals).await,
         Command::Maintenance(args) => args.run(globals).await,
+        Command::Digest(args) => args.run(globals).await,
         Command::Wit(args) => args.run(),
         Command::New(args) => args.run(),
         Command::Notify(args) => args.run(globals).await,

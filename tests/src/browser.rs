@@ -258,7 +258,8 @@ impl Browser {
     }
 
     /// Pairs of text fragments inside `css` drawn over each other (each line of each text
-    /// node is a box; two boxes of different text nodes may touch, not overlap).
+    /// node is a box; two boxes of different text nodes may touch, not overlap); text that is
+    /// not drawn (a closed `<details>`) is not looked at.
     pub fn overlapping_text(&self, css: &str) -> Vec<String> {
         let selector = serde_json::to_string(css).unwrap();
         let found = self.eval(&format!(
@@ -267,6 +268,8 @@ impl Browser {
                const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
                for (let node = walker.nextNode(); node; node = walker.nextNode()) {{
                  if (!node.textContent.trim()) continue;
+                 // Not drawn: the content of a closed <details> is laid out but hidden.
+                 if (node.parentElement && !node.parentElement.checkVisibility()) continue;
                  const range = document.createRange();
                  range.selectNodeContents(node);
                  for (const r of range.getClientRects()) {{

@@ -207,6 +207,13 @@ fn a_run_started_from_the_form_shows_its_steps_live(c: &Console) -> String {
         "{page}"
     );
     b.screenshot(&docs("console-run.png"));
+    // The run's steps and calls as a Gantt chart: a bar each, in order.
+    assert!(
+        b.count("#run-timeline rect") >= 3,
+        "{}",
+        b.text("#run-timeline")
+    );
+    assert!(b.text("#run-timeline").contains("look"));
 
     // The artifact as text: its HTML is not rendered.
     b.goto(&c.page(&format!("/ui/runs/{run_id}/artifacts/0")));
@@ -219,7 +226,12 @@ fn a_run_started_from_the_form_shows_its_steps_live(c: &Console) -> String {
 
 fn the_runs_page_links_to_the_run(c: &Console, run_id: &str) {
     let b = &c.browser;
-    b.goto(&c.page("/ui/runs"));
+    // /ui is the dashboard; it links to the runs table.
+    b.goto(&c.page("/ui"));
+    b.wait_for("the dashboard", Duration::from_secs(10), |b| {
+        b.count("figure.chart svg[role=img]") == 4
+    });
+    b.click("p.spans a[href='/ui/runs']");
     b.wait_for("the runs table", Duration::from_secs(10), |b| {
         b.count("#runs tr.run") >= 1
     });
@@ -241,6 +253,9 @@ fn the_report_renders_and_downloads_as_host_runs_report(c: &Console, run_id: &st
     b.wait_for("the report's headings", Duration::from_secs(10), |b| {
         b.count("article.report h1") == 1 && b.count("article.report h2") >= 2
     });
+    // The incident's times from detection, as a table in the report and a chart above it.
+    assert_eq!(b.count("#incident-times svg"), 1);
+    assert!(b.text("article.report").contains("Incident times"));
     b.screenshot(&docs("console-report.png"));
     let download = c
         .http

@@ -5,6 +5,8 @@
 //!
 //! Must not import any other `runbook-*` crate: every layer above builds on these types.
 
+pub mod figures;
+pub mod mutations;
 pub mod node;
 pub mod panics;
 pub mod policy;

@@ -63,6 +63,8 @@ pub struct Config {
     /// Windows in which matching alerts and scheduled runs are recorded `suppressed`.
     #[serde(default, rename = "maintenance")]
     pub maintenance: Vec<crate::safety::MaintenanceConfig>,
+    /// The end-of-day report and weekly summary `host serve` sends (digest.rs).
+    pub digest: Option<crate::digest::DigestConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -322,6 +324,12 @@ impl Config {
                     anyhow::anyhow!("{}: [plugins.{name}] breaker: {e}", path.display())
                 })?;
             }
+        }
+        if let Some(digest) = &config.digest {
+            let channels: Vec<&str> = config.notify.keys().map(String::as_str).collect();
+            digest
+                .check(&channels)
+                .map_err(|e| anyhow::anyhow!("{}: [digest]: {e}", path.display()))?;
         }
         crate::approval::check_groups(&config.approvers, &config.notify)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -15,6 +15,7 @@ pub mod caps;
 pub mod catalog;
 pub mod config;
 pub mod description;
+pub mod digest;
 pub mod engine;
 pub mod fleet;
 pub mod incident;

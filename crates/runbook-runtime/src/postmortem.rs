@@ -128,6 +128,17 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
     let _ = writeln!(out, "- **Downtime:** {TO_FILL}");
     let _ = writeln!(out, "- **Data loss:** {TO_FILL}");
 
+    let times = IncidentTimes::of(run);
+    let _ = writeln!(out, "\n## Incident times\n");
+    let _ = writeln!(out, "| | UTC | after detection |");
+    let _ = writeln!(out, "|---|---|---|");
+    for (what, at) in times.rows() {
+        let after = times
+            .after_detection(at)
+            .map_or("–".to_string(), |ms| crate::digest::duration(Some(ms)));
+        let _ = writeln!(out, "| {what} | {at} | {after} |");
+    }
+
     let _ = writeln!(out, "\n## Timeline\n");
     let _ = writeln!(
         out,
@@ -298,6 +309,76 @@ fn write_approvals(out: &mut String, approvals: Approvals) {
         if let Some(reason) = a.reason.as_deref().filter(|r| !r.is_empty()) {
             let _ = writeln!(out, "  - **Reason:** {}", esc(reason));
         }
+    }
+}
+
+/// An incident's milestones as the store has them (RFC 3339): detected is the alert's
+/// `startsAt` (else when the host accepted the run); mitigated and resolved are the run's end
+/// when its outcome says so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IncidentTimes {
+    pub detected: String,
+    pub accepted: String,
+    pub started: Option<String>,
+    pub first_action: Option<String>,
+    pub mitigated: Option<String>,
+    pub resolved: Option<String>,
+    pub ended: Option<String>,
+}
+
+impl IncidentTimes {
+    pub fn of(run: &StoredRun) -> IncidentTimes {
+        use crate::records::RunStatus;
+        let r = &run.run;
+        let events: Vec<String> = run
+            .timeline
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .collect();
+        let status = RunStatus::parse(&r.status);
+        let alert_start = runbook_core::figures::alert_keys(run.alert.as_ref()).1;
+        IncidentTimes {
+            detected: alert_start.unwrap_or_else(|| r.started_at.clone()),
+            accepted: r.started_at.clone(),
+            started: r.running_since.clone(),
+            first_action: runbook_core::figures::actions_of(&events).first_at,
+            mitigated: r
+                .ended_at
+                .clone()
+                .filter(|_| matches!(status, RunStatus::Resolved | RunStatus::Mitigated)),
+            resolved: r.ended_at.clone().filter(|_| status == RunStatus::Resolved),
+            ended: r.ended_at.clone(),
+        }
+    }
+
+    /// (milestone, time) of those that happened, in order.
+    pub fn rows(&self) -> Vec<(&'static str, &str)> {
+        let mut rows = vec![
+            ("detected", self.detected.as_str()),
+            ("accepted", &self.accepted),
+        ];
+        for (what, at) in [
+            ("started", &self.started),
+            ("first action", &self.first_action),
+            ("mitigated", &self.mitigated),
+            ("resolved", &self.resolved),
+            ("ended", &self.ended),
+        ] {
+            if let Some(at) = at {
+                rows.push((what, at.as_str()));
+            }
+        }
+        rows
+    }
+
+    /// Milliseconds from detection to `at`.
+    pub fn after_detection(&self, at: &str) -> Option<i64> {
+        let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
+        let (from, to) = (parse(&self.detected)?, parse(at)?);
+        Some(match to.duration_since(from) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        })
     }
 }
 

@@ -35,6 +35,7 @@ mod auth;
 mod cancel;
 mod console;
 mod csrf;
+mod digests;
 mod dispatch;
 mod fleet;
 mod gate;

@@ -156,6 +156,7 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("plugin-dirs", OnReload::Restart),
     ("cache-dir", OnReload::Restart),
     ("max-component-mib", OnReload::Restart),
+    ("[digest]", OnReload::Restart),
     ("store", OnReload::Restart),
     ("store-connections", OnReload::Restart),
     ("admission-batch", OnReload::Restart),
@@ -210,6 +211,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         routes,
         schedules,
         maintenance,
+        digest,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -226,6 +228,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[approvers]", &old.approvers, approvers);
     compare("[[schedule]]", &old.schedules, schedules);
     compare("[[maintenance]]", &old.maintenance, maintenance);
+    compare("[digest]", &old.digest, digest);
     compare("[notify]", &old.notify, notify);
     compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
     compare("cache-dir", &old.cache_dir, cache_dir);
@@ -360,6 +363,10 @@ playbook = "disk-full"
                 format!("max-component-mib = 9\n{BASE}"),
             ),
             ("store", format!("store = \"x.sqlite3\"\n{BASE}")),
+            (
+                "[digest]",
+                format!("{BASE}[digest]\nchannel = \"pager\"\ndaily-at = \"07:00\"\n"),
+            ),
             (
                 "store-connections",
                 format!("store-connections = 3\n{BASE}"),

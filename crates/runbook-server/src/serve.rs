@@ -47,6 +47,8 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         tracing::warn!("notify channel {channel} cannot deliver (messages are kept): {problem}");
     }
     notifier.start();
+    let digests =
+        crate::digests::start(notifier.clone(), store.clone(), host.config.digest.clone());
     // Answers to questions are taken in from every channel for the server's whole life.
     let approvals = host.approvals();
     if let Some(approvals) = &approvals {
@@ -131,6 +133,9 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let _ = stop_looking.send(true);
     let _ = rescuer.await;
     reloader.abort();
+    if let Some(digests) = digests {
+        digests.abort();
+    }
     leases.abort();
     cancels.abort();
     if left > 0 {

@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod breaker;
 pub mod check;
 pub mod context;
+pub mod digest;
 pub mod docs;
 mod globals;
 pub mod health;

@@ -16,6 +16,8 @@ mod access;
 mod approvals;
 mod assets;
 mod cancel;
+mod charts;
+mod dashboard;
 mod feed;
 mod forms;
 pub(super) mod live;
@@ -37,8 +39,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 pub(crate) fn routes(app: Shared) -> Router<Shared> {
     Router::new()
-        .route("/ui", get(pages::runs))
-        .route("/ui/", get(pages::runs))
+        .route("/ui", get(dashboard::dashboard))
+        .route("/ui/", get(dashboard::dashboard))
         .route("/ui/runs", get(pages::runs))
         .route("/ui/runs/{id}", get(pages::run))
         .route(

@@ -36,6 +36,7 @@ pub(super) fn layout(title: &str, head_extra: Markup, body: Markup) -> Response 
             body {
                 header.top {
                     strong { "runbook" }
+                    a href="/ui" { "Dashboard" }
                     a href="/ui/runs" { "Runs" }
                     a href="/ui/alerts" { "Alerts" }
                     a href="/ui/playbooks" { "Playbooks" }

@@ -340,6 +340,7 @@ pub(super) async fn run(
         (cancel)
         (questions)
         h2 { "Timeline" }
+        (super::dashboard::run_timeline(&run))
         @if run.timeline.is_empty() { p.muted id="timeline-empty" { "No events yet." } }
         @let stream = format!("{base}/events?from={}", run.timeline.len());
         ol.timeline id="timeline" data-live=[live.then_some(stream)] {

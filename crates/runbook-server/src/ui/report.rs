@@ -64,6 +64,7 @@ pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> R
     let body = html! {
         p { a href={ "/ui/runs/" (seg(&run.run.id)) } { "← the run" } " · "
             a href={ "/ui/runs/" (seg(&run.run.id)) "/report.md" } { "download Markdown" } }
+        (super::dashboard::incident_timeline(&run))
         article.report { (PreEscaped(rendered)) }
     };
     layout(&format!("Report {}", run.run.playbook), html! {}, body)

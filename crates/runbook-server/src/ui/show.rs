@@ -69,6 +69,11 @@ pub(super) fn tone(status: RunStatus) -> Tone {
 }
 
 /// A badge: the word, in its tone; never broken across lines.
+/// The stylesheet class of a tone (charts fill with it).
+pub(super) fn tone_class(tone: Tone) -> &'static str {
+    tone.class()
+}
+
 pub(super) fn badge(tone: Tone, text: &str) -> Markup {
     html! { span class={ "status " (tone.class()) } { (text) } }
 }

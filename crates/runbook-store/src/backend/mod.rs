@@ -16,6 +16,7 @@ use std::collections::HashMap;
 mod alerts;
 mod approvals;
 mod cancels;
+mod figures;
 mod fleet;
 mod info;
 mod leases;
@@ -30,6 +31,7 @@ pub use self::{
     alerts::Alerts,
     approvals::ApprovalStore,
     cancels::Cancels,
+    figures::FigureStore,
     fleet::FleetStore,
     info::{LinkSecurity, SslMode, StoreInfo},
     leases::Leases,
@@ -199,6 +201,7 @@ pub trait Backend:
     + Timelines
     + ScheduleStore
     + FleetStore
+    + FigureStore
     + ApprovalStore
     + SharedState
     + Outbox
@@ -219,6 +222,7 @@ impl<T> Backend for T where
         + Timelines
         + ScheduleStore
         + FleetStore
+        + FigureStore
         + ApprovalStore
         + SharedState
         + Outbox

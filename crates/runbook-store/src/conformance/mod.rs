@@ -39,6 +39,7 @@ mod alerts;
 mod approvals;
 mod batches;
 mod cancels;
+mod figures;
 mod fleet;
 mod info;
 mod leases;
@@ -53,6 +54,7 @@ pub(crate) use alerts::*;
 pub(crate) use approvals::*;
 pub(crate) use batches::*;
 pub(crate) use cancels::*;
+pub(crate) use figures::*;
 pub(crate) use fleet::*;
 pub(crate) use info::*;
 pub(crate) use leases::*;
@@ -142,6 +144,9 @@ macro_rules! conformance_tests {
             undelivered_node_runs_end_after_the_wait_and_are_told_once,
             undeliverable_runs_free_their_dedup_and_cooldown_keys,
             live_events_stop_at_the_timeline_cap,
+            // figures.rs
+            figures_of_seeded_runs_equal_hand_computed_values,
+            a_finished_run_records_its_first_performed_mutating_call,
             // approvals.rs
             the_first_answer_to_an_approval_wins_across_instances,
             approvals_of_ended_runs_end_lost_once,

@@ -332,6 +332,10 @@ struct RunColumns {
     status: Vec<String>,
     /// A held or suppressed run's reason (also its summary; it ends as it is admitted).
     reason: Vec<Option<String>>,
+    /// The figures' keys of the run's alert (name, startsAt, instance).
+    alertname: Vec<Option<String>>,
+    alert_starts_at: Vec<Option<String>>,
+    alert_instance: Vec<Option<String>>,
 }
 
 impl RunColumns {
@@ -358,6 +362,11 @@ impl RunColumns {
         self.requested_by.push(run.by.clone());
         self.status.push(admit.gate.status().as_str().to_string());
         self.reason.push(admit.gate.reason().map(str::to_string));
+        let (alertname, starts_at, instance) =
+            runbook_core::figures::alert_keys(run.alert.as_ref());
+        self.alertname.push(alertname);
+        self.alert_starts_at.push(starts_at);
+        self.alert_instance.push(instance);
     }
 }
 
@@ -376,15 +385,18 @@ async fn insert_runs<'a>(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, node, requested_by,
-                           reason, summary, ended_at)
+                           reason, summary, ended_at, alertname, alert_starts_at, alert_instance)
          SELECT id, playbook, origin, trigger, params, alert, dry_run, status,
                 dedup_key, started_at, severity, cooldown_key, node, requested_by,
-                reason, COALESCE(reason, ''), CASE WHEN reason IS NOT NULL THEN started_at END
+                reason, COALESCE(reason, ''), CASE WHEN reason IS NOT NULL THEN started_at END,
+                alertname, alert_starts_at, alert_instance
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                     $13::text[], $14::text[], $15::text[])
+                     $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                     $18::text[])
               AS r(id, playbook, origin, trigger, params, alert, dry_run, dedup_key,
-                   started_at, severity, cooldown_key, node, requested_by, status, reason)",
+                   started_at, severity, cooldown_key, node, requested_by, status, reason,
+                   alertname, alert_starts_at, alert_instance)",
         &[
             &cols.id,
             &cols.playbook,
@@ -401,6 +413,9 @@ async fn insert_runs<'a>(
             &cols.requested_by,
             &cols.status,
             &cols.reason,
+            &cols.alertname,
+            &cols.alert_starts_at,
+            &cols.alert_instance,
         ],
     )
     .await?;

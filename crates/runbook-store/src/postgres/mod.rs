@@ -18,6 +18,7 @@ use crate::backend::{LinkSecurity, SharedState, StoreInfo};
 mod admission;
 mod approvals;
 mod cancel;
+mod figures;
 mod fleet;
 mod listen;
 mod outbox;

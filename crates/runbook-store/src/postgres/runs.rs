@@ -81,14 +81,17 @@ pub(super) async fn insert_run(
         Some((runner, lease)) => ("running", Some(runner), Some(secs(lease))),
         None => ("queued", None, None),
     };
+    let (alertname, alert_starts_at, alert_instance) =
+        runbook_core::figures::alert_keys(run.alert.as_ref());
     execute(
         c,
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until,
-                           node, running_since, requested_by)
+                           node, running_since, requested_by, alertname, alert_starts_at,
+                           alert_instance)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                  now() + $14::float8 * interval '1 second', $15,
-                 CASE WHEN $8 = 'running' THEN $10 END, $16)",
+                 CASE WHEN $8 = 'running' THEN $10 END, $16, $17, $18, $19)",
         &[
             &run.id,
             &run.playbook,
@@ -106,6 +109,9 @@ pub(super) async fn insert_run(
             &lease,
             &run.node,
             &run.by,
+            &alertname,
+            &alert_starts_at,
+            &alert_instance,
         ],
     )
     .await?;
@@ -384,17 +390,35 @@ pub(super) async fn finish(
         .iter()
         .map(|a| a.text.as_bytes())
         .collect();
+    // The figures' part (first mutating call, its kinds, times from detection) goes in with
+    // the outcome.
+    let acted = runbook_core::figures::actions_of(&outcome.events);
+    let (kinds, calls): (Vec<&str>, Vec<i64>) = acted
+        .kinds
+        .iter()
+        .map(|(kind, calls)| (kind.as_str(), *calls as i64))
+        .unzip();
     // One statement (its own transaction): the outcome, the timeline replacing the events
     // appended while it ran (rows past its end deleted, the others overwritten: two parts of
-    // one statement never touch the same row), the artifacts and the slot, or none of them.
+    // one statement never touch the same row), the artifacts, the slot and the figures, or
+    // none of them.
     let row = query_opt(
         &client,
         "WITH done AS (
              UPDATE runs SET status = $2, summary = $3, actions = $4, reason = $5, ended_at = $6,
-                 timings = $7, grants = $8, lease_until = NULL
+                 timings = $7, grants = $8, lease_until = NULL, first_action_at = $15,
+                 to_start_ms = runbook_ms(running_since)
+                     - runbook_ms(COALESCE(alert_starts_at, started_at)),
+                 to_action_ms = runbook_ms($15) - runbook_ms(COALESCE(alert_starts_at, started_at)),
+                 to_end_ms = runbook_ms($6) - runbook_ms(COALESCE(alert_starts_at, started_at))
              WHERE id = $1 AND status = 'running'
                AND ($9::text IS NULL OR (runner = $9 AND lease_until >= now()))
-             RETURNING id),
+             RETURNING id, started_at),
+         acted AS (
+             INSERT INTO run_actions (run_id, kind, calls, started_at)
+             SELECT done.id, k.kind, k.calls, done.started_at
+             FROM done, unnest($16::text[], $17::bigint[]) k(kind, calls)
+             ON CONFLICT (run_id, kind) DO UPDATE SET calls = EXCLUDED.calls),
          timeline AS (
              INSERT INTO events (run_id, seq, event)
              SELECT done.id, (e.ord - 1)::int, e.event
@@ -427,6 +451,9 @@ pub(super) async fn finish(
             &types,
             &digests,
             &contents,
+            &acted.first_at,
+            &kinds,
+            &calls,
         ],
     )
     .await?;

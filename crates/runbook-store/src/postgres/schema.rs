@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_running_since.sql"),
     // 0007 is the action budgets' (another branch); renumbered when merged.
     include_str!("../../migrations/postgres/0008_safety.sql"),
+    include_str!("../../migrations/postgres/0009_figures.sql"),
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

@@ -14,6 +14,7 @@ use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
 mod cancel;
+mod figures;
 mod fleet;
 mod outbox;
 mod queue;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_running_since.sql"),
     // 0013 is the action budgets' (another branch); renumbered when merged.
     include_str!("../../migrations/sqlite/0014_safety.sql"),
+    include_str!("../../migrations/sqlite/0015_figures.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -27,11 +27,15 @@ pub(super) fn insert_run(
     cooldown_key: Option<&str>,
     held: Option<(&str, i64)>,
 ) -> Result<()> {
+    let (alertname, alert_starts_at, alert_instance) =
+        runbook_core::figures::alert_keys(run.alert.as_ref());
     conn.prepare_cached(
         "INSERT INTO runs (id, playbook, origin, trigger, params, alert, dry_run, status,
                            dedup_key, started_at, severity, cooldown_key, runner, lease_until_ms,
-                           accepted_ms, node, running_since, requested_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                           accepted_ms, node, running_since, requested_by, alertname,
+                           alert_starts_at, alert_instance)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20, ?21)",
     )?
     .execute(params![
         run.id,
@@ -52,6 +56,9 @@ pub(super) fn insert_run(
         run.node,
         held.map(|_| &run.started_at),
         run.by,
+        alertname,
+        alert_starts_at,
+        alert_instance,
     ])?;
     Ok(())
 }
@@ -288,6 +295,7 @@ pub(super) fn write_outcome_if_held(
     if updated != 1 {
         return Ok(false);
     }
+    write_actions(conn, &outcome.run_id, &outcome.events)?;
     conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
         .execute(params![outcome.run_id])?;
     let mut events =
@@ -310,6 +318,22 @@ pub(super) fn write_outcome_if_held(
         ])?;
     }
     Ok(true)
+}
+
+/// The figures' record of a finished run's mutating calls (`first_action_at`, `run_actions`).
+pub(super) fn write_actions(conn: &Connection, id: &str, events: &[String]) -> Result<()> {
+    let actions = runbook_core::figures::actions_of(events);
+    conn.prepare_cached("UPDATE runs SET first_action_at = ?2 WHERE id = ?1")?
+        .execute(params![id, actions.first_at])?;
+    super::figures::write_durations(conn, id)?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO run_actions (run_id, kind, calls, started_at)
+         SELECT ?1, ?2, ?3, started_at FROM runs WHERE id = ?1",
+    )?;
+    for (kind, calls) in &actions.kinds {
+        insert.execute(params![id, kind, *calls as i64])?;
+    }
+    Ok(())
 }
 
 pub(super) fn end_unfinished(
