@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::Globals;
 use crate::commands::{
-    agent, approvals, check, docs, health, inspect, list, nodes, notify, run, runs, scaffold,
-    schedules, serve, test,
+    agent, approvals, check, docs, health, inspect, list, nodes, notify, run, runs, safety,
+    scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).
@@ -62,6 +62,12 @@ pub enum Command {
     Approve(approvals::ApproveArgs),
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     Runs(runs::RunsArgs),
+    /// Freeze automation: every mutating call everywhere becomes a dry run until `host unfreeze`
+    Freeze(safety::FreezeArgs),
+    /// End a freeze (`host freeze`): mutating calls act again
+    Unfreeze(safety::UnfreezeArgs),
+    /// Action budgets: each budget's use per container/node/playbook and when it frees; the freeze state
+    Budgets(safety::BudgetsArgs),
     /// Write the playbook contract (this host's WIT files) into a directory
     Wit(scaffold::WitArgs),
     /// Create a playbook project in Rust, Python or JavaScript, built against this host's WIT

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use runbook_core::{panics, records, severity, text, timeline};
 use runbook_runtime::{
     approval, bindings, cancel, caps, catalog, config, engine, fleet, incident, notify, params,
-    postmortem, render, replay, run, schedule, style,
+    postmortem, render, replay, run, safety, schedule, style,
 };
 use runbook_server as server;
 use runbook_store as store;
@@ -84,6 +84,9 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Approvals(args) => args.run(globals).await,
         Command::Approve(args) => args.run(globals).await,
         Command::Runs(args) => args.run(globals).await,
+        Command::Freeze(args) => args.run(globals).await,
+        Command::Unfreeze(args) => args.run(globals).await,
+        Command::Budgets(args) => args.run(globals).await,
         Command::Wit(args) => args.run(),
         Command::New(args) => args.run(),
         Command::Notify(args) => args.run(globals).await,

@@ -57,6 +57,10 @@ pub struct Config {
     /// Playbooks run on a cron expression by `host serve` (schedule.rs).
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<crate::schedule::ScheduleConfig>,
+    /// Action budgets (`[[budget]]`, crate::safety): how many mutating calls of some kinds per
+    /// container, node, playbook or overall within a window, across playbooks and replicas.
+    #[serde(default, rename = "budget")]
+    pub budgets: Vec<crate::safety::BudgetConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -274,6 +278,8 @@ impl Config {
             crate::node::check_node_name(name)
                 .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;
         }
+        crate::safety::effective(&config.budgets)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

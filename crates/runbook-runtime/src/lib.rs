@@ -24,6 +24,7 @@ pub mod postmortem;
 pub mod render;
 pub mod replay;
 pub mod run;
+pub mod safety;
 pub mod schedule;
 pub mod secret;
 pub mod state;

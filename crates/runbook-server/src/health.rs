@@ -63,6 +63,8 @@ pub(crate) async fn metrics_text(State(app): State<Shared>) -> Response {
             pending.iter().map(|a| a.run_id.as_str()).collect();
         app.dispatcher.metrics.set_waiting_approval(runs.len());
     }
+    let frozen = app.store.freeze_state().await.ok().map(|f| f.is_some());
+    app.dispatcher.metrics.safety.update(frozen);
     if let Ok(nodes) = store.nodes().await {
         app.dispatcher
             .metrics

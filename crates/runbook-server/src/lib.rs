@@ -45,6 +45,7 @@ mod metrics;
 mod nodes;
 mod reload;
 mod rescue;
+mod safety_metrics;
 mod respond;
 mod routing;
 mod schedule;

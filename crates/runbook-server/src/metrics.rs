@@ -82,6 +82,8 @@ pub struct Metrics {
     node_seen_ago: Family<NodeLabel, Gauge<f64, AtomicU64>>,
     node_in_flight: Family<NodeLabel, Gauge<i64, AtomicI64>>,
     node_queued: Family<NodeLabel, Gauge<i64, AtomicI64>>,
+    /// Budget denials, frozen calls, the freeze switch (safety_metrics.rs).
+    pub safety: crate::safety_metrics::SafetyMetrics,
 }
 
 impl Default for Metrics {
@@ -188,6 +190,7 @@ impl Metrics {
             "Capability calls by result kind",
             calls.clone(),
         );
+        let safety = crate::safety_metrics::SafetyMetrics::register(&mut registry);
         Self {
             registry,
             runs,
@@ -206,6 +209,7 @@ impl Metrics {
             node_seen_ago,
             node_in_flight,
             node_queued,
+            safety,
         }
     }
 

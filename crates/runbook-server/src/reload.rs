@@ -143,6 +143,8 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("max-component-mib", OnReload::Restart),
     ("store", OnReload::Restart),
     ("store-connections", OnReload::Restart),
+    // Read once into the host's safety rails (runbook_runtime::safety).
+    ("[[budget]]", OnReload::Restart),
     ("[server]", OnReload::Restart),
     ("[fleet] node-wait-secs / poll-secs", OnReload::Restart),
     (
@@ -188,6 +190,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         approvers,
         routes,
         schedules,
+        budgets,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -203,6 +206,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[approvers]", &old.approvers, approvers);
     compare("[[schedule]]", &old.schedules, schedules);
     compare("[notify]", &old.notify, notify);
+    compare("[[budget]]", &old.budgets, budgets);
     compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
     compare("cache-dir", &old.cache_dir, cache_dir);
     compare(

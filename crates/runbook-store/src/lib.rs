@@ -32,6 +32,7 @@ pub use crate::records::{
     RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{
+    BudgetAnswer, BudgetTake, BudgetUse, Budgets, Freeze,
     Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases, Outbox,
     QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
 };

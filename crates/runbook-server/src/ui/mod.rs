@@ -22,6 +22,7 @@ pub(super) mod live;
 mod page;
 mod pages;
 mod report;
+mod safety;
 mod show;
 
 use axum::Router;
@@ -64,6 +65,9 @@ pub(crate) fn routes(app: Shared) -> Router<Shared> {
             "/ui/outbox/{id}/retry",
             get(forms::retry_form).post(forms::retry_submit),
         )
+        .route("/ui/safety", get(safety::page))
+        .route(safety::FREEZE, axum::routing::post(safety::freeze))
+        .route(safety::UNFREEZE, axum::routing::post(safety::unfreeze))
         // Every route above, and any added there: nothing of the console without sign-in.
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -41,6 +41,7 @@ pub(super) fn layout(title: &str, head_extra: Markup, body: Markup) -> Response 
                     a href="/ui/playbooks" { "Playbooks" }
                     (approvals_link())
                     a href="/ui/outbox" { "Outbox" }
+                    a href="/ui/safety" { "Safety" }
                 }
                 main { (body) }
                 script src=(assets::js_path()) {}

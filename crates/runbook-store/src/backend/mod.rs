@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 mod alerts;
 mod approvals;
+mod budgets;
 mod cancels;
 mod fleet;
 mod info;
@@ -25,8 +26,9 @@ mod schedules;
 mod shared;
 mod timelines;
 
+pub use self::budgets::{BudgetAnswer, BudgetTake, BudgetUse, Freeze, MAX_USE_ROWS};
 pub use self::{
-    alerts::Alerts, approvals::ApprovalStore, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
+    alerts::Alerts, approvals::ApprovalStore, budgets::Budgets, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
     leases::Leases, outbox::Outbox, queue::RunQueue, schedules::ScheduleStore, shared::SharedState,
     timelines::Timelines,
 };
@@ -190,6 +192,7 @@ pub trait Backend:
     + FleetStore
     + ApprovalStore
     + SharedState
+    + Budgets
     + Outbox
     + Send
     + Sync
@@ -208,6 +211,7 @@ impl<T> Backend for T where
         + FleetStore
         + ApprovalStore
         + SharedState
+        + Budgets
         + Outbox
         + 'static
 {

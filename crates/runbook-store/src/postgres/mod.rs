@@ -17,6 +17,7 @@ use tokio_postgres::NoTls;
 use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
+mod budgets;
 mod cancel;
 mod fleet;
 mod listen;

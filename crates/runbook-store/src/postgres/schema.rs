@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_runs_page.sql"),
     include_str!("../../migrations/postgres/0005_approvals.sql"),
     include_str!("../../migrations/postgres/0006_running_since.sql"),
+    include_str!("../../migrations/postgres/0007_budgets.sql"),
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
+mod budgets;
 mod cancel;
 mod fleet;
 mod outbox;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_runs_page.sql"),
     include_str!("../../migrations/sqlite/0011_approvals.sql"),
     include_str!("../../migrations/sqlite/0012_running_since.sql"),
+    include_str!("../../migrations/sqlite/0013_budgets.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {

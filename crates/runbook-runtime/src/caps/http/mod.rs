@@ -444,14 +444,14 @@ impl HttpView<'_> {
         let result = self.send_checked(req, started).await;
         match result {
             Ok(None) => {
-                self.timeline.call(
-                    "http",
-                    "send",
-                    args,
-                    "would",
-                    Some("would send (dry run)".into()),
-                    started.elapsed(),
-                );
+                let (result, detail) = match (&self.frozen, self.dry_run) {
+                    (Some((_, reason)), false) => {
+                        ("frozen", format!("frozen ({reason}): would send"))
+                    }
+                    _ => ("would", "would send (dry run)".into()),
+                };
+                self.timeline
+                    .call("http", "send", args, result, Some(detail), started.elapsed());
                 Ok(Ok(Response {
                     status: 0,
                     headers: Vec::new(),
@@ -537,7 +537,15 @@ impl HttpView<'_> {
             .map_err(|_| {
                 CapError::Invalid(format!("method {:?}", crate::text::echo(&req.method)))
             })?;
-        if self.dry_run && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+        let mutating = !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD);
+        if self.dry_run && mutating {
+            return Ok(None);
+        }
+        // Frozen: a mutating request is not sent, as on a dry run (no budget counts http).
+        if mutating
+            && let crate::safety::Verdict::Frozen { .. } =
+                self.gate(&format!("http.{}", method.as_str().to_ascii_lowercase()), None).await
+        {
             return Ok(None);
         }
         let response = match self

@@ -1,0 +1,127 @@
+//! Action budgets and the freeze switch on SQLite. A take is one request of the group-commit
+//! writer (an IMMEDIATE transaction): other processes on the file wait for it, so the count
+//! and the insert cannot interleave with another take.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{Sqlite, millis};
+use crate::backend::{BudgetAnswer, BudgetTake, BudgetUse, Budgets, Freeze, MAX_USE_ROWS};
+use crate::clean::Clean;
+use crate::records::now_ms;
+
+fn frees_in(oldest_ms: i64, within_ms: i64, now: i64) -> Duration {
+    Duration::from_millis((oldest_ms + within_ms - now).max(0) as u64)
+}
+
+fn take(tx: &Transaction<'_>, takes: &[BudgetTake], run_id: &str) -> Result<BudgetAnswer> {
+    let now = now_ms();
+    for t in takes {
+        let within = millis(t.within);
+        // Uses that left the window are forgotten when their key is next checked.
+        tx.prepare_cached("DELETE FROM budget_uses WHERE budget = ?1 AND key = ?2 AND at_ms <= ?3")?
+            .execute(params![t.budget, t.key, now - within])?;
+        let (used, oldest): (i64, Option<i64>) = tx
+            .prepare_cached(
+                "SELECT count(*), min(at_ms) FROM budget_uses
+                 WHERE budget = ?1 AND key = ?2 AND at_ms > ?3",
+            )?
+            .query_row(params![t.budget, t.key, now - within], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if used >= i64::from(t.max) {
+            return Ok(BudgetAnswer::Over {
+                budget: t.budget.clone(),
+                key: t.key.clone(),
+                used: used as u32,
+                frees_in: frees_in(oldest.unwrap_or(now), within, now),
+            });
+        }
+    }
+    for t in takes {
+        tx.prepare_cached(
+            "INSERT INTO budget_uses (budget, key, at_ms, run_id) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![t.budget, t.key, now, run_id])?;
+    }
+    Ok(BudgetAnswer::Taken)
+}
+
+fn uses(conn: &Connection, budgets: &[(String, Duration)]) -> Result<Vec<BudgetUse>> {
+    let now = now_ms();
+    let mut found = Vec::new();
+    for (budget, within) in budgets {
+        let within = millis(*within);
+        let rows = conn
+            .prepare_cached(
+                "SELECT key, count(*), min(at_ms) FROM budget_uses
+                 WHERE budget = ?1 AND at_ms > ?2
+                 GROUP BY key ORDER BY count(*) DESC, key LIMIT ?3",
+            )?
+            .query_map(params![budget, now - within, MAX_USE_ROWS as i64], |r| {
+                Ok(BudgetUse {
+                    budget: budget.clone(),
+                    key: r.get(0)?,
+                    used: r.get::<_, i64>(1)? as u32,
+                    frees_in: frees_in(r.get(2)?, within, now),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+#[async_trait::async_trait]
+impl Budgets for Sqlite {
+    async fn take_budgets(&self, takes: &[BudgetTake], run_id: &str) -> Result<BudgetAnswer> {
+        if takes.is_empty() {
+            return Ok(BudgetAnswer::Taken);
+        }
+        let takes: Vec<BudgetTake> = takes.iter().cloned().map(Clean::cleaned).collect();
+        let run_id = run_id.to_string();
+        self.writer()
+            .write(move |tx| take(tx, &takes, &run_id))
+            .await
+    }
+
+    async fn budget_uses(&self, budgets: &[(String, Duration)]) -> Result<Vec<BudgetUse>> {
+        let budgets = budgets.to_vec();
+        self.blocking(move |conn| uses(conn, &budgets)).await
+    }
+
+    async fn set_freeze(&self, freeze: Option<Freeze>) -> Result<()> {
+        self.writer()
+            .write(move |tx| {
+                match freeze.map(Clean::cleaned) {
+                    Some(f) => tx.execute(
+                        "INSERT INTO freeze (id, frozen_by, reason, since) VALUES (1, ?1, ?2, ?3)
+                         ON CONFLICT (id) DO UPDATE SET frozen_by = excluded.frozen_by,
+                             reason = excluded.reason, since = excluded.since",
+                        params![f.by, f.reason, f.since],
+                    )?,
+                    None => tx.execute("DELETE FROM freeze", [])?,
+                };
+                Ok(())
+            })
+            .await
+    }
+
+    async fn freeze_state(&self) -> Result<Option<Freeze>> {
+        self.blocking(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT frozen_by, reason, since FROM freeze WHERE id = 1")?
+                .query_row([], |r| {
+                    Ok(Freeze {
+                        by: r.get(0)?,
+                        reason: r.get(1)?,
+                        since: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+}
