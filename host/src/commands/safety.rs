@@ -87,8 +87,8 @@ impl BudgetsArgs {
         let ctx = Context::load(globals)?;
         let store = ctx.open_store().await?;
         let budgets = crate::safety::effective(&ctx.host.config.budgets)
-            .map_err(|e| super::ConfigError(e))?;
-        let report = crate::safety::report(&store, &budgets).await?;
+            .map_err(super::ConfigError)?;
+        let report = crate::safety::report(store.as_ref(), &budgets).await?;
         let freeze = store.freeze_state().await?;
         if self.json {
             let freeze = freeze.map(|f| {
