@@ -143,8 +143,10 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
     b.wait_for_status(&sleeping, "running", WAIT);
     b.stop("KILL");
     let c = replica(&sandbox);
+    let mut last = Value::Null;
     for server in [&a, &c] {
         let run = restart(server, &bot.name);
+        last = run.clone();
         assert_eq!(run["status"], "failed", "{run:#}");
         let reason = run["reason"].as_str().unwrap_or_default();
         assert!(
@@ -157,6 +159,21 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
         assert_eq!(refused[0]["result"], "over-budget", "{refused:?}");
     }
     assert_eq!(bot.started_at(), started, "an over-budget restart acted");
+    // The decision is in the post-mortem and the replica's metrics.
+    let report = c.get(&format!("/runs/{}/report", last["id"].as_str().unwrap()));
+    assert!(
+        report.body.contains("- **Safety rails:**")
+            && report
+                .body
+                .contains("docker.restart over-budget: over budget restarts"),
+        "{}",
+        report.body
+    );
+    let metrics = c.get("/metrics").body;
+    assert!(
+        metrics.contains("runbook_budget_denials_total{budget=\"restarts\"} 1"),
+        "{metrics}"
+    );
 
     // `host budgets` shows the count and when it frees; a dry run counts nothing.
     let shown = budgets_json(&sandbox);
@@ -310,6 +327,18 @@ fn a_freeze_stops_every_mutating_call_on_every_replica_and_node_but_not_diagnosi
     assert_eq!(calls(&run, "docker", "restart")[0]["result"], "frozen");
     assert_eq!(bot.started_at(), started, "a frozen call acted");
     assert_eq!(bot.state(), "running");
+    let metrics = b.get("/metrics").body;
+    assert!(
+        metrics.contains("runbook_frozen 1") && metrics.contains("runbook_frozen_calls_total 3"),
+        "{metrics}"
+    );
+    let console = a.get("/ui/safety");
+    assert_eq!(console.status, 200, "{}", console.body);
+    assert!(
+        console.body.contains("Frozen") && console.body.contains("failover in progress"),
+        "{}",
+        console.body
+    );
 
     // Unfrozen: the next restart acts, and counts.
     assert_eq!(sandbox.host(&["unfreeze"]).code, 0);
@@ -338,7 +367,9 @@ fn bad_budgets_and_reasons_are_refused_with_what_to_fix() {
     let check = sandbox.host(&["budgets"]);
     assert_eq!(check.code, 2, "{}\n{}", check.stdout, check.stderr);
     assert!(
-        check.stderr.contains("[[budget]] #2: action \"docker.inspect\" is not a mutating"),
+        check
+            .stderr
+            .contains("[[budget]] #2: action \"docker.inspect\" is not a mutating"),
         "{}",
         check.stderr
     );

@@ -32,9 +32,9 @@ pub use crate::records::{
     RunSummary, StoredRun, UnfinishedRun,
 };
 pub use backend::{
-    BudgetAnswer, BudgetTake, BudgetUse, Budgets, Freeze,
-    Alerts, Appended, ApprovalStore, Backend, Cancels, EventsPage, FleetStore, Leases, Outbox,
-    QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
+    Alerts, Appended, ApprovalStore, Backend, BudgetAnswer, BudgetTake, BudgetUse, Budgets,
+    Cancels, EventsPage, FleetStore, Freeze, Leases, Outbox, QueueDepths, RunFilter, RunQueue,
+    ScheduleStore, SharedState, SlotLimits, StoreInfo, Timelines,
 };
 pub use sqlite::Sqlite;
 

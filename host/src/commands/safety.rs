@@ -9,12 +9,14 @@ use super::{Context, EXIT_USAGE, Globals};
 use crate::text::escape;
 
 #[derive(Args)]
-#[command(after_help = "Every mutating capability call (docker start/stop/restart/…, http \
+#[command(
+    after_help = "Every mutating capability call (docker start/stop/restart/…, http \
     POST/PUT/…) on every replica and node becomes a dry-run \"would …\" until `host unfreeze`; \
     reads, diagnosis and notifications go on. Calls already under way finish; a call starting \
     up to a second later may still act (each process reads the switch at most once a \
     second).\n\nExamples:\n  host freeze --reason \"database failover in progress\"\n  \
-    host freeze --status\n  host unfreeze")]
+    host freeze --status\n  host unfreeze"
+)]
 pub struct FreezeArgs {
     /// Why (shown in every frozen call, run and report); one line, at most 500 bytes
     #[arg(long, default_value = "")]
@@ -29,9 +31,11 @@ pub struct FreezeArgs {
 pub struct UnfreezeArgs {}
 
 #[derive(Args)]
-#[command(after_help = "Each [[budget]] of host.toml (and the built-in `restarts` budget unless \
+#[command(
+    after_help = "Each [[budget]] of host.toml (and the built-in `restarts` budget unless \
     host.toml replaces it), its use per key within its window and when one use frees up; then \
-    the freeze switch.\n\nExample:\n  host budgets --json")]
+    the freeze switch.\n\nExample:\n  host budgets --json"
+)]
 pub struct BudgetsArgs {
     #[arg(long)]
     json: bool,
@@ -86,14 +90,13 @@ impl BudgetsArgs {
     pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
         let ctx = Context::load(globals)?;
         let store = ctx.open_store().await?;
-        let budgets = crate::safety::effective(&ctx.host.config.budgets)
-            .map_err(super::ConfigError)?;
+        let budgets =
+            crate::safety::effective(&ctx.host.config.budgets).map_err(super::ConfigError)?;
         let report = crate::safety::report(store.as_ref(), &budgets).await?;
         let freeze = store.freeze_state().await?;
         if self.json {
-            let freeze = freeze.map(|f| {
-                serde_json::json!({ "by": f.by, "reason": f.reason, "since": f.since })
-            });
+            let freeze = freeze
+                .map(|f| serde_json::json!({ "by": f.by, "reason": f.reason, "since": f.since }));
             let doc = serde_json::json!({ "budgets": report, "frozen": freeze });
             println!("{}", crate::text::json_for_terminal(&doc)?);
             return Ok(0);
@@ -120,7 +123,11 @@ impl BudgetsArgs {
                     escape(key),
                     u.used,
                     u.max,
-                    if u.used >= u.max { "spent; frees" } else { "oldest frees" },
+                    if u.used >= u.max {
+                        "spent; frees"
+                    } else {
+                        "oldest frees"
+                    },
                     crate::safety::human(std::time::Duration::from_secs(u.frees_in_secs))
                 );
             }

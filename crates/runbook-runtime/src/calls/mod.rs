@@ -180,7 +180,10 @@ impl Calls {
         nothing: T,
     ) -> Option<Result<T, CapError>> {
         use crate::safety::Verdict;
-        match self.gate(&format!("{interface}.{function}"), container).await {
+        match self
+            .gate(&format!("{interface}.{function}"), container)
+            .await
+        {
             Verdict::Go => None,
             Verdict::Frozen { reason } => {
                 let detail = format!("frozen ({reason}): {would}");

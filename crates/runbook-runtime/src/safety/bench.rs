@@ -80,7 +80,14 @@ fn docker(args: &[&str]) -> Option<String> {
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 async fn budgeted_calls_cost_at_p99() {
     let container = docker(&[
-        "run", "-d", "--rm", "--label", "runbook-test=1", "runbook-test/busybox:1", "sleep", "600",
+        "run",
+        "-d",
+        "--rm",
+        "--label",
+        "runbook-test=1",
+        "runbook-test/busybox:1",
+        "sleep",
+        "600",
     ]);
     let dir = tempfile::tempdir().unwrap();
     let mut stores: Vec<(&str, Arc<Store>, Option<String>)> = vec![(
@@ -120,7 +127,11 @@ async fn budgeted_calls_cost_at_p99() {
     }
     if let Some((admin, name)) = database {
         let _ = Command::new("psql")
-            .args([&admin, "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+            .args([
+                &admin,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ])
             .status();
     }
 }

@@ -123,8 +123,7 @@ impl BudgetConfig {
         if self.max == 0 {
             return Err("`max` is 0: at least 1 (to forbid an action, do not grant it)".into());
         }
-        if self.within < Duration::from_secs(1) || self.within > Duration::from_secs(366 * 86400)
-        {
+        if self.within < Duration::from_secs(1) || self.within > Duration::from_secs(366 * 86400) {
             return Err("`within` must be between 1s and 366d".into());
         }
         for playbook in &self.playbooks {
@@ -220,12 +219,24 @@ within = "30m""#,
             )
         };
         for (text, wanted) in [
-            (base("").replace("docker.stop", "docker.inspect"), "not a mutating"),
+            (
+                base("").replace("docker.stop", "docker.inspect"),
+                "not a mutating",
+            ),
             (base("").replace("max = 1", "max = 0"), "`max` is 0"),
             (base("").replace("\"1h\"", "\"soon\""), "within \"soon\""),
-            (base("").replace("\"global\"", "\"galaxy\""), "unknown variant"),
-            (base("").replace("name = \"b\"", "name = \"a b\""), "name \"a b\""),
-            (format!("{}\n{}", base(""), base("")), "another budget is named"),
+            (
+                base("").replace("\"global\"", "\"galaxy\""),
+                "unknown variant",
+            ),
+            (
+                base("").replace("name = \"b\"", "name = \"a b\""),
+                "name \"a b\"",
+            ),
+            (
+                format!("{}\n{}", base(""), base("")),
+                "another budget is named",
+            ),
             (base("colour = 1"), "unknown field"),
         ] {
             let error = parse(&text).unwrap_err();

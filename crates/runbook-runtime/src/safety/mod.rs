@@ -43,9 +43,14 @@ pub struct Action {
 pub enum Verdict {
     Go,
     /// Record "would …", do nothing.
-    Frozen { reason: String },
+    Frozen {
+        reason: String,
+    },
     /// Refuse: which budget, and the message the playbook and timeline get.
-    OverBudget { budget: String, message: String },
+    OverBudget {
+        budget: String,
+        message: String,
+    },
 }
 
 /// Where decisions are made.

@@ -49,6 +49,12 @@ impl AskServer for ServerGate {
                 ASK_TIMEOUT,
             )
             .await?
-            .map_err(|refused| anyhow!("the server refused ({}): {}", refused.status, refused.message))
+            .map_err(|refused| {
+                anyhow!(
+                    "the server refused ({}): {}",
+                    refused.status,
+                    refused.message
+                )
+            })
     }
 }

@@ -24,7 +24,9 @@ async fn the_fourth_restart_of_a_container_within_the_hour_is_over_budget() {
         Verdict::OverBudget { budget, message } => {
             assert_eq!(budget, "restarts");
             assert!(
-                message.starts_with("over budget restarts (3 per container within 1h): 3 used for bot; frees up in "),
+                message.starts_with(
+                    "over budget restarts (3 per container within 1h): 3 used for bot; frees up in "
+                ),
                 "{message}"
             );
         }
@@ -41,7 +43,9 @@ async fn the_fourth_restart_of_a_container_within_the_hour_is_over_budget() {
         .await
         .unwrap();
     assert_eq!(
-        uses.iter().map(|u| (u.key.as_str(), u.used)).collect::<Vec<_>>(),
+        uses.iter()
+            .map(|u| (u.key.as_str(), u.used))
+            .collect::<Vec<_>>(),
         [("bot", 3), ("web", 1)]
     );
 }

@@ -293,8 +293,7 @@ async fn act(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (request, runner) = match admit_agent::<ActRequest>(&app, &headers, &body, |r| &r.agent)
-    {
+    let (request, runner) = match admit_agent::<ActRequest>(&app, &headers, &body, |r| &r.agent) {
         Ok(admitted) => admitted,
         Err(refused) => return *refused,
     };
@@ -323,7 +322,10 @@ async fn act(
         Err(e) => return unavailable(&app, e),
     }
     let safety = app.dispatcher.host().safety();
-    match safety.decide_in(store.as_ref(), action, &request.agent.node).await {
+    match safety
+        .decide_in(store.as_ref(), action, &request.agent.node)
+        .await
+    {
         Ok(gate) => {
             runbook_runtime::safety::count(&gate);
             reply(&app, ENDPOINT, StatusCode::OK, json!(gate))

@@ -8,7 +8,7 @@ CREATE TABLE budget_uses (
 );
 CREATE INDEX budget_uses_window ON budget_uses (budget, key, at);
 -- The freeze switch, as in SQLite.
-CREATE TABLE freeze (
+CREATE TABLE freeze_switch (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     frozen_by TEXT NOT NULL,
     reason TEXT NOT NULL,

@@ -11,7 +11,7 @@ CREATE TABLE budget_uses (
 CREATE INDEX budget_uses_window ON budget_uses (budget, key, at_ms);
 -- The freeze switch: a row means every mutating call of every process on the store is a
 -- dry run until it is deleted (`host unfreeze`).
-CREATE TABLE freeze (
+CREATE TABLE freeze_switch (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     frozen_by TEXT NOT NULL,
     reason TEXT NOT NULL,

@@ -28,9 +28,9 @@ mod timelines;
 
 pub use self::budgets::{BudgetAnswer, BudgetTake, BudgetUse, Freeze, MAX_USE_ROWS};
 pub use self::{
-    alerts::Alerts, approvals::ApprovalStore, budgets::Budgets, cancels::Cancels, fleet::FleetStore, info::StoreInfo,
-    leases::Leases, outbox::Outbox, queue::RunQueue, schedules::ScheduleStore, shared::SharedState,
-    timelines::Timelines,
+    alerts::Alerts, approvals::ApprovalStore, budgets::Budgets, cancels::Cancels,
+    fleet::FleetStore, info::StoreInfo, leases::Leases, outbox::Outbox, queue::RunQueue,
+    schedules::ScheduleStore, shared::SharedState, timelines::Timelines,
 };
 
 /// A run's status as people see it: a `running` run waiting for an answer to one of its

@@ -119,13 +119,13 @@ impl Budgets for Postgres {
             match freeze.map(Clean::cleaned) {
                 Some(f) => execute(
                     &client,
-                    "INSERT INTO freeze (id, frozen_by, reason, since) VALUES (1, $1, $2, $3)
+                    "INSERT INTO freeze_switch (id, frozen_by, reason, since) VALUES (1, $1, $2, $3)
                      ON CONFLICT (id) DO UPDATE SET frozen_by = excluded.frozen_by,
                          reason = excluded.reason, since = excluded.since",
                     &[&f.by, &f.reason, &f.since],
                 )
                 .await?,
-                None => execute(&client, "DELETE FROM freeze", &[]).await?,
+                None => execute(&client, "DELETE FROM freeze_switch", &[]).await?,
             };
             Ok(())
         })
@@ -137,7 +137,7 @@ impl Budgets for Postgres {
             let client = self.client().await?;
             let row = query_opt(
                 &client,
-                "SELECT frozen_by, reason, since FROM freeze WHERE id = 1",
+                "SELECT frozen_by, reason, since FROM freeze_switch WHERE id = 1",
                 &[],
             )
             .await?;

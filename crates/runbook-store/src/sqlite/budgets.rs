@@ -21,8 +21,10 @@ fn take(tx: &Transaction<'_>, takes: &[BudgetTake], run_id: &str) -> Result<Budg
     for t in takes {
         let within = millis(t.within);
         // Uses that left the window are forgotten when their key is next checked.
-        tx.prepare_cached("DELETE FROM budget_uses WHERE budget = ?1 AND key = ?2 AND at_ms <= ?3")?
-            .execute(params![t.budget, t.key, now - within])?;
+        tx.prepare_cached(
+            "DELETE FROM budget_uses WHERE budget = ?1 AND key = ?2 AND at_ms <= ?3",
+        )?
+        .execute(params![t.budget, t.key, now - within])?;
         let (used, oldest): (i64, Option<i64>) = tx
             .prepare_cached(
                 "SELECT count(*), min(at_ms) FROM budget_uses
@@ -97,12 +99,12 @@ impl Budgets for Sqlite {
             .write(move |tx| {
                 match freeze.map(Clean::cleaned) {
                     Some(f) => tx.execute(
-                        "INSERT INTO freeze (id, frozen_by, reason, since) VALUES (1, ?1, ?2, ?3)
+                        "INSERT INTO freeze_switch (id, frozen_by, reason, since) VALUES (1, ?1, ?2, ?3)
                          ON CONFLICT (id) DO UPDATE SET frozen_by = excluded.frozen_by,
                              reason = excluded.reason, since = excluded.since",
                         params![f.by, f.reason, f.since],
                     )?,
-                    None => tx.execute("DELETE FROM freeze", [])?,
+                    None => tx.execute("DELETE FROM freeze_switch", [])?,
                 };
                 Ok(())
             })
@@ -112,7 +114,7 @@ impl Budgets for Sqlite {
     async fn freeze_state(&self) -> Result<Option<Freeze>> {
         self.blocking(|conn| {
             Ok(conn
-                .prepare_cached("SELECT frozen_by, reason, since FROM freeze WHERE id = 1")?
+                .prepare_cached("SELECT frozen_by, reason, since FROM freeze_switch WHERE id = 1")?
                 .query_row([], |r| {
                     Ok(Freeze {
                         by: r.get(0)?,

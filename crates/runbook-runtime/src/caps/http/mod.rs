@@ -450,8 +450,14 @@ impl HttpView<'_> {
                     }
                     _ => ("would", "would send (dry run)".into()),
                 };
-                self.timeline
-                    .call("http", "send", args, result, Some(detail), started.elapsed());
+                self.timeline.call(
+                    "http",
+                    "send",
+                    args,
+                    result,
+                    Some(detail),
+                    started.elapsed(),
+                );
                 Ok(Ok(Response {
                     status: 0,
                     headers: Vec::new(),
@@ -541,12 +547,16 @@ impl HttpView<'_> {
         if self.dry_run && mutating {
             return Ok(None);
         }
-        // Frozen: a mutating request is not sent, as on a dry run (no budget counts http).
-        if mutating
-            && let crate::safety::Verdict::Frozen { .. } =
-                self.gate(&format!("http.{}", method.as_str().to_ascii_lowercase()), None).await
-        {
-            return Ok(None);
+        // Frozen: a mutating request is not sent, as on a dry run (no budget counts http; a
+        // switch that cannot be read refuses the request).
+        if mutating {
+            match self.gate("http.send", None).await {
+                crate::safety::Verdict::Go => {}
+                crate::safety::Verdict::Frozen { .. } => return Ok(None),
+                crate::safety::Verdict::OverBudget { message, .. } => {
+                    return Err(CapError::Denied(message));
+                }
+            }
         }
         let response = match self
             .fetch(
