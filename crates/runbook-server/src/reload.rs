@@ -358,6 +358,13 @@ playbook = "disk-full"
                 "[plugins] max-concurrent",
                 edit("max-concurrent = 1", "max-concurrent = 2"),
             ),
+            (
+                "[[budget]]",
+                format!(
+                    "{BASE}\n[[budget]]\nname = \"b\"\nactions = [\"docker.stop\"]\n\
+                     per = \"global\"\nmax = 1\nwithin = \"1h\"\n"
+                ),
+            ),
         ]
     }
 
