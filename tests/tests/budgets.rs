@@ -183,7 +183,10 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
         report.body
     );
     // On PostgreSQL any replica may have run a run: the counts are summed.
-    let denials = metric(&[&a, &c], "runbook_budget_denials_total{budget=\"restarts\"}");
+    let denials = metric(
+        &[&a, &c],
+        "runbook_budget_denials_total{budget=\"restarts\"}",
+    );
     assert_eq!(denials, 2);
 
     // `host budgets` shows the count and when it frees; a dry run counts nothing.

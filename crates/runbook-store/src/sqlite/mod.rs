@@ -71,6 +71,8 @@ pub struct Sqlite {
     path: PathBuf,
     /// Woken when this process queued a run or freed a slot (one process per file).
     queued: Notify,
+    /// Action budgets' own connection (budgets.rs), opened on first use.
+    budget_conn: OnceLock<Option<Arc<Mutex<Connection>>>>,
 }
 
 impl Sqlite {
@@ -110,6 +112,7 @@ impl Sqlite {
             writer: OnceLock::new(),
             path,
             queued: Notify::new(),
+            budget_conn: OnceLock::new(),
         };
         retry_busy(|| match store.migrate() {
             Err(e) => match e.downcast::<rusqlite::Error>() {
