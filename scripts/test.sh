@@ -23,5 +23,6 @@ if [ $# -eq 0 ]; then
     RUNBOOK_TEST_STORE=postgres cargo test --release --locked \
         --test server --test runs --test notify --test crash_recovery --test alertmanager \
         --test intake --test fleet --test approvals_telegram --test approvals_builtins \
-        --test cancel --test typed_params --test fleet_trust --test safety_admission
+        --test cancel --test typed_params --test fleet_trust --test safety_admission --test budgets \
+        --test digest --test dashboard
 fi

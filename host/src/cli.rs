@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::Globals;
 use crate::commands::{
     agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance, nodes,
-    notify, run, runs, scaffold, schedules, serve, test,
+    notify, run, runs, safety, scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).
@@ -69,6 +69,12 @@ pub enum Command {
     Breaker(breaker::BreakerArgs),
     /// Maintenance windows: matching alerts are recorded suppressed, not run; start, list, end
     Maintenance(maintenance::MaintenanceArgs),
+    /// Freeze automation: every mutating call everywhere becomes a dry run until `host unfreeze`
+    Freeze(safety::FreezeArgs),
+    /// End a freeze (`host freeze`): mutating calls act again
+    Unfreeze(safety::UnfreezeArgs),
+    /// Action budgets: each budget's use per container/node/playbook and when it frees; the freeze state
+    Budgets(safety::BudgetsArgs),
     /// Write the playbook contract (this host's WIT files) into a directory
     Wit(scaffold::WitArgs),
     /// Create a playbook project in Rust, Python or JavaScript, built against this host's WIT

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use runbook_core::{panics, records, severity, text, timeline};
 use runbook_runtime::{
     approval, bindings, cancel, caps, catalog, config, digest, engine, fleet, incident, notify,
-    params, postmortem, render, replay, run, schedule, style,
+    params, postmortem, render, replay, run, safety, schedule, style,
 };
 use runbook_server as server;
 use runbook_store as store;
@@ -87,6 +87,9 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Breaker(args) => args.run(globals).await,
         Command::Maintenance(args) => args.run(globals).await,
         Command::Digest(args) => args.run(globals).await,
+        Command::Freeze(args) => args.run(globals).await,
+        Command::Unfreeze(args) => args.run(globals).await,
+        Command::Budgets(args) => args.run(globals).await,
         Command::Wit(args) => args.run(),
         Command::New(args) => args.run(),
         Command::Notify(args) => args.run(globals).await,

@@ -282,7 +282,7 @@ fn a_node_certificate_acts_only_for_its_node() {
         assert!(body.contains("does not name node web02"), "{body}");
     }
     let run = server.run_on("web02", r#"{"case": "quick"}"#);
-    for tail in ["events", "finish"] {
+    for tail in ["events", "finish", "act"] {
         let (status, body) = server.curl(
             &format!("/agent/v1/runs/{run}/{tail}"),
             TOKEN_B,

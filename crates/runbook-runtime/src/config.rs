@@ -65,6 +65,10 @@ pub struct Config {
     pub maintenance: Vec<crate::safety::MaintenanceConfig>,
     /// The end-of-day report and weekly summary `host serve` sends (digest.rs).
     pub digest: Option<crate::digest::DigestConfig>,
+    /// Action budgets (`[[budget]]`, crate::safety): how many mutating calls of some kinds per
+    /// container, node, playbook or overall within a window, across playbooks and replicas.
+    #[serde(default, rename = "budget")]
+    pub budgets: Vec<crate::safety::BudgetConfig>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -337,6 +341,8 @@ impl Config {
             crate::node::check_node_name(name)
                 .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;
         }
+        crate::safety::effective(&config.budgets)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

@@ -124,6 +124,31 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
             let _ = writeln!(out, "  - {}", esc(problem));
         }
     }
+    // The storm-safety rails' decisions (README "Safety rails"): calls refused over an action
+    // budget, calls the freeze switch turned into "would …".
+    let rails: Vec<String> = run
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Call {
+                interface,
+                function,
+                result,
+                detail,
+                ..
+            } if result == "over-budget" || result == "frozen" => Some(format!(
+                "{interface}.{function} {result}: {}",
+                detail.as_deref().unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect();
+    if !rails.is_empty() {
+        let _ = writeln!(out, "- **Safety rails:**");
+        for rail in &rails {
+            let _ = writeln!(out, "  - {}", esc(rail));
+        }
+    }
     let _ = writeln!(out, "- **Users affected:** {TO_FILL}");
     let _ = writeln!(out, "- **Downtime:** {TO_FILL}");
     let _ = writeln!(out, "- **Data loss:** {TO_FILL}");

@@ -155,6 +155,10 @@ pub struct Host {
     /// could not be described), for as long as the file is unchanged: a broken file costs its
     /// describe() deadline once, not on every lookup of every name.
     file_names: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, prepare::NamedFile>>,
+    /// Action budgets and the freeze switch (`crate::safety`), built on first use.
+    safety: std::sync::OnceLock<Arc<crate::safety::Safety>>,
+    /// `host agent`: where the server decides a node's mutating calls.
+    safety_server: std::sync::OnceLock<(Arc<dyn crate::safety::remote::AskServer>, String)>,
 }
 
 impl Host {
@@ -190,6 +194,8 @@ impl Host {
             cache_dir,
             protected: std::sync::OnceLock::new(),
             file_names: Default::default(),
+            safety: std::sync::OnceLock::new(),
+            safety_server: std::sync::OnceLock::new(),
         })
     }
 
@@ -232,6 +238,44 @@ impl Host {
         let _ = self.outbox.set(outbox);
     }
 
+    /// `host agent`: the server decides this node's mutating calls (after its own budgets).
+    /// Set before the first run.
+    /// `node` is the node's name (`per = "node"` counts under it).
+    pub fn use_safety_server(
+        &self,
+        server: Arc<dyn crate::safety::remote::AskServer>,
+        node: String,
+    ) {
+        let _ = self.safety_server.set((server, node));
+    }
+
+    /// The budgets in force and where they are decided: the run store; on a fleet node its
+    /// own outbox store and then the server; with the store turned off, this process only.
+    pub fn safety(&self) -> Arc<crate::safety::Safety> {
+        use crate::safety::{Decider, Safety};
+        self.safety
+            .get_or_init(|| {
+                // Checked when the config was read; a config built in code gets the default.
+                let budgets = crate::safety::effective(&self.config.budgets)
+                    .unwrap_or_else(|_| vec![crate::safety::default_budget()]);
+                let mut node = crate::safety::this_node();
+                let decider = match (&self.store, self.outbox.get(), self.safety_server.get()) {
+                    (Some(store), _, _) => Decider::Store(store.clone()),
+                    (None, Some(local), Some((server, name))) => {
+                        node = name.clone();
+                        Decider::Node {
+                            local: local.clone(),
+                            server: server.clone(),
+                        }
+                    }
+                    (None, Some(local), None) => Decider::Store(local.clone()),
+                    (None, None, _) => Decider::Store(self.notifier().store().clone()),
+                };
+                Arc::new(Safety::new(budgets, node, decider))
+            })
+            .clone()
+    }
+
     fn services(&self) -> Services {
         Services {
             notifier: self.notifier(),
@@ -239,6 +283,7 @@ impl Host {
             http: self.http.clone(),
             protected: self.protected(),
             approvals: self.approvals(),
+            safety: Some(self.safety()),
         }
     }
 

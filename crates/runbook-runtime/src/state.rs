@@ -55,6 +55,8 @@ pub struct Services {
     /// What no fs-read grant reaches: the host's config, secrets, store, cache, /proc entries.
     pub protected: Arc<Protected>,
     pub approvals: Option<Arc<Approvals>>,
+    /// Action budgets and the freeze switch; `None`: nothing enforced.
+    pub safety: Option<Arc<crate::safety::Safety>>,
 }
 
 /// Binds every supported contract version's capability interfaces, each to its view.
@@ -97,6 +99,7 @@ impl RunState {
     ) -> Self {
         let memory = MemoryLimiter::new(limits.memory_bytes);
         let mut calls = Calls::new(grants, limits, dry_run, timeline);
+        calls.safety = services.safety.clone();
         let (fs, warnings) = FsRead::new(&calls.grants, services.protected, calls.clock.clone());
         let egress = Arc::new(EgressPolicy::from_grants(&calls.grants));
         let guest_stderr = MemoryOutputPipe::new(GUEST_OUTPUT_BYTES);

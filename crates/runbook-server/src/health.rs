@@ -66,6 +66,8 @@ pub(crate) async fn metrics_text(State(app): State<Shared>) -> Response {
     if let Ok(breakers) = store.breakers().await {
         app.dispatcher.metrics.set_breakers(&breakers);
     }
+    let frozen = app.store.freeze_state().await.ok().map(|f| f.is_some());
+    app.dispatcher.metrics.safety.update(frozen);
     if let Ok(nodes) = store.nodes().await {
         app.dispatcher
             .metrics

@@ -49,6 +49,7 @@ mod rescue;
 mod respond;
 mod routing;
 mod safety;
+mod safety_metrics;
 mod schedule;
 mod serve;
 mod sink;

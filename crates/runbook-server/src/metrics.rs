@@ -90,6 +90,8 @@ pub struct Metrics {
     breaker_open: Family<PlaybookLabel, Gauge<i64, AtomicI64>>,
     runs_held: Family<PlaybookLabel, Counter>,
     suppressed: Family<WindowLabel, Counter>,
+    /// Budget denials, frozen calls, the freeze switch (safety_metrics.rs).
+    pub safety: crate::safety_metrics::SafetyMetrics,
 }
 
 impl Default for Metrics {
@@ -216,6 +218,7 @@ impl Metrics {
             "Capability calls by result kind",
             calls.clone(),
         );
+        let safety = crate::safety_metrics::SafetyMetrics::register(&mut registry);
         Self {
             registry,
             runs,
@@ -237,6 +240,7 @@ impl Metrics {
             breaker_open,
             runs_held,
             suppressed,
+            safety,
         }
     }
 

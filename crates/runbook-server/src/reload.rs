@@ -160,6 +160,8 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("store", OnReload::Restart),
     ("store-connections", OnReload::Restart),
     ("admission-batch", OnReload::Restart),
+    // Read once into the host's safety rails (runbook_runtime::safety).
+    ("[[budget]]", OnReload::Restart),
     ("[server]", OnReload::Restart),
     ("[fleet] node-wait-secs / poll-secs", OnReload::Restart),
     (
@@ -212,6 +214,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         schedules,
         maintenance,
         digest,
+        budgets,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -230,6 +233,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[[maintenance]]", &old.maintenance, maintenance);
     compare("[digest]", &old.digest, digest);
     compare("[notify]", &old.notify, notify);
+    compare("[[budget]]", &old.budgets, budgets);
     compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
     compare("cache-dir", &old.cache_dir, cache_dir);
     compare(
@@ -411,6 +415,13 @@ playbook = "disk-full"
                     "max-concurrent = 1",
                     "max-concurrent = 1\nbreaker = { failures = 3, within = \"15m\", \
                      cool-down = \"30m\" }",
+                ),
+            ),
+            (
+                "[[budget]]",
+                format!(
+                    "{BASE}\n[[budget]]\nname = \"b\"\nactions = [\"docker.stop\"]\n\
+                     per = \"global\"\nmax = 1\nwithin = \"1h\"\n"
                 ),
             ),
         ]

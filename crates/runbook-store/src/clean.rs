@@ -174,3 +174,18 @@ impl Clean for Decision {
 pub(crate) fn text(value: &str) -> std::borrow::Cow<'_, str> {
     crate::text::for_store(value)
 }
+
+impl Clean for crate::backend::Freeze {
+    fn clean(&mut self) {
+        self.by.clean();
+        self.reason.clean();
+        self.since.clean();
+    }
+}
+
+impl Clean for crate::backend::BudgetTake {
+    fn clean(&mut self) {
+        self.budget.clean();
+        self.key.clean();
+    }
+}

@@ -33,9 +33,10 @@ pub use crate::records::{
 };
 pub use crate::safety::{BreakerCheck, BreakerRule, BreakerState, NewWindow, WindowRecord};
 pub use backend::{
-    Alerts, Appended, ApprovalStore, Backend, Breakers, Cancels, EventsPage, FigureStore,
-    FleetStore, Leases, LinkSecurity, Maintenance, Outbox, QueueDepths, RunFilter, RunQueue,
-    ScheduleStore, SharedState, SlotLimits, SslMode, StoreInfo, Timelines,
+    Alerts, Appended, ApprovalStore, Backend, Breakers, BudgetAnswer, BudgetTake, BudgetUse,
+    Budgets, Cancels, EventsPage, FigureStore, FleetStore, Freeze, Leases, LinkSecurity,
+    Maintenance, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits,
+    SslMode, StoreInfo, Timelines,
 };
 pub use sqlite::Sqlite;
 

@@ -22,6 +22,7 @@ pub mod nodes;
 pub mod notify;
 pub mod run;
 pub mod runs;
+pub mod safety;
 pub mod scaffold;
 pub mod schedules;
 pub mod serve;

@@ -98,6 +98,11 @@ pub struct Calls {
     pub(crate) tape: Option<Tape>,
     /// What the call being recorded reached, as the world named it (see `FixtureCall::target`).
     pub(crate) recorded_target: Option<Value>,
+    /// Action budgets and the freeze switch (`crate::safety`); `None` where nothing is
+    /// enforced (replays, tests).
+    pub(crate) safety: Option<Arc<crate::safety::Safety>>,
+    /// Mutating calls the freeze switch turned into "would …", and its reason.
+    pub(crate) frozen: Option<(u32, String)>,
 }
 
 #[derive(Default)]
@@ -129,6 +134,81 @@ impl Calls {
             counters: Counters::default(),
             tape: None,
             recorded_target: None,
+            safety: None,
+            frozen: None,
+        }
+    }
+
+    /// Asks the safety rails about a mutating call about to be made for real (granted,
+    /// resolved, not a dry run): `action` is `interface.function`, `container` the resolved
+    /// container's name.
+    pub(crate) async fn gate(
+        &mut self,
+        action: &str,
+        container: Option<&str>,
+    ) -> crate::safety::Verdict {
+        let Some(safety) = self.safety.clone() else {
+            return crate::safety::Verdict::Go;
+        };
+        let gate = safety
+            .gate(&crate::safety::Action {
+                run_id: self.context.run_id.clone(),
+                playbook: self.context.playbook.clone(),
+                action: action.to_string(),
+                container: container.map(String::from),
+            })
+            .await;
+        if let crate::safety::Verdict::Frozen { reason } = &gate {
+            let frozen = self.frozen.get_or_insert((0, String::new()));
+            frozen.0 += 1;
+            frozen.1 = reason.clone();
+        }
+        gate
+    }
+
+    /// The safety rails for a mutating call about to be made for real: `None` to go ahead;
+    /// else the call is recorded here ("frozen": `would` happened, "over-budget": refused)
+    /// and the answer for the playbook returned (`nothing` is what a frozen call returns).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn gated<T>(
+        &mut self,
+        (interface, function): (&str, &str),
+        args: &Value,
+        container: Option<&str>,
+        would: String,
+        started: Instant,
+        nothing: T,
+    ) -> Option<Result<T, CapError>> {
+        use crate::safety::Verdict;
+        match self
+            .gate(&format!("{interface}.{function}"), container)
+            .await
+        {
+            Verdict::Go => None,
+            Verdict::Frozen { reason } => {
+                let detail = format!("frozen ({reason}): {would}");
+                self.timeline.call(
+                    interface,
+                    function,
+                    args.clone(),
+                    "frozen",
+                    Some(detail),
+                    started.elapsed(),
+                );
+                Some(Ok(nothing))
+            }
+            // The playbook gets `denied` with the budget's text; the timeline says which.
+            Verdict::OverBudget { message, .. } => {
+                self.timeline.call(
+                    interface,
+                    function,
+                    args.clone(),
+                    "over-budget",
+                    Some(message.clone()),
+                    started.elapsed(),
+                );
+                Some(Err(CapError::Denied(message)))
+            }
         }
     }
 

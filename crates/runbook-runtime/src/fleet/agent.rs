@@ -50,7 +50,7 @@ pub struct AgentOptions {
 
 struct Agent {
     host: Arc<Host>,
-    uplink: Uplink,
+    uplink: Arc<Uplink>,
     /// Runs executing here, each with the token that stops it.
     running: Mutex<HashMap<String, CancellationToken>>,
     room: Arc<Semaphore>,
@@ -73,9 +73,15 @@ pub async fn run(host: Host, options: AgentOptions) -> Result<()> {
     };
     let notifier = host.notifier();
     notifier.start();
+    let uplink = Arc::new(Uplink::new(options.servers, options.token, agent)?);
+    // Before the first run: every mutating call of a run here asks the server too.
+    host.use_safety_server(
+        Arc::new(crate::safety::remote::ServerGate(uplink.clone())),
+        options.node.clone(),
+    );
     let agent = Arc::new(Agent {
         host: Arc::new(host),
-        uplink: Uplink::new(options.servers, options.token, agent)?,
+        uplink,
         running: Mutex::new(HashMap::new()),
         room: Arc::new(Semaphore::new(options.max_runs.max(1))),
         prepared: tokio::sync::Mutex::new(HashMap::new()),

@@ -8,7 +8,7 @@
 
 pub mod agent;
 pub mod remote;
-mod uplink;
+pub(crate) mod uplink;
 
 use serde::{Deserialize, Serialize};
 

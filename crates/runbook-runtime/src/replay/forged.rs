@@ -46,6 +46,7 @@ fn state(interface: &str, function: &str, target: Option<Value>) -> RunState {
         http: Arc::new(crate::caps::http::HttpClient::new().expect("a client")),
         protected: Arc::new(crate::caps::fs_read::Protected::default()),
         approvals: None,
+        safety: None,
     };
     let mut state = RunState::new(
         Arc::new(grants),

@@ -66,6 +66,10 @@ impl Host {
         {
             state = state.with_wall_clock(std::time::Duration::from_millis(ms));
         }
+        if replaying {
+            // A replay acts on nothing: no budget counts it, no freeze applies.
+            state.calls.safety = None;
+        }
         if let Some(tape) = tape {
             state.set_tape(tape);
         }
@@ -159,6 +163,13 @@ impl Host {
         if let Some(by) = &stopped_by {
             crate::cancel::close_questions(self.approvals(), &run_id, by).await;
         }
+        let summary = match &store.data().calls.frozen {
+            Some((calls, reason)) => format!(
+                "{summary} [frozen: {calls} mutating call{} not made ({reason})]",
+                if *calls == 1 { " was" } else { "s were" }
+            ),
+            None => summary,
+        };
         let t = Instant::now();
         let mut state = store.into_data();
         // Dropping the store frees the instance (back to the pool in `host serve`).

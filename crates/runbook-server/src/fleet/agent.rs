@@ -24,6 +24,7 @@ use runbook_runtime::fleet::{
     AgentId, EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse, PollRequest,
     PollResponse, check_session, runner_of,
 };
+use runbook_runtime::safety::remote::ActRequest;
 
 const ENDPOINT: &str = "agent";
 /// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
@@ -43,6 +44,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/agent/v1/heartbeat", post(heartbeat))
         .route("/agent/v1/runs/{id}/events", post(events))
         .route("/agent/v1/runs/{id}/finish", post(finish))
+        .route("/agent/v1/runs/{id}/act", post(act))
         .layer(DefaultBodyLimit::max(MAX_FINISH_BYTES))
 }
 
@@ -314,6 +316,58 @@ async fn events(
                 StatusCode::CONFLICT,
                 format!("run {id} ended: {reason}"),
             )
+        }
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// A node's mutating call about to be made: the freeze switch and this server's budgets
+/// decide, counted in the shared store (`runbook_runtime::safety::remote`). Only for a run
+/// the agent's session holds.
+async fn act(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    presented: PresentedCertificate,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (request, runner) =
+        match admit_agent::<ActRequest>(&app, &presented, &headers, &body, |r| &r.agent) {
+            Ok(admitted) => admitted,
+            Err(refused) => return *refused,
+        };
+    let action = &request.action;
+    if action.run_id != id
+        || action.action.len() > 64
+        || action.playbook.len() > 128
+        || action.container.as_ref().is_some_and(|c| c.len() > 256)
+    {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::BAD_REQUEST,
+            "an action names the run of its path, an action of ≤ 64 bytes, a playbook of ≤ 128 \
+             and a container of ≤ 256"
+                .to_string(),
+        );
+    }
+    let store = app.store.clone();
+    match store
+        .renew_held(&runner, std::slice::from_ref(&id), app.dispatcher.lease())
+        .await
+    {
+        Ok(held) if held.contains(&id) => {}
+        Ok(_) => return not_held(&app, &id),
+        Err(e) => return unavailable(&app, e),
+    }
+    let safety = app.dispatcher.host().safety();
+    match safety
+        .decide_in(store.as_ref(), action, &request.agent.node)
+        .await
+    {
+        Ok(gate) => {
+            runbook_runtime::safety::count(&gate);
+            reply(&app, ENDPOINT, StatusCode::OK, json!(gate))
         }
         Err(e) => unavailable(&app, e),
     }

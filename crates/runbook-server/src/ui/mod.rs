@@ -25,6 +25,7 @@ mod maintenance;
 mod page;
 mod pages;
 mod report;
+mod safety;
 mod show;
 
 use axum::Router;
@@ -80,6 +81,9 @@ pub(crate) fn routes(app: Shared) -> Router<Shared> {
             "/ui/maintenance/windows/{id}/end",
             axum::routing::post(maintenance::end),
         )
+        .route("/ui/safety", get(safety::page))
+        .route(safety::FREEZE, axum::routing::post(safety::freeze))
+        .route(safety::UNFREEZE, axum::routing::post(safety::unfreeze))
         // Every route above, and any added there: nothing of the console without sign-in.
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -43,6 +43,7 @@ pub(super) fn layout(title: &str, head_extra: Markup, body: Markup) -> Response 
                     (approvals_link())
                     a href="/ui/outbox" { "Outbox" }
                     a href="/ui/maintenance" { "Maintenance" }
+                    a href="/ui/safety" { "Safety" }
                 }
                 main { (body) }
                 script src=(assets::js_path()) {}

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 mod alerts;
 mod approvals;
+mod budgets;
 mod cancels;
 mod figures;
 mod fleet;
@@ -27,9 +28,11 @@ mod schedules;
 mod shared;
 mod timelines;
 
+pub use self::budgets::{BudgetAnswer, BudgetTake, BudgetUse, Freeze, MAX_USE_ROWS};
 pub use self::{
     alerts::Alerts,
     approvals::ApprovalStore,
+    budgets::Budgets,
     cancels::Cancels,
     figures::FigureStore,
     fleet::FleetStore,
@@ -204,6 +207,7 @@ pub trait Backend:
     + FigureStore
     + ApprovalStore
     + SharedState
+    + Budgets
     + Outbox
     + Breakers
     + Maintenance
@@ -225,6 +229,7 @@ impl<T> Backend for T where
         + FigureStore
         + ApprovalStore
         + SharedState
+        + Budgets
         + Outbox
         + Breakers
         + Maintenance

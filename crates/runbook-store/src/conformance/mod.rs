@@ -38,6 +38,7 @@ use crate::records::{
 mod alerts;
 mod approvals;
 mod batches;
+mod budgets;
 mod cancels;
 mod figures;
 mod fleet;
@@ -53,6 +54,7 @@ mod timelines;
 pub(crate) use alerts::*;
 pub(crate) use approvals::*;
 pub(crate) use batches::*;
+pub(crate) use budgets::*;
 pub(crate) use cancels::*;
 pub(crate) use figures::*;
 pub(crate) use fleet::*;
@@ -153,6 +155,11 @@ macro_rules! conformance_tests {
             // shared.rs
             a_webhook_id_is_accepted_once,
             a_shared_secret_is_made_once_and_the_same_for_every_instance,
+            // budgets.rs
+            a_budget_gives_its_uses_once_across_instances,
+            a_spent_budget_frees_when_its_window_passes,
+            several_budgets_are_taken_all_or_nothing,
+            the_freeze_switch_is_one_for_every_instance,
             // outbox.rs
             outbox_keeps_channel_order_and_leases_exclusively,
             outbox_once_key_queues_one_message,

@@ -17,6 +17,7 @@ use crate::backend::{LinkSecurity, SharedState, StoreInfo};
 
 mod admission;
 mod approvals;
+mod budgets;
 mod cancel;
 mod figures;
 mod fleet;

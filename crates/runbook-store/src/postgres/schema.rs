@@ -24,7 +24,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_runs_page.sql"),
     include_str!("../../migrations/postgres/0005_approvals.sql"),
     include_str!("../../migrations/postgres/0006_running_since.sql"),
-    // 0007 is the action budgets' (another branch); renumbered when merged.
+    include_str!("../../migrations/postgres/0007_budgets.sql"),
     include_str!("../../migrations/postgres/0008_safety.sql"),
     include_str!("../../migrations/postgres/0009_figures.sql"),
 ];

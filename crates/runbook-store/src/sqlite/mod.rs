@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::backend::{SharedState, StoreInfo};
 
 mod approvals;
+mod budgets;
 mod cancel;
 mod figures;
 mod fleet;
@@ -39,7 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_runs_page.sql"),
     include_str!("../../migrations/sqlite/0011_approvals.sql"),
     include_str!("../../migrations/sqlite/0012_running_since.sql"),
-    // 0013 is the action budgets' (another branch); renumbered when merged.
+    include_str!("../../migrations/sqlite/0013_budgets.sql"),
     include_str!("../../migrations/sqlite/0014_safety.sql"),
     include_str!("../../migrations/sqlite/0015_figures.sql"),
 ];
@@ -74,6 +75,8 @@ pub struct Sqlite {
     path: PathBuf,
     /// Woken when this process queued a run or freed a slot (one process per file).
     queued: Notify,
+    /// Action budgets' own connection (budgets.rs), opened on first use.
+    budget_conn: OnceLock<Option<Arc<Mutex<Connection>>>>,
 }
 
 impl Sqlite {
@@ -113,6 +116,7 @@ impl Sqlite {
             writer: OnceLock::new(),
             path,
             queued: Notify::new(),
+            budget_conn: OnceLock::new(),
         };
         retry_busy(|| match store.migrate() {
             Err(e) => match e.downcast::<rusqlite::Error>() {

@@ -254,6 +254,19 @@ impl DockerView<'_> {
                     .call("docker", function, args, "would", Some(detail), elapsed);
                 return Ok(Ok(mutating.expect("checked above")));
             }
+            Ok(target) if mutating.is_some() => {
+                let would = format!("would {function} {}", target.describe());
+                let container = Some(target.name.as_str());
+                let nothing = mutating.expect("checked above");
+                let call = ("docker", function);
+                if let Some(answer) = self
+                    .gated(call, &args, container, would, started, nothing)
+                    .await
+                {
+                    return Ok(answer);
+                }
+                perform(self.docker.clone(), target).await
+            }
             Ok(target) => perform(self.docker.clone(), target).await,
             Err(e) => Err(e),
         };
@@ -554,6 +567,19 @@ impl docker::Host for DockerView<'_> {
             };
             self.tape_call("docker", "prune", args_for_tape, &Ok(Ok(nothing)));
             return Ok(Ok(nothing));
+        }
+        if allowed.is_ok() {
+            let nothing = PruneReport {
+                containers_deleted: 0,
+                images_deleted: 0,
+                volumes_deleted: 0,
+                bytes_reclaimed: 0,
+            };
+            let would = "would prune".to_string();
+            let call = ("docker", "prune");
+            if let Some(answer) = self.gated(call, &args, None, would, started, nothing).await {
+                return Ok(answer);
+            }
         }
         let result = match allowed {
             Ok(()) => self.docker.prune(&options).await,

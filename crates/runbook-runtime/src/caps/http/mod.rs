@@ -444,12 +444,18 @@ impl HttpView<'_> {
         let result = self.send_checked(req, started).await;
         match result {
             Ok(None) => {
+                let (result, detail) = match (&self.frozen, self.dry_run) {
+                    (Some((_, reason)), false) => {
+                        ("frozen", format!("frozen ({reason}): would send"))
+                    }
+                    _ => ("would", "would send (dry run)".into()),
+                };
                 self.timeline.call(
                     "http",
                     "send",
                     args,
-                    "would",
-                    Some("would send (dry run)".into()),
+                    result,
+                    Some(detail),
                     started.elapsed(),
                 );
                 Ok(Ok(Response {
@@ -537,8 +543,20 @@ impl HttpView<'_> {
             .map_err(|_| {
                 CapError::Invalid(format!("method {:?}", crate::text::echo(&req.method)))
             })?;
-        if self.dry_run && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+        let mutating = !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD);
+        if self.dry_run && mutating {
             return Ok(None);
+        }
+        // Frozen: a mutating request is not sent, as on a dry run (no budget counts http; a
+        // switch that cannot be read refuses the request).
+        if mutating {
+            match self.gate("http.send", None).await {
+                crate::safety::Verdict::Go => {}
+                crate::safety::Verdict::Frozen { .. } => return Ok(None),
+                crate::safety::Verdict::OverBudget { message, .. } => {
+                    return Err(CapError::Denied(message));
+                }
+            }
         }
         let response = match self
             .fetch(
