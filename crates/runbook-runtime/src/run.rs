@@ -32,6 +32,9 @@ mod fixture;
 mod inputs;
 mod pending;
 mod prepare;
+// The rails' cost at a real docker call: above both the rails and the capabilities.
+#[cfg(test)]
+mod safety_bench;
 
 pub use ending::{MAX_ACTION_BYTES, MAX_ACTIONS, MAX_SUMMARY_BYTES, guard_run};
 pub use inputs::{UsageError, resolve_params};

@@ -76,7 +76,7 @@ pub async fn run(host: Host, options: AgentOptions) -> Result<()> {
     let uplink = Arc::new(Uplink::new(options.servers, options.token, agent)?);
     // Before the first run: every mutating call of a run here asks the server too.
     host.use_safety_server(
-        Arc::new(crate::safety::remote::ServerGate(uplink.clone())),
+        Arc::new(super::act::ServerGate(uplink.clone())),
         options.node.clone(),
     );
     let agent = Arc::new(Agent {

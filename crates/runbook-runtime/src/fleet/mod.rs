@@ -6,6 +6,7 @@
 //! This module holds what both sides agree on: node names, agent identities and the JSON of
 //! the agent API (`/agent/v1/…`). The server's side is `server/fleet.rs`, the agent's `agent.rs`.
 
+pub mod act;
 pub mod agent;
 pub mod remote;
 pub(crate) mod uplink;

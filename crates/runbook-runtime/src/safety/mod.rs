@@ -226,8 +226,6 @@ pub fn this_node() -> String {
 }
 
 #[cfg(test)]
-mod bench;
-#[cfg(test)]
 mod tests;
 
 /// Longest freeze reason (CLI, console): it is shown in every frozen call and report.

@@ -20,11 +20,11 @@ use crate::respond::{AuthRefused, error, reply};
 use crate::state::LimitExceeded;
 use crate::store::Appended;
 use crate::tls::PresentedCertificate;
+use runbook_runtime::fleet::act::ActRequest;
 use runbook_runtime::fleet::{
     AgentId, EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse, PollRequest,
     PollResponse, check_session, runner_of,
 };
-use runbook_runtime::safety::remote::ActRequest;
 
 const ENDPOINT: &str = "agent";
 /// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
@@ -322,7 +322,7 @@ async fn events(
 }
 
 /// A node's mutating call about to be made: the freeze switch and this server's budgets
-/// decide, counted in the shared store (`runbook_runtime::safety::remote`). Only for a run
+/// decide, counted in the shared store (`runbook_runtime::safety::remote`, `runbook_runtime::fleet::act`). Only for a run
 /// the agent's session holds.
 async fn act(
     State(app): State<Shared>,

@@ -18,8 +18,9 @@ use anyhow::{Result, anyhow, bail};
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::runs::{self, execute, query};
-use super::{CALL_TIMEOUT, count_statement, index_key, pg_error, secs};
+use super::runs;
+use super::sql::{begin, commit, execute, query};
+use super::{CALL_TIMEOUT, index_key, secs};
 use crate::CUT_OFF;
 use crate::records::{Admit, Admitted, Gate};
 
@@ -98,16 +99,6 @@ async fn admit_alone(pool: &Pool, admit: Admit) -> Result<Admitted> {
     let admitted = runs::admit_in(&tx, admit).await?;
     commit(tx).await?;
     Ok(admitted)
-}
-
-pub(super) async fn begin(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>> {
-    count_statement();
-    client.transaction().await.map_err(pg_error)
-}
-
-pub(super) async fn commit(tx: Transaction<'_>) -> Result<()> {
-    count_statement();
-    tx.commit().await.map_err(pg_error)
 }
 
 /// A key as the admission_keys table holds it: (kind, key), both as index entries.

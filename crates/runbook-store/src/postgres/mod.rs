@@ -30,6 +30,7 @@ mod safety;
 mod schedules;
 mod schema;
 mod slots;
+mod sql;
 mod tls;
 
 pub use admission::DEFAULT_ADMISSION_BATCH;

@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
-use super::admission::{begin, commit};
+use super::sql::{begin, commit};
+// The statement helpers, where the other modules have always found them.
+pub(super) use super::sql::{execute, query, query_opt};
 use super::{Postgres, count_statement, index_key, pg_error, secs, slots};
 use crate::backend::SlotLimits;
 use crate::records::{
@@ -39,36 +40,6 @@ pub(super) fn queued_run(r: &Row) -> QueuedRun {
         node: r.get(10),
         by: r.get(11),
     }
-}
-
-pub(super) async fn query(
-    c: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Vec<Row>> {
-    count_statement();
-    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
-    c.query(&statement, params).await.map_err(pg_error)
-}
-
-pub(super) async fn query_opt(
-    c: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Option<Row>> {
-    count_statement();
-    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
-    c.query_opt(&statement, params).await.map_err(pg_error)
-}
-
-pub(super) async fn execute(
-    c: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<u64> {
-    count_statement();
-    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
-    c.execute(&statement, params).await.map_err(pg_error)
 }
 
 pub(super) async fn insert_run(

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 use deadpool_postgres::Transaction;
 
-use super::runs::{execute, query};
 use super::secs;
+use super::sql::{execute, query};
 use crate::backend::SlotLimits;
 use crate::records::QueuedRun;
 

@@ -5,13 +5,14 @@
 //!
 //! `RUNBOOK_TEST_POSTGRES=$(cat /tmp/runbook-pg/url) cargo test --release -p runbook-host \
 //!  -p runbook-core -p runbook-store -p runbook-runtime -p runbook-server --lib \
-//!  safety::bench -- --ignored --nocapture`
+//!  run::safety_bench -- --ignored --nocapture`
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::*;
+use crate::safety::*;
+use crate::store::Store;
 
 const ROUNDS: usize = 2000;
 
