@@ -451,17 +451,23 @@ fn nothing_secret_crosses_loopback_in_clear() {
     let server = TlsServer::start();
     let capture_dir = tempfile::tempdir().unwrap();
     let pcap = capture_dir.path().join("fleet.pcap");
+    let said = capture_dir.path().join("tcpdump.log");
     let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-s", "0", "-w"])
+        .args(["-i", "lo", "-U", "-s", "0", "-B", "8192", "-w"])
         .arg(&pcap)
         .arg(format!("tcp port {}", server.port))
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&said).unwrap())
         .spawn()
         .expect("starting tcpdump");
-    // tcpdump says "listening on lo" once it captures.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pcap.exists() || std::fs::metadata(&pcap).unwrap().len() == 0 {
-        assert!(Instant::now() < deadline, "tcpdump did not start");
+    let tcpdump_said = || std::fs::read_to_string(&said).unwrap_or_default();
+    // "listening on lo" once the capture is live.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tcpdump_said().contains("listening on") {
+        assert!(
+            Instant::now() < deadline,
+            "tcpdump did not start: {}",
+            tcpdump_said()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -511,8 +517,9 @@ fn nothing_secret_crosses_loopback_in_clear() {
     let captured = std::fs::read(&pcap).unwrap();
     assert!(
         captured.len() > 10_000,
-        "the capture holds the run's traffic: {} bytes",
-        captured.len()
+        "the capture holds the run's traffic: {} bytes; tcpdump: {}",
+        captured.len(),
+        tcpdump_said()
     );
     let contains = |needle: &str| {
         captured

@@ -153,8 +153,10 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
     let _ = writeln!(out, "- **Downtime:** {TO_FILL}");
     let _ = writeln!(out, "- **Data loss:** {TO_FILL}");
 
+    // The template's headings stay as they are: the incident's times open its Timeline.
+    let _ = writeln!(out, "\n## Timeline\n");
     let times = IncidentTimes::of(run);
-    let _ = writeln!(out, "\n## Incident times\n");
+    let _ = writeln!(out, "### Incident times\n");
     let _ = writeln!(out, "| | UTC | after detection |");
     let _ = writeln!(out, "|---|---|---|");
     for (what, at) in times.rows() {
@@ -163,8 +165,7 @@ fn render_unescaped(run: &StoredRun, approvals: Approvals) -> String {
             .map_or("–".to_string(), |ms| crate::digest::duration(Some(ms)));
         let _ = writeln!(out, "| {what} | {at} | {after} |");
     }
-
-    let _ = writeln!(out, "\n## Timeline\n");
+    let _ = writeln!(out, "\n### Every call\n");
     let _ = writeln!(
         out,
         "All times UTC; every capability call the playbook made.\n"
