@@ -453,7 +453,7 @@ fn nothing_secret_crosses_loopback_in_clear() {
     let pcap = capture_dir.path().join("fleet.pcap");
     let said = capture_dir.path().join("tcpdump.log");
     let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-s", "0", "-B", "8192", "-w"])
+        .args(["-i", "lo", "-U", "--immediate-mode", "-s", "0", "-w"])
         .arg(&pcap)
         .arg(format!("tcp port {}", server.port))
         .stderr(std::fs::File::create(&said).unwrap())
@@ -508,7 +508,12 @@ fn nothing_secret_crosses_loopback_in_clear() {
         "the run read the evidence and said so: {ended:#}\n{}",
         agent.log()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Written as they come (immediate mode, packet-buffered): wait until the run's traffic is
+    // in the file (or 10 s), then stop the capture.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) < 10_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = Command::new("kill")
         .args(["-INT", &tcpdump.id().to_string()])
         .status();
