@@ -456,6 +456,20 @@ fn auth_kind(auth: &AuthConfig) -> &'static str {
     }
 }
 
+/// A listen address other machines reach, without TLS: every token and password crosses the
+/// network readable.
+fn plain_listen(server: &crate::config::ServerConfig) -> Option<String> {
+    let addr: std::net::SocketAddr = server.listen.parse().ok()?;
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "[server] listen = {:?} is reachable from other machines in plain HTTP: webhook \
+             and agent tokens, console passwords and timelines cross the network readable; \
+             set [server] tls = {{ cert = \"…\", key = \"…\" }} (or keep a TLS proxy in front)",
+            server.listen
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,18 +517,4 @@ mod tests {
         let hooks = console_closed(&config(&format!("[webhooks.run]\nauth = {BEARER}"))).unwrap();
         assert!(hooks.contains("there is no [webhooks.api] auth"), "{hooks}");
     }
-}
-
-/// A listen address other machines reach, without TLS: every token and password crosses the
-/// network readable.
-fn plain_listen(server: &crate::config::ServerConfig) -> Option<String> {
-    let addr: std::net::SocketAddr = server.listen.parse().ok()?;
-    (!addr.ip().is_loopback()).then(|| {
-        format!(
-            "[server] listen = {:?} is reachable from other machines in plain HTTP: webhook \
-             and agent tokens, console passwords and timelines cross the network readable; \
-             set [server] tls = {{ cert = \"…\", key = \"…\" }} (or keep a TLS proxy in front)",
-            server.listen
-        )
-    })
 }

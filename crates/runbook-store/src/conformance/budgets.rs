@@ -71,11 +71,15 @@ pub(crate) async fn a_spent_budget_frees_when_its_window_passes(s: Subject) {
     let b = &s.backend;
     let brief = take("stops", "global", 1, BRIEF);
     assert_eq!(
-        b.take_budgets(&[brief.clone()], "r1").await.unwrap(),
+        b.take_budgets(std::slice::from_ref(&brief), "r1")
+            .await
+            .unwrap(),
         BudgetAnswer::Taken
     );
     assert!(matches!(
-        b.take_budgets(&[brief.clone()], "r2").await.unwrap(),
+        b.take_budgets(std::slice::from_ref(&brief), "r2")
+            .await
+            .unwrap(),
         BudgetAnswer::Over { used: 1, .. }
     ));
     eventually("the window passes", || {
