@@ -45,16 +45,23 @@ pub struct Certificates {
 pub struct ClientCertificate(CertificateDer<'static>);
 
 impl ClientCertificate {
-    /// Whether the certificate names `node` (a DNS name in its subjectAltName, checked as a
-    /// server name would be: exactly, no wildcard stretching to another node).
+    /// Whether the certificate names `node` (a DNS name in its subjectAltName) and no other
+    /// node beside it: a wildcard (`*.example.com`) would let one node's certificate act for
+    /// every node of that domain, so a certificate that also fits a made-up sibling name is
+    /// refused.
     pub fn names(&self, node: &str) -> bool {
-        let Ok(name) = ServerName::try_from(node) else {
-            return false;
-        };
         let Ok(cert) = webpki::EndEntityCert::try_from(&self.0) else {
             return false;
         };
-        cert.verify_is_valid_for_subject_name(&name).is_ok()
+        let fits = |name: &str| {
+            ServerName::try_from(name)
+                .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        };
+        let sibling = match node.split_once('.') {
+            Some((_, domain)) => format!("not-a-node-0x5e.{domain}"),
+            None => "not-a-node-0x5e".to_string(),
+        };
+        fits(node) && !fits(&sibling)
     }
 }
 
@@ -211,4 +218,51 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate with these DNS names, made by openssl (the names are what
+    /// is tested, not the chain).
+    fn cert_for(names: &[&str]) -> ClientCertificate {
+        let dir = tempfile::tempdir().unwrap();
+        let der = dir.path().join("cert.der");
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-keyout"])
+            .arg(dir.path().join("key.pem"))
+            .args(["-subj", "/CN=node", "-days", "1", "-outform", "DER", "-out"])
+            .arg(&der)
+            .args(["-addext", &format!("subjectAltName={}", san.join(","))])
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        ClientCertificate(CertificateDer::from(std::fs::read(der).unwrap()))
+    }
+
+    #[test]
+    fn a_certificate_names_its_node_and_a_wildcard_names_none() {
+        let web01 = cert_for(&["web01.example.com"]);
+        assert!(web01.names("web01.example.com"));
+        assert!(!web01.names("web02.example.com"));
+        assert!(!web01.names("web01"));
+        let wildcard = cert_for(&["*.example.com"]);
+        assert!(!wildcard.names("web01.example.com"));
+        assert!(!wildcard.names("web02.example.com"));
+        assert!(cert_for(&["web01"]).names("web01"));
+    }
 }
