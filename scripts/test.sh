@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, one release build of the host shared by every test (and a static
-# one for the container image), then the unit and end-to-end tests against that binary.
+# The whole test suite: set-up, one release build of the host shared by every test and packed
+# into the container image, then the unit and end-to-end tests against that binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # .ci/run has just run the set-up itself.
 [ -n "${RUNBOOK_SETUP_DONE:-}" ] || scripts/setup.sh
 scripts/test-env.sh
-# The container image: a second release build of the host (static, musl; same target dir) and
-# its image, once, before tests/tests/image.rs runs it.
+# The container image of that same binary, once, before tests/tests/image.rs runs it.
 scripts/image.sh runbook-test/host:latest
 # The PostgreSQL store tests run against the cluster test-env.sh started.
 export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
