@@ -201,6 +201,21 @@ impl serde_json::ser::Formatter for EscapingFormatter {
     }
 }
 
+/// Slack mrkdwn needs only `&`, `<` and `>` escaped.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Telegram's HTML mode needs `&`, `<`, `>` escaped (and `"` inside attributes, which we
+/// never write).
+pub fn telegram_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
