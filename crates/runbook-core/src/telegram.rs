@@ -55,3 +55,31 @@ pub fn posted_on(record: &ApprovalRecord, channels: &[String], message: &Value) 
             && same_chat
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The invariant of `fuzz/` target `telegram` (a press counts only in a chat named on both
+    /// sides): a question posted without a chat id matched any press on a message without one,
+    /// since two missing ids compared equal.
+    #[test]
+    fn two_missing_chat_ids_are_no_match() {
+        let mut record: ApprovalRecord = serde_json::from_value(json!({
+            "id": "0", "run_id": "r", "playbook": "p", "group": "g", "title": "t", "body": "b",
+            "actions": [], "state": "pending", "asked_at": "", "expires_at": "",
+            "answered_by": null, "answered_via": null, "answered_at": null, "reason": null,
+            "messages": [{"channel": "tg", "kind": "telegram", "message_id": 17}],
+        }))
+        .unwrap();
+        let tg = ["tg".to_string()];
+        assert!(!posted_on(&record, &tg, &json!({"message_id": 17})));
+        assert!(!posted_on(&record, &tg, &json!({"message_id": 17, "chat": {}})));
+        record.messages[0]["chat_id"] = json!("not-a-number");
+        assert!(!posted_on(&record, &tg, &json!({"message_id": 17})));
+        record.messages[0]["chat_id"] = json!(-100123);
+        assert!(posted_on(&record, &tg, &json!({"message_id": 17, "chat": {"id": -100123}})));
+        assert!(!posted_on(&record, &tg, &json!({"message_id": 17, "chat": {"id": 5}})));
+    }
+}
