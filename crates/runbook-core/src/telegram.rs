@@ -75,11 +75,23 @@ mod tests {
         .unwrap();
         let tg = ["tg".to_string()];
         assert!(!posted_on(&record, &tg, &json!({"message_id": 17})));
-        assert!(!posted_on(&record, &tg, &json!({"message_id": 17, "chat": {}})));
+        assert!(!posted_on(
+            &record,
+            &tg,
+            &json!({"message_id": 17, "chat": {}})
+        ));
         record.messages[0]["chat_id"] = json!("not-a-number");
         assert!(!posted_on(&record, &tg, &json!({"message_id": 17})));
         record.messages[0]["chat_id"] = json!(-100123);
-        assert!(posted_on(&record, &tg, &json!({"message_id": 17, "chat": {"id": -100123}})));
-        assert!(!posted_on(&record, &tg, &json!({"message_id": 17, "chat": {"id": 5}})));
+        assert!(posted_on(
+            &record,
+            &tg,
+            &json!({"message_id": 17, "chat": {"id": -100123}})
+        ));
+        assert!(!posted_on(
+            &record,
+            &tg,
+            &json!({"message_id": 17, "chat": {"id": 5}})
+        ));
     }
 }
