@@ -67,9 +67,10 @@ pub fn escape_keeping_lines(text: &str) -> Cow<'_, str> {
 }
 
 /// At most `max` bytes of `text` (cut on a character boundary); when cut, says how long the
-/// original was.
+/// original was. Text already cut to `max` is left as it is, so a second gate (an agent's
+/// timeline admitted again by the server) keeps the original length, not the cut one's.
 pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max {
+    if text.len() <= max || already_cut(text, max) {
         return Cow::Borrowed(text);
     }
     let mut cut = max;
@@ -77,6 +78,19 @@ pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
         cut -= 1;
     }
     Cow::Owned(format!("{}…[{} bytes in all]", &text[..cut], text.len()))
+}
+
+/// `text` is what [`truncate`] makes of a longer text at `max`: a prefix within `max`, then
+/// `…[N bytes in all]` with N over `max`.
+fn already_cut(text: &str, max: usize) -> bool {
+    let Some((kept, note)) = text.rsplit_once('…') else {
+        return false;
+    };
+    let all = note
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(" bytes in all]"))
+        .and_then(|n| n.parse::<usize>().ok());
+    kept.len() <= max && all.is_some_and(|all| all > max)
 }
 
 /// In place, for owned strings a playbook handed over.
@@ -201,6 +215,21 @@ impl serde_json::ser::Formatter for EscapingFormatter {
     }
 }
 
+/// Slack mrkdwn needs only `&`, `<` and `>` escaped.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Telegram's HTML mode needs `&`, `<`, `>` escaped (and `"` inside attributes, which we
+/// never write).
+pub fn telegram_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +280,20 @@ mod tests {
 
     fn is_unsafe_but_newline(c: char) -> bool {
         c != '\n' && is_unsafe(c)
+    }
+
+    /// Found by `fuzz/` target `agent`: an event capped on the agent and admitted again on the
+    /// server was cut a second time, and its note then named the length of the first cut
+    /// (`…[85 bytes in all]`) instead of the original's.
+    #[test]
+    fn truncating_twice_keeps_the_original_length() {
+        let long = "2".repeat(117);
+        let once = truncate(&long, 64).into_owned();
+        assert_eq!(once, format!("{}…[117 bytes in all]", "2".repeat(64)));
+        assert_eq!(truncate(&once, 64), once);
+        assert_eq!(truncate_owned(once.clone(), 64), once);
+        // A note that does not fit the cap is text like any other.
+        let forged = format!("{}…[117 bytes in all]", "2".repeat(65));
+        assert!(truncate(&forged, 64).ends_with(&format!("[{} bytes in all]", forged.len())));
     }
 }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use anyhow::{Context, Result};
+use runbook_core::alert::AlertFields;
 
 use crate::bindings::Alert;
 
@@ -18,28 +18,6 @@ pub fn parse_param(raw: &str) -> Result<(String, String), String> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AlertJson {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    labels: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    annotations: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    fingerprint: Option<String>,
-    #[serde(default)]
-    starts_at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WebhookJson {
-    #[serde(default)]
-    status: Option<String>,
-    alerts: Vec<AlertJson>,
-}
-
 /// Reads an alert file; JSON errors carry line and column.
 pub fn read_alert_file(path: &Path) -> Result<Alert> {
     let text =
@@ -49,80 +27,42 @@ pub fn read_alert_file(path: &Path) -> Result<Alert> {
     parse_alert(value).with_context(|| format!("{}", path.display()))
 }
 
-/// Every alert of an Alertmanager (or Grafana) webhook payload, version 4.
+/// Every alert of an Alertmanager (or Grafana) webhook payload, version 4 (parsed in core).
 pub fn parse_webhook(value: serde_json::Value) -> Result<Vec<Alert>> {
-    let hook: WebhookJson =
-        serde_json::from_value(value).context("not an Alertmanager webhook payload")?;
-    let group_status = hook.status;
-    Ok(hook
-        .alerts
+    Ok(runbook_core::alert::parse_webhook(value)?
         .into_iter()
-        .map(|a| to_alert(a, group_status.clone()))
+        .map(from_fields)
         .collect())
 }
 
 pub fn parse_alert(value: serde_json::Value) -> Result<Alert> {
-    let (alert, group_status) = if value.get("alerts").is_some() {
-        let mut hook: WebhookJson =
-            serde_json::from_value(value).context("not an Alertmanager webhook payload")?;
-        if hook.alerts.is_empty() {
-            bail!("the webhook payload has no alerts");
-        }
-        (hook.alerts.remove(0), hook.status)
-    } else {
-        let alert: AlertJson = serde_json::from_value(value)
-            .context("not an alert (expected labels, annotations, startsAt, fingerprint)")?;
-        (alert, None)
-    };
-    Ok(to_alert(alert, group_status))
+    runbook_core::alert::parse_alert(value).map(from_fields)
 }
 
-fn to_alert(alert: AlertJson, group_status: Option<String>) -> Alert {
-    let name = alert
-        .labels
-        .get("alertname")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+fn from_fields(a: AlertFields) -> Alert {
     Alert {
-        name,
-        status: alert
-            .status
-            .or(group_status)
-            .unwrap_or_else(|| "firing".into()),
-        labels: pairs(alert.labels),
-        annotations: pairs(alert.annotations),
-        fingerprint: alert.fingerprint.unwrap_or_default(),
-        starts_at: alert.starts_at.unwrap_or_default(),
+        name: a.name,
+        status: a.status,
+        labels: a.labels,
+        annotations: a.annotations,
+        fingerprint: a.fingerprint,
+        starts_at: a.starts_at,
     }
 }
 
-fn pairs(map: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    map.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, v)
-        })
-        .collect()
+/// The alert as core's parsers and templates see it.
+pub fn fields_of(alert: &Alert) -> AlertFields {
+    AlertFields {
+        name: alert.name.clone(),
+        status: alert.status.clone(),
+        labels: alert.labels.clone(),
+        annotations: alert.annotations.clone(),
+        fingerprint: alert.fingerprint.clone(),
+        starts_at: alert.starts_at.clone(),
+    }
 }
 
 /// The alert as stored with a run and shown in reports.
 pub fn alert_json(alert: &Alert) -> serde_json::Value {
-    let map = |pairs: &[(String, String)]| -> serde_json::Map<String, serde_json::Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect()
-    };
-    serde_json::json!({
-        "name": alert.name,
-        "status": alert.status,
-        "labels": map(&alert.labels),
-        "annotations": map(&alert.annotations),
-        "fingerprint": alert.fingerprint,
-        "startsAt": alert.starts_at,
-    })
+    fields_of(alert).to_json()
 }

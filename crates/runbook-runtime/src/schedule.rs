@@ -5,15 +5,14 @@
 //! (server/schedule.rs); `host schedules` lists them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
+
+// Cron expressions and zones are parsed in core (where `fuzz/` reaches them).
+pub use runbook_core::cron::{CronExpr, Zone};
 
 use crate::records::FiringRecord;
 use crate::severity::Priority;
@@ -61,16 +60,12 @@ impl ScheduleConfig {
 
     /// The first firing strictly after `after`; None when the expression never matches again.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let zoned = after.to_zoned(self.timezone.tz.clone());
-        let next = self.cron.cron.find_next_occurrence(&zoned, false).ok()?;
-        Some(next.timestamp())
+        self.cron.next_after(after, &self.timezone)
     }
 
     /// The latest firing at or before `at` (what catch-up runs).
     pub fn latest_at(&self, at: Timestamp) -> Option<Timestamp> {
-        let zoned = at.to_zoned(self.timezone.tz.clone());
-        let previous = self.cron.cron.find_previous_occurrence(&zoned, true).ok()?;
-        Some(previous.timestamp())
+        self.cron.latest_at(at, &self.timezone)
     }
 
     /// The delay of one firing within `jitter-secs`: derived from the schedule and the firing,
@@ -254,107 +249,6 @@ pub fn table(statuses: &[ScheduleStatus]) -> String {
         }
     }
     out
-}
-
-/// A parsed cron expression, with the text it came from.
-#[derive(Clone)]
-pub struct CronExpr {
-    pub text: String,
-    cron: Cron,
-}
-
-/// Two expressions are the same schedule when they are spelled the same.
-impl PartialEq for CronExpr {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl fmt::Debug for CronExpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.text)
-    }
-}
-
-impl CronExpr {
-    /// The latest time the expression matches at or before `at`, read in `zone`.
-    pub fn latest_at(&self, at: Timestamp, zone: &Zone) -> Option<Timestamp> {
-        let zoned = at.to_zoned(zone.tz.clone());
-        let previous = self.cron.find_previous_occurrence(&zoned, true).ok()?;
-        Some(previous.timestamp())
-    }
-
-    /// The first time the expression matches strictly after `after`, read in `zone`.
-    pub fn next_after(&self, after: Timestamp, zone: &Zone) -> Option<Timestamp> {
-        let zoned = after.to_zoned(zone.tz.clone());
-        let next = self.cron.find_next_occurrence(&zoned, false).ok()?;
-        Some(next.timestamp())
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(text)
-            .map_err(|e| format!("cron {text:?}: {e}"))?;
-        Ok(Self {
-            text: text.to_string(),
-            cron,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for CronExpr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        CronExpr::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// An IANA time zone, by name.
-#[derive(Clone)]
-pub struct Zone {
-    pub name: String,
-    tz: TimeZone,
-}
-
-impl PartialEq for Zone {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl fmt::Debug for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.name)
-    }
-}
-
-impl Default for Zone {
-    fn default() -> Self {
-        Self {
-            name: "UTC".into(),
-            tz: TimeZone::UTC,
-        }
-    }
-}
-
-impl Zone {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        let tz = TimeZone::get(name)
-            .map_err(|_| format!("timezone {name:?}: not an IANA time zone name"))?;
-        Ok(Self {
-            name: name.to_string(),
-            tz,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Zone {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Zone::parse(&name).map_err(serde::de::Error::custom)
-    }
 }
 
 fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {

@@ -84,34 +84,9 @@ pub(crate) async fn run_hook(
     if let Some(denied) = refuse(&app, ENDPOINT, &headers, &body).await {
         return denied;
     }
-    let params = if body.is_empty() {
-        Vec::new()
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(map)) => map
-                .into_iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => (k, s),
-                    other => (k, other.to_string()),
-                })
-                .collect(),
-            Ok(_) => {
-                return error(
-                    &app,
-                    ENDPOINT,
-                    StatusCode::BAD_REQUEST,
-                    "the body must be a JSON object of parameters",
-                );
-            }
-            Err(e) => {
-                return error(
-                    &app,
-                    ENDPOINT,
-                    StatusCode::BAD_REQUEST,
-                    format!("not JSON: {e}"),
-                );
-            }
-        }
+    let params = match runbook_core::alert::run_params(&body) {
+        Ok(params) => params,
+        Err(e) => return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, e),
     };
     // A sender's delivery id makes its retries idempotent.
     let dedup_key = ["idempotency-key", "webhook-id", "x-github-delivery"]

@@ -2,71 +2,12 @@
 //! semantics (a missing label is the empty string; regexes are anchored), and parameters
 //! templated from the alert's labels and annotations.
 
-use std::sync::LazyLock;
-
-use anyhow::{Result, bail};
-use regex::Regex;
+use anyhow::Result;
 
 use crate::bindings::Alert;
 use crate::config::RouteConfig;
 
-#[derive(Debug)]
-enum Op {
-    Equal(String),
-    NotEqual(String),
-    Matches(Regex),
-    NotMatches(Regex),
-}
-
-#[derive(Debug)]
-pub struct Matcher {
-    label: String,
-    op: Op,
-}
-
-static MATCHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$"#).unwrap()
-});
-static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\{\{\s*(labels|annotations|alert)\.([a-zA-Z0-9_]+)\s*(\|\s*host\s*)?\}\}").unwrap()
-});
-
-impl Matcher {
-    pub fn parse(text: &str) -> Result<Matcher> {
-        let Some(caps) = MATCHER.captures(text) else {
-            bail!("matcher {text:?}: expected name=\"value\" (or !=, =~, !~)");
-        };
-        let value = caps[3].replace("\\\"", "\"").replace("\\\\", "\\");
-        let anchored = |v: &str| Regex::new(&format!("^(?:{v})$"));
-        let op = match &caps[2] {
-            "=" => Op::Equal(value),
-            "!=" => Op::NotEqual(value),
-            "=~" => {
-                Op::Matches(anchored(&value).map_err(|e| anyhow::anyhow!("matcher {text:?}: {e}"))?)
-            }
-            _ => Op::NotMatches(
-                anchored(&value).map_err(|e| anyhow::anyhow!("matcher {text:?}: {e}"))?,
-            ),
-        };
-        Ok(Matcher {
-            label: caps[1].to_string(),
-            op,
-        })
-    }
-
-    pub fn matches(&self, labels: &[(String, String)]) -> bool {
-        let value = labels
-            .iter()
-            .find(|(k, _)| *k == self.label)
-            .map_or("", |(_, v)| v.as_str());
-        match &self.op {
-            Op::Equal(v) => value == v,
-            Op::NotEqual(v) => value != v,
-            Op::Matches(r) => r.is_match(value),
-            Op::NotMatches(r) => !r.is_match(value),
-        }
-    }
-}
+pub use runbook_core::routing::Matcher;
 
 pub struct Route {
     pub config: RouteConfig,
@@ -97,7 +38,7 @@ impl Router {
                 .map_err(|e| anyhow::anyhow!("[[route]] #{} ({}): {e}", i + 1, config.playbook))?;
             // A fixed node name is checked now; a templated one when an alert fills it in.
             if let Some(node) = &config.node
-                && !PLACEHOLDER.is_match(node)
+                && !runbook_core::routing::is_template(node)
             {
                 runbook_runtime::fleet::check_node_name(node).map_err(|e| {
                     anyhow::anyhow!(
@@ -161,31 +102,7 @@ impl Route {
 }
 
 fn fill(template: &str, alert: &Alert) -> String {
-    PLACEHOLDER
-        .replace_all(template, |caps: &regex::Captures<'_>| {
-            let lookup = |pairs: &[(String, String)]| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == caps[2])
-                    .map(|(_, v)| v.clone())
-            };
-            match &caps[1] {
-                "labels" => lookup(&alert.labels),
-                "annotations" => lookup(&alert.annotations),
-                _ => match &caps[2] {
-                    "name" => Some(alert.name.clone()),
-                    "fingerprint" => Some(alert.fingerprint.clone()),
-                    "status" => Some(alert.status.clone()),
-                    _ => None,
-                },
-            }
-            .map(|v| match caps.get(3) {
-                Some(_) => runbook_runtime::fleet::host_of(&v).to_string(),
-                None => v,
-            })
-            .unwrap_or_default()
-        })
-        .into_owned()
+    runbook_core::routing::fill(template, &runbook_runtime::incident::fields_of(alert))
 }
 
 #[cfg(test)]
@@ -197,25 +114,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn matchers_follow_alertmanager_semantics() {
-        let l = labels(&[
-            ("alertname", "BotDown"),
-            ("severity", "critical"),
-            ("env", "prod"),
-        ]);
-        let m = |t: &str| Matcher::parse(t).unwrap().matches(&l);
-        assert!(m(r#"alertname="BotDown""#));
-        assert!(!m(r#"alertname="Bot""#));
-        assert!(m(r#"severity=~"critical|page""#));
-        assert!(!m(r#"severity=~"crit""#), "regexes are anchored");
-        assert!(m(r#"env!="staging""#));
-        assert!(m(r#"team="""#), "a missing label is the empty string");
-        assert!(m(r#"team!~".+""#));
-        assert!(Matcher::parse("alertname BotDown").is_err());
-        assert!(Matcher::parse(r#"x=~"(""#).is_err());
     }
 
     #[test]

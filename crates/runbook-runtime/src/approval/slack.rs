@@ -13,22 +13,18 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::{Answered, Approvals, Approver, decision_line};
 use crate::notify::ChannelConfig;
 use crate::notify::render::{slack_escape, truncate};
 use crate::records::ApprovalRecord;
+// The signature check and the click's parser are pure functions of the request: in core,
+// where `fuzz/` reaches them.
+pub use runbook_core::slack::{Click, TOLERANCE_SECS, parse_click, verify};
 
-/// Slack refuses requests whose timestamp is further than this from now (replays).
-pub const TOLERANCE_SECS: u64 = 5 * 60;
 const HEADER_LIMIT: usize = 150;
 const TEXT_LIMIT: usize = 3000;
-/// Slack user ids are short upper-case alphanumerics (`U024BE7LH`, `W…`).
-const MAX_USER_ID: usize = 32;
-const MAX_NAME_CHARS: usize = 80;
 
 /// Incoming-webhook body of a question: `text` (the notification fallback) and its blocks.
 pub fn question_message(record: &ApprovalRecord) -> Value {
@@ -115,103 +111,6 @@ fn question_blocks(record: &ApprovalRecord) -> Vec<Value> {
 
 fn section(text: &str) -> Value {
     json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(text, TEXT_LIMIT) } })
-}
-
-/// The names of the Slack channels whose signing secret signed this request (several when
-/// channels share one Slack app's secret): they, and only they, vouch for the click. `Err` is
-/// the reason for the log; the caller only ever answers 401.
-pub fn verify(
-    secrets: &[(String, Vec<u8>)],
-    timestamp: Option<&str>,
-    signature: Option<&str>,
-    body: &[u8],
-    now: u64,
-) -> Result<Vec<String>, String> {
-    if secrets.is_empty() {
-        return Err("no [notify.<name>] Slack channel has a signing-secret".into());
-    }
-    let timestamp = timestamp.ok_or("no X-Slack-Request-Timestamp")?;
-    let signature = signature.ok_or("no X-Slack-Signature")?;
-    let sent: u64 = timestamp
-        .parse()
-        .map_err(|_| "X-Slack-Request-Timestamp is not a number")?;
-    if now.abs_diff(sent) > TOLERANCE_SECS {
-        return Err(format!(
-            "X-Slack-Request-Timestamp is {}s away from now",
-            now.abs_diff(sent)
-        ));
-    }
-    let given = signature
-        .strip_prefix("v0=")
-        .and_then(|h| hex::decode(h).ok())
-        .ok_or("X-Slack-Signature is not v0=<hex>")?;
-    // Every secret is tried (no early exit), each comparison constant-time.
-    let mut signers = Vec::new();
-    for (channel, secret) in secrets {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-        mac.update(format!("v0:{timestamp}:").as_bytes());
-        mac.update(body);
-        if mac.verify_slice(&given).is_ok() {
-            signers.push(channel.clone());
-        }
-    }
-    if signers.is_empty() {
-        return Err("wrong X-Slack-Signature".into());
-    }
-    Ok(signers)
-}
-
-/// A button click, as the signed payload tells it.
-#[derive(Debug, PartialEq)]
-pub struct Click {
-    pub approval_id: String,
-    pub approve: bool,
-    pub user_id: String,
-    pub user_name: Option<String>,
-    pub response_url: Option<String>,
-}
-
-/// `payload=<JSON>` of a `block_actions` interaction; `None` for anything that is not a
-/// click on one of our buttons (Slack sends other interactions to the same URL).
-pub fn parse_click(body: &[u8]) -> Option<Click> {
-    let payload = url::form_urlencoded::parse(body)
-        .find(|(key, _)| key == "payload")
-        .map(|(_, value)| value.into_owned())?;
-    let payload: Value = serde_json::from_str(&payload).ok()?;
-    if payload["type"] != "block_actions" {
-        return None;
-    }
-    let action = &payload["actions"][0];
-    let approve = match action["action_id"].as_str()? {
-        "approve" => true,
-        "reject" => false,
-        _ => return None,
-    };
-    let approval_id = action["value"].as_str()?;
-    if approval_id.is_empty()
-        || approval_id.len() > 32
-        || !approval_id.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return None;
-    }
-    let user_id = payload["user"]["id"].as_str()?;
-    if user_id.is_empty()
-        || user_id.len() > MAX_USER_ID
-        || !user_id.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return None;
-    }
-    let user_name = payload["user"]["username"]
-        .as_str()
-        .or(payload["user"]["name"].as_str())
-        .map(|n| n.chars().take(MAX_NAME_CHARS).collect());
-    Some(Click {
-        approval_id: approval_id.to_string(),
-        approve,
-        user_id: user_id.to_string(),
-        user_name,
-        response_url: payload["response_url"].as_str().map(String::from),
-    })
 }
 
 /// A `response_url` is only followed to the origin of the channel's own webhook (Slack's
@@ -346,10 +245,7 @@ mod tests {
     use super::*;
 
     fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(format!("v0:{ts}:").as_bytes());
-        mac.update(body);
-        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+        runbook_core::slack::signature_header(secret.as_bytes(), ts, body)
     }
 
     #[test]

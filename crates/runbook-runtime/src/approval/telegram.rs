@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 use super::{Answered, Approvals, Approver, decision_line};
 use crate::notify::render::telegram_escape;
 use crate::records::ApprovalRecord;
+// What a press says and whether it was on our message: pure functions of the update, in core
+// where `fuzz/` reaches them.
+use runbook_core::telegram::{callback_data, parse_callback, posted_on};
 
 /// Telegram's limit on a message's text (characters).
 const TEXT_LIMIT: usize = 4096;
@@ -123,22 +126,6 @@ impl<'a> Api<'a> {
         .await
         .map(|_| ())
     }
-}
-
-/// `ap:<id>:y` / `ap:<id>:n`: within the Bot API's 64 bytes.
-fn callback_data(id: &str, approve: bool) -> String {
-    format!("ap:{id}:{}", if approve { "y" } else { "n" })
-}
-
-fn parse_callback(data: &str) -> Option<(&str, bool)> {
-    let rest = data.strip_prefix("ap:")?;
-    let (id, answer) = rest.rsplit_once(':')?;
-    let approve = match answer {
-        "y" => true,
-        "n" => false,
-        _ => return None,
-    };
-    (id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some((id, approve))
 }
 
 fn question_html(record: &ApprovalRecord) -> String {
@@ -340,34 +327,6 @@ async fn decide(approvals: &Approvals, channels: &[String], query: &Value) -> Re
     };
     let reason = (!approve).then(|| "rejected in Telegram".to_string());
     approvals.answer(id, &who, approve, reason).await
-}
-
-/// Whether `message` (a callback's) is one the question was posted as through one of
-/// `channels`: same message id, and the same chat (by id, or by `@username` for a public
-/// channel configured that way).
-fn posted_on(record: &ApprovalRecord, channels: &[String], message: &Value) -> bool {
-    let chat = &message["chat"];
-    record.messages.iter().any(|posted| {
-        let through = posted["channel"]
-            .as_str()
-            .is_some_and(|name| channels.iter().any(|c| c == name));
-        let same_chat = match posted["chat_id"].as_str() {
-            Some(name) if name.starts_with('@') => {
-                chat["username"]
-                    .as_str()
-                    .map(|u| format!("@{u}"))
-                    .as_deref()
-                    == Some(name)
-            }
-            Some(number) => number.parse::<i64>().ok() == chat["id"].as_i64(),
-            None => posted["chat_id"].as_i64() == chat["id"].as_i64(),
-        };
-        through
-            && posted["kind"] == "telegram"
-            && posted["message_id"].as_i64().is_some()
-            && posted["message_id"].as_i64() == message["message_id"].as_i64()
-            && same_chat
-    })
 }
 
 #[cfg(test)]

@@ -364,7 +364,7 @@ impl Agent {
             run.playbook,
             crate::text::escape(&reason)
         );
-        FinishUpload {
+        capped(FinishUpload {
             agent: self.id(),
             status: status.to_string(),
             summary: format!("run {status}: {reason}"),
@@ -375,8 +375,7 @@ impl Agent {
             grants: json!({}),
             events: Vec::new(),
             artifacts: Vec::new(),
-        }
-        .capped()
+        })
     }
 
     /// Sends the run's events in order as they come; ends when the run drops its sink.
@@ -483,22 +482,20 @@ enum Ended {
     Cut,
 }
 
-impl FinishUpload {
-    /// A host error's words can be long (a playbook's output): within the server's caps.
-    fn capped(mut self) -> Self {
-        let cap = |text: &mut String, max: usize| {
-            if text.len() > max {
-                let mut end = max;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
+/// A host error's words can be long (a playbook's output): within the server's caps.
+fn capped(mut upload: FinishUpload) -> FinishUpload {
+    let cap = |text: &mut String, max: usize| {
+        if text.len() > max {
+            let mut end = max;
+            while !text.is_char_boundary(end) {
+                end -= 1;
             }
-        };
-        cap(&mut self.summary, crate::run::MAX_SUMMARY_BYTES);
-        if let Some(reason) = &mut self.reason {
-            cap(reason, 8 << 10);
+            text.truncate(end);
         }
-        self
+    };
+    cap(&mut upload.summary, crate::run::MAX_SUMMARY_BYTES);
+    if let Some(reason) = &mut upload.reason {
+        cap(reason, 8 << 10);
     }
+    upload
 }

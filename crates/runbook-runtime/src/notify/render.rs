@@ -4,6 +4,9 @@
 use serde_json::{Value, json};
 
 use super::Notification;
+// The escapers are in core, with the terminal's (and `fuzz/` target `escape`).
+pub(crate) use runbook_core::text::slack_escape;
+pub use runbook_core::text::telegram_escape;
 
 /// Telegram's `sendMessage` limit, in characters after entity parsing; counting the escaped
 /// text keeps every part under it.
@@ -86,13 +89,6 @@ pub fn email(n: &Notification) -> (String, String) {
     (subject, body)
 }
 
-/// Slack mrkdwn needs only `&`, `<` and `>` escaped.
-pub(crate) fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// Incoming-webhook body: `text` is the fallback shown in notifications, `blocks` the message.
 pub fn slack(n: &Notification) -> Value {
     let mut blocks = vec![json!({
@@ -142,14 +138,6 @@ pub fn slack(n: &Notification) -> Value {
         "text": format!("{} [{}] {}", severity_mark(&n.severity), rank(n), n.title),
         "blocks": blocks,
     })
-}
-
-/// Telegram's HTML mode needs `&`, `<`, `>` escaped (and `"` inside attributes, which we
-/// never write).
-pub fn telegram_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// The message as HTML, split into parts of at most 4096 characters at line boundaries (a
