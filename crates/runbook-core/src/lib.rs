@@ -5,6 +5,7 @@
 //!
 //! Must not import any other `runbook-*` crate: every layer above builds on these types.
 
+pub mod access;
 pub mod figures;
 pub mod mutations;
 pub mod node;
