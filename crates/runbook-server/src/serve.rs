@@ -172,6 +172,9 @@ async fn shutdown_signal() {
 /// Every endpoint: hooks, the read API, health and metrics, approvals, cancel, the fleet's
 /// agent API and the console. The body limit covers all but the agent API, which has its own.
 fn routes(app: Shared, max_body: usize) -> Router {
+    // Before any handler: the role the route's entry in authz.rs names (the console's routes
+    // take the same layer inside their own router, under its headers).
+    let require = axum::middleware::from_fn_with_state(app.clone(), crate::authz::require);
     Router::new()
         .route("/hooks/alertmanager", post(hooks::alertmanager_hook))
         .route("/hooks/run/{playbook}", post(hooks::run_hook))
@@ -184,9 +187,10 @@ fn routes(app: Shared, max_body: usize) -> Router {
         .merge(fleet::node_routes())
         .merge(approvals::routes())
         .merge(cancel::routes())
+        .route_layer(require.clone())
         .merge(ui::routes(app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
-        .merge(fleet::routes())
+        .merge(fleet::routes().route_layer(require))
         .layer(axum::middleware::from_fn(respond::log_request))
         .with_state(app)
 }

@@ -2,12 +2,11 @@
 //! escaped by default), one embedded script and stylesheet served under their content hash,
 //! a strict Content-Security-Policy on every answer, live timelines over server-sent events.
 //!
-//! Every page is behind one gate (a layer over every `/ui` route but the static assets): the
-//! `[ui]` credentials or the `[webhooks.api]` ones read it, and a browser without them is
-//! asked to sign in (`WWW-Authenticate`). Every state-changing form (run a playbook, retry a
-//! message, answer a question) is served and accepted only to an [`Operator`] (the `[ui]`
-//! credentials, as host.toml last (re)loaded them) and carries a CSRF token bound to the
-//! form, the credentials and an expiry (csrf.rs).
+//! Every route is behind the role its entry in authz.rs names (viewer reads, operator runs
+//! and cancels, approver answers, admin sees the safety and maintenance pages and the audit);
+//! a browser without credentials is asked to sign in (`WWW-Authenticate`). Every
+//! state-changing form carries a CSRF token bound to the form, the credentials and an expiry
+//! (csrf.rs).
 //!
 //! `access`: the gate and the operator; `page`: the frame every page renders in; `console`:
 //! the console's state; one file per page family beside them.
@@ -15,6 +14,7 @@
 mod access;
 mod approvals;
 mod assets;
+mod audit;
 mod cancel;
 mod charts;
 mod dashboard;
@@ -34,6 +34,13 @@ use axum::response::Response;
 use axum::routing::get;
 
 use crate::app::Shared;
+
+pub(crate) use access::sign_in_required;
+
+/// A refusal page (403 below the route's role).
+pub(crate) fn refused_page(status: axum::http::StatusCode, why: &str) -> Response {
+    page::message_page(status, "Not allowed", why)
+}
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -84,12 +91,13 @@ pub(crate) fn routes(app: Shared) -> Router<Shared> {
         .route("/ui/safety", get(safety::page))
         .route(safety::FREEZE, axum::routing::post(safety::freeze))
         .route(safety::UNFREEZE, axum::routing::post(safety::unfreeze))
-        // Every route above, and any added there: nothing of the console without sign-in.
+        .route("/ui/audit", get(audit::page))
+        .route("/ui/static/{file}", get(assets::serve))
+        // Every route, and any added: the role its entry in authz.rs names, or nothing.
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            access::gate,
+            crate::authz::require,
         ))
-        .route("/ui/static/{file}", get(assets::serve))
         .layer(axum::middleware::from_fn_with_state(
             app,
             access::count_questions,
