@@ -62,6 +62,8 @@ lease-secs = 3
 token = {{ env = "NODE_A_TOKEN" }}
 [webhooks.api]
 auth = {{ kind = "bearer", token = {{ env = "RB_TEST_API_TOKEN" }} }}
+# Cancelling is an operator's act; the read token is a viewer unless it says so.
+role = "operator"
 [webhooks.run]
 auth = {{ kind = "bearer", token = {{ env = "RUN_TOKEN" }} }}
 [ui]

@@ -146,14 +146,13 @@ pub(crate) async fn require(State(app): State<Shared>, request: Request, next: N
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
+    // Without credentials (an open `[webhooks.api]` reads as a viewer) a role above is a 401:
+    // a browser then asks to sign in, and presenting credentials may help.
+    let presented = request.headers().contains_key(header::AUTHORIZATION);
     let identity = match identify(&app, request.headers()).await {
-        Ok(Some(identity)) => identity,
-        Ok(None) if console => return crate::ui::sign_in_required(&app),
-        Ok(None) => {
-            return crate::gate::refuse_api(&app, request.headers())
-                .await
-                .unwrap_or_else(|| refused(&app, false, StatusCode::UNAUTHORIZED, "unauthorized"));
-        }
+        Ok(Some(identity)) if presented || identity.roles.allow(needed_role) => identity,
+        Ok(_) if console => return crate::ui::sign_in_required(&app),
+        Ok(_) => return unauthorized(&app, request.headers()).await,
         Err(unavailable) => return unavailable,
     };
     if !identity.roles.allow(needed_role) {
@@ -172,6 +171,14 @@ pub(crate) async fn require(State(app): State<Shared>, request: Request, next: N
     CALLER
         .scope(Caller { identity, source }, next.run(request))
         .await
+}
+
+/// The API's 401: `[webhooks.api]`'s own refusal (it says what to configure), else plain.
+async fn unauthorized(app: &App, headers: &HeaderMap) -> Response {
+    match crate::gate::refuse_api(app, headers).await {
+        Some(refusal) => refusal,
+        None => refused(app, false, StatusCode::UNAUTHORIZED, "unauthorized"),
+    }
 }
 
 fn refused(app: &App, console: bool, status: StatusCode, why: &str) -> Response {
