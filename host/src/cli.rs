@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::Globals;
 use crate::commands::{
-    access, agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance, nodes,
-    notify, run, runs, safety, scaffold, schedules, serve, test,
+    access, agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance,
+    nodes, notify, run, runs, safety, scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).

@@ -85,12 +85,22 @@ fn basic(user: &str, password: &str) -> String {
 fn create_token(sandbox: &Sandbox, name: &str, role: &str, expires: &str) -> String {
     let made = sandbox.host_env(
         &[
-            "tokens", "create", "--name", name, "--role", role, "--expires", expires, "--json",
+            "tokens",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--expires",
+            expires,
+            "--json",
         ],
         &ENV,
     );
     let doc = made.json();
-    let token = doc["token"].as_str().unwrap_or_else(|| panic!("no token: {doc}"));
+    let token = doc["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {doc}"));
     assert!(token.starts_with("rbk_"), "{token}");
     token.to_string()
 }
@@ -128,12 +138,11 @@ impl Fixture {
 
     /// Asks `group` a question through the `asks` playbook; the question's id once pending.
     fn ask(&self, group: &str) -> (String, String) {
-        let params = json!({ "group": group, "title": format!("ok for {group}?"), "timeout": "120" });
-        let run = self.server.submit_run(
-            "/hooks/run/asks",
-            RUN_TOKEN,
-            params.to_string().as_bytes(),
-        );
+        let params =
+            json!({ "group": group, "title": format!("ok for {group}?"), "timeout": "120" });
+        let run =
+            self.server
+                .submit_run("/hooks/run/asks", RUN_TOKEN, params.to_string().as_bytes());
         let deadline = Instant::now() + WAIT;
         loop {
             let asked = self.server.get(&format!("/approvals?run={run}")).json();
@@ -238,7 +247,10 @@ fn every_route_refuses_the_roles_below_it() {
                     );
                 }
             } else {
-                assert_eq!(status, 403, "{method} {path} as {role} (needs {needed}): {body}");
+                assert_eq!(
+                    status, 403,
+                    "{method} {path} as {role} (needs {needed}): {body}"
+                );
             }
             checked += 1;
         }
@@ -270,13 +282,20 @@ fn expired_and_revoked_tokens_are_refused_and_a_role_is_a_ceiling() {
     let forged = format!("Bearer rbk_{}", "0".repeat(64));
     assert_eq!(f.call("GET", "/runs", Some(&forged), "").0, 401);
     let listed = f.sandbox.host_env(&["tokens", "list"], &ENV).stdout;
-    assert!(listed.contains("revoked") && listed.contains("expired"), "{listed}");
+    assert!(
+        listed.contains("revoked") && listed.contains("expired"),
+        "{listed}"
+    );
     assert!(!listed.contains("rbk_"), "{listed}");
     // The ceiling: a viewer token reads, and cannot cancel or reach admin pages.
     let viewer = f.token(Role::Viewer);
     assert_eq!(f.call("GET", "/runs", Some(&viewer), "").0, 200);
     assert_eq!(f.call("POST", "/runs/r1/cancel", Some(&viewer), "").0, 403);
-    assert_eq!(f.call("GET", "/ui/safety", Some(&f.token(Role::Operator)), "").0, 403);
+    assert_eq!(
+        f.call("GET", "/ui/safety", Some(&f.token(Role::Operator)), "")
+            .0,
+        403
+    );
     // The static read token is a viewer by default; [ui]'s user an admin.
     let read = format!("Bearer {API_TOKEN}");
     assert_eq!(f.call("GET", "/runs", Some(&read), "").0, 200);
@@ -294,8 +313,14 @@ fn expired_and_revoked_tokens_are_refused_and_a_role_is_a_ceiling() {
         let refused = f.sandbox.host_env(&all, &ENV);
         assert_eq!(refused.code, 2, "{args:?}: {}", refused.stderr);
     }
-    let list = f.sandbox.host_env(&["tokens", "list", "--json"], &ENV).json();
-    assert!(list.as_array().unwrap().iter().all(|t| t["name"] != "bad"), "{list}");
+    let list = f
+        .sandbox
+        .host_env(&["tokens", "list", "--json"], &ENV)
+        .json();
+    assert!(
+        list.as_array().unwrap().iter().all(|t| t["name"] != "bad"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -303,33 +328,68 @@ fn a_viewer_sees_no_run_link_nor_answer_forms_and_approvers_answer_their_group_o
     let f = fixture();
     let viewer = f.token(Role::Viewer);
     let (_, playbooks) = f.call("GET", "/ui/playbooks", Some(&viewer), "");
-    assert!(playbooks.contains("asks") && !playbooks.contains("run-form"), "{playbooks}");
+    assert!(
+        playbooks.contains("asks") && !playbooks.contains("run-form"),
+        "{playbooks}"
+    );
     let (_, as_operator) = f.call("GET", "/ui/playbooks", Some(&f.token(Role::Operator)), "");
     assert!(as_operator.contains("run-form"), "{as_operator}");
-    assert_eq!(f.call("GET", "/ui/playbooks/asks/run", Some(&viewer), "").0, 403);
-    assert_eq!(f.call("POST", "/ui/playbooks/asks/run", Some(&viewer), "").0, 403);
+    assert_eq!(
+        f.call("GET", "/ui/playbooks/asks/run", Some(&viewer), "").0,
+        403
+    );
+    assert_eq!(
+        f.call("POST", "/ui/playbooks/asks/run", Some(&viewer), "")
+            .0,
+        403
+    );
 
     let (run_b, question_b) = f.ask("group-b");
     let (_, page) = f.call("GET", &format!("/ui/runs/{run_b}"), Some(&viewer), "");
-    assert!(!page.contains("name=\"decision\""), "a viewer got answer forms: {page}");
-    assert_eq!(f.call("GET", &format!("/ui/approvals/{question_b}"), Some(&viewer), "").0, 403);
+    assert!(
+        !page.contains("name=\"decision\""),
+        "a viewer got answer forms: {page}"
+    );
+    assert_eq!(
+        f.call(
+            "GET",
+            &format!("/ui/approvals/{question_b}"),
+            Some(&viewer),
+            ""
+        )
+        .0,
+        403
+    );
 
     // Approvers, named as the groups' users list them.
-    let a = format!("Bearer {}", create_token(&f.sandbox, "approver-a", "approver", "1h"));
-    let b = format!("Bearer {}", create_token(&f.sandbox, "approver-b", "approver", "1h"));
+    let a = format!(
+        "Bearer {}",
+        create_token(&f.sandbox, "approver-a", "approver", "1h")
+    );
+    let b = format!(
+        "Bearer {}",
+        create_token(&f.sandbox, "approver-b", "approver", "1h")
+    );
     let answer = json!({ "approve": true }).to_string();
     let path = format!("/approvals/{question_b}");
     let (status, body) = f.call("POST", &path, Some(&a), &answer);
     assert_eq!(status, 403, "group A answered group B: {body}");
     assert_eq!(f.call("POST", &path, Some(&viewer), &answer).0, 403);
     assert_eq!(f.call("POST", &path, Some(&b), "not json").0, 400);
-    assert_eq!(f.call("GET", &format!("/runs/{run_b}"), Some(&viewer), "").0, 200);
+    assert_eq!(
+        f.call("GET", &format!("/runs/{run_b}"), Some(&viewer), "")
+            .0,
+        200
+    );
     // `host approve --server` with B's token: no store needed.
     let url = f.server.url("");
     let b_token = b.trim_start_matches("Bearer ");
     let approved = f.sandbox.host_env(
         &["approve", &run_b, "--server", &url],
-        &[("RUNBOOK_API_TOKEN", b_token), ("RUNBOOK_STORE", "/nonexistent/dir/x.sqlite3")],
+        &[
+            ("RUNBOOK_API_TOKEN", b_token),
+            ("RUNBOOK_STORE", "/nonexistent/dir/x.sqlite3"),
+        ],
     );
     assert_eq!(approved.code, 0, "{} {}", approved.stdout, approved.stderr);
     let run = f.server.wait_for_run(&run_b, WAIT);
@@ -355,7 +415,10 @@ fn shipped(sandbox: &Sandbox) -> Vec<String> {
     text.lines()
         .map(|line| {
             let v: Value = serde_json::from_str(line).expect("a JSON line");
-            assert_eq!(v["dedup_key"], format!("audit-{}", v["fields"]["id"].as_str().unwrap()));
+            assert_eq!(
+                v["dedup_key"],
+                format!("audit-{}", v["fields"]["id"].as_str().unwrap())
+            );
             v["fields"]["id"].as_str().unwrap().to_string()
         })
         .collect()
@@ -377,7 +440,14 @@ fn each_act_is_one_audit_event_shipped_to_a_file_across_a_restart() {
     // A person cancels a run (API, operator token): one event naming the token.
     let params = json!({ "group": "group-a", "timeout": "120" }).to_string();
     let run = server.submit_run("/hooks/run/asks", RUN_TOKEN, params.as_bytes());
-    let (status, body) = call(&http, &server, "POST", &format!("/runs/{run}/cancel"), Some(&operator), "");
+    let (status, body) = call(
+        &http,
+        &server,
+        "POST",
+        &format!("/runs/{run}/cancel"),
+        Some(&operator),
+        "",
+    );
     assert!(status == 200 || status == 202, "{status} {body}");
     let cancelled = events(&sandbox, "run-cancelled", &run);
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
@@ -386,19 +456,44 @@ fn each_act_is_one_audit_event_shipped_to_a_file_across_a_restart() {
     // A refused act is no event.
     let viewer = format!("Bearer {}", create_token(&sandbox, "look", "viewer", "1h"));
     let other = server.submit_run("/hooks/run/asks", RUN_TOKEN, params.as_bytes());
-    assert_eq!(call(&http, &server, "POST", &format!("/runs/{other}/cancel"), Some(&viewer), "").0, 403);
+    assert_eq!(
+        call(
+            &http,
+            &server,
+            "POST",
+            &format!("/runs/{other}/cancel"),
+            Some(&viewer),
+            ""
+        )
+        .0,
+        403
+    );
     assert!(events(&sandbox, "run-cancelled", &other).is_empty());
 
     // The freeze switch from the CLI, both ways.
-    assert_eq!(sandbox.host_env(&["freeze", "--reason", "audit <b>test</b>"], &ENV).code, 0);
+    assert_eq!(
+        sandbox
+            .host_env(&["freeze", "--reason", "audit <b>test</b>"], &ENV)
+            .code,
+        0
+    );
     assert_eq!(sandbox.host_env(&["unfreeze"], &ENV).code, 0);
     let all = sandbox.host_env(&["audit", "--json"], &ENV).json();
-    let count = |act: &str| all.as_array().unwrap().iter().filter(|e| e["act"] == act).count();
+    let count = |act: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["act"] == act)
+            .count()
+    };
     assert_eq!((count("freeze"), count("unfreeze")), (1, 1), "{all}");
     // Untrusted text is escaped where it is shown.
     let (_, page) = call(&http, &server, "GET", "/ui/audit", Some(&root), "");
     assert!(page.contains("audit &lt;b&gt;test&lt;/b&gt;"), "{page}");
-    assert_eq!(call(&http, &server, "GET", "/ui/audit", Some(&operator), "").0, 403);
+    assert_eq!(
+        call(&http, &server, "GET", "/ui/audit", Some(&operator), "").0,
+        403
+    );
 
     // Across a restart: the next act is shipped too, and nothing twice.
     server.stop("TERM");
@@ -406,9 +501,18 @@ fn each_act_is_one_audit_event_shipped_to_a_file_across_a_restart() {
     let revoked = sandbox.host_env(&["tokens", "revoke", "look"], &ENV);
     assert_eq!(revoked.code, 0, "{}", revoked.stderr);
     let run = server.submit_run("/hooks/run/asks", RUN_TOKEN, params.as_bytes());
-    let (status, _) = call(&http, &server, "POST", &format!("/runs/{run}/cancel"), Some(&operator), "");
+    let (status, _) = call(
+        &http,
+        &server,
+        "POST",
+        &format!("/runs/{run}/cancel"),
+        Some(&operator),
+        "",
+    );
     assert!(status == 200 || status == 202);
-    let recorded: Vec<String> = sandbox.host_env(&["audit", "--json"], &ENV).json()
+    let recorded: Vec<String> = sandbox
+        .host_env(&["audit", "--json"], &ENV)
+        .json()
         .as_array()
         .unwrap()
         .iter()
@@ -427,7 +531,10 @@ fn each_act_is_one_audit_event_shipped_to_a_file_across_a_restart() {
             assert_eq!(file, want);
             break;
         }
-        assert!(Instant::now() < deadline, "shipped {file:?} of {recorded:?}");
+        assert!(
+            Instant::now() < deadline,
+            "shipped {file:?} of {recorded:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

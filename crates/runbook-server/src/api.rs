@@ -17,10 +17,7 @@ pub(crate) struct ListQuery {
     playbook: Option<String>,
 }
 
-pub(crate) async fn list_runs(
-    State(app): State<Shared>,
-    Query(q): Query<ListQuery>,
-) -> Response {
+pub(crate) async fn list_runs(State(app): State<Shared>, Query(q): Query<ListQuery>) -> Response {
     let store = app.store.clone();
     let listed = store
         .list(q.limit.unwrap_or(50).min(1000), q.playbook.as_deref())
@@ -36,10 +33,7 @@ pub(crate) async fn list_runs(
     }
 }
 
-pub(crate) async fn show_run(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn show_run(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     match find_run(&app, id).await {
         Ok(run) => reply(&app, "runs", StatusCode::OK, json!(run)),
         Err(refused) => *refused,
@@ -60,10 +54,7 @@ pub(crate) async fn find_run(app: &App, id: String) -> Result<StoredRun, Box<Res
 }
 
 /// The run as a post-incident review, `text/markdown`.
-pub(crate) async fn run_report(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn run_report(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     match report_of(&app, id).await {
         Ok((_, report)) => {
             app.dispatcher.metrics.request("runs", 200);
@@ -89,10 +80,7 @@ pub(crate) async fn report_of(
     Ok((run, report))
 }
 
-pub(crate) async fn list_alerts(
-    State(app): State<Shared>,
-    Query(q): Query<ListQuery>,
-) -> Response {
+pub(crate) async fn list_alerts(State(app): State<Shared>, Query(q): Query<ListQuery>) -> Response {
     let store = app.store.clone();
     match store.alerts(q.limit.unwrap_or(100).min(1000)).await {
         Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),

@@ -4,33 +4,27 @@
 //! interactive payloads, `POST /hooks/slack/interactive`, signed with a Slack channel's
 //! `signing-secret`), the console's forms, and `host approve`.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::Shared;
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES, slack};
-use runbook_core::access::AuditAct;
 use crate::respond::{AuthRefused, error, reply};
-
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/approvals", get(list_approvals))
-        .route("/approvals/{id}", post(answer))
-        .route("/hooks/slack/interactive", post(slack_interactive))
-}
+use runbook_core::access::AuditAct;
 
 #[derive(Deserialize)]
-struct ApprovalsQuery {
+pub(crate) struct ApprovalsQuery {
     run: Option<String>,
 }
 
-async fn list_approvals(State(app): State<Shared>, Query(q): Query<ApprovalsQuery>) -> Response {
+pub(crate) async fn list_approvals(
+    State(app): State<Shared>,
+    Query(q): Query<ApprovalsQuery>,
+) -> Response {
     let store = app.store.clone();
     match store.approvals(q.run.as_deref()).await {
         Ok(approvals) => reply(&app, "approvals", StatusCode::OK, json!(approvals)),
@@ -52,7 +46,7 @@ struct AnswerBody {
 /// `POST /approvals/{id}` `{"approve": true|false, "reason": …}`: an answer as the caller (an
 /// API token's name, the `[ui]` user), who must be on the group's `users` list. The route's
 /// entry (authz.rs) decided the caller holds the approver role.
-async fn answer(
+pub(crate) async fn answer(
     State(app): State<Shared>,
     Path(id): Path<String>,
     body: Bytes,
@@ -68,19 +62,36 @@ async fn answer(
             return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, why);
         }
     };
-    if answer.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+    if answer
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+    {
         let why = format!("the reason is longer than {MAX_REASON_BYTES} bytes");
         return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, why);
     }
     let Some(approvals) = app.dispatcher.host().approvals() else {
-        return error(&app, ENDPOINT, StatusCode::NOT_FOUND, "approvals are not available here");
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::NOT_FOUND,
+            "approvals are not available here",
+        );
     };
     let who = Approver::Console(caller.identity.subject.clone());
     let decision = if answer.approve { "approve" } else { "reject" };
-    match approvals.answer(&id, &who, answer.approve, answer.reason).await {
+    match approvals
+        .answer(&id, &who, answer.approve, answer.reason)
+        .await
+    {
         Ok(Answered::Recorded(record)) => {
-            crate::authz::audit(&app, AuditAct::ApprovalAnswered, Some(&id), Some(decision.into()))
-                .await;
+            crate::authz::audit(
+                &app,
+                AuditAct::ApprovalAnswered,
+                Some(&id),
+                Some(decision.into()),
+            )
+            .await;
             reply(&app, ENDPOINT, StatusCode::OK, json!(record))
         }
         Ok(Answered::Closed(record)) => {
@@ -104,7 +115,11 @@ async fn answer(
 /// when one of them carried the question to its group). The answer is recorded after the
 /// 200 (Slack wants one within 3 s) and the clicker hears back through the payload's
 /// `response_url`. Neither the payload nor a secret is ever logged.
-async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn slack_interactive(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     const ENDPOINT: &str = "slack-interactive";
     let Some(approvals) = app.dispatcher.host().approvals() else {
         return error(

@@ -1,5 +1,5 @@
 //! Who may do what, decided once per request: the route the router matched names the access
-//! it needs (one table, `ACCESS`), one middleware resolves the caller's identity and refuses
+//! it needs (its entry in the one route table, routes.rs), one middleware resolves the caller's identity and refuses
 //! (401 without one, 403 below the role) before any handler runs, and the handler finds the
 //! caller in a task-local ([`caller`]) for its forms, its records and the audit trail.
 //!
@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -33,74 +33,6 @@ pub enum Access {
     Node,
     /// An identity holding a role that covers this one.
     Role(Role),
-}
-
-use Access::{Hook, Node, Open, Role as R};
-use Role::{Admin, Approver, Operator, Viewer};
-
-/// Every (method, path) the server answers and what it needs; GET covers HEAD. A route
-/// missing here is refused (`require` fails closed) and the test over the router finds it.
-pub const ACCESS: &[(&str, &str, Access)] = &[
-    ("POST", "/hooks/alertmanager", Hook),
-    ("POST", "/hooks/run/{playbook}", Hook),
-    ("POST", "/hooks/slack/interactive", Hook),
-    ("GET", "/runs", R(Viewer)),
-    ("GET", "/runs/{id}", R(Viewer)),
-    ("GET", "/runs/{id}/report", R(Viewer)),
-    ("POST", "/runs/{id}/cancel", R(Operator)),
-    ("GET", "/alerts", R(Viewer)),
-    ("GET", "/approvals", R(Viewer)),
-    ("POST", "/approvals/{id}", R(Approver)),
-    ("GET", "/nodes", R(Viewer)),
-    ("GET", "/healthz", Open),
-    ("GET", "/metrics", Open),
-    ("POST", "/agent/v1/poll", Node),
-    ("POST", "/agent/v1/heartbeat", Node),
-    ("POST", "/agent/v1/runs/{id}/events", Node),
-    ("POST", "/agent/v1/runs/{id}/finish", Node),
-    ("POST", "/agent/v1/runs/{id}/act", Node),
-    ("GET", "/ui", R(Viewer)),
-    ("GET", "/ui/", R(Viewer)),
-    ("GET", "/ui/runs", R(Viewer)),
-    ("GET", "/ui/runs/{id}", R(Viewer)),
-    ("GET", "/ui/runs/{id}/cancel", R(Operator)),
-    ("POST", "/ui/runs/{id}/cancel", R(Operator)),
-    ("GET", "/ui/runs/{id}/events", R(Viewer)),
-    ("GET", "/ui/runs/{id}/artifacts/{n}", R(Viewer)),
-    ("GET", "/ui/runs/{id}/report", R(Viewer)),
-    ("GET", "/ui/runs/{id}/report.md", R(Viewer)),
-    ("GET", "/ui/alerts", R(Viewer)),
-    ("GET", "/ui/playbooks", R(Viewer)),
-    ("GET", "/ui/playbooks/{name}/run", R(Operator)),
-    ("POST", "/ui/playbooks/{name}/run", R(Operator)),
-    ("GET", "/ui/approvals", R(Viewer)),
-    ("GET", "/ui/approvals/{id}", R(Approver)),
-    ("POST", "/ui/approvals/{id}", R(Approver)),
-    ("GET", "/ui/outbox", R(Viewer)),
-    ("GET", "/ui/outbox/{id}/retry", R(Operator)),
-    ("POST", "/ui/outbox/{id}/retry", R(Operator)),
-    ("GET", "/ui/maintenance", R(Admin)),
-    ("POST", "/ui/maintenance/breakers/{playbook}/reset", R(Admin)),
-    ("POST", "/ui/maintenance/windows", R(Admin)),
-    ("POST", "/ui/maintenance/windows/{id}/end", R(Admin)),
-    ("GET", "/ui/safety", R(Admin)),
-    ("POST", "/ui/safety/freeze", R(Admin)),
-    ("POST", "/ui/safety/unfreeze", R(Admin)),
-    ("GET", "/ui/audit", R(Admin)),
-    ("GET", "/ui/static/{file}", Open),
-];
-
-/// What `method` on the route `path` (the router's pattern) needs; None: not in the table.
-pub fn needed(method: &Method, path: &str) -> Option<Access> {
-    let method = if method == Method::HEAD {
-        "GET"
-    } else {
-        method.as_str()
-    };
-    ACCESS
-        .iter()
-        .find(|(m, p, _)| *m == method && *p == path)
-        .map(|(_, _, access)| *access)
 }
 
 /// The caller of the request being handled, and where it came from.
@@ -133,12 +65,17 @@ pub(crate) async fn require(State(app): State<Shared>, request: Request, next: N
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let console = path.starts_with("/ui");
-    let needed_role = match needed(request.method(), &path) {
+    let needed_role = match crate::routes::access_of(request.method(), &path) {
         Some(Access::Role(role)) => role,
         Some(Access::Open | Access::Hook | Access::Node) => return next.run(request).await,
         None => {
             tracing::error!(path, "no access rule for this route: refused");
-            return refused(&app, console, StatusCode::FORBIDDEN, "this route has no access rule");
+            return refused(
+                &app,
+                console,
+                StatusCode::FORBIDDEN,
+                "this route has no access rule",
+            );
         }
     };
     let source = request
@@ -278,7 +215,8 @@ pub(crate) async fn record(app: &App, event: NewAudit) {
     let host = app.dispatcher.host();
     let notifier = host.notifier();
     let config = host.with_policy(|c| c.audit.clone());
-    if let Err(e) = runbook_runtime::audit::record(&app.store, Some(&notifier), &config, event).await
+    if let Err(e) =
+        runbook_runtime::audit::record(&app.store, Some(&notifier), &config, event).await
     {
         tracing::error!("audit event not recorded: {e:#}");
     }

@@ -3,24 +3,18 @@
 //! run executing in this process is signalled at once (other processes find it in the store,
 //! runbook_runtime::cancel::watch).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde_json::json;
 
 use crate::app::{App, Shared};
 use crate::config::AuthConfig;
 use crate::records::{Cancelled, RunStatus};
-use runbook_core::access::AuditAct;
 use crate::respond::{error, reply};
+use runbook_core::access::AuditAct;
 
 const ENDPOINT: &str = "runs";
-
-pub fn routes() -> Router<Shared> {
-    Router::new().route("/runs/{id}/cancel", post(cancel))
-}
 
 /// Who calls the API, for the run's "cancelled by …": the basic-auth user, else the name of
 /// the bearer token's secret (its env var or file), as `api:<name>`.
@@ -80,7 +74,7 @@ pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, Str
     )
 }
 
-async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+pub(crate) async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     // Who may cancel was decided by the route's entry (authz.rs).
     let by = crate::authz::caller().map_or_else(|| api_caller(&app), |c| c.identity.actor());
     let (status, line) = cancel_as(&app, &id, &by).await;

@@ -7,7 +7,8 @@
 //! nothing below imports it, and it never imports the CLI (`host/`).
 //!
 //! A map of the crate:
-//! - `serve`: start-up, the router, the drain; `app`: the state every handler shares
+//! - `serve`: start-up, the drain; `routes`: every endpoint in one table, and the router built
+//!   from it; `app`: the state every handler shares
 //! - `hooks`, `intake`, `routing`: webhooks in, alerts routed to runs
 //! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`
 //! - `gate`, `auth`, `respond`: who may call, and how the server answers; `authz`: the
@@ -49,6 +50,7 @@ mod nodes;
 mod reload;
 mod rescue;
 mod respond;
+pub mod routes;
 mod routing;
 mod safety;
 mod safety_metrics;
@@ -61,7 +63,7 @@ mod ui;
 use anyhow::Result;
 
 pub use self::auth::Verifier;
-pub use self::authz::{ACCESS, Access, needed};
+pub use self::authz::Access;
 pub use self::routing::{Matcher, Router as AlertRouter};
 pub use self::safety::new_window;
 pub use self::serve::serve;

@@ -33,8 +33,8 @@ pub use crate::records::{
 };
 pub use crate::safety::{BreakerCheck, BreakerRule, BreakerState, NewWindow, WindowRecord};
 pub use backend::{
-    AccessStore, Alerts, Appended, ApprovalStore, Backend, Breakers, BudgetAnswer, BudgetTake, BudgetUse,
-    Budgets, Cancels, EventsPage, FigureStore, FleetStore, Freeze, Leases, LinkSecurity,
+    AccessStore, Alerts, Appended, ApprovalStore, Backend, Breakers, BudgetAnswer, BudgetTake,
+    BudgetUse, Budgets, Cancels, EventsPage, FigureStore, FleetStore, Freeze, Leases, LinkSecurity,
     Maintenance, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits,
     SslMode, StoreInfo, Timelines,
 };

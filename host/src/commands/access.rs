@@ -154,7 +154,12 @@ impl TokensArgs {
                 let expires_in = parse_expiry(&expires)?;
                 let ctx = Context::load(globals)?;
                 let store = ctx.open_store().await?;
-                if store.tokens().await?.iter().any(|t| t.name == name && t.usable()) {
+                if store
+                    .tokens()
+                    .await?
+                    .iter()
+                    .any(|t| t.name == name && t.usable())
+                {
                     return Err(ConfigError(format!(
                         "a usable token named {name} exists: revoke it first (host tokens revoke {name})"
                     ))
@@ -171,7 +176,13 @@ impl TokensArgs {
                     })
                     .await?;
                 let detail = format!("{} {role}", created.name);
-                record(&ctx, AuditAct::TokenCreated, Some(&created.id), Some(detail)).await;
+                record(
+                    &ctx,
+                    AuditAct::TokenCreated,
+                    Some(&created.id),
+                    Some(detail),
+                )
+                .await;
                 if json {
                     let doc = serde_json::json!({ "token": token, "record": created });
                     println!("{}", crate::text::json_for_terminal(&doc)?);
@@ -258,7 +269,8 @@ impl AuditArgs {
                 let span = humantime::parse_duration(text).map_err(|e| {
                     ConfigError(format!("--since {:?}: {e}", crate::text::echo(text)))
                 })?;
-                crate::records::now_ms().saturating_sub(span.as_millis().min(i64::MAX as u128) as i64)
+                crate::records::now_ms()
+                    .saturating_sub(span.as_millis().min(i64::MAX as u128) as i64)
             }
             None => 0,
         };

@@ -94,7 +94,11 @@ struct Answer<'a> {
 
 /// `host approve --server`: the run's waiting question (or the approval id given), answered
 /// over the API as the token's holder.
-async fn on_server(server: &url::Url, token: Option<&str>, answer: Answer<'_>) -> anyhow::Result<u8> {
+async fn on_server(
+    server: &url::Url,
+    token: Option<&str>,
+    answer: Answer<'_>,
+) -> anyhow::Result<u8> {
     use anyhow::Context as _;
     let client = runbook_runtime::server_link::client_builder()?
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -117,7 +121,10 @@ async fn on_server(server: &url::Url, token: Option<&str>, answer: Answer<'_>) -
     let mut listed = url(&["approvals"])?;
     listed.query_pairs_mut().append_pair("run", answer.target);
     let shown = runbook_core::redact::url(listed.as_str());
-    let response = authed(client.get(listed)).send().await.with_context(|| format!("GET {shown}"))?;
+    let response = authed(client.get(listed))
+        .send()
+        .await
+        .with_context(|| format!("GET {shown}"))?;
     let status = response.status().as_u16();
     let waiting: serde_json::Value = response.json().await.unwrap_or_default();
     if status != 200 {
@@ -141,7 +148,11 @@ async fn on_server(server: &url::Url, token: Option<&str>, answer: Answer<'_>) -
     let status = response.status().as_u16();
     let reply: serde_json::Value = response.json().await.unwrap_or_default();
     if status == 200 {
-        let decision = if answer.approve { "approved" } else { "rejected" };
+        let decision = if answer.approve {
+            "approved"
+        } else {
+            "rejected"
+        };
         println!("{decision} {}", crate::text::escape(&id));
         return Ok(0);
     }

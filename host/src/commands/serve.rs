@@ -23,16 +23,17 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
         if self.routes {
-            let rows: Vec<_> = crate::server::ACCESS
-                .iter()
-                .map(|(method, path, access)| {
-                    let needs = match access {
+            let rows: Vec<_> = crate::server::routes::table()
+                .into_iter()
+                .map(|route| {
+                    let needs = match route.access {
                         crate::server::Access::Role(role) => role.as_str(),
                         crate::server::Access::Open => "open",
                         crate::server::Access::Hook => "hook",
                         crate::server::Access::Node => "node",
                     };
-                    serde_json::json!({ "method": method, "path": path, "needs": needs })
+                    let method = route.method.as_str();
+                    serde_json::json!({ "method": method, "path": route.path, "needs": needs })
                 })
                 .collect();
             anstream::println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -57,7 +57,7 @@ fn sign_in(app: &App, title: &str, message: &str) -> Response {
 
 /// Someone who may use a console form: the caller `authz::require` admitted for its route
 /// (whose entry names the role the form needs).
-pub(super) struct Operator {
+pub(crate) struct Operator {
     /// The Authorization header (empty with `[ui] auth = none`): what CSRF tokens bind to.
     credentials: String,
     /// The name runs, approvals and windows record: the `[ui]` basic-auth user name (the

@@ -11,13 +11,13 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::access::Operator;
-use runbook_core::access::AuditAct;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
 use super::page::{layout, message_page, seg};
 use super::show::{Tone, badge, time};
 use crate::app::{App, Shared};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
 use crate::records::ApprovalRecord;
+use runbook_core::access::AuditAct;
 
 fn state_badge(state: &str) -> Markup {
     let tone = match state {
@@ -123,7 +123,7 @@ pub(super) async fn for_run(
 }
 
 /// `GET /ui/approvals`: the questions waiting for an answer.
-pub(super) async fn pending(State(app): State<Shared>) -> Response {
+pub(crate) async fn pending(State(app): State<Shared>) -> Response {
     let store = app.store.clone();
     let waiting = match store.approvals(None).await {
         Ok(waiting) => waiting,
@@ -148,7 +148,7 @@ pub(super) async fn pending(State(app): State<Shared>) -> Response {
 }
 
 /// `GET /ui/approvals/{id}`: one question with its answer forms (`[ui]` auth).
-pub(super) async fn answer_form(
+pub(crate) async fn answer_form(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,
@@ -168,7 +168,7 @@ pub(super) async fn answer_form(
 }
 
 /// `POST /ui/approvals/{id}`: `decision=approve|reject`, `reason` with a rejection.
-pub(super) async fn answer_submit(
+pub(crate) async fn answer_submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,
@@ -215,8 +215,13 @@ pub(super) async fn answer_submit(
     match approvals.answer(&id, &who, approve, reason).await {
         Ok(Answered::Recorded(record)) => {
             let decision = if approve { "approve" } else { "reject" };
-            crate::authz::audit(&app, AuditAct::ApprovalAnswered, Some(&id), Some(decision.into()))
-                .await;
+            crate::authz::audit(
+                &app,
+                AuditAct::ApprovalAnswered,
+                Some(&id),
+                Some(decision.into()),
+            )
+            .await;
             see_other(&format!("/ui/runs/{}", seg(&record.run_id)))
         }
         Ok(Answered::Closed(record)) => message_page(

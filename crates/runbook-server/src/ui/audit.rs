@@ -12,7 +12,7 @@ use crate::app::Shared;
 /// Events shown, newest first.
 const SHOWN: usize = 500;
 
-pub(super) async fn page(State(app): State<Shared>) -> Response {
+pub(crate) async fn page(State(app): State<Shared>) -> Response {
     let events = match app.store.audit_since(0, SHOWN).await {
         Ok(events) => events,
         Err(e) => {

@@ -70,7 +70,7 @@ pub(super) fn check(
     Ok(())
 }
 
-pub(super) async fn run_form(
+pub(crate) async fn run_form(
     State(app): State<Shared>,
     operator: Operator,
     Path(name): Path<String>,
@@ -134,7 +134,7 @@ fn form_page(
     page
 }
 
-pub(super) async fn run_submit(
+pub(crate) async fn run_submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(name): Path<String>,
@@ -209,7 +209,7 @@ pub(super) async fn run_submit(
     }
 }
 
-pub(super) async fn retry_form(
+pub(crate) async fn retry_form(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<i64>,
@@ -241,7 +241,7 @@ pub(super) async fn retry_form(
     layout("Retry", html! {}, body)
 }
 
-pub(super) async fn retry_submit(
+pub(crate) async fn retry_submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<i64>,

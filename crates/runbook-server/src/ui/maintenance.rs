@@ -10,12 +10,12 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::access::Operator;
-use runbook_core::access::AuditAct;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
 use super::page::{layout, message_page, seg};
 use super::show::{Tone, badge, time};
 use crate::app::{App, Shared};
 use crate::store::BreakerState;
+use runbook_core::access::AuditAct;
 
 const PAGE: &str = "/ui/maintenance";
 const START: &str = "/ui/maintenance/windows";
@@ -38,7 +38,7 @@ fn post_button(action: &str, token: &str, id: &str, label: &str) -> Markup {
 }
 
 /// `GET /ui/maintenance`.
-pub(super) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let store = app.store.clone();
     let (breakers, windows) = match (store.breakers().await, store.windows(true).await) {
         (Ok(b), Ok(w)) => (b, w),
@@ -173,7 +173,7 @@ async fn done(app: &App) -> Response {
 }
 
 /// `POST /ui/maintenance/breakers/{playbook}/reset`.
-pub(super) async fn reset(
+pub(crate) async fn reset(
     State(app): State<Shared>,
     operator: Operator,
     Path(playbook): Path<String>,
@@ -202,7 +202,7 @@ pub(super) async fn reset(
 }
 
 /// `POST /ui/maintenance/windows/{id}/end`.
-pub(super) async fn end(
+pub(crate) async fn end(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,
@@ -231,7 +231,7 @@ pub(super) async fn end(
 }
 
 /// `POST /ui/maintenance/windows`: a window from the form, checked as the CLI checks one.
-pub(super) async fn start(
+pub(crate) async fn start(
     State(app): State<Shared>,
     operator: Operator,
     Form(fields): Form<Fields>,

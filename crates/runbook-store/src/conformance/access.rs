@@ -23,13 +23,23 @@ pub(crate) async fn tokens_are_found_by_hash_expire_and_revoke_for_every_instanc
     let (grafana, new) = new_token("grafana", Role::Viewer, Some(LONG));
     let created = b.token_create(new).await.unwrap();
     assert!(created.id.starts_with("tok-") && created.usable());
-    assert_eq!((created.role, created.name.as_str()), (Role::Viewer, "grafana"));
+    assert_eq!(
+        (created.role, created.name.as_str()),
+        (Role::Viewer, "grafana")
+    );
     let (brief, new) = new_token("brief", Role::Operator, Some(SHORT));
     b.token_create(new).await.unwrap();
 
-    let found = b.token_by_hash(&token_hash(&grafana)).await.unwrap().unwrap();
+    let found = b
+        .token_by_hash(&token_hash(&grafana))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, created.id);
-    assert!(b.token_by_hash(&grafana).await.unwrap().is_none(), "the token itself is no key");
+    assert!(
+        b.token_by_hash(&grafana).await.unwrap().is_none(),
+        "the token itself is no key"
+    );
     assert_eq!(b.tokens().await.unwrap().len(), 2);
 
     tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
@@ -38,8 +48,15 @@ pub(crate) async fn tokens_are_found_by_hash_expire_and_revoke_for_every_instanc
 
     let other = (s.open_again)().await.unwrap();
     assert!(other.token_revoke(&created.id, "cli:bob").await.unwrap());
-    assert!(!b.token_revoke(&created.id, "cli:bob").await.unwrap(), "once");
-    let revoked = b.token_by_hash(&token_hash(&grafana)).await.unwrap().unwrap();
+    assert!(
+        !b.token_revoke(&created.id, "cli:bob").await.unwrap(),
+        "once"
+    );
+    let revoked = b
+        .token_by_hash(&token_hash(&grafana))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(revoked.revoked_by.as_deref(), Some("cli:bob"));
     assert!(!revoked.usable());
     assert!(!b.token_revoke("tok-none", "cli:bob").await.unwrap());
@@ -75,5 +92,10 @@ pub(crate) async fn audit_events_come_back_in_order_and_capped(s: Subject) {
     let all = b.audit_since(before, 100).await.unwrap();
     assert_eq!(all, vec![first.clone(), second.clone()]);
     assert_eq!(b.audit_since(before, 1).await.unwrap(), vec![second]);
-    assert!(b.audit_since(crate::records::now_ms() + 60_000, 10).await.unwrap().is_empty());
+    assert!(
+        b.audit_since(crate::records::now_ms() + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
