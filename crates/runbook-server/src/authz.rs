@@ -216,7 +216,7 @@ pub(crate) async fn record(app: &App, event: NewAudit) {
     let notifier = host.notifier();
     let config = host.with_policy(|c| c.audit.clone());
     if let Err(e) =
-        runbook_runtime::audit::record(&app.store, Some(&notifier), &config, event).await
+        runbook_runtime::audit::record(&app.store, Some(&*notifier), &config, event).await
     {
         tracing::error!("audit event not recorded: {e:#}");
     }

@@ -253,7 +253,7 @@ fn table(tokens: &[TokenRecord]) -> String {
             "{:<18} {:<20} {:<9} {:<10} {:<26} {}\n",
             escape(&t.id),
             escape(&t.name),
-            t.role,
+            t.role.as_str(),
             state,
             t.expires_at.as_deref().unwrap_or("never"),
             escape(&t.created_by)
@@ -299,7 +299,7 @@ fn audit_table(events: &[AuditEvent]) -> String {
         out.push_str(&format!(
             "{} {:<19} {} ({}) from {}{}{}\n",
             escape(&e.at),
-            e.act,
+            e.act.as_str(),
             escape(&e.actor),
             escape(&e.proof),
             escape(&e.source),
