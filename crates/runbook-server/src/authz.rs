@@ -83,11 +83,14 @@ pub(crate) async fn require(State(app): State<Shared>, request: Request, next: N
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    // Without credentials (an open `[webhooks.api]` reads as a viewer) a role above is a 401:
-    // a browser then asks to sign in, and presenting credentials may help.
-    let presented = request.headers().contains_key(header::AUTHORIZATION);
+    // Without proven credentials (an open `[webhooks.api]` lets anyone read, wrong ones too)
+    // a role above is a 401: a browser then asks to sign in, and credentials may help.
     let identity = match identify(&app, request.headers()).await {
-        Ok(Some(identity)) if presented || identity.roles.allow(needed_role) => identity,
+        Ok(Some(identity))
+            if identity.proof != Proof::Open || identity.roles.allow(needed_role) =>
+        {
+            identity
+        }
         Ok(_) if console => return crate::ui::sign_in_required(&app),
         Ok(_) => return unauthorized(&app, request.headers()).await,
         Err(unavailable) => return unavailable,
