@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::Globals;
 use crate::commands::{
-    agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance, nodes,
-    notify, run, runs, safety, scaffold, schedules, serve, test,
+    access, agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance,
+    nodes, notify, run, runs, safety, scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).
@@ -65,6 +65,10 @@ pub enum Command {
     Digest(digest::DigestArgs),
     /// Recent runs from the run store, newest first (CLI and webhook runs alike)
     Runs(runs::RunsArgs),
+    /// API tokens for scripts and dashboards: create (shown once), list, revoke
+    Tokens(access::TokensArgs),
+    /// The audit trail: every state-changing act, who, how proven, from where, when
+    Audit(access::AuditArgs),
     /// Circuit breakers per playbook: which are open (new runs held) and until when; reset one
     Breaker(breaker::BreakerArgs),
     /// Maintenance windows: matching alerts are recorded suppressed, not run; start, list, end

@@ -85,6 +85,8 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Approve(args) => args.run(globals).await,
         Command::Runs(args) => args.run(globals).await,
         Command::Breaker(args) => args.run(globals).await,
+        Command::Tokens(args) => args.run(globals).await,
+        Command::Audit(args) => args.run(globals).await,
         Command::Maintenance(args) => args.run(globals).await,
         Command::Digest(args) => args.run(globals).await,
         Command::Freeze(args) => args.run(globals).await,

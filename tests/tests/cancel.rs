@@ -62,6 +62,8 @@ lease-secs = 3
 token = {{ env = "NODE_A_TOKEN" }}
 [webhooks.api]
 auth = {{ kind = "bearer", token = {{ env = "RB_TEST_API_TOKEN" }} }}
+# Cancelling is an operator's act; the read token is a viewer unless it says so.
+role = "operator"
 [webhooks.run]
 auth = {{ kind = "bearer", token = {{ env = "RUN_TOKEN" }} }}
 [ui]
@@ -346,8 +348,23 @@ fn the_console_cancels_with_its_csrf_token() {
     let page = format!("/ui/runs/{run}");
     let form = format!("/ui/runs/{run}/cancel");
 
-    // Readers see a link; the [ui] user gets the form with its token.
-    let (status, body) = fx.get_ui(&page, Some(&bearer(API_TOKEN)));
+    // Readers (a viewer token) see a link; the [ui] user gets the form with its token.
+    let made = fx.host(
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "reader",
+            "--role",
+            "viewer",
+            "--expires",
+            "1h",
+            "--json",
+        ],
+        &[],
+    );
+    let reader = made.json()["token"].as_str().unwrap().to_string();
+    let (status, body) = fx.get_ui(&page, Some(&bearer(&reader)));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("id=\"cancel-link\""), "{body}");
     assert!(!body.contains("id=\"cancel-run\""), "{body}");

@@ -13,6 +13,7 @@ use crate::notify::ChannelConfig;
 use crate::policy::{Grants, Limits};
 /// Secrets are their own module, below `config`: notify and approval name them too.
 pub use crate::secret::Secret;
+pub use runbook_core::access::{Role, Roles};
 
 /// Looked up when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "host.toml";
@@ -69,6 +70,12 @@ pub struct Config {
     /// container, node, playbook or overall within a window, across playbooks and replicas.
     #[serde(default, rename = "budget")]
     pub budgets: Vec<crate::safety::BudgetConfig>,
+    /// Which role each identity-provider group gives (`viewer = ["sre-all"]`).
+    #[serde(default)]
+    pub roles: RolesConfig,
+    /// Where audit events are shipped besides the store (`sinks = ["audit-file"]`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -117,6 +124,37 @@ pub struct ServerTls {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UiConfig {
     pub auth: Option<AuthConfig>,
+    /// The role its credentials hold [default: admin, what the single console user could
+    /// always do].
+    pub role: Option<Role>,
+}
+
+/// `[roles]`: groups (of an identity provider; OpenID Connect sign-in brings them) per role.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RolesConfig {
+    pub viewer: Vec<String>,
+    pub operator: Vec<String>,
+    pub approver: Vec<String>,
+    pub admin: Vec<String>,
+}
+
+impl RolesConfig {
+    /// The roles `groups` give.
+    pub fn of_groups(&self, groups: &[String]) -> Roles {
+        let lists = [
+            (Role::Viewer, &self.viewer),
+            (Role::Operator, &self.operator),
+            (Role::Approver, &self.approver),
+            (Role::Admin, &self.admin),
+        ];
+        Roles::of(
+            lists
+                .into_iter()
+                .filter(|(_, list)| list.iter().any(|g| groups.contains(g)))
+                .map(|(role, _)| role),
+        )
+    }
 }
 
 impl ServerConfig {
@@ -188,6 +226,9 @@ pub struct NodeConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WebhookConfig {
     pub auth: AuthConfig,
+    /// `[webhooks.api]` only: the role its credentials hold on the API and the console
+    /// [default: viewer, a read token]; hooks answer to their own auth, not to roles.
+    pub role: Option<Role>,
 }
 
 /// How a webhook proves who sent it. Secrets are named (env var or file), never inlined.

@@ -8,6 +8,7 @@
 //! a run executes the same from `host run`, a webhook, a schedule or a fleet agent.
 
 pub mod approval;
+pub mod audit;
 pub mod bindings;
 pub mod calls;
 pub mod cancel;

@@ -45,6 +45,9 @@ pub struct Live {
     pub verifiers: HashMap<String, Verifier>,
     /// `[ui]`: who may use the console's forms (and read it); `None` closes the forms.
     pub ui: Option<Verifier>,
+    /// The role `[ui]`'s credentials hold (default admin) and `[webhooks.api]`'s (viewer).
+    pub ui_role: crate::config::Role,
+    pub api_role: crate::config::Role,
 }
 
 impl Live {
@@ -57,10 +60,13 @@ impl Live {
             verifiers.insert(name.clone(), verifier);
         }
         let ui = crate::console::verifier(&config.ui).context("[ui]")?;
+        let api_role = config.webhooks.get("api").and_then(|hook| hook.role);
         Ok(Live {
             router,
             verifiers,
             ui,
+            ui_role: config.ui.role.unwrap_or(crate::config::Role::Admin),
+            api_role: api_role.unwrap_or(crate::config::Role::Viewer),
         })
     }
 }

@@ -1,19 +1,20 @@
 //! Approvals over HTTP: `GET /approvals` (pending ones, or a run's with `?run=ID`) under the
-//! `[webhooks.api]` auth. Answers come through the channels' own endpoints (Slack's
+//! `[webhooks.api]` auth, and `POST /approvals/{id}` (an approver's answer: `host approve
+//! --server`, with an API token). Answers also come through the channels' own endpoints (Slack's
 //! interactive payloads, `POST /hooks/slack/interactive`, signed with a Slack channel's
 //! `signing-secret`), the console's forms, and `host approve`.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::Shared;
-use crate::approval::slack;
-use crate::gate::refuse_api;
+use crate::approval::{Answered, Approver, MAX_REASON_BYTES, slack};
 use crate::respond::{AuthRefused, error, reply};
+use runbook_core::access::AuditAct;
 
 #[derive(Deserialize)]
 pub(crate) struct ApprovalsQuery {
@@ -22,12 +23,8 @@ pub(crate) struct ApprovalsQuery {
 
 pub(crate) async fn list_approvals(
     State(app): State<Shared>,
-    headers: HeaderMap,
     Query(q): Query<ApprovalsQuery>,
 ) -> Response {
-    if let Some(denied) = refuse_api(&app, &headers).await {
-        return denied;
-    }
     let store = app.store.clone();
     match store.approvals(q.run.as_deref()).await {
         Ok(approvals) => reply(&app, "approvals", StatusCode::OK, json!(approvals)),
@@ -36,6 +33,78 @@ pub(crate) async fn list_approvals(
             "approvals",
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{e:#}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct AnswerBody {
+    approve: bool,
+    reason: Option<String>,
+}
+
+/// `POST /approvals/{id}` `{"approve": true|false, "reason": …}`: an answer as the caller (an
+/// API token's name, the `[ui]` user), who must be on the group's `users` list. The route's
+/// entry (authz.rs) decided the caller holds the approver role.
+pub(crate) async fn answer(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    const ENDPOINT: &str = "approvals";
+    let Some(caller) = crate::authz::caller() else {
+        return error(&app, ENDPOINT, StatusCode::UNAUTHORIZED, "unauthorized");
+    };
+    let answer: AnswerBody = match serde_json::from_slice(&body) {
+        Ok(answer) => answer,
+        Err(e) => {
+            let why = format!("the body must be {{\"approve\": true|false, \"reason\": …}}: {e}");
+            return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, why);
+        }
+    };
+    if answer
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+    {
+        let why = format!("the reason is longer than {MAX_REASON_BYTES} bytes");
+        return error(&app, ENDPOINT, StatusCode::BAD_REQUEST, why);
+    }
+    let Some(approvals) = app.dispatcher.host().approvals() else {
+        return error(
+            &app,
+            ENDPOINT,
+            StatusCode::NOT_FOUND,
+            "approvals are not available here",
+        );
+    };
+    let who = Approver::Console(caller.identity.subject.clone());
+    let decision = if answer.approve { "approve" } else { "reject" };
+    match approvals
+        .answer(&id, &who, answer.approve, answer.reason)
+        .await
+    {
+        Ok(Answered::Recorded(record)) => {
+            crate::authz::audit(
+                &app,
+                AuditAct::ApprovalAnswered,
+                Some(&id),
+                Some(decision.into()),
+            )
+            .await;
+            reply(&app, ENDPOINT, StatusCode::OK, json!(record))
+        }
+        Ok(Answered::Closed(record)) => {
+            let why = format!("this question is {} already", record.state);
+            error(&app, ENDPOINT, StatusCode::CONFLICT, why)
+        }
+        Ok(Answered::NotAllowed(why)) => error(&app, ENDPOINT, StatusCode::FORBIDDEN, why),
+        Ok(Answered::NotFound) => error(&app, ENDPOINT, StatusCode::NOT_FOUND, "no such question"),
+        Err(e) => error(
+            &app,
+            ENDPOINT,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the run store does not answer: {e:#}"),
         ),
     }
 }

@@ -4,21 +4,21 @@
 //! runbook_runtime::cancel::watch).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
 use crate::app::{App, Shared};
 use crate::config::AuthConfig;
-use crate::gate::refuse_api;
 use crate::records::{Cancelled, RunStatus};
 use crate::respond::{error, reply};
+use runbook_core::access::AuditAct;
 
 const ENDPOINT: &str = "runs";
 
 /// Who calls the API, for the run's "cancelled by …": the basic-auth user, else the name of
 /// the bearer token's secret (its env var or file), as `api:<name>`.
-fn api_caller(app: &App) -> String {
+pub(crate) fn api_caller(app: &App) -> String {
     let name = app.dispatcher.host().with_policy(|config| {
         match config.webhooks.get("api").map(|hook| &hook.auth) {
             Some(AuthConfig::Basic { username, .. }) => username.clone(),
@@ -51,6 +51,9 @@ pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, Str
             );
         }
     };
+    if matches!(cancelled, Cancelled::Asked { .. } | Cancelled::Ended { .. }) {
+        crate::authz::audit(app, AuditAct::RunCancelled, Some(id), None).await;
+    }
     match &cancelled {
         Cancelled::Asked { .. } => {
             runbook_runtime::cancel::signal(id, by);
@@ -71,15 +74,9 @@ pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, Str
     )
 }
 
-pub(crate) async fn cancel(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(denied) = refuse_api(&app, &headers).await {
-        return denied;
-    }
-    let by = api_caller(&app);
+pub(crate) async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    // Who may cancel was decided by the route's entry (authz.rs).
+    let by = crate::authz::caller().map_or_else(|| api_caller(&app), |c| c.identity.actor());
     let (status, line) = cancel_as(&app, &id, &by).await;
     if status.is_success() {
         let state = if status == StatusCode::OK {

@@ -48,7 +48,20 @@ mod tests {
     fn signatures_are_not_console_auth() {
         let auth = toml::from_str::<AuthConfig>("kind = \"hmac-sha256\"\nsecret = { env = \"X\" }")
             .unwrap();
-        assert!(verifier(&UiConfig { auth: Some(auth) }).is_err());
-        assert!(verifier(&UiConfig { auth: None }).unwrap().is_none());
+        assert!(
+            verifier(&UiConfig {
+                auth: Some(auth),
+                role: None
+            })
+            .is_err()
+        );
+        assert!(
+            verifier(&UiConfig {
+                auth: None,
+                role: None
+            })
+            .unwrap()
+            .is_none()
+        );
     }
 }

@@ -11,7 +11,8 @@
 //!   from it; `app`: the state every handler shares
 //! - `hooks`, `intake`, `routing`: webhooks in, alerts routed to runs
 //! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`
-//! - `gate`, `auth`, `respond`: who may call, and how the server answers
+//! - `gate`, `auth`, `respond`: who may call, and how the server answers; `authz`: the
+//!   role each route needs, the caller's identity, the audit trail
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
 //!   rescued; `safety`: breakers and maintenance windows decided at admission
 //! - `approvals`, `cancel`: answering questions, stopping runs
@@ -33,6 +34,7 @@ mod api;
 mod app;
 mod approvals;
 mod auth;
+mod authz;
 mod cancel;
 mod console;
 mod csrf;
@@ -61,6 +63,7 @@ mod ui;
 use anyhow::Result;
 
 pub use self::auth::Verifier;
+pub use self::authz::Access;
 pub use self::routing::{Matcher, Router as AlertRouter};
 pub use self::safety::new_window;
 pub use self::serve::serve;

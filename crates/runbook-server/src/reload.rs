@@ -42,7 +42,20 @@ pub async fn on_sighup(app: Shared) {
                 ),
             }
         }
-        match reload(&app).await {
+        let reloaded = reload(&app).await;
+        if let Ok(Reloaded { summary, .. }) = &reloaded {
+            // Whoever sent the signal: a person or their deploy tool, on this machine.
+            let event = runbook_core::access::NewAudit {
+                act: runbook_core::access::AuditAct::ConfigReloaded,
+                actor: "sighup".into(),
+                proof: "signal".into(),
+                source: format!("local@{}", runbook_runtime::notify::hostname()),
+                target: None,
+                detail: Some(summary.clone()),
+            };
+            crate::authz::record(&app, event).await;
+        }
+        match reloaded {
             Ok(Reloaded { summary, restart }) if restart.is_empty() => {
                 tracing::info!("host.toml reloaded: {summary}")
             }
@@ -147,6 +160,9 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("[[route]]", OnReload::Applied),
     ("[webhooks]", OnReload::Applied),
     ("[ui]", OnReload::Applied),
+    ("[roles]", OnReload::Applied),
+    // Read at each audited act (the host's reloaded config).
+    ("[audit]", OnReload::Applied),
     ("[fleet.nodes]", OnReload::Applied),
     ("[approvers]", OnReload::Applied),
     ("[plugins] grants and limits", OnReload::Applied),
@@ -215,6 +231,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         maintenance,
         digest,
         budgets,
+        roles,
+        audit,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -226,6 +244,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[[route]]", &old.routes, routes);
     compare("[webhooks]", &old.webhooks, webhooks);
     compare("[ui]", &old.ui, ui);
+    compare("[roles]", &old.roles, roles);
+    compare("[audit]", &old.audit, audit);
     compare("[fleet.nodes]", &old.fleet.nodes, nodes);
     compare("[fleet] client-ca", &old.fleet.client_ca, client_ca);
     compare("[approvers]", &old.approvers, approvers);

@@ -9,8 +9,10 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, get, post};
 
 use crate::app::Shared;
+use crate::authz::Access;
 use crate::fleet::agent;
 use crate::{api, approvals, cancel, health, hooks, respond, ui};
+use runbook_core::access::Role;
 
 /// Which door a route is behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +39,9 @@ pub struct Route {
     /// axum's pattern, `{name}` for a segment: the same spelling as OpenAPI's.
     pub path: &'static str,
     pub surface: Surface,
+    /// Who may call it: a role, or the surface's own auth (hooks, nodes), or anyone
+    /// (authz::require enforces it, keyed by the matched route).
+    pub access: Access,
 }
 
 /// Every route the server answers. A `GET` route also answers `HEAD`, as axum does.
@@ -45,12 +50,15 @@ pub fn table() -> Vec<Route> {
 }
 
 fn entries() -> Vec<(Route, MethodRouter<Shared>)> {
+    use Access::{Hook as OwnAuth, Node, Open, Role as R};
+    use Role::{Admin, Approver, Operator, Viewer};
     use Surface::*;
-    let route = |method: Method, path: &'static str, surface: Surface, handler| {
+    let route = |method: Method, path: &'static str, surface: Surface, access, handler| {
         let entry = Route {
             method,
             path,
             surface,
+            access,
         };
         (entry, handler)
     };
@@ -60,193 +68,341 @@ fn entries() -> Vec<(Route, MethodRouter<Shared>)> {
             post_.clone(),
             "/hooks/alertmanager",
             Hook,
+            OwnAuth,
             post(hooks::alertmanager_hook),
         ),
         route(
             post_.clone(),
             "/hooks/run/{playbook}",
             Hook,
+            OwnAuth,
             post(hooks::run_hook),
         ),
         route(
             post_.clone(),
             "/hooks/slack/interactive",
             Hook,
+            OwnAuth,
             post(approvals::slack_interactive),
         ),
-        route(get_.clone(), "/runs", Api, get(api::list_runs)),
-        route(get_.clone(), "/runs/{id}", Api, get(api::show_run)),
-        route(get_.clone(), "/runs/{id}/report", Api, get(api::run_report)),
+        route(get_.clone(), "/runs", Api, R(Viewer), get(api::list_runs)),
+        route(
+            get_.clone(),
+            "/runs/{id}",
+            Api,
+            R(Viewer),
+            get(api::show_run),
+        ),
+        route(
+            get_.clone(),
+            "/runs/{id}/report",
+            Api,
+            R(Viewer),
+            get(api::run_report),
+        ),
         route(
             post_.clone(),
             "/runs/{id}/cancel",
             Api,
+            R(Operator),
             post(cancel::cancel),
         ),
-        route(get_.clone(), "/alerts", Api, get(api::list_alerts)),
+        route(
+            get_.clone(),
+            "/alerts",
+            Api,
+            R(Viewer),
+            get(api::list_alerts),
+        ),
         route(
             get_.clone(),
             "/approvals",
             Api,
+            R(Viewer),
             get(approvals::list_approvals),
         ),
-        route(get_.clone(), "/nodes", Api, get(agent::list_nodes)),
-        route(get_.clone(), "/healthz", Health, get(health::healthz)),
-        route(get_.clone(), "/metrics", Health, get(health::metrics_text)),
-        route(post_.clone(), "/agent/v1/poll", Agent, post(agent::poll)),
+        route(
+            get_.clone(),
+            "/nodes",
+            Api,
+            R(Viewer),
+            get(agent::list_nodes),
+        ),
+        route(get_.clone(), "/healthz", Health, Open, get(health::healthz)),
+        route(
+            get_.clone(),
+            "/metrics",
+            Health,
+            Open,
+            get(health::metrics_text),
+        ),
+        route(
+            post_.clone(),
+            "/agent/v1/poll",
+            Agent,
+            Node,
+            post(agent::poll),
+        ),
         route(
             post_.clone(),
             "/agent/v1/heartbeat",
             Agent,
+            Node,
             post(agent::heartbeat),
         ),
         route(
             post_.clone(),
             "/agent/v1/runs/{id}/events",
             Agent,
+            Node,
             post(agent::events),
         ),
         route(
             post_.clone(),
             "/agent/v1/runs/{id}/finish",
             Agent,
+            Node,
             post(agent::finish),
         ),
         route(
             post_.clone(),
             "/agent/v1/runs/{id}/act",
             Agent,
+            Node,
             post(agent::act),
         ),
-        route(get_.clone(), "/ui", Console, get(ui::dashboard::dashboard)),
-        route(get_.clone(), "/ui/", Console, get(ui::dashboard::dashboard)),
-        route(get_.clone(), "/ui/runs", Console, get(ui::pages::runs)),
-        route(get_.clone(), "/ui/runs/{id}", Console, get(ui::pages::run)),
+        route(
+            get_.clone(),
+            "/ui",
+            Console,
+            R(Viewer),
+            get(ui::dashboard::dashboard),
+        ),
+        route(
+            get_.clone(),
+            "/ui/",
+            Console,
+            R(Viewer),
+            get(ui::dashboard::dashboard),
+        ),
+        route(
+            get_.clone(),
+            "/ui/runs",
+            Console,
+            R(Viewer),
+            get(ui::pages::runs),
+        ),
+        route(
+            get_.clone(),
+            "/ui/runs/{id}",
+            Console,
+            R(Viewer),
+            get(ui::pages::run),
+        ),
         route(
             get_.clone(),
             "/ui/runs/{id}/cancel",
             Console,
+            R(Operator),
             get(ui::cancel::form),
         ),
         route(
             post_.clone(),
             "/ui/runs/{id}/cancel",
             Console,
+            R(Operator),
             post(ui::cancel::submit),
         ),
         route(
             get_.clone(),
             "/ui/runs/{id}/events",
             Console,
+            R(Viewer),
             get(ui::live::events),
         ),
         route(
             get_.clone(),
             "/ui/runs/{id}/artifacts/{n}",
             Console,
+            R(Viewer),
             get(ui::pages::artifact),
         ),
         route(
             get_.clone(),
             "/ui/runs/{id}/report",
             Console,
+            R(Viewer),
             get(ui::report::html),
         ),
         route(
             get_.clone(),
             "/ui/runs/{id}/report.md",
             Console,
+            R(Viewer),
             get(ui::report::markdown),
         ),
-        route(get_.clone(), "/ui/alerts", Console, get(ui::pages::alerts)),
+        route(
+            get_.clone(),
+            "/ui/alerts",
+            Console,
+            R(Viewer),
+            get(ui::pages::alerts),
+        ),
         route(
             get_.clone(),
             "/ui/playbooks",
             Console,
+            R(Viewer),
             get(ui::pages::playbooks),
         ),
         route(
             get_.clone(),
             "/ui/playbooks/{name}/run",
             Console,
+            R(Operator),
             get(ui::forms::run_form),
         ),
         route(
             post_.clone(),
             "/ui/playbooks/{name}/run",
             Console,
+            R(Operator),
             post(ui::forms::run_submit),
         ),
         route(
             get_.clone(),
             "/ui/approvals",
             Console,
+            R(Viewer),
             get(ui::approvals::pending),
         ),
         route(
             get_.clone(),
             "/ui/approvals/{id}",
             Console,
+            R(Approver),
             get(ui::approvals::answer_form),
         ),
         route(
             post_.clone(),
             "/ui/approvals/{id}",
             Console,
+            R(Approver),
             post(ui::approvals::answer_submit),
         ),
-        route(get_.clone(), "/ui/outbox", Console, get(ui::pages::outbox)),
+        route(
+            get_.clone(),
+            "/ui/outbox",
+            Console,
+            R(Viewer),
+            get(ui::pages::outbox),
+        ),
         route(
             get_.clone(),
             "/ui/outbox/{id}/retry",
             Console,
+            R(Operator),
             get(ui::forms::retry_form),
         ),
         route(
             post_.clone(),
             "/ui/outbox/{id}/retry",
             Console,
+            R(Operator),
             post(ui::forms::retry_submit),
         ),
         route(
             get_.clone(),
             "/ui/maintenance",
             Console,
+            R(Admin),
             get(ui::maintenance::page),
         ),
         route(
             post_.clone(),
             "/ui/maintenance/breakers/{playbook}/reset",
             Console,
+            R(Admin),
             post(ui::maintenance::reset),
         ),
         route(
             post_.clone(),
             "/ui/maintenance/windows",
             Console,
+            R(Admin),
             post(ui::maintenance::start),
         ),
         route(
             post_.clone(),
             "/ui/maintenance/windows/{id}/end",
             Console,
+            R(Admin),
             post(ui::maintenance::end),
         ),
-        route(get_.clone(), "/ui/safety", Console, get(ui::safety::page)),
+        route(
+            get_.clone(),
+            "/ui/safety",
+            Console,
+            R(Admin),
+            get(ui::safety::page),
+        ),
         route(
             post_.clone(),
             ui::safety::FREEZE,
             Console,
+            R(Admin),
             post(ui::safety::freeze),
         ),
         route(
             post_,
             ui::safety::UNFREEZE,
             Console,
+            R(Admin),
             post(ui::safety::unfreeze),
         ),
-        route(get_, "/ui/static/{file}", Asset, get(ui::assets::serve)),
+        route(
+            get_,
+            "/ui/static/{file}",
+            Asset,
+            Open,
+            get(ui::assets::serve),
+        ),
+        route(
+            Method::POST,
+            "/approvals/{id}",
+            Api,
+            R(Approver),
+            post(approvals::answer),
+        ),
+        route(
+            Method::GET,
+            "/ui/audit",
+            Console,
+            R(Admin),
+            get(ui::audit::page),
+        ),
     ]
+}
+
+/// What `method` on the route `path` (the router's pattern) needs; None: not in the table.
+/// GET covers HEAD, as the router does.
+pub fn access_of(method: &Method, path: &str) -> Option<Access> {
+    static ACCESS: std::sync::OnceLock<Vec<(Method, &'static str, Access)>> =
+        std::sync::OnceLock::new();
+    let all = ACCESS.get_or_init(|| {
+        table()
+            .into_iter()
+            .map(|r| (r.method, r.path, r.access))
+            .collect()
+    });
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    all.iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map(|(_, _, access)| *access)
 }
 
 /// The router of every entry, each surface under its layers. The body limit covers all but
@@ -264,9 +420,16 @@ pub(crate) fn router(app: Shared, max_body: usize) -> Router {
         // Two entries on one path (GET form, POST submit) merge into one method router.
         *surface = std::mem::take(surface).route(route.path, handler);
     }
-    open.merge(ui::layered(pages, assets, app.clone()))
+    // Before any handler, on every surface: the access the matched route's entry names.
+    let require = axum::middleware::from_fn_with_state(app.clone(), crate::authz::require);
+    open.route_layer(require.clone())
+        .merge(ui::layered(pages, assets, app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
-        .merge(agents.layer(DefaultBodyLimit::max(agent::MAX_FINISH_BYTES)))
+        .merge(
+            agents
+                .route_layer(require)
+                .layer(DefaultBodyLimit::max(agent::MAX_FINISH_BYTES)),
+        )
         .layer(axum::middleware::from_fn(respond::log_request))
         .with_state(app)
 }

@@ -12,7 +12,7 @@
 //! Imports only `runbook-core` (the records it stores): never the runtime, the server or the CLI.
 
 // The core modules under the names the store's files use.
-pub(crate) use runbook_core::{figures, panics, records, redact, safety, text, timeline};
+pub(crate) use runbook_core::{access, figures, panics, records, redact, safety, text, timeline};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,8 +33,8 @@ pub use crate::records::{
 };
 pub use crate::safety::{BreakerCheck, BreakerRule, BreakerState, NewWindow, WindowRecord};
 pub use backend::{
-    Alerts, Appended, ApprovalStore, Backend, Breakers, BudgetAnswer, BudgetTake, BudgetUse,
-    Budgets, Cancels, EventsPage, FigureStore, FleetStore, Freeze, Leases, LinkSecurity,
+    AccessStore, Alerts, Appended, ApprovalStore, Backend, Breakers, BudgetAnswer, BudgetTake,
+    BudgetUse, Budgets, Cancels, EventsPage, FigureStore, FleetStore, Freeze, Leases, LinkSecurity,
     Maintenance, Outbox, QueueDepths, RunFilter, RunQueue, ScheduleStore, SharedState, SlotLimits,
     SslMode, StoreInfo, Timelines,
 };

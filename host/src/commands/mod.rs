@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::run::{Host, Prepared};
 
+pub mod access;
 pub mod agent;
 pub mod approvals;
 pub mod breaker;

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{Context, EXIT_USAGE, Globals};
 use crate::text::escape;
+use runbook_core::access::AuditAct;
 
 #[derive(Args)]
 #[command(
@@ -71,6 +72,8 @@ impl FreezeArgs {
             }
         };
         store.set_freeze(Some(freeze)).await?;
+        let reason = Some(self.reason.clone()).filter(|r| !r.is_empty());
+        super::access::record(&ctx, AuditAct::Freeze, None, reason).await;
         print_freeze(&store.freeze_state().await?);
         Ok(0)
     }
@@ -81,6 +84,7 @@ impl UnfreezeArgs {
         let ctx = Context::load(globals)?;
         let store = ctx.open_store().await?;
         store.set_freeze(None).await?;
+        super::access::record(&ctx, AuditAct::Unfreeze, None, None).await;
         print_freeze(&None);
         Ok(0)
     }

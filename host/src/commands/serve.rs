@@ -14,10 +14,31 @@ pub struct ServeArgs {
     /// Address to listen on [default: [server] listen, else 127.0.0.1:9095]
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Print who may call what (each route, method and the role or auth it needs) as JSON,
+    /// and exit
+    #[arg(long)]
+    routes: bool,
 }
 
 impl ServeArgs {
     pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
+        if self.routes {
+            let rows: Vec<_> = crate::server::routes::table()
+                .into_iter()
+                .map(|route| {
+                    let needs = match route.access {
+                        crate::server::Access::Role(role) => role.as_str(),
+                        crate::server::Access::Open => "open",
+                        crate::server::Access::Hook => "hook",
+                        crate::server::Access::Node => "node",
+                    };
+                    let method = route.method.as_str();
+                    serde_json::json!({ "method": method, "path": route.path, "needs": needs })
+                })
+                .collect();
+            anstream::println!("{}", serde_json::to_string_pretty(&rows)?);
+            return Ok(0);
+        }
         let ctx = Context::for_service(globals)?;
         let store = ctx.open_store().await?;
         let location = ctx.store_location()?.describe();

@@ -464,7 +464,7 @@ pub enum SubmitError {
 
 pub use crate::records::{now_ms, now_rfc3339};
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

@@ -1,6 +1,6 @@
-//! Who may see the console and who may use its forms: the gate over every page (the `[ui]`
-//! credentials or `[webhooks.api]`'s), the sign-in challenge a browser answers, and the
-//! [`Operator`] extractor every state-changing form takes.
+//! The console's side of who may do what (authz.rs decides it per route): the sign-in
+//! challenge a browser answers, and the [`Operator`] extractor every state-changing form
+//! takes (the caller, with what its CSRF tokens bind to).
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -10,34 +10,26 @@ use axum::response::Response;
 
 use super::page::{message_page, with_pending_questions};
 use crate::app::{App, Shared};
-use crate::auth::{Verified, Verifier};
-use crate::gate::refuse_api;
+use crate::auth::Verifier;
 use crate::respond::AuthRefused;
+use runbook_core::access::{Proof, Role};
 
 /// The realm a browser's sign-in prompt names.
 const REALM: &str = "runbook console";
 
-/// Reading the console: the `[ui]` credentials, or `[webhooks.api]`'s (the read API's). A
-/// request with neither gets a 401 that a browser answers with its sign-in prompt.
-pub(super) async fn gate(State(app): State<Shared>, request: Request, next: Next) -> Response {
-    if operator(&app, request.headers()).is_some() {
-        return next.run(request).await;
-    }
-    match refuse_api(&app, request.headers()).await {
-        None => next.run(request).await,
-        Some(refused) if refused.status() == StatusCode::UNAUTHORIZED => sign_in(
-            &app,
-            "Sign in",
-            "The console needs the [ui] credentials (or those of [webhooks.api]).",
-        ),
-        Some(other) => other,
-    }
+/// Whether these headers may read the console (what `authz::require` lets through on a
+/// page), for the parts of a page computed outside it (the navigation's badge).
+pub(super) async fn may_read(app: &App, headers: &HeaderMap) -> bool {
+    matches!(crate::authz::identify(app, headers).await, Ok(Some(i)) if i.roles.allow(Role::Viewer))
 }
 
-/// Whether these headers may read the console (what `gate` lets through), for the parts of a
-/// page computed before the gate (the navigation's badge).
-pub(super) async fn may_read(app: &App, headers: &HeaderMap) -> bool {
-    operator(app, headers).is_some() || refuse_api(app, headers).await.is_none()
+/// The 401 a console route answers without credentials: a browser asks to sign in.
+pub(crate) fn sign_in_required(app: &App) -> Response {
+    sign_in(
+        app,
+        "Sign in",
+        "The console needs the [ui] credentials (or those of [webhooks.api], or an API token).",
+    )
 }
 
 /// A 401 page with the challenge a browser can answer: basic when `[ui]` or `[webhooks.api]`
@@ -63,12 +55,14 @@ fn sign_in(app: &App, title: &str, message: &str) -> Response {
     refused
 }
 
-/// Someone who may use the console's forms: the request carried the `[ui]` credentials.
+/// Someone who may use a console form: the caller `authz::require` admitted for its route
+/// (whose entry names the role the form needs).
 pub(crate) struct Operator {
     /// The Authorization header (empty with `[ui] auth = none`): what CSRF tokens bind to.
     credentials: String,
-    /// The `[ui]` basic-auth user name (the approver groups' `users` list names them), or
-    /// `console` with a bearer token or no auth.
+    /// The name runs, approvals and windows record: the `[ui]` basic-auth user name (the
+    /// approver groups' `users` list names them), `console` with a bearer token or no auth,
+    /// an API token's name.
     pub(super) user: String,
 }
 
@@ -91,45 +85,33 @@ impl Operator {
     }
 }
 
-/// The operator these headers show, if they carry the `[ui]` credentials.
-pub(super) fn operator(app: &App, headers: &HeaderMap) -> Option<Operator> {
-    let live = app.live();
-    let verifier = live.ui.as_ref()?;
-    match verifier.verify(headers, &[]) {
-        Ok(Verified::Done) => Some(Operator {
-            credentials: headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-            user: match verifier {
-                Verifier::Basic { username, .. } => username.clone(),
-                _ => "console".into(),
-            },
-        }),
-        Ok(Verified::IfFirst(_)) | Err(_) => None,
-    }
+/// The operator of this request if its caller holds `role` (what a page shows a form to).
+pub(super) fn operator(headers: &HeaderMap, role: Role) -> Option<Operator> {
+    let caller = crate::authz::caller_allowed(role)?;
+    Some(Operator {
+        credentials: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        user: match caller.identity.proof {
+            Proof::ApiToken(_) => caller.identity.actor(),
+            _ => caller.identity.subject,
+        },
+    })
 }
 
-/// Forms: a handler that takes an `Operator` runs only for the `[ui]` credentials.
+/// Forms: the route's entry (authz.rs) decided the role; a handler that takes an `Operator`
+/// runs only for a caller `require` admitted.
 impl FromRequestParts<Shared> for Operator {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Response> {
-        if let Some(operator) = operator(app, &parts.headers) {
-            return Ok(operator);
-        }
-        Err(if app.live().ui.is_none() {
+    async fn from_request_parts(parts: &mut Parts, _app: &Shared) -> Result<Self, Response> {
+        operator(&parts.headers, Role::Viewer).ok_or_else(|| {
             message_page(
                 StatusCode::FORBIDDEN,
                 "Not allowed",
-                "The console's forms are closed: host.toml has no [ui] auth (basic, bearer or none).",
-            )
-        } else {
-            sign_in(
-                app,
-                "Not allowed",
-                "This form needs the console's [ui] credentials.",
+                "This form needs credentials whose role allows it.",
             )
         })
     }

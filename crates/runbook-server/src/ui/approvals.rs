@@ -17,6 +17,7 @@ use super::show::{Tone, badge, time};
 use crate::app::{App, Shared};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
 use crate::records::ApprovalRecord;
+use runbook_core::access::AuditAct;
 
 fn state_badge(state: &str) -> Markup {
     let tone = match state {
@@ -113,7 +114,7 @@ pub(super) async fn for_run(
         .iter()
         .find(|a| a.state == "pending")
         .map(|a| a.group.clone());
-    let operator = super::access::operator(app, headers);
+    let operator = super::access::operator(headers, runbook_core::access::Role::Approver);
     let section = html! {
         h2 { "Questions" }
         div id="questions" { @for a in &asked { (question(app, a, operator.as_ref())) } }
@@ -212,7 +213,17 @@ pub(crate) async fn answer_submit(
     };
     let who = Approver::Console(operator.user);
     match approvals.answer(&id, &who, approve, reason).await {
-        Ok(Answered::Recorded(record)) => see_other(&format!("/ui/runs/{}", seg(&record.run_id))),
+        Ok(Answered::Recorded(record)) => {
+            let decision = if approve { "approve" } else { "reject" };
+            crate::authz::audit(
+                &app,
+                AuditAct::ApprovalAnswered,
+                Some(&id),
+                Some(decision.into()),
+            )
+            .await;
+            see_other(&format!("/ui/runs/{}", seg(&record.run_id)))
+        }
         Ok(Answered::Closed(record)) => message_page(
             StatusCode::CONFLICT,
             "Already answered",

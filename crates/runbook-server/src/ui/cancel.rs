@@ -31,7 +31,7 @@ pub(super) fn section(app: &App, headers: &HeaderMap, run_id: &str, live: bool) 
     if !live {
         return html! {};
     }
-    match super::access::operator(app, headers) {
+    match super::access::operator(headers, runbook_core::access::Role::Operator) {
         Some(operator) => button(run_id, &operator.csrf_token(app, &action(run_id))),
         None => html! { p { a id="cancel-link" href=(action(run_id)) { "Cancel run…" } } },
     }

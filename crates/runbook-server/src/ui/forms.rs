@@ -13,6 +13,7 @@ use crate::admission::{Admission, Refusal};
 use crate::app::Shared;
 use crate::records::Trigger;
 use crate::run::RunRequest;
+use runbook_core::access::AuditAct;
 
 /// A form's fields; a parameter's field is named `param:<name>`.
 pub(super) type Fields = Vec<(String, String)>;
@@ -170,6 +171,8 @@ pub(crate) async fn run_submit(
     .await;
     match submitted {
         Ok(Ok(Admission::Started(id) | Admission::Deduplicated(id) | Admission::Gated(id, _))) => {
+            let act = AuditAct::RunStarted;
+            crate::authz::audit(&app, act, Some(&id), Some(format!("playbook {playbook}"))).await;
             see_other(&format!("/ui/runs/{}", seg(&id)))
         }
         Ok(Ok(Admission::Cooldown)) => message_page(
@@ -249,7 +252,11 @@ pub(crate) async fn retry_submit(
     }
     let store = app.store.clone();
     match store.outbox_retry(id).await {
-        Ok(true) => see_other("/ui/outbox?state=pending"),
+        Ok(true) => {
+            let id = id.to_string();
+            crate::authz::audit(&app, AuditAct::OutboxRetried, Some(&id), None).await;
+            see_other("/ui/outbox?state=pending")
+        }
         Ok(false) => message_page(
             StatusCode::CONFLICT,
             "Not retried",

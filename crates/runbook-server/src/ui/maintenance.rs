@@ -15,6 +15,7 @@ use super::page::{layout, message_page, seg};
 use super::show::{Tone, badge, time};
 use crate::app::{App, Shared};
 use crate::store::BreakerState;
+use runbook_core::access::AuditAct;
 
 const PAGE: &str = "/ui/maintenance";
 const START: &str = "/ui/maintenance/windows";
@@ -49,7 +50,7 @@ pub(crate) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Respo
             );
         }
     };
-    let operator = super::access::operator(&app, &headers);
+    let operator = super::access::operator(&headers, runbook_core::access::Role::Admin);
     let token = |action: &str| operator.as_ref().map(|o| o.csrf_token(&app, action));
     let safety = &app.dispatcher.safety;
     let mut shown: Vec<BreakerState> = breakers;
@@ -183,7 +184,10 @@ pub(crate) async fn reset(
     }
     let by = format!("console:{}", operator.user);
     match app.store.breaker_reset(&playbook, &by).await {
-        Ok(true) => done(&app).await,
+        Ok(true) => {
+            crate::authz::audit(&app, AuditAct::BreakerReset, Some(&playbook), None).await;
+            done(&app).await
+        }
         Ok(false) => message_page(
             StatusCode::CONFLICT,
             "Not reset",
@@ -209,7 +213,10 @@ pub(crate) async fn end(
     }
     let by = format!("console:{}", operator.user);
     match app.store.window_end(&id, &by).await {
-        Ok(true) => done(&app).await,
+        Ok(true) => {
+            crate::authz::audit(&app, AuditAct::MaintenanceEnded, Some(&id), None).await;
+            done(&app).await
+        }
         Ok(false) => message_page(
             StatusCode::CONFLICT,
             "Not ended",
@@ -255,7 +262,11 @@ pub(crate) async fn start(
     );
     match window {
         Ok(window) => match app.store.window_start(window).await {
-            Ok(_) => done(&app).await,
+            Ok(window) => {
+                let act = AuditAct::MaintenanceStarted;
+                crate::authz::audit(&app, act, Some(&window.id), window.reason.clone()).await;
+                done(&app).await
+            }
             Err(e) => message_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Not opened",

@@ -2,12 +2,11 @@
 //! escaped by default), one embedded script and stylesheet served under their content hash,
 //! a strict Content-Security-Policy on every answer, live timelines over server-sent events.
 //!
-//! Every page is behind one gate (a layer over every `/ui` route but the static assets): the
-//! `[ui]` credentials or the `[webhooks.api]` ones read it, and a browser without them is
-//! asked to sign in (`WWW-Authenticate`). Every state-changing form (run a playbook, retry a
-//! message, answer a question) is served and accepted only to an [`Operator`] (the `[ui]`
-//! credentials, as host.toml last (re)loaded them) and carries a CSRF token bound to the
-//! form, the credentials and an expiry (csrf.rs).
+//! Every route is behind the role its entry in authz.rs names (viewer reads, operator runs
+//! and cancels, approver answers, admin sees the safety and maintenance pages and the audit);
+//! a browser without credentials is asked to sign in (`WWW-Authenticate`). Every
+//! state-changing form carries a CSRF token bound to the form, the credentials and an expiry
+//! (csrf.rs).
 //!
 //! `access`: the gate and the operator; `page`: the frame every page renders in; `console`:
 //! the console's state; one file per page family beside them.
@@ -15,6 +14,7 @@
 mod access;
 pub(crate) mod approvals;
 pub(crate) mod assets;
+pub(crate) mod audit;
 pub(crate) mod cancel;
 mod charts;
 pub(crate) mod dashboard;
@@ -34,23 +34,29 @@ use axum::response::Response;
 
 use crate::app::Shared;
 
+pub(crate) use access::sign_in_required;
+
+/// A refusal page (403 below the route's role).
+pub(crate) fn refused_page(status: axum::http::StatusCode, why: &str) -> Response {
+    page::message_page(status, "Not allowed", why)
+}
+
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's layers around its routes (crate::routes lists them): the gate over every
-/// page and form (nothing of the console without sign-in), none over the content-hashed
-/// assets; the question count and the hardening headers over both.
+/// The console's layers around its routes (crate::routes lists them): the role each route's
+/// entry names over every page and form (nothing of the console without sign-in), the same
+/// over the content-hashed assets (which are open); the question count and the hardening
+/// headers over both.
 pub(crate) fn layered(
     pages: Router<Shared>,
     assets: Router<Shared>,
     app: Shared,
 ) -> Router<Shared> {
+    let require = axum::middleware::from_fn_with_state(app.clone(), crate::authz::require);
     pages
-        .route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            access::gate,
-        ))
         .merge(assets)
+        .route_layer(require)
         .layer(axum::middleware::from_fn_with_state(
             app,
             access::count_questions,

@@ -44,6 +44,7 @@ pub(super) fn layout(title: &str, head_extra: Markup, body: Markup) -> Response 
                     a href="/ui/outbox" { "Outbox" }
                     a href="/ui/maintenance" { "Maintenance" }
                     a href="/ui/safety" { "Safety" }
+                    a href="/ui/audit" { "Audit" }
                 }
                 main { (body) }
                 script src=(assets::js_path()) {}

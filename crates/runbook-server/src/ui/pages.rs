@@ -491,6 +491,8 @@ pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
         };
         sections.push((entry.name, described, recent));
     }
+    // Only a caller who may start runs is shown the way to the run form.
+    let may_run = crate::authz::caller_allowed(runbook_core::access::Role::Operator).is_some();
     let body = html! {
         h1 { "Playbooks" }
         @for (name, described, recent) in &sections {
@@ -499,7 +501,7 @@ pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
                 @match described {
                     Ok((summary, inspect)) => {
                         p { (summary) }
-                        p { a.run-form href={ "/ui/playbooks/" (seg(name)) "/run" } { "Run…" } " · "
+                        p { @if may_run { a.run-form href={ "/ui/playbooks/" (seg(name)) "/run" } { "Run…" } " · " }
                             a href={ "/ui/runs?playbook=" (seg(name)) } { "all runs" }
                             @if let Some(rate) = success_rate(recent) {
                                 " · " (format!("{rate:.0}%")) " succeeded of the last " (recent.len()) } }

@@ -12,13 +12,14 @@ use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
 use super::page::{layout, message_page};
 use crate::app::{App, Shared};
+use runbook_core::access::AuditAct;
 
 pub(crate) const FREEZE: &str = "/ui/safety/freeze";
 pub(crate) const UNFREEZE: &str = "/ui/safety/unfreeze";
 
 fn switch_form(app: &App, headers: &HeaderMap, frozen: bool) -> Markup {
-    let Some(operator) = super::access::operator(app, headers) else {
-        return html! { p { "Sign in with the console's [ui] credentials to freeze or unfreeze." } };
+    let Some(operator) = super::access::operator(headers, runbook_core::access::Role::Admin) else {
+        return html! { p { "Freezing and unfreezing needs the admin role." } };
     };
     if frozen {
         let token = operator.csrf_token(app, UNFREEZE);
@@ -109,7 +110,11 @@ pub(crate) async fn freeze(
         Err(e) => return message_page(StatusCode::BAD_REQUEST, "Not frozen", &e),
     };
     match app.store.set_freeze(Some(record)).await {
-        Ok(()) => see_other("/ui/safety"),
+        Ok(()) => {
+            let reason = Some(reason.to_string()).filter(|r| !r.is_empty());
+            crate::authz::audit(&app, AuditAct::Freeze, None, reason).await;
+            see_other("/ui/safety")
+        }
         Err(e) => message_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Not frozen",
@@ -128,7 +133,10 @@ pub(crate) async fn unfreeze(
         return *refused;
     }
     match app.store.set_freeze(None).await {
-        Ok(()) => see_other("/ui/safety"),
+        Ok(()) => {
+            crate::authz::audit(&app, AuditAct::Unfreeze, None, None).await;
+            see_other("/ui/safety")
+        }
         Err(e) => message_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Not unfrozen",

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+mod access;
 mod alerts;
 mod approvals;
 mod budgets;
@@ -30,6 +31,7 @@ mod timelines;
 
 pub use self::budgets::{BudgetAnswer, BudgetTake, BudgetUse, Freeze, MAX_USE_ROWS};
 pub use self::{
+    access::AccessStore,
     alerts::Alerts,
     approvals::ApprovalStore,
     budgets::Budgets,
@@ -197,6 +199,7 @@ impl EventsPage {
 /// implements each role and gets this by the blanket impl.
 pub trait Backend:
     StoreInfo
+    + AccessStore
     + RunQueue
     + Leases
     + Cancels
@@ -219,6 +222,7 @@ pub trait Backend:
 
 impl<T> Backend for T where
     T: StoreInfo
+        + AccessStore
         + RunQueue
         + Leases
         + Cancels

@@ -35,6 +35,7 @@ use crate::records::{
     Admit, Admitted, AlertRecord, Artifact, Claim, NewMessage, QueuedRun, RunOutcome,
 };
 
+mod access;
 mod alerts;
 mod approvals;
 mod batches;
@@ -51,6 +52,7 @@ mod schedules;
 mod shared;
 mod text;
 mod timelines;
+pub(crate) use access::*;
 pub(crate) use alerts::*;
 pub(crate) use approvals::*;
 pub(crate) use batches::*;
@@ -169,6 +171,9 @@ macro_rules! conformance_tests {
             a_breaker_opens_once_across_instances_and_a_reset_closes_it,
             a_breaker_closes_after_its_cool_down,
             maintenance_windows_start_list_and_end,
+            // access.rs
+            tokens_are_found_by_hash_expire_and_revoke_for_every_instance,
+            audit_events_come_back_in_order_and_capped,
             // info.rs
             a_newer_schema_is_refused,
             // text.rs

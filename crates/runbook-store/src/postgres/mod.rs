@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::backend::{LinkSecurity, SharedState, StoreInfo};
 
+mod access;
 mod admission;
 mod approvals;
 mod budgets;

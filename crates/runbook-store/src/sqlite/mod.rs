@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::backend::{SharedState, StoreInfo};
 
+mod access;
 mod approvals;
 mod budgets;
 mod cancel;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_budgets.sql"),
     include_str!("../../migrations/sqlite/0014_safety.sql"),
     include_str!("../../migrations/sqlite/0015_figures.sql"),
+    include_str!("../../migrations/sqlite/0017_access.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {
