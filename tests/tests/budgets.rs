@@ -184,8 +184,10 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
     assert_eq!(run["status"], "escalated", "{run:#}");
     let reason = run["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains(&format!("the playbook returned denied: {spent} {}", bot.name))
-            && reason.contains("frees up in"),
+        reason.contains(&format!(
+            "the playbook returned denied: {spent} {}",
+            bot.name
+        )) && reason.contains("frees up in"),
         "{run:#}"
     );
     assert_eq!(calls(&run, "docker", "restart")[0]["result"], "over-budget");
@@ -518,7 +520,9 @@ within = "1h"
     let id = server.submit_run(
         "/hooks/run/hostile?node=node-a",
         TOKEN,
-        json!({ "case": "sleep", "target": "1" }).to_string().as_bytes(),
+        json!({ "case": "sleep", "target": "1" })
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(node.take_run(WAIT), id);
     let ask = |playbook: &str, container: &str| {
@@ -534,7 +538,10 @@ within = "1h"
     assert_eq!(refused["decision"], "over-budget", "{refused}");
     assert_eq!(refused["budget"], "hostile-restarts", "{refused}");
     assert_eq!(refused["key"], "hostile", "{refused}");
-    assert!(refused["frees_in_secs"].as_u64().unwrap() > 3000, "{refused}");
+    assert!(
+        refused["frees_in_secs"].as_u64().unwrap() > 3000,
+        "{refused}"
+    );
     let shown = budgets_json(&sandbox);
     let uses = |name: &str| {
         shown["budgets"]

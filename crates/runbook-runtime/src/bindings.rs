@@ -35,8 +35,7 @@ pub enum Errors {
 }
 
 pub use runbook::host::types::{
-    Alert, Capability, Error as CapError, OverBudgetInfo, ParamSpec, Severity, Status,
-    TriggerKind,
+    Alert, Capability, Error as CapError, OverBudgetInfo, ParamSpec, Severity, Status, TriggerKind,
 };
 
 impl CapError {

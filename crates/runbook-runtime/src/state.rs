@@ -95,7 +95,10 @@ fn link_interface(
 }
 
 /// `link_interface` for contracts 0.1.0–0.3.0 (no `over-budget` in their error variant).
-fn link_legacy(instance: &mut LinkerInstance<'_, RunState>, interface: &str) -> wasmtime::Result<()> {
+fn link_legacy(
+    instance: &mut LinkerInstance<'_, RunState>,
+    interface: &str,
+) -> wasmtime::Result<()> {
     use crate::bindings::legacy;
     match interface {
         "docker" => legacy::docker::<_, Docker>(instance, RunState::docker),

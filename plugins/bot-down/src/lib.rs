@@ -355,7 +355,10 @@ fn restart(
         Ok(()) if dry_run => format!("would restart {name}{how}"),
         Ok(()) => format!("restarted {name}{how}"),
         Err(Error::OverBudget(budget)) => {
-            format!("restart of {name} refused by action budget {}", budget.budget)
+            format!(
+                "restart of {name} refused by action budget {}",
+                budget.budget
+            )
         }
         Err(e) => format!("restart of {name} failed ({})", why(e)),
     });

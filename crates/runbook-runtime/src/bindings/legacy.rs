@@ -7,9 +7,9 @@
 
 use wasmtime::component::{HasData, LinkerInstance};
 
+use super::CapError;
 use super::runbook::host as current;
 use super::v0_3::generated::runbook::host::types::Error as OldError;
-use super::CapError;
 use current::docker::{ListFilter, LogOptions, PruneOptions};
 use current::fs_read::{FindOptions, GrepOptions};
 use current::http::Request;
@@ -36,9 +36,10 @@ fn errors<T>(r: Result<T, CapError>) -> (Result<T, OldError>,) {
 /// `largest-many`: one result per path inside the call's result.
 type Nested<T, E> = Result<Vec<Result<T, E>>, E>;
 fn nested<T>(r: Nested<T, CapError>) -> (Nested<T, OldError>,) {
-    (r
-        .map(|each| each.into_iter().map(|r| r.map_err(old_error)).collect())
-        .map_err(old_error),)
+    (
+        r.map(|each| each.into_iter().map(|r| r.map_err(old_error)).collect())
+            .map_err(old_error),
+    )
 }
 
 fn unit(r: ()) {

@@ -10,8 +10,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::{
-    CapError, Description, Errors, Incident, Link, Outcome, Playbook, PlaybookPre, v0_1, v0_2,
-    v0_3,
+    CapError, Description, Errors, Incident, Link, Outcome, Playbook, PlaybookPre, v0_1, v0_2, v0_3,
 };
 
 /// The version of `wit/` this host publishes (`host wit`, the SDK, the templates).

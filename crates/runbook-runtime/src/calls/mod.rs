@@ -218,14 +218,12 @@ impl Calls {
                 );
                 self.over_budget = Some(message.clone());
                 Some(Err(match frees_in_secs {
-                    Some(frees_in_secs) => {
-                        CapError::OverBudget(crate::bindings::OverBudgetInfo {
-                            budget,
-                            key,
-                            frees_in_secs,
-                            message,
-                        })
-                    }
+                    Some(frees_in_secs) => CapError::OverBudget(crate::bindings::OverBudgetInfo {
+                        budget,
+                        key,
+                        frees_in_secs,
+                        message,
+                    }),
                     None => CapError::Denied(message),
                 }))
             }

@@ -153,11 +153,8 @@ impl Host {
                     Some(problem) => failed(format!("limit exceeded: {problem}")),
                 },
                 Ok(Ok(Err(error))) => {
-                    let reason = format!(
-                        "the playbook returned {}: {}",
-                        error.kind(),
-                        error.detail()
-                    );
+                    let reason =
+                        format!("the playbook returned {}: {}", error.kind(), error.detail());
                     // A budget refused an action and the playbook gave up: the rail worked and
                     // people must take over, so the run escalates rather than fails.
                     match &store.data().calls.over_budget {
