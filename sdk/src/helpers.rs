@@ -1,7 +1,9 @@
 //! Builders and accessors on the generated types, so playbooks read like runbooks.
 
 use crate::notify::Message;
-use crate::{Capability, Description, Error, Incident, Outcome, ParamSpec, Severity, Status};
+use crate::{
+    Capability, Description, Error, Incident, Outcome, OverBudgetInfo, ParamSpec, Severity, Status,
+};
 
 impl Description {
     pub fn new(name: impl Into<String>, summary: impl Into<String>) -> Self {
@@ -174,6 +176,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::Timeout(_) => "timeout",
             Error::Failed(_) => "failed",
+            Error::OverBudget(_) => "over-budget",
         }
     }
 
@@ -185,7 +188,31 @@ impl Error {
             | Error::Unavailable(s)
             | Error::Timeout(s)
             | Error::Failed(s) => s,
+            Error::OverBudget(info) => &info.message,
         }
+    }
+
+    /// The budget that refused the call, when an action budget did (`over-budget`).
+    pub fn over_budget(&self) -> Option<&OverBudgetInfo> {
+        match self {
+            Error::OverBudget(info) => Some(info),
+            _ => None,
+        }
+    }
+}
+
+/// Human-readable whole seconds for summaries: "41m 3s", "2h", "45s".
+pub fn human_secs(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let parts: Vec<String> = [(h, "h"), (m, "m"), (s, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
     }
 }
 

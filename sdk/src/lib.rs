@@ -19,7 +19,9 @@
 //! ```
 //!
 //! Capability errors are `Error` values a playbook branches on (`Error::Unavailable(_)` means
-//! the backend is not there; `Error::Denied(_)` means the operator did not grant the call).
+//! the backend is not there; `Error::Denied(_)` means the operator did not grant the call;
+//! `Error::OverBudget(info)` means an action budget refused a mutating call: nothing was done,
+//! escalate naming `info.budget` and when it frees, `info.frees_in_secs`).
 
 #[doc(hidden)]
 pub mod bindings {
@@ -34,11 +36,11 @@ pub mod bindings {
 
 pub mod approval;
 mod helpers;
-pub use helpers::human_bytes;
+pub use helpers::{human_bytes, human_secs};
 
 pub use bindings::runbook::host::types::{
-    Alert, Capability, Description, Error, Incident, Outcome, ParamSpec, Severity, Status,
-    TriggerKind,
+    Alert, Capability, Description, Error, Incident, Outcome, OverBudgetInfo, ParamSpec, Severity,
+    Status, TriggerKind,
 };
 
 /// Capability interfaces, each a module of plain functions.
@@ -72,8 +74,8 @@ pub use notify::Message;
 
 pub mod prelude {
     pub use crate::{
-        Alert, Capability, Description, Error, Incident, Message, Outcome, ParamSpec, Severity,
-        Status, TriggerKind, approval, docker, fs, http, notify, report,
+        Alert, Capability, Description, Error, Incident, Message, Outcome, OverBudgetInfo,
+        ParamSpec, Severity, Status, TriggerKind, approval, docker, fs, http, notify, report,
     };
     pub use crate::{debug, error, info, warn};
 }

@@ -162,6 +162,14 @@ impl<'a> StandIn<'a> {
         )
     }
 
+    /// Asks the server before a mutating call of `run`: `action` as the node words it.
+    pub fn act(&self, run: &str, action: serde_json::Value) -> crate::server::Reply {
+        self.post(
+            &format!("/agent/v1/runs/{run}/act"),
+            serde_json::json!({ "action": action }),
+        )
+    }
+
     /// The run's end: `outcome` holds status, summary, events, artifacts …; what it leaves
     /// out is filled in as a real agent would send it.
     pub fn finish(&self, run: &str, outcome: serde_json::Value) -> crate::server::Reply {

@@ -5,7 +5,8 @@
 //!
 //! - two playbooks on two replicas restart one container: the fourth restart within the hour
 //!   is refused `over-budget` (with the budget's name and when it frees), also from a replica
-//!   started after another was SIGKILLed mid-run;
+//!   started after another was SIGKILLed mid-run; the run escalates; a 0.3.0 guest gets
+//!   `denied` with the same text; bot-down's escalation names the budget and when it frees;
 //! - an alert storm (200 re-fires, each its own fingerprint) against bot-down: at most the
 //!   default budget's 3 restarts happen, every other run escalates;
 //! - frozen from one replica: a run on the other replica and on a fleet node performs no
@@ -14,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use runbook_tests::Sandbox;
-use runbook_tests::agent::Agent;
+use runbook_tests::agent::{Agent, StandIn};
 use runbook_tests::docker::TestContainer;
 use runbook_tests::server::Server;
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ const WAIT: Duration = Duration::from_secs(90);
 fn sandbox(extra: &str) -> Sandbox {
     let sandbox = Sandbox::new();
     sandbox.add_plugin("hostile");
+    sandbox.add_plugin("contract-v0-3");
     sandbox.write(
         "host.toml",
         format!(
@@ -65,6 +67,9 @@ max-concurrent = 4
 notify = ["ops"]
 http = ["http://127.0.0.1:*"]
 docker = [{{ containers = ["rbt-*"], verbs = ["read", "start", "stop", "restart"] }}]
+
+[plugins.contract-v0-3.grants]
+docker = [{{ containers = ["rbt-*"], verbs = ["restart"] }}]
 
 [plugins.bot-down]
 max-concurrent = 8
@@ -157,13 +162,15 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
     b.stop("KILL");
     let c = replica(&sandbox);
     let mut last = Value::Null;
+    let spent = "over budget restarts (3 per container within 1h): 3 used for";
+    // 4 and 5: a 0.4.0 guest gets `over-budget` and returns it; the run escalates.
     for server in [&a, &c] {
         let run = restart(server, &bot.name);
         last = run.clone();
-        assert_eq!(run["status"], "failed", "{run:#}");
+        assert_eq!(run["status"], "escalated", "{run:#}");
         let reason = run["reason"].as_str().unwrap_or_default();
         assert!(
-            reason.contains("denied: over budget restarts (3 per container within 1h): 3 used for")
+            reason.contains(&format!("the playbook returned over-budget: {spent}"))
                 && reason.contains("frees up in"),
             "{run:#}"
         );
@@ -171,6 +178,38 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
         assert_eq!(refused.len(), 1, "{run:#}");
         assert_eq!(refused[0]["result"], "over-budget", "{refused:?}");
     }
+    // A guest built against 0.3.0 (no `over-budget` in its contract) gets `denied`, same text.
+    let id = submit(&c, "contract-v0-3", json!({ "target": bot.name }));
+    let run = c.wait_for_run(&id, WAIT);
+    assert_eq!(run["status"], "escalated", "{run:#}");
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "the playbook returned denied: {spent} {}",
+            bot.name
+        )) && reason.contains("frees up in"),
+        "{run:#}"
+    );
+    assert_eq!(calls(&run, "docker", "restart")[0]["result"], "over-budget");
+    // bot-down reads the refusal's fields: its escalation names the budget and when it frees.
+    runbook_tests::docker::docker(&["stop", "-t", "1", &bot.name]);
+    bot.wait_for_state("exited");
+    let id = submit(
+        &a,
+        "bot-down",
+        json!({ "container": bot.name, "health-url": bot.url("/health"), "wait-secs": "1" }),
+    );
+    let run = a.wait_for_run(&id, WAIT);
+    assert_eq!(run["status"], "escalated", "{run:#}");
+    let summary = run["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains(&format!(
+            "not restarted: action budget restarts is spent for {} and frees up in ",
+            bot.name
+        )),
+        "{run:#}"
+    );
+    assert_eq!(calls(&run, "docker", "start")[0]["result"], "over-budget");
     assert_eq!(bot.started_at(), started, "an over-budget restart acted");
     // The decision is in the post-mortem and the replica's metrics.
     let report = c.get(&format!("/runs/{}/report", last["id"].as_str().unwrap()));
@@ -187,7 +226,7 @@ fn the_fourth_restart_within_the_hour_is_over_budget_across_playbooks_and_replic
         &[&a, &c],
         "runbook_budget_denials_total{budget=\"restarts\"}",
     );
-    assert_eq!(denials, 2);
+    assert_eq!(denials, 4);
 
     // `host budgets` shows the count and when it frees; a dry run counts nothing.
     let shown = budgets_json(&sandbox);
@@ -459,6 +498,62 @@ fn a_freeze_stops_every_mutating_call_on_every_replica_and_node_but_not_diagnosi
     assert_ne!(bot.started_at(), started);
     assert_eq!(sandbox.host(&["freeze", "--status"]).code, 1);
     agent.stop("TERM");
+}
+
+/// A node asking before a mutating call names a playbook; the server charges the playbook the
+/// run was stored with: naming another neither spends that playbook's budget nor dodges its own.
+#[test]
+fn a_node_naming_another_playbook_is_charged_for_its_own_run() {
+    let sandbox = sandbox(
+        r#"
+[[budget]]
+name = "hostile-restarts"
+actions = ["docker.restart"]
+playbooks = ["hostile"]
+per = "playbook"
+max = 1
+within = "1h"
+"#,
+    );
+    let server = replica(&sandbox);
+    let node = StandIn::new(&server, "node-a", NODE_TOKEN);
+    let id = server.submit_run(
+        "/hooks/run/hostile?node=node-a",
+        TOKEN,
+        json!({ "case": "sleep", "target": "1" })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(node.take_run(WAIT), id);
+    let ask = |playbook: &str, container: &str| {
+        let action = json!({ "run_id": id, "playbook": playbook,
+                             "action": "docker.restart", "container": container });
+        let reply = node.act(&id, action);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    };
+    // Named "bot-down" (no budget of its own but `restarts`): charged to hostile all the same.
+    assert_eq!(ask("bot-down", "rbt-one")["decision"], "go");
+    let refused = ask("bot-down", "rbt-two");
+    assert_eq!(refused["decision"], "over-budget", "{refused}");
+    assert_eq!(refused["budget"], "hostile-restarts", "{refused}");
+    assert_eq!(refused["key"], "hostile", "{refused}");
+    assert!(
+        refused["frees_in_secs"].as_u64().unwrap() > 3000,
+        "{refused}"
+    );
+    let shown = budgets_json(&sandbox);
+    let uses = |name: &str| {
+        shown["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .map(|b| b["uses"].clone())
+            .unwrap()
+    };
+    assert_eq!(uses("hostile-restarts")[0]["key"], "hostile");
+    assert_eq!(uses("hostile-restarts")[0]["used"], 1);
 }
 
 #[test]

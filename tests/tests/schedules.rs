@@ -355,7 +355,7 @@ fn components_built_against_0_1_0_and_0_2_0_both_load_and_run() {
 }
 
 #[test]
-fn a_component_built_against_0_2_0_loads_and_runs_under_0_3_0() {
+fn a_component_built_against_0_2_0_loads_and_runs_under_the_current_contract() {
     let sandbox = Sandbox::new();
     sandbox.add_plugin("contract-v0-2");
     sandbox.write("host.toml", "plugin-dirs = [\"plugins\"]\n");

@@ -10,19 +10,32 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
+pub mod legacy;
 mod older;
 pub mod v0_1;
 pub mod v0_2;
+pub mod v0_3;
 pub mod versions;
 pub use versions::{VersionedPlaybook, VersionedPre};
 
-/// Binds one capability interface, named as in the WIT (`fs-read`), into a linker instance:
-/// the store data's owner (the run's state) decides which view of it each interface gets.
+/// Binds one capability interface, named as in the WIT (`fs-read`), into a linker instance,
+/// its functions returning the `error` variant of `Errors`: the store data's owner (the run's
+/// state) decides which view of it each interface gets.
 pub type Link<T> =
-    fn(&mut wasmtime::component::LinkerInstance<'_, T>, &str) -> wasmtime::Result<()>;
+    fn(&mut wasmtime::component::LinkerInstance<'_, T>, &str, Errors) -> wasmtime::Result<()>;
+
+/// The shape of the `error` variant a contract version's capability functions return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Errors {
+    /// 0.4.0 and later: `over-budget` is its own case.
+    Current,
+    /// 0.1.0–0.3.0: no `over-budget`; such a refusal is `denied` with the same text
+    /// (`legacy`).
+    Denied,
+}
 
 pub use runbook::host::types::{
-    Alert, Capability, Error as CapError, ParamSpec, Severity, Status, TriggerKind,
+    Alert, Capability, Error as CapError, OverBudgetInfo, ParamSpec, Severity, Status, TriggerKind,
 };
 
 impl CapError {
@@ -35,6 +48,7 @@ impl CapError {
             CapError::Unavailable(_) => "unavailable",
             CapError::Timeout(_) => "timeout",
             CapError::Failed(_) => "failed",
+            CapError::OverBudget(_) => "over-budget",
         }
     }
 
@@ -46,6 +60,7 @@ impl CapError {
             | CapError::Unavailable(s)
             | CapError::Timeout(s)
             | CapError::Failed(s) => s,
+            CapError::OverBudget(info) => &info.message,
         }
     }
 }

@@ -64,12 +64,17 @@ pub fn add_to_linker(linker: &mut Linker<RunState>) -> Result<()> {
     crate::bindings::versions::add_to_linker(linker, link_interface)
 }
 
-/// One capability interface (by its WIT name) bound to its view of the run.
+/// One capability interface (by its WIT name) bound to its view of the run, returning the
+/// `errors` variant of its contract version.
 fn link_interface(
     instance: &mut LinkerInstance<'_, RunState>,
     interface: &str,
+    errors: crate::bindings::Errors,
 ) -> wasmtime::Result<()> {
     use crate::bindings::runbook::host as wit;
+    if errors == crate::bindings::Errors::Denied {
+        return link_legacy(instance, interface);
+    }
     match interface {
         "docker" => wit::docker::add_to_linker_instance::<_, Docker>(instance, RunState::docker),
         "http" => wit::http::add_to_linker_instance::<_, Http>(instance, RunState::http),
@@ -83,6 +88,25 @@ fn link_interface(
         "approval" => {
             wit::approval::add_to_linker_instance::<_, Approval>(instance, RunState::approval)
         }
+        other => Err(wasmtime::Error::msg(format!(
+            "no capability interface {other:?} to link"
+        ))),
+    }
+}
+
+/// `link_interface` for contracts 0.1.0–0.3.0 (no `over-budget` in their error variant).
+fn link_legacy(
+    instance: &mut LinkerInstance<'_, RunState>,
+    interface: &str,
+) -> wasmtime::Result<()> {
+    use crate::bindings::legacy;
+    match interface {
+        "docker" => legacy::docker::<_, Docker>(instance, RunState::docker),
+        "http" => legacy::http::<_, Http>(instance, RunState::http),
+        "fs-read" => legacy::fs_read::<_, FsReads>(instance, RunState::fs_read),
+        "notify" => legacy::notify::<_, Notify>(instance, RunState::notify),
+        "report" => legacy::report::<_, HasSelf<Calls>>(instance, |s| &mut s.calls),
+        "approval" => legacy::approval::<_, Approval>(instance, RunState::approval),
         other => Err(wasmtime::Error::msg(format!(
             "no capability interface {other:?} to link"
         ))),

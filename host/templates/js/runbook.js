@@ -8,12 +8,12 @@
 //
 // Shipped by `host new --lang js`; componentize-js resolves the runbook:host imports from ./wit.
 
-import * as approvalWit from 'runbook:host/approval@0.3.0';
-import * as dockerWit from 'runbook:host/docker@0.3.0';
-import * as fsWit from 'runbook:host/fs-read@0.3.0';
-import * as httpWit from 'runbook:host/http@0.3.0';
-import * as notifyWit from 'runbook:host/notify@0.3.0';
-import * as reportWit from 'runbook:host/report@0.3.0';
+import * as approvalWit from 'runbook:host/approval@0.4.0';
+import * as dockerWit from 'runbook:host/docker@0.4.0';
+import * as fsWit from 'runbook:host/fs-read@0.4.0';
+import * as httpWit from 'runbook:host/http@0.4.0';
+import * as notifyWit from 'runbook:host/notify@0.4.0';
+import * as reportWit from 'runbook:host/report@0.4.0';
 
 // --- errors: one class per WIT error kind ---------------------------------------------------
 
@@ -30,10 +30,24 @@ export class Invalid extends CapabilityError { constructor(d) { super('invalid',
 export class Unavailable extends CapabilityError { constructor(d) { super('unavailable', d); } }
 export class Timeout extends CapabilityError { constructor(d) { super('timeout', d); } }
 export class Failed extends CapabilityError { constructor(d) { super('failed', d); } }
+/** An action budget refused a mutating call (WIT 0.4.0): nothing was done. `budget`, `key` (what
+ *  it counts the call under) and `freesInSecs` (when a retry could go through) say which;
+ *  escalate, naming them. `detail` is the host's one line. */
+export class OverBudget extends CapabilityError {
+  constructor(info) {
+    super('over-budget', info.message);
+    this.budget = info.budget;
+    this.key = info.key;
+    this.freesInSecs = Number(info.freesInSecs);
+  }
+  toWit() {
+    return { budget: this.budget, key: this.key, freesInSecs: BigInt(this.freesInSecs), message: this.detail };
+  }
+}
 
 const BY_KIND = {
   denied: Denied, 'not-found': NotFound, invalid: Invalid,
-  unavailable: Unavailable, timeout: Timeout, failed: Failed,
+  unavailable: Unavailable, timeout: Timeout, failed: Failed, 'over-budget': OverBudget,
 };
 
 // The generated bindings throw an error whose `payload` is the WIT variant `{ tag, val }`.
@@ -169,7 +183,7 @@ export function playbook(describeFn, runFn) {
         if (e instanceof CapabilityError) {
           // A thrown value with a `payload` becomes the `err` of run's result.
           const err = new Error(e.message);
-          err.payload = { tag: e.kind, val: e.detail };
+          err.payload = { tag: e.kind, val: e instanceof OverBudget ? e.toWit() : e.detail };
           throw err;
         }
         throw e;

@@ -84,6 +84,24 @@ class Failed(CapabilityError):
     kind, _wit = "failed", _types.Error_Failed
 
 
+class OverBudget(CapabilityError):
+    """An action budget refused a mutating call (WIT 0.4.0): nothing was done. `budget`, `key`
+    (what it counts the call under) and `frees_in_secs` (when a retry could go through) say
+    which; escalate, naming them. `detail` is the host's one line."""
+
+    kind, _wit = "over-budget", _types.Error_OverBudget
+
+    def __init__(self, detail: str = "", budget: str = "", key: str = "", frees_in_secs: int = 0):
+        super().__init__(detail)
+        self.budget, self.key, self.frees_in_secs = budget, key, frees_in_secs
+
+    def to_wit(self) -> _types.Error:
+        info = _types.OverBudgetInfo(
+            budget=self.budget, key=self.key, frees_in_secs=self.frees_in_secs, message=self.detail
+        )
+        return self._wit(info)
+
+
 _BY_WIT = {cls._wit: cls for cls in (Denied, NotFound, Invalid, Unavailable, Timeout, Failed)}
 
 
@@ -91,6 +109,9 @@ def _call(fn: Callable[..., T], *args) -> T:
     try:
         return fn(*args)
     except Err as err:
+        if isinstance(err.value, _types.Error_OverBudget):
+            info = err.value.value
+            raise OverBudget(info.message, info.budget, info.key, info.frees_in_secs) from None
         raise _BY_WIT.get(type(err.value), Failed)(getattr(err.value, "value", str(err.value))) from None
 
 

@@ -317,6 +317,22 @@ fn recheck(name: &str, settings: &Settings, latest: &mut Snapshot) -> Result<(),
     Ok(())
 }
 
+/// The summary when an action budget refused the restart: which budget, what it counts, when
+/// it frees up.
+fn over_budget(name: &str, problem: &str, budget: &OverBudgetInfo) -> String {
+    let counted = if budget.key.is_empty() {
+        String::new()
+    } else {
+        format!(" for {}", budget.key)
+    };
+    format!(
+        "bot {name} is {problem}; not restarted: action budget {} is spent{counted} and frees up in {} ({})",
+        budget.budget,
+        runbook_sdk::human_secs(budget.frees_in_secs),
+        budget.message
+    )
+}
+
 /// `docker start` for a stopped container (`restart` would first try to stop it), else restart.
 fn restart(
     name: &str,
@@ -338,6 +354,12 @@ fn restart(
     actions.push(match &result {
         Ok(()) if dry_run => format!("would restart {name}{how}"),
         Ok(()) => format!("restarted {name}{how}"),
+        Err(Error::OverBudget(budget)) => {
+            format!(
+                "restart of {name} refused by action budget {}",
+                budget.budget
+            )
+        }
         Err(e) => format!("restart of {name} failed ({})", why(e)),
     });
     result
@@ -366,6 +388,11 @@ fn remediate(
         report::step(&step, StepStatus::Started, &latest.problem());
         if let Err(e) = restart(name, latest, dry_run, actions) {
             report::step(&step, StepStatus::Failed, &why(&e));
+            if let Some(budget) = e.over_budget() {
+                // Storm-safe: restarting harder would not help and the host would refuse it
+                // anyway; people decide, knowing which budget and when it frees.
+                return (Status::Escalated, over_budget(name, &problem, budget));
+            }
             return (
                 Status::Escalated,
                 format!("bot {name} is {problem}; the restart failed ({})", why(&e)),

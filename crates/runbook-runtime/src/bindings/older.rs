@@ -1,14 +1,14 @@
 //! What every older contract version shares: its capability interfaces registered under the
 //! old names with the current host functions, and the conversions of the world's types that
-//! are the same in every version. One expansion per version module (`v0_1`, `v0_2`).
+//! are the same in every version. One expansion per version module (`v0_1`, `v0_2`, `v0_3`).
 
 /// Expands, in a version module whose bindgen output is `generated` and whose types interface
 /// is imported as `old`, to `add_to_linker`, `alert`, `description` and `outcome`.
 macro_rules! older_contract {
-    ($($name:literal),* $(,)?) => {
+    ([$($name:literal),* $(,)?], [$($capability:ident),* $(,)?]) => {
         /// The old names of the capability interfaces, bound by `link` to the current host
-        /// functions (the component model checks types structurally: the records are
-        /// identical).
+        /// functions returning the old error variant (`legacy`; the component model checks
+        /// types structurally: every other type is identical).
         pub fn add_to_linker<T: 'static>(
             linker: &mut wasmtime::component::Linker<T>,
             link: crate::bindings::Link<T>,
@@ -16,7 +16,11 @@ macro_rules! older_contract {
             // `types` holds only types; the instance must still exist for the import to resolve.
             linker.instance(&format!("runbook:host/types@{VERSION}"))?;
             $(
-                link(&mut linker.instance(&format!("runbook:host/{}@{VERSION}", $name))?, $name)?;
+                link(
+                    &mut linker.instance(&format!("runbook:host/{}@{VERSION}", $name))?,
+                    $name,
+                    crate::bindings::Errors::Denied,
+                )?;
             )*
             Ok(())
         }
@@ -52,10 +56,7 @@ macro_rules! older_contract {
                     .capabilities
                     .into_iter()
                     .map(|c| match c {
-                        old::Capability::Docker => Capability::Docker,
-                        old::Capability::Http => Capability::Http,
-                        old::Capability::FsRead => Capability::FsRead,
-                        old::Capability::Notify => Capability::Notify,
+                        $(old::Capability::$capability => Capability::$capability,)*
                     })
                     .collect(),
             }

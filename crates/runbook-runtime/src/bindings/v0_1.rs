@@ -24,7 +24,10 @@ pub mod generated {
 use generated::runbook::host::types as old;
 pub use generated::{Playbook, PlaybookPre};
 
-super::older::older_contract!("docker", "http", "fs-read", "notify", "report",);
+super::older::older_contract!(
+    ["docker", "http", "fs-read", "notify", "report"],
+    [Docker, Http, FsRead, Notify]
+);
 
 /// What a 0.1.0 component is handed: it has no `schedule` trigger, so a scheduled run reaches
 /// it as `cli` (started by the host, not by an alert); the run itself records `schedule`.

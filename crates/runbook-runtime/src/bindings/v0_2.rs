@@ -18,7 +18,10 @@ pub mod generated {
 use generated::runbook::host::types as old;
 pub use generated::{Playbook, PlaybookPre};
 
-super::older::older_contract!("docker", "http", "fs-read", "notify", "report",);
+super::older::older_contract!(
+    ["docker", "http", "fs-read", "notify", "report"],
+    [Docker, Http, FsRead, Notify]
+);
 
 pub fn incident(incident: &Incident) -> old::Incident {
     old::Incident {

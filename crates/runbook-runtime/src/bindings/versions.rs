@@ -1,21 +1,23 @@
 //! Which contract version a component speaks, and calling it in that version.
 //!
-//! Adding a version (say 0.4.0): copy `wit/*.wit` to `wit/0.3.0/` before editing, add a module
-//! like `v0_2.rs` for 0.3.0 (bindgen of `wit/0.3.0`, `older_contract!` for the interfaces
-//! 0.3.0 has, conversions for the types that changed), a case in `VersionedPre`, and a
+//! Adding a version (say 0.5.0): copy `wit/*.wit` to `wit/0.4.0/` before editing, add a module
+//! like `v0_3.rs` for 0.4.0 (bindgen of `wit/0.4.0`, `older_contract!` for the interfaces
+//! 0.4.0 has, conversions for the types that changed), a case in `VersionedPre`, and a
 //! fixture component built against it (tests/hostile/). See docs/playbooks.md.
 
 use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
-use super::{CapError, Description, Incident, Link, Outcome, Playbook, PlaybookPre, v0_1, v0_2};
+use super::{
+    CapError, Description, Errors, Incident, Link, Outcome, Playbook, PlaybookPre, v0_1, v0_2, v0_3,
+};
 
 /// The version of `wit/` this host publishes (`host wit`, the SDK, the templates).
-pub const CURRENT: &str = "0.3.0";
+pub const CURRENT: &str = "0.4.0";
 
 /// Every contract version this host loads, newest first.
-pub const SUPPORTED: &[&str] = &[CURRENT, v0_2::VERSION, v0_1::VERSION];
+pub const SUPPORTED: &[&str] = &[CURRENT, v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
 
 /// The current version's interfaces, as `runbook:host/<name>@CURRENT`.
 const INTERFACES: &[&str] = &["docker", "http", "fs-read", "notify", "report", "approval"];
@@ -28,8 +30,10 @@ pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, link: Link<T>) -> Resul
         link(
             &mut linker.instance(&format!("runbook:host/{name}@{CURRENT}"))?,
             name,
+            Errors::Current,
         )?;
     }
+    v0_3::add_to_linker(linker, link)?;
     v0_2::add_to_linker(linker, link)?;
     v0_1::add_to_linker(linker, link)
 }
@@ -49,12 +53,14 @@ pub fn contract_version(component: &Component, engine: &Engine) -> &'static str 
 /// A linked playbook of any supported version.
 pub enum VersionedPre<T: 'static> {
     Current(PlaybookPre<T>),
+    V0_3(v0_3::PlaybookPre<T>),
     V0_2(v0_2::PlaybookPre<T>),
     V0_1(v0_1::PlaybookPre<T>),
 }
 
 pub enum VersionedPlaybook {
     Current(Playbook),
+    V0_3(v0_3::Playbook),
     V0_2(v0_2::Playbook),
     V0_1(v0_1::Playbook),
 }
@@ -64,6 +70,7 @@ impl<T: Send + 'static> VersionedPre<T> {
         Ok(match contract_version(instance_pre.component(), engine) {
             v0_1::VERSION => Self::V0_1(v0_1::PlaybookPre::new(instance_pre)?),
             v0_2::VERSION => Self::V0_2(v0_2::PlaybookPre::new(instance_pre)?),
+            v0_3::VERSION => Self::V0_3(v0_3::PlaybookPre::new(instance_pre)?),
             _ => Self::Current(PlaybookPre::new(instance_pre)?),
         })
     }
@@ -72,6 +79,7 @@ impl<T: Send + 'static> VersionedPre<T> {
     pub fn contract(&self) -> &'static str {
         match self {
             Self::Current(_) => CURRENT,
+            Self::V0_3(_) => v0_3::VERSION,
             Self::V0_2(_) => v0_2::VERSION,
             Self::V0_1(_) => v0_1::VERSION,
         }
@@ -83,6 +91,7 @@ impl<T: Send + 'static> VersionedPre<T> {
     ) -> wasmtime::Result<VersionedPlaybook> {
         Ok(match self {
             Self::Current(pre) => VersionedPlaybook::Current(pre.instantiate_async(store).await?),
+            Self::V0_3(pre) => VersionedPlaybook::V0_3(pre.instantiate_async(store).await?),
             Self::V0_2(pre) => VersionedPlaybook::V0_2(pre.instantiate_async(store).await?),
             Self::V0_1(pre) => VersionedPlaybook::V0_1(pre.instantiate_async(store).await?),
         })
@@ -96,6 +105,7 @@ impl VersionedPlaybook {
     ) -> wasmtime::Result<Description> {
         match self {
             Self::Current(p) => p.call_describe(store).await,
+            Self::V0_3(p) => Ok(v0_3::description(p.call_describe(store).await?)),
             Self::V0_2(p) => Ok(v0_2::description(p.call_describe(store).await?)),
             Self::V0_1(p) => Ok(v0_1::description(p.call_describe(store).await?)),
         }
@@ -108,6 +118,9 @@ impl VersionedPlaybook {
     ) -> wasmtime::Result<Result<Outcome, CapError>> {
         match self {
             Self::Current(p) => p.call_run(store, incident).await,
+            Self::V0_3(p) => Ok(v0_3::outcome(
+                p.call_run(store, &v0_3::incident(incident)).await?,
+            )),
             Self::V0_2(p) => Ok(v0_2::outcome(
                 p.call_run(store, &v0_2::incident(incident)).await?,
             )),

@@ -103,6 +103,8 @@ pub struct Calls {
     pub(crate) safety: Option<Arc<crate::safety::Safety>>,
     /// Mutating calls the freeze switch turned into "would …", and its reason.
     pub(crate) frozen: Option<(u32, String)>,
+    /// The last mutating call the budgets refused: a run that then ends in an error escalates.
+    pub(crate) over_budget: Option<String>,
 }
 
 #[derive(Default)]
@@ -136,6 +138,7 @@ impl Calls {
             recorded_target: None,
             safety: None,
             frozen: None,
+            over_budget: None,
         }
     }
 
@@ -197,8 +200,14 @@ impl Calls {
                 );
                 Some(Ok(nothing))
             }
-            // The playbook gets `denied` with the budget's text; the timeline says which.
-            Verdict::OverBudget { message, .. } => {
+            // The playbook gets `over-budget` (an older contract `denied` with the same text,
+            // `bindings::legacy`); a rail that could not be checked is `denied`.
+            Verdict::OverBudget {
+                budget,
+                message,
+                key,
+                frees_in_secs,
+            } => {
                 self.timeline.call(
                     interface,
                     function,
@@ -207,7 +216,16 @@ impl Calls {
                     Some(message.clone()),
                     started.elapsed(),
                 );
-                Some(Err(CapError::Denied(message)))
+                self.over_budget = Some(message.clone());
+                Some(Err(match frees_in_secs {
+                    Some(frees_in_secs) => CapError::OverBudget(crate::bindings::OverBudgetInfo {
+                        budget,
+                        key,
+                        frees_in_secs,
+                        message,
+                    }),
+                    None => CapError::Denied(message),
+                }))
             }
         }
     }

@@ -90,3 +90,18 @@ pub(super) fn failed(reason: String) -> (&'static str, String, Vec<String>, Opti
         Some(reason),
     )
 }
+
+/// A playbook that returned an error after a budget refused one of its actions (`refused`, the
+/// budget's message): escalated, the summary naming the budget and when it frees.
+pub(super) fn escalated(
+    refused: &str,
+    reason: String,
+) -> (&'static str, String, Vec<String>, Option<String>) {
+    let reason = crate::text::truncate_owned(reason, MAX_REASON_BYTES);
+    (
+        "escalated",
+        crate::text::truncate_owned(format!("escalated: {refused}"), MAX_SUMMARY_BYTES),
+        Vec::new(),
+        Some(reason),
+    )
+}

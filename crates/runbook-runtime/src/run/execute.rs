@@ -9,7 +9,7 @@ use futures::FutureExt;
 use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::ending::{failed, outcome_size_problem, trap_reason};
+use super::ending::{escalated, failed, outcome_size_problem, trap_reason};
 use super::{Host, PendingRun, Prepared, RunRecord, Timings};
 use crate::bindings::Incident;
 use crate::calls::RunContext;
@@ -152,11 +152,16 @@ impl Host {
                     ),
                     Some(problem) => failed(format!("limit exceeded: {problem}")),
                 },
-                Ok(Ok(Err(error))) => failed(format!(
-                    "the playbook returned {}: {}",
-                    error.kind(),
-                    error.detail()
-                )),
+                Ok(Ok(Err(error))) => {
+                    let reason =
+                        format!("the playbook returned {}: {}", error.kind(), error.detail());
+                    // A budget refused an action and the playbook gave up: the rail worked and
+                    // people must take over, so the run escalates rather than fails.
+                    match &store.data().calls.over_budget {
+                        Some(refused) => escalated(refused, reason),
+                        None => failed(reason),
+                    }
+                }
                 Ok(Err(trap)) => failed(trap_reason(&trap, &store.data().guest_output())),
             },
         };

@@ -54,6 +54,13 @@ pub enum Verdict {
     OverBudget {
         budget: String,
         message: String,
+        /// What the budget counts the call under ("" for a global budget).
+        #[serde(default)]
+        key: String,
+        /// Seconds until one use frees up; `None` when the budgets could not be checked (no
+        /// budget refused: the playbook gets `denied`). Defaulted: an older server omits it.
+        #[serde(default)]
+        frees_in_secs: Option<u64>,
     },
 }
 
@@ -157,6 +164,9 @@ impl Safety {
                         human(frees_in)
                     ),
                     budget,
+                    key,
+                    // As `human` rounds it: the playbook and the text agree.
+                    frees_in_secs: Some(frees_in.as_secs().max(1)),
                 })
             }
         }
@@ -177,6 +187,8 @@ impl Safety {
         let gate = decided.unwrap_or_else(|e| Verdict::OverBudget {
             budget: String::new(),
             message: format!("the action budgets could not be checked, so nothing was done: {e:#}"),
+            key: String::new(),
+            frees_in_secs: None,
         });
         count(&gate);
         gate

@@ -21,8 +21,17 @@ async fn the_fourth_restart_of_a_container_within_the_hour_is_over_budget() {
         assert_eq!(rails.gate(&action("bot-down", "bot")).await, Verdict::Go);
     }
     match rails.gate(&action("web-down", "bot")).await {
-        Verdict::OverBudget { budget, message } => {
+        Verdict::OverBudget {
+            budget,
+            message,
+            key,
+            frees_in_secs,
+        } => {
             assert_eq!(budget, "restarts");
+            assert_eq!(key, "bot");
+            // The window is an hour: the first use frees up in just under it.
+            let secs = frees_in_secs.unwrap();
+            assert!((3500..=3600).contains(&secs), "{secs}");
             assert!(
                 message.starts_with(
                     "over budget restarts (3 per container within 1h): 3 used for bot; frees up in "

@@ -247,9 +247,16 @@ pub(crate) fn split_result(result: &Value) -> Result<Result<Value, CapError>, St
         Some("unavailable") => CapError::Unavailable(detail),
         Some("timeout") => CapError::Timeout(detail),
         Some("failed") => CapError::Failed(detail),
+        Some("over-budget") => CapError::OverBudget(crate::bindings::OverBudgetInfo {
+            budget: error["budget"].as_str().unwrap_or_default().to_string(),
+            key: error["key"].as_str().unwrap_or_default().to_string(),
+            frees_in_secs: error["frees_in_secs"].as_u64().unwrap_or_default(),
+            message: detail,
+        }),
         _ => {
             return Err(
-                "error.kind must be denied, not-found, invalid, unavailable, timeout or failed"
+                "error.kind must be denied, not-found, invalid, unavailable, timeout, \
+                 failed or over-budget"
                     .into(),
             );
         }
@@ -257,14 +264,44 @@ pub(crate) fn split_result(result: &Value) -> Result<Result<Value, CapError>, St
     Ok(Err(error))
 }
 
+/// `over-budget` also keeps its budget, key and `frees_in_secs` (a replay hands them back).
 pub(crate) fn encode_error(e: &CapError) -> Value {
-    json!({ "error": { "kind": e.kind(), "detail": e.detail() } })
+    match e {
+        CapError::OverBudget(info) => json!({ "error": {
+            "kind": e.kind(), "detail": e.detail(), "budget": info.budget, "key": info.key,
+            "frees_in_secs": info.frees_in_secs,
+        } }),
+        _ => json!({ "error": { "kind": e.kind(), "detail": e.detail() } }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_over_budget_result_replays_with_its_budget_and_free_up_time() {
+        let refused = CapError::OverBudget(crate::bindings::OverBudgetInfo {
+            budget: "restarts".into(),
+            key: "web-1".into(),
+            frees_in_secs: 2463,
+            message: "over budget restarts (3 per container within 1h)".into(),
+        });
+        match split_result(&encode_error(&refused)) {
+            Ok(Err(CapError::OverBudget(info))) => {
+                assert_eq!(
+                    (info.budget.as_str(), info.key.as_str()),
+                    ("restarts", "web-1")
+                );
+                assert_eq!(info.frees_in_secs, 2463);
+                assert!(info.message.starts_with("over budget restarts"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = json!({ "error": { "kind": "over-quota", "detail": "x" } });
+        assert!(split_result(&unknown).unwrap_err().contains("over-budget"));
+    }
 
     #[test]
     fn any_matches_anything_and_missing_nulls_are_equal() {

@@ -305,8 +305,9 @@ pub(crate) async fn events(
 }
 
 /// A node's mutating call about to be made: the freeze switch and this server's budgets
-/// decide, counted in the shared store (`runbook_runtime::safety::remote`, `runbook_runtime::fleet::act`). Only for a run
-/// the agent's session holds.
+/// decide, counted in the shared store (`runbook_runtime::safety::remote`,
+/// `runbook_runtime::fleet::act`), for the stored run's playbook. Only for a run the agent's
+/// session holds.
 pub(crate) async fn act(
     State(app): State<Shared>,
     Path(id): Path<String>,
@@ -343,9 +344,19 @@ pub(crate) async fn act(
         Ok(_) => return not_held(&app, &id),
         Err(e) => return unavailable(&app, e),
     }
+    // The budgets count the playbook the run was stored with, never the one the node names:
+    // a node must not spend, or dodge, another playbook's budget.
+    let action = match store.get(&id).await {
+        Ok(Some(run)) => runbook_runtime::safety::Action {
+            playbook: run.run.playbook,
+            ..action.clone()
+        },
+        Ok(None) => return not_held(&app, &id),
+        Err(e) => return unavailable(&app, e),
+    };
     let safety = app.dispatcher.host().safety();
     match safety
-        .decide_in(store.as_ref(), action, &request.agent.node)
+        .decide_in(store.as_ref(), &action, &request.agent.node)
         .await
     {
         Ok(gate) => {

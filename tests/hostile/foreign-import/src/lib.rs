@@ -9,7 +9,7 @@ wit_bindgen::generate!({
             connect: func(address: string) -> u32;
         }
         world foreign {
-            include runbook:host/playbook@0.3.0;
+            include runbook:host/playbook@0.4.0;
             import raw-socket;
         }
     ",

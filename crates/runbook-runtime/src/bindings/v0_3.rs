@@ -1,0 +1,39 @@
+//! Components built against `runbook:host@0.3.0` keep loading and running: the same scheme
+//! as `v0_2`. 0.3.0 lacks the error case `over-budget` of 0.4.0: its capability functions are
+//! registered through `legacy`, which turns that refusal into `denied` with the same text.
+
+use crate::bindings::{Incident, TriggerKind};
+
+pub const VERSION: &str = "0.3.0";
+
+pub mod generated {
+    wasmtime::component::bindgen!({
+        path: "../../wit/0.3.0",
+        world: "playbook",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use generated::runbook::host::types as old;
+pub use generated::{Playbook, PlaybookPre};
+
+super::older::older_contract!(
+    ["docker", "http", "fs-read", "notify", "report", "approval"],
+    [Docker, Http, FsRead, Notify, Approval]
+);
+
+pub fn incident(incident: &Incident) -> old::Incident {
+    old::Incident {
+        run_id: incident.run_id.clone(),
+        trigger: match incident.trigger {
+            TriggerKind::Cli => old::TriggerKind::Cli,
+            TriggerKind::Webhook => old::TriggerKind::Webhook,
+            TriggerKind::Alert => old::TriggerKind::Alert,
+            TriggerKind::Schedule => old::TriggerKind::Schedule,
+        },
+        params: incident.params.clone(),
+        alert: incident.alert.clone().map(alert),
+        dry_run: incident.dry_run,
+    }
+}
