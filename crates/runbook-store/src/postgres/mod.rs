@@ -43,15 +43,18 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client side, the whole call: a server that stopped answering mid-call (no TCP reset)
 /// still ends in an error.
+/// A direct URL for LISTEN when the store URL names a pooler (which cannot carry it).
+pub const LISTEN_URL: &str = "RUNBOOK_STORE_LISTEN_URL";
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Postgres {
-    pool: Pool,
+    pool: sql::Connections,
     describe: String,
     link: tls::Link,
     /// Woken by LISTEN/NOTIFY (any replica's admission or freed slot) and this process's own.
     queued: Arc<Notify>,
-    listener: tokio::task::AbortHandle,
+    /// None behind a pooler with no `RUNBOOK_STORE_LISTEN_URL`: claimers poll.
+    listener: Option<tokio::task::AbortHandle>,
     announcer: listen::Announcer,
     /// Calls of `first_delivery` since replay ids were last pruned.
     replay_calls: std::sync::atomic::AtomicU32,
@@ -76,7 +79,9 @@ pub fn statements_sent() -> u64 {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        self.listener.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
     }
 }
 
@@ -108,17 +113,25 @@ impl Postgres {
     ) -> Result<Postgres> {
         let (mut config, link) = tls::split(url)?;
         let connector = link.connector()?;
-        // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
-        let options = format!(
-            "{} -c statement_timeout={}",
-            config.get_options().unwrap_or(""),
-            STATEMENT_TIMEOUT.as_millis()
-        );
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives_idle(Duration::from_secs(30))
-            .application_name("runbook-host")
-            .options(options.trim_start());
+            .application_name("runbook-host");
+        if link.pooler {
+            // A transaction-mode pooler refuses start-up options (and would not keep them for
+            // us): the timeout is set in every transaction instead (sql.rs).
+            if config.get_options().is_some() {
+                bail!("the store URL has `options` and `pgbouncer=true`: a pooler takes no start-up options");
+            }
+        } else {
+            // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
+            let options = format!(
+                "{} -c statement_timeout={}",
+                config.get_options().unwrap_or(""),
+                STATEMENT_TIMEOUT.as_millis()
+            );
+            config.options(options.trim_start());
+        }
         let describe = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -127,14 +140,17 @@ impl Postgres {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
+        let pool = sql::Connections {
+            pooled: link.pooler,
+            pool: Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .context("building the PostgreSQL connection pool")?;
+            .context("building the PostgreSQL connection pool")?,
+        };
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
             _ => String::new(),
@@ -144,7 +160,7 @@ impl Postgres {
                 Ok(client) => client,
                 Err(e) => {
                     let e = anyhow::Error::new(e);
-                    return Err(match link.explain(&e, &host) {
+                    return Err(match link.explain(&e, &host).or_else(|| pooler_hint(&e, &link)) {
                         Some(why) => anyhow!("connecting to the run store {describe}: {why}"),
                         None => e.context(format!("connecting to the run store {describe}")),
                     });
@@ -159,7 +175,15 @@ impl Postgres {
             )
         })??;
         let queued = Arc::new(Notify::new());
-        let listener = listen::spawn(config, connector, queued.clone());
+        let listener = match std::env::var(LISTEN_URL).ok().filter(|v| !v.is_empty()) {
+            Some(url) => {
+                let (config, link) = tls::split(&url).with_context(|| format!("{LISTEN_URL}"))?;
+                Some(listen::spawn(config, link.connector()?, queued.clone()))
+            }
+            // LISTEN is session state a transaction-mode pooler cannot carry.
+            None if link.pooler => None,
+            None => Some(listen::spawn(config, connector, queued.clone())),
+        };
         Ok(Postgres {
             admissions: admission::Admissions::start(pool.clone(), admission_batch),
             announcer: listen::Announcer::start(pool.clone()),
@@ -173,7 +197,7 @@ impl Postgres {
         })
     }
 
-    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> Result<sql::Conn> {
         self.pool
             .get()
             .await
@@ -191,6 +215,15 @@ impl Postgres {
             ),
         }
     }
+}
+
+/// A pooler that refused our start-up options (PgBouncer: "unsupported startup parameter")
+/// says what it is: name the setting that fixes it.
+fn pooler_hint(e: &anyhow::Error, link: &tls::Link) -> Option<String> {
+    let text = format!("{e:#}");
+    (!link.pooler && text.contains("unsupported startup parameter")).then(|| {
+        format!("{text}; this looks like a connection pooler (PgBouncer): add `pgbouncer=true` to the store URL (`?pgbouncer=true`)")
+    })
 }
 
 /// `postgres user@host:port/db`: never the password.
