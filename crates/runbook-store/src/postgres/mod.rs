@@ -111,6 +111,17 @@ impl Postgres {
         pool_size: usize,
         admission_batch: usize,
     ) -> Result<Postgres> {
+        let listen_url = std::env::var(LISTEN_URL).ok().filter(|v| !v.is_empty());
+        Self::open(url, listen_url.as_deref(), pool_size, admission_batch).await
+    }
+
+    /// `listen_url`: where to LISTEN, if not on the store URL's own server.
+    async fn open(
+        url: &str,
+        listen_url: Option<&str>,
+        pool_size: usize,
+        admission_batch: usize,
+    ) -> Result<Postgres> {
         let (mut config, link) = tls::split(url)?;
         let connector = link.connector()?;
         config
@@ -175,9 +186,9 @@ impl Postgres {
             )
         })??;
         let queued = Arc::new(Notify::new());
-        let listener = match std::env::var(LISTEN_URL).ok().filter(|v| !v.is_empty()) {
+        let listener = match listen_url {
             Some(url) => {
-                let (config, link) = tls::split(&url).with_context(|| format!("{LISTEN_URL}"))?;
+                let (config, link) = tls::split(url).context(LISTEN_URL)?;
                 Some(listen::spawn(config, link.connector()?, queued.clone()))
             }
             // LISTEN is session state a transaction-mode pooler cannot carry.
