@@ -105,3 +105,20 @@ async fn without_the_opt_in_the_error_names_the_setting() {
     assert!(tables.is_empty(), "the refused store migrated the database");
     drop_database(&cluster, &name).await;
 }
+
+/// The opt-in is ours, taken out of the URL (the server never sees it), in both URL forms;
+/// anything but true or false is refused, not read as either.
+#[test]
+fn the_opt_in_is_read_from_either_url_form_and_checked() {
+    use super::super::tls::split;
+    let (config, link) =
+        split("postgres://u@pool.example:6432/runs?application_name=x&pgbouncer=true").unwrap();
+    assert!(link.pooler);
+    assert_eq!(config.get_application_name(), Some("x"));
+    let (config, link) = split("host=pool.example port=6432 dbname=runs pgbouncer=true").unwrap();
+    assert!(link.pooler);
+    assert_eq!(config.get_dbname(), Some("runs"));
+    assert!(!split("postgres://u@db.example/runs").unwrap().1.pooler);
+    let err = split("postgres://u@db.example/runs?pgbouncer=yes").err().unwrap();
+    assert!(format!("{err:#}").contains("true or false"), "{err:#}");
+}
