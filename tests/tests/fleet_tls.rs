@@ -345,8 +345,13 @@ fn with_certificates_alone_the_certificate_is_the_node() {
     assert!(body.contains("client certificate alone"), "{body}");
     // A's certificate asking for B's runs: refused where the request names the node, and
     // B's queued run cannot be finished, renewed or acted for by A.
-    for path in ["/agent/v1/poll", "/agent/v1/heartbeat"] {
-        let (status, body) = server.curl(path, "", Some("web01"), &poll);
+    let heartbeat = serde_json::json!({
+        "agent": { "node": "web02", "session": "5eed0000000000000000000000000002", "version": "curl" },
+        "running": []
+    })
+    .to_string();
+    for (path, request) in [("/agent/v1/poll", &poll), ("/agent/v1/heartbeat", &heartbeat)] {
+        let (status, body) = server.curl(path, "", Some("web01"), request);
         assert_eq!(status, 403, "{path}: {body}");
     }
     let run = server.run_on("web02", r#"{"case": "quick"}"#);
