@@ -350,7 +350,10 @@ fn with_certificates_alone_the_certificate_is_the_node() {
         "running": []
     })
     .to_string();
-    for (path, request) in [("/agent/v1/poll", &poll), ("/agent/v1/heartbeat", &heartbeat)] {
+    for (path, request) in [
+        ("/agent/v1/poll", &poll),
+        ("/agent/v1/heartbeat", &heartbeat),
+    ] {
         let (status, body) = server.curl(path, "", Some("web01"), request);
         assert_eq!(status, 403, "{path}: {body}");
     }
@@ -361,7 +364,10 @@ fn with_certificates_alone_the_certificate_is_the_node() {
         assert!((400..500).contains(&status), "{path}: {status} {body}");
     }
     let (_, body) = server.curl("/agent/v1/poll", "", Some("web01"), &poll);
-    assert!(body.contains("client certificate is node web01's"), "{body}");
+    assert!(
+        body.contains("client certificate is node web01's"),
+        "{body}"
+    );
     assert_eq!(server.get(&format!("/runs/{run}"))["status"], "queued");
 
     // The real agent of web02, with no token at all, takes and finishes the run.
@@ -392,7 +398,11 @@ fn with_certificates_alone_the_certificate_is_the_node() {
     );
     let check = config.host_env(&["check", "--config", "host.toml"], &[]);
     assert_ne!(check.code, 0, "{}", check.stdout);
-    assert!(check.stderr.contains("needs [fleet] client-ca"), "{}", check.stderr);
+    assert!(
+        check.stderr.contains("needs [fleet] client-ca"),
+        "{}",
+        check.stderr
+    );
 }
 
 #[test]

@@ -22,7 +22,9 @@ const WAIT: Duration = Duration::from_secs(60);
 fn database() -> Option<(Database, String)> {
     let pooler = std::env::var("RUNBOOK_TEST_PGBOUNCER").ok();
     let (Some(_), Some(pooler)) = (postgres::cluster(), pooler) else {
-        eprintln!("skipped: RUNBOOK_TEST_POSTGRES or RUNBOOK_TEST_PGBOUNCER not set (scripts/test.sh sets them)");
+        eprintln!(
+            "skipped: RUNBOOK_TEST_POSTGRES or RUNBOOK_TEST_PGBOUNCER not set (scripts/test.sh sets them)"
+        );
         return None;
     };
     let db = Database::create();

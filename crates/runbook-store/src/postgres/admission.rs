@@ -362,10 +362,7 @@ impl RunColumns {
 
 /// Records the admissions' runs `queued` (or `held`/`suppressed`, ended at once), in one
 /// statement.
-async fn insert_runs<'a>(
-    c: &impl Db,
-    admits: impl Iterator<Item = &'a Admit>,
-) -> Result<()> {
+async fn insert_runs<'a>(c: &impl Db, admits: impl Iterator<Item = &'a Admit>) -> Result<()> {
     let mut cols = RunColumns::default();
     admits.for_each(|a| cols.push(a));
     if cols.id.is_empty() {

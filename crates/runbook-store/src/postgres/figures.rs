@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 
-use super::runs::query;
 use super::Postgres;
+use super::runs::query;
 use crate::backend::FigureStore;
 use crate::figures::{FigureRows, Figures, SeededRun, Tally, Window, assemble};
 

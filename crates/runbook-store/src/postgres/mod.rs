@@ -132,7 +132,9 @@ impl Postgres {
             // A transaction-mode pooler refuses start-up options (and would not keep them for
             // us): the timeout is set in every transaction instead (sql.rs).
             if config.get_options().is_some() {
-                bail!("the store URL has `options` and `pgbouncer=true`: a pooler takes no start-up options");
+                bail!(
+                    "the store URL has `options` and `pgbouncer=true`: a pooler takes no start-up options"
+                );
             }
         } else {
             // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
@@ -154,13 +156,13 @@ impl Postgres {
         let pool = sql::Connections {
             pooled: link.pooler,
             pool: Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .context("building the PostgreSQL connection pool")?,
+                .max_size(pool_size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(POOL_WAIT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .recycle_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .context("building the PostgreSQL connection pool")?,
         };
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
@@ -171,10 +173,12 @@ impl Postgres {
                 Ok(client) => client,
                 Err(e) => {
                     let e = anyhow::Error::new(e);
-                    return Err(match link.explain(&e, &host).or_else(|| pooler_hint(&e, &link)) {
-                        Some(why) => anyhow!("connecting to the run store {describe}: {why}"),
-                        None => e.context(format!("connecting to the run store {describe}")),
-                    });
+                    return Err(
+                        match link.explain(&e, &host).or_else(|| pooler_hint(&e, &link)) {
+                            Some(why) => anyhow!("connecting to the run store {describe}: {why}"),
+                            None => e.context(format!("connecting to the run store {describe}")),
+                        },
+                    );
                 }
             };
             schema::migrate(&mut client, &describe).await

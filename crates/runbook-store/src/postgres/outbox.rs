@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
 use super::sql::Db;
+use anyhow::Result;
 use tokio_postgres::Row;
 
 use super::runs::{execute, query, query_opt};

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
 use super::sql::Db;
+use anyhow::{Result, bail};
 use tokio_postgres::Row;
 
 use super::sql::{begin, commit};
@@ -185,10 +185,7 @@ async fn take_key(
 
 /// One admission inside `tx`, statement by statement (the path of an admission a batch
 /// could not decide with the others).
-pub(super) async fn admit_in(
-    tx: &super::sql::Tx<'_>,
-    admit: Admit,
-) -> Result<Admitted> {
+pub(super) async fn admit_in(tx: &super::sql::Tx<'_>, admit: Admit) -> Result<Admitted> {
     let Admit {
         run,
         dedup_window,

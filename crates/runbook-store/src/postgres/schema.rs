@@ -37,8 +37,12 @@ pub(super) async fn migrate(client: &mut Conn, describe: &str) -> Result<()> {
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .await
         .map_err(pg_error)?;
-    let version: i32 = query(&tx, "SELECT coalesce(max(version), 0) FROM schema_version", &[])
-        .await?[0]
+    let version: i32 = query(
+        &tx,
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        &[],
+    )
+    .await?[0]
         .get(0);
     let known = MIGRATIONS.len();
     if version as usize > known {

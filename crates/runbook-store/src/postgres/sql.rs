@@ -119,11 +119,7 @@ pub(super) async fn query_opt(
     Ok(row)
 }
 
-pub(super) async fn execute(
-    c: &impl Db,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<u64> {
+pub(super) async fn execute(c: &impl Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
     count_statement();
     if !c.pooled() {
         return match c.on() {
@@ -222,7 +218,12 @@ fn typed<'a>(params: &[&'a (dyn ToSql + Sync)]) -> Result<Vec<(&'a (dyn ToSql + 
                 .iter()
                 .find(|ty| accepts(param, ty))
                 .map(|ty| (param, ty.clone()))
-                .ok_or_else(|| anyhow!("parameter ${} has no type an unnamed statement can declare", i + 1))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "parameter ${} has no type an unnamed statement can declare",
+                        i + 1
+                    )
+                })
         })
         .collect()
 }

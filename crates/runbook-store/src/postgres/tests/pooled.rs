@@ -25,7 +25,11 @@ async fn pooled_database() -> Option<(String, String, String, String)> {
 
 async fn subject() -> Option<Subject> {
     let (cluster, direct, url, name) = pooled_database().await?;
-    let backend = Arc::new(Postgres::open(&url, Some(&direct), TEST_POOL, 256).await.unwrap());
+    let backend = Arc::new(
+        Postgres::open(&url, Some(&direct), TEST_POOL, 256)
+            .await
+            .unwrap(),
+    );
     let (again, listen) = (url.clone(), direct.clone());
     Some(Subject {
         backend,
@@ -67,14 +71,15 @@ async fn the_statement_timeout_is_set_per_transaction_and_left_nowhere() {
     };
     let store = Postgres::open(&url, None, 1, 1).await.unwrap();
     let client = store.client().await.unwrap();
-    let inside = super::super::sql::query(&client, "SELECT current_setting($1)", &[&"statement_timeout"])
-        .await
-        .unwrap();
+    let inside = super::super::sql::query(
+        &client,
+        "SELECT current_setting($1)",
+        &[&"statement_timeout"],
+    )
+    .await
+    .unwrap();
     assert_eq!(inside[0].get::<_, String>(0), "10s");
-    let outside = client
-        .simple_query("SHOW statement_timeout")
-        .await
-        .unwrap();
+    let outside = client.simple_query("SHOW statement_timeout").await.unwrap();
     let shown = outside.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
         _ => None,
@@ -99,7 +104,10 @@ async fn without_the_opt_in_the_error_names_the_setting() {
     assert!(err.contains("pgbouncer=true"), "{err}");
     let tables = admin(&direct)
         .await
-        .query("SELECT 1 FROM pg_tables WHERE tablename = 'schema_version'", &[])
+        .query(
+            "SELECT 1 FROM pg_tables WHERE tablename = 'schema_version'",
+            &[],
+        )
         .await
         .unwrap();
     assert!(tables.is_empty(), "the refused store migrated the database");
@@ -119,6 +127,8 @@ fn the_opt_in_is_read_from_either_url_form_and_checked() {
     assert!(link.pooler);
     assert_eq!(config.get_dbname(), Some("runs"));
     assert!(!split("postgres://u@db.example/runs").unwrap().1.pooler);
-    let err = split("postgres://u@db.example/runs?pgbouncer=yes").err().unwrap();
+    let err = split("postgres://u@db.example/runs?pgbouncer=yes")
+        .err()
+        .unwrap();
     assert!(format!("{err:#}").contains("true or false"), "{err:#}");
 }
