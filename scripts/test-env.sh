@@ -220,6 +220,64 @@ SQL
     echo "test-env: RUNBOOK_TEST_POSTGRES_TLS=$PG_TLS_DIR" >&2
 }
 
+# Debian's PgBouncer in transaction mode in front of the plain cluster (ensure_postgres), for the
+# store's pooled mode (`pgbouncer=true`): every database by the wildcard (the tests make one per
+# sandbox), trust for the test roles listed in its auth file, 127.0.0.1 only, run as the
+# unprivileged `postgres` user. scripts/test.sh exports the URL ($PGB_DIR/url) as
+# RUNBOOK_TEST_PGBOUNCER.
+PGB_DIR=/tmp/runbook-pgbouncer
+PGB_PORT=6439
+
+ensure_pgbouncer() {
+    local user run
+    if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+        echo "test-env: installing pgbouncer" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q pgbouncer >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null
+            apt-get install -y -q pgbouncer >/dev/null
+        }
+    fi
+    if [ "$(id -u)" = 0 ]; then user=postgres; run=(runuser -u postgres --); else user=$(id -un); run=(); fi
+    mkdir -p "$PGB_DIR"
+    chown "$user" "$PGB_DIR"
+    printf '"runbook" ""\n"postgres" ""\n' > "$PGB_DIR/userlist.txt"
+    cat > "$PGB_DIR/pgbouncer.ini" <<CONF
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir = $PGB_DIR
+auth_type = trust
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 40
+logfile = $PGB_DIR/log
+pidfile = $PGB_DIR/pid
+admin_users = postgres
+CONF
+    if ! psql -qAt -h 127.0.0.1 -p "$PGB_PORT" -U runbook -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
+        echo "test-env: starting pgbouncer on 127.0.0.1:$PGB_PORT (log: $PGB_DIR/log)" >&2
+        touch "$PGB_DIR/log" && chown "$user" "$PGB_DIR/log"
+        "${run[@]}" "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" -d -q "$PGB_DIR/pgbouncer.ini"
+        local i
+        for i in $(seq 1 50); do
+            psql -qAt -h 127.0.0.1 -p "$PGB_PORT" -U runbook -d postgres -c 'SELECT 1' >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        psql -qAt -h 127.0.0.1 -p "$PGB_PORT" -U runbook -d postgres -c 'SELECT 1' >/dev/null || {
+            echo "test-env: pgbouncer did not start; see $PGB_DIR/log" >&2
+            tail -20 "$PGB_DIR/log" >&2 || true
+            exit 1
+        }
+    fi
+    echo "postgres://runbook@127.0.0.1:$PGB_PORT/postgres" > "$PGB_DIR/url"
+    echo "test-env: RUNBOOK_TEST_PGBOUNCER=$(cat "$PGB_DIR/url")" >&2
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
@@ -228,3 +286,4 @@ ensure_aiosmtpd
 ensure_tcpdump
 ensure_postgres
 ensure_postgres_tls
+ensure_pgbouncer

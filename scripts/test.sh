@@ -13,6 +13,8 @@ scripts/image.sh runbook-test/host:latest
 export RUNBOOK_TEST_POSTGRES="$(cat /tmp/runbook-pg/url)"
 # The TLS-only cluster (sslmode tests): its directory, with url and certs/.
 export RUNBOOK_TEST_POSTGRES_TLS=/tmp/runbook-pg-tls
+# PgBouncer in transaction mode in front of the plain cluster (the store's pooled mode).
+export RUNBOOK_TEST_PGBOUNCER="$(cat /tmp/runbook-pgbouncer/url)"
 cargo test --release --locked "$@"
 # The webhook, runs, notify, crash and fleet tests once more with every server's store on PostgreSQL
 # (a database per sandbox): the same behaviour on both backends.

@@ -19,7 +19,8 @@ impl Agent {
         Self::start_with(sandbox, server, node, token, &[])
     }
 
-    /// The same, with more arguments (`--ca-file`, `--client-cert` …).
+    /// The same, with more arguments (`--ca-file`, `--client-cert` …); an empty `token`: none
+    /// at all (a node known by its client certificate alone).
     pub fn start_with(
         sandbox: &Sandbox,
         server: &str,
@@ -35,13 +36,17 @@ impl Agent {
                 .as_nanos()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(crate::host_bin())
+        let mut command = Command::new(crate::host_bin());
+        match token {
+            "" => command.env_remove("RUNBOOK_AGENT_TOKEN"),
+            token => command.env("RUNBOOK_AGENT_TOKEN", token),
+        };
+        let child = command
             .args(["agent", "--server", server, "--node", node])
             .args(extra)
             .current_dir(sandbox.path())
             .env("RUNBOOK_CACHE_DIR", sandbox.cache_dir())
             .env("RUNBOOK_STORE", sandbox.store_path())
-            .env("RUNBOOK_AGENT_TOKEN", token)
             .env_remove("RUNBOOK_CONFIG")
             .env_remove("RUNBOOK_SERVER")
             .env_remove("RUNBOOK_NODE")

@@ -1,7 +1,8 @@
 //! A fleet over HTTPS with mutual TLS, against a real `host serve` (`[server] tls`,
 //! `[fleet] client-ca`) and real `host agent`s, with a test PKI made for this run
 //! (scripts/test-certs.sh): node A's certificate cannot poll, renew or finish node B's runs
-//! even with B's token; an agent pinned to another CA refuses the server; a certificate
+//! even with B's token, and with `node-auth = "certificate"` a certificate alone is its node
+//! (no token); an agent pinned to another CA refuses the server; a certificate
 //! rotated on disk plus SIGHUP is what new connections get while a request already in flight
 //! finishes; and a capture of the loopback traffic during a fleet run holds none of the
 //! tokens or the run's text in clear.
@@ -61,6 +62,20 @@ struct TlsServer {
 
 impl TlsServer {
     fn start() -> TlsServer {
+        Self::start_with(false)
+    }
+
+    /// `certificate_only`: `[fleet] node-auth = "certificate"`, nodes without tokens.
+    fn start_with(certificate_only: bool) -> TlsServer {
+        let (auth, token_a, token_b) = if certificate_only {
+            ("node-auth = \"certificate\"\n", "", "")
+        } else {
+            (
+                "",
+                "token = { env = \"TOKEN_A\" }\n",
+                "token = { env = \"TOKEN_B\" }\n",
+            )
+        };
         let sandbox = Sandbox::new();
         sandbox.add_plugin("hostile");
         // Its own copies: the rotation test overwrites them.
@@ -86,13 +101,11 @@ auth = {{ kind = "bearer", token = {{ env = "API_TOKEN" }} }}
 [fleet]
 client-ca = "{ca}"
 poll-secs = 3
-
+{auth}
 [fleet.nodes.web01]
-token = {{ env = "TOKEN_A" }}
-
+{token_a}
 [fleet.nodes.web02]
-token = {{ env = "TOKEN_B" }}
-"#,
+{token_b}"#,
                 ca = cert("ca.pem"),
             ),
         );
@@ -318,6 +331,78 @@ fn a_node_certificate_acts_only_for_its_node() {
     let ended = server.wait_for_run(&run);
     assert_eq!(ended["status"], "no-action", "{ended:#}\n{}", agent.log());
     assert_eq!(ended["node"], "web02");
+}
+
+/// `[fleet] node-auth = "certificate"`: the nodes have no tokens; a verified client
+/// certificate naming one node is that node, and nothing else is.
+#[test]
+fn with_certificates_alone_the_certificate_is_the_node() {
+    let server = TlsServer::start_with(true);
+    let poll = agent_request("web02");
+    // No certificate: a token (even a node's from elsewhere) is not looked at.
+    let (status, body) = server.curl("/agent/v1/poll", TOKEN_B, None, &poll);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("client certificate alone"), "{body}");
+    // A's certificate asking for B's runs: refused where the request names the node, and
+    // B's queued run cannot be finished, renewed or acted for by A.
+    let heartbeat = serde_json::json!({
+        "agent": { "node": "web02", "session": "5eed0000000000000000000000000002", "version": "curl" },
+        "running": []
+    })
+    .to_string();
+    for (path, request) in [
+        ("/agent/v1/poll", &poll),
+        ("/agent/v1/heartbeat", &heartbeat),
+    ] {
+        let (status, body) = server.curl(path, "", Some("web01"), request);
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let run = server.run_on("web02", r#"{"case": "quick"}"#);
+    for tail in ["events", "finish", "act"] {
+        let path = format!("/agent/v1/runs/{run}/{tail}");
+        let (status, body) = server.curl(&path, "", Some("web01"), &poll);
+        assert!((400..500).contains(&status), "{path}: {status} {body}");
+    }
+    let (_, body) = server.curl("/agent/v1/poll", "", Some("web01"), &poll);
+    assert!(
+        body.contains("client certificate is node web01's"),
+        "{body}"
+    );
+    assert_eq!(server.get(&format!("/runs/{run}"))["status"], "queued");
+
+    // The real agent of web02, with no token at all, takes and finishes the run.
+    let node = node_sandbox();
+    let agent = Agent::start_with(
+        &node,
+        &server.url(""),
+        "web02",
+        "",
+        &[
+            "--ca-file",
+            &cert("ca.pem"),
+            "--client-cert",
+            &cert("client-web02.pem"),
+            "--client-key",
+            &cert("client-web02.key"),
+        ],
+    );
+    let ended = server.wait_for_run(&run);
+    assert_eq!(ended["status"], "no-action", "{ended:#}\n{}", agent.log());
+    assert_eq!(ended["node"], "web02");
+
+    // Certificates alone, but no CA to check them against: refused before anything starts.
+    let config = Sandbox::new();
+    config.write(
+        "host.toml",
+        "[fleet]\nnode-auth = \"certificate\"\n[fleet.nodes.web01]\n",
+    );
+    let check = config.host_env(&["check", "--config", "host.toml"], &[]);
+    assert_ne!(check.code, 0, "{}", check.stdout);
+    assert!(
+        check.stderr.contains("needs [fleet] client-ca"),
+        "{}",
+        check.stderr
+    );
 }
 
 #[test]

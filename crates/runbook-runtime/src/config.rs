@@ -201,6 +201,77 @@ pub struct FleetConfig {
     /// With it, every agent call must also present a certificate from this CA whose
     /// subjectAltName names the node its token is for.
     pub client_ca: Option<PathBuf>,
+    /// How an agent proves its node (see [`NodeAuth`]); unset: a token, and a certificate as
+    /// well when `client-ca` is set.
+    pub node_auth: Option<NodeAuth>,
+}
+
+/// `[fleet] node-auth`: what an agent presents to be its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum NodeAuth {
+    /// The node's bearer token.
+    #[serde(rename = "token")]
+    Token,
+    /// The token, and a client certificate (from `client-ca`) naming the same node.
+    #[serde(rename = "token+certificate")]
+    TokenAndCertificate,
+    /// The client certificate alone: it names the node; nodes have no token.
+    #[serde(rename = "certificate")]
+    Certificate,
+}
+
+impl NodeAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAuth::Token => "token",
+            NodeAuth::TokenAndCertificate => "token+certificate",
+            NodeAuth::Certificate => "certificate",
+        }
+    }
+}
+
+impl FleetConfig {
+    /// `node-auth` as written, or what `client-ca` implies without it.
+    pub fn node_auth(&self) -> NodeAuth {
+        match (self.node_auth, &self.client_ca) {
+            (Some(auth), _) => auth,
+            (None, Some(_)) => NodeAuth::TokenAndCertificate,
+            (None, None) => NodeAuth::Token,
+        }
+    }
+
+    /// A node-auth that fits the rest of `[fleet]`: a certificate needs the CA to check it
+    /// against, a CA that nothing would check is a mistake, and with certificates alone a
+    /// node's token would be ignored (refused rather than left to look like it counts).
+    fn check_node_auth(&self) -> Result<()> {
+        let auth = self.node_auth();
+        match (auth, &self.client_ca) {
+            (NodeAuth::Token, Some(_)) => anyhow::bail!(
+                "[fleet] node-auth = \"token\" with client-ca: the certificates would not be \
+                 checked; use \"token+certificate\" or remove client-ca"
+            ),
+            (NodeAuth::TokenAndCertificate | NodeAuth::Certificate, None) => anyhow::bail!(
+                "[fleet] node-auth = \"{}\" needs [fleet] client-ca (the CA of the nodes' \
+                 client certificates)",
+                auth.as_str()
+            ),
+            _ => {}
+        }
+        for (node, config) in &self.nodes {
+            match (auth, &config.token) {
+                (NodeAuth::Certificate, Some(_)) => anyhow::bail!(
+                    "[fleet.nodes.{node}] token: node-auth = \"certificate\" takes no token \
+                     (the node's client certificate is its identity); remove it"
+                ),
+                (NodeAuth::Token | NodeAuth::TokenAndCertificate, None) => anyhow::bail!(
+                    "[fleet.nodes.{node}] needs a token (node-auth = \"{}\")",
+                    auth.as_str()
+                ),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for FleetConfig {
@@ -212,6 +283,7 @@ impl Default for FleetConfig {
             queue_limit_per_node: 32,
             nodes: BTreeMap::new(),
             client_ca: None,
+            node_auth: None,
         }
     }
 }
@@ -219,7 +291,8 @@ impl Default for FleetConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NodeConfig {
-    pub token: Secret,
+    /// None only with `node-auth = "certificate"`.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +455,10 @@ impl Config {
             crate::node::check_node_name(name)
                 .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;
         }
+        config
+            .fleet
+            .check_node_auth()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         crate::safety::effective(&config.budgets)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         config.source = Some(path.to_path_buf());
@@ -405,7 +482,7 @@ impl Config {
         use crate::notify::ChannelConfig as C;
         let mut secrets: Vec<&Secret> = Vec::new();
         let mut written = Vec::new();
-        secrets.extend(self.fleet.nodes.values().map(|n| &n.token));
+        secrets.extend(self.fleet.nodes.values().filter_map(|n| n.token.as_ref()));
         for hook in self.webhooks.values() {
             match &hook.auth {
                 AuthConfig::None => {}

@@ -88,9 +88,14 @@ pub fn check_tls(config: &crate::config::Config) -> Option<Result<String>> {
             key: files.key.clone(),
             client_ca: config.fleet.client_ca.clone(),
         })
-        .map(|_| match &config.fleet.client_ca {
-            Some(_) => "HTTPS; agents prove their node with a client certificate as well".into(),
-            None => "HTTPS".into(),
+        .map(|_| match config.fleet.node_auth() {
+            crate::config::NodeAuth::TokenAndCertificate => {
+                "HTTPS; agents prove their node with a client certificate as well".into()
+            }
+            crate::config::NodeAuth::Certificate => {
+                "HTTPS; agents prove their node with a client certificate alone".into()
+            }
+            crate::config::NodeAuth::Token => "HTTPS".into(),
         }),
     )
 }

@@ -10,11 +10,12 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Refusal;
-use crate::config::FleetConfig;
+use crate::config::{FleetConfig, NodeAuth};
 use crate::store::Store as RunStore;
 
 /// (node, its token) of every configured node; replaced on SIGHUP. The intake reads it too:
-/// a node without a token has no agent that could ever take its runs.
+/// a node not listed has no agent that could ever take its runs. With `node-auth =
+/// "certificate"` every token is empty, and an empty token never matches.
 pub type NodeTokens = Arc<std::sync::RwLock<Vec<(String, Vec<u8>)>>>;
 
 pub struct Fleet {
@@ -24,8 +25,9 @@ pub struct Fleet {
     /// Cancelled when the server starts shutting down: held polls answer at once, so the
     /// graceful shutdown does not wait out a long poll.
     pub closing: CancellationToken,
-    /// `[fleet] client-ca` is set: agents prove their node with a certificate as well.
-    pub(super) client_certificates: bool,
+    /// `[fleet] node-auth`: token, certificate, or both (fixed for the process: a reload
+    /// refuses to change it, as it refuses `client-ca`).
+    pub(super) auth: NodeAuth,
 }
 
 impl Fleet {
@@ -35,7 +37,7 @@ impl Fleet {
             node_wait: Duration::from_secs(config.node_wait_secs),
             poll_max: Duration::from_secs(config.poll_secs.max(1)),
             closing: CancellationToken::new(),
-            client_certificates: config.client_ca.is_some(),
+            auth: config.node_auth(),
         })
     }
 
@@ -43,8 +45,12 @@ impl Fleet {
     pub fn tokens_of(config: &FleetConfig) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let mut tokens = Vec::new();
         for (node, node_config) in &config.nodes {
-            let token = node_config
-                .token
+            let Some(token) = &node_config.token else {
+                // node-auth = "certificate" (Config::load refuses a tokenless node otherwise).
+                tokens.push((node.clone(), Vec::new()));
+                continue;
+            };
+            let token = token
                 .load()
                 .map_err(|e| anyhow::anyhow!("[fleet.nodes.{node}] token: {e:#}"))?;
             anyhow::ensure!(
@@ -81,11 +87,17 @@ impl Fleet {
             .as_bytes();
         let mut found = None;
         for (node, token) in self.tokens.read().unwrap().iter() {
-            if bool::from(token.as_slice().ct_eq(given)) {
+            if !token.is_empty() && bool::from(token.as_slice().ct_eq(given)) {
                 found = Some(node.clone());
             }
         }
         found
+    }
+
+    /// Every configured node (what a certificate may name).
+    pub(super) fn nodes(&self) -> Vec<String> {
+        let tokens = self.tokens.read().unwrap();
+        tokens.iter().map(|(node, _)| node.clone()).collect()
     }
 }
 

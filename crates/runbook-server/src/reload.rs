@@ -169,6 +169,7 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("[[schedule]]", OnReload::Applied),
     ("[notify]", OnReload::Refused),
     ("[fleet] client-ca", OnReload::Refused),
+    ("[fleet] node-auth", OnReload::Refused),
     ("plugin-dirs", OnReload::Restart),
     ("cache-dir", OnReload::Restart),
     ("max-component-mib", OnReload::Restart),
@@ -223,6 +224,7 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 queue_limit,
                 queue_limit_per_node,
                 client_ca,
+                node_auth,
             },
         ui,
         approvers,
@@ -248,6 +250,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[audit]", &old.audit, audit);
     compare("[fleet.nodes]", &old.fleet.nodes, nodes);
     compare("[fleet] client-ca", &old.fleet.client_ca, client_ca);
+    // As written: what it implies when unset moves only with client-ca, refused above.
+    compare("[fleet] node-auth", &old.fleet.node_auth, node_auth);
     compare("[approvers]", &old.approvers, approvers);
     compare("[[schedule]]", &old.schedules, schedules);
     compare("[[maintenance]]", &old.maintenance, maintenance);
@@ -414,6 +418,13 @@ playbook = "disk-full"
             (
                 "[plugins] max-concurrent",
                 edit("max-concurrent = 1", "max-concurrent = 2"),
+            ),
+            (
+                "[fleet] node-auth",
+                edit(
+                    "[fleet.nodes.web01]",
+                    "[fleet]\nnode-auth = \"token\"\n[fleet.nodes.web01]",
+                ),
             ),
             (
                 "[fleet] client-ca",

@@ -76,14 +76,25 @@ impl AgentArgs {
         };
         host.use_outbox(outbox);
         let token = match &self.token_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("--token-file {}: {e}", path.display())))?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-            None => std::env::var("RUNBOOK_AGENT_TOKEN").map_err(|_| {
-                ConfigError("the node's token: --token-file FILE or RUNBOOK_AGENT_TOKEN".into())
-            })?,
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("--token-file {}: {e}", path.display())))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var("RUNBOOK_AGENT_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
         };
+        // Without a token the client certificate is the node's only proof (a server with
+        // `[fleet] node-auth = "certificate"`); with neither there is nothing to present.
+        if token.is_none() && self.client_cert.is_none() {
+            anyhow::bail!(ConfigError(
+                "the node's token: --token-file FILE or RUNBOOK_AGENT_TOKEN (or, for a server \
+                 with [fleet] node-auth = \"certificate\", --client-cert/--client-key alone)"
+                    .into()
+            ));
+        }
         let node = match self.node {
             Some(node) => node,
             None => rustix::system::uname()

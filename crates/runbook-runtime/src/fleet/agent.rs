@@ -43,7 +43,8 @@ const FINISH_PATIENCE_STOPPING: Duration = Duration::from_secs(10);
 pub struct AgentOptions {
     pub servers: Vec<url::Url>,
     pub node: String,
-    pub token: String,
+    /// None: the client certificate alone (`[fleet] node-auth = "certificate"`).
+    pub token: Option<String>,
     /// Runs executing here at once.
     pub max_runs: usize,
 }

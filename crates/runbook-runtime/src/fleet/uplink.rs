@@ -24,12 +24,14 @@ pub struct Uplink {
     client: reqwest::Client,
     servers: Vec<url::Url>,
     current: AtomicUsize,
-    token: String,
+    /// None: the node proves itself by its client certificate alone (a server with
+    /// `[fleet] node-auth = "certificate"`).
+    token: Option<String>,
     pub agent: AgentId,
 }
 
 impl Uplink {
-    pub fn new(servers: Vec<url::Url>, token: String, agent: AgentId) -> Result<Self> {
+    pub fn new(servers: Vec<url::Url>, token: Option<String>, agent: AgentId) -> Result<Self> {
         anyhow::ensure!(
             !servers.is_empty(),
             "no server to connect to (--server URL)"
@@ -86,10 +88,11 @@ impl Uplink {
         body: &impl Serialize,
         timeout: Duration,
     ) -> Result<Result<T, Refused>> {
-        let mut response = self
-            .client
-            .post(url.clone())
-            .bearer_auth(&self.token)
+        let mut request = self.client.post(url.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
             .json(body)
             .timeout(timeout)
             .send()

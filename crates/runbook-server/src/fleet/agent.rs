@@ -1,5 +1,6 @@
 //! The agent API under `/agent/v1/` (poll, heartbeat, live events, finish) and `/nodes`.
-//! Each call is admitted by its node's token (`crate::nodes::Fleet::node_of`) and, for a run, by its
+//! Each call is admitted by its node's token (`crate::nodes::Fleet::node_of`), certificate, or
+//! both (`[fleet] node-auth`) and, for a run, by its
 //! session still holding the run in the store.
 
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use serde_json::json;
 
 use super::outcome::{node_outcome, outcome_problem, record_caps};
 use crate::app::{App, Shared};
+use crate::config::NodeAuth;
 use crate::respond::{AuthRefused, error, reply};
 use crate::state::LimitExceeded;
 use crate::store::Appended;
@@ -35,8 +37,9 @@ const MAX_RUNS_PER_AGENT: usize = 256;
 /// How often a held poll looks at the store without a wake (a lost NOTIFY).
 const POLL_RECHECK: Duration = Duration::from_secs(1);
 
-/// The agent's runner in the store, or the response refusing it: 401 without a known token,
-/// 403 when the token is another node's, 400 for a malformed body.
+/// The agent's runner in the store, or the response refusing it: 401 without a known token
+/// (or, by `[fleet] node-auth`, without a certificate), 403 when the credentials are another
+/// node's, 400 for a malformed body.
 fn admit_agent<T: DeserializeOwned>(
     app: &App,
     presented: &PresentedCertificate,
@@ -44,21 +47,35 @@ fn admit_agent<T: DeserializeOwned>(
     body: &[u8],
     agent_of: impl Fn(&T) -> &AgentId,
 ) -> Result<(T, String), Box<Response>> {
-    let Some(node) = app.fleet.node_of(headers) else {
-        let why = if app.fleet.tokens.read().unwrap().is_empty() {
-            "unauthorized: this server takes no agents ([fleet.nodes.<name>] token = … in host.toml)"
-        } else {
-            "unauthorized: no node has this token"
-        };
-        return Err(Box::new(error(
-            app,
-            ENDPOINT,
-            StatusCode::UNAUTHORIZED,
-            why,
-        )));
+    let refuse = |status: StatusCode, why: String| {
+        let mut refused = error(app, ENDPOINT, status, why);
+        refused.extensions_mut().insert(AuthRefused);
+        Box::new(refused)
     };
-    // Mutual TLS ([fleet] client-ca): the token must come with a certificate naming its node.
-    if app.fleet.client_certificates {
+    let node = match app.fleet.auth {
+        NodeAuth::Certificate => node_of_certificate(app, presented).map_err(|(status, why)| {
+            tracing::warn!("refused an agent: {why}");
+            refuse(status, why)
+        })?,
+        NodeAuth::Token | NodeAuth::TokenAndCertificate => {
+            let Some(node) = app.fleet.node_of(headers) else {
+                let why = if app.fleet.tokens.read().unwrap().is_empty() {
+                    "unauthorized: this server takes no agents ([fleet.nodes.<name>] token = … in host.toml)"
+                } else {
+                    "unauthorized: no node has this token"
+                };
+                return Err(Box::new(error(
+                    app,
+                    ENDPOINT,
+                    StatusCode::UNAUTHORIZED,
+                    why,
+                )));
+            };
+            node
+        }
+    };
+    // Mutual TLS as well as the token: the certificate must name the token's node.
+    if app.fleet.auth == NodeAuth::TokenAndCertificate {
         let refusal = match &presented.0 {
             Some(cert) if cert.names(&node) => None,
             Some(_) => Some((
@@ -74,9 +91,7 @@ fn admit_agent<T: DeserializeOwned>(
         };
         if let Some((status, why)) = refusal {
             tracing::warn!("refused an agent of node {node}: {why}");
-            let mut refused = error(app, ENDPOINT, status, why);
-            refused.extensions_mut().insert(AuthRefused);
-            return Err(Box::new(refused));
+            return Err(refuse(status, why));
         }
     }
     let request: T = serde_json::from_slice(body).map_err(|e| {
@@ -89,18 +104,18 @@ fn admit_agent<T: DeserializeOwned>(
     })?;
     let agent = agent_of(&request);
     if agent.node != node {
+        let what = match app.fleet.auth {
+            NodeAuth::Certificate => "client certificate",
+            _ => "token",
+        };
         tracing::warn!(
-            "refused an agent: the token of node {node} was presented for node {}",
+            "refused an agent: the {what} of node {node} was presented for node {}",
             crate::text::escape(&crate::text::echo(&agent.node))
         );
-        let mut refused = error(
-            app,
-            ENDPOINT,
+        return Err(refuse(
             StatusCode::FORBIDDEN,
-            format!("forbidden: this token is node {node}'s, not the node the request names"),
-        );
-        refused.extensions_mut().insert(AuthRefused);
-        return Err(Box::new(refused));
+            format!("forbidden: this {what} is node {node}'s, not the node the request names"),
+        ));
     }
     check_session(&agent.session)
         .and_then(|()| {
@@ -111,6 +126,36 @@ fn admit_agent<T: DeserializeOwned>(
         .map_err(|e| Box::new(error(app, ENDPOINT, StatusCode::BAD_REQUEST, e)))?;
     let runner = runner_of(&node, &agent.session);
     Ok((request, runner))
+}
+
+/// `node-auth = "certificate"`: the configured node the verified certificate names (the
+/// bearer header, if any, is not looked at). `names` refuses a wildcard or a certificate that
+/// would also fit a sibling, so at most one node fits.
+fn node_of_certificate(
+    app: &App,
+    presented: &PresentedCertificate,
+) -> Result<String, (StatusCode, String)> {
+    let Some(cert) = &presented.0 else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: this server knows a node by its client certificate alone \
+             ([fleet] node-auth = \"certificate\"; the agent's --client-cert/--client-key)"
+                .to_string(),
+        ));
+    };
+    let named: Vec<String> = app
+        .fleet
+        .nodes()
+        .into_iter()
+        .filter(|node| cert.names(node))
+        .collect();
+    match <[String; 1]>::try_from(named) {
+        Ok([node]) => Ok(node),
+        Err(_) => Err((
+            StatusCode::FORBIDDEN,
+            "forbidden: this client certificate names no one node of this fleet".to_string(),
+        )),
+    }
 }
 
 fn unavailable(app: &App, e: anyhow::Error) -> Response {

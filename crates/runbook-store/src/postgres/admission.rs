@@ -15,11 +15,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use deadpool_postgres::{GenericClient, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::runs;
-use super::sql::{begin, commit, execute, query};
+use super::sql::{Connections, Db, Tx, begin, commit, execute, query};
 use super::{CALL_TIMEOUT, index_key, secs};
 use crate::CUT_OFF;
 use crate::records::{Admit, Admitted, Gate};
@@ -44,7 +43,7 @@ impl Drop for Admissions {
 }
 
 impl Admissions {
-    pub(super) fn start(pool: Pool, batch: usize) -> Admissions {
+    pub(super) fn start(pool: Connections, batch: usize) -> Admissions {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let writer = tokio::spawn(write_batches(pool, queue, batch.max(1))).abort_handle();
         Admissions { jobs, writer }
@@ -63,7 +62,7 @@ impl Admissions {
     }
 }
 
-async fn write_batches(pool: Pool, mut queue: mpsc::Receiver<Job>, max: usize) {
+async fn write_batches(pool: Connections, mut queue: mpsc::Receiver<Job>, max: usize) {
     let mut batch = Vec::with_capacity(max);
     while queue.recv_many(&mut batch, max).await > 0 {
         let (admits, answers): (Vec<Admit>, Vec<_>) = batch.drain(..).unzip();
@@ -93,7 +92,7 @@ async fn write_batches(pool: Pool, mut queue: mpsc::Receiver<Job>, max: usize) {
 }
 
 /// One admission in its own transaction (a batch's fallback).
-async fn admit_alone(pool: &Pool, admit: Admit) -> Result<Admitted> {
+async fn admit_alone(pool: &Connections, admit: Admit) -> Result<Admitted> {
     let mut client = pool.get().await.map_err(|e| anyhow!("{e}"))?;
     let tx = begin(&mut client).await?;
     let admitted = runs::admit_in(&tx, admit).await?;
@@ -123,7 +122,7 @@ fn cooldown_key(admit: &Admit) -> Option<Key> {
 }
 
 /// Decides every admission of the batch in one transaction; the answers in its order.
-async fn decide_batch(pool: &Pool, admits: &[Admit]) -> Result<Vec<Admitted>> {
+async fn decide_batch(pool: &Connections, admits: &[Admit]) -> Result<Vec<Admitted>> {
     let mut client = pool.get().await.map_err(|e| anyhow!("{e}"))?;
     let mut answers: Vec<Option<Admitted>> = vec![None; admits.len()];
     let keyless = admits
@@ -175,7 +174,7 @@ async fn decide_batch(pool: &Pool, admits: &[Admit]) -> Result<Vec<Admitted>> {
 /// Decides admissions that share no key: dedup keys, then cooldown keys of those not
 /// deduplicated (a refusal gives back the dedup key just taken), then the runs started.
 async fn decide_round(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     admits: &[Admit],
     round: &[usize],
     answers: &mut [Option<Admitted>],
@@ -242,7 +241,7 @@ async fn decide_round(
 /// locked by this transaction whatever the WHERE said, so the holder read next is the one
 /// that refused.
 async fn take_keys(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     admits: &[Admit],
     keys: &[(usize, Key, Duration)],
 ) -> Result<HashMap<Key, String>> {
@@ -363,10 +362,7 @@ impl RunColumns {
 
 /// Records the admissions' runs `queued` (or `held`/`suppressed`, ended at once), in one
 /// statement.
-async fn insert_runs<'a>(
-    c: &impl GenericClient,
-    admits: impl Iterator<Item = &'a Admit>,
-) -> Result<()> {
+async fn insert_runs<'a>(c: &impl Db, admits: impl Iterator<Item = &'a Admit>) -> Result<()> {
     let mut cols = RunColumns::default();
     admits.for_each(|a| cols.push(a));
     if cols.id.is_empty() {
@@ -414,7 +410,7 @@ async fn insert_runs<'a>(
 }
 
 /// Records the alerts of the batch, each with its admission's disposition, in one statement.
-async fn insert_alerts(tx: &Transaction<'_>, admits: &[Admit], answers: &[Admitted]) -> Result<()> {
+async fn insert_alerts(tx: &Tx<'_>, admits: &[Admit], answers: &[Admitted]) -> Result<()> {
     let alerts: Vec<_> = admits
         .iter()
         .zip(answers)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::runs::{execute, query, query_opt};
-use super::{Postgres, index_key, pg_error, secs};
+use super::{Postgres, index_key, secs};
 use crate::backend::{BudgetAnswer, BudgetTake, BudgetUse, Budgets, Freeze, MAX_USE_ROWS};
 use crate::clean::Clean;
 
@@ -23,7 +23,7 @@ async fn take(pg: &Postgres, takes: &[BudgetTake], run_id: &str) -> Result<Budge
     }
     takes.sort_by(|a, b| (&a.budget, &a.key).cmp(&(&b.budget, &b.key)));
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = super::sql::begin(&mut client).await?;
     for t in &takes {
         execute(
             &tx,
@@ -54,7 +54,7 @@ async fn take(pg: &Postgres, takes: &[BudgetTake], run_id: &str) -> Result<Budge
         let used: i64 = row.get(0);
         if used >= i64::from(t.max) {
             // Nothing counted: the DELETE of expired uses may as well stand.
-            tx.commit().await.map_err(pg_error)?;
+            super::sql::commit(tx).await?;
             return Ok(BudgetAnswer::Over {
                 budget: t.budget.clone(),
                 key: t.key.clone(),
@@ -71,7 +71,7 @@ async fn take(pg: &Postgres, takes: &[BudgetTake], run_id: &str) -> Result<Budge
         )
         .await?;
     }
-    tx.commit().await.map_err(pg_error)?;
+    super::sql::commit(tx).await?;
     Ok(BudgetAnswer::Taken)
 }
 

@@ -5,13 +5,13 @@
 use anyhow::Result;
 
 use super::runs::{execute, free_slot, query, query_opt};
-use super::{Postgres, listen, pg_error};
+use super::{Postgres, listen};
 use crate::backend::Cancels;
 use crate::records::{Cancelled, RunStatus, cancel_event, cancelled_by};
 
 pub(super) async fn cancel_run(pg: &Postgres, id: &str, by: &str) -> Result<Cancelled> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = super::sql::begin(&mut client).await?;
     let row = query_opt(
         &tx,
         "SELECT status, playbook, node, cancel_by, started_at FROM runs WHERE id = $1 FOR UPDATE",
@@ -62,7 +62,7 @@ pub(super) async fn cancel_run(pg: &Postgres, id: &str, by: &str) -> Result<Canc
         }
         (ended, _, _) => Cancelled::Over(ended),
     };
-    tx.commit().await.map_err(pg_error)?;
+    super::sql::commit(tx).await?;
     Ok(cancelled)
 }
 

@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 
+use super::Postgres;
 use super::runs::query;
-use super::{Postgres, pg_error};
 use crate::backend::FigureStore;
 use crate::figures::{FigureRows, Figures, SeededRun, Tally, Window, assemble};
 
@@ -108,7 +108,7 @@ async fn rows(pg: &Postgres, window: &Window) -> Result<FigureRows> {
 
 async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = super::sql::begin(&mut client).await?;
     let mut columns: [Vec<Option<String>>; 14] = Default::default();
     let (mut action_runs, mut kinds, mut calls) = (Vec::new(), Vec::new(), Vec::new());
     let mut action_starts = Vec::new();
@@ -165,7 +165,7 @@ async fn seed(pg: &Postgres, runs: Vec<SeededRun>) -> Result<()> {
         &[&action_runs, &kinds, &calls, &action_starts],
     )
     .await?;
-    tx.commit().await.map_err(pg_error)?;
+    super::sql::commit(tx).await?;
     Ok(())
 }
 

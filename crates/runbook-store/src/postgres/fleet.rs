@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::runs::{execute, query, query_opt};
-use super::{Postgres, listen, pg_error, runs, secs};
+use super::{Postgres, listen, runs, secs};
 use crate::backend::FleetStore;
 use crate::clean::Clean;
 use crate::records::{NodeRecord, QueuedRun, RunOutcome, UnfinishedRun, undeliverable_reason};
@@ -61,7 +61,7 @@ pub(super) async fn append_events(
         .zip(i32::try_from(last).ok())
         .with_context(|| format!("event numbers up to {last} are out of range"))?;
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = super::sql::begin(&mut client).await?;
     // FOR UPDATE: the run cannot end (finish, expiry) between this check and the writes, and
     // two uploads of one run are counted against its cap one after the other.
     let held = query_opt(
@@ -105,7 +105,7 @@ pub(super) async fn append_events(
         &[&run_id, &from, &events],
     )
     .await?;
-    tx.commit().await.map_err(pg_error)?;
+    super::sql::commit(tx).await?;
     Ok(full.map_or(Appended::Stored, |(_, why)| Appended::Full(why)))
 }
 
@@ -162,7 +162,7 @@ pub(super) async fn nodes(pg: &Postgres) -> Result<Vec<NodeRecord>> {
 /// now is skipped, not waited for (it is not queued any more once that claim commits).
 pub(super) async fn expire_undelivered(pg: &Postgres, wait: Duration) -> Result<usize> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = super::sql::begin(&mut client).await?;
     let nodes = query(
         &tx,
         "SELECT DISTINCT node FROM runs WHERE status = 'queued' AND node IS NOT NULL
@@ -191,7 +191,7 @@ pub(super) async fn expire_undelivered(pg: &Postgres, wait: Duration) -> Result<
         )
         .await? as usize;
     }
-    tx.commit().await.map_err(pg_error)?;
+    super::sql::commit(tx).await?;
     Ok(expired)
 }
 

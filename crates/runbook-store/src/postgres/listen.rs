@@ -25,7 +25,7 @@ pub(super) struct Announcer {
 }
 
 impl Announcer {
-    pub(super) fn start(pool: deadpool_postgres::Pool) -> Announcer {
+    pub(super) fn start(pool: super::sql::Connections) -> Announcer {
         let wanted = Arc::new(Notify::new());
         let asked = wanted.clone();
         let task = tokio::spawn(async move {

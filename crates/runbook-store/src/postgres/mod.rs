@@ -44,15 +44,18 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client side, the whole call: a server that stopped answering mid-call (no TCP reset)
 /// still ends in an error.
+/// A direct URL for LISTEN when the store URL names a pooler (which cannot carry it).
+pub const LISTEN_URL: &str = "RUNBOOK_STORE_LISTEN_URL";
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Postgres {
-    pool: Pool,
+    pool: sql::Connections,
     describe: String,
     link: tls::Link,
     /// Woken by LISTEN/NOTIFY (any replica's admission or freed slot) and this process's own.
     queued: Arc<Notify>,
-    listener: tokio::task::AbortHandle,
+    /// None behind a pooler with no `RUNBOOK_STORE_LISTEN_URL`: claimers poll.
+    listener: Option<tokio::task::AbortHandle>,
     announcer: listen::Announcer,
     /// Calls of `first_delivery` since replay ids were last pruned.
     replay_calls: std::sync::atomic::AtomicU32,
@@ -77,7 +80,9 @@ pub fn statements_sent() -> u64 {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        self.listener.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
     }
 }
 
@@ -107,19 +112,40 @@ impl Postgres {
         pool_size: usize,
         admission_batch: usize,
     ) -> Result<Postgres> {
+        let listen_url = std::env::var(LISTEN_URL).ok().filter(|v| !v.is_empty());
+        Self::open(url, listen_url.as_deref(), pool_size, admission_batch).await
+    }
+
+    /// `listen_url`: where to LISTEN, if not on the store URL's own server.
+    async fn open(
+        url: &str,
+        listen_url: Option<&str>,
+        pool_size: usize,
+        admission_batch: usize,
+    ) -> Result<Postgres> {
         let (mut config, link) = tls::split(url)?;
         let connector = link.connector()?;
-        // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
-        let options = format!(
-            "{} -c statement_timeout={}",
-            config.get_options().unwrap_or(""),
-            STATEMENT_TIMEOUT.as_millis()
-        );
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives_idle(Duration::from_secs(30))
-            .application_name("runbook-host")
-            .options(options.trim_start());
+            .application_name("runbook-host");
+        if link.pooler {
+            // A transaction-mode pooler refuses start-up options (and would not keep them for
+            // us): the timeout is set in every transaction instead (sql.rs).
+            if config.get_options().is_some() {
+                bail!(
+                    "the store URL has `options` and `pgbouncer=true`: a pooler takes no start-up options"
+                );
+            }
+        } else {
+            // Ours after the URL's own `options`, so a URL cannot lift the statement timeout.
+            let options = format!(
+                "{} -c statement_timeout={}",
+                config.get_options().unwrap_or(""),
+                STATEMENT_TIMEOUT.as_millis()
+            );
+            config.options(options.trim_start());
+        }
         let describe = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -128,14 +154,17 @@ impl Postgres {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .context("building the PostgreSQL connection pool")?;
+        let pool = sql::Connections {
+            pooled: link.pooler,
+            pool: Pool::builder(manager)
+                .max_size(pool_size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(POOL_WAIT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .recycle_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .context("building the PostgreSQL connection pool")?,
+        };
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
             _ => String::new(),
@@ -145,10 +174,12 @@ impl Postgres {
                 Ok(client) => client,
                 Err(e) => {
                     let e = anyhow::Error::new(e);
-                    return Err(match link.explain(&e, &host) {
-                        Some(why) => anyhow!("connecting to the run store {describe}: {why}"),
-                        None => e.context(format!("connecting to the run store {describe}")),
-                    });
+                    return Err(
+                        match link.explain(&e, &host).or_else(|| pooler_hint(&e, &link)) {
+                            Some(why) => anyhow!("connecting to the run store {describe}: {why}"),
+                            None => e.context(format!("connecting to the run store {describe}")),
+                        },
+                    );
                 }
             };
             schema::migrate(&mut client, &describe).await
@@ -160,7 +191,15 @@ impl Postgres {
             )
         })??;
         let queued = Arc::new(Notify::new());
-        let listener = listen::spawn(config, connector, queued.clone());
+        let listener = match listen_url {
+            Some(url) => {
+                let (config, link) = tls::split(url).context(LISTEN_URL)?;
+                Some(listen::spawn(config, link.connector()?, queued.clone()))
+            }
+            // LISTEN is session state a transaction-mode pooler cannot carry.
+            None if link.pooler => None,
+            None => Some(listen::spawn(config, connector, queued.clone())),
+        };
         Ok(Postgres {
             admissions: admission::Admissions::start(pool.clone(), admission_batch),
             announcer: listen::Announcer::start(pool.clone()),
@@ -174,7 +213,7 @@ impl Postgres {
         })
     }
 
-    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> Result<sql::Conn> {
         self.pool
             .get()
             .await
@@ -192,6 +231,15 @@ impl Postgres {
             ),
         }
     }
+}
+
+/// A pooler that refused our start-up options (PgBouncer: "unsupported startup parameter")
+/// says what it is: name the setting that fixes it.
+fn pooler_hint(e: &anyhow::Error, link: &tls::Link) -> Option<String> {
+    let text = format!("{e:#}");
+    (!link.pooler && text.contains("unsupported startup parameter")).then(|| {
+        format!("{text}; this looks like a connection pooler (PgBouncer): add `pgbouncer=true` to the store URL (`?pgbouncer=true`)")
+    })
 }
 
 /// `postgres user@host:port/db`: never the password.

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use super::sql::Db;
 use anyhow::Result;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::runs::{execute, query, query_opt};
@@ -214,7 +214,7 @@ pub(super) async fn retry(pg: &Postgres, id: i64) -> Result<bool> {
     Ok(changed == 1)
 }
 
-pub(super) async fn rows_for_run(c: &impl GenericClient, run_id: &str) -> Result<Vec<OutboxRow>> {
+pub(super) async fn rows_for_run(c: &impl Db, run_id: &str) -> Result<Vec<OutboxRow>> {
     let rows = query(
         c,
         &format!("SELECT {ROW_COLUMNS} FROM outbox WHERE run_id = $1 ORDER BY id"),

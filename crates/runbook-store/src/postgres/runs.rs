@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::sql::Db;
 use anyhow::{Result, bail};
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::sql::{begin, commit};
@@ -43,7 +43,7 @@ pub(super) fn queued_run(r: &Row) -> QueuedRun {
 }
 
 pub(super) async fn insert_run(
-    c: &impl GenericClient,
+    c: &impl Db,
     run: &QueuedRun,
     running: Option<(&str, Duration)>,
     cooldown_key: Option<&str>,
@@ -91,7 +91,7 @@ pub(super) async fn insert_run(
 
 /// A run just inserted that must not execute: ended at once as `held` or `suppressed`, with
 /// why as its reason and summary (it never holds a slot, a lease or a claimer's attention).
-pub(super) async fn mark_gated(c: &impl GenericClient, run_id: &str, gate: &Gate) -> Result<()> {
+pub(super) async fn mark_gated(c: &impl Db, run_id: &str, gate: &Gate) -> Result<()> {
     let Some(reason) = gate.reason() else {
         return Ok(());
     };
@@ -105,7 +105,7 @@ pub(super) async fn mark_gated(c: &impl GenericClient, run_id: &str, gate: &Gate
     Ok(())
 }
 
-async fn insert_alert(c: &impl GenericClient, alert: &AlertRecord) -> Result<()> {
+async fn insert_alert(c: &impl Db, alert: &AlertRecord) -> Result<()> {
     execute(
         c,
         "INSERT INTO alerts (received_at, source, alertname, status, fingerprint, starts_at,
@@ -142,7 +142,7 @@ pub(super) async fn insert_running(
 /// then that run's id. Two replicas taking one key meet on the primary key; the second waits
 /// for the first to commit and then sees its row.
 async fn take_key(
-    c: &impl GenericClient,
+    c: &impl Db,
     kind: &str,
     key: &str,
     run_id: &str,
@@ -185,10 +185,7 @@ async fn take_key(
 
 /// One admission inside `tx`, statement by statement (the path of an admission a batch
 /// could not decide with the others).
-pub(super) async fn admit_in(
-    tx: &deadpool_postgres::Transaction<'_>,
-    admit: Admit,
-) -> Result<Admitted> {
+pub(super) async fn admit_in(tx: &super::sql::Tx<'_>, admit: Admit) -> Result<Admitted> {
     let Admit {
         run,
         dedup_window,
@@ -325,7 +322,7 @@ pub(super) async fn claim(
 }
 
 /// Frees the slot `run_id` holds (the caller announces it once committed).
-pub(super) async fn free_slot(c: &impl GenericClient, run_id: &str) -> Result<()> {
+pub(super) async fn free_slot(c: &impl Db, run_id: &str) -> Result<()> {
     execute(
         c,
         "UPDATE slots SET run_id = NULL, lease_until = NULL WHERE run_id = $1",

@@ -5,14 +5,14 @@
 use anyhow::Result;
 
 use super::runs::{execute, insert_run, query, query_opt};
-use super::{Postgres, listen, pg_error};
+use super::{Postgres, listen};
 use crate::backend::ScheduleStore;
 use crate::clean::Clean;
 use crate::records::{Fired, Firing, FiringRecord};
 
 pub(super) async fn fire(pg: &Postgres, firing: Firing) -> Result<Fired> {
     let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = super::sql::begin(&mut client).await?;
     let inserted = execute(
         &tx,
         "INSERT INTO schedule_firings (schedule, at_ms, catch_up) VALUES ($1, $2, $3)
@@ -57,7 +57,7 @@ pub(super) async fn fire(pg: &Postgres, firing: Firing) -> Result<Fired> {
             Fired::Started
         }
     };
-    tx.commit().await.map_err(pg_error)?;
+    super::sql::commit(tx).await?;
     Ok(fired)
 }
 

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 
 use super::pg_error;
+use super::sql::{Conn, begin, commit, execute, query};
 
 /// Serializes migrations across every process on the database (an arbitrary constant).
 const MIGRATION_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
@@ -31,18 +32,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.
-pub(super) async fn migrate(client: &mut deadpool_postgres::Object, describe: &str) -> Result<()> {
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg_error)?;
+pub(super) async fn migrate(client: &mut Conn, describe: &str) -> Result<()> {
+    let tx = begin(client).await?;
+    execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .await
         .map_err(pg_error)?;
-    let version: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
-        .await
-        .map_err(pg_error)?
+    let version: i32 = query(
+        &tx,
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        &[],
+    )
+    .await?[0]
         .get(0);
     let known = MIGRATIONS.len();
     if version as usize > known {
@@ -61,13 +62,12 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Object, describe: &s
         tx.batch_execute("DELETE FROM schema_version")
             .await
             .map_err(pg_error)?;
-        tx.execute(
+        execute(
+            &tx,
             "INSERT INTO schema_version (version) VALUES ($1)",
             &[&(known as i32)],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
     }
-    tx.commit().await.map_err(pg_error)?;
-    Ok(())
+    commit(tx).await
 }

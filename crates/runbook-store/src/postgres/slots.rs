@@ -6,7 +6,6 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::Result;
-use deadpool_postgres::Transaction;
 
 use super::secs;
 use super::sql::{execute, query};
@@ -21,7 +20,7 @@ pub(super) struct Taken {
 }
 
 pub(super) async fn take(
-    tx: &Transaction<'_>,
+    tx: &super::sql::Tx<'_>,
     candidates: Vec<QueuedRun>,
     wanted: usize,
     limits: &SlotLimits,

@@ -102,6 +102,8 @@ pub(crate) async fn subject() -> Option<Subject> {
 
 conformance_tests!(subject());
 
+mod pooled;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_starting_at_once_migrate_once() {
     let Some((cluster, url, name)) = fresh_database().await else {

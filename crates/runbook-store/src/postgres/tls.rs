@@ -34,6 +34,8 @@ pub(super) struct Link {
     /// Set by the verifier: a handshake reached the certificate check, so TLS was spoken.
     handshaken: Arc<AtomicBool>,
     local: bool,
+    /// `pgbouncer=true`: the URL names a transaction-mode pooler (see sql.rs).
+    pub pooler: bool,
 }
 
 impl Link {
@@ -195,6 +197,11 @@ fn split_with(
         "system" => Roots::System,
         path => Roots::File(PathBuf::from(path)),
     });
+    let pooler = match get(POOLER).map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => bail!("{POOLER}={other:?} in the store URL: the value is true or false"),
+    };
     let client_cert = match (get("sslcert"), get("sslkey")) {
         (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
         (None, None) => None,
@@ -227,6 +234,7 @@ fn split_with(
             client_cert,
             handshaken: Arc::default(),
             local,
+            pooler,
         },
     ))
 }
@@ -238,8 +246,12 @@ const SETTINGS: [(&str, &str); 4] = [
     ("sslkey", "PGSSLKEY"),
 ];
 
+/// Ours too, but no environment variable: whether the URL names a transaction-mode pooler
+/// (Prisma's spelling), which takes no start-up options, so must not be passed on.
+const POOLER: &str = "pgbouncer";
+
 fn ours(key: &str) -> bool {
-    SETTINGS.iter().any(|(k, _)| *k == key)
+    key == POOLER || SETTINGS.iter().any(|(k, _)| *k == key)
 }
 
 /// `postgres://…?a=b&sslmode=verify-full`: the TLS pairs out, the others kept as written.
