@@ -220,6 +220,18 @@ SQL
     echo "test-env: RUNBOOK_TEST_POSTGRES_TLS=$PG_TLS_DIR" >&2
 }
 
+# schemathesis (PyPI, pinned) for the OpenAPI conformance test (tests/tests/schemathesis.rs):
+# in a venv of its own, so the system's Python packages are not touched.
+SCHEMATHESIS_VENV=/opt/runbook-venv
+SCHEMATHESIS_VERSION=4.32.5
+
+ensure_schemathesis() {
+    if "$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then return; fi
+    echo "test-env: installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV" >&2
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >/dev/null
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
@@ -228,3 +240,4 @@ ensure_aiosmtpd
 ensure_tcpdump
 ensure_postgres
 ensure_postgres_tls
+ensure_schemathesis

@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
-use serde_json::json;
 
 use crate::app::{App, Shared};
 use crate::config::AuthConfig;
 use crate::gate::refuse_api;
 use crate::records::{Cancelled, RunStatus};
+use crate::replies::{self, CancelAnswer, CancelState};
 use crate::respond::{error, reply};
 
 const ENDPOINT: &str = "runs";
@@ -85,12 +85,17 @@ async fn cancel(State(app): State<Shared>, headers: HeaderMap, Path(id): Path<St
     let (status, line) = cancel_as(&app, &id, &by).await;
     if status.is_success() {
         let state = if status == StatusCode::OK {
-            "cancelled"
+            CancelState::Cancelled
         } else {
-            "cancelling"
+            CancelState::Cancelling
         };
-        let body = json!({ "runs": [id], "status": state, "by": by, "message": line });
-        reply(&app, ENDPOINT, status, body)
+        let body = CancelAnswer {
+            runs: vec![id],
+            status: state,
+            by,
+            message: line,
+        };
+        reply(&app, ENDPOINT, status, replies::json(body))
     } else {
         error(&app, ENDPOINT, status, line)
     }

@@ -9,7 +9,8 @@
 //! A map of the crate:
 //! - `serve`: start-up, the router, the drain; `app`: the state every handler shares
 //! - `hooks`, `intake`, `routing`: webhooks in, alerts routed to runs
-//! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`
+//! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`; `openapi`: the
+//!   document of every route, `/openapi.json`
 //! - `gate`, `auth`, `respond`: who may call, and how the server answers
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
 //!   rescued; `safety`: breakers and maintenance windows decided at admission
@@ -44,7 +45,9 @@ mod hooks;
 mod intake;
 mod metrics;
 mod nodes;
+mod openapi;
 mod reload;
+mod replies;
 mod rescue;
 mod respond;
 mod routing;

@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::admission::Refusal;
 use crate::app::App;
@@ -101,7 +101,10 @@ pub(crate) fn error(
     status: StatusCode,
     message: impl Into<String>,
 ) -> Response {
-    reply(app, endpoint, status, json!({ "error": message.into() }))
+    let body = crate::replies::Error {
+        error: message.into(),
+    };
+    reply(app, endpoint, status, crate::replies::json(body))
 }
 
 pub(crate) fn refusal_status(refusal: &Refusal) -> StatusCode {

@@ -16,7 +16,9 @@ use crate::metrics::Metrics;
 use crate::nodes::Fleet;
 use crate::run::Host;
 use crate::schedule::Schedules;
-use crate::{api, approvals, cancel, fleet, health, hooks, reload, rescue, respond, ui};
+use crate::{
+    api, approvals, cancel, fleet, health, hooks, openapi, reload, rescue, respond, ui,
+};
 
 /// Serves until SIGTERM/SIGINT, then drains: no new requests, running runs get the grace
 /// period and are then marked interrupted, runs not started stay queued for the next host.
@@ -181,6 +183,7 @@ fn routes(app: Shared, max_body: usize) -> Router {
         .route("/alerts", get(api::list_alerts))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics_text))
+        .route("/openapi.json", get(openapi::serve))
         .merge(fleet::node_routes())
         .merge(approvals::routes())
         .merge(cancel::routes())

@@ -16,6 +16,7 @@ use serde_json::json;
 use super::outcome::{node_outcome, outcome_problem, record_caps};
 use crate::app::{App, Shared};
 use crate::gate::refuse_api;
+use crate::replies::{self, NodeListed, Stored};
 use crate::respond::{AuthRefused, error, reply};
 use crate::state::LimitExceeded;
 use crate::store::Appended;
@@ -296,7 +297,7 @@ async fn events(
         .append_events(&id, &runner, upload.from, events, max)
         .await
     {
-        Ok(Appended::Stored) => reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true })),
+        Ok(Appended::Stored) => reply(&app, ENDPOINT, StatusCode::OK, replies::json(Stored { ok: true })),
         Ok(Appended::NotHeld) => not_held(&app, &id),
         // As a local run: the run ends failed naming the limit; the agent, answered 409,
         // stops it and writes nothing more.
@@ -409,7 +410,7 @@ async fn finish(
     match store.finish_held(outcome, &runner).await {
         Ok(true) => {
             app.dispatcher.metrics.ended(&playbook, &status, seconds);
-            reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true }))
+            reply(&app, ENDPOINT, StatusCode::OK, replies::json(Stored { ok: true }))
         }
         Ok(false) => not_held(&app, &id),
         Err(e) => unavailable(&app, e),
@@ -426,14 +427,13 @@ async fn list_nodes(State(app): State<Shared>, headers: HeaderMap) -> Response {
     match store.nodes().await {
         Ok(nodes) => {
             let listed: Vec<_> = nodes
-                .iter()
-                .map(|n| {
-                    let mut v = json!(n);
-                    v["up"] = json!(n.seen_secs_ago <= up_within.as_secs_f64());
-                    v
+                .into_iter()
+                .map(|node| NodeListed {
+                    up: node.seen_secs_ago <= up_within.as_secs_f64(),
+                    node,
                 })
                 .collect();
-            reply(&app, "nodes", StatusCode::OK, json!(listed))
+            reply(&app, "nodes", StatusCode::OK, replies::json(listed))
         }
         Err(e) => error(
             &app,
