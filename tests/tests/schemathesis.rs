@@ -39,6 +39,8 @@ fn server(sandbox: &Sandbox) -> Server {
          auth = { kind = \"bearer\", token = { env = \"ST_API\" } }\n\
          [ui]\n\
          auth = { kind = \"basic\", username = \"oncall\", password = { env = \"ST_UI\" } }\n\
+         [fleet]\n\
+         poll-secs = 1\n\
          [fleet.nodes.node-a]\n\
          token = { env = \"ST_NODE\" }\n",
     );
@@ -100,8 +102,8 @@ fn every_operation_answers_as_the_document_says() {
             &std::env::var("RUNBOOK_SCHEMATHESIS_SEED").unwrap_or_else(|_| "33".into()),
             "--workers",
             "2",
-            // Every endpoint answers well within 5 s (a held agent poll is never asked to
-            // wait: its node's token is not the body's node).
+            // Every endpoint answers well within 5 s (an agent's poll is held 1 s at most:
+            // `[fleet] poll-secs`).
             "--request-timeout",
             "10",
             "--max-response-time",

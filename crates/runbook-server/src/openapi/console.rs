@@ -4,6 +4,7 @@
 //! `[webhooks.api]`'s; forms take the `[ui]` ones and a CSRF token bound to the form.
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, PathItem, Required,
@@ -87,6 +88,20 @@ pub(super) fn add(doc: &mut Document) {
     }
 }
 
+/// A form's fields: the console's own pages fill them, with the CSRF token among them.
+fn form() -> utoipa::openapi::request_body::RequestBody {
+    let fields = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)));
+    RequestBodyBuilder::new()
+        .content(
+            "application/x-www-form-urlencoded",
+            ContentBuilder::new().schema(Some(fields)).build(),
+        )
+        .required(Some(Required::True))
+        .build()
+}
+
 fn html() -> ContentBuilder {
     ContentBuilder::new()
 }
@@ -118,7 +133,7 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
     let page = |d: &str| response(d, "text/html");
     op = match kind {
         Page => op.response("200", page("The page")),
-        Form => op.response(
+        Form => op.request_body(Some(form())).response(
             "303",
             ResponseBuilder::new()
                 .description("Done: to the page that shows it")
@@ -140,10 +155,22 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
                 .build()
         }),
     };
-    op = op.response("404", page("No such run, playbook, question, file …"));
     if matches!(kind, Asset) {
-        return op.security(SecurityRequirement::default()).build();
+        return op
+            .response("404", response("No such file", "text/plain"))
+            .security(SecurityRequirement::default())
+            .build();
     }
+    // A run that is not there is said as the run API says it (JSON); anything else, a page.
+    let missing = ResponseBuilder::new()
+        .description("No such run, playbook, question, file …")
+        .content("text/html", html().build())
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(super::error_ref())).build(),
+        )
+        .build();
+    op = op.response("404", missing);
     let bad = ResponseBuilder::new()
         .description("A path, query or form that does not parse")
         .content("text/html", html().build())
@@ -161,6 +188,7 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
         op = op
             .response("409", page("Already done (the run ended, the question was answered …)"))
             .response("413", response("The form is over the cap", "text/plain"))
+            .response("415", response("Not a form (`application/x-www-form-urlencoded`)", "text/plain"))
             .response("422", page("The form's values do not fit"));
     }
     for scheme in ["basic", "bearer", "hmac_sha256", "standard_webhooks"] {
