@@ -63,7 +63,11 @@ fn the_document_is_served_to_anyone_and_names_every_kind_of_route() {
     let reply = server.get_anonymous("/openapi.json");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let doc = reply.json();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     for (path, method) in [
         ("/hooks/alertmanager", "post"),
         ("/runs/{id}", "get"),
@@ -74,7 +78,13 @@ fn the_document_is_served_to_anyone_and_names_every_kind_of_route() {
         assert!(doc["paths"][path][method].is_object(), "no {method} {path}");
     }
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
-    for kind in ["bearer", "basic", "hmac_sha256", "standard_webhooks", "node_token"] {
+    for kind in [
+        "bearer",
+        "basic",
+        "hmac_sha256",
+        "standard_webhooks",
+        "node_token",
+    ] {
         assert!(schemes.contains_key(kind), "no security scheme {kind}");
     }
     // The same document whoever asks: credentials change nothing in it.
@@ -115,7 +125,10 @@ fn every_operation_answers_as_the_document_says() {
             "--report-ndjson-path",
         ])
         .arg(&report)
-        .env("SCHEMATHESIS_HOOKS", concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis/hooks.py"))
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis/hooks.py"),
+        )
         .env("RB_ST_HMAC_SECRET", HMAC_SECRET)
         .env("RB_ST_WHSEC", WHSEC)
         .env("RB_ST_API_TOKEN", API_TOKEN)
@@ -126,7 +139,10 @@ fn every_operation_answers_as_the_document_says() {
         .current_dir(sandbox.path())
         .output()
         .unwrap_or_else(|e| {
-            panic!("running {} (scripts/test-env.sh installs it): {e}", schemathesis())
+            panic!(
+                "running {} (scripts/test-env.sh installs it): {e}",
+                schemathesis()
+            )
         });
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
@@ -146,7 +162,8 @@ fn every_operation_answers_as_the_document_says() {
         .map(|item| item.as_object().unwrap().len())
         .sum();
     assert!(
-        stdout.contains(&format!("{operations} selected")) || stdout.contains(&format!("{operations} tested")),
+        stdout.contains(&format!("{operations} selected"))
+            || stdout.contains(&format!("{operations} tested")),
         "not every one of the {operations} operations was tested:\n{stdout}"
     );
 }

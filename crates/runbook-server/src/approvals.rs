@@ -3,12 +3,10 @@
 //! interactive payloads, `POST /hooks/slack/interactive`, signed with a Slack channel's
 //! `signing-secret`), the console's forms, and `host approve`.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,18 +15,12 @@ use crate::approval::slack;
 use crate::gate::refuse_api;
 use crate::respond::{AuthRefused, error, reply};
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/approvals", get(list_approvals))
-        .route("/hooks/slack/interactive", post(slack_interactive))
-}
-
 #[derive(Deserialize)]
-struct ApprovalsQuery {
+pub(crate) struct ApprovalsQuery {
     run: Option<String>,
 }
 
-async fn list_approvals(
+pub(crate) async fn list_approvals(
     State(app): State<Shared>,
     headers: HeaderMap,
     Query(q): Query<ApprovalsQuery>,
@@ -54,7 +46,11 @@ async fn list_approvals(
 /// when one of them carried the question to its group). The answer is recorded after the
 /// 200 (Slack wants one within 3 s) and the clicker hears back through the payload's
 /// `response_url`. Neither the payload nor a secret is ever logged.
-async fn slack_interactive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn slack_interactive(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     const ENDPOINT: &str = "slack-interactive";
     let Some(approvals) = app.dispatcher.host().approvals() else {
         return error(

@@ -3,11 +3,9 @@
 //! run executing in this process is signalled at once (other processes find it in the store,
 //! runbook_runtime::cancel::watch).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
 
 use crate::app::{App, Shared};
 use crate::config::AuthConfig;
@@ -17,10 +15,6 @@ use crate::replies::{self, CancelAnswer, CancelState};
 use crate::respond::{error, reply};
 
 const ENDPOINT: &str = "runs";
-
-pub fn routes() -> Router<Shared> {
-    Router::new().route("/runs/{id}/cancel", post(cancel))
-}
 
 /// Who calls the API, for the run's "cancelled by …": the basic-auth user, else the name of
 /// the bearer token's secret (its env var or file), as `api:<name>`.
@@ -77,7 +71,11 @@ pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, Str
     )
 }
 
-async fn cancel(State(app): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub(crate) async fn cancel(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(denied) = refuse_api(&app, &headers).await {
         return denied;
     }

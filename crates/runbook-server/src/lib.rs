@@ -7,7 +7,8 @@
 //! nothing below imports it, and it never imports the CLI (`host/`).
 //!
 //! A map of the crate:
-//! - `serve`: start-up, the router, the drain; `app`: the state every handler shares
+//! - `serve`: start-up, the drain; `routes`: every endpoint in one table, and the router built
+//!   from it; `app`: the state every handler shares
 //! - `hooks`, `intake`, `routing`: webhooks in, alerts routed to runs
 //! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`; `openapi`: the
 //!   document of every route, `/openapi.json`
@@ -50,6 +51,7 @@ mod reload;
 mod replies;
 mod rescue;
 mod respond;
+pub mod routes;
 mod routing;
 mod safety;
 mod safety_metrics;

@@ -5,20 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 
-use crate::app::{App, Live, Shared};
+use crate::app::{App, Live};
 use crate::console::Console;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::nodes::Fleet;
 use crate::run::Host;
 use crate::schedule::Schedules;
-use crate::{
-    api, approvals, cancel, fleet, health, hooks, openapi, reload, rescue, respond, ui,
-};
+use crate::{reload, rescue};
 
 /// Serves until SIGTERM/SIGINT, then drains: no new requests, running runs get the grace
 /// period and are then marked interrupted, runs not started stay queued for the next host.
@@ -101,7 +96,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     ));
     let claims = tokio::spawn(app.dispatcher.clone().claim_loop());
 
-    let mut routes = routes(app.clone(), max_body);
+    let mut routes = crate::routes::router(app.clone(), max_body);
     if tls.is_some() {
         routes = routes.layer(axum::middleware::map_response(strict_transport));
     }
@@ -169,27 +164,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down: no new webhooks; waiting for running runs");
-}
-
-/// Every endpoint: hooks, the read API, health and metrics, approvals, cancel, the fleet's
-/// agent API and the console. The body limit covers all but the agent API, which has its own.
-fn routes(app: Shared, max_body: usize) -> Router {
-    Router::new()
-        .route("/hooks/alertmanager", post(hooks::alertmanager_hook))
-        .route("/hooks/run/{playbook}", post(hooks::run_hook))
-        .route("/runs", get(api::list_runs))
-        .route("/runs/{id}", get(api::show_run))
-        .route("/runs/{id}/report", get(api::run_report))
-        .route("/alerts", get(api::list_alerts))
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics_text))
-        .route("/openapi.json", get(openapi::serve))
-        .merge(fleet::node_routes())
-        .merge(approvals::routes())
-        .merge(cancel::routes())
-        .merge(ui::routes(app.clone()))
-        .layer(DefaultBodyLimit::max(max_body))
-        .merge(fleet::routes())
-        .layer(axum::middleware::from_fn(respond::log_request))
-        .with_state(app)
 }

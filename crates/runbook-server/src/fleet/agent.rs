@@ -4,12 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -30,7 +28,7 @@ use runbook_runtime::fleet::{
 const ENDPOINT: &str = "agent";
 /// An outcome carries the run's timeline and artifacts (a node's default caps: 4 MiB and
 /// 8 MiB); anything bigger is refused, not truncated.
-const MAX_FINISH_BYTES: usize = 32 << 20;
+pub(crate) const MAX_FINISH_BYTES: usize = 32 << 20;
 const MAX_EVENTS_PER_UPLOAD: usize = 4096;
 /// A run's live timeline, however many uploads it comes in (a node's default cap of 4 MiB of
 /// timeline is far fewer events).
@@ -38,20 +36,6 @@ const MAX_EVENTS_PER_RUN: usize = 100_000;
 const MAX_RUNS_PER_AGENT: usize = 256;
 /// How often a held poll looks at the store without a wake (a lost NOTIFY).
 const POLL_RECHECK: Duration = Duration::from_secs(1);
-
-pub(crate) fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/agent/v1/poll", post(poll))
-        .route("/agent/v1/heartbeat", post(heartbeat))
-        .route("/agent/v1/runs/{id}/events", post(events))
-        .route("/agent/v1/runs/{id}/finish", post(finish))
-        .route("/agent/v1/runs/{id}/act", post(act))
-        .layer(DefaultBodyLimit::max(MAX_FINISH_BYTES))
-}
-
-pub(crate) fn node_routes() -> Router<Shared> {
-    Router::new().route("/nodes", get(list_nodes))
-}
 
 /// The agent's runner in the store, or the response refusing it: 401 without a known token,
 /// 403 when the token is another node's, 400 for a malformed body.
@@ -154,7 +138,7 @@ fn not_held(app: &App, id: &str) -> Response {
 }
 
 /// Claims runs for the agent's node; held until one is queued or the wait ends.
-async fn poll(
+pub(crate) async fn poll(
     State(app): State<Shared>,
     presented: PresentedCertificate,
     headers: HeaderMap,
@@ -218,7 +202,7 @@ async fn poll(
 }
 
 /// Renews the leases of the runs the agent still holds; says which it no longer does.
-async fn heartbeat(
+pub(crate) async fn heartbeat(
     State(app): State<Shared>,
     presented: PresentedCertificate,
     headers: HeaderMap,
@@ -260,7 +244,7 @@ async fn heartbeat(
 }
 
 /// Live timeline events of a run the agent holds.
-async fn events(
+pub(crate) async fn events(
     State(app): State<Shared>,
     Path(id): Path<String>,
     presented: PresentedCertificate,
@@ -297,7 +281,12 @@ async fn events(
         .append_events(&id, &runner, upload.from, events, max)
         .await
     {
-        Ok(Appended::Stored) => reply(&app, ENDPOINT, StatusCode::OK, replies::json(Stored { ok: true })),
+        Ok(Appended::Stored) => reply(
+            &app,
+            ENDPOINT,
+            StatusCode::OK,
+            replies::json(Stored { ok: true }),
+        ),
         Ok(Appended::NotHeld) => not_held(&app, &id),
         // As a local run: the run ends failed naming the limit; the agent, answered 409,
         // stops it and writes nothing more.
@@ -325,7 +314,7 @@ async fn events(
 /// A node's mutating call about to be made: the freeze switch and this server's budgets
 /// decide, counted in the shared store (`runbook_runtime::safety::remote`, `runbook_runtime::fleet::act`). Only for a run
 /// the agent's session holds.
-async fn act(
+pub(crate) async fn act(
     State(app): State<Shared>,
     Path(id): Path<String>,
     presented: PresentedCertificate,
@@ -375,7 +364,7 @@ async fn act(
 }
 
 /// A run's end on the node: outcome, whole timeline and artifacts, in one write.
-async fn finish(
+pub(crate) async fn finish(
     State(app): State<Shared>,
     Path(id): Path<String>,
     presented: PresentedCertificate,
@@ -410,7 +399,12 @@ async fn finish(
     match store.finish_held(outcome, &runner).await {
         Ok(true) => {
             app.dispatcher.metrics.ended(&playbook, &status, seconds);
-            reply(&app, ENDPOINT, StatusCode::OK, replies::json(Stored { ok: true }))
+            reply(
+                &app,
+                ENDPOINT,
+                StatusCode::OK,
+                replies::json(Stored { ok: true }),
+            )
         }
         Ok(false) => not_held(&app, &id),
         Err(e) => unavailable(&app, e),
@@ -418,7 +412,7 @@ async fn finish(
 }
 
 /// Every node seen, with its agent's version, last contact and runs.
-async fn list_nodes(State(app): State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn list_nodes(State(app): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(denied) = refuse_api(&app, &headers).await {
         return denied;
     }

@@ -8,7 +8,5 @@
 //! `nodes`: which nodes exist, their tokens, the intake's bound on runs waiting for them;
 //! `agent`: the endpoints; `outcome`: what the store keeps of a node's report.
 
-mod agent;
+pub(crate) mod agent;
 mod outcome;
-
-pub(crate) use agent::{node_routes, routes};

@@ -34,16 +34,31 @@ const ROUTES: &[(HttpMethod, &str, &str, Kind)] = &[
     (HttpMethod::Get, "/ui/", "The dashboard", Page),
     (HttpMethod::Get, "/ui/runs", "Runs, filtered", Page),
     (HttpMethod::Get, "/ui/runs/{id}", "One run", Page),
-    (HttpMethod::Get, "/ui/runs/{id}/cancel", "The form to stop a run", Page),
+    (
+        HttpMethod::Get,
+        "/ui/runs/{id}/cancel",
+        "The form to stop a run",
+        Page,
+    ),
     (HttpMethod::Post, "/ui/runs/{id}/cancel", "Stop a run", Form),
-    (HttpMethod::Get, "/ui/runs/{id}/events", "A run's timeline, live", Events),
+    (
+        HttpMethod::Get,
+        "/ui/runs/{id}/events",
+        "A run's timeline, live",
+        Events,
+    ),
     (
         HttpMethod::Get,
         "/ui/runs/{id}/artifacts/{n}",
         "One artifact of a run",
         File("text/plain"),
     ),
-    (HttpMethod::Get, "/ui/runs/{id}/report", "A run's post-incident review", Page),
+    (
+        HttpMethod::Get,
+        "/ui/runs/{id}/report",
+        "A run's post-incident review",
+        Page,
+    ),
     (
         HttpMethod::Get,
         "/ui/runs/{id}/report.md",
@@ -52,27 +67,97 @@ const ROUTES: &[(HttpMethod, &str, &str, Kind)] = &[
     ),
     (HttpMethod::Get, "/ui/alerts", "Alerts and their fate", Page),
     (HttpMethod::Get, "/ui/playbooks", "The playbooks", Page),
-    (HttpMethod::Get, "/ui/playbooks/{name}/run", "The form to run a playbook", Page),
-    (HttpMethod::Post, "/ui/playbooks/{name}/run", "Run a playbook", Form),
+    (
+        HttpMethod::Get,
+        "/ui/playbooks/{name}/run",
+        "The form to run a playbook",
+        Page,
+    ),
+    (
+        HttpMethod::Post,
+        "/ui/playbooks/{name}/run",
+        "Run a playbook",
+        Form,
+    ),
     (HttpMethod::Get, "/ui/approvals", "Pending questions", Page),
-    (HttpMethod::Get, "/ui/approvals/{id}", "The form to answer a question", Page),
-    (HttpMethod::Post, "/ui/approvals/{id}", "Answer a question", Form),
-    (HttpMethod::Get, "/ui/outbox", "Notifications and their delivery", Page),
-    (HttpMethod::Get, "/ui/outbox/{id}/retry", "The form to retry a notification", Page),
-    (HttpMethod::Post, "/ui/outbox/{id}/retry", "Retry a notification", Form),
-    (HttpMethod::Get, "/ui/maintenance", "Breakers and maintenance windows", Page),
+    (
+        HttpMethod::Get,
+        "/ui/approvals/{id}",
+        "The form to answer a question",
+        Page,
+    ),
+    (
+        HttpMethod::Post,
+        "/ui/approvals/{id}",
+        "Answer a question",
+        Form,
+    ),
+    (
+        HttpMethod::Get,
+        "/ui/outbox",
+        "Notifications and their delivery",
+        Page,
+    ),
+    (
+        HttpMethod::Get,
+        "/ui/outbox/{id}/retry",
+        "The form to retry a notification",
+        Page,
+    ),
+    (
+        HttpMethod::Post,
+        "/ui/outbox/{id}/retry",
+        "Retry a notification",
+        Form,
+    ),
+    (
+        HttpMethod::Get,
+        "/ui/maintenance",
+        "Breakers and maintenance windows",
+        Page,
+    ),
     (
         HttpMethod::Post,
         "/ui/maintenance/breakers/{playbook}/reset",
         "Close a playbook's breaker",
         Form,
     ),
-    (HttpMethod::Post, "/ui/maintenance/windows", "Start a maintenance window", Form),
-    (HttpMethod::Post, "/ui/maintenance/windows/{id}/end", "End a maintenance window", Form),
-    (HttpMethod::Get, "/ui/safety", "The freeze switch and budgets", Page),
-    (HttpMethod::Post, "/ui/safety/freeze", "Freeze every mutating call", Form),
-    (HttpMethod::Post, "/ui/safety/unfreeze", "Lift the freeze", Form),
-    (HttpMethod::Get, "/ui/static/{file}", "The console's stylesheet or script", Asset),
+    (
+        HttpMethod::Post,
+        "/ui/maintenance/windows",
+        "Start a maintenance window",
+        Form,
+    ),
+    (
+        HttpMethod::Post,
+        "/ui/maintenance/windows/{id}/end",
+        "End a maintenance window",
+        Form,
+    ),
+    (
+        HttpMethod::Get,
+        "/ui/safety",
+        "The freeze switch and budgets",
+        Page,
+    ),
+    (
+        HttpMethod::Post,
+        "/ui/safety/freeze",
+        "Freeze every mutating call",
+        Form,
+    ),
+    (
+        HttpMethod::Post,
+        "/ui/safety/unfreeze",
+        "Lift the freeze",
+        Form,
+    ),
+    (
+        HttpMethod::Get,
+        "/ui/static/{file}",
+        "The console's stylesheet or script",
+        Asset,
+    ),
 ];
 
 pub(super) fn add(doc: &mut Document) {
@@ -145,7 +230,10 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
                 )
                 .build(),
         ),
-        Events => op.response("200", response("The timeline as it grows", "text/event-stream")),
+        Events => op.response(
+            "200",
+            response("The timeline as it grows", "text/event-stream"),
+        ),
         File(media) => op.response("200", response("The file", media)),
         Asset => op.response("200", {
             ResponseBuilder::new()
@@ -167,7 +255,9 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
         .content("text/html", html().build())
         .content(
             "application/json",
-            ContentBuilder::new().schema(Some(super::error_ref())).build(),
+            ContentBuilder::new()
+                .schema(Some(super::error_ref()))
+                .build(),
         )
         .build();
     op = op.response("404", missing);
@@ -186,9 +276,18 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
         .response("503", page("The run store does not answer: try again"));
     if matches!(kind, Form) {
         op = op
-            .response("409", page("Already done (the run ended, the question was answered …)"))
+            .response(
+                "409",
+                page("Already done (the run ended, the question was answered …)"),
+            )
             .response("413", response("The form is over the cap", "text/plain"))
-            .response("415", response("Not a form (`application/x-www-form-urlencoded`)", "text/plain"))
+            .response(
+                "415",
+                response(
+                    "Not a form (`application/x-www-form-urlencoded`)",
+                    "text/plain",
+                ),
+            )
             .response("422", page("The form's values do not fit"));
     }
     for scheme in ["basic", "bearer", "hmac_sha256", "standard_webhooks"] {

@@ -17,8 +17,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, RefOr, ResponseBuilder,
-    Type,
+    ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, RefOr, ResponseBuilder, Type,
 };
 
 #[derive(OpenApi)]
@@ -88,7 +87,12 @@ impl utoipa::Modify for Shared {
 
 fn security_schemes() -> Vec<(&'static str, SecurityScheme)> {
     let described = |kind: HttpAuthScheme, what: &str| {
-        SecurityScheme::Http(HttpBuilder::new().scheme(kind).description(Some(what)).build())
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(kind)
+                .description(Some(what))
+                .build(),
+        )
     };
     let header = |name: &str, what: &str| {
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, what)))
@@ -226,7 +230,13 @@ fn shared_responses(path: &str, method: &str, op: &mut utoipa::openapi::path::Op
     let json = || ("application/json", error_ref());
     let plain = || ("text/plain", text());
     if path.contains('{') || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
-        add_response(op, 400, "A path or query that does not parse", &[plain()], false);
+        add_response(
+            op,
+            400,
+            "A path or query that does not parse",
+            &[plain()],
+            false,
+        );
     }
     add_response(op, 401, "No valid credentials", &[json()], false);
     if method == "post" {
@@ -243,7 +253,13 @@ fn shared_responses(path: &str, method: &str, op: &mut utoipa::openapi::path::Op
         );
     }
     if tag == "agent" {
-        add_response(op, 400, "Not an agent request of this kind", &[json()], false);
+        add_response(
+            op,
+            400,
+            "Not an agent request of this kind",
+            &[json()],
+            false,
+        );
         add_response(
             op,
             403,
@@ -261,9 +277,10 @@ fn shared_responses(path: &str, method: &str, op: &mut utoipa::openapi::path::Op
                 false,
             );
         }
-        op.security = Some(vec![
-            utoipa::openapi::security::SecurityRequirement::new("node_token", Vec::<String>::new()),
-        ]);
+        op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "node_token",
+            Vec::<String>::new(),
+        )]);
     } else if tag != "hooks" {
         op.security = Some(api_security());
     }
@@ -273,9 +290,7 @@ fn shared_responses(path: &str, method: &str, op: &mut utoipa::openapi::path::Op
 fn api_security() -> Vec<utoipa::openapi::security::SecurityRequirement> {
     ["bearer", "basic", "hmac_sha256", "standard_webhooks"]
         .into_iter()
-        .map(|name| {
-            utoipa::openapi::security::SecurityRequirement::new(name, Vec::<String>::new())
-        })
+        .map(|name| utoipa::openapi::security::SecurityRequirement::new(name, Vec::<String>::new()))
         .collect()
 }
 

@@ -11,10 +11,10 @@ use runbook_runtime::fleet::{
 use runbook_runtime::incident::WebhookJson;
 use runbook_runtime::safety::Verdict;
 
+use crate::records::{AlertRecord, ApprovalRecord, RunSummary, StoredRun};
 use crate::replies::{
     AlertsAccepted, CancelAnswer, Error, Health, NodeListed, RunAccepted, SlackForm, Stored,
 };
-use crate::records::{AlertRecord, ApprovalRecord, RunSummary, StoredRun};
 
 /// Alertmanager (or Grafana) alerts in
 ///

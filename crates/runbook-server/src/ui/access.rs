@@ -64,7 +64,7 @@ fn sign_in(app: &App, title: &str, message: &str) -> Response {
 }
 
 /// Someone who may use the console's forms: the request carried the `[ui]` credentials.
-pub(super) struct Operator {
+pub(crate) struct Operator {
     /// The Authorization header (empty with `[ui] auth = none`): what CSRF tokens bind to.
     credentials: String,
     /// The `[ui]` basic-auth user name (the approver groups' `users` list names them), or

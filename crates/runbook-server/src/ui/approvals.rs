@@ -122,7 +122,7 @@ pub(super) async fn for_run(
 }
 
 /// `GET /ui/approvals`: the questions waiting for an answer.
-pub(super) async fn pending(State(app): State<Shared>) -> Response {
+pub(crate) async fn pending(State(app): State<Shared>) -> Response {
     let store = app.store.clone();
     let waiting = match store.approvals(None).await {
         Ok(waiting) => waiting,
@@ -147,7 +147,7 @@ pub(super) async fn pending(State(app): State<Shared>) -> Response {
 }
 
 /// `GET /ui/approvals/{id}`: one question with its answer forms (`[ui]` auth).
-pub(super) async fn answer_form(
+pub(crate) async fn answer_form(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,
@@ -167,7 +167,7 @@ pub(super) async fn answer_form(
 }
 
 /// `POST /ui/approvals/{id}`: `decision=approve|reject`, `reason` with a rejection.
-pub(super) async fn answer_submit(
+pub(crate) async fn answer_submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,

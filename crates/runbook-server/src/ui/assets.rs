@@ -41,7 +41,7 @@ pub(super) fn js_path() -> &'static str {
     &ASSETS[1].path
 }
 
-pub(super) async fn serve(Path(file): Path<String>) -> Response {
+pub(crate) async fn serve(Path(file): Path<String>) -> Response {
     let wanted = format!("/ui/static/{file}");
     match ASSETS.iter().find(|a| a.path == wanted) {
         Some(a) => (

@@ -38,7 +38,7 @@ pub(super) fn section(app: &App, headers: &HeaderMap, run_id: &str, live: bool) 
 }
 
 /// `GET /ui/runs/{id}/cancel`: the form alone (`[ui]` auth).
-pub(super) async fn form(
+pub(crate) async fn form(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,
@@ -54,7 +54,7 @@ pub(super) async fn form(
 }
 
 /// `POST /ui/runs/{id}/cancel`: back to the run's page, or a page saying why not.
-pub(super) async fn submit(
+pub(crate) async fn submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,

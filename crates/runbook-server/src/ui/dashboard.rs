@@ -31,12 +31,12 @@ const SPANS: [(&str, u64); 4] = [
 ];
 
 #[derive(Deserialize, Default)]
-pub(super) struct DashboardQuery {
+pub(crate) struct DashboardQuery {
     since: Option<String>,
     format: Option<String>,
 }
 
-pub(super) async fn dashboard(
+pub(crate) async fn dashboard(
     State(app): State<Shared>,
     Query(q): Query<DashboardQuery>,
 ) -> Response {

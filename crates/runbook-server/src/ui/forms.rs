@@ -69,7 +69,7 @@ pub(super) fn check(
     Ok(())
 }
 
-pub(super) async fn run_form(
+pub(crate) async fn run_form(
     State(app): State<Shared>,
     operator: Operator,
     Path(name): Path<String>,
@@ -133,7 +133,7 @@ fn form_page(
     page
 }
 
-pub(super) async fn run_submit(
+pub(crate) async fn run_submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(name): Path<String>,
@@ -206,7 +206,7 @@ pub(super) async fn run_submit(
     }
 }
 
-pub(super) async fn retry_form(
+pub(crate) async fn retry_form(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<i64>,
@@ -238,7 +238,7 @@ pub(super) async fn retry_form(
     layout("Retry", html! {}, body)
 }
 
-pub(super) async fn retry_submit(
+pub(crate) async fn retry_submit(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<i64>,

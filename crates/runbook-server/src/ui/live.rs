@@ -30,7 +30,7 @@ use crate::store::Store;
 const STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 #[derive(Deserialize)]
-pub(super) struct EventsQuery {
+pub(crate) struct EventsQuery {
     /// Events the page already shows.
     #[serde(default)]
     from: usize,
@@ -51,7 +51,7 @@ struct Follow {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-pub(super) async fn events(
+pub(crate) async fn events(
     State(app): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,

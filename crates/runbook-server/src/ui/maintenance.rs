@@ -37,7 +37,7 @@ fn post_button(action: &str, token: &str, id: &str, label: &str) -> Markup {
 }
 
 /// `GET /ui/maintenance`.
-pub(super) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let store = app.store.clone();
     let (breakers, windows) = match (store.breakers().await, store.windows(true).await) {
         (Ok(b), Ok(w)) => (b, w),
@@ -172,7 +172,7 @@ async fn done(app: &App) -> Response {
 }
 
 /// `POST /ui/maintenance/breakers/{playbook}/reset`.
-pub(super) async fn reset(
+pub(crate) async fn reset(
     State(app): State<Shared>,
     operator: Operator,
     Path(playbook): Path<String>,
@@ -198,7 +198,7 @@ pub(super) async fn reset(
 }
 
 /// `POST /ui/maintenance/windows/{id}/end`.
-pub(super) async fn end(
+pub(crate) async fn end(
     State(app): State<Shared>,
     operator: Operator,
     Path(id): Path<String>,
@@ -224,7 +224,7 @@ pub(super) async fn end(
 }
 
 /// `POST /ui/maintenance/windows`: a window from the form, checked as the CLI checks one.
-pub(super) async fn start(
+pub(crate) async fn start(
     State(app): State<Shared>,
     operator: Operator,
     Form(fields): Form<Fields>,

@@ -13,83 +13,44 @@
 //! the console's state; one file per page family beside them.
 
 mod access;
-mod approvals;
-mod assets;
-mod cancel;
+pub(crate) mod approvals;
+pub(crate) mod assets;
+pub(crate) mod cancel;
 mod charts;
-mod dashboard;
+pub(crate) mod dashboard;
 mod feed;
-mod forms;
+pub(crate) mod forms;
 pub(super) mod live;
-mod maintenance;
+pub(crate) mod maintenance;
 mod page;
-mod pages;
-mod report;
-mod safety;
+pub(crate) mod pages;
+pub(crate) mod report;
+pub(crate) mod safety;
 mod show;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::get;
 
 use crate::app::Shared;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub(crate) fn routes(app: Shared) -> Router<Shared> {
-    Router::new()
-        .route("/ui", get(dashboard::dashboard))
-        .route("/ui/", get(dashboard::dashboard))
-        .route("/ui/runs", get(pages::runs))
-        .route("/ui/runs/{id}", get(pages::run))
-        .route(
-            "/ui/runs/{id}/cancel",
-            get(cancel::form).post(cancel::submit),
-        )
-        .route("/ui/runs/{id}/events", get(live::events))
-        .route("/ui/runs/{id}/artifacts/{n}", get(pages::artifact))
-        .route("/ui/runs/{id}/report", get(report::html))
-        .route("/ui/runs/{id}/report.md", get(report::markdown))
-        .route("/ui/alerts", get(pages::alerts))
-        .route("/ui/playbooks", get(pages::playbooks))
-        .route(
-            "/ui/playbooks/{name}/run",
-            get(forms::run_form).post(forms::run_submit),
-        )
-        .route("/ui/approvals", get(approvals::pending))
-        .route(
-            "/ui/approvals/{id}",
-            get(approvals::answer_form).post(approvals::answer_submit),
-        )
-        .route("/ui/outbox", get(pages::outbox))
-        .route(
-            "/ui/outbox/{id}/retry",
-            get(forms::retry_form).post(forms::retry_submit),
-        )
-        .route("/ui/maintenance", get(maintenance::page))
-        .route(
-            "/ui/maintenance/breakers/{playbook}/reset",
-            axum::routing::post(maintenance::reset),
-        )
-        .route(
-            "/ui/maintenance/windows",
-            axum::routing::post(maintenance::start),
-        )
-        .route(
-            "/ui/maintenance/windows/{id}/end",
-            axum::routing::post(maintenance::end),
-        )
-        .route("/ui/safety", get(safety::page))
-        .route(safety::FREEZE, axum::routing::post(safety::freeze))
-        .route(safety::UNFREEZE, axum::routing::post(safety::unfreeze))
-        // Every route above, and any added there: nothing of the console without sign-in.
+/// The console's layers around its routes (crate::routes lists them): the gate over every
+/// page and form (nothing of the console without sign-in), none over the content-hashed
+/// assets; the question count and the hardening headers over both.
+pub(crate) fn layered(
+    pages: Router<Shared>,
+    assets: Router<Shared>,
+    app: Shared,
+) -> Router<Shared> {
+    pages
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             access::gate,
         ))
-        .route("/ui/static/{file}", get(assets::serve))
+        .merge(assets)
         .layer(axum::middleware::from_fn_with_state(
             app,
             access::count_questions,
@@ -97,7 +58,6 @@ pub(crate) fn routes(app: Shared) -> Router<Shared> {
         .layer(axum::middleware::map_response(harden))
 }
 
-/// Every console answer: the CSP, no sniffing, no framing, no referrer leaking run ids.
 async fn harden(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(

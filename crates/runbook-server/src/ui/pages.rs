@@ -22,7 +22,7 @@ const PAGE: usize = 50;
 const REFRESH_SECS: u32 = 10;
 
 #[derive(Deserialize, Default)]
-pub(super) struct RunsQuery {
+pub(crate) struct RunsQuery {
     playbook: Option<String>,
     status: Option<String>,
     priority: Option<String>,
@@ -114,7 +114,7 @@ fn select(name: &str, label: &str, options: &[&str], chosen: &Option<String>) ->
     }
 }
 
-pub(super) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
+pub(crate) async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
     let filter = match q.filter() {
         Ok(filter) => filter,
         Err(refused) => return *refused,
@@ -293,7 +293,7 @@ fn pairs(pairs: &[(String, String)]) -> Markup {
     }
 }
 
-pub(super) async fn run(
+pub(crate) async fn run(
     State(app): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -373,13 +373,13 @@ pub(super) async fn run(
 }
 
 #[derive(Deserialize)]
-pub(super) struct ArtifactQuery {
+pub(crate) struct ArtifactQuery {
     #[serde(default)]
     download: Option<String>,
 }
 
 /// An artifact as plain text (never as HTML, whatever its declared type), or as a download.
-pub(super) async fn artifact(
+pub(crate) async fn artifact(
     State(app): State<Shared>,
     Path((id, n)): Path<(String, usize)>,
     Query(q): Query<ArtifactQuery>,
@@ -420,7 +420,7 @@ pub(super) async fn artifact(
         .into_response()
 }
 
-pub(super) async fn alerts(State(app): State<Shared>) -> Response {
+pub(crate) async fn alerts(State(app): State<Shared>) -> Response {
     let store = app.store.clone();
     let alerts = match store.alerts(200).await {
         Ok(alerts) => alerts,
@@ -459,7 +459,7 @@ fn success_rate(runs: &[RunSummary]) -> Option<f64> {
     (!ended.is_empty()).then(|| good as f64 * 100.0 / ended.len() as f64)
 }
 
-pub(super) async fn playbooks(State(app): State<Shared>) -> Response {
+pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
     let host = app.dispatcher.host();
     let store = app.store.clone();
     let mut sections = Vec::new();
@@ -516,11 +516,11 @@ pub(super) async fn playbooks(State(app): State<Shared>) -> Response {
 }
 
 #[derive(Deserialize)]
-pub(super) struct OutboxQuery {
+pub(crate) struct OutboxQuery {
     state: Option<String>,
 }
 
-pub(super) async fn outbox(State(app): State<Shared>, Query(q): Query<OutboxQuery>) -> Response {
+pub(crate) async fn outbox(State(app): State<Shared>, Query(q): Query<OutboxQuery>) -> Response {
     let store = app.store.clone();
     let state = match q.state.as_deref() {
         Some("delivered") => Some("delivered"),

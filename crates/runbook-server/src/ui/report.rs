@@ -55,7 +55,7 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
-pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+pub(crate) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let (run, report) = match crate::api::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,
@@ -70,7 +70,7 @@ pub(super) async fn html(State(app): State<Shared>, Path(id): Path<String>) -> R
     layout(&format!("Report {}", run.run.playbook), html! {}, body)
 }
 
-pub(super) async fn markdown(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+pub(crate) async fn markdown(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let (run, report) = match crate::api::report_of(&app, id).await {
         Ok(found) => found,
         Err(refused) => return *refused,

@@ -13,8 +13,8 @@ use super::forms::{CSRF_FIELD, Fields, check, see_other};
 use super::page::{layout, message_page};
 use crate::app::{App, Shared};
 
-pub(super) const FREEZE: &str = "/ui/safety/freeze";
-pub(super) const UNFREEZE: &str = "/ui/safety/unfreeze";
+pub(crate) const FREEZE: &str = "/ui/safety/freeze";
+pub(crate) const UNFREEZE: &str = "/ui/safety/unfreeze";
 
 fn switch_form(app: &App, headers: &HeaderMap, frozen: bool) -> Markup {
     let Some(operator) = super::access::operator(app, headers) else {
@@ -42,7 +42,7 @@ fn switch_form(app: &App, headers: &HeaderMap, frozen: bool) -> Markup {
 }
 
 /// `GET /ui/safety`.
-pub(super) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let host = app.dispatcher.host();
     let safety = host.safety();
     let store = app.store.clone();
@@ -91,7 +91,7 @@ pub(super) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Respo
 }
 
 /// `POST /ui/safety/freeze`: the reason as `host freeze --reason` takes it.
-pub(super) async fn freeze(
+pub(crate) async fn freeze(
     State(app): State<Shared>,
     operator: Operator,
     Form(fields): Form<Fields>,
@@ -119,7 +119,7 @@ pub(super) async fn freeze(
 }
 
 /// `POST /ui/safety/unfreeze`.
-pub(super) async fn unfreeze(
+pub(crate) async fn unfreeze(
     State(app): State<Shared>,
     operator: Operator,
     Form(fields): Form<Fields>,
