@@ -96,6 +96,13 @@ fn the_document_is_served_to_anyone_and_names_every_kind_of_route() {
 fn every_operation_answers_as_the_document_says() {
     let sandbox = Sandbox::new();
     let server = server(&sandbox);
+    // The console's playbook pages compile every playbook on their first view (a cold cache):
+    // seconds, once. Done here, so the 5 s bound below holds for what a warm server answers.
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{UI_USER}:{UI_PASSWORD}"));
+    let warm = server.get_authorized("/ui/playbooks", &format!("Basic {basic}"));
+    assert_eq!(warm.status, 200, "{}", warm.body);
     let examples = std::env::var("RUNBOOK_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "6".into());
     let report = sandbox.path().join("schemathesis.ndjson");
     let output = Command::new(schemathesis())
@@ -153,7 +160,8 @@ fn every_operation_answers_as_the_document_says() {
         String::from_utf8_lossy(&output.stderr),
         server.log(&sandbox)
     );
-    // Every operation of the document was exercised, not skipped.
+    // Every operation of the document was exercised, not skipped; schemathesis leaves out
+    // the document's own URL, which the test above reads.
     let doc = server.get("/openapi.json").json();
     let operations: usize = doc["paths"]
         .as_object()
@@ -161,9 +169,9 @@ fn every_operation_answers_as_the_document_says() {
         .values()
         .map(|item| item.as_object().unwrap().len())
         .sum();
+    let tested = format!("Tested: {}", operations - 1);
     assert!(
-        stdout.contains(&format!("{operations} selected"))
-            || stdout.contains(&format!("{operations} tested")),
-        "not every one of the {operations} operations was tested:\n{stdout}"
+        stdout.lines().any(|line| line.trim() == tested),
+        "not every one of the {operations} operations was tested (want {tested:?}):\n{stdout}"
     );
 }
