@@ -269,6 +269,7 @@ pub(crate) fn router(app: Shared, max_body: usize) -> Router {
     open.merge(ui::layered(pages, assets, app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(agents.layer(DefaultBodyLimit::max(agent::MAX_FINISH_BYTES)))
+        .layer(axum::middleware::from_fn(respond::refuse_nul))
         .layer(axum::middleware::from_fn(respond::log_request))
         .with_state(app)
 }

@@ -106,9 +106,12 @@ fn admit_agent<T: DeserializeOwned>(
     }
     check_session(&agent.session)
         .and_then(|()| {
-            (agent.version.len() <= 64)
+            // Text the store keeps: PostgreSQL refuses a NUL in it (a 503 the agent retries).
+            (agent.version.len() <= 64 && !agent.version.contains(char::is_control))
                 .then_some(())
-                .ok_or_else(|| "an agent version is at most 64 bytes".to_string())
+                .ok_or_else(|| {
+                    "an agent version is at most 64 bytes, no control characters".to_string()
+                })
         })
         .map_err(|e| Box::new(error(app, ENDPOINT, StatusCode::BAD_REQUEST, e)))?;
     let runner = runner_of(&node, &agent.session);
@@ -213,13 +216,17 @@ pub(crate) async fn heartbeat(
             Ok(admitted) => admitted,
             Err(refused) => return *refused,
         };
-    if request.running.len() > MAX_RUNS_PER_AGENT || request.running.iter().any(|id| id.len() > 128)
+    if request.running.len() > MAX_RUNS_PER_AGENT
+        || request
+            .running
+            .iter()
+            .any(|id| id.len() > 128 || id.contains(char::is_control))
     {
         return error(
             &app,
             ENDPOINT,
             StatusCode::BAD_REQUEST,
-            format!("at most {MAX_RUNS_PER_AGENT} run ids of ≤ 128 bytes"),
+            format!("at most {MAX_RUNS_PER_AGENT} run ids of ≤ 128 bytes, no control characters"),
         );
     }
     let store = app.store.clone();
