@@ -278,6 +278,18 @@ CONF
     echo "test-env: RUNBOOK_TEST_PGBOUNCER=$(cat "$PGB_DIR/url")" >&2
 }
 
+# schemathesis (PyPI, pinned) for the OpenAPI conformance test (tests/tests/schemathesis.rs):
+# in a venv of its own, so the system's Python packages are not touched.
+SCHEMATHESIS_VENV=/opt/runbook-venv
+SCHEMATHESIS_VERSION=4.32.5
+
+ensure_schemathesis() {
+    if "$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then return; fi
+    echo "test-env: installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV" >&2
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >/dev/null
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
@@ -287,3 +299,4 @@ ensure_tcpdump
 ensure_postgres
 ensure_postgres_tls
 ensure_pgbouncer
+ensure_schemathesis

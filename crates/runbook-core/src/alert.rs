@@ -18,9 +18,10 @@ pub struct AlertFields {
     pub starts_at: String,
 }
 
-#[derive(Deserialize)]
+/// One alert of an Alertmanager (Grafana) webhook payload: what the host reads of it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AlertJson {
+pub struct AlertJson {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -33,8 +34,9 @@ struct AlertJson {
     starts_at: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct WebhookJson {
+/// An Alertmanager (Grafana) webhook payload, version 4: what the host reads of it.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct WebhookJson {
     #[serde(default)]
     status: Option<String>,
     alerts: Vec<AlertJson>,

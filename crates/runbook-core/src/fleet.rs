@@ -39,14 +39,14 @@ pub fn runner_of(node: &str, session: &str) -> String {
 
 /// Who is calling: sent with every agent request. The node must be the one the bearer token
 /// names.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentId {
     pub node: String,
     pub session: String,
     pub version: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PollRequest {
     pub agent: AgentId,
     /// Runs the agent can start now.
@@ -55,21 +55,21 @@ pub struct PollRequest {
     pub wait_ms: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PollResponse {
     pub runs: Vec<QueuedRun>,
     /// The lease the server holds the runs under: heartbeat well within it.
     pub lease_ms: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatRequest {
     pub agent: AgentId,
     /// The runs executing on the agent now.
     pub running: Vec<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatResponse {
     /// Of `running`, the runs still the agent's; any other was taken from it (lost after its
     /// lease, or ended): the agent stops it and writes nothing more for it.
@@ -77,7 +77,7 @@ pub struct HeartbeatResponse {
     pub lease_ms: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventsUpload {
     pub agent: AgentId,
     /// The number of the first event in `events` (the run's timeline position).
@@ -85,7 +85,7 @@ pub struct EventsUpload {
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinishUpload {
     pub agent: AgentId,
     pub status: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::timeline::Event;
 
 /// One piece of evidence a run saved (`report.artifact`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Artifact {
     pub name: String,
     pub content_type: String,
@@ -31,7 +31,7 @@ impl Artifact {
 
 /// A run as accepted, before it starts: what the store keeps to start it (here or on another
 /// replica, or an agent) and to tell about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueuedRun {
     pub id: String,
     pub playbook: String,
@@ -71,7 +71,7 @@ pub struct RunOutcome {
 }
 
 /// One alert as the webhook received it, and what became of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AlertRecord {
     pub received_at: String,
     pub source: String,
@@ -80,6 +80,9 @@ pub struct AlertRecord {
     pub fingerprint: String,
     pub starts_at: String,
     pub labels: serde_json::Value,
+    /// started, deduplicated, cooldown, resolved, unrouted, rejected, held or suppressed (a
+    /// newer host's name is passed through).
+    #[schema(value_type = String)]
     pub disposition: Disposition,
     pub playbook: Option<String>,
     pub run_id: Option<String>,
@@ -158,7 +161,7 @@ impl<'de> Deserialize<'de> for Disposition {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub id: String,
     pub playbook: String,
@@ -185,7 +188,7 @@ pub struct RunSummary {
     pub took_ms: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoredRun {
     #[serde(flatten)]
     pub run: RunSummary,
@@ -215,7 +218,7 @@ pub struct NewMessage {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OutboxRow {
     pub id: i64,
     pub run_id: Option<String>,
@@ -410,7 +413,7 @@ impl FiringRecord {
 }
 
 /// A fleet node as the store last saw its agent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeRecord {
     pub name: String,
     /// The agent process's identity (a new one at every agent start).
@@ -458,7 +461,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// A question a run asked an approver group (`approval.ask`), and how it ended.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     /// Short and unguessable: it is in every button's callback data.
     pub id: String,

@@ -6,11 +6,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
 
 use crate::app::{App, Shared};
 use crate::config::AuthConfig;
 use crate::records::{Cancelled, RunStatus};
+use crate::replies::{self, CancelAnswer, CancelState};
 use crate::respond::{error, reply};
 use runbook_core::access::AuditAct;
 
@@ -80,12 +80,17 @@ pub(crate) async fn cancel(State(app): State<Shared>, Path(id): Path<String>) ->
     let (status, line) = cancel_as(&app, &id, &by).await;
     if status.is_success() {
         let state = if status == StatusCode::OK {
-            "cancelled"
+            CancelState::Cancelled
         } else {
-            "cancelling"
+            CancelState::Cancelling
         };
-        let body = json!({ "runs": [id], "status": state, "by": by, "message": line });
-        reply(&app, ENDPOINT, status, body)
+        let body = CancelAnswer {
+            runs: vec![id],
+            status: state,
+            by,
+            message: line,
+        };
+        reply(&app, ENDPOINT, status, replies::json(body))
     } else {
         error(&app, ENDPOINT, status, line)
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::app::Shared;
+use crate::replies::{Health, HealthState, StoreHealth};
 use crate::respond::Json;
 
 /// Up when the run store answers: a replica that cannot store runs cannot take webhooks, and
@@ -16,33 +16,29 @@ use crate::respond::Json;
 pub(crate) async fn healthz(State(app): State<Shared>) -> Response {
     let store = app.store.clone();
     let answer = tokio::time::timeout(Duration::from_secs(5), store.ping()).await;
-    let (status, health, detail) = match answer {
-        Ok(Ok(took)) => (
-            StatusCode::OK,
-            "ok",
-            json!({ "ok": true, "latency_ms": took.as_secs_f64() * 1e3 }),
-        ),
+    let (latency_ms, error) = match answer {
+        Ok(Ok(took)) => (Some(took.as_secs_f64() * 1e3), None),
         // Unauthenticated: why stays in the server's log.
         Ok(Err(e)) => {
             tracing::warn!("healthz: the run store does not answer: {e:#}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                json!({ "ok": false, "error": "the run store does not answer" }),
-            )
+            (None, Some("the run store does not answer"))
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            json!({ "ok": false, "error": "no answer within 5 s" }),
-        ),
+        Err(_) => (None, Some("no answer within 5 s")),
     };
-    let mut body = json!({ "status": health, "store": { "backend": store.kind() } });
-    body["store"]
-        .as_object_mut()
-        .expect("an object")
-        .extend(detail.as_object().cloned().unwrap_or_default());
-    (status, Json(body)).into_response()
+    let (status, health) = match error {
+        None => (StatusCode::OK, HealthState::Ok),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, HealthState::Unavailable),
+    };
+    let body = Health {
+        status: health,
+        store: StoreHealth {
+            backend: store.kind().to_string(),
+            ok: error.is_none(),
+            latency_ms,
+            error: error.map(String::from),
+        },
+    };
+    (status, Json(crate::replies::json(body))).into_response()
 }
 
 pub(crate) async fn metrics_text(State(app): State<Shared>) -> Response {

@@ -8,13 +8,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::admission::{Admission, Refusal};
 use crate::app::Shared;
 use crate::gate::refuse;
 use crate::intake;
-use crate::records::Trigger;
+use crate::records::{Gate, Trigger};
+use crate::replies::{self, Admitted, AlertsAccepted, RunAccepted};
 use crate::respond::{error, refusal_status, reply};
 use crate::run::RunRequest;
 use crate::severity::Priority;
@@ -60,7 +61,10 @@ pub(crate) async fn alertmanager_hook(
         .iter()
         .filter_map(|r| r.run_id.as_deref())
         .collect();
-    let body = json!({ "runs": runs, "alerts": outcomes });
+    let body = replies::json(AlertsAccepted {
+        runs: runs.into_iter().map(String::from).collect(),
+        alerts: outcomes,
+    });
     reply(&app, ENDPOINT, StatusCode::ACCEPTED, body)
 }
 
@@ -127,34 +131,29 @@ pub(crate) async fn run_hook(
     .await
     .unwrap_or_else(|e| Err(Refusal::Internal(format!("admission task: {e}"))));
     match submitted {
-        Ok(Admission::Started(id)) => reply(
-            &app,
-            ENDPOINT,
-            StatusCode::ACCEPTED,
-            json!({ "runs": [id], "status": "queued" }),
-        ),
-        Ok(Admission::Deduplicated(id)) => reply(
-            &app,
-            ENDPOINT,
-            StatusCode::ACCEPTED,
-            json!({ "runs": [id], "status": "deduplicated" }),
-        ),
-        // Recorded, not executed: the caller is told which and why.
-        Ok(Admission::Gated(id, decision)) => {
-            let gate = decision.gate();
-            reply(
-                &app,
-                ENDPOINT,
-                StatusCode::ACCEPTED,
-                json!({ "runs": [id], "status": gate.status().as_str(), "reason": gate.reason() }),
-            )
+        Ok(admission) => {
+            let (runs, status, reason) = match admission {
+                Admission::Started(id) => (vec![id], Admitted::Queued, None),
+                Admission::Deduplicated(id) => (vec![id], Admitted::Deduplicated, None),
+                // Recorded, not executed: the caller is told which and why.
+                Admission::Gated(id, decision) => {
+                    let gate = decision.gate();
+                    let status = match &gate {
+                        Gate::Held(_) => Admitted::Held,
+                        Gate::Suppressed(_) => Admitted::Suppressed,
+                        Gate::Run => Admitted::Queued,
+                    };
+                    (vec![id], status, gate.reason().map(String::from))
+                }
+                Admission::Cooldown => (Vec::new(), Admitted::Cooldown, None),
+            };
+            let body = RunAccepted {
+                runs,
+                status,
+                reason,
+            };
+            reply(&app, ENDPOINT, StatusCode::ACCEPTED, replies::json(body))
         }
-        Ok(Admission::Cooldown) => reply(
-            &app,
-            ENDPOINT,
-            StatusCode::ACCEPTED,
-            json!({ "runs": [], "status": "cooldown" }),
-        ),
         Err(refusal) => {
             if let (Refusal::UnknownNode(why), Some(node)) = (&refusal, node) {
                 intake::record_refused_run(&app, &playbook, &node, why).await;

@@ -10,7 +10,8 @@
 //! - `serve`: start-up, the drain; `routes`: every endpoint in one table, and the router built
 //!   from it; `app`: the state every handler shares
 //! - `hooks`, `intake`, `routing`: webhooks in, alerts routed to runs
-//! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`
+//! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`; `openapi`: the
+//!   document of every route, `/openapi.json`; `replies`: the JSON bodies it describes
 //! - `gate`, `auth`, `respond`: who may call, and how the server answers; `authz`: the
 //!   role each route needs, the caller's identity, the audit trail
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
@@ -47,7 +48,9 @@ mod hooks;
 mod intake;
 mod metrics;
 mod nodes;
+mod openapi;
 mod reload;
+mod replies;
 mod rescue;
 mod respond;
 pub mod routes;

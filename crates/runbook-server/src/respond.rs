@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::admission::Refusal;
 use crate::app::App;
@@ -63,6 +63,32 @@ pub(crate) async fn log_request(
     response
 }
 
+/// A NUL byte (`%00`) in a path or query names nothing this server has, and PostgreSQL
+/// refuses it in text (which the handler would answer 503, "try again", for good): a 400 here,
+/// as plain text like axum's own refusals of a path or query, before any handler sees it.
+pub(crate) async fn refuse_nul(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let spelled = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or_default();
+    if spelled
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Invalid URL: a NUL byte (%00) in the path or query",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
         (
@@ -101,7 +127,10 @@ pub(crate) fn error(
     status: StatusCode,
     message: impl Into<String>,
 ) -> Response {
-    reply(app, endpoint, status, json!({ "error": message.into() }))
+    let body = crate::replies::Error {
+        error: message.into(),
+    };
+    reply(app, endpoint, status, crate::replies::json(body))
 }
 
 pub(crate) fn refusal_status(refusal: &Refusal) -> StatusCode {

@@ -11,7 +11,7 @@ use axum::routing::{MethodRouter, get, post};
 use crate::app::Shared;
 use crate::authz::Access;
 use crate::fleet::agent;
-use crate::{api, approvals, cancel, health, hooks, respond, ui};
+use crate::{api, approvals, cancel, health, hooks, openapi, respond, ui};
 use runbook_core::access::Role;
 
 /// Which door a route is behind.
@@ -22,7 +22,8 @@ pub enum Surface {
     Hook,
     /// The read and control API: the `[webhooks.api]` credentials.
     Api,
-    /// `/healthz` and `/metrics`: open, for probes and scrapers.
+    /// `/healthz`, `/metrics` and `/openapi.json`: open, for probes, scrapers and clients
+    /// (the document holds no secret).
     Health,
     /// `/agent/v1/…`: a node's token (and its client certificate under mutual TLS); a body
     /// limit of its own, for a finished run's report.
@@ -135,6 +136,13 @@ fn entries() -> Vec<(Route, MethodRouter<Shared>)> {
             Health,
             Open,
             get(health::metrics_text),
+        ),
+        route(
+            get_.clone(),
+            "/openapi.json",
+            Health,
+            Open,
+            get(openapi::serve),
         ),
         route(
             post_.clone(),
@@ -430,6 +438,7 @@ pub(crate) fn router(app: Shared, max_body: usize) -> Router {
                 .route_layer(require)
                 .layer(DefaultBodyLimit::max(agent::MAX_FINISH_BYTES)),
         )
+        .layer(axum::middleware::from_fn(respond::refuse_nul))
         .layer(axum::middleware::from_fn(respond::log_request))
         .with_state(app)
 }
@@ -461,7 +470,7 @@ mod tests {
                 p if p.starts_with("/agent/") => Surface::Agent,
                 p if p.starts_with("/ui/static/") => Surface::Asset,
                 p if p == "/ui" || p.starts_with("/ui/") => Surface::Console,
-                "/healthz" | "/metrics" => Surface::Health,
+                "/healthz" | "/metrics" | "/openapi.json" => Surface::Health,
                 _ => Surface::Api,
             };
             assert_eq!(route.surface, expected, "{} {}", route.method, route.path);

@@ -12,7 +12,7 @@ use super::uplink::Uplink;
 use crate::safety::remote::AskServer;
 use crate::safety::{Action, Verdict};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActRequest {
     pub agent: AgentId,
     pub action: Action,

@@ -31,7 +31,7 @@ use crate::store::{BudgetAnswer, BudgetTake, Freeze, Store};
 pub const FREEZE_CACHE: Duration = Duration::from_secs(1);
 
 /// One mutating call about to be made, as the budgets see it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Action {
     pub run_id: String,
     pub playbook: String,
@@ -42,7 +42,7 @@ pub struct Action {
 }
 
 /// What a mutating call may do.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "decision", rename_all = "kebab-case")]
 pub enum Verdict {
     Go,

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::outcome::{node_outcome, outcome_problem, record_caps};
 use crate::app::{App, Shared};
 use crate::config::NodeAuth;
+use crate::replies::{self, NodeListed, Stored};
 use crate::respond::{AuthRefused, error, reply};
 use crate::state::LimitExceeded;
 use crate::store::Appended;
@@ -119,9 +120,12 @@ fn admit_agent<T: DeserializeOwned>(
     }
     check_session(&agent.session)
         .and_then(|()| {
-            (agent.version.len() <= 64)
+            // Text the store keeps: PostgreSQL refuses a NUL in it (a 503 the agent retries).
+            (agent.version.len() <= 64 && !agent.version.contains(char::is_control))
                 .then_some(())
-                .ok_or_else(|| "an agent version is at most 64 bytes".to_string())
+                .ok_or_else(|| {
+                    "an agent version is at most 64 bytes, no control characters".to_string()
+                })
         })
         .map_err(|e| Box::new(error(app, ENDPOINT, StatusCode::BAD_REQUEST, e)))?;
     let runner = runner_of(&node, &agent.session);
@@ -256,13 +260,17 @@ pub(crate) async fn heartbeat(
             Ok(admitted) => admitted,
             Err(refused) => return *refused,
         };
-    if request.running.len() > MAX_RUNS_PER_AGENT || request.running.iter().any(|id| id.len() > 128)
+    if request.running.len() > MAX_RUNS_PER_AGENT
+        || request
+            .running
+            .iter()
+            .any(|id| id.len() > 128 || id.contains(char::is_control))
     {
         return error(
             &app,
             ENDPOINT,
             StatusCode::BAD_REQUEST,
-            format!("at most {MAX_RUNS_PER_AGENT} run ids of ≤ 128 bytes"),
+            format!("at most {MAX_RUNS_PER_AGENT} run ids of ≤ 128 bytes, no control characters"),
         );
     }
     let store = app.store.clone();
@@ -324,7 +332,12 @@ pub(crate) async fn events(
         .append_events(&id, &runner, upload.from, events, max)
         .await
     {
-        Ok(Appended::Stored) => reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true })),
+        Ok(Appended::Stored) => reply(
+            &app,
+            ENDPOINT,
+            StatusCode::OK,
+            replies::json(Stored { ok: true }),
+        ),
         Ok(Appended::NotHeld) => not_held(&app, &id),
         // As a local run: the run ends failed naming the limit; the agent, answered 409,
         // stops it and writes nothing more.
@@ -448,7 +461,12 @@ pub(crate) async fn finish(
     match store.finish_held(outcome, &runner).await {
         Ok(true) => {
             app.dispatcher.metrics.ended(&playbook, &status, seconds);
-            reply(&app, ENDPOINT, StatusCode::OK, json!({ "ok": true }))
+            reply(
+                &app,
+                ENDPOINT,
+                StatusCode::OK,
+                replies::json(Stored { ok: true }),
+            )
         }
         Ok(false) => not_held(&app, &id),
         Err(e) => unavailable(&app, e),
@@ -462,14 +480,13 @@ pub(crate) async fn list_nodes(State(app): State<Shared>) -> Response {
     match store.nodes().await {
         Ok(nodes) => {
             let listed: Vec<_> = nodes
-                .iter()
-                .map(|n| {
-                    let mut v = json!(n);
-                    v["up"] = json!(n.seen_secs_ago <= up_within.as_secs_f64());
-                    v
+                .into_iter()
+                .map(|node| NodeListed {
+                    up: node.seen_secs_ago <= up_within.as_secs_f64(),
+                    node,
                 })
                 .collect();
-            reply(&app, "nodes", StatusCode::OK, json!(listed))
+            reply(&app, "nodes", StatusCode::OK, replies::json(listed))
         }
         Err(e) => error(
             &app,
