@@ -4,11 +4,11 @@
 
 #![allow(dead_code)] // the functions exist for their `#[utoipa::path]` only
 
+use runbook_core::alert::WebhookJson;
 use runbook_runtime::fleet::act::ActRequest;
 use runbook_runtime::fleet::{
     EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
 };
-use runbook_core::alert::WebhookJson;
 use runbook_runtime::safety::Verdict;
 
 use crate::records::{AlertRecord, ApprovalRecord, RunSummary, StoredRun};
