@@ -1,5 +1,5 @@
-//! Who may do what, decided once per request: the route the router matched names the access
-//! it needs (its entry in the one route table, routes.rs), one middleware resolves the caller's identity and refuses
+//! Who may do what: each route's entry in the one route table (routes.rs) names the access it
+//! needs, the door in front of it (door.rs) resolves the caller's identity here and refuses
 //! (401 without one, 403 below the role) before any handler runs, and the handler finds the
 //! caller in a task-local ([`caller`]) for its forms, its records and the audit trail.
 //!
@@ -8,16 +8,13 @@
 //! credentials (role `[webhooks.api] role`, default viewer). Hooks and the agent API keep
 //! their own auth (per-hook secrets, node tokens and certificates): their entries say so.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::{App, Shared};
+use crate::app::App;
 use crate::auth::{Verified, Verifier};
-use crate::respond::{AuthRefused, error};
+use crate::config::AuthConfig;
+use crate::respond::error;
 use runbook_core::access::{
     AuditAct, Identity, NewAudit, Proof, Role, Roles, TOKEN_PREFIX, token_hash,
 };
@@ -56,79 +53,9 @@ pub(crate) fn caller_allowed(role: Role) -> Option<Caller> {
     caller().filter(|c| c.identity.roles.allow(role))
 }
 
-/// The middleware over every route: the table's entry for the matched route, then the
-/// caller's identity and roles against it.
-pub(crate) async fn require(State(app): State<Shared>, request: Request, next: Next) -> Response {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let console = path.starts_with("/ui");
-    let needed_role = match crate::routes::access_of(request.method(), &path) {
-        Some(Access::Role(role)) => role,
-        Some(Access::Open | Access::Hook | Access::Node) => return next.run(request).await,
-        None => {
-            tracing::error!(path, "no access rule for this route: refused");
-            return refused(
-                &app,
-                console,
-                StatusCode::FORBIDDEN,
-                "this route has no access rule",
-            );
-        }
-    };
-    let source = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    // Without proven credentials (an open `[webhooks.api]` lets anyone read, wrong ones too)
-    // a role above is a 401: a browser then asks to sign in, and credentials may help.
-    let identity = match identify(&app, request.headers()).await {
-        Ok(Some(identity))
-            if identity.proof != Proof::Open || identity.roles.allow(needed_role) =>
-        {
-            identity
-        }
-        Ok(_) if console => return crate::ui::sign_in_required(&app),
-        Ok(_) => return unauthorized(&app, request.headers()).await,
-        Err(unavailable) => return unavailable,
-    };
-    if !identity.roles.allow(needed_role) {
-        tracing::warn!(
-            subject = %crate::text::echo(&identity.subject),
-            roles = %identity.roles,
-            needed = %needed_role,
-            "refused: the caller's roles do not cover the route's"
-        );
-        let why = format!(
-            "this needs the {needed_role} role; you hold {}",
-            identity.roles
-        );
-        return refused(&app, console, StatusCode::FORBIDDEN, &why);
-    }
-    CALLER
-        .scope(Caller { identity, source }, next.run(request))
-        .await
-}
-
-/// The API's 401: `[webhooks.api]`'s own refusal (it says what to configure), else plain.
-async fn unauthorized(app: &App, headers: &HeaderMap) -> Response {
-    match crate::gate::refuse_api(app, headers).await {
-        Some(refusal) => refusal,
-        None => refused(app, false, StatusCode::UNAUTHORIZED, "unauthorized"),
-    }
-}
-
-fn refused(app: &App, console: bool, status: StatusCode, why: &str) -> Response {
-    let mut response = if console {
-        crate::ui::refused_page(status, why)
-    } else {
-        error(app, "api", status, why.to_string())
-    };
-    response.extensions_mut().insert(AuthRefused);
-    response
+/// Runs `handler` with `caller` as the request's caller ([`caller`] finds it).
+pub(crate) async fn as_caller<F: std::future::Future>(caller: Caller, handler: F) -> F::Output {
+    CALLER.scope(caller, handler).await
 }
 
 /// Who these headers prove: an API token, else the `[ui]` credentials, else `[webhooks.api]`'s.
@@ -183,7 +110,7 @@ pub(crate) async fn identify(app: &App, headers: &HeaderMap) -> Result<Option<Id
         && crate::gate::refuse_api(app, headers).await.is_none()
     {
         return Ok(Some(Identity {
-            subject: crate::cancel::api_caller(app),
+            subject: api_caller(app),
             groups: Vec::new(),
             roles: Roles::of([live.api_role]),
             proof: proof_of(verifier),
@@ -223,4 +150,27 @@ pub(crate) async fn record(app: &App, event: NewAudit) {
     {
         tracing::error!("audit event not recorded: {e:#}");
     }
+}
+
+/// Who calls the API, for the run's "cancelled by …": the basic-auth user, else the name of
+/// the bearer token's secret (its env var or file), as `api:<name>`.
+pub(crate) fn api_caller(app: &App) -> String {
+    let name = app.dispatcher.host().with_policy(|config| {
+        match config.webhooks.get("api").map(|hook| &hook.auth) {
+            Some(AuthConfig::Basic { username, .. }) => username.clone(),
+            Some(AuthConfig::Bearer { token }) => token
+                .env
+                .clone()
+                .or_else(|| {
+                    token
+                        .file
+                        .as_ref()
+                        .and_then(|f| f.file_name())
+                        .map(|f| f.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "token".into()),
+            _ => "anonymous".into(),
+        }
+    });
+    format!("api:{}", name.replace(|c: char| c.is_control(), ""))
 }

@@ -8,36 +8,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::app::{App, Shared};
-use crate::config::AuthConfig;
 use crate::records::{Cancelled, RunStatus};
 use crate::replies::{self, CancelAnswer, CancelState};
 use crate::respond::{error, reply};
 use runbook_core::access::AuditAct;
 
 const ENDPOINT: &str = "runs";
-
-/// Who calls the API, for the run's "cancelled by …": the basic-auth user, else the name of
-/// the bearer token's secret (its env var or file), as `api:<name>`.
-pub(crate) fn api_caller(app: &App) -> String {
-    let name = app.dispatcher.host().with_policy(|config| {
-        match config.webhooks.get("api").map(|hook| &hook.auth) {
-            Some(AuthConfig::Basic { username, .. }) => username.clone(),
-            Some(AuthConfig::Bearer { token }) => token
-                .env
-                .clone()
-                .or_else(|| {
-                    token
-                        .file
-                        .as_ref()
-                        .and_then(|f| f.file_name())
-                        .map(|f| f.to_string_lossy().into_owned())
-                })
-                .unwrap_or_else(|| "token".into()),
-            _ => "anonymous".into(),
-        }
-    });
-    format!("api:{}", name.replace(|c: char| c.is_control(), ""))
-}
 
 /// Asks run `id` to stop as `by`: (HTTP status, what happened in a line).
 pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, String) {
@@ -76,7 +52,8 @@ pub(super) async fn cancel_as(app: &App, id: &str, by: &str) -> (StatusCode, Str
 
 pub(crate) async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     // Who may cancel was decided by the route's entry (authz.rs).
-    let by = crate::authz::caller().map_or_else(|| api_caller(&app), |c| c.identity.actor());
+    let by = crate::authz::caller()
+        .map_or_else(|| crate::authz::api_caller(&app), |c| c.identity.actor());
     let (status, line) = cancel_as(&app, &id, &by).await;
     if status.is_success() {
         let state = if status == StatusCode::OK {

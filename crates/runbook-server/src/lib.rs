@@ -13,7 +13,7 @@
 //! - `api`, `health`, `metrics`: the read API, `/healthz`, `/metrics`; `openapi`: the
 //!   document of every route, `/openapi.json`; `replies`: the JSON bodies it describes
 //! - `gate`, `auth`, `respond`: who may call, and how the server answers; `authz`: the
-//!   role each route needs, the caller's identity, the audit trail
+//!   caller's identity and the audit trail; `door`: the role check in front of each route
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
 //!   rescued; `safety`: breakers and maintenance windows decided at admission
 //! - `approvals`, `cancel`: answering questions, stopping runs
@@ -41,6 +41,7 @@ mod console;
 mod csrf;
 mod digests;
 mod dispatch;
+mod door;
 mod fleet;
 mod gate;
 mod health;

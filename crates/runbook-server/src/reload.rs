@@ -449,6 +449,11 @@ playbook = "disk-full"
                 ),
             ),
             (
+                "[roles]",
+                format!("{BASE}\n[roles]\nviewer = [\"sre-all\"]\n"),
+            ),
+            ("[audit]", format!("{BASE}\n[audit]\nsinks = [\"pager\"]\n")),
+            (
                 "[[budget]]",
                 format!(
                     "{BASE}\n[[budget]]\nname = \"b\"\nactions = [\"docker.stop\"]\n\

@@ -10,6 +10,7 @@ use axum::routing::{MethodRouter, get, post};
 
 use crate::app::Shared;
 use crate::authz::Access;
+use crate::door::{Door, require};
 use crate::fleet::agent;
 use crate::{api, approvals, cancel, health, hooks, openapi, respond, ui};
 use runbook_core::access::Role;
@@ -41,7 +42,7 @@ pub struct Route {
     pub path: &'static str,
     pub surface: Surface,
     /// Who may call it: a role, or the surface's own auth (hooks, nodes), or anyone
-    /// (authz::require enforces it, keyed by the matched route).
+    /// (door.rs enforces it in front of the route).
     pub access: Access,
 }
 
@@ -392,56 +393,36 @@ fn entries() -> Vec<(Route, MethodRouter<Shared>)> {
     ]
 }
 
-/// What `method` on the route `path` (the router's pattern) needs; None: not in the table.
-/// GET covers HEAD, as the router does.
-pub fn access_of(method: &Method, path: &str) -> Option<Access> {
-    static ACCESS: std::sync::OnceLock<Vec<(Method, &'static str, Access)>> =
-        std::sync::OnceLock::new();
-    let all = ACCESS.get_or_init(|| {
-        table()
-            .into_iter()
-            .map(|r| (r.method, r.path, r.access))
-            .collect()
-    });
-    let method = if method == Method::HEAD {
-        &Method::GET
-    } else {
-        method
-    };
-    all.iter()
-        .find(|(m, p, _)| m == method && *p == path)
-        .map(|(_, _, access)| *access)
-}
-
 /// The router of every entry, each surface under its layers. The body limit covers all but
 /// the agent API, which has its own.
 pub(crate) fn router(app: Shared, max_body: usize) -> Router {
-    let (mut open, mut agents, mut pages, mut assets) =
-        (Router::new(), Router::new(), Router::new(), Router::new());
+    let (mut open, mut agents, mut console) = (Router::new(), Router::new(), Router::new());
     for (route, handler) in entries() {
         let surface = match route.surface {
             Surface::Hook | Surface::Api | Surface::Health => &mut open,
             Surface::Agent => &mut agents,
-            Surface::Console => &mut pages,
-            Surface::Asset => &mut assets,
+            Surface::Console | Surface::Asset => &mut console,
         };
+        // Before the handler: the access this entry names (so no route is without one).
+        let door = Door {
+            app: app.clone(),
+            access: route.access,
+            console: matches!(route.surface, Surface::Console | Surface::Asset),
+        };
+        let handler = handler.route_layer(axum::middleware::from_fn_with_state(door, require));
         // Two entries on one path (GET form, POST submit) merge into one method router.
         *surface = std::mem::take(surface).route(route.path, handler);
     }
-    // Before any handler, on every surface: the access the matched route's entry names.
-    let require = axum::middleware::from_fn_with_state(app.clone(), crate::authz::require);
-    open.route_layer(require.clone())
-        .merge(ui::layered(pages, assets, app.clone()))
+    open.merge(ui::layered(console, app.clone()))
         .layer(DefaultBodyLimit::max(max_body))
-        .merge(
-            agents
-                .route_layer(require)
-                .layer(DefaultBodyLimit::max(agent::MAX_FINISH_BYTES)),
-        )
+        .merge(agents.layer(DefaultBodyLimit::max(agent::MAX_FINISH_BYTES)))
         .layer(axum::middleware::from_fn(respond::refuse_nul))
         .layer(axum::middleware::from_fn(respond::log_request))
         .with_state(app)
 }
+
+#[cfg(test)]
+mod documented;
 
 #[cfg(test)]
 mod tests {

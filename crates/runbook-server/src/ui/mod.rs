@@ -44,19 +44,10 @@ pub(crate) fn refused_page(status: axum::http::StatusCode, why: &str) -> Respons
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's layers around its routes (crate::routes lists them): the role each route's
-/// entry names over every page and form (nothing of the console without sign-in), the same
-/// over the content-hashed assets (which are open); the question count and the hardening
-/// headers over both.
-pub(crate) fn layered(
-    pages: Router<Shared>,
-    assets: Router<Shared>,
-    app: Shared,
-) -> Router<Shared> {
-    let require = axum::middleware::from_fn_with_state(app.clone(), crate::authz::require);
-    pages
-        .merge(assets)
-        .route_layer(require)
+/// The console's layers around its routes (crate::routes lists them, each behind its door):
+/// the question count and the hardening headers.
+pub(crate) fn layered(console: Router<Shared>, app: Shared) -> Router<Shared> {
+    console
         .layer(axum::middleware::from_fn_with_state(
             app,
             access::count_questions,
