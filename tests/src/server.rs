@@ -71,7 +71,8 @@ impl Server {
         wrapper: &[&str],
     ) -> Server {
         // The read API needs auth by default: unless the test configured it, the server gets a
-        // bearer token that `get` sends.
+        // bearer token that `get` sends, as admin (it reads every page; tests of who may do
+        // what configure their own credentials and roles).
         let config = sandbox.path().join("host.toml");
         let existing = std::fs::read_to_string(&config).unwrap_or_default();
         if api_token && !existing.contains("[webhooks.api]") {
@@ -81,7 +82,7 @@ impl Server {
             sandbox.write_append(
                 "host.toml",
                 &format!(
-                    "\n[webhooks.api]\nauth = {{ kind = \"bearer\", token = {{ env = \"{API_TOKEN_ENV}\" }} }}\n"
+                    "\n[webhooks.api]\nrole = \"admin\"\nauth = {{ kind = \"bearer\", token = {{ env = \"{API_TOKEN_ENV}\" }} }}\n"
                 ),
             );
         }
