@@ -217,7 +217,7 @@ fn add_response(
 
 /// The refusals axum and the gates answer before a handler's own: a path or query that does
 /// not parse (400, text), a body over the cap (413, text), auth (401/403), the store not
-/// answering (503 with Retry-After).
+/// answering (503 with Retry-After); on the API, a role below the route's (403).
 fn shared_responses(path: &str, method: &str, op: &mut utoipa::openapi::path::Operation) {
     let tag = op
         .tags
@@ -282,6 +282,14 @@ fn shared_responses(path: &str, method: &str, op: &mut utoipa::openapi::path::Op
             Vec::<String>::new(),
         )]);
     } else if tag != "hooks" {
+        add_response(
+            op,
+            403,
+            "The caller's role does not cover this route (see the route table: viewer reads, \
+             operator starts and cancels, approver answers)",
+            &[json()],
+            false,
+        );
         op.security = Some(api_security());
     }
 }

@@ -492,7 +492,12 @@ pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
         sections.push((entry.name, described, recent));
     }
     // Only a caller who may start runs is shown the way to the run form.
-    let may_run = crate::authz::caller_allowed(runbook_core::access::Role::Operator).is_some();
+    // A viewer sees no Run link; an anonymous reader (an open read API) does: the form asks
+    // them to sign in, and the `[ui]` credentials may hold the operator role.
+    let may_run = crate::authz::caller().is_some_and(|c| {
+        c.identity.roles.allow(runbook_core::access::Role::Operator)
+            || c.identity.proof == runbook_core::access::Proof::Open
+    });
     let body = html! {
         h1 { "Playbooks" }
         @for (name, described, recent) in &sections {
