@@ -166,16 +166,20 @@ pub const TOKEN_PREFIX: &str = "rbk_";
 
 /// The hash an API token is stored and looked up under (hex SHA-256 of the whole token).
 pub fn token_hash(token: &str) -> String {
-    hex_lower(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A token from 32 random bytes: `rbk_` and 64 hex digits.
 pub fn token_from(random: [u8; 32]) -> String {
-    format!("{TOKEN_PREFIX}{}", hex_lower(&random))
+    format!("{TOKEN_PREFIX}{}", hex::encode(random))
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Whether `text` has the shape of a token [`token_from`] makes: only such a text is looked up
+/// in the store (anything else a caller sends costs no query).
+pub fn is_token_shaped(text: &str) -> bool {
+    text.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// A token to store: its hash and what it allows.
@@ -398,6 +402,16 @@ mod tests {
     fn tokens_are_hashed_and_long_fields_capped() {
         let token = token_from([7; 32]);
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() == 68);
+        assert!(is_token_shaped(&token));
+        for junk in [
+            "rbk_",
+            "rbk_00",
+            &format!("{token}0"),
+            &token.to_uppercase(),
+            &token.replace("rbk_", "rbx_"),
+        ] {
+            assert!(!is_token_shaped(junk), "{junk}");
+        }
         assert_eq!(token_hash(&token).len(), 64);
         assert_ne!(token_hash(&token), token_hash(&token_from([8; 32])));
         let long = NewAudit {

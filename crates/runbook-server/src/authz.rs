@@ -16,7 +16,7 @@ use crate::auth::{Verified, Verifier};
 use crate::config::AuthConfig;
 use crate::respond::error;
 use runbook_core::access::{
-    AuditAct, Identity, NewAudit, Proof, Role, Roles, TOKEN_PREFIX, token_hash,
+    AuditAct, Identity, NewAudit, Proof, Role, Roles, is_token_shaped, token_hash,
 };
 
 /// What a route needs.
@@ -65,7 +65,7 @@ pub(crate) async fn identify(app: &App, headers: &HeaderMap) -> Result<Option<Id
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(token) = bearer.filter(|t| t.starts_with(TOKEN_PREFIX)) {
+    if let Some(token) = bearer.filter(|t| is_token_shaped(t)) {
         match app.store.token_by_hash(&token_hash(token)).await {
             Ok(Some(found)) if found.usable() => {
                 return Ok(Some(Identity {
