@@ -11,6 +11,10 @@
 #   scripts/bench-pg-intake.sh BASELINE_BIN [CANDIDATE_BIN]    DURATION (10s), CONNECTIONS (64)
 #   SWEEP=1 scripts/bench-pg-intake.sh - [CANDIDATE_BIN]: the candidate alone on PostgreSQL,
 #     one replica, for each `admission-batch` × `store-connections` (how the defaults were chosen)
+#   REPLICA_CPUS=0.5 scripts/bench-pg-intake.sh ...: each host in a cgroup of its own capped at
+#     that many CPUs, as if every replica had its own machine, the database and wrk keeping the
+#     rest; shows whether replicas add up once the CPU they share on 2 cores is not the limit
+#     (needs root: cgroup v1's cpu controller or cgroup v2's cpu.max)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/bench-serve-lib.sh"
@@ -22,14 +26,38 @@ ensure_wrk
 "$root/scripts/test-env.sh" >/dev/null
 cluster=$(cat /tmp/runbook-pg/url)
 dir=$(mktemp -d)
-pids=()
-databases=()
+# What cleanup must undo is listed in files, not arrays: the measuring functions run inside
+# $(...), and a subshell's array appends never reach the trap (every database was left behind).
+touch "$dir/pids" "$dir/databases" "$dir/cgroups"
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for d in "${databases[@]}"; do psql "$cluster" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" 2>/dev/null || true; done
+    while read -r p; do kill "$p" 2>/dev/null || true; done <"$dir/pids"
+    while read -r d; do psql "$cluster" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" 2>/dev/null || true; done <"$dir/databases"
+    while read -r g; do rmdir "$g" 2>/dev/null || true; done <"$dir/cgroups"
     rm -rf "$dir"
 }
 trap cleanup EXIT
+
+# cap_cpu PID NAME: with REPLICA_CPUS set, moves the host (all its threads) into a cgroup of its
+# own with that CPU quota.
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then cpu_root=/sys/fs/cgroup; else cpu_root=/sys/fs/cgroup/cpu; fi
+if [ -n "${REPLICA_CPUS:-}" ] && ! [ -w "$cpu_root" ]; then
+    echo "REPLICA_CPUS needs a writable cgroup cpu controller at $cpu_root (run as root)" >&2
+    exit 2
+fi
+cap_cpu() {
+    [ -n "${REPLICA_CPUS:-}" ] || return 0
+    local g=$cpu_root/runbook-bench-$$-$2 quota
+    quota=$(echo "$REPLICA_CPUS * 100000 / 1" | bc)
+    mkdir -p "$g"
+    echo "$g" >>"$dir/cgroups"
+    if [ "$cpu_root" = /sys/fs/cgroup ]; then
+        echo "$quota 100000" >"$g/cpu.max"
+    else
+        echo 100000 >"$g/cpu.cfs_period_us"
+        echo "$quota" >"$g/cpu.cfs_quota_us"
+    fi
+    echo "$1" >"$g/cgroup.procs"
+}
 
 cat > "$dir/host.toml.in" <<TOML
 plugin-dirs = ["@PLUGINS@"]
@@ -68,7 +96,7 @@ non2xx() { awk '/Non-2xx/ {n=$5} END {print n+0}' "$1"; }
 new_database() {
     local name=bench_$$_$RANDOM
     psql "$cluster" -qc "CREATE DATABASE $name"
-    databases+=("$name")
+    echo "$name" >>"$dir/databases"
     echo "${cluster%/*}/$name"
 }
 wrk_on() { wrk -t"$2" -c"$3" -d"$duration" --latency -s "$5" "http://127.0.0.1:$1$4" >"$6" & }
@@ -76,7 +104,7 @@ wrk_on() { wrk -t"$2" -c"$3" -d"$duration" --latency -s "$5" "http://127.0.0.1:$
 # load BIN NAME STORE PATH LUA: one host under the whole load; "rps p99 non2xx".
 load() {
     local port; port=$(free_port)
-    STORE=$3 start_server "$1" "$2" "$port"; pids+=("$pid")
+    STORE=$3 start_server "$1" "$2" "$port"; echo "$pid" >>"$dir/pids"; cap_cpu "$pid" "$2"
     if [ "$4" = /hooks/alertmanager ]; then
         curl -sf -X POST -H "Authorization: Bearer bench" -d "$(alert_body NoopDup)" \
             "http://127.0.0.1:$port/hooks/alertmanager" >/dev/null
@@ -90,8 +118,8 @@ load() {
 two() {
     local url; url=$(new_database)
     local pa pb port_a port_b
-    port_a=$(free_port); STORE=$url start_server "$1" "$2a" "$port_a"; pa=$pid; pids+=("$pid")
-    port_b=$(free_port); STORE=$url start_server "$1" "$2b" "$port_b"; pb=$pid; pids+=("$pid")
+    port_a=$(free_port); STORE=$url start_server "$1" "$2a" "$port_a"; pa=$pid; echo "$pid" >>"$dir/pids"; cap_cpu "$pid" "$2a"
+    port_b=$(free_port); STORE=$url start_server "$1" "$2b" "$port_b"; pb=$pid; echo "$pid" >>"$dir/pids"; cap_cpu "$pid" "$2b"
     wrk_on "$port_a" 1 $((connections / 2)) /hooks/run/noop "$dir/run.lua" "$dir/$2a.out"; local wa=$!
     wrk_on "$port_b" 1 $((connections / 2)) /hooks/run/noop "$dir/run.lua" "$dir/$2b.out"; local wb=$!
     wait "$wa" "$wb"
@@ -105,7 +133,7 @@ two() {
 # started BIN NAME STORE: p50 ms from admission to running over 200 alerts one at a time.
 started() {
     local port; port=$(free_port)
-    STORE=$3 start_server "$1" "$2" "$port"; pids+=("$pid")
+    STORE=$3 start_server "$1" "$2" "$port"; echo "$pid" >>"$dir/pids"; cap_cpu "$pid" "$2"
     python3 - "$port" <<'PY'
 import json, sys, time, urllib.request
 port = sys.argv[1]
@@ -146,12 +174,15 @@ if [ -n "${SWEEP:-}" ]; then
     exit 0
 fi
 
-declare -A R
-measure() { # KEY COMMAND...: runs it for both binaries, back to back.
+declare -A R L
+# KEY COMMAND...: runs it for both binaries, back to back; L keeps the 1-minute load average
+# at its end (the machine may be shared: ratios are only fair between rows of similar load).
+measure() {
     local key=$1; shift
     for which in baseline candidate; do
         local bin=${!which}
         R[$key.$which]=$("$@" "$bin" "$key-$which")
+        L[$key.$which]=$(cut -d' ' -f1 /proc/loadavg)
     done
 }
 sqlite_runs() { load "$1" "$2" "" /hooks/run/noop "$dir/run.lua"; }
@@ -173,12 +204,13 @@ f() { echo "${R[$1.$2]}" | awk -v i="$3" '{print $i}'; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 printf '%-40s %22s %22s\n' "" "baseline" "candidate"
 for key in sqlite pg1 pg2 sqlite_dup pg_dup; do
-    printf '%-40s %12.0f/s %6.1fms %12.0f/s %6.1fms   (non-2xx %s / %s)\n' "$key" \
+    printf '%-40s %12.0f/s %6.1fms %12.0f/s %6.1fms   (non-2xx %s / %s; load %s / %s)\n' "$key" \
         "$(f $key baseline 1)" "$(f $key baseline 2)" "$(f $key candidate 1)" "$(f $key candidate 2)" \
-        "$(f $key baseline 3)" "$(f $key candidate 3)"
+        "$(f $key baseline 3)" "$(f $key candidate 3)" "${L[$key.baseline]}" "${L[$key.candidate]}"
 done
 for key in sqlite_started pg_started; do
-    printf '%-40s %14s ms p50/mean %11s ms p50/mean\n' "$key (alert -> running)" "$(f $key baseline 1)" "$(f $key candidate 1)"
+    printf '%-40s %14s ms p50/mean %11s ms p50/mean   (load %s / %s)\n' "$key (alert -> running)" \
+        "$(f $key baseline 1)" "$(f $key candidate 1)" "${L[$key.baseline]}" "${L[$key.candidate]}"
 done
 for which in baseline candidate; do
     echo "$which: pg1/sqlite $(ratio "$(f pg1 $which 1)" "$(f sqlite $which 1)") (goal >= 0.8), p99 $(f pg1 $which 2) ms (goal <= 15);" \
@@ -186,4 +218,4 @@ for which in baseline candidate; do
         "dedup pg/sqlite $(ratio "$(f pg_dup $which 1)" "$(f sqlite_dup $which 1)") (goal >= 0.8);" \
         "started p50 pg/sqlite $(ratio "$(f pg_started $which 1 | cut -d/ -f1)" "$(f sqlite_started $which 1 | cut -d/ -f1)") (goal <= 1.5)"
 done
-echo "candidate/baseline: pg1 $(ratio "$(f pg1 candidate 1)" "$(f pg1 baseline 1)"), pg2 $(ratio "$(f pg2 candidate 1)" "$(f pg2 baseline 1)"), pg dedup $(ratio "$(f pg_dup candidate 1)" "$(f pg_dup baseline 1)"); $(date -u +%F), $(nproc) cores"
+echo "candidate/baseline: pg1 $(ratio "$(f pg1 candidate 1)" "$(f pg1 baseline 1)"), pg2 $(ratio "$(f pg2 candidate 1)" "$(f pg2 baseline 1)"), pg dedup $(ratio "$(f pg_dup candidate 1)" "$(f pg_dup baseline 1)"); $(date -u +%F), $(nproc) cores${REPLICA_CPUS:+, each host capped at $REPLICA_CPUS CPUs}"

@@ -5,6 +5,14 @@
 #                             crashes to fuzz/artifacts/TARGET/); a table of runs at the end
 #   scripts/fuzz.sh --ci      what CI runs: each target over its checked-in corpus
 #                             (fuzz/corpus/TARGET, the regressions), then FUZZ_CI_SECONDS (5) of fuzzing
+#   FUZZ_TARGETS="host_toml fixture" scripts/fuzz.sh SECONDS   only those targets (the runtime's
+#                             two are built only when named or when FUZZ_TARGETS is unset)
+#
+# Two targets, host_toml and fixture, parse types that live in runbook-runtime, so building
+# them instruments wasmtime too (about ten minutes more, once). The long run builds them
+# (cargo feature `runtime`); --ci leaves them out: their corpora are replayed, property by
+# property, by runbook-runtime's unit tests (crates/runbook-runtime/src/invariants.rs), which
+# the test suite runs anyway.
 #
 # Only the stable toolchain is needed: libFuzzer's coverage instrumentation uses stable
 # `-C` flags; the sanitizers would need nightly's `-Z sanitizer`, so none is used (runbook-core
@@ -15,13 +23,28 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 case "${1:-}" in
-    --ci) seconds=${FUZZ_CI_SECONDS:-5} ;;
+    --ci)
+        seconds=${FUZZ_CI_SECONDS:-5}
+        features=()
+        ;;
     '' | *[!0-9]*)
         echo "usage: scripts/fuzz.sh SECONDS | --ci" >&2
         exit 2
         ;;
-    *) seconds=$1 ;;
+    *)
+        seconds=$1
+        features=(--features runtime)
+        ;;
 esac
+runtime_targets=" host_toml fixture "
+# Targets chosen without the runtime's two do not need wasmtime instrumented (minutes saved).
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+    needs_runtime=
+    for t in $FUZZ_TARGETS; do
+        if [[ $runtime_targets == *" $t "* ]]; then needs_runtime=1; fi
+    done
+    [ -n "$needs_runtime" ] || features=()
+fi
 
 # cargo-fuzz once, then from ~/.cargo/bin.
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -30,12 +53,23 @@ fi
 # The lock file is checked in: refuse to resolve anything new (cargo fuzz has no --locked).
 cargo fetch --locked
 # Release, with debug assertions and overflow checks; no sanitizer (stable, see above).
-build=(--sanitizer none --release --debug-assertions)
+build=(--sanitizer none --release --debug-assertions ${features[@]+"${features[@]}"})
 nice cargo fuzz build "${build[@]}"
 
 failed=()
 summary=()
-for target in $(cargo fuzz list); do
+# Listed once into a variable: `cargo fuzz list | grep -q` lets grep close the pipe early, and
+# cargo-fuzz then panics on the broken pipe, which pipefail turns into a failed run.
+all_targets=" $(cargo fuzz list | xargs) "
+for target in ${FUZZ_TARGETS:-$all_targets}; do
+    if [[ $all_targets != *" $target "* ]]; then
+        echo "no fuzz target $target; the targets:$all_targets" >&2
+        exit 2
+    fi
+    if [ ${#features[@]} -eq 0 ] && [[ $runtime_targets == *" $target "* ]]; then
+        summary+=("$(printf '%-12s %12s' "$target" "corpus replayed by the runtime's unit tests")")
+        continue
+    fi
     scratch=target/corpus/$target
     mkdir -p "$scratch" "artifacts/$target"
     log=target/fuzz-$target.log

@@ -290,6 +290,98 @@ ensure_schemathesis() {
     "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >/dev/null
 }
 
+# The OpenID provider of the console's sign-in tests: panva's oidc-provider from npm, at the
+# versions tests/oidc/package-lock.json pins, into tests/oidc/node_modules (each test binary
+# starts its own provider.mjs on 127.0.0.1). Node from Debian when missing.
+ensure_oidc_provider() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/oidc"
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "test-env: installing nodejs and npm" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q nodejs npm >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null
+            apt-get install -y -q nodejs npm >/dev/null
+        }
+    fi
+    # Installed already at the locked versions: the stamp holds the lock file's hash.
+    local want
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$dir/node_modules/.runbook-lock" 2>/dev/null)" = "$want" ]; then return; fi
+    echo "test-env: installing oidc-provider into $dir/node_modules" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$want" >"$dir/node_modules/.runbook-lock"
+}
+
+# Two OCI registries (Debian's docker-registry, distribution 2.8) for the playbook-sharing tests
+# (tests/tests/oci.rs): 127.0.0.1:5015 plain HTTP, open; 127.0.0.1:5016 HTTPS with a test CA
+# made when it starts (certs/ca.pem) and basic auth (user runbook, password in tls/password).
+# Each keeps its blobs under $REGISTRY_DIR/NAME/data, which the tamper tests overwrite.
+REGISTRY_DIR=/tmp/runbook-registry
+
+ensure_registry() {
+    if [ ! -x /usr/bin/docker-registry ]; then
+        echo "test-env: installing docker-registry" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null
+        }
+    fi
+    mkdir -p "$REGISTRY_DIR/plain/data" "$REGISTRY_DIR/tls/data"
+    if ! curl -fs -o /dev/null http://127.0.0.1:5015/v2/; then
+        cat > "$REGISTRY_DIR/plain/config.yml" <<YML
+version: 0.1
+log: { level: warn }
+storage:
+  filesystem: { rootdirectory: $REGISTRY_DIR/plain/data }
+  delete: { enabled: true }
+http:
+  addr: 127.0.0.1:5015
+YML
+        echo "test-env: starting docker-registry on 127.0.0.1:5015 (log: $REGISTRY_DIR/plain/log)" >&2
+        setsid nohup /usr/bin/docker-registry serve "$REGISTRY_DIR/plain/config.yml" \
+            >"$REGISTRY_DIR/plain/log" 2>&1 < /dev/null &
+    fi
+    if ! curl -s -o /dev/null --cacert "$REGISTRY_DIR/certs/ca.pem" https://127.0.0.1:5016/v2/; then
+        "$(dirname "$0")/test-certs.sh" "$REGISTRY_DIR/certs" runbook >/dev/null 2>&1
+        head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$REGISTRY_DIR/tls/password"
+        local hash
+        hash=$(python3 -W ignore -c 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' \
+            "$(cat "$REGISTRY_DIR/tls/password")" 2>/dev/null) || hash=$(htpasswd -nbB x "$(cat "$REGISTRY_DIR/tls/password")" | cut -d: -f2)
+        echo "runbook:$hash" > "$REGISTRY_DIR/tls/htpasswd"
+        cat > "$REGISTRY_DIR/tls/config.yml" <<YML
+version: 0.1
+log: { level: warn }
+storage:
+  filesystem: { rootdirectory: $REGISTRY_DIR/tls/data }
+  delete: { enabled: true }
+http:
+  addr: 127.0.0.1:5016
+  tls:
+    certificate: $REGISTRY_DIR/certs/server.pem
+    key: $REGISTRY_DIR/certs/server.key
+auth:
+  htpasswd:
+    realm: runbook-test
+    path: $REGISTRY_DIR/tls/htpasswd
+YML
+        echo "test-env: starting docker-registry (TLS, basic auth) on 127.0.0.1:5016 (log: $REGISTRY_DIR/tls/log)" >&2
+        setsid nohup /usr/bin/docker-registry serve "$REGISTRY_DIR/tls/config.yml" \
+            >"$REGISTRY_DIR/tls/log" 2>&1 < /dev/null &
+    fi
+    for _ in $(seq 50); do
+        if curl -fs -o /dev/null http://127.0.0.1:5015/v2/ \
+            && curl -s -o /dev/null -w '%{http_code}' --cacert "$REGISTRY_DIR/certs/ca.pem" https://127.0.0.1:5016/v2/ | grep -q 401; then
+            echo "test-env: registries on 127.0.0.1:5015 (plain) and :5016 (TLS + basic auth)" >&2
+            return
+        fi
+        sleep 0.2
+    done
+    echo "test-env: a registry did not start; see $REGISTRY_DIR/*/log" >&2
+    tail -5 "$REGISTRY_DIR"/*/log >&2 || true
+    exit 1
+}
+
 ensure_docker
 build_image
 ensure_alertmanager
@@ -300,3 +392,5 @@ ensure_postgres
 ensure_postgres_tls
 ensure_pgbouncer
 ensure_schemathesis
+ensure_oidc_provider
+ensure_registry

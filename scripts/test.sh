@@ -25,5 +25,5 @@ if [ $# -eq 0 ]; then
         --test server --test runs --test notify --test crash_recovery --test alertmanager \
         --test intake --test fleet --test approvals_telegram --test approvals_builtins \
         --test cancel --test typed_params --test fleet_trust --test safety_admission --test budgets \
-        --test digest --test dashboard --test authz --test schemathesis
+        --test digest --test dashboard --test authz --test schemathesis --test oidc
 fi

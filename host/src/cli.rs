@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::Globals;
 use crate::commands::{
     access, agent, approvals, breaker, check, digest, docs, health, inspect, list, maintenance,
-    nodes, notify, run, runs, safety, scaffold, schedules, serve, test,
+    nodes, notify, registry, run, runs, safety, scaffold, schedules, serve, test,
 };
 
 /// `host --version`: the crate version and the commit it was built from (host/build.rs).
@@ -79,6 +79,16 @@ pub enum Command {
     Unfreeze(safety::UnfreezeArgs),
     /// Action budgets: each budget's use per container/node/playbook and when it frees; the freeze state
     Budgets(safety::BudgetsArgs),
+    /// Publish a component to an OCI registry (wasm artifact layout); prints its digest
+    Push(registry::PushArgs),
+    /// Fetch a playbook artifact from a registry, checked, into the local artifact store
+    Pull(registry::PullArgs),
+    /// Pin every [plugins.X] source to a digest in host.lock (--update: follow moved tags)
+    Lock(registry::LockArgs),
+    /// Write a signing key pair NAME.key / NAME.pub (ECDSA P-256, cosign-compatible)
+    Keygen(registry::KeygenArgs),
+    /// Sign a playbook artifact in its registry (cosign's format, `sha256-<hex>.sig` tag)
+    Sign(registry::SignArgs),
     /// Write the playbook contract (this host's WIT files) into a directory
     Wit(scaffold::WitArgs),
     /// Create a playbook project in Rust, Python or JavaScript, built against this host's WIT

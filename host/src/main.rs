@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use runbook_core::{panics, records, severity, text, timeline};
 use runbook_runtime::{
     approval, bindings, cancel, caps, catalog, config, digest, engine, fleet, incident, notify,
-    params, postmortem, render, replay, run, safety, schedule, style,
+    oci, params, postmortem, render, replay, run, safety, schedule, style,
 };
 use runbook_server as server;
 use runbook_store as store;
@@ -92,6 +92,11 @@ async fn dispatch(Cli { globals, command }: Cli) -> anyhow::Result<u8> {
         Command::Freeze(args) => args.run(globals).await,
         Command::Unfreeze(args) => args.run(globals).await,
         Command::Budgets(args) => args.run(globals).await,
+        Command::Push(args) => args.run(globals).await,
+        Command::Pull(args) => args.run(globals).await,
+        Command::Lock(args) => args.run(globals).await,
+        Command::Keygen(args) => args.run(),
+        Command::Sign(args) => args.run(globals).await,
         Command::Wit(args) => args.run(),
         Command::New(args) => args.run(),
         Command::Notify(args) => args.run(globals).await,

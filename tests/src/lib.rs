@@ -7,6 +7,7 @@ pub mod browser;
 pub mod docker;
 pub mod host_toml;
 pub mod http;
+pub mod oidc;
 pub mod polyglot;
 pub mod postgres;
 pub mod proxy;

@@ -59,6 +59,28 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// SIGHUP: the server reloads host.toml (and host.lock).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The log once `needle` is in it `times` times (20 s at most).
+    pub fn wait_for_log(&self, sandbox: &Sandbox, needle: &str, times: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log(sandbox);
+            if log.matches(needle).count() >= times {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "never logged {needle:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn spawn(sandbox: &Sandbox, env: &[(&str, &str)], port: u16, api_token: bool) -> Server {
         Self::spawn_under(sandbox, env, port, api_token, &[])
     }

@@ -370,6 +370,19 @@ fn slack_clicks_decide_only_when_signed_fresh_and_from_a_listed_user() {
         "{late}"
     );
     assert_eq!(approval_state(&fx, &run)["state"], "approved");
+    // One audit event for the one click that decided: not for the refused nor the late one.
+    let audit = fx._sandbox.host(&["audit", "--json"]).json();
+    let answered: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["act"] == "approval-answered")
+        .collect();
+    assert_eq!(answered.len(), 1, "{audit}");
+    assert_eq!(answered[0]["target"], id.as_str(), "{audit}");
+    assert_eq!(answered[0]["actor"], "slack:U111 (alice)", "{audit}");
+    assert_eq!(answered[0]["proof"], "slack-signature", "{audit}");
+    assert_eq!(answered[0]["detail"], "approved", "{audit}");
 
     // A signed reject: no action, with the reason.
     let (run, approval) = ask(&fx, "Pause db-1?");

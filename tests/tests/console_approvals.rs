@@ -68,8 +68,12 @@ impl Console {
         } else {
             Server::start_as_configured(&sandbox, &ENV)
         };
+        // A fresh connection per request: the server may close one after refusing a POST
+        // before reading its body (401/403), and a pooled connection reused at that moment
+        // failed once under load with "Peer disconnected".
         let http = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_idle_connections(0)
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()

@@ -26,26 +26,6 @@ fn config(sandbox: &Sandbox, token_var: &str, granted: bool) -> String {
     .to_string()
 }
 
-fn hangup(server: &Server) {
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_for_log(server: &Server, sandbox: &Sandbox, needle: &str, times: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = server.log(sandbox);
-        if log.matches(needle).count() >= times {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "never logged {needle:?}:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn read_run(server: &Server, token: &str, target: &str) -> (u16, Option<serde_json::Value>) {
     let body = json!({ "case": "fs-read", "target": target }).to_string();
     let reply = server.post(
@@ -74,8 +54,8 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_on_error() {
 
     // A new token and a grant: applied at once, the old token refused.
     sandbox.write("host.toml", config(&sandbox, "NEW_TOKEN", true));
-    hangup(&server);
-    wait_for_log(&server, &sandbox, "host.toml reloaded", 1);
+    server.hangup();
+    server.wait_for_log(&sandbox, "host.toml reloaded", 1);
     assert_eq!(read_run(&server, OLD, evidence).0, 401);
     let (status, run) = read_run(&server, NEW, evidence);
     assert_eq!(status, 202);
@@ -87,12 +67,12 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_on_error() {
 
     // A config that does not load (a secret that is not set, then a typo): nothing changes.
     sandbox.write("host.toml", config(&sandbox, "UNSET_TOKEN_VAR", true));
-    hangup(&server);
-    let log = wait_for_log(&server, &sandbox, "not reloaded", 1);
+    server.hangup();
+    let log = server.wait_for_log(&sandbox, "not reloaded", 1);
     assert!(log.contains("UNSET_TOKEN_VAR"), "{log}");
     sandbox.write("host.toml", "plugin-dirs = [\"plugins\"]\n[serverr]\n");
-    hangup(&server);
-    let log = wait_for_log(&server, &sandbox, "not reloaded", 2);
+    server.hangup();
+    let log = server.wait_for_log(&sandbox, "not reloaded", 2);
     assert!(log.contains("serverr"), "{log}");
     assert_eq!(
         read_run(&server, NEW, evidence).0,
@@ -109,8 +89,8 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_on_error() {
             config(&sandbox, "OLD_TOKEN", true)
         ),
     );
-    hangup(&server);
-    let log = wait_for_log(&server, &sandbox, "host.toml reloaded", 2);
+    server.hangup();
+    let log = server.wait_for_log(&sandbox, "host.toml reloaded", 2);
     assert!(
         log.contains("[server] changed; that takes a restart"),
         "{log}"
@@ -213,8 +193,8 @@ fn sighup_revokes_a_console_password_and_its_csrf_tokens() {
     let old_token = csrf_of(&page);
 
     sandbox.write("host.toml", console_config("new-password"));
-    hangup(&server);
-    let log = wait_for_log(&server, &sandbox, "host.toml reloaded", 1);
+    server.hangup();
+    let log = server.wait_for_log(&sandbox, "host.toml reloaded", 1);
     assert!(log.contains("console forms basic"), "{log}");
 
     // After: the old password is refused everywhere (and a browser is asked to sign in)…
@@ -316,8 +296,8 @@ fn sighup_stops_a_removed_schedule_and_starts_an_added_one() {
     wait_until("two tick firings", || firings(&sandbox, "tick").len() >= 2);
 
     sandbox.write("host.toml", schedule_config("tock"));
-    hangup(&server);
-    let log = wait_for_log(&server, &sandbox, "host.toml reloaded", 1);
+    server.hangup();
+    let log = server.wait_for_log(&sandbox, "host.toml reloaded", 1);
     assert!(
         log.contains("schedules started: tock") && log.contains("schedules stopped: tick"),
         "{log}"
@@ -621,9 +601,9 @@ fn every_key_that_decides_access_applies_on_sighup_or_refuses_the_reload() {
         before(&probe);
         change(&mut access);
         sandbox.write("host.toml", access.render(&sandbox));
-        hangup(&server);
+        server.hangup();
         reloads += 1;
-        let log = wait_for_log(&server, &sandbox, "host.toml reloaded", reloads);
+        let log = server.wait_for_log(&sandbox, "host.toml reloaded", reloads);
         assert!(!log.contains("not reloaded"), "{key}: {log}");
         after(&probe);
     }
@@ -632,9 +612,9 @@ fn every_key_that_decides_access_applies_on_sighup_or_refuses_the_reload() {
     assert_eq!(answer("UI_B"), 403, "not on the list yet");
     access.approvers = "\"oncall\"";
     sandbox.write("host.toml", access.render(&sandbox));
-    hangup(&server);
+    server.hangup();
     reloads += 1;
-    wait_for_log(&server, &sandbox, "host.toml reloaded", reloads);
+    server.wait_for_log(&sandbox, "host.toml reloaded", reloads);
     assert_eq!(answer("UI_B"), 303, "listed after the reload");
     let done = server.wait_for_run_as(&asking, token("API_B"));
     assert_eq!(done["summary"], "approved by console:oncall", "{done:#}");
@@ -644,8 +624,8 @@ fn every_key_that_decides_access_applies_on_sighup_or_refuses_the_reload() {
     access.notify_file = "elsewhere.jsonl";
     access.run_token = "RUN_A";
     sandbox.write("host.toml", access.render(&sandbox));
-    hangup(&server);
-    let log = wait_for_log(&server, &sandbox, "not reloaded", 1);
+    server.hangup();
+    let log = server.wait_for_log(&sandbox, "not reloaded", 1);
     assert!(
         log.contains("[notify] changed") && log.contains("nothing was reloaded"),
         "{log}"

@@ -335,11 +335,26 @@ fn a_database_outage_answers_503_acknowledges_nothing_unstored_and_recovers() {
                     .unwrap()
                     .to_string(),
             ),
-            503 => refused += 1,
+            503 => {
+                refused += 1;
+                assert_names_no_database(&reply.body, user);
+            }
             other => panic!("during the outage: {other} {}", reply.body),
         }
     }
     assert_eq!(server.get_anonymous("/healthz").status, 503);
+    // Reads fail the same documented way: 503 with Retry-After, the cause only in the log.
+    let one_run = format!("/runs/{}", acknowledged[0]);
+    for path in ["/runs", "/alerts", "/approvals", "/nodes", &one_run] {
+        let reply = server.get(path);
+        assert_eq!(
+            reply.status, 503,
+            "GET {path} during the outage: {}",
+            reply.body
+        );
+        assert!(reply.retry_after.is_some(), "GET {path}: no Retry-After");
+        assert_names_no_database(&reply.body, user);
+    }
 
     proxy.restore();
     wait_for("the host to take webhooks again", || {
@@ -362,6 +377,53 @@ fn a_database_outage_answers_503_acknowledges_nothing_unstored_and_recovers() {
         &format!("SELECT count(*) FROM runs WHERE id IN ({})", ids.join(",")),
     );
     assert_eq!(stored.trim(), acknowledged.len().to_string());
+}
+
+/// PostgreSQL's `text` refuses NUL, which SQLite keeps: a NUL anywhere in a webhook's JSON
+/// strings is stored as `\u{0}` (as on SQLite), never a 503 that Alertmanager would retry for
+/// ever.
+#[test]
+fn nul_bytes_in_webhook_bodies_are_stored_not_refused() {
+    let Some(db) = database() else { return };
+    let sandbox = sandbox(BEARER);
+    let server = replica(&sandbox, &db.url);
+    let body = json!({
+        "version": "4", "status": "firing", "receiver": "host\u{0}",
+        "groupLabels": {}, "commonLabels": { "team": "a\u{0}b" },
+        "alerts": [{
+            "status": "firing",
+            "labels": { "alertname": "Replicas", "case": "quick", "instance": "web\u{0}01" },
+            "annotations": { "summary\u{0}": "disk\u{0}full" },
+            "startsAt": "2026-11-26T03:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "nul\u{0}fp"
+        }]
+    });
+    let alert = fire(&server, body.to_string().as_bytes());
+    assert_eq!(alert["disposition"], "started", "{alert:#}");
+    let params = json!({ "case": "quick", "target": "effects", "name": "x\u{0}y" });
+    let run = server.submit_run("/hooks/run/hostile", TOKEN, params.to_string().as_bytes());
+    assert!(!run.is_empty());
+    let alerts = server.get("/alerts");
+    assert_eq!(alerts.status, 200, "{}", alerts.body);
+    let stored = alerts
+        .json()
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|a| a["fingerprint"] == "nul\\u{0}fp")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("the alert with a NUL is not listed: {}", alerts.body));
+    assert_eq!(stored["labels"]["instance"], "web\\u{0}01", "{stored:#}");
+}
+
+/// A store error's text names the database (`postgres user@host:port/db`): callers get none of it.
+fn assert_names_no_database(body: &str, user: &str) {
+    assert!(
+        !body.contains("postgres") && !body.contains(&format!("{user}@")),
+        "a refusal names the database: {body}"
+    );
 }
 
 #[test]

@@ -113,7 +113,7 @@ impl fmt::Display for Roles {
     }
 }
 
-/// How an identity was proven. OpenID Connect sign-in adds its case here.
+/// How an identity was proven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proof {
     /// `[ui]` basic auth or a `[[ui.users]]` entry.
@@ -126,6 +126,13 @@ pub enum Proof {
     Open,
     /// A local command with access to the store (which is admin).
     Cli,
+    /// A Slack click whose signature a channel's signing secret verified.
+    SlackSignature,
+    /// A Telegram press delivered to the channel's bot.
+    TelegramBot,
+    /// A console session from an OpenID Connect sign-in (`[ui.oidc]`): the provider's issuer
+    /// vouched for the subject and its groups.
+    Session,
 }
 
 impl fmt::Display for Proof {
@@ -136,6 +143,9 @@ impl fmt::Display for Proof {
             Proof::ApiToken(id) => write!(f, "token:{id}"),
             Proof::Open => f.write_str("open"),
             Proof::Cli => f.write_str("cli"),
+            Proof::SlackSignature => f.write_str("slack-signature"),
+            Proof::TelegramBot => f.write_str("telegram-bot"),
+            Proof::Session => f.write_str("oidc"),
         }
     }
 }
@@ -213,11 +223,64 @@ impl TokenRecord {
     }
 }
 
+/// A console session to store (an OpenID Connect sign-in): the hash of its random id (the
+/// browser's cookie; [`token_hash`]), never the id, and who signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub hash: String,
+    /// The provider's `sub` claim.
+    pub subject: String,
+    /// What records name the person by (`preferred_username`, else `sub`).
+    pub name: String,
+    /// The groups claim as the provider gave it (capped): `[roles]` and `[approvers.X]`
+    /// groups map it when the session is used, so a reload applies to live sessions.
+    pub groups: Vec<String>,
+    pub ttl: std::time::Duration,
+}
+
+/// A live session as the store gives it back (expired ones are not given back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub subject: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub expires_at: String,
+}
+
+/// A sign-in on its way through the provider, stored under the hash of its `state`: what the
+/// callback checks the answer against. Taken once: a second callback with the same state finds
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub state_hash: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// The console path to return to (checked to be one of ours before it is stored).
+    pub return_to: String,
+    pub ttl: std::time::Duration,
+}
+
+/// What [`PendingLogin`] gives back to its callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedLogin {
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub return_to: String,
+}
+
+/// Most groups a session keeps, and the longest group name (an IdP's claim is untrusted
+/// size-wise: it lands in the store and in every request's identity).
+pub const MAX_SESSION_GROUPS: usize = 256;
+pub const MAX_GROUP_NAME: usize = 256;
+
 /// Every state-changing act the audit trail records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditAct {
     Login,
+    /// The identity provider vouched for the person, and the console still refused them (no
+    /// group gives a role). Refusals without a verified identity are only logged.
+    LoginRefused,
     Logout,
     RunStarted,
     RunCancelled,
@@ -234,8 +297,9 @@ pub enum AuditAct {
 }
 
 impl AuditAct {
-    pub const ALL: [AuditAct; 14] = [
+    pub const ALL: [AuditAct; 15] = [
         AuditAct::Login,
+        AuditAct::LoginRefused,
         AuditAct::Logout,
         AuditAct::RunStarted,
         AuditAct::RunCancelled,
@@ -254,6 +318,7 @@ impl AuditAct {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAct::Login => "login",
+            AuditAct::LoginRefused => "login-refused",
             AuditAct::Logout => "logout",
             AuditAct::RunStarted => "run-started",
             AuditAct::RunCancelled => "run-cancelled",

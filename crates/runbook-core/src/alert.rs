@@ -39,16 +39,39 @@ pub struct AlertJson {
 pub struct WebhookJson {
     #[serde(default)]
     status: Option<String>,
-    alerts: Vec<AlertJson>,
+    // Objects, read into `AlertJson` one by one: serde's derive would also take an alert (or a
+    // whole payload) written as a JSON array of its fields, so `["", [[]]]` was one empty alert.
+    #[schema(value_type = Vec<AlertJson>)]
+    alerts: Vec<serde_json::Map<String, Value>>,
+}
+
+const NOT_A_WEBHOOK: &str = "not an Alertmanager webhook payload";
+
+/// The payload's alerts and group status; only JSON objects are read as payload and alerts.
+fn read_webhook(value: Value) -> Result<(Vec<AlertJson>, Option<String>)> {
+    if !value.is_object() {
+        bail!(
+            "{NOT_A_WEBHOOK}: expected a JSON object, got {}",
+            json_kind(&value)
+        );
+    }
+    let hook: WebhookJson = serde_json::from_value(value).context(NOT_A_WEBHOOK)?;
+    let alerts = hook
+        .alerts
+        .into_iter()
+        .enumerate()
+        .map(|(i, alert)| {
+            serde_json::from_value(Value::Object(alert))
+                .with_context(|| format!("{NOT_A_WEBHOOK}: alert {}", i + 1))
+        })
+        .collect::<Result<_>>()?;
+    Ok((alerts, hook.status))
 }
 
 /// Every alert of an Alertmanager (or Grafana) webhook payload, version 4.
 pub fn parse_webhook(value: Value) -> Result<Vec<AlertFields>> {
-    let hook: WebhookJson =
-        serde_json::from_value(value).context("not an Alertmanager webhook payload")?;
-    let group_status = hook.status;
-    Ok(hook
-        .alerts
+    let (alerts, group_status) = read_webhook(value)?;
+    Ok(alerts
         .into_iter()
         .map(|a| to_alert(a, group_status.clone()))
         .collect())
@@ -56,19 +79,34 @@ pub fn parse_webhook(value: Value) -> Result<Vec<AlertFields>> {
 
 /// One alert, or the first alert of a whole webhook payload.
 pub fn parse_alert(value: Value) -> Result<AlertFields> {
+    const NOT_AN_ALERT: &str = "not an alert (expected labels, annotations, startsAt, fingerprint)";
     let (alert, group_status) = if value.get("alerts").is_some() {
-        let mut hook: WebhookJson =
-            serde_json::from_value(value).context("not an Alertmanager webhook payload")?;
-        if hook.alerts.is_empty() {
+        let (mut alerts, group_status) = read_webhook(value)?;
+        if alerts.is_empty() {
             bail!("the webhook payload has no alerts");
         }
-        (hook.alerts.remove(0), hook.status)
-    } else {
-        let alert: AlertJson = serde_json::from_value(value)
-            .context("not an alert (expected labels, annotations, startsAt, fingerprint)")?;
+        (alerts.remove(0), group_status)
+    } else if value.is_object() {
+        let alert: AlertJson = serde_json::from_value(value).context(NOT_AN_ALERT)?;
         (alert, None)
+    } else {
+        bail!(
+            "{NOT_AN_ALERT}: expected a JSON object, got {}",
+            json_kind(&value)
+        );
     };
     Ok(to_alert(alert, group_status))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn to_alert(alert: AlertJson, group_status: Option<String>) -> AlertFields {
@@ -155,6 +193,51 @@ mod tests {
         assert_eq!(alerts[1].status, "firing");
         assert!(parse_webhook(json!({"alerts": "no"})).is_err());
         assert!(parse_alert(json!({"alerts": []})).is_err());
+    }
+
+    /// A number parameter reaches the playbook as the very double that was sent: serde_json
+    /// without `float_roundtrip` reads some 17-digit decimals one ulp off.
+    #[test]
+    fn float_parameters_keep_every_bit() {
+        let mut bits: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            let sent = f64::from_bits(bits);
+            if !sent.is_finite() {
+                continue;
+            }
+            let body = format!("{{\"x\": {sent:.16e}}}");
+            let params = run_params(body.as_bytes()).unwrap();
+            let got: f64 = params[0].1.parse().unwrap();
+            assert_eq!(
+                got.to_bits(),
+                sent.to_bits(),
+                "{body} became {}",
+                params[0].1
+            );
+        }
+    }
+
+    /// serde's derive reads a struct from a JSON array of its fields too: `["", [[]]]` was a
+    /// webhook payload with one empty alert (the fuzz target `alert` found it, where `--alert`
+    /// refused the same bytes). Payloads and alerts are objects or refused.
+    #[test]
+    fn arrays_are_neither_payloads_nor_alerts() {
+        let err = parse_webhook(json!(["", [[]]])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("expected a JSON object, got an array"),
+            "{err:#}"
+        );
+        let err = parse_webhook(json!({"alerts": [["firing", {"alertname": "X"}]]})).unwrap_err();
+        assert!(format!("{err:#}").contains("expected a map"), "{err:#}");
+        assert!(parse_alert(json!(["", [[]]])).is_err());
+        assert!(parse_alert(json!(["firing", {"alertname": "X"}])).is_err());
+        assert!(parse_alert(json!({"alerts": [[]]})).is_err());
+        // An object alert among them still reads.
+        let alerts = parse_webhook(json!({"alerts": [{"labels": {"alertname": "X"}}]})).unwrap();
+        assert_eq!(alerts[0].name, "X");
     }
 
     /// A non-string `alertname` was kept as a label (`5`) but the name was empty, so

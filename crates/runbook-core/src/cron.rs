@@ -60,7 +60,9 @@ impl CronExpr {
             .seconds(Seconds::Optional)
             .build()
             .parse(text)
-            .map_err(|e| format!("cron {text:?}: {e}"))?;
+            // croner quotes the offending part raw: escaped, so a config error cannot carry
+            // a terminal escape sequence (found by the host_toml fuzz target).
+            .map_err(|e| format!("cron {text:?}: {}", crate::text::escape(&e.to_string())))?;
         Ok(Self {
             text: text.to_string(),
             cron,
@@ -124,6 +126,14 @@ impl<'de> Deserialize<'de> for Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the host_toml fuzz target: croner's message quoted an escape sequence raw.
+    #[test]
+    fn an_error_carries_no_control_character() {
+        let error = CronExpr::parse("\u{1b}]0;x\u{7} * * * *").unwrap_err();
+        assert!(!error.chars().any(char::is_control), "{error:?}");
+        assert!(error.contains("illegal"), "{error}");
+    }
 
     /// Found by the cron fuzz target: each of these took croner 10 s to minutes of CPU.
     #[test]

@@ -127,3 +127,27 @@ mod tests {
         assert_eq!(host_of("web.example:http"), "web.example:http");
     }
 }
+
+/// `POST /agent/v1/artifacts/{digest}` and `…/{digest}/component`: a node that cannot reach
+/// the registry asks its server for a playbook artifact the server named by digest. The node
+/// checks everything it gets against that digest before it stores or compiles it.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactRequest {
+    pub agent: AgentId,
+}
+
+/// The artifact's manifest (base64 of its exact bytes, whose SHA-256 is the digest) and the
+/// cosign signatures the server found beside it; the component comes from `…/component`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactManifest {
+    pub manifest: String,
+    pub signatures: Vec<ArtifactSignature>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactSignature {
+    /// The simple-signing payload, base64.
+    pub payload: String,
+    /// The DER ECDSA signature, base64.
+    pub signature: String,
+}

@@ -22,6 +22,48 @@ pub const DEFAULT_MAX_COMPONENT_MIB: u64 = 128;
 pub enum Origin {
     BuiltIn,
     File(PathBuf),
+    /// `[plugins.X] source`: an artifact in a registry, by digest once pinned.
+    Registry(Pinned),
+}
+
+/// Where a registry playbook comes from and which bytes: shown wherever a run's origin is
+/// (run record, `host runs show`, post-mortem, console) as `oci://…:tag@sha256:… signed by K`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pinned {
+    pub source: crate::oci::ArtifactRef,
+    /// The manifest digest (from host.lock, or named by the server); `None` until resolved.
+    pub digest: Option<String>,
+    /// The trusted key that signed it, when signatures are required.
+    pub signer: Option<String>,
+}
+
+impl Pinned {
+    /// Parses what `Display` wrote (a fleet node reads the origin the server recorded).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (reference, signer) = match text.split_once(" signed by ") {
+            Some((reference, signer)) => (reference, Some(signer.to_string())),
+            None => (text, None),
+        };
+        let source = crate::oci::ArtifactRef::parse(reference).ok()?;
+        Some(Self {
+            digest: source.digest.clone(),
+            source,
+            signer,
+        })
+    }
+}
+
+impl std::fmt::Display for Pinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.digest {
+            Some(digest) => write!(f, "{}", self.source.pinned(digest))?,
+            None => write!(f, "{} (not pinned yet)", self.source)?,
+        }
+        if let Some(signer) = &self.signer {
+            write!(f, " signed by {signer}")?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for Origin {
@@ -29,6 +71,7 @@ impl std::fmt::Display for Origin {
         match self {
             Origin::BuiltIn => f.write_str("built-in"),
             Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Registry(pinned) => write!(f, "{pinned}"),
         }
     }
 }
@@ -129,7 +172,11 @@ impl Catalog {
     /// Every playbook by name, overrides applied, sorted: the built-ins, then `files` each
     /// under the name its describe() gave (`None`: it could not be described, or gave no valid
     /// name; then its file name, so that loading it says what is wrong).
-    pub fn index(&self, named: Vec<(PathBuf, Option<String>)>) -> Vec<CatalogEntry> {
+    pub fn index(
+        &self,
+        named: Vec<(PathBuf, Option<String>)>,
+        registry: Vec<(String, Pinned)>,
+    ) -> Vec<CatalogEntry> {
         let mut entries: Vec<CatalogEntry> = BUILTINS
             .iter()
             .map(|(name, _)| CatalogEntry {
@@ -145,6 +192,14 @@ impl Catalog {
             entries.push(CatalogEntry {
                 name,
                 origin: Origin::File(path),
+            });
+        }
+        // A registry source is the operator's explicit word for that name: it wins.
+        for (name, pinned) in registry {
+            entries.retain(|e| e.name != name);
+            entries.push(CatalogEntry {
+                name,
+                origin: Origin::Registry(pinned),
             });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -174,6 +229,10 @@ impl Catalog {
                     wasm: Cow::Owned(wasm),
                 })
             }
+            Origin::Registry(_) => Err(FindError::InvalidName(format!(
+                "internal: {} is a registry playbook, loaded through Host::prepare",
+                entry.name
+            ))),
             Origin::BuiltIn => {
                 let (name, wasm) = BUILTINS
                     .iter()

@@ -15,6 +15,14 @@ use crate::policy::{Grants, Limits};
 pub use crate::secret::Secret;
 pub use runbook_core::access::{Role, Roles};
 
+mod fleet;
+mod ui;
+pub use fleet::{FleetConfig, NodeAuth, NodeConfig};
+pub use ui::{OidcConfig, RolesConfig, UiConfig};
+
+/// Largest `memory-mib` a plugin may be given (1 TiB).
+pub const MAX_MEMORY_MIB: usize = 1 << 20;
+
 /// Looked up when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "host.toml";
 
@@ -76,9 +84,24 @@ pub struct Config {
     /// Where audit events are shipped besides the store (`sinks = ["audit-file"]`).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Public keys (cosign's PEM format, `host keygen`) that must have signed every playbook
+    /// that is not built in: registry playbooks without their own `trust-keys`, and plugin-dir
+    /// files, which carry no signature and are then refused.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// How to reach each registry (`[registries."127.0.0.1:5000"] insecure = true`).
+    #[serde(default)]
+    pub registries: BTreeMap<String, crate::oci::RegistryOptions>,
     /// The file this was read from, for messages and relative paths.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrustConfig {
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,45 +141,6 @@ pub struct ServerTls {
     pub key: PathBuf,
 }
 
-/// `[ui]`: who may use the console: basic (a browser asks for it), bearer or none; without
-/// it the forms are closed.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct UiConfig {
-    pub auth: Option<AuthConfig>,
-    /// The role its credentials hold [default: admin, what the single console user could
-    /// always do].
-    pub role: Option<Role>,
-}
-
-/// `[roles]`: groups (of an identity provider; OpenID Connect sign-in brings them) per role.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct RolesConfig {
-    pub viewer: Vec<String>,
-    pub operator: Vec<String>,
-    pub approver: Vec<String>,
-    pub admin: Vec<String>,
-}
-
-impl RolesConfig {
-    /// The roles `groups` give.
-    pub fn of_groups(&self, groups: &[String]) -> Roles {
-        let lists = [
-            (Role::Viewer, &self.viewer),
-            (Role::Operator, &self.operator),
-            (Role::Approver, &self.approver),
-            (Role::Admin, &self.admin),
-        ];
-        Roles::of(
-            lists
-                .into_iter()
-                .filter(|(_, list)| list.iter().any(|g| groups.contains(g)))
-                .map(|(role, _)| role),
-        )
-    }
-}
-
 impl ServerConfig {
     pub fn lease(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lease_secs.max(1))
@@ -178,121 +162,6 @@ impl Default for ServerConfig {
             tls: None,
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct FleetConfig {
-    /// How long a run for a node waits for that node's agent before it ends `undeliverable`
-    /// (and ops are told). It never runs anywhere else.
-    pub node_wait_secs: u64,
-    /// The longest an agent's poll is held open when nothing is queued for it.
-    pub poll_secs: u64,
-    /// Runs waiting for any node's agent, all nodes together; beyond it a node-bound run is
-    /// refused (503, retry later). Node-bound runs never count against `[server]
-    /// queue-limit`, so a node that is down cannot keep this server's own runs out.
-    pub queue_limit: usize,
-    /// Runs waiting for one node's agent.
-    pub queue_limit_per_node: usize,
-    /// `[fleet.nodes.<name>] token = { env = "…" }`: the bearer token each node's agent
-    /// presents. A token names one node: an agent can take only its own node's runs.
-    pub nodes: BTreeMap<String, NodeConfig>,
-    /// PEM: the CA of the nodes' client certificates (mutual TLS; needs `[server] tls`).
-    /// With it, every agent call must also present a certificate from this CA whose
-    /// subjectAltName names the node its token is for.
-    pub client_ca: Option<PathBuf>,
-    /// How an agent proves its node (see [`NodeAuth`]); unset: a token, and a certificate as
-    /// well when `client-ca` is set.
-    pub node_auth: Option<NodeAuth>,
-}
-
-/// `[fleet] node-auth`: what an agent presents to be its node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum NodeAuth {
-    /// The node's bearer token.
-    #[serde(rename = "token")]
-    Token,
-    /// The token, and a client certificate (from `client-ca`) naming the same node.
-    #[serde(rename = "token+certificate")]
-    TokenAndCertificate,
-    /// The client certificate alone: it names the node; nodes have no token.
-    #[serde(rename = "certificate")]
-    Certificate,
-}
-
-impl NodeAuth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeAuth::Token => "token",
-            NodeAuth::TokenAndCertificate => "token+certificate",
-            NodeAuth::Certificate => "certificate",
-        }
-    }
-}
-
-impl FleetConfig {
-    /// `node-auth` as written, or what `client-ca` implies without it.
-    pub fn node_auth(&self) -> NodeAuth {
-        match (self.node_auth, &self.client_ca) {
-            (Some(auth), _) => auth,
-            (None, Some(_)) => NodeAuth::TokenAndCertificate,
-            (None, None) => NodeAuth::Token,
-        }
-    }
-
-    /// A node-auth that fits the rest of `[fleet]`: a certificate needs the CA to check it
-    /// against, a CA that nothing would check is a mistake, and with certificates alone a
-    /// node's token would be ignored (refused rather than left to look like it counts).
-    fn check_node_auth(&self) -> Result<()> {
-        let auth = self.node_auth();
-        match (auth, &self.client_ca) {
-            (NodeAuth::Token, Some(_)) => anyhow::bail!(
-                "[fleet] node-auth = \"token\" with client-ca: the certificates would not be \
-                 checked; use \"token+certificate\" or remove client-ca"
-            ),
-            (NodeAuth::TokenAndCertificate | NodeAuth::Certificate, None) => anyhow::bail!(
-                "[fleet] node-auth = \"{}\" needs [fleet] client-ca (the CA of the nodes' \
-                 client certificates)",
-                auth.as_str()
-            ),
-            _ => {}
-        }
-        for (node, config) in &self.nodes {
-            match (auth, &config.token) {
-                (NodeAuth::Certificate, Some(_)) => anyhow::bail!(
-                    "[fleet.nodes.{node}] token: node-auth = \"certificate\" takes no token \
-                     (the node's client certificate is its identity); remove it"
-                ),
-                (NodeAuth::Token | NodeAuth::TokenAndCertificate, None) => anyhow::bail!(
-                    "[fleet.nodes.{node}] needs a token (node-auth = \"{}\")",
-                    auth.as_str()
-                ),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Default for FleetConfig {
-    fn default() -> Self {
-        Self {
-            node_wait_secs: 300,
-            poll_secs: 25,
-            queue_limit: 256,
-            queue_limit_per_node: 32,
-            nodes: BTreeMap::new(),
-            client_ca: None,
-            node_auth: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct NodeConfig {
-    /// None only with `node-auth = "certificate"`.
-    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,6 +233,11 @@ pub struct PluginConfig {
     pub max_http_calls: Option<u64>,
     /// Opens after repeated failed or escalated runs: new runs are recorded `held`.
     pub breaker: Option<crate::safety::BreakerConfig>,
+    /// `oci://REGISTRY/REPO:TAG` (or `@sha256:…`): the playbook comes from a registry, pinned
+    /// in host.lock to the digest the tag had when first resolved.
+    pub source: Option<String>,
+    /// Keys one of which must have signed this playbook (replaces `[trust] keys` for it).
+    pub trust_keys: Option<Vec<PathBuf>>,
 }
 
 impl Config {
@@ -371,8 +245,22 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
+        Config::parse(&text, path)
+    }
+
+    /// `text` as the file `path` would be read: relative paths inside are taken relative to
+    /// `path`'s directory, and every check `load` makes is made.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        // Errors quote the input (a TOML error shows the offending line): the message goes to
+        // a terminal, so no control character of the file's may ride in it.
+        Self::parse_raw(text, path).map_err(|e| {
+            anyhow::anyhow!("{}", crate::text::escape_keeping_lines(&format!("{e:#}")))
+        })
+    }
+
+    fn parse_raw(text: &str, path: &Path) -> Result<Config> {
         let mut config: Config =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for dir in &mut config.plugin_dirs {
             *dir = base.join(&*dir);
@@ -398,7 +286,25 @@ impl Config {
         {
             *store = base.join(file).to_string_lossy().into_owned();
         }
-        for plugin in config.plugins.values_mut() {
+        for key in &mut config.trust.keys {
+            *key = base.join(&*key);
+        }
+        for options in config.registries.values_mut() {
+            if let Some(ca) = &mut options.ca_file {
+                *ca = base.join(&*ca);
+            }
+        }
+        for (name, plugin) in config.plugins.iter_mut() {
+            for key in plugin.trust_keys.iter_mut().flatten() {
+                *key = base.join(&*key);
+            }
+            if let Some(source) = &plugin.source {
+                crate::catalog::check_name(name)
+                    .map_err(|e| anyhow::anyhow!("{}: [plugins.{name}]: {e}", path.display()))?;
+                crate::oci::ArtifactRef::parse(source).map_err(|e| {
+                    anyhow::anyhow!("{}: [plugins.{name}] source: {e}", path.display())
+                })?;
+            }
             if let Some(grants) = &mut plugin.grants {
                 for root in grants.fs_read.iter_mut().chain(&mut grants.fs_meta) {
                     *root = base.join(&*root);
@@ -437,6 +343,16 @@ impl Config {
             }
         }
         for (name, plugin) in &config.plugins {
+            let name = crate::text::escape(name);
+            // In bytes it must fit a u64 exactly: a wrapped shift would cap far below it.
+            if let Some(mib) = plugin.memory_mib
+                && mib > MAX_MEMORY_MIB
+            {
+                anyhow::bail!(
+                    "{}: [plugins.{name}] memory-mib = {mib}: at most {MAX_MEMORY_MIB} (1 TiB)",
+                    path.display()
+                );
+            }
             if let Some(breaker) = &plugin.breaker {
                 breaker.check().map_err(|e| {
                     anyhow::anyhow!("{}: [plugins.{name}] breaker: {e}", path.display())
@@ -449,11 +365,17 @@ impl Config {
                 .check(&channels)
                 .map_err(|e| anyhow::anyhow!("{}: [digest]: {e}", path.display()))?;
         }
+        if let Some(oidc) = &config.ui.oidc {
+            oidc.check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
         crate::approval::check_groups(&config.approvers, &config.notify)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for name in config.fleet.nodes.keys() {
-            crate::node::check_node_name(name)
-                .map_err(|e| anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display()))?;
+            crate::node::check_node_name(name).map_err(|e| {
+                let name = crate::text::escape(name);
+                anyhow::anyhow!("{}: [fleet.nodes.{name}]: {e}", path.display())
+            })?;
         }
         config
             .fleet
@@ -483,6 +405,7 @@ impl Config {
         let mut secrets: Vec<&Secret> = Vec::new();
         let mut written = Vec::new();
         secrets.extend(self.fleet.nodes.values().filter_map(|n| n.token.as_ref()));
+        secrets.extend(self.ui.oidc.as_ref().map(|o| &o.client_secret));
         for hook in self.webhooks.values() {
             match &hook.auth {
                 AuthConfig::None => {}
@@ -529,6 +452,33 @@ impl Config {
         } else {
             Grants::default()
         }
+    }
+
+    /// Keys one of which must have signed the non-built-in playbook `name` (none: no
+    /// signature required).
+    pub fn trust_keys_for(&self, name: &str) -> &[PathBuf] {
+        match self.plugins.get(name).and_then(|p| p.trust_keys.as_deref()) {
+            Some(keys) => keys,
+            None => &self.trust.keys,
+        }
+    }
+
+    /// `[plugins.X] source` of every registry playbook.
+    pub fn registry_sources(&self) -> Vec<(String, crate::oci::ArtifactRef)> {
+        self.plugins
+            .iter()
+            .filter_map(|(name, p)| {
+                let source = crate::oci::ArtifactRef::parse(p.source.as_deref()?).ok()?;
+                Some((name.clone(), source))
+            })
+            .collect()
+    }
+
+    /// host.lock beside the config file (`None` without one: nothing to pin).
+    pub fn lock_path(&self) -> Option<PathBuf> {
+        self.source
+            .as_deref()
+            .map(crate::oci::lock::LockFile::path_for)
     }
 
     pub fn max_component_mib(&self) -> u64 {

@@ -31,6 +31,13 @@ mod pool;
 /// One epoch tick. Deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A pinned component whose bytes are not the ones it was pinned to (refused uncompiled).
+#[derive(Debug, thiserror::Error)]
+#[error("its bytes hash to {actual}, not the digest it was pinned to: refused")]
+pub struct PinMismatch {
+    pub actual: String,
+}
+
 pub struct PlaybookEngine {
     engine: Engine,
     linker: Linker<RunState>,
@@ -176,6 +183,33 @@ impl PlaybookEngine {
         path: &Path,
         cap: u64,
     ) -> Result<(VersionedPre<RunState>, LoadReport)> {
+        self.prepare_file_checked(file, path, cap, None)
+    }
+
+    /// `prepare_file` for a component whose SHA-256 is known in advance (a registry layer's
+    /// digest): bytes with another hash are refused before they are compiled or loaded.
+    pub fn prepare_file_pinned(
+        &self,
+        file: &File,
+        path: &Path,
+        cap: u64,
+        expected_sha256: [u8; 32],
+    ) -> Result<(VersionedPre<RunState>, LoadReport)> {
+        self.prepare_file_checked(file, path, cap, Some(expected_sha256))
+    }
+
+    fn prepare_file_checked(
+        &self,
+        file: &File,
+        path: &Path,
+        cap: u64,
+        expected: Option<[u8; 32]>,
+    ) -> Result<(VersionedPre<RunState>, LoadReport)> {
+        let mismatch = |actual: &[u8; 32]| {
+            anyhow::Error::from(PinMismatch {
+                actual: format!("sha256:{}", hex::encode(actual)),
+            })
+        };
         let mut header = [0u8; 8];
         let read = file
             .read_at(&mut header, 0)
@@ -188,6 +222,9 @@ impl PlaybookEngine {
         if let Some(cache) = &self.cache.dir {
             match cache.memo_lookup(&memo_key, &before) {
                 MemoLookup::Known(wasm_sha256) => {
+                    if expected.is_some_and(|e| e != wasm_sha256) {
+                        return Err(mismatch(&wasm_sha256));
+                    }
                     if let Some(mut loaded) = self.cached(cache, &wasm_sha256) {
                         loaded.1.wasm_hash = "memo";
                         return self.link(loaded);
@@ -204,6 +241,9 @@ impl PlaybookEngine {
         let wasm = crate::catalog::read_open_component(file, path, cap)?;
         check_is_component(&wasm)?;
         let wasm_sha256: [u8; 32] = Sha256::digest(&wasm).into();
+        if expected.is_some_and(|e| e != wasm_sha256) {
+            return Err(mismatch(&wasm_sha256));
+        }
         // Memoised only if the file did not change while it was read.
         if let Some(cache) = &self.cache.dir
             && FileIdentity::of(&file.metadata()?) == before
@@ -218,6 +258,24 @@ impl PlaybookEngine {
             self.load(&wasm, wasm_sha256, &label)?
         };
         self.link(loaded)
+    }
+
+    /// Whether this host verified before that the key of `key_fingerprint` signed the artifact
+    /// `manifest_digest` (a fact kept in the compile cache under its MAC; none without a cache).
+    pub fn knows_signature(&self, manifest_digest: &str, key_fingerprint: &[u8; 32]) -> bool {
+        self.cache
+            .dir
+            .as_ref()
+            .is_some_and(|c| c.knows_signature(manifest_digest, key_fingerprint))
+    }
+
+    /// Remembers a signature just verified, so later runs need not verify it again.
+    pub fn remember_signature(&self, manifest_digest: &str, key_fingerprint: &[u8; 32]) {
+        if let Some(cache) = &self.cache.dir
+            && let Err(e) = cache.remember_signature(manifest_digest, key_fingerprint)
+        {
+            tracing::warn!("a verified signature was not remembered: {e}");
+        }
     }
 
     /// What describe() answered for this component on an earlier load, when the cache holds

@@ -31,6 +31,7 @@ mod execute;
 mod fixture;
 mod inputs;
 mod pending;
+mod pinned;
 mod prepare;
 // The rails' cost at a real docker call: above both the rails and the capabilities.
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod safety_bench;
 
 pub use ending::{MAX_ACTION_BYTES, MAX_ACTIONS, MAX_SUMMARY_BYTES, guard_run};
 pub use inputs::{UsageError, resolve_params};
+pub use pinned::ArtifactFallback;
 
 /// A playbook loaded and linked, with what it says about itself.
 pub struct Prepared {
@@ -162,6 +164,13 @@ pub struct Host {
     safety: std::sync::OnceLock<Arc<crate::safety::Safety>>,
     /// `host agent`: where the server decides a node's mutating calls.
     safety_server: std::sync::OnceLock<(Arc<dyn crate::safety::remote::AskServer>, String)>,
+    /// One resolution of a registry tag (and one host.lock write) at a time.
+    pinning: tokio::sync::Mutex<()>,
+    /// host.lock as this process uses it: read once, replaced by a SIGHUP (`reload_pins`),
+    /// so a lock changed on disk changes what runs only when the operator says so.
+    pins: std::sync::RwLock<Option<Arc<crate::oci::lock::LockFile>>>,
+    /// `host agent`: the server hands over artifacts the registry does not.
+    artifact_fallback: std::sync::OnceLock<Arc<dyn ArtifactFallback>>,
 }
 
 impl Host {
@@ -199,6 +208,9 @@ impl Host {
             file_names: Default::default(),
             safety: std::sync::OnceLock::new(),
             safety_server: std::sync::OnceLock::new(),
+            pinning: tokio::sync::Mutex::new(()),
+            pins: std::sync::RwLock::new(None),
+            artifact_fallback: std::sync::OnceLock::new(),
         })
     }
 
@@ -302,7 +314,10 @@ impl Host {
                 .get_or_init(|| {
                     let notifier = self.notifier();
                     let groups = self.with_policy(|config| config.approvers.clone());
-                    crate::approval::Approvals::new(notifier.store().clone(), notifier, groups)
+                    let approvals =
+                        crate::approval::Approvals::new(notifier.store().clone(), notifier, groups);
+                    approvals.audit_to(self.with_policy(|config| config.audit.clone()));
+                    approvals
                 })
                 .clone(),
         )
@@ -330,6 +345,7 @@ impl Host {
     pub fn reload_policy(&self, config: Arc<Config>) {
         if let Some(approvals) = self.approvals.get() {
             approvals.reload(config.approvers.clone());
+            approvals.audit_to(config.audit.clone());
         }
         *self.reloaded.write().unwrap() = Some(config);
     }

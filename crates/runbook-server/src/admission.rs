@@ -34,8 +34,17 @@ pub enum Refusal {
     #[error("{0}")]
     NodeBusy(String),
     /// The store did not take the run (down, unreachable): nothing was acknowledged.
-    #[error("the run store is unavailable; retry later: {0}")]
-    Unavailable(String),
+    /// Its cause went to the log (`Refusal::store`): it names the database.
+    #[error("the run store is unavailable; retry later")]
+    Unavailable,
     #[error("{0}")]
     Internal(String),
+}
+
+impl Refusal {
+    /// The store failed `what`: logged with its cause, refused without it.
+    pub(crate) fn store(what: &str, e: anyhow::Error) -> Refusal {
+        tracing::warn!("{what}: the run store failed: {e:#}");
+        Refusal::Unavailable
+    }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::{App, Shared};
-use crate::respond::{error, reply};
+use crate::respond::{error, reply, store_unavailable};
 use crate::store::StoredRun;
 
 #[derive(Deserialize)]
@@ -24,12 +24,7 @@ pub(crate) async fn list_runs(State(app): State<Shared>, Query(q): Query<ListQue
         .await;
     match listed {
         Ok(runs) => reply(&app, "runs", StatusCode::OK, json!(runs)),
-        Err(e) => error(
-            &app,
-            "runs",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:#}"),
-        ),
+        Err(e) => store_unavailable(&app, "runs", &e),
     }
 }
 
@@ -45,12 +40,12 @@ pub(crate) async fn show_run(State(app): State<Shared>, Path(id): Path<String>) 
 pub(crate) async fn find_run(app: &App, id: String) -> Result<StoredRun, Box<Response>> {
     let store = app.store.clone();
     let found = store.get(&id).await;
-    let refusal = match found {
+    let refused = match found {
         Ok(Some(run)) => return Ok(run),
-        Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}")),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Ok(None) => error(app, "runs", StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => store_unavailable(app, "runs", &e),
     };
-    Err(Box::new(error(app, "runs", refusal.0, refusal.1)))
+    Err(Box::new(refused))
 }
 
 /// The run as a post-incident review, `text/markdown`.
@@ -84,11 +79,6 @@ pub(crate) async fn list_alerts(State(app): State<Shared>, Query(q): Query<ListQ
     let store = app.store.clone();
     match store.alerts(q.limit.unwrap_or(100).min(1000)).await {
         Ok(alerts) => reply(&app, "alerts", StatusCode::OK, json!(alerts)),
-        Err(e) => error(
-            &app,
-            "alerts",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:#}"),
-        ),
+        Err(e) => store_unavailable(&app, "alerts", &e),
     }
 }

@@ -48,6 +48,8 @@ pub struct Live {
     /// The role `[ui]`'s credentials hold (default admin) and `[webhooks.api]`'s (viewer).
     pub ui_role: crate::config::Role,
     pub api_role: crate::config::Role,
+    /// `[ui.oidc]`: sign-in with the identity provider; sessions count only while it is set.
+    pub(crate) oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl Live {
@@ -61,12 +63,17 @@ impl Live {
         }
         let ui = crate::console::verifier(&config.ui).context("[ui]")?;
         let api_role = config.webhooks.get("api").and_then(|hook| hook.role);
+        let oidc = match &config.ui.oidc {
+            Some(oidc) => Some(Arc::new(crate::oidc::Oidc::new(oidc)?)),
+            None => None,
+        };
         Ok(Live {
             router,
             verifiers,
             ui,
             ui_role: config.ui.role.unwrap_or(crate::config::Role::Admin),
             api_role: api_role.unwrap_or(crate::config::Role::Viewer),
+            oidc,
         })
     }
 }

@@ -28,12 +28,7 @@ pub(crate) async fn list_approvals(
     let store = app.store.clone();
     match store.approvals(q.run.as_deref()).await {
         Ok(approvals) => reply(&app, "approvals", StatusCode::OK, json!(approvals)),
-        Err(e) => error(
-            &app,
-            "approvals",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:#}"),
-        ),
+        Err(e) => crate::respond::store_unavailable(&app, "approvals", &e),
     }
 }
 
@@ -78,7 +73,10 @@ pub(crate) async fn answer(
             "approvals are not available here",
         );
     };
-    let who = Approver::Console(caller.identity.subject.clone());
+    let who = Approver::Console {
+        user: caller.identity.subject.clone(),
+        groups: caller.identity.groups.clone(),
+    };
     let decision = if answer.approve { "approve" } else { "reject" };
     match approvals
         .answer(&id, &who, answer.approve, answer.reason)
@@ -100,12 +98,7 @@ pub(crate) async fn answer(
         }
         Ok(Answered::NotAllowed(why)) => error(&app, ENDPOINT, StatusCode::FORBIDDEN, why),
         Ok(Answered::NotFound) => error(&app, ENDPOINT, StatusCode::NOT_FOUND, "no such question"),
-        Err(e) => error(
-            &app,
-            ENDPOINT,
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the run store does not answer: {e:#}"),
-        ),
+        Err(e) => crate::respond::store_unavailable(&app, ENDPOINT, &e),
     }
 }
 

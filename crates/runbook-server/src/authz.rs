@@ -3,18 +3,19 @@
 //! (401 without one, 403 below the role) before any handler runs, and the handler finds the
 //! caller in a task-local ([`caller`]) for its forms, its records and the audit trail.
 //!
-//! Identities: an API token from the store (`Authorization: Bearer rbk_…`, its role is its
+//! Identities: on console routes a session cookie of an OpenID Connect sign-in (`[ui.oidc]`;
+//! roles from its groups through `[roles]`, at each request, so a reload applies at once), an
+//! API token from the store (`Authorization: Bearer rbk_…`, its role is its
 //! ceiling), the `[ui]` credentials (role `[ui] role`, default admin), the `[webhooks.api]`
 //! credentials (role `[webhooks.api] role`, default viewer). Hooks and the agent API keep
 //! their own auth (per-hook secrets, node tokens and certificates): their entries say so.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 
 use crate::app::App;
 use crate::auth::{Verified, Verifier};
 use crate::config::AuthConfig;
-use crate::respond::error;
 use runbook_core::access::{
     AuditAct, Identity, NewAudit, Proof, Role, Roles, is_token_shaped, token_hash,
 };
@@ -58,9 +59,72 @@ pub(crate) async fn as_caller<F: std::future::Future>(caller: Caller, handler: F
     CALLER.scope(caller, handler).await
 }
 
-/// Who these headers prove: an API token, else the `[ui]` credentials, else `[webhooks.api]`'s.
-/// `Err` is the answer when the store does not answer a token's lookup.
-pub(crate) async fn identify(app: &App, headers: &HeaderMap) -> Result<Option<Identity>, Response> {
+/// The console's session cookie (an OpenID Connect sign-in). `__Host-`: only ever set by this
+/// origin over a secure context, for the whole path, never a parent domain's.
+pub(crate) const SESSION_COOKIE: &str = "__Host-runbook-session";
+
+/// The value of cookie `name` in these headers, if it has the shape `shaped` accepts.
+pub(crate) fn cookie<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    shaped: impl Fn(&str) -> bool,
+) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| shaped(value))
+}
+
+/// The session cookie of these headers, if it has the shape of one (anything else a client
+/// sends costs no query).
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE, |v| {
+        v.len() == 64 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// The identity of a live session (`Ok(None)` without one, or without `[ui.oidc]`).
+pub(crate) async fn session(app: &App, headers: &HeaderMap) -> Result<Option<Identity>, Response> {
+    let Some(id) = session_cookie(headers) else {
+        return Ok(None);
+    };
+    if app.live().oidc.is_none() {
+        return Ok(None);
+    }
+    match app.store.session_by_hash(&token_hash(id)).await {
+        Ok(Some(found)) => {
+            let roles = app
+                .dispatcher
+                .host()
+                .with_policy(|c| c.roles.of_groups(&found.groups));
+            Ok(Some(Identity {
+                subject: found.subject,
+                groups: found.groups,
+                roles,
+                proof: Proof::Session,
+            }))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(crate::respond::store_unavailable(app, "api", &e)),
+    }
+}
+
+/// Who these headers prove: with `sessions` (console routes: a cookie is a browser's, and
+/// only the console's forms carry CSRF tokens) a session, then an API token, else the `[ui]`
+/// credentials, else `[webhooks.api]`'s. `Err` is the answer when the store does not answer.
+pub(crate) async fn identify(
+    app: &App,
+    headers: &HeaderMap,
+    sessions: bool,
+) -> Result<Option<Identity>, Response> {
+    if sessions && let Some(identity) = session(app, headers).await? {
+        return Ok(Some(identity));
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -82,12 +146,7 @@ pub(crate) async fn identify(app: &App, headers: &HeaderMap) -> Result<Option<Id
             }
             Ok(None) => {} // perhaps a static token that looks like ours
             Err(e) => {
-                return Err(error(
-                    app,
-                    "api",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the run store does not answer: {e:#}"),
-                ));
+                return Err(crate::respond::store_unavailable(app, "api", &e));
             }
         }
     }

@@ -51,14 +51,16 @@ mod tests {
         assert!(
             verifier(&UiConfig {
                 auth: Some(auth),
-                role: None
+                role: None,
+                oidc: None
             })
             .is_err()
         );
         assert!(
             verifier(&UiConfig {
                 auth: None,
-                role: None
+                role: None,
+                oidc: None
             })
             .unwrap()
             .is_none()

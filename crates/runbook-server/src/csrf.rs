@@ -115,7 +115,7 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn random_key() -> Result<[u8; 32]> {
+pub(crate) fn random_key() -> Result<[u8; 32]> {
     use std::io::Read as _;
     let mut key = [0u8; 32];
     std::fs::File::open("/dev/urandom")

@@ -212,6 +212,15 @@ impl Dispatcher {
         prepared.clone().map_err(Refusal::Broken)
     }
 
+    /// Drops the loaded copies of `playbooks` (their pins changed on SIGHUP): the next run
+    /// loads what they name now; runs already started keep theirs.
+    pub fn forget(&self, playbooks: &[String]) {
+        let mut slots = self.prepared.lock().unwrap();
+        for name in playbooks {
+            slots.remove(name);
+        }
+    }
+
     /// Stores the run as queued (the claim loop of this or another process starts it);
     /// `cooldown` is (key, period) for route cooldowns; `alert` is the alert's record, stored
     /// with the admission's disposition.
@@ -277,7 +286,7 @@ impl Dispatcher {
             self.safety
                 .decide(store, &self.host.notifier(), &subject)
                 .await
-                .map_err(|e| Refusal::Unavailable(format!("{e:#}")))?
+                .map_err(|e| Refusal::store("deciding the safety gates", e))?
         } else {
             Decision::Run
         };
@@ -307,7 +316,7 @@ impl Dispatcher {
             }
             Ok(Admitted::Deduplicated(id)) => Ok(Admission::Deduplicated(id)),
             Ok(Admitted::Cooldown) => Ok(Admission::Cooldown),
-            Err(e) => Err(Refusal::Unavailable(format!("{e:#}"))),
+            Err(e) => Err(Refusal::store("admitting a run", e)),
         }
     }
 

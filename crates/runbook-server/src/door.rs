@@ -42,13 +42,13 @@ pub(crate) async fn require(State(door): State<Door>, request: Request, next: Ne
         .unwrap_or_else(|| "unknown".into());
     // Without proven credentials (an open `[webhooks.api]` lets anyone read, wrong ones too)
     // a role above is a 401: a browser then asks to sign in, and credentials may help.
-    let identity = match identify(&app, request.headers()).await {
+    let identity = match identify(&app, request.headers(), console).await {
         Ok(Some(identity))
             if identity.proof != Proof::Open || identity.roles.allow(needed_role) =>
         {
             identity
         }
-        Ok(_) if console => return ui::sign_in_required(&app),
+        Ok(_) if console => return ui::sign_in_required(&app, request.uri()),
         Ok(_) => return unauthorized(&app, request.headers()).await,
         Err(unavailable) => return unavailable,
     };

@@ -43,12 +43,7 @@ pub(crate) async fn refuse(
                 ),
                 // Not acknowledged: the sender retries once the store answers.
                 Err(e) => {
-                    return Some(error(
-                        app,
-                        endpoint,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("the run store does not answer: {e:#}"),
-                    ));
+                    return Some(crate::respond::store_unavailable(app, endpoint, &e));
                 }
             }
         }

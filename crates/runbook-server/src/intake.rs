@@ -19,11 +19,11 @@ use crate::store::{AlertRecord, Disposition};
 /// or a full queue, is "try again later" for the batch.
 pub(super) async fn handle_in_batch(app: &App, alert: &Alert) -> Result<Vec<AlertRecord>, Refusal> {
     let failed = match handle_alert(app, alert).await {
-        Err(e @ (Refusal::Unavailable(_) | Refusal::Internal(_))) => e,
+        Err(e @ (Refusal::Unavailable | Refusal::Internal(_))) => e,
         handled => return handled,
     };
     let again = match handle_alert(app, alert).await {
-        Err(e @ (Refusal::Unavailable(_) | Refusal::Internal(_))) => e,
+        Err(e @ (Refusal::Unavailable | Refusal::Internal(_))) => e,
         handled => return handled,
     };
     let store = app.store.clone();
@@ -220,7 +220,7 @@ pub(crate) async fn handle_alert(app: &App, alert: &Alert) -> Result<Vec<AlertRe
         store
             .record_alerts(unstored)
             .await
-            .map_err(|e| Refusal::Unavailable(format!("recording the alert: {e:#}")))?;
+            .map_err(|e| Refusal::store("recording the alert", e))?;
     }
     Ok(records)
 }

@@ -17,8 +17,8 @@
 //! - `admission`, `dispatch`, `sink`, `schedule`, `rescue`: runs admitted, claimed, executed,
 //!   rescued; `safety`: breakers and maintenance windows decided at admission
 //! - `approvals`, `cancel`: answering questions, stopping runs
-//! - `nodes`, `console`, `csrf`: state the app holds (the fleet's nodes, the console's sign-in
-//!   and form tokens), below the handlers that use it
+//! - `nodes`, `console`, `csrf`, `oidc`: state the app holds (the fleet's nodes, the console's
+//!   sign-in and form tokens, OpenID Connect sign-in), below the handlers that use it
 //! - `fleet/`: the agent API; `ui/`: the console's pages; `reload`: SIGHUP
 
 // The layers below, under the names this crate's files use. The runtime's `cancel`, `fleet`
@@ -49,6 +49,7 @@ mod hooks;
 mod intake;
 mod metrics;
 mod nodes;
+mod oidc;
 mod openapi;
 mod reload;
 mod replies;
@@ -79,7 +80,11 @@ pub fn check_fleet(config: &crate::config::FleetConfig) -> Result<()> {
 
 /// Whether `[ui]` is usable: a kind the console takes, its secret loads.
 pub fn check_ui(config: &crate::config::UiConfig) -> Result<()> {
-    console::verifier(config).map(|_| ())
+    console::verifier(config)?;
+    if let Some(oidc) = &config.oidc {
+        oidc::Oidc::new(oidc)?;
+    }
+    Ok(())
 }
 
 /// How `host serve` would be reached: `[server] tls` loads (certificate, key and `[fleet]

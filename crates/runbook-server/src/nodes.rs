@@ -132,7 +132,7 @@ impl NodeIntake {
         let depths = store
             .queue_depths(Some(node))
             .await
-            .map_err(|e| Refusal::Unavailable(format!("{e:#}")))?;
+            .map_err(|e| Refusal::store("counting the runs waiting for nodes", e))?;
         if depths.node >= self.per_node {
             return Err(Refusal::NodeBusy(format!(
                 "{} runs already wait for node {node}'s agent ([fleet] queue-limit-per-node = \

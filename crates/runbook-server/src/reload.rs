@@ -1,8 +1,9 @@
 //! SIGHUP: `host serve` reads host.toml again. Every key that decides who may do what takes
 //! effect: routes, webhook auth, the console's `[ui]` auth (its old credentials and their CSRF
 //! tokens stop working), fleet node tokens, approver groups, playbooks' grants and limits
-//! (from the next run on; running runs keep theirs) and schedules (a removed one stops, an
-//! added one starts). Everything is built and checked first (secrets loaded, matchers and
+//! (from the next run on; running runs keep theirs), schedules (a removed one stops, an
+//! added one starts) and the digests host.lock pins (`host lock --update`: a registry
+//! playbook whose digest changed is loaded again, as pinned now, at its next run). Everything is built and checked first (secrets loaded, matchers and
 //! templates compiled, schedules' playbooks found); on any error nothing changes and the
 //! reason is logged.
 //!
@@ -103,6 +104,8 @@ async fn reload(app: &Shared) -> Result<Reloaded> {
         refused.join(", ")
     );
     let live = Live::from_config(&config)?;
+    // host.lock next to it: `host lock --update` takes effect with this reload.
+    let pins = host.read_lock()?;
     let console = live.ui.as_ref().map_or("closed", Verifier::kind);
     let tokens = Fleet::tokens_of(&config.fleet)?;
     app.schedules.check(&config.schedules).await?;
@@ -113,6 +116,8 @@ async fn reload(app: &Shared) -> Result<Reloaded> {
     let schedules = app.schedules.replace(config.schedules.clone());
     let config = Arc::new(config);
     host.reload_policy(config.clone());
+    let repinned = host.reload_pins(pins);
+    app.dispatcher.forget(&repinned);
     if let Some(approvals) = host.approvals() {
         // A group may now post to a Telegram channel nobody polled.
         approvals.listen();
@@ -127,6 +132,12 @@ async fn reload(app: &Shared) -> Result<Reloaded> {
         config.plugins.len(),
         config.schedules.len(),
     );
+    if !repinned.is_empty() {
+        summary.push_str(&format!(
+            "; host.lock pins changed (loaded again at their next run): {}",
+            repinned.join(", ")
+        ));
+    }
     for (what, names) in [
         ("started", &schedules.started),
         ("stopped", &schedules.stopped),
@@ -170,6 +181,13 @@ pub const KEYS: &[(&str, OnReload)] = &[
     ("[notify]", OnReload::Refused),
     ("[fleet] client-ca", OnReload::Refused),
     ("[fleet] node-auth", OnReload::Refused),
+    // Checked when a playbook is loaded, and a server keeps its loaded playbooks: a key
+    // removed must not leave a playbook it signed running until a restart.
+    ("[trust]", OnReload::Refused),
+    ("[plugins] trust-keys", OnReload::Refused),
+    // Which bytes a name runs: pinned at load, like plugin-dirs.
+    ("[plugins] source", OnReload::Restart),
+    ("[registries]", OnReload::Restart),
     ("plugin-dirs", OnReload::Restart),
     ("cache-dir", OnReload::Restart),
     ("max-component-mib", OnReload::Restart),
@@ -235,6 +253,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         budgets,
         roles,
         audit,
+        trust,
+        registries,
         source: _,
     } = new;
     let mut changed = Vec::new();
@@ -256,6 +276,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     compare("[[schedule]]", &old.schedules, schedules);
     compare("[[maintenance]]", &old.maintenance, maintenance);
     compare("[digest]", &old.digest, digest);
+    compare("[trust]", &old.trust, trust);
+    compare("[registries]", &old.registries, registries);
     compare("[notify]", &old.notify, notify);
     compare("[[budget]]", &old.budgets, budgets);
     compare("plugin-dirs", &old.plugin_dirs, plugin_dirs);
@@ -287,6 +309,8 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         let mut policy = Vec::new();
         let mut concurrency = Vec::new();
         let mut breakers = Vec::new();
+        let mut sources = Vec::new();
+        let mut trust = Vec::new();
         for (name, plugin) in plugins {
             let PluginConfig {
                 max_concurrent,
@@ -296,18 +320,24 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
                 max_notifications,
                 max_http_calls,
                 breaker,
+                source,
+                trust_keys,
             } = plugin;
             breakers.push(format!("{name}: {breaker:?}"));
+            sources.push(format!("{name}: {source:?}"));
+            trust.push(format!("{name}: {trust_keys:?}"));
             policy.push(format!(
                 "{name}: {grants:?} {deadline_secs:?} {memory_mib:?} {max_notifications:?} \
                  {max_http_calls:?}"
             ));
             concurrency.push(format!("{name}: {max_concurrent:?}"));
         }
-        (policy, concurrency, breakers)
+        (policy, concurrency, breakers, sources, trust)
     };
-    let (old_policy, old_concurrency, old_breakers) = split(&old.plugins);
-    let (new_policy, new_concurrency, new_breakers) = split(plugins);
+    let (old_policy, old_concurrency, old_breakers, old_sources, old_trust) = split(&old.plugins);
+    let (new_policy, new_concurrency, new_breakers, new_sources, new_trust) = split(plugins);
+    compare("[plugins] source", &old_sources, &new_sources);
+    compare("[plugins] trust-keys", &old_trust, &new_trust);
     compare("[plugins] breaker", &old_breakers, &new_breakers);
     compare("[plugins] grants and limits", &old_policy, &new_policy);
     compare(
@@ -453,6 +483,28 @@ playbook = "disk-full"
                 format!("{BASE}\n[roles]\nviewer = [\"sre-all\"]\n"),
             ),
             ("[audit]", format!("{BASE}\n[audit]\nsinks = [\"pager\"]\n")),
+            (
+                "[trust]",
+                format!("{BASE}\n[trust]\nkeys = [\"release.pub\"]\n"),
+            ),
+            (
+                "[registries]",
+                format!("{BASE}\n[registries.\"127.0.0.1:5000\"]\ninsecure = true\n"),
+            ),
+            (
+                "[plugins] source",
+                edit(
+                    "max-concurrent = 1",
+                    "max-concurrent = 1\nsource = \"oci://registry.example.com/p/disk-full:1\"",
+                ),
+            ),
+            (
+                "[plugins] trust-keys",
+                edit(
+                    "max-concurrent = 1",
+                    "max-concurrent = 1\ntrust-keys = [\"release.pub\"]",
+                ),
+            ),
             (
                 "[[budget]]",
                 format!(

@@ -133,12 +133,23 @@ pub(crate) fn error(
     reply(app, endpoint, status, crate::replies::json(body))
 }
 
+/// What a caller is told when the store fails a request.
+pub(crate) const STORE_DOWN: &str = "the run store does not answer; retry later";
+
+/// The store failed a request: 503 with Retry-After, as documented for every store-backed
+/// operation. The cause goes to the log only: a connection error names the database's host,
+/// user and name, which are no caller's business.
+pub(crate) fn store_unavailable(app: &App, endpoint: &str, e: &anyhow::Error) -> Response {
+    tracing::warn!(endpoint, "the run store failed a request: {e:#}");
+    error(app, endpoint, StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN)
+}
+
 pub(crate) fn refusal_status(refusal: &Refusal) -> StatusCode {
     match refusal {
         Refusal::UnknownPlaybook(_) | Refusal::UnknownNode(_) => StatusCode::NOT_FOUND,
         Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
         Refusal::Broken(_) | Refusal::BadValue(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Refusal::Busy(_) | Refusal::NodeBusy(_) | Refusal::Unavailable(_) => {
+        Refusal::Busy(_) | Refusal::NodeBusy(_) | Refusal::Unavailable => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

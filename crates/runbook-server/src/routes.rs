@@ -11,7 +11,7 @@ use axum::routing::{MethodRouter, get, post};
 use crate::app::Shared;
 use crate::authz::Access;
 use crate::door::{Door, require};
-use crate::fleet::agent;
+use crate::fleet::{agent, artifacts};
 use crate::{api, approvals, cancel, health, hooks, openapi, respond, ui};
 use runbook_core::access::Role;
 
@@ -179,6 +179,20 @@ fn entries() -> Vec<(Route, MethodRouter<Shared>)> {
             Agent,
             Node,
             post(agent::act),
+        ),
+        route(
+            post_.clone(),
+            "/agent/v1/artifacts/{digest}",
+            Agent,
+            Node,
+            post(artifacts::manifest),
+        ),
+        route(
+            post_.clone(),
+            "/agent/v1/artifacts/{digest}/component",
+            Agent,
+            Node,
+            post(artifacts::component),
         ),
         route(
             get_.clone(),
@@ -389,6 +403,36 @@ fn entries() -> Vec<(Route, MethodRouter<Shared>)> {
             Console,
             R(Admin),
             get(ui::audit::page),
+        ),
+        // Sign-in and sign-out are open: they are how a browser gets (or drops) an identity;
+        // the callback checks the provider's answer, sign-out its session and CSRF token.
+        route(
+            Method::GET,
+            "/ui/login",
+            Console,
+            Open,
+            get(ui::login::login),
+        ),
+        route(
+            Method::GET,
+            "/ui/login/callback",
+            Console,
+            Open,
+            get(ui::login::callback),
+        ),
+        route(
+            Method::GET,
+            ui::login::LOGOUT,
+            Console,
+            Open,
+            get(ui::login::logout_form),
+        ),
+        route(
+            Method::POST,
+            ui::login::LOGOUT,
+            Console,
+            Open,
+            post(ui::login::logout),
         ),
     ]
 }

@@ -95,6 +95,13 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
         stopped,
     ));
     let claims = tokio::spawn(app.dispatcher.clone().claim_loop());
+    // Audit events a process stored but died before queueing are shipped all the same.
+    let shipper = tokio::spawn({
+        let app = app.clone();
+        runbook_runtime::audit::keep_shipping(store.clone(), notifier.clone(), move || {
+            app.dispatcher.host().with_policy(|c| c.audit.clone())
+        })
+    });
 
     let mut routes = crate::routes::router(app.clone(), max_body);
     if tls.is_some() {
@@ -130,6 +137,7 @@ pub async fn serve(host: Host, ready: impl FnOnce(std::net::SocketAddr)) -> Resu
     let _ = stop_looking.send(true);
     let _ = rescuer.await;
     reloader.abort();
+    shipper.abort();
     if let Some(digests) = digests {
         digests.abort();
     }

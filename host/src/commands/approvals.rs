@@ -10,6 +10,7 @@ use super::Globals;
 use crate::approval::{Approvals, cli};
 use crate::commands::Context;
 use crate::style;
+use runbook_core::access::AuditAct;
 
 #[derive(Args)]
 #[command(
@@ -43,7 +44,7 @@ pub struct ApproveArgs {
 
 impl ApprovalsArgs {
     pub async fn run(self, globals: Globals) -> anyhow::Result<u8> {
-        let approvals = open(globals).await?;
+        let (_, approvals) = open(globals).await?;
         let pending = approvals.store().approvals(None).await?;
         if self.json {
             println!("{}", crate::text::json_for_terminal(&pending)?);
@@ -66,9 +67,13 @@ impl ApproveArgs {
             };
             return on_server(server, token.as_deref(), answer).await;
         }
-        let approvals = open(globals).await?;
+        let (ctx, approvals) = open(globals).await?;
+        let decision = if self.reject { "rejected" } else { "approved" };
         let (code, line) = cli::approve(&approvals, &self.target, self.reject, self.reason).await?;
         if code == 0 {
+            // On the server the API's door records it; on the store, this command does.
+            let (act, target) = (AuditAct::ApprovalAnswered, Some(&*self.target));
+            super::access::record(&ctx, act, target, Some(decision.into())).await;
             println!("{}", crate::text::escape(&line));
         } else {
             eprintln!("{} {}", style::error(), crate::text::escape(&line));
@@ -78,12 +83,14 @@ impl ApproveArgs {
 }
 
 /// The approvals over the run store, which both commands need.
-async fn open(globals: Globals) -> anyhow::Result<Arc<Approvals>> {
+async fn open(globals: Globals) -> anyhow::Result<(Context, Arc<Approvals>)> {
     let mut ctx = Context::load(globals)?;
     ctx.host.store = Some(ctx.open_store().await?);
-    ctx.host
+    let approvals = ctx
+        .host
         .approvals()
-        .ok_or_else(|| anyhow::anyhow!("approvals are not available here"))
+        .ok_or_else(|| anyhow::anyhow!("approvals are not available here"))?;
+    Ok((ctx, approvals))
 }
 
 struct Answer<'a> {

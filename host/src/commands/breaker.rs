@@ -8,6 +8,7 @@ use super::Globals;
 use crate::commands::{ConfigError, Context, EXIT_FAILED};
 use crate::store::BreakerState;
 use crate::style;
+use runbook_core::access::AuditAct;
 
 #[derive(Args)]
 #[command(
@@ -75,6 +76,8 @@ impl BreakerArgs {
                 );
                 let name = crate::text::escape(&playbook);
                 if store.breaker_reset(&playbook, &by).await? {
+                    let act = AuditAct::BreakerReset;
+                    super::access::record(&ctx, act, Some(&playbook), None).await;
                     println!("breaker of {name} closed by {by}: its next run executes");
                     Ok(0)
                 } else {

@@ -180,7 +180,7 @@ pub async fn check(host: &Host) -> CheckReport {
 
     let mut playbooks = Vec::new();
     let named = host.named_files().await;
-    let entries = host.catalog.index(named.clone());
+    let entries = host.catalog.index(named.clone(), host.registry_entries());
     // Every file under the name it describes, to say which ones a name's winner hides. Files
     // that cannot be described are reported below, with the entry that failed to load.
     let mut files_by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();

@@ -24,13 +24,14 @@ impl InspectArgs {
         let limits = host.limits_for(&prepared.source.name);
         let d = &prepared.description;
         if self.json {
-            let doc = serde_json::json!({
+            let mut doc = serde_json::json!({
                 "name": d.name, "summary": d.summary, "version": d.version,
                 "origin": prepared.source.origin.to_string(),
                 "params": d.params.iter().map(|p| serde_json::json!({"name": p.name, "type": crate::params::type_of(p).to_string(), "description": p.description, "default": p.default, "required": p.required})).collect::<Vec<_>>(),
                 "wants": d.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
                 "grants": grants, "limits": limits,
             });
+            super::list::add_registry_fields(&mut doc, &prepared.source.origin);
             println!("{}", crate::text::json_for_terminal(&doc)?);
             return Ok(0);
         }

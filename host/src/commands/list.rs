@@ -21,12 +21,16 @@ impl ListArgs {
         let mut rows = Vec::new();
         for entry in host.playbooks().await {
             let row = match host.prepare_entry(&entry).await {
-                Ok(p) => serde_json::json!({
-                    "name": entry.name,
-                    "origin": entry.origin.to_string(),
-                    "summary": p.description.summary,
-                    "capabilities": p.description.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
-                }),
+                Ok(p) => {
+                    let mut row = serde_json::json!({
+                        "name": entry.name,
+                        "origin": p.source.origin.to_string(),
+                        "summary": p.description.summary,
+                        "capabilities": p.description.capabilities.iter().map(Capability::as_str).collect::<Vec<_>>(),
+                    });
+                    add_registry_fields(&mut row, &p.source.origin);
+                    row
+                }
                 Err(e) => serde_json::json!({
                     "name": entry.name,
                     "origin": entry.origin.to_string(),
@@ -43,5 +47,14 @@ impl ListArgs {
         // Everything else is listed; a broken playbook still fails the command.
         let broken = rows.iter().any(|row| row.get("error").is_some());
         Ok(if broken { EXIT_FAILED } else { 0 })
+    }
+}
+
+/// A registry playbook's source, digest and signer as fields of their own (`--json`).
+pub fn add_registry_fields(row: &mut serde_json::Value, origin: &crate::catalog::Origin) {
+    if let crate::catalog::Origin::Registry(pinned) = origin {
+        row["source"] = pinned.source.to_string().into();
+        row["digest"] = pinned.digest.clone().into();
+        row["signer"] = pinned.signer.clone().into();
     }
 }

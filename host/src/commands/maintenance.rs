@@ -9,6 +9,7 @@ use super::Globals;
 use crate::commands::{ConfigError, Context, EXIT_FAILED};
 use crate::store::{NewWindow, WindowRecord};
 use crate::style;
+use runbook_core::access::AuditAct;
 
 #[derive(Args)]
 #[command(
@@ -93,6 +94,8 @@ impl MaintenanceArgs {
                 let ctx = Context::load(globals)?;
                 let store = ctx.open_store().await?;
                 let window = store.window_start(window).await?;
+                let act = AuditAct::MaintenanceStarted;
+                super::access::record(&ctx, act, Some(&window.id), window.reason.clone()).await;
                 if json {
                     println!("{}", crate::text::json_for_terminal(&window)?);
                 } else {
@@ -128,6 +131,7 @@ impl MaintenanceArgs {
                 let by = by();
                 let id_shown = crate::text::escape(&id);
                 if store.window_end(&id, &by).await? {
+                    super::access::record(&ctx, AuditAct::MaintenanceEnded, Some(&id), None).await;
                     println!("maintenance window {id_shown} ended by {by}");
                     Ok(0)
                 } else {

@@ -21,6 +21,7 @@ pub mod list;
 pub mod maintenance;
 pub mod nodes;
 pub mod notify;
+pub mod registry;
 pub mod run;
 pub mod runs;
 pub mod safety;

@@ -11,6 +11,7 @@ use crate::commands::{Context, EXIT_USAGE};
 use crate::render;
 use crate::store::{Store, StoredRun};
 use crate::style;
+use runbook_core::access::AuditAct;
 
 #[derive(Args)]
 #[command(
@@ -84,7 +85,14 @@ impl RunsArgs {
             return crate::cancel::cli::on_server(server, id, token.as_deref()).await;
         }
         let store = ctx.open_store().await?;
-        self.on_store(&*store).await
+        let code = self.on_store(&*store).await?;
+        // The server's door audits a cancel over the API; one on the store is audited here.
+        if let Some(RunsAction::Cancel { id, .. }) = &self.action
+            && code == 0
+        {
+            super::access::record(&ctx, AuditAct::RunCancelled, Some(id), None).await;
+        }
+        Ok(code)
     }
 
     async fn on_store(&self, store: &Store) -> anyhow::Result<u8> {

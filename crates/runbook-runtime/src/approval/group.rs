@@ -20,10 +20,14 @@ pub struct ApproverGroup {
     /// with the `host approve` command.
     #[serde(default)]
     pub channels: Vec<String>,
-    /// People who answer in the console (its `[ui]` basic-auth user name) or with
-    /// `host approve` (their login name).
+    /// People who answer in the console (its `[ui]` basic-auth user name, or the `sub` of an
+    /// OpenID Connect sign-in) or with `host approve` (their login name).
     #[serde(default)]
     pub users: Vec<String>,
+    /// Identity-provider groups whose members answer in the console (signed in through
+    /// `[ui.oidc]`, the groups as its groups claim gives them).
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// Telegram user ids (numbers, as the Bot API gives `from.id`).
     #[serde(default)]
     pub telegram: Vec<i64>,
@@ -55,7 +59,12 @@ pub enum Approver {
         name: Option<String>,
         channels: Vec<String>,
     },
-    Console(String),
+    /// Signed in to the console: the `[ui]` user or the provider's subject, and the groups
+    /// the provider vouched for (none with basic auth or a token).
+    Console {
+        user: String,
+        groups: Vec<String>,
+    },
     Cli(String),
 }
 
@@ -65,7 +74,7 @@ impl Approver {
         match self {
             Approver::Telegram { .. } => "telegram",
             Approver::Slack { .. } => "slack",
-            Approver::Console(_) => "console",
+            Approver::Console { .. } => "console",
             Approver::Cli(_) => "cli",
         }
     }
@@ -82,7 +91,7 @@ impl Approver {
                 Some(n) => format!("slack:{} ({})", clean(id), clean(n)),
                 None => format!("slack:{}", clean(id)),
             },
-            Approver::Console(user) => format!("console:{}", clean(user)),
+            Approver::Console { user, .. } => format!("console:{}", clean(user)),
             Approver::Cli(user) => format!("cli:{}", clean(user)),
         }
     }
@@ -94,7 +103,7 @@ impl Approver {
             Approver::Telegram { channels, .. } | Approver::Slack { channels, .. } => {
                 Some(channels)
             }
-            Approver::Console(_) | Approver::Cli(_) => None,
+            Approver::Console { .. } | Approver::Cli(_) => None,
         }
     }
 }
@@ -112,7 +121,11 @@ impl ApproverGroup {
         match who {
             Approver::Telegram { id, .. } => self.telegram.contains(id),
             Approver::Slack { id, .. } => self.slack.iter().any(|s| s == id),
-            Approver::Console(user) | Approver::Cli(user) => self.users.iter().any(|u| u == user),
+            Approver::Console { user, groups } => {
+                self.users.iter().any(|u| u == user)
+                    || groups.iter().any(|g| self.groups.contains(g))
+            }
+            Approver::Cli(user) => self.users.iter().any(|u| u == user),
         }
     }
 
@@ -151,8 +164,12 @@ pub fn check_groups(
             );
         }
         anyhow::ensure!(
-            !(group.users.is_empty() && group.telegram.is_empty() && group.slack.is_empty()),
-            "[approvers.{name}]: nobody may answer; list `users`, `telegram` or `slack` ids"
+            !(group.users.is_empty()
+                && group.groups.is_empty()
+                && group.telegram.is_empty()
+                && group.slack.is_empty()),
+            "[approvers.{name}]: nobody may answer; list `users`, `groups`, `telegram` or \
+             `slack` ids"
         );
     }
     Ok(())
@@ -166,6 +183,7 @@ mod tests {
         ApproverGroup {
             channels: vec!["tg".into()],
             users: vec!["alice".into()],
+            groups: vec!["db-oncall".into()],
             telegram: vec![111],
             slack: vec!["U111".into()],
             max_wait_secs: 60,
@@ -188,6 +206,27 @@ mod tests {
         }
     }
 
+    fn console(user: &str, groups: &[&str]) -> Approver {
+        Approver::Console {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_identity_provider_group_answers_its_own_questions_only() {
+        let g = group();
+        assert!(g.allows(&console("zoe", &["db-oncall"])));
+        assert!(g.allows(&console("zoe", &["web", "db-oncall"])));
+        assert!(!g.allows(&console("zoe", &["web-oncall"])));
+        assert!(!g.allows(&console("zoe", &[])));
+        // A group name is not a user name, nor a user name a group.
+        assert!(!g.allows(&console("db-oncall", &[])));
+        assert!(!g.allows(&console("zoe", &["alice"])));
+        // Groups come from a sign-in only: the CLI's login name is never a group.
+        assert!(!g.allows(&Approver::Cli("db-oncall".into())));
+    }
+
     #[test]
     fn only_listed_identities_of_the_answering_channel_may_answer() {
         let g = group();
@@ -196,10 +235,10 @@ mod tests {
         assert!(g.allows(&slack("U111", None, &["slack"])));
         assert!(!g.allows(&slack("U222", Some("U111"), &["slack"])));
         assert!(g.allows(&Approver::Cli("alice".into())));
-        assert!(g.allows(&Approver::Console("alice".into())));
+        assert!(g.allows(&console("alice", &[])));
         // An id of one channel is not a name on another.
         assert!(!g.allows(&Approver::Cli("111".into())));
-        assert!(!g.allows(&Approver::Console("U111".into())));
+        assert!(!g.allows(&console("U111", &[])));
     }
 
     #[test]
@@ -252,7 +291,7 @@ mod tests {
         assert!(!moved.carried(&record, &slack("U111", None, &["slack"])));
         assert!(moved.carried(&record, &telegram(111, None)));
         // The console and the CLI carry no channel: their own auth vouches.
-        assert!(g.carried(&record, &Approver::Console("alice".into())));
+        assert!(g.carried(&record, &console("alice", &[])));
         assert!(g.carried(&record, &Approver::Cli("alice".into())));
     }
 
@@ -283,6 +322,7 @@ mod tests {
         );
         let nobody = ApproverGroup {
             users: vec![],
+            groups: vec![],
             telegram: vec![],
             slack: vec![],
             channels: vec!["ops".into()],

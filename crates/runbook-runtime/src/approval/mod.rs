@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use crate::notify::{ChannelConfig, Notifier};
 use crate::records::{ApprovalRecord, Decision, rfc3339};
 use crate::store::Store;
+use runbook_core::access::{AuditAct, NewAudit, Proof};
 
 pub mod cli;
 mod group;
@@ -61,6 +62,8 @@ pub struct Approvals {
     /// woken by one lets it finish, so a `host run` that ends right after its answer does not
     /// exit before the presser's button is answered.
     pub(crate) handling: std::sync::atomic::AtomicUsize,
+    /// Where chat answers are audited (`[audit]`, replaced on SIGHUP).
+    audit: RwLock<Arc<crate::audit::AuditConfig>>,
 }
 
 /// Longest a woken run waits for the presses in hand to be answered.
@@ -89,7 +92,37 @@ impl Approvals {
             handling: std::sync::atomic::AtomicUsize::new(0),
             telegram: telegram::Pollers::default(),
             listening: std::sync::atomic::AtomicBool::new(false),
+            audit: RwLock::default(),
         })
+    }
+
+    /// The `[audit]` section chat answers are recorded under.
+    pub fn audit_to(&self, config: crate::audit::AuditConfig) {
+        *self.audit.write().unwrap() = Arc::new(config);
+    }
+
+    /// A Slack click or Telegram press reaches no server door, so its answer is audited here;
+    /// console, API and CLI answers are audited by whoever took them (they know the caller's
+    /// proof and address).
+    async fn audit_chat_answer(&self, record: &ApprovalRecord, who: &Approver) {
+        let proof = match who {
+            Approver::Slack { .. } => Proof::SlackSignature,
+            Approver::Telegram { .. } => Proof::TelegramBot,
+            Approver::Console { .. } | Approver::Cli(_) => return,
+        };
+        let event = NewAudit {
+            act: AuditAct::ApprovalAnswered,
+            actor: who.name(),
+            proof: proof.to_string(),
+            source: who.via().to_string(),
+            target: Some(record.id.clone()),
+            detail: Some(record.state.clone()),
+        };
+        let config = self.audit.read().unwrap().clone();
+        let notifier = Some(&*self.notifier);
+        if let Err(e) = crate::audit::record(&self.store, notifier, &config, event).await {
+            tracing::warn!(approval = %record.id, "chat answer not audited: {e:#}");
+        }
     }
 
     /// `host serve`: polls every Telegram channel of every group for answers from now on
@@ -348,6 +381,7 @@ impl Approvals {
                 if let Some(wake) = self.waiting.lock().unwrap().get(id) {
                     wake.notify_one();
                 }
+                self.audit_chat_answer(&decided, who).await;
                 self.show_decision(&decided).await;
                 Ok(Answered::Recorded(decided))
             }

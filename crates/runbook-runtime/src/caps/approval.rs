@@ -186,8 +186,9 @@ impl ApprovalView<'_> {
             self.timeline
                 .log("warn", format!("the question did not reach {problem}"));
         }
-        if record.messages.is_empty() && config.users.is_empty() {
-            // Nobody can see it: end it now rather than wait for nothing.
+        if record.messages.is_empty() && config.users.is_empty() && config.groups.is_empty() {
+            // Nobody can see it (no message went out, no one answers in the console or the
+            // CLI): end it now rather than wait for nothing.
             let _ = service
                 .store()
                 .decide_approval(

@@ -556,5 +556,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+mod facts;
 #[cfg(test)]
 mod tests;

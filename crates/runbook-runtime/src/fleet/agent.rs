@@ -80,6 +80,8 @@ pub async fn run(host: Host, options: AgentOptions) -> Result<()> {
         Arc::new(super::act::ServerGate(uplink.clone())),
         options.node.clone(),
     );
+    // A playbook the server names by digest comes from the registry, else from the server.
+    host.use_artifact_fallback(Arc::new(super::artifacts::ServerArtifacts(uplink.clone())));
     let agent = Arc::new(Agent {
         host: Arc::new(host),
         uplink,
@@ -276,14 +278,25 @@ impl Agent {
         }
     }
 
-    /// The playbook as this node has it: its catalog, its compile cache.
-    async fn prepared(&self, name: &str) -> Result<Arc<Prepared>> {
+    /// The playbook as this node has it: its catalog, its compile cache. When the server
+    /// named a registry digest (`origin`), exactly that artifact, pulled if need be, under
+    /// this node's own trust keys, grants and limits.
+    async fn prepared(&self, name: &str, origin: &str) -> Result<Arc<Prepared>> {
+        let pinned = crate::catalog::Pinned::parse(origin).filter(|p| p.digest.is_some());
+        let key = match &pinned {
+            Some(p) => format!("{name} {}", p.digest.as_deref().unwrap_or_default()),
+            None => name.to_string(),
+        };
         let mut cache = self.prepared.lock().await;
-        if let Some(prepared) = cache.get(name) {
+        if let Some(prepared) = cache.get(&key) {
             return Ok(prepared.clone());
         }
-        let prepared = Arc::new(self.host.prepare(name).await?);
-        cache.insert(name.to_string(), prepared.clone());
+        let prepared = match pinned {
+            Some(_) => self.host.prepare_named_digest(name, origin).await?,
+            None => self.host.prepare(name).await?,
+        };
+        let prepared = Arc::new(prepared);
+        cache.insert(key, prepared.clone());
         Ok(prepared)
     }
 
@@ -305,9 +318,12 @@ impl Agent {
         });
         let node = &self.uplink.agent.node;
         let work = async {
-            let prepared = self.prepared(&run.playbook).await.map_err(|e| {
-                anyhow::anyhow!("node {node} cannot run playbook {}: {e:#}", run.playbook)
-            })?;
+            let prepared = self
+                .prepared(&run.playbook, &run.origin)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("node {node} cannot run playbook {}: {e:#}", run.playbook)
+                })?;
             let pending = self
                 .host
                 .resume(&prepared, &run)

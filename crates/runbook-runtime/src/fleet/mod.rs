@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod agent;
+mod artifacts;
 pub mod remote;
 pub(crate) mod uplink;
 

@@ -82,12 +82,45 @@ impl Uplink {
         answer
     }
 
+    /// `post` for an answer of raw bytes (a component), refused past `cap` bytes.
+    pub async fn post_for_bytes(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+        timeout: Duration,
+        cap: usize,
+    ) -> Result<Result<Vec<u8>, Refused>> {
+        let url = self.url(segments);
+        let answer = self.exchange(&url, body, timeout, cap).await;
+        if answer.is_err() && self.servers.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         url: &url::Url,
         body: &impl Serialize,
         timeout: Duration,
     ) -> Result<Result<T, Refused>> {
+        Ok(
+            match self.exchange(url, body, timeout, MAX_ANSWER_BYTES).await? {
+                Ok(bytes) => Ok(serde_json::from_slice(&bytes).with_context(|| {
+                    format!("the answer of {}", crate::redact::url(url.as_str()))
+                })?),
+                Err(refused) => Err(refused),
+            },
+        )
+    }
+
+    async fn exchange(
+        &self,
+        url: &url::Url,
+        body: &impl Serialize,
+        timeout: Duration,
+        cap: usize,
+    ) -> Result<Result<Vec<u8>, Refused>> {
         let mut request = self.client.post(url.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -103,8 +136,8 @@ impl Uplink {
         while let Some(chunk) = response.chunk().await? {
             bytes.extend_from_slice(&chunk);
             anyhow::ensure!(
-                bytes.len() <= MAX_ANSWER_BYTES,
-                "the server's answer is over {MAX_ANSWER_BYTES} bytes"
+                bytes.len() <= cap,
+                "the server's answer is over {cap} bytes"
             );
         }
         if status.is_server_error() {
@@ -120,9 +153,7 @@ impl Uplink {
                 message: message_of(&bytes),
             }));
         }
-        Ok(Ok(serde_json::from_slice(&bytes).with_context(|| {
-            format!("the answer of {}", crate::redact::url(url.as_str()))
-        })?))
+        Ok(Ok(bytes))
     }
 }
 

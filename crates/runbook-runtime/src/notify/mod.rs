@@ -243,34 +243,48 @@ impl Notifier {
             )));
         };
         let payload = serde_json::to_value(notification).expect("notification serializes");
-        let outbox_id = self
-            .store
-            .enqueue(
-                NewMessage {
-                    run_id: Some(notification.run_id.clone()),
-                    channel: channel.to_string(),
-                    kind: ch.config.kind().to_string(),
-                    payload,
-                    dedup_key: Some(notification.dedup_key.clone()),
-                    event_action: Some(notification.event_action.clone()),
-                    created_at: notification.created_at.clone(),
-                },
-                once_key,
-            )
-            .await
-            .map_err(|e| SubmitError::Store(format!("writing to the outbox: {e:#}")))?;
-        let state = match &ch.sink {
+        let message = NewMessage {
+            run_id: Some(notification.run_id.clone()),
+            channel: channel.to_string(),
+            kind: ch.config.kind().to_string(),
+            payload,
+            dedup_key: Some(notification.dedup_key.clone()),
+            event_action: Some(notification.event_action.clone()),
+            created_at: notification.created_at.clone(),
+        };
+        let stored = |e: anyhow::Error| SubmitError::Store(format!("writing to the outbox: {e:#}"));
+        let (outbox_id, state) = match &ch.sink {
             Ok(sink) if sink.is_local() => {
-                let attempt = sink.deliver_local(channel, notification);
-                worker::record_local(&*self.store, outbox_id, &attempt).await;
-                match attempt {
-                    Attempt::Delivered => "delivered",
-                    _ => "failed",
+                // Held from the insert, so no worker sends it while we do; if this process
+                // dies before marking it, a worker retries it once the hold ends.
+                let (id, new) = self
+                    .store
+                    .enqueue_held(message, once_key, worker::LOCAL_HOLD)
+                    .await
+                    .map_err(stored)?;
+                if !new {
+                    // Queued before (another process, an earlier sweep): its own delivery
+                    // or a worker sees to it; a second append would be a repeat.
+                    ch.wake.notify_one();
+                    (id, "queued")
+                } else {
+                    let attempt = sink.deliver_local(channel, notification);
+                    worker::record_local(&*self.store, id, &ch.config, &attempt).await;
+                    match attempt {
+                        Attempt::Delivered => (id, "delivered"),
+                        Attempt::Retry { .. } => (id, "queued"),
+                        Attempt::Failed(_) => (id, "failed"),
+                    }
                 }
             }
             _ => {
+                let id = self
+                    .store
+                    .enqueue(message, once_key)
+                    .await
+                    .map_err(stored)?;
                 ch.wake.notify_one();
-                "queued"
+                (id, "queued")
             }
         };
         Ok(Submitted {
@@ -279,8 +293,9 @@ impl Notifier {
         })
     }
 
-    /// Starts one delivery worker per network channel (idempotent). They also pick up what an
-    /// earlier host left pending.
+    /// Starts one delivery worker per network or file channel (idempotent). They also pick up
+    /// what an earlier host left pending: a file append its process died before marking is
+    /// retried like a webhook (the line carries `dedup_key`, so a reader drops a repeat).
     pub fn start(self: &Arc<Self>) {
         let mut workers = self.workers.lock().unwrap();
         if !workers.is_empty() {
@@ -288,7 +303,7 @@ impl Notifier {
         }
         for channel in self.channels.values() {
             let Ok(sink) = &channel.sink else { continue };
-            if sink.is_local() {
+            if !sink.has_worker() {
                 continue;
             }
             workers.push(tokio::spawn(worker::run(

@@ -115,6 +115,12 @@ impl Sink {
         matches!(self, Sink::Console(_) | Sink::File(_))
     }
 
+    /// Network and file sinks: their pending rows are retried by a worker. A console
+    /// message belongs to the process that printed it and is not repeated by another.
+    pub fn has_worker(&self) -> bool {
+        !matches!(self, Sink::Console(_))
+    }
+
     pub fn deliver_local(&self, channel: &str, n: &Notification) -> Attempt {
         let written = match self {
             Sink::Console(ConsoleStream::Stdout) => std::io::stdout()
@@ -123,7 +129,16 @@ impl Sink {
             Sink::Console(ConsoleStream::Stderr) => std::io::stderr()
                 .lock()
                 .write_all(render::text(channel, n).as_bytes()),
-            Sink::File(path) => append_json_line(path, &render::webhook(channel, n)),
+            Sink::File(path) => {
+                // A full disk or a lost mount may come back: the worker retries it.
+                return match append_json_line(path, &render::webhook(channel, n)) {
+                    Ok(()) => Attempt::Delivered,
+                    Err(e) => Attempt::Retry {
+                        error: format!("writing to {channel}: {e}"),
+                        after: None,
+                    },
+                };
+            }
             _ => unreachable!("network sinks are delivered by a worker"),
         };
         match written {

@@ -17,6 +17,9 @@ use crate::store::{Claim, OutboxRow, Store};
 const POLL: Duration = Duration::from_secs(2);
 /// A claimed message is ours this long; a host that dies mid-send frees it after this.
 const LEASE: Duration = Duration::from_secs(120);
+/// A console or file delivery holds its row this long from the insert; a process that dies
+/// before marking it leaves it to a worker after this.
+pub(super) const LOCAL_HOLD: Duration = Duration::from_secs(60);
 /// A sink's Retry-After is honoured up to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -137,10 +140,22 @@ fn backoff(delivery: &super::DeliveryConfig, attempts_made: usize) -> Duration {
 }
 
 /// Console and file deliveries happen inside the run; their result is written the same way.
-pub(super) async fn record_local(store: &Store, id: i64, attempt: &Attempt) {
+/// A file append that may succeed later (`Retry`) is left pending for the channel's worker.
+pub(super) async fn record_local(
+    store: &Store,
+    id: i64,
+    config: &super::ChannelConfig,
+    attempt: &Attempt,
+) {
     let result = match attempt {
         Attempt::Delivered => store.mark_delivered(id).await,
-        Attempt::Failed(e) | Attempt::Retry { error: e, .. } => store.mark_failed(id, e).await,
+        Attempt::Retry { error, .. } => {
+            tracing::warn!("notify: message {id}: {error}; retrying");
+            store
+                .mark_retry(id, backoff(&config.delivery(), 1), error)
+                .await
+        }
+        Attempt::Failed(e) => store.mark_failed(id, e).await,
     };
     if let Err(e) = result {
         tracing::warn!("notify: recording delivery of message {id}: {e:#}");

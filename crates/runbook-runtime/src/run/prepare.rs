@@ -18,7 +18,8 @@ impl Host {
     /// comes from the compile cache's record when it has one; else the file is loaded and
     /// described (compiled once, then cached).
     pub async fn playbooks(&self) -> Vec<CatalogEntry> {
-        self.catalog.index(self.named_files().await)
+        self.catalog
+            .index(self.named_files().await, self.registry_entries())
     }
 
     /// Every plugin-dir file in precedence order with the name its describe() gives (`None`:
@@ -68,8 +69,10 @@ impl Host {
     }
 
     pub async fn prepare_entry(&self, entry: &CatalogEntry) -> Result<Prepared> {
-        if let Origin::File(path) = &entry.origin {
-            return self.prepare_path(entry.name.clone(), path).await;
+        match &entry.origin {
+            Origin::File(path) => return self.prepare_path(entry.name.clone(), path).await,
+            Origin::Registry(pinned) => return self.prepare_registry(&entry.name, pinned).await,
+            Origin::BuiltIn => {}
         }
         let source = self.catalog.load(entry).map_err(UsageError::from)?;
         self.prepare_source(source).await
@@ -84,9 +87,17 @@ impl Host {
     /// cache's memo, which spares reading and hashing an unchanged file. Named by its
     /// describe() (`name`, its file name, only until it has described itself).
     async fn prepare_path(&self, name: String, path: &std::path::Path) -> Result<Prepared> {
+        let origin = Origin::File(path.to_path_buf());
+        // A file carries no signature: where signatures are required, it is not compiled.
+        if !self.with_policy(|c| c.trust_keys_for(&name).is_empty()) {
+            anyhow::bail!(
+                "playbook {name} ({origin}): refused: [trust] requires a signature, and a \
+                 plugin-dir file carries none; publish it to a registry and sign it \
+                 (`host push`, `host sign`)"
+            );
+        }
         let cap = self.config.max_component_mib().saturating_mul(1 << 20);
         let file = crate::catalog::open_component(path, cap).map_err(UsageError::from)?;
-        let origin = Origin::File(path.to_path_buf());
         let (pre, load) = self
             .engine
             .prepare_file(&file, path, cap)
@@ -109,7 +120,7 @@ impl Host {
 
     /// The description recorded in the compile cache when it holds a verified one (a Python
     /// component's second instantiation costs more than the rest of its run), else describe().
-    async fn describe_prepared(
+    pub(super) async fn describe_prepared(
         &self,
         source: PluginSource,
         pre: VersionedPre<RunState>,
@@ -132,7 +143,9 @@ impl Host {
             }
         };
         let mut source = source;
-        if crate::catalog::check_name(&description.name).is_ok() {
+        // A registry playbook keeps the name host.toml gives it.
+        let registry = matches!(source.origin, Origin::Registry(_));
+        if !registry && crate::catalog::check_name(&description.name).is_ok() {
             source.name = description.name.clone();
         }
         Ok(Prepared {

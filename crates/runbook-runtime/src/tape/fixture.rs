@@ -12,6 +12,13 @@ use crate::bindings::Alert;
 /// Fixture files larger than this are refused (a recorded run is far smaller).
 pub const MAX_FIXTURE_BYTES: u64 = 64 << 20;
 
+/// How a fixture file is written: TOML when its name ends in `.toml`, else JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixtureFormat {
+    Json,
+    Toml,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fixture {
@@ -108,15 +115,29 @@ impl Fixture {
         if text.len() as u64 > MAX_FIXTURE_BYTES {
             anyhow::bail!("larger than {} MiB", MAX_FIXTURE_BYTES >> 20);
         }
-        if path.extension().is_some_and(|e| e == "toml") {
-            Ok(toml::from_str(&text)?)
+        let format = if path.extension().is_some_and(|e| e == "toml") {
+            FixtureFormat::Toml
         } else {
-            Ok(serde_json::from_str(&text)?)
-        }
+            FixtureFormat::Json
+        };
+        Fixture::parse(&text, format)
+    }
+
+    /// A fixture's text in the given format (serde's checks only: see `validate`).
+    pub fn parse(text: &str, format: FixtureFormat) -> anyhow::Result<Self> {
+        let parsed: anyhow::Result<Self> = match format {
+            FixtureFormat::Toml => toml::from_str(text).map_err(Into::into),
+            FixtureFormat::Json => serde_json::from_str(text).map_err(Into::into),
+        };
+        parsed.map_err(for_terminal)
     }
 
     /// Checks what serde cannot: the expectations' patterns compile, results have a known shape.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_raw().map_err(for_terminal)
+    }
+
+    fn validate_raw(&self) -> anyhow::Result<()> {
         if let Some(s) = &self.expect.summary {
             regex::Regex::new(s).map_err(|e| anyhow::anyhow!("expect.summary: {e}"))?;
         }
@@ -155,4 +176,10 @@ impl Fixture {
             text,
         })
     }
+}
+
+/// A fixture error quotes the file (a TOML error its line, a bad pattern itself, a call's
+/// names): it goes to a terminal (`host test`), so no control character of the file's rides in it.
+fn for_terminal(e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", crate::text::escape_keeping_lines(&format!("{e:#}")))
 }

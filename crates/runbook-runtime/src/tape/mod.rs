@@ -7,7 +7,8 @@ mod fixture;
 mod world;
 
 pub use fixture::{
-    Expect, ExpectedNotification, FIXTURE_ARTIFACT, Fixture, FixtureCall, FixtureIncident,
+    Expect, ExpectedNotification, FIXTURE_ARTIFACT, Fixture, FixtureCall, FixtureFormat,
+    FixtureIncident,
 };
 
 use serde_json::{Value, json};
@@ -238,7 +239,9 @@ pub(crate) fn split_result(result: &Value) -> Result<Result<Value, CapError>, St
     if let Some(ok) = map.get("ok") {
         return Ok(Ok(ok.clone()));
     }
-    let error = &map["error"];
+    let Some(error) = map.get("error") else {
+        return Err("result must be {\"ok\": …} or {\"error\": {\"kind\", \"detail\"}}".into());
+    };
     let detail = error["detail"].as_str().unwrap_or_default().to_string();
     let error = match error["kind"].as_str() {
         Some("denied") => CapError::Denied(detail),
@@ -301,6 +304,22 @@ mod tests {
         }
         let unknown = json!({ "error": { "kind": "over-quota", "detail": "x" } });
         assert!(split_result(&unknown).unwrap_err().contains("over-budget"));
+    }
+
+    /// Found by the fixture fuzz target: a result whose one key is neither `ok` nor `error`
+    /// panicked (`host test` died on the file instead of naming what is wrong with it).
+    #[test]
+    fn a_result_with_another_single_key_is_refused_not_a_panic() {
+        for result in [
+            json!({ "okay": 1 }),
+            json!({ "": null }),
+            json!({ "error ": {} }),
+        ] {
+            assert!(
+                split_result(&result).unwrap_err().contains("must be"),
+                "{result}"
+            );
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ const POLL_RECHECK: Duration = Duration::from_secs(1);
 /// The agent's runner in the store, or the response refusing it: 401 without a known token
 /// (or, by `[fleet] node-auth`, without a certificate), 403 when the credentials are another
 /// node's, 400 for a malformed body.
-fn admit_agent<T: DeserializeOwned>(
+pub(super) fn admit_agent<T: DeserializeOwned>(
     app: &App,
     presented: &PresentedCertificate,
     headers: &HeaderMap,
@@ -163,12 +163,7 @@ fn node_of_certificate(
 }
 
 fn unavailable(app: &App, e: anyhow::Error) -> Response {
-    error(
-        app,
-        ENDPOINT,
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the run store does not answer: {e:#}"),
-    )
+    crate::respond::store_unavailable(app, ENDPOINT, &e)
 }
 
 fn not_held(app: &App, id: &str) -> Response {
@@ -488,11 +483,6 @@ pub(crate) async fn list_nodes(State(app): State<Shared>) -> Response {
                 .collect();
             reply(&app, "nodes", StatusCode::OK, replies::json(listed))
         }
-        Err(e) => error(
-            &app,
-            "nodes",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:#}"),
-        ),
+        Err(e) => crate::respond::store_unavailable(&app, "nodes", &e),
     }
 }

@@ -9,4 +9,5 @@
 //! `agent`: the endpoints; `outcome`: what the store keeps of a node's report.
 
 pub(crate) mod agent;
+pub(crate) mod artifacts;
 mod outcome;

@@ -24,6 +24,10 @@ enum Kind {
     File(&'static str),
     /// An embedded stylesheet or script, open to anyone (no data in it).
     Asset,
+    /// A step of the identity provider's sign-in (`[ui.oidc]`): open, answers 303 onwards.
+    SignIn,
+    /// The sign-out page and its form: open (they act on the browser's own session).
+    SignOut,
 }
 
 use Kind::*;
@@ -155,6 +159,25 @@ const ROUTES: &[(HttpMethod, &str, &str, Kind)] = &[
     ),
     (
         HttpMethod::Get,
+        "/ui/login",
+        "Sign in with the identity provider (to it, and back to `next`)",
+        SignIn,
+    ),
+    (
+        HttpMethod::Get,
+        "/ui/login/callback",
+        "The identity provider's answer: a session, and back to the console",
+        SignIn,
+    ),
+    (HttpMethod::Get, "/ui/logout", "The sign-out form", SignOut),
+    (
+        HttpMethod::Post,
+        "/ui/logout",
+        "Sign out (ends the session)",
+        SignOut,
+    ),
+    (
+        HttpMethod::Get,
         "/ui/static/{file}",
         "The console's stylesheet or script",
         Asset,
@@ -163,7 +186,10 @@ const ROUTES: &[(HttpMethod, &str, &str, Kind)] = &[
 
 pub(super) fn add(doc: &mut Document) {
     for (method, path, summary, kind) in ROUTES {
-        let op = operation(path, summary, *kind);
+        let op = match kind {
+            SignIn | SignOut => open_operation(method, path, summary, *kind),
+            _ => operation(path, summary, *kind),
+        };
         let item = PathItem::new(method.clone(), op);
         match doc.paths.paths.get_mut(*path) {
             Some(existing) => existing.merge_operations(item),
@@ -243,6 +269,8 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
                 .content("text/javascript", html().build())
                 .build()
         }),
+        // Described by `open_operation` (add() sends them there).
+        SignIn | SignOut => op,
     };
     if matches!(kind, Asset) {
         return op
@@ -295,6 +323,70 @@ fn operation(path: &str, summary: &str, kind: Kind) -> utoipa::openapi::path::Op
         op = op.security(SecurityRequirement::new(scheme, Vec::<String>::new()));
     }
     op.build()
+}
+
+/// Sign-in and sign-out: open to anyone, each answers with a page or a redirect.
+fn open_operation(
+    method: &HttpMethod,
+    path: &str,
+    summary: &str,
+    kind: Kind,
+) -> utoipa::openapi::path::Operation {
+    let post = matches!(method, HttpMethod::Post);
+    let id = operation_id(path, if post { Form } else { Page });
+    let page = |d: &str| response(d, "text/html");
+    let mut op = OperationBuilder::new()
+        .summary(Some(summary))
+        .tag("console")
+        .operation_id(Some(id))
+        .security(SecurityRequirement::default());
+    op = match kind {
+        SignIn => op
+            .response(
+                "303",
+                ResponseBuilder::new()
+                    .description("To the identity provider, or back to the console signed in")
+                    .header(
+                        "Location",
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::String))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .response(
+                "400",
+                page(
+                    "A state or code that is missing, malformed, stale, used or not this browser's",
+                ),
+            )
+            .response(
+                "401",
+                page("The provider refused, or its ID token did not pass"),
+            )
+            .response("403", page("Signed in, but no group gives a role here"))
+            .response("404", page("No identity provider is configured"))
+            .response("502", page("The provider did not answer as expected")),
+        _ => {
+            if post {
+                op = op
+                    .request_body(Some(form()))
+                    .response("403", page("The form's CSRF token is missing or stale"))
+                    .response("400", response("A form that does not parse", "text/plain"))
+                    .response("413", response("The form is over the cap", "text/plain"))
+                    .response(
+                        "415",
+                        response(
+                            "Not a form (`application/x-www-form-urlencoded`)",
+                            "text/plain",
+                        ),
+                    );
+            }
+            op.response("200", page("The sign-out form, or: signed out"))
+        }
+    };
+    op.response("503", page("The run store does not answer: try again"))
+        .build()
 }
 
 /// `GET /ui/runs/{id}` → `console_get_ui_runs_id`: unique, as the (method, path) pairs are.

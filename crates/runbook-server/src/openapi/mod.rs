@@ -37,6 +37,8 @@ use utoipa::openapi::{
         paths::healthz, paths::metrics, paths::openapi_json,
         paths::agent_poll, paths::agent_heartbeat, paths::agent_events, paths::agent_finish,
         paths::agent_act,
+        paths::agent_artifact,
+        paths::agent_artifact_component,
     ),
     components(schemas(crate::replies::Error)),
     modifiers(&Shared),

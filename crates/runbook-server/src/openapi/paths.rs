@@ -7,7 +7,8 @@
 use runbook_core::alert::WebhookJson;
 use runbook_runtime::fleet::act::ActRequest;
 use runbook_runtime::fleet::{
-    EventsUpload, FinishUpload, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
+    ArtifactManifest, ArtifactRequest, EventsUpload, FinishUpload, HeartbeatRequest,
+    HeartbeatResponse, PollRequest, PollResponse,
 };
 use runbook_runtime::safety::Verdict;
 
@@ -207,3 +208,24 @@ fn agent_finish() {}
     request_body = ActRequest,
     responses((status = 200, description = "The verdict", body = Verdict)))]
 fn agent_act() {}
+
+/// A playbook artifact's manifest and signatures, for a node that cannot reach the registry
+///
+/// Only artifacts of this server's registry playbooks; the node checks the manifest against
+/// the digest before it uses it.
+#[utoipa::path(post, path = "/agent/v1/artifacts/{digest}", tag = "agent",
+    params(("digest" = String, Path, description = "The manifest digest the server named (sha256:…)")),
+    request_body = ArtifactRequest,
+    responses(
+        (status = 200, description = "The manifest (base64) and signatures", body = ArtifactManifest),
+        (status = 404, description = "This server holds no such artifact", body = Error)))]
+fn agent_artifact() {}
+
+/// A playbook artifact's component bytes, for a node that cannot reach the registry
+#[utoipa::path(post, path = "/agent/v1/artifacts/{digest}/component", tag = "agent",
+    params(("digest" = String, Path, description = "The manifest digest the server named (sha256:…)")),
+    request_body = ArtifactRequest,
+    responses(
+        (status = 200, description = "The component", content_type = "application/wasm", body = Vec<u8>),
+        (status = 404, description = "This server holds no such artifact", body = Error)))]
+fn agent_artifact_component() {}

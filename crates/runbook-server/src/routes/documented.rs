@@ -65,7 +65,7 @@ fn each_operation_is_behind_its_routes_door() {
             route.method,
             route.path
         );
-        let public = matches!(route.surface, Surface::Health | Surface::Asset);
+        let public = route.access == Access::Open;
         assert_eq!(
             open, public,
             "{} {}: open to anyone?",

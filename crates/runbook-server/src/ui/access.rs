@@ -8,23 +8,46 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::page::{message_page, with_pending_questions};
+use maud::html;
+
+use super::page::{Nav, layout, message_page, with_nav};
 use crate::app::{App, Shared};
 use crate::auth::Verifier;
 use crate::respond::AuthRefused;
-use runbook_core::access::{Proof, Role};
+use runbook_core::access::{Identity, Proof, Role};
 
 /// The realm a browser's sign-in prompt names.
 const REALM: &str = "runbook console";
 
-/// Whether these headers may read the console (what `authz::require` lets through on a
-/// page), for the parts of a page computed outside it (the navigation's badge).
-pub(super) async fn may_read(app: &App, headers: &HeaderMap) -> bool {
-    matches!(crate::authz::identify(app, headers).await, Ok(Some(i)) if i.roles.allow(Role::Viewer))
+/// Who these headers are on the console if they may read it (what `authz::require` lets
+/// through on a page), for the parts of a page computed outside it (the navigation's badge
+/// and sign-out link).
+pub(super) async fn reader(app: &App, headers: &HeaderMap) -> Option<Identity> {
+    match crate::authz::identify(app, headers, true).await {
+        Ok(Some(i)) if i.roles.allow(Role::Viewer) => Some(i),
+        _ => None,
+    }
 }
 
-/// The 401 a console route answers without credentials: a browser asks to sign in.
-pub(crate) fn sign_in_required(app: &App) -> Response {
+/// The 401 a console route answers without credentials: a browser asks to sign in (with the
+/// identity provider when `[ui.oidc]` is set, and back to `uri` after).
+pub(crate) fn sign_in_required(app: &App, uri: &axum::http::Uri) -> Response {
+    if app.live().oidc.is_some() {
+        let back = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/ui");
+        let href = format!(
+            "/ui/login?next={}",
+            url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+        );
+        let body = html! {
+            h1 { "Sign in" }
+            p { "The console needs you to sign in." }
+            p { a.button id="sign-in" href=(href) { "Sign in with your identity provider" } }
+        };
+        let mut refused = layout("Sign in", html! {}, body);
+        *refused.status_mut() = StatusCode::UNAUTHORIZED;
+        refused.extensions_mut().insert(AuthRefused);
+        return refused;
+    }
     sign_in(
         app,
         "Sign in",
@@ -58,12 +81,15 @@ fn sign_in(app: &App, title: &str, message: &str) -> Response {
 /// Someone who may use a console form: the caller `authz::require` admitted for its route
 /// (whose entry names the role the form needs).
 pub(crate) struct Operator {
-    /// The Authorization header (empty with `[ui] auth = none`): what CSRF tokens bind to.
+    /// The Authorization header, or the session cookie of a sign-in (empty with `[ui] auth =
+    /// none`): what CSRF tokens bind to.
     credentials: String,
     /// The name runs, approvals and windows record: the `[ui]` basic-auth user name (the
     /// approver groups' `users` list names them), `console` with a bearer token or no auth,
-    /// an API token's name.
+    /// an API token's name, the provider's subject of a sign-in.
     pub(super) user: String,
+    /// The identity provider's groups of a sign-in (`[approvers.X] groups` match them).
+    pub(super) groups: Vec<String>,
 }
 
 impl Operator {
@@ -89,16 +115,27 @@ impl Operator {
 pub(super) fn operator(headers: &HeaderMap, role: Role) -> Option<Operator> {
     let caller = crate::authz::caller_allowed(role)?;
     Some(Operator {
-        credentials: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
+        credentials: credentials(headers, &caller.identity),
         user: match caller.identity.proof {
             Proof::ApiToken(_) => caller.identity.actor(),
             _ => caller.identity.subject,
         },
+        groups: caller.identity.groups,
     })
+}
+
+/// What a form's CSRF token binds to: the session of a sign-in, else the Authorization header.
+pub(super) fn credentials(headers: &HeaderMap, identity: &Identity) -> String {
+    match identity.proof {
+        Proof::Session => crate::authz::session_cookie(headers)
+            .map(|id| format!("session {id}"))
+            .unwrap_or_default(),
+        _ => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+    }
 }
 
 /// Forms: the route's entry (authz.rs) decided the role; a handler that takes an `Operator`
@@ -128,10 +165,17 @@ pub(super) async fn count_questions(
     let page = !path.starts_with("/ui/static/")
         && !path.ends_with("/events")
         && !path.contains("/artifacts/");
-    let count = if page && may_read(&app, request.headers()).await {
-        app.store.approvals(None).await.ok().map(|q| q.len())
+    let reader = if page {
+        reader(&app, request.headers()).await
     } else {
         None
     };
-    with_pending_questions(count, next.run(request)).await
+    let mut nav = Nav::default();
+    if let Some(identity) = reader {
+        nav.pending = app.store.approvals(None).await.ok().map(|q| q.len());
+        if identity.proof == Proof::Session {
+            nav.signed_in = Some(identity.subject);
+        }
+    }
+    with_nav(nav, next.run(request)).await
 }

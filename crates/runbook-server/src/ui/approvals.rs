@@ -12,7 +12,7 @@ use maud::{Markup, html};
 
 use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
-use super::page::{layout, message_page, seg};
+use super::page::{layout, message_page, seg, store_unavailable};
 use super::show::{Tone, badge, time};
 use crate::app::{App, Shared};
 use crate::approval::{Answered, Approver, MAX_REASON_BYTES};
@@ -30,7 +30,7 @@ fn state_badge(state: &str) -> Markup {
 }
 
 fn store_error(e: anyhow::Error) -> Response {
-    message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}"))
+    store_unavailable("Store", &e)
 }
 
 /// Where the answer forms of question `id` post (their CSRF tokens are good there only).
@@ -101,10 +101,9 @@ pub(super) async fn for_run(
     let asked = match store.approvals(Some(run_id)).await {
         Ok(asked) => asked,
         Err(e) => {
-            return (
-                html! { h2 { "Questions" } p.error { (format!("{e:#}")) } },
-                None,
-            );
+            tracing::warn!("console: the run store failed a request: {e:#}");
+            let down = crate::respond::STORE_DOWN;
+            return (html! { h2 { "Questions" } p.error { (down) } }, None);
         }
     };
     if asked.is_empty() {
@@ -211,7 +210,10 @@ pub(crate) async fn answer_submit(
             "approvals are not available on this server",
         );
     };
-    let who = Approver::Console(operator.user);
+    let who = Approver::Console {
+        user: operator.user,
+        groups: operator.groups,
+    };
     match approvals.answer(&id, &who, approve, reason).await {
         Ok(Answered::Recorded(record)) => {
             let decision = if approve { "approve" } else { "reject" };

@@ -2,11 +2,10 @@
 //! untrusted text (a run id from a URL, a typed reason): maud escapes it, the store capped it.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::page::{layout, message_page};
+use super::page::{layout, store_unavailable};
 use crate::app::Shared;
 
 /// Events shown, newest first.
@@ -16,11 +15,7 @@ pub(crate) async fn page(State(app): State<Shared>) -> Response {
     let events = match app.store.audit_since(0, SHOWN).await {
         Ok(events) => events,
         Err(e) => {
-            return message_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The run store does not answer",
-                &format!("{e:#}"),
-            );
+            return store_unavailable("The run store does not answer", &e);
         }
     };
     let body = html! {

@@ -12,7 +12,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::charts::{self, Bar, Column, Span};
-use super::page::{layout, message_page, seg};
+use super::page::{layout, message_page, seg, store_unavailable};
 use super::show::{tone, tone_class};
 use crate::app::Shared;
 use crate::records::RunStatus;
@@ -53,11 +53,7 @@ pub(crate) async fn dashboard(
     let figures = match app.store.figures(&window).await {
         Ok(figures) => figures,
         Err(e) => {
-            return message_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The run store does not answer",
-                &format!("{e:#}"),
-            );
+            return store_unavailable("The run store does not answer", &e);
         }
     };
     let read = started.elapsed();

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::access::Operator;
-use super::page::{MAX_FIELD_BYTES, layout, message_page, seg};
+use super::page::{MAX_FIELD_BYTES, layout, message_page, seg, store_unavailable};
 use crate::admission::{Admission, Refusal};
 use crate::app::Shared;
 use crate::records::Trigger;
@@ -219,7 +219,7 @@ pub(crate) async fn retry_form(
         Ok(Some(row)) => row,
         Ok(None) => return message_page(StatusCode::NOT_FOUND, "Not found", "no such message"),
         Err(e) => {
-            return message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}"));
+            return store_unavailable("Store", &e);
         }
     };
     let action = retry_action(row.id);
@@ -262,6 +262,6 @@ pub(crate) async fn retry_submit(
             "Not retried",
             "only a failed message can be retried (it may be pending already)",
         ),
-        Err(e) => message_page(StatusCode::SERVICE_UNAVAILABLE, "Store", &format!("{e:#}")),
+        Err(e) => store_unavailable("Store", &e),
     }
 }

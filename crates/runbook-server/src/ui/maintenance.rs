@@ -11,7 +11,7 @@ use maud::{Markup, html};
 
 use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
-use super::page::{layout, message_page, seg};
+use super::page::{layout, message_page, seg, store_unavailable};
 use super::show::{Tone, badge, time};
 use crate::app::{App, Shared};
 use crate::store::BreakerState;
@@ -43,11 +43,7 @@ pub(crate) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Respo
     let (breakers, windows) = match (store.breakers().await, store.windows(true).await) {
         (Ok(b), Ok(w)) => (b, w),
         (Err(e), _) | (_, Err(e)) => {
-            return message_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The run store does not answer",
-                &format!("{e:#}"),
-            );
+            return store_unavailable("The run store does not answer", &e);
         }
     };
     let operator = super::access::operator(&headers, runbook_core::access::Role::Admin);
@@ -193,11 +189,7 @@ pub(crate) async fn reset(
             "Not reset",
             &format!("the breaker of {playbook} is not open"),
         ),
-        Err(e) => message_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not reset",
-            &format!("{e:#}"),
-        ),
+        Err(e) => store_unavailable("Not reset", &e),
     }
 }
 
@@ -222,11 +214,7 @@ pub(crate) async fn end(
             "Not ended",
             &format!("no maintenance window {id} is in force"),
         ),
-        Err(e) => message_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not ended",
-            &format!("{e:#}"),
-        ),
+        Err(e) => store_unavailable("Not ended", &e),
     }
 }
 
@@ -267,11 +255,7 @@ pub(crate) async fn start(
                 crate::authz::audit(&app, act, Some(&window.id), window.reason.clone()).await;
                 done(&app).await
             }
-            Err(e) => message_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Not opened",
-                &format!("{e:#}"),
-            ),
+            Err(e) => store_unavailable("Not opened", &e),
         },
         Err(why) => message_page(StatusCode::BAD_REQUEST, "Not opened", &why),
     }

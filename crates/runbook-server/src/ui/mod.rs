@@ -4,7 +4,8 @@
 //!
 //! Every route is behind the role its entry in authz.rs names (viewer reads, operator runs
 //! and cancels, approver answers, admin sees the safety and maintenance pages and the audit);
-//! a browser without credentials is asked to sign in (`WWW-Authenticate`). Every
+//! a browser without credentials is asked to sign in (`WWW-Authenticate`, or the identity
+//! provider's sign-in with `[ui.oidc]`: `login`). Every
 //! state-changing form carries a CSRF token bound to the form, the credentials and an expiry
 //! (csrf.rs).
 //!
@@ -21,6 +22,7 @@ pub(crate) mod dashboard;
 mod feed;
 pub(crate) mod forms;
 pub(super) mod live;
+pub(crate) mod login;
 pub(crate) mod maintenance;
 mod page;
 pub(crate) mod pages;

@@ -10,14 +10,22 @@ use super::assets;
 /// Longest text accepted in a filter or a form field.
 pub(super) const MAX_FIELD_BYTES: usize = 4096;
 
-tokio::task_local! {
-    /// Questions waiting for an answer, counted once per console request that may read.
-    static PENDING_QUESTIONS: Option<usize>;
+/// What the navigation shows of the reader, found once per console request.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Nav {
+    /// Questions waiting for an answer (for a caller that may read them).
+    pub(super) pending: Option<usize>,
+    /// Who signed in with the identity provider: a sign-out link.
+    pub(super) signed_in: Option<String>,
 }
 
-/// Runs `page` (a request's handling) with `count` as the navigation's badge.
-pub(super) async fn with_pending_questions<F: Future>(count: Option<usize>, page: F) -> F::Output {
-    PENDING_QUESTIONS.scope(count, page).await
+tokio::task_local! {
+    static NAV: Nav;
+}
+
+/// Runs `page` (a request's handling) with `nav` in its navigation.
+pub(super) async fn with_nav<F: Future>(nav: Nav, page: F) -> F::Output {
+    NAV.scope(nav, page).await
 }
 
 /// The frame of every page.
@@ -45,6 +53,10 @@ pub(super) fn layout(title: &str, head_extra: Markup, body: Markup) -> Response 
                     a href="/ui/maintenance" { "Maintenance" }
                     a href="/ui/safety" { "Safety" }
                     a href="/ui/audit" { "Audit" }
+                    @if let Some(who) = NAV.try_with(|n| n.signed_in.clone()).ok().flatten() {
+                        span.who id="signed-in" { (who) }
+                        a id="sign-out" href="/ui/logout" { "Sign out" }
+                    }
                 }
                 main { (body) }
                 script src=(assets::js_path()) {}
@@ -68,6 +80,17 @@ pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> Re
     response
 }
 
+/// What a console reader sees when the store fails: the cause goes to the log only (it names
+/// the database's host, user and name).
+pub(super) fn store_unavailable(title: &str, e: &anyhow::Error) -> Response {
+    tracing::warn!("console: the run store failed a request: {e:#}");
+    message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        title,
+        crate::respond::STORE_DOWN,
+    )
+}
+
 /// A path segment (run id, playbook name) as it goes into a link.
 pub(super) fn seg(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
@@ -88,7 +111,7 @@ pub(super) fn field(value: &Option<String>) -> Result<Option<String>, Box<Respon
 
 /// The navigation's link to the approvals, with the number waiting when there are any.
 pub(super) fn approvals_link() -> Markup {
-    let count = PENDING_QUESTIONS.try_with(|c| *c).ok().flatten();
+    let count = NAV.try_with(|n| n.pending).ok().flatten();
     html! {
         a href="/ui/approvals" { "Approvals"
             @if let Some(n) = count.filter(|n| *n > 0) {

@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::page::{field, layout, message_page, seg};
+use super::page::{field, layout, message_page, seg, store_unavailable};
 use super::show::{self, Tone, badge, status_badge, time, when};
 use crate::app::Shared;
 use crate::records::{RunStatus, Trigger};
@@ -93,11 +93,7 @@ fn delivery_tone(state: &str) -> Tone {
 }
 
 fn store_error(e: anyhow::Error) -> Response {
-    message_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The run store does not answer",
-        &format!("{e:#}"),
-    )
+    store_unavailable("The run store does not answer", &e)
 }
 
 fn select(name: &str, label: &str, options: &[&str], chosen: &Option<String>) -> Markup {
@@ -479,6 +475,7 @@ pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
                 let d = &prepared.description;
                 Ok((
                     d.summary.clone(),
+                    prepared.source.origin.clone(),
                     crate::render::inspect(
                         d,
                         &prepared.source.origin.to_string(),
@@ -504,8 +501,9 @@ pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
             section.playbook {
                 h2 { (name) }
                 @match described {
-                    Ok((summary, inspect)) => {
+                    Ok((summary, origin, inspect)) => {
                         p { (summary) }
+                        (origin_line(origin))
                         p { @if may_run { a.run-form href={ "/ui/playbooks/" (seg(name)) "/run" } { "Run…" } " · " }
                             a href={ "/ui/runs?playbook=" (seg(name)) } { "all runs" }
                             @if let Some(rate) = success_rate(recent) {
@@ -520,6 +518,26 @@ pub(crate) async fn playbooks(State(app): State<Shared>) -> Response {
         }
     };
     layout("Playbooks", html! {}, body)
+}
+
+/// Where a playbook's bytes come from: for a registry playbook its source, the digest that
+/// runs and who signed it.
+fn origin_line(origin: &crate::catalog::Origin) -> maud::Markup {
+    use crate::catalog::Origin;
+    match origin {
+        Origin::Registry(pinned) => html! {
+            p.origin {
+                "source " code { (pinned.source) }
+                @if let Some(digest) = &pinned.digest { " · digest " code.digest { (digest) } }
+                " · "
+                @match &pinned.signer {
+                    Some(signer) => { "signed by " strong.signer { (signer) } }
+                    None => { "signature not required" }
+                }
+            }
+        },
+        other => html! { p.origin { "from " code { (other) } } },
+    }
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 
 use super::access::Operator;
 use super::forms::{CSRF_FIELD, Fields, check, see_other};
-use super::page::{layout, message_page};
+use super::page::{layout, message_page, store_unavailable};
 use crate::app::{App, Shared};
 use runbook_core::access::AuditAct;
 
@@ -54,11 +54,7 @@ pub(crate) async fn page(State(app): State<Shared>, headers: HeaderMap) -> Respo
     let (report, freeze) = match (report, freeze) {
         (Ok(report), Ok(freeze)) => (report, freeze),
         (Err(e), _) | (_, Err(e)) => {
-            return message_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Store unavailable",
-                &format!("the run store does not answer: {e:#}"),
-            );
+            return store_unavailable("Store unavailable", &e);
         }
     };
     let human = |secs: u64| runbook_runtime::safety::human(std::time::Duration::from_secs(secs));
@@ -115,11 +111,7 @@ pub(crate) async fn freeze(
             crate::authz::audit(&app, AuditAct::Freeze, None, reason).await;
             see_other("/ui/safety")
         }
-        Err(e) => message_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not frozen",
-            &format!("the run store does not answer: {e:#}"),
-        ),
+        Err(e) => store_unavailable("Not frozen", &e),
     }
 }
 
@@ -137,10 +129,6 @@ pub(crate) async fn unfreeze(
             crate::authz::audit(&app, AuditAct::Unfreeze, None, None).await;
             see_other("/ui/safety")
         }
-        Err(e) => message_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not unfrozen",
-            &format!("the run store does not answer: {e:#}"),
-        ),
+        Err(e) => store_unavailable("Not unfrozen", &e),
     }
 }

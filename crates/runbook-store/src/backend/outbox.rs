@@ -15,6 +15,17 @@ pub trait Outbox: Send + Sync {
     /// replicas both receive goes out once.
     async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64>;
 
+    /// `enqueue`, the new row already leased to the caller for `lease` (attempt 1 under
+    /// way), for a caller that delivers it at once (a file append): no worker takes it while
+    /// the caller lives, and one retries it if the caller dies before marking it. The bool is
+    /// false when `once_key` named an existing row, which the caller must not deliver again.
+    async fn enqueue_held(
+        &self,
+        message: NewMessage,
+        once_key: Option<String>,
+        lease: Duration,
+    ) -> Result<(i64, bool)>;
+
     /// Takes the channel's oldest pending row if it is due and no worker of any process
     /// holds it; channels stay in order (a resolve never overtakes its trigger).
     async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim>;

@@ -151,3 +151,67 @@ pub(crate) async fn a_failing_admission_among_others_fails_alone(s: Subject) {
     let taken = b.get("taken").await.unwrap().unwrap();
     assert_eq!(taken.run.started_at, queued("taken", "p", 1).started_at);
 }
+
+/// Outcomes arriving together (one statement on PostgreSQL): each running run gets its own
+/// outcome, timeline and artifacts; an outcome for a run that is not running answers its own
+/// error (or `false` for a holder that does not hold it) and touches no other.
+pub(crate) async fn outcomes_arriving_together_are_each_answered_alone(s: Subject) {
+    let b = &s.backend;
+    for (i, id) in ["f1", "f2", "f3", "held"].iter().enumerate() {
+        b.admit(admit(queued(id, "p", i + 1))).await.unwrap();
+    }
+    let mut claimed = claimed_ids(b, "runner-a", 10, &limits(10, &[]), LONG).await;
+    claimed.sort();
+    assert_eq!(claimed, ["f1", "f2", "f3", "held"]);
+    b.admit(admit(queued("waiting", "p", 9))).await.unwrap();
+    let mut short = outcome("f2", "mitigated");
+    short.events.truncate(1);
+    short.artifacts.clear();
+    let answers = futures::future::join_all([
+        b.finish(outcome("f1", "resolved")),
+        // Still queued: refused, nothing written.
+        b.finish(outcome("waiting", "resolved")),
+        b.finish(short),
+        b.finish(outcome("never-stored", "resolved")),
+        b.finish(outcome("f3", "failed")),
+        // The same run twice: the second finds it ended.
+        b.finish(outcome("f3", "resolved")),
+    ])
+    .await;
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    let waiting = format!("{:#}", answers[1].as_ref().unwrap_err());
+    assert!(waiting.contains("waiting"), "{waiting}");
+    assert!(answers[2].is_ok(), "{:?}", answers[2]);
+    let never = format!("{:#}", answers[3].as_ref().unwrap_err());
+    assert!(never.contains("never-stored"), "{never}");
+    assert!(answers[4].is_ok(), "{:?}", answers[4]);
+    let twice = format!("{:#}", answers[5].as_ref().unwrap_err());
+    assert!(twice.contains("f3"), "{twice}");
+    // A holder's outcomes together: its own run written, another runner's refused (false).
+    let held = futures::future::join_all([
+        b.finish_held(outcome("held", "resolved"), "runner-b"),
+        b.finish_held(outcome("held", "resolved"), "runner-a"),
+    ])
+    .await;
+    assert!(!held[0].as_ref().unwrap(), "runner-b does not hold it");
+    assert!(held[1].as_ref().unwrap(), "runner-a holds it");
+
+    let f1 = b.get("f1").await.unwrap().unwrap();
+    assert_eq!(f1.run.status, "resolved");
+    assert_eq!(f1.timeline.len(), 2);
+    assert_eq!(f1.artifacts.len(), 1);
+    assert_eq!(f1.artifacts[0].text, "hello");
+    let f2 = b.get("f2").await.unwrap().unwrap();
+    assert_eq!(f2.run.status, "mitigated");
+    assert_eq!(f2.timeline.len(), 1);
+    assert!(f2.artifacts.is_empty());
+    assert_eq!(status(b, "f3").await, "failed");
+    assert_eq!(status(b, "held").await, "resolved");
+    assert_eq!(status(b, "waiting").await, "queued");
+    assert!(b.get("waiting").await.unwrap().unwrap().timeline.is_empty());
+    // Every slot was given back: the queued run and three more are claimed.
+    b.admit(admit(queued("next", "p", 10))).await.unwrap();
+    let mut next = claimed_ids(b, "runner-c", 10, &limits(2, &[]), LONG).await;
+    next.sort();
+    assert_eq!(next, ["next", "waiting"]);
+}

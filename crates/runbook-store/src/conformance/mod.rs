@@ -122,6 +122,7 @@ macro_rules! conformance_tests {
             // batches.rs
             admissions_arriving_together_answer_as_one_after_another,
             a_failing_admission_among_others_fails_alone,
+            outcomes_arriving_together_are_each_answered_alone,
             // leases.rs
             leases_are_renewed_by_their_runner_and_expire_without_it,
             lost_runs_are_told_once_across_instances,
@@ -166,6 +167,7 @@ macro_rules! conformance_tests {
             outbox_keeps_channel_order_and_leases_exclusively,
             outbox_once_key_queues_one_message,
             a_failed_message_can_be_retried_once,
+            a_held_message_is_left_to_workers_only_when_its_lease_ends,
             // safety.rs
             a_gated_admission_is_recorded_with_its_reason_and_never_claimed,
             a_breaker_opens_once_across_instances_and_a_reset_closes_it,
@@ -174,6 +176,8 @@ macro_rules! conformance_tests {
             // access.rs
             tokens_are_found_by_hash_expire_and_revoke_for_every_instance,
             audit_events_come_back_in_order_and_capped,
+            audit_events_not_yet_queued_to_a_sink_are_found,
+            a_session_ends_for_every_instance_and_a_sign_in_is_taken_once,
             // info.rs
             a_newer_schema_is_refused,
             // text.rs
@@ -198,14 +202,14 @@ pub(crate) use conformance_tests;
 
 // ---- fixtures -------------------------------------------------------------------------------
 
-const LONG: Duration = Duration::from_secs(3600);
+pub(crate) const LONG: Duration = Duration::from_secs(3600);
 /// Leases and windows that must run out during a test.
 const SHORT: Duration = Duration::from_millis(500);
 /// Windows and leases that must hold across a few calls (on a loaded machine), then end.
 const BRIEF: Duration = Duration::from_secs(2);
 
 /// `seq` orders runs by acceptance time.
-fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {
+pub(crate) fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {
     QueuedRun {
         id: id.into(),
         playbook: playbook.into(),
@@ -222,7 +226,7 @@ fn queued(id: &str, playbook: &str, seq: usize) -> QueuedRun {
     }
 }
 
-fn admit(run: QueuedRun) -> Admit {
+pub(crate) fn admit(run: QueuedRun) -> Admit {
     Admit {
         run,
         dedup_window: None,
@@ -263,7 +267,7 @@ fn alert(name: &str, disposition: &str) -> AlertRecord {
     }
 }
 
-fn outcome(id: &str, status: &str) -> RunOutcome {
+pub(crate) fn outcome(id: &str, status: &str) -> RunOutcome {
     let event = |offset: f64, message: &str| {
         serde_json::json!({
             "at": "2026-11-25T10:00:01.000Z", "offset_ms": offset,
@@ -303,7 +307,7 @@ fn message(run_id: &str, channel: &str, title: &str, action: &str) -> NewMessage
     }
 }
 
-fn limits(default: usize, per_playbook: &[(&str, usize)]) -> SlotLimits {
+pub(crate) fn limits(default: usize, per_playbook: &[(&str, usize)]) -> SlotLimits {
     SlotLimits {
         default,
         per_playbook: per_playbook
@@ -337,11 +341,11 @@ async fn eventually<F: Future<Output = bool>>(what: &str, mut condition: impl Fn
     .await
 }
 
-async fn status(backend: &Arc<dyn Backend>, id: &str) -> String {
+pub(crate) async fn status(backend: &Arc<dyn Backend>, id: &str) -> String {
     backend.get(id).await.unwrap().expect(id).run.status
 }
 
-async fn claimed_ids(
+pub(crate) async fn claimed_ids(
     backend: &Arc<dyn Backend>,
     runner: &str,
     max: usize,

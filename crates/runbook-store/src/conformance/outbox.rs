@@ -199,3 +199,56 @@ pub(crate) async fn a_failed_message_can_be_retried_once(s: Subject) {
     assert!(!b.outbox_retry(id).await.unwrap());
     assert!(!b.outbox_retry(id + 1000).await.unwrap());
 }
+
+/// A row its queuer delivers at once (a file append) is held from the insert: no worker of
+/// any instance takes it while the lease lasts, a repeat of its once key is not held again,
+/// and a queuer that died before marking it leaves it to a worker once the lease ends.
+pub(crate) async fn a_held_message_is_left_to_workers_only_when_its_lease_ends(s: Subject) {
+    let (b, other) = (&s.backend, (s.open_again)().await.unwrap());
+    let held = message("run-6", "file", "held", "trigger");
+    let (id, new) = b
+        .enqueue_held(held.clone(), Some("audit-1-file".into()), LONG)
+        .await
+        .unwrap();
+    assert!(new);
+    assert!(matches!(
+        other.claim_head("file", LONG).await.unwrap(),
+        Claim::Wait(_)
+    ));
+    // The same event queued again (another replica, a sweep): the same row, not held anew.
+    assert_eq!(
+        other
+            .enqueue_held(held.clone(), Some("audit-1-file".into()), LONG)
+            .await
+            .unwrap(),
+        (id, false)
+    );
+    b.mark_delivered(id).await.unwrap();
+    assert!(matches!(
+        other.claim_head("file", LONG).await.unwrap(),
+        Claim::Empty
+    ));
+    assert_eq!(
+        b.enqueue_held(held.clone(), Some("audit-1-file".into()), LONG)
+            .await
+            .unwrap(),
+        (id, false)
+    );
+
+    // A holder that died: the row is a worker's once the lease runs out, as attempt 2.
+    let (orphan, _) = b
+        .enqueue_held(held, Some("audit-2-file".into()), SHORT)
+        .await
+        .unwrap();
+    let taken = eventually_some("the holder's lease runs out", || {
+        let other = other.clone();
+        async move {
+            match other.claim_head("file", LONG).await.unwrap() {
+                Claim::Due(row) => Some((row.id, row.attempts)),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(taken, (orphan, 2));
+}

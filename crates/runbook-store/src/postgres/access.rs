@@ -6,7 +6,10 @@ use tokio_postgres::Row;
 
 use super::Postgres;
 use super::sql::{execute, query, query_opt};
-use crate::access::{AuditEvent, NewAudit, NewToken, Role, TokenRecord};
+use crate::access::{
+    AuditEvent, NewAudit, NewSession, NewToken, PendingLogin, Role, SessionRecord, StartedLogin,
+    TokenRecord,
+};
 use crate::backend::AccessStore;
 use crate::clean;
 use crate::records::rfc3339;
@@ -193,5 +196,170 @@ impl AccessStore for Postgres {
             Ok(events)
         };
         self.bounded("reading the audit trail", list).await
+    }
+
+    async fn audit_unshipped(
+        &self,
+        sink: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        // The key as the outbox stores it: cleaned like enqueue's, and a long one as its
+        // digest (index_key).
+        let sink = clean::text(sink).into_owned();
+        let list = async {
+            let client = self.client().await?;
+            let rows = query(
+                &client,
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_events a
+                     CROSS JOIN LATERAL (SELECT 'audit-' || a.id || '-' || $2::text AS k) candidate
+                     WHERE at_ms >= $1 AND NOT EXISTS (
+                         SELECT 1 FROM outbox o WHERE o.once_key =
+                             CASE WHEN octet_length(candidate.k) <= 256 AND candidate.k NOT LIKE 'sha256:%'
+                                  THEN candidate.k
+                                  ELSE 'sha256:' || encode(sha256(convert_to(candidate.k, 'UTF8')), 'hex')
+                             END)
+                     ORDER BY id LIMIT $3"
+                ),
+                &[&since_ms, &sink, &(limit.min(100_000) as i64)],
+            )
+            .await?;
+            rows.iter().map(audit).collect::<Result<Vec<_>>>()
+        };
+        self.bounded("reading unshipped audit events", list).await
+    }
+
+    async fn session_create(&self, session: NewSession) -> Result<()> {
+        let groups = serde_json::to_string(&session.groups)?;
+        let (subject, name) = (clean::text(&session.subject), clean::text(&session.name));
+        let ttl = ms(session.ttl);
+        let create = async {
+            let client = self.client().await?;
+            // Expired sessions go a few at a time, so no sign-in waits on a long sweep.
+            execute(
+                &client,
+                &format!(
+                    "DELETE FROM console_sessions WHERE hash IN
+                     (SELECT hash FROM console_sessions WHERE expires_ms <= {NOW_MS} LIMIT 100)"
+                ),
+                &[],
+            )
+            .await?;
+            execute(
+                &client,
+                &format!(
+                    "INSERT INTO console_sessions (hash, subject, name, groups, created_ms,
+                                                   expires_ms)
+                     VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS} + $5)"
+                ),
+                &[
+                    &session.hash,
+                    &subject.as_ref(),
+                    &name.as_ref(),
+                    &groups,
+                    &ttl,
+                ],
+            )
+            .await?;
+            Ok(())
+        };
+        self.bounded("storing a console session", create).await
+    }
+
+    async fn session_by_hash(&self, hash: &str) -> Result<Option<SessionRecord>> {
+        let find = async {
+            let client = self.client().await?;
+            let row = query_opt(
+                &client,
+                &format!(
+                    "SELECT subject, name, groups, expires_ms FROM console_sessions
+                     WHERE hash = $1 AND expires_ms > {NOW_MS}"
+                ),
+                &[&hash],
+            )
+            .await?;
+            row.map(|row| {
+                Ok(SessionRecord {
+                    subject: row.get(0),
+                    name: row.get(1),
+                    groups: serde_json::from_str(row.get::<_, &str>(2))?,
+                    expires_at: text_of(row.get(3)),
+                })
+            })
+            .transpose()
+        };
+        self.bounded("looking up a console session", find).await
+    }
+
+    async fn session_delete(&self, hash: &str) -> Result<bool> {
+        let delete = async {
+            let client = self.client().await?;
+            let n = execute(
+                &client,
+                "DELETE FROM console_sessions WHERE hash = $1",
+                &[&hash],
+            )
+            .await?;
+            Ok(n > 0)
+        };
+        self.bounded("ending a console session", delete).await
+    }
+
+    async fn login_begin(&self, login: PendingLogin) -> Result<()> {
+        let ttl = ms(login.ttl);
+        let begin = async {
+            let client = self.client().await?;
+            execute(
+                &client,
+                &format!(
+                    "DELETE FROM console_logins WHERE state_hash IN
+                     (SELECT state_hash FROM console_logins WHERE expires_ms <= {NOW_MS} LIMIT 100)"
+                ),
+                &[],
+            )
+            .await?;
+            execute(
+                &client,
+                &format!(
+                    "INSERT INTO console_logins (state_hash, nonce, pkce_verifier, return_to,
+                                                 expires_ms)
+                     VALUES ($1, $2, $3, $4, {NOW_MS} + $5)"
+                ),
+                &[
+                    &login.state_hash,
+                    &login.nonce,
+                    &login.pkce_verifier,
+                    &login.return_to,
+                    &ttl,
+                ],
+            )
+            .await?;
+            Ok(())
+        };
+        self.bounded("storing a sign-in", begin).await
+    }
+
+    async fn login_take(&self, state_hash: &str) -> Result<Option<StartedLogin>> {
+        let take = async {
+            let client = self.client().await?;
+            let row = query_opt(
+                &client,
+                &format!(
+                    "DELETE FROM console_logins WHERE state_hash = $1
+                     RETURNING nonce, pkce_verifier, return_to, expires_ms > {NOW_MS}"
+                ),
+                &[&state_hash],
+            )
+            .await?;
+            Ok(row
+                .filter(|row| row.get::<_, bool>(3))
+                .map(|row| StartedLogin {
+                    nonce: row.get(0),
+                    pkce_verifier: row.get(1),
+                    return_to: row.get(2),
+                }))
+        };
+        self.bounded("taking a sign-in", take).await
     }
 }

@@ -1,7 +1,9 @@
 //! Action budgets and the freeze switch on PostgreSQL. A take is one transaction holding a
 //! transaction-scoped advisory lock per (budget, key), taken in sorted order (no deadlock
 //! between two takes of the same keys): two replicas never both take a budget's last use, and
-//! the window is the database's clock.
+//! the window is the database's clock. A take reads that clock once, after its locks:
+//! `now()` is the transaction's start, which a take that waited on a lock would see earlier
+//! than uses stamped by the takes it waited for (a `frees_in` longer than the window).
 
 use std::time::Duration;
 
@@ -12,8 +14,11 @@ use super::{Postgres, index_key, secs};
 use crate::backend::{BudgetAnswer, BudgetTake, BudgetUse, Budgets, Freeze, MAX_USE_ROWS};
 use crate::clean::Clean;
 
-fn duration(secs: f64) -> Duration {
-    Duration::from_secs_f64(secs.max(0.0))
+/// Seconds until a use leaves its window, never more than the window itself: the uses
+/// query reads `now()` too, and a use committed just before its snapshot may carry a later
+/// stamp.
+fn frees_in(secs: Option<f64>, within: Duration) -> Duration {
+    Duration::from_secs_f64(secs.unwrap_or(0.0).max(0.0)).min(within)
 }
 
 async fn take(pg: &Postgres, takes: &[BudgetTake], run_id: &str) -> Result<BudgetAnswer> {
@@ -32,22 +37,30 @@ async fn take(pg: &Postgres, takes: &[BudgetTake], run_id: &str) -> Result<Budge
         )
         .await?;
     }
+    let now: f64 = query_opt(
+        &tx,
+        "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8",
+        &[],
+    )
+    .await?
+    .expect("a SELECT without FROM returns a row")
+    .get(0);
     for t in &takes {
         let within = secs(t.within);
         execute(
             &tx,
             "DELETE FROM budget_uses WHERE budget = $1 AND key = $2
-                 AND at <= now() - $3::float8 * interval '1 second'",
-            &[&t.budget, &t.key, &within],
+                 AND at <= to_timestamp($4) - $3::float8 * interval '1 second'",
+            &[&t.budget, &t.key, &within, &now],
         )
         .await?;
         let row = query_opt(
             &tx,
             "SELECT count(*), EXTRACT(EPOCH FROM (min(at) + $3::float8 * interval '1 second'
-                                                  - now()))::float8
+                                                  - to_timestamp($4)))::float8
              FROM budget_uses WHERE budget = $1 AND key = $2
-                 AND at > now() - $3::float8 * interval '1 second'",
-            &[&t.budget, &t.key, &within],
+                 AND at > to_timestamp($4) - $3::float8 * interval '1 second'",
+            &[&t.budget, &t.key, &within, &now],
         )
         .await?
         .expect("an aggregate returns a row");
@@ -59,15 +72,16 @@ async fn take(pg: &Postgres, takes: &[BudgetTake], run_id: &str) -> Result<Budge
                 budget: t.budget.clone(),
                 key: t.key.clone(),
                 used: used as u32,
-                frees_in: duration(row.get::<_, Option<f64>>(1).unwrap_or(0.0)),
+                frees_in: frees_in(row.get(1), t.within),
             });
         }
     }
     for t in &takes {
         execute(
             &tx,
-            "INSERT INTO budget_uses (budget, key, at, run_id) VALUES ($1, $2, now(), $3)",
-            &[&t.budget, &t.key, &run_id],
+            "INSERT INTO budget_uses (budget, key, at, run_id)
+             VALUES ($1, $2, to_timestamp($4), $3)",
+            &[&t.budget, &t.key, &run_id, &now],
         )
         .await?;
     }
@@ -92,7 +106,7 @@ async fn uses(pg: &Postgres, budgets: &[(String, Duration)]) -> Result<Vec<Budge
             budget: budget.clone(),
             key: r.get(0),
             used: r.get::<_, i64>(1) as u32,
-            frees_in: duration(r.get::<_, Option<f64>>(2).unwrap_or(0.0)),
+            frees_in: frees_in(r.get(2), *within),
         }));
     }
     Ok(found)

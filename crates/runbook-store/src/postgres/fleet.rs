@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::runs::{execute, query, query_opt};
-use super::{Postgres, listen, runs, secs};
+use super::{Postgres, listen, runs, secs, slots};
 use crate::backend::FleetStore;
 use crate::clean::Clean;
 use crate::records::{NodeRecord, QueuedRun, RunOutcome, UnfinishedRun, undeliverable_reason};
@@ -207,7 +207,7 @@ impl FleetStore for Postgres {
     ) -> Result<Vec<QueuedRun>> {
         self.bounded(
             "claiming a node's queued runs",
-            runs::claim(self, runner, Some(node), max, limits, lease),
+            slots::claim(self, runner, Some(node), max, limits, lease),
         )
         .await
     }
@@ -245,7 +245,7 @@ impl FleetStore for Postgres {
         let written = self
             .bounded(
                 &format!("finishing run {id}"),
-                runs::finish(self, outcome, Some(runner)),
+                self.finishes.finish(outcome, Some(runner.to_string())),
             )
             .await?;
         if written {

@@ -24,16 +24,26 @@ pub(super) struct Announcer {
     task: tokio::task::AbortHandle,
 }
 
+/// This store's name in its NOTIFYs (process and instance: digits and a dot, safe in SQL),
+/// so its own listener can skip them: every announcement follows a wake of this process's
+/// own claimers, and a second wake would cost each of them an empty claim.
+pub(super) fn origin() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let instance = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.{instance}", std::process::id())
+}
+
 impl Announcer {
-    pub(super) fn start(pool: super::sql::Connections) -> Announcer {
+    pub(super) fn start(pool: super::sql::Connections, origin: String) -> Announcer {
         let wanted = Arc::new(Notify::new());
         let asked = wanted.clone();
+        let notify = format!("NOTIFY {CHANNEL}, '{origin}'");
         let task = tokio::spawn(async move {
             loop {
                 asked.notified().await;
                 // A NOTIFY lost to a failing database costs the others one poll interval.
                 if let Ok(client) = pool.get().await {
-                    let _ = client.batch_execute(&format!("NOTIFY {CHANNEL}")).await;
+                    let _ = client.batch_execute(&notify).await;
                 }
                 tokio::time::sleep(COALESCE).await;
             }
@@ -66,11 +76,12 @@ pub(super) fn spawn(
     config: tokio_postgres::Config,
     connector: MakeRustlsConnect,
     queued: Arc<Notify>,
+    origin: String,
 ) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match listen(&config, &connector, &queued).await {
+            match listen(&config, &connector, &queued, &origin).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => tracing::warn!("run store: LISTEN {CHANNEL}: {e:#}; reconnecting"),
             }
@@ -88,6 +99,7 @@ async fn listen(
     config: &tokio_postgres::Config,
     connector: &MakeRustlsConnect,
     queued: &Notify,
+    origin: &str,
 ) -> Result<()> {
     let (client, mut connection) = config.connect(connector.clone()).await?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -105,6 +117,8 @@ async fn listen(
                 wake(queued);
             }
             message = messages.next() => match message {
+                // Our own announcement: our claimers were woken when it was asked for.
+                Some(Ok(AsyncMessage::Notification(n))) if n.payload() == origin => {}
                 Some(Ok(AsyncMessage::Notification(_))) => wake(queued),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),

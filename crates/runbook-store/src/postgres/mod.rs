@@ -21,6 +21,7 @@ mod approvals;
 mod budgets;
 mod cancel;
 mod figures;
+mod finishes;
 mod fleet;
 mod listen;
 mod outbox;
@@ -63,6 +64,8 @@ pub struct Postgres {
     slots_made: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// The group-commit writer every admission goes through.
     admissions: admission::Admissions,
+    /// The writer every outcome goes through, batched likewise.
+    finishes: finishes::Finishes,
 }
 
 /// Statements this process sent to PostgreSQL stores (BEGIN and COMMIT included), for the
@@ -191,18 +194,31 @@ impl Postgres {
             )
         })??;
         let queued = Arc::new(Notify::new());
+        let origin = listen::origin();
         let listener = match listen_url {
             Some(url) => {
                 let (config, link) = tls::split(url).context(LISTEN_URL)?;
-                Some(listen::spawn(config, link.connector()?, queued.clone()))
+                let connector = link.connector()?;
+                Some(listen::spawn(
+                    config,
+                    connector,
+                    queued.clone(),
+                    origin.clone(),
+                ))
             }
             // LISTEN is session state a transaction-mode pooler cannot carry.
             None if link.pooler => None,
-            None => Some(listen::spawn(config, connector, queued.clone())),
+            None => Some(listen::spawn(
+                config,
+                connector,
+                queued.clone(),
+                origin.clone(),
+            )),
         };
         Ok(Postgres {
             admissions: admission::Admissions::start(pool.clone(), admission_batch),
-            announcer: listen::Announcer::start(pool.clone()),
+            finishes: finishes::Finishes::start(pool.clone()),
+            announcer: listen::Announcer::start(pool.clone(), origin),
             pool,
             describe,
             link,

@@ -81,14 +81,21 @@ pub(super) async fn enqueue(
     pg: &Postgres,
     message: NewMessage,
     once_key: Option<String>,
-) -> Result<i64> {
+    held_for: Option<Duration>,
+) -> Result<(i64, bool)> {
     let once_key = once_key.as_deref().map(index_key);
+    let held = held_for.map(secs);
     let client = pg.client().await?;
+    // A held row is leased to its caller from the start (attempt 1 under way): no worker
+    // takes it unless the caller dies before marking it.
     let inserted = query_opt(
         &client,
         "INSERT INTO outbox (run_id, channel, kind, payload, dedup_key, event_action, state,
-                             created_at, once_key)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+                             created_at, once_key, lease_until, attempts, attempted_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8,
+                 now() + $9::float8 * interval '1 second',
+                 CASE WHEN $9::float8 IS NULL THEN 0 ELSE 1 END,
+                 CASE WHEN $9::float8 IS NULL THEN NULL ELSE runbook_now_text() END)
          ON CONFLICT (once_key) WHERE once_key IS NOT NULL DO NOTHING
          RETURNING id",
         &[
@@ -100,11 +107,12 @@ pub(super) async fn enqueue(
             &message.event_action,
             &message.created_at,
             &once_key,
+            &held,
         ],
     )
     .await?;
     if let Some(row) = inserted {
-        return Ok(row.get(0));
+        return Ok((row.get(0), true));
     }
     // The conflict waited for the other insert to commit: its row is there now.
     let first = query_opt(
@@ -114,7 +122,7 @@ pub(super) async fn enqueue(
     )
     .await?;
     first
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), false))
         .ok_or_else(|| anyhow::anyhow!("the outbox refused a message with no row to show for it"))
 }
 
@@ -287,8 +295,20 @@ pub(super) async fn last_for_dedup_key(
 impl Outbox for Postgres {
     async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
         let (message, once_key) = (message.cleaned(), once_key.cleaned());
-        self.bounded("queueing a message", enqueue(self, message, once_key))
+        self.bounded("queueing a message", enqueue(self, message, once_key, None))
             .await
+            .map(|(id, _)| id)
+    }
+
+    async fn enqueue_held(
+        &self,
+        message: NewMessage,
+        once_key: Option<String>,
+        lease: Duration,
+    ) -> Result<(i64, bool)> {
+        let (message, once_key) = (message.cleaned(), once_key.cleaned());
+        let queue = enqueue(self, message, once_key, Some(lease));
+        self.bounded("queueing a message", queue).await
     }
 
     async fn claim_head(&self, channel: &str, lease: Duration) -> Result<Claim> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Postgres, listen, reads, runs};
+use super::{Postgres, listen, reads, runs, slots};
 use crate::backend::{Alerts, Leases, RunQueue};
 use crate::clean::Clean;
 use crate::records::{Admit, Admitted, AlertRecord, QueuedRun, RunOutcome, UnfinishedRun};
@@ -42,9 +42,12 @@ impl RunQueue for Postgres {
         limits: &SlotLimits,
         lease: Duration,
     ) -> Result<Vec<QueuedRun>> {
+        // A wake left for a claimer between its claim and its wait is answered by this claim
+        // (it sees every run committed before it): taken now, it would cost an empty claim.
+        let _ = futures::FutureExt::now_or_never(self.queued.notified());
         self.bounded(
             "claiming queued runs",
-            runs::claim(self, runner, None, max, limits, lease),
+            slots::claim(self, runner, None, max, limits, lease),
         )
         .await
     }
@@ -58,7 +61,7 @@ impl RunQueue for Postgres {
         let id = outcome.run_id.clone();
         self.bounded(
             &format!("finishing run {id}"),
-            runs::finish(self, outcome, None),
+            self.finishes.finish(outcome, None),
         )
         .await?;
         listen::wake(&self.queued);

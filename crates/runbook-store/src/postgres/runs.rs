@@ -1,5 +1,6 @@
-//! Runs on PostgreSQL: admission (dedup and cooldown keys under a unique constraint), claims
-//! (`FOR UPDATE SKIP LOCKED` on queued runs and on slot rows) and leases.
+//! Runs on PostgreSQL: one admission alone (dedup and cooldown keys under a unique
+//! constraint), alerts, leases and ends; claims are in slots.rs, batched admissions in
+//! admission.rs, outcomes in finishes.rs.
 
 use std::time::Duration;
 
@@ -10,11 +11,8 @@ use tokio_postgres::Row;
 use super::sql::{begin, commit};
 // The statement helpers, where the other modules have always found them.
 pub(super) use super::sql::{execute, query, query_opt};
-use super::{Postgres, count_statement, index_key, pg_error, secs, slots};
-use crate::backend::SlotLimits;
-use crate::records::{
-    Admit, Admitted, AlertRecord, Gate, LOST_REASON, QueuedRun, RunOutcome, UnfinishedRun,
-};
+use super::{Postgres, count_statement, index_key, pg_error, secs};
+use crate::records::{Admit, Admitted, AlertRecord, Gate, LOST_REASON, QueuedRun, UnfinishedRun};
 // Runs that ended without a result: they never hold a dedup or cooldown key.
 use crate::{CUT_OFF, Untold};
 
@@ -242,85 +240,6 @@ pub(super) async fn record_alerts(pg: &Postgres, alerts: Vec<AlertRecord>) -> Re
     commit(tx).await
 }
 
-/// Claims queued runs, oldest first, each with a free slot of its playbook. `node`: the runs
-/// for that fleet node only; None: the runs for no node (a replica's). Slots count every
-/// holder, node or replica.
-pub(super) async fn claim(
-    pg: &Postgres,
-    runner: &str,
-    node: Option<&str>,
-    max: usize,
-    limits: &SlotLimits,
-    lease: Duration,
-) -> Result<Vec<QueuedRun>> {
-    let mut claimed = Vec::new();
-    // A second pass only when the first met playbooks whose slot rows did not exist yet.
-    for _ in 0..2 {
-        let wanted = max - claimed.len();
-        if wanted == 0 {
-            break;
-        }
-        let mut unmade = Vec::new();
-        let mut client = pg.client().await?;
-        let tx = begin(&mut client).await?;
-        // More candidates than wanted: runs of a full playbook must not hide the others.
-        let window = (wanted * 8).clamp(64, 1024) as i64;
-        let candidates = match node {
-            None => {
-                query(
-                    &tx,
-                    &format!(
-                        "SELECT {QUEUED_COLUMNS} FROM runs WHERE status = 'queued' AND node IS NULL
-                         ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
-                    ),
-                    &[&window],
-                )
-                .await?
-            }
-            // The condition as runs_node_queued spells it.
-            Some(node) => {
-                query(
-                    &tx,
-                    &format!(
-                        "SELECT {QUEUED_COLUMNS} FROM runs
-                         WHERE status = 'queued' AND node IS NOT NULL AND node = $2
-                         ORDER BY started_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
-                    ),
-                    &[&window, &node],
-                )
-                .await?
-            }
-        };
-        let candidates: Vec<QueuedRun> = candidates.iter().map(queued_run).collect();
-        let taken = slots::take(&tx, candidates, wanted, limits, runner, lease).await?;
-        commit(tx).await?;
-        for playbook in taken.short {
-            let limit = limits.of(&playbook);
-            let made = pg.slots_made.lock().unwrap().get(&playbook).copied();
-            if made.is_none_or(|made| made < limit) {
-                unmade.push((playbook, limit));
-            }
-        }
-        claimed.extend(taken.runs);
-        if unmade.is_empty() {
-            break;
-        }
-        // Outside the claim's transaction, one playbook per statement: slot rows in the making
-        // never wait on run rows another claimer holds (no deadlock), and they are made once.
-        for (playbook, limit) in unmade {
-            execute(
-                &client,
-                "INSERT INTO slots (playbook, n) SELECT $1, n FROM generate_series(0, $2 - 1) n
-                 ON CONFLICT DO NOTHING",
-                &[&playbook, &(limit as i32)],
-            )
-            .await?;
-            pg.slots_made.lock().unwrap().insert(playbook, limit);
-        }
-    }
-    Ok(claimed)
-}
-
 /// Frees the slot `run_id` holds (the caller announces it once committed).
 pub(super) async fn free_slot(c: &impl Db, run_id: &str) -> Result<()> {
     execute(
@@ -330,115 +249,6 @@ pub(super) async fn free_slot(c: &impl Db, run_id: &str) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// Writes the outcome of a run still `running` (and, with `holder`, held by it under a live
-/// lease), replacing events appended while it ran; false, nothing written, when a holder was
-/// named and does not hold it; an error when no holder was named and the run is not running.
-pub(super) async fn finish(
-    pg: &Postgres,
-    outcome: RunOutcome,
-    holder: Option<&str>,
-) -> Result<bool> {
-    let client = pg.client().await?;
-    let id = &outcome.run_id;
-    let names: Vec<&str> = outcome.artifacts.iter().map(|a| a.name.as_str()).collect();
-    let types: Vec<&str> = outcome
-        .artifacts
-        .iter()
-        .map(|a| a.content_type.as_str())
-        .collect();
-    let digests: Vec<&str> = outcome
-        .artifacts
-        .iter()
-        .map(|a| a.sha256.as_str())
-        .collect();
-    let contents: Vec<&[u8]> = outcome
-        .artifacts
-        .iter()
-        .map(|a| a.text.as_bytes())
-        .collect();
-    // The figures' part (first mutating call, its kinds, times from detection) goes in with
-    // the outcome.
-    let acted = runbook_core::figures::actions_of(&outcome.events);
-    let (kinds, calls): (Vec<&str>, Vec<i64>) = acted
-        .kinds
-        .iter()
-        .map(|(kind, calls)| (kind.as_str(), *calls as i64))
-        .unzip();
-    // One statement (its own transaction): the outcome, the timeline replacing the events
-    // appended while it ran (rows past its end deleted, the others overwritten: two parts of
-    // one statement never touch the same row), the artifacts, the slot and the figures, or
-    // none of them.
-    let row = query_opt(
-        &client,
-        "WITH done AS (
-             UPDATE runs SET status = $2, summary = $3, actions = $4, reason = $5, ended_at = $6,
-                 timings = $7, grants = $8, lease_until = NULL, first_action_at = $15,
-                 to_start_ms = runbook_ms(running_since)
-                     - runbook_ms(COALESCE(alert_starts_at, started_at)),
-                 to_action_ms = runbook_ms($15) - runbook_ms(COALESCE(alert_starts_at, started_at)),
-                 to_end_ms = runbook_ms($6) - runbook_ms(COALESCE(alert_starts_at, started_at))
-             WHERE id = $1 AND status = 'running'
-               AND ($9::text IS NULL OR (runner = $9 AND lease_until >= now()))
-             RETURNING id, started_at),
-         acted AS (
-             INSERT INTO run_actions (run_id, kind, calls, started_at)
-             SELECT done.id, k.kind, k.calls, done.started_at
-             FROM done, unnest($16::text[], $17::bigint[]) k(kind, calls)
-             ON CONFLICT (run_id, kind) DO UPDATE SET calls = EXCLUDED.calls),
-         timeline AS (
-             INSERT INTO events (run_id, seq, event)
-             SELECT done.id, (e.ord - 1)::int, e.event
-             FROM done, unnest($10::text[]) WITH ORDINALITY e(event, ord)
-             ON CONFLICT (run_id, seq) DO UPDATE SET event = EXCLUDED.event),
-         past_end AS (
-             DELETE FROM events WHERE run_id IN (SELECT id FROM done)
-                                  AND seq >= cardinality($10::text[])),
-         kept AS (
-             INSERT INTO artifacts (run_id, seq, name, content_type, sha256, content)
-             SELECT done.id, (a.ord - 1)::int, a.name, a.content_type, a.sha256, a.content
-             FROM done, unnest($11::text[], $12::text[], $13::text[], $14::bytea[])
-                  WITH ORDINALITY a(name, content_type, sha256, content, ord)),
-         freed AS (
-             UPDATE slots SET run_id = NULL, lease_until = NULL
-             WHERE run_id IN (SELECT id FROM done))
-         SELECT count(*) FROM done",
-        &[
-            id,
-            &outcome.status,
-            &outcome.summary,
-            &serde_json::to_string(&outcome.actions)?,
-            &outcome.reason,
-            &outcome.ended_at,
-            &outcome.timings.to_string(),
-            &outcome.grants.to_string(),
-            &holder,
-            &outcome.events,
-            &names,
-            &types,
-            &digests,
-            &contents,
-            &acted.first_at,
-            &kinds,
-            &calls,
-        ],
-    )
-    .await?;
-    if row.is_some_and(|r| r.get::<_, i64>(0) == 1) {
-        return Ok(true);
-    }
-    if holder.is_some() {
-        return Ok(false);
-    }
-    let status = query_opt(&client, "SELECT status FROM runs WHERE id = $1", &[id]).await?;
-    match status {
-        Some(row) => bail!(
-            "run {id} is {}, not running: its outcome is not recorded",
-            row.get::<_, String>(0)
-        ),
-        None => bail!("run {id} was never recorded as started"),
-    }
 }
 
 pub(super) async fn end_unfinished(

@@ -29,6 +29,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_safety.sql"),
     include_str!("../../migrations/postgres/0009_figures.sql"),
     include_str!("../../migrations/postgres/0011_access.sql"),
+    include_str!("../../migrations/postgres/0013_sessions.sql"),
 ];
 
 /// Creates or updates the schema; refuses a database whose schema is newer than this host.

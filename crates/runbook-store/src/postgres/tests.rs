@@ -163,6 +163,51 @@ async fn a_database_from_before_the_fleet_keeps_its_runs_as_server_runs() {
     drop_database(&cluster, &name).await;
 }
 
+/// A finish batch the database refuses as a whole (one outcome's end time is no time) is
+/// written again one outcome at a time: that outcome answers its own error, every other run of
+/// the batch is recorded and frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_outcome_fails_alone_and_its_batch_is_recorded() {
+    use crate::conformance::{LONG, admit, claimed_ids, limits, outcome, queued, status};
+    let Some(s) = subject().await else { return };
+    let b = &s.backend;
+    let ids: Vec<String> = (0..12).map(|i| format!("batch-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        b.admit(admit(queued(id, "pb", i))).await.unwrap();
+    }
+    let room = limits(ids.len(), &[]);
+    assert_eq!(claimed_ids(b, "me", ids.len(), &room, LONG).await, ids);
+    // Sent together, before the writer runs: they wait for it as one batch.
+    let answers = futures::future::join_all(ids.iter().map(|id| {
+        let mut finished = outcome(id, "resolved");
+        if id == "batch-5" {
+            finished.ended_at = "the day after".into();
+        }
+        b.finish(finished)
+    }))
+    .await;
+    for (id, answer) in ids.iter().zip(&answers) {
+        if id == "batch-5" {
+            let refused = format!("{:#}", answer.as_ref().unwrap_err());
+            assert!(refused.contains("timestamp"), "{refused}");
+            assert_eq!(status(b, id).await, "running");
+        } else {
+            assert!(answer.is_ok(), "{id}: {answer:?}");
+            let run = b.get(id).await.unwrap().unwrap();
+            assert_eq!(
+                (run.run.status.as_str(), run.timeline.len()),
+                ("resolved", 2)
+            );
+        }
+    }
+    // The eleven recorded runs gave their slots back: eleven new runs are claimed at once.
+    for (i, id) in (0..11).map(|i| (i, format!("after-{i}"))) {
+        b.admit(admit(queued(&id, "pb", 20 + i))).await.unwrap();
+    }
+    assert_eq!(claimed_ids(b, "me", 20, &room, LONG).await.len(), 11);
+    (s.cleanup.unwrap())().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_admission_on_one_replica_wakes_the_claimers_of_another() {
     let Some(s) = subject().await else { return };

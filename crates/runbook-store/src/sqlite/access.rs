@@ -6,7 +6,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::runs::now_ms;
 use super::{Sqlite, millis};
-use crate::access::{AuditEvent, NewAudit, NewToken, Role, TokenRecord};
+use crate::access::{
+    AuditEvent, NewAudit, NewSession, NewToken, PendingLogin, Role, SessionRecord, StartedLogin,
+    TokenRecord,
+};
 use crate::backend::AccessStore;
 use crate::clean;
 use crate::records::rfc3339;
@@ -174,5 +177,159 @@ impl AccessStore for Sqlite {
             Ok(rows)
         })
         .await
+    }
+
+    async fn audit_unshipped(
+        &self,
+        sink: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        // The key as the outbox stores it (enqueue cleans its once key the same way).
+        let sink = clean::text(sink).into_owned();
+        self.blocking(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_events a WHERE at_ms >= ?1
+                       AND NOT EXISTS (SELECT 1 FROM outbox o
+                                       WHERE o.once_key = 'audit-' || a.id || '-' || ?2)
+                     ORDER BY id LIMIT ?3"
+                ))?
+                .query_map(
+                    params![since_ms, sink, limit.min(100_000) as i64],
+                    audit_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn session_create(&self, session: NewSession) -> Result<()> {
+        let groups = serde_json::to_string(&session.groups)?;
+        let (subject, name) = (
+            clean::text(&session.subject).into_owned(),
+            clean::text(&session.name).into_owned(),
+        );
+        self.writer()
+            .write(move |tx| {
+                let now = now_ms();
+                // Expired sessions go a few at a time, so no sign-in waits on a long sweep.
+                tx.prepare_cached(
+                    "DELETE FROM console_sessions WHERE hash IN
+                     (SELECT hash FROM console_sessions WHERE expires_ms <= ?1 LIMIT 100)",
+                )?
+                .execute(params![now])?;
+                tx.prepare_cached(
+                    "INSERT INTO console_sessions (hash, subject, name, groups, created_ms,
+                                                   expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    session.hash,
+                    subject,
+                    name,
+                    groups,
+                    now,
+                    now + millis(session.ttl)
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn session_by_hash(&self, hash: &str) -> Result<Option<SessionRecord>> {
+        let hash = hash.to_string();
+        self.blocking(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT subject, name, groups, expires_ms FROM console_sessions
+                     WHERE hash = ?1 AND expires_ms > ?2",
+                )?
+                .query_row(params![hash, now_ms()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(subject, name, groups, expires)| {
+                Ok(SessionRecord {
+                    subject,
+                    name,
+                    groups: serde_json::from_str(&groups)?,
+                    expires_at: text_of(expires),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn session_delete(&self, hash: &str) -> Result<bool> {
+        let hash = hash.to_string();
+        self.writer()
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached("DELETE FROM console_sessions WHERE hash = ?1")?
+                    .execute(params![hash])?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn login_begin(&self, login: PendingLogin) -> Result<()> {
+        self.writer()
+            .write(move |tx| {
+                let now = now_ms();
+                tx.prepare_cached(
+                    "DELETE FROM console_logins WHERE state_hash IN
+                     (SELECT state_hash FROM console_logins WHERE expires_ms <= ?1 LIMIT 100)",
+                )?
+                .execute(params![now])?;
+                tx.prepare_cached(
+                    "INSERT INTO console_logins (state_hash, nonce, pkce_verifier, return_to,
+                                                 expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    login.state_hash,
+                    login.nonce,
+                    login.pkce_verifier,
+                    login.return_to,
+                    now + millis(login.ttl)
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn login_take(&self, state_hash: &str) -> Result<Option<StartedLogin>> {
+        let state_hash = state_hash.to_string();
+        self.writer()
+            .write(move |tx| {
+                let taken = tx
+                    .prepare_cached(
+                        "DELETE FROM console_logins WHERE state_hash = ?1
+                         RETURNING nonce, pkce_verifier, return_to, expires_ms",
+                    )?
+                    .query_row(params![state_hash], |r| {
+                        Ok((
+                            StartedLogin {
+                                nonce: r.get(0)?,
+                                pkce_verifier: r.get(1)?,
+                                return_to: r.get(2)?,
+                            },
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })
+                    .optional()?;
+                Ok(taken
+                    .filter(|(_, expires)| *expires > now_ms())
+                    .map(|(login, _)| login))
+            })
+            .await
     }
 }

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0014_safety.sql"),
     include_str!("../../migrations/sqlite/0015_figures.sql"),
     include_str!("../../migrations/sqlite/0017_access.sql"),
+    include_str!("../../migrations/sqlite/0019_sessions.sql"),
 ];
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -51,12 +51,21 @@ pub(super) fn enqueue(
     conn: &Connection,
     message: &NewMessage,
     once_key: Option<&str>,
-) -> Result<i64> {
+    held_for: Option<Duration>,
+) -> Result<(i64, bool)> {
+    let now = now_ms();
+    // A held row is leased to its caller from the start (attempt 1 under way): no worker
+    // takes it unless the caller dies before marking it.
+    let (lease_until, attempts, attempted_at) = match held_for {
+        Some(lease) => (Some(now + lease.as_millis() as i64), 1, Some(now_rfc3339())),
+        None => (None, 0, None),
+    };
     let inserted = conn
         .prepare_cached(
             "INSERT INTO outbox (run_id, channel, kind, payload, dedup_key, event_action, state,
-                                 next_attempt_ms, created_at, once_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9)
+                                 next_attempt_ms, created_at, once_key, lease_until_ms,
+                                 attempts, attempted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (once_key) DO NOTHING",
         )?
         .execute(params![
@@ -66,18 +75,22 @@ pub(super) fn enqueue(
             message.payload.to_string(),
             message.dedup_key,
             message.event_action,
-            now_ms(),
+            now,
             message.created_at,
             once_key,
+            lease_until,
+            attempts,
+            attempted_at,
         ])?;
     if inserted == 1 {
-        return Ok(conn.last_insert_rowid());
+        return Ok((conn.last_insert_rowid(), true));
     }
-    Ok(conn.query_row(
+    let first = conn.query_row(
         "SELECT id FROM outbox WHERE once_key = ?1",
         params![once_key],
         |r| r.get(0),
-    )?)
+    )?;
+    Ok((first, false))
 }
 
 /// Takes the channel's oldest pending row if it is due and nobody holds it.
@@ -210,7 +223,19 @@ pub(super) fn last_for_dedup_key(
 impl Outbox for Sqlite {
     async fn enqueue(&self, message: NewMessage, once_key: Option<String>) -> Result<i64> {
         let (message, once_key) = (message.cleaned(), once_key.cleaned());
-        self.blocking(move |conn| enqueue(conn, &message, once_key.as_deref()))
+        self.blocking(move |conn| enqueue(conn, &message, once_key.as_deref(), None))
+            .await
+            .map(|(id, _)| id)
+    }
+
+    async fn enqueue_held(
+        &self,
+        message: NewMessage,
+        once_key: Option<String>,
+        lease: Duration,
+    ) -> Result<(i64, bool)> {
+        let (message, once_key) = (message.cleaned(), once_key.cleaned());
+        self.blocking(move |conn| enqueue(conn, &message, once_key.as_deref(), Some(lease)))
             .await
     }
 
