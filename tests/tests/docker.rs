@@ -312,6 +312,43 @@ fn parse_size(text: &str) -> f64 {
     value * scale
 }
 
+/// Debian's engine (20.10) answers a disk usage request made while another is walking with
+/// a 500. Several disk-full runs at once (a fleet-wide disk alert) must all get their figures.
+#[test]
+fn simultaneous_disk_full_runs_all_get_docker_disk_usage() {
+    let _engine = ENGINE.read().unwrap();
+    let sandbox = Sandbox::new();
+    let args = ["disk-full", "-p", "paths=", "-p", "backups=", "--dry-run"];
+    // The first run compiles the playbook, so the others start together from the cache.
+    let (_, first) = run_json(&sandbox, &args);
+    assert_eq!(
+        calls(&first, "docker", "disk-usage")[0]["result"],
+        "ok",
+        "{first:#}"
+    );
+
+    // Rounds of six started together: one round overlaps its walks only some of the time.
+    for _round in 0..10 {
+        let start = std::sync::Barrier::new(6);
+        let runs: Vec<serde_json::Value> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        run_json(&sandbox, &args).1
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for run in &runs {
+            let df = calls(run, "docker", "disk-usage");
+            assert_eq!(df.len(), 1, "{run:#}");
+            assert_eq!(df[0]["result"], "ok", "{run:#}");
+        }
+    }
+}
+
 #[test]
 fn disk_full_reports_docker_df_and_prunes_only_when_granted() {
     let _engine = ENGINE.write().unwrap();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
@@ -31,6 +32,8 @@ const MAX_LOG_BYTES: usize = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on any single engine request that has no timeout of its own.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A disk usage walk sizes every layer and volume: slow on a full disk, which is when it is asked.
+const DISK_USAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct DockerEngine {
     endpoint: String,
@@ -334,10 +337,27 @@ impl DockerEngine {
         Ok(stats(&sample))
     }
 
+    /// Older engines (Debian's 20.10 among them) walk disk usage for one caller at a time and
+    /// answer any other with a 500 instead of waiting. Two playbooks (or an operator's `docker system df`) asking
+    /// at once is normal on a bad day, so a busy answer is waited out within the call's bound.
     pub async fn disk_usage(&self) -> Result<SystemDf, CapError> {
         let df = self
-            .call("system df", Duration::from_secs(60), |d| async move {
-                d.df(None).await
+            .call("system df", DISK_USAGE_TIMEOUT, |d| async move {
+                let mut pauses = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_jitter()
+                    .without_max_times()
+                    .build();
+                loop {
+                    match d.df(None).await {
+                        Err(busy) if disk_usage_busy(&busy) => {
+                            let pause = pauses.next().unwrap_or(Duration::from_millis(500));
+                            tokio::time::sleep(pause).await;
+                        }
+                        answer => return answer,
+                    }
+                }
             })
             .await?;
         Ok(system_df(&df))
@@ -552,6 +572,15 @@ fn stats(sample: &ContainerStatsResponse) -> ContainerStats {
             .and_then(|p| p.current)
             .unwrap_or(0),
     }
+}
+
+/// The engine's "another caller is walking disk usage" answer.
+fn disk_usage_busy(error: &BollardError) -> bool {
+    matches!(
+        error,
+        BollardError::DockerResponseServerError { status_code: 500, message }
+            if message.contains("disk usage operation is already running")
+    )
 }
 
 /// The figures `docker system df` prints, computed the way the docker CLI computes them.
