@@ -3,7 +3,7 @@
 
 use std::sync::RwLock;
 
-use runbook_tests::docker::{TestContainer, docker};
+use runbook_tests::docker::{IMAGE, TestContainer, docker};
 use runbook_tests::{Sandbox, calls};
 
 /// `docker container prune` removes every stopped container on the engine, other tests'
@@ -435,5 +435,64 @@ fn disk_full_reports_docker_df_and_prunes_only_when_granted() {
     assert!(
         !gone.status.success(),
         "the stopped container survived the prune"
+    );
+}
+
+/// The same engine prunes for one caller at a time too (409 to the others): simultaneous runs
+/// granted `prune` all succeed, and together they leave no stopped container behind.
+#[test]
+fn simultaneous_prunes_all_succeed() {
+    let _engine = ENGINE.write().unwrap();
+    let label = format!("runbook-test-prune-race={}", std::process::id());
+    // Enough stopped containers that one prune lasts long enough for the others to meet it.
+    let created: Vec<String> = (0..30)
+        .map(|_| {
+            docker(&["create", "--label", &label, IMAGE, "true"])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "host.toml",
+        "[plugins.disk-full.grants]\nfs-read = [\"/\"]\nnotify = [\"ops\"]\ndocker = [{ verbs = [\"disk-usage\", \"prune\"] }]\n",
+    );
+    let args = [
+        "disk-full",
+        "-p",
+        "warn-percent=0.001",
+        "-p",
+        "critical-percent=0.01",
+        "-p",
+        "paths=",
+        "-p",
+        "backups=",
+    ];
+    let start = std::sync::Barrier::new(4);
+    let runs: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    run_json(&sandbox, &args).1
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let left = docker(&["ps", "-aq", "--filter", &format!("label={label}")]);
+    for id in left.split_whitespace() {
+        docker(&["rm", "-f", id]);
+    }
+    for run in &runs {
+        let prune = calls(run, "docker", "prune");
+        assert_eq!(prune.len(), 1, "{run:#}");
+        assert_eq!(prune[0]["result"], "ok", "{run:#}");
+    }
+    assert!(
+        left.trim().is_empty(),
+        "{} of {} containers survived",
+        left.lines().count(),
+        created.len()
     );
 }

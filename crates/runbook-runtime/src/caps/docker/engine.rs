@@ -337,27 +337,10 @@ impl DockerEngine {
         Ok(stats(&sample))
     }
 
-    /// Older engines (Debian's 20.10 among them) walk disk usage for one caller at a time and
-    /// answer any other with a 500 instead of waiting. Two playbooks (or an operator's `docker system df`) asking
-    /// at once is normal on a bad day, so a busy answer is waited out within the call's bound.
     pub async fn disk_usage(&self) -> Result<SystemDf, CapError> {
         let df = self
             .call("system df", DISK_USAGE_TIMEOUT, |d| async move {
-                let mut pauses = ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(20))
-                    .with_max_delay(Duration::from_millis(500))
-                    .with_jitter()
-                    .without_max_times()
-                    .build();
-                loop {
-                    match d.df(None).await {
-                        Err(busy) if disk_usage_busy(&busy) => {
-                            let pause = pauses.next().unwrap_or(Duration::from_millis(500));
-                            tokio::time::sleep(pause).await;
-                        }
-                        answer => return answer,
-                    }
-                }
+                waiting_out_busy(|| d.df(None)).await
             })
             .await?;
         Ok(system_df(&df))
@@ -374,7 +357,7 @@ impl DockerEngine {
         if options.containers {
             let r = self
                 .call("prune containers", long, |d| async move {
-                    d.prune_containers(None::<PruneContainersOptions>).await
+                    waiting_out_busy(|| d.prune_containers(None::<PruneContainersOptions>)).await
                 })
                 .await?;
             report.containers_deleted = r.containers_deleted.map_or(0, |v| v.len() as u32);
@@ -386,9 +369,11 @@ impl DockerEngine {
             let filters = HashMap::from([("dangling".to_string(), vec![dangling.to_string()])]);
             let r = self
                 .call("prune images", long, |d| async move {
-                    d.prune_images(Some(PruneImagesOptions {
-                        filters: Some(filters),
-                    }))
+                    waiting_out_busy(|| {
+                        d.prune_images(Some(PruneImagesOptions {
+                            filters: Some(filters.clone()),
+                        }))
+                    })
                     .await
                 })
                 .await?;
@@ -398,8 +383,10 @@ impl DockerEngine {
         if options.build_cache {
             let r = self
                 .call("prune build cache", long, |d| async move {
-                    d.prune_build(None::<bollard::query_parameters::PruneBuildOptions>)
-                        .await
+                    waiting_out_busy(|| {
+                        d.prune_build(None::<bollard::query_parameters::PruneBuildOptions>)
+                    })
+                    .await
                 })
                 .await?;
             report.bytes_reclaimed += r.space_reclaimed.unwrap_or(0).max(0) as u64;
@@ -407,8 +394,10 @@ impl DockerEngine {
         if options.volumes {
             let r = self
                 .call("prune volumes", long, |d| async move {
-                    d.prune_volumes(None::<bollard::query_parameters::PruneVolumesOptions>)
-                        .await
+                    waiting_out_busy(|| {
+                        d.prune_volumes(None::<bollard::query_parameters::PruneVolumesOptions>)
+                    })
+                    .await
                 })
                 .await?;
             report.volumes_deleted = r.volumes_deleted.map_or(0, |v| v.len() as u32);
@@ -574,13 +563,44 @@ fn stats(sample: &ContainerStatsResponse) -> ContainerStats {
     }
 }
 
-/// The engine's "another caller is walking disk usage" answer.
-fn disk_usage_busy(error: &BollardError) -> bool {
-    matches!(
-        error,
-        BollardError::DockerResponseServerError { status_code: 500, message }
-            if message.contains("disk usage operation is already running")
-    )
+/// Older engines (Debian's 20.10 among them) walk disk usage, and prune, for one caller at a
+/// time and answer any other at once with an error instead of waiting. Two playbooks (or an
+/// operator's `docker system df`) asking together is normal on a bad day, so such an answer is
+/// waited out and the request made again; the caller's deadline bounds the waiting.
+async fn waiting_out_busy<T, Answer>(mut ask: impl FnMut() -> Answer) -> Result<T, BollardError>
+where
+    Answer: Future<Output = Result<T, BollardError>>,
+{
+    let mut pauses = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(500))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match ask().await {
+            Err(busy) if engine_busy(&busy) => {
+                let pause = pauses.next().unwrap_or(Duration::from_millis(500));
+                tokio::time::sleep(pause).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// The engine's "another caller is doing this now" answers: moby's `system df` (500) and its
+/// container, image and volume prunes (409).
+fn engine_busy(error: &BollardError) -> bool {
+    match error {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            (*status_code == 500 && message.contains("disk usage operation is already running"))
+                || (*status_code == 409 && message.contains("prune operation is already running"))
+        }
+        _ => false,
+    }
 }
 
 /// The figures `docker system df` prints, computed the way the docker CLI computes them.
