@@ -5,6 +5,7 @@
 //! Every call is time-bounded, skipped with a "would …" record on a dry run when it mutates,
 //! and recorded.
 
+mod answers;
 mod engine;
 mod reference;
 mod replay;
@@ -177,7 +178,7 @@ impl DockerView<'_> {
                 reference::echo(container)
             )));
         }
-        let found = engine::container(&self.docker.inspect_raw(container_ref).await?);
+        let found = answers::container(&self.docker.inspect_raw(container_ref).await?);
         let id = reference::engine_id("container", &found.id)?.to_string();
         let subject = (container, found.name.as_str(), found.labels.as_slice());
         granted_on(&rules, verb, subject, None)?;
@@ -663,7 +664,7 @@ impl DockerView<'_> {
                 continue;
             }
             let container = match self.docker.inspect_raw(&id).await {
-                Ok(resp) => engine::container(&resp),
+                Ok(resp) => answers::container(&resp),
                 Err(CapError::NotFound(_)) => continue, // removed meanwhile
                 Err(e) => return Err(e),
             };
