@@ -18,6 +18,22 @@ fn run_json(sandbox: &Sandbox, args: &[&str]) -> (i32, serde_json::Value) {
     (run.code, run.json())
 }
 
+/// `count` runs of the same arguments, started together (a barrier), as their JSON records.
+fn runs_together(sandbox: &Sandbox, args: &[&str], count: usize) -> Vec<serde_json::Value> {
+    let start = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..count)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    run_json(sandbox, args).1
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
 fn restarts(run: &serde_json::Value) -> usize {
     calls(run, "docker", "restart").len() + calls(run, "docker", "start").len()
 }
@@ -329,18 +345,7 @@ fn simultaneous_disk_full_runs_all_get_docker_disk_usage() {
 
     // Rounds of six started together: one round overlaps its walks only some of the time.
     for _round in 0..10 {
-        let start = std::sync::Barrier::new(6);
-        let runs: Vec<serde_json::Value> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..6)
-                .map(|_| {
-                    scope.spawn(|| {
-                        start.wait();
-                        run_json(&sandbox, &args).1
-                    })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).collect()
-        });
+        let runs = runs_together(&sandbox, &args, 6);
         for run in &runs {
             let df = calls(run, "docker", "disk-usage");
             assert_eq!(df.len(), 1, "{run:#}");
@@ -468,18 +473,7 @@ fn simultaneous_prunes_all_succeed() {
         "-p",
         "backups=",
     ];
-    let start = std::sync::Barrier::new(4);
-    let runs: Vec<serde_json::Value> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                scope.spawn(|| {
-                    start.wait();
-                    run_json(&sandbox, &args).1
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
+    let runs = runs_together(&sandbox, &args, 4);
     let left = docker(&["ps", "-aq", "--filter", &format!("label={label}")]);
     for id in left.split_whitespace() {
         docker(&["rm", "-f", id]);
